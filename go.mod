@@ -1,0 +1,3 @@
+module github.com/mailtee/mailtee
+
+go 1.26.8

@@ -1,0 +1,215 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/diag"
+)
+
+func parse(t *testing.T, text string) *Config {
+	t.Helper()
+	return Parse("/cfg", "/cfg/main.cf", []byte(text))
+}
+
+// diagsMatching returns the findings whose message contains sub.
+func diagsMatching(l diag.List, sub string) diag.List {
+	var out diag.List
+	for _, d := range l {
+		if strings.Contains(d.Msg, sub) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// postconf(5): continuation lines, comments only at line start, the last
+// definition wins (Postfix 3.7 warns "overriding earlier entry").
+func TestParseSyntax(t *testing.T) {
+	c := parse(t, "mydestination = a,\n    b\n  # comment\n\tc # d\nmyhostname=  x.y   \nmyhostname = z\nfoo\n")
+	if got := c.Get("mydestination"); got != "a, b c # d" {
+		t.Errorf("mydestination = %q, want %q (as postconf -h prints it)", got, "a, b c # d")
+	}
+	if got := c.Get("myhostname"); got != "z" {
+		t.Errorf("myhostname = %q, want the last definition z", got)
+	}
+	if d := diagsMatching(c.Diags, "overriding earlier entry"); len(d) != 1 || d[0].Line != 6 {
+		t.Errorf("want one 'overriding' warning at line 6, got %v", d)
+	}
+	if d := diagsMatching(c.Diags, "missing '='"); len(d) != 1 || d[0].Line != 7 || d[0].Severity != diag.Error {
+		t.Errorf("want an error for line 7 without '=', got %v", d)
+	}
+	if d := diagsMatching(c.Check(), "'#' starts a comment"); len(d) != 1 {
+		t.Errorf("want a warning about the '#' inside a value, got %v", d)
+	}
+}
+
+// Expected values are what `postconf -x` of Postfix 3.7.11 printed for the
+// same main.cf.
+func TestExpand(t *testing.T) {
+	c := parse(t, `myhostname = h.example.com
+a1 = $myhostname
+a2 = ${myhostname}/$(mydomain) $$x $undefinedparam
+a3 = ${relayhost?yes}|${relayhost:no}|${myhostname?{set}:{unset}}|${relayhost?{set}:{unset}}
+a4 = ${{$compatibility_level} <level {2} ? {old} : {new}}|${{abc} == {abc} ? {eq} : {ne}}|${{10} < {9} ? {lt} : {ge}}|${{3.6} >=level {3.10} ? {A}:{B}}
+a8 = ${{10} <= {9} ? {lt} : {ge}} ${{a} < {b} ? {lt} : {ge}}
+smtpd_banner = $a1 $a2 $a3 $a4 $a8
+`)
+	want := map[string]string{
+		"a1":            "h.example.com",
+		"a2":            "h.example.com/example.com $x",
+		"a3":            "|no|set|unset",
+		"a4":            "old|eq|ge|B",
+		"a8":            "ge lt",
+		"mydestination": "h.example.com, localhost.example.com, localhost",
+		"myorigin":      "h.example.com",
+		"relay_domains": "h.example.com, localhost.example.com, localhost", // compatibility_level 0
+	}
+	for name, w := range want {
+		if got := c.Get(name); got != w {
+			t.Errorf("%s = %q, want %q", name, got, w)
+		}
+	}
+	if d := c.Check(); d.HasErrors() {
+		t.Errorf("user-defined parameters referenced by smtpd_banner must not be errors: %v", d)
+	}
+	if d := diagsMatching(c.Check(), "undefined parameter $undefinedparam"); len(d) != 1 {
+		t.Errorf("want a warning for $undefinedparam, got %v", d)
+	}
+}
+
+func TestExpandLoop(t *testing.T) {
+	c := parse(t, "a5 = x $a6\na6 = $a5\nsmtpd_banner = $a5\n")
+	if _, err := c.Expand("$a5"); err == nil || !strings.Contains(err.Error(), "nesting") {
+		t.Fatalf("a reference loop must fail with a nesting error, got %v", err)
+	}
+	if !c.Check().HasErrors() {
+		t.Error("Check must report the loop as an error")
+	}
+}
+
+func TestUnknownParameterSuggestion(t *testing.T) {
+	c := parse(t, "mydestinaton = example.com\nfrobnicate_everything = 1\n")
+	d := c.Check()
+	if m := diagsMatching(d, "mydestinaton: unknown parameter; did you mean mydestination?"); len(m) != 1 || m[0].Line != 1 || m[0].Severity != diag.Error {
+		t.Errorf("want an error with a suggestion on line 1, got %v", d)
+	}
+	if m := diagsMatching(d, "frobnicate_everything: unknown parameter"); len(m) != 1 || strings.Contains(m[0].Msg, "did you mean") {
+		t.Errorf("want an error without a suggestion, got %v", m)
+	}
+}
+
+func TestSupportClasses(t *testing.T) {
+	cases := []struct {
+		line  string
+		sev   diag.Severity
+		match string
+	}{
+		{"smtpd_milters = inet:127.0.0.1:8891", diag.Error, "could change what filtering mail gets"},
+		{"content_filter = amavis:[127.0.0.1]:10024", diag.Error, "not implemented"},
+		{"smtpd_recipient_restrictions = reject_rbl_client zen.spamhaus.org", diag.Error, "\"reject_rbl_client\", \"zen.spamhaus.org\" not supported by mailtee"},
+		{"smtpd_client_restrictions = permit_mynetworks, reject", diag.Error, "what mail is accepted"},
+		{"sender_dependent_relayhost_maps = hash:/x", diag.Error, "where mail goes"},
+		{"smtp_tls_security_level = dane", diag.Error, "\"dane\" not supported"},
+		{"biff = no", diag.Warning, "not implemented by mailtee; ignored"},
+		{"readme_directory = no", diag.Warning, "ignored"},
+		{"smtpd_helo_required = no", diag.Warning, "set to its Postfix default"},
+		{"message_size_limit = lots", diag.Error, "expected a number"},
+		{"maximal_queue_lifetime = 5x", diag.Error, "bad time unit"},
+		{"mynetworks = 10.1.2.3/8", diag.Error, "perhaps you should use \"10.0.0.0/8\""},
+		{"mynetworks = nonsense", diag.Error, "not an IP address"},
+	}
+	for _, tc := range cases {
+		d := parse(t, tc.line+"\n").Check()
+		m := diagsMatching(d, tc.match)
+		if len(m) != 1 || m[0].Severity != tc.sev || m[0].Line != 1 {
+			t.Errorf("%q: want one %v containing %q, got %v", tc.line, tc.sev, tc.match, d)
+		}
+	}
+}
+
+// A stock Debian main.cf (main.cf.debian plus what the installer writes
+// for "Internet Site") must load with warnings only.
+func TestDebianStockMainCf(t *testing.T) {
+	data, err := os.ReadFile("testdata/debian-main.cf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Parse("/etc/postfix", "/etc/postfix/main.cf", data).Check()
+	if d.HasErrors() {
+		t.Fatalf("stock Debian main.cf must not have errors:\n%v", d.Err())
+	}
+	for _, name := range []string{"biff", "readme_directory", "append_dot_mydomain", "mailbox_size_limit", "smtp_tls_CApath"} {
+		if len(diagsMatching(d, name+":")) == 0 {
+			t.Errorf("want a warning naming %s (never silently ignored)", name)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c := parse(t, "")
+	for name, want := range map[string]string{
+		"queue_directory":        "/var/spool/mailtee",
+		"smtpd_port":             "25",
+		"maximal_queue_lifetime": "5d",
+		"message_size_limit":     "10240000",
+		"masquerade_classes":     "envelope_sender, header_sender, header_recipient",
+		"mynetworks_style":       "subnet", // compatibility_level 0
+	} {
+		if got := c.Get(name); got != want {
+			t.Errorf("default %s = %q, want %q", name, got, want)
+		}
+	}
+	if got := parse(t, "compatibility_level = 3.6\n").Get("mynetworks_style"); got != "host" {
+		t.Errorf("mynetworks_style at level 3.6 = %q, want host", got)
+	}
+	if !strings.HasPrefix(c.Get("mynetworks"), "127.0.0.0/8") {
+		t.Errorf("default mynetworks %q must start with 127.0.0.0/8", c.Get("mynetworks"))
+	}
+	if d, err := c.Duration("maximal_queue_lifetime"); err != nil || d != 5*24*time.Hour {
+		t.Errorf("maximal_queue_lifetime = %v, %v", d, err)
+	}
+	// A bare number takes the unit of the default (postconf(5)).
+	if d, _ := parse(t, "maximal_queue_lifetime = 2\n").Duration("maximal_queue_lifetime"); d != 48*time.Hour {
+		t.Errorf("maximal_queue_lifetime = 2 means 2 days, got %v", d)
+	}
+}
+
+func TestSplitList(t *testing.T) {
+	got := SplitList("a, b\tc,,d inline:{ x=1, y=2 } e")
+	want := []string{"a", "b", "c", "d", "inline:{ x=1, y=2 }", "e"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("SplitList = %q, want %q", got, want)
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	for in, want := range map[string]string{
+		"mydestinaton":      "mydestination",
+		"recipient_bc_maps": "recipient_bcc_maps",
+		"transport_map":     "transport_maps",
+		"masquerade_domain": "masquerade_domains",
+		"zzzzzzzzzz":        "",
+	} {
+		if got := Suggest(in); got != want {
+			t.Errorf("Suggest(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("myhostname = x\nmydestination = $myhostname,\n  localhost\n"))
+	f.Add([]byte("a = ${{$compatibility_level} <level {2} ? {x} : {y}}\nsmtpd_banner = $a ${b?{c}:{d}} $(e) $$\n"))
+	f.Add([]byte("x = ${\n= y\n  z\n#c\nq = ${a?${b:${c}}}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := Parse("/d", "/d/main.cf", data)
+		c.Check()
+		for _, s := range c.Settings() {
+			c.Get(s.Name)
+			c.List(s.Name)
+		}
+		c.TableRefs()
+	})
+}

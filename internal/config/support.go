@@ -1,0 +1,394 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/mailtee/mailtee/internal/diag"
+)
+
+// Support says what mailtee does with a parameter.
+type Support int
+
+const (
+	// Unsupported: a Postfix parameter mailtee does not honour and whose
+	// absence could change where mail goes, what is accepted or who may
+	// relay. Set to anything but its default, it stops serve.
+	Unsupported Support = iota
+	// Harmless: not honoured, but ignoring it cannot misroute or accept
+	// mail that Postfix would not (paths, logging, caches, tuning).
+	Harmless
+	// Implemented: mailtee honours it with Postfix semantics.
+	Implemented
+)
+
+// Kind says how a parameter's value is read, for validation and for
+// `check` to open the tables it names.
+type Kind int
+
+const (
+	KindText       Kind = iota
+	KindTables          // a list of type:name lookup tables
+	KindDomainList      // domains, /file/name and type:table (mydestination, ...)
+	KindNetList         // networks, /file/name and type:table (mynetworks)
+)
+
+type paramInfo struct {
+	kind Kind
+	// allowed, when set, lists the only values (list elements) mailtee
+	// can honour, for parameters it implements in part.
+	allowed []string
+}
+
+// implemented lists the parameters mailtee honours. The mail path (serve)
+// reads each of these; anything else set in main.cf is reported by Check.
+var implemented = map[string]paramInfo{
+	// identity and listening
+	"myhostname": {}, "mydomain": {}, "myorigin": {}, "mail_name": {},
+	"inet_interfaces": {}, "inet_protocols": {}, "proxy_interfaces": {},
+	"smtpd_port": {}, "smtpd_banner": {}, "dns_servers": {},
+	"config_directory": {}, "queue_directory": {},
+	// who is local, who may relay
+	"mydestination":         {kind: KindDomainList},
+	"relay_domains":         {kind: KindDomainList},
+	"virtual_alias_domains": {kind: KindDomainList},
+	"mynetworks":            {kind: KindNetList},
+	"mynetworks_style":      {allowed: []string{"host", "subnet", "class"}},
+	"smtpd_relay_restrictions": {allowed: []string{"permit_mynetworks",
+		"permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination"}},
+	"smtpd_recipient_restrictions": {allowed: []string{"permit_mynetworks",
+		"permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination"}},
+	"local_recipient_maps":                {kind: KindTables},
+	"unknown_local_recipient_reject_code": {},
+	"parent_domain_matches_subdomains":    {},
+	// address rewriting
+	"recipient_delimiter": {}, "append_at_myorigin": {}, "propagate_unmatched_extensions": {},
+	"canonical_maps":                        {kind: KindTables},
+	"sender_canonical_maps":                 {kind: KindTables},
+	"recipient_canonical_maps":              {kind: KindTables},
+	"canonical_classes":                     {},
+	"sender_canonical_classes":              {},
+	"recipient_canonical_classes":           {},
+	"masquerade_domains":                    {},
+	"masquerade_classes":                    {},
+	"masquerade_exceptions":                 {},
+	"virtual_alias_maps":                    {kind: KindTables},
+	"virtual_alias_recursion_limit":         {},
+	"virtual_alias_expansion_limit":         {},
+	"recipient_bcc_maps":                    {kind: KindTables},
+	"sender_bcc_maps":                       {kind: KindTables},
+	"always_bcc":                            {},
+	"enable_original_recipient":             {},
+	"hopcount_limit":                        {},
+	"alias_maps":                            {kind: KindTables},
+	"owner_request_special":                 {},
+	"expand_owner_alias":                    {},
+	"empty_address_recipient":               {},
+	"smtputf8_enable":                       {},
+	"default_database_type":                 {},
+	"transport_maps":                        {kind: KindTables},
+	"default_transport":                     {},
+	"local_transport":                       {},
+	"relay_transport":                       {},
+	"relayhost":                             {},
+	"mailbox_transport":                     {},
+	"mail_spool_directory":                  {},
+	"home_mailbox":                          {},
+	"smtp_tcp_port":                         {},
+	"smtp_bind_address":                     {},
+	"smtp_bind_address6":                    {},
+	"smtp_helo_name":                        {},
+	"smtp_connect_timeout":                  {},
+	"smtp_tls_security_level":               {allowed: []string{"none", "may", "encrypt"}},
+	"smtpd_tls_security_level":              {allowed: []string{"", "none", "may", "encrypt"}},
+	"smtpd_tls_cert_file":                   {},
+	"smtpd_tls_key_file":                    {},
+	"lmtp_tcp_port":                         {},
+	"default_destination_concurrency_limit": {},
+	// acceptance limits
+	"message_size_limit": {}, "smtpd_recipient_limit": {}, "header_size_limit": {},
+	"smtpd_timeout": {}, "smtpd_hard_error_limit": {}, "smtpd_soft_error_limit": {},
+	"smtpd_client_connection_count_limit": {}, "line_length_limit": {},
+	// queue
+	"minimal_backoff_time": {}, "maximal_backoff_time": {}, "maximal_queue_lifetime": {},
+	"bounce_queue_lifetime": {}, "queue_run_delay": {},
+	"double_bounce_sender": {}, "bounce_notice_recipient": {}, "2bounce_notice_recipient": {},
+	"compatibility_level": {},
+}
+
+// harmless lists Postfix parameters mailtee ignores because they cannot
+// change where mail goes or what is accepted.
+var harmless = map[string]bool{
+	"biff": true, "append_dot_mydomain": true, "readme_directory": true,
+	"alias_database": true, "mailbox_size_limit": true, "mail_owner": true,
+	"setgid_group": true, "sendmail_path": true, "newaliases_path": true,
+	"mailq_path": true, "default_privs": true, "import_environment": true,
+	"export_environment": true, "debugger_command": true, "delay_warning_time": true,
+	"notify_classes": true, "multi_instance_enable": true,
+	"multi_instance_name": true, "multi_instance_group": true,
+	"multi_instance_directories": true, "multi_instance_wrapper": true,
+	"maillog_file": true, "maillog_file_prefixes": true, "syslog_name": true,
+	"syslog_facility": true, "smtp_tls_note_starttls_offer": true,
+	"smtpd_tls_received_header": true, "tls_random_source": true,
+	"show_user_unknown_table_name": true,
+}
+
+// harmlessPattern covers families of harmless parameters: installation
+// paths, logging, caches, process and performance tuning, and TLS details
+// where mailtee is always at least as strict (TLS 1.2+, modern ciphers,
+// no session caches).
+var harmlessPattern = regexp.MustCompile(`^(.*_directory|.*_path|debug_peer_.*|.*_loglevel|.*_log_level|` +
+	`.*_tls_(ca_?file|ca_?path|capath|cafile|session_cache_.*|protocols|mandatory_protocols|ciphers|mandatory_ciphers|exclude_ciphers|mandatory_exclude_ciphers|eecdh_grade|dh1024_param_file|dh512_param_file)|` +
+	`.*_process_limit|.*_service_name|.*_cache_database|.*_cache_timeout|.*_rate_delay|.*_destination_recipient_limit|` +
+	`.*_watchdog_timeout|.*_idle|.*_use_timeout|.*_reuse_time|.*_reuse_count|ipc_.*|.*_buffer_size|` +
+	`qmgr_.*|in_flow_delay|stress|daemon_timeout|.*_timeout)$`)
+
+// SupportOf says what mailtee does with a parameter.
+func SupportOf(name string) Support {
+	if _, ok := implemented[name]; ok {
+		return Implemented
+	}
+	if harmless[name] {
+		return Harmless
+	}
+	if harmlessPattern.MatchString(strings.ToLower(name)) && name != "queue_directory" {
+		return Harmless
+	}
+	return Unsupported
+}
+
+// KindOf says how a parameter's value is read.
+func KindOf(name string) Kind { return implemented[name].kind }
+
+// Check returns every finding about the configuration: syntax (from
+// Parse), unknown names with a suggestion, parameters mailtee does not
+// honour, bad values and expansion errors. Tables are checked by the
+// caller, which opens them (see TableRefs).
+func (c *Config) Check() diag.List {
+	out := append(diag.List(nil), c.Diags...)
+	for _, s := range c.Settings() {
+		c.checkSetting(s, &out)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
+	return out
+}
+
+func (c *Config) checkSetting(s Setting, out *diag.List) {
+	file, line := c.File, s.Line
+	def, known := defaults[s.Name]
+	if !known {
+		if c.userDefs[s.Name] {
+			return
+		}
+		if near := Suggest(s.Name); near != "" {
+			out.Errorf(file, line, "%s: unknown parameter; did you mean %s?", s.Name, near)
+		} else {
+			out.Errorf(file, line, "%s: unknown parameter: neither Postfix nor mailtee has it; remove it, or refer to it as $%s from another parameter to make it a user-defined one", s.Name, s.Name)
+		}
+		return
+	}
+	e := expander{lookup: c.Raw, undefined: func(n string) {
+		out.Warnf(file, line, "%s: undefined parameter $%s expands to nothing", s.Name, n)
+	}}
+	v, err := e.expand(s.Value, 0)
+	if err != nil {
+		out.Errorf(file, line, "%s: %v", s.Name, err)
+		return
+	}
+	if strings.Contains(s.Value, " #") {
+		out.Warnf(file, line, "%s: '#' starts a comment only at the beginning of a line; here it is part of the value", s.Name)
+	}
+	switch SupportOf(s.Name) {
+	case Harmless:
+		out.Warnf(file, line, "%s: not implemented by mailtee; ignored (it does not change where mail goes or what is accepted)", s.Name)
+		return
+	case Unsupported:
+		if sameValue(c, s.Value, def) {
+			out.Warnf(file, line, "%s: not implemented by mailtee; set to its Postfix default, which is how mailtee behaves", s.Name)
+			return
+		}
+		out.Errorf(file, line, "%s: not implemented by mailtee, and ignoring it could change %s; serve refuses to start until it is removed or set to its default (%s)",
+			s.Name, consequence(s.Name), quoteDefault(def))
+		return
+	}
+	c.checkValue(s.Name, v, def, file, line, out)
+}
+
+// checkValue validates an implemented parameter's expanded value by the
+// shape of its default and the allowed values, if any.
+func (c *Config) checkValue(name, v, def, file string, line int, out *diag.List) {
+	info := implemented[name]
+	if info.allowed != nil {
+		var bad []string
+		for _, el := range SplitList(v) {
+			if !contains(info.allowed, el) {
+				bad = append(bad, fmt.Sprintf("%q", el))
+			}
+		}
+		if bad != nil {
+			out.Errorf(file, line, "%s: %s not supported by mailtee; it supports %s", name, strings.Join(bad, ", "), strings.Join(info.allowed, ", "))
+		}
+		return
+	}
+	if name == "compatibility_level" {
+		if _, err := parseLevel(v); err != nil {
+			out.Errorf(file, line, "%s: %v", name, err)
+		}
+		return
+	}
+	switch info.kind {
+	case KindNetList:
+		for _, el := range SplitList(v) {
+			if msg := checkNetwork(el); msg != "" {
+				out.Errorf(file, line, "%s: %s", name, msg)
+			}
+		}
+		return
+	}
+	if name == "inet_interfaces" {
+		for _, el := range SplitList(v) {
+			if _, err := netip.ParseAddr(strings.Trim(el, "[]")); err != nil && el != "all" && el != "loopback-only" && el != "localhost" {
+				out.Warnf(file, line, "%s: %q is not an IP address; serve resolves it at start-up and refuses to start if it does not resolve to an address of this host", name, el)
+			}
+		}
+	}
+	switch {
+	case def == "yes" || def == "no":
+		if _, err := c.Bool(name); err != nil {
+			out.Errorf(file, line, "%v", err)
+		}
+	case isNumber(def):
+		if _, err := c.Int(name); err != nil {
+			out.Errorf(file, line, "%v", err)
+		}
+	case def != "" && isNumber(def[:len(def)-1]) && strings.ContainsRune("smhdw", rune(def[len(def)-1])):
+		if _, err := c.Duration(name); err != nil {
+			out.Errorf(file, line, "%v", err)
+		}
+	}
+}
+
+// checkNetwork validates one mynetworks element: an address or
+// network/prefix (IPv6 in brackets, as Postfix writes it), a "!" negation,
+// a /file/name or a type:table. It returns "" when the element is good.
+func checkNetwork(el string) string {
+	el = strings.TrimPrefix(el, "!")
+	if IsTable(el) || strings.HasPrefix(el, "/") {
+		return ""
+	}
+	plain := strings.NewReplacer("[", "", "]", "").Replace(el)
+	if !strings.Contains(plain, "/") {
+		if _, err := netip.ParseAddr(plain); err != nil {
+			return fmt.Sprintf("%q is not an IP address or network/prefix", el)
+		}
+		return ""
+	}
+	p, err := netip.ParsePrefix(plain)
+	if err != nil {
+		return fmt.Sprintf("%q is not a network/prefix: %v", el, err)
+	}
+	if p.Masked() != p {
+		return fmt.Sprintf("non-null host address bits in %q, perhaps you should use %q instead", el, p.Masked().String())
+	}
+	return ""
+}
+
+// TableRef is one lookup table named by a parameter.
+type TableRef struct {
+	Param, Spec string
+	Line        int // 0 when the table comes from a default value
+}
+
+// TableRefs lists the lookup tables named by implemented parameters, in
+// parameter order, so `check` and `serve` can open each one.
+func (c *Config) TableRefs() []TableRef {
+	var out []TableRef
+	names := make([]string, 0, len(implemented))
+	for n := range implemented {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		k := implemented[n].kind
+		if k == KindText {
+			continue
+		}
+		line := c.set[n].Line
+		for _, el := range c.List(n) {
+			if k == KindTables || IsTable(el) {
+				out = append(out, TableRef{Param: n, Spec: el, Line: line})
+			}
+		}
+	}
+	return out
+}
+
+// IsTable reports whether a list element names a lookup table
+// ("type:name") rather than a domain, network or file.
+func IsTable(el string) bool {
+	i := strings.IndexByte(el, ':')
+	if i <= 0 || strings.HasPrefix(el, "[") {
+		return false
+	}
+	for _, c := range el[:i] {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// consequence names what ignoring an unsupported parameter could change.
+func consequence(name string) string {
+	switch {
+	case strings.Contains(name, "restrictions") || strings.Contains(name, "_access") || strings.HasPrefix(name, "smtpd_reject") || strings.Contains(name, "_checks"):
+		return "what mail is accepted"
+	case strings.Contains(name, "milter") || strings.Contains(name, "content_filter"):
+		return "what filtering mail gets"
+	case strings.Contains(name, "tls") || strings.Contains(name, "sasl"):
+		return "TLS or authentication requirements"
+	case strings.Contains(name, "transport") || strings.Contains(name, "relay") || strings.Contains(name, "fallback") || strings.Contains(name, "_maps"):
+		return "where mail goes"
+	}
+	return "where mail goes or what is accepted"
+}
+
+func sameValue(c *Config, a, b string) bool {
+	ea, err1 := c.Expand(a)
+	eb, err2 := c.Expand(b)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return strings.Join(SplitList(ea), " ") == strings.Join(SplitList(eb), " ")
+}
+
+func quoteDefault(def string) string {
+	if def == "" {
+		return "empty"
+	}
+	return fmt.Sprintf("%q", def)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func isNumber(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,88 @@
+// Package diag carries the findings of configuration and table parsers:
+// a place (file and line), a severity and a message an administrator can
+// act on. Parsers collect them instead of stopping at the first problem so
+// that `mailtee check` can report everything in one run.
+package diag
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Severity orders findings: an Error stops `serve`, a Warning does not.
+type Severity int
+
+const (
+	Warning Severity = iota
+	Error
+)
+
+func (s Severity) String() string {
+	if s == Error {
+		return "error"
+	}
+	return "warning"
+}
+
+// Diag is one finding. Line is 0 when the finding is about a whole file.
+type Diag struct {
+	File     string
+	Line     int
+	Severity Severity
+	Msg      string
+}
+
+// String formats the finding the way Postfix's tools do:
+// "/etc/postfix/main.cf, line 3: ...".
+func (d Diag) String() string {
+	var b strings.Builder
+	b.WriteString(d.Severity.String())
+	b.WriteString(": ")
+	if d.File != "" {
+		b.WriteString(d.File)
+		if d.Line > 0 {
+			fmt.Fprintf(&b, ", line %d", d.Line)
+		}
+		b.WriteString(": ")
+	}
+	b.WriteString(d.Msg)
+	return b.String()
+}
+
+// Error makes a Diag usable as an error.
+func (d Diag) Error() string { return d.String() }
+
+// List collects findings.
+type List []Diag
+
+// Warnf appends a warning.
+func (l *List) Warnf(file string, line int, format string, args ...any) {
+	*l = append(*l, Diag{file, line, Warning, fmt.Sprintf(format, args...)})
+}
+
+// Errorf appends an error.
+func (l *List) Errorf(file string, line int, format string, args ...any) {
+	*l = append(*l, Diag{file, line, Error, fmt.Sprintf(format, args...)})
+}
+
+// HasErrors reports whether any finding is an Error.
+func (l List) HasErrors() bool {
+	for _, d := range l {
+		if d.Severity == Error {
+			return true
+		}
+	}
+	return false
+}
+
+// Err returns the errors of l joined into one error, or nil.
+func (l List) Err() error {
+	var errs []error
+	for _, d := range l {
+		if d.Severity == Error {
+			errs = append(errs, d)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,69 @@
+// Package pfline splits Postfix configuration text into logical lines, the
+// way Postfix's readlline() does for main.cf and every lookup table source:
+//
+//   - a line whose first non-blank character is '#' is a comment, and blank
+//     lines are ignored; neither ends a logical line;
+//   - a line that starts with whitespace continues the logical line before
+//     it; the pieces are joined with one space;
+//   - '#' anywhere else is ordinary text (Postfix has no trailing comments).
+package pfline
+
+import "strings"
+
+// Line is one logical line and the number of the physical line it starts on.
+type Line struct {
+	Num  int
+	Text string
+	// Orphan is set when the logical line began with whitespace, that is,
+	// a continuation with nothing to continue. Postfix then takes it as a
+	// line of its own; callers may want to warn.
+	Orphan bool
+}
+
+const blanks = " \t\r\f\v"
+
+// Scan calls fn for each logical line of text, in order. Lines that are
+// not continued are substrings of text, so scanning a large table copies
+// nothing. Scan never fails: every input has a reading, which keeps the
+// parsers above it total.
+func Scan(text string, fn func(Line)) {
+	var cur Line
+	have := false
+	num := 0
+	for len(text) > 0 {
+		var raw string
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			raw, text = text[:i], text[i+1:]
+		} else {
+			raw, text = text, ""
+		}
+		num++
+		trimmed := strings.TrimLeft(raw, blanks)
+		if len(trimmed) == 0 || trimmed[0] == '#' {
+			continue
+		}
+		body := strings.TrimRight(trimmed, blanks)
+		if len(trimmed) != len(raw) { // starts with whitespace: continuation
+			if have {
+				cur.Text += " " + body
+				continue
+			}
+			cur, have = Line{Num: num, Text: body, Orphan: true}, true
+			continue
+		}
+		if have {
+			fn(cur)
+		}
+		cur, have = Line{Num: num, Text: body}, true
+	}
+	if have {
+		fn(cur)
+	}
+}
+
+// Split returns the logical lines of data.
+func Split(data []byte) []Line {
+	var out []Line
+	Scan(string(data), func(l Line) { out = append(out, l) })
+	return out
+}

@@ -1,0 +1,28 @@
+package pfline
+
+import (
+	"reflect"
+	"testing"
+)
+
+// Cases follow postconf(5): "A logical line starts with non-whitespace
+// text. A line that starts with whitespace continues a logical line", and
+// the observed joining of `postconf -h` on Postfix 3.7 ("a,\n    b" is "a, b").
+func TestSplit(t *testing.T) {
+	cases := []struct {
+		in   string
+		want []Line
+	}{
+		{"a = 1\nb = 2\n", []Line{{1, "a = 1", false}, {2, "b = 2", false}}},
+		{"a = x,\n    y\n  # c\n\tz # not a comment\n", []Line{{1, "a = x, y z # not a comment", false}}},
+		{"# only\n\n   \n", nil},
+		{"  orphan\nb\n", []Line{{1, "orphan", true}, {2, "b", false}}},
+		{"a\r\n b\r\n", []Line{{1, "a b", false}}},
+		{"last", []Line{{1, "last", false}}},
+	}
+	for _, c := range cases {
+		if got := Split([]byte(c.in)); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("Split(%q) = %+v, want %+v", c.in, got, c.want)
+		}
+	}
+}
