@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -233,6 +234,12 @@ func (c *Config) checkValue(name, v, def, file string, line int, out *diag.List)
 		}
 		return
 	}
+	if name == "myorigin" && strings.HasPrefix(v, "/") {
+		if _, err := os.ReadFile(v); err != nil {
+			out.Warnf(file, line, "%s: %v; Debian's Postfix reads myorigin from this file, and so does mailtee", name, err)
+		}
+		return
+	}
 	if name == "compatibility_level" {
 		if _, err := parseLevel(v); err != nil {
 			out.Errorf(file, line, "%s: %v", name, err)
@@ -300,12 +307,20 @@ func checkNetwork(el string) string {
 type TableRef struct {
 	Param, Spec string
 	Line        int // 0 when the table comes from a default value
+	// Alias is set when the source is an aliases(5) file: the table is
+	// named in alias_maps (local_recipient_maps = $alias_maps names the
+	// same files, and they are still alias files there).
+	Alias bool
 }
 
 // TableRefs lists the lookup tables named by implemented parameters, in
 // parameter order, so `check` and `serve` can open each one.
 func (c *Config) TableRefs() []TableRef {
 	var out []TableRef
+	aliases := map[string]bool{}
+	for _, el := range c.List("alias_maps") {
+		aliases[el] = true
+	}
 	names := make([]string, 0, len(implemented))
 	for n := range implemented {
 		names = append(names, n)
@@ -319,7 +334,7 @@ func (c *Config) TableRefs() []TableRef {
 		line := c.set[n].Line
 		for _, el := range c.List(n) {
 			if k == KindTables || IsTable(el) {
-				out = append(out, TableRef{Param: n, Spec: el, Line: line})
+				out = append(out, TableRef{Param: n, Spec: el, Line: line, Alias: aliases[el]})
 			}
 		}
 	}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/maps"
+)
+
+// runCheck reports every error and warning in main.cf and in every table
+// it names, and exits 0 when there are only warnings.
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("c", defaultConfigDir(), "configuration directory")
+	if err := fs.Parse(args); err != nil {
+		return exitBadData
+	}
+	cfg, err := config.Load(*dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee check: %v\n", err)
+		return exitBadData
+	}
+	all := checkAll(cfg)
+	for _, d := range all {
+		fmt.Fprintf(stdout, "%v\n", d)
+	}
+	errs, warns := 0, 0
+	for _, d := range all {
+		if d.Severity == diag.Error {
+			errs++
+		} else {
+			warns++
+		}
+	}
+	fmt.Fprintf(stdout, "%s: %d error(s), %d warning(s)\n", cfg.File, errs, warns)
+	if errs > 0 {
+		return exitBadData
+	}
+	return exitOK
+}
+
+// checkAll is main.cf's findings followed by those of each table, opened
+// once even when several parameters name it.
+func checkAll(cfg *config.Config) diag.List {
+	all := cfg.Check()
+	seen := map[string]bool{}
+	for _, ref := range cfg.TableRefs() {
+		if seen[ref.Spec] {
+			continue
+		}
+		seen[ref.Spec] = true
+		open := maps.Open
+		if ref.Alias {
+			open = maps.OpenAlias
+		}
+		_, diags, err := open(ref.Spec)
+		all = append(all, diags...)
+		if err != nil && !diags.HasErrors() {
+			all = append(all, diag.Diag{File: cfg.File, Line: ref.Line, Severity: diag.Error,
+				Msg: fmt.Sprintf("%s: %s", ref.Param, strings.TrimPrefix(err.Error(), ref.Spec+": "))})
+		}
+	}
+	return all
+}

@@ -1,0 +1,117 @@
+package maps
+
+import (
+	"context"
+	"strings"
+
+	"github.com/mailtee/mailtee/internal/address"
+)
+
+// List is a list of tables searched in order, as Postfix searches the
+// tables named by one parameter ("alias_maps = hash:a, hash:b"): the first
+// table with an answer wins.
+type List []Table
+
+// Lookup asks each table in turn.
+func (l List) Lookup(ctx context.Context, key string) (string, bool, error) {
+	return l.find(ctx, key, false)
+}
+
+// find asks each table; with fixedOnly, pattern tables are skipped, as
+// Postfix does for the partial keys of an address lookup (maps_find with
+// DICT_FLAG_FIXED).
+func (l List) find(ctx context.Context, key string, fixedOnly bool) (string, bool, error) {
+	for _, t := range l {
+		if fixedOnly && !isFixed(t) {
+			continue
+		}
+		if v, ok, err := t.Lookup(ctx, key); err != nil || ok {
+			return v, ok, err
+		}
+	}
+	return "", false, nil
+}
+
+func isFixed(t Table) bool {
+	switch t := t.(type) {
+	case Fixed:
+		return true
+	case List:
+		for _, x := range t {
+			if !isFixed(x) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// AddressOptions say how an address is taken apart for lookups.
+type AddressOptions struct {
+	// Delimiters is recipient_delimiter: the characters that start an
+	// address extension ("+" for user+ext@domain).
+	Delimiters string
+	// IsLocal reports whether a domain is one for which bare local-part
+	// keys apply: $myorigin, $mydestination, $inet_interfaces or
+	// $proxy_interfaces. Nil means none is.
+	IsLocal func(domain string) bool
+}
+
+// Match is the result of an address lookup.
+type Match struct {
+	Value string
+	Key   string // the key form that matched
+	// Ext is the address extension (with its delimiter) that the matching
+	// key did not contain, for propagate_unmatched_extensions.
+	Ext string
+}
+
+// LookupAddress searches tables for addr in Postfix's order
+// (mail_addr_find(3), as used by canonical(5), virtual(5) and the BCC
+// maps):
+//
+//  1. user+ext@domain
+//  2. user@domain
+//  3. user+ext, then user: only when domain is local (IsLocal) or absent
+//  4. @domain
+//
+// Pattern tables (regexp, pcre, cidr) are asked only with the full
+// address, as Postfix does.
+func LookupAddress(ctx context.Context, t Table, addr string, o AddressOptions) (Match, bool, error) {
+	l, ok := t.(List)
+	if !ok {
+		l = List{t}
+	}
+	try := func(key string, fixedOnly bool, ext string) (Match, bool, error) {
+		v, ok, err := l.find(ctx, key, fixedOnly)
+		return Match{Value: v, Key: key, Ext: ext}, ok, err
+	}
+	if m, ok, err := try(addr, false, ""); ok || err != nil {
+		return m, ok, err
+	}
+	local, domain := address.Split(addr)
+	hasDomain := strings.LastIndexByte(addr, '@') >= 0
+	user, ext := address.SplitExt(local, o.Delimiters)
+	if hasDomain && ext != "" {
+		if m, ok, err := try(user+"@"+domain, true, ext); ok || err != nil {
+			return m, ok, err
+		}
+	}
+	if !hasDomain || o.IsLocal != nil && o.IsLocal(domain) {
+		if hasDomain {
+			if m, ok, err := try(local, true, ""); ok || err != nil {
+				return m, ok, err
+			}
+		}
+		if ext != "" {
+			if m, ok, err := try(user, true, ext); ok || err != nil {
+				return m, ok, err
+			}
+		}
+	}
+	if hasDomain {
+		return try("@"+domain, true, "")
+	}
+	return Match{}, false, nil
+}

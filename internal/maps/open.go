@@ -1,0 +1,194 @@
+package maps
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/mailtee/mailtee/internal/diag"
+)
+
+// indexed are the Postfix types built by postmap/postalias from a source
+// text file. mailtee reads the source itself.
+var indexed = map[string]bool{
+	"hash": true, "btree": true, "lmdb": true, "cdb": true, "dbm": true,
+	"sdbm": true, "texthash": true,
+}
+
+// Types lists the supported table types, for error messages.
+const Types = "hash, btree, lmdb, cdb, dbm, sdbm, texthash, regexp, pcre, cidr, inline, static, unix, proxy"
+
+// Open opens a table named "type:name" whose source is in postmap(1)
+// format. It returns the findings about the source; any finding of
+// severity Error also makes Open return an error, because a table that is
+// partly read would answer wrongly.
+func Open(spec string) (Table, diag.List, error) {
+	return open(spec, false)
+}
+
+// OpenAlias opens a table named "type:name" whose source is an aliases(5)
+// file, as for alias_maps: the indexed types are read in alias syntax.
+func OpenAlias(spec string) (Table, diag.List, error) {
+	return open(spec, true)
+}
+
+func open(spec string, alias bool) (Table, diag.List, error) {
+	typ, name, ok := strings.Cut(spec, ":")
+	if !ok || typ == "" {
+		return nil, nil, fmt.Errorf("%q: expected type:name, for example hash:%s", spec, spec)
+	}
+	var (
+		t     Table
+		diags diag.List
+	)
+	switch typ {
+	case "proxy":
+		// proxymap(8) only shares an open table between processes; one
+		// mailtee process has no such need.
+		return open(name, alias)
+	case "inline":
+		t, diags = parseInline(spec, name)
+	case "static":
+		t = staticTable(unbrace(name))
+	case "unix":
+		var err error
+		if t, err = openUnix(name); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", spec, err)
+		}
+	default:
+		data, err := os.ReadFile(name)
+		if err != nil && indexed[typ] {
+			// "hash:/etc/aliases.db" is sometimes written out in full.
+			if base, ok := strings.CutSuffix(name, ".db"); ok {
+				data, err = os.ReadFile(base)
+				name = base
+			}
+		}
+		if !indexed[typ] && typ != "regexp" && typ != "pcre" && typ != "cidr" {
+			return nil, nil, fmt.Errorf("%s: unsupported table type %q; mailtee supports %s", spec, typ, Types)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", spec, err)
+		}
+		switch {
+		case typ == "regexp" || typ == "pcre":
+			t, diags = parseRegexp(name, data, typ == "pcre")
+		case typ == "cidr":
+			t, diags = parseCIDR(name, data)
+		case alias:
+			t, diags = parseAlias(name, data)
+		default:
+			t, diags = parseText(name, data)
+		}
+	}
+	if err := diags.Err(); err != nil {
+		return nil, diags, fmt.Errorf("%s: %w", spec, err)
+	}
+	return t, diags, nil
+}
+
+// unbrace strips one pair of enclosing braces and the blanks inside them:
+// Postfix writes "static:{text with spaces}".
+func unbrace(s string) string {
+	if strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") {
+		return strings.TrimSpace(s[1 : len(s)-1])
+	}
+	return s
+}
+
+// staticTable answers every key with the same value (static:value).
+type staticTable string
+
+func (s staticTable) Lookup(context.Context, string) (string, bool, error) {
+	return string(s), true, nil
+}
+
+// parseInline reads "inline:{ key=value, { key = value text }, ... }".
+// Elements are separated by commas or whitespace; an element in braces
+// may hold spaces, trimmed around the '='. As in Postfix, "key = value"
+// outside braces is an error, since the blanks split it into elements.
+func parseInline(spec, body string) (*fixedTable, diag.List) {
+	var diags diag.List
+	if !strings.HasPrefix(body, "{") || !strings.HasSuffix(body, "}") {
+		diags.Errorf(spec, 0, "need \"inline:{name=value...}\"")
+		return nil, diags
+	}
+	body = body[1 : len(body)-1]
+	t := newFixed(len(body))
+	for _, el := range splitBraced(body) {
+		braced := strings.HasPrefix(el, "{")
+		if braced {
+			el = unbrace(el)
+		}
+		k, v, ok := strings.Cut(el, "=")
+		if braced {
+			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		}
+		if !ok || k == "" {
+			diags.Errorf(spec, 0, "missing '=' after attribute name: %q; need \"inline:{name=value...}\"", el)
+			continue
+		}
+		t.add(foldKey(k), v)
+	}
+	return t, diags
+}
+
+// splitBraced splits at commas and blanks outside braces.
+func splitBraced(s string) []string {
+	var out []string
+	start, depth := -1, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '{':
+			depth++
+		case c == '}' && depth > 0:
+			depth--
+		case depth == 0 && strings.IndexByte(", \t\r\n", c) >= 0:
+			if start >= 0 {
+				out = append(out, s[start:i])
+				start = -1
+			}
+			continue
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
+// openUnix reads unix:passwd.byname, the table behind Postfix's default
+// local_recipient_maps: a key is a login name, the value its passwd line.
+func openUnix(name string) (Table, error) {
+	if name != "passwd.byname" {
+		return nil, fmt.Errorf("unsupported unix table %q; mailtee supports unix:passwd.byname", name)
+	}
+	data, err := os.ReadFile(passwdFile)
+	if err != nil {
+		return nil, err
+	}
+	t := newFixed(len(data))
+	for _, line := range strings.Split(string(data), "\n") {
+		if user, _, ok := strings.Cut(line, ":"); ok && user != "" && !strings.HasPrefix(user, "#") {
+			t.m[user] = line // case-sensitive, as login names are
+		}
+	}
+	return exactTable{t.m}, nil
+}
+
+// passwdFile is a variable so that tests can point it elsewhere.
+var passwdFile = "/etc/passwd"
+
+// exactTable is a fixed table that does not fold case.
+type exactTable struct{ m map[string]string }
+
+func (t exactTable) Lookup(_ context.Context, key string) (string, bool, error) {
+	v, ok := t.m[key]
+	return v, ok, nil
+}
+func (t exactTable) FixedKeys() {}

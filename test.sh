@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine as root or on a
+# developer's machine that already has what it needs:
+#   - Debian's postfix package, for the Postfix-equivalence tests (the
+#     system instance is never started: it is installed with
+#     "No configuration" and only its postmap/postconf tools are used);
+#   - Go modules;
+# then vet and every test, including each fuzz target's committed corpus.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! command -v postmap >/dev/null 2>&1 || ! command -v postconf >/dev/null 2>&1; then
+	if [ "$(id -u)" = 0 ]; then
+		echo "test.sh: installing Debian's postfix package (tools only, not started)"
+		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix postfix-pcre >/dev/null
+	else
+		echo "test.sh: postfix is not installed and we are not root; Postfix-equivalence tests will be skipped" >&2
+	fi
+fi
+if command -v postmap >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+	# Postfix's tools refuse to run without a main.cf.
+	[ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
+	dpkg -s postfix-pcre >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix-pcre >/dev/null || true
+fi
+
+go mod download
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "test.sh: gofmt needed on:" $unformatted >&2
+	exit 1
+fi
+go vet ./...
+go test -count=1 ./... "$@"
