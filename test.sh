@@ -26,7 +26,7 @@ if command -v postmap >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 fi
 
 go mod download
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+unformatted=$(gofmt -l .)
 if [ -n "$unformatted" ]; then
 	echo "test.sh: gofmt needed on:" $unformatted >&2
 	exit 1

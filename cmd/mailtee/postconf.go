@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/mailtee/mailtee/internal/config"
 )
@@ -19,7 +20,7 @@ func runPostconf(args []string, stdout, stderr io.Writer) int {
 	defs := fs.Bool("d", false, "show default values")
 	hide := fs.Bool("h", false, "show values only, without \"name = \"")
 	expand := fs.Bool("x", false, "expand $name references")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(splitFlags(args, "ndhx")); err != nil {
 		return exitBadData
 	}
 	cfg, err := config.Load(*dir)
@@ -31,7 +32,16 @@ func runPostconf(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailtee postconf: %v\n", d)
 	}
 	names := fs.Args()
-	if len(names) == 0 {
+	if *onlySet && len(names) > 0 {
+		// postconf -n NAME...: only those of the names that main.cf sets.
+		var set []string
+		for _, n := range names {
+			if _, ok := cfg.Set(n); ok {
+				set = append(set, n)
+			}
+		}
+		names = set
+	} else if len(names) == 0 {
 		if *onlySet {
 			for _, s := range cfg.Settings() {
 				names = append(names, s.Name)
@@ -66,6 +76,8 @@ func runPostconf(args []string, stdout, stderr io.Writer) int {
 				continue
 			}
 		}
+		// postconf prints a value with each run of blanks as one space.
+		v = strings.Join(strings.Fields(v), " ")
 		if *hide {
 			fmt.Fprintln(stdout, v)
 		} else if v == "" {
@@ -75,4 +87,31 @@ func runPostconf(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return status
+}
+
+// splitFlags turns clustered boolean flags such as postconf's "-xh" into
+// "-x -h", the way Postfix's getopt reads them; bools lists the letters
+// that are boolean flags. Every other flag takes a value in the next
+// argument. Arguments after the first non-flag stay as they are.
+func splitFlags(args []string, bools string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") || len(a) < 2 {
+			return append(out, args[i:]...)
+		}
+		if len(a) == 2 && !strings.Contains(bools, a[1:]) && i+1 < len(args) {
+			out = append(out, a, args[i+1])
+			i++
+			continue
+		}
+		if len(a) > 2 && a[1] != '-' && strings.Trim(a[1:], bools) == "" {
+			for _, c := range a[1:] {
+				out = append(out, "-"+string(c))
+			}
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }

@@ -33,7 +33,7 @@ func tableCommand(name string, open func(string) (maps.Table, diag.List, error),
 	dir := fs.String("c", defaultConfigDir(), "configuration directory (for default_database_type)")
 	query := fs.String("q", "", "look up `key` and print its value")
 	seq := fs.Bool("s", false, "print every entry")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(splitFlags(args, "s")); err != nil {
 		return exitBadData
 	}
 	if fs.NArg() == 0 {
@@ -94,7 +94,11 @@ func tableCommand(name string, open func(string) (maps.Table, diag.List, error),
 				return exitRuntime
 			} else if ok {
 				found = true
-				fmt.Fprintf(stdout, "%s\t%s\n", key, v)
+				if name == "postalias" {
+					fmt.Fprintf(stdout, "%s:\t%s\n", key, v)
+				} else {
+					fmt.Fprintf(stdout, "%s\t%s\n", key, v)
+				}
 			}
 		}
 		if !found {

@@ -29,8 +29,11 @@ func diagsMatching(l diag.List, sub string) diag.List {
 // definition wins (Postfix 3.7 warns "overriding earlier entry").
 func TestParseSyntax(t *testing.T) {
 	c := parse(t, "mydestination = a,\n    b\n  # comment\n\tc # d\nmyhostname=  x.y   \nmyhostname = z\nfoo\n")
-	if got := c.Get("mydestination"); got != "a, b c # d" {
-		t.Errorf("mydestination = %q, want %q (as postconf -h prints it)", got, "a, b c # d")
+	if got := c.Get("mydestination"); got != "a,    b\tc # d" {
+		t.Errorf("mydestination = %q, want %q (only the newlines go)", got, "a,    b\tc # d")
+	}
+	if got := strings.Join(c.List("mydestination"), "|"); got != "a|b|c|#|d" {
+		t.Errorf("mydestination list = %q", got)
 	}
 	if got := c.Get("myhostname"); got != "z" {
 		t.Errorf("myhostname = %q, want the last definition z", got)

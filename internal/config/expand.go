@@ -188,7 +188,8 @@ func (e *expander) relational(in string, depth int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	res, err := compare(strings.TrimSpace(l), op, strings.TrimSpace(r))
+	// Postfix 3.7 compares the operands as they are: "{ a }" is not "{a}".
+	res, err := compare(l, op, r)
 	if err != nil {
 		return "", bad(err.Error())
 	}

@@ -25,6 +25,9 @@ func (l List) find(ctx context.Context, key string, fixedOnly bool) (string, boo
 		if fixedOnly && !isFixed(t) {
 			continue
 		}
+		if ft, ok := t.(*fixedTable); ok && !ft.mayHave(shapeOf(key)) {
+			continue
+		}
 		if v, ok, err := t.Lookup(ctx, key); err != nil || ok {
 			return v, ok, err
 		}
@@ -81,37 +84,47 @@ type Match struct {
 func LookupAddress(ctx context.Context, t Table, addr string, o AddressOptions) (Match, bool, error) {
 	l, ok := t.(List)
 	if !ok {
-		l = List{t}
+		one := [1]Table{t}
+		l = one[:]
 	}
-	try := func(key string, fixedOnly bool, ext string) (Match, bool, error) {
-		v, ok, err := l.find(ctx, key, fixedOnly)
-		return Match{Value: v, Key: key, Ext: ext}, ok, err
+	// Fold once, so that every key form below is a substring of addr and
+	// the lookups allocate nothing (but user@domain when there is an
+	// extension).
+	addr = foldKey(addr)
+	if v, ok, err := l.find(ctx, addr, false); ok || err != nil {
+		return Match{Value: v, Key: addr}, ok, err
 	}
-	if m, ok, err := try(addr, false, ""); ok || err != nil {
-		return m, ok, err
+	at := strings.LastIndexByte(addr, '@')
+	local, atDomain := addr, ""
+	if at >= 0 {
+		local, atDomain = addr[:at], addr[at:]
 	}
-	local, domain := address.Split(addr)
-	hasDomain := strings.LastIndexByte(addr, '@') >= 0
 	user, ext := address.SplitExt(local, o.Delimiters)
-	if hasDomain && ext != "" {
-		if m, ok, err := try(user+"@"+domain, true, ext); ok || err != nil {
-			return m, ok, err
-		}
+	var keys [4]string
+	var exts [4]string
+	n := 0
+	if at >= 0 && ext != "" {
+		keys[n], exts[n] = user+atDomain, ext
+		n++
 	}
-	if !hasDomain || o.IsLocal != nil && o.IsLocal(domain) {
-		if hasDomain {
-			if m, ok, err := try(local, true, ""); ok || err != nil {
-				return m, ok, err
-			}
+	if at < 0 || o.IsLocal != nil && o.IsLocal(atDomain[1:]) {
+		if at >= 0 {
+			keys[n] = local
+			n++
 		}
 		if ext != "" {
-			if m, ok, err := try(user, true, ext); ok || err != nil {
-				return m, ok, err
-			}
+			keys[n], exts[n] = user, ext
+			n++
 		}
 	}
-	if hasDomain {
-		return try("@"+domain, true, "")
+	if at >= 0 {
+		keys[n] = atDomain
+		n++
+	}
+	for i := 0; i < n; i++ {
+		if v, ok, err := l.find(ctx, keys[i], true); ok || err != nil {
+			return Match{Value: v, Key: keys[i], Ext: exts[i]}, ok, err
+		}
 	}
 	return Match{}, false, nil
 }

@@ -21,7 +21,7 @@ import (
 // :include: is kept as a value here; delivery decides what to do with it.
 func parseAlias(file string, data []byte) (*fixedTable, diag.List) {
 	var diags diag.List
-	t := newFixed(len(data))
+	t := newFixed(data)
 	pfline.Scan(string(data), func(l pfline.Line) {
 		name, value, ok := cutAliasName(l.Text)
 		if !ok {

@@ -1,6 +1,7 @@
 package maps
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -18,8 +19,12 @@ func bigTable(b *testing.B, n int) string {
 	if err != nil {
 		b.Fatal(err)
 	}
+	w := bufio.NewWriter(f)
 	for i := 0; i < n; i++ {
-		fmt.Fprintf(f, "user%d@students.example.org\tuser%d@relay.students.example.org\n", i, i)
+		fmt.Fprintf(w, "user%d@students.example.org\tuser%d@relay.students.example.org\n", i, i)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
 		b.Fatal(err)

@@ -76,7 +76,9 @@ func open(spec string, alias bool) (Table, diag.List, error) {
 			t, diags = parseRegexp(name, data, typ == "pcre")
 		case typ == "cidr":
 			t, diags = parseCIDR(name, data)
-		case alias:
+		case alias && typ != "texthash":
+			// texthash is always postmap format, even in alias_maps:
+			// Postfix reads it so.
 			t, diags = parseAlias(name, data)
 		default:
 			t, diags = parseText(name, data)
@@ -115,7 +117,7 @@ func parseInline(spec, body string) (*fixedTable, diag.List) {
 		return nil, diags
 	}
 	body = body[1 : len(body)-1]
-	t := newFixed(len(body))
+	t := newFixed(nil)
 	for _, el := range splitBraced(body) {
 		braced := strings.HasPrefix(el, "{")
 		if braced {
@@ -172,7 +174,7 @@ func openUnix(name string) (Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := newFixed(len(data))
+	t := newFixed(data)
 	for _, line := range strings.Split(string(data), "\n") {
 		if user, _, ok := strings.Cut(line, ":"); ok && user != "" && !strings.HasPrefix(user, "#") {
 			t.m[user] = line // case-sensitive, as login names are

@@ -781,14 +781,16 @@ func lexPOSIX(p string, ere, icase, newline bool) ([]posixTok, error) {
 	var toks []posixTok
 	depth := 0
 	// atStart: a position where BRE takes *, \+ and \? literally and ^ as
-	// an anchor: the start, after \(, after \|, or after a leading ^.
+	// an anchor: the start, after \(, after \|, or after a leading ^ or \`.
 	atStart := func() bool {
 		if len(toks) == 0 {
 			return true
 		}
-		switch toks[len(toks)-1].kind {
+		switch last := toks[len(toks)-1]; last.kind {
 		case tOpen, tAlt, tBOL:
 			return true
+		case tEsc:
+			return last.esc == `\A`
 		}
 		return false
 	}
@@ -1577,7 +1579,7 @@ func (t *pcreTr) classEscape(c byte) (byteSet, bool, error) {
 	case 'v', 'V':
 		s = setOf('\n', '\r', 0x85, 0x85)
 	case 'N':
-		if t.i < len(t.p) && t.p[t.i] == '{' {
+		if t.i < len(t.p) && t.p[t.i] == '{' && !pcreIsInterval(t.p[t.i+1:]) {
 			return s, false, fmt.Errorf(`"\N{name}" is not supported (PCRE2 has it only in UTF mode)`)
 		}
 		return nlSet.complement(), true, nil

@@ -1,6 +1,7 @@
 package maps
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"strings"
@@ -14,13 +15,38 @@ import (
 // to lower case, as postmap(1) folds them by default, and lookups fold the
 // query the same way.
 type fixedTable struct {
-	m map[string]string
+	m      map[string]string
+	shapes shape // the key shapes present, to skip futile address lookups
 }
 
-// newFixed sizes the map from the source size: about one entry per 40
-// bytes, which avoids rehashing a large table while it loads.
-func newFixed(size int) *fixedTable {
-	return &fixedTable{m: make(map[string]string, size/40+8)}
+// shape classifies keys by the address lookup forms they can answer.
+type shape uint8
+
+const (
+	shapeAddress shape = 1 << iota // user@domain
+	shapeLocal                     // user, with no '@'
+	shapeDomain                    // @domain
+)
+
+func shapeOf(key string) shape {
+	switch i := strings.LastIndexByte(key, '@'); {
+	case i < 0:
+		return shapeLocal
+	case i == 0:
+		return shapeDomain
+	}
+	return shapeAddress
+}
+
+// mayHave reports whether a key of this shape can be in the table: a
+// table of full addresses need not be asked for "user" or "@domain",
+// which makes a miss one or two probes instead of five.
+func (t *fixedTable) mayHave(s shape) bool { return t.shapes&s != 0 }
+
+// newFixed sizes the map for the number of lines in the source, an upper
+// bound on the entries, so a large table loads without rehashing.
+func newFixed(data []byte) *fixedTable {
+	return &fixedTable{m: make(map[string]string, bytes.Count(data, []byte{'\n'})+1)}
 }
 
 func (t *fixedTable) Lookup(_ context.Context, key string) (string, bool, error) {
@@ -47,6 +73,7 @@ func (t *fixedTable) add(key, value string) bool {
 		return false
 	}
 	t.m[key] = value
+	t.shapes |= shapeOf(key)
 	return true
 }
 
@@ -72,7 +99,7 @@ func foldKey(s string) string {
 // colon. Postfix keeps the colon, so such a key never matches there.
 func parseText(file string, data []byte) (*fixedTable, diag.List) {
 	var diags diag.List
-	t := newFixed(len(data))
+	t := newFixed(data)
 	pfline.Scan(string(data), func(l pfline.Line) {
 		key, value := splitKeyValue(l.Text)
 		if value == "" {

@@ -45,7 +45,7 @@ func TestTextTable(t *testing.T) {
 	src := "User1:  a@b\nuser1 dup\nkeyonly\n\"a b\" quoted\n  cont\nx\ty  z  \nuser2 first\nUSER2 second\n"
 	tb, diags := parseText("t", []byte(src))
 	for key, want := range map[string]string{
-		"user1": "a@b", "USER1": "a@b", `"a b"`: "quoted cont", "x": "y  z", "user2": "first",
+		"user1": "a@b", "USER1": "a@b", `"a b"`: "quoted  cont", "x": "y  z", "user2": "first",
 	} {
 		if v, ok := lookup(t, tb, key); !ok || v != want {
 			t.Errorf("%q = %q, %v; want %q", key, v, ok, want)

@@ -4,7 +4,8 @@
 //   - a line whose first non-blank character is '#' is a comment, and blank
 //     lines are ignored; neither ends a logical line;
 //   - a line that starts with whitespace continues the logical line before
-//     it; the pieces are joined with one space;
+//     it; only the newline between them goes, blanks on both sides stay
+//     ("value   \n  more" is "value     more"), as in Postfix;
 //   - '#' anywhere else is ordinary text (Postfix has no trailing comments).
 package pfline
 
@@ -38,25 +39,28 @@ func Scan(text string, fn func(Line)) {
 			raw, text = text, ""
 		}
 		num++
+		// A file edited on Windows: the CR belongs to the line ending.
+		raw = strings.TrimSuffix(raw, "\r")
 		trimmed := strings.TrimLeft(raw, blanks)
 		if len(trimmed) == 0 || trimmed[0] == '#' {
 			continue
 		}
-		body := strings.TrimRight(trimmed, blanks)
 		if len(trimmed) != len(raw) { // starts with whitespace: continuation
 			if have {
-				cur.Text += " " + body
+				cur.Text += raw
 				continue
 			}
-			cur, have = Line{Num: num, Text: body, Orphan: true}, true
+			cur, have = Line{Num: num, Text: trimmed, Orphan: true}, true
 			continue
 		}
 		if have {
+			cur.Text = strings.TrimRight(cur.Text, blanks)
 			fn(cur)
 		}
-		cur, have = Line{Num: num, Text: body}, true
+		cur, have = Line{Num: num, Text: raw}, true
 	}
 	if have {
+		cur.Text = strings.TrimRight(cur.Text, blanks)
 		fn(cur)
 	}
 }

@@ -7,14 +7,16 @@ import (
 
 // Cases follow postconf(5): "A logical line starts with non-whitespace
 // text. A line that starts with whitespace continues a logical line", and
-// the observed joining of `postconf -h` on Postfix 3.7 ("a,\n    b" is "a, b").
+// what Postfix 3.7's postmap -q returns for a continued value: only the
+// newline goes ("value   \n  continued" is "value     continued").
 func TestSplit(t *testing.T) {
 	cases := []struct {
 		in   string
 		want []Line
 	}{
 		{"a = 1\nb = 2\n", []Line{{1, "a = 1", false}, {2, "b = 2", false}}},
-		{"a = x,\n    y\n  # c\n\tz # not a comment\n", []Line{{1, "a = x, y z # not a comment", false}}},
+		{"a = x,\n    y\n  # c\n\tz # not a comment\n", []Line{{1, "a = x,    y\tz # not a comment", false}}},
+		{"long value   \n  continued here  \nb x\n", []Line{{1, "long value     continued here", false}, {3, "b x", false}}},
 		{"# only\n\n   \n", nil},
 		{"  orphan\nb\n", []Line{{1, "orphan", true}, {2, "b", false}}},
 		{"a\r\n b\r\n", []Line{{1, "a b", false}}},
