@@ -1796,7 +1796,7 @@ func (t *pcreTr) class() (byteSet, error) {
 		case 'b':
 			return '\b', nil, nil
 		case 'Q', 'E':
-			return 0, nil, errQuoteInClass
+			return 0, nil, fmt.Errorf(`"\Q" or "\E" cannot end a range in a character class`)
 		case '8', '9':
 			return e, nil, nil
 		}
@@ -1820,8 +1820,8 @@ func (t *pcreTr) class() (byteSet, error) {
 		}
 		return e, nil, nil
 	}
-	// skip passes over what the class ignores: \Q, \E, and with xx
-	// spaces and tabs. It returns the text of a \Q...\E run.
+	// A leading ']' is literal; \Q...\E quotes; with xx, spaces and tabs
+	// are ignored.
 	for first := true; ; first = false {
 		if t.i >= len(p) {
 			return s, fmt.Errorf("missing terminating ] for character class")
@@ -1894,5 +1894,3 @@ func (t *pcreTr) class() (byteSet, error) {
 	}
 	return s, nil
 }
-
-var errQuoteInClass = fmt.Errorf(`"\Q" or "\E" cannot end a range in a character class`)

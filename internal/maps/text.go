@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/pfline"
@@ -100,7 +101,7 @@ func foldKey(s string) string {
 func parseText(file string, data []byte) (*fixedTable, diag.List) {
 	var diags diag.List
 	t := newFixed(data)
-	pfline.Scan(string(data), func(l pfline.Line) {
+	pfline.Scan(asString(data), func(l pfline.Line) {
 		key, value := splitKeyValue(l.Text)
 		if value == "" {
 			diags.Warnf(file, l.Num, "expected format: key whitespace value; line ignored")
@@ -132,4 +133,15 @@ func splitKeyValue(s string) (key, value string) {
 		return s, ""
 	}
 	return s[:end+i], strings.TrimSpace(s[end+i:])
+}
+
+// asString views a table source as a string without copying it: keys and
+// values are then substrings of the file, and a 70 MB table costs 70 MB
+// once, not twice. The callers own data (read from the file for this
+// table) and never write it again.
+func asString(data []byte) string {
+	if len(data) == 0 {
+		return ""
+	}
+	return unsafe.String(&data[0], len(data))
 }

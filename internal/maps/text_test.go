@@ -87,6 +87,9 @@ func TestAliasTable(t *testing.T) {
 	if d, ok := findDiag(diags, "is a full address"); !ok || d.Line != 6 {
 		t.Errorf("want a warning for the address key, got %v", diags)
 	}
+	if d, ok := findDiag(diags, "delivery to a command is not supported"); !ok || d.Line != 4 {
+		t.Errorf("want a warning for the command destination, got %v", diags)
+	}
 	if d, ok := findDiag(diags, "need name:value pair; line ignored"); !ok || d.Line != 8 {
 		t.Errorf("want a warning for the empty value, got %v", diags)
 	}
