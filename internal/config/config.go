@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/diag"
@@ -38,7 +39,10 @@ type Config struct {
 	set      map[string]Setting
 	machine  map[string]string
 	userDefs map[string]bool // names not Postfix's but referenced as $name
-	Diags    diag.List       // syntax findings; Check adds the rest
+
+	netsMu sync.Mutex
+	nets   map[string]string // default mynetworks per style, computed once
+	Diags  diag.List         // syntax findings; Check adds the rest
 }
 
 // Load reads DIR/main.cf. A missing or unreadable file is an error; syntax
@@ -125,8 +129,19 @@ func (c *Config) Default(name string) (string, bool) {
 		return domainOf(c.Get("myhostname")), true
 	}
 	if name == "mynetworks" {
+		// Listing the interfaces is a system call; do it once.
 		style := c.Get("mynetworks_style")
-		return defaultMynetworks(style), true
+		c.netsMu.Lock()
+		defer c.netsMu.Unlock()
+		v, ok := c.nets[style]
+		if !ok {
+			v = defaultMynetworks(style)
+			if c.nets == nil {
+				c.nets = map[string]string{}
+			}
+			c.nets[style] = v
+		}
+		return v, true
 	}
 	v, ok := defaults[name]
 	return v, ok
