@@ -65,26 +65,23 @@ func Parse(dir, file string, data []byte) *Config {
 		machine:  machineDefaults(dir),
 		userDefs: make(map[string]bool),
 	}
-	for _, l := range pfline.Split(data) {
-		if l.Orphan {
-			c.Diags.Warnf(file, l.Num, "line starts with whitespace but continues nothing; read as a line of its own")
-		}
+	pfline.Each(file, string(data), &c.Diags, func(l pfline.Line) {
 		name, value, ok := strings.Cut(l.Text, "=")
 		name = strings.TrimSpace(name)
 		if !ok {
 			c.Diags.Errorf(file, l.Num, "missing '=' after attribute name: %q", l.Text)
-			continue
+			return
 		}
 		if name == "" || strings.ContainsAny(name, " \t") {
 			c.Diags.Errorf(file, l.Num, "bad parameter name %q: expected \"name = value\"", name)
-			continue
+			return
 		}
 		value = strings.TrimSpace(value)
 		if old, dup := c.set[name]; dup {
 			c.Diags.Warnf(file, l.Num, "overriding earlier entry: %s=%s (line %d)", name, old.Value, old.Line)
 		}
 		c.set[name] = Setting{Name: name, Value: value, Line: l.Num}
-	}
+	})
 	// A name Postfix does not know is still legitimate when another value
 	// refers to it as $name: postconf(5) calls these user-defined.
 	for _, s := range c.set {

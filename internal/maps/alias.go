@@ -22,7 +22,7 @@ import (
 func parseAlias(file string, data []byte) (*fixedTable, diag.List) {
 	var diags diag.List
 	t := newFixed(data)
-	pfline.Scan(asString(data), func(l pfline.Line) {
+	pfline.Each(file, asString(data), &diags, func(l pfline.Line) {
 		name, value, ok := cutAliasName(l.Text)
 		if !ok {
 			k, v := splitKeyValue(l.Text)

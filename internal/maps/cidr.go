@@ -98,12 +98,7 @@ func parseCIDR(file string, data []byte) (Table, diag.List) {
 		t     = &cidrTable{}
 		open  []int // rule indexes of ifs waiting for their endif
 	)
-	for _, ln := range pfline.Split(data) {
-		if ln.Orphan {
-			diags.Warnf(file, ln.Num, "line starts with whitespace but "+
-				"continues nothing; Postfix ignores it, and so does mailtee")
-			continue
-		}
+	for _, ln := range pfline.Lines(file, data, &diags) {
 		text := ln.Text
 		switch {
 		case keyword(text, "if"):

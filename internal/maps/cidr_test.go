@@ -124,7 +124,7 @@ func TestCIDRDiags(t *testing.T) {
 		{"if\n", 1, diag.Error, "no address pattern after if"},
 		{"if 1.2.3.0/24 junk\nendif\n", 1, diag.Error, `bad mask value in "1.2.3.0/24 junk"`},
 		{"if 1.2.3.0/24 junk\nendif\n", 2, diag.Error, "endif without matching if"},
-		{" 1.2.3.4 X\n", 1, diag.Warning, "starts with whitespace"},
+		{" 1.2.3.4 X\n", 1, diag.Warning, "must not start with whitespace"},
 	} {
 		_, diags := parseCIDR("t", []byte(c.table))
 		found := false

@@ -162,9 +162,7 @@ func runesToBytes(s string) string {
 // findings say why.
 func parseRegexp(file string, data []byte, pcre bool) (Table, diag.List) {
 	p := reParser{file: file, pcre: pcre, t: &reTable{}}
-	for _, ln := range pfline.Split(data) {
-		p.line(ln)
-	}
+	pfline.Each(file, string(data), &p.diags, p.line)
 	for _, i := range p.open {
 		p.diags.Errorf(file, p.t.rules[i].line, "if has no matching endif; "+
 			"when the if pattern does not apply, nothing after it is looked at")
@@ -185,12 +183,6 @@ func (p *reParser) errorf(line int, format string, args ...any) {
 }
 
 func (p *reParser) line(ln pfline.Line) {
-	if ln.Orphan {
-		// readllines() warns and drops such a line.
-		p.diags.Warnf(p.file, ln.Num, "line starts with whitespace but "+
-			"continues nothing; Postfix ignores it, and so does mailtee")
-		return
-	}
 	text := ln.Text
 	switch {
 	case !isASCIIAlnum(text[0]):

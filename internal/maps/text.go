@@ -101,7 +101,7 @@ func foldKey(s string) string {
 func parseText(file string, data []byte) (*fixedTable, diag.List) {
 	var diags diag.List
 	t := newFixed(data)
-	pfline.Scan(asString(data), func(l pfline.Line) {
+	pfline.Each(file, asString(data), &diags, func(l pfline.Line) {
 		key, value := splitKeyValue(l.Text)
 		if value == "" {
 			diags.Warnf(file, l.Num, "expected format: key whitespace value; line ignored")

@@ -9,15 +9,19 @@
 //   - '#' anywhere else is ordinary text (Postfix has no trailing comments).
 package pfline
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/mailtee/mailtee/internal/diag"
+)
 
 // Line is one logical line and the number of the physical line it starts on.
 type Line struct {
 	Num  int
 	Text string
 	// Orphan is set when the logical line began with whitespace, that is,
-	// a continuation with nothing to continue. Postfix then takes it as a
-	// line of its own; callers may want to warn.
+	// a continuation with nothing to continue. Postfix warns "logical line
+	// must not start with whitespace" and ignores it; callers should too.
 	Orphan bool
 }
 
@@ -65,9 +69,23 @@ func Scan(text string, fn func(Line)) {
 	}
 }
 
-// Split returns the logical lines of data.
-func Split(data []byte) []Line {
+// Each calls fn for each logical line of a file's text, except orphans
+// (a first line that starts with whitespace), which it reports in diags
+// as Postfix's readllines() does, and drops.
+func Each(file, text string, diags *diag.List, fn func(Line)) {
+	Scan(text, func(l Line) {
+		if l.Orphan {
+			diags.Warnf(file, l.Num, "logical line must not start with whitespace: %q; Postfix ignores it, and so does mailtee", l.Text)
+			return
+		}
+		fn(l)
+	})
+}
+
+// Lines returns the logical lines of a file's text, orphans reported and
+// dropped as by Each.
+func Lines(file string, data []byte, diags *diag.List) []Line {
 	var out []Line
-	Scan(string(data), func(l Line) { out = append(out, l) })
+	Each(file, string(data), diags, func(l Line) { out = append(out, l) })
 	return out
 }

@@ -1,6 +1,7 @@
 package pfline
 
 import (
+	"github.com/mailtee/mailtee/internal/diag"
 	"reflect"
 	"testing"
 )
@@ -23,8 +24,18 @@ func TestSplit(t *testing.T) {
 		{"last", []Line{{1, "last", false}}},
 	}
 	for _, c := range cases {
-		if got := Split([]byte(c.in)); !reflect.DeepEqual(got, c.want) {
+		var got []Line
+		Scan(c.in, func(l Line) { got = append(got, l) })
+		if !reflect.DeepEqual(got, c.want) {
 			t.Errorf("Split(%q) = %+v, want %+v", c.in, got, c.want)
 		}
+	}
+}
+
+func TestEachDropsOrphans(t *testing.T) {
+	var d diag.List
+	got := Lines("f", []byte("  orphan\nb\n"), &d)
+	if len(got) != 1 || got[0].Text != "b" || len(d) != 1 || d[0].Line != 1 {
+		t.Errorf("Lines = %+v, diags %v", got, d)
 	}
 }
