@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -90,6 +91,18 @@ func TestExpandLoop(t *testing.T) {
 	}
 	if !c.Check().HasErrors() {
 		t.Error("Check must report the loop as an error")
+	}
+}
+
+func TestExpandBlowup(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < 25; i++ {
+		fmt.Fprintf(&b, "p%d = $p%d $p%d\n", i, i+1, i+1)
+	}
+	b.WriteString("p25 = x\nsmtpd_banner = $p0\n")
+	c := parse(t, b.String())
+	if _, err := c.Expand("$p0"); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Fatalf("a doubling chain must stop with an error, got %v", err)
 	}
 }
 

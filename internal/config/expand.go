@@ -18,11 +18,20 @@ const maxDepth = 30
 type expander struct {
 	lookup    func(name string) (string, bool)
 	undefined func(name string) // called for $name that has no value at all
+	work      int               // bytes produced so far, see maxWork
 }
+
+// maxWork bounds the total text an expansion may produce. Depth alone does
+// not: "a = $b $b", "b = $c $c", ... doubles at each level, and thirty
+// levels would be a billion copies.
+const maxWork = 1 << 20
 
 func (e *expander) expand(s string, depth int) (string, error) {
 	if depth > maxDepth {
 		return "", fmt.Errorf("unreasonable macro call nesting: %q", s)
+	}
+	if e.work += len(s); e.work > maxWork {
+		return "", fmt.Errorf("expansion produces more than %d bytes; is a parameter referring to itself through others?", maxWork)
 	}
 	if !strings.Contains(s, "$") {
 		return s, nil
