@@ -45,7 +45,7 @@ func tableCommand(name string, open func(string) (maps.Table, diag.List, error),
 	status := exitOK
 	var tables []maps.Table
 	for _, spec := range fs.Args() {
-		if !config.IsTable(spec) {
+		if !maps.IsTable(spec) {
 			spec = defaultType(*dir) + ":" + spec
 		}
 		t, diags, err := open(spec)

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/maps"
 )
 
 // Support says what mailtee does with a parameter.
@@ -282,23 +283,12 @@ func (c *Config) checkValue(name, v, def, file string, line int, out *diag.List)
 // network/prefix (IPv6 in brackets, as Postfix writes it), a "!" negation,
 // a /file/name or a type:table. It returns "" when the element is good.
 func checkNetwork(el string) string {
-	el = strings.TrimPrefix(el, "!")
-	if IsTable(el) || strings.HasPrefix(el, "/") {
+	el = strings.TrimLeft(el, "!")
+	if maps.IsTable(el) || strings.HasPrefix(el, "/") {
 		return ""
 	}
-	plain := strings.NewReplacer("[", "", "]", "").Replace(el)
-	if !strings.Contains(plain, "/") {
-		if _, err := netip.ParseAddr(plain); err != nil {
-			return fmt.Sprintf("%q is not an IP address or network/prefix", el)
-		}
-		return ""
-	}
-	p, err := netip.ParsePrefix(plain)
-	if err != nil {
-		return fmt.Sprintf("%q is not a network/prefix: %v", el, err)
-	}
-	if p.Masked() != p {
-		return fmt.Sprintf("non-null host address bits in %q, perhaps you should use %q instead", el, p.Masked().String())
+	if _, err := maps.ParseNetwork(el); err != nil {
+		return err.Error()
 	}
 	return ""
 }
@@ -333,27 +323,12 @@ func (c *Config) TableRefs() []TableRef {
 		}
 		line := c.set[n].Line
 		for _, el := range c.List(n) {
-			if k == KindTables || IsTable(el) {
+			if k == KindTables || maps.IsTable(el) {
 				out = append(out, TableRef{Param: n, Spec: el, Line: line, Alias: aliases[el]})
 			}
 		}
 	}
 	return out
-}
-
-// IsTable reports whether a list element names a lookup table
-// ("type:name") rather than a domain, network or file.
-func IsTable(el string) bool {
-	i := strings.IndexByte(el, ':')
-	if i <= 0 || strings.HasPrefix(el, "[") {
-		return false
-	}
-	for _, c := range el[:i] {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // consequence names what ignoring an unsupported parameter could change.

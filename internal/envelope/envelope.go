@@ -1,0 +1,38 @@
+// Package envelope holds the SMTP envelope of a message as it moves from
+// the SMTP server (or sendmail) to the queue and on to delivery.
+package envelope
+
+import "time"
+
+// Envelope is what the queue stores about a message besides its content.
+type Envelope struct {
+	// From is the reverse path: the sender's address, or "" for the null
+	// sender of bounces.
+	From  string
+	Rcpts []Rcpt
+
+	// Where the message came from, for Received: and logs.
+	ClientName string    // reverse DNS name, or "unknown"
+	ClientAddr string    // IP address, or "" for local submission (sendmail)
+	Helo       string    // HELO/EHLO argument
+	Protocol   string    // "ESMTP", "SMTP", "ESMTPS", "local"
+	Arrival    time.Time // when the message was accepted
+	SMTPUTF8   bool      // the client asked for SMTPUTF8
+	BodyType   string    // "7BIT", "8BITMIME" or ""
+}
+
+// Rcpt is one envelope recipient.
+type Rcpt struct {
+	// Addr is the address to deliver to.
+	Addr string
+	// Orig is the address as the client gave it, before any rewriting,
+	// for DSNs and logs ("orig_to=" in Postfix's logs).
+	Orig string `json:",omitempty"`
+	// Copy marks an automatic copy (recipient_bcc_maps, sender_bcc_maps,
+	// always_bcc, a relay's forwarded copies): its failures are reported
+	// to postmaster, never to the sender.
+	Copy bool `json:",omitempty"`
+	// NotifyOwner, when set, is where failures for this recipient go
+	// instead of the sender (Postfix's owner-alias convention).
+	NotifyOwner string `json:",omitempty"`
+}

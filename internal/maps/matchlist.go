@@ -1,0 +1,255 @@
+package maps
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+)
+
+// DomainList is a Postfix domain match list (match_list(3)), as in
+// mydestination, relay_domains or virtual_alias_domains: domain names,
+// "!name" exclusions, /file/name (more names, read from the file) and
+// type:table (the domain is a key). The first element that matches
+// decides.
+type DomainList struct {
+	elems  []domainElem
+	parent bool // parent_domain_matches_subdomains names this list
+}
+
+type domainElem struct {
+	neg   bool
+	name  string // folded; "" when table is set
+	table Table
+}
+
+// NewDomainList builds a list from a parameter's elements. parent says
+// whether "example.com" also matches its subdomains, which Postfix decides
+// by parent_domain_matches_subdomains; otherwise ".example.com" must be
+// written for them.
+func NewDomainList(elems []string, parent bool) (*DomainList, error) {
+	d := &DomainList{parent: parent}
+	var add func(el string, depth int) error
+	add = func(el string, depth int) error {
+		neg := false
+		for strings.HasPrefix(el, "!") {
+			neg, el = !neg, el[1:]
+		}
+		switch {
+		case el == "":
+			return nil
+		case strings.HasPrefix(el, "/"):
+			if depth > 0 {
+				return fmt.Errorf("%s: a file may not name another file", el)
+			}
+			data, err := os.ReadFile(el)
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				if i := strings.IndexByte(line, '#'); i >= 0 {
+					line = line[:i]
+				}
+				for _, f := range strings.FieldsFunc(line, isListSep) {
+					if err := add(f, depth+1); err != nil {
+						return err
+					}
+				}
+			}
+		case IsTable(el):
+			t, _, err := Open(el)
+			if err != nil {
+				return err
+			}
+			d.elems = append(d.elems, domainElem{neg: neg, table: t})
+		default:
+			d.elems = append(d.elems, domainElem{neg: neg, name: strings.TrimSuffix(foldKey(el), ".")})
+		}
+		return nil
+	}
+	for _, el := range elems {
+		if err := add(el, 0); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Match reports whether domain is in the list.
+func (d *DomainList) Match(ctx context.Context, domain string) (bool, error) {
+	domain = strings.TrimSuffix(foldKey(domain), ".")
+	for _, e := range d.elems {
+		ok, err := e.match(ctx, domain, d.parent)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			return !e.neg, nil
+		}
+	}
+	return false, nil
+}
+
+func (e domainElem) match(ctx context.Context, domain string, parent bool) (bool, error) {
+	if e.table == nil {
+		switch {
+		case e.name == domain:
+			return true, nil
+		case strings.HasPrefix(e.name, "."):
+			return strings.HasSuffix(domain, e.name), nil
+		case parent:
+			return strings.HasSuffix(domain, "."+e.name), nil
+		}
+		return false, nil
+	}
+	if _, ok, err := e.table.Lookup(ctx, domain); ok || err != nil {
+		return ok, err
+	}
+	// Parent domains: "example.com" in parent mode, ".example.com" always.
+	for d := domain; ; {
+		i := strings.IndexByte(d, '.')
+		if i < 0 {
+			return false, nil
+		}
+		d = d[i+1:]
+		key := "." + d
+		if parent {
+			key = d
+		}
+		if _, ok, err := e.table.Lookup(ctx, key); ok || err != nil {
+			return ok, err
+		}
+	}
+}
+
+// NetList is a Postfix network match list, as in mynetworks: addresses,
+// network/prefix (IPv6 in brackets), "!" exclusions, /file/name and
+// type:table (the address is the key, as for a cidr table).
+type NetList struct {
+	elems []netElem
+}
+
+type netElem struct {
+	neg    bool
+	prefix netip.Prefix
+	table  Table
+}
+
+// NewNetList builds a list from mynetworks' elements.
+func NewNetList(elems []string) (*NetList, error) {
+	n := &NetList{}
+	var add func(el string, depth int) error
+	add = func(el string, depth int) error {
+		neg := false
+		for strings.HasPrefix(el, "!") {
+			neg, el = !neg, el[1:]
+		}
+		switch {
+		case el == "":
+			return nil
+		case strings.HasPrefix(el, "/"):
+			if depth > 0 {
+				return fmt.Errorf("%s: a file may not name another file", el)
+			}
+			data, err := os.ReadFile(el)
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				if i := strings.IndexByte(line, '#'); i >= 0 {
+					line = line[:i]
+				}
+				for _, f := range strings.FieldsFunc(line, isListSep) {
+					if err := add(f, depth+1); err != nil {
+						return err
+					}
+				}
+			}
+		case IsTable(el):
+			t, _, err := Open(el)
+			if err != nil {
+				return err
+			}
+			n.elems = append(n.elems, netElem{neg: neg, table: t})
+		default:
+			p, err := ParseNetwork(el)
+			if err != nil {
+				return err
+			}
+			n.elems = append(n.elems, netElem{neg: neg, prefix: p})
+		}
+		return nil
+	}
+	for _, el := range elems {
+		if err := add(el, 0); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// ParseNetwork reads "1.2.3.4", "10.0.0.0/8", "[::1]/128" or "[fd00::]".
+// Host bits set below the prefix are an error, as in Postfix.
+func ParseNetwork(el string) (netip.Prefix, error) {
+	plain := strings.NewReplacer("[", "", "]", "").Replace(el)
+	if !strings.Contains(plain, "/") {
+		a, err := netip.ParseAddr(plain)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or network/prefix", el)
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(plain)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a network/prefix: %v", el, err)
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("non-null host address bits in %q, perhaps you should use %q instead", el, p.Masked().String())
+	}
+	return p, nil
+}
+
+// Match reports whether ip is in the list.
+func (n *NetList) Match(ctx context.Context, ip netip.Addr) (bool, error) {
+	ip = ip.Unmap()
+	for _, e := range n.elems {
+		var ok bool
+		if e.table != nil {
+			var err error
+			if _, ok, err = e.table.Lookup(ctx, ip.String()); err != nil {
+				return false, err
+			}
+		} else {
+			p := e.prefix
+			if p.Addr().Is4In6() { // [::ffff:127.0.0.0]/104 and the like
+				if ip.Is4() && p.Bits() >= 96 {
+					p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+				}
+			}
+			ok = p.Contains(ip)
+		}
+		if ok {
+			return !e.neg, nil
+		}
+	}
+	return false, nil
+}
+
+func isListSep(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\r' }
+
+// IsTable reports whether a list element names a lookup table
+// ("type:name") rather than a domain, network or file.
+func IsTable(el string) bool {
+	i := strings.IndexByte(el, ':')
+	if i <= 0 || strings.HasPrefix(el, "[") {
+		return false
+	}
+	for _, c := range el[:i] {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
