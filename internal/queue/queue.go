@@ -1,0 +1,668 @@
+// Package queue implements mailtee's spool and scheduler: messages stored
+// durably before they are acknowledged, delivery state kept per
+// recipient, retries with backoff, expiry with a bounce, and recovery of
+// everything in the spool at start-up.
+//
+// Delivery is done by the caller's Deliver function, routing by its Route
+// function: the queue knows neither SMTP nor Maildir, only which
+// recipients of which message go to which next hop, and what came back.
+package queue
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/envelope"
+)
+
+// Hop is where a group of recipients goes: a transport and its next hop,
+// as Postfix writes them ("smtp", "[mx.example.com]:25").
+type Hop struct {
+	Transport, Nexthop string
+}
+
+func (h Hop) String() string { return h.Transport + ":" + h.Nexthop }
+
+// Outcome is the result of delivering to one recipient. Err nil means
+// delivered; an Err with IsPermanent() true means bounce; any other Err
+// means try again later.
+type Outcome struct {
+	Err   error
+	Relay string // "host[ip]:port", "local", "none"
+	Reply string // the success reply, for the log
+	DSN   string // enhanced status code, "2.0.0" when empty and Err is nil
+}
+
+// permanent is implemented by delivery errors that know whether they are
+// final (deliver.Error).
+type permanent interface{ IsPermanent() bool }
+
+// IsPermanent reports whether err says the failure is final.
+func IsPermanent(err error) bool {
+	var p permanent
+	return errors.As(err, &p) && p.IsPermanent()
+}
+
+// Events receives what happens to messages, for the mail log.
+type Events interface {
+	Queued(m *Message)
+	Delivery(m *Message, rcpt int, hop Hop, o Outcome, status string, delay time.Duration)
+	Removed(m *Message)
+}
+
+// Options configure a Queue. Zero durations take Postfix's defaults.
+type Options struct {
+	Dir string // queue_directory
+
+	MinBackoff     time.Duration // minimal_backoff_time (300s)
+	MaxBackoff     time.Duration // maximal_backoff_time (4000s)
+	MaxLifetime    time.Duration // maximal_queue_lifetime (5d)
+	BounceLifetime time.Duration // bounce_queue_lifetime (5d), for mail from <>
+
+	DestConcurrency int // default_destination_concurrency_limit (20)
+	MaxActive       int // messages being delivered at once (Postfix qmgr_message_active_limit)
+
+	// Route says where a recipient goes.
+	Route func(ctx context.Context, rcpt string) (Hop, error)
+	// Deliver delivers m to the recipients with the given indexes, all
+	// bound for hop, and returns one Outcome per index, in order.
+	Deliver func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome
+	// Bounce is called once all recipients are final and some bounced:
+	// it must enqueue the notifications (to the sender, or postmaster
+	// for automatic copies) before it returns; the message is removed
+	// after it succeeds.
+	Bounce func(ctx context.Context, m *Message, failed []int) error
+
+	Events Events
+	Log    *slog.Logger
+}
+
+// Queue is the spool and its scheduler.
+type Queue struct {
+	o     Options
+	store *store
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	msgs    map[string]*entry
+	ready   []*entry // due, waiting for an active slot
+	timers  timerHeap
+	active  int
+	hops    map[string]chan struct{} // per-nexthop concurrency
+	wake    chan struct{}
+	closing bool
+	wg      sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+type entry struct {
+	m       *Message
+	busy    bool      // being delivered
+	flush   bool      // a flush came while busy: retry now when done
+	when    time.Time // scheduled time while waiting in the heap
+	index   int       // in the heap, -1 when not there
+	removed bool
+}
+
+// Open opens (creating if needed) the spool in o.Dir and loads every
+// message in it; damaged files are moved to the corrupt/ directory with a
+// log line. Call Run to start delivering.
+func Open(o Options) (*Queue, error) {
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 300 * time.Second
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = max(4000*time.Second, o.MinBackoff)
+	}
+	if o.MaxLifetime <= 0 {
+		o.MaxLifetime = 5 * 24 * time.Hour
+	}
+	if o.BounceLifetime <= 0 {
+		o.BounceLifetime = o.MaxLifetime
+	}
+	if o.DestConcurrency <= 0 {
+		o.DestConcurrency = 20
+	}
+	if o.MaxActive <= 0 {
+		o.MaxActive = 1000
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	st, err := openStore(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{o: o, store: st, log: o.Log, msgs: map[string]*entry{}, hops: map[string]chan struct{}{}, wake: make(chan struct{}, 1)}
+	q.ctx, q.cancel = context.WithCancel(context.Background())
+	ids, err := st.scan()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		m, err := st.load(id)
+		if err != nil {
+			if mvErr := st.moveCorrupt(id); mvErr != nil {
+				q.log.Error("cannot move damaged queue file aside", "id", id, "err", mvErr)
+				continue
+			}
+			q.log.Warn(fmt.Sprintf("%s: damaged queue file moved to %s: %v", id, st.corrupt, err))
+			continue
+		}
+		q.add(m)
+	}
+	return q, nil
+}
+
+// add registers a message and makes it due now (recipients with a later
+// NextTry are left alone by the delivery pass).
+func (q *Queue) add(m *Message) {
+	e := &entry{m: m, index: -1}
+	q.msgs[m.ID] = e
+	q.scheduleLocked(e, q.nextDue(m))
+}
+
+// nextDue is the earliest time any pending recipient may be tried.
+func (q *Queue) nextDue(m *Message) time.Time {
+	var t time.Time
+	for _, r := range m.Rcpts {
+		if r.Status == Pending && (t.IsZero() || r.NextTry.Before(t)) {
+			t = r.NextTry
+		}
+	}
+	return t
+}
+
+// NewID returns a fresh queue ID.
+func (q *Queue) NewID() string { return q.store.newID() }
+
+// Enqueue stores a message durably (file and directory entry synced)
+// and schedules it. It returns only once the message is on stable
+// storage. If body returns an error, nothing is stored and that error is
+// returned.
+func (q *Queue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error {
+	if len(env.Rcpts) == 0 {
+		return errors.New("no recipients")
+	}
+	if env.Arrival.IsZero() {
+		env.Arrival = time.Now()
+	}
+	m, err := q.store.put(id, env, body)
+	if err != nil {
+		return err
+	}
+	if q.o.Events != nil {
+		q.o.Events.Queued(m)
+	}
+	q.mu.Lock()
+	q.add(m)
+	q.mu.Unlock()
+	q.poke()
+	return nil
+}
+
+// Pickup loads a message that another process (mailtee sendmail) put
+// into the spool, if it is not known yet.
+func (q *Queue) Pickup(id string) error {
+	q.mu.Lock()
+	_, known := q.msgs[id]
+	q.mu.Unlock()
+	if known {
+		return nil
+	}
+	m, err := q.store.load(id)
+	if err != nil {
+		return err
+	}
+	if q.o.Events != nil {
+		q.o.Events.Queued(m)
+	}
+	q.mu.Lock()
+	if _, known := q.msgs[id]; !known {
+		q.add(m)
+	}
+	q.mu.Unlock()
+	q.poke()
+	return nil
+}
+
+func (q *Queue) poke() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until Close. It returns once Close has been called and
+// deliveries in progress have finished.
+func (q *Queue) Run() {
+	for {
+		q.mu.Lock()
+		if q.closing {
+			q.mu.Unlock()
+			q.wg.Wait()
+			return
+		}
+		now := time.Now()
+		for len(q.timers) > 0 && !q.timers[0].when.After(now) {
+			e := heap.Pop(&q.timers).(*entry)
+			q.ready = append(q.ready, e)
+		}
+		for len(q.ready) > 0 && q.active < q.o.MaxActive {
+			e := q.ready[0]
+			q.ready = q.ready[1:]
+			if e.removed || e.busy || e.m.Hold {
+				continue
+			}
+			e.busy = true
+			q.active++
+			q.wg.Add(1)
+			go q.process(e)
+		}
+		var wait <-chan time.Time
+		if len(q.timers) > 0 {
+			wait = time.After(time.Until(q.timers[0].when))
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.wake:
+		case <-wait:
+		}
+	}
+}
+
+// Close stops scheduling new deliveries and waits for those in flight,
+// at most until ctx ends, when it cancels them (they are then retried
+// after a restart).
+func (q *Queue) Close(ctx context.Context) error {
+	q.mu.Lock()
+	q.closing = true
+	q.mu.Unlock()
+	q.poke()
+	done := make(chan struct{})
+	go func() { q.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		q.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// scheduleLocked puts e in the timer heap for time t (zero: now).
+func (q *Queue) scheduleLocked(e *entry, t time.Time) {
+	if e.index >= 0 {
+		heap.Remove(&q.timers, e.index)
+	}
+	e.when = t
+	heap.Push(&q.timers, e)
+}
+
+// process delivers every due recipient of one message, grouped by next
+// hop, then records the results and decides what comes next.
+func (q *Queue) process(e *entry) {
+	defer q.wg.Done()
+	m := e.m
+	ctx := q.ctx
+	now := time.Now()
+	groups := map[Hop][]int{}
+	var order []Hop
+	for i := range m.Rcpts {
+		r := &m.Rcpts[i]
+		if r.Status != Pending || r.NextTry.After(now) {
+			continue
+		}
+		hop, err := q.o.Route(ctx, r.Addr)
+		if err != nil {
+			q.record(m, i, Hop{Transport: "none"}, Outcome{Err: err, Relay: "none"})
+			continue
+		}
+		if _, ok := groups[hop]; !ok {
+			order = append(order, hop)
+		}
+		groups[hop] = append(groups[hop], i)
+	}
+	var wg sync.WaitGroup
+	for _, hop := range order {
+		rcpts := groups[hop]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem := q.hopSlot(hop)
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			outs := q.o.Deliver(ctx, m, hop, rcpts)
+			<-sem
+			for k, i := range rcpts {
+				o := Outcome{Err: errors.New("no result from delivery agent")}
+				if k < len(outs) {
+					o = outs[k]
+				}
+				q.record(m, i, hop, o)
+			}
+		}()
+	}
+	wg.Wait()
+	q.finish(e)
+}
+
+func (q *Queue) hopSlot(h Hop) chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k := h.String()
+	s, ok := q.hops[k]
+	if !ok {
+		s = make(chan struct{}, q.o.DestConcurrency)
+		q.hops[k] = s
+	}
+	return s
+}
+
+// record stores and logs the outcome for one recipient.
+func (q *Queue) record(m *Message, i int, hop Hop, o Outcome) {
+	r := &m.Rcpts[i]
+	now := time.Now()
+	rec := record{Rcpt: i, Relay: o.Relay, DSN: o.DSN}
+	status := ""
+	switch {
+	case o.Err == nil:
+		rec.Op, status = "sent", "sent"
+		if rec.DSN == "" {
+			rec.DSN = "2.0.0"
+		}
+		rec.Err = o.Reply
+	case IsPermanent(o.Err):
+		rec.Op, status, rec.Err = "bounced", "bounced", o.Err.Error()
+	default:
+		rec.Err = o.Err.Error()
+		if now.Sub(m.Env.Arrival) >= q.lifetime(m) {
+			rec.Op, status, rec.Expired = "bounced", "expired", true
+			break
+		}
+		rec.Op, status = "deferred", "deferred"
+		rec.Next = now.Add(q.backoff(r.Attempts + 1)).Unix()
+	}
+	if rec.DSN == "" {
+		rec.DSN = dsnOf(o.Err)
+	}
+	durable := rec.Op != "deferred"
+	if err := q.store.appendState(m, durable, rec); err != nil && durable {
+		// Without the record a restart would deliver again; say so
+		// loudly, keep going (the delivery itself happened).
+		q.log.Error("cannot record delivery state", "id", m.ID, "rcpt", r.Addr, "err", err)
+	}
+	q.mu.Lock()
+	m.apply(rec)
+	q.mu.Unlock()
+	if q.o.Events != nil {
+		q.o.Events.Delivery(m, i, hop, o, status, now.Sub(m.Env.Arrival))
+	}
+}
+
+func (q *Queue) lifetime(m *Message) time.Duration {
+	if m.Env.From == "" {
+		return q.o.BounceLifetime
+	}
+	return q.o.MaxLifetime
+}
+
+// backoff doubles from minimal_backoff_time up to maximal_backoff_time.
+func (q *Queue) backoff(attempt int) time.Duration {
+	d := q.o.MinBackoff
+	for i := 1; i < attempt && d < q.o.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, q.o.MaxBackoff)
+}
+
+// dsnOf is the enhanced status code of a failure.
+func dsnOf(err error) string {
+	var d interface{ EnhancedCode() string }
+	if errors.As(err, &d) {
+		if c := d.EnhancedCode(); c != "" {
+			return c
+		}
+	}
+	if IsPermanent(err) {
+		return "5.0.0"
+	}
+	return "4.0.0"
+}
+
+// finish decides what happens to a message after a delivery pass.
+func (q *Queue) finish(e *entry) {
+	m := e.m
+	q.mu.Lock()
+	e.busy = false
+	q.active--
+	pending := false
+	var failed []int
+	for i, r := range m.Rcpts {
+		switch r.Status {
+		case Pending:
+			pending = true
+		case Bounced:
+			failed = append(failed, i)
+		}
+	}
+	if e.flush {
+		e.flush = false
+		m.flush()
+	}
+	if pending || e.removed {
+		if !e.removed {
+			q.scheduleLocked(e, q.nextDue(m))
+		}
+		q.mu.Unlock()
+		q.poke()
+		return
+	}
+	q.mu.Unlock()
+	if len(failed) > 0 && q.o.Bounce != nil {
+		if err := q.o.Bounce(q.ctx, m, failed); err != nil {
+			// Keep the message: the notification must not be lost.
+			q.log.Error("cannot queue bounce; will retry", "id", m.ID, "err", err)
+			q.mu.Lock()
+			q.scheduleLocked(e, time.Now().Add(q.o.MinBackoff))
+			q.mu.Unlock()
+			return
+		}
+	}
+	q.remove(e)
+}
+
+func (q *Queue) remove(e *entry) {
+	if err := q.store.remove(e.m); err != nil {
+		q.log.Error("cannot remove queue file", "id", e.m.ID, "err", err)
+	}
+	q.mu.Lock()
+	e.removed = true
+	if e.index >= 0 {
+		heap.Remove(&q.timers, e.index)
+	}
+	delete(q.msgs, e.m.ID)
+	q.mu.Unlock()
+	if q.o.Events != nil {
+		q.o.Events.Removed(e.m)
+	}
+	q.poke()
+}
+
+// Info describes a queued message, for `mailtee queue list`.
+type Info struct {
+	ID      string
+	Arrival time.Time
+	Size    int64
+	From    string
+	Hold    bool
+	Active  bool
+	Rcpts   []RcptInfo
+}
+
+// RcptInfo is one recipient in Info.
+type RcptInfo struct {
+	Addr, Status, Reason string
+	NextTry              time.Time `json:",omitzero"`
+}
+
+func info(m *Message, active bool) Info {
+	in := Info{ID: m.ID, Arrival: m.Env.Arrival, Size: m.Size, From: m.Env.From, Hold: m.Hold, Active: active}
+	for _, r := range m.Rcpts {
+		st := string(r.Status)
+		if r.Status == Pending {
+			st = "pending"
+			if r.Attempts > 0 {
+				st = "deferred"
+			}
+		}
+		in.Rcpts = append(in.Rcpts, RcptInfo{Addr: r.Addr, Status: st, Reason: r.LastErr, NextTry: r.NextTry})
+	}
+	return in
+}
+
+// List describes every message in the queue, oldest first.
+func (q *Queue) List() []Info {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]Info, 0, len(q.msgs))
+	for _, e := range q.msgs {
+		out = append(out, info(e.m, e.busy))
+	}
+	sortInfo(out)
+	return out
+}
+
+func sortInfo(out []Info) {
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Arrival.Equal(out[j].Arrival) {
+			return out[i].Arrival.Before(out[j].Arrival)
+		}
+		return out[i].ID < out[j].ID
+	})
+}
+
+// ListDir describes the messages in a spool that no server is running
+// on (mailtee queue list on a stopped server).
+func ListDir(dir string) ([]Info, error) {
+	st, err := openStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := st.scan()
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, id := range ids {
+		m, err := st.load(id)
+		if err != nil {
+			continue
+		}
+		out = append(out, info(m, false))
+	}
+	sortInfo(out)
+	return out, nil
+}
+
+// ErrNotFound is returned for an unknown queue ID.
+var ErrNotFound = errors.New("no such message in the queue")
+
+// Flush makes every deferred recipient due now (postqueue -f).
+func (q *Queue) Flush() {
+	q.mu.Lock()
+	for _, e := range q.msgs {
+		if e.busy {
+			e.flush = true // its delivery goroutine owns the recipients now
+			continue
+		}
+		e.m.flush()
+		q.scheduleLocked(e, time.Time{})
+	}
+	q.mu.Unlock()
+	q.poke()
+}
+
+func (m *Message) flush() {
+	for i := range m.Rcpts {
+		m.Rcpts[i].NextTry = time.Time{}
+	}
+}
+
+// Hold stops deliveries of a message until Release (postsuper -h).
+func (q *Queue) Hold(id string) error { return q.setHold(id, true) }
+
+// Release resumes deliveries of a held message (postsuper -H).
+func (q *Queue) Release(id string) error { return q.setHold(id, false) }
+
+func (q *Queue) setHold(id string, hold bool) error {
+	q.mu.Lock()
+	e, ok := q.msgs[id]
+	q.mu.Unlock()
+	if !ok {
+		return ErrNotFound
+	}
+	op := "release"
+	if hold {
+		op = "hold"
+	}
+	if err := q.store.appendState(e.m, true, record{Rcpt: -1, Op: op}); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	e.m.Hold = hold
+	if !hold && !e.busy {
+		q.scheduleLocked(e, q.nextDue(e.m))
+	}
+	q.mu.Unlock()
+	q.poke()
+	return nil
+}
+
+// Delete removes a message without notifying anyone (postsuper -d). A
+// delivery in progress finishes, but nothing is retried.
+func (q *Queue) Delete(id string) error {
+	q.mu.Lock()
+	e, ok := q.msgs[id]
+	q.mu.Unlock()
+	if !ok {
+		return ErrNotFound
+	}
+	q.remove(e)
+	return nil
+}
+
+// timerHeap orders entries by scheduled time.
+type timerHeap []*entry
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].when.Before(h[j].when) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *timerHeap) Push(x any) {
+	e := x.(*entry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.index = -1
+	return e
+}

@@ -1,0 +1,353 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/envelope"
+)
+
+// permErr and tempErr stand in for deliver.Error.
+type testErr struct {
+	perm bool
+	msg  string
+}
+
+func (e testErr) Error() string     { return e.msg }
+func (e testErr) IsPermanent() bool { return e.perm }
+func (e testErr) EnhancedCode() string {
+	if e.perm {
+		return "5.1.1"
+	}
+	return "4.4.1"
+}
+
+// fakeNet records deliveries and answers per recipient from a script.
+type fakeNet struct {
+	mu        sync.Mutex
+	delivered map[string]int    // rcpt -> times delivered
+	answer    map[string]error  // rcpt -> error to give (nil: deliver)
+	bodies    map[string]string // rcpt -> body seen
+	bounces   [][]string        // failed rcpts per Bounce call
+	calls     int
+}
+
+func newFakeNet() *fakeNet {
+	return &fakeNet{delivered: map[string]int{}, answer: map[string]error{}, bodies: map[string]string{}}
+}
+
+func (f *fakeNet) set(rcpt string, err error) {
+	f.mu.Lock()
+	f.answer[rcpt] = err
+	f.mu.Unlock()
+}
+
+func (f *fakeNet) getBounces() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]string(nil), f.bounces...)
+}
+
+func (f *fakeNet) body(rcpt string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bodies[rcpt]
+}
+
+func (f *fakeNet) count(rcpt string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.delivered[rcpt]
+}
+
+func (f *fakeNet) options(dir string) Options {
+	return Options{
+		Dir:        dir,
+		MinBackoff: 50 * time.Millisecond,
+		MaxBackoff: 200 * time.Millisecond,
+		Route: func(ctx context.Context, rcpt string) (Hop, error) {
+			_, dom, _ := strings.Cut(rcpt, "@")
+			return Hop{"smtp", dom}, nil
+		},
+		Deliver: func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+			body, _ := m.Open()
+			data, _ := io.ReadAll(body)
+			body.Close()
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.calls++
+			out := make([]Outcome, len(rcpts))
+			for k, i := range rcpts {
+				a := m.Rcpts[i].Addr
+				if err := f.answer[a]; err != nil {
+					out[k] = Outcome{Err: err, Relay: hop.Nexthop}
+					continue
+				}
+				f.delivered[a]++
+				f.bodies[a] = string(data)
+				out[k] = Outcome{Relay: hop.Nexthop, Reply: "250 ok"}
+			}
+			return out
+		},
+		Bounce: func(ctx context.Context, m *Message, failed []int) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			var names []string
+			for _, i := range failed {
+				names = append(names, m.Rcpts[i].Addr)
+			}
+			f.bounces = append(f.bounces, names)
+			return nil
+		},
+	}
+}
+
+func env(rcpts ...string) *envelope.Envelope {
+	e := &envelope.Envelope{From: "sender@example.org"}
+	for _, r := range rcpts {
+		e.Rcpts = append(e.Rcpts, envelope.Rcpt{Addr: r})
+	}
+	return e
+}
+
+func startQueue(t *testing.T, o Options) *Queue {
+	t.Helper()
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go q.Run()
+	t.Cleanup(func() { q.Close(context.Background()) })
+	return q
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func spoolFiles(t *testing.T, dir string) []string {
+	entries, _ := os.ReadDir(filepath.Join(dir, "queue"))
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestDeliverOnceAndRemove(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	q := startQueue(t, f.options(dir))
+	id := q.NewID()
+	if err := q.Enqueue(context.Background(), id, env("a@one.example", "b@two.example"), strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "removal", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	if f.count("a@one.example") != 1 || f.count("b@two.example") != 1 {
+		t.Errorf("deliveries: a %d, b %d", f.count("a@one.example"), f.count("b@two.example"))
+	}
+	if b := f.body("a@one.example"); b != "Subject: x\r\n\r\nbody\r\n" {
+		t.Errorf("body not byte-exact: %q", b)
+	}
+}
+
+// DESIGN.md 5: when one copy is delivered and another deferred, only the
+// deferred one is retried — never a second copy to the side that has it.
+func TestOnlyDeferredRecipientRetried(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	f.set("b@two.example", testErr{false, "connect refused"})
+	q := startQueue(t, f.options(dir))
+	q.Enqueue(context.Background(), q.NewID(), env("a@one.example", "b@two.example"), strings.NewReader("x\r\n"))
+	waitFor(t, "a delivered", func() bool { return f.count("a@one.example") == 1 })
+	waitFor(t, "two attempts", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.calls >= 3 })
+	f.set("b@two.example", nil)
+	waitFor(t, "b delivered", func() bool { return f.count("b@two.example") == 1 })
+	waitFor(t, "removal", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	if n := f.count("a@one.example"); n != 1 {
+		t.Errorf("a delivered %d times, want once", n)
+	}
+	if b := f.getBounces(); len(b) != 0 {
+		t.Errorf("unexpected bounces %v", b)
+	}
+}
+
+func TestPermanentFailureBounces(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	f.set("bad@one.example", testErr{true, "550 no such user"})
+	q := startQueue(t, f.options(dir))
+	q.Enqueue(context.Background(), q.NewID(), env("bad@one.example", "ok@one.example"), strings.NewReader("x\r\n"))
+	waitFor(t, "removal", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	if b := f.getBounces(); len(b) != 1 || len(b[0]) != 1 || b[0][0] != "bad@one.example" {
+		t.Errorf("bounces = %v", b)
+	}
+}
+
+func TestExpiryBounces(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	f.set("slow@one.example", testErr{false, "try later"})
+	o := f.options(dir)
+	o.MaxLifetime = 300 * time.Millisecond
+	q := startQueue(t, o)
+	q.Enqueue(context.Background(), q.NewID(), env("slow@one.example"), strings.NewReader("x\r\n"))
+	waitFor(t, "removal", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	if b := f.getBounces(); len(b) != 1 {
+		t.Fatalf("want one bounce for the expired message, got %v", b)
+	}
+}
+
+// A restart picks everything up again, and a recipient recorded as sent
+// is not delivered again.
+func TestRecoveryKeepsState(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	f.set("b@two.example", testErr{false, "down"})
+	q, err := Open(f.options(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go q.Run()
+	q.Enqueue(context.Background(), q.NewID(), env("a@one.example", "b@two.example"), strings.NewReader("x\r\n"))
+	waitFor(t, "a delivered", func() bool { return f.count("a@one.example") == 1 })
+	waitFor(t, "b attempted", func() bool { return len(q.List()) == 1 && q.List()[0].Rcpts[1].Status == "deferred" })
+	q.Close(context.Background())
+
+	f.set("b@two.example", nil)
+	q2 := startQueue(t, f.options(dir))
+	waitFor(t, "b delivered after restart", func() bool { return f.count("b@two.example") == 1 })
+	waitFor(t, "removal", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	if n := f.count("a@one.example"); n != 1 {
+		t.Errorf("a delivered %d times across the restart, want once", n)
+	}
+	_ = q2
+}
+
+func TestCorruptFileMovedAside(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	f.set("a@one.example", testErr{false, "hold on"})
+	q, _ := Open(f.options(dir))
+	for i := 0; i < 3; i++ {
+		q.Enqueue(context.Background(), q.NewID(), env("a@one.example"), strings.NewReader(fmt.Sprintf("message %d\r\n", i)))
+	}
+	ids := q.List()
+	// Truncate one file (a torn write) and flip a byte in another.
+	p0 := filepath.Join(dir, "queue", ids[0].ID)
+	data, _ := os.ReadFile(p0)
+	os.WriteFile(p0, data[:len(data)-10], 0o600)
+	p1 := filepath.Join(dir, "queue", ids[1].ID)
+	data, _ = os.ReadFile(p1)
+	data[12] ^= 0xff
+	os.WriteFile(p1, data, 0o600)
+
+	f.set("a@one.example", nil)
+	startQueue(t, f.options(dir))
+	waitFor(t, "the good message delivered", func() bool { return f.count("a@one.example") == 1 })
+	corrupt, _ := os.ReadDir(filepath.Join(dir, "corrupt"))
+	names := map[string]bool{}
+	for _, e := range corrupt {
+		names[e.Name()] = true
+	}
+	if !names[ids[0].ID] || !names[ids[1].ID] {
+		t.Errorf("corrupt/ has %v, want %s and %s", names, ids[0].ID, ids[1].ID)
+	}
+}
+
+func TestHoldReleaseDeleteFlush(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	f.set("a@one.example", testErr{false, "later"})
+	o := f.options(dir)
+	o.MinBackoff, o.MaxBackoff = time.Hour, time.Hour
+	q := startQueue(t, o)
+	id := q.NewID()
+	q.Enqueue(context.Background(), id, env("a@one.example"), strings.NewReader("x\r\n"))
+	waitFor(t, "first attempt", func() bool { l := q.List(); return len(l) == 1 && l[0].Rcpts[0].Status == "deferred" && !l[0].Active })
+	if err := q.Hold(id); err != nil {
+		t.Fatal(err)
+	}
+	f.set("a@one.example", nil)
+	q.Flush()
+	time.Sleep(100 * time.Millisecond)
+	if f.count("a@one.example") != 0 {
+		t.Fatal("a held message was delivered")
+	}
+	if l, _ := ListDir(dir); len(l) != 1 || !l[0].Hold {
+		t.Fatalf("ListDir must show the held message: %+v", l)
+	}
+	if err := q.Release(id); err != nil {
+		t.Fatal(err)
+	}
+	q.Flush()
+	waitFor(t, "delivery after release and flush", func() bool { return f.count("a@one.example") == 1 })
+
+	id2 := q.NewID()
+	f.set("z@one.example", testErr{false, "later"})
+	q.Enqueue(context.Background(), id2, env("z@one.example"), strings.NewReader("x\r\n"))
+	waitFor(t, "attempt", func() bool { l := q.List(); return len(l) == 1 && !l[0].Active && l[0].Rcpts[0].Status == "deferred" })
+	if err := q.Delete(id2); err != nil {
+		t.Fatal(err)
+	}
+	if len(spoolFiles(t, dir)) != 0 || len(q.List()) != 0 {
+		t.Error("delete left the message behind")
+	}
+	if err := q.Delete("NOSUCH"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Delete(unknown) = %v", err)
+	}
+}
+
+// A body that fails leaves nothing in the spool.
+func TestEnqueueBodyError(t *testing.T) {
+	dir := t.TempDir()
+	q := startQueue(t, newFakeNet().options(dir))
+	boom := errors.New("bare LF")
+	err := q.Enqueue(context.Background(), q.NewID(), env("a@one.example"), io.MultiReader(strings.NewReader("x"), errReader{boom}))
+	if !errors.Is(err, boom) {
+		t.Fatalf("Enqueue = %v, want the body's error", err)
+	}
+	if files := spoolFiles(t, dir); len(files) != 0 {
+		t.Errorf("spool has %v", files)
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// BenchmarkEnqueue measures the durable accept path with concurrent
+// senders; dirsyncs/op shows the group commit at work.
+func BenchmarkEnqueue(b *testing.B) {
+	dir := b.TempDir()
+	f := newFakeNet()
+	o := f.options(dir)
+	o.Route = func(context.Context, string) (Hop, error) { return Hop{"discard", ""}, nil }
+	q, _ := Open(o)
+	body := strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n", 28) // ~2 KB
+	b.SetParallelism(10)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := q.Enqueue(context.Background(), q.NewID(), env("a@one.example"), strings.NewReader(body)); err != nil {
+				b.Error(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(q.store.syncer.Syncs)/float64(b.N), "dirsyncs/op")
+}
