@@ -209,6 +209,21 @@ func (q *Queue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, 
 	return nil
 }
 
+// Rescan picks up messages that appeared in the spool without Pickup
+// (for example while the control socket was unreachable).
+func (q *Queue) Rescan() {
+	ids, err := q.store.scan()
+	if err != nil {
+		q.log.Error("queue rescan", "err", err)
+		return
+	}
+	for _, id := range ids {
+		if err := q.Pickup(id); err != nil {
+			q.log.Warn("queue rescan: cannot load message", "id", id, "err", err)
+		}
+	}
+}
+
 // Pickup loads a message that another process (mailtee sendmail) put
 // into the spool, if it is not known yet.
 func (q *Queue) Pickup(id string) error {

@@ -403,8 +403,17 @@ func (s *store) scan() ([]string, error) {
 		ids = append(ids, name)
 	}
 	for _, e := range entries {
-		if base, ok := strings.CutSuffix(e.Name(), ".st"); ok && !have[base] {
-			os.Remove(filepath.Join(s.qdir, e.Name()))
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			// A submission in progress (Put), or one that a crash
+			// interrupted long ago: only the latter is removed.
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
+				os.Remove(filepath.Join(s.qdir, name))
+			}
+			continue
+		}
+		if base, ok := strings.CutSuffix(name, ".st"); ok && !have[base] {
+			os.Remove(filepath.Join(s.qdir, name))
 		}
 	}
 	return ids, nil
@@ -418,4 +427,48 @@ func (s *store) moveCorrupt(id string) error {
 	}
 	os.Rename(src+".st", filepath.Join(s.corrupt, id+".st"))
 	return nil
+}
+
+// Put stores a message into the spool in dir from another process
+// (mailtee sendmail), durably, and returns its ID. The file is written
+// under a hidden name and renamed into place, so that a server scanning
+// the spool never sees it half-written; a running server then learns of
+// it through Pickup or its periodic rescan.
+func Put(dir string, env *envelope.Envelope, body io.Reader) (string, error) {
+	s, err := openStore(dir)
+	if err != nil {
+		return "", err
+	}
+	if len(env.Rcpts) == 0 {
+		return "", errors.New("no recipients")
+	}
+	if env.Arrival.IsZero() {
+		env.Arrival = time.Now()
+	}
+	for {
+		id := s.newID()
+		tmp := "." + id
+		m, err := s.put(tmp, env, body)
+		if os.IsExist(err) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		final := filepath.Join(s.qdir, id)
+		if _, err := os.Lstat(final); err == nil {
+			s.remove(m)
+			return "", fmt.Errorf("queue ID %s already in use", id)
+		}
+		if err := os.Rename(m.path+".st", final+".st"); err != nil {
+			s.remove(m)
+			return "", err
+		}
+		if err := os.Rename(m.path, final); err != nil {
+			os.Remove(final + ".st")
+			s.remove(m)
+			return "", err
+		}
+		return id, s.syncer.Sync()
+	}
 }

@@ -1,0 +1,259 @@
+// Package local is mailtee's local(8): delivery to the domains in
+// mydestination. A recipient is first expanded through alias_maps
+// (recursively, loop-safe, with Postfix's owner- convention), then each
+// resulting local user gets the message in a Maildir or over LMTP, and
+// each resulting remote address gets it forwarded as a new message.
+//
+// Deviation from Postfix (DESIGN.md): an alias name may be a full
+// address. The full recipient address is looked up first, then the local
+// part, so the seed's user_maps keyed by user@relay.example works.
+package local
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/textproto"
+	"path/filepath"
+	"strings"
+
+	"github.com/mailtee/mailtee/internal/address"
+	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/maps"
+)
+
+// maxDepth bounds alias nesting; Postfix stops at 100 expansions too.
+const maxDepth = 100
+
+// Options configure local delivery, from main.cf.
+type Options struct {
+	Aliases   maps.Table // alias_maps; nil for none
+	Myorigin  string     // domain for bare names in alias values
+	Delimiter string     // recipient_delimiter
+	// IsLocal reports whether a domain is delivered here (mydestination).
+	IsLocal func(domain string) bool
+
+	// Mailbox location: SpoolDir (mail_spool_directory ending in "/")
+	// holds one Maildir per user; HomeMailbox (home_mailbox ending in
+	// "/") is a Maildir under the user's home directory.
+	SpoolDir    string
+	HomeMailbox string
+	// Home returns a user's home directory (from /etc/passwd).
+	Home func(user string) (string, bool)
+
+	// LMTP, when set, delivers to mailboxes instead of Maildir
+	// (mailbox_transport = lmtp:...). rcpts are full addresses.
+	LMTP func(ctx context.Context, msg *deliver.Message, rcpts []string) []error
+
+	// Forward re-injects a message for remote targets of an alias, as
+	// Postfix's local(8) does through cleanup: same body, envelope
+	// sender from, one Delivered-To: header added.
+	Forward func(ctx context.Context, from string, rcpts []string, msg *deliver.Message, deliveredTo string) error
+}
+
+// Local delivers to local recipients.
+type Local struct{ o Options }
+
+// New returns a local delivery agent.
+func New(o Options) *Local { return &Local{o: o} }
+
+// target is one result of alias expansion.
+type target struct {
+	addr  string
+	local bool   // deliver to the mailbox of user
+	user  string // mailbox owner (local part, folded, no extension)
+	owner string // owner-NAME address that takes errors, or ""
+}
+
+// Deliver delivers msg to rcpt (a local address) and returns nil or a
+// *deliver.Error.
+func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpt string) error {
+	loops, err := deliveredTo(msg)
+	if err != nil {
+		return tempErr("cannot read message headers: %v", err)
+	}
+	if loops[strings.ToLower(rcpt)] {
+		return permErr("5.4.6", "mail forwarding loop for %s", rcpt)
+	}
+	targets, err := l.expand(ctx, rcpt)
+	if err != nil {
+		return err
+	}
+	// Remote targets are forwarded as new messages, grouped by who gets
+	// their errors: the owner- alias when there is one, as in Postfix,
+	// else the original sender.
+	remote := map[string][]string{}
+	var senders []string
+	var mailboxes []target
+	for _, t := range targets {
+		if t.local {
+			mailboxes = append(mailboxes, t)
+			continue
+		}
+		from := msg.From
+		if t.owner != "" {
+			from = t.owner
+		}
+		if _, ok := remote[from]; !ok {
+			senders = append(senders, from)
+		}
+		remote[from] = append(remote[from], t.addr)
+	}
+	for _, from := range senders {
+		if l.o.Forward == nil {
+			return permErr("5.3.0", "forwarding is not configured")
+		}
+		if err := l.o.Forward(ctx, from, remote[from], msg, rcpt); err != nil {
+			return tempErr("cannot forward to %s: %v", strings.Join(remote[from], ", "), err)
+		}
+	}
+	if len(mailboxes) == 0 {
+		return nil
+	}
+	if l.o.LMTP != nil {
+		addrs := make([]string, len(mailboxes))
+		for i, t := range mailboxes {
+			addrs[i] = t.addr
+		}
+		for _, err := range l.o.LMTP(ctx, msg, addrs) {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, t := range mailboxes {
+		dir, err := l.maildir(t.user)
+		if err != nil {
+			return err
+		}
+		if err := deliver.Maildir(dir, msg, t.addr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maildir is where user's mail goes.
+func (l *Local) maildir(user string) (string, error) {
+	switch {
+	case l.o.HomeMailbox != "" && strings.HasSuffix(l.o.HomeMailbox, "/"):
+		if l.o.Home == nil {
+			return "", permErr("5.1.1", "unknown user: %q", user)
+		}
+		home, ok := l.o.Home(user)
+		if !ok {
+			return "", permErr("5.1.1", "unknown user: %q", user)
+		}
+		return filepath.Join(home, l.o.HomeMailbox), nil
+	case strings.HasSuffix(l.o.SpoolDir, "/"):
+		if strings.ContainsAny(user, "/\x00") || user == "." || user == ".." || user == "" {
+			return "", permErr("5.1.3", "bad mailbox name %q", user)
+		}
+		return filepath.Join(l.o.SpoolDir, user) + "/", nil
+	}
+	// mbox: Postfix's default, which mailtee does not write. Mail waits.
+	return "", tempErr("mailbox delivery needs a Maildir: set home_mailbox = Maildir/ or a mail_spool_directory ending in /")
+}
+
+// expand resolves rcpt through the alias tables.
+func (l *Local) expand(ctx context.Context, rcpt string) ([]target, error) {
+	var out []target
+	seen := map[string]bool{}
+	var walk func(addr, owner string, depth int, self string) error
+	walk = func(addr, owner string, depth int, self string) error {
+		key := strings.ToLower(addr)
+		if seen[key] {
+			return nil // duplicate elimination, and a loop ends here
+		}
+		seen[key] = true
+		local, domain := address.Split(addr)
+		if strings.LastIndexByte(addr, '@') < 0 {
+			domain = l.o.Myorigin
+			addr = local + "@" + domain
+		}
+		if l.o.IsLocal != nil && !l.o.IsLocal(domain) {
+			out = append(out, target{addr: addr, owner: owner})
+			return nil
+		}
+		user, _ := address.SplitExt(strings.ToLower(local), l.o.Delimiter)
+		if depth > maxDepth {
+			return permErr("5.4.6", "alias expansion too deep for %s", rcpt)
+		}
+		// An alias that names itself ("a: a, b") delivers to the mailbox.
+		if !strings.EqualFold(addr, self) && l.o.Aliases != nil {
+			value, name, found, err := l.lookupAlias(ctx, addr, local, user)
+			if err != nil {
+				return tempErr("alias lookup failed for %s: %v", addr, err)
+			}
+			if found {
+				own := owner
+				if o, _, ok, _ := l.lookupAlias(ctx, "", "owner-"+name, "owner-"+name); ok && o != "" {
+					own = "owner-" + name + "@" + l.o.Myorigin
+				}
+				for _, el := range maps.SplitAliasValue(value) {
+					if el == "" {
+						continue
+					}
+					if strings.HasPrefix(el, "|") || strings.HasPrefix(el, "/") || strings.HasPrefix(strings.ToLower(el), ":include:") {
+						return tempErr("alias %s: %q is not supported by mailtee (commands, files and :include: are not delivered); mail waits in the queue", name, el)
+					}
+					elAddr := strings.Trim(el, "<>")
+					if err := walk(elAddr, own, depth+1, addr); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		}
+		out = append(out, target{addr: addr, local: true, user: user, owner: owner})
+		return nil
+	}
+	if err := walk(rcpt, "", 0, ""); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// lookupAlias tries the full address (a mailtee extension), then the
+// local part with its extension, then without, as local(8) does.
+func (l *Local) lookupAlias(ctx context.Context, full, local, user string) (value, name string, ok bool, err error) {
+	for _, k := range []string{full, strings.ToLower(local), user} {
+		if k == "" {
+			continue
+		}
+		v, found, err := l.o.Aliases.Lookup(ctx, k)
+		if err != nil || found {
+			return v, k, found, err
+		}
+	}
+	return "", "", false, nil
+}
+
+// deliveredTo returns the addresses of the message's Delivered-To:
+// headers, for Postfix's loop detection.
+func deliveredTo(msg *deliver.Message) (map[string]bool, error) {
+	rc, err := msg.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	h, err := textproto.NewReader(bufio.NewReader(io.LimitReader(rc, 1<<20))).ReadMIMEHeader()
+	if err != nil && len(h) == 0 && err != io.EOF {
+		return map[string]bool{}, nil // no parsable header: no loop to see
+	}
+	out := map[string]bool{}
+	for _, v := range h.Values("Delivered-To") {
+		out[strings.ToLower(strings.TrimSpace(v))] = true
+	}
+	return out, nil
+}
+
+func permErr(code, format string, args ...any) error {
+	return &deliver.Error{Permanent: true, Enhanced: code, Text: fmt.Sprintf(format, args...), Relay: "local"}
+}
+
+func tempErr(format string, args ...any) error {
+	return &deliver.Error{Permanent: false, Enhanced: "4.3.0", Text: fmt.Sprintf(format, args...), Relay: "local"}
+}
