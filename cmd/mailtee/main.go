@@ -4,9 +4,13 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/mailtee/mailtee/internal/config"
 )
 
 // Exit codes, as DESIGN.md sets them.
@@ -26,6 +30,11 @@ var commands = map[string]command{
 	"postconf":  {runPostconf, "postconf [-c DIR] [-n|-d] [-h] [-x] [name...]   show parameters as Postfix's postconf"},
 	"postmap":   {runPostmap, "postmap [-c DIR] [-q key | -s] [type:]file      validate or query a lookup table"},
 	"postalias": {runPostalias, "postalias [-c DIR] [-q key | -s] [type:]file    validate or query an aliases file"},
+	"serve":     {runServe, "serve [-c DIR]             run the MTA: SMTP server, queue, deliveries"},
+	"queue":     {runQueue, "queue [-c DIR] list | flush | delete ID | hold ID | release ID"},
+	"reload":    {runReload, "reload [-c DIR]            check main.cf and tell a running server"},
+	"sendmail": {func(args []string, stdout, stderr io.Writer) int { return runSendmail(args, os.Stdin, stdout, stderr) },
+		"sendmail [-c DIR] [-f sender] [-t] [-i] [rcpt ...]   queue the message on standard input"},
 }
 
 func main() {
@@ -51,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mailtee COMMAND [options]")
-	for _, name := range []string{"check", "postconf", "postmap", "postalias"} {
+	for _, name := range []string{"serve", "check", "postconf", "postmap", "postalias", "queue", "sendmail", "reload"} {
 		fmt.Fprintln(w, "  mailtee", commands[name].usage)
 	}
 }
@@ -63,4 +72,28 @@ func defaultConfigDir() string {
 		return d
 	}
 	return "/etc/postfix"
+}
+
+// runReload asks a running server to re-read its configuration; one with
+// errors is refused and the running configuration kept.
+func runReload(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("c", defaultConfigDir(), "configuration directory")
+	if err := fs.Parse(args); err != nil {
+		return exitBadData
+	}
+	cfg, err := config.Load(*dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee reload: %v\n", err)
+		return exitBadData
+	}
+	if _, err := control(queueDir(cfg), "reload"); err != nil {
+		fmt.Fprintf(stderr, "mailtee reload: %v\n", err)
+		if errors.Is(err, errNoServer) {
+			return exitRuntime
+		}
+		return exitBadData
+	}
+	return exitOK
 }

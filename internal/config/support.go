@@ -118,7 +118,7 @@ var implemented = map[string]paramInfo{
 	"minimal_backoff_time": {}, "maximal_backoff_time": {}, "maximal_queue_lifetime": {},
 	"bounce_queue_lifetime": {}, "queue_run_delay": {},
 	"double_bounce_sender": {}, "bounce_notice_recipient": {}, "2bounce_notice_recipient": {},
-	"compatibility_level": {},
+	"compatibility_level": {}, "maillog_file": {},
 }
 
 // harmless lists Postfix parameters mailtee ignores because they cannot
@@ -132,7 +132,7 @@ var harmless = map[string]bool{
 	"notify_classes": true, "multi_instance_enable": true,
 	"multi_instance_name": true, "multi_instance_group": true,
 	"multi_instance_directories": true, "multi_instance_wrapper": true,
-	"maillog_file": true, "maillog_file_prefixes": true, "syslog_name": true,
+	"maillog_file_prefixes": true, "syslog_name": true,
 	"syslog_facility": true, "smtp_tls_note_starttls_offer": true,
 	"smtpd_tls_received_header": true, "tls_random_source": true,
 	"show_user_unknown_table_name": true,
@@ -239,6 +239,10 @@ func (c *Config) checkValue(name, v, def, file string, line int, out *diag.List)
 		if _, err := os.ReadFile(v); err != nil {
 			out.Warnf(file, line, "%s: %v; Debian's Postfix reads myorigin from this file, and so does mailtee", name, err)
 		}
+		return
+	}
+	if name == "mailbox_transport" && v != "" && !strings.HasPrefix(v, "lmtp:") {
+		out.Errorf(file, line, "%s: %q is not supported by mailtee; it delivers mailboxes itself (Maildir) or over LMTP (lmtp:unix:/path, lmtp:inet:host:port)", name, v)
 		return
 	}
 	if name == "compatibility_level" {

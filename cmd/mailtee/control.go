@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/queue"
+)
+
+// The control socket lets `mailtee queue ...`, `mailtee sendmail` and
+// `mailtee reload` talk to a running server: one request line
+// ("list", "flush", "delete ID", "hold ID", "release ID", "pickup ID",
+// "reload") and one JSON reply. It lives in queue_directory, mode 0600,
+// so only the queue's owner can use it.
+const controlName = "control"
+
+type controlReply struct {
+	OK    bool         `json:"ok"`
+	Error string       `json:"error,omitempty"`
+	List  []queue.Info `json:"list,omitempty"`
+}
+
+type controlServer struct {
+	l net.Listener
+}
+
+func startControl(qdir string, s *server) (*controlServer, error) {
+	path := filepath.Join(qdir, controlName)
+	// A socket left by a server that died is in the way; a live one is
+	// not ours to take over.
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another mailtee is running on %s", qdir)
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	os.Chmod(path, 0o600)
+	cs := &controlServer{l: l}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go cs.handle(c, s)
+		}
+	}()
+	return cs, nil
+}
+
+func (cs *controlServer) Close() error { return cs.l.Close() }
+
+func (cs *controlServer) handle(c net.Conn, s *server) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return
+	}
+	verb, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+	var reply controlReply
+	err = nil
+	switch verb {
+	case "list":
+		reply.List = s.q.List()
+	case "flush":
+		s.q.Flush()
+	case "delete":
+		err = s.q.Delete(arg)
+	case "hold":
+		err = s.q.Hold(arg)
+	case "release":
+		err = s.q.Release(arg)
+	case "pickup":
+		err = s.q.Pickup(arg)
+	case "reload":
+		err = s.reloadCheck(s.cfg.Dir)
+	default:
+		err = fmt.Errorf("unknown request %q", verb)
+	}
+	if err == nil && arg != "" && verb != "pickup" {
+		s.log.Printf("postsuper", "%s: %s by the administrator", arg, verbPast(verb))
+	}
+	reply.OK = err == nil
+	if err != nil {
+		reply.Error = err.Error()
+	}
+	json.NewEncoder(c).Encode(reply)
+}
+
+func verbPast(v string) string {
+	switch v {
+	case "delete":
+		return "removed"
+	case "hold":
+		return "placed on hold"
+	case "release":
+		return "released from hold"
+	}
+	return v
+}
+
+// errNoServer means no server answers on the control socket.
+var errNoServer = errors.New("mailtee is not running")
+
+// control sends one request to the server of queue directory qdir.
+func control(qdir, request string) (*controlReply, error) {
+	c, err := net.DialTimeout("unix", filepath.Join(qdir, controlName), 2*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("%w (no control socket in %s: %v)", errNoServer, qdir, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	if _, err := fmt.Fprintf(c, "%s\n", request); err != nil {
+		return nil, err
+	}
+	var r controlReply
+	if err := json.NewDecoder(c).Decode(&r); err != nil {
+		return nil, fmt.Errorf("bad reply from mailtee: %w", err)
+	}
+	if !r.OK {
+		return &r, errors.New(r.Error)
+	}
+	return &r, nil
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/queue"
+)
+
+// runQueue implements `mailtee queue list|flush|delete ID|hold ID|release
+// ID` against a running server; list also works on a stopped one, from
+// the spool files.
+func runQueue(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("queue", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("c", defaultConfigDir(), "configuration directory")
+	if err := fs.Parse(args); err != nil {
+		return exitBadData
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fmt.Fprintln(stderr, "usage: mailtee queue [-c DIR] list | flush | delete ID | hold ID | release ID")
+		return exitBadData
+	}
+	cfg, err := config.Load(*dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee queue: %v\n", err)
+		return exitBadData
+	}
+	qdir := queueDir(cfg)
+	verb := rest[0]
+	switch verb {
+	case "list":
+		r, err := control(qdir, "list")
+		var list []queue.Info
+		switch {
+		case err == nil:
+			list = r.List
+		case errors.Is(err, errNoServer):
+			if list, err = queue.ListDir(qdir); err != nil {
+				fmt.Fprintf(stderr, "mailtee queue: %v\n", err)
+				return exitRuntime
+			}
+		default:
+			fmt.Fprintf(stderr, "mailtee queue: %v\n", err)
+			return exitRuntime
+		}
+		printQueue(stdout, list)
+		return exitOK
+	case "flush":
+		if len(rest) != 1 {
+			break
+		}
+		if _, err := control(qdir, "flush"); err != nil {
+			fmt.Fprintf(stderr, "mailtee queue: %v\n", err)
+			return exitRuntime
+		}
+		return exitOK
+	case "delete", "hold", "release":
+		if len(rest) != 2 {
+			break
+		}
+		if _, err := control(qdir, verb+" "+rest[1]); err != nil {
+			fmt.Fprintf(stderr, "mailtee queue: %s %s: %v\n", verb, rest[1], err)
+			if strings.Contains(err.Error(), queue.ErrNotFound.Error()) {
+				return exitBadData
+			}
+			return exitRuntime
+		}
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "usage: mailtee queue [-c DIR] list | flush | delete ID | hold ID | release ID")
+	return exitBadData
+}
+
+// printQueue prints the queue the way Postfix's mailq does: ID (with '!'
+// when held, '*' when being delivered), size, arrival, sender, then each
+// pending recipient with the reason of its last failure.
+func printQueue(w io.Writer, list []queue.Info) {
+	if len(list) == 0 {
+		fmt.Fprintln(w, "Mail queue is empty")
+		return
+	}
+	fmt.Fprintln(w, "-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------")
+	var total int64
+	for _, m := range list {
+		mark := ""
+		switch {
+		case m.Hold:
+			mark = "!"
+		case m.Active:
+			mark = "*"
+		}
+		from := m.From
+		if from == "" {
+			from = "MAILER-DAEMON"
+		}
+		fmt.Fprintf(w, "%-15s %8d %s  %s\n", m.ID+mark, m.Size, m.Arrival.Format("Mon Jan _2 15:04:05"), from)
+		for _, r := range m.Rcpts {
+			if r.Status == "sent" || r.Status == "bounced" {
+				continue
+			}
+			if r.Reason != "" {
+				fmt.Fprintf(w, "%45s(%s)\n", "", r.Reason)
+			}
+			fmt.Fprintf(w, "%45s%s\n", "", r.Addr)
+		}
+		fmt.Fprintln(w)
+		total += m.Size
+	}
+	fmt.Fprintf(w, "-- %d Kbytes in %d Request%s.\n", (total+1023)/1024, len(list), map[bool]string{true: "s", false: ""}[len(list) != 1])
+}

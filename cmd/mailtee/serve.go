@@ -1,0 +1,505 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/dsn"
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/local"
+	"github.com/mailtee/mailtee/internal/maillog"
+	"github.com/mailtee/mailtee/internal/queue"
+	"github.com/mailtee/mailtee/internal/route"
+	"github.com/mailtee/mailtee/internal/smtpd"
+)
+
+// server is a running mailtee: the SMTP server, the queue and the
+// delivery agents, wired from one main.cf.
+type server struct {
+	cfg    *config.Config
+	log    *maillog.Logger
+	q      *queue.Queue
+	router *route.Router
+	smtp   *deliver.Client
+	lmtp   *deliver.Client
+	local  *local.Local
+	smtpd  *smtpd.Server
+	host   string
+
+	listeners []net.Listener
+	ctl       *controlServer
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("c", defaultConfigDir(), "configuration directory")
+	if err := fs.Parse(args); err != nil {
+		return exitBadData
+	}
+	cfg, err := config.Load(*dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee serve: %v\n", err)
+		return exitBadData
+	}
+	findings := checkAll(cfg)
+	for _, d := range findings {
+		if d.Severity == diag.Error {
+			fmt.Fprintf(stderr, "mailtee serve: %v\n", d)
+		}
+	}
+	if findings.HasErrors() {
+		fmt.Fprintf(stderr, "mailtee serve: %s has errors; not starting (mailtee check -c %s lists every finding)\n", cfg.File, *dir)
+		return exitBadData
+	}
+	s, err := newServer(cfg, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee serve: %v\n", err)
+		return exitRuntime
+	}
+	for _, d := range findings {
+		s.log.Printf("master", "warning: %s", strings.TrimPrefix(d.String(), "warning: "))
+	}
+	if err := s.start(); err != nil {
+		fmt.Fprintf(stderr, "mailtee serve: %v\n", err)
+		return exitRuntime
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			s.reloadCheck(*dir)
+			continue
+		}
+		s.log.Printf("master", "terminating on signal %v", sig)
+		break
+	}
+	s.stop(30 * time.Second)
+	return exitOK
+}
+
+func newServer(cfg *config.Config, stderr io.Writer) (*server, error) {
+	s := &server{cfg: cfg, host: cfg.Get("myhostname")}
+	logw := stderr
+	if f := cfg.Get("maillog_file"); f != "" {
+		lf, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("maillog_file: %w", err)
+		}
+		logw = lf
+	}
+	s.log = maillog.New(logw, s.host)
+	t, err := openTables(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.router = routerFor(cfg, t)
+	var servers []string
+	for _, d := range cfg.List("dns_servers") {
+		servers = append(servers, d)
+	}
+	resolver := &route.Resolver{Servers: servers, Timeout: 5 * time.Second}
+	tlsLevel := cfg.Get("smtp_tls_security_level")
+	if tlsLevel == "" {
+		tlsLevel = "may"
+	}
+	s.smtp = &deliver.Client{
+		HeloName:       firstNonEmpty(cfg.Get("smtp_helo_name"), s.host),
+		TLSLevel:       tlsLevel,
+		BindAddr:       cfg.Get("smtp_bind_address"),
+		BindAddr6:      cfg.Get("smtp_bind_address6"),
+		Port:           portName(cfg.Get("smtp_tcp_port"), "25"),
+		ConnectTimeout: mustDuration(cfg, "smtp_connect_timeout"),
+		CommandTimeout: 5 * time.Minute,
+		Resolver:       resolver,
+		MaxIdle:        5 * time.Second,
+	}
+	s.lmtp = &deliver.Client{
+		HeloName:       s.host,
+		TLSLevel:       "none",
+		Port:           portName(cfg.Get("lmtp_tcp_port"), "24"),
+		ConnectTimeout: mustDuration(cfg, "smtp_connect_timeout"),
+		CommandTimeout: 10 * time.Minute,
+		Resolver:       resolver,
+		LMTP:           true,
+	}
+	isLocal := func(domain string) bool {
+		ok, _ := t.mydest.Match(context.Background(), domain)
+		return ok
+	}
+	s.local = localFor(cfg, t, isLocal, s.lmtp, s.forward)
+	q, err := queue.Open(queue.Options{
+		Dir:             queueDir(cfg),
+		MinBackoff:      mustDuration(cfg, "minimal_backoff_time"),
+		MaxBackoff:      mustDuration(cfg, "maximal_backoff_time"),
+		MaxLifetime:     mustDuration(cfg, "maximal_queue_lifetime"),
+		BounceLifetime:  mustDuration(cfg, "bounce_queue_lifetime"),
+		DestConcurrency: mustInt(cfg, "default_destination_concurrency_limit"),
+		Route: func(ctx context.Context, rcpt string) (queue.Hop, error) {
+			h, err := s.router.Route(ctx, rcpt)
+			return queue.Hop{Transport: h.Transport, Nexthop: h.Nexthop}, err
+		},
+		Deliver: s.deliver,
+		Bounce:  s.bounce,
+		Events:  events{s.log},
+		Log:     s.log.Slog(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.q = q
+	tlsCfg, err := serverTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	banner, _ := cfg.Expand(cfg.Get("smtpd_banner"))
+	s.smtpd = smtpd.New(smtpd.Options{
+		Hostname:        s.host,
+		Banner:          banner,
+		MaxMessageBytes: int64(mustInt(cfg, "message_size_limit")),
+		MaxRecipients:   mustInt(cfg, "smtpd_recipient_limit"),
+		Timeout:         mustDuration(cfg, "smtpd_timeout"),
+		HardErrorLimit:  mustInt(cfg, "smtpd_hard_error_limit"),
+		SoftErrorLimit:  mustInt(cfg, "smtpd_soft_error_limit"),
+		MaxClients:      100, // Postfix's default_process_limit
+		MaxClientsPerIP: mustInt(cfg, "smtpd_client_connection_count_limit"),
+		TLS:             tlsCfg,
+		SMTPUTF8:        cfg.Get("smtputf8_enable") == "yes",
+		Policy:          policyFor(cfg, t),
+		Queue:           s.q,
+		MailLog:         func(line string) { s.log.Printf("smtpd", "%s", line) },
+	})
+	return s, nil
+}
+
+// queueDir is queue_directory, made absolute so that the control socket
+// and sendmail agree whatever their working directory.
+func queueDir(cfg *config.Config) string {
+	d := cfg.Get("queue_directory")
+	if abs, err := filepath.Abs(d); err == nil {
+		return abs
+	}
+	return d
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// portName maps Postfix's service names to numbers ("smtp" is 25).
+func portName(p, def string) string {
+	switch p {
+	case "", "smtp":
+		return def
+	case "lmtp":
+		return "24"
+	}
+	return p
+}
+
+func (s *server) start() error {
+	addrs, err := listenAddrs(s.cfg)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen on %s: %w", a, err)
+		}
+		s.listeners = append(s.listeners, l)
+	}
+	ctl, err := startControl(queueDir(s.cfg), s)
+	if err != nil {
+		s.closeListeners()
+		return err
+	}
+	s.ctl = ctl
+	go s.q.Run()
+	go s.rescanLoop()
+	for _, l := range s.listeners {
+		go s.smtpd.Serve(l)
+		s.log.Printf("master", "daemon started -- mailtee, listening on %s, queue %s", l.Addr(), queueDir(s.cfg))
+	}
+	return nil
+}
+
+// rescanLoop picks up submissions whose notification was lost, every
+// queue_run_delay, as Postfix's pickup polls the maildrop.
+func (s *server) rescanLoop() {
+	d := mustDuration(s.cfg, "queue_run_delay")
+	if d <= 0 {
+		d = 5 * time.Minute
+	}
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for range t.C {
+		s.q.Rescan()
+	}
+}
+
+func (s *server) closeListeners() {
+	for _, l := range s.listeners {
+		l.Close()
+	}
+}
+
+// stop shuts down gracefully: no new connections, sessions finish their
+// transaction, deliveries in flight finish (or are cut after grace and
+// retried after restart).
+func (s *server) stop(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	s.smtpd.Shutdown(ctx)
+	if s.ctl != nil {
+		s.ctl.Close()
+	}
+	s.q.Close(ctx)
+	s.smtp.Close()
+	s.lmtp.Close()
+	s.log.Printf("master", "terminated")
+}
+
+// reloadCheck re-reads the configuration on SIGHUP. A configuration with
+// errors is refused and the running one kept.
+func (s *server) reloadCheck(dir string) error {
+	cfg, err := config.Load(dir)
+	if err == nil {
+		if d := checkAll(cfg); d.HasErrors() {
+			err = d.Err()
+		}
+	}
+	if err != nil {
+		s.log.Printf("master", "warning: reload refused, keeping the running configuration: %v", err)
+		return err
+	}
+	s.log.Printf("master", "reload: configuration is valid; restart mailtee to apply changes (live reload is not implemented yet)")
+	return nil
+}
+
+// deliver dispatches a group of recipients to their transport.
+func (s *server) deliver(ctx context.Context, m *queue.Message, hop queue.Hop, idx []int) []queue.Outcome {
+	msg := &deliver.Message{ID: m.ID, From: m.Env.From, Size: m.Size, Open: m.Open,
+		SMTPUTF8: m.Env.SMTPUTF8, EightBit: m.Env.BodyType == "8BITMIME"}
+	rcpts := make([]string, len(idx))
+	for k, i := range idx {
+		rcpts[k] = m.Rcpts[i].Addr
+	}
+	out := make([]queue.Outcome, len(idx))
+	switch hop.Transport {
+	case "smtp", "relay", "lmtp":
+		c := s.smtp
+		if hop.Transport == "lmtp" {
+			c = s.lmtp
+		}
+		for k, r := range c.Deliver(ctx, hop.Nexthop, msg, rcpts) {
+			out[k] = queue.Outcome{Err: r.Err, Relay: r.Relay, Reply: r.Reply}
+		}
+	case "local":
+		for k, rcpt := range rcpts {
+			err := s.local.Deliver(ctx, msg, rcpt)
+			out[k] = queue.Outcome{Err: err, Relay: "local", Reply: "delivered to mailbox"}
+		}
+	case "error":
+		for k := range rcpts {
+			out[k] = queue.Outcome{Relay: "none", Err: &deliver.Error{Permanent: true, Enhanced: "5.0.0", Text: firstNonEmpty(hop.Nexthop, "mail for this destination is refused"), Relay: "none"}}
+		}
+	case "discard":
+		for k := range rcpts {
+			out[k] = queue.Outcome{Relay: "none", Reply: "discarded: " + firstNonEmpty(hop.Nexthop, "by transport")}
+		}
+	default:
+		for k := range rcpts {
+			out[k] = queue.Outcome{Relay: "none", Err: &deliver.Error{Enhanced: "4.3.5", Text: fmt.Sprintf("unknown mail transport %q (mailtee supports smtp, relay, lmtp, local, error, discard)", hop.Transport), Relay: "none"}}
+		}
+	}
+	return out
+}
+
+// forward re-injects a message for remote targets of a local alias.
+func (s *server) forward(ctx context.Context, from string, rcpts []string, msg *deliver.Message, deliveredTo string) error {
+	body, err := msg.Open()
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	env := &envelope.Envelope{From: from, ClientName: "localhost", Protocol: "local", Arrival: time.Now()}
+	for _, r := range rcpts {
+		env.Rcpts = append(env.Rcpts, envelope.Rcpt{Addr: r})
+	}
+	head := strings.NewReader("Delivered-To: " + deliveredTo + "\r\n")
+	id := s.q.NewID()
+	return s.q.Enqueue(ctx, id, env, io.MultiReader(head, body))
+}
+
+// bounce queues the delivery status notifications for a finished message:
+// failures of automatic copies, of notifications from <>, go to
+// postmaster; others to the sender (or an alias owner). A notification
+// that itself fails is logged and dropped: never a bounce for a bounce.
+func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int) error {
+	if m.Env.Notification {
+		for _, i := range failed {
+			s.log.Printf("bounce", "%s: undeliverable notification to <%s> discarded: %s", m.ID, m.Rcpts[i].Addr, m.Rcpts[i].LastErr)
+		}
+		return nil
+	}
+	groups := map[string][]int{}
+	var order []string
+	for _, i := range failed {
+		r := m.Rcpts[i]
+		to := m.Env.From
+		switch {
+		case r.Copy:
+			to = "postmaster"
+		case r.NotifyOwner != "":
+			to = r.NotifyOwner
+		case to == "":
+			to = "postmaster"
+		}
+		if _, ok := groups[to]; !ok {
+			order = append(order, to)
+		}
+		groups[to] = append(groups[to], i)
+	}
+	for _, to := range order {
+		if err := s.sendDSN(ctx, m, to, groups[to]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, idx []int) error {
+	var buf bytes.Buffer
+	body, err := m.Open()
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(&buf, io.LimitReader(body, 50000+1)) // Postfix bounce_size_limit
+	body.Close()
+	if err != nil {
+		return err
+	}
+	rep := &dsn.Report{
+		ReportingMTA: s.host,
+		QueueID:      m.ID,
+		From:         "MAILER-DAEMON@" + s.host,
+		To:           to,
+		Arrival:      m.Env.Arrival,
+		Postmaster:   to == "postmaster",
+	}
+	if buf.Len() > 50000 {
+		hdr := buf.Bytes()
+		if i := bytes.Index(hdr, []byte("\r\n\r\n")); i >= 0 {
+			hdr = hdr[:i+2]
+		}
+		rep.Headers = hdr
+	} else {
+		rep.Original = bytes.NewReader(buf.Bytes())
+		rep.MaxOriginal = 50000
+	}
+	for _, i := range idx {
+		r := m.Rcpts[i]
+		status := r.DSN
+		if status == "" || status[0] != '5' {
+			status = "5.4.7" // expired: delivery time expired
+			if !r.Expired && r.DSN != "" {
+				status = r.DSN
+			}
+		}
+		diagText := r.LastErr
+		if r.Expired {
+			diagText = "delivery time expired; last error: " + r.LastErr
+		}
+		rep.Recipients = append(rep.Recipients, dsn.Recipient{
+			Final: r.Addr, Original: r.Orig, Action: "failed", Status: status,
+			RemoteMTA: remoteHost(r.Relay), Diagnostic: "X-Mailtee; " + diagText, LastAttempt: time.Now(),
+		})
+	}
+	id := s.q.NewID()
+	data, err := dsn.Build(rep, time.Now(), id+"@"+s.host)
+	if err != nil {
+		return err
+	}
+	rcpt := to
+	if !strings.Contains(rcpt, "@") {
+		rcpt = to + "@" + s.cfg.Get("myorigin")
+	}
+	env := &envelope.Envelope{From: "", Rcpts: []envelope.Rcpt{{Addr: rcpt}}, ClientName: "localhost", Protocol: "local", Arrival: time.Now(), Notification: true}
+	if err := s.q.Enqueue(ctx, id, env, bytes.NewReader(data)); err != nil {
+		return err
+	}
+	if to == "postmaster" {
+		s.log.Printf("bounce", "%s: postmaster non-delivery notification: %s", m.ID, id)
+	} else {
+		s.log.Bounce(m.ID, id)
+	}
+	return nil
+}
+
+// remoteHost takes "host[ip]:port" to "host" for Remote-MTA.
+func remoteHost(relay string) string {
+	if i := strings.IndexByte(relay, '['); i > 0 {
+		return relay[:i]
+	}
+	if relay == "none" || relay == "local" {
+		return ""
+	}
+	return relay
+}
+
+// events turns queue events into mail log lines.
+type events struct{ log *maillog.Logger }
+
+func (e events) Queued(m *queue.Message) {
+	e.log.Queued(m.ID, m.Env.From, m.Size, len(m.Rcpts))
+}
+
+func (e events) Delivery(m *queue.Message, i int, hop queue.Hop, o queue.Outcome, status string, delay time.Duration) {
+	r := m.Rcpts[i]
+	d := maillog.Delivery{ID: m.ID, To: r.Addr, OrigTo: r.Orig, Relay: o.Relay, Transport: hop.Transport,
+		Delay: delay, DSN: firstNonEmpty(o.DSN, dsnCode(o.Err)), Status: status, Copy: r.Copy}
+	if d.Transport == "none" || d.Transport == "" {
+		d.Transport = "qmgr"
+	}
+	if o.Err != nil {
+		d.Reason = o.Err.Error()
+	} else {
+		d.Reason = o.Reply
+	}
+	e.log.Delivery(d)
+}
+
+func (e events) Removed(m *queue.Message) { e.log.Removed(m.ID) }
+
+func dsnCode(err error) string {
+	if err == nil {
+		return "2.0.0"
+	}
+	var de *deliver.Error
+	if errors.As(err, &de) && de.Enhanced != "" {
+		return de.Enhanced
+	}
+	if queue.IsPermanent(err) {
+		return "5.0.0"
+	}
+	return "4.0.0"
+}

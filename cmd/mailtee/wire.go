@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/local"
+	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/route"
+	"github.com/mailtee/mailtee/internal/smtpd"
+)
+
+// tables is everything serve builds from main.cf's lookup tables and
+// lists, opened once.
+type tables struct {
+	aliases, transport, localRcpt, virtual maps.Table
+	mydest, relay, virtDomains             *maps.DomainList
+	mynetworks                             *maps.NetList
+}
+
+// openList opens the tables of a list parameter as one maps.List; alias
+// files (those named in alias_maps) are read in aliases(5) syntax.
+func openList(cfg *config.Config, param string, aliasSpecs map[string]bool) (maps.Table, error) {
+	var l maps.List
+	for _, spec := range cfg.List(param) {
+		if !maps.IsTable(spec) {
+			return nil, fmt.Errorf("%s: %q is not a type:table", param, spec)
+		}
+		open := maps.Open
+		if aliasSpecs[spec] {
+			open = maps.OpenAlias
+		}
+		t, _, err := open(spec)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", param, err)
+		}
+		l = append(l, t)
+	}
+	if len(l) == 0 {
+		return nil, nil
+	}
+	return l, nil
+}
+
+// parentMode says whether parent_domain_matches_subdomains names param.
+func parentMode(cfg *config.Config, param string) bool {
+	for _, p := range cfg.List("parent_domain_matches_subdomains") {
+		if p == param {
+			return true
+		}
+	}
+	return false
+}
+
+func openTables(cfg *config.Config) (*tables, error) {
+	aliasSpecs := map[string]bool{}
+	for _, s := range cfg.List("alias_maps") {
+		aliasSpecs[s] = true
+	}
+	t := &tables{}
+	var err error
+	if t.aliases, err = openList(cfg, "alias_maps", aliasSpecs); err != nil {
+		return nil, err
+	}
+	if t.transport, err = openList(cfg, "transport_maps", aliasSpecs); err != nil {
+		return nil, err
+	}
+	if t.virtual, err = openList(cfg, "virtual_alias_maps", aliasSpecs); err != nil {
+		return nil, err
+	}
+	if cfg.Get("local_recipient_maps") != "" {
+		if t.localRcpt, err = openList(cfg, "local_recipient_maps", aliasSpecs); err != nil {
+			return nil, err
+		}
+	}
+	// mydestination also covers the addresses we listen on, written as
+	// [1.2.3.4] domain literals, which Postfix accepts as local too.
+	if t.mydest, err = maps.NewDomainList(cfg.List("mydestination"), parentMode(cfg, "mydestination")); err != nil {
+		return nil, fmt.Errorf("mydestination: %w", err)
+	}
+	if t.relay, err = maps.NewDomainList(cfg.List("relay_domains"), parentMode(cfg, "relay_domains")); err != nil {
+		return nil, fmt.Errorf("relay_domains: %w", err)
+	}
+	if t.virtDomains, err = maps.NewDomainList(cfg.List("virtual_alias_domains"), parentMode(cfg, "virtual_alias_domains")); err != nil {
+		return nil, fmt.Errorf("virtual_alias_domains: %w", err)
+	}
+	if t.mynetworks, err = maps.NewNetList(cfg.List("mynetworks")); err != nil {
+		return nil, fmt.Errorf("mynetworks: %w", err)
+	}
+	return t, nil
+}
+
+// listenAddrs turns inet_interfaces and smtpd_port into listen addresses.
+func listenAddrs(cfg *config.Config) ([]string, error) {
+	port := cfg.Get("smtpd_port")
+	var out []string
+	for _, ifc := range cfg.List("inet_interfaces") {
+		switch ifc {
+		case "all":
+			return []string{net.JoinHostPort("", port)}, nil
+		case "loopback-only":
+			out = append(out, net.JoinHostPort("127.0.0.1", port), net.JoinHostPort("::1", port))
+		case "localhost":
+			out = append(out, net.JoinHostPort("127.0.0.1", port))
+		default:
+			host := strings.Trim(ifc, "[]")
+			if net.ParseIP(host) == nil {
+				ips, err := net.LookupIP(host)
+				if err != nil || len(ips) == 0 {
+					return nil, fmt.Errorf("inet_interfaces: cannot resolve %q: %v", ifc, err)
+				}
+				host = ips[0].String()
+			}
+			out = append(out, net.JoinHostPort(host, port))
+		}
+	}
+	return out, nil
+}
+
+// serverTLS loads smtpd_tls_cert_file/key_file, or returns nil when unset.
+func serverTLS(cfg *config.Config) (*tls.Config, error) {
+	cert, key := cfg.Get("smtpd_tls_cert_file"), cfg.Get("smtpd_tls_key_file")
+	if cert == "" && key == "" || cfg.Get("smtpd_tls_security_level") == "none" {
+		return nil, nil
+	}
+	if key == "" {
+		key = cert
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("smtpd_tls_cert_file %s / smtpd_tls_key_file %s: %w", cert, key, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+}
+
+func mustDuration(cfg *config.Config, name string) time.Duration {
+	d, _ := cfg.Duration(name) // validated by Check before serve starts
+	return d
+}
+
+func mustInt(cfg *config.Config, name string) int {
+	n, _ := cfg.Int(name)
+	return int(n)
+}
+
+// routerFor builds the router from main.cf.
+func routerFor(cfg *config.Config, t *tables) *route.Router {
+	return &route.Router{
+		TransportMaps:    t.transport,
+		Local:            t.mydest,
+		Relay:            t.relay,
+		LocalTransport:   cfg.Get("local_transport"),
+		RelayTransport:   cfg.Get("relay_transport"),
+		DefaultTransport: cfg.Get("default_transport"),
+		Relayhost:        cfg.Get("relayhost"),
+		Delimiter:        cfg.Get("recipient_delimiter"),
+	}
+}
+
+func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
+	code := mustInt(cfg, "unknown_local_recipient_reject_code")
+	return &smtpd.Policy{
+		Mynetworks:       t.mynetworks,
+		Local:            t.mydest,
+		Relay:            t.relay,
+		Virtual:          t.virtDomains,
+		LocalRecipients:  t.localRcpt,
+		VirtualAliases:   t.virtual,
+		Delimiter:        cfg.Get("recipient_delimiter"),
+		UnknownLocalCode: code,
+	}
+}
+
+// homeDir reads a user's home directory from /etc/passwd.
+func homeDir(user string) (string, bool) {
+	data, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return "", false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) >= 6 && f[0] == user {
+			return f[5], true
+		}
+	}
+	return "", false
+}
+
+// localFor builds the local delivery agent.
+func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []string, *deliver.Message, string) error) *local.Local {
+	o := local.Options{
+		Aliases:     t.aliases,
+		Myorigin:    cfg.Get("myorigin"),
+		Delimiter:   cfg.Get("recipient_delimiter"),
+		IsLocal:     isLocal,
+		SpoolDir:    cfg.Get("mail_spool_directory"),
+		HomeMailbox: cfg.Get("home_mailbox"),
+		Home:        homeDir,
+		Forward:     forward,
+	}
+	if mt := cfg.Get("mailbox_transport"); strings.HasPrefix(mt, "lmtp:") {
+		nexthop := strings.TrimPrefix(mt, "lmtp:")
+		o.LMTP = func(ctx context.Context, msg *deliver.Message, rcpts []string) []error {
+			res := lmtp.Deliver(ctx, nexthop, msg, rcpts)
+			errs := make([]error, len(res))
+			for i, r := range res {
+				errs[i] = r.Err
+			}
+			return errs
+		}
+	}
+	if d := o.SpoolDir; d != "" && !filepath.IsAbs(d) {
+		o.SpoolDir, _ = filepath.Abs(d)
+		if strings.HasSuffix(d, "/") {
+			o.SpoolDir += "/"
+		}
+	}
+	return local.New(o)
+}
