@@ -403,6 +403,7 @@ func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, idx [
 		QueueID:      m.ID,
 		From:         "MAILER-DAEMON@" + s.host,
 		To:           to,
+		Sender:       m.Env.From,
 		Arrival:      m.Env.Arrival,
 		Postmaster:   to == "postmaster",
 	}
@@ -448,7 +449,7 @@ func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, idx [
 		return err
 	}
 	if to == "postmaster" {
-		s.log.Printf("bounce", "%s: postmaster non-delivery notification: %s", m.ID, id)
+		s.log.PostmasterBounce(m.ID, id)
 	} else {
 		s.log.Bounce(m.ID, id)
 	}
