@@ -19,6 +19,10 @@ type Envelope struct {
 	Arrival    time.Time // when the message was accepted
 	SMTPUTF8   bool      // the client asked for SMTPUTF8
 	BodyType   string    // "7BIT", "8BITMIME" or ""
+	// Notification marks a delivery status notification mailtee made
+	// itself: if it cannot be delivered either, it is logged and
+	// dropped, never answered with another notification.
+	Notification bool `json:",omitempty"`
 }
 
 // Rcpt is one envelope recipient.

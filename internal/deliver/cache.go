@@ -1,0 +1,90 @@
+package deliver
+
+import (
+	"slices"
+	"time"
+)
+
+// The connection cache, as Postfix's smtp_connection_cache_on_demand:
+// after a transaction, the session is kept under its next hop for
+// MaxIdle, and the next Deliver to that next hop takes it (one session per
+// call; concurrent calls open their own) after a NOOP shows it is alive.
+
+// release caches s, or closes it when caching is off.
+func (c *Client) release(s *session) {
+	c.mu.Lock()
+	if c.MaxIdle <= 0 || c.closed {
+		c.mu.Unlock()
+		s.close()
+		return
+	}
+	if c.idle == nil {
+		c.idle = map[string][]*session{}
+	}
+	s.idleSince = time.Now()
+	c.idle[s.key] = append(c.idle[s.key], s)
+	s.timer = time.AfterFunc(c.MaxIdle, func() {
+		if c.remove(s) {
+			s.close()
+		}
+	})
+	c.mu.Unlock()
+}
+
+// remove takes s out of the cache and reports whether it was there.
+func (c *Client) remove(s *session) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	list := c.idle[s.key]
+	i := slices.Index(list, s)
+	if i < 0 {
+		return false
+	}
+	c.idle[s.key] = slices.Delete(list, i, i+1)
+	if len(c.idle[s.key]) == 0 {
+		delete(c.idle, s.key)
+	}
+	return true
+}
+
+// takeIdle returns a live cached session for key, or nil.
+func (c *Client) takeIdle(key string) *session {
+	for {
+		c.mu.Lock()
+		list := c.idle[key]
+		if len(list) == 0 {
+			c.mu.Unlock()
+			return nil
+		}
+		s := list[len(list)-1] // the most recently used
+		if len(list) == 1 {
+			delete(c.idle, key)
+		} else {
+			c.idle[key] = list[:len(list)-1]
+		}
+		c.mu.Unlock()
+		s.timer.Stop()
+		if time.Since(s.idleSince) > c.MaxIdle || s.cl.Noop() != nil {
+			s.close()
+			continue
+		}
+		return s
+	}
+}
+
+// Close closes the cached connections. Deliver still works afterwards,
+// but caches no more connections.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, list := range idle {
+		for _, s := range list {
+			s.timer.Stop()
+			s.close()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package deliver
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"testing/iotest"
+)
+
+func TestMaildir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	msg := testMessage("Subject: hi\n\nline one\nbare\rcr\nno newline at end")
+	if err := Maildir(dir, msg, "user@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"", "tmp", "new", "cur"} {
+		fi, err := os.Stat(filepath.Join(dir, sub))
+		if err != nil || fi.Mode().Perm() != 0o700 || !fi.IsDir() {
+			t.Errorf("%s: %v %v", sub, fi.Mode(), err)
+		}
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmp) != 0 {
+		t.Errorf("tmp/ not empty: %v", tmp)
+	}
+	files, _ := os.ReadDir(filepath.Join(dir, "new"))
+	if len(files) != 1 {
+		t.Fatalf("new/ has %d files", len(files))
+	}
+	fi, _ := files[0].Info()
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("file mode %v", fi.Mode())
+	}
+	got, _ := os.ReadFile(filepath.Join(dir, "new", files[0].Name()))
+	// mail_copy.c: Return-Path, then Delivered-To; LF line ends; a final
+	// newline added.
+	want := "Return-Path: <sender@example.org>\nDelivered-To: user@example.com\n" +
+		"Subject: hi\n\nline one\nbare\rcr\nno newline at end\n"
+	if string(got) != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+
+	// A second delivery gets another name; the null sender is <>.
+	msg.From = ""
+	if err := Maildir(dir, msg, "user@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	files, _ = os.ReadDir(filepath.Join(dir, "new"))
+	if len(files) != 2 {
+		t.Fatalf("new/ has %d files", len(files))
+	}
+	for _, f := range files {
+		b, _ := os.ReadFile(filepath.Join(dir, "new", f.Name()))
+		if bytes.HasPrefix(b, []byte("Return-Path: <>\n")) {
+			return
+		}
+	}
+	t.Error("no Return-Path: <> for the null sender")
+}
+
+// A CR at the end of one read and the LF at the start of the next are one
+// line end.
+func TestMaildirSplitCRLF(t *testing.T) {
+	dir := t.TempDir()
+	content := strings.Repeat("0123456789abcde\r\n", 1000)
+	msg := &Message{Open: func() (io.ReadCloser, error) {
+		return io.NopCloser(iotest.OneByteReader(strings.NewReader(content))), nil
+	}}
+	if err := Maildir(dir, msg, "u@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := os.ReadDir(filepath.Join(dir, "new"))
+	got, _ := os.ReadFile(filepath.Join(dir, "new", files[0].Name()))
+	want := "Return-Path: <>\nDelivered-To: u@example.com\n" + strings.ReplaceAll(content, "\r\n", "\n")
+	if string(got) != want {
+		t.Error("CRLF split across reads not converted")
+	}
+}
+
+func TestMaildirErrors(t *testing.T) {
+	// A file where the Maildir should be: ENOTDIR, deferred.
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	err := Maildir(filepath.Join(file, "Maildir"), testMessage("x\n"), "u@example.com")
+	var e *Error
+	if !errors.As(err, &e) || e.Permanent || e.Enhanced != "4.2.0" || e.Relay != "local" ||
+		!strings.HasPrefix(e.Text, "maildir delivery failed: create maildir directory ") || !strings.HasSuffix(e.Text, ": Not a directory") {
+		t.Errorf("got %#v", err)
+	}
+
+	// The message cannot be read: deferred, and nothing is left behind.
+	dir := t.TempDir()
+	msg := &Message{ID: "Q1", Open: func() (io.ReadCloser, error) {
+		return io.NopCloser(iotest.ErrReader(errors.New("disk error"))), nil
+	}}
+	err = Maildir(dir, msg, "u@example.com")
+	if !errors.As(err, &e) || e.Permanent || e.Text != "maildir delivery failed: error reading message Q1: disk error" {
+		t.Errorf("got %#v", err)
+	}
+	for _, sub := range []string{"tmp", "new"} {
+		if f, _ := os.ReadDir(filepath.Join(dir, sub)); len(f) != 0 {
+			t.Errorf("%s/ not empty after a failure: %v", sub, f)
+		}
+	}
+
+	// mbox_dsn(): full file system 4.3.0, full mailbox 5.2.2.
+	for errno, want := range map[syscall.Errno]struct {
+		perm   bool
+		status string
+	}{
+		syscall.ENOSPC: {false, "4.3.0"},
+		syscall.EDQUOT: {true, "5.2.2"},
+		syscall.EFBIG:  {true, "5.2.2"},
+		syscall.EACCES: {false, "4.2.0"},
+		syscall.ESTALE: {false, "4.2.0"},
+	} {
+		e := maildirError(&os.PathError{Op: "write", Path: "x", Err: errno}, "error writing message")
+		if e.Permanent != want.perm || e.Enhanced != want.status {
+			t.Errorf("%v: got %v %s, want %v %s", errno, e.Permanent, e.Enhanced, want.perm, want.status)
+		}
+	}
+}
+
+// Whatever the chunking, the Maildir copy is the content with CRLF turned
+// into LF and a final line end.
+func FuzzLFWriter(f *testing.F) {
+	f.Add([]byte("a\r\nb\r\n"), uint8(1))
+	f.Add([]byte("bare\rcr\r\r\n\r"), uint8(2))
+	f.Add([]byte("no end"), uint8(7))
+	f.Add([]byte(""), uint8(0))
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
+		var out bytes.Buffer
+		bw := bufio.NewWriter(&out)
+		lf := &lfWriter{w: bw}
+		n := int(chunk)%16 + 1
+		for p := in; len(p) > 0; {
+			k := min(n, len(p))
+			if _, err := lf.Write(p[:k]); err != nil {
+				t.Fatal(err)
+			}
+			p = p[k:]
+		}
+		if err := lf.end(); err != nil {
+			t.Fatal(err)
+		}
+		bw.Flush()
+		want := bytes.ReplaceAll(in, []byte("\r\n"), []byte("\n"))
+		if len(want) == 0 || want[len(want)-1] != '\n' {
+			want = append(want, '\n')
+		}
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Errorf("%q in chunks of %d: got %q, want %q", in, n, out.Bytes(), want)
+		}
+	})
+}
