@@ -16,6 +16,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"os"
@@ -284,6 +285,7 @@ func newSink(t testing.TB, addr string, tlsCfg *tls.Config) *sink {
 		return &sinkSession{s: s, c: c}, nil
 	}))
 	s.srv.Domain = "sink.test.example"
+	s.srv.ErrorLog = log.New(io.Discard, "", 0)
 	s.srv.TLSConfig = tlsCfg
 	s.srv.AllowInsecureAuth = true
 	l, err := net.Listen("tcp", addr)

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -355,21 +357,30 @@ func TestSTARTTLSInAndOut(t *testing.T) {
 	sk := newSink(t, "", sinkTLS)
 	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\nsmtp_tls_security_level = encrypt\nsmtpd_tls_cert_file = %s/cert.pem\nsmtpd_tls_key_file = %s/key.pem\n", sk.port(), dir, dir), nil)
 	in.start()
-	c, err := smtp.Dial(in.addr())
+	plain, err := smtp.Dial(in.addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Hello("client.example"); err != nil {
+	if err := plain.Hello("client.example"); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := c.Extension("STARTTLS"); !ok {
+	if ok, _ := plain.Extension("STARTTLS"); !ok {
 		t.Fatal("STARTTLS not offered with a certificate configured")
 	}
-	if err := c.StartTLS(&tlsInsecure); err != nil {
+	plain.Close()
+	conn, err := net.Dial("tcp", in.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.NewClientStartTLS(conn, &tlsInsecure)
+	if err != nil {
 		t.Fatalf("STARTTLS: %v", err)
 	}
-	st, _ := c.TLSConnectionState()
-	if st.Version < 0x0303 {
+	if err := c.Noop(); err != nil {
+		t.Fatal(err)
+	}
+	st, ok := c.TLSConnectionState()
+	if !ok || st.Version < tls.VersionTLS12 {
 		t.Errorf("TLS version %x, want 1.2 or newer", st.Version)
 	}
 	if err := c.Mail("s@test.example", nil); err != nil {

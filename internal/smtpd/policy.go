@@ -1,0 +1,160 @@
+package smtpd
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailtee/mailtee/internal/address"
+	"github.com/mailtee/mailtee/internal/maps"
+)
+
+// class is the address class of a recipient domain, as Postfix's
+// trivial-rewrite resolves it.
+type class int
+
+const (
+	classNone    class = iota // somewhere else: relaying
+	classLocal                // mydestination
+	classVirtual              // virtual_alias_domains
+	classRelay                // relay_domains
+)
+
+// checkRcpt applies Postfix's default smtpd_relay_restrictions
+// (permit_mynetworks, reject_unauth_destination) and then
+// smtpd_reject_unlisted_recipient to one recipient from client. It returns
+// nil to accept it.
+//
+// From smtpd_check.c, permit_auth_destination: "Skip source-routed
+// non-local or virtual mail (uncertain destination)" and permit when the
+// domain is a final destination (mydestination, virtual_alias_domains) or
+// matches relay_domains; reject_unauth_destination: "<%s>: Relay access
+// denied". check_rcpt_maps: a recipient found in virtual_alias_maps is
+// accepted whatever its class; in a local domain it must be in
+// local_recipient_maps ("User unknown in local recipient table"), except
+// postmaster, mailer-daemon and the double-bounce address; in a virtual
+// alias domain it resolves to the error transport ("User unknown in
+// virtual alias table").
+func (p *Policy) checkRcpt(ctx context.Context, client netip.Addr, a address.Address) *smtp.SMTPError {
+	ext := a.String()
+	tempfail := func() *smtp.SMTPError {
+		return reply(451, "4.3.0", "<%s>: Temporary lookup failure", ext)
+	}
+	mynet := false
+	if p.Mynetworks != nil && client.IsValid() {
+		var err error
+		if mynet, err = p.Mynetworks.Match(ctx, client); err != nil {
+			return tempfail()
+		}
+	}
+	domain := address.NormalizeDomain(a.Domain)
+	cls, err := p.classify(ctx, domain)
+	if err != nil {
+		return tempfail()
+	}
+	routed := a.HasRouting()
+	if !mynet && (routed || cls == classNone) {
+		return reply(554, "5.7.1", "<%s>: Relay access denied", ext)
+	}
+	if routed || (cls != classLocal && cls != classVirtual) {
+		// A routed address from mynetworks goes where its local part
+		// says, not to this domain; relay recipients are not listed
+		// (relay_recipient_maps is not supported).
+		return nil
+	}
+
+	key := a.Local + "@" + domain
+	if p.VirtualAliases != nil {
+		opts := maps.AddressOptions{Delimiters: p.Delimiter}
+		if cls == classLocal {
+			// mail_addr_find tries bare local parts for local domains.
+			opts.IsLocal = func(string) bool { return true }
+		}
+		_, ok, err := maps.LookupAddress(ctx, p.VirtualAliases, key, opts)
+		if err != nil {
+			return tempfail()
+		}
+		if ok {
+			return nil
+		}
+	}
+	if cls == classVirtual {
+		return reply(550, "5.1.1", "<%s>: Recipient address rejected: User unknown in virtual alias table", ext)
+	}
+
+	if p.LocalRecipients == nil || isAbsorbed(a.Local) {
+		return nil
+	}
+	_, ok, err := maps.LookupAddress(ctx, p.LocalRecipients, key,
+		maps.AddressOptions{Delimiters: p.Delimiter, IsLocal: func(string) bool { return true }})
+	if err != nil {
+		return tempfail()
+	}
+	if ok {
+		return nil
+	}
+	code := p.UnknownLocalCode
+	if code < 400 || code > 599 {
+		code = 550
+	}
+	enh := "5.1.1"
+	if code < 500 {
+		enh = "4.1.1"
+	}
+	return reply(code, enh, "<%s>: Recipient address rejected: User unknown in local recipient table", ext)
+}
+
+// classify finds the class of domain, in trivial-rewrite's order: local,
+// then virtual alias, then relay.
+func (p *Policy) classify(ctx context.Context, domain string) (class, error) {
+	for _, l := range []struct {
+		list *maps.DomainList
+		cls  class
+	}{{p.Local, classLocal}, {p.Virtual, classVirtual}, {p.Relay, classRelay}} {
+		if l.list == nil {
+			continue
+		}
+		ok, err := l.list.Match(ctx, domain)
+		if err != nil {
+			return classNone, err
+		}
+		if ok {
+			return l.cls, nil
+		}
+	}
+	return classNone, nil
+}
+
+// isAbsorbed reports the local parts that Postfix accepts in a local
+// domain without a local_recipient_maps entry, because Postfix itself
+// handles them: postmaster, mailer-daemon, double-bounce.
+func isAbsorbed(local string) bool {
+	for _, s := range []string{"postmaster", "mailer-daemon", "double-bounce"} {
+		if asciiEqualFold(local, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiEqualFold is strcasecmp() == 0: Unicode folding would take
+// "postmaſter" (long s) for postmaster, which Postfix does not.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

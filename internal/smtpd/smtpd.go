@@ -1,0 +1,312 @@
+// Package smtpd is mailtee's SMTP server: the go-smtp backend that decides
+// who may relay and which recipients exist, enforces Postfix's limits, and
+// hands accepted messages to the queue.
+//
+// It behaves as Postfix's smtpd(8) does with its default restrictions, and
+// answers and logs in Postfix's words so that existing habits and log tools
+// work:
+//
+//   - smtpd_relay_restrictions = permit_mynetworks, defer_unauth_destination
+//     (answered "554 5.7.1 <addr>: Relay access denied", as mailtee's design
+//     asks, instead of Postfix's 4xx for the defer_ variant);
+//   - smtpd_reject_unlisted_recipient = yes, with local_recipient_maps and
+//     virtual_alias_maps (policy.go);
+//   - smtpd_forbid_bare_newline = reject, extended to bare CR (data.go);
+//   - message_size_limit, smtpd_recipient_limit, smtpd_timeout,
+//     smtpd_hard_error_limit, smtpd_soft_error_limit (with Postfix's 1s
+//     smtpd_error_sleep_time), smtpd_client_connection_count_limit;
+//   - a Received: header in Postfix's format, and "250 2.0.0 Ok: queued as
+//     ID" only once the queue has the message on stable storage.
+//
+// go-smtp speaks the protocol. What it has no hook for is done by wrapping
+// each accepted connection (conn.go): the banner text, connection limits,
+// a timeout per read rather than per command, and closing the connection
+// after a 421. See conn.go for why each is done there.
+//
+// Addresses in the envelope handed to the queue are in external form
+// (address.Address.String: a local part that needs quotes is quoted), as
+// the client sent them, without case folding.
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/maps"
+)
+
+// Enqueuer is the queue as the SMTP server sees it.
+type Enqueuer interface {
+	// NewID returns a queue ID, assigned when the message's DATA starts
+	// (for Received: and logs).
+	NewID() string
+	// Enqueue stores the message durably and returns only once it is on
+	// stable storage; errors are returned as-is (the queue may return an
+	// error wrapping syscall.ENOSPC when the disk is full).
+	//
+	// Enqueue must read body to its end (io.EOF) before it commits: the
+	// server checks the content as it streams (bare LF, bare CR, size)
+	// and reports a bad message only through body's error. If body
+	// returns an error, Enqueue stores nothing and returns that error
+	// (possibly wrapped).
+	Enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error
+}
+
+// Policy is what decides which recipients are accepted: Postfix's relay
+// control and recipient validation.
+type Policy struct {
+	// Mynetworks are the clients that may relay anywhere (mynetworks).
+	Mynetworks *maps.NetList
+	// Local is mydestination (plus the host's own addresses in
+	// [brackets], if wanted): final delivery here.
+	Local *maps.DomainList
+	// Relay is relay_domains (may be nil).
+	Relay *maps.DomainList
+	// Virtual is virtual_alias_domains (may be nil).
+	Virtual *maps.DomainList
+	// LocalRecipients is local_recipient_maps; nil accepts any local
+	// recipient.
+	LocalRecipients maps.Table
+	// VirtualAliases is virtual_alias_maps. Recipients in Virtual
+	// domains must be found here, else 550 5.1.1; a recipient found here
+	// is accepted in a Local domain too, as Postfix does.
+	VirtualAliases maps.Table
+	// Delimiter is recipient_delimiter.
+	Delimiter string
+	// UnknownLocalCode is unknown_local_recipient_reject_code; 0 means
+	// Postfix's default, 550.
+	UnknownLocalCode int
+}
+
+// Options configure a Server. Zero values mean "no limit" except where
+// said otherwise.
+type Options struct {
+	// Hostname is myhostname: in replies and in the Received: header.
+	Hostname string
+	// Banner is the expanded smtpd_banner; "" means Postfix's default,
+	// "$myhostname ESMTP $mail_name".
+	Banner string
+
+	MaxMessageBytes int64         // message_size_limit
+	MaxRecipients   int           // smtpd_recipient_limit
+	Timeout         time.Duration // smtpd_timeout, for each read and write
+	// HardErrorLimit is smtpd_hard_error_limit; 0 means Postfix's
+	// default, 20.
+	HardErrorLimit int
+	// SoftErrorLimit is smtpd_soft_error_limit; 0 means Postfix's
+	// default, 10.
+	SoftErrorLimit int
+	// MaxClients caps concurrent sessions; MaxClientsPerIP is
+	// smtpd_client_connection_count_limit (clients in Mynetworks are
+	// exempt, as by Postfix's default
+	// smtpd_client_event_limit_exceptions).
+	MaxClients      int
+	MaxClientsPerIP int
+
+	// TLS enables STARTTLS (TLS 1.2 at least); nil offers none.
+	TLS      *tls.Config
+	SMTPUTF8 bool // smtputf8_enable
+
+	// Policy decides relaying and recipients. Nil is an empty Policy:
+	// no client may relay and no domain is ours, so every RCPT is
+	// refused.
+	Policy *Policy
+	Queue  Enqueuer // required
+	// MailLog receives one Postfix-shaped log line per event, without
+	// timestamp and host (the caller adds them). It is called from many
+	// goroutines at once. Nil discards.
+	MailLog func(line string)
+}
+
+// Postfix's defaults for the error limits and the pause once the soft
+// limit is reached (smtpd_error_sleep_time).
+const (
+	defaultHardErrorLimit = 20
+	defaultSoftErrorLimit = 10
+	errorSleepTime        = time.Second
+)
+
+// maxLineLength bounds a line as go-smtp reads it, in commands and in
+// message content alike; go-smtp closes the session on a longer one.
+// RFC 5321 allows 1000 octets, but real messages have longer lines
+// (unwrapped HTML, base64) and Postfix accepts those, so the bound is only
+// there to cap the memory a command line can take.
+const maxLineLength = 1 << 20
+
+// Server is an SMTP server. It wraps *smtp.Server.
+type Server struct {
+	o        Options
+	policy   *Policy
+	smtp     *smtp.Server
+	greeting []byte // "220 <banner>\r\n"
+	hard     int
+	soft     int
+	errSleep time.Duration
+
+	// ctx is given to Enqueue; it ends when Shutdown gives up waiting.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	closing  atomic.Bool
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	perIP    map[netip.Addr]int
+	refusing sync.WaitGroup // goroutines answering 421 to refused clients
+}
+
+// New returns a server; Serve starts it. It panics if o.Queue is nil.
+func New(o Options) *Server {
+	if o.Queue == nil {
+		panic("smtpd: Options.Queue is nil")
+	}
+	if o.Hostname == "" {
+		o.Hostname = "localhost"
+	}
+	if o.Banner == "" {
+		o.Banner = o.Hostname + " ESMTP mailtee"
+	}
+	if o.MaxMessageBytes < 0 {
+		o.MaxMessageBytes = 0
+	}
+	s := &Server{
+		o:        o,
+		policy:   o.Policy,
+		greeting: []byte("220 " + oneLine(o.Banner) + "\r\n"),
+		hard:     o.HardErrorLimit,
+		soft:     o.SoftErrorLimit,
+		errSleep: errorSleepTime,
+		conns:    make(map[*conn]struct{}),
+		perIP:    make(map[netip.Addr]int),
+	}
+	if s.policy == nil {
+		s.policy = &Policy{}
+	}
+	if s.hard <= 0 {
+		s.hard = defaultHardErrorLimit
+	}
+	if s.soft <= 0 {
+		s.soft = defaultSoftErrorLimit
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	srv := smtp.NewServer(backend{s})
+	srv.Domain = o.Hostname
+	// go-smtp checks SIZE= and counts DATA bytes against this, and
+	// advertises it in EHLO.
+	srv.MaxMessageBytes = o.MaxMessageBytes
+	// The recipient limit is checked in Rcpt, to answer in Postfix's words.
+	srv.MaxRecipients = 0
+	srv.MaxLineLength = maxLineLength
+	// Reads get their deadline from conn.Read, one per read as Postfix's
+	// smtpd_timeout: go-smtp's ReadTimeout is set once per command, so a
+	// large message on a slow link would be cut off mid-DATA.
+	srv.ReadTimeout = 0
+	srv.WriteTimeout = o.Timeout
+	srv.EnableSMTPUTF8 = o.SMTPUTF8
+	srv.ErrorLog = errorLog{s}
+	if o.TLS != nil {
+		cfg := o.TLS.Clone()
+		if cfg.MinVersion < tls.VersionTLS12 {
+			cfg.MinVersion = tls.VersionTLS12
+		}
+		srv.TLSConfig = cfg
+	}
+	s.smtp = srv
+	return s
+}
+
+// Serve accepts connections on l until Shutdown. It may be called for
+// several listeners at once; the limits are shared.
+func (s *Server) Serve(l net.Listener) error {
+	if s.closing.Load() {
+		return smtp.ErrServerClosed
+	}
+	return s.smtp.Serve(&listener{Listener: l, srv: s})
+}
+
+// Shutdown stops accepting connections and lets sessions finish what they
+// are doing: a session in a mail transaction (after MAIL FROM) may finish
+// it; an idle session, or one whose transaction has ended, is answered
+// "421" and closed. When ctx ends first, every connection is closed, an
+// Enqueue in progress is cancelled, and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	for c := range s.conns {
+		c.interruptIfIdle()
+	}
+	s.mu.Unlock()
+	err := s.smtp.Shutdown(ctx)
+	if ctx.Err() != nil {
+		// go-smtp's Close does nothing once Shutdown has begun, so the
+		// connections are closed here; their sessions then end on the
+		// read error.
+		s.cancel()
+		s.mu.Lock()
+		left := make([]*conn, 0, len(s.conns))
+		for c := range s.conns {
+			left = append(left, c)
+		}
+		s.mu.Unlock()
+		for _, c := range left {
+			c.Close()
+		}
+	}
+	s.refusing.Wait()
+	return err
+}
+
+// log writes one line to MailLog.
+func (s *Server) log(format string, args ...any) {
+	if s.o.MailLog != nil {
+		s.o.MailLog(fmt.Sprintf(format, args...))
+	}
+}
+
+// errorLog takes go-smtp's reports of unexpected conditions (a recovered
+// panic, a connection error) into the mail log as warnings.
+type errorLog struct{ s *Server }
+
+func (l errorLog) Printf(format string, v ...any) {
+	l.s.log("warning: smtpd: %s", oneLine(fmt.Sprintf(format, v...)))
+}
+
+func (l errorLog) Println(v ...any) {
+	l.s.log("warning: smtpd: %s", oneLine(fmt.Sprint(v...)))
+}
+
+// oneLine keeps a text on one line: log lines and replies must not be
+// split by what a client or a stack trace contains.
+func oneLine(s string) string {
+	s = strings.TrimRight(s, "\r\n")
+	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
+}
+
+// reply builds an SMTP reply for go-smtp to send; the enhanced status code
+// is written in the text's front, as in Postfix's source.
+func reply(code int, enh string, format string, args ...any) *smtp.SMTPError {
+	var ec smtp.EnhancedCode
+	if _, err := fmt.Sscanf(enh, "%d.%d.%d", &ec[0], &ec[1], &ec[2]); err != nil {
+		ec = smtp.EnhancedCodeNotSet
+	}
+	return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: fmt.Sprintf(format, args...)}
+}
+
+// replyText is a reply as it appears on the wire and in log lines.
+func replyText(e *smtp.SMTPError) string {
+	return fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)
+}
+
+var errNotOurs = errors.New("smtpd: connection was not accepted through smtpd.Server.Serve")
