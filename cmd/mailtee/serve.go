@@ -315,8 +315,8 @@ func (s *server) deliver(ctx context.Context, m *queue.Message, hop queue.Hop, i
 		}
 	case "local":
 		for k, rcpt := range rcpts {
-			err := s.local.Deliver(ctx, msg, rcpt)
-			out[k] = queue.Outcome{Err: err, Relay: "local", Reply: "delivered to mailbox"}
+			what, err := s.local.Deliver(ctx, msg, rcpt)
+			out[k] = queue.Outcome{Err: err, Relay: "local", Reply: what}
 		}
 	case "error":
 		for k := range rcpts {

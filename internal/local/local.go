@@ -66,9 +66,16 @@ type target struct {
 	owner string // owner-NAME address that takes errors, or ""
 }
 
-// Deliver delivers msg to rcpt (a local address) and returns nil or a
-// *deliver.Error.
-func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpt string) error {
+// Deliver delivers msg to rcpt (a local address). It returns what was
+// done, for the log ("delivered to maildir (a@x, b@x)", "forwarded as
+// ..."), or a *deliver.Error.
+func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpt string) (string, error) {
+	var done []string
+	err := l.deliver(ctx, msg, rcpt, &done)
+	return strings.Join(done, "; "), err
+}
+
+func (l *Local) deliver(ctx context.Context, msg *deliver.Message, rcpt string, done *[]string) error {
 	loops, err := deliveredTo(msg)
 	if err != nil {
 		return tempErr("cannot read message headers: %v", err)
@@ -107,6 +114,7 @@ func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpt string) 
 		if err := l.o.Forward(ctx, from, remote[from], msg, rcpt); err != nil {
 			return tempErr("cannot forward to %s: %v", strings.Join(remote[from], ", "), err)
 		}
+		*done = append(*done, "forwarded to "+strings.Join(remote[from], ", "))
 	}
 	if len(mailboxes) == 0 {
 		return nil
@@ -121,6 +129,7 @@ func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpt string) 
 				return err
 			}
 		}
+		*done = append(*done, "delivered over LMTP for "+strings.Join(addrs, ", "))
 		return nil
 	}
 	for _, t := range mailboxes {
@@ -131,6 +140,7 @@ func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpt string) 
 		if err := deliver.Maildir(dir, msg, t.addr); err != nil {
 			return err
 		}
+		*done = append(*done, "delivered to maildir of "+t.addr)
 	}
 	return nil
 }

@@ -1,0 +1,127 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/maps"
+)
+
+type forwarded struct {
+	from  string
+	rcpts []string
+}
+
+func setup(t *testing.T, aliases string) (*Local, string, *[]forwarded) {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "aliases")
+	os.WriteFile(p, []byte(aliases), 0o644)
+	tb, _, err := maps.OpenAlias("hash:" + p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fw []forwarded
+	l := New(Options{
+		Aliases:   tb,
+		Myorigin:  "example.org",
+		Delimiter: "+",
+		IsLocal:   func(d string) bool { return d == "example.org" || d == "relay.example.org" },
+		SpoolDir:  filepath.Join(dir, "mail") + "/",
+		Forward: func(ctx context.Context, from string, rcpts []string, msg *deliver.Message, dt string) error {
+			fw = append(fw, forwarded{from, rcpts})
+			return nil
+		},
+	})
+	return l, filepath.Join(dir, "mail"), &fw
+}
+
+func msg(body string) *deliver.Message {
+	return &deliver.Message{ID: "Q1", From: "sender@outside.example", Size: int64(len(body)),
+		Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
+}
+
+func mailboxes(t *testing.T, spool string) map[string]int {
+	out := map[string]int{}
+	users, _ := os.ReadDir(spool)
+	for _, u := range users {
+		n, _ := os.ReadDir(filepath.Join(spool, u.Name(), "new"))
+		out[u.Name()] = len(n)
+	}
+	return out
+}
+
+// aliases(5) and local(8): recursive expansion, an alias naming itself
+// delivers to its own mailbox, duplicates are delivered once, a loop
+// ends, remote targets are forwarded, owner-NAME takes the errors.
+func TestAliasExpansion(t *testing.T) {
+	l, spool, fw := setup(t, `list: alice, bob, sub
+sub: carol, alice, list
+self: self, dave
+owner-list: admin
+remote: someone@far.example, erin
+user1@relay.example.org user1@example.org
+`)
+	ctx := context.Background()
+	for _, rcpt := range []string{"list@example.org", "self@example.org", "remote@example.org", "user1@relay.example.org", "frank+tag@example.org"} {
+		if _, err := l.Deliver(ctx, msg("Subject: x\r\n\r\nhi\r\n"), rcpt); err != nil {
+			t.Fatalf("%s: %v", rcpt, err)
+		}
+	}
+	got := mailboxes(t, spool)
+	want := map[string]int{"alice": 1, "bob": 1, "carol": 1, "self": 1, "dave": 1, "erin": 1, "user1": 1, "frank": 1}
+	if len(got) != len(want) {
+		t.Errorf("mailboxes %v, want %v", got, want)
+	}
+	for u, n := range want {
+		if got[u] != n {
+			t.Errorf("%s has %d messages, want %d (all: %v)", u, got[u], n, got)
+		}
+	}
+	if len(*fw) != 1 || (*fw)[0].rcpts[0] != "someone@far.example" || (*fw)[0].from != "sender@outside.example" {
+		t.Errorf("forwards = %+v", *fw)
+	}
+}
+
+func TestOwnerAliasTakesForwardErrors(t *testing.T) {
+	l, _, fw := setup(t, "staff: x@far.example\nowner-staff: admin\n")
+	if _, err := l.Deliver(context.Background(), msg("\r\n"), "staff@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if len(*fw) != 1 || (*fw)[0].from != "owner-staff@example.org" {
+		t.Errorf("forward sender = %+v, want owner-staff@example.org", *fw)
+	}
+}
+
+func TestDeliveredToLoop(t *testing.T) {
+	l, _, _ := setup(t, "")
+	_, err := l.Deliver(context.Background(), msg("Delivered-To: alice@example.org\r\nSubject: x\r\n\r\n"), "alice@example.org")
+	var de *deliver.Error
+	if !errors.As(err, &de) || !de.Permanent || !strings.Contains(de.Text, "loop") {
+		t.Errorf("want a permanent loop error, got %v", err)
+	}
+}
+
+func TestUnsupportedDestinationsWait(t *testing.T) {
+	l, _, _ := setup(t, "prog: |/usr/bin/procmail\n")
+	_, err := l.Deliver(context.Background(), msg("\r\n"), "prog@example.org")
+	var de *deliver.Error
+	if !errors.As(err, &de) || de.Permanent {
+		t.Errorf("a command destination must defer, got %v", err)
+	}
+}
+
+func TestMboxDefers(t *testing.T) {
+	l := New(Options{Myorigin: "example.org", SpoolDir: "/var/mail"})
+	_, err := l.Deliver(context.Background(), msg("\r\n"), "alice@example.org")
+	var de *deliver.Error
+	if !errors.As(err, &de) || de.Permanent || !strings.Contains(de.Text, "Maildir") {
+		t.Errorf("mbox delivery must defer with advice, got %v", err)
+	}
+}
