@@ -388,6 +388,10 @@ func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int) err
 }
 
 func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, idx []int) error {
+	rcpt := to
+	if !strings.Contains(rcpt, "@") {
+		rcpt = to + "@" + s.cfg.Get("myorigin")
+	}
 	var buf bytes.Buffer
 	body, err := m.Open()
 	if err != nil {
@@ -402,7 +406,7 @@ func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, idx [
 		ReportingMTA: s.host,
 		QueueID:      m.ID,
 		From:         "MAILER-DAEMON@" + s.host,
-		To:           to,
+		To:           rcpt,
 		Sender:       m.Env.From,
 		Arrival:      m.Env.Arrival,
 		Postmaster:   to == "postmaster",
@@ -439,10 +443,6 @@ func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, idx [
 	data, err := dsn.Build(rep, time.Now(), id+"@"+s.host)
 	if err != nil {
 		return err
-	}
-	rcpt := to
-	if !strings.Contains(rcpt, "@") {
-		rcpt = to + "@" + s.cfg.Get("myorigin")
 	}
 	env := &envelope.Envelope{From: "", Rcpts: []envelope.Rcpt{{Addr: rcpt}}, ClientName: "localhost", Protocol: "local", Arrival: time.Now(), Notification: true}
 	if err := s.q.Enqueue(ctx, id, env, bytes.NewReader(data)); err != nil {
