@@ -314,9 +314,12 @@ func (s *server) deliver(ctx context.Context, m *queue.Message, hop queue.Hop, i
 			out[k] = queue.Outcome{Err: r.Err, Relay: r.Relay, Reply: r.Reply}
 		}
 	case "local":
-		for k, rcpt := range rcpts {
-			what, err := s.local.Deliver(ctx, msg, rcpt)
-			out[k] = queue.Outcome{Err: err, Relay: "local", Reply: what}
+		lr := make([]local.Rcpt, len(idx))
+		for k, i := range idx {
+			lr[k] = local.Rcpt{Addr: m.Rcpts[i].Addr, Copy: m.Rcpts[i].Copy}
+		}
+		for k, r := range s.local.Deliver(ctx, msg, lr) {
+			out[k] = queue.Outcome{Err: r.Err, Relay: "local", Reply: r.Done}
 		}
 	case "error":
 		for k := range rcpts {
@@ -335,19 +338,23 @@ func (s *server) deliver(ctx context.Context, m *queue.Message, hop queue.Hop, i
 }
 
 // forward re-injects a message for remote targets of a local alias.
-func (s *server) forward(ctx context.Context, from string, rcpts []string, msg *deliver.Message, deliveredTo string) error {
+func (s *server) forward(ctx context.Context, from string, rcpts []envelope.Rcpt, msg *deliver.Message, deliveredTo string) error {
 	body, err := msg.Open()
 	if err != nil {
 		return err
 	}
 	defer body.Close()
-	env := &envelope.Envelope{From: from, ClientName: "localhost", Protocol: "local", Arrival: time.Now()}
-	for _, r := range rcpts {
-		env.Rcpts = append(env.Rcpts, envelope.Rcpt{Addr: r})
+	env := &envelope.Envelope{From: from, ClientName: "localhost", Protocol: "local", Arrival: time.Now(), Rcpts: rcpts}
+	var r io.Reader = body
+	if deliveredTo != "" {
+		r = io.MultiReader(strings.NewReader("Delivered-To: "+deliveredTo+"\r\n"), body)
 	}
-	head := strings.NewReader("Delivered-To: " + deliveredTo + "\r\n")
 	id := s.q.NewID()
-	return s.q.Enqueue(ctx, id, env, io.MultiReader(head, body))
+	if err := s.q.Enqueue(ctx, id, env, r); err != nil {
+		return err
+	}
+	s.log.Printf("local", "%s: forwarded as %s", msg.ID, id)
+	return nil
 }
 
 // bounce queues the delivery status notifications for a finished message:

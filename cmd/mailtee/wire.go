@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/route"
@@ -21,9 +22,9 @@ import (
 // tables is everything serve builds from main.cf's lookup tables and
 // lists, opened once.
 type tables struct {
-	aliases, transport, localRcpt, virtual maps.Table
-	mydest, relay, virtDomains             *maps.DomainList
-	mynetworks                             *maps.NetList
+	aliases, transport, localRcpt, virtual, mailboxBCC maps.Table
+	mydest, relay, virtDomains                         *maps.DomainList
+	mynetworks                                         *maps.NetList
 }
 
 // openList opens the tables of a list parameter as one maps.List; alias
@@ -74,6 +75,9 @@ func openTables(cfg *config.Config) (*tables, error) {
 		return nil, err
 	}
 	if t.virtual, err = openList(cfg, "virtual_alias_maps", aliasSpecs); err != nil {
+		return nil, err
+	}
+	if t.mailboxBCC, err = openList(cfg, "mailbox_bcc_maps", aliasSpecs); err != nil {
 		return nil, err
 	}
 	if cfg.Get("local_recipient_maps") != "" {
@@ -195,7 +199,7 @@ func homeDir(user string) (string, bool) {
 }
 
 // localFor builds the local delivery agent.
-func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []string, *deliver.Message, string) error) *local.Local {
+func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error) *local.Local {
 	o := local.Options{
 		Aliases:     t.aliases,
 		Myorigin:    cfg.Get("myorigin"),
@@ -205,6 +209,7 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		HomeMailbox: cfg.Get("home_mailbox"),
 		Home:        homeDir,
 		Forward:     forward,
+		MailboxBCC:  t.mailboxBCC,
 	}
 	if mt := cfg.Get("mailbox_transport"); strings.HasPrefix(mt, "lmtp:") {
 		nexthop := strings.TrimPrefix(mt, "lmtp:")

@@ -28,6 +28,14 @@ var mailteeParams = map[string]string{
 	// Resolvers for MX/A lookups as host:port, separated like any list.
 	// Empty means /etc/resolv.conf.
 	"dns_servers": "",
+	// Tables looked up with each final local mailbox address, after
+	// alias expansion: every address in the value gets an automatic
+	// copy. Unlike recipient_bcc_maps, it sees list members.
+	"mailbox_bcc_maps": "",
+	// yes: every message this server accepts is an automatic copy (a
+	// dual-delivery relay): delivery failures are reported to
+	// postmaster, never to the original sender.
+	"dual_delivery_relay": "no",
 }
 
 // mailteeDefaults are Postfix parameters whose default differs in mailtee,

@@ -52,6 +52,7 @@ var implemented = map[string]paramInfo{
 	"myhostname": {}, "mydomain": {}, "myorigin": {}, "mail_name": {},
 	"inet_interfaces": {}, "inet_protocols": {}, "proxy_interfaces": {},
 	"smtpd_port": {}, "smtpd_banner": {}, "dns_servers": {},
+	"mailbox_bcc_maps": {kind: KindTables}, "dual_delivery_relay": {},
 	"config_directory": {}, "queue_directory": {},
 	// who is local, who may relay
 	"mydestination":         {kind: KindDomainList},

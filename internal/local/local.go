@@ -20,6 +20,7 @@ import (
 
 	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/maps"
 )
 
@@ -48,8 +49,13 @@ type Options struct {
 
 	// Forward re-injects a message for remote targets of an alias, as
 	// Postfix's local(8) does through cleanup: same body, envelope
-	// sender from, one Delivered-To: header added.
-	Forward func(ctx context.Context, from string, rcpts []string, msg *deliver.Message, deliveredTo string) error
+	// sender from, and a Delivered-To: header when deliveredTo is set.
+	Forward func(ctx context.Context, from string, rcpts []envelope.Rcpt, msg *deliver.Message, deliveredTo string) error
+
+	// MailboxBCC is mailbox_bcc_maps (mailtee only): looked up with each
+	// final local mailbox address; each address in the value gets an
+	// automatic copy.
+	MailboxBCC maps.Table
 }
 
 // Local delivers to local recipients.
@@ -66,36 +72,73 @@ type target struct {
 	owner string // owner-NAME address that takes errors, or ""
 }
 
-// Deliver delivers msg to rcpt (a local address). It returns what was
-// done, for the log ("delivered to maildir (a@x, b@x)", "forwarded as
-// ..."), or a *deliver.Error.
-func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpt string) (string, error) {
-	var done []string
-	err := l.deliver(ctx, msg, rcpt, &done)
-	return strings.Join(done, "; "), err
+// Rcpt is one recipient handed to local delivery.
+type Rcpt struct {
+	Addr string
+	// Copy marks an automatic copy: what it expands to stays a copy,
+	// so failures further on are reported to postmaster.
+	Copy bool
 }
 
-func (l *Local) deliver(ctx context.Context, msg *deliver.Message, rcpt string, done *[]string) error {
+// Result is what happened for one Rcpt: Done says what was done, for the
+// log ("delivered to maildir of a@x; forwarded to b@y"); Err is nil or a
+// *deliver.Error.
+type Result struct {
+	Done string
+	Err  error
+}
+
+// Deliver delivers msg to local recipients, all of one message. A
+// mailbox reached through several of them (a list and its member) gets
+// the message once, and its mailbox_bcc_maps copies are made once.
+func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpts []Rcpt) []Result {
 	loops, err := deliveredTo(msg)
+	out := make([]Result, len(rcpts))
 	if err != nil {
-		return tempErr("cannot read message headers: %v", err)
+		for i := range out {
+			out[i].Err = tempErr("cannot read message headers: %v", err)
+		}
+		return out
 	}
-	if loops[strings.ToLower(rcpt)] {
-		return permErr("5.4.6", "mail forwarding loop for %s", rcpt)
+	d := &delivery{l: l, msg: msg, loops: loops, mailboxes: map[string]bool{}}
+	for i, r := range rcpts {
+		var done []string
+		out[i].Err = d.one(ctx, r, &done)
+		out[i].Done = strings.Join(done, "; ")
 	}
-	targets, err := l.expand(ctx, rcpt)
+	return out
+}
+
+// delivery is the state shared by the recipients of one Deliver call.
+type delivery struct {
+	l         *Local
+	msg       *deliver.Message
+	loops     map[string]bool // Delivered-To: addresses in the message
+	mailboxes map[string]bool // mailboxes that have the message now
+}
+
+func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string) error {
+	l, msg := d.l, d.msg
+	if d.loops[strings.ToLower(rcpt.Addr)] {
+		return permErr("5.4.6", "mail forwarding loop for %s", rcpt.Addr)
+	}
+	targets, err := l.expand(ctx, rcpt.Addr)
 	if err != nil {
 		return err
 	}
 	// Remote targets are forwarded as new messages, grouped by who gets
 	// their errors: the owner- alias when there is one, as in Postfix,
 	// else the original sender.
-	remote := map[string][]string{}
+	remote := map[string][]envelope.Rcpt{}
 	var senders []string
 	var mailboxes []target
 	for _, t := range targets {
 		if t.local {
-			mailboxes = append(mailboxes, t)
+			if !d.mailboxes[strings.ToLower(t.addr)] {
+				mailboxes = append(mailboxes, t)
+			} else {
+				*done = append(*done, "duplicate of "+t.addr+", delivered once")
+			}
 			continue
 		}
 		from := msg.From
@@ -105,20 +148,26 @@ func (l *Local) deliver(ctx context.Context, msg *deliver.Message, rcpt string, 
 		if _, ok := remote[from]; !ok {
 			senders = append(senders, from)
 		}
-		remote[from] = append(remote[from], t.addr)
+		remote[from] = append(remote[from], envelope.Rcpt{Addr: t.addr, Orig: rcpt.Addr, Copy: rcpt.Copy})
 	}
 	for _, from := range senders {
-		if l.o.Forward == nil {
-			return permErr("5.3.0", "forwarding is not configured")
+		if err := l.forward(ctx, from, remote[from], msg, rcpt.Addr); err != nil {
+			return err
 		}
-		if err := l.o.Forward(ctx, from, remote[from], msg, rcpt); err != nil {
-			return tempErr("cannot forward to %s: %v", strings.Join(remote[from], ", "), err)
-		}
-		*done = append(*done, "forwarded to "+strings.Join(remote[from], ", "))
+		*done = append(*done, "forwarded to "+joinAddrs(remote[from]))
 	}
 	if len(mailboxes) == 0 {
 		return nil
 	}
+	if err := d.store(ctx, mailboxes, done); err != nil {
+		return err
+	}
+	return d.mailboxCopies(ctx, mailboxes, done)
+}
+
+// store puts the message into each mailbox.
+func (d *delivery) store(ctx context.Context, mailboxes []target, done *[]string) error {
+	l, msg := d.l, d.msg
 	if l.o.LMTP != nil {
 		addrs := make([]string, len(mailboxes))
 		for i, t := range mailboxes {
@@ -128,6 +177,9 @@ func (l *Local) deliver(ctx context.Context, msg *deliver.Message, rcpt string, 
 			if err != nil {
 				return err
 			}
+		}
+		for _, a := range addrs {
+			d.mailboxes[strings.ToLower(a)] = true
 		}
 		*done = append(*done, "delivered over LMTP for "+strings.Join(addrs, ", "))
 		return nil
@@ -140,9 +192,66 @@ func (l *Local) deliver(ctx context.Context, msg *deliver.Message, rcpt string, 
 		if err := deliver.Maildir(dir, msg, t.addr); err != nil {
 			return err
 		}
+		d.mailboxes[strings.ToLower(t.addr)] = true
 		*done = append(*done, "delivered to maildir of "+t.addr)
 	}
 	return nil
+}
+
+// mailboxCopies makes the mailbox_bcc_maps copies of mailboxes that just
+// got the message: looked up with the final mailbox address, after alias
+// expansion, so list mail is copied too (recipient_bcc_maps sees only
+// the list's address).
+func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target, done *[]string) error {
+	l := d.l
+	if l.o.MailboxBCC == nil {
+		return nil
+	}
+	var copies []envelope.Rcpt
+	for _, t := range mailboxes {
+		m, ok, err := maps.LookupAddress(ctx, l.o.MailboxBCC, t.addr, maps.AddressOptions{Delimiters: l.o.Delimiter, IsLocal: l.o.IsLocal})
+		if err != nil {
+			return tempErr("mailbox_bcc_maps lookup for %s: %v", t.addr, err)
+		}
+		if !ok {
+			continue
+		}
+		for _, a := range splitAddrs(m.Value) {
+			copies = append(copies, envelope.Rcpt{Addr: a, Orig: t.addr, Copy: true})
+		}
+	}
+	if len(copies) == 0 {
+		return nil
+	}
+	if err := l.forward(ctx, d.msg.From, copies, d.msg, ""); err != nil {
+		return err
+	}
+	*done = append(*done, "mailbox copy to "+joinAddrs(copies))
+	return nil
+}
+
+func (l *Local) forward(ctx context.Context, from string, rcpts []envelope.Rcpt, msg *deliver.Message, deliveredTo string) error {
+	if l.o.Forward == nil {
+		return permErr("5.3.0", "forwarding is not configured")
+	}
+	if err := l.o.Forward(ctx, from, rcpts, msg, deliveredTo); err != nil {
+		return tempErr("cannot forward to %s: %v", joinAddrs(rcpts), err)
+	}
+	return nil
+}
+
+// splitAddrs splits a table value listing addresses by commas and/or
+// blanks.
+func splitAddrs(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+}
+
+func joinAddrs(rs []envelope.Rcpt) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = r.Addr
+	}
+	return strings.Join(s, ", ")
 }
 
 // maildir is where user's mail goes.

@@ -1,8 +1,11 @@
 package local
 
 import (
+	"sort"
+
 	"context"
 	"errors"
+	"github.com/mailtee/mailtee/internal/envelope"
 	"io"
 	"os"
 	"path/filepath"
@@ -16,6 +19,7 @@ import (
 type forwarded struct {
 	from  string
 	rcpts []string
+	copy  bool
 }
 
 func setup(t *testing.T, aliases string) (*Local, string, *[]forwarded) {
@@ -34,8 +38,13 @@ func setup(t *testing.T, aliases string) (*Local, string, *[]forwarded) {
 		Delimiter: "+",
 		IsLocal:   func(d string) bool { return d == "example.org" || d == "relay.example.org" },
 		SpoolDir:  filepath.Join(dir, "mail") + "/",
-		Forward: func(ctx context.Context, from string, rcpts []string, msg *deliver.Message, dt string) error {
-			fw = append(fw, forwarded{from, rcpts})
+		Forward: func(ctx context.Context, from string, rcpts []envelope.Rcpt, msg *deliver.Message, dt string) error {
+			f := forwarded{from: from}
+			for _, r := range rcpts {
+				f.rcpts = append(f.rcpts, r.Addr)
+				f.copy = r.Copy
+			}
+			fw = append(fw, f)
 			return nil
 		},
 	})
@@ -68,9 +77,8 @@ owner-list: admin
 remote: someone@far.example, erin
 user1@relay.example.org user1@example.org
 `)
-	ctx := context.Background()
 	for _, rcpt := range []string{"list@example.org", "self@example.org", "remote@example.org", "user1@relay.example.org", "frank+tag@example.org"} {
-		if _, err := l.Deliver(ctx, msg("Subject: x\r\n\r\nhi\r\n"), rcpt); err != nil {
+		if err := deliverOne(l, msg("Subject: x\r\n\r\nhi\r\n"), rcpt); err != nil {
 			t.Fatalf("%s: %v", rcpt, err)
 		}
 	}
@@ -91,7 +99,7 @@ user1@relay.example.org user1@example.org
 
 func TestOwnerAliasTakesForwardErrors(t *testing.T) {
 	l, _, fw := setup(t, "staff: x@far.example\nowner-staff: admin\n")
-	if _, err := l.Deliver(context.Background(), msg("\r\n"), "staff@example.org"); err != nil {
+	if err := deliverOne(l, msg("\r\n"), "staff@example.org"); err != nil {
 		t.Fatal(err)
 	}
 	if len(*fw) != 1 || (*fw)[0].from != "owner-staff@example.org" {
@@ -101,7 +109,7 @@ func TestOwnerAliasTakesForwardErrors(t *testing.T) {
 
 func TestDeliveredToLoop(t *testing.T) {
 	l, _, _ := setup(t, "")
-	_, err := l.Deliver(context.Background(), msg("Delivered-To: alice@example.org\r\nSubject: x\r\n\r\n"), "alice@example.org")
+	err := deliverOne(l, msg("Delivered-To: alice@example.org\r\nSubject: x\r\n\r\n"), "alice@example.org")
 	var de *deliver.Error
 	if !errors.As(err, &de) || !de.Permanent || !strings.Contains(de.Text, "loop") {
 		t.Errorf("want a permanent loop error, got %v", err)
@@ -110,7 +118,7 @@ func TestDeliveredToLoop(t *testing.T) {
 
 func TestUnsupportedDestinationsWait(t *testing.T) {
 	l, _, _ := setup(t, "prog: |/usr/bin/procmail\n")
-	_, err := l.Deliver(context.Background(), msg("\r\n"), "prog@example.org")
+	err := deliverOne(l, msg("\r\n"), "prog@example.org")
 	var de *deliver.Error
 	if !errors.As(err, &de) || de.Permanent {
 		t.Errorf("a command destination must defer, got %v", err)
@@ -119,9 +127,50 @@ func TestUnsupportedDestinationsWait(t *testing.T) {
 
 func TestMboxDefers(t *testing.T) {
 	l := New(Options{Myorigin: "example.org", SpoolDir: "/var/mail"})
-	_, err := l.Deliver(context.Background(), msg("\r\n"), "alice@example.org")
+	err := deliverOne(l, msg("\r\n"), "alice@example.org")
 	var de *deliver.Error
 	if !errors.As(err, &de) || de.Permanent || !strings.Contains(de.Text, "Maildir") {
 		t.Errorf("mbox delivery must defer with advice, got %v", err)
+	}
+}
+
+func deliverOne(l *Local, m *deliver.Message, rcpt string) error {
+	return l.Deliver(context.Background(), m, []Rcpt{{Addr: rcpt}})[0].Err
+}
+
+// One message to a list and to one of its members directly: each mailbox
+// gets it once, and mailbox_bcc_maps makes one copy per mailbox, marked
+// as a copy (issue: the seed's per-user BCC never sees list mail).
+func TestMailboxOnceAndMailboxBCC(t *testing.T) {
+	l, spool, fw := setup(t, "list: user1, user2\n")
+	bcc := filepath.Join(t.TempDir(), "mbcc")
+	os.WriteFile(bcc, []byte("user1 user1@relay.example.org\nuser2@example.org user2@relay.example.org, archive@far.example\n"), 0o644)
+	tb, _, err := maps.Open("hash:" + bcc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.o.MailboxBCC = tb
+	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "list@example.org"}, {Addr: "user1@example.org"}})
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatalf("rcpt %d: %v", i, r.Err)
+		}
+	}
+	if got := mailboxes(t, spool); got["user1"] != 1 || got["user2"] != 1 {
+		t.Errorf("mailboxes %v, want one message each", got)
+	}
+	if !strings.Contains(res[1].Done, "duplicate of user1@example.org") {
+		t.Errorf("second recipient: %q", res[1].Done)
+	}
+	var copies []string
+	for _, f := range *fw {
+		if !f.copy {
+			t.Errorf("mailbox BCC forward not marked as a copy: %+v", f)
+		}
+		copies = append(copies, f.rcpts...)
+	}
+	sort.Strings(copies)
+	if strings.Join(copies, ",") != "archive@far.example,user1@relay.example.org,user2@relay.example.org" {
+		t.Errorf("copies = %v", copies)
 	}
 }
