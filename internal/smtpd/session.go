@@ -212,6 +212,13 @@ func (s *session) data(r io.Reader) (string, error) {
 		s.srv.log("lost connection after DATA (%d bytes) from %s", body.n, s.c.namaddr())
 		return "", reply(421, "4.4.2", "%s Error: timeout exceeded", s.srv.o.Hostname)
 	}
+	var refusal *smtp.SMTPError
+	if errors.As(err, &refusal) {
+		// The queue's content checks refused the message (too many
+		// hops, for one): their reply goes to the client as it is.
+		whatsup(replyText(refusal))
+		return "", refusal
+	}
 	if err != nil {
 		s.srv.log("warning: %s: queue file write error: %v", id, err)
 		if errors.Is(err, syscall.ENOSPC) {

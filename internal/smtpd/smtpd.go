@@ -61,6 +61,8 @@ type Enqueuer interface {
 	// and reports a bad message only through body's error. If body
 	// returns an error, Enqueue stores nothing and returns that error
 	// (possibly wrapped).
+	// An error made by Refuse is a refusal of the content and goes to
+	// the client as it is.
 	Enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error
 }
 
@@ -310,3 +312,9 @@ func replyText(e *smtp.SMTPError) string {
 }
 
 var errNotOurs = errors.New("smtpd: connection was not accepted through smtpd.Server.Serve")
+
+// Refuse makes the error an Enqueuer returns to refuse a message's
+// content with a specific reply, such as 554 5.4.6 for too many hops.
+func Refuse(code int, enhanced, format string, args ...any) error {
+	return reply(code, enhanced, format, args...)
+}
