@@ -65,6 +65,7 @@ func freePort(t testing.TB) int {
 type instance struct {
 	t    testing.TB
 	dir  string // configuration directory
+	host string // listen address, 127.0.0.1 when empty
 	port int
 	cmd  *exec.Cmd
 	log  *syncBuffer
@@ -123,7 +124,35 @@ smtp_connect_timeout = 2s
 	return &instance{t: t, dir: dir, port: port, log: &syncBuffer{}}
 }
 
-func (in *instance) addr() string { return fmt.Sprintf("127.0.0.1:%d", in.port) }
+func (in *instance) addr() string {
+	h := in.host
+	if h == "" {
+		h = "127.0.0.1"
+	}
+	return fmt.Sprintf("%s:%d", h, in.port)
+}
+
+// freePortOn returns a port that is free on every one of the addresses.
+func freePortOn(t testing.TB, ips ...string) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		p := freePort(t)
+		ok := true
+		for _, ip := range ips {
+			l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, p))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return p
+		}
+	}
+	t.Fatal("no common free port")
+	return 0
+}
 
 // start runs mailtee serve and waits until it accepts connections.
 func (in *instance) start() {
