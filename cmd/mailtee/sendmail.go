@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -138,8 +139,20 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(&msg, "Message-Id: <%d.%d@%s>\r\n", now.UnixNano(), os.Getpid(), cfg.Get("myhostname"))
 	}
 	msg.Write(rest)
+	// As Postfix's pickup hands sendmail's mail to cleanup: the same
+	// rewriting and BCC copies as for mail from SMTP clients.
+	t, err := openTables(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
+		return exitBadData
+	}
+	out, body2, err := newCleanup(cfg, t).process(context.Background(), env, &msg, true)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
+		return exitBadData
+	}
 	qdir := queueDir(cfg)
-	id, err := queue.Put(qdir, env, &msg)
+	id, err := queue.Put(qdir, out, body2)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee sendmail: cannot queue the message in %s: %v\n", qdir, err)
 		return exitRuntime

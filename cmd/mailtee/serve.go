@@ -30,15 +30,16 @@ import (
 // server is a running mailtee: the SMTP server, the queue and the
 // delivery agents, wired from one main.cf.
 type server struct {
-	cfg    *config.Config
-	log    *maillog.Logger
-	q      *queue.Queue
-	router *route.Router
-	smtp   *deliver.Client
-	lmtp   *deliver.Client
-	local  *local.Local
-	smtpd  *smtpd.Server
-	host   string
+	cfg     *config.Config
+	cleanup *cleanup
+	log     *maillog.Logger
+	q       *queue.Queue
+	router  *route.Router
+	smtp    *deliver.Client
+	lmtp    *deliver.Client
+	local   *local.Local
+	smtpd   *smtpd.Server
+	host    string
 
 	listeners []net.Listener
 	ctl       *controlServer
@@ -142,6 +143,7 @@ func newServer(cfg *config.Config, stderr io.Writer) (*server, error) {
 		return ok
 	}
 	s.local = localFor(cfg, t, isLocal, s.lmtp, s.forward)
+	s.cleanup = newCleanup(cfg, t)
 	q, err := queue.Open(queue.Options{
 		Dir:             queueDir(cfg),
 		MinBackoff:      mustDuration(cfg, "minimal_backoff_time"),
@@ -180,7 +182,7 @@ func newServer(cfg *config.Config, stderr io.Writer) (*server, error) {
 		TLS:             tlsCfg,
 		SMTPUTF8:        cfg.Get("smtputf8_enable") == "yes",
 		Policy:          policyFor(cfg, t),
-		Queue:           s.q,
+		Queue:           cleanupQueue{c: s.cleanup, newID: s.q.NewID, enqueue: s.q.Enqueue},
 		MailLog:         func(line string) { s.log.Printf("smtpd", "%s", line) },
 	})
 	return s, nil
@@ -349,8 +351,12 @@ func (s *server) forward(ctx context.Context, from string, rcpts []envelope.Rcpt
 	if deliveredTo != "" {
 		r = io.MultiReader(strings.NewReader("Delivered-To: "+deliveredTo+"\r\n"), body)
 	}
+	out, body2, err := s.cleanup.process(ctx, env, r, false)
+	if err != nil {
+		return err
+	}
 	id := s.q.NewID()
-	if err := s.q.Enqueue(ctx, id, env, r); err != nil {
+	if err := s.q.Enqueue(ctx, id, out, body2); err != nil {
 		return err
 	}
 	s.log.Printf("local", "%s: forwarded as %s", msg.ID, id)
@@ -358,8 +364,9 @@ func (s *server) forward(ctx context.Context, from string, rcpts []envelope.Rcpt
 }
 
 // bounce queues the delivery status notifications for a finished message:
-// failures of automatic copies, of notifications from <>, go to
-// postmaster; others to the sender (or an alias owner). A notification
+// failures of automatic copies go to bounce_notice_recipient and failures
+// of mail from <> to 2bounce_notice_recipient (both postmaster@$myorigin
+// by default); others to the sender (or an alias owner). A notification
 // that itself fails is logged and dropped: never a bounce for a bounce.
 func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int) error {
 	if m.Env.Notification {
@@ -368,33 +375,37 @@ func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int) err
 		}
 		return nil
 	}
-	groups := map[string][]int{}
-	var order []string
+	type dest struct {
+		to         string
+		postmaster bool
+	}
+	groups := map[dest][]int{}
+	var order []dest
 	for _, i := range failed {
 		r := m.Rcpts[i]
-		to := m.Env.From
+		d := dest{to: m.Env.From}
 		switch {
-		case r.Copy:
-			to = "postmaster"
+		case r.Copy: // Postfix's bounce_notice_recipient takes notices
+			d = dest{s.cfg.Get("bounce_notice_recipient"), true}
 		case r.NotifyOwner != "":
-			to = r.NotifyOwner
-		case to == "":
-			to = "postmaster"
+			d.to = r.NotifyOwner
+		case d.to == "": // mail from <>: a double bounce
+			d = dest{s.cfg.Get("2bounce_notice_recipient"), true}
 		}
-		if _, ok := groups[to]; !ok {
-			order = append(order, to)
+		if _, ok := groups[d]; !ok {
+			order = append(order, d)
 		}
-		groups[to] = append(groups[to], i)
+		groups[d] = append(groups[d], i)
 	}
-	for _, to := range order {
-		if err := s.sendDSN(ctx, m, to, groups[to]); err != nil {
+	for _, d := range order {
+		if err := s.sendDSN(ctx, m, d.to, d.postmaster, groups[d]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, idx []int) error {
+func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, postmaster bool, idx []int) error {
 	rcpt := to
 	if !strings.Contains(rcpt, "@") {
 		rcpt = to + "@" + s.cfg.Get("myorigin")
@@ -416,7 +427,7 @@ func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, idx [
 		To:           rcpt,
 		Sender:       m.Env.From,
 		Arrival:      m.Env.Arrival,
-		Postmaster:   to == "postmaster",
+		Postmaster:   postmaster,
 	}
 	if buf.Len() > 50000 {
 		hdr := buf.Bytes()
@@ -455,7 +466,7 @@ func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, idx [
 	if err := s.q.Enqueue(ctx, id, env, bytes.NewReader(data)); err != nil {
 		return err
 	}
-	if to == "postmaster" {
+	if postmaster {
 		s.log.PostmasterBounce(m.ID, id)
 	} else {
 		s.log.Bounce(m.ID, id)

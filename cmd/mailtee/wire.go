@@ -15,6 +15,7 @@ import (
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/rewrite"
 	"github.com/mailtee/mailtee/internal/route"
 	"github.com/mailtee/mailtee/internal/smtpd"
 )
@@ -23,6 +24,8 @@ import (
 // lists, opened once.
 type tables struct {
 	aliases, transport, localRcpt, virtual, mailboxBCC maps.Table
+	canonical, senderCanonical, rcptCanonical          maps.Table
+	rcptBCC, senderBCC                                 maps.Table
 	mydest, relay, virtDomains                         *maps.DomainList
 	mynetworks                                         *maps.NetList
 }
@@ -77,8 +80,20 @@ func openTables(cfg *config.Config) (*tables, error) {
 	if t.virtual, err = openList(cfg, "virtual_alias_maps", aliasSpecs); err != nil {
 		return nil, err
 	}
-	if t.mailboxBCC, err = openList(cfg, "mailbox_bcc_maps", aliasSpecs); err != nil {
-		return nil, err
+	for _, x := range []struct {
+		dst   *maps.Table
+		param string
+	}{
+		{&t.mailboxBCC, "mailbox_bcc_maps"},
+		{&t.canonical, "canonical_maps"},
+		{&t.senderCanonical, "sender_canonical_maps"},
+		{&t.rcptCanonical, "recipient_canonical_maps"},
+		{&t.rcptBCC, "recipient_bcc_maps"},
+		{&t.senderBCC, "sender_bcc_maps"},
+	} {
+		if *x.dst, err = openList(cfg, x.param, aliasSpecs); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Get("local_recipient_maps") != "" {
 		if t.localRcpt, err = openList(cfg, "local_recipient_maps", aliasSpecs); err != nil {
@@ -229,4 +244,51 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		}
 	}
 	return local.New(o)
+}
+
+// rewriterFor builds cleanup's address rewriting from main.cf; withBCC
+// adds the BCC maps, which Postfix applies only to mail from outside.
+func rewriterFor(cfg *config.Config, t *tables, isLocal func(string) bool, withBCC bool) *rewrite.Rewriter {
+	o := rewrite.Options{
+		IsLocal:                      isLocal,
+		Delimiter:                    cfg.Get("recipient_delimiter"),
+		Myorigin:                     cfg.Get("myorigin"),
+		Canonical:                    t.canonical,
+		SenderCanonical:              t.senderCanonical,
+		RecipientCanonical:           t.rcptCanonical,
+		CanonicalClasses:             cfg.List("canonical_classes"),
+		SenderCanonicalClasses:       cfg.List("sender_canonical_classes"),
+		RecipientCanonicalClasses:    cfg.List("recipient_canonical_classes"),
+		MasqueradeDomains:            cfg.List("masquerade_domains"),
+		MasqueradeClasses:            cfg.List("masquerade_classes"),
+		MasqueradeExceptions:         cfg.List("masquerade_exceptions"),
+		VirtualAliases:               t.virtual,
+		VirtualRecursionLimit:        mustInt(cfg, "virtual_alias_recursion_limit"),
+		VirtualExpansionLimit:        mustInt(cfg, "virtual_alias_expansion_limit"),
+		PropagateUnmatchedExtensions: cfg.List("propagate_unmatched_extensions"),
+	}
+	if withBCC {
+		o.RecipientBCC, o.SenderBCC, o.AlwaysBCC = t.rcptBCC, t.senderBCC, cfg.Get("always_bcc")
+	}
+	return rewrite.New(o)
+}
+
+// bareKeyDomains says for which domains a table's bare "user" keys apply
+// (Postfix: $myorigin, $mydestination, $inet_interfaces, $proxy_interfaces).
+func bareKeyDomains(cfg *config.Config, t *tables) func(string) bool {
+	origin := strings.ToLower(cfg.Get("myorigin"))
+	ifaces := map[string]bool{}
+	for _, p := range []string{"inet_interfaces", "proxy_interfaces"} {
+		for _, a := range cfg.List(p) {
+			ifaces["["+strings.Trim(a, "[]")+"]"] = true
+		}
+	}
+	return func(domain string) bool {
+		d := strings.ToLower(strings.TrimSuffix(domain, "."))
+		if d == origin || ifaces[d] {
+			return true
+		}
+		ok, _ := t.mydest.Match(context.Background(), d)
+		return ok
+	}
 }

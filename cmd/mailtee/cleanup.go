@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/rewrite"
+	"github.com/mailtee/mailtee/internal/smtpd"
+)
+
+// cleanup is what Postfix's cleanup(8) does to every message before it
+// is queued: address rewriting of the envelope and the header, BCC
+// copies for mail from outside, the hop count check, and the relay's
+// "everything is a copy" rule.
+type cleanup struct {
+	external *rewrite.Rewriter // mail from SMTP clients and sendmail
+	internal *rewrite.Rewriter // forwards and notifications: no BCC, as in Postfix
+	copies   bool              // dual_delivery_relay
+	hopLimit int               // hopcount_limit
+	maxHdr   int               // header_size_limit
+}
+
+// newCleanup builds cleanup from main.cf and its opened tables.
+func newCleanup(cfg *config.Config, t *tables) *cleanup {
+	bare := bareKeyDomains(cfg, t)
+	relayCopies, _ := cfg.Bool("dual_delivery_relay")
+	return &cleanup{
+		external: rewriterFor(cfg, t, bare, true),
+		internal: rewriterFor(cfg, t, bare, false),
+		copies:   relayCopies,
+		hopLimit: mustInt(cfg, "hopcount_limit"),
+		maxHdr:   mustInt(cfg, "header_size_limit"),
+	}
+}
+
+// process rewrites env and returns the body to store: the rewritten
+// header followed by the rest of the content, unread. An error made by
+// smtpd.Refuse refuses the message (too many hops).
+func (c *cleanup) process(ctx context.Context, env *envelope.Envelope, body io.Reader, external bool) (*envelope.Envelope, io.Reader, error) {
+	rw := c.internal
+	if external {
+		rw = c.external
+	}
+	out, err := rw.Envelope(ctx, env)
+	if err != nil {
+		return nil, nil, fmt.Errorf("address rewriting: %w", err)
+	}
+	if c.copies && external {
+		for i := range out.Rcpts {
+			out.Rcpts[i].Copy = true
+		}
+	}
+	br := bufio.NewReaderSize(body, 64<<10)
+	hdr, err := readHeader(br, c.maxHdr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if hops := countReceived(hdr); c.hopLimit > 0 && hops > c.hopLimit {
+		io.Copy(io.Discard, br) // the client must be allowed to finish DATA
+		return nil, nil, smtpd.Refuse(554, "5.4.6", "too many hops (%d Received: headers, hopcount_limit is %d)", hops, c.hopLimit)
+	}
+	newHdr, err := rw.Header(ctx, hdr)
+	if err != nil {
+		newHdr = hdr // a header we cannot parse is kept as it came
+	}
+	return out, io.MultiReader(bytes.NewReader(newHdr), br), nil
+}
+
+// readHeader reads the header section, up to and including the empty
+// line, or at most limit bytes (the rest then stays body, as Postfix
+// treats a header past header_size_limit).
+func readHeader(br *bufio.Reader, limit int) ([]byte, error) {
+	var hdr []byte
+	for limit <= 0 || len(hdr) < limit {
+		line, err := br.ReadSlice('\n')
+		hdr = append(hdr, line...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF {
+			return hdr, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Equal(line, []byte("\r\n")) || bytes.Equal(line, []byte("\n")) {
+			return hdr, nil
+		}
+	}
+	return hdr, nil
+}
+
+// countReceived counts Received: header fields, Postfix's hop count.
+func countReceived(hdr []byte) int {
+	n := 0
+	for _, line := range bytes.Split(hdr, []byte("\n")) {
+		if len(line) >= 9 && bytes.EqualFold(line[:9], []byte("received:")) {
+			n++
+		}
+	}
+	return n
+}
+
+// queueWith adapts cleanup in front of an enqueue function as the
+// smtpd.Enqueuer the SMTP server hands messages to.
+type cleanupQueue struct {
+	c       *cleanup
+	newID   func() string
+	enqueue func(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error
+}
+
+func (q cleanupQueue) NewID() string { return q.newID() }
+
+func (q cleanupQueue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error {
+	out, r, err := q.c.process(ctx, env, body, true)
+	if err != nil {
+		return err
+	}
+	return q.enqueue(ctx, id, out, r)
+}
