@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/envelope"
@@ -23,6 +25,16 @@ type cleanup struct {
 	copies   bool              // dual_delivery_relay
 	hopLimit int               // hopcount_limit
 	maxHdr   int               // header_size_limit
+	// headerClients is local_header_rewrite_clients: whose mail gets its
+	// header addresses rewritten. Mail from other clients keeps its
+	// header as sent, as in Postfix (remote_header_rewrite_domain empty).
+	headerClients func(clientAddr string) bool
+}
+
+// rewriteHeaders says whether env's header is rewritten: for local
+// submissions, and for clients local_header_rewrite_clients allows.
+func (c *cleanup) rewriteHeaders(env *envelope.Envelope) bool {
+	return env.ClientAddr == "" || c.headerClients != nil && c.headerClients(env.ClientAddr)
 }
 
 // newCleanup builds cleanup from main.cf and its opened tables.
@@ -30,11 +42,12 @@ func newCleanup(cfg *config.Config, t *tables) *cleanup {
 	bare := bareKeyDomains(cfg, t)
 	relayCopies, _ := cfg.Bool("dual_delivery_relay")
 	return &cleanup{
-		external: rewriterFor(cfg, t, bare, true),
-		internal: rewriterFor(cfg, t, bare, false),
-		copies:   relayCopies,
-		hopLimit: mustInt(cfg, "hopcount_limit"),
-		maxHdr:   mustInt(cfg, "header_size_limit"),
+		external:      rewriterFor(cfg, t, bare, true),
+		internal:      rewriterFor(cfg, t, bare, false),
+		copies:        relayCopies,
+		hopLimit:      mustInt(cfg, "hopcount_limit"),
+		maxHdr:        mustInt(cfg, "header_size_limit"),
+		headerClients: headerRewriteClients(cfg, t),
 	}
 }
 
@@ -64,9 +77,14 @@ func (c *cleanup) process(ctx context.Context, env *envelope.Envelope, body io.R
 		io.Copy(io.Discard, br) // the client must be allowed to finish DATA
 		return nil, nil, smtpd.Refuse(554, "5.4.6", "too many hops (%d Received: headers, hopcount_limit is %d)", hops, c.hopLimit)
 	}
-	newHdr, err := rw.Header(ctx, hdr)
-	if err != nil {
-		newHdr = hdr // a header we cannot parse is kept as it came
+	newHdr := hdr
+	if c.rewriteHeaders(env) {
+		if newHdr, err = rw.Header(ctx, hdr); err != nil {
+			// A table that cannot answer: Postfix refuses with "try
+			// again later"; so do we, after letting the client finish.
+			io.Copy(io.Discard, br)
+			return nil, nil, smtpd.Refuse(451, "4.3.0", "header address rewriting failed: %v", err)
+		}
 	}
 	return out, io.MultiReader(bytes.NewReader(newHdr), br), nil
 }
@@ -122,4 +140,40 @@ func (q cleanupQueue) Enqueue(ctx context.Context, id string, env *envelope.Enve
 		return err
 	}
 	return q.enqueue(ctx, id, out, r)
+}
+
+// headerRewriteClients implements local_header_rewrite_clients for its
+// two common values: permit_inet_interfaces (Postfix's default: this
+// host's own addresses, loopback included) and permit_mynetworks.
+func headerRewriteClients(cfg *config.Config, t *tables) func(string) bool {
+	ours := map[string]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				ours[ipn.IP.String()] = true
+			}
+		}
+	}
+	var rules []string
+	rules = append(rules, cfg.List("local_header_rewrite_clients")...)
+	return func(addr string) bool {
+		ip, err := netip.ParseAddr(addr)
+		if err != nil {
+			return false
+		}
+		ip = ip.Unmap()
+		for _, r := range rules {
+			switch r {
+			case "permit_inet_interfaces":
+				if ip.IsLoopback() || ours[ip.String()] {
+					return true
+				}
+			case "permit_mynetworks":
+				if ok, _ := t.mynetworks.Match(context.Background(), ip); ok {
+					return true
+				}
+			}
+		}
+		return false
+	}
 }

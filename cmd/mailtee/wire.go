@@ -256,16 +256,16 @@ func rewriterFor(cfg *config.Config, t *tables, isLocal func(string) bool, withB
 		Canonical:                    t.canonical,
 		SenderCanonical:              t.senderCanonical,
 		RecipientCanonical:           t.rcptCanonical,
-		CanonicalClasses:             cfg.List("canonical_classes"),
-		SenderCanonicalClasses:       cfg.List("sender_canonical_classes"),
-		RecipientCanonicalClasses:    cfg.List("recipient_canonical_classes"),
-		MasqueradeDomains:            cfg.List("masquerade_domains"),
-		MasqueradeClasses:            cfg.List("masquerade_classes"),
-		MasqueradeExceptions:         cfg.List("masquerade_exceptions"),
+		CanonicalClasses:             setList(cfg, "canonical_classes"),
+		SenderCanonicalClasses:       setList(cfg, "sender_canonical_classes"),
+		RecipientCanonicalClasses:    setList(cfg, "recipient_canonical_classes"),
+		MasqueradeDomains:            setList(cfg, "masquerade_domains"),
+		MasqueradeClasses:            setList(cfg, "masquerade_classes"),
+		MasqueradeExceptions:         setList(cfg, "masquerade_exceptions"),
 		VirtualAliases:               t.virtual,
 		VirtualRecursionLimit:        mustInt(cfg, "virtual_alias_recursion_limit"),
 		VirtualExpansionLimit:        mustInt(cfg, "virtual_alias_expansion_limit"),
-		PropagateUnmatchedExtensions: cfg.List("propagate_unmatched_extensions"),
+		PropagateUnmatchedExtensions: setList(cfg, "propagate_unmatched_extensions"),
 	}
 	if withBCC {
 		o.RecipientBCC, o.SenderBCC, o.AlwaysBCC = t.rcptBCC, t.senderBCC, cfg.Get("always_bcc")
@@ -291,4 +291,13 @@ func bareKeyDomains(cfg *config.Config, t *tables) func(string) bool {
 		ok, _ := t.mydest.Match(context.Background(), d)
 		return ok
 	}
+}
+
+// setList is cfg.List, but an empty value is an empty, non-nil list:
+// rewrite takes nil as "Postfix's default" and an empty list as "none".
+func setList(cfg *config.Config, name string) []string {
+	if l := cfg.List(name); l != nil {
+		return l
+	}
+	return []string{}
 }

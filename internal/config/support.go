@@ -53,7 +53,8 @@ var implemented = map[string]paramInfo{
 	"inet_interfaces": {}, "inet_protocols": {}, "proxy_interfaces": {},
 	"smtpd_port": {}, "smtpd_banner": {}, "dns_servers": {},
 	"mailbox_bcc_maps": {kind: KindTables}, "dual_delivery_relay": {},
-	"config_directory": {}, "queue_directory": {},
+	"local_header_rewrite_clients": {allowed: []string{"permit_inet_interfaces", "permit_mynetworks"}},
+	"config_directory":             {}, "queue_directory": {},
 	// who is local, who may relay
 	"mydestination":         {kind: KindDomainList},
 	"relay_domains":         {kind: KindDomainList},
