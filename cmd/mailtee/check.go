@@ -14,15 +14,8 @@ import (
 // runCheck reports every error and warning in main.cf and in every table
 // it names, and exits 0 when there are only warnings.
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("c", defaultConfigDir(), "configuration directory")
-	if err := fs.Parse(args); err != nil {
-		return exitBadData
-	}
-	cfg, err := config.Load(*dir)
-	if err != nil {
-		fmt.Fprintf(stderr, "mailtee check: %v\n", err)
+	cfg, ok := loadConfig("check", flag.NewFlagSet("check", flag.ContinueOnError), args, stderr)
+	if !ok {
 		return exitBadData
 	}
 	all := checkAll(cfg)

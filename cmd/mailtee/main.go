@@ -77,15 +77,8 @@ func defaultConfigDir() string {
 // runReload asks a running server to re-read its configuration; one with
 // errors is refused and the running configuration kept.
 func runReload(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("c", defaultConfigDir(), "configuration directory")
-	if err := fs.Parse(args); err != nil {
-		return exitBadData
-	}
-	cfg, err := config.Load(*dir)
-	if err != nil {
-		fmt.Fprintf(stderr, "mailtee reload: %v\n", err)
+	cfg, ok := loadConfig("reload", flag.NewFlagSet("reload", flag.ContinueOnError), args, stderr)
+	if !ok {
 		return exitBadData
 	}
 	if _, err := control(queueDir(cfg), "reload"); err != nil {
@@ -96,4 +89,21 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 		return exitBadData
 	}
 	return exitOK
+}
+
+// loadConfig parses a subcommand's flags (at least -c DIR) and loads
+// DIR/main.cf, reporting failures as "mailtee NAME: ...". ok is false
+// when the command should exit with exitBadData.
+func loadConfig(name string, fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *config.Config, ok bool) {
+	fs.SetOutput(stderr)
+	dir := fs.String("c", defaultConfigDir(), "configuration directory")
+	if err := fs.Parse(args); err != nil {
+		return nil, false
+	}
+	cfg, err := config.Load(*dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee %s: %v\n", name, err)
+		return nil, false
+	}
+	return cfg, true
 }

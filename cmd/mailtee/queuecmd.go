@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/queue"
 )
 
@@ -16,19 +15,13 @@ import (
 // the spool files.
 func runQueue(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("queue", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("c", defaultConfigDir(), "configuration directory")
-	if err := fs.Parse(args); err != nil {
+	cfg, ok := loadConfig("queue", fs, args, stderr)
+	if !ok {
 		return exitBadData
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
 		fmt.Fprintln(stderr, "usage: mailtee queue [-c DIR] list | flush | delete ID | hold ID | release ID")
-		return exitBadData
-	}
-	cfg, err := config.Load(*dir)
-	if err != nil {
-		fmt.Fprintf(stderr, "mailtee queue: %v\n", err)
 		return exitBadData
 	}
 	qdir := queueDir(cfg)

@@ -46,15 +46,8 @@ type server struct {
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("c", defaultConfigDir(), "configuration directory")
-	if err := fs.Parse(args); err != nil {
-		return exitBadData
-	}
-	cfg, err := config.Load(*dir)
-	if err != nil {
-		fmt.Fprintf(stderr, "mailtee serve: %v\n", err)
+	cfg, ok := loadConfig("serve", flag.NewFlagSet("serve", flag.ContinueOnError), args, stderr)
+	if !ok {
 		return exitBadData
 	}
 	findings := checkAll(cfg)
@@ -64,7 +57,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if findings.HasErrors() {
-		fmt.Fprintf(stderr, "mailtee serve: %s has errors; not starting (mailtee check -c %s lists every finding)\n", cfg.File, *dir)
+		fmt.Fprintf(stderr, "mailtee serve: %s has errors; not starting (mailtee check -c %s lists every finding)\n", cfg.File, cfg.Dir)
 		return exitBadData
 	}
 	s, err := newServer(cfg, stderr)
@@ -83,7 +76,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			s.reloadCheck(*dir)
+			s.reloadCheck(cfg.Dir)
 			continue
 		}
 		s.log.Printf("master", "terminating on signal %v", sig)

@@ -49,16 +49,16 @@ func (r ExtRules) Split(local string) (user, ext string) {
 	if bounce == "" {
 		bounce = "double-bounce"
 	}
-	if asciiEqualFold(local, "postmaster") || asciiEqualFold(local, "mailer-daemon") ||
-		asciiEqualFold(local, bounce) {
+	if EqualFoldASCII(local, "postmaster") || EqualFoldASCII(local, "mailer-daemon") ||
+		EqualFoldASCII(local, bounce) {
 		return local, ""
 	}
 	if r.OwnerRequestSpecial && strings.IndexByte(r.Delims, '-') >= 0 {
 		const owner, request = "owner-", "-request"
-		if len(local) >= len(owner) && asciiEqualFold(local[:len(owner)], owner) {
+		if len(local) >= len(owner) && EqualFoldASCII(local[:len(owner)], owner) {
 			return local, ""
 		}
-		if len(local) > len(request) && asciiEqualFold(local[len(local)-len(request):], request) {
+		if len(local) > len(request) && EqualFoldASCII(local[len(local)-len(request):], request) {
 			return local, ""
 		}
 	}
@@ -69,9 +69,9 @@ func (r ExtRules) Split(local string) (user, ext string) {
 	return local[:i], local[i:]
 }
 
-// asciiEqualFold is strcasecmp() == 0: Unicode folding would let
+// EqualFoldASCII is strcasecmp() == 0: Unicode folding would let
 // "postmaſter" (long s) pass for postmaster, which Postfix does not.
-func asciiEqualFold(a, b string) bool {
+func EqualFoldASCII(a, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}

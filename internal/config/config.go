@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/pfline"
 )
 
@@ -276,37 +277,10 @@ func ParseDuration(v string, unit byte) (time.Duration, error) {
 	return time.Duration(n) * d, nil
 }
 
-// SplitList splits a Postfix list: elements are separated by commas and/or
-// whitespace, and an element in braces {...} (such as inline:{ a=b, c=d })
-// keeps its commas and spaces.
-func SplitList(s string) []string {
-	var out []string
-	start, depth := -1, 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '{':
-			depth++
-		case c == '}':
-			if depth > 0 {
-				depth--
-			}
-		case depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\r' || c == '\n'):
-			if start >= 0 {
-				out = append(out, s[start:i])
-				start = -1
-			}
-			continue
-		}
-		if start < 0 {
-			start = i
-		}
-	}
-	if start >= 0 {
-		out = append(out, s[start:])
-	}
-	return out
-}
+// SplitList splits a Postfix list: elements are separated by commas
+// and/or whitespace, and an element in braces {...} (such as
+// inline:{ a=b, c=d }) keeps its commas and spaces.
+func SplitList(s string) []string { return maps.SplitList(s) }
 
 // references returns the parameter names that s refers to with $name,
 // ${name...} or $(name).

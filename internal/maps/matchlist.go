@@ -30,8 +30,31 @@ type domainElem struct {
 // written for them.
 func NewDomainList(elems []string, parent bool) (*DomainList, error) {
 	d := &DomainList{parent: parent}
-	var add func(el string, depth int) error
-	add = func(el string, depth int) error {
+	err := expandList(elems, func(neg bool, el string) error {
+		if IsTable(el) {
+			t, _, err := Open(el)
+			if err != nil {
+				return err
+			}
+			d.elems = append(d.elems, domainElem{neg: neg, table: t})
+			return nil
+		}
+		d.elems = append(d.elems, domainElem{neg: neg, name: strings.TrimSuffix(foldKey(el), ".")})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// expandList walks a match list's elements as match_list(3) reads them:
+// "!" negates, and a /file/name element stands for the patterns in the
+// file (whitespace or comma separated, "#" comments; a file may not name
+// another file). add gets every other element.
+func expandList(elems []string, add func(neg bool, el string) error) error {
+	var walk func(el string, depth int) error
+	walk = func(el string, depth int) error {
 		neg := false
 		for strings.HasPrefix(el, "!") {
 			neg, el = !neg, el[1:]
@@ -52,28 +75,21 @@ func NewDomainList(elems []string, parent bool) (*DomainList, error) {
 					line = line[:i]
 				}
 				for _, f := range strings.FieldsFunc(line, isListSep) {
-					if err := add(f, depth+1); err != nil {
+					if err := walk(f, depth+1); err != nil {
 						return err
 					}
 				}
 			}
-		case IsTable(el):
-			t, _, err := Open(el)
-			if err != nil {
-				return err
-			}
-			d.elems = append(d.elems, domainElem{neg: neg, table: t})
-		default:
-			d.elems = append(d.elems, domainElem{neg: neg, name: strings.TrimSuffix(foldKey(el), ".")})
+			return nil
 		}
-		return nil
+		return add(neg, el)
 	}
 	for _, el := range elems {
-		if err := add(el, 0); err != nil {
-			return nil, err
+		if err := walk(el, 0); err != nil {
+			return err
 		}
 	}
-	return d, nil
+	return nil
 }
 
 // Match reports whether domain is in the list.
@@ -139,52 +155,24 @@ type netElem struct {
 // NewNetList builds a list from mynetworks' elements.
 func NewNetList(elems []string) (*NetList, error) {
 	n := &NetList{}
-	var add func(el string, depth int) error
-	add = func(el string, depth int) error {
-		neg := false
-		for strings.HasPrefix(el, "!") {
-			neg, el = !neg, el[1:]
-		}
-		switch {
-		case el == "":
-			return nil
-		case strings.HasPrefix(el, "/"):
-			if depth > 0 {
-				return fmt.Errorf("%s: a file may not name another file", el)
-			}
-			data, err := os.ReadFile(el)
-			if err != nil {
-				return err
-			}
-			for _, line := range strings.Split(string(data), "\n") {
-				if i := strings.IndexByte(line, '#'); i >= 0 {
-					line = line[:i]
-				}
-				for _, f := range strings.FieldsFunc(line, isListSep) {
-					if err := add(f, depth+1); err != nil {
-						return err
-					}
-				}
-			}
-		case IsTable(el):
+	err := expandList(elems, func(neg bool, el string) error {
+		if IsTable(el) {
 			t, _, err := Open(el)
 			if err != nil {
 				return err
 			}
 			n.elems = append(n.elems, netElem{neg: neg, table: t})
-		default:
-			p, err := ParseNetwork(el)
-			if err != nil {
-				return err
-			}
-			n.elems = append(n.elems, netElem{neg: neg, prefix: p})
+			return nil
 		}
+		p, err := ParseNetwork(el)
+		if err != nil {
+			return err
+		}
+		n.elems = append(n.elems, netElem{neg: neg, prefix: p})
 		return nil
-	}
-	for _, el := range elems {
-		if err := add(el, 0); err != nil {
-			return nil, err
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return n, nil
 }

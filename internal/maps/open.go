@@ -118,7 +118,7 @@ func parseInline(spec, body string) (*fixedTable, diag.List) {
 	}
 	body = body[1 : len(body)-1]
 	t := newFixed(nil)
-	for _, el := range splitBraced(body) {
+	for _, el := range SplitList(body) {
 		braced := strings.HasPrefix(el, "{")
 		if braced {
 			el = unbrace(el)
@@ -136,8 +136,10 @@ func parseInline(spec, body string) (*fixedTable, diag.List) {
 	return t, diags
 }
 
-// splitBraced splits at commas and blanks outside braces.
-func splitBraced(s string) []string {
+// SplitList splits a Postfix list: elements are separated by commas
+// and/or whitespace, and an element in braces {...} (such as
+// inline:{ a=b, c=d }) keeps its commas and spaces.
+func SplitList(s string) []string {
 	var out []string
 	start, depth := -1, 0
 	for i := 0; i < len(s); i++ {

@@ -131,30 +131,9 @@ func (p *Policy) classify(ctx context.Context, domain string) (class, error) {
 // handles them: postmaster, mailer-daemon, double-bounce.
 func isAbsorbed(local string) bool {
 	for _, s := range []string{"postmaster", "mailer-daemon", "double-bounce"} {
-		if asciiEqualFold(local, s) {
+		if address.EqualFoldASCII(local, s) {
 			return true
 		}
 	}
 	return false
-}
-
-// asciiEqualFold is strcasecmp() == 0: Unicode folding would take
-// "postmaſter" (long s) for postmaster, which Postfix does not.
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
