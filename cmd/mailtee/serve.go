@@ -339,7 +339,8 @@ func (s *server) forward(ctx context.Context, from string, rcpts []envelope.Rcpt
 		return err
 	}
 	defer body.Close()
-	env := &envelope.Envelope{From: from, ClientName: "localhost", Protocol: "local", Arrival: time.Now(), Rcpts: rcpts}
+	env := &envelope.Envelope{From: from, ClientName: "localhost", Protocol: "local", Arrival: time.Now(), Rcpts: rcpts,
+		Notification: msg.From == "" && from == ""}
 	var r io.Reader = body
 	if deliveredTo != "" {
 		r = io.MultiReader(strings.NewReader("Delivered-To: "+deliveredTo+"\r\n"), body)
@@ -361,12 +362,16 @@ func (s *server) forward(ctx context.Context, from string, rcpts []envelope.Rcpt
 // of mail from <> to 2bounce_notice_recipient (both postmaster@$myorigin
 // by default); others to the sender (or an alias owner). A notification
 // that itself fails is logged and dropped: never a bounce for a bounce.
-func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int) error {
+func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int, notified func([]int) error) error {
 	if m.Env.Notification {
 		for _, i := range failed {
 			s.log.Printf("bounce", "%s: undeliverable notification to <%s> discarded: %s", m.ID, m.Rcpts[i].Addr, m.Rcpts[i].LastErr)
 		}
 		return nil
+	}
+	doubleBounce := false
+	for _, c := range s.cfg.List("notify_classes") {
+		doubleBounce = doubleBounce || c == "2bounce"
 	}
 	type dest struct {
 		to         string
@@ -383,6 +388,12 @@ func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int) err
 		case r.NotifyOwner != "":
 			d.to = r.NotifyOwner
 		case d.to == "": // mail from <>: a double bounce
+			if !doubleBounce {
+				// Postfix's default notify_classes has no 2bounce:
+				// the failure is logged, nobody is told.
+				s.log.Printf("bounce", "%s: undeliverable mail from <> to <%s> discarded: %s", m.ID, r.Addr, r.LastErr)
+				continue
+			}
 			d = dest{s.cfg.Get("2bounce_notice_recipient"), true}
 		}
 		if _, ok := groups[d]; !ok {
@@ -392,6 +403,9 @@ func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int) err
 	}
 	for _, d := range order {
 		if err := s.sendDSN(ctx, m, d.to, d.postmaster, groups[d]); err != nil {
+			return err
+		}
+		if err := notified(groups[d]); err != nil {
 			return err
 		}
 	}

@@ -120,7 +120,7 @@ var implemented = map[string]paramInfo{
 	"minimal_backoff_time": {}, "maximal_backoff_time": {}, "maximal_queue_lifetime": {},
 	"bounce_queue_lifetime": {}, "queue_run_delay": {},
 	"double_bounce_sender": {}, "bounce_notice_recipient": {}, "2bounce_notice_recipient": {},
-	"compatibility_level": {}, "maillog_file": {},
+	"compatibility_level": {}, "maillog_file": {}, "notify_classes": {},
 }
 
 // harmless lists Postfix parameters mailtee ignores because they cannot
@@ -131,8 +131,8 @@ var harmless = map[string]bool{
 	"setgid_group": true, "sendmail_path": true, "newaliases_path": true,
 	"mailq_path": true, "default_privs": true, "import_environment": true,
 	"export_environment": true, "debugger_command": true, "delay_warning_time": true,
-	"notify_classes": true, "multi_instance_enable": true,
-	"multi_instance_name": true, "multi_instance_group": true,
+	"multi_instance_enable": true,
+	"multi_instance_name":   true, "multi_instance_group": true,
 	"multi_instance_directories": true, "multi_instance_wrapper": true,
 	"maillog_file_prefixes": true, "syslog_name": true,
 	"syslog_facility": true, "smtp_tls_note_starttls_offer": true,

@@ -142,7 +142,7 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string) error {
 			continue
 		}
 		from := msg.From
-		if t.owner != "" {
+		if t.owner != "" && from != "" {
 			from = t.owner
 		}
 		if _, ok := remote[from]; !ok {
@@ -150,17 +150,20 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string) error {
 		}
 		remote[from] = append(remote[from], envelope.Rcpt{Addr: t.addr, Orig: rcpt.Addr, Copy: rcpt.Copy})
 	}
+	// Mailboxes first: their failures are the common ones (a full disk,
+	// an LMTP 4xx), and a retry then repeats nothing that went out.
+	// Forwards and copies, which only queue a new message, come last,
+	// as local(8) commits forwards only once the rest succeeded.
+	if len(mailboxes) > 0 {
+		if err := d.store(ctx, mailboxes, done); err != nil {
+			return err
+		}
+	}
 	for _, from := range senders {
 		if err := l.forward(ctx, from, remote[from], msg, rcpt.Addr); err != nil {
 			return err
 		}
 		*done = append(*done, "forwarded to "+joinAddrs(remote[from]))
-	}
-	if len(mailboxes) == 0 {
-		return nil
-	}
-	if err := d.store(ctx, mailboxes, done); err != nil {
-		return err
 	}
 	return d.mailboxCopies(ctx, mailboxes, done)
 }

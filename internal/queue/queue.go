@@ -74,11 +74,12 @@ type Options struct {
 	// Deliver delivers m to the recipients with the given indexes, all
 	// bound for hop, and returns one Outcome per index, in order.
 	Deliver func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome
-	// Bounce is called once all recipients are final and some bounced:
-	// it must enqueue the notifications (to the sender, or postmaster
-	// for automatic copies) before it returns; the message is removed
-	// after it succeeds.
-	Bounce func(ctx context.Context, m *Message, failed []int) error
+	// Bounce is called once all recipients are final and some bounced
+	// without notice yet: it must enqueue the notifications (to the
+	// sender, or postmaster for automatic copies) and call notified with
+	// the recipients of each notification as soon as it is queued; the
+	// message is removed once Bounce returns nil.
+	Bounce func(ctx context.Context, m *Message, failed []int, notified func([]int) error) error
 
 	Events Events
 	Log    *slog.Logger
@@ -92,7 +93,8 @@ type Queue struct {
 
 	mu      sync.Mutex
 	msgs    map[string]*entry
-	ready   []*entry // due, waiting for an active slot
+	writing map[string]bool // IDs being stored by Enqueue: not for Pickup
+	ready   []*entry        // due, waiting for an active slot
 	timers  timerHeap
 	active  int
 	hops    map[string]chan struct{} // per-nexthop concurrency
@@ -141,9 +143,9 @@ func Open(o Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{o: o, store: st, log: o.Log, msgs: map[string]*entry{}, hops: map[string]chan struct{}{}, wake: make(chan struct{}, 1)}
+	q := &Queue{o: o, store: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]chan struct{}{}, wake: make(chan struct{}, 1)}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
-	ids, err := st.scan()
+	ids, err := st.scan(true)
 	if err != nil {
 		return nil, err
 	}
@@ -195,14 +197,23 @@ func (q *Queue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, 
 	if env.Arrival.IsZero() {
 		env.Arrival = time.Now()
 	}
+	// The file is complete on disk before it is registered here; a
+	// rescan in between must not take it for a submission of its own.
+	q.mu.Lock()
+	q.writing[id] = true
+	q.mu.Unlock()
 	m, err := q.store.put(id, env, body)
 	if err != nil {
+		q.mu.Lock()
+		delete(q.writing, id)
+		q.mu.Unlock()
 		return err
 	}
 	if q.o.Events != nil {
 		q.o.Events.Queued(m)
 	}
 	q.mu.Lock()
+	delete(q.writing, id)
 	q.add(m)
 	q.mu.Unlock()
 	q.poke()
@@ -212,7 +223,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, 
 // Rescan picks up messages that appeared in the spool without Pickup
 // (for example while the control socket was unreachable).
 func (q *Queue) Rescan() {
-	ids, err := q.store.scan()
+	ids, err := q.store.scan(false)
 	if err != nil {
 		q.log.Error("queue rescan", "err", err)
 		return
@@ -229,6 +240,7 @@ func (q *Queue) Rescan() {
 func (q *Queue) Pickup(id string) error {
 	q.mu.Lock()
 	_, known := q.msgs[id]
+	known = known || q.writing[id]
 	q.mu.Unlock()
 	if known {
 		return nil
@@ -241,7 +253,7 @@ func (q *Queue) Pickup(id string) error {
 		q.o.Events.Queued(m)
 	}
 	q.mu.Lock()
-	if _, known := q.msgs[id]; !known {
+	if _, known := q.msgs[id]; !known && !q.writing[id] {
 		q.add(m)
 	}
 	q.mu.Unlock()
@@ -457,27 +469,29 @@ func dsnOf(err error) string {
 	return "4.0.0"
 }
 
-// finish decides what happens to a message after a delivery pass.
+// finish decides what happens to a message after a delivery pass. The
+// entry stays busy until it is rescheduled or removed, so that a flush
+// or release meanwhile cannot start a second pass (and a second bounce).
 func (q *Queue) finish(e *entry) {
 	m := e.m
 	q.mu.Lock()
-	e.busy = false
 	q.active--
-	pending := false
-	var failed []int
-	for i, r := range m.Rcpts {
-		switch r.Status {
-		case Pending:
-			pending = true
-		case Bounced:
-			failed = append(failed, i)
-		}
-	}
 	if e.flush {
 		e.flush = false
 		m.flush()
 	}
+	pending := false
+	var failed []int
+	for i, r := range m.Rcpts {
+		switch {
+		case r.Status == Pending:
+			pending = true
+		case r.Status == Bounced && !r.Notified:
+			failed = append(failed, i)
+		}
+	}
 	if pending || e.removed {
+		e.busy = false
 		if !e.removed {
 			q.scheduleLocked(e, q.nextDue(m))
 		}
@@ -487,24 +501,52 @@ func (q *Queue) finish(e *entry) {
 	}
 	q.mu.Unlock()
 	if len(failed) > 0 && q.o.Bounce != nil {
-		if err := q.o.Bounce(q.ctx, m, failed); err != nil {
+		notified := func(idx []int) error { return q.markNotified(m, idx) }
+		if err := q.o.Bounce(q.ctx, m, failed, notified); err != nil {
 			// Keep the message: the notification must not be lost.
 			q.log.Error("cannot queue bounce; will retry", "id", m.ID, "err", err)
 			q.mu.Lock()
+			e.busy = false
 			q.scheduleLocked(e, time.Now().Add(q.o.MinBackoff))
 			q.mu.Unlock()
+			q.poke()
 			return
 		}
 	}
 	q.remove(e)
 }
 
+// markNotified records, durably, that the sender (or postmaster) has been
+// told about these recipients, so that a retry after a partial failure,
+// or a restart, does not tell them twice.
+func (q *Queue) markNotified(m *Message, idx []int) error {
+	recs := make([]record, len(idx))
+	for k, i := range idx {
+		recs[k] = record{Rcpt: i, Op: "notified"}
+	}
+	if err := q.store.appendState(m, true, recs...); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	for _, r := range recs {
+		m.apply(r)
+	}
+	q.mu.Unlock()
+	return nil
+}
+
 func (q *Queue) remove(e *entry) {
+	q.mu.Lock()
+	gone := e.removed
+	e.removed = true
+	q.mu.Unlock()
+	if gone {
+		return // deleted by the administrator meanwhile
+	}
 	if err := q.store.remove(e.m); err != nil {
 		q.log.Error("cannot remove queue file", "id", e.m.ID, "err", err)
 	}
 	q.mu.Lock()
-	e.removed = true
 	if e.index >= 0 {
 		heap.Remove(&q.timers, e.index)
 	}
@@ -576,7 +618,7 @@ func ListDir(dir string) ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids, err := st.scan()
+	ids, err := st.scan(false)
 	if err != nil {
 		return nil, err
 	}

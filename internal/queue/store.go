@@ -61,6 +61,7 @@ type RcptState struct {
 	DSN      string // enhanced status of the last attempt
 	Relay    string // where the last attempt went
 	Expired  bool   // bounced because the message stayed too long
+	Notified bool   // a notification about the bounce has been queued
 }
 
 // Message is a queued message: its envelope, where its body is, and the
@@ -120,11 +121,12 @@ func openStore(dir string) (*store, error) {
 }
 
 // newID returns a queue ID in the shape of Postfix's short IDs: upper-case
-// hex, from the clock in microseconds and a counter, unique within this
-// spool (creation with O_EXCL catches the rest).
+// hex, from the clock in microseconds, the process ID and a counter, so
+// that the server and sendmail processes do not pick the same one
+// (creation with O_EXCL, and Put's link, catch the rest).
 func (s *store) newID() string {
 	n := s.seq.Add(1)
-	return strings.ToUpper(strconv.FormatUint(uint64(time.Now().UnixMicro())<<12|n&0xfff, 16))
+	return fmt.Sprintf("%X%03X%03X", time.Now().UnixMicro(), os.Getpid()&0xfff, n&0xfff)
 }
 
 // errBody marks an error from the body reader, as opposed to the disk.
@@ -322,6 +324,10 @@ func (m *Message) apply(r record) {
 		return
 	}
 	st := &m.Rcpts[r.Rcpt]
+	if r.Op == "notified" {
+		st.Notified = true
+		return
+	}
 	st.LastErr, st.DSN, st.Relay = r.Err, r.DSN, r.Relay
 	switch r.Op {
 	case "sent":
@@ -345,8 +351,12 @@ func (s *store) appendState(m *Message, durable bool, recs ...record) error {
 		if err != nil {
 			return err
 		}
+		// Each record starts a line of its own: after a crash the file
+		// may end in a torn record without its newline, and the next
+		// record must not be glued onto it.
+		b.WriteByte('\n')
 		b.Write(js)
-		fmt.Fprintf(&b, " %08x\n", crc32.Checksum(js, crcTable))
+		fmt.Fprintf(&b, " %08x", crc32.Checksum(js, crcTable))
 	}
 	f, err := os.OpenFile(m.path+".st", os.O_WRONLY|os.O_APPEND, 0o600)
 	created := false
@@ -371,23 +381,28 @@ func (s *store) appendState(m *Message, durable bool, recs ...record) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if created && durable {
+	if created {
+		// A new directory entry: later durable records rely on it.
 		return s.syncer.Sync()
 	}
 	return nil
 }
 
-// remove deletes a message: the message file first (see the format note).
+// remove deletes a message file. Its sidecar stays until the next start,
+// when scan removes orphans: removing both now, with no ordering between
+// the two unlinks on disk, could bring back the message without its
+// state after a power loss.
 func (s *store) remove(m *Message) error {
 	if err := os.Remove(m.path); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	os.Remove(m.path + ".st")
 	return nil
 }
 
-// scan lists message IDs in the spool, and removes orphan sidecars.
-func (s *store) scan() ([]string, error) {
+// scan lists message IDs in the spool. With cleanup (at start-up, when
+// no message is being written) it also removes orphan sidecars and
+// stale hidden files.
+func (s *store) scan(cleanup bool) ([]string, error) {
 	entries, err := os.ReadDir(s.qdir)
 	if err != nil {
 		return nil, err
@@ -401,6 +416,9 @@ func (s *store) scan() ([]string, error) {
 		}
 		have[name] = true
 		ids = append(ids, name)
+	}
+	if !cleanup {
+		return ids, nil
 	}
 	for _, e := range entries {
 		name := e.Name()
@@ -445,30 +463,34 @@ func Put(dir string, env *envelope.Envelope, body io.Reader) (string, error) {
 	if env.Arrival.IsZero() {
 		env.Arrival = time.Now()
 	}
-	for {
+	tmpID := "." + s.newID()
+	m, err := s.put(tmpID, env, body)
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(m.path)
+	defer os.Remove(m.path + ".st")
+	// Link both files under a final ID: a link fails rather than
+	// replace what another process stored under the same ID, and then a
+	// new ID is tried. The sidecar goes first, since nothing scans a
+	// sidecar without its message.
+	for try := 0; try < 10; try++ {
 		id := s.newID()
-		tmp := "." + id
-		m, err := s.put(tmp, env, body)
-		if os.IsExist(err) {
-			continue
-		}
-		if err != nil {
-			return "", err
-		}
 		final := filepath.Join(s.qdir, id)
-		if _, err := os.Lstat(final); err == nil {
-			s.remove(m)
-			return "", fmt.Errorf("queue ID %s already in use", id)
-		}
-		if err := os.Rename(m.path+".st", final+".st"); err != nil {
-			s.remove(m)
+		if err := os.Link(m.path+".st", final+".st"); err != nil {
+			if os.IsExist(err) {
+				continue
+			}
 			return "", err
 		}
-		if err := os.Rename(m.path, final); err != nil {
+		if err := os.Link(m.path, final); err != nil {
 			os.Remove(final + ".st")
-			s.remove(m)
+			if os.IsExist(err) {
+				continue
+			}
 			return "", err
 		}
 		return id, s.syncer.Sync()
 	}
+	return "", errors.New("no free queue ID after 10 tries")
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
 // WriteFile atomically replaces path with data.
@@ -59,44 +60,50 @@ func SyncDir(dir string) error {
 // caller that needs its new entry in dir to be durable calls Sync; one
 // fsync of the directory then serves every caller that asked before it
 // started. A caller that arrives while an fsync runs waits for the next
-// one, since its entry may have been made after that fsync began.
+// one, since its entry may have been made after that fsync began. Each
+// caller gets the result of the fsync that covered it, never a later one.
 type DirSyncer struct {
 	Dir string
 
-	mu        sync.Mutex
-	cond      *sync.Cond
-	requested uint64 // tickets handed out
-	done      uint64 // tickets covered by a finished fsync
-	running   bool
-	lastErr   error
-	// Syncs counts directory fsyncs, for tests and benchmarks.
-	Syncs uint64
+	mu      sync.Mutex
+	next    *syncRound // the round new callers join; nil when none waits
+	running bool
+	syncs   atomic.Uint64
 }
 
+type syncRound struct {
+	done chan struct{}
+	err  error
+}
+
+// Syncs counts directory fsyncs, for tests and benchmarks.
+func (s *DirSyncer) Syncs() uint64 { return s.syncs.Load() }
+
 // Sync returns once an fsync of the directory that began after this call
-// has finished.
+// has finished, with that fsync's error.
 func (s *DirSyncer) Sync() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cond == nil {
-		s.cond = sync.NewCond(&s.mu)
+	if s.next == nil {
+		s.next = &syncRound{done: make(chan struct{})}
 	}
-	s.requested++
-	ticket := s.requested
-	for s.done < ticket {
-		if s.running {
-			s.cond.Wait()
-			continue
-		}
-		s.running = true
-		target := s.requested
+	mine := s.next
+	if s.running {
 		s.mu.Unlock()
-		err := SyncDir(s.Dir)
-		s.mu.Lock()
-		s.running = false
-		s.Syncs++
-		s.done, s.lastErr = target, err
-		s.cond.Broadcast()
+		<-mine.done
+		return mine.err
 	}
-	return s.lastErr
+	// Lead: run rounds until nobody waits for another one.
+	s.running = true
+	for s.next != nil {
+		cur := s.next
+		s.next = nil
+		s.mu.Unlock()
+		cur.err = SyncDir(s.Dir)
+		s.syncs.Add(1)
+		close(cur.done)
+		s.mu.Lock()
+	}
+	s.running = false
+	s.mu.Unlock()
+	return mine.err
 }

@@ -43,10 +43,10 @@ func TestDirSyncerGroupsCalls(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if s.Syncs == 0 || s.Syncs > n {
-		t.Fatalf("Syncs = %d for %d callers", s.Syncs, n)
+	if s.Syncs() == 0 || s.Syncs() > n {
+		t.Fatalf("Syncs = %d for %d callers", s.Syncs(), n)
 	}
-	t.Logf("%d callers, %d directory fsyncs", n, s.Syncs)
+	t.Logf("%d callers, %d directory fsyncs", n, s.Syncs())
 	if err := (&DirSyncer{Dir: "/nonexistent/dir"}).Sync(); err == nil {
 		t.Error("a missing directory must be an error")
 	}
