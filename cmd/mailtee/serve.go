@@ -118,9 +118,12 @@ func newServer(cfg *config.Config, stderr io.Writer) (*server, error) {
 		BindAddr6:      cfg.Get("smtp_bind_address6"),
 		Port:           portName(cfg.Get("smtp_tcp_port"), "25"),
 		ConnectTimeout: mustDuration(cfg, "smtp_connect_timeout"),
-		CommandTimeout: 5 * time.Minute,
+		// One timeout for every command reply: the shortest of Postfix's
+		// greeting/HELO, MAIL and RCPT timeouts (300s each by default).
+		CommandTimeout: min(mustDuration(cfg, "smtp_helo_timeout"), mustDuration(cfg, "smtp_mail_timeout"), mustDuration(cfg, "smtp_rcpt_timeout")),
 		Resolver:       resolver,
 		MaxIdle:        5 * time.Second,
+		Log:            s.log.Slog().With("component", "smtp"),
 	}
 	s.lmtp = &deliver.Client{
 		HeloName:       s.host,
@@ -130,6 +133,7 @@ func newServer(cfg *config.Config, stderr io.Writer) (*server, error) {
 		CommandTimeout: 10 * time.Minute,
 		Resolver:       resolver,
 		LMTP:           true,
+		Log:            s.log.Slog().With("component", "lmtp"),
 	}
 	isLocal := func(domain string) bool {
 		ok, _ := t.mydest.Match(context.Background(), domain)
