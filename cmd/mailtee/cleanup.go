@@ -69,7 +69,7 @@ func (c *cleanup) process(ctx context.Context, env *envelope.Envelope, body io.R
 		}
 	}
 	br := bufio.NewReaderSize(body, 64<<10)
-	hdr, err := readHeader(br, c.maxHdr)
+	hdr, err := readHeader(br)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -78,7 +78,9 @@ func (c *cleanup) process(ctx context.Context, env *envelope.Envelope, body io.R
 		return nil, nil, smtpd.Refuse(554, "5.4.6", "too many hops (%d Received: headers, hopcount_limit is %d)", hops, c.hopLimit)
 	}
 	newHdr := hdr
-	if c.rewriteHeaders(env) {
+	// A header larger than header_size_limit passes as it came: Postfix
+	// would cut it there, mailtee keeps every byte and every hop.
+	if c.rewriteHeaders(env) && (c.maxHdr <= 0 || len(hdr) <= c.maxHdr) {
 		if newHdr, err = rw.Header(ctx, hdr); err != nil {
 			// A table that cannot answer: Postfix refuses with "try
 			// again later"; so do we, after letting the client finish.
@@ -89,12 +91,12 @@ func (c *cleanup) process(ctx context.Context, env *envelope.Envelope, body io.R
 	return out, io.MultiReader(bytes.NewReader(newHdr), br), nil
 }
 
-// readHeader reads the header section, up to and including the empty
-// line, or at most limit bytes (the rest then stays body, as Postfix
-// treats a header past header_size_limit).
-func readHeader(br *bufio.Reader, limit int) ([]byte, error) {
+// readHeader reads the whole header section, up to and including the
+// empty line. Its size is bounded by message_size_limit, which smtpd
+// enforces; header_size_limit only decides whether it is rewritten.
+func readHeader(br *bufio.Reader) ([]byte, error) {
 	var hdr []byte
-	for limit <= 0 || len(hdr) < limit {
+	for {
 		line, err := br.ReadSlice('\n')
 		hdr = append(hdr, line...)
 		if err == bufio.ErrBufferFull {
@@ -110,7 +112,6 @@ func readHeader(br *bufio.Reader, limit int) ([]byte, error) {
 			return hdr, nil
 		}
 	}
-	return hdr, nil
 }
 
 // countReceived counts Received: header fields, Postfix's hop count.

@@ -60,6 +60,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailtee serve: %s has errors; not starting (mailtee check -c %s lists every finding)\n", cfg.File, cfg.Dir)
 		return exitBadData
 	}
+	// Signals are ours from before the listeners open: a SIGHUP or
+	// SIGTERM that arrives as soon as the port answers must not kill the
+	// process with Go's default action.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	s, err := newServer(cfg, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee serve: %v\n", err)
@@ -72,8 +77,6 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailtee serve: %v\n", err)
 		return exitRuntime
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			s.reloadCheck(cfg.Dir)

@@ -270,7 +270,9 @@ func (l *Local) maildir(user string) (string, error) {
 		}
 		return filepath.Join(home, l.o.HomeMailbox), nil
 	case strings.HasSuffix(l.o.SpoolDir, "/"):
-		if strings.ContainsAny(user, "/\x00") || user == "." || user == ".." || user == "" {
+		// A name that cannot be a directory is a permanent failure, not
+		// one to retry for days (255 bytes: NAME_MAX on Linux).
+		if strings.ContainsAny(user, "/\x00") || user == "." || user == ".." || user == "" || len(user) > 255 {
 			return "", permErr("5.1.3", "bad mailbox name %q", user)
 		}
 		return filepath.Join(l.o.SpoolDir, user) + "/", nil

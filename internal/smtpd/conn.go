@@ -104,6 +104,13 @@ func (c *conn) Write(b []byte) (int, error) {
 }
 
 // Close closes the connection once and logs the disconnect.
+// closeAfterReply closes the connection once the next reply is written.
+func (c *conn) closeAfterReply() {
+	c.mu.Lock()
+	c.closeAfter = true
+	c.mu.Unlock()
+}
+
 func (c *conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
@@ -187,9 +194,7 @@ func (c *conn) begin(ctr *counter, verb string) *smtp.SMTPError {
 		return reply(421, "4.4.2", "%s Error: connection closed", c.srv.o.Hostname)
 	}
 	if errs >= c.srv.hard {
-		c.mu.Lock()
-		c.closeAfter = true
-		c.mu.Unlock()
+		c.closeAfterReply()
 		c.srv.log("too many errors after %s from %s", verb, c.namaddr())
 		return reply(421, "4.7.0", "%s Error: too many errors", c.srv.o.Hostname)
 	}
