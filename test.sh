@@ -4,19 +4,20 @@
 #   - Debian's postfix package, for the Postfix-equivalence tests (the
 #     system instance is never started: it is installed with
 #     "No configuration" and only its postmap/postconf tools are used);
+#   - nmap, whose smtp-open-relay script probes the SMTP server (test/security);
 #   - Go modules;
 # then vet and every test, including each fuzz target's committed corpus.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v postmap >/dev/null 2>&1 || ! command -v postconf >/dev/null 2>&1; then
+if ! command -v postmap >/dev/null 2>&1 || ! command -v postconf >/dev/null 2>&1 || ! command -v nmap >/dev/null 2>&1; then
 	if [ "$(id -u)" = 0 ]; then
-		echo "test.sh: installing Debian's postfix package (tools only, not started)"
+		echo "test.sh: installing Debian's postfix package (tools only, not started) and nmap"
 		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix postfix-pcre >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix postfix-pcre nmap >/dev/null
 	else
-		echo "test.sh: postfix is not installed and we are not root; Postfix-equivalence tests will be skipped" >&2
+		echo "test.sh: postfix or nmap is missing and we are not root; the tests that need them will be skipped" >&2
 	fi
 fi
 if command -v postmap >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

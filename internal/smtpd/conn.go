@@ -3,9 +3,11 @@ package smtpd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -48,10 +50,14 @@ type conn struct {
 	tls        bool // STARTTLS done
 	inTx       bool // between MAIL FROM and the end of the transaction
 	closeAfter bool // close after the next write
-	hungUp     bool // Close was called
-	errors     int  // Postfix's error_count
-	stats      stats
-	closeOnce  sync.Once
+	timedOut   bool // a read timed out: the next reply is a 421 timeout
+	// replyCounted: the error reply about to be written was counted by
+	// done already.
+	replyCounted bool
+	hungUp       bool // Close was called
+	errors       int  // Postfix's error_count
+	stats        stats
+	closeOnce    sync.Once
 }
 
 // aLongTimeAgo is a deadline that makes a read fail at once.
@@ -68,7 +74,19 @@ func (c *conn) Read(b []byte) (int, error) {
 	}
 	c.Conn.SetReadDeadline(dl)
 	c.mu.Unlock()
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// A client that stalled mid-command or mid-message: whatever it
+		// sends later is not to be read as commands (it could smuggle a
+		// message after a half-sent one). The next reply, whichever path
+		// of go-smtp writes it (DATA, BDAT, a half-read command), becomes
+		// Postfix's timeout reply, and the connection closes after it.
+		c.mu.Lock()
+		c.timedOut = true
+		c.mu.Unlock()
+		c.closeAfterReply()
+	}
+	return n, err
 }
 
 func (c *conn) Write(b []byte) (int, error) {
@@ -88,8 +106,21 @@ func (c *conn) Write(b []byte) (int, error) {
 			c.stats.helo.add(true)
 		}
 	}
-	closeAfter := c.closeAfter
+	closeAfter, timedOut := c.closeAfter, c.timedOut
 	c.mu.Unlock()
+	if timedOut && !bytes.HasPrefix(b, []byte("421 ")) {
+		msg := fmt.Sprintf("421 4.4.2 %s Error: timeout exceeded\r\n", c.srv.o.Hostname)
+		_, err := c.Conn.Write([]byte(msg))
+		c.Close()
+		return len(b), err
+	}
+	if !first && c.countReply(b) {
+		c.srv.log("too many errors from %s", c.namaddr())
+		msg := fmt.Sprintf("421 4.7.0 %s Error: too many errors\r\n", c.srv.o.Hostname)
+		_, err := c.Conn.Write([]byte(msg))
+		c.Close()
+		return len(b), err
+	}
 	if first && bytes.HasPrefix(b, []byte("220 ")) {
 		if _, err := c.Conn.Write(c.srv.greeting); err != nil {
 			return 0, err
@@ -216,9 +247,33 @@ func (c *conn) done(ctr *counter, err error, counts bool) {
 	defer c.mu.Unlock()
 	if err == nil {
 		ctr.ok++
-	} else if counts {
-		c.errors++
+	} else {
+		// The reply go-smtp writes for this error is ours: Write must
+		// not count it again.
+		c.replyCounted = true
+		if counts {
+			c.errors++
+		}
 	}
+}
+
+// countReply counts an error reply that go-smtp wrote on its own (bad
+// syntax, a command out of sequence, an unimplemented command), which
+// Postfix counts toward smtpd_hard_error_limit too. It reports whether
+// the limit is now reached.
+func (c *conn) countReply(b []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	isErr := len(b) > 0 && (b[0] == '4' || b[0] == '5') && !bytes.HasPrefix(b, []byte("421"))
+	if !isErr {
+		return false
+	}
+	if c.replyCounted {
+		c.replyCounted = false
+		return false
+	}
+	c.errors++
+	return c.errors >= c.srv.hard
 }
 
 // forgive clears the error count after a message was accepted, as Postfix

@@ -207,12 +207,9 @@ func (s *session) data(r io.Reader) (string, error) {
 			// go-smtp closes the session after this.
 			return "", reply(500, "5.5.2", "%s Error: line too long", s.srv.o.Hostname)
 		}
-		// The client went away or timed out; this reply is unlikely to
-		// arrive. Whatever the client sends after it is the rest of the
-		// message, not commands: the connection must close after the
-		// reply, or a stalled DATA could smuggle a second message in.
+		// The client went away or timed out (conn.Read then closes the
+		// connection after this reply); it is unlikely to arrive.
 		s.srv.log("lost connection after DATA (%d bytes) from %s", body.n, s.c.namaddr())
-		s.c.closeAfterReply()
 		return "", reply(421, "4.4.2", "%s Error: timeout exceeded", s.srv.o.Hostname)
 	}
 	var refusal *smtp.SMTPError

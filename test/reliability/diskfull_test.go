@@ -1,0 +1,248 @@
+package reliability
+
+// Disk full: the queue lives on a 4 MB tmpfs that the test fills. New
+// mail must be refused with a temporary error at the end of DATA, mail
+// queued before must stay intact and be delivered, and once space is
+// back mail is accepted again by the same process.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// diskFullReply is smtpd's answer when the queue file cannot be written
+// for lack of space (internal/smtpd/session.go), as Postfix's
+// "452 4.3.1 Insufficient system storage".
+const diskFullReply = "452 4.3.1 Insufficient system storage"
+
+// mountTmpfs mounts a tmpfs of the given size on a fresh directory,
+// unmounted at cleanup (after anything registered later, such as the
+// mailtee process, has been stopped).
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts a small tmpfs to fill the queue's file system")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
+		t.Skipf("cannot mount a tmpfs on %s (%v): this root lacks CAP_SYS_ADMIN", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Logf("unmount %s: %v; detaching it", dir, err)
+			if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+				t.Errorf("unmount %s: %v", dir, err)
+			}
+		}
+	})
+	return dir
+}
+
+// fillDisk appends to path until the file system says ENOSPC, and
+// returns the bytes written and the bytes still free.
+func fillDisk(t *testing.T, path string) (written int64, free uint64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for i := range chunk {
+		chunk[i] = 'x'
+	}
+	for _, size := range []int{64 << 10, 1} { // then byte by byte, to the last page
+		for {
+			n, err := f.Write(chunk[:size])
+			written += int64(n)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("filling %s: %v", path, err)
+			}
+			break
+		}
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		t.Fatal(err)
+	}
+	return written, st.Bavail * uint64(st.Bsize)
+}
+
+// expectDiskFull runs one SMTP transaction by hand and checks that the
+// end of DATA gets exactly diskFullReply, and that the session goes on.
+func expectDiskFull(t *testing.T, in *instance, body string) {
+	t.Helper()
+	c := dialRaw(t, in.addr(), "")
+	if r := c.cmd("EHLO client.test.example"); !strings.HasPrefix(r, "250") {
+		t.Fatalf("EHLO: %q", r)
+	}
+	if r := c.cmd("MAIL FROM:<sender@test.example>"); !strings.HasPrefix(r, "250") {
+		t.Fatalf("MAIL FROM with the disk full: %q", r)
+	}
+	if r := c.cmd("RCPT TO:<rcpt@far.example>"); !strings.HasPrefix(r, "250") {
+		t.Fatalf("RCPT TO with the disk full: %q", r)
+	}
+	if r := c.cmd("DATA"); !strings.HasPrefix(r, "354") {
+		t.Fatalf("DATA with the disk full: %q", r)
+	}
+	t0 := time.Now()
+	if r := c.cmd(body + "."); r != diskFullReply { // cmd adds the CRLF
+		t.Fatalf("end of DATA with the disk full: got %q, want %q", r, diskFullReply)
+	}
+	t.Logf("end of DATA refused with %q in %v", diskFullReply, time.Since(t0).Round(time.Millisecond))
+	if r := c.cmd("RSET"); !strings.HasPrefix(r, "250") {
+		t.Errorf("RSET after the refusal: %q", r)
+	}
+	if r := c.cmd("QUIT"); !strings.HasPrefix(r, "221") {
+		t.Errorf("QUIT after the refusal: %q", r)
+	}
+}
+
+// bigMessage is a message of about size bytes whose body is unique to tag.
+func bigMessage(tag string, size int) (msg, body string) {
+	var b strings.Builder
+	for i := 0; b.Len() < size; i++ {
+		fmt.Fprintf(&b, "%s line %06d: the queue must keep this text intact.\r\n", tag, i)
+	}
+	body = b.String()
+	return "From: sender@test.example\r\nTo: rcpt@far.example\r\nSubject: " + tag + "\r\n\r\n" + body, body
+}
+
+// spoolMessages lists the message files (not state files, not hidden
+// submissions) in a spool.
+func spoolMessages(t *testing.T, qdir string) (msgs, other []string) {
+	t.Helper()
+	entries, err := os.ReadDir(qdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if n := e.Name(); strings.HasSuffix(n, ".st") || strings.HasPrefix(n, ".") {
+			other = append(other, n)
+		} else {
+			msgs = append(msgs, n)
+		}
+	}
+	return msgs, other
+}
+
+func TestDiskFull(t *testing.T) {
+	mnt := mountTmpfs(t, "4m")
+	spool := filepath.Join(mnt, "spool")
+	port := freePort(t) // the next hop is down at first
+	in := newInstance(t, fltFarHop(port)+"queue_directory = "+spool+"\n", nil)
+	in.start()
+	pid := in.pid()
+
+	// 1. Three messages are queued while the next hop is down.
+	const n = 3
+	bodies := map[string]string{}
+	for i := 0; i < n; i++ {
+		rcpt := fmt.Sprintf("before%d@far.example", i)
+		msg, body := bigMessage(fmt.Sprintf("before-%d", i), 200<<10)
+		if err := send(in.addr(), "sender@test.example", []string{rcpt}, msg); err != nil {
+			t.Fatalf("queueing %s before the disk fills: %v", rcpt, err)
+		}
+		bodies[rcpt] = body
+	}
+	ids := map[string]string{}
+	for rcpt := range bodies {
+		line := fltWaitLine(t, in, fltWait, "to=<"+rcpt+">", "status=deferred")
+		ids[rcpt] = fltQueueID(t, line)
+	}
+
+	// 2. The disk fills up: new mail is refused at the end of DATA,
+	// with nothing left behind in the spool.
+	filler := filepath.Join(mnt, "filler")
+	written, free := fillDisk(t, filler)
+	t.Logf("filler: %d bytes written, %d bytes free on the tmpfs", written, free)
+	refused, _ := bigMessage("refused", 20<<10)
+	expectDiskFull(t, in, refused)
+	fltWaitLine(t, in, fltWait, "queue file write error", "no space left on device")
+	msgs, other := spoolMessages(t, filepath.Join(spool, "queue"))
+	if len(msgs) != n {
+		t.Errorf("spool holds %d message files with the disk full, want the %d queued before: %v", len(msgs), n, msgs)
+	}
+	for _, o := range other {
+		if strings.HasPrefix(o, ".") {
+			t.Errorf("the refused message left %s in the spool", o)
+		}
+	}
+	if !in.running() {
+		t.Fatalf("mailtee died with the disk full:\n%s", in.log.String())
+	}
+
+	// 3. Mail queued before is intact and delivered, once, while the
+	// disk is still full.
+	out, err := in.run("", "queue", "list")
+	for rcpt, id := range ids {
+		if err != nil || !strings.Contains(out, id) || !strings.Contains(out, rcpt) {
+			t.Errorf("queue list with the disk full lacks %s (%s): %v\n%s", id, rcpt, err, out)
+		}
+	}
+	t1 := time.Now()
+	sk := newSink(t, fmt.Sprintf("127.0.0.1:%d", port), nil)
+	for rcpt, id := range ids {
+		waitUntil(t, "delivery of "+rcpt, fltWait, func() bool { return sk.count(rcpt) >= 1 })
+		fltWaitLine(t, in, fltWait, id+": to=<"+rcpt+">", "status=sent")
+		in.waitLogFor(id+": removed", fltWait)
+	}
+	t.Logf("next hop up -> %d queued messages delivered in %v with the disk full", n, time.Since(t1).Round(time.Millisecond))
+	time.Sleep(4 * time.Second) // a repeated delivery would come within the backoff
+	for _, m := range sk.messages() {
+		if len(m.To) != 1 {
+			t.Errorf("unexpected transaction %+v", m.To)
+			continue
+		}
+		want, ok := bodies[strings.ToLower(m.To[0])]
+		if !ok {
+			t.Errorf("unexpected delivery to %s", m.To[0])
+			continue
+		}
+		_, got, _ := strings.Cut(fltLF(m.Data), "\n\n")
+		if got != fltLF(want) {
+			t.Errorf("%s: body not intact: got %d bytes, want %d", m.To[0], len(got), len(fltLF(want)))
+		}
+	}
+	for rcpt := range bodies {
+		if c := sk.count(rcpt); c != 1 {
+			t.Errorf("%s delivered %d times, want once", rcpt, c)
+		}
+	}
+	if l := fltLines(in, "cannot record delivery state"); l != nil {
+		t.Logf("with the disk full mailtee could not record some deliveries (a restart now would repeat them):\n%s", strings.Join(l, "\n"))
+	}
+
+	// 4. The delivered messages freed space: fill it again, still refused.
+	written, free = fillDisk(t, filler)
+	t.Logf("filler topped up by %d bytes, %d bytes free", written, free)
+	expectDiskFull(t, in, refused)
+
+	// 5. Space is back: the same process accepts and delivers new mail.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	t2 := time.Now()
+	if err := send(in.addr(), "sender@test.example", []string{"after@far.example"}, testMessage("after")); err != nil {
+		t.Fatalf("new mail after space came back: %v", err)
+	}
+	t.Logf("accepted %v after the filler was removed", time.Since(t2).Round(time.Millisecond))
+	waitUntil(t, "delivery of the new message", fltWait, func() bool { return sk.count("after@far.example") == 1 })
+	fltWaitLine(t, in, fltWait, "to=<after@far.example>", "status=sent")
+	if in.pid() != pid || !in.running() || strings.Count(in.log.String(), "daemon started") != 1 {
+		t.Errorf("mailtee was restarted (pid %d, was %d):\n%s", in.pid(), pid, in.log.String())
+	}
+	if l := fltLines(in, "status=bounced"); l != nil {
+		t.Errorf("nothing may bounce: %q", l)
+	}
+	in.stop()
+}

@@ -1,0 +1,252 @@
+package reliability
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const refusedLine = "reload refused, keeping the running configuration"
+
+// TestReloadRefusesBrokenConfig: SIGHUP and `mailtee reload -c DIR` with a
+// broken main.cf (an unknown parameter) and then with a broken table (a
+// regexp with a look-ahead, which RE2 cannot express). Each time the
+// server keeps running, logs the refusal with the reason, `mailtee reload`
+// exits non-zero with the reason, and mail keeps flowing, also during the
+// reloads. A valid configuration is then accepted again.
+func TestReloadRefusesBrokenConfig(t *testing.T) {
+	sk := newSink(t, "", nil)
+	goodTable := fmt.Sprintf("/@far\\.example$/ smtp:[127.0.0.1]:%d\n", sk.port())
+	goodPcre := fmt.Sprintf("/@other\\.example$/ smtp:[127.0.0.1]:%d\n", sk.port())
+	in := newInstance(t, "transport_maps = regexp:$config_directory/transport.re, pcre:$config_directory/transport.pcre\n", map[string]string{
+		"transport.re":   goodTable,
+		"transport.pcre": goodPcre,
+	})
+	// config_directory may not be what $config_directory expands to in
+	// every setup: name the table by its path.
+	goodMain := strings.ReplaceAll(in.readMainCf(), "$config_directory", in.dir)
+	in.writeMainCf(goodMain)
+	in.start()
+	pid := in.pid()
+
+	// Background mail while the configuration is being broken and
+	// reloaded: every message must be acknowledged and delivered.
+	var (
+		mu      sync.Mutex
+		sent    []string
+		sendErr []string
+		stop    = make(chan struct{})
+		wg      sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 2000; i++ { // bounded; stopped long before
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			rcpt := fmt.Sprintf("bg%d@far.example", i)
+			err := send(in.addr(), "s@test.example", []string{rcpt}, testMessage(rcpt))
+			mu.Lock()
+			if err != nil {
+				sendErr = append(sendErr, fmt.Sprintf("%s: %v", rcpt, err))
+			} else {
+				sent = append(sent, rcpt)
+			}
+			mu.Unlock()
+		}
+	}()
+
+	mailFlows := func(step string) {
+		t.Helper()
+		rcpt := "probe-" + step + "@far.example"
+		if err := send(in.addr(), "s@test.example", []string{rcpt}, testMessage(rcpt)); err != nil {
+			t.Fatalf("%s: send: %v\nlog:\n%s", step, err, in.log.String())
+		}
+		waitUntil(t, step+": delivery of "+rcpt, 30*time.Second, func() bool { return sk.count(rcpt) > 0 })
+	}
+	stillRunning := func(step string) {
+		t.Helper()
+		if !in.running() || in.pid() != pid {
+			t.Fatalf("%s: mailtee is not running any more (%v); log:\n%s", step, in.exitErr(), in.log.String())
+		}
+	}
+	// refusal checks one reload, by SIGHUP or by `mailtee reload`: the
+	// server logs a refusal naming the reason, and the command fails.
+	refusal := func(step, reason string) (sighupLine string) {
+		t.Helper()
+		mark := in.log.Len()
+		if err := in.signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		line := waitLine(t, in, mark, refusedLine, 20*time.Second)
+		sighupLine = line
+		t.Logf("%s, SIGHUP: %s", step, line)
+		if !strings.Contains(line, reason) {
+			t.Errorf("%s: SIGHUP refusal does not give the reason (%q): %s", step, reason, line)
+		}
+		stillRunning(step + " after SIGHUP")
+		mailFlows(step + "-sighup")
+
+		mark = in.log.Len()
+		out, err := in.run("", "reload")
+		t.Logf("%s, mailtee reload: exit %d: %s", step, exitCode(err), strings.TrimSpace(out))
+		if err == nil {
+			t.Errorf("%s: mailtee reload exited 0 on a broken configuration: %s", step, out)
+		}
+		if !strings.Contains(out, reason) {
+			t.Errorf("%s: mailtee reload does not give the reason (%q): %s", step, reason, out)
+		}
+		line = waitLine(t, in, mark, refusedLine, 20*time.Second)
+		if !strings.Contains(line, reason) {
+			t.Errorf("%s: server refusal after mailtee reload does not give the reason (%q): %s", step, reason, line)
+		}
+		stillRunning(step + " after mailtee reload")
+		mailFlows(step + "-reload")
+		return sighupLine
+	}
+	accepted := func(step string) {
+		t.Helper()
+		mark := in.log.Len()
+		if err := in.signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		line := waitLine(t, in, mark, "reload", 20*time.Second)
+		if strings.Contains(line, refusedLine) {
+			t.Errorf("%s: valid configuration refused: %s", step, line)
+		}
+		if out, err := in.run("", "reload"); err != nil {
+			t.Errorf("%s: mailtee reload on a valid configuration: %v: %s", step, err, out)
+		}
+		stillRunning(step)
+		mailFlows(step)
+	}
+
+	mailFlows("initial")
+
+	// 1. main.cf with an unknown parameter.
+	in.writeMainCf(goodMain + "no_such_parameter_zz = yes\n")
+	refusal("unknown-parameter", "no_such_parameter_zz")
+	in.writeMainCf(goodMain)
+	accepted("main.cf-restored")
+
+	// 2. A regexp table with a look-ahead (a load error under RE2).
+	in.writeFile("transport.re", fmt.Sprintf("/^(?!nobody@).*@far\\.example$/ smtp:[127.0.0.1]:%d\n", sk.port()))
+	refusal("lookahead-table", "transport.re")
+	in.writeFile("transport.re", goodTable)
+	accepted("table-restored")
+
+	// 3. The same look-ahead in a pcre table: there mailtee names it.
+	in.writeFile("transport.pcre", fmt.Sprintf("/^(?!nobody@).*@other\\.example$/ smtp:[127.0.0.1]:%d\n", sk.port()))
+	if l := refusal("lookahead-pcre", "transport.pcre"); !strings.Contains(l, "lookahead") {
+		t.Errorf("pcre refusal does not say look-ahead is the problem: %s", l)
+	}
+	in.writeFile("transport.pcre", goodPcre)
+	accepted("pcre-restored")
+
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sendErr) > 0 {
+		t.Errorf("%d background submissions failed during reloads, e.g. %s", len(sendErr), sendErr[0])
+	}
+	waitUntil(t, fmt.Sprintf("delivery of %d background messages", len(sent)), 60*time.Second, func() bool {
+		for _, r := range sent {
+			if sk.count(r) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("background messages during reloads: %d sent and delivered", len(sent))
+	in.stop()
+	if t.Failed() {
+		t.Logf("log:\n%s", in.log.String())
+	}
+}
+
+// waitLine waits for a log line, written after offset mark, that contains
+// s, and returns it.
+func waitLine(t *testing.T, in *instance, mark int, s string, d time.Duration) string {
+	t.Helper()
+	var found string
+	waitUntil(t, fmt.Sprintf("%q in the log", s), d, func() bool {
+		for _, l := range strings.Split(in.log.Since(mark), "\n") {
+			if strings.Contains(l, s) {
+				found = l
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// TestSignalRightAfterStart: once mailtee accepts SMTP connections, a
+// SIGHUP (a reload, as an init system or `mailtee reload` may send at any
+// time) must not kill it. The harness's start() waits for more than the
+// listener; here the signal goes as soon as the port answers.
+func TestSignalRightAfterStart(t *testing.T) {
+	in := newInstance(t, "", nil)
+	const rounds = 30
+	deaths := 0
+	var example string
+	for i := 0; i < rounds; i++ {
+		mark := in.log.Len()
+		cmd := exec.Command(mailteeBin, "serve", "-c", in.dir)
+		cmd.Stdout, cmd.Stderr = in.log, in.log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		listening := false
+		for t0 := time.Now(); time.Since(t0) < 30*time.Second; {
+			c, err := net.DialTimeout("tcp", in.addr(), time.Second)
+			if err == nil {
+				c.Close()
+				listening = true
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if !listening {
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("round %d: mailtee did not listen; log:\n%s", i, in.log.Since(mark))
+		}
+		cmd.Process.Signal(syscall.SIGHUP)
+		select {
+		case err := <-done:
+			deaths++
+			if example == "" {
+				example = fmt.Sprintf("round %d: %v; log:\n%s", i, err, in.log.Since(mark))
+			}
+			continue
+		case <-time.After(300 * time.Millisecond):
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("round %d: exit after SIGTERM: %v", i, err)
+			}
+		case <-time.After(40 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("round %d: no exit after SIGTERM", i)
+		}
+	}
+	t.Logf("SIGHUP as soon as the port answers: %d of %d servers died", deaths, rounds)
+	if deaths > 0 {
+		t.Errorf("%d of %d servers died of a SIGHUP sent once they accepted connections (signal handlers installed after the listeners?), e.g. %s", deaths, rounds, example)
+	}
+}
