@@ -34,3 +34,22 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -count=1 ./... "$@"
+
+# A short fuzz run of the parsers that face the outside (each target's
+# committed corpus already ran above): new inputs for a few seconds each,
+# bounded. MAILTEE_FUZZTIME=60s fuzzes longer; 0 skips this step.
+fuzztime=${MAILTEE_FUZZTIME:-5s}
+if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
+	for target in internal/smtpd:FuzzSession internal/address:FuzzParse internal/config:FuzzParse \
+		internal/maps:FuzzTextTable internal/maps:FuzzAliasTable internal/maps:FuzzRegexpTable \
+		internal/maps:FuzzCIDRTable internal/rewrite:FuzzHeader; do
+		pkg=${target%%:*} name=${target##*:}
+		echo "fuzz $pkg $name ($fuzztime)"
+		go test "./$pkg" -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" >/tmp/mailtee-fuzz.log 2>&1 || {
+			cat /tmp/mailtee-fuzz.log
+			echo "test.sh: fuzzing $pkg $name found a failure (the input is in $pkg/testdata/fuzz/$name)" >&2
+			exit 1
+		}
+	done
+	echo "fuzz: 8 targets, no failure"
+fi
