@@ -134,11 +134,51 @@ type errBody struct{ error }
 
 func (e errBody) Unwrap() error { return e.error }
 
-// put writes a new message file durably: file data synced, directory
-// entry synced (shared with concurrent puts). If body fails, nothing is
-// left behind and the body's error is returned.
+// put writes a new message durably under id: the files are written under
+// hidden names (.ID, .ID.st) and linked into place, so that a crash in
+// the middle of a submission leaves only a hidden file behind, never a
+// torn message file that looks damaged at the next start; one directory
+// sync, shared with concurrent puts, makes the entries durable. If body
+// fails, nothing is left and the body's error is returned.
 func (s *store) put(id string, env *envelope.Envelope, body io.Reader) (*Message, error) {
-	path := filepath.Join(s.qdir, id)
+	m, err := s.writeHidden("."+id, env, body)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(m.path)
+	defer os.Remove(m.path + ".st")
+	if err := s.publish(m, id); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// publish links a hidden message and its sidecar under id (a link never
+// replaces what another process stored under the same name: the error
+// is then os.ErrExist) and syncs the directory. The hidden names stay for
+// the caller to remove.
+func (s *store) publish(m *Message, id string) error {
+	final := filepath.Join(s.qdir, id)
+	// The sidecar goes first: nothing scans a sidecar without its message.
+	if err := os.Link(m.path+".st", final+".st"); err != nil {
+		return err
+	}
+	if err := os.Link(m.path, final); err != nil {
+		os.Remove(final + ".st")
+		return err
+	}
+	if err := s.syncer.Sync(); err != nil {
+		os.Remove(final)
+		return err
+	}
+	m.ID, m.path = id, final
+	return nil
+}
+
+// writeHidden writes the message file and an empty sidecar under the
+// hidden name tmp, the file data synced.
+func (s *store) writeHidden(tmp string, env *envelope.Envelope, body io.Reader) (*Message, error) {
+	path := filepath.Join(s.qdir, tmp)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
@@ -180,21 +220,15 @@ func (s *store) put(id string, env *envelope.Envelope, body io.Reader) (*Message
 		os.Remove(path)
 		return nil, err
 	}
-	// The empty sidecar is created now so that the one directory sync
-	// below makes both entries durable; later state appends then need
-	// only an fsync of the sidecar itself.
+	// The empty sidecar is made now so that publish's one directory sync
+	// covers it too; later state appends need only fsync it.
 	st, err := os.OpenFile(path+".st", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		os.Remove(path)
 		return nil, err
 	}
 	st.Close()
-	if err := s.syncer.Sync(); err != nil {
-		os.Remove(path)
-		os.Remove(path + ".st")
-		return nil, err
-	}
-	m := &Message{ID: id, Env: *env, Size: n, path: path, bodyOff: int64(len(magic))}
+	m := &Message{ID: tmp, Env: *env, Size: n, path: path, bodyOff: int64(len(magic))}
 	m.Rcpts = make([]RcptState, len(env.Rcpts))
 	for i, r := range env.Rcpts {
 		m.Rcpts[i].Rcpt = r
@@ -463,34 +497,25 @@ func Put(dir string, env *envelope.Envelope, body io.Reader) (string, error) {
 	if env.Arrival.IsZero() {
 		env.Arrival = time.Now()
 	}
-	tmpID := "." + s.newID()
-	m, err := s.put(tmpID, env, body)
+	m, err := s.writeHidden("."+s.newID(), env, body)
 	if err != nil {
 		return "", err
 	}
-	defer os.Remove(m.path)
-	defer os.Remove(m.path + ".st")
-	// Link both files under a final ID: a link fails rather than
-	// replace what another process stored under the same ID, and then a
-	// new ID is tried. The sidecar goes first, since nothing scans a
-	// sidecar without its message.
+	tmp := m.path
+	defer os.Remove(tmp)
+	defer os.Remove(tmp + ".st")
+	// Another process may have taken an ID: publish then fails rather
+	// than replace its message, and another ID is tried.
 	for try := 0; try < 10; try++ {
 		id := s.newID()
-		final := filepath.Join(s.qdir, id)
-		if err := os.Link(m.path+".st", final+".st"); err != nil {
-			if os.IsExist(err) {
-				continue
-			}
+		err := s.publish(m, id)
+		if os.IsExist(err) {
+			continue
+		}
+		if err != nil {
 			return "", err
 		}
-		if err := os.Link(m.path, final); err != nil {
-			os.Remove(final + ".st")
-			if os.IsExist(err) {
-				continue
-			}
-			return "", err
-		}
-		return id, s.syncer.Sync()
+		return id, nil
 	}
 	return "", errors.New("no free queue ID after 10 tries")
 }
