@@ -33,11 +33,10 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
-go test -count=1 ./... "$@"
 
 # A short fuzz run of the parsers that face the outside (each target's
-# committed corpus already ran above): new inputs for a few seconds each,
-# bounded. MAILTEE_FUZZTIME=60s fuzzes longer; 0 skips this step.
+# committed corpus also runs with the tests below): new inputs for a few
+# seconds each, bounded. MAILTEE_FUZZTIME=60s fuzzes longer; 0 skips it.
 fuzztime=${MAILTEE_FUZZTIME:-5s}
 if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 	for target in internal/smtpd:FuzzSession internal/address:FuzzParse internal/config:FuzzParse \
@@ -53,3 +52,6 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 	done
 	echo "fuzz: 8 targets, no failure"
 fi
+
+# Every test, last, so that its summary closes the output.
+go test -count=1 ./... "$@"
