@@ -128,7 +128,7 @@ func countReceived(hdr []byte) int {
 // queueWith adapts cleanup in front of an enqueue function as the
 // smtpd.Enqueuer the SMTP server hands messages to.
 type cleanupQueue struct {
-	c       *cleanup
+	c       func() *cleanup // the current one: a reload replaces it
 	newID   func() string
 	enqueue func(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error
 }
@@ -136,7 +136,7 @@ type cleanupQueue struct {
 func (q cleanupQueue) NewID() string { return q.newID() }
 
 func (q cleanupQueue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error {
-	out, r, err := q.c.process(ctx, env, body, true)
+	out, r, err := q.c().process(ctx, env, body, true)
 	if err != nil {
 		return err
 	}

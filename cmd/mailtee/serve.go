@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,19 +31,50 @@ import (
 // server is a running mailtee: the SMTP server, the queue and the
 // delivery agents, wired from one main.cf.
 type server struct {
-	cfg     *config.Config
-	cleanup *cleanup
-	log     *maillog.Logger
-	q       *queue.Queue
-	router  *route.Router
-	smtp    *deliver.Client
-	lmtp    *deliver.Client
-	local   *local.Local
-	smtpd   *smtpd.Server
-	host    string
+	cfg *config.Config // as started: listeners, queue, timers, TLS
+	// rt is what a reload replaces: tables and everything built on them.
+	rt     atomic.Pointer[runtime]
+	log    *maillog.Logger
+	q      *queue.Queue
+	router *route.Router
+	smtp   *deliver.Client
+	lmtp   *deliver.Client
+	local  *local.Local
+	smtpd  *smtpd.Server
+	host   string
 
 	listeners []net.Listener
 	ctl       *controlServer
+}
+
+// runtime is the part of a running server that follows main.cf and its
+// tables, replaced whole by a reload.
+type runtime struct {
+	cfg     *config.Config
+	router  *route.Router
+	local   *local.Local
+	cleanup *cleanup
+	policy  *smtpd.Policy
+}
+
+// newRuntime opens the tables of cfg and builds routing, local delivery,
+// rewriting and relay control on them.
+func (s *server) newRuntime(cfg *config.Config) (*runtime, error) {
+	t, err := openTables(cfg)
+	if err != nil {
+		return nil, err
+	}
+	isLocal := func(domain string) bool {
+		ok, _ := t.mydest.Match(context.Background(), domain)
+		return ok
+	}
+	return &runtime{
+		cfg:     cfg,
+		router:  routerFor(cfg, t),
+		local:   localFor(cfg, t, isLocal, s.lmtp, s.forward),
+		cleanup: newCleanup(cfg, t),
+		policy:  policyFor(cfg, t),
+	}, nil
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
@@ -100,11 +132,6 @@ func newServer(cfg *config.Config, stderr io.Writer) (*server, error) {
 		logw = lf
 	}
 	s.log = maillog.New(logw, s.host)
-	t, err := openTables(cfg)
-	if err != nil {
-		return nil, err
-	}
-	s.router = routerFor(cfg, t)
 	var servers []string
 	for _, d := range cfg.List("dns_servers") {
 		servers = append(servers, d)
@@ -138,12 +165,11 @@ func newServer(cfg *config.Config, stderr io.Writer) (*server, error) {
 		LMTP:           true,
 		Log:            s.log.Slog().With("component", "lmtp"),
 	}
-	isLocal := func(domain string) bool {
-		ok, _ := t.mydest.Match(context.Background(), domain)
-		return ok
+	rt, err := s.newRuntime(cfg)
+	if err != nil {
+		return nil, err
 	}
-	s.local = localFor(cfg, t, isLocal, s.lmtp, s.forward)
-	s.cleanup = newCleanup(cfg, t)
+	s.rt.Store(rt)
 	q, err := queue.Open(queue.Options{
 		Dir:             queueDir(cfg),
 		MinBackoff:      mustDuration(cfg, "minimal_backoff_time"),
@@ -152,7 +178,7 @@ func newServer(cfg *config.Config, stderr io.Writer) (*server, error) {
 		BounceLifetime:  mustDuration(cfg, "bounce_queue_lifetime"),
 		DestConcurrency: mustInt(cfg, "default_destination_concurrency_limit"),
 		Route: func(ctx context.Context, rcpt string) (queue.Hop, error) {
-			h, err := s.router.Route(ctx, rcpt)
+			h, err := s.rt.Load().router.Route(ctx, rcpt)
 			return queue.Hop{Transport: h.Transport, Nexthop: h.Nexthop}, err
 		},
 		Deliver: s.deliver,
@@ -181,8 +207,8 @@ func newServer(cfg *config.Config, stderr io.Writer) (*server, error) {
 		MaxClientsPerIP: mustInt(cfg, "smtpd_client_connection_count_limit"),
 		TLS:             tlsCfg,
 		SMTPUTF8:        cfg.Get("smtputf8_enable") == "yes",
-		Policy:          policyFor(cfg, t),
-		Queue:           cleanupQueue{c: s.cleanup, newID: s.q.NewID, enqueue: s.q.Enqueue},
+		Policy:          rt.policy,
+		Queue:           cleanupQueue{c: func() *cleanup { return s.rt.Load().cleanup }, newID: s.q.NewID, enqueue: s.q.Enqueue},
 		MailLog:         func(line string) { s.log.Printf("smtpd", "%s", line) },
 	})
 	return s, nil
@@ -289,11 +315,17 @@ func (s *server) reloadCheck(dir string) error {
 			err = d.Err()
 		}
 	}
+	var rt *runtime
+	if err == nil {
+		rt, err = s.newRuntime(cfg)
+	}
 	if err != nil {
 		s.log.Printf("master", "warning: reload refused, keeping the running configuration: %v", err)
 		return err
 	}
-	s.log.Printf("master", "reload: configuration is valid; restart mailtee to apply changes (live reload is not implemented yet)")
+	s.rt.Store(rt)
+	s.smtpd.SetPolicy(rt.policy)
+	s.log.Printf("master", "reload: tables, routing, rewriting, relay control and local delivery reloaded from %s; listeners, queue timers and TLS change at the next restart", cfg.File)
 	return nil
 }
 
@@ -320,7 +352,7 @@ func (s *server) deliver(ctx context.Context, m *queue.Message, hop queue.Hop, i
 		for k, i := range idx {
 			lr[k] = local.Rcpt{Addr: m.Rcpts[i].Addr, Copy: m.Rcpts[i].Copy}
 		}
-		for k, r := range s.local.Deliver(ctx, msg, lr) {
+		for k, r := range s.rt.Load().local.Deliver(ctx, msg, lr) {
 			out[k] = queue.Outcome{Err: r.Err, Relay: "local", Reply: r.Done}
 		}
 	case "error":
@@ -352,7 +384,7 @@ func (s *server) forward(ctx context.Context, from string, rcpts []envelope.Rcpt
 	if deliveredTo != "" {
 		r = io.MultiReader(strings.NewReader("Delivered-To: "+deliveredTo+"\r\n"), body)
 	}
-	out, body2, err := s.cleanup.process(ctx, env, r, false)
+	out, body2, err := s.rt.Load().cleanup.process(ctx, env, r, false)
 	if err != nil {
 		return err
 	}
@@ -377,7 +409,8 @@ func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int, not
 		return nil
 	}
 	doubleBounce := false
-	for _, c := range s.cfg.List("notify_classes") {
+	cfg := s.rt.Load().cfg
+	for _, c := range cfg.List("notify_classes") {
 		doubleBounce = doubleBounce || c == "2bounce"
 	}
 	type dest struct {
@@ -391,7 +424,7 @@ func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int, not
 		d := dest{to: m.Env.From}
 		switch {
 		case r.Copy: // Postfix's bounce_notice_recipient takes notices
-			d = dest{s.cfg.Get("bounce_notice_recipient"), true}
+			d = dest{cfg.Get("bounce_notice_recipient"), true}
 		case r.NotifyOwner != "":
 			d.to = r.NotifyOwner
 		case d.to == "": // mail from <>: a double bounce
@@ -401,7 +434,7 @@ func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int, not
 				s.log.Printf("bounce", "%s: undeliverable mail from <> to <%s> discarded: %s", m.ID, r.Addr, r.LastErr)
 				continue
 			}
-			d = dest{s.cfg.Get("2bounce_notice_recipient"), true}
+			d = dest{cfg.Get("2bounce_notice_recipient"), true}
 		}
 		if _, ok := groups[d]; !ok {
 			order = append(order, d)
@@ -422,7 +455,7 @@ func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int, not
 func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, postmaster bool, idx []int) error {
 	rcpt := to
 	if !strings.Contains(rcpt, "@") {
-		rcpt = to + "@" + s.cfg.Get("myorigin")
+		rcpt = to + "@" + s.rt.Load().cfg.Get("myorigin")
 	}
 	var buf bytes.Buffer
 	body, err := m.Open()

@@ -373,10 +373,10 @@ func (s *Server) admit(nc net.Conn) *conn {
 			c.name = "localhost"
 		}
 	}
-	if c.addr.IsValid() && s.policy.Mynetworks != nil {
+	if c.addr.IsValid() && s.policy.Load().Mynetworks != nil {
 		// A lookup error only loses the exemption from the limit; relay
 		// permission is decided again at each RCPT.
-		c.mynet, _ = s.policy.Mynetworks.Match(context.Background(), c.addr)
+		c.mynet, _ = s.policy.Load().Mynetworks.Match(context.Background(), c.addr)
 	}
 	s.log("connect from %s", c.namaddr())
 

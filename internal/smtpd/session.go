@@ -111,7 +111,7 @@ func (s *session) rcpt(to string) (counts bool, err error) {
 	if max := s.srv.o.MaxRecipients; max > 0 && len(s.rcpts) >= max {
 		return false, reply(452, "4.5.3", "Error: too many recipients")
 	}
-	if rej := s.srv.policy.checkRcpt(s.srv.ctx, s.c.addr, a); rej != nil {
+	if rej := s.srv.policy.Load().checkRcpt(s.srv.ctx, s.c.addr, a); rej != nil {
 		s.srv.log("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
 			s.c.namaddr(), replyText(rej), s.from, a, s.c.baseProtocol(), s.helo)
 		return true, rej

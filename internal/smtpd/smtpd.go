@@ -150,7 +150,7 @@ const maxLineLength = 1 << 20
 // Server is an SMTP server. It wraps *smtp.Server.
 type Server struct {
 	o        Options
-	policy   *Policy
+	policy   atomic.Pointer[Policy]
 	smtp     *smtp.Server
 	greeting []byte // "220 <banner>\r\n"
 	hard     int
@@ -184,7 +184,6 @@ func New(o Options) *Server {
 	}
 	s := &Server{
 		o:        o,
-		policy:   o.Policy,
 		greeting: []byte("220 " + oneLine(o.Banner) + "\r\n"),
 		hard:     o.HardErrorLimit,
 		soft:     o.SoftErrorLimit,
@@ -192,9 +191,7 @@ func New(o Options) *Server {
 		conns:    make(map[*conn]struct{}),
 		perIP:    make(map[netip.Addr]int),
 	}
-	if s.policy == nil {
-		s.policy = &Policy{}
-	}
+	s.SetPolicy(o.Policy)
 	if s.hard <= 0 {
 		s.hard = defaultHardErrorLimit
 	}
@@ -317,4 +314,14 @@ var errNotOurs = errors.New("smtpd: connection was not accepted through smtpd.Se
 // content with a specific reply, such as 554 5.4.6 for too many hops.
 func Refuse(code int, enhanced, format string, args ...any) error {
 	return reply(code, enhanced, format, args...)
+}
+
+// SetPolicy replaces the relay control and recipient checks, for a
+// configuration reload: sessions use the new policy from their next
+// command on. nil refuses every recipient.
+func (s *Server) SetPolicy(p *Policy) {
+	if p == nil {
+		p = &Policy{}
+	}
+	s.policy.Store(p)
 }

@@ -425,3 +425,30 @@ func TestBadConfigRefusesToStart(t *testing.T) {
 }
 
 func exec_(in *instance, args ...string) (string, error) { return in.run("", args...) }
+
+// A reload with a valid configuration takes edited tables: routing
+// follows the new transport map without a restart (DESIGN.md: tables are
+// reloaded on SIGHUP / mailtee reload).
+func TestReloadAppliesTables(t *testing.T) {
+	one := newSink(t, "", nil)
+	two := newSink(t, "", nil)
+	in := newInstance(t, "transport_maps = hash:$config_directory/transport\n",
+		map[string]string{"transport": fmt.Sprintf("far.example smtp:[127.0.0.1]:%d\n", one.port())})
+	in.start()
+	if err := send(in.addr(), "s@test.example", []string{"a@far.example"}, testMessage("before")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "delivery to the first next hop", 15*time.Second, func() bool { return one.count("a@far.example") == 1 })
+	os.WriteFile(filepath.Join(in.dir, "transport"), []byte(fmt.Sprintf("far.example smtp:[127.0.0.1]:%d\n", two.port())), 0o644)
+	if out, err := in.run("", "reload"); err != nil {
+		t.Fatalf("reload: %v %s", err, out)
+	}
+	in.waitLog("reload: tables, routing")
+	if err := send(in.addr(), "s@test.example", []string{"b@far.example"}, testMessage("after")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "delivery to the second next hop", 15*time.Second, func() bool { return two.count("b@far.example") == 1 })
+	if one.count("b@far.example") != 0 {
+		t.Error("the old route was used after the reload")
+	}
+}
