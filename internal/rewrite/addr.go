@@ -244,7 +244,19 @@ func (r *Rewriter) crunch(val string) ([]address.Address, error) {
 // splitItems splits tokens at commas outside angle brackets.
 func splitItems(toks []token) [][]token {
 	var items [][]token
-	start, angle := 0, false
+	start := 0
+	for _, i := range topCommas(toks) {
+		items = append(items, toks[start:i])
+		start = i + 1
+	}
+	return append(items, toks[start:])
+}
+
+// topCommas returns the indexes of the comma tokens outside angle
+// brackets: the separators of an address list.
+func topCommas(toks []token) []int {
+	var out []int
+	angle := false
 	for i, t := range toks {
 		if t.kind != tSpecial {
 			continue
@@ -256,10 +268,9 @@ func splitItems(toks []token) [][]token {
 			angle = false
 		case ',':
 			if !angle {
-				items = append(items, toks[start:i])
-				start = i + 1
+				out = append(out, i)
 			}
 		}
 	}
-	return append(items, toks[start:])
+	return out
 }

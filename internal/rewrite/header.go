@@ -244,22 +244,10 @@ func pieces(value string) []string {
 		return []string{value}
 	}
 	var out []string
-	start, angle := 0, false
-	for _, t := range toks {
-		if t.kind != tSpecial {
-			continue
-		}
-		switch t.c {
-		case '<':
-			angle = true
-		case '>':
-			angle = false
-		case ',':
-			if !angle {
-				out = append(out, value[start:t.end])
-				start = t.end
-			}
-		}
+	start := 0
+	for _, i := range topCommas(toks) {
+		out = append(out, value[start:toks[i].end])
+		start = toks[i].end
 	}
 	if start < len(value) {
 		out = append(out, value[start:])

@@ -350,11 +350,7 @@ func (r *Rewriter) Envelope(ctx context.Context, env *envelope.Envelope) (*envel
 			orig = rc.Addr
 		}
 		a := parseAddr(rc.Addr)
-		clean, err := r.envRecipient(ctx, a)
-		if err != nil {
-			return nil, err
-		}
-		exp, err := r.virtual(ctx, clean)
+		clean, exp, err := r.recipient(ctx, a)
 		if err != nil {
 			return nil, err
 		}
@@ -480,14 +476,21 @@ func (r *Rewriter) bccLookup(ctx context.Context, name string, t maps.Table, add
 	return out, nil
 }
 
+// recipient rewrites one envelope recipient: canonical mapping and
+// masquerading give clean (what recipient_bcc_maps is looked up with),
+// virtual alias expansion then gives the addresses to deliver to.
+func (r *Rewriter) recipient(ctx context.Context, a address.Address) (clean address.Address, exp []address.Address, err error) {
+	if clean, err = r.envRecipient(ctx, a); err != nil {
+		return clean, nil, err
+	}
+	exp, err = r.virtual(ctx, clean)
+	return clean, exp, err
+}
+
 // copiesOf rewrites one BCC address as cleanup_addr_bcc_dsn does, and
 // expands its virtual aliases.
 func (r *Rewriter) copiesOf(ctx context.Context, a address.Address, from string) ([]envelope.Rcpt, error) {
-	clean, err := r.envRecipient(ctx, a)
-	if err != nil {
-		return nil, err
-	}
-	exp, err := r.virtual(ctx, clean)
+	_, exp, err := r.recipient(ctx, a)
 	if err != nil {
 		return nil, err
 	}
