@@ -132,11 +132,7 @@ func newServer(cfg *config.Config, stderr io.Writer) (*server, error) {
 		logw = lf
 	}
 	s.log = maillog.New(logw, s.host)
-	var servers []string
-	for _, d := range cfg.List("dns_servers") {
-		servers = append(servers, d)
-	}
-	resolver := &route.Resolver{Servers: servers, Timeout: 5 * time.Second}
+	resolver := &route.Resolver{Servers: cfg.List("dns_servers"), Timeout: 5 * time.Second}
 	tlsLevel := cfg.Get("smtp_tls_security_level")
 	if tlsLevel == "" {
 		tlsLevel = "may"

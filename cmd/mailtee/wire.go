@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -198,19 +197,21 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 	}
 }
 
-// homeDir reads a user's home directory from /etc/passwd.
-func homeDir(user string) (string, bool) {
-	data, err := os.ReadFile("/etc/passwd")
+// homeDirs returns a user's home directory from the passwd table that
+// local_recipient_maps also uses (unix:passwd.byname), read once per
+// configuration load rather than at each delivery.
+func homeDirs() func(user string) (string, bool) {
+	pw, _, err := maps.Open("unix:passwd.byname")
 	if err != nil {
-		return "", false
+		return func(string) (string, bool) { return "", false }
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) >= 6 && f[0] == user {
+	return func(user string) (string, bool) {
+		line, ok, _ := pw.Lookup(context.Background(), user)
+		if f := strings.Split(line, ":"); ok && len(f) >= 6 {
 			return f[5], true
 		}
+		return "", false
 	}
-	return "", false
 }
 
 // localFor builds the local delivery agent.
@@ -222,7 +223,7 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		IsLocal:     isLocal,
 		SpoolDir:    cfg.Get("mail_spool_directory"),
 		HomeMailbox: cfg.Get("home_mailbox"),
-		Home:        homeDir,
+		Home:        homeDirs(),
 		Forward:     forward,
 		MailboxBCC:  t.mailboxBCC,
 	}
