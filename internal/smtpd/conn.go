@@ -109,17 +109,11 @@ func (c *conn) Write(b []byte) (int, error) {
 	closeAfter, timedOut := c.closeAfter, c.timedOut
 	c.mu.Unlock()
 	if timedOut && !bytes.HasPrefix(b, []byte("421 ")) {
-		msg := fmt.Sprintf("421 4.4.2 %s Error: timeout exceeded\r\n", c.srv.o.Hostname)
-		_, err := c.Conn.Write([]byte(msg))
-		c.Close()
-		return len(b), err
+		return len(b), c.replaceAndClose("421 4.4.2 %s Error: timeout exceeded")
 	}
 	if !first && c.countReply(b) {
 		c.srv.log("too many errors from %s", c.namaddr())
-		msg := fmt.Sprintf("421 4.7.0 %s Error: too many errors\r\n", c.srv.o.Hostname)
-		_, err := c.Conn.Write([]byte(msg))
-		c.Close()
-		return len(b), err
+		return len(b), c.replaceAndClose("421 4.7.0 %s Error: too many errors")
 	}
 	if first && bytes.HasPrefix(b, []byte("220 ")) {
 		if _, err := c.Conn.Write(c.srv.greeting); err != nil {
@@ -135,6 +129,14 @@ func (c *conn) Write(b []byte) (int, error) {
 }
 
 // Close closes the connection once and logs the disconnect.
+// replaceAndClose writes Postfix's reply (format takes the host name) in
+// place of the one go-smtp was writing, and closes the connection.
+func (c *conn) replaceAndClose(format string) error {
+	_, err := fmt.Fprintf(c.Conn, format+"\r\n", c.srv.o.Hostname)
+	c.Close()
+	return err
+}
+
 // closeAfterReply closes the connection once the next reply is written.
 func (c *conn) closeAfterReply() {
 	c.mu.Lock()
