@@ -64,10 +64,7 @@ func parentMode(cfg *config.Config, param string) bool {
 }
 
 func openTables(cfg *config.Config) (*tables, error) {
-	aliasSpecs := map[string]bool{}
-	for _, s := range cfg.List("alias_maps") {
-		aliasSpecs[s] = true
-	}
+	aliasSpecs := cfg.AliasTables()
 	t := &tables{}
 	var err error
 	if t.aliases, err = openList(cfg, "alias_maps", aliasSpecs); err != nil {

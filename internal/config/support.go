@@ -309,14 +309,22 @@ type TableRef struct {
 	Alias bool
 }
 
+// AliasTables is the set of tables named in alias_maps: their sources
+// are aliases(5) files wherever they are named (local_recipient_maps =
+// $alias_maps names the same files).
+func (c *Config) AliasTables() map[string]bool {
+	out := map[string]bool{}
+	for _, el := range c.List("alias_maps") {
+		out[el] = true
+	}
+	return out
+}
+
 // TableRefs lists the lookup tables named by implemented parameters, in
 // parameter order, so `check` and `serve` can open each one.
 func (c *Config) TableRefs() []TableRef {
 	var out []TableRef
-	aliases := map[string]bool{}
-	for _, el := range c.List("alias_maps") {
-		aliases[el] = true
-	}
+	aliases := c.AliasTables()
 	names := make([]string, 0, len(implemented))
 	for n := range implemented {
 		names = append(names, n)
