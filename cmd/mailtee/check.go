@@ -18,7 +18,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitBadData
 	}
-	all := checkAll(cfg)
+	all, _ := checkAll(cfg)
 	for _, d := range all {
 		fmt.Fprintf(stdout, "%v\n", d)
 	}
@@ -38,9 +38,11 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 // checkAll is main.cf's findings followed by those of each table, opened
-// once even when several parameters name it.
-func checkAll(cfg *config.Config) diag.List {
+// once even when several parameters name it. The tables that opened are
+// returned too, so that serve need not read a large table twice.
+func checkAll(cfg *config.Config) (diag.List, map[string]maps.Table) {
 	all := cfg.Check()
+	opened := map[string]maps.Table{}
 	seen := map[string]bool{}
 	for _, ref := range cfg.TableRefs() {
 		if seen[ref.Spec] {
@@ -51,12 +53,15 @@ func checkAll(cfg *config.Config) diag.List {
 		if ref.Alias {
 			open = maps.OpenAlias
 		}
-		_, diags, err := open(ref.Spec)
+		t, diags, err := open(ref.Spec)
+		if err == nil {
+			opened[ref.Spec] = t
+		}
 		all = append(all, diags...)
 		if err != nil && !diags.HasErrors() {
 			all = append(all, diag.Diag{File: cfg.File, Line: ref.Line, Severity: diag.Error,
 				Msg: fmt.Sprintf("%s: %s", ref.Param, strings.TrimPrefix(err.Error(), ref.Spec+": "))})
 		}
 	}
-	return all
+	return all, opened
 }

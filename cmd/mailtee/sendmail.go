@@ -141,7 +141,7 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	msg.Write(rest)
 	// As Postfix's pickup hands sendmail's mail to cleanup: the same
 	// rewriting and BCC copies as for mail from SMTP clients.
-	t, err := openTables(cfg)
+	t, err := openTables(cfg, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
 		return exitBadData

@@ -23,6 +23,7 @@ import (
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maillog"
+	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/route"
 	"github.com/mailtee/mailtee/internal/smtpd"
@@ -59,8 +60,8 @@ type runtime struct {
 
 // newRuntime opens the tables of cfg and builds routing, local delivery,
 // rewriting and relay control on them.
-func (s *server) newRuntime(cfg *config.Config) (*runtime, error) {
-	t, err := openTables(cfg)
+func (s *server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*runtime, error) {
+	t, err := openTables(cfg, opened)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +83,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitBadData
 	}
-	findings := checkAll(cfg)
+	findings, opened := checkAll(cfg)
 	for _, d := range findings {
 		if d.Severity == diag.Error {
 			fmt.Fprintf(stderr, "mailtee serve: %v\n", d)
@@ -97,7 +98,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	// process with Go's default action.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	s, err := newServer(cfg, stderr)
+	s, err := newServer(cfg, stderr, opened)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee serve: %v\n", err)
 		return exitRuntime
@@ -121,7 +122,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func newServer(cfg *config.Config, stderr io.Writer) (*server, error) {
+func newServer(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*server, error) {
 	s := &server{cfg: cfg, host: cfg.Get("myhostname")}
 	logw := stderr
 	if f := cfg.Get("maillog_file"); f != "" {
@@ -161,7 +162,7 @@ func newServer(cfg *config.Config, stderr io.Writer) (*server, error) {
 		LMTP:           true,
 		Log:            s.log.Slog().With("component", "lmtp"),
 	}
-	rt, err := s.newRuntime(cfg)
+	rt, err := s.newRuntime(cfg, opened)
 	if err != nil {
 		return nil, err
 	}
@@ -306,14 +307,16 @@ func (s *server) stop(grace time.Duration) {
 // errors is refused and the running one kept.
 func (s *server) reloadCheck(dir string) error {
 	cfg, err := config.Load(dir)
+	var opened map[string]maps.Table
 	if err == nil {
-		if d := checkAll(cfg); d.HasErrors() {
+		var d diag.List
+		if d, opened = checkAll(cfg); d.HasErrors() {
 			err = d.Err()
 		}
 	}
 	var rt *runtime
 	if err == nil {
-		rt, err = s.newRuntime(cfg)
+		rt, err = s.newRuntime(cfg, opened)
 	}
 	if err != nil {
 		s.log.Printf("master", "warning: reload refused, keeping the running configuration: %v", err)

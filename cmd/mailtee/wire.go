@@ -31,11 +31,15 @@ type tables struct {
 
 // openList opens the tables of a list parameter as one maps.List; alias
 // files (those named in alias_maps) are read in aliases(5) syntax.
-func openList(cfg *config.Config, param string, aliasSpecs map[string]bool) (maps.Table, error) {
+func openList(cfg *config.Config, param string, aliasSpecs map[string]bool, opened map[string]maps.Table) (maps.Table, error) {
 	var l maps.List
 	for _, spec := range cfg.List(param) {
 		if !maps.IsTable(spec) {
 			return nil, fmt.Errorf("%s: %q is not a type:table", param, spec)
+		}
+		if t, ok := opened[spec]; ok {
+			l = append(l, t)
+			continue
 		}
 		open := maps.Open
 		if aliasSpecs[spec] {
@@ -63,17 +67,19 @@ func parentMode(cfg *config.Config, param string) bool {
 	return false
 }
 
-func openTables(cfg *config.Config) (*tables, error) {
+// openTables opens the tables main.cf names; those in opened (by check)
+// are used as they are.
+func openTables(cfg *config.Config, opened map[string]maps.Table) (*tables, error) {
 	aliasSpecs := cfg.AliasTables()
 	t := &tables{}
 	var err error
-	if t.aliases, err = openList(cfg, "alias_maps", aliasSpecs); err != nil {
+	if t.aliases, err = openList(cfg, "alias_maps", aliasSpecs, opened); err != nil {
 		return nil, err
 	}
-	if t.transport, err = openList(cfg, "transport_maps", aliasSpecs); err != nil {
+	if t.transport, err = openList(cfg, "transport_maps", aliasSpecs, opened); err != nil {
 		return nil, err
 	}
-	if t.virtual, err = openList(cfg, "virtual_alias_maps", aliasSpecs); err != nil {
+	if t.virtual, err = openList(cfg, "virtual_alias_maps", aliasSpecs, opened); err != nil {
 		return nil, err
 	}
 	for _, x := range []struct {
@@ -87,12 +93,12 @@ func openTables(cfg *config.Config) (*tables, error) {
 		{&t.rcptBCC, "recipient_bcc_maps"},
 		{&t.senderBCC, "sender_bcc_maps"},
 	} {
-		if *x.dst, err = openList(cfg, x.param, aliasSpecs); err != nil {
+		if *x.dst, err = openList(cfg, x.param, aliasSpecs, opened); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.Get("local_recipient_maps") != "" {
-		if t.localRcpt, err = openList(cfg, "local_recipient_maps", aliasSpecs); err != nil {
+		if t.localRcpt, err = openList(cfg, "local_recipient_maps", aliasSpecs, opened); err != nil {
 			return nil, err
 		}
 	}
