@@ -124,11 +124,11 @@ func (c *Config) Default(name string) (string, bool) {
 	}
 	if name == "mydomain" {
 		// Postfix derives mydomain from myhostname as configured.
-		return domainOf(c.Get("myhostname")), true
+		return domainOf(c.getWithout("myhostname", name)), true
 	}
 	if name == "mynetworks" {
 		// Listing the interfaces is a system call; do it once.
-		style := c.Get("mynetworks_style")
+		style := c.getWithout("mynetworks_style", name)
 		c.netsMu.Lock()
 		defer c.netsMu.Unlock()
 		v, ok := c.nets[style]
@@ -143,6 +143,25 @@ func (c *Config) Default(name string) (string, bool) {
 	}
 	v, ok := defaults[name]
 	return v, ok
+}
+
+// getWithout expands the value of name, which a derived default depends
+// on, with $self refused (expanding to nothing): "myhostname = $mydomain"
+// with mydomain's default derived from myhostname must not recurse
+// forever (found by FuzzParse).
+func (c *Config) getWithout(name, self string) string {
+	raw, _ := c.Raw(name)
+	e := expander{lookup: func(n string) (string, bool) {
+		if n == self {
+			return "", false
+		}
+		return c.Raw(n)
+	}}
+	v, err := e.expand(raw, 0)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(v)
 }
 
 // Raw returns the unexpanded value: explicit, else default.

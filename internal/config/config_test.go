@@ -106,6 +106,18 @@ func TestExpandBlowup(t *testing.T) {
 	}
 }
 
+// mydomain's default comes from myhostname, and mynetworks' from
+// mynetworks_style: a value referring back must not recurse forever.
+func TestDerivedDefaultLoops(t *testing.T) {
+	c := parse(t, "myhostname = mx.$mydomain\nmynetworks_style = $mynetworks\n")
+	if got := c.Get("myhostname"); got == "" || !strings.HasPrefix(got, "mx.") {
+		t.Errorf("myhostname = %q", got)
+	}
+	if got := c.Get("mynetworks"); !strings.HasPrefix(got, "127.0.0.0/8") {
+		t.Errorf("mynetworks = %q", got)
+	}
+}
+
 func TestUnknownParameterSuggestion(t *testing.T) {
 	c := parse(t, "mydestinaton = example.com\nfrobnicate_everything = 1\n")
 	d := c.Check()
