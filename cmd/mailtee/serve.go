@@ -110,6 +110,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailtee serve: %v\n", err)
 		return exitRuntime
 	}
+	stopProfile := startProfile(stderr)
+	defer stopProfile()
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			s.reloadCheck(cfg.Dir)
