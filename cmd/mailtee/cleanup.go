@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/envelope"
@@ -68,7 +69,10 @@ func (c *cleanup) process(ctx context.Context, env *envelope.Envelope, body io.R
 			out.Rcpts[i].Copy = true
 		}
 	}
-	br := bufio.NewReaderSize(body, 64<<10)
+	br, ok := body.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(body, readerSize)
+	}
 	hdr, err := readHeader(br)
 	if err != nil {
 		return nil, nil, err
@@ -135,8 +139,18 @@ type cleanupQueue struct {
 
 func (q cleanupQueue) NewID() string { return q.newID() }
 
+// readerSize is the buffer cleanup reads message content through.
+const readerSize = 16 << 10
+
+// readers are the buffers of messages being received: reused, so that a
+// busy server does not allocate and clear one per message.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readerSize) }}
+
 func (q cleanupQueue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error {
-	out, r, err := q.c().process(ctx, env, body, true)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() { br.Reset(nil); readers.Put(br) }()
+	out, r, err := q.c().process(ctx, env, br, true)
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,9 @@ type server struct {
 	local  *local.Local
 	smtpd  *smtpd.Server
 	host   string
+	// logFlush writes out buffered maillog_file lines; nil when logging
+	// to stderr.
+	logFlush func() error
 
 	listeners []net.Listener
 	ctl       *controlServer
@@ -132,7 +135,11 @@ func newServer(cfg *config.Config, stderr io.Writer, opened map[string]maps.Tabl
 		if err != nil {
 			return nil, fmt.Errorf("maillog_file: %w", err)
 		}
-		logw = lf
+		// The file gets lines in batches; stderr line by line, as an
+		// administrator watching it expects.
+		bl := maillog.NewBuffered(lf)
+		s.logFlush = bl.Flush
+		logw = bl
 	}
 	s.log = maillog.New(logw, s.host)
 	resolver := &route.Resolver{Servers: cfg.List("dns_servers"), Timeout: 5 * time.Second}
@@ -303,6 +310,9 @@ func (s *server) stop(grace time.Duration) {
 	s.smtp.Close()
 	s.lmtp.Close()
 	s.log.Printf("master", "terminated")
+	if s.logFlush != nil {
+		s.logFlush()
+	}
 }
 
 // reloadCheck re-reads the configuration on SIGHUP. A configuration with

@@ -360,6 +360,7 @@ func (q *Queue) process(e *entry) {
 		groups[hop] = append(groups[hop], i)
 	}
 	var wg sync.WaitGroup
+	left := len(order) // groups still delivering, under q.mu
 	for _, hop := range order {
 		rcpts := groups[hop]
 		wg.Add(1)
@@ -373,12 +374,22 @@ func (q *Queue) process(e *entry) {
 			}
 			outs := q.o.Deliver(ctx, m, hop, rcpts)
 			<-sem
+			res := make([]Outcome, len(rcpts))
+			recs := make([]record, len(rcpts))
 			for k, i := range rcpts {
-				o := Outcome{Err: errors.New("no result from delivery agent")}
+				res[k] = Outcome{Err: errors.New("no result from delivery agent")}
 				if k < len(outs) {
-					o = outs[k]
+					res[k] = outs[k]
 				}
-				q.record(m, i, hop, o)
+				recs[k] = q.outcome(m, i, res[k])
+			}
+			q.mu.Lock()
+			left--
+			last := left == 0
+			q.mu.Unlock()
+			q.recordAll(e, rcpts, recs, last)
+			for k, i := range rcpts {
+				q.logged(m, i, hop, res[k], recs[k])
 			}
 		}()
 	}
@@ -400,43 +411,87 @@ func (q *Queue) hopSlot(h Hop) chan struct{} {
 
 // record stores and logs the outcome for one recipient.
 func (q *Queue) record(m *Message, i int, hop Hop, o Outcome) {
+	rec := q.outcome(m, i, o)
+	durable := rec.Op != "deferred"
+	if err := q.store.appendState(m, durable, rec); err != nil && durable {
+		q.log.Error("cannot record delivery state", "id", m.ID, "rcpt", m.Rcpts[i].Addr, "err", err)
+	}
+	q.mu.Lock()
+	m.apply(rec)
+	q.mu.Unlock()
+	q.logged(m, i, hop, o, rec)
+}
+
+// outcome is the state record for recipient i after o.
+func (q *Queue) outcome(m *Message, i int, o Outcome) record {
 	r := &m.Rcpts[i]
 	now := time.Now()
 	rec := record{Rcpt: i, Relay: o.Relay, DSN: o.DSN}
-	status := ""
 	switch {
 	case o.Err == nil:
-		rec.Op, status = "sent", "sent"
+		rec.Op = "sent"
 		if rec.DSN == "" {
 			rec.DSN = "2.0.0"
 		}
 		rec.Err = o.Reply
 	case IsPermanent(o.Err):
-		rec.Op, status, rec.Err = "bounced", "bounced", o.Err.Error()
+		rec.Op, rec.Err = "bounced", o.Err.Error()
 	default:
 		rec.Err = o.Err.Error()
 		if now.Sub(m.Env.Arrival) >= q.lifetime(m) {
-			rec.Op, status, rec.Expired = "bounced", "expired", true
+			rec.Op, rec.Expired = "bounced", true
 			break
 		}
-		rec.Op, status = "deferred", "deferred"
+		rec.Op = "deferred"
 		rec.Next = now.Add(q.backoff(r.Attempts + 1)).Unix()
 	}
 	if rec.DSN == "" {
 		rec.DSN = dsnOf(o.Err)
 	}
-	durable := rec.Op != "deferred"
-	if err := q.store.appendState(m, durable, rec); err != nil && durable {
+	return rec
+}
+
+// recordAll applies the records of one next hop's recipients and stores
+// them with one write (and at most one fsync). When these are the last
+// results of the pass and every recipient of the message is then
+// delivered, nothing is written: the message's durable removal, which
+// comes next, is the record (a crash before it delivers them again, as a
+// crash before the fsync would).
+func (q *Queue) recordAll(e *entry, idx []int, recs []record, last bool) {
+	m := e.m
+	q.mu.Lock()
+	for _, r := range recs {
+		m.apply(r)
+	}
+	done := last && !e.removed
+	for _, r := range m.Rcpts {
+		done = done && r.Status == Sent
+	}
+	q.mu.Unlock()
+	if done {
+		return
+	}
+	durable := false
+	for _, r := range recs {
+		durable = durable || r.Op != "deferred"
+	}
+	if err := q.store.appendState(m, durable, recs...); err != nil && durable {
 		// Without the record a restart would deliver again; say so
 		// loudly, keep going (the delivery itself happened).
-		q.log.Error("cannot record delivery state", "id", m.ID, "rcpt", r.Addr, "err", err)
+		q.log.Error("cannot record delivery state", "id", m.ID, "rcpt", m.Rcpts[idx[0]].Addr, "err", err)
 	}
-	q.mu.Lock()
-	m.apply(rec)
-	q.mu.Unlock()
-	if q.o.Events != nil {
-		q.o.Events.Delivery(m, i, hop, o, status, now.Sub(m.Env.Arrival))
+}
+
+// logged reports one recipient's outcome to Events.
+func (q *Queue) logged(m *Message, i int, hop Hop, o Outcome, rec record) {
+	if q.o.Events == nil {
+		return
 	}
+	status := rec.Op
+	if rec.Expired {
+		status = "expired"
+	}
+	q.o.Events.Delivery(m, i, hop, o, status, time.Since(m.Env.Arrival))
 }
 
 func (q *Queue) lifetime(m *Message) time.Duration {
@@ -491,6 +546,9 @@ func (q *Queue) finish(e *entry) {
 		}
 	}
 	if pending || e.removed {
+		// The next attempt is minutes away: the memory is better
+		// spent on new mail.
+		q.store.dropCache(m)
 		e.busy = false
 		if !e.removed {
 			q.scheduleLocked(e, q.nextDue(m))

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,12 +74,20 @@ type Message struct {
 	Rcpts []RcptState
 	Hold  bool
 
-	path    string
-	bodyOff int64
+	path     string
+	bodyOff  int64
+	data atomic.Pointer[[]byte] // the body, while it is kept in memory
+
+	stMu     sync.Mutex // appends to the sidecar
+	hasState bool       // the sidecar exists
+	stSynced bool       // and its directory entry is durable
 }
 
 // Open returns the body, as stored.
 func (m *Message) Open() (io.ReadCloser, error) {
+	if d := m.data.Load(); d != nil {
+		return io.NopCloser(bytes.NewReader(*d)), nil
+	}
 	f, err := os.Open(m.path)
 	if err != nil {
 		return nil, err
@@ -107,7 +116,21 @@ type store struct {
 	corrupt string // queue_directory/corrupt
 	syncer  *safeio.DirSyncer
 	seq     atomic.Uint64
+	// tmpfile: new files are made with O_TMPFILE and linked into place
+	// once complete (one directory operation per message); otherwise
+	// under a hidden name, linked, then unlinked.
+	tmpfile bool
+	cached  atomic.Int64 // bytes of message bodies kept in memory
 }
+
+// Bodies of at most cacheMax bytes stay in memory from acceptance to the
+// first delivery attempt, while all of them together take less than
+// cacheBudget: the delivery then reads no file. A backlog beyond the
+// budget is read from disk.
+const (
+	cacheMax    = 128 << 10
+	cacheBudget = 64 << 20
+)
 
 func openStore(dir string) (*store, error) {
 	s := &store{dir: dir, qdir: filepath.Join(dir, "queue"), corrupt: filepath.Join(dir, "corrupt")}
@@ -117,13 +140,14 @@ func openStore(dir string) (*store, error) {
 		}
 	}
 	s.syncer = &safeio.DirSyncer{Dir: s.qdir}
+	s.tmpfile = safeio.TmpfileWorks(s.qdir)
 	return s, nil
 }
 
 // newID returns a queue ID in the shape of Postfix's short IDs: upper-case
 // hex, from the clock in microseconds, the process ID and a counter, so
 // that the server and sendmail processes do not pick the same one
-// (creation with O_EXCL, and Put's link, catch the rest).
+// (linking, which never replaces a name, catches the rest).
 func (s *store) newID() string {
 	n := s.seq.Add(1)
 	return fmt.Sprintf("%X%03X%03X", time.Now().UnixMicro(), os.Getpid()&0xfff, n&0xfff)
@@ -134,37 +158,32 @@ type errBody struct{ error }
 
 func (e errBody) Unwrap() error { return e.error }
 
-// put writes a new message durably under id: the files are written under
-// hidden names (.ID, .ID.st) and linked into place, so that a crash in
-// the middle of a submission leaves only a hidden file behind, never a
-// torn message file that looks damaged at the next start; one directory
-// sync, shared with concurrent puts, makes the entries durable. If body
-// fails, nothing is left and the body's error is returned.
+// put writes a new message durably under id. The file is written without
+// a name (or under a hidden one) and linked into place once synced, so a
+// crash in the middle of a submission never leaves a torn message file
+// that looks damaged at the next start; one directory sync, shared with
+// concurrent puts and removals, makes the entry durable. If body fails,
+// nothing is left and the body's error is returned. A message has no
+// state sidecar until its first state change.
 func (s *store) put(id string, env *envelope.Envelope, body io.Reader) (*Message, error) {
-	m, err := s.writeHidden("."+id, env, body)
+	nf, m, err := s.write(env, body)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(m.path)
-	defer os.Remove(m.path + ".st")
-	if err := s.publish(m, id); err != nil {
+	defer nf.Close()
+	if err := s.publish(nf, m, id); err != nil {
+		s.dropCache(m)
 		return nil, err
 	}
 	return m, nil
 }
 
-// publish links a hidden message and its sidecar under id (a link never
-// replaces what another process stored under the same name: the error
-// is then os.ErrExist) and syncs the directory. The hidden names stay for
-// the caller to remove.
-func (s *store) publish(m *Message, id string) error {
+// publish links a written message under id (a link never replaces what
+// another process stored under the same name: the error is then
+// os.ErrExist) and syncs the directory.
+func (s *store) publish(nf *safeio.NewFile, m *Message, id string) error {
 	final := filepath.Join(s.qdir, id)
-	// The sidecar goes first: nothing scans a sidecar without its message.
-	if err := os.Link(m.path+".st", final+".st"); err != nil {
-		return err
-	}
-	if err := os.Link(m.path, final); err != nil {
-		os.Remove(final + ".st")
+	if err := nf.Link(final); err != nil {
 		return err
 	}
 	if err := s.syncer.Sync(); err != nil {
@@ -175,23 +194,30 @@ func (s *store) publish(m *Message, id string) error {
 	return nil
 }
 
-// writeHidden writes the message file and an empty sidecar under the
-// hidden name tmp, the file data synced.
-func (s *store) writeHidden(tmp string, env *envelope.Envelope, body io.Reader) (*Message, error) {
-	path := filepath.Join(s.qdir, tmp)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+var bufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+// write writes the message file, synced, as a new file not yet linked
+// into the spool.
+func (s *store) write(env *envelope.Envelope, body io.Reader) (*safeio.NewFile, *Message, error) {
+	nf, err := safeio.CreateNew(s.qdir, s.tmpfile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	fail := func(err error) (*Message, error) {
-		f.Close()
-		os.Remove(path)
-		return nil, err
+	fail := func(err error) (*safeio.NewFile, *Message, error) {
+		nf.Close()
+		return nil, nil, err
 	}
+	bw := bufPool.Get().(*bufio.Writer)
+	bw.Reset(nf.File)
+	defer func() { bw.Reset(nil); bufPool.Put(bw) }()
 	crc := crc32.New(crcTable)
-	w := bufio.NewWriterSize(io.MultiWriter(f, crc), 64<<10)
-	w.WriteString(magic)
-	n, err := io.Copy(w, readerOnly{body})
+	w := io.MultiWriter(bw, crc)
+	io.WriteString(w, magic)
+	keep := &capture{max: cacheMax}
+	if s.cached.Load() >= cacheBudget {
+		keep.max = -1
+	}
+	n, err := io.Copy(w, readerOnly{body, keep})
 	if err != nil {
 		var be errBody
 		if errors.As(err, &be) {
@@ -204,44 +230,65 @@ func (s *store) writeHidden(tmp string, env *envelope.Envelope, body io.Reader) 
 		return fail(err)
 	}
 	metaOff := int64(len(magic)) + n + 1
-	w.WriteString("\nMETA ")
+	io.WriteString(w, "\nMETA ")
 	w.Write(mj)
-	w.WriteString("\n")
-	if err := w.Flush(); err != nil {
+	io.WriteString(w, "\n")
+	// The END line goes in the same buffer: a small message is one write.
+	fmt.Fprintf(bw, "END %d %08x\n", metaOff, crc.Sum32())
+	if err := bw.Flush(); err != nil {
 		return fail(err)
 	}
-	if _, err := fmt.Fprintf(f, "END %d %08x\n", metaOff, crc.Sum32()); err != nil {
+	if err := nf.File.Sync(); err != nil {
 		return fail(err)
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(path)
-		return nil, err
-	}
-	// The empty sidecar is made now so that publish's one directory sync
-	// covers it too; later state appends need only fsync it.
-	st, err := os.OpenFile(path+".st", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		os.Remove(path)
-		return nil, err
-	}
-	st.Close()
-	m := &Message{ID: tmp, Env: *env, Size: n, path: path, bodyOff: int64(len(magic))}
+	m := &Message{Env: *env, Size: n, bodyOff: int64(len(magic))}
 	m.Rcpts = make([]RcptState, len(env.Rcpts))
 	for i, r := range env.Rcpts {
 		m.Rcpts[i].Rcpt = r
 	}
-	return m, nil
+	if keep.max > 0 && int64(len(keep.b)) == n {
+		m.data.Store(&keep.b)
+		s.cached.Add(n)
+	}
+	return nf, m, nil
+}
+
+// dropCache lets go of a message's in-memory body.
+func (s *store) dropCache(m *Message) {
+	if d := m.data.Swap(nil); d != nil {
+		s.cached.Add(-int64(len(*d)))
+	}
+}
+
+// capture keeps a copy of what passes, up to max bytes; past that it
+// keeps nothing.
+type capture struct {
+	b   []byte
+	max int
+}
+
+func (c *capture) add(p []byte) {
+	if c.max <= 0 {
+		return
+	}
+	if len(c.b)+len(p) > c.max {
+		c.b, c.max = nil, -1
+		return
+	}
+	c.b = append(c.b, p...)
 }
 
 // readerOnly tags errors from the body so put can tell them from write
-// errors, and hides WriterTo so io.Copy goes through Read.
-type readerOnly struct{ r io.Reader }
+// errors, hides WriterTo so io.Copy goes through Read, and lets keep see
+// the bytes.
+type readerOnly struct {
+	r    io.Reader
+	keep *capture
+}
 
 func (r readerOnly) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
+	r.keep.add(p[:n])
 	if err != nil && err != io.EOF {
 		err = errBody{err}
 	}
@@ -328,6 +375,7 @@ func (s *store) applyState(m *Message) {
 	if err != nil {
 		return
 	}
+	m.hasState, m.stSynced = true, true
 	for _, line := range bytes.Split(data, []byte("\n")) {
 		sp := bytes.LastIndexByte(line, ' ')
 		if sp < 0 {
@@ -392,21 +440,22 @@ func (s *store) appendState(m *Message, durable bool, recs ...record) error {
 		b.Write(js)
 		fmt.Fprintf(&b, " %08x", crc32.Checksum(js, crcTable))
 	}
-	f, err := os.OpenFile(m.path+".st", os.O_WRONLY|os.O_APPEND, 0o600)
-	created := false
-	if os.IsNotExist(err) { // lost or never made: make it, durably
-		f, err = os.OpenFile(m.path+".st", os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-		created = true
+	m.stMu.Lock()
+	defer m.stMu.Unlock()
+	flags := os.O_WRONLY | os.O_APPEND
+	if !m.hasState {
+		flags |= os.O_CREATE
 	}
+	f, err := os.OpenFile(m.path+".st", flags, 0o600)
 	if err != nil {
 		return err
 	}
+	m.hasState = true
 	if _, err := f.Write(b.Bytes()); err != nil {
 		f.Close()
 		return err
 	}
 	if durable {
-		// put made the sidecar's directory entry durable already.
 		if err := f.Sync(); err != nil {
 			f.Close()
 			return err
@@ -415,20 +464,35 @@ func (s *store) appendState(m *Message, durable bool, recs ...record) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if created {
-		// A new directory entry: later durable records rely on it.
-		return s.syncer.Sync()
+	if durable && !m.stSynced {
+		// The sidecar's directory entry must be durable too for the
+		// record to count. (A lost deferral only costs an earlier retry,
+		// so deferrals alone do not sync it.)
+		if err := s.syncer.Sync(); err != nil {
+			return err
+		}
+		m.stSynced = true
 	}
 	return nil
 }
 
-// remove deletes a message file. Its sidecar stays until the next start,
-// when scan removes orphans: removing both now, with no ordering between
-// the two unlinks on disk, could bring back the message without its
-// state after a power loss.
+// remove deletes a message, durably: after a crash it must not come back
+// and be delivered again, since the last deliveries of a message are not
+// recorded in its sidecar (the removal is their record). The sidecar
+// goes only after the message file's removal is durable: otherwise a
+// power loss could bring back the message without its state.
 func (s *store) remove(m *Message) error {
+	s.dropCache(m)
 	if err := os.Remove(m.path); err != nil && !os.IsNotExist(err) {
 		return err
+	}
+	if err := s.syncer.Sync(); err != nil {
+		return err
+	}
+	m.stMu.Lock()
+	defer m.stMu.Unlock()
+	if m.hasState {
+		os.Remove(m.path + ".st")
 	}
 	return nil
 }
@@ -482,10 +546,10 @@ func (s *store) moveCorrupt(id string) error {
 }
 
 // Put stores a message into the spool in dir from another process
-// (mailtee sendmail), durably, and returns its ID. The file is written
-// under a hidden name and renamed into place, so that a server scanning
-// the spool never sees it half-written; a running server then learns of
-// it through Pickup or its periodic rescan.
+// (mailtee sendmail), durably, and returns its ID. The file is linked
+// into place only when complete, so that a server scanning the spool
+// never sees it half-written; a running server then learns of it through
+// Pickup or its periodic rescan.
 func Put(dir string, env *envelope.Envelope, body io.Reader) (string, error) {
 	s, err := openStore(dir)
 	if err != nil {
@@ -497,18 +561,16 @@ func Put(dir string, env *envelope.Envelope, body io.Reader) (string, error) {
 	if env.Arrival.IsZero() {
 		env.Arrival = time.Now()
 	}
-	m, err := s.writeHidden("."+s.newID(), env, body)
+	nf, m, err := s.write(env, body)
 	if err != nil {
 		return "", err
 	}
-	tmp := m.path
-	defer os.Remove(tmp)
-	defer os.Remove(tmp + ".st")
+	defer nf.Close()
 	// Another process may have taken an ID: publish then fails rather
 	// than replace its message, and another ID is tried.
 	for try := 0; try < 10; try++ {
 		id := s.newID()
-		err := s.publish(m, id)
+		err := s.publish(nf, m, id)
 		if os.IsExist(err) {
 			continue
 		}

@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // WriteFile atomically replaces path with data.
@@ -106,4 +109,72 @@ func (s *DirSyncer) Sync() error {
 	s.running = false
 	s.mu.Unlock()
 	return mine.err
+}
+
+// NewFile is a file being written that has no name in its directory yet
+// (O_TMPFILE), or only a hidden one: Link gives it its real name once it
+// is complete, so a crash never leaves a torn file under that name.
+type NewFile struct {
+	*os.File
+	hidden string // the hidden name, when O_TMPFILE is not used
+}
+
+// CreateNew makes a new file in dir: unnamed when tmpfile (see
+// TmpfileWorks), otherwise under a unique hidden name.
+func CreateNew(dir string, tmpfile bool) (*NewFile, error) {
+	if tmpfile {
+		fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, &os.PathError{Op: "open O_TMPFILE", Path: dir, Err: err}
+		}
+		return &NewFile{File: os.NewFile(uintptr(fd), dir)}, nil
+	}
+	f, err := os.CreateTemp(dir, ".new*")
+	if err != nil {
+		return nil, err
+	}
+	return &NewFile{File: f, hidden: f.Name()}, nil
+}
+
+// Link gives the file the name path; it never replaces an existing file
+// (the error is then os.ErrExist). It may be called again with another
+// name after an error.
+func (f *NewFile) Link(path string) error {
+	if f.hidden != "" {
+		return os.Link(f.hidden, path)
+	}
+	// linkat through /proc needs no privilege, unlike AT_EMPTY_PATH.
+	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+	if err != nil {
+		return &os.LinkError{Op: "link", Old: f.Name(), New: path, Err: err}
+	}
+	return nil
+}
+
+// Close closes the file and removes its hidden name, if any; an unnamed
+// file that was never linked disappears with it.
+func (f *NewFile) Close() error {
+	err := f.File.Close()
+	if f.hidden != "" {
+		os.Remove(f.hidden)
+	}
+	return err
+}
+
+// TmpfileWorks reports whether CreateNew can make unnamed files in dir
+// and Link name them: the file system must support O_TMPFILE and /proc
+// must be mounted. It tries once, leaving nothing behind.
+func TmpfileWorks(dir string) bool {
+	f, err := CreateNew(dir, true)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	probe := filepath.Join(dir, fmt.Sprintf(".probe%d", os.Getpid()))
+	os.Remove(probe)
+	if f.Link(probe) != nil {
+		return false
+	}
+	os.Remove(probe)
+	return true
 }
