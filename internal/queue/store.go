@@ -74,9 +74,9 @@ type Message struct {
 	Rcpts []RcptState
 	Hold  bool
 
-	path     string
-	bodyOff  int64
-	data atomic.Pointer[[]byte] // the body, while it is kept in memory
+	path    string
+	bodyOff int64
+	data    atomic.Pointer[[]byte] // the body, while it is kept in memory
 
 	stMu     sync.Mutex // appends to the sidecar
 	hasState bool       // the sidecar exists
