@@ -67,6 +67,9 @@ func SyncDir(dir string) error {
 // caller gets the result of the fsync that covered it, never a later one.
 type DirSyncer struct {
 	Dir string
+	// Solo gives every caller an fsync of its own, without group commit:
+	// what benchmarks compare against.
+	Solo bool
 
 	mu      sync.Mutex
 	next    *syncRound // the round new callers join; nil when none waits
@@ -85,6 +88,10 @@ func (s *DirSyncer) Syncs() uint64 { return s.syncs.Load() }
 // Sync returns once an fsync of the directory that began after this call
 // has finished, with that fsync's error.
 func (s *DirSyncer) Sync() error {
+	if s.Solo {
+		s.syncs.Add(1)
+		return SyncDir(s.Dir)
+	}
 	s.mu.Lock()
 	if s.next == nil {
 		s.next = &syncRound{done: make(chan struct{})}
