@@ -360,7 +360,7 @@ func (q *Queue) process(e *entry) {
 		groups[hop] = append(groups[hop], i)
 	}
 	var wg sync.WaitGroup
-	left := len(order) // groups still delivering, under q.mu
+	p := &pass{e: e, left: len(order), done: make(chan struct{})}
 	for _, hop := range order {
 		rcpts := groups[hop]
 		wg.Add(1)
@@ -370,6 +370,7 @@ func (q *Queue) process(e *entry) {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
+				q.recordGroup(p, nil)
 				return
 			}
 			outs := q.o.Deliver(ctx, m, hop, rcpts)
@@ -383,18 +384,105 @@ func (q *Queue) process(e *entry) {
 				}
 				recs[k] = q.outcome(m, i, res[k])
 			}
-			q.mu.Lock()
-			left--
-			last := left == 0
-			q.mu.Unlock()
-			q.recordAll(e, rcpts, recs, last)
-			for k, i := range rcpts {
-				q.logged(m, i, hop, res[k], recs[k])
-			}
+			q.recordGroup(p, recs, func() {
+				for k, i := range rcpts {
+					q.logged(m, i, hop, res[k], recs[k])
+				}
+			})
 		}()
 	}
 	wg.Wait()
 	q.finish(e)
+}
+
+// recordGrace is how long the results of one next hop wait for those of
+// the message's other next hops, to be written with them: a message
+// whose recipients all succeed within it needs no state record at all.
+// It is also how much longer than the delivery itself a crash may lead
+// to the same recipients being delivered again.
+const recordGrace = 500 * time.Millisecond
+
+// pass is one delivery pass over a message's due recipients, one group
+// per next hop.
+type pass struct {
+	e       *entry
+	left    int // groups still delivering
+	done    chan struct{}
+	waiting []*groupRecs // results not written yet
+}
+
+type groupRecs struct {
+	recs    []record
+	claimed bool // being written by some group
+}
+
+// recordGroup applies one group's records, then stores them: the last
+// group of the pass stores every record not stored yet with one write
+// and at most one fsync, or none when every recipient of the message is
+// then delivered (the message's durable removal, which comes next, is
+// their record: a crash before it delivers them again, as a crash before
+// an fsync would). A group that is not the last waits up to recordGrace
+// for the last, and stores its own records if the wait ends first.
+// log runs once the records are applied.
+func (q *Queue) recordGroup(p *pass, recs []record, log ...func()) {
+	m := p.e.m
+	g := &groupRecs{recs: recs}
+	q.mu.Lock()
+	for _, r := range recs {
+		m.apply(r)
+	}
+	p.waiting = append(p.waiting, g)
+	p.left--
+	last := p.left == 0
+	if last {
+		close(p.done)
+	}
+	q.mu.Unlock()
+	for _, f := range log {
+		f()
+	}
+	if !last {
+		t := time.NewTimer(recordGrace)
+		select {
+		case <-p.done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	var mine []record
+	q.mu.Lock()
+	if last {
+		for _, w := range p.waiting {
+			if !w.claimed {
+				w.claimed = true
+				mine = append(mine, w.recs...)
+			}
+		}
+		delivered := !p.e.removed
+		for _, r := range m.Rcpts {
+			delivered = delivered && r.Status == Sent
+		}
+		if delivered {
+			mine = nil
+		}
+	} else if !g.claimed && !isClosed(p.done) {
+		// (Once done is closed, the last group stores ours.)
+		g.claimed = true
+		mine = g.recs
+	}
+	q.mu.Unlock()
+	if len(mine) == 0 {
+		return
+	}
+	durable := false
+	for _, r := range mine {
+		durable = durable || r.Op != "deferred"
+	}
+	if err := q.store.appendState(m, durable, mine...); err != nil && durable {
+		// Without the records a restart would deliver again; say so
+		// loudly, keep going (the deliveries themselves happened).
+		q.log.Error("cannot record delivery state", "id", m.ID, "err", err)
+	}
 }
 
 func (q *Queue) hopSlot(h Hop) chan struct{} {
@@ -451,34 +539,12 @@ func (q *Queue) outcome(m *Message, i int, o Outcome) record {
 	return rec
 }
 
-// recordAll applies the records of one next hop's recipients and stores
-// them with one write (and at most one fsync). When these are the last
-// results of the pass and every recipient of the message is then
-// delivered, nothing is written: the message's durable removal, which
-// comes next, is the record (a crash before it delivers them again, as a
-// crash before the fsync would).
-func (q *Queue) recordAll(e *entry, idx []int, recs []record, last bool) {
-	m := e.m
-	q.mu.Lock()
-	for _, r := range recs {
-		m.apply(r)
-	}
-	done := last && !e.removed
-	for _, r := range m.Rcpts {
-		done = done && r.Status == Sent
-	}
-	q.mu.Unlock()
-	if done {
-		return
-	}
-	durable := false
-	for _, r := range recs {
-		durable = durable || r.Op != "deferred"
-	}
-	if err := q.store.appendState(m, durable, recs...); err != nil && durable {
-		// Without the record a restart would deliver again; say so
-		// loudly, keep going (the delivery itself happened).
-		q.log.Error("cannot record delivery state", "id", m.ID, "rcpt", m.Rcpts[idx[0]].Addr, "err", err)
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -576,3 +576,50 @@ func TestFlushDuringBounce(t *testing.T) {
 		t.Errorf("%d bounces, want 1", len(b))
 	}
 }
+
+// The results of a message's next hops are stored together: when the
+// other hop finishes within recordGrace and every recipient is then
+// delivered, no state is written at all; when it takes longer, the
+// finished hop's results are stored without waiting for it.
+func TestRecordGrace(t *testing.T) {
+	for _, slow := range []bool{false, true} {
+		dir := t.TempDir()
+		f := newFakeNet()
+		o := f.options(dir)
+		base := o.Deliver
+		release := make(chan struct{})
+		o.Deliver = func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+			if hop.Nexthop == "two.example" {
+				<-release
+			}
+			return base(ctx, m, hop, rcpts)
+		}
+		q := startQueue(t, o)
+		id := q.NewID()
+		q.Enqueue(context.Background(), id, env("a@one.example", "b@two.example"), strings.NewReader("x\r\n"))
+		waitFor(t, "a delivered", func() bool { return f.count("a@one.example") == 1 })
+		st := filepath.Join(dir, "queue", id+".st")
+		if slow {
+			waitFor(t, "a's record", func() bool { _, err := os.Stat(st); return err == nil })
+			m, err := q.store.load(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Rcpts[0].Status != Sent || m.Rcpts[1].Status != Pending {
+				t.Errorf("stored states %q, %q; want sent, pending", m.Rcpts[0].Status, m.Rcpts[1].Status)
+			}
+		} else {
+			time.Sleep(recordGrace / 5)
+		}
+		close(release)
+		waitFor(t, "an empty spool", func() bool { return len(allFiles(t, dir)) == 0 })
+		if n := q.store.appends.Load(); !slow && n != 0 {
+			t.Errorf("%d state writes though both hops finished within the grace", n)
+		} else if slow && n != 1 {
+			t.Errorf("%d state writes; want 1 (a's result)", n)
+		}
+		if f.count("a@one.example") != 1 || f.count("b@two.example") != 1 {
+			t.Errorf("deliveries: a %d, b %d; want 1 each", f.count("a@one.example"), f.count("b@two.example"))
+		}
+	}
+}

@@ -121,6 +121,7 @@ type store struct {
 	// under a hidden name, linked, then unlinked.
 	tmpfile bool
 	cached  atomic.Int64 // bytes of message bodies kept in memory
+	appends atomic.Int64 // sidecar writes, for tests
 }
 
 // Bodies of at most cacheMax bytes stay in memory from acceptance to the
@@ -440,6 +441,7 @@ func (s *store) appendState(m *Message, durable bool, recs ...record) error {
 		b.Write(js)
 		fmt.Fprintf(&b, " %08x", crc32.Checksum(js, crcTable))
 	}
+	s.appends.Add(1)
 	m.stMu.Lock()
 	defer m.stMu.Unlock()
 	flags := os.O_WRONLY | os.O_APPEND
