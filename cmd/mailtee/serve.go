@@ -176,6 +176,7 @@ func newServer(cfg *config.Config, stderr io.Writer, opened map[string]maps.Tabl
 		return nil, err
 	}
 	s.rt.Store(rt)
+	tuneGC()
 	q, err := queue.Open(queue.Options{
 		Dir:             queueDir(cfg),
 		MinBackoff:      mustDuration(cfg, "minimal_backoff_time"),
@@ -335,6 +336,7 @@ func (s *server) reloadCheck(dir string) error {
 		return err
 	}
 	s.rt.Store(rt)
+	tuneGC()
 	s.smtpd.SetPolicy(rt.policy)
 	s.log.Printf("master", "reload: tables, routing, rewriting, relay control and local delivery reloaded from %s; listeners, queue timers and TLS change at the next restart", cfg.File)
 	return nil
