@@ -7,10 +7,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"testing/iotest"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mailtee/mailtee/internal/safeio"
 )
 
 func TestMaildir(t *testing.T) {
@@ -61,6 +66,189 @@ func TestMaildir(t *testing.T) {
 		}
 	}
 	t.Error("no Return-Path: <> for the null sender")
+}
+
+// checkMaildirOne checks that tmp/ is empty and new/ holds exactly one
+// file, mode 0600, with a Maildir name and the content want.
+func checkMaildirOne(t *testing.T, dir, want string) {
+	t.Helper()
+	if tmp, err := os.ReadDir(filepath.Join(dir, "tmp")); err != nil || len(tmp) != 0 {
+		t.Errorf("tmp/ not empty: %v %v", tmp, err)
+	}
+	if cur, err := os.ReadDir(filepath.Join(dir, "cur")); err != nil || len(cur) != 0 {
+		t.Errorf("cur/ not empty: %v %v", cur, err)
+	}
+	files, _ := os.ReadDir(filepath.Join(dir, "new"))
+	if len(files) != 1 {
+		t.Fatalf("new/ has %d files, want 1", len(files))
+	}
+	name := files[0].Name()
+	if !regexp.MustCompile(`^[0-9]+\.M[0-9]+P[0-9]+Q[0-9]+\.` + regexp.QuoteMeta(maildirHost()) + `$`).MatchString(name) {
+		t.Errorf("file name %q", name)
+	}
+	fi, _ := files[0].Info()
+	if !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+		t.Errorf("file mode %v", fi.Mode())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Nlink != 1 || st.Uid != uint32(os.Getuid())) {
+		t.Errorf("nlink %d uid %d", st.Nlink, st.Uid)
+	}
+	got, _ := os.ReadFile(filepath.Join(dir, "new", name))
+	if string(got) != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
+// watchCreate reports, once called, whether a file was created or moved
+// into dir since watchCreate(dir).
+func watchCreate(t *testing.T, dir string) func() bool {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Skipf("inotify: %v", err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO); err != nil {
+		t.Skipf("inotify: %v", err)
+	}
+	return func() bool {
+		var buf [4096]byte
+		n, _ := unix.Read(fd, buf[:])
+		return n > 0
+	}
+}
+
+const maildirWant = "Return-Path: <sender@example.org>\nDelivered-To: user@example.com\nSubject: hi\n\nbody\n"
+
+// With an unnamed file, the file never appears in tmp/: it goes straight
+// into new/.
+func TestMaildirUnnamed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
+	if !safeio.TmpfileWorks(filepath.Join(dir, "tmp")) {
+		t.Skip("no O_TMPFILE here")
+	}
+	created := watchCreate(t, filepath.Join(dir, "tmp"))
+	if err := maildirDeliver(dir, testMessage("Subject: hi\n\nbody"), "user@example.com", maildirUnnamed); err != nil {
+		t.Fatal(err)
+	}
+	checkMaildirOne(t, dir, maildirWant)
+	// The probe made a file in tmp/ at the first delivery; the next
+	// delivery makes none.
+	created()
+	os.RemoveAll(filepath.Join(dir, "new"))
+	if err := maildirDeliver(dir, testMessage("Subject: hi\n\nbody"), "user@example.com", maildirUnnamed); err != nil {
+		t.Fatal(err)
+	}
+	if created() {
+		t.Error("a file was created in tmp/")
+	}
+	checkMaildirOne(t, dir, maildirWant)
+}
+
+// Maildir takes the unnamed file only where that is as durable as a named
+// one.
+func TestMaildirAuto(t *testing.T) {
+	for _, base := range []string{t.TempDir(), "/dev/shm"} {
+		var fs unix.Statfs_t
+		if unix.Statfs(base, &fs) != nil {
+			continue
+		}
+		base, err := os.MkdirTemp(base, "maildirtest")
+		if err != nil {
+			continue
+		}
+		defer os.RemoveAll(base)
+		dir := filepath.Join(base, "Maildir")
+		os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
+		works := safeio.TmpfileWorks(filepath.Join(dir, "tmp"))
+		durable := safeio.TmpfileDurable(filepath.Join(dir, "tmp"))
+		t.Logf("%s: file system %#x, O_TMPFILE works %v, durable %v", base, fs.Type, works, durable)
+		switch fs.Type {
+		case unix.TMPFS_MAGIC, unix.XFS_SUPER_MAGIC:
+			if !durable {
+				t.Errorf("%s: tmpfs and XFS are fine", base)
+			}
+		case unix.EXT4_SUPER_MAGIC:
+		default:
+			if durable {
+				t.Errorf("%s: file system %#x taken for durable", base, fs.Type)
+			}
+		}
+		if err := Maildir(dir, testMessage("Subject: hi\n\nbody"), "user@example.com"); err != nil {
+			t.Fatal(err)
+		}
+		created := watchCreate(t, filepath.Join(dir, "tmp"))
+		os.RemoveAll(filepath.Join(dir, "new"))
+		if err := Maildir(dir, testMessage("Subject: hi\n\nbody"), "user@example.com"); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := !created(), works && durable; got != want {
+			t.Errorf("%s: unnamed file %v, want %v", base, got, want)
+		}
+		checkMaildirOne(t, dir, maildirWant)
+	}
+}
+
+// Without O_TMPFILE, the file is written to tmp/, linked into new/ and
+// removed from tmp/.
+func TestMaildirNamed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
+	created := watchCreate(t, filepath.Join(dir, "tmp"))
+	if err := maildirDeliver(dir, testMessage("Subject: hi\n\nbody"), "user@example.com", maildirNamed); err != nil {
+		t.Fatal(err)
+	}
+	if !created() {
+		t.Error("no file was created in tmp/")
+	}
+	checkMaildirOne(t, dir, maildirWant)
+
+	// Failures leave nothing behind on this path either.
+	os.RemoveAll(filepath.Join(dir, "new"))
+	msg := &Message{ID: "Q1", Open: func() (io.ReadCloser, error) {
+		return io.NopCloser(iotest.ErrReader(errors.New("disk error"))), nil
+	}}
+	var e *Error
+	err := maildirDeliver(dir, msg, "u@example.com", maildirNamed)
+	if !errors.As(err, &e) || e.Permanent || e.Text != "maildir delivery failed: error reading message Q1: disk error" {
+		t.Errorf("got %#v", err)
+	}
+	for _, sub := range []string{"tmp", "new"} {
+		if f, _ := os.ReadDir(filepath.Join(dir, sub)); len(f) != 0 {
+			t.Errorf("%s/ not empty after a failure: %v", sub, f)
+		}
+	}
+}
+
+// Concurrent deliveries into one Maildir, in all three ways (sharing its
+// probe and the fsyncs of new/), each get their own file.
+func TestMaildirConcurrent(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	const n = 40
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- maildirDeliver(dir, testMessage("Subject: hi\n\nbody"), "user@example.com", maildirMode(i%3))
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmp) != 0 {
+		t.Errorf("tmp/ not empty: %v", tmp)
+	}
+	files, _ := os.ReadDir(filepath.Join(dir, "new"))
+	if len(files) != n {
+		t.Fatalf("new/ has %d files, want %d", len(files), n)
+	}
+	for _, f := range files {
+		if got, _ := os.ReadFile(filepath.Join(dir, "new", f.Name())); string(got) != maildirWant {
+			t.Errorf("%s: %q", f.Name(), got)
+		}
+	}
 }
 
 // A CR at the end of one read and the LF at the start of the next are one

@@ -141,7 +141,9 @@ func openStore(dir string) (*store, error) {
 		}
 	}
 	s.syncer = &safeio.DirSyncer{Dir: s.qdir}
-	s.tmpfile = safeio.TmpfileWorks(s.qdir)
+	// Only where a linked O_TMPFILE file is as durable as a named one
+	// (not on ext4 without a journal: see safeio.TmpfileDurable).
+	s.tmpfile = safeio.TmpfileWorks(s.qdir) && safeio.TmpfileDurable(s.qdir)
 	return s, nil
 }
 
