@@ -2,13 +2,19 @@ package deliver
 
 import (
 	"slices"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The connection cache, as Postfix's smtp_connection_cache_on_demand:
 // after a transaction, the session is kept under its next hop for
 // MaxIdle, and the next Deliver to that next hop takes it (one session per
-// call; concurrent calls open their own) after a NOOP shows it is alive.
+// call; concurrent calls open their own) if it is still alive: the
+// server has neither closed it nor said anything since (a 421 before
+// closing), which a peek at the socket tells without the round trip of
+// a NOOP (Postfix does not probe either).
 
 // release caches s, or closes it when caching is off.
 func (c *Client) release(s *session) {
@@ -64,7 +70,7 @@ func (c *Client) takeIdle(key string) *session {
 		}
 		c.mu.Unlock()
 		s.timer.Stop()
-		if time.Since(s.idleSince) > c.MaxIdle || s.cl.Noop() != nil {
+		if time.Since(s.idleSince) > c.MaxIdle || !s.alive() {
 			s.close()
 			continue
 		}
@@ -87,4 +93,26 @@ func (c *Client) Close() error {
 		}
 	}
 	return nil
+}
+
+// alive reports whether nothing is waiting to be read on the session's
+// socket, neither data nor end of file: what a server that closes an idle
+// session leaves. Where the socket cannot be peeked at, a NOOP decides.
+func (s *session) alive() bool {
+	sc, ok := s.raw.(syscall.Conn)
+	if !ok {
+		return s.cl.Noop() == nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return s.cl.Noop() == nil
+	}
+	var peekErr error
+	var n int
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, peekErr = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return true // never wait for the socket to become readable
+	})
+	return err == nil && n <= 0 && (peekErr == unix.EAGAIN || peekErr == unix.EWOULDBLOCK)
 }

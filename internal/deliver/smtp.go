@@ -331,7 +331,10 @@ func (d *delivery) transaction(s *session) bool {
 		return s.reset()
 	}
 	src := &readErr{r: body}
-	if _, err := io.Copy(&deadlineWriter{w: w, conn: s.conn, d: s.cl.CommandTimeout}, src); err != nil {
+	buf := copyBufs.Get().(*[]byte)
+	_, err = io.CopyBuffer(&deadlineWriter{w: w, conn: s.conn, d: s.cl.CommandTimeout}, src, *buf)
+	copyBufs.Put(buf)
+	if err != nil {
 		if src.err != nil {
 			// Closing without the final dot makes the server drop the
 			// message.
@@ -877,6 +880,10 @@ func (t *deadlineWriter) Write(p []byte) (int, error) {
 	t.conn.SetWriteDeadline(time.Now().Add(t.d))
 	return t.w.Write(p)
 }
+
+// copyBufs are the buffers message bodies are sent through, reused
+// rather than allocated for every message.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // readErr remembers a read error, to tell a broken spool file from a
 // broken connection.
