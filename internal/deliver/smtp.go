@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/textproto"
 	"slices"
 	"strconv"
 	"strings"
@@ -285,6 +286,14 @@ func (d *delivery) transaction(s *session) bool {
 	}
 	defer body.Close()
 
+	rcpts := make([]string, len(d.pending))
+	for k, i := range d.pending {
+		rcpts[k] = d.res[i].Rcpt
+	}
+	if s.canPipeline(msg.From, rcpts) {
+		return d.pipelined(s, body)
+	}
+
 	// go-smtp adds SIZE= and BODY=8BITMIME itself when the server offers
 	// them (the latter whatever Body says; that is harmless, RFC 6152
 	// allows 7-bit content under BODY=8BITMIME). 8-bit content goes out
@@ -397,6 +406,7 @@ type session struct {
 	namaddr string // "mx.example.com[192.0.2.1]", for texts
 	relay   string // namaddr plus ":port", for logs
 	lmtp    bool
+	tp      *textproto.Conn // once the session pipelines (pipeline.go)
 
 	timer     *time.Timer // closes the session when it idles too long
 	idleSince time.Time
