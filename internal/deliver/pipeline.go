@@ -189,19 +189,8 @@ func (d *delivery) pipelined(s *session, body io.Reader) bool {
 		}
 		return s.reset()
 	}
-	src := &readErr{r: body}
-	buf := copyBufs.Get().(*[]byte)
 	dw := tp.DotWriter()
-	_, err = io.CopyBuffer(&deadlineWriter{w: dw, conn: s.conn, d: timeout}, src, *buf)
-	copyBufs.Put(buf)
-	if err != nil {
-		if src.err != nil {
-			// Closing without the final dot makes the server drop the
-			// message.
-			d.keepAll(tempf("none", "4.3.0", "error reading message %s: %v", msg.ID, src.err))
-		} else {
-			d.keepAll(s.ioError(err, "sending message body"))
-		}
+	if !d.sendBody(s, dw, body) {
 		return false
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(timeout))

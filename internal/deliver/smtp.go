@@ -339,18 +339,7 @@ func (d *delivery) transaction(s *session) bool {
 		d.outcome(accepted, e)
 		return s.reset()
 	}
-	src := &readErr{r: body}
-	buf := copyBufs.Get().(*[]byte)
-	_, err = io.CopyBuffer(&deadlineWriter{w: w, conn: s.conn, d: s.cl.CommandTimeout}, src, *buf)
-	copyBufs.Put(buf)
-	if err != nil {
-		if src.err != nil {
-			// Closing without the final dot makes the server drop the
-			// message.
-			d.keepAll(tempf("none", "4.3.0", "error reading message %s: %v", msg.ID, src.err))
-		} else {
-			d.keepAll(s.ioError(err, "sending message body"))
-		}
+	if !d.sendBody(s, w, body) {
 		return false
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.cl.CommandTimeout))
@@ -889,6 +878,27 @@ type deadlineWriter struct {
 func (t *deadlineWriter) Write(p []byte) (int, error) {
 	t.conn.SetWriteDeadline(time.Now().Add(t.d))
 	return t.w.Write(p)
+}
+
+// sendBody copies the message body to w, the DATA stream, and reports
+// whether it all went; if not, every pending recipient keeps the reason
+// and the session is not to be used again.
+func (d *delivery) sendBody(s *session, w io.Writer, body io.Reader) bool {
+	src := &readErr{r: body}
+	buf := copyBufs.Get().(*[]byte)
+	_, err := io.CopyBuffer(&deadlineWriter{w: w, conn: s.conn, d: s.cl.CommandTimeout}, src, *buf)
+	copyBufs.Put(buf)
+	if err == nil {
+		return true
+	}
+	if src.err != nil {
+		// Closing without the final dot makes the server drop the
+		// message.
+		d.keepAll(tempf("none", "4.3.0", "error reading message %s: %v", d.msg.ID, src.err))
+	} else {
+		d.keepAll(s.ioError(err, "sending message body"))
+	}
+	return false
 }
 
 // copyBufs are the buffers message bodies are sent through, reused
