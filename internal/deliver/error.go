@@ -42,7 +42,15 @@ type Error struct {
 	// Relay is the server as Postfix logs it, "host[ip]:port", or "none"
 	// when no server was reached.
 	Relay string
+	// Unreachable says no server of the next hop could be talked to at
+	// all (no address, no connection, no greeting): Postfix's "site
+	// unavailable", after which its queue manager suspends deliveries to
+	// that next hop for a while rather than try each message.
+	Unreachable bool
 }
+
+// SiteUnavailable reports whether the whole next hop failed.
+func (e *Error) SiteUnavailable() bool { return e.Unreachable }
 
 func (e *Error) Error() string { return e.Text }
 

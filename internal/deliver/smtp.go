@@ -148,6 +148,7 @@ type delivery struct {
 	res     []Result
 	errs    []*Error
 	pending []int
+	talked  bool // some server got past its greeting
 }
 
 func (d *delivery) finish(i int, e *Error) {
@@ -248,12 +249,18 @@ func (d *delivery) run(nexthop string) {
 				e = tempf("none", "4.4.7", "delivery interrupted: %v", err)
 			}
 		}
+		if !d.talked && !e.Permanent && d.ctx.Err() == nil {
+			site := *e
+			site.Unreachable = true
+			e = &site
+		}
 		d.finish(i, e)
 	}
 }
 
 // transact runs one mail transaction on s and then caches or closes it.
 func (d *delivery) transact(s *session) {
+	d.talked = true
 	stop := context.AfterFunc(d.ctx, func() { s.raw.Close() })
 	ok := d.transaction(s)
 	if stop() && ok {

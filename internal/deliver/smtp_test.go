@@ -127,6 +127,14 @@ func TestDeliverMX(t *testing.T) {
 		if r.Relay != "none" {
 			t.Errorf("relay %q for a refused connection", r.Relay)
 		}
+		if e, ok := r.Err.(*Error); !ok || !e.SiteUnavailable() {
+			t.Errorf("%v: not marked as the whole next hop unreachable", r.Err)
+		}
+	}
+	// A server that answers, even with a refusal, is no unreachable site.
+	res = c.Deliver(context.Background(), "example.test", testMessage(body), []string{"a@example.test"})
+	if e, ok := res[0].Err.(*Error); ok && e.SiteUnavailable() {
+		t.Errorf("%v: marked unreachable though a server answered", e)
 	}
 }
 

@@ -98,6 +98,7 @@ type Queue struct {
 	timers  timerHeap
 	active  int
 	hops    map[string]chan struct{} // per-nexthop concurrency
+	dead    map[Hop]suspended        // next hops no server of which answered
 	wake    chan struct{}
 	closing bool
 	wg      sync.WaitGroup
@@ -143,7 +144,7 @@ func Open(o Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{o: o, store: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]chan struct{}{}, wake: make(chan struct{}, 1)}
+	q := &Queue{o: o, store: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]chan struct{}{}, dead: map[Hop]suspended{}, wake: make(chan struct{}, 1)}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	ids, err := st.scan(true)
 	if err != nil {
@@ -373,7 +374,11 @@ func (q *Queue) process(e *entry) {
 				q.recordGroup(p, nil)
 				return
 			}
-			outs := q.o.Deliver(ctx, m, hop, rcpts)
+			outs, skipped := q.suspendedOutcomes(hop, len(rcpts))
+			if !skipped {
+				outs = q.o.Deliver(ctx, m, hop, rcpts)
+				q.noteSite(hop, outs)
+			}
 			<-sem
 			res := make([]Outcome, len(rcpts))
 			recs := make([]record, len(rcpts))
@@ -483,6 +488,73 @@ func (q *Queue) recordGroup(p *pass, recs []record, log ...func()) {
 		// loudly, keep going (the deliveries themselves happened).
 		q.log.Error("cannot record delivery state", "id", m.ID, "err", err)
 	}
+}
+
+// A next hop none of whose servers could be reached is suspended for
+// minimal_backoff_time, as Postfix's queue manager does with a "dead"
+// destination: its messages are deferred at once with "delivery
+// temporarily suspended" and the last reason, instead of each waiting on
+// connections that fail (or, to a host that drops packets, time out). A
+// delivery that reaches a server, or a flush, ends the suspension.
+
+// siteError is implemented by delivery errors that can say the whole
+// next hop failed (deliver.Error).
+type siteError interface{ SiteUnavailable() bool }
+
+type suspended struct {
+	until  time.Time
+	reason error
+}
+
+// suspendedError is the deferral of a message to a suspended next hop.
+type suspendedError struct{ reason error }
+
+func (e suspendedError) Error() string {
+	return "delivery temporarily suspended: " + e.reason.Error()
+}
+
+func (e suspendedError) EnhancedCode() string { return dsnOf(e.reason) }
+
+// suspendedOutcomes returns deferrals for n recipients if hop is
+// suspended.
+func (q *Queue) suspendedOutcomes(hop Hop, n int) ([]Outcome, bool) {
+	q.mu.Lock()
+	d, ok := q.dead[hop]
+	if ok && time.Now().After(d.until) {
+		delete(q.dead, hop)
+		ok = false
+	}
+	q.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	outs := make([]Outcome, n)
+	for k := range outs {
+		outs[k] = Outcome{Err: suspendedError{d.reason}, Relay: "none"}
+	}
+	return outs, true
+}
+
+// noteSite suspends hop when the delivery found it unreachable, and
+// ends a suspension when it got through.
+func (q *Queue) noteSite(hop Hop, outs []Outcome) {
+	var down error
+	for _, o := range outs {
+		var se siteError
+		if o.Err == nil || !errors.As(o.Err, &se) || !se.SiteUnavailable() {
+			q.mu.Lock()
+			delete(q.dead, hop)
+			q.mu.Unlock()
+			return
+		}
+		down = o.Err
+	}
+	if down == nil {
+		return
+	}
+	q.mu.Lock()
+	q.dead[hop] = suspended{until: time.Now().Add(q.o.MinBackoff), reason: down}
+	q.mu.Unlock()
 }
 
 func (q *Queue) hopSlot(h Hop) chan struct{} {
@@ -764,6 +836,7 @@ var ErrNotFound = errors.New("no such message in the queue")
 // Flush makes every deferred recipient due now (postqueue -f).
 func (q *Queue) Flush() {
 	q.mu.Lock()
+	clear(q.dead) // as Postfix's flush: suspended next hops are tried again
 	for _, e := range q.msgs {
 		if e.busy {
 			e.flush = true // its delivery goroutine owns the recipients now

@@ -623,3 +623,82 @@ func TestRecordGrace(t *testing.T) {
 		}
 	}
 }
+
+// siteDown is a delivery error for a next hop no server of which answers.
+type siteDown struct{}
+
+func (siteDown) Error() string         { return "connect to two.example[192.0.2.2]:25: Connection refused" }
+func (siteDown) IsPermanent() bool     { return false }
+func (siteDown) SiteUnavailable() bool { return true }
+func (siteDown) EnhancedCode() string  { return "4.4.1" }
+
+// A next hop found unreachable is suspended: the messages behind it are
+// deferred without a delivery attempt, with Postfix's "delivery
+// temporarily suspended" and the reason, until minimal_backoff_time has
+// passed or a flush; other next hops are not affected.
+func TestSuspendUnreachableHop(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	f.set("b@two.example", siteDown{})
+	o := f.options(dir)
+	o.MinBackoff, o.MaxBackoff = time.Hour, time.Hour
+	var mu sync.Mutex
+	var reasons []string
+	tries := map[string]int{}
+	base := o.Deliver
+	o.Deliver = func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+		mu.Lock()
+		tries[hop.Nexthop]++
+		mu.Unlock()
+		return base(ctx, m, hop, rcpts)
+	}
+	ev := &recEvents{}
+	o.Events = ev
+	q := startQueue(t, o)
+	q.Enqueue(context.Background(), q.NewID(), env("b@two.example"), strings.NewReader("x\r\n"))
+	waitFor(t, "the first deferral", func() bool { return len(ev.deferred()) == 1 })
+	for i := 0; i < 4; i++ {
+		q.Enqueue(context.Background(), q.NewID(), env("b@two.example", fmt.Sprintf("a%d@one.example", i)), strings.NewReader("x\r\n"))
+	}
+	waitFor(t, "5 deferrals", func() bool { return len(ev.deferred()) == 5 })
+	mu.Lock()
+	if tries["two.example"] != 1 || tries["one.example"] != 4 {
+		t.Errorf("delivery attempts: %d to the unreachable hop (want 1), %d to the other (want 4)", tries["two.example"], tries["one.example"])
+	}
+	mu.Unlock()
+	reasons = ev.deferred()
+	for _, r := range reasons[1:] {
+		if r != "delivery temporarily suspended: connect to two.example[192.0.2.2]:25: Connection refused" {
+			t.Errorf("deferral reason %q", r)
+		}
+	}
+	q.Flush()
+	waitFor(t, "attempts after the flush", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return tries["two.example"] >= 2
+	})
+}
+
+// recEvents records deferral reasons.
+type recEvents struct {
+	mu  sync.Mutex
+	def []string
+}
+
+func (e *recEvents) Queued(*Message)  {}
+func (e *recEvents) Removed(*Message) {}
+func (e *recEvents) Delivery(m *Message, i int, hop Hop, o Outcome, status string, _ time.Duration) {
+	if status != "deferred" {
+		return
+	}
+	e.mu.Lock()
+	e.def = append(e.def, o.Err.Error())
+	e.mu.Unlock()
+}
+
+func (e *recEvents) deferred() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.def...)
+}
