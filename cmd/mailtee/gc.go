@@ -4,6 +4,8 @@ import (
 	"os"
 	goruntime "runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"time"
 )
 
 // gcHeadroom is how far the heap may grow past what is live before the
@@ -32,4 +34,28 @@ func gcPercent(live uint64) int {
 		return 100
 	}
 	return max(25, int(100*gcHeadroom/live))
+}
+
+// gcTuner keeps tuneGC's rule as the live heap changes: a queue of
+// 100,000 deferred messages is live memory too. It reads the live heap
+// every 10 s until stop is closed.
+func gcTuner(stop <-chan struct{}) {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 {
+			return
+		}
+		debug.SetGCPercent(gcPercent(sample[0].Value.Uint64()))
+	}
 }

@@ -115,6 +115,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	stopProfile := startProfile(stderr)
 	defer stopProfile()
+	stopGC := make(chan struct{})
+	defer close(stopGC)
+	go gcTuner(stopGC)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			s.reloadCheck(cfg.Dir)
