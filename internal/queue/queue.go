@@ -150,6 +150,7 @@ func Open(o Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.resetPool()
 	for _, id := range ids {
 		m, err := st.load(id)
 		if err != nil {
@@ -709,7 +710,7 @@ func (q *Queue) finish(e *entry) {
 			return
 		}
 	}
-	q.remove(e)
+	q.removeFile(e, true) // every delivery of e is over
 }
 
 // markNotified records, durably, that the sender (or postmaster) has been
@@ -731,7 +732,11 @@ func (q *Queue) markNotified(m *Message, idx []int) error {
 	return nil
 }
 
-func (q *Queue) remove(e *entry) {
+func (q *Queue) remove(e *entry) { q.removeFile(e, false) }
+
+// removeFile removes e; with reuse its file may be written over by a new
+// message, which only a message no delivery is reading may allow.
+func (q *Queue) removeFile(e *entry, reuse bool) {
 	q.mu.Lock()
 	gone := e.removed
 	e.removed = true
@@ -739,7 +744,7 @@ func (q *Queue) remove(e *entry) {
 	if gone {
 		return // deleted by the administrator meanwhile
 	}
-	if err := q.store.remove(e.m); err != nil {
+	if err := q.store.remove(e.m, reuse); err != nil {
 		q.log.Error("cannot remove queue file", "id", e.m.ID, "err", err)
 	}
 	q.mu.Lock()

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/envelope"
@@ -122,7 +123,18 @@ type store struct {
 	tmpfile bool
 	cached  atomic.Int64 // bytes of message bodies kept in memory
 	appends atomic.Int64 // sidecar writes, for tests
+
+	// free holds files of delivered messages, written over by new ones
+	// (safeio.Reuse). Only the server uses it: it empties it at start.
+	free     string
+	poolMu   sync.Mutex
+	pool     []string // names in free
+	reusable bool     // the server's store, whose pool is in use
 }
+
+// poolMax bounds the files kept for reuse: enough for the messages in
+// flight under load.
+const poolMax = 1024
 
 // Bodies of at most cacheMax bytes stay in memory from acceptance to the
 // first delivery attempt, while all of them together take less than
@@ -134,8 +146,8 @@ const (
 )
 
 func openStore(dir string) (*store, error) {
-	s := &store{dir: dir, qdir: filepath.Join(dir, "queue"), corrupt: filepath.Join(dir, "corrupt")}
-	for _, d := range []string{dir, s.qdir, s.corrupt} {
+	s := &store{dir: dir, qdir: filepath.Join(dir, "queue"), corrupt: filepath.Join(dir, "corrupt"), free: filepath.Join(dir, "free")}
+	for _, d := range []string{dir, s.qdir, s.corrupt, s.free} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("queue directory: %w", err)
 		}
@@ -173,7 +185,7 @@ func (s *store) put(id string, env *envelope.Envelope, body io.Reader) (*Message
 	if err != nil {
 		return nil, err
 	}
-	defer nf.Close()
+	defer s.closeNew(nf)
 	if err := s.publish(nf, m, id); err != nil {
 		s.dropCache(m)
 		return nil, err
@@ -202,12 +214,12 @@ var bufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10
 // write writes the message file, synced, as a new file not yet linked
 // into the spool.
 func (s *store) write(env *envelope.Envelope, body io.Reader) (*safeio.NewFile, *Message, error) {
-	nf, err := safeio.CreateNew(s.qdir, s.tmpfile)
+	nf, err := s.newFile()
 	if err != nil {
 		return nil, nil, err
 	}
 	fail := func(err error) (*safeio.NewFile, *Message, error) {
-		nf.Close()
+		s.closeNew(nf)
 		return nil, nil, err
 	}
 	bw := bufPool.Get().(*bufio.Writer)
@@ -241,6 +253,16 @@ func (s *store) write(env *envelope.Envelope, body io.Reader) (*safeio.NewFile, 
 	if err := bw.Flush(); err != nil {
 		return fail(err)
 	}
+	if nf.Reused() != "" {
+		// What the file held before may have been longer.
+		end, err := nf.File.Seek(0, io.SeekCurrent)
+		if err == nil {
+			err = nf.File.Truncate(end)
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
 	if err := nf.File.Sync(); err != nil {
 		return fail(err)
 	}
@@ -254,6 +276,85 @@ func (s *store) write(env *envelope.Envelope, body io.Reader) (*safeio.NewFile, 
 		s.cached.Add(n)
 	}
 	return nf, m, nil
+}
+
+// newFile is the file a new message is written to: a reused one when
+// the pool has one, otherwise a new one.
+func (s *store) newFile() (*safeio.NewFile, error) {
+	for {
+		s.poolMu.Lock()
+		if len(s.pool) == 0 {
+			s.poolMu.Unlock()
+			return safeio.CreateNew(s.qdir, s.tmpfile)
+		}
+		name := s.pool[len(s.pool)-1]
+		s.pool = s.pool[:len(s.pool)-1]
+		s.poolMu.Unlock()
+		if nf, err := safeio.Reuse(filepath.Join(s.free, name)); err == nil {
+			return nf, nil
+		}
+	}
+}
+
+// closeNew closes a new file that was not published; a reused one goes
+// back to the pool.
+func (s *store) closeNew(nf *safeio.NewFile) {
+	nf.Close()
+	if p := nf.Reused(); p != "" {
+		s.poolMu.Lock()
+		s.pool = append(s.pool, filepath.Base(p))
+		s.poolMu.Unlock()
+	}
+}
+
+// retire takes a delivered message's file out of the spool into the
+// pool, or unlinks it when the pool is full or off.
+func (s *store) retire(m *Message) error {
+	s.poolMu.Lock()
+	room := s.reusable && len(s.pool) < poolMax
+	s.poolMu.Unlock()
+	if room {
+		name := filepath.Base(m.path)
+		if safeio.RenameNoReplace(m.path, filepath.Join(s.free, name)) == nil {
+			s.poolMu.Lock()
+			s.pool = append(s.pool, name)
+			s.poolMu.Unlock()
+			return nil
+		}
+	}
+	if err := os.Remove(m.path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// resetPool empties the free directory, at server start: after a crash a
+// rename into the spool may have left the same file under both names,
+// and a file of the pool must never be a queued message.
+func (s *store) resetPool() {
+	entries, _ := os.ReadDir(s.free)
+	queued := map[uint64]bool{}
+	if len(entries) > 0 {
+		qs, _ := os.ReadDir(s.qdir)
+		for _, e := range qs {
+			if fi, err := e.Info(); err == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+					queued[st.Ino] = true
+				}
+			}
+		}
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && queued[st.Ino] {
+			continue // the queued message's other name: leave it be
+		}
+		os.Remove(filepath.Join(s.free, e.Name()))
+	}
+	s.reusable = true
 }
 
 // dropCache lets go of a message's in-memory body.
@@ -485,9 +586,13 @@ func (s *store) appendState(m *Message, durable bool, recs ...record) error {
 // recorded in its sidecar (the removal is their record). The sidecar
 // goes only after the message file's removal is durable: otherwise a
 // power loss could bring back the message without its state.
-func (s *store) remove(m *Message) error {
+func (s *store) remove(m *Message, reuse bool) error {
 	s.dropCache(m)
-	if err := os.Remove(m.path); err != nil && !os.IsNotExist(err) {
+	if reuse {
+		if err := s.retire(m); err != nil {
+			return err
+		}
+	} else if err := os.Remove(m.path); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	if err := s.syncer.Sync(); err != nil {

@@ -125,6 +125,31 @@ func (s *DirSyncer) Sync() error {
 type NewFile struct {
 	*os.File
 	hidden string // the hidden name, when O_TMPFILE is not used
+	reused string // the name of a file being overwritten (Reuse)
+	linked bool
+}
+
+// Reuse opens the existing file path to be written over, as a NewFile:
+// Link then renames it, never replacing a file. Reusing files that are
+// done with, rather than creating new ones, spares the file system an
+// inode allocation and release per file, which on ext4 without a journal
+// costs more than the write itself. The caller truncates the file to what
+// it wrote.
+func Reuse(path string) (*NewFile, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &NewFile{File: f, reused: path}, nil
+}
+
+// Reused is the path Reuse opened while the file has not been linked
+// elsewhere, or "".
+func (f *NewFile) Reused() string {
+	if f.linked {
+		return ""
+	}
+	return f.reused
 }
 
 // CreateNew makes a new file in dir: unnamed when tmpfile (see
@@ -148,6 +173,13 @@ func CreateNew(dir string, tmpfile bool) (*NewFile, error) {
 // (the error is then os.ErrExist). It may be called again with another
 // name after an error.
 func (f *NewFile) Link(path string) error {
+	if f.reused != "" {
+		if err := RenameNoReplace(f.reused, path); err != nil {
+			return err
+		}
+		f.linked = true
+		return nil
+	}
 	if f.hidden != "" {
 		return os.Link(f.hidden, path)
 	}
@@ -159,8 +191,26 @@ func (f *NewFile) Link(path string) error {
 	return nil
 }
 
+// RenameNoReplace renames old to new unless new exists (then the error is
+// os.ErrExist): renameat2(RENAME_NOREPLACE), or where the file system
+// lacks it, a link and an unlink.
+func RenameNoReplace(old, new string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, old, unix.AT_FDCWD, new, unix.RENAME_NOREPLACE)
+	if err == unix.EINVAL || err == unix.ENOSYS {
+		if err := os.Link(old, new); err != nil {
+			return err
+		}
+		return os.Remove(old)
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: old, New: new, Err: err}
+	}
+	return nil
+}
+
 // Close closes the file and removes its hidden name, if any; an unnamed
-// file that was never linked disappears with it.
+// file that was never linked disappears with it; a reused one that was
+// not linked stays where it was.
 func (f *NewFile) Close() error {
 	err := f.File.Close()
 	if f.hidden != "" {

@@ -15,7 +15,7 @@ import (
 )
 
 // postfixInstance is a private instance of the system's Postfix
-// (`postfix -c DIR`), as bench/relay.sh runs one: its own configuration,
+// (`postfix -c DIR`), as bench/compare.sh runs them: its own configuration,
 // queue, data directory and mail log under one temporary directory, its
 // smtpd on one loopback address and a high port, chroot off. The system
 // instance (port 25, /etc/postfix's queue) is never started.

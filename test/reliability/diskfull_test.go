@@ -81,6 +81,17 @@ func fillDisk(t *testing.T, path string) (written int64, free uint64) {
 // end of DATA gets exactly diskFullReply, and that the session goes on.
 func expectDiskFull(t *testing.T, in *instance, body string) {
 	t.Helper()
+	t0 := time.Now()
+	if r := dataReply(t, in, "rcpt@far.example", body); r != diskFullReply {
+		t.Fatalf("end of DATA with the disk full: got %q, want %q", r, diskFullReply)
+	}
+	t.Logf("end of DATA refused with %q in %v", diskFullReply, time.Since(t0).Round(time.Millisecond))
+}
+
+// dataReply runs one SMTP transaction by hand to rcpt and returns the
+// reply to the end of DATA; a refused message is followed by RSET.
+func dataReply(t *testing.T, in *instance, rcpt, body string) string {
+	t.Helper()
 	c := dialRaw(t, in.addr(), "")
 	if r := c.cmd("EHLO client.test.example"); !strings.HasPrefix(r, "250") {
 		t.Fatalf("EHLO: %q", r)
@@ -88,23 +99,22 @@ func expectDiskFull(t *testing.T, in *instance, body string) {
 	if r := c.cmd("MAIL FROM:<sender@test.example>"); !strings.HasPrefix(r, "250") {
 		t.Fatalf("MAIL FROM with the disk full: %q", r)
 	}
-	if r := c.cmd("RCPT TO:<rcpt@far.example>"); !strings.HasPrefix(r, "250") {
+	if r := c.cmd("RCPT TO:<" + rcpt + ">"); !strings.HasPrefix(r, "250") {
 		t.Fatalf("RCPT TO with the disk full: %q", r)
 	}
 	if r := c.cmd("DATA"); !strings.HasPrefix(r, "354") {
 		t.Fatalf("DATA with the disk full: %q", r)
 	}
-	t0 := time.Now()
-	if r := c.cmd(body + "."); r != diskFullReply { // cmd adds the CRLF
-		t.Fatalf("end of DATA with the disk full: got %q, want %q", r, diskFullReply)
-	}
-	t.Logf("end of DATA refused with %q in %v", diskFullReply, time.Since(t0).Round(time.Millisecond))
-	if r := c.cmd("RSET"); !strings.HasPrefix(r, "250") {
-		t.Errorf("RSET after the refusal: %q", r)
+	reply := c.cmd(body + ".") // cmd adds the CRLF
+	if !strings.HasPrefix(reply, "250") {
+		if r := c.cmd("RSET"); !strings.HasPrefix(r, "250") {
+			t.Errorf("RSET after the refusal: %q", r)
+		}
 	}
 	if r := c.cmd("QUIT"); !strings.HasPrefix(r, "221") {
 		t.Errorf("QUIT after the refusal: %q", r)
 	}
+	return reply
 }
 
 // bigMessage is a message of about size bytes whose body is unique to tag.
@@ -222,14 +232,40 @@ func TestDiskFull(t *testing.T) {
 		t.Logf("with the disk full mailtee could not record some deliveries (a restart now would repeat them):\n%s", strings.Join(l, "\n"))
 	}
 
-	// 4. The delivered messages freed space: fill it again, still refused.
+	// 4. The delivered messages' files are kept for new ones to be
+	// written over (their space is not freed): with the disk full again,
+	// new mail may still be stored in them, whole, as long as that space
+	// lasts (the next hop is down again, so that none is delivered and
+	// its file reused meanwhile; a shorter message gives some back);
+	// then it is refused.
+	sk.close()
 	written, free = fillDisk(t, filler)
 	t.Logf("filler topped up by %d bytes, %d bytes free", written, free)
-	expectDiskFull(t, in, refused)
+	var reused []string
+	for i := 0; ; i++ {
+		rcpt := fmt.Sprintf("reuse%d@far.example", i)
+		r := dataReply(t, in, rcpt, refused)
+		if r == diskFullReply {
+			break
+		}
+		if !strings.HasPrefix(r, "250") || i == 10*n {
+			t.Fatalf("end of DATA with the disk full, %d messages after %d were delivered: got %q, want %q", i+1, n, r, diskFullReply)
+		}
+		reused = append(reused, rcpt)
+	}
+	t.Logf("with the disk full, %d messages were stored in files of delivered ones, the next refused", len(reused))
 
-	// 5. Space is back: the same process accepts and delivers new mail.
+	// 5. Space is back: the same process accepts and delivers new mail,
+	// and what it stored in reused files.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
+	}
+	sk = newSink(t, fmt.Sprintf("127.0.0.1:%d", port), nil)
+	if out, err := in.run("", "queue", "flush"); err != nil {
+		t.Fatalf("queue flush: %v\n%s", err, out)
+	}
+	for _, rcpt := range reused {
+		waitUntil(t, "delivery of "+rcpt, fltWait, func() bool { return sk.count(rcpt) == 1 })
 	}
 	t2 := time.Now()
 	if err := send(in.addr(), "sender@test.example", []string{"after@far.example"}, testMessage("after")); err != nil {
