@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -187,6 +188,15 @@ func newServer(cfg *config.Config, stderr io.Writer, opened map[string]maps.Tabl
 		MaxLifetime:     mustDuration(cfg, "maximal_queue_lifetime"),
 		BounceLifetime:  mustDuration(cfg, "bounce_queue_lifetime"),
 		DestConcurrency: mustInt(cfg, "default_destination_concurrency_limit"),
+		// As Postfix: local's is 2 by default, the others follow
+		// default_destination_concurrency_limit.
+		Concurrency: func(transport string) int {
+			n, err := strconv.Atoi(cfg.Get(transport + "_destination_concurrency_limit"))
+			if err != nil {
+				return 0
+			}
+			return n
+		},
 		Route: func(ctx context.Context, rcpt string) (queue.Hop, error) {
 			h, err := s.rt.Load().router.Route(ctx, rcpt)
 			return queue.Hop{Transport: h.Transport, Nexthop: h.Nexthop}, err

@@ -67,6 +67,10 @@ type Options struct {
 	BounceLifetime time.Duration // bounce_queue_lifetime (5d), for mail from <>
 
 	DestConcurrency int // default_destination_concurrency_limit (20)
+	// Concurrency, when set, is the limit for a transport's next hops
+	// (TRANSPORT_destination_concurrency_limit); DestConcurrency
+	// otherwise.
+	Concurrency func(transport string) int
 	MaxActive       int // messages being delivered at once (Postfix qmgr_message_active_limit)
 
 	// Route says where a recipient goes.
@@ -564,7 +568,13 @@ func (q *Queue) hopSlot(h Hop) chan struct{} {
 	k := h.String()
 	s, ok := q.hops[k]
 	if !ok {
-		s = make(chan struct{}, q.o.DestConcurrency)
+		n := q.o.DestConcurrency
+		if q.o.Concurrency != nil {
+			if c := q.o.Concurrency(h.Transport); c > 0 {
+				n = c
+			}
+		}
+		s = make(chan struct{}, n)
 		q.hops[k] = s
 	}
 	return s

@@ -769,3 +769,47 @@ func TestFileReuse(t *testing.T) {
 		t.Errorf("pool not emptied at start: %d files", len(entries))
 	}
 }
+
+// TRANSPORT_destination_concurrency_limit: a transport's next hop gets
+// its own limit (local's is 2 in Postfix), others the default.
+func TestTransportConcurrency(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	o := f.options(dir)
+	o.Concurrency = func(transport string) int {
+		if transport == "local" {
+			return 1
+		}
+		return 0
+	}
+	o.Route = func(_ context.Context, rcpt string) (Hop, error) {
+		if strings.HasSuffix(rcpt, "@here.example") {
+			return Hop{"local", "here.example"}, nil
+		}
+		return Hop{"smtp", "far.example"}, nil
+	}
+	var mu sync.Mutex
+	in, most := map[string]int{}, map[string]int{}
+	base := o.Deliver
+	o.Deliver = func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+		mu.Lock()
+		in[hop.Transport]++
+		most[hop.Transport] = max(most[hop.Transport], in[hop.Transport])
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		in[hop.Transport]--
+		mu.Unlock()
+		return base(ctx, m, hop, rcpts)
+	}
+	q := startQueue(t, o)
+	for i := 0; i < 6; i++ {
+		q.Enqueue(context.Background(), q.NewID(), env(fmt.Sprintf("u%d@here.example", i), fmt.Sprintf("r%d@far.example", i)), strings.NewReader("x\r\n"))
+	}
+	waitFor(t, "all delivered", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if most["local"] != 1 || most["smtp"] < 2 {
+		t.Errorf("most deliveries at once: local %d (want 1), smtp %d (want more)", most["local"], most["smtp"])
+	}
+}
