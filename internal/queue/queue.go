@@ -71,7 +71,7 @@ type Options struct {
 	// (TRANSPORT_destination_concurrency_limit); DestConcurrency
 	// otherwise.
 	Concurrency func(transport string) int
-	MaxActive       int // messages being delivered at once (Postfix qmgr_message_active_limit)
+	MaxActive   int // messages being delivered at once (Postfix qmgr_message_active_limit)
 
 	// Route says where a recipient goes.
 	Route func(ctx context.Context, rcpt string) (Hop, error)
