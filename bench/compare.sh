@@ -63,7 +63,11 @@
 #            DIR/mail/ (Maildir DIR/mail/mtbench/{new,cur,tmp} in both),
 #            local_recipient_maps = proxy:unix:passwd.byname $alias_maps,
 #            recipient_bcc_maps = static:copy@relay.example, transport_maps
-#            = inline:{ relay.example=smtp:[127.0.0.1]:RELAYPORT };
+#            = inline:{ relay.example=smtp:[127.0.0.1]:RELAYPORT },
+#            local_destination_concurrency_limit = 20 (Postfix's limit is
+#            per recipient, 2 by default; mailtee's local next hop is the
+#            domain, with the default limit, 20: with the one recipient
+#            of this test, both then deliver up to 20 at once);
 #            relay: relay_domains = relay.example, transport_maps to the sink.
 #            smtp-source sends to mtbench@bench.example. Postfix's local(8)
 #            writes the Maildir as mtbench (DIR/mail is chowned to it);
@@ -712,6 +716,9 @@ local_recipient_maps = proxy:unix:passwd.byname \$alias_maps
 mail_spool_directory = $2/
 recipient_bcc_maps = static:copy@relay.example
 transport_maps = inline:{ relay.example=smtp:[127.0.0.1]:$1 }
+# Postfix's local limit is per recipient (2), mailtee's per domain (the
+# default, 20): with the one recipient here, both write 20 at a time.
+local_destination_concurrency_limit = 20
 EOF
 }
 seed_relay_cf() { # seed_relay_cf SINKPORT

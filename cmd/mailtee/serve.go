@@ -188,9 +188,16 @@ func newServer(cfg *config.Config, stderr io.Writer, opened map[string]maps.Tabl
 		MaxLifetime:     mustDuration(cfg, "maximal_queue_lifetime"),
 		BounceLifetime:  mustDuration(cfg, "bounce_queue_lifetime"),
 		DestConcurrency: mustInt(cfg, "default_destination_concurrency_limit"),
-		// As Postfix: local's is 2 by default, the others follow
-		// default_destination_concurrency_limit.
+		// smtp, relay and lmtp follow TRANSPORT_destination_concurrency_limit.
+		// local does not: Postfix's local limit (2) is per recipient
+		// (local_destination_recipient_limit = 1), mailtee's next hop
+		// for local delivery is the whole domain, whose deliveries
+		// Postfix runs up to its process limit (100) at once; mailtee
+		// keeps default_destination_concurrency_limit there.
 		Concurrency: func(transport string) int {
+			if transport == "local" {
+				return 0
+			}
 			n, err := strconv.Atoi(cfg.Get(transport + "_destination_concurrency_limit"))
 			if err != nil {
 				return 0

@@ -115,7 +115,6 @@ var implemented = map[string]paramInfo{
 	"smtp_destination_concurrency_limit":    {},
 	"relay_destination_concurrency_limit":   {},
 	"lmtp_destination_concurrency_limit":    {},
-	"local_destination_concurrency_limit":   {},
 	// acceptance limits
 	"message_size_limit": {}, "smtpd_recipient_limit": {}, "header_size_limit": {},
 	"smtpd_timeout": {}, "smtpd_hard_error_limit": {}, "smtpd_soft_error_limit": {},
