@@ -141,6 +141,9 @@ var harmless = map[string]bool{
 	"syslog_facility": true, "smtp_tls_note_starttls_offer": true,
 	"smtpd_tls_received_header": true, "tls_random_source": true,
 	"show_user_unknown_table_name": true,
+	// Per recipient in Postfix; mailtee's local next hop is the domain,
+	// with default_destination_concurrency_limit (README, item 7).
+	"local_destination_concurrency_limit": true,
 }
 
 // harmlessPattern covers families of harmless parameters: installation
