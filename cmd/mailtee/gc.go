@@ -22,9 +22,20 @@ func tuneGC() {
 		return
 	}
 	goruntime.GC()
-	var ms goruntime.MemStats
-	goruntime.ReadMemStats(&ms)
-	debug.SetGCPercent(gcPercent(ms.HeapAlloc))
+	setGCPercent()
+}
+
+// setGCPercent applies gcPercent to the live heap as of the last
+// collection, read from runtime/metrics without stopping the world. It
+// reports false where the runtime does not give that figure.
+func setGCPercent() bool {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return false
+	}
+	debug.SetGCPercent(gcPercent(sample[0].Value.Uint64()))
+	return true
 }
 
 // gcPercent is the GOGC that gives a live heap of live bytes about
@@ -43,7 +54,6 @@ func gcTuner(stop <-chan struct{}) {
 	if os.Getenv("GOGC") != "" {
 		return
 	}
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
 	for {
@@ -52,10 +62,8 @@ func gcTuner(stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
+		if !setGCPercent() {
 			return
 		}
-		debug.SetGCPercent(gcPercent(sample[0].Value.Uint64()))
 	}
 }
