@@ -484,14 +484,20 @@ func (q *Queue) recordGroup(p *pass, recs []record, log ...func()) {
 	if len(mine) == 0 {
 		return
 	}
+	q.persist(m, mine)
+}
+
+// persist appends recs to m's state, fsynced unless all are deferrals
+// (a lost deferral only costs an earlier retry).
+func (q *Queue) persist(m *Message, recs []record) {
 	durable := false
-	for _, r := range mine {
+	for _, r := range recs {
 		durable = durable || r.Op != "deferred"
 	}
-	if err := q.store.appendState(m, durable, mine...); err != nil && durable {
+	if err := q.store.appendState(m, durable, recs...); err != nil && durable {
 		// Without the records a restart would deliver again; say so
 		// loudly, keep going (the deliveries themselves happened).
-		q.log.Error("cannot record delivery state", "id", m.ID, "err", err)
+		q.log.Error("cannot record delivery state", "id", m.ID, "rcpt", m.Rcpts[recs[0].Rcpt].Addr, "err", err)
 	}
 }
 
@@ -583,10 +589,7 @@ func (q *Queue) hopSlot(h Hop) chan struct{} {
 // record stores and logs the outcome for one recipient.
 func (q *Queue) record(m *Message, i int, hop Hop, o Outcome) {
 	rec := q.outcome(m, i, o)
-	durable := rec.Op != "deferred"
-	if err := q.store.appendState(m, durable, rec); err != nil && durable {
-		q.log.Error("cannot record delivery state", "id", m.ID, "rcpt", m.Rcpts[i].Addr, "err", err)
-	}
+	q.persist(m, []record{rec})
 	q.mu.Lock()
 	m.apply(rec)
 	q.mu.Unlock()
