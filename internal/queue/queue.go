@@ -87,6 +87,8 @@ type Options struct {
 
 	Events Events
 	Log    *slog.Logger
+
+	noJournal bool // every message in a file of its own (tests)
 }
 
 // Queue is the spool and its scheduler.
@@ -155,6 +157,25 @@ func Open(o Options) (*Queue, error) {
 		return nil, err
 	}
 	st.resetPool()
+	if !o.noJournal {
+		moved, js, err := st.recoverJournal(ids)
+		if err != nil {
+			return nil, err
+		}
+		for p, n := range js.damaged {
+			q.log.Warn(fmt.Sprintf("queue journal %s: %d damaged records skipped; segment moved to %s", p, n, st.corrupt))
+		}
+		for _, note := range js.notes {
+			q.log.Info("queue journal " + note)
+		}
+		if len(moved) > 0 {
+			q.log.Info(fmt.Sprintf("queue journal: %d messages of the previous run moved to files of their own", len(moved)))
+		}
+		ids = append(ids, moved...)
+		if st.jn, err = openJournal(st.jdir, js.last+1); err != nil {
+			return nil, err
+		}
+	}
 	for _, id := range ids {
 		m, err := st.load(id)
 		if err != nil {
@@ -322,14 +343,18 @@ func (q *Queue) Close(ctx context.Context) error {
 	q.poke()
 	done := make(chan struct{})
 	go func() { q.wg.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		q.cancel()
 		<-done
-		return ctx.Err()
+		err = ctx.Err()
 	}
+	if q.store.jn != nil {
+		q.store.jn.close()
+	}
+	return err
 }
 
 // scheduleLocked puts e in the timer heap for time t (zero: now).
@@ -837,12 +862,24 @@ func ListDir(dir string) ([]Info, error) {
 		return nil, err
 	}
 	var out []Info
+	have := map[string]bool{}
 	for _, id := range ids {
 		m, err := st.load(id)
 		if err != nil {
 			continue
 		}
+		have[id] = true
 		out = append(out, info(m, false))
+	}
+	// Messages the server had not moved out of its journal yet.
+	js, err := readJournal(st.jdir)
+	if err != nil {
+		return nil, err
+	}
+	for _, jm := range js.live {
+		if !have[jm.id] {
+			out = append(out, info(jm.message(), false))
+		}
 	}
 	sortInfo(out)
 	return out, nil

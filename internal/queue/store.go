@@ -75,13 +75,25 @@ type Message struct {
 	Rcpts []RcptState
 	Hold  bool
 
-	path    string
+	path    string // its own file; set before jn is cleared
 	bodyOff int64
 	data    atomic.Pointer[[]byte] // the body, while it is kept in memory
+	jn      atomic.Pointer[jref]   // where it is in the journal, while it is
 
-	stMu     sync.Mutex // appends to the sidecar
+	stMu     sync.Mutex // appends to the sidecar, moves, removal
 	hasState bool       // the sidecar exists
 	stSynced bool       // and its directory entry is durable
+	gone     bool       // removed: nothing more is recorded
+}
+
+// newMessage is a message with every recipient pending.
+func newMessage(id string, env *envelope.Envelope, size int64) *Message {
+	m := &Message{ID: id, Env: *env, Size: size}
+	m.Rcpts = make([]RcptState, len(env.Rcpts))
+	for i, r := range env.Rcpts {
+		m.Rcpts[i].Rcpt = r
+	}
+	return m
 }
 
 // Open returns the body, as stored.
@@ -89,14 +101,22 @@ func (m *Message) Open() (io.ReadCloser, error) {
 	if d := m.data.Load(); d != nil {
 		return io.NopCloser(bytes.NewReader(*d)), nil
 	}
-	f, err := os.Open(m.path)
+	if r := m.jn.Load(); r != nil {
+		return openSection(r.seg.path, r.off, m.Size)
+	}
+	return openSection(m.path, m.bodyOff, m.Size)
+}
+
+// openSection opens size bytes at off of the file at path.
+func openSection(path string, off, size int64) (io.ReadCloser, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{io.NewSectionReader(f, m.bodyOff, m.Size), f}, nil
+	}{io.NewSectionReader(f, off, size), f}, nil
 }
 
 // record is one line of a sidecar state file.
@@ -112,17 +132,20 @@ type record struct {
 
 // store is the spool directory.
 type store struct {
-	dir     string // queue_directory
-	qdir    string // queue_directory/queue
-	corrupt string // queue_directory/corrupt
+	dir     string   // queue_directory
+	qdir    string   // queue_directory/queue
+	jdir    string   // queue_directory/journal
+	jn      *journal // nil: every message gets a file of its own
+	corrupt string   // queue_directory/corrupt
 	syncer  *safeio.DirSyncer
 	seq     atomic.Uint64
 	// tmpfile: new files are made with O_TMPFILE and linked into place
 	// once complete (one directory operation per message); otherwise
 	// under a hidden name, linked, then unlinked.
-	tmpfile bool
-	cached  atomic.Int64 // bytes of message bodies kept in memory
-	appends atomic.Int64 // sidecar writes, for tests
+	tmpfile   bool
+	cached    atomic.Int64 // bytes of message bodies kept in memory
+	appends   atomic.Int64 // sidecar writes, for tests
+	fileSyncs atomic.Int64 // fsyncs of message files, for benchmarks
 
 	// free holds files of delivered messages, written over by new ones
 	// (safeio.Reuse). Only the server uses it: it empties it at start.
@@ -146,7 +169,7 @@ const (
 )
 
 func openStore(dir string) (*store, error) {
-	s := &store{dir: dir, qdir: filepath.Join(dir, "queue"), corrupt: filepath.Join(dir, "corrupt"), free: filepath.Join(dir, "free")}
+	s := &store{dir: dir, qdir: filepath.Join(dir, "queue"), jdir: filepath.Join(dir, "journal"), corrupt: filepath.Join(dir, "corrupt"), free: filepath.Join(dir, "free")}
 	for _, d := range []string{dir, s.qdir, s.corrupt, s.free} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("queue directory: %w", err)
@@ -181,6 +204,32 @@ func (e errBody) Unwrap() error { return e.error }
 // nothing is left and the body's error is returned. A message has no
 // state sidecar until its first state change.
 func (s *store) put(id string, env *envelope.Envelope, body io.Reader) (*Message, error) {
+	if s.jn != nil {
+		bp := recPool.Get().(*[]byte)
+		defer func() {
+			if cap(*bp) <= 2*journalMax {
+				recPool.Put(bp)
+			}
+		}()
+		rec, bodyAt, big, err := msgRecord(*bp, id, env, body)
+		*bp = rec[:0]
+		if err != nil {
+			var be errBody
+			if errors.As(err, &be) {
+				return nil, be.error
+			}
+			return nil, err
+		}
+		if big {
+			body = io.MultiReader(bytes.NewReader(rec[bodyAt:]), body)
+		} else {
+			m, err := s.putJournal(id, env, rec, bodyAt)
+			if !errors.Is(err, errNoSegment) {
+				return m, err
+			}
+			body = bytes.NewReader(bodyBytes(rec, bodyAt))
+		}
+	}
 	nf, m, err := s.write(env, body)
 	if err != nil {
 		return nil, err
@@ -191,6 +240,53 @@ func (s *store) put(id string, env *envelope.Envelope, body io.Reader) (*Message
 		return nil, err
 	}
 	return m, nil
+}
+
+var recPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// putJournal stores a message whose record is built in the journal.
+func (s *store) putJournal(id string, env *envelope.Envelope, rec []byte, bodyAt int) (*Message, error) {
+	r, err := s.jn.add(rec, int64(bodyAt))
+	if err != nil {
+		return nil, err
+	}
+	body := bodyBytes(rec, bodyAt)
+	m := newMessage(id, env, int64(len(body)))
+	m.jn.Store(r)
+	if s.cached.Load() < cacheBudget {
+		d := bytes.Clone(body)
+		m.data.Store(&d)
+		s.cached.Add(int64(len(d)))
+	}
+	return m, nil
+}
+
+// migrate moves a journal message to a file of its own, before its
+// first state record (with m.stMu held). The file is durable before the
+// journal's D record: a crash in between leaves both, and the file wins.
+func (s *store) migrate(m *Message, r *jref) error {
+	body, err := m.Open()
+	if err != nil {
+		return err
+	}
+	nf, m2, err := s.write(&m.Env, body)
+	body.Close()
+	if err != nil {
+		return err
+	}
+	defer s.closeNew(nf)
+	s.dropCache(m2)
+	if err := s.publish(nf, m2, m.ID); err != nil {
+		return err
+	}
+	m.path, m.bodyOff = m2.path, m2.bodyOff
+	m.jn.Store(nil)
+	// Without the D record a restart finds the message twice and keeps
+	// the file; only a crash after the file's delivery and removal, with
+	// this segment still there, would bring it back. The segment stays
+	// until the record is written: it takes more than a failed write.
+	s.jn.done(r, m.ID)
+	return nil
 }
 
 // publish links a written message under id (a link never replaces what
@@ -266,11 +362,9 @@ func (s *store) write(env *envelope.Envelope, body io.Reader) (*safeio.NewFile, 
 	if err := nf.File.Sync(); err != nil {
 		return fail(err)
 	}
-	m := &Message{Env: *env, Size: n, bodyOff: int64(len(magic))}
-	m.Rcpts = make([]RcptState, len(env.Rcpts))
-	for i, r := range env.Rcpts {
-		m.Rcpts[i].Rcpt = r
-	}
+	s.fileSyncs.Add(1)
+	m := newMessage("", env, n)
+	m.bodyOff = int64(len(magic))
 	if keep.max > 0 && int64(len(keep.b)) == n {
 		m.data.Store(&keep.b)
 		s.cached.Add(n)
@@ -355,6 +449,16 @@ func (s *store) resetPool() {
 		os.Remove(filepath.Join(s.free, e.Name()))
 	}
 	s.reusable = true
+}
+
+// fsyncs counts every fsync and fdatasync of the acceptance and removal
+// paths, for benchmarks (sidecars are not counted).
+func (s *store) fsyncs() int64 {
+	n := s.fileSyncs.Load() + int64(s.syncer.Syncs())
+	if s.jn != nil {
+		n += s.jn.syncs.Load() + int64(s.jn.syncer.Syncs())
+	}
+	return n
 }
 
 // dropCache lets go of a message's in-memory body.
@@ -463,11 +567,8 @@ func (s *store) load(id string) (*Message, error) {
 	if mt.BodySize != metaOff-1-int64(len(magic)) {
 		return nil, errors.New("body size does not match")
 	}
-	m := &Message{ID: id, Env: mt.Env, Size: mt.BodySize, path: path, bodyOff: int64(len(magic))}
-	m.Rcpts = make([]RcptState, len(mt.Env.Rcpts))
-	for i, r := range mt.Env.Rcpts {
-		m.Rcpts[i].Rcpt = r
-	}
+	m := newMessage(id, &mt.Env, mt.BodySize)
+	m.path, m.bodyOff = path, int64(len(magic))
 	s.applyState(m)
 	return m, nil
 }
@@ -547,6 +648,14 @@ func (s *store) appendState(m *Message, durable bool, recs ...record) error {
 	s.appends.Add(1)
 	m.stMu.Lock()
 	defer m.stMu.Unlock()
+	if m.gone {
+		return nil // deleted meanwhile: nothing to keep a record for
+	}
+	if r := m.jn.Load(); r != nil {
+		if err := s.migrate(m, r); err != nil {
+			return err
+		}
+	}
 	flags := os.O_WRONLY | os.O_APPEND
 	if !m.hasState {
 		flags |= os.O_CREATE
@@ -588,6 +697,12 @@ func (s *store) appendState(m *Message, durable bool, recs ...record) error {
 // power loss could bring back the message without its state.
 func (s *store) remove(m *Message, reuse bool) error {
 	s.dropCache(m)
+	m.stMu.Lock()
+	defer m.stMu.Unlock()
+	m.gone = true
+	if r := m.jn.Load(); r != nil {
+		return s.jn.done(r, m.ID)
+	}
 	if reuse {
 		if err := s.retire(m); err != nil {
 			return err
@@ -598,8 +713,6 @@ func (s *store) remove(m *Message, reuse bool) error {
 	if err := s.syncer.Sync(); err != nil {
 		return err
 	}
-	m.stMu.Lock()
-	defer m.stMu.Unlock()
 	if m.hasState {
 		os.Remove(m.path + ".st")
 	}
