@@ -285,6 +285,11 @@ func idOfRecord(rec []byte) string {
 // done records, durably, that the message id of r's segment is no longer
 // in the journal (delivered, deleted, or moved to a file of its own),
 // and deletes the segments that hold nothing live any more.
+//
+// The message counts as done in its segment even when the record cannot
+// be written: deleting the segment later is as good a record, and the
+// segment must not stay forever, holding up the deletion of every newer
+// one, for a message the queue no longer has.
 func (j *journal) done(r *jref, id string) error {
 	rec := make([]byte, recHeader+len(id))
 	copy(rec[recHeader:], id)
@@ -292,14 +297,11 @@ func (j *journal) done(r *jref, id string) error {
 	if err == nil {
 		err = j.sync(seg, off+int64(len(rec)))
 	}
-	if err != nil {
-		return err
-	}
 	j.mu.Lock()
 	r.seg.live--
 	j.mu.Unlock()
 	j.collect()
-	return nil
+	return err
 }
 
 // collect deletes the oldest segments while they take no more records and
