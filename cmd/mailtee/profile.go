@@ -6,14 +6,20 @@ import (
 	"os"
 	goruntime "runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 )
 
 // startProfile writes a CPU profile of the running server to the file
 // named by MAILTEE_CPUPROFILE, and a heap profile to MAILTEE_MEMPROFILE
 // when it stops: how bench/compare.sh's figures are explained. The
 // returned function ends both; without the variables it does nothing.
+// "%p" in a name stands for the process ID, for runs of several servers
+// (compare.sh's seed flow).
 func startProfile(stderr io.Writer) func() {
-	cpu, mem := os.Getenv("MAILTEE_CPUPROFILE"), os.Getenv("MAILTEE_MEMPROFILE")
+	pid := strconv.Itoa(os.Getpid())
+	cpu := strings.ReplaceAll(os.Getenv("MAILTEE_CPUPROFILE"), "%p", pid)
+	mem := strings.ReplaceAll(os.Getenv("MAILTEE_MEMPROFILE"), "%p", pid)
 	var f *os.File
 	if cpu != "" {
 		var err error
