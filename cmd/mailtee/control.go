@@ -68,11 +68,13 @@ func (cs *controlServer) handle(c net.Conn, s *server) {
 		return
 	}
 	verb, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+	if verb == "list" {
+		writeList(c, s.q)
+		return
+	}
 	var reply controlReply
 	err = nil
 	switch verb {
-	case "list":
-		reply.List = s.q.List()
 	case "flush":
 		s.q.Flush()
 	case "delete":
@@ -96,6 +98,24 @@ func (cs *controlServer) handle(c net.Conn, s *server) {
 		reply.Error = err.Error()
 	}
 	json.NewEncoder(c).Encode(reply)
+}
+
+// writeList writes the reply to "list" one message at a time, in the
+// shape of a controlReply: the server never holds the whole listing.
+func writeList(c net.Conn, q *queue.Queue) {
+	w := bufio.NewWriterSize(c, 32<<10)
+	w.WriteString(`{"ok":true,"list":[`)
+	enc := json.NewEncoder(w)
+	sep := ""
+	err := q.Each(func(in queue.Info) error {
+		w.WriteString(sep)
+		sep = ","
+		return enc.Encode(in)
+	})
+	if err == nil {
+		w.WriteString("]}\n")
+		w.Flush()
+	}
 }
 
 func verbPast(v string) string {

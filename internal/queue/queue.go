@@ -647,6 +647,7 @@ func (q *Queue) outcome(m *Message, i int, o Outcome) record {
 	if rec.DSN == "" {
 		rec.DSN = dsnOf(o.Err)
 	}
+	q.store.deferral(&rec)
 	return rec
 }
 
@@ -831,14 +832,52 @@ func info(m *Message, active bool) Info {
 
 // List describes every message in the queue, oldest first.
 func (q *Queue) List() []Info {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	out := make([]Info, 0, len(q.msgs))
-	for _, e := range q.msgs {
-		out = append(out, info(e.m, e.busy))
-	}
-	sortInfo(out)
+	var out []Info
+	q.Each(func(in Info) error {
+		out = append(out, in)
+		return nil
+	})
 	return out
+}
+
+// Each calls f with the description of every message in the queue,
+// oldest first, until f fails. It holds only the IDs of the whole queue
+// at once: listing a backlog of 100,000 messages to a slow reader must
+// not take as much memory again as the queue itself. A message removed
+// meanwhile is left out.
+func (q *Queue) Each(f func(Info) error) error {
+	type key struct {
+		at time.Time
+		id string
+	}
+	q.mu.Lock()
+	keys := make([]key, 0, len(q.msgs))
+	for id, e := range q.msgs {
+		keys = append(keys, key{e.m.Env.Arrival, id})
+	}
+	q.mu.Unlock()
+	sort.Slice(keys, func(i, j int) bool {
+		if !keys[i].at.Equal(keys[j].at) {
+			return keys[i].at.Before(keys[j].at)
+		}
+		return keys[i].id < keys[j].id
+	})
+	for _, k := range keys {
+		q.mu.Lock()
+		e, ok := q.msgs[k.id]
+		var in Info
+		if ok {
+			in = info(e.m, e.busy)
+		}
+		q.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if err := f(in); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func sortInfo(out []Info) {

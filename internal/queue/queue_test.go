@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -839,4 +840,50 @@ func TestTransportConcurrency(t *testing.T) {
 	if most["local"] != 1 || most["smtp"] < 2 {
 		t.Errorf("most deliveries at once: local %d (want 1), smtp %d (want more)", most["local"], most["smtp"])
 	}
+}
+
+// BenchmarkBacklogMemory measures the heap a deferred message keeps while
+// it waits in the queue (one recipient, deferred by a suspended next
+// hop, as in compare.sh's backlog): live bytes after a GC, per message.
+func BenchmarkBacklogMemory(b *testing.B) {
+	var down atomic.Bool
+	q := benchQueue(b, true, func(_ context.Context, m *Message, _ Hop, rcpts []int) []Outcome {
+		out := make([]Outcome, len(rcpts))
+		for k := range out {
+			out[k] = Outcome{Err: siteDown{}, Relay: "none"}
+		}
+		down.Store(true)
+		return out
+	})
+	q.o.MinBackoff, q.o.MaxBackoff = time.Hour, time.Hour
+	go q.Run()
+	defer q.Close(context.Background())
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e := env(fmt.Sprintf("user%d@far.example", i))
+		e.ClientName, e.ClientAddr, e.Helo, e.Protocol, e.BodyType = "localhost", "127.0.0.1", "client.example", "ESMTP", "8BITMIME"
+		if err := q.Enqueue(context.Background(), q.NewID(), e, strings.NewReader(benchBody)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	waitDeferred := time.Now().Add(time.Minute)
+	for time.Now().Before(waitDeferred) {
+		busy := 0
+		for _, in := range q.List() {
+			if in.Active || in.Rcpts[0].Status != "deferred" {
+				busy++
+			}
+		}
+		if busy == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(b.N), "heapB/msg")
 }

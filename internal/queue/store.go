@@ -75,7 +75,7 @@ type Message struct {
 	Rcpts []RcptState
 	Hold  bool
 
-	path    string // its own file; set before jn is cleared
+	dir     string // the spool directory of its own file (shared, not a copy); set before jn is cleared
 	bodyOff int64
 	data    atomic.Pointer[[]byte] // the body, while it is kept in memory
 	jn      atomic.Pointer[jref]   // where it is in the journal, while it is
@@ -104,8 +104,11 @@ func (m *Message) Open() (io.ReadCloser, error) {
 	if r := m.jn.Load(); r != nil {
 		return openSection(r.seg.path, r.off, m.Size)
 	}
-	return openSection(m.path, m.bodyOff, m.Size)
+	return openSection(m.file(), m.bodyOff, m.Size)
 }
+
+// file is the path of the message's own file.
+func (m *Message) file() string { return m.dir + string(filepath.Separator) + m.ID }
 
 // openSection opens size bytes at off of the file at path.
 func openSection(path string, off, size int64) (io.ReadCloser, error) {
@@ -145,6 +148,7 @@ type store struct {
 	tmpfile   bool
 	cached    atomic.Int64 // bytes of message bodies kept in memory
 	appends   atomic.Int64 // sidecar writes, for tests
+	shared    interner
 	fileSyncs atomic.Int64 // fsyncs of message files, for benchmarks
 
 	// free holds files of delivered messages, written over by new ones
@@ -153,6 +157,34 @@ type store struct {
 	poolMu   sync.Mutex
 	pool     []string // names in free
 	reusable bool     // the server's store, whose pool is in use
+}
+
+// interner shares the copies of strings that many queued messages hold
+// alike: the reason, relay and status code of a deferral (the same for
+// every message behind a dead next hop, 100,000 in a backlog).
+type interner struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (in *interner) get(s string) string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if v, ok := in.m[s]; ok {
+		return v
+	}
+	if in.m == nil || len(in.m) >= 4096 {
+		in.m = make(map[string]string)
+	}
+	in.m[s] = s
+	return s
+}
+
+// deferral shares the strings of a deferral record.
+func (s *store) deferral(r *record) {
+	if r.Op == "deferred" {
+		r.Err, r.Relay, r.DSN = s.shared.get(r.Err), s.shared.get(r.Relay), s.shared.get(r.DSN)
+	}
 }
 
 // poolMax bounds the files kept for reuse: enough for the messages in
@@ -279,7 +311,7 @@ func (s *store) migrate(m *Message, r *jref) error {
 	if err := s.publish(nf, m2, m.ID); err != nil {
 		return err
 	}
-	m.path, m.bodyOff = m2.path, m2.bodyOff
+	m.dir, m.bodyOff = m2.dir, m2.bodyOff
 	m.jn.Store(nil)
 	// Without the D record a restart finds the message twice and keeps
 	// the file; only a crash after the file's delivery and removal, with
@@ -301,7 +333,7 @@ func (s *store) publish(nf *safeio.NewFile, m *Message, id string) error {
 		os.Remove(final)
 		return err
 	}
-	m.ID, m.path = id, final
+	m.ID, m.dir = id, s.qdir
 	return nil
 }
 
@@ -408,15 +440,15 @@ func (s *store) retire(m *Message) error {
 	room := s.reusable && len(s.pool) < poolMax
 	s.poolMu.Unlock()
 	if room {
-		name := filepath.Base(m.path)
-		if safeio.RenameNoReplace(m.path, filepath.Join(s.free, name)) == nil {
+		name := m.ID
+		if safeio.RenameNoReplace(m.file(), filepath.Join(s.free, name)) == nil {
 			s.poolMu.Lock()
 			s.pool = append(s.pool, name)
 			s.poolMu.Unlock()
 			return nil
 		}
 	}
-	if err := os.Remove(m.path); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(m.file()); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	return nil
@@ -568,7 +600,7 @@ func (s *store) load(id string) (*Message, error) {
 		return nil, errors.New("body size does not match")
 	}
 	m := newMessage(id, &mt.Env, mt.BodySize)
-	m.path, m.bodyOff = path, int64(len(magic))
+	m.dir, m.bodyOff = s.qdir, int64(len(magic))
 	s.applyState(m)
 	return m, nil
 }
@@ -576,7 +608,7 @@ func (s *store) load(id string) (*Message, error) {
 // applyState replays the sidecar onto m. Lines that do not check out
 // (a write torn by a crash) are skipped.
 func (s *store) applyState(m *Message) {
-	data, err := os.ReadFile(m.path + ".st")
+	data, err := os.ReadFile(m.file() + ".st")
 	if err != nil {
 		return
 	}
@@ -594,6 +626,7 @@ func (s *store) applyState(m *Message) {
 		if json.Unmarshal(line[:sp], &r) != nil {
 			continue
 		}
+		s.deferral(&r)
 		m.apply(r)
 	}
 }
@@ -660,7 +693,7 @@ func (s *store) appendState(m *Message, durable bool, recs ...record) error {
 	if !m.hasState {
 		flags |= os.O_CREATE
 	}
-	f, err := os.OpenFile(m.path+".st", flags, 0o600)
+	f, err := os.OpenFile(m.file()+".st", flags, 0o600)
 	if err != nil {
 		return err
 	}
@@ -707,14 +740,14 @@ func (s *store) remove(m *Message, reuse bool) error {
 		if err := s.retire(m); err != nil {
 			return err
 		}
-	} else if err := os.Remove(m.path); err != nil && !os.IsNotExist(err) {
+	} else if err := os.Remove(m.file()); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	if err := s.syncer.Sync(); err != nil {
 		return err
 	}
 	if m.hasState {
-		os.Remove(m.path + ".st")
+		os.Remove(m.file() + ".st")
 	}
 	return nil
 }

@@ -40,6 +40,7 @@ type conn struct {
 	net.Conn
 	srv   *Server
 	addr  netip.Addr // invalid when the transport has no IP address
+	astr  string     // addr as text, made once: every queued message keeps it
 	name  string     // "localhost" for loopback, else "unknown": no DNS lookups
 	mynet bool       // in Mynetworks at connect time, for the limit exemption
 
@@ -294,7 +295,7 @@ func (c *conn) addrString() string {
 	if !c.addr.IsValid() {
 		return "unknown"
 	}
-	return c.addr.String()
+	return c.astr
 }
 
 // rfcAddr is the address as the Received: header writes it.
@@ -371,6 +372,7 @@ func (s *Server) admit(nc net.Conn) *conn {
 	c := &conn{Conn: nc, srv: s, name: "unknown"}
 	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
 		c.addr = ap.Addr().Unmap()
+		c.astr = c.addr.String()
 		if c.addr.IsLoopback() {
 			c.name = "localhost"
 		}
