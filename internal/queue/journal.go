@@ -155,7 +155,7 @@ func (j *journal) currentLocked(n int64, done bool) (*segment, error) {
 	seg, err := j.create()
 	if err != nil {
 		j.failedAt = time.Now()
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", errNoSegment, err)
 	}
 	if cur != nil {
 		cur.full = true
@@ -176,7 +176,7 @@ func (j *journal) create() (*segment, error) {
 	if err := unix.Fallocate(int(f.Fd()), 0, 0, j.size); err != nil {
 		f.Close()
 		os.Remove(path)
-		return nil, fmt.Errorf("%w: %s: %v", errNoSegment, path, err)
+		return nil, fmt.Errorf("preallocate %s: %w", path, err)
 	}
 	if err := j.syncer.Sync(); err != nil {
 		f.Close()
@@ -200,9 +200,10 @@ func (j *journal) write(typ byte, rec []byte) (*segment, int64, error) {
 	off := seg.written
 	if _, err := seg.f.WriteAt(rec, off); err != nil {
 		// Whatever of it reached the file is not a record: the next
-		// one must not follow it.
+		// one must not follow it. The message, not acknowledged, may
+		// still get a file of its own.
 		seg.full, seg.err = true, err
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("%w: %v", errNoSegment, err)
 	}
 	seg.written += int64(len(rec))
 	seg.users++

@@ -3,12 +3,14 @@ package queue
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -275,4 +277,94 @@ func FuzzReadJournal(f *testing.F) {
 			}
 		}
 	})
+}
+
+// With the disk full, a segment made before still takes messages in its
+// preallocated space, then acceptance fails with ENOSPC (the server's
+// 452); deliveries meanwhile record their D records in the segment's
+// reserve, and nothing is lost or delivered twice. Once space is back,
+// messages are accepted again.
+func TestJournalDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts a small tmpfs")
+	}
+	mnt := t.TempDir()
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m,mode=0700"); err != nil {
+		t.Skipf("cannot mount a tmpfs (%v)", err)
+	}
+	t.Cleanup(func() {
+		if syscall.Unmount(mnt, 0) != nil {
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+		}
+	})
+	dir := filepath.Join(mnt, "spool")
+	f := newFakeNet()
+	o := f.options(dir)
+	gate := make(chan struct{})
+	base := o.Deliver
+	o.Deliver = func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+		<-gate
+		return base(ctx, m, hop, rcpts)
+	}
+	n0, r0 := segmentSize, segmentReserve
+	segmentSize, segmentReserve = 128<<10, 16<<10
+	q := startQueue(t, o) // the journal takes the sizes
+	segmentSize, segmentReserve = n0, r0
+	t.Cleanup(func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	})
+	send := func(i int) error {
+		return q.Enqueue(context.Background(), q.NewID(), env(fmt.Sprintf("r%d@one.example", i)), strings.NewReader(benchBody))
+	}
+	if err := send(0); err != nil {
+		t.Fatal(err)
+	}
+
+	// Fill the disk.
+	fh, err := os.Create(filepath.Join(mnt, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte("x"), 4096)
+	for {
+		if _, err := fh.Write(chunk); err != nil {
+			break
+		}
+	}
+	fh.Close()
+
+	accepted := 1
+	var last error
+	for i := 1; i < 200; i++ {
+		if last = send(i); last != nil {
+			break
+		}
+		accepted++
+	}
+	t.Logf("%d messages accepted, then: %v", accepted, last)
+	if !errors.Is(last, syscall.ENOSPC) {
+		t.Fatalf("acceptance with the disk full ended with %v, want ENOSPC", last)
+	}
+	// 112 KB of room in the segment: about 50 messages of 2.1 KB.
+	if accepted < 20 {
+		t.Errorf("only %d messages went into the preallocated segment", accepted)
+	}
+
+	close(gate)
+	waitFor(t, "deliveries with the disk full", func() bool { return len(q.List()) == 0 })
+	for i := 0; i < accepted; i++ {
+		if n := f.count(fmt.Sprintf("r%d@one.example", i)); n != 1 {
+			t.Errorf("r%d delivered %d times", i, n)
+		}
+	}
+
+	os.Remove(filepath.Join(mnt, "filler"))
+	if err := send(1000); err != nil {
+		t.Errorf("with space back: %v", err)
+	}
+	waitFor(t, "the last delivery", func() bool { return f.count("r1000@one.example") == 1 })
 }
