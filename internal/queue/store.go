@@ -21,7 +21,10 @@ import (
 	"github.com/mailtee/mailtee/internal/safeio"
 )
 
-// On-disk format. A message is one immutable file, queue/ID:
+// On-disk format. A message of at most journalMax bytes is first a record
+// in the intake journal (journal.go) and gets a file of its own only
+// before its first state record; any other message is one immutable
+// file from the start, queue/ID:
 //
 //	"MAILTEE1\n"
 //	body bytes, exactly as received (CRLF line endings)
@@ -75,7 +78,7 @@ type Message struct {
 	Rcpts []RcptState
 	Hold  bool
 
-	dir     string // the spool directory of its own file (shared, not a copy); set before jn is cleared
+	dir     string // the spool directory of its own file (s.qdir, not a copy); set before jn is cleared
 	bodyOff int64
 	data    atomic.Pointer[[]byte] // the body, while it is kept in memory
 	jn      atomic.Pointer[jref]   // where it is in the journal, while it is
@@ -315,8 +318,8 @@ func (s *store) migrate(m *Message, r *jref) error {
 	m.jn.Store(nil)
 	// Without the D record a restart finds the message twice and keeps
 	// the file; only a crash after the file's delivery and removal, with
-	// this segment still there, would bring it back. The segment stays
-	// until the record is written: it takes more than a failed write.
+	// this segment not yet deleted, would bring it back (done counts the
+	// message out of the segment all the same).
 	s.jn.done(r, m.ID)
 	return nil
 }
