@@ -69,8 +69,8 @@ const (
 	journalMax = cacheMax
 )
 
-// Segment geometry, taken by each journal when it opens; variables for
-// tests.
+// Segment geometry, taken by each journal when it opens (as journalKeep
+// is); variables for tests.
 var (
 	segmentSize    int64 = 16 << 20
 	segmentReserve int64 = 512 << 10 // for D records only
@@ -96,6 +96,7 @@ type segment struct {
 	users   int   // writers whose sync has not returned
 	err     error // a failed fdatasync: nothing more is durable here
 	live    int   // messages in it not yet done
+	bytes   int64 // their records' bytes
 	full    bool  // takes no more messages
 }
 
@@ -103,12 +104,14 @@ type segment struct {
 type jref struct {
 	seg *segment
 	off int64 // of the body, in the segment file
+	n   int64 // the record's length
 }
 
 type journal struct {
 	dir           string
 	syncer        *safeio.DirSyncer
 	size, reserve int64 // segmentSize, segmentReserve
+	keep          int   // journalKeep
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -125,7 +128,7 @@ func openJournal(dir string, next uint64) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("queue journal: %w", err)
 	}
-	j := &journal{dir: dir, syncer: &safeio.DirSyncer{Dir: dir}, next: next, size: segmentSize, reserve: segmentReserve}
+	j := &journal{dir: dir, syncer: &safeio.DirSyncer{Dir: dir}, next: next, size: segmentSize, reserve: segmentReserve, keep: journalKeep}
 	j.cond = sync.NewCond(&j.mu)
 	return j, nil
 }
@@ -209,6 +212,7 @@ func (j *journal) write(typ byte, rec []byte) (*segment, int64, error) {
 	seg.users++
 	if typ == recMsg {
 		seg.live++
+		seg.bytes += int64(len(rec))
 		j.recs.Add(1)
 	}
 	return seg, off, nil
@@ -272,10 +276,10 @@ func (j *journal) add(rec []byte, bodyOff int64) (*jref, error) {
 	if err := j.sync(seg, off+int64(len(rec))); err != nil {
 		// Not acknowledged: the message is not queued. Its record may
 		// still be on disk; a D record, if it gets there, says so.
-		j.done(&jref{seg: seg}, idOfRecord(rec))
+		j.done(&jref{seg: seg, n: int64(len(rec))}, idOfRecord(rec))
 		return nil, err
 	}
-	return &jref{seg: seg, off: off + bodyOff}, nil
+	return &jref{seg: seg, off: off + bodyOff, n: int64(len(rec))}, nil
 }
 
 func idOfRecord(rec []byte) string {
@@ -300,9 +304,33 @@ func (j *journal) done(r *jref, id string) error {
 	}
 	j.mu.Lock()
 	r.seg.live--
+	r.seg.bytes -= r.n
 	j.mu.Unlock()
 	j.collect()
 	return err
+}
+
+// Segments are deleted in order, so one message whose first delivery
+// takes long (a slow next hop, a big message) would keep every newer
+// segment on disk. When there are more than journalKeep segments, the
+// queue moves the messages still in the oldest ones to files of their
+// own (compaction), as long as they fill less than a quarter of it:
+// a segment full of messages waiting their turn is a backlog, which
+// takes its room either way.
+var journalKeep = 4
+
+// pinned returns the oldest segments that hold up the deletion of newer
+// ones and are worth emptying.
+func (j *journal) pinned() map[*segment]bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := map[*segment]bool{}
+	for _, s := range j.segs[:max(0, len(j.segs)-j.keep)] {
+		if s.full && s.live > 0 && s.bytes*4 < j.size {
+			out[s] = true
+		}
+	}
+	return out
 }
 
 // collect deletes the oldest segments while they take no more records and

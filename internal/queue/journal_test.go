@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // segments lists the journal's segment files.
@@ -367,4 +369,64 @@ func TestJournalDiskFull(t *testing.T) {
 		t.Errorf("with space back: %v", err)
 	}
 	waitFor(t, "the last delivery", func() bool { return f.count("r1000@one.example") == 1 })
+}
+
+// A message whose first delivery takes long does not keep every newer
+// segment on disk: once there are more than journalKeep segments, it is
+// moved to a file of its own and the old segments go; it is still
+// delivered once, from its file.
+func TestJournalCompaction(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	o := f.options(dir)
+	release := make(chan struct{})
+	base := o.Deliver
+	o.Deliver = func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+		if m.Rcpts[rcpts[0]].Addr == "slow@one.example" {
+			<-release
+		}
+		return base(ctx, m, hop, rcpts)
+	}
+	n0, r0, k0, c0 := segmentSize, segmentReserve, journalKeep, compactEvery
+	segmentSize, segmentReserve, journalKeep, compactEvery = 64<<10, 8<<10, 2, 20*time.Millisecond
+	q := startQueue(t, o) // the journal and its loop take the values
+	keep := journalKeep
+	segmentSize, segmentReserve, journalKeep, compactEvery = n0, r0, k0, c0
+	defer close(release)
+
+	slow := q.NewID()
+	body := "Subject: slow\r\n\r\n" + benchBody
+	if err := q.Enqueue(context.Background(), slow, env("slow@one.example"), strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ { // about 7 segments
+		if err := q.Enqueue(context.Background(), q.NewID(), env(fmt.Sprintf("r%d@one.example", i)), strings.NewReader(benchBody)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the others delivered", func() bool { return len(q.List()) == 1 })
+	waitFor(t, "the slow message in a file of its own", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "queue", slow))
+		return err == nil
+	})
+	waitFor(t, "old segments deleted", func() bool { return len(segments(t, dir)) <= keep+1 })
+	m, err := q.store.load(slow)
+	if err != nil {
+		t.Fatalf("the moved message's file: %v", err)
+	}
+	rc, err := m.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != body {
+		t.Errorf("the moved message's file holds %d bytes of body, want %d", len(got), len(body))
+	}
+	release <- struct{}{}
+	waitFor(t, "the slow message delivered", func() bool { return f.count("slow@one.example") == 1 })
+	waitFor(t, "an empty queue", func() bool { return drained(t, q, dir) })
+	if got := f.body("slow@one.example"); got != body {
+		t.Errorf("body after the move: %d bytes, want %d", len(got), len(body))
+	}
 }

@@ -106,6 +106,8 @@ type Queue struct {
 	hops    map[string]chan struct{} // per-nexthop concurrency
 	dead    map[Hop]suspended        // next hops no server of which answered
 	wake    chan struct{}
+	quit    chan struct{} // closed by Close
+	compact time.Duration // compactEvery, when the queue opened
 	closing bool
 	wg      sync.WaitGroup
 	ctx     context.Context
@@ -150,7 +152,7 @@ func Open(o Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{o: o, store: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]chan struct{}{}, dead: map[Hop]suspended{}, wake: make(chan struct{}, 1)}
+	q := &Queue{o: o, store: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]chan struct{}{}, dead: map[Hop]suspended{}, wake: make(chan struct{}, 1), quit: make(chan struct{}), compact: compactEvery}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	ids, err := st.scan(true)
 	if err != nil {
@@ -298,6 +300,10 @@ func (q *Queue) poke() {
 // Run delivers until Close. It returns once Close has been called and
 // deliveries in progress have finished.
 func (q *Queue) Run() {
+	if q.store.jn != nil {
+		q.wg.Add(1)
+		go q.compactLoop()
+	}
 	for {
 		q.mu.Lock()
 		if q.closing {
@@ -333,11 +339,58 @@ func (q *Queue) Run() {
 	}
 }
 
+// compactEvery is how often the journal is checked for segments to
+// empty; a variable for tests, taken by each queue when it opens.
+var compactEvery = 5 * time.Second
+
+// compactLoop moves the messages of pinned journal segments to files of
+// their own (see journalKeep) until Close.
+func (q *Queue) compactLoop() {
+	defer q.wg.Done()
+	t := time.NewTicker(q.compact)
+	defer t.Stop()
+	for {
+		select {
+		case <-q.quit:
+			return
+		case <-t.C:
+		}
+		q.compactJournal()
+	}
+}
+
+func (q *Queue) compactJournal() {
+	pinned := q.store.jn.pinned()
+	if len(pinned) == 0 {
+		return
+	}
+	var move []*Message
+	q.mu.Lock()
+	for _, e := range q.msgs {
+		if r := e.m.jn.Load(); r != nil && pinned[r.seg] {
+			move = append(move, e.m)
+		}
+	}
+	q.mu.Unlock()
+	for _, m := range move {
+		if err := q.store.evacuate(m); err != nil {
+			q.log.Warn("queue journal: cannot move a message to a file of its own; it keeps older journal segments on disk", "id", m.ID, "err", err)
+			return
+		}
+	}
+	if len(move) > 0 {
+		q.log.Info(fmt.Sprintf("queue journal: %d messages moved to files of their own, to free %d older segments", len(move), len(pinned)))
+	}
+}
+
 // Close stops scheduling new deliveries and waits for those in flight,
 // at most until ctx ends, when it cancels them (they are then retried
 // after a restart).
 func (q *Queue) Close(ctx context.Context) error {
 	q.mu.Lock()
+	if !q.closing {
+		close(q.quit)
+	}
 	q.closing = true
 	q.mu.Unlock()
 	q.poke()

@@ -105,7 +105,11 @@ func (m *Message) Open() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(*d)), nil
 	}
 	if r := m.jn.Load(); r != nil {
-		return openSection(r.seg.path, r.off, m.Size)
+		rc, err := openSection(r.seg.path, r.off, m.Size)
+		if err == nil || m.jn.Load() == r {
+			return rc, err
+		}
+		// Moved to a file of its own meanwhile, and the segment deleted.
 	}
 	return openSection(m.file(), m.bodyOff, m.Size)
 }
@@ -321,6 +325,17 @@ func (s *store) migrate(m *Message, r *jref) error {
 	// this segment not yet deleted, would bring it back (done counts the
 	// message out of the segment all the same).
 	s.jn.done(r, m.ID)
+	return nil
+}
+
+// evacuate moves a message out of the journal, if it is still there
+// (compaction).
+func (s *store) evacuate(m *Message) error {
+	m.stMu.Lock()
+	defer m.stMu.Unlock()
+	if r := m.jn.Load(); r != nil && !m.gone {
+		return s.migrate(m, r)
+	}
 	return nil
 }
 
