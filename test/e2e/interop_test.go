@@ -46,7 +46,7 @@ func newInteropNet(t *testing.T) *interopNet {
 		"aspmx.l.google.com":        googleIP,
 		"students.iiit.ac.in":       primaryIP,
 	}, nil)
-	n.common = fmt.Sprintf("smtpd_port = %d\nsmtp_tcp_port = %d\ndns_servers = %s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\nsmtp_connect_timeout = 2s\n", n.port, n.port, n.dns.addr)
+	n.common = fmt.Sprintf("smtpd_port = %d\nsmtp_tcp_port = %d\ndns_servers = %s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\nsmtp_connect_timeout = 2s\n", n.port, n.port, n.dns.Addr)
 	return n
 }
 
@@ -54,7 +54,7 @@ func newInteropNet(t *testing.T) *interopNet {
 func logOnFailure(t *testing.T, name string, in *instance) {
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("%s (mailtee %s) log:\n%s", name, in.addr(), in.log.String())
+			t.Logf("%s (mailtee %s) log:\n%s", name, in.Addr(), in.Log.String())
 		}
 	})
 }
@@ -63,10 +63,10 @@ func logOnFailure(t *testing.T, name string, in *instance) {
 // for user1@students.iiit.ac.in only, reached the sink.
 func (n *interopNet) oneCopyAtGoogle(t *testing.T, subject string) {
 	t.Helper()
-	waitUntil(t, "Google's copy", 20*time.Second, func() bool { return n.google.count("user1@students.iiit.ac.in") >= 1 })
+	waitUntil(t, "Google's copy", 20*time.Second, func() bool { return n.google.Count("user1@students.iiit.ac.in") >= 1 })
 	settle()
-	msgs := n.google.messages()
-	if c := n.google.count("user1@students.iiit.ac.in"); c != 1 || len(msgs) != 1 {
+	msgs := n.google.Messages()
+	if c := n.google.Count("user1@students.iiit.ac.in"); c != 1 || len(msgs) != 1 {
 		t.Fatalf("Google got %d copies for user1@students.iiit.ac.in in %d messages, want exactly one: %+v", c, len(msgs), msgs)
 	}
 	m := msgs[0]
@@ -105,9 +105,9 @@ func TestInteropPostfixPrimaryMailteeRelay(t *testing.T) {
 	n := newInteropNet(t)
 
 	rdir := copySeed(t, "relay", n.common+fmt.Sprintf("inet_interfaces = %s\nqueue_directory = $config_directory/queue\nmail_spool_directory = $config_directory/mail/\n", relayIP), nil)
-	relay := &instance{t: t, dir: rdir, port: n.port, log: &syncBuffer{}, host: relayIP}
+	relay := &instance{T: t, Dir: rdir, Port: n.port, Log: &syncBuffer{}, Host: relayIP}
 	logOnFailure(t, "relay", relay)
-	relay.start()
+	relay.Start()
 
 	pf := newPostfix(t, primaryIP, n.port)
 	pf.start(fmt.Sprintf(`myhostname = students.iiit.ac.in
@@ -140,7 +140,7 @@ transport_maps = hash:$config_directory/transport
 	pf.waitLog("to=<user1@students.iiit.ac.in>", "relay=virtual", "status=sent")
 	// Postfix logs no orig_to for a recipient that recipient_bcc_maps added.
 	pf.waitLog("to=<user1@relay.students.iiit.ac.in>", fmt.Sprintf("relay=%s[%s]:%d", relayIP, relayIP, n.port), "status=sent")
-	relay.waitLog("to=<user1@relay.students.iiit.ac.in>")
+	relay.WaitLog("to=<user1@relay.students.iiit.ac.in>")
 }
 
 // (B) A mailtee primary running the seed's primary files verbatim BCCs to
@@ -176,19 +176,19 @@ transport_maps = hash:$config_directory/transport
 	users := "user1 x\nuser2 x\nuser3 x\nuser4 x\nalice x\npostmaster x\n"
 	pdir := copySeed(t, "primary", n.common+fmt.Sprintf("inet_interfaces = %s\nqueue_directory = $config_directory/queue\nmail_spool_directory = $config_directory/mail/\nalias_maps = hash:$config_directory/aliases\nlocal_recipient_maps = hash:$config_directory/users $alias_maps\n", primaryIP),
 		map[string]string{"users": users, "aliases": "postmaster: alice\n"})
-	primary := &instance{t: t, dir: pdir, port: n.port, log: &syncBuffer{}, host: primaryIP}
+	primary := &instance{T: t, Dir: pdir, Port: n.port, Log: &syncBuffer{}, Host: primaryIP}
 	logOnFailure(t, "primary", primary)
-	primary.start()
+	primary.Start()
 
 	subject := "interop B"
-	if err := send(primary.addr(), "someone@outside.example", []string{"user1@students.iiit.ac.in"}, testMessage(subject)); err != nil {
+	if err := send(primary.Addr(), "someone@outside.example", []string{"user1@students.iiit.ac.in"}, testMessage(subject)); err != nil {
 		t.Fatalf("sending to the mailtee primary: %v", err)
 	}
-	waitUntil(t, "user1's local copy on the mailtee primary", 20*time.Second, func() bool { return len(primary.maildirMessages("user1")) >= 1 })
+	waitUntil(t, "user1's local copy on the mailtee primary", 20*time.Second, func() bool { return len(primary.MaildirMessages("user1")) >= 1 })
 	n.oneCopyAtGoogle(t, subject)
-	if c := len(primary.maildirMessages("user1")); c != 1 {
+	if c := len(primary.MaildirMessages("user1")); c != 1 {
 		t.Errorf("user1 has %d messages on the mailtee primary, want 1", c)
 	}
-	primary.waitLog("to=<user1@relay.students.iiit.ac.in>, orig_to=<user1@students.iiit.ac.in>")
+	primary.WaitLog("to=<user1@relay.students.iiit.ac.in>, orig_to=<user1@students.iiit.ac.in>")
 	pf.waitLog("to=<user1@students.iiit.ac.in>", "orig_to=<user1@relay.students.iiit.ac.in>", fmt.Sprintf("relay=%s[%s]:%d", googleIP, googleIP, n.port), "status=sent")
 }

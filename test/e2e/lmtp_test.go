@@ -60,8 +60,8 @@ func TestMailboxTransportLMTP(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 
 	in := newInstance(t, "mailbox_transport = lmtp:unix:"+sock+"\n", map[string]string{"aliases": "staff: alice, bob\n"})
-	in.start()
-	if err := send(in.addr(), "s@outside.example", []string{"staff@test.example"}, testMessage("lmtp")); err != nil {
+	in.Start()
+	if err := send(in.Addr(), "s@outside.example", []string{"staff@test.example"}, testMessage("lmtp")); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "LMTP delivery", 15*time.Second, func() bool {
@@ -75,5 +75,5 @@ func TestMailboxTransportLMTP(t *testing.T) {
 	if got != "alice@test.example,bob@test.example" {
 		t.Errorf("LMTP recipients %q", got)
 	}
-	in.waitLog("delivered over LMTP for alice@test.example, bob@test.example")
+	in.WaitLog("delivered over LMTP for alice@test.example, bob@test.example")
 }

@@ -78,20 +78,20 @@ func newSeedNet(t *testing.T, primaryExtra, relayExtra string, primaryFiles map[
 		"mx.archive.example":        archiveIP,
 		"students.iiit.ac.in":       primaryIP,
 	}, map[string][]string{"archive.example": {"10 mx.archive.example"}})
-	common := fmt.Sprintf("smtpd_port = %d\nsmtp_tcp_port = %d\ndns_servers = %s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\nsmtp_connect_timeout = 2s\n", n.port, n.port, n.dns.addr)
+	common := fmt.Sprintf("smtpd_port = %d\nsmtp_tcp_port = %d\ndns_servers = %s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\nsmtp_connect_timeout = 2s\n", n.port, n.port, n.dns.Addr)
 	users := "user1 x\nuser2 x\nuser3 x\nuser4 x\nalice x\nlist x\npostmaster x\n"
 	pdir := copySeed(t, "primary", common+fmt.Sprintf("inet_interfaces = %s\nqueue_directory = $config_directory/queue\nmail_spool_directory = $config_directory/mail/\nalias_maps = hash:$config_directory/aliases\nlocal_recipient_maps = hash:$config_directory/users $alias_maps\n", primaryIP)+primaryExtra,
 		mergeFiles(map[string]string{"users": users, "aliases": "postmaster: alice\nlist: user1, user2\n"}, primaryFiles))
 	rdir := copySeed(t, "relay", common+fmt.Sprintf("inet_interfaces = %s\nqueue_directory = $config_directory/queue\nmail_spool_directory = $config_directory/mail/\n", relayIP)+relayExtra, nil)
-	n.primary = &instance{t: t, dir: pdir, port: n.port, log: &syncBuffer{}, host: primaryIP}
-	n.relay = &instance{t: t, dir: rdir, port: n.port, log: &syncBuffer{}, host: relayIP}
+	n.primary = &instance{T: t, Dir: pdir, Port: n.port, Log: &syncBuffer{}, Host: primaryIP}
+	n.relay = &instance{T: t, Dir: rdir, Port: n.port, Log: &syncBuffer{}, Host: relayIP}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("primary log:\n%s\nrelay log:\n%s", n.primary.log.String(), n.relay.log.String())
+			t.Logf("primary log:\n%s\nrelay log:\n%s", n.primary.Log.String(), n.relay.Log.String())
 		}
 	})
-	n.relay.start()
-	n.primary.start()
+	n.relay.Start()
+	n.primary.Start()
 	return n
 }
 
@@ -104,13 +104,13 @@ func mergeFiles(a, b map[string]string) map[string]string {
 
 func (n *seedNet) send(from string, to ...string) {
 	n.t.Helper()
-	if err := send(n.primary.addr(), from, to, testMessage("seed "+strings.Join(to, ","))); err != nil {
+	if err := send(n.primary.Addr(), from, to, testMessage("seed "+strings.Join(to, ","))); err != nil {
 		n.t.Fatalf("sending to the primary: %v", err)
 	}
 }
 
 // mailbox counts messages in a primary mailbox.
-func (n *seedNet) mailbox(user string) int { return len(n.primary.maildirMessages(user)) }
+func (n *seedNet) mailbox(user string) int { return len(n.primary.MaildirMessages(user)) }
 
 // settle waits a little for deliveries that should not happen.
 func settle() { time.Sleep(1500 * time.Millisecond) }
@@ -119,17 +119,17 @@ func TestSeedUser1ReachesBoth(t *testing.T) {
 	n := newSeedNet(t, "", "", nil)
 	n.send("someone@outside.example", "user1@students.iiit.ac.in")
 	waitUntil(t, "user1's local copy", 20*time.Second, func() bool { return n.mailbox("user1") == 1 })
-	waitUntil(t, "Google's copy", 20*time.Second, func() bool { return n.google.count("user1@students.iiit.ac.in") == 1 })
+	waitUntil(t, "Google's copy", 20*time.Second, func() bool { return n.google.Count("user1@students.iiit.ac.in") == 1 })
 	settle()
-	if c := n.google.count("user1@students.iiit.ac.in"); c != 1 || len(n.google.messages()) != 1 {
-		t.Errorf("Google got %d copies (%d messages), want exactly one", c, len(n.google.messages()))
+	if c := n.google.Count("user1@students.iiit.ac.in"); c != 1 || len(n.google.Messages()) != 1 {
+		t.Errorf("Google got %d copies (%d messages), want exactly one", c, len(n.google.Messages()))
 	}
-	m := n.google.messages()[0]
+	m := n.google.Messages()[0]
 	if m.From != "someone@outside.example" || !strings.Contains(m.Data, "Subject: seed") {
 		t.Errorf("Google's copy: from %q\n%s", m.From, m.Data)
 	}
-	n.primary.waitLog("to=<user1@relay.students.iiit.ac.in>, orig_to=<user1@students.iiit.ac.in>")
-	n.relay.waitLog("to=<user1@relay.students.iiit.ac.in>")
+	n.primary.WaitLog("to=<user1@relay.students.iiit.ac.in>, orig_to=<user1@students.iiit.ac.in>")
+	n.relay.WaitLog("to=<user1@relay.students.iiit.ac.in>")
 }
 
 func TestSeedUserWithoutBCCGetsLocalOnly(t *testing.T) {
@@ -137,8 +137,8 @@ func TestSeedUserWithoutBCCGetsLocalOnly(t *testing.T) {
 	n.send("someone@outside.example", "user4@students.iiit.ac.in")
 	waitUntil(t, "user4's local copy", 20*time.Second, func() bool { return n.mailbox("user4") == 1 })
 	settle()
-	if len(n.google.messages()) != 0 {
-		t.Errorf("user4 has no BCC entry, yet Google got %d messages", len(n.google.messages()))
+	if len(n.google.Messages()) != 0 {
+		t.Errorf("user4 has no BCC entry, yet Google got %d messages", len(n.google.Messages()))
 	}
 }
 
@@ -150,11 +150,11 @@ func TestSeedListWithMailboxBCC(t *testing.T) {
 	n.send("someone@outside.example", "list@students.iiit.ac.in", "user1@students.iiit.ac.in")
 	waitUntil(t, "local copies", 20*time.Second, func() bool { return n.mailbox("user1") == 1 && n.mailbox("user2") == 1 })
 	waitUntil(t, "Google's copies", 20*time.Second, func() bool {
-		return n.google.count("user1@students.iiit.ac.in") == 1 && n.google.count("user2@students.iiit.ac.in") == 1
+		return n.google.Count("user1@students.iiit.ac.in") == 1 && n.google.Count("user2@students.iiit.ac.in") == 1
 	})
 	settle()
-	if n.mailbox("user1") != 1 || n.google.count("user1@students.iiit.ac.in") != 1 {
-		t.Errorf("user1: %d local, %d at Google; want 1 and 1", n.mailbox("user1"), n.google.count("user1@students.iiit.ac.in"))
+	if n.mailbox("user1") != 1 || n.google.Count("user1@students.iiit.ac.in") != 1 {
+		t.Errorf("user1: %d local, %d at Google; want 1 and 1", n.mailbox("user1"), n.google.Count("user1@students.iiit.ac.in"))
 	}
 }
 
@@ -165,8 +165,8 @@ func TestSeedListWithRecipientBCCMissesMembers(t *testing.T) {
 	n.send("someone@outside.example", "list@students.iiit.ac.in")
 	waitUntil(t, "local copies", 20*time.Second, func() bool { return n.mailbox("user1") == 1 && n.mailbox("user2") == 1 })
 	settle()
-	if len(n.google.messages()) != 0 {
-		t.Errorf("recipient_bcc_maps should not see list members, yet Google got %v", n.google.messages())
+	if len(n.google.Messages()) != 0 {
+		t.Errorf("recipient_bcc_maps should not see list members, yet Google got %v", n.google.Messages())
 	}
 }
 
@@ -174,14 +174,14 @@ func TestSeedListWithRecipientBCCMissesMembers(t *testing.T) {
 // on the relay and arrives once when Google is back.
 func TestSeedGoogleDownThenBack(t *testing.T) {
 	n := newSeedNet(t, "", "", nil)
-	n.google.srv.Close()
+	n.google.Close()
 	n.send("someone@outside.example", "user2@students.iiit.ac.in")
 	waitUntil(t, "user2's local copy", 20*time.Second, func() bool { return n.mailbox("user2") == 1 })
-	n.relay.waitLog("status=deferred")
+	n.relay.WaitLog("status=deferred")
 	n.google = newSink(t, fmt.Sprintf("%s:%d", googleIP, n.port), nil)
-	waitUntil(t, "the copy after Google returns", 30*time.Second, func() bool { return n.google.count("user2@students.iiit.ac.in") == 1 })
+	waitUntil(t, "the copy after Google returns", 30*time.Second, func() bool { return n.google.Count("user2@students.iiit.ac.in") == 1 })
 	settle()
-	if c := n.google.count("user2@students.iiit.ac.in"); c != 1 {
+	if c := n.google.Count("user2@students.iiit.ac.in"); c != 1 {
 		t.Errorf("Google got %d copies, want one", c)
 	}
 }
@@ -191,12 +191,12 @@ func TestSeedGoogleDownThenBack(t *testing.T) {
 func TestSeedForwardOnly(t *testing.T) {
 	n := newSeedNet(t, "recipient_bcc_maps =\ntransport_maps = inline:{ students.iiit.ac.in=smtp:aspmx.l.google.com }\n", "", nil)
 	n.send("someone@outside.example", "user1@students.iiit.ac.in")
-	waitUntil(t, "Google's copy", 20*time.Second, func() bool { return n.google.count("user1@students.iiit.ac.in") == 1 })
+	waitUntil(t, "Google's copy", 20*time.Second, func() bool { return n.google.Count("user1@students.iiit.ac.in") == 1 })
 	settle()
-	if n.mailbox("user1") != 0 || len(n.google.messages()) != 1 {
-		t.Errorf("forward-only: %d local, %d at Google; want 0 and 1", n.mailbox("user1"), len(n.google.messages()))
+	if n.mailbox("user1") != 0 || len(n.google.Messages()) != 1 {
+		t.Errorf("forward-only: %d local, %d at Google; want 0 and 1", n.mailbox("user1"), len(n.google.Messages()))
 	}
-	n.primary.waitLog("relay=aspmx.l.google.com[" + googleIP + "]")
+	n.primary.WaitLog("relay=aspmx.l.google.com[" + googleIP + "]")
 }
 
 // Three deliveries: a BCC entry with two addresses.
@@ -204,7 +204,7 @@ func TestSeedThreeDeliveries(t *testing.T) {
 	n := newSeedNet(t, "", "", map[string]string{"bcc_map_to_relay": "user1:  user1@relay.students.iiit.ac.in, user1@archive.example\n"})
 	n.send("someone@outside.example", "user1@students.iiit.ac.in")
 	waitUntil(t, "three deliveries", 20*time.Second, func() bool {
-		return n.mailbox("user1") == 1 && n.google.count("user1@students.iiit.ac.in") == 1 && n.archive.count("user1@archive.example") == 1
+		return n.mailbox("user1") == 1 && n.google.Count("user1@students.iiit.ac.in") == 1 && n.archive.Count("user1@archive.example") == 1
 	})
 }
 
@@ -212,28 +212,28 @@ func TestSeedThreeDeliveries(t *testing.T) {
 // postmaster, never bounced to the outside sender.
 func TestSeedRejectedCopyGoesToPostmaster(t *testing.T) {
 	n := newSeedNet(t, "", "dual_delivery_relay = yes\n", nil)
-	n.google.rcptErr["user3@students.iiit.ac.in"] = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "The email account that you tried to reach does not exist"}
+	n.google.SetRcptErr("user3@students.iiit.ac.in", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "The email account that you tried to reach does not exist"})
 	n.send("alice@students.iiit.ac.in", "user3@students.iiit.ac.in")
 	waitUntil(t, "user3's local copy", 20*time.Second, func() bool { return n.mailbox("user3") == 1 })
-	n.relay.waitLog("status=bounced")
-	n.relay.waitLog("automatic copy; failures are reported to postmaster")
-	n.relay.waitLog("postmaster non-delivery notification")
+	n.relay.WaitLog("status=bounced")
+	n.relay.WaitLog("automatic copy; failures are reported to postmaster")
+	n.relay.WaitLog("postmaster non-delivery notification")
 	settle()
 	if n.mailbox("alice") != 0 {
-		t.Errorf("the sender got a bounce for a copy:\n%s", n.primary.maildirMessages("alice"))
+		t.Errorf("the sender got a bounce for a copy:\n%s", n.primary.MaildirMessages("alice"))
 	}
 	// The relay's postmaster is postmaster@$myorigin: the relay's
 	// myorigin is the seed's $mydomain, students.iiit.ac.in, whose mail
 	// now goes to Google, as it would with Postfix.
 	waitUntil(t, "the postmaster notice", 20*time.Second, func() bool {
-		for _, m := range n.google.messages() {
+		for _, m := range n.google.Messages() {
 			if len(m.To) == 1 && m.To[0] == "postmaster@students.iiit.ac.in" && strings.Contains(m.Data, "user3@students.iiit.ac.in") && strings.Contains(m.Data, "does not exist") {
 				return true
 			}
 		}
 		return false
 	})
-	for _, m := range n.google.messages() {
+	for _, m := range n.google.Messages() {
 		if m.From != "" && strings.Contains(m.Data, "Undelivered") {
 			t.Errorf("a notification must come from <>, got from=%q", m.From)
 		}

@@ -21,20 +21,20 @@ func TestCorruptQueueFilesAtStartup(t *testing.T) {
 minimal_backoff_time = 1h
 maximal_backoff_time = 2h
 `, hopPort), nil)
-	in.start()
+	in.Start()
 	const n = 6
 	rcpts := make([]string, n)
 	for i := range rcpts {
 		rcpts[i] = fmt.Sprintf("c%d@far.example", i)
-		if err := send(in.addr(), "s@test.example", []string{rcpts[i]}, testMessage(rcpts[i])); err != nil {
+		if err := send(in.Addr(), "s@test.example", []string{rcpts[i]}, testMessage(rcpts[i])); err != nil {
 			t.Fatalf("send %s: %v", rcpts[i], err)
 		}
 	}
 	// Each message tried once and deferred: the queue is quiet from now on.
 	waitUntil(t, fmt.Sprintf("%d deferrals", n), 60*time.Second, func() bool {
-		return strings.Count(in.log.String(), "status=deferred") >= n
+		return strings.Count(in.Log.String(), "status=deferred") >= n
 	})
-	in.stop()
+	in.Stop()
 
 	// Map queue IDs to recipients from the message files themselves.
 	idOf := map[string]string{}
@@ -93,16 +93,16 @@ maximal_backoff_time = 2h
 	damaged := []string{truncated, flipped, empty, garbage}
 
 	// `mailtee queue list` on the stopped server copes with them.
-	if out, err := in.run("", "queue", "list"); err != nil {
+	if out, err := in.Run("", "queue", "list"); err != nil {
 		t.Errorf("queue list on the stopped server with damaged files: %v\n%s", err, out)
 	}
 
-	mark := in.log.Len()
-	in.start()
+	mark := in.Log.Len()
+	in.Start()
 	// Open moves damaged files aside before the listener is up, so the
 	// log lines are there now; allow a moment for the log to be flushed.
 	waitUntil(t, "a log line for each damaged file", 10*time.Second, func() bool {
-		l := in.log.Since(mark)
+		l := in.Log.Since(mark)
 		for _, id := range damaged {
 			if damageLine(l, id) == "" {
 				return false
@@ -110,7 +110,7 @@ maximal_backoff_time = 2h
 		}
 		return true
 	})
-	logAfter := in.log.Since(mark)
+	logAfter := in.Log.Since(mark)
 	for _, id := range damaged {
 		t.Logf("%s", damageLine(logAfter, id))
 		if _, err := os.Stat(filepath.Join(in.msgDir(), id)); !os.IsNotExist(err) {
@@ -148,12 +148,12 @@ maximal_backoff_time = 2h
 
 	// Next hop up; the backoff is long, so flush as an administrator would.
 	sk := newSink(t, fmt.Sprintf("127.0.0.1:%d", hopPort), nil)
-	if out, err := in.run("", "queue", "flush"); err != nil {
+	if out, err := in.Run("", "queue", "flush"); err != nil {
 		t.Fatalf("queue flush: %v\n%s", err, out)
 	}
 	waitUntil(t, "the intact messages at the next hop", 60*time.Second, func() bool {
 		for _, r := range rcpts[2:] {
-			if sk.count(r) == 0 {
+			if sk.Count(r) == 0 {
 				return false
 			}
 		}
@@ -161,28 +161,28 @@ maximal_backoff_time = 2h
 	})
 	waitUntil(t, "an empty queue", 30*time.Second, func() bool { return queueMessages(in) == 0 })
 	for _, r := range rcpts[2:] {
-		if c := sk.count(r); c != 1 {
+		if c := sk.Count(r); c != 1 {
 			t.Errorf("%s delivered %d times, want once", r, c)
 		}
 	}
 	for _, r := range rcpts[:2] {
-		if c := sk.count(r); c != 0 {
+		if c := sk.Count(r); c != 0 {
 			t.Errorf("damaged message to %s delivered %d times", r, c)
 		}
 	}
-	in.stop()
+	in.Stop()
 	// A second start with the corrupt/ directory populated is quiet about
 	// the files already set aside.
-	mark = in.log.Len()
-	in.start()
-	in.stop()
+	mark = in.Log.Len()
+	in.Start()
+	in.Stop()
 	for _, id := range damaged {
-		if l := damageLine(in.log.Since(mark), id); l != "" {
+		if l := damageLine(in.Log.Since(mark), id); l != "" {
 			t.Errorf("second start reports %s again: %s", id, l)
 		}
 	}
 	if t.Failed() {
-		t.Logf("log:\n%s", in.log.String())
+		t.Logf("log:\n%s", in.Log.String())
 	}
 }
 

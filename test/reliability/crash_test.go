@@ -73,8 +73,8 @@ func TestKillLoopLosesNothing(t *testing.T) {
 
 func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 	sk := newSink(t, "", nil)
-	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\n", sk.port()), nil)
-	in.start()
+	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\n", sk.Port()), nil)
+	in.Start()
 	begin := time.Now()
 	// Nothing in this test may run unbounded: senders and killer give up
 	// at this deadline and the test fails.
@@ -105,7 +105,7 @@ func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 					}
 					rcpt := attemptRcpt(i, attempt)
 					atomic.AddInt64(&r.attempts, 1)
-					err := sendTimeout(in.addr(), "s@test.example", []string{rcpt}, testMessage(rcpt), 30*time.Second)
+					err := sendTimeout(in.Addr(), "s@test.example", []string{rcpt}, testMessage(rcpt), 30*time.Second)
 					if err == nil {
 						mu.Lock()
 						r.acked[rcpt] = true
@@ -145,12 +145,12 @@ func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 				}
 			default:
 			}
-			if err := in.killErr(); err != nil {
+			if err := in.KillErr(); err != nil {
 				killerErr = err
 				return
 			}
 			r.kills++
-			if err := in.startErr(); err != nil {
+			if err := in.StartErr(); err != nil {
 				killerErr = fmt.Errorf("restart after kill %d: %v", r.kills, err)
 				return
 			}
@@ -158,14 +158,14 @@ func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 	}()
 	<-killerDone
 	if killerErr != nil {
-		in.killErr()
+		in.KillErr()
 		<-sendDone
-		t.Fatalf("%v; log tail:\n%s", killerErr, tail(in.log.String(), 60))
+		t.Fatalf("%v; log tail:\n%s", killerErr, tail(in.Log.String(), 60))
 	}
 	<-sendDone
 	sendTime := time.Since(begin)
-	if !in.running() {
-		in.start()
+	if !in.Running() {
+		in.Start()
 	}
 
 	mu.Lock()
@@ -178,7 +178,7 @@ func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 	for time.Since(drainStart) < drainTimeout {
 		if queueMessages(in) == 0 {
 			missing := 0
-			c := sk.counts()
+			c := sk.Counts()
 			for rc := range acked {
 				if c[rc] == 0 {
 					missing++
@@ -193,7 +193,7 @@ func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 	}
 	r.elapsed = time.Since(begin)
 
-	counts := sk.counts()
+	counts := sk.Counts()
 	var lost []string
 	for rc := range acked {
 		if counts[rc] == 0 {
@@ -219,7 +219,7 @@ func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 
 	// Messages a kill left in the queue's journal, moved out at restart.
 	recovered := 0
-	for _, m := range journalMoved.FindAllStringSubmatch(in.log.String(), -1) {
+	for _, m := range journalMoved.FindAllStringSubmatch(in.Log.String(), -1) {
 		n, _ := strconv.Atoi(m[1])
 		recovered += n
 	}
@@ -242,7 +242,7 @@ func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 	if len(lost) > 0 {
 		t.Errorf("%d acknowledged messages lost, e.g. %v", len(lost), lost[:min(len(lost), 10)])
 		for _, rc := range lost[:min(len(lost), 3)] {
-			t.Logf("log lines for %s:\n%s", rc, grepLines(in.log.String(), rc))
+			t.Logf("log lines for %s:\n%s", rc, grepLines(in.Log.String(), rc))
 		}
 	}
 	if !drained && len(lost) == 0 {
@@ -252,7 +252,7 @@ func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 		t.Errorf("%d duplicate deliveries: more than %d kills x %d in flight can explain", dups, r.kills, destConcurrency)
 	}
 	if t.Failed() {
-		t.Logf("log tail:\n%s", tail(in.log.String(), 80))
+		t.Logf("log tail:\n%s", tail(in.Log.String(), 80))
 	}
 }
 
@@ -263,8 +263,8 @@ func TestNoDuplicatesWithoutCrash(t *testing.T) {
 		t.Skip("load")
 	}
 	sk := newSink(t, "", nil)
-	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\n", sk.port()), nil)
-	in.start()
+	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\n", sk.Port()), nil)
+	in.Start()
 	const n, senders = 1500, 8
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -280,7 +280,7 @@ func TestNoDuplicatesWithoutCrash(t *testing.T) {
 					return
 				}
 				rcpt := attemptRcpt(i, 1)
-				if err := send(in.addr(), "s@test.example", []string{rcpt}, testMessage(rcpt)); err != nil {
+				if err := send(in.Addr(), "s@test.example", []string{rcpt}, testMessage(rcpt)); err != nil {
 					errs.Add(1)
 					firstErr.CompareAndSwap(nil, fmt.Sprintf("%s: %v", rcpt, err))
 				}
@@ -292,25 +292,25 @@ func TestNoDuplicatesWithoutCrash(t *testing.T) {
 		t.Fatalf("%d submissions failed without any crash, e.g. %v", errs.Load(), firstErr.Load())
 	}
 	waitUntil(t, "the queue to drain", 120*time.Second, func() bool {
-		return sk.total() >= n && queueMessages(in) == 0
+		return sk.Total() >= n && queueMessages(in) == 0
 	})
 	dups := 0
 	var dupRcpts []string
-	for rc, c := range sk.counts() {
+	for rc, c := range sk.Counts() {
 		if c > 1 {
 			dups += c - 1
 			dupRcpts = append(dupRcpts, rc)
 		}
 	}
 	sort.Strings(dupRcpts)
-	t.Logf("messages=%d delivered=%d duplicates=%d", n, sk.total(), dups)
+	t.Logf("messages=%d delivered=%d duplicates=%d", n, sk.Total(), dups)
 	if dups > 0 {
 		t.Errorf("%d duplicate deliveries without any crash, e.g. %v", dups, dupRcpts[:min(len(dupRcpts), 5)])
 		for _, rc := range dupRcpts[:min(len(dupRcpts), 2)] {
-			t.Logf("log lines for %s:\n%s", rc, grepLines(in.log.String(), rc))
+			t.Logf("log lines for %s:\n%s", rc, grepLines(in.Log.String(), rc))
 		}
 	}
-	in.stop()
+	in.Stop()
 }
 
 // queueMessages counts message files in the spool (not state files, not

@@ -92,26 +92,26 @@ func expectDiskFull(t *testing.T, in *instance, body string) {
 // reply to the end of DATA; a refused message is followed by RSET.
 func dataReply(t *testing.T, in *instance, rcpt, body string) string {
 	t.Helper()
-	c := dialRaw(t, in.addr(), "")
-	if r := c.cmd("EHLO client.test.example"); !strings.HasPrefix(r, "250") {
+	c := dialRaw(t, in.Addr(), "")
+	if r := c.Cmd("EHLO client.test.example"); !strings.HasPrefix(r, "250") {
 		t.Fatalf("EHLO: %q", r)
 	}
-	if r := c.cmd("MAIL FROM:<sender@test.example>"); !strings.HasPrefix(r, "250") {
+	if r := c.Cmd("MAIL FROM:<sender@test.example>"); !strings.HasPrefix(r, "250") {
 		t.Fatalf("MAIL FROM with the disk full: %q", r)
 	}
-	if r := c.cmd("RCPT TO:<" + rcpt + ">"); !strings.HasPrefix(r, "250") {
+	if r := c.Cmd("RCPT TO:<" + rcpt + ">"); !strings.HasPrefix(r, "250") {
 		t.Fatalf("RCPT TO with the disk full: %q", r)
 	}
-	if r := c.cmd("DATA"); !strings.HasPrefix(r, "354") {
+	if r := c.Cmd("DATA"); !strings.HasPrefix(r, "354") {
 		t.Fatalf("DATA with the disk full: %q", r)
 	}
-	reply := c.cmd(body + ".") // cmd adds the CRLF
+	reply := c.Cmd(body + ".") // Cmd adds the CRLF
 	if !strings.HasPrefix(reply, "250") {
-		if r := c.cmd("RSET"); !strings.HasPrefix(r, "250") {
+		if r := c.Cmd("RSET"); !strings.HasPrefix(r, "250") {
 			t.Errorf("RSET after the refusal: %q", r)
 		}
 	}
-	if r := c.cmd("QUIT"); !strings.HasPrefix(r, "221") {
+	if r := c.Cmd("QUIT"); !strings.HasPrefix(r, "221") {
 		t.Errorf("QUIT after the refusal: %q", r)
 	}
 	return reply
@@ -150,8 +150,8 @@ func TestDiskFull(t *testing.T) {
 	spool := filepath.Join(mnt, "spool")
 	port := freePort(t) // the next hop is down at first
 	in := newInstance(t, fltFarHop(port)+"queue_directory = "+spool+"\n", nil)
-	in.start()
-	pid := in.pid()
+	in.Start()
+	pid := in.Pid()
 
 	// 1. Three messages are queued while the next hop is down.
 	const n = 3
@@ -159,7 +159,7 @@ func TestDiskFull(t *testing.T) {
 	for i := 0; i < n; i++ {
 		rcpt := fmt.Sprintf("before%d@far.example", i)
 		msg, body := bigMessage(fmt.Sprintf("before-%d", i), 200<<10)
-		if err := send(in.addr(), "sender@test.example", []string{rcpt}, msg); err != nil {
+		if err := send(in.Addr(), "sender@test.example", []string{rcpt}, msg); err != nil {
 			t.Fatalf("queueing %s before the disk fills: %v", rcpt, err)
 		}
 		bodies[rcpt] = body
@@ -187,13 +187,13 @@ func TestDiskFull(t *testing.T) {
 			t.Errorf("the refused message left %s in the spool", o)
 		}
 	}
-	if !in.running() {
-		t.Fatalf("mailtee died with the disk full:\n%s", in.log.String())
+	if !in.Running() {
+		t.Fatalf("mailtee died with the disk full:\n%s", in.Log.String())
 	}
 
 	// 3. Mail queued before is intact and delivered, once, while the
 	// disk is still full.
-	out, err := in.run("", "queue", "list")
+	out, err := in.Run("", "queue", "list")
 	for rcpt, id := range ids {
 		if err != nil || !strings.Contains(out, id) || !strings.Contains(out, rcpt) {
 			t.Errorf("queue list with the disk full lacks %s (%s): %v\n%s", id, rcpt, err, out)
@@ -202,13 +202,13 @@ func TestDiskFull(t *testing.T) {
 	t1 := time.Now()
 	sk := newSink(t, fmt.Sprintf("127.0.0.1:%d", port), nil)
 	for rcpt, id := range ids {
-		waitUntil(t, "delivery of "+rcpt, fltWait, func() bool { return sk.count(rcpt) >= 1 })
+		waitUntil(t, "delivery of "+rcpt, fltWait, func() bool { return sk.Count(rcpt) >= 1 })
 		fltWaitLine(t, in, fltWait, id+": to=<"+rcpt+">", "status=sent")
-		in.waitLogFor(id+": removed", fltWait)
+		in.WaitLogFor(id+": removed", fltWait)
 	}
 	t.Logf("next hop up -> %d queued messages delivered in %v with the disk full", n, time.Since(t1).Round(time.Millisecond))
 	time.Sleep(4 * time.Second) // a repeated delivery would come within the backoff
-	for _, m := range sk.messages() {
+	for _, m := range sk.Messages() {
 		if len(m.To) != 1 {
 			t.Errorf("unexpected transaction %+v", m.To)
 			continue
@@ -224,7 +224,7 @@ func TestDiskFull(t *testing.T) {
 		}
 	}
 	for rcpt := range bodies {
-		if c := sk.count(rcpt); c != 1 {
+		if c := sk.Count(rcpt); c != 1 {
 			t.Errorf("%s delivered %d times, want once", rcpt, c)
 		}
 	}
@@ -238,7 +238,7 @@ func TestDiskFull(t *testing.T) {
 	// lasts (the next hop is down again, so that none is delivered and
 	// its file reused meanwhile; a shorter message gives some back);
 	// then it is refused.
-	sk.close()
+	sk.Close()
 	written, free = fillDisk(t, filler)
 	t.Logf("filler topped up by %d bytes, %d bytes free", written, free)
 	var reused []string
@@ -261,24 +261,24 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	sk = newSink(t, fmt.Sprintf("127.0.0.1:%d", port), nil)
-	if out, err := in.run("", "queue", "flush"); err != nil {
+	if out, err := in.Run("", "queue", "flush"); err != nil {
 		t.Fatalf("queue flush: %v\n%s", err, out)
 	}
 	for _, rcpt := range reused {
-		waitUntil(t, "delivery of "+rcpt, fltWait, func() bool { return sk.count(rcpt) == 1 })
+		waitUntil(t, "delivery of "+rcpt, fltWait, func() bool { return sk.Count(rcpt) == 1 })
 	}
 	t2 := time.Now()
-	if err := send(in.addr(), "sender@test.example", []string{"after@far.example"}, testMessage("after")); err != nil {
+	if err := send(in.Addr(), "sender@test.example", []string{"after@far.example"}, testMessage("after")); err != nil {
 		t.Fatalf("new mail after space came back: %v", err)
 	}
 	t.Logf("accepted %v after the filler was removed", time.Since(t2).Round(time.Millisecond))
-	waitUntil(t, "delivery of the new message", fltWait, func() bool { return sk.count("after@far.example") == 1 })
+	waitUntil(t, "delivery of the new message", fltWait, func() bool { return sk.Count("after@far.example") == 1 })
 	fltWaitLine(t, in, fltWait, "to=<after@far.example>", "status=sent")
-	if in.pid() != pid || !in.running() || strings.Count(in.log.String(), "daemon started") != 1 {
-		t.Errorf("mailtee was restarted (pid %d, was %d):\n%s", in.pid(), pid, in.log.String())
+	if in.Pid() != pid || !in.Running() || strings.Count(in.Log.String(), "daemon started") != 1 {
+		t.Errorf("mailtee was restarted (pid %d, was %d):\n%s", in.Pid(), pid, in.Log.String())
 	}
 	if l := fltLines(in, "status=bounced"); l != nil {
 		t.Errorf("nothing may bounce: %q", l)
 	}
-	in.stop()
+	in.Stop()
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
 // fltWait bounds every wait in this file (and diskfull_test.go): long
@@ -33,7 +34,7 @@ func fltFarHop(port int) string {
 // fltLines returns the mail log lines that contain every part.
 func fltLines(in *instance, parts ...string) []string {
 	var out []string
-	for _, line := range strings.Split(in.log.String(), "\n") {
+	for _, line := range strings.Split(in.Log.String(), "\n") {
 		ok := true
 		for _, p := range parts {
 			if !strings.Contains(line, p) {
@@ -58,7 +59,7 @@ func fltWaitLine(t testing.TB, in *instance, d time.Duration, parts ...string) s
 			return l[0]
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for a log line with %q; log:\n%s", d, parts, in.log.String())
+			t.Fatalf("timed out after %v waiting for a log line with %q; log:\n%s", d, parts, in.Log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -81,20 +82,20 @@ func fltQueueID(t testing.TB, line string) string {
 // the queue, and exactly one status=sent line exists for it.
 func fltDeliveredOnce(t testing.TB, in *instance, sk *sink, rcpt string) {
 	t.Helper()
-	waitUntil(t, "delivery of "+rcpt, fltWait, func() bool { return sk.count(rcpt) >= 1 })
+	waitUntil(t, "delivery of "+rcpt, fltWait, func() bool { return sk.Count(rcpt) >= 1 })
 	sent := fltWaitLine(t, in, fltWait, "to=<"+rcpt+">", "status=sent")
 	id := fltQueueID(t, sent)
-	in.waitLogFor(id+": removed", fltWait)
+	in.WaitLogFor(id+": removed", fltWait)
 	// maximal_backoff_time is 2s and queue_run_delay 1s: a second
 	// delivery, if there were one, would come within this.
 	time.Sleep(4 * time.Second)
-	if n := sk.count(rcpt); n != 1 {
+	if n := sk.Count(rcpt); n != 1 {
 		t.Errorf("%s delivered %d times, want once", rcpt, n)
 	}
 	if n := len(fltLines(in, "to=<"+rcpt+">", "status=sent")); n != 1 {
-		t.Errorf("%d status=sent lines for %s, want 1:\n%s", n, rcpt, in.log.String())
+		t.Errorf("%d status=sent lines for %s, want 1:\n%s", n, rcpt, in.Log.String())
 	}
-	if out, err := in.run("", "queue", "list"); err != nil || !strings.Contains(out, "Mail queue is empty") {
+	if out, err := in.Run("", "queue", "list"); err != nil || !strings.Contains(out, "Mail queue is empty") {
 		t.Errorf("queue list after delivery: %v\n%s", err, out)
 	}
 }
@@ -134,17 +135,7 @@ func newFltHop(t testing.TB, addr string, sc fltScript) *fltHop {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	var l net.Listener
-	var err error
-	for try := 0; try < 50; try++ { // a port just released may linger
-		if l, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := harness.Listen(t, addr) // a port just released may linger
 	h := &fltHop{t: t, l: l, port: l.Addr().(*net.TCPAddr).Port, sc: sc}
 	go h.serve()
 	t.Cleanup(h.close)
@@ -331,9 +322,9 @@ func fltLF(s string) string { return strings.ReplaceAll(s, "\r\n", "\n") }
 func TestFaultConnectionRefused(t *testing.T) {
 	port := freePort(t) // nothing listens there
 	in := newInstance(t, fltFarHop(port), nil)
-	in.start()
+	in.Start()
 	t0 := time.Now()
-	if err := send(in.addr(), "sender@test.example", []string{"rcpt@far.example"}, testMessage("refused")); err != nil {
+	if err := send(in.Addr(), "sender@test.example", []string{"rcpt@far.example"}, testMessage("refused")); err != nil {
 		t.Fatal(err)
 	}
 	line := fltWaitLine(t, in, fltWait, "to=<rcpt@far.example>", "status=deferred")
@@ -343,7 +334,7 @@ func TestFaultConnectionRefused(t *testing.T) {
 	if !strings.Contains(line, want) || !strings.Contains(line, reason) {
 		t.Errorf("deferral line %q, want %q and %q", line, want, reason)
 	}
-	out, _ := in.run("", "queue", "list")
+	out, _ := in.Run("", "queue", "list")
 	if !strings.Contains(out, "rcpt@far.example") || !strings.Contains(out, "Connection refused") {
 		t.Errorf("queue list must show the deferred recipient and why:\n%s", out)
 	}
@@ -357,7 +348,7 @@ func TestFaultConnectionRefused(t *testing.T) {
 	fltDeliveredOnce(t, in, sk, "rcpt@far.example")
 	t.Logf("next hop up -> delivered within %v (incl. the 4s duplicate watch)", time.Since(t1).Round(time.Millisecond))
 	if fltLines(in, "status=bounced") != nil {
-		t.Errorf("nothing may bounce:\n%s", in.log.String())
+		t.Errorf("nothing may bounce:\n%s", in.Log.String())
 	}
 }
 
@@ -366,9 +357,9 @@ func TestFaultConnectionRefused(t *testing.T) {
 func TestFault421Greeting(t *testing.T) {
 	hop := newFltHop(t, "", fltScript{greeting: "421 4.3.2 hop.test.example Service not available, closing transmission channel"})
 	in := newInstance(t, fltFarHop(hop.port), nil)
-	in.start()
+	in.Start()
 	t0 := time.Now()
-	if err := send(in.addr(), "sender@test.example", []string{"rcpt@far.example"}, testMessage("421")); err != nil {
+	if err := send(in.Addr(), "sender@test.example", []string{"rcpt@far.example"}, testMessage("421")); err != nil {
 		t.Fatal(err)
 	}
 	line := fltWaitLine(t, in, fltWait, "to=<rcpt@far.example>", "status=deferred")
@@ -390,9 +381,9 @@ func TestFault421Greeting(t *testing.T) {
 		}
 	}
 	if fltLines(in, "status=bounced") != nil || fltLines(in, "status=sent") != nil {
-		t.Errorf("a 421 greeting must only defer:\n%s", in.log.String())
+		t.Errorf("a 421 greeting must only defer:\n%s", in.Log.String())
 	}
-	out, _ := in.run("", "queue", "list")
+	out, _ := in.Run("", "queue", "list")
 	if !strings.Contains(out, "rcpt@far.example") || !strings.Contains(out, "refused to talk to me") {
 		t.Errorf("queue list must show the deferred recipient and why:\n%s", out)
 	}
@@ -405,7 +396,7 @@ func TestFault421Greeting(t *testing.T) {
 func TestFaultDropInData(t *testing.T) {
 	hop := newFltHop(t, "", fltScript{dropInData: 32 << 10})
 	in := newInstance(t, fltFarHop(hop.port), nil)
-	in.start()
+	in.Start()
 	// 2 MB: more than the hop reads, so it closes with mailtee still
 	// writing the body.
 	var b strings.Builder
@@ -415,7 +406,7 @@ func TestFaultDropInData(t *testing.T) {
 	}
 	body := b.String()
 	t0 := time.Now()
-	if err := send(in.addr(), "sender@test.example", []string{"rcpt@far.example"}, body); err != nil {
+	if err := send(in.Addr(), "sender@test.example", []string{"rcpt@far.example"}, body); err != nil {
 		t.Fatal(err)
 	}
 	line := fltWaitLine(t, in, fltWait, "to=<rcpt@far.example>", "status=deferred")
@@ -432,7 +423,7 @@ func TestFaultDropInData(t *testing.T) {
 		t.Fatalf("the hop dropped %d connections and took %d messages; want >=1 and 0", hop.dropped(), len(hop.messages()))
 	}
 	if fltLines(in, "status=sent") != nil || fltLines(in, "status=bounced") != nil {
-		t.Fatalf("a dropped DATA must only defer:\n%s", in.log.String())
+		t.Fatalf("a dropped DATA must only defer:\n%s", in.Log.String())
 	}
 	// The good next hop takes over the port.
 	hop.close()
@@ -440,7 +431,7 @@ func TestFaultDropInData(t *testing.T) {
 	sk := newSink(t, fmt.Sprintf("127.0.0.1:%d", hop.port), nil)
 	fltDeliveredOnce(t, in, sk, "rcpt@far.example")
 	t.Logf("good hop up -> delivered within %v (incl. the 4s duplicate watch)", time.Since(t1).Round(time.Millisecond))
-	m := sk.messages()[0]
+	m := sk.Messages()[0]
 	if got, want := fltLF(m.Data), fltLF(body[strings.Index(body, "From:"):]); !strings.HasSuffix(got, want) {
 		t.Errorf("message not intact after the dropped attempt: got %d bytes, want a suffix of %d bytes", len(got), len(want))
 	}
@@ -458,9 +449,9 @@ func TestFaultDropInData(t *testing.T) {
 func TestFaultSilentNextHop(t *testing.T) {
 	hop := newFltHop(t, "", fltScript{silent: true})
 	in := newInstance(t, fltFarHop(hop.port)+"smtp_connect_timeout = 2s\nsmtp_helo_timeout = 5s\n", nil)
-	in.start()
+	in.Start()
 	t0 := time.Now()
-	if err := send(in.addr(), "sender@test.example", []string{"rcpt@far.example"}, testMessage("silent")); err != nil {
+	if err := send(in.Addr(), "sender@test.example", []string{"rcpt@far.example"}, testMessage("silent")); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "mailtee to connect", fltWait, func() bool { return hop.accepted() >= 1 })
@@ -480,7 +471,7 @@ func TestFaultSilentNextHop(t *testing.T) {
 			hint = " mailtee ignores smtp_helo_timeout (its log says so): the greeting waits for the fixed 5-minute command timeout of cmd/mailtee/serve.go."
 		}
 		t.Fatalf("no deferral %v after a silent next hop accepted the connection (smtp_helo_timeout = 5s).%s Log:\n%s",
-			time.Since(t0).Round(time.Second), hint, in.log.String())
+			time.Since(t0).Round(time.Second), hint, in.Log.String())
 	}
 	took := time.Since(t0)
 	t.Logf("deferred after %v: %s", took.Round(time.Millisecond), line)
@@ -496,7 +487,7 @@ func TestFaultSilentNextHop(t *testing.T) {
 		t.Errorf("deferred after %v, before smtp_helo_timeout (5s) could expire", took)
 	}
 	if fltLines(in, "status=sent") != nil || fltLines(in, "status=bounced") != nil {
-		t.Errorf("a silent next hop must only defer:\n%s", in.log.String())
+		t.Errorf("a silent next hop must only defer:\n%s", in.Log.String())
 	}
 }
 
@@ -507,9 +498,9 @@ func TestFaultSilentNextHop(t *testing.T) {
 func TestFaultTLSHandshakeMay(t *testing.T) {
 	hop := newFltHop(t, "", fltScript{starttls: true})
 	in := newInstance(t, fltFarHop(hop.port)+"smtp_tls_security_level = may\n", nil)
-	in.start()
+	in.Start()
 	t0 := time.Now()
-	if err := send(in.addr(), "sender@test.example", []string{"rcpt@far.example"}, testMessage("tls may")); err != nil {
+	if err := send(in.Addr(), "sender@test.example", []string{"rcpt@far.example"}, testMessage("tls may")); err != nil {
 		t.Fatal(err)
 	}
 	line := fltWaitLine(t, in, fltWait, "to=<rcpt@far.example>", "status=sent")
@@ -518,7 +509,7 @@ func TestFaultTLSHandshakeMay(t *testing.T) {
 		t.Errorf("sent line %q lacks %q", line, want)
 	}
 	id := fltQueueID(t, line)
-	in.waitLogFor(id+": removed", fltWait)
+	in.WaitLogFor(id+": removed", fltWait)
 	time.Sleep(4 * time.Second) // a duplicate would come within the backoff
 	msgs := hop.messages()
 	if len(msgs) != 1 || !strings.Contains(msgs[0], "Subject: tls may") {
@@ -531,21 +522,21 @@ func TestFaultTLSHandshakeMay(t *testing.T) {
 		t.Errorf("%d connections, want 2 (the failed handshake, then plaintext)", n)
 	}
 	if fltLines(in, "status=deferred") != nil || fltLines(in, "status=bounced") != nil {
-		t.Errorf("with level may a failed handshake falls back in the same attempt:\n%s", in.log.String())
+		t.Errorf("with level may a failed handshake falls back in the same attempt:\n%s", in.Log.String())
 	}
 	// Postfix logs the failed handshake before it falls back
 	// (smtp_connect.c); so must mailtee, or the fallback is invisible.
 	if fltLines(in, "TLS handshake failed") == nil {
-		t.Errorf("no log line says that the TLS handshake failed and mailtee fell back to plaintext:\n%s", in.log.String())
+		t.Errorf("no log line says that the TLS handshake failed and mailtee fell back to plaintext:\n%s", in.Log.String())
 	}
 }
 
 func TestFaultTLSHandshakeEncrypt(t *testing.T) {
 	hop := newFltHop(t, "", fltScript{starttls: true})
 	in := newInstance(t, fltFarHop(hop.port)+"smtp_tls_security_level = encrypt\n", nil)
-	in.start()
+	in.Start()
 	t0 := time.Now()
-	if err := send(in.addr(), "sender@test.example", []string{"rcpt@far.example"}, testMessage("tls encrypt")); err != nil {
+	if err := send(in.Addr(), "sender@test.example", []string{"rcpt@far.example"}, testMessage("tls encrypt")); err != nil {
 		t.Fatal(err)
 	}
 	line := fltWaitLine(t, in, fltWait, "to=<rcpt@far.example>", "status=deferred")
@@ -568,9 +559,9 @@ func TestFaultTLSHandshakeEncrypt(t *testing.T) {
 		}
 	}
 	if len(hop.messages()) != 0 || fltLines(in, "status=sent") != nil || fltLines(in, "status=bounced") != nil {
-		t.Errorf("with level encrypt a failed handshake must only defer:\n%s", in.log.String())
+		t.Errorf("with level encrypt a failed handshake must only defer:\n%s", in.Log.String())
 	}
-	out, _ := in.run("", "queue", "list")
+	out, _ := in.Run("", "queue", "list")
 	if !strings.Contains(out, "rcpt@far.example") || !strings.Contains(out, "Cannot start TLS") {
 		t.Errorf("queue list must show the deferred recipient and why:\n%s", out)
 	}
@@ -582,17 +573,17 @@ func TestFaultTLSHandshakeEncrypt(t *testing.T) {
 // gets one RFC 3464 report; the other recipient is delivered once.
 func TestFault5xxAtRcptBounces(t *testing.T) {
 	sk := newSink(t, "", nil)
-	sk.setRcptErr("bad@far.example", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<bad@far.example>: Recipient address rejected: User unknown"})
-	in := newInstance(t, fltFarHop(sk.port()), nil)
-	in.start()
+	sk.SetRcptErr("bad@far.example", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<bad@far.example>: Recipient address rejected: User unknown"})
+	in := newInstance(t, fltFarHop(sk.Port()), nil)
+	in.Start()
 	t0 := time.Now()
-	if err := send(in.addr(), "alice@test.example", []string{"bad@far.example", "good@far.example"}, testMessage("will bounce")); err != nil {
+	if err := send(in.Addr(), "alice@test.example", []string{"bad@far.example", "good@far.example"}, testMessage("will bounce")); err != nil {
 		t.Fatal(err)
 	}
 	line := fltWaitLine(t, in, fltWait, "to=<bad@far.example>", "status=bounced")
 	t.Logf("bounced after %v: %s", time.Since(t0).Round(time.Millisecond), line)
 	for _, want := range []string{
-		fmt.Sprintf("relay=127.0.0.1[127.0.0.1]:%d", sk.port()),
+		fmt.Sprintf("relay=127.0.0.1[127.0.0.1]:%d", sk.Port()),
 		"dsn=5.1.1, status=bounced (host 127.0.0.1[127.0.0.1] said: 550 5.1.1 <bad@far.example>: Recipient address rejected: User unknown (in reply to RCPT TO command))",
 	} {
 		if !strings.Contains(line, want) {
@@ -601,14 +592,14 @@ func TestFault5xxAtRcptBounces(t *testing.T) {
 	}
 	fltWaitLine(t, in, fltWait, "to=<good@far.example>", "status=sent")
 	id := fltQueueID(t, line)
-	in.waitLogFor(id+": sender non-delivery notification", fltWait)
-	waitUntil(t, "the bounce in alice's Maildir", fltWait, func() bool { return len(in.maildirMessages("alice")) >= 1 })
+	in.WaitLogFor(id+": sender non-delivery notification", fltWait)
+	waitUntil(t, "the bounce in alice's Maildir", fltWait, func() bool { return len(in.MaildirMessages("alice")) >= 1 })
 	fltWaitLine(t, in, fltWait, "to=<alice@test.example>", "relay=local", "status=sent")
 	time.Sleep(4 * time.Second) // no second bounce, no second copy
-	if n := len(in.maildirMessages("alice")); n != 1 {
+	if n := len(in.MaildirMessages("alice")); n != 1 {
 		t.Errorf("alice has %d bounces, want 1", n)
 	}
-	b := in.maildirMessages("alice")[0]
+	b := in.MaildirMessages("alice")[0]
 	for _, want := range []string{
 		"From: Mail Delivery System <MAILER-DAEMON@mx.test.example>", "Return-Path: <>", "multipart/report", "report-type=delivery-status",
 		"Final-Recipient: rfc822; bad@far.example", "Action: failed", "Status: 5.1.1",
@@ -621,14 +612,14 @@ func TestFault5xxAtRcptBounces(t *testing.T) {
 	if strings.Contains(b, "Final-Recipient: rfc822; good@far.example") {
 		t.Error("the delivered recipient must not be in the bounce")
 	}
-	if n, m := sk.count("good@far.example"), sk.count("bad@far.example"); n != 1 || m != 0 {
+	if n, m := sk.Count("good@far.example"), sk.Count("bad@far.example"); n != 1 || m != 0 {
 		t.Errorf("sink has good@ %d times and bad@ %d times, want 1 and 0", n, m)
 	}
 	if n := len(fltLines(in, "to=<bad@far.example>", "status=bounced")); n != 1 {
 		t.Errorf("%d bounce lines for bad@far.example, want 1", n)
 	}
 	if fltLines(in, "status=deferred") != nil {
-		t.Errorf("nothing may be deferred:\n%s", in.log.String())
+		t.Errorf("nothing may be deferred:\n%s", in.Log.String())
 	}
-	in.waitLogFor(id+": removed", fltWait)
+	in.WaitLogFor(id+": removed", fltWait)
 }

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
 const refusedLine = "reload refused, keeping the running configuration"
@@ -21,18 +23,18 @@ const refusedLine = "reload refused, keeping the running configuration"
 // reloads. A valid configuration is then accepted again.
 func TestReloadRefusesBrokenConfig(t *testing.T) {
 	sk := newSink(t, "", nil)
-	goodTable := fmt.Sprintf("/@far\\.example$/ smtp:[127.0.0.1]:%d\n", sk.port())
-	goodPcre := fmt.Sprintf("/@other\\.example$/ smtp:[127.0.0.1]:%d\n", sk.port())
+	goodTable := fmt.Sprintf("/@far\\.example$/ smtp:[127.0.0.1]:%d\n", sk.Port())
+	goodPcre := fmt.Sprintf("/@other\\.example$/ smtp:[127.0.0.1]:%d\n", sk.Port())
 	in := newInstance(t, "transport_maps = regexp:$config_directory/transport.re, pcre:$config_directory/transport.pcre\n", map[string]string{
 		"transport.re":   goodTable,
 		"transport.pcre": goodPcre,
 	})
 	// config_directory may not be what $config_directory expands to in
 	// every setup: name the table by its path.
-	goodMain := strings.ReplaceAll(in.readMainCf(), "$config_directory", in.dir)
+	goodMain := strings.ReplaceAll(in.readMainCf(), "$config_directory", in.Dir)
 	in.writeMainCf(goodMain)
-	in.start()
-	pid := in.pid()
+	in.Start()
+	pid := in.Pid()
 
 	// Background mail while the configuration is being broken and
 	// reloaded: every message must be acknowledged and delivered.
@@ -53,7 +55,7 @@ func TestReloadRefusesBrokenConfig(t *testing.T) {
 			case <-time.After(50 * time.Millisecond):
 			}
 			rcpt := fmt.Sprintf("bg%d@far.example", i)
-			err := send(in.addr(), "s@test.example", []string{rcpt}, testMessage(rcpt))
+			err := send(in.Addr(), "s@test.example", []string{rcpt}, testMessage(rcpt))
 			mu.Lock()
 			if err != nil {
 				sendErr = append(sendErr, fmt.Sprintf("%s: %v", rcpt, err))
@@ -67,23 +69,23 @@ func TestReloadRefusesBrokenConfig(t *testing.T) {
 	mailFlows := func(step string) {
 		t.Helper()
 		rcpt := "probe-" + step + "@far.example"
-		if err := send(in.addr(), "s@test.example", []string{rcpt}, testMessage(rcpt)); err != nil {
-			t.Fatalf("%s: send: %v\nlog:\n%s", step, err, in.log.String())
+		if err := send(in.Addr(), "s@test.example", []string{rcpt}, testMessage(rcpt)); err != nil {
+			t.Fatalf("%s: send: %v\nlog:\n%s", step, err, in.Log.String())
 		}
-		waitUntil(t, step+": delivery of "+rcpt, 30*time.Second, func() bool { return sk.count(rcpt) > 0 })
+		waitUntil(t, step+": delivery of "+rcpt, 30*time.Second, func() bool { return sk.Count(rcpt) > 0 })
 	}
 	stillRunning := func(step string) {
 		t.Helper()
-		if !in.running() || in.pid() != pid {
-			t.Fatalf("%s: mailtee is not running any more (%v); log:\n%s", step, in.exitErr(), in.log.String())
+		if !in.Running() || in.Pid() != pid {
+			t.Fatalf("%s: mailtee is not running any more (%v); log:\n%s", step, in.ExitErr(), in.Log.String())
 		}
 	}
 	// refusal checks one reload, by SIGHUP or by `mailtee reload`: the
 	// server logs a refusal naming the reason, and the command fails.
 	refusal := func(step, reason string) (sighupLine string) {
 		t.Helper()
-		mark := in.log.Len()
-		if err := in.signal(syscall.SIGHUP); err != nil {
+		mark := in.Log.Len()
+		if err := in.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 		line := waitLine(t, in, mark, refusedLine, 20*time.Second)
@@ -95,8 +97,8 @@ func TestReloadRefusesBrokenConfig(t *testing.T) {
 		stillRunning(step + " after SIGHUP")
 		mailFlows(step + "-sighup")
 
-		mark = in.log.Len()
-		out, err := in.run("", "reload")
+		mark = in.Log.Len()
+		out, err := in.Run("", "reload")
 		t.Logf("%s, mailtee reload: exit %d: %s", step, exitCode(err), strings.TrimSpace(out))
 		if err == nil {
 			t.Errorf("%s: mailtee reload exited 0 on a broken configuration: %s", step, out)
@@ -114,15 +116,15 @@ func TestReloadRefusesBrokenConfig(t *testing.T) {
 	}
 	accepted := func(step string) {
 		t.Helper()
-		mark := in.log.Len()
-		if err := in.signal(syscall.SIGHUP); err != nil {
+		mark := in.Log.Len()
+		if err := in.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 		line := waitLine(t, in, mark, "reload", 20*time.Second)
 		if strings.Contains(line, refusedLine) {
 			t.Errorf("%s: valid configuration refused: %s", step, line)
 		}
-		if out, err := in.run("", "reload"); err != nil {
+		if out, err := in.Run("", "reload"); err != nil {
 			t.Errorf("%s: mailtee reload on a valid configuration: %v: %s", step, err, out)
 		}
 		stillRunning(step)
@@ -138,17 +140,17 @@ func TestReloadRefusesBrokenConfig(t *testing.T) {
 	accepted("main.cf-restored")
 
 	// 2. A regexp table with a look-ahead (a load error under RE2).
-	in.writeFile("transport.re", fmt.Sprintf("/^(?!nobody@).*@far\\.example$/ smtp:[127.0.0.1]:%d\n", sk.port()))
+	in.WriteFile("transport.re", fmt.Sprintf("/^(?!nobody@).*@far\\.example$/ smtp:[127.0.0.1]:%d\n", sk.Port()))
 	refusal("lookahead-table", "transport.re")
-	in.writeFile("transport.re", goodTable)
+	in.WriteFile("transport.re", goodTable)
 	accepted("table-restored")
 
 	// 3. The same look-ahead in a pcre table: there mailtee names it.
-	in.writeFile("transport.pcre", fmt.Sprintf("/^(?!nobody@).*@other\\.example$/ smtp:[127.0.0.1]:%d\n", sk.port()))
+	in.WriteFile("transport.pcre", fmt.Sprintf("/^(?!nobody@).*@other\\.example$/ smtp:[127.0.0.1]:%d\n", sk.Port()))
 	if l := refusal("lookahead-pcre", "transport.pcre"); !strings.Contains(l, "lookahead") {
 		t.Errorf("pcre refusal does not say look-ahead is the problem: %s", l)
 	}
-	in.writeFile("transport.pcre", goodPcre)
+	in.WriteFile("transport.pcre", goodPcre)
 	accepted("pcre-restored")
 
 	close(stop)
@@ -160,16 +162,16 @@ func TestReloadRefusesBrokenConfig(t *testing.T) {
 	}
 	waitUntil(t, fmt.Sprintf("delivery of %d background messages", len(sent)), 60*time.Second, func() bool {
 		for _, r := range sent {
-			if sk.count(r) == 0 {
+			if sk.Count(r) == 0 {
 				return false
 			}
 		}
 		return true
 	})
 	t.Logf("background messages during reloads: %d sent and delivered", len(sent))
-	in.stop()
+	in.Stop()
 	if t.Failed() {
-		t.Logf("log:\n%s", in.log.String())
+		t.Logf("log:\n%s", in.Log.String())
 	}
 }
 
@@ -179,7 +181,7 @@ func waitLine(t *testing.T, in *instance, mark int, s string, d time.Duration) s
 	t.Helper()
 	var found string
 	waitUntil(t, fmt.Sprintf("%q in the log", s), d, func() bool {
-		for _, l := range strings.Split(in.log.Since(mark), "\n") {
+		for _, l := range strings.Split(in.Log.Since(mark), "\n") {
 			if strings.Contains(l, s) {
 				found = l
 				return true
@@ -192,7 +194,7 @@ func waitLine(t *testing.T, in *instance, mark int, s string, d time.Duration) s
 
 // TestSignalRightAfterStart: once mailtee accepts SMTP connections, a
 // SIGHUP (a reload, as an init system or `mailtee reload` may send at any
-// time) must not kill it. The harness's start() waits for more than the
+// time) must not kill it. The harness's Start waits for more than the
 // listener; here the signal goes as soon as the port answers.
 func TestSignalRightAfterStart(t *testing.T) {
 	in := newInstance(t, "", nil)
@@ -200,9 +202,9 @@ func TestSignalRightAfterStart(t *testing.T) {
 	deaths := 0
 	var example string
 	for i := 0; i < rounds; i++ {
-		mark := in.log.Len()
-		cmd := exec.Command(mailteeBin, "serve", "-c", in.dir)
-		cmd.Stdout, cmd.Stderr = in.log, in.log
+		mark := in.Log.Len()
+		cmd := exec.Command(harness.Bin, "serve", "-c", in.Dir)
+		cmd.Stdout, cmd.Stderr = in.Log, in.Log
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -210,7 +212,7 @@ func TestSignalRightAfterStart(t *testing.T) {
 		go func() { done <- cmd.Wait() }()
 		listening := false
 		for t0 := time.Now(); time.Since(t0) < 30*time.Second; {
-			c, err := net.DialTimeout("tcp", in.addr(), time.Second)
+			c, err := net.DialTimeout("tcp", in.Addr(), time.Second)
 			if err == nil {
 				c.Close()
 				listening = true
@@ -221,14 +223,14 @@ func TestSignalRightAfterStart(t *testing.T) {
 		if !listening {
 			cmd.Process.Kill()
 			<-done
-			t.Fatalf("round %d: mailtee did not listen; log:\n%s", i, in.log.Since(mark))
+			t.Fatalf("round %d: mailtee did not listen; log:\n%s", i, in.Log.Since(mark))
 		}
 		cmd.Process.Signal(syscall.SIGHUP)
 		select {
 		case err := <-done:
 			deaths++
 			if example == "" {
-				example = fmt.Sprintf("round %d: %v; log:\n%s", i, err, in.log.Since(mark))
+				example = fmt.Sprintf("round %d: %v; log:\n%s", i, err, in.Log.Since(mark))
 			}
 			continue
 		case <-time.After(300 * time.Millisecond):

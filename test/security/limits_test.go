@@ -22,7 +22,7 @@ smtpd_hard_error_limit = 5
 smtpd_client_connection_count_limit = 3
 smtpd_timeout = 2s
 `+extra, nil)
-	in.start()
+	in.Start()
 	return in
 }
 
@@ -31,7 +31,7 @@ smtpd_timeout = 2s
 func (r *rawSMTP) replies(n int) []string {
 	var out []string
 	for i := 0; i < n; i++ {
-		got := r.reply()
+		got := r.Reply()
 		out = append(out, got)
 		if strings.HasPrefix(got, "EOF") {
 			break
@@ -49,7 +49,7 @@ func (r *rawSMTP) replies(n int) []string {
 func TestLongCommandLine(t *testing.T) {
 	in := limitsSetup(t, "smtpd_timeout = 30s\n")
 	for _, n := range []int{512, 1000, 1024, 2000, 2048, 2049, 4096, 8192, 65536, 512 << 10} {
-		c := dialRaw(t, in.addr(), "127.0.0.1")
+		c := dialRaw(t, in.Addr(), "127.0.0.1")
 		c.must("EHLO client.outside.example", "250 ")
 		pad := strings.Repeat("x", n-len("NOOP "))
 		c.send("NOOP " + pad + "MAIL FROM:<injected@outside.example>\r\nRSET\r\n")
@@ -77,13 +77,13 @@ func TestLongCommandLine(t *testing.T) {
 
 	// Over the bound: refused and the session ended, not a buffer
 	// growing without end.
-	c := dialRaw(t, in.addr(), "127.0.0.1")
+	c := dialRaw(t, in.Addr(), "127.0.0.1")
 	c.must("EHLO client.outside.example", "250 ")
 	go func() {
 		// The server may close while this is still writing.
-		io.WriteString(c.c, "NOOP "+strings.Repeat("x", 2<<20)+"\r\n")
+		io.WriteString(c.Conn, "NOOP "+strings.Repeat("x", 2<<20)+"\r\n")
 	}()
-	if r := c.reply(); !strings.HasPrefix(r, "500 ") {
+	if r := c.Reply(); !strings.HasPrefix(r, "500 ") {
 		t.Errorf("2 MiB command line: %q, want 500", r)
 	}
 	if _, ok := c.closed(slow(10 * time.Second)); !ok {
@@ -102,29 +102,29 @@ func TestLongLineInData(t *testing.T) {
 	for i, n := range []int{998, 999, 1000, 2048, 2049, 10000, 100000, 1 << 20, 2 << 20} {
 		user := fmt.Sprintf("long%d", i)
 		line := strings.Repeat("0123456789abcdef", n/16+1)[:n]
-		c := dialRaw(t, in.addr(), "127.0.0.1")
+		c := dialRaw(t, in.Addr(), "127.0.0.1")
 		c.must("EHLO client.outside.example", "250 ")
 		c.must("MAIL FROM:<s@outside.example>", "250 ")
 		c.must("RCPT TO:<"+user+"@test.example>", "250 ")
 		c.must("DATA", "354 ")
-		go io.WriteString(c.c, "Subject: long line\r\n\r\nbefore\r\n"+line+"\r\nafter\r\n.\r\n")
-		got := c.reply()
+		go io.WriteString(c.Conn, "Subject: long line\r\n\r\nbefore\r\n"+line+"\r\nafter\r\n.\r\n")
+		got := c.Reply()
 		switch {
 		case strings.HasPrefix(got, "250 "):
-			waitUntil(t, fmt.Sprintf("delivery of the %d-byte line", n), slow(30*time.Second), func() bool { return len(in.maildirMessages(user)) == 1 })
-			if m := in.maildirMessages(user)[0]; !strings.Contains(m, "\nbefore\n"+line+"\nafter\n") {
+			waitUntil(t, fmt.Sprintf("delivery of the %d-byte line", n), slow(30*time.Second), func() bool { return len(in.MaildirMessages(user)) == 1 })
+			if m := in.MaildirMessages(user)[0]; !strings.Contains(m, "\nbefore\n"+line+"\nafter\n") {
 				t.Errorf("%d-byte line: not delivered intact (%d bytes delivered)", n, len(m))
 			}
 		case n > 1<<20-100 && (strings.HasPrefix(got, "500 ") || strings.HasPrefix(got, "552 ")):
 			t.Logf("%d-byte line refused: %q", n, got)
 			time.Sleep(500 * time.Millisecond)
-			if len(in.maildirMessages(user)) != 0 {
+			if len(in.MaildirMessages(user)) != 0 {
 				t.Errorf("%d-byte line: refused with %q, yet delivered", n, got)
 			}
 		default:
 			t.Errorf("%d-byte line: %q", n, got)
 		}
-		c.c.Close()
+		c.Conn.Close()
 	}
 	in.alive("longdata")
 }
@@ -149,11 +149,11 @@ func TestHeaderSizeLimit(t *testing.T) {
 			user := strings.ReplaceAll(tc.name, " ", "-")[:12]
 			body := "the body\r\nsecond line\r\n"
 			msg := "From: s@outside.example\r\n" + tc.header + "X-After: kept\r\n\r\n" + body
-			if err := sendFrom("127.0.0.1", in.addr(), "s@outside.example", []string{user + "@test.example"}, msg); err != nil {
+			if err := sendFrom("127.0.0.1", in.Addr(), "s@outside.example", []string{user + "@test.example"}, msg); err != nil {
 				t.Fatalf("refused: %v", err)
 			}
-			waitUntil(t, "delivery", slow(30*time.Second), func() bool { return len(in.maildirMessages(user)) == 1 })
-			m := in.maildirMessages(user)[0]
+			waitUntil(t, "delivery", slow(30*time.Second), func() bool { return len(in.MaildirMessages(user)) == 1 })
+			m := in.MaildirMessages(user)[0]
 			if !strings.HasSuffix(m, "\n\nthe body\nsecond line\n") {
 				t.Errorf("body not intact; message ends %q", m[max(0, len(m)-200):])
 			}
@@ -172,11 +172,11 @@ func TestMessageSizeLimit(t *testing.T) {
 	// Eight refused SIZE= values would reach a hard error limit of 5,
 	// which Postfix (and mailtee) enforce: this test is about sizes.
 	in := limitsSetup(t, "smtpd_timeout = 30s\nsmtpd_hard_error_limit = 50\n")
-	c := dialRaw(t, in.addr(), "127.0.0.1")
+	c := dialRaw(t, in.Addr(), "127.0.0.1")
 	c.send("EHLO client.outside.example\r\n")
 	var ehlo []string
 	for {
-		line, err := c.r.ReadString('\n')
+		line, err := c.R.ReadString('\n')
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,8 +202,8 @@ func TestMessageSizeLimit(t *testing.T) {
 	c.must("MAIL FROM:<s@outside.example> SIZE=1000", "250 ")
 	c.must("RCPT TO:<big@test.example>", "250 ")
 	c.must("DATA", "354 ")
-	go io.WriteString(c.c, "Subject: big\r\n\r\n"+strings.Repeat(strings.Repeat("y", 98)+"\r\n", 2000)+".\r\n")
-	if r := c.reply(); r != "552 5.3.4 Message size exceeds fixed limit" {
+	go io.WriteString(c.Conn, "Subject: big\r\n\r\n"+strings.Repeat(strings.Repeat("y", 98)+"\r\n", 2000)+".\r\n")
+	if r := c.Reply(); r != "552 5.3.4 Message size exceeds fixed limit" {
 		t.Errorf("oversized DATA: %q", r)
 	}
 	c.must("NOOP", "250 ")
@@ -212,9 +212,9 @@ func TestMessageSizeLimit(t *testing.T) {
 	c.must("RCPT TO:<big@test.example>", "250 ")
 	chunk := strings.Repeat("z", 60000)
 	c.send(fmt.Sprintf("BDAT %d\r\n%s", len(chunk), chunk))
-	r1 := c.reply()
+	r1 := c.Reply()
 	c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(chunk), chunk))
-	r2 := c.reply()
+	r2 := c.Reply()
 	if !strings.HasPrefix(r1, "552 ") && !strings.HasPrefix(r2, "552 ") {
 		t.Errorf("120000 bytes in two BDAT chunks: %q, %q; want a 552", r1, r2)
 	}
@@ -225,12 +225,12 @@ func TestMessageSizeLimit(t *testing.T) {
 	c.must("RCPT TO:<small@test.example>", "250 ")
 	c.must("DATA", "354 ")
 	c.send("Subject: small\r\n\r\nsmall\r\n.\r\n")
-	if r := c.reply(); !strings.HasPrefix(r, "250 ") {
+	if r := c.Reply(); !strings.HasPrefix(r, "250 ") {
 		t.Errorf("message within the limit after oversized ones: %q", r)
 	}
-	waitUntil(t, "the small message", slow(30*time.Second), func() bool { return len(in.maildirMessages("small")) == 1 })
+	waitUntil(t, "the small message", slow(30*time.Second), func() bool { return len(in.MaildirMessages("small")) == 1 })
 	waitUntil(t, "an empty queue", slow(30*time.Second), in.queueEmpty)
-	if n := len(in.maildirMessages("big")); n != 0 {
+	if n := len(in.MaildirMessages("big")); n != 0 {
 		t.Errorf("%d oversized messages delivered", n)
 	}
 	in.alive("size")
@@ -240,7 +240,7 @@ func TestMessageSizeLimit(t *testing.T) {
 // and the message goes to the first ones only.
 func TestRecipientLimit(t *testing.T) {
 	in := limitsSetup(t, "")
-	c := dialRaw(t, in.addr(), "127.0.0.1")
+	c := dialRaw(t, in.Addr(), "127.0.0.1")
 	c.must("EHLO client.outside.example", "250 ")
 	c.must("MAIL FROM:<s@outside.example>", "250 ")
 	for i := 0; i < 12; i++ {
@@ -252,12 +252,12 @@ func TestRecipientLimit(t *testing.T) {
 	}
 	c.must("DATA", "354 ")
 	c.send("Subject: many\r\n\r\nx\r\n.\r\n")
-	if r := c.reply(); !strings.HasPrefix(r, "250 ") {
+	if r := c.Reply(); !strings.HasPrefix(r, "250 ") {
 		t.Fatalf("DATA: %q", r)
 	}
 	waitUntil(t, "delivery to the first five", slow(30*time.Second), func() bool {
 		for i := 0; i < 5; i++ {
-			if len(in.maildirMessages(fmt.Sprintf("r%d", i))) != 1 {
+			if len(in.MaildirMessages(fmt.Sprintf("r%d", i))) != 1 {
 				return false
 			}
 		}
@@ -265,7 +265,7 @@ func TestRecipientLimit(t *testing.T) {
 	})
 	waitUntil(t, "an empty queue", slow(30*time.Second), in.queueEmpty)
 	for i := 5; i < 12; i++ {
-		if n := len(in.maildirMessages(fmt.Sprintf("r%d", i))); n != 0 {
+		if n := len(in.MaildirMessages(fmt.Sprintf("r%d", i))); n != 0 {
 			t.Errorf("r%d, over the limit, got %d messages", i, n)
 		}
 	}
@@ -293,7 +293,7 @@ func TestHardErrorLimit(t *testing.T) {
 		{"not implemented", nil, "EXPN staff"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialRaw(t, in.addr(), "127.0.0.1")
+			c := dialRaw(t, in.Addr(), "127.0.0.1")
 			c.must("EHLO client.outside.example", "250 ")
 			for _, s := range tc.setup {
 				c.must(s, "250 ")
@@ -335,35 +335,35 @@ func TestConnectionLimits(t *testing.T) {
 	in := limitsSetup(t, "smtpd_timeout = 60s\n")
 	var open []*rawSMTP
 	for i := 0; i < 3; i++ {
-		open = append(open, dialRaw(t, in.addr(), "127.0.0.1"))
+		open = append(open, dialRaw(t, in.Addr(), "127.0.0.1"))
 	}
-	over := dialRawNoGreeting(t, in.addr(), "127.0.0.1")
-	if r := over.reply(); r != "421 4.7.0 mx.test.example Error: too many connections from 127.0.0.1" {
+	over := dialRawNoGreeting(t, in.Addr(), "127.0.0.1")
+	if r := over.Reply(); r != "421 4.7.0 mx.test.example Error: too many connections from 127.0.0.1" {
 		t.Errorf("4th connection from 127.0.0.1: %q", r)
 	}
 	if _, ok := over.closed(slow(10 * time.Second)); !ok {
 		t.Errorf("the refused connection stays open")
 	}
 	// Another client, and a client in mynetworks beyond the limit.
-	other := dialRaw(t, in.addr(), "127.0.0.3")
+	other := dialRaw(t, in.Addr(), "127.0.0.3")
 	other.must("EHLO other.example", "250 ")
 	for i := 0; i < 5; i++ {
-		dialRaw(t, in.addr(), "127.0.0.2").must("NOOP", "250 ")
+		dialRaw(t, in.Addr(), "127.0.0.2").must("NOOP", "250 ")
 	}
 	// A place frees up when a session ends.
 	open[0].must("QUIT", "221 ")
 	open[0].closed(slow(10 * time.Second))
 	waitUntil(t, "a new connection from 127.0.0.1 to be welcome", slow(10*time.Second), func() bool {
-		c := dialRawNoGreeting(t, in.addr(), "127.0.0.1")
-		defer c.c.Close()
-		return strings.HasPrefix(c.reply(), "220 ")
+		c := dialRawNoGreeting(t, in.Addr(), "127.0.0.1")
+		defer c.Conn.Close()
+		return strings.HasPrefix(c.Reply(), "220 ")
 	})
-	in.waitLog("warning: Connection concurrency limit exceeded: 4 from localhost[127.0.0.1] for service smtp")
+	in.WaitLog("warning: Connection concurrency limit exceeded: 4 from localhost[127.0.0.1] for service smtp")
 	for _, c := range open {
-		c.c.Close()
+		c.Conn.Close()
 	}
 	waitUntil(t, "the sessions to end", slow(10*time.Second), func() bool {
-		return strings.Count(in.log.String(), "disconnect from localhost[127.0.0.1]") >= 5
+		return strings.Count(in.Log.String(), "disconnect from localhost[127.0.0.1]") >= 5
 	})
 	in.alive("conns")
 }
@@ -374,20 +374,20 @@ func TestTotalConnectionLimit(t *testing.T) {
 	in := limitsSetup(t, "smtpd_timeout = 60s\n")
 	var conns []*rawSMTP
 	for i := 0; i < 100; i++ {
-		conns = append(conns, dialRaw(t, in.addr(), fmt.Sprintf("127.0.1.%d", i+1)))
+		conns = append(conns, dialRaw(t, in.Addr(), fmt.Sprintf("127.0.1.%d", i+1)))
 	}
-	extra := dialRawNoGreeting(t, in.addr(), "127.0.2.1")
-	if r := extra.reply(); !strings.HasPrefix(r, "421 4.7.0 ") {
+	extra := dialRawNoGreeting(t, in.Addr(), "127.0.2.1")
+	if r := extra.Reply(); !strings.HasPrefix(r, "421 4.7.0 ") {
 		t.Errorf("101st session: %q, want 421 4.7.0", r)
 	}
-	in.waitLog("warning: Connection concurrency limit exceeded: 101 clients in all")
+	in.WaitLog("warning: Connection concurrency limit exceeded: 101 clients in all")
 	for _, c := range conns {
-		c.c.Close()
+		c.Conn.Close()
 	}
 	waitUntil(t, "sessions to be welcome again", slow(10*time.Second), func() bool {
-		c := dialRawNoGreeting(t, in.addr(), "127.0.2.2")
-		defer c.c.Close()
-		return strings.HasPrefix(c.reply(), "220 ")
+		c := dialRawNoGreeting(t, in.Addr(), "127.0.2.2")
+		defer c.Conn.Close()
+		return strings.HasPrefix(c.Reply(), "220 ")
 	})
 	in.alive("conns")
 }
@@ -411,7 +411,7 @@ func TestIdleTimeout(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := dialRaw(t, in.addr(), "127.0.0.1")
+			c := dialRaw(t, in.Addr(), "127.0.0.1")
 			for _, s := range tc.setup {
 				if r := c.cmd(s); !strings.HasPrefix(r, "2") && !strings.HasPrefix(r, "3") {
 					t.Fatalf("%q: %q", s, r)
@@ -437,7 +437,7 @@ func TestIdleTimeout(t *testing.T) {
 		})
 	}
 	t.Cleanup(func() {
-		if len(in.maildirMessages("idle")) != 0 {
+		if len(in.MaildirMessages("idle")) != 0 {
 			t.Errorf("a half-sent message was delivered")
 		}
 	})
@@ -447,10 +447,10 @@ func TestIdleTimeout(t *testing.T) {
 // replies once the server stops answering (EOF) or n were read.
 func flood(t *testing.T, c *rawSMTP, data string, n int) []string {
 	go func() {
-		c.c.SetWriteDeadline(time.Now().Add(slow(60 * time.Second)))
-		io.WriteString(c.c, data)
+		c.Conn.SetWriteDeadline(time.Now().Add(slow(60 * time.Second)))
+		io.WriteString(c.Conn, data)
 	}()
-	c.c.SetReadDeadline(time.Now().Add(slow(60 * time.Second)))
+	c.Conn.SetReadDeadline(time.Now().Add(slow(60 * time.Second)))
 	return c.replies(n)
 }
 
@@ -461,7 +461,7 @@ func TestPipeliningFlood(t *testing.T) {
 	in := limitsSetup(t, "smtpd_timeout = 30s\nsmtpd_hard_error_limit = 20\nsmtpd_soft_error_limit = 20\n")
 
 	t.Run("NOOPs", func(t *testing.T) {
-		c := dialRaw(t, in.addr(), "127.0.0.1")
+		c := dialRaw(t, in.Addr(), "127.0.0.1")
 		got := flood(t, c, "EHLO flood.example\r\n"+strings.Repeat("NOOP\r\n", 20000)+"QUIT\r\n", 20002)
 		if len(got) != 20002 {
 			t.Fatalf("%d replies to 20002 commands; last %q", len(got), got[len(got)-1])
@@ -477,7 +477,7 @@ func TestPipeliningFlood(t *testing.T) {
 	})
 
 	t.Run("RCPTs", func(t *testing.T) {
-		c := dialRaw(t, in.addr(), "127.0.0.1")
+		c := dialRaw(t, in.Addr(), "127.0.0.1")
 		var b strings.Builder
 		b.WriteString("EHLO flood.example\r\nMAIL FROM:<s@outside.example>\r\n")
 		for i := 0; i < 5000; i++ {
@@ -500,14 +500,14 @@ func TestPipeliningFlood(t *testing.T) {
 		if !strings.HasPrefix(got[5003], "250 ") {
 			t.Errorf("end of DATA: %q", got[5003])
 		}
-		waitUntil(t, "delivery to the first five", slow(30*time.Second), func() bool { return len(in.maildirMessages("flood4")) == 1 })
-		if len(in.maildirMessages("flood5")) != 0 {
+		waitUntil(t, "delivery to the first five", slow(30*time.Second), func() bool { return len(in.MaildirMessages("flood4")) == 1 })
+		if len(in.MaildirMessages("flood5")) != 0 {
 			t.Errorf("recipient over the limit got mail")
 		}
 	})
 
 	t.Run("refused RCPTs", func(t *testing.T) {
-		c := dialRaw(t, in.addr(), "127.0.0.1")
+		c := dialRaw(t, in.Addr(), "127.0.0.1")
 		var b strings.Builder
 		b.WriteString("EHLO flood.example\r\nMAIL FROM:<s@outside.example>\r\n")
 		for i := 0; i < 5000; i++ {
@@ -521,12 +521,12 @@ func TestPipeliningFlood(t *testing.T) {
 		if len(got) > 30 || !strings.HasPrefix(got[len(got)-1], "EOF") {
 			t.Errorf("%d replies; the session was not cut at the hard error limit (last %q)", len(got), got[len(got)-1])
 		}
-		in.waitLog("too many errors after RCPT from localhost[127.0.0.1]")
-		in.waitLog("rcpt=0/21 ")
+		in.WaitLog("too many errors after RCPT from localhost[127.0.0.1]")
+		in.WaitLog("rcpt=0/21 ")
 	})
 
 	t.Run("junk", func(t *testing.T) {
-		c := dialRaw(t, in.addr(), "127.0.0.1")
+		c := dialRaw(t, in.Addr(), "127.0.0.1")
 		got := flood(t, c, strings.Repeat("\x00\x01\x02 junk \xff\r\n", 20000), 20000)
 		if len(got) > 100 {
 			t.Errorf("%d replies to junk lines: the session was not cut", len(got))
@@ -552,7 +552,7 @@ func TestWellBehavedClientUnderAbuse(t *testing.T) {
 smtpd_timeout = 120s
 message_size_limit = 2000000
 `, nil)
-	in.start()
+	in.Start()
 
 	line := func(c net.Conn, s string) bool {
 		c.SetWriteDeadline(time.Now().Add(2 * time.Second))
@@ -616,7 +616,7 @@ message_size_limit = 2000000
 			src = fmt.Sprintf("127.0.3.%d", i)
 		}
 		d := net.Dialer{Timeout: slow(10 * time.Second), LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-		c, err := d.Dial("tcp", in.addr())
+		c, err := d.Dial("tcp", in.Addr())
 		if err != nil {
 			t.Fatalf("abuser %d (%s): %v", i, a.name, err)
 		}
@@ -640,11 +640,11 @@ message_size_limit = 2000000
 	for i, src := range []string{"127.0.0.1", "127.0.0.5"} {
 		user := fmt.Sprintf("good%d", i)
 		start := time.Now()
-		if err := sendFrom(src, in.addr(), "good@outside.example", []string{user + "@test.example"}, testMessage("good")); err != nil {
+		if err := sendFrom(src, in.Addr(), "good@outside.example", []string{user + "@test.example"}, testMessage("good")); err != nil {
 			t.Fatalf("well-behaved client from %s refused while under abuse: %v", src, err)
 		}
 		accepted := time.Since(start)
-		waitUntil(t, "delivery of the good message", slow(20*time.Second), func() bool { return len(in.maildirMessages(user)) == 1 })
+		waitUntil(t, "delivery of the good message", slow(20*time.Second), func() bool { return len(in.MaildirMessages(user)) == 1 })
 		total := time.Since(start)
 		t.Logf("good client from %s: accepted after %v, delivered after %v", src, accepted, total)
 		if accepted > slow(10*time.Second) {
@@ -665,7 +665,7 @@ message_size_limit = 2000000
 		}
 	}
 	in.running()
-	if len(in.maildirMessages("junk")) != 0 {
+	if len(in.MaildirMessages("junk")) != 0 {
 		t.Errorf("junk content was delivered")
 	}
 }

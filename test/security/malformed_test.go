@@ -78,23 +78,23 @@ func stuff(content string) string {
 // accepted and delivered unchanged, and that mailtee still serves.
 func TestMalformedMessages(t *testing.T) {
 	in := newInstance(t, "mynetworks = 127.0.0.2/32\nsmtpd_timeout = 60s\n", nil)
-	in.start()
+	in.Start()
 	type sent struct{ name, user, content string }
 	var all []sent
 	for i, tc := range malformedMessages {
 		for _, verb := range []string{"DATA", "BDAT"} {
 			user := fmt.Sprintf("m%d%s", i, strings.ToLower(verb[:1]))
-			c := dialRaw(t, in.addr(), "127.0.0.1")
+			c := dialRaw(t, in.Addr(), "127.0.0.1")
 			c.must("EHLO client.outside.example", "250 ")
 			c.must("MAIL FROM:<s@outside.example> BODY=8BITMIME", "250 ")
 			c.must("RCPT TO:<"+user+"@test.example>", "250 ")
 			if verb == "DATA" {
 				c.must("DATA", "354 ")
-				go io.WriteString(c.c, stuff(tc.content)+".\r\n")
+				go io.WriteString(c.Conn, stuff(tc.content)+".\r\n")
 			} else {
-				go io.WriteString(c.c, fmt.Sprintf("BDAT %d LAST\r\n%s", len(tc.content), tc.content))
+				go io.WriteString(c.Conn, fmt.Sprintf("BDAT %d LAST\r\n%s", len(tc.content), tc.content))
 			}
-			r := c.reply()
+			r := c.Reply()
 			if !strings.HasPrefix(r, "250 ") {
 				t.Errorf("%s over %s: %q, want 250", tc.name, verb, r)
 			} else {
@@ -106,11 +106,11 @@ func TestMalformedMessages(t *testing.T) {
 		}
 	}
 	for _, s := range all {
-		waitUntil(t, "delivery of "+s.name, slow(60*time.Second), func() bool { return len(in.maildirMessages(s.user)) >= 1 })
+		waitUntil(t, "delivery of "+s.name, slow(60*time.Second), func() bool { return len(in.MaildirMessages(s.user)) >= 1 })
 	}
 	waitUntil(t, "an empty queue", slow(30*time.Second), in.queueEmpty)
 	for _, s := range all {
-		msgs := in.maildirMessages(s.user)
+		msgs := in.MaildirMessages(s.user)
 		if len(msgs) != 1 {
 			t.Errorf("%s: delivered %d times", s.name, len(msgs))
 		}
@@ -141,7 +141,7 @@ func clip(s string) string {
 // truncates a single long header.
 func TestHopCount(t *testing.T) {
 	in := newInstance(t, "mynetworks = 127.0.0.2/32\nheader_size_limit = 4096\nsmtpd_timeout = 60s\n", nil)
-	in.start()
+	in.Start()
 	received := strings.Repeat("Received: from a.example by b.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n", 60)
 	for _, tc := range []struct{ name, header string }{
 		{"at the top", received + "Subject: loop\r\n"},
@@ -149,19 +149,19 @@ func TestHopCount(t *testing.T) {
 		{"after many small headers", strings.Repeat("X-Filler: 0123456789012345678901234567890123456789\r\n", 200) + received},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialRaw(t, in.addr(), "127.0.0.1")
+			c := dialRaw(t, in.Addr(), "127.0.0.1")
 			c.must("EHLO client.outside.example", "250 ")
 			c.must("MAIL FROM:<s@outside.example>", "250 ")
 			c.must("RCPT TO:<hops@test.example>", "250 ")
 			c.must("DATA", "354 ")
 			c.send(tc.header + "\r\nbody\r\n.\r\n")
-			if r := c.reply(); !strings.HasPrefix(r, "554 5.4.6 ") {
+			if r := c.Reply(); !strings.HasPrefix(r, "554 5.4.6 ") {
 				t.Errorf("60 Received: headers %s: %q, want 554 5.4.6 too many hops", tc.name, r)
 			}
 		})
 	}
 	time.Sleep(500 * time.Millisecond)
-	if n := len(in.maildirMessages("hops")); n != 0 {
+	if n := len(in.MaildirMessages("hops")); n != 0 {
 		t.Errorf("%d looping messages delivered", n)
 	}
 	in.alive("hops")
@@ -171,7 +171,7 @@ func TestHopCount(t *testing.T) {
 // message: nothing it sent may stop the server.
 func TestMalformedCommands(t *testing.T) {
 	in := newInstance(t, "mynetworks = 127.0.0.2/32\nsmtpd_timeout = 60s\nsmtpd_hard_error_limit = 1000\nsmtpd_soft_error_limit = 1000\n", nil)
-	in.start()
+	in.Start()
 	lines := []string{
 		"EHLO", "HELO", "EHLO \x00\x01\xff", "EHLO " + strings.Repeat("h", 10000), "EHLO [999.1.1.1]", "EHLO [IPv6:zz]",
 		"MAIL FROM:", "MAIL FROM:<", "MAIL FROM:<>>", "MAIL FROM:<<>>", "MAIL FROM:<a@b> SIZE=", "MAIL FROM:<a@b> BODY=BINARYMIME",
@@ -183,19 +183,19 @@ func TestMalformedCommands(t *testing.T) {
 		"STARTTLS", "AUTH PLAIN", "AUTH LOGIN", "AUTH PLAIN ====", "VRFY root", "EXPN root", "HELP", "TURN", "ETRN x", "XCLIENT ADDR=127.0.0.2",
 		"\x00", "\xff\xfe", " ", "\t", "MAIL", "RCPT", "NOOP \x00",
 	}
-	c := dialRaw(t, in.addr(), "127.0.0.1")
+	c := dialRaw(t, in.Addr(), "127.0.0.1")
 	for _, l := range lines {
 		r := c.try(l)
 		if strings.HasPrefix(r, "EOF") {
 			// go-smtp ends a session after a few unknown commands;
 			// carry on in a new one.
 			in.running()
-			c = dialRaw(t, in.addr(), "127.0.0.1")
+			c = dialRaw(t, in.Addr(), "127.0.0.1")
 			continue
 		}
 		if strings.HasPrefix(r, "354") {
 			c.send("x\r\n.\r\n")
-			c.reply()
+			c.Reply()
 		}
 	}
 	in.alive("commands")
@@ -208,13 +208,13 @@ func TestMalformedCommands(t *testing.T) {
 // the spool, and nothing stays in the queue.
 func TestHostileMailboxNames(t *testing.T) {
 	in := newInstance(t, "mynetworks = 127.0.0.2/32\nsmtpd_timeout = 60s\nsmtpd_hard_error_limit = 1000\n", nil)
-	in.start()
+	in.Start()
 	names := []string{
 		`"../../escape"`, `".."`, `"."`, `"a/../../b"`, `"/etc/passwd"`, `"..\\.."`,
 		`"a b"`, `"-rf"`, `"~root"`, `"$(touch x)"`, `"*"`, `"con"`, `".hidden"`,
 		strings.Repeat("a", 255), strings.Repeat("b", 256), strings.Repeat("c", 1000),
 	}
-	c := dialRaw(t, in.addr(), "127.0.0.1")
+	c := dialRaw(t, in.Addr(), "127.0.0.1")
 	c.must("EHLO client.outside.example", "250 ")
 	accepted := 0
 	for _, name := range names {
@@ -231,14 +231,14 @@ func TestHostileMailboxNames(t *testing.T) {
 		accepted++
 		c.must("DATA", "354 ")
 		c.send("Subject: path\r\n\r\nbody\r\n.\r\n")
-		if r := c.reply(); !strings.HasPrefix(r, "250 ") {
+		if r := c.Reply(); !strings.HasPrefix(r, "250 ") {
 			t.Errorf("<%s@test.example>: end of DATA: %q", clip(name), r)
 		}
 	}
 	c.cmd("QUIT")
 	waitUntil(t, "the queue to drain (each message delivered or bounced)", slow(30*time.Second), in.queueEmpty)
 	// Only what mailtee owns is in its directory.
-	entries, _ := os.ReadDir(in.dir)
+	entries, _ := os.ReadDir(in.Dir)
 	for _, e := range entries {
 		switch e.Name() {
 		case "main.cf", "aliases", "mail", "queue":
@@ -246,7 +246,7 @@ func TestHostileMailboxNames(t *testing.T) {
 			t.Errorf("unexpected %s in the instance directory", e.Name())
 		}
 	}
-	filepath.WalkDir(filepath.Dir(in.dir), func(p string, d os.DirEntry, err error) error {
+	filepath.WalkDir(filepath.Dir(in.Dir), func(p string, d os.DirEntry, err error) error {
 		if err == nil && strings.Contains(d.Name(), "escape") || d != nil && d.Name() == "b" {
 			t.Errorf("a mailbox name escaped the spool: %s", p)
 		}
@@ -262,12 +262,12 @@ func TestHostileMailboxNames(t *testing.T) {
 func TestTruncatedCommand(t *testing.T) {
 	knownGap(t, "go-smtp executes a command line cut short by EOF or a half-close (bufio returns the partial line without an error); Postfix refuses it")
 	in := newInstance(t, "mynetworks = 127.0.0.2/32\nsmtpd_timeout = 2s\n", nil)
-	in.start()
+	in.Start()
 	t.Run("at EOF", func(t *testing.T) {
-		c := dialRaw(t, in.addr(), "127.0.0.1")
+		c := dialRaw(t, in.Addr(), "127.0.0.1")
 		c.must("EHLO client.outside.example", "250 ")
 		c.send("MAIL FROM:<cut@outside.example>")
-		c.c.(*net.TCPConn).CloseWrite()
+		c.Conn.(*net.TCPConn).CloseWrite()
 		rest, ok := c.closed(slow(10 * time.Second))
 		if !ok {
 			t.Fatalf("the session stays open after EOF")
@@ -277,7 +277,7 @@ func TestTruncatedCommand(t *testing.T) {
 		}
 	})
 	t.Run("at the timeout", func(t *testing.T) {
-		c := dialRaw(t, in.addr(), "127.0.0.1")
+		c := dialRaw(t, in.Addr(), "127.0.0.1")
 		c.must("EHLO client.outside.example", "250 ")
 		c.send("MAIL FROM:<cut@outside.example>")
 		rest, ok := c.closed(slow(20 * time.Second))

@@ -19,8 +19,8 @@ func relaySetup(t *testing.T, extra string) (*instance, *sink) {
 relayhost = [127.0.0.1]:%d
 smtpd_hard_error_limit = 1000
 smtpd_soft_error_limit = 1000
-`, sk.port())+extra, nil)
-	in.start()
+`, sk.Port())+extra, nil)
+	in.Start()
 	return in, sk
 }
 
@@ -118,10 +118,10 @@ func TestOpenRelay(t *testing.T) {
 
 	// Positive control: from inside mynetworks, relaying works and goes
 	// to the sink, so the sink is where relayed mail would show up.
-	if err := sendFrom("127.0.0.2", in.addr(), "staff@test.example", []string{"control@elsewhere.example"}, testMessage("control")); err != nil {
+	if err := sendFrom("127.0.0.2", in.Addr(), "staff@test.example", []string{"control@elsewhere.example"}, testMessage("control")); err != nil {
 		t.Fatalf("relay from mynetworks: %v", err)
 	}
-	waitUntil(t, "the control message at the next hop", slow(60*time.Second), func() bool { return sk.count("control@elsewhere.example") == 1 })
+	waitUntil(t, "the control message at the next hop", slow(60*time.Second), func() bool { return sk.Count("control@elsewhere.example") == 1 })
 
 	localAccepted := 0
 	for _, p := range []struct{ helo, from string }{
@@ -130,7 +130,7 @@ func TestOpenRelay(t *testing.T) {
 		{"[127.0.0.2]", ""},
 		{"mx.test.example", "user@elsewhere.example"},
 	} {
-		c := dialRaw(t, in.addr(), "127.0.0.1")
+		c := dialRaw(t, in.Addr(), "127.0.0.1")
 		c.must("EHLO "+p.helo, "250 ")
 		// Postfix's XCLIENT and XFORWARD would let a client claim
 		// another address; mailtee has neither.
@@ -166,15 +166,15 @@ func TestOpenRelay(t *testing.T) {
 		c.must("RCPT TO:<alice@test.example>", "250 ")
 		c.must("DATA", "354 ")
 		c.send(testMessage("relay attempt") + ".\r\n")
-		if r := c.reply(); !strings.HasPrefix(r, "250 ") {
+		if r := c.Reply(); !strings.HasPrefix(r, "250 ") {
 			t.Fatalf("DATA: %q", r)
 		}
 		c.cmd("QUIT")
 	}
 
-	waitUntil(t, "alice's four messages", slow(60*time.Second), func() bool { return len(in.maildirMessages("alice")) == 4 })
+	waitUntil(t, "alice's four messages", slow(60*time.Second), func() bool { return len(in.MaildirMessages("alice")) == 4 })
 	waitUntil(t, "an empty queue", slow(60*time.Second), in.queueEmpty)
-	for _, m := range sk.messages() {
+	for _, m := range sk.Messages() {
 		if len(m.To) == 1 && m.To[0] == "control@elsewhere.example" {
 			continue
 		}
@@ -185,7 +185,7 @@ func TestOpenRelay(t *testing.T) {
 			t.Errorf("unexpected local mailbox %q", box)
 		}
 	}
-	if n := len(in.maildirMessages("user")); n != localAccepted {
+	if n := len(in.MaildirMessages("user")); n != localAccepted {
 		t.Errorf("mailbox user has %d messages, want %d (one per recipient naming this host accepted)", n, localAccepted)
 	}
 	in.alive("relay")
@@ -201,7 +201,7 @@ func TestLegacyRelayDomains(t *testing.T) {
 	for _, tc := range []struct{ level, want string }{{"0", "250 "}, {"2", "554 5.7.1 "}, {"3.6", "554 5.7.1 "}} {
 		t.Run("compatibility_level="+tc.level, func(t *testing.T) {
 			in, sk := relaySetup(t, "compatibility_level = "+tc.level+"\n")
-			c := dialRaw(t, in.addr(), "127.0.0.1")
+			c := dialRaw(t, in.Addr(), "127.0.0.1")
 			c.must("EHLO client.outside.example", "250 ")
 			c.must("MAIL FROM:<mallory@outside.example>", "250 ")
 			c.must("RCPT TO:<user@sub.test.example>", tc.want)
@@ -209,8 +209,8 @@ func TestLegacyRelayDomains(t *testing.T) {
 			c.must("RCPT TO:<user@elsewhere.example>", "554 5.7.1 ")
 			c.must("RCPT TO:<user@subtest.example>", "554 5.7.1 ")
 			c.cmd("QUIT")
-			if len(sk.messages()) != 0 {
-				t.Errorf("relayed: %+v", sk.messages())
+			if len(sk.Messages()) != 0 {
+				t.Errorf("relayed: %+v", sk.Messages())
 			}
 		})
 	}
@@ -220,15 +220,15 @@ func TestLegacyRelayDomains(t *testing.T) {
 func TestPostmasterWithoutDomain(t *testing.T) {
 	knownGap(t, "go-smtp's RCPT parser refuses <Postmaster> without a domain (RFC 5321 4.5.1 says it MUST be accepted)")
 	in, sk := relaySetup(t, "")
-	c := dialRaw(t, in.addr(), "127.0.0.1")
+	c := dialRaw(t, in.Addr(), "127.0.0.1")
 	c.must("EHLO client.outside.example", "250 ")
 	c.must("MAIL FROM:<mallory@outside.example>", "250 ")
 	if r := c.cmd("RCPT TO:<Postmaster>"); !strings.HasPrefix(r, "250 ") {
 		t.Errorf("RCPT TO:<Postmaster>: %q, want 250 (RFC 5321 4.5.1: servers MUST NOT require that Postmaster be qualified with a domain)", r)
 	}
 	c.cmd("QUIT")
-	if len(sk.messages()) != 0 {
-		t.Errorf("relayed: %+v", sk.messages())
+	if len(sk.Messages()) != 0 {
+		t.Errorf("relayed: %+v", sk.Messages())
 	}
 }
 
@@ -247,16 +247,31 @@ mydomain = local.example
 myorigin = local.example
 mydestination = $myhostname, local.example, localhost
 `)
-	ctx, cancel := context.WithTimeout(context.Background(), slow(120*time.Second))
-	defer cancel()
-	cmd := exec.CommandContext(ctx, nmap, "-vv", "-n", "-Pn", "-p", fmt.Sprint(in.port),
-		"--script", "+smtp-open-relay",
-		"--script-args", "smtp-open-relay.domain=test.example,smtp-open-relay.ip=127.0.0.1",
-		"127.0.0.1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("nmap output:\n%s", out)
-	if err != nil {
-		t.Fatalf("nmap: %v", err)
+	// nmap's script now and then reads a reply as the answer to the
+	// wrong command (seen: the RCPT's 554 taken for RSET's, with
+	// mailtee's log showing every RCPT refused) and then reports a relay.
+	// A real open relay is found every time; a misreading is not: up to
+	// three runs, and the sink, which must get nothing, is the judge.
+	var out []byte
+	for try := 1; try <= 3; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), slow(120*time.Second))
+		cmd := exec.CommandContext(ctx, nmap, "-vv", "-n", "-Pn", "-p", fmt.Sprint(in.Port),
+			"--script", "+smtp-open-relay",
+			"--script-args", "smtp-open-relay.domain=test.example,smtp-open-relay.ip=127.0.0.1",
+			"127.0.0.1")
+		var err error
+		out, err = cmd.CombinedOutput()
+		cancel()
+		t.Logf("nmap output (run %d):\n%s", try, out)
+		if err != nil {
+			t.Fatalf("nmap: %v", err)
+		}
+		if strings.Contains(string(out), "Server doesn't seem to be an open relay, all tests failed") {
+			break
+		}
+		if len(sk.Messages()) != 0 {
+			break // a real relay: no second chance
+		}
 	}
 	if !strings.Contains(string(out), "Server doesn't seem to be an open relay, all tests failed") {
 		t.Errorf("nmap does not say \"Server doesn't seem to be an open relay, all tests failed\"")
@@ -264,9 +279,9 @@ mydestination = $myhostname, local.example, localhost
 	if strings.Contains(string(out), "Server is an open relay") {
 		t.Errorf("nmap found an open relay")
 	}
-	in.waitLog("NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 554 5.7.1 <relaytest@test.example>: Relay access denied")
-	if len(sk.messages()) != 0 {
-		t.Errorf("relayed: %+v", sk.messages())
+	in.WaitLog("NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 554 5.7.1 <relaytest@test.example>: Relay access denied")
+	if len(sk.Messages()) != 0 {
+		t.Errorf("relayed: %+v", sk.Messages())
 	}
 	in.alive("nmap")
 }

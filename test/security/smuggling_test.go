@@ -52,8 +52,8 @@ func smuggleSetup(t *testing.T) (*instance, *sink) {
 	in := newInstance(t, fmt.Sprintf(`mynetworks = 127.0.0.2/32
 relay_domains = far.example
 transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }
-`, sk.port()), nil)
-	in.start()
+`, sk.Port()), nil)
+	in.Start()
 	return in, sk
 }
 
@@ -135,7 +135,7 @@ func TestSmuggling(t *testing.T) {
 			if tc.atStart {
 				content = tc.eod + smuggled(n)
 			}
-			c := dialRaw(t, in.addr(), "127.0.0.1")
+			c := dialRaw(t, in.Addr(), "127.0.0.1")
 			c.must("EHLO client.outside.example", "250 ")
 			c.must("MAIL FROM:<mallory@outside.example>", "250 ")
 			c.must("RCPT TO:<victim-"+n+"@far.example>", "250 ")
@@ -144,11 +144,11 @@ func TestSmuggling(t *testing.T) {
 				c.must("DATA", "354 ")
 				// One write: pipelined, as an attacker sends it.
 				c.send(content + ".\r\n")
-				got = c.reply()
+				got = c.Reply()
 				content = unstuff(content)
 			} else {
 				c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(content), content))
-				got = c.reply()
+				got = c.Reply()
 			}
 			// The smuggled commands were content: the next reply
 			// answers our NOOP, not a MAIL, RCPT or DATA of theirs.
@@ -171,15 +171,15 @@ func TestSmuggling(t *testing.T) {
 	// A canary through a clean session: once it and every accepted
 	// message are delivered and the queue is empty, anything smuggled
 	// would have been delivered too.
-	if err := sendFrom("127.0.0.1", in.addr(), "friend@outside.example", []string{"canary@far.example"}, testMessage("canary")); err != nil {
+	if err := sendFrom("127.0.0.1", in.Addr(), "friend@outside.example", []string{"canary@far.example"}, testMessage("canary")); err != nil {
 		t.Fatalf("canary: %v", err)
 	}
 	waitUntil(t, "delivery of the accepted messages and the canary", slow(90*time.Second), func() bool {
-		if sk.count("canary@far.example") != 1 {
+		if sk.Count("canary@far.example") != 1 {
 			return false
 		}
 		for _, o := range outcomes {
-			if o.accepted && sk.count("victim-"+o.n+"@far.example") == 0 {
+			if o.accepted && sk.Count("victim-"+o.n+"@far.example") == 0 {
 				return false
 			}
 		}
@@ -190,27 +190,27 @@ func TestSmuggling(t *testing.T) {
 
 	accepted := 0
 	for _, o := range outcomes {
-		if sk.count("smuggled-"+o.n+"@far.example") != 0 {
+		if sk.Count("smuggled-"+o.n+"@far.example") != 0 {
 			t.Errorf("%s: the smuggled message reached the next hop", o.name)
 		}
-		if msgs := in.maildirMessages("smuggled-" + o.n); len(msgs) != 0 {
+		if msgs := in.MaildirMessages("smuggled-" + o.n); len(msgs) != 0 {
 			t.Errorf("%s: the smuggled message was delivered locally: %q", o.name, msgs)
 		}
-		if strings.Contains(in.log.String(), "to=<smuggled-"+o.n+"@") {
+		if strings.Contains(in.Log.String(), "to=<smuggled-"+o.n+"@") {
 			t.Errorf("%s: the log shows a delivery attempt to the smuggled recipient", o.name)
 		}
 		victim := "victim-" + o.n + "@far.example"
 		if !o.accepted {
-			if sk.count(victim) != 0 {
+			if sk.Count(victim) != 0 {
 				t.Errorf("%s: refused with %q, yet delivered", o.name, o.reply)
 			}
 			continue
 		}
 		accepted++
-		if n := sk.count(victim); n != 1 {
+		if n := sk.Count(victim); n != 1 {
 			t.Errorf("%s: %d copies at the next hop, want 1", o.name, n)
 		}
-		for _, m := range sk.messages() {
+		for _, m := range sk.Messages() {
 			if len(m.To) == 0 || !strings.EqualFold(m.To[0], victim) {
 				continue
 			}
@@ -225,8 +225,8 @@ func TestSmuggling(t *testing.T) {
 			}
 		}
 	}
-	if want := accepted + 1; len(sk.messages()) != want {
-		t.Errorf("the next hop got %d messages, want %d (accepted ones and the canary)", len(sk.messages()), want)
+	if want := accepted + 1; len(sk.Messages()) != want {
+		t.Errorf("the next hop got %d messages, want %d (accepted ones and the canary)", len(sk.Messages()), want)
 	}
 	for _, o := range outcomes {
 		t.Logf("%-22s %s", o.name, o.reply)
@@ -250,7 +250,7 @@ func TestSmugglingThroughStuffing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			id := strings.ReplaceAll(tc.name, " ", "-")
 			head := "From: mallory@outside.example\r\nSubject: " + id + "\r\n\r\nbody\r\n"
-			c := dialRaw(t, in.addr(), "127.0.0.1")
+			c := dialRaw(t, in.Addr(), "127.0.0.1")
 			c.must("EHLO client.outside.example", "250 ")
 			c.must("MAIL FROM:<mallory@outside.example>", "250 ")
 			c.must("RCPT TO:<victim-"+id+"@far.example>", "250 ")
@@ -261,22 +261,22 @@ func TestSmugglingThroughStuffing(t *testing.T) {
 			case tc.name == "BDAT two chunks":
 				// The chunk boundary falls between CRLF and ".".
 				c.send(fmt.Sprintf("BDAT %d\r\n%s", len(head), head))
-				if r := c.reply(); !strings.HasPrefix(r, "250 ") {
+				if r := c.Reply(); !strings.HasPrefix(r, "250 ") {
 					t.Fatalf("first chunk: %q", r)
 				}
 				c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(tc.content), tc.content))
 			default:
 				c.send(fmt.Sprintf("BDAT %d LAST\r\n%s%s", len(head)+len(tc.content), head, tc.content))
 			}
-			if r := c.reply(); !strings.HasPrefix(r, "250 2.0.0 Ok: queued as ") {
+			if r := c.Reply(); !strings.HasPrefix(r, "250 2.0.0 Ok: queued as ") {
 				t.Fatalf("valid content refused: %q", r)
 			}
 			c.must("NOOP", "250 2.0.0 I have successfully done nothing")
 			c.cmd("QUIT")
 			victim := "victim-" + id + "@far.example"
-			waitUntil(t, "delivery to the next hop", slow(60*time.Second), func() bool { return sk.count(victim) == 1 })
+			waitUntil(t, "delivery to the next hop", slow(60*time.Second), func() bool { return sk.Count(victim) == 1 })
 			waitUntil(t, "an empty queue", slow(30*time.Second), in.queueEmpty)
-			for _, m := range sk.messages() {
+			for _, m := range sk.Messages() {
 				if len(m.To) > 0 && strings.Contains(m.To[0], "smuggled") {
 					t.Fatalf("the next hop got the smuggled message: %+v", m)
 				}
@@ -289,7 +289,7 @@ func TestSmugglingThroughStuffing(t *testing.T) {
 			}
 		})
 	}
-	if n := len(sk.messages()); n != 4 {
+	if n := len(sk.Messages()); n != 4 {
 		t.Errorf("the next hop got %d messages, want 4", n)
 	}
 	in.alive("stuffing")
@@ -309,14 +309,14 @@ func TestSmugglingAfterTimeout(t *testing.T) {
 relay_domains = far.example
 transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }
 smtpd_timeout = 2s
-`, sk.port()), nil)
-	in.start()
+`, sk.Port()), nil)
+	in.Start()
 	for _, verb := range []string{"DATA", "BDAT"} {
 		t.Run(verb, func(t *testing.T) {
 			n := "timeout-" + strings.ToLower(verb)
 			head := "From: mallory@outside.example\r\nSubject: stall\r\n\r\nfirst part\r\n"
 			rest := "\r\n" + smuggled(n) + ".\r\n"
-			c := dialRaw(t, in.addr(), "127.0.0.1")
+			c := dialRaw(t, in.Addr(), "127.0.0.1")
 			c.must("EHLO client.outside.example", "250 ")
 			c.must("MAIL FROM:<mallory@outside.example>", "250 ")
 			c.must("RCPT TO:<victim-"+n+"@far.example>", "250 ")
@@ -327,14 +327,14 @@ smtpd_timeout = 2s
 				c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(head)+len(rest)+1000, head))
 			}
 			// The stall: past smtpd_timeout.
-			first := c.reply()
+			first := c.Reply()
 			t.Logf("after the stall: %q", first)
 			if strings.HasPrefix(first, "250 ") {
 				t.Fatalf("a half-sent message was accepted: %q", first)
 			}
 			// The rest of the content arrives; the server may already
 			// have closed.
-			io.WriteString(c.c, rest)
+			io.WriteString(c.Conn, rest)
 			after, _ := c.closed(slow(10 * time.Second))
 			t.Logf("then: %q", after)
 			if strings.Contains(after, "Roger") || strings.Contains(after, "354 ") || strings.Contains(after, "queued as") {
@@ -345,10 +345,10 @@ smtpd_timeout = 2s
 			}
 			time.Sleep(time.Second)
 			waitUntil(t, "an empty queue", slow(30*time.Second), in.queueEmpty)
-			if sk.count("smuggled-"+n+"@far.example") != 0 || len(in.maildirMessages("smuggled-"+n)) != 0 {
+			if sk.Count("smuggled-"+n+"@far.example") != 0 || len(in.MaildirMessages("smuggled-"+n)) != 0 {
 				t.Errorf("the smuggled message was delivered")
 			}
-			if sk.count("victim-"+n+"@far.example") != 0 {
+			if sk.Count("victim-"+n+"@far.example") != 0 {
 				t.Errorf("the stalled message was delivered")
 			}
 		})
