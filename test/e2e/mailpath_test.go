@@ -45,7 +45,7 @@ func TestLocalDeliveryToMaildir(t *testing.T) {
 
 func TestRelayToNextHop(t *testing.T) {
 	sk := newSink(t, "", nil)
-	in := newInstance(t, fmt.Sprintf("transport_maps = hash:$config_directory/transport\nrelay_domains = far.example\n"),
+	in := newInstance(t, "transport_maps = hash:$config_directory/transport\nrelay_domains = far.example\n",
 		map[string]string{"transport": fmt.Sprintf("far.example smtp:[127.0.0.1]:%d\n", sk.Port())})
 	in.Start()
 	if err := send(in.Addr(), "sender@test.example", []string{"rcpt@far.example"}, testMessage("relay")); err != nil {

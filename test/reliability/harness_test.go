@@ -56,7 +56,6 @@ func newInstance(t testing.TB, mainCf string, files map[string]string) *instance
 }
 
 // queueDir is queue_directory as newInstance sets it.
-func (in *instance) queueDir() string { return filepath.Join(in.Dir, "queue") }
 
 // msgDir is where message files live: queue_directory/queue (files ID and
 // ID.st, see internal/queue/store.go).
