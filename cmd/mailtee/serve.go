@@ -35,15 +35,13 @@ import (
 type server struct {
 	cfg *config.Config // as started: listeners, queue, timers, TLS
 	// rt is what a reload replaces: tables and everything built on them.
-	rt     atomic.Pointer[runtime]
-	log    *maillog.Logger
-	q      *queue.Queue
-	router *route.Router
-	smtp   *deliver.Client
-	lmtp   *deliver.Client
-	local  *local.Local
-	smtpd  *smtpd.Server
-	host   string
+	rt    atomic.Pointer[runtime]
+	log   *maillog.Logger
+	q     *queue.Queue
+	smtp  *deliver.Client
+	lmtp  *deliver.Client
+	smtpd *smtpd.Server
+	host  string
 	// logFlush writes out buffered maillog_file lines; nil when logging
 	// to stderr.
 	logFlush func() error

@@ -375,13 +375,6 @@ func (j *journal) close() {
 	j.segs = nil
 }
 
-// segmentCount is the number of segments, for tests.
-func (j *journal) segmentCount() int {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return len(j.segs)
-}
-
 // jmsg is a message found in the journal at start-up.
 type jmsg struct {
 	id   string
