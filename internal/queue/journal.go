@@ -350,12 +350,15 @@ func (j *journal) collect() {
 			j.mu.Unlock()
 			return
 		}
+		if err := os.Remove(s.path); err != nil && !os.IsNotExist(err) {
+			// It stays first, and every newer one with it: they may
+			// hold the D records of its messages.
+			j.mu.Unlock()
+			return
+		}
 		j.segs = j.segs[1:]
 		j.mu.Unlock()
 		s.f.Close()
-		if err := os.Remove(s.path); err != nil && !os.IsNotExist(err) {
-			return
-		}
 		if err := j.syncer.Sync(); err != nil {
 			return
 		}
@@ -445,8 +448,9 @@ func readJournal(dir string) (*journalScan, error) {
 				// disk was written after it, and its fdatasync, which
 				// would have covered both, never returned: in the last
 				// segment that is the write a crash interrupted. In an
-				// older one, whose records had all been synced by the
-				// time the next one was in use, it is damage.
+				// older one it is most likely damage (or a write torn
+				// just as the next segment began, not acknowledged
+				// either): reported, and the segment kept.
 				if lastSeg {
 					js.notes = append(js.notes, fmt.Sprintf("%s: incomplete record at offset %d, the end of a write that a crash interrupted (never acknowledged); ignored", sg.path, off))
 				} else {
