@@ -130,9 +130,8 @@ func (d *delivery) pipelined(s *session, body io.Reader) bool {
 	// MAIL FROM.
 	var mailErr *Error
 	if _, err := s.readReply(250, timeout); err != nil {
-		e, broken := s.failure(err, "MAIL FROM command", "sending MAIL FROM")
-		if broken {
-			d.keepAll(e)
+		e, ok := d.refused(s, err, "MAIL FROM command", "sending MAIL FROM")
+		if !ok {
 			return false
 		}
 		mailErr = e
@@ -147,9 +146,8 @@ func (d *delivery) pipelined(s *session, body io.Reader) bool {
 			}
 			continue
 		}
-		e, broken := s.failure(err, "RCPT TO command", "sending RCPT TO")
-		if broken {
-			d.keepAll(e)
+		e, ok := d.refused(s, err, "RCPT TO command", "sending RCPT TO")
+		if !ok {
 			return false
 		}
 		if mailErr == nil {
@@ -163,9 +161,8 @@ func (d *delivery) pipelined(s *session, body io.Reader) bool {
 	// DATA.
 	_, err := s.readReply(354, timeout)
 	if err != nil {
-		e, broken := s.failure(err, "DATA command", "sending DATA command")
-		if broken {
-			d.keepAll(e)
+		e, ok := d.refused(s, err, "DATA command", "sending DATA command")
+		if !ok {
 			return false
 		}
 		if len(accepted) > 0 {
@@ -198,12 +195,10 @@ func (d *delivery) pipelined(s *session, body io.Reader) bool {
 		d.keepAll(s.ioError(err, "sending message body"))
 		return false
 	}
-	const afterDot = "sending end of data -- message may be sent more than once"
 	text, err := s.readReply(250, s.cl.SubmissionTimeout)
 	if err != nil {
-		e, broken := s.failure(err, "end of DATA command", afterDot)
-		if broken {
-			d.keepAll(e)
+		e, ok := d.refused(s, err, "end of DATA command", afterDot)
+		if !ok {
 			return false
 		}
 		d.outcome(accepted, e)

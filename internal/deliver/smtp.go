@@ -310,9 +310,8 @@ func (d *delivery) transaction(s *session) bool {
 		opts.Body = smtp.Body8BitMIME
 	}
 	if err := s.cl.Mail(msg.From, opts); err != nil {
-		e, broken := s.failure(err, "MAIL FROM command", "sending MAIL FROM")
-		if broken {
-			d.keepAll(e)
+		e, ok := d.refused(s, err, "MAIL FROM command", "sending MAIL FROM")
+		if !ok {
 			return false
 		}
 		// A refused sender refuses the message, for every recipient.
@@ -326,9 +325,8 @@ func (d *delivery) transaction(s *session) bool {
 			accepted = append(accepted, i)
 			continue
 		}
-		e, broken := s.failure(err, "RCPT TO command", "sending RCPT TO")
-		if broken {
-			d.keepAll(e)
+		e, ok := d.refused(s, err, "RCPT TO command", "sending RCPT TO")
+		if !ok {
 			return false
 		}
 		d.outcome([]int{i}, e)
@@ -338,9 +336,8 @@ func (d *delivery) transaction(s *session) bool {
 	}
 	w, err := s.cl.Data()
 	if err != nil {
-		e, broken := s.failure(err, "DATA command", "sending DATA command")
-		if broken {
-			d.keepAll(e)
+		e, ok := d.refused(s, err, "DATA command", "sending DATA command")
+		if !ok {
 			return false
 		}
 		d.outcome(accepted, e)
@@ -350,7 +347,6 @@ func (d *delivery) transaction(s *session) bool {
 		return false
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.cl.CommandTimeout))
-	const afterDot = "sending end of data -- message may be sent more than once"
 	if !s.lmtp {
 		resp, err := w.CloseWithResponse()
 		if err != nil {
@@ -417,6 +413,22 @@ func (s *session) failure(err error, command, where string) (e *Error, broken bo
 	}
 	return s.ioError(err, where), true
 }
+
+// refused returns the error of a command the server refused; when the
+// connection broke instead, every recipient still pending keeps that
+// error and ok is false: the transaction, and the session, are over.
+func (d *delivery) refused(s *session, err error, command, where string) (e *Error, ok bool) {
+	e, broken := s.failure(err, command, where)
+	if broken {
+		d.keepAll(e)
+		return nil, false
+	}
+	return e, true
+}
+
+// afterDot is where a lost connection at the end of DATA leaves us: the
+// server may have taken the message.
+const afterDot = "sending end of data -- message may be sent more than once"
 
 // ioError is smtp_stream_except(): a timeout or a lost connection.
 func (s *session) ioError(err error, where string) *Error {
