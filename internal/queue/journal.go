@@ -624,12 +624,6 @@ func (s *store) moveOut(jm jmsg) error {
 	if err != nil {
 		return err
 	}
-	nf, m, err := s.write(&jm.meta.Env, body)
-	body.Close()
-	if err != nil {
-		return err
-	}
-	defer s.closeNew(nf)
-	s.dropCache(m)
-	return s.publish(nf, m, jm.id)
+	_, err = s.ownFile(jm.id, &jm.meta.Env, body)
+	return err
 }

@@ -909,12 +909,7 @@ func (q *Queue) Each(f func(Info) error) error {
 		keys = append(keys, key{e.m.Env.Arrival, id})
 	}
 	q.mu.Unlock()
-	sort.Slice(keys, func(i, j int) bool {
-		if !keys[i].at.Equal(keys[j].at) {
-			return keys[i].at.Before(keys[j].at)
-		}
-		return keys[i].id < keys[j].id
-	})
+	sort.Slice(keys, func(i, j int) bool { return older(keys[i].at, keys[i].id, keys[j].at, keys[j].id) })
 	for _, k := range keys {
 		q.mu.Lock()
 		e, ok := q.msgs[k.id]
@@ -934,12 +929,15 @@ func (q *Queue) Each(f func(Info) error) error {
 }
 
 func sortInfo(out []Info) {
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Arrival.Equal(out[j].Arrival) {
-			return out[i].Arrival.Before(out[j].Arrival)
-		}
-		return out[i].ID < out[j].ID
-	})
+	sort.Slice(out, func(i, j int) bool { return older(out[i].Arrival, out[i].ID, out[j].Arrival, out[j].ID) })
+}
+
+// older is the listing order: by arrival, then by ID.
+func older(at time.Time, id string, at2 time.Time, id2 string) bool {
+	if !at.Equal(at2) {
+		return at.Before(at2)
+	}
+	return id < id2
 }
 
 // ListDir describes the messages in a spool that no server is running

@@ -308,14 +308,8 @@ func (s *store) migrate(m *Message, r *jref) error {
 	if err != nil {
 		return err
 	}
-	nf, m2, err := s.write(&m.Env, body)
-	body.Close()
+	m2, err := s.ownFile(m.ID, &m.Env, body)
 	if err != nil {
-		return err
-	}
-	defer s.closeNew(nf)
-	s.dropCache(m2)
-	if err := s.publish(nf, m2, m.ID); err != nil {
 		return err
 	}
 	m.dir, m.bodyOff = m2.dir, m2.bodyOff
@@ -326,6 +320,23 @@ func (s *store) migrate(m *Message, r *jref) error {
 	// message out of the segment all the same).
 	s.jn.done(r, m.ID)
 	return nil
+}
+
+// ownFile stores a message that was in the journal as a file of its own,
+// durably, under id; it keeps no copy of the body in memory, and closes
+// body.
+func (s *store) ownFile(id string, env *envelope.Envelope, body io.ReadCloser) (*Message, error) {
+	nf, m, err := s.write(env, body)
+	body.Close()
+	if err != nil {
+		return nil, err
+	}
+	defer s.closeNew(nf)
+	s.dropCache(m)
+	if err := s.publish(nf, m, id); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // evacuate moves a message out of the journal, if it is still there
