@@ -198,6 +198,16 @@ func (in *Instance) StartErr() error {
 		if !in.PortRace || strings.Contains(in.Log.Since(mark), listening) {
 			if c, err := net.DialTimeout("tcp", in.Addr(), dialTimeout); err == nil {
 				c.Close()
+				// The probe counts against the per-client connection
+				// limit until mailtee has closed its side (it logs the
+				// disconnect after freeing the place): a test that opens
+				// the limit's worth of connections at once must not find
+				// it still there. Bounded; never a failure.
+				for t0 := time.Now(); time.Since(t0) < 5*time.Second && !isClosed(done); time.Sleep(5 * time.Millisecond) {
+					if strings.Contains(in.Log.Since(mark), "disconnect from") {
+						break
+					}
+				}
 				if in.AwaitReady {
 					for t0 := time.Now(); time.Since(t0) < 5*time.Second && !isClosed(done); time.Sleep(5 * time.Millisecond) {
 						if strings.Contains(in.Log.Since(mark), "daemon started") {
