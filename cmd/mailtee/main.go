@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/mailtee/mailtee/internal/asuser"
 	"github.com/mailtee/mailtee/internal/config"
 )
 
@@ -48,6 +49,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitBadData
 		}
 		return exitOK
+	}
+	if args[0] == asuser.Command {
+		return asuser.Main(args[1:]) // started by serve, not listed
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/asuser"
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/diag"
@@ -48,6 +49,9 @@ type server struct {
 
 	listeners []net.Listener
 	ctl       *controlServer
+	// asUser runs mailbox deliveries with their recipient's privileges;
+	// nil unless mailtee runs as root.
+	asUser *asuser.Pool
 }
 
 // runtime is the part of a running server that follows main.cf and its
@@ -71,10 +75,14 @@ func (s *server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 		ok, _ := t.mydest.Match(context.Background(), domain)
 		return ok
 	}
+	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forward, s.asUser)
+	if err != nil {
+		return nil, err
+	}
 	return &runtime{
 		cfg:     cfg,
 		router:  routerFor(cfg, t),
-		local:   localFor(cfg, t, isLocal, s.lmtp, s.forward),
+		local:   lda,
 		cleanup: newCleanup(cfg, t),
 		policy:  policyFor(cfg, t),
 	}, nil
@@ -172,6 +180,9 @@ func newServer(cfg *config.Config, stderr io.Writer, opened map[string]maps.Tabl
 		Resolver:       resolver,
 		LMTP:           true,
 		Log:            s.log.Slog().With("component", "lmtp"),
+	}
+	if os.Geteuid() == 0 {
+		s.asUser = asuser.NewPool(asuser.Options{Warn: func(msg string) { s.log.Printf("local", "warning: %s", msg) }})
 	}
 	rt, err := s.newRuntime(cfg, opened)
 	if err != nil {
@@ -328,6 +339,9 @@ func (s *server) stop(grace time.Duration) {
 	s.q.Close(ctx)
 	s.smtp.Close()
 	s.lmtp.Close()
+	if s.asUser != nil {
+		s.asUser.Close() // after the queue: no delivery uses it now
+	}
 	s.log.Printf("master", "terminated")
 	if s.logFlush != nil {
 		s.logFlush()

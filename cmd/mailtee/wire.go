@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/asuser"
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/envelope"
@@ -200,25 +201,14 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 	}
 }
 
-// homeDirs returns a user's home directory from the passwd table that
-// local_recipient_maps also uses (unix:passwd.byname), read once per
-// configuration load rather than at each delivery.
-func homeDirs() func(user string) (string, bool) {
-	pw, _, err := maps.Open("unix:passwd.byname")
-	if err != nil {
-		return func(string) (string, bool) { return "", false }
-	}
-	return func(user string) (string, bool) {
-		line, ok, _ := pw.Lookup(context.Background(), user)
-		if f := strings.Split(line, ":"); ok && len(f) >= 6 {
-			return f[5], true
-		}
-		return "", false
-	}
-}
-
 // localFor builds the local delivery agent.
-func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error) *local.Local {
+func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error, asUser *asuser.Pool) (*local.Local, error) {
+	// The passwd file is read once per configuration load rather than at
+	// each delivery; a reload reads it again.
+	pw, err := local.ReadPasswd(passwdFile)
+	if err != nil && asUser != nil {
+		return nil, fmt.Errorf("local delivery as root needs the passwd database: %w", err)
+	}
 	o := local.Options{
 		Aliases:     t.aliases,
 		Myorigin:    cfg.Get("myorigin"),
@@ -226,7 +216,8 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		IsLocal:     isLocal,
 		SpoolDir:    cfg.Get("mail_spool_directory"),
 		HomeMailbox: cfg.Get("home_mailbox"),
-		Home:        homeDirs(),
+		Users:       pw.Lookup,
+		AsUser:      asUser,
 		Forward:     forward,
 		MailboxBCC:  t.mailboxBCC,
 	}
@@ -247,8 +238,16 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 			o.SpoolDir += "/"
 		}
 	}
-	return local.New(o)
+	if asUser != nil {
+		if o.DefaultPrivs, err = local.DefaultPrivs(pw, cfg.Get("default_privs")); err != nil {
+			return nil, err
+		}
+	}
+	return local.New(o), nil
 }
+
+// passwdFile is where local delivery finds mailbox owners.
+const passwdFile = "/etc/passwd"
 
 // rewriterFor builds cleanup's address rewriting from main.cf; withBCC
 // adds the BCC maps, which Postfix applies only to mail from outside.

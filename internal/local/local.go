@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/address"
+	"github.com/mailtee/mailtee/internal/asuser"
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/maps"
@@ -40,8 +41,16 @@ type Options struct {
 	// "/") is a Maildir under the user's home directory.
 	SpoolDir    string
 	HomeMailbox string
-	// Home returns a user's home directory (from /etc/passwd).
-	Home func(user string) (string, bool)
+	// Users looks up a login name in the passwd database.
+	Users func(name string) (User, bool)
+
+	// AsUser, set when mailtee runs as root, writes each mailbox in a
+	// helper process with its recipient's uid and gid, as local(8) does;
+	// a mailbox name with no passwd entry gets DefaultPrivs'
+	// (default_privs). Unset, mailboxes are written by this process, as
+	// whoever runs it.
+	AsUser       *asuser.Pool
+	DefaultPrivs User
 
 	// LMTP, when set, delivers to mailboxes instead of Maildir
 	// (mailbox_transport = lmtp:...). rcpts are full addresses.
@@ -56,6 +65,13 @@ type Options struct {
 	// final local mailbox address; each address in the value gets an
 	// automatic copy.
 	MailboxBCC maps.Table
+}
+
+// User is a passwd entry.
+type User struct {
+	Name     string
+	UID, GID uint32
+	Home     string
 }
 
 // Local delivers to local recipients.
@@ -188,11 +204,7 @@ func (d *delivery) store(ctx context.Context, mailboxes []target, done *[]string
 		return nil
 	}
 	for _, t := range mailboxes {
-		dir, err := l.maildir(t.user)
-		if err != nil {
-			return err
-		}
-		if err := deliver.Maildir(dir, msg, t.addr); err != nil {
+		if err := l.writeMaildir(ctx, t, msg); err != nil {
 			return err
 		}
 		d.mailboxes[strings.ToLower(t.addr)] = true
@@ -257,28 +269,53 @@ func joinAddrs(rs []envelope.Rcpt) string {
 	return strings.Join(s, ", ")
 }
 
-// maildir is where user's mail goes.
-func (l *Local) maildir(user string) (string, error) {
+// writeMaildir puts msg into t's Maildir, with its recipient's
+// privileges when mailtee runs as root.
+func (l *Local) writeMaildir(ctx context.Context, t target, msg *deliver.Message) error {
+	dir, owner, err := l.maildir(t.user)
+	if err != nil {
+		return err
+	}
+	if l.o.AsUser == nil || owner.UID == 0 {
+		// Not root: everything as ourselves. Root's own mailbox: as
+		// root, as local(8) does.
+		return deliver.Maildir(dir, msg, t.addr)
+	}
+	if l.o.HomeMailbox == "" || !strings.HasSuffix(l.o.HomeMailbox, "/") {
+		if err := spoolMaildir(dir, owner); err != nil {
+			return err
+		}
+	}
+	return l.o.AsUser.Maildir(ctx, asuser.Cred{UID: owner.UID, GID: owner.GID}, dir, msg, t.addr)
+}
+
+// maildir is where user's mail goes, and who owns it: the passwd entry,
+// or DefaultPrivs for a mailbox name without one.
+func (l *Local) maildir(user string) (string, User, error) {
+	var u User
+	found := false
+	if l.o.Users != nil {
+		u, found = l.o.Users(user)
+	}
 	switch {
 	case l.o.HomeMailbox != "" && strings.HasSuffix(l.o.HomeMailbox, "/"):
-		if l.o.Home == nil {
-			return "", permErr("5.1.1", "unknown user: %q", user)
+		if !found {
+			return "", u, permErr("5.1.1", "unknown user: %q", user)
 		}
-		home, ok := l.o.Home(user)
-		if !ok {
-			return "", permErr("5.1.1", "unknown user: %q", user)
-		}
-		return filepath.Join(home, l.o.HomeMailbox), nil
+		return filepath.Join(u.Home, l.o.HomeMailbox) + "/", u, nil
 	case strings.HasSuffix(l.o.SpoolDir, "/"):
 		// A name that cannot be a directory is a permanent failure, not
 		// one to retry for days (255 bytes: NAME_MAX on Linux).
 		if strings.ContainsAny(user, "/\x00") || user == "." || user == ".." || user == "" || len(user) > 255 {
-			return "", permErr("5.1.3", "bad mailbox name %q", user)
+			return "", u, permErr("5.1.3", "bad mailbox name %q", user)
 		}
-		return filepath.Join(l.o.SpoolDir, user) + "/", nil
+		if !found {
+			u = l.o.DefaultPrivs
+		}
+		return filepath.Join(l.o.SpoolDir, user) + "/", u, nil
 	}
 	// mbox: Postfix's default, which mailtee does not write. Mail waits.
-	return "", tempErr("mailbox delivery needs a Maildir: set home_mailbox = Maildir/ or a mail_spool_directory ending in /")
+	return "", u, tempErr("mailbox delivery needs a Maildir: set home_mailbox = Maildir/ or a mail_spool_directory ending in /")
 }
 
 // expand resolves rcpt through the alias tables.

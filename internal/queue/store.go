@@ -209,6 +209,12 @@ const (
 
 func openStore(dir string) (*store, error) {
 	s := &store{dir: dir, qdir: filepath.Join(dir, "queue"), jdir: filepath.Join(dir, "journal"), corrupt: filepath.Join(dir, "corrupt"), free: filepath.Join(dir, "free")}
+	// The queue is private; directories above it that mailtee makes are
+	// not, since a mail spool may sit beside it, and mailbox owners'
+	// delivery helpers must pass through to reach it.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("queue directory: %w", err)
+	}
 	for _, d := range []string{dir, s.qdir, s.corrupt, s.free} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("queue directory: %w", err)

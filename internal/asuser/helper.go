@@ -1,0 +1,204 @@
+package asuser
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mailtee/mailtee/internal/deliver"
+)
+
+// Main is the helper process: args are UID and GID. It drops to them,
+// then serves requests on file descriptor 3 until the server closes it.
+// It returns the exit code.
+func Main(args []string) int {
+	if len(args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: mailtee "+Command+" UID GID (started by mailtee serve)")
+		return 1
+	}
+	uid, err1 := strconv.ParseUint(args[0], 10, 32)
+	gid, err2 := strconv.ParseUint(args[1], 10, 32)
+	if err1 != nil || err2 != nil {
+		fmt.Fprintln(os.Stderr, "bad UID or GID:", args)
+		return 1
+	}
+	if err := drop(int(uid), int(gid)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	conn, err := net.FileConn(os.NewFile(3, "asuser"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "no socket on descriptor 3:", err)
+		return 1
+	}
+	serve(conn.(*net.UnixConn))
+	return 0
+}
+
+// drop gives the process uid and gid, gid as its only group, for every
+// thread (Go's syscall package changes all threads on Linux), and makes
+// it not dumpable, so its user can neither attach to it nor read its
+// memory through /proc. Root is refused: a helper that could not drop
+// would write as root, which is what it exists to prevent.
+func drop(uid, gid int) error {
+	if uid == 0 {
+		return errors.New("refusing to run as root")
+	}
+	if err := syscall.Setgroups([]int{gid}); err != nil {
+		return fmt.Errorf("setgroups %d: %w", gid, err)
+	}
+	if err := syscall.Setresgid(gid, gid, gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if err := syscall.Setresuid(uid, uid, uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", uid, err)
+	}
+	if os.Getuid() != uid || os.Geteuid() != uid || os.Getgid() != gid || os.Getegid() != gid {
+		return fmt.Errorf("privileges not dropped: uid %d/%d gid %d/%d", os.Getuid(), os.Geteuid(), os.Getgid(), os.Getegid())
+	}
+	if syscall.Setuid(0) == nil {
+		return errors.New("could set uid 0 again after dropping privileges")
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_DUMPABLE): %w", err)
+	}
+	return nil
+}
+
+// serve runs each request as it comes, and waits for them all once the
+// server has closed its end.
+func serve(conn *net.UnixConn) {
+	var (
+		wmu sync.Mutex
+		wg  sync.WaitGroup
+	)
+	buf := make([]byte, maxRecord)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	for {
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			break
+		}
+		var req request
+		body, ferr := bodyFile(oob[:oobn])
+		if err := json.Unmarshal(buf[:n], &req); err != nil || ferr != nil {
+			if body != nil {
+				body.Close()
+			}
+			fmt.Fprintf(os.Stderr, "bad request: %v %v\n", err, ferr)
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := reply{ID: req.ID, Err: handle(req, body)}
+			rec, _ := json.Marshal(r)
+			wmu.Lock()
+			conn.Write(rec)
+			wmu.Unlock()
+		}()
+	}
+	wg.Wait()
+}
+
+// bodyFile is the one descriptor a request carries.
+func bodyFile(oob []byte) (*os.File, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, m := range msgs {
+		f, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			return nil, err
+		}
+		fds = append(fds, f...)
+	}
+	if len(fds) != 1 {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("%d descriptors in a request, want 1", len(fds))
+	}
+	unix.CloseOnExec(fds[0])
+	return os.NewFile(uintptr(fds[0]), "message"), nil
+}
+
+// handle does one request with the helper's privileges.
+func handle(req request, body *os.File) *deliver.Error {
+	defer body.Close()
+	opened := false
+	msg := &deliver.Message{ID: req.QueueID, From: req.From, Open: func() (io.ReadCloser, error) {
+		if opened {
+			return nil, errors.New("message already read")
+		}
+		opened = true
+		return io.NopCloser(&framed{r: body}), nil
+	}}
+	var err error
+	switch req.Op {
+	case "maildir":
+		err = deliver.Maildir(req.Path, msg, req.DeliveredTo)
+	default:
+		err = failure("unknown request %q", req.Op)
+	}
+	if err == nil {
+		return nil
+	}
+	var de *deliver.Error
+	if errors.As(err, &de) {
+		return de
+	}
+	return failure("%v", err)
+}
+
+// framed reads a message that ends with its own length (8 bytes, big
+// endian), and fails at an end without it: the server could not read the
+// whole message, and no part of it may be delivered.
+type framed struct {
+	r   io.Reader
+	buf []byte // read, not yet returned; its last 8 bytes may be the trailer
+	tmp [32 << 10]byte
+	n   uint64 // bytes returned
+	err error
+}
+
+var errTruncated = errors.New("message truncated on its way to the local delivery helper")
+
+func (f *framed) Read(p []byte) (int, error) {
+	for {
+		if len(f.buf) > 8 {
+			n := copy(p, f.buf[:len(f.buf)-8])
+			f.buf = append(f.buf[:0], f.buf[n:]...)
+			f.n += uint64(n)
+			return n, nil
+		}
+		if f.err != nil {
+			return 0, f.err
+		}
+		m, err := f.r.Read(f.tmp[:])
+		f.buf = append(f.buf, f.tmp[:m]...)
+		switch {
+		case err == io.EOF:
+			if len(f.buf) == 8 && binary.BigEndian.Uint64(f.buf) == f.n {
+				f.buf = f.buf[:0]
+				f.err = io.EOF
+			} else {
+				f.buf = f.buf[:0]
+				f.err = errTruncated
+			}
+		case err != nil:
+			f.err = err
+		}
+	}
+}
