@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
 // The seed scenario (shared/seed/dual-delivery-setup-for-postfix.md) on
@@ -38,7 +39,7 @@ const (
 func copySeed(t *testing.T, role, extra string, files map[string]string) string {
 	t.Helper()
 	src := filepath.Join("..", "..", "examples", "seed", role)
-	dst := t.TempDir()
+	dst := harness.TempDir(t)
 	entries, err := os.ReadDir(src)
 	if err != nil {
 		t.Fatal(err)

@@ -62,7 +62,7 @@ type Instance struct {
 // Dir/queue, Maildirs are under Dir/mail/.
 func NewInstance(t testing.TB, mainCf string, files map[string]string) *Instance {
 	t.Helper()
-	dir := t.TempDir()
+	dir := TempDir(t)
 	port := FreePort(t)
 	base := fmt.Sprintf(`myhostname = mx.test.example
 mydomain = test.example
@@ -92,6 +92,19 @@ smtp_connect_timeout = 2s
 		}
 	}
 	return &Instance{T: t, Dir: dir, Port: port, Log: &SyncBuffer{}}
+}
+
+// TempDir is t.TempDir made passable for everyone: run as root, mailtee
+// writes each mailbox as its owner (nobody for the tests' names), who
+// must reach the spool below it, as on a real system.
+func TempDir(t testing.TB) string {
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // Addr is the SMTP address mailtee listens on.
