@@ -42,6 +42,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 // returned too, so that serve need not read a large table twice.
 func checkAll(cfg *config.Config) (diag.List, map[string]maps.Table) {
 	all := cfg.Check()
+	all = append(all, mailboxFindings(cfg)...)
 	opened := map[string]maps.Table{}
 	seen := map[string]bool{}
 	for _, ref := range cfg.TableRefs() {

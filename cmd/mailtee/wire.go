@@ -12,6 +12,7 @@ import (
 	"github.com/mailtee/mailtee/internal/asuser"
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maps"
@@ -214,7 +215,7 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		Myorigin:    cfg.Get("myorigin"),
 		Delimiter:   cfg.Get("recipient_delimiter"),
 		IsLocal:     isLocal,
-		SpoolDir:    cfg.Get("mail_spool_directory"),
+		SpoolDir:    spoolDir(cfg),
 		HomeMailbox: cfg.Get("home_mailbox"),
 		Users:       pw.Lookup,
 		AsUser:      asUser,
@@ -232,18 +233,49 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 			return errs
 		}
 	}
-	if d := o.SpoolDir; d != "" && !filepath.IsAbs(d) {
-		o.SpoolDir, _ = filepath.Abs(d)
-		if strings.HasSuffix(d, "/") {
-			o.SpoolDir += "/"
-		}
-	}
 	if asUser != nil {
 		if o.DefaultPrivs, err = local.DefaultPrivs(pw, cfg.Get("default_privs")); err != nil {
 			return nil, err
 		}
 	}
 	return local.New(o), nil
+}
+
+// spoolDir is mail_spool_directory, made absolute.
+func spoolDir(cfg *config.Config) string {
+	d := cfg.Get("mail_spool_directory")
+	if d != "" && !filepath.IsAbs(d) {
+		abs, _ := filepath.Abs(d)
+		if strings.HasSuffix(d, "/") {
+			abs += "/"
+		}
+		return abs
+	}
+	return d
+}
+
+// mailboxFindings checks default_privs as Postfix does (a known user, not
+// root) and reports mailboxes that mailtee, run as root, could not write
+// with their recipient's privileges.
+func mailboxFindings(cfg *config.Config) diag.List {
+	var out diag.List
+	pw, err := local.ReadPasswd(passwdFile)
+	if err != nil {
+		return nil
+	}
+	line := func(param string) int {
+		s, _ := cfg.Set(param)
+		return s.Line
+	}
+	dp, err := local.DefaultPrivs(pw, cfg.Get("default_privs"))
+	if err != nil {
+		out.Errorf(cfg.File, line("default_privs"), "%v", err)
+	}
+	o := local.Options{SpoolDir: spoolDir(cfg), HomeMailbox: cfg.Get("home_mailbox"), DefaultPrivs: dp}
+	for _, f := range local.CheckMailboxes(o, pw) {
+		out.Warnf(cfg.File, line(f.Param), "%s: %s", f.Param, f.Msg)
+	}
+	return out
 }
 
 // passwdFile is where local delivery finds mailbox owners.

@@ -124,6 +124,8 @@ var implemented = map[string]paramInfo{
 	"bounce_queue_lifetime": {}, "queue_run_delay": {},
 	"double_bounce_sender": {}, "bounce_notice_recipient": {}, "2bounce_notice_recipient": {},
 	"compatibility_level": {}, "maillog_file": {}, "notify_classes": {},
+	// local delivery as root: the identity of mailboxes with no passwd entry
+	"default_privs": {},
 }
 
 // harmless lists Postfix parameters mailtee ignores because they cannot
@@ -132,7 +134,7 @@ var harmless = map[string]bool{
 	"biff": true, "append_dot_mydomain": true, "readme_directory": true,
 	"alias_database": true, "mailbox_size_limit": true, "mail_owner": true,
 	"setgid_group": true, "sendmail_path": true, "newaliases_path": true,
-	"mailq_path": true, "default_privs": true, "import_environment": true,
+	"mailq_path": true, "import_environment": true,
 	"export_environment": true, "debugger_command": true, "delay_warning_time": true,
 	"multi_instance_enable": true,
 	"multi_instance_name":   true, "multi_instance_group": true,
