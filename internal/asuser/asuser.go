@@ -25,6 +25,7 @@ package asuser
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -59,6 +60,9 @@ type request struct {
 	QueueID     string `json:"qid"`
 	From        string `json:"from"`
 	DeliveredTo string `json:"to"`
+	// Size is the message's size as the queue knows it (0: unknown); a
+	// larger one than maxInline goes through a pipe straight away.
+	Size int64 `json:"-"`
 }
 
 // reply is a helper's answer to the request with the same ID.
@@ -67,9 +71,36 @@ type reply struct {
 	Err *deliver.Error `json:"err,omitempty"`
 }
 
-// maxRecord bounds a request or reply record: a path, two addresses and
-// a reason are far smaller.
-const maxRecord = 64 << 10
+// A record is a request (JSON, a newline, then the message when it is
+// inline) or a reply (JSON). maxInline is the largest message sent
+// inline; maxRecord bounds a record, well below the socket's buffer
+// (net.core.wmem_default, 208 KB), which bounds a SOCK_SEQPACKET record.
+const (
+	maxInline = 64 << 10
+	maxRecord = maxInline + 16<<10
+)
+
+// recBufs holds request records, each with room for the largest.
+var recBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, maxRecord)
+	return &b
+}}
+
+// readSmall appends the whole message to rec when it has at most
+// maxInline bytes, and says whether it did; when it has more, or cannot
+// be read, head is what was read of it, to send before the rest.
+func readSmall(body io.Reader, rec []byte) (out, head []byte, ok bool) {
+	n := len(rec)
+	if cap(rec) < n+maxInline+1 {
+		return rec, nil, false
+	}
+	rec = rec[:n+maxInline+1]
+	m, err := io.ReadFull(body, rec[n:])
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		return rec[:n+m], nil, true
+	}
+	return rec[:n], append([]byte(nil), rec[n:n+m]...), false
+}
 
 // Options configure a Pool.
 type Options struct {
@@ -142,7 +173,7 @@ func (p *Pool) Helpers() int {
 // Maildir delivers msg into the Maildir dir as c; see deliver.Maildir.
 // The error is nil or a *deliver.Error.
 func (p *Pool) Maildir(ctx context.Context, c Cred, dir string, msg *deliver.Message, deliveredTo string) error {
-	return p.do(ctx, c, request{Op: "maildir", Path: dir, QueueID: msg.ID, From: msg.From, DeliveredTo: deliveredTo}, msg)
+	return p.do(ctx, c, request{Op: "maildir", Path: dir, QueueID: msg.ID, From: msg.From, DeliveredTo: deliveredTo, Size: msg.Size}, msg)
 }
 
 func (p *Pool) do(ctx context.Context, c Cred, req request, msg *deliver.Message) error {
@@ -312,35 +343,60 @@ func (h *helper) call(ctx context.Context, req request, body io.Reader) error {
 		h.mu.Unlock()
 	}
 
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		forget()
-		return failure("cannot make a pipe for the local delivery helper: %v", err)
+	recBuf := recBufs.Get().(*[]byte)
+	defer recBufs.Put(recBuf)
+	hdr, _ := json.Marshal(req)
+	rec := append(append((*recBuf)[:0], hdr...), '\n')
+	// A small message goes in the request itself: one record, no pipe.
+	// A larger one streams through a pipe while the helper writes it.
+	var small bool
+	if req.Size <= maxInline {
+		var head []byte
+		if rec, head, small = readSmall(body, rec); !small {
+			body = io.MultiReader(bytes.NewReader(head), body)
+		}
 	}
-	rec, _ := json.Marshal(req)
+	var (
+		oob    []byte
+		pr, pw *os.File
+	)
+	if !small {
+		var err error
+		if pr, pw, err = os.Pipe(); err != nil {
+			forget()
+			return failure("cannot make a pipe for the local delivery helper: %v", err)
+		}
+		rec = rec[:bytes.IndexByte(rec, '\n')+1]
+		oob = unix.UnixRights(int(pr.Fd()))
+	}
 	h.wmu.Lock()
-	_, _, err = h.conn.WriteMsgUnix(rec, unix.UnixRights(int(pr.Fd())), nil)
+	_, _, err := h.conn.WriteMsgUnix(rec, oob, nil)
 	h.wmu.Unlock()
-	pr.Close()
+	if pr != nil {
+		pr.Close()
+	}
 	if err != nil {
-		pw.Close()
+		if pw != nil {
+			pw.Close()
+		}
 		forget()
 		h.fail(err)
 		return failure("cannot talk to local delivery helper (%v): %v", h.cred, err)
 	}
-	// The message goes through the pipe while the helper writes it; a
-	// helper that stops reading early (it failed) makes the copy fail
-	// with EPIPE, and its reply says why.
-	go func() {
-		defer pw.Close()
-		n, err := io.Copy(pw, body)
-		if err != nil {
-			return // no trailer: the helper fails the delivery
-		}
-		var trailer [8]byte
-		binary.BigEndian.PutUint64(trailer[:], uint64(n))
-		pw.Write(trailer[:])
-	}()
+	if pw != nil {
+		// A helper that stops reading early (it failed) makes the copy
+		// fail with EPIPE, and its reply says why.
+		go func() {
+			defer pw.Close()
+			n, err := io.Copy(pw, body)
+			if err != nil {
+				return // no trailer: the helper fails the delivery
+			}
+			var trailer [8]byte
+			binary.BigEndian.PutUint64(trailer[:], uint64(n))
+			pw.Write(trailer[:])
+		}()
+	}
 	select {
 	case e := <-ch:
 		if e != nil {

@@ -1,6 +1,7 @@
 package asuser
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -89,13 +90,23 @@ func serve(conn *net.UnixConn) {
 			break
 		}
 		var req request
-		body, ferr := bodyFile(oob[:oobn])
-		if err := json.Unmarshal(buf[:n], &req); err != nil || ferr != nil {
-			if body != nil {
-				body.Close()
+		head, inline, _ := bytes.Cut(buf[:n], []byte{'\n'})
+		fd, ferr := bodyFile(oob[:oobn])
+		if err := json.Unmarshal(head, &req); err != nil || ferr != nil {
+			if fd != nil {
+				fd.Close()
 			}
 			fmt.Fprintf(os.Stderr, "bad request: %v %v\n", err, ferr)
 			break
+		}
+		var body io.ReadCloser
+		if fd != nil {
+			body = struct {
+				io.Reader
+				io.Closer
+			}{&framed{r: fd}, fd}
+		} else {
+			body = io.NopCloser(bytes.NewReader(append([]byte(nil), inline...)))
 		}
 		wg.Add(1)
 		go func() {
@@ -110,8 +121,12 @@ func serve(conn *net.UnixConn) {
 	wg.Wait()
 }
 
-// bodyFile is the one descriptor a request carries.
+// bodyFile is the descriptor a request carries, if any: the pipe of a
+// message too large to come inline.
 func bodyFile(oob []byte) (*os.File, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
 		return nil, err
@@ -135,7 +150,7 @@ func bodyFile(oob []byte) (*os.File, error) {
 }
 
 // handle does one request with the helper's privileges.
-func handle(req request, body *os.File) *deliver.Error {
+func handle(req request, body io.ReadCloser) *deliver.Error {
 	defer body.Close()
 	opened := false
 	msg := &deliver.Message{ID: req.QueueID, From: req.From, Open: func() (io.ReadCloser, error) {
@@ -143,7 +158,7 @@ func handle(req request, body *os.File) *deliver.Error {
 			return nil, errors.New("message already read")
 		}
 		opened = true
-		return io.NopCloser(&framed{r: body}), nil
+		return io.NopCloser(body), nil
 	}}
 	var err error
 	switch req.Op {
