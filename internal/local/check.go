@@ -23,7 +23,9 @@ type Finding struct {
 //     user, or default_privs for a name with none): mailtee no longer
 //     writes into them, and their users could not read them anyway;
 //   - a mail spool below a directory that other users cannot pass
-//     through, so that no recipient's helper can reach its mailbox.
+//     through, so that no recipient's helper can reach its mailbox;
+//   - a world-writable spool without the sticky bit, where users can
+//     swap each other's mailboxes.
 //
 // It reads only; o.DefaultPrivs must be resolved.
 func CheckMailboxes(o Options, pw *Passwd) []Finding {
@@ -50,6 +52,9 @@ func CheckMailboxes(o Options, pw *Passwd) []Finding {
 		spool := filepath.Clean(o.SpoolDir)
 		if f := unpassable(spool); f != "" {
 			out = append(out, Finding{"mail_spool_directory", fmt.Sprintf("%s cannot be passed through by other users (mode %s); mailtee run as root writes mailboxes as their recipient, who must reach %s: chmod o+x %s", f, modeOf(f), spool, f)})
+		}
+		if st, err := os.Stat(spool); err == nil && st.Mode().Perm()&0o002 != 0 && st.Mode()&os.ModeSticky == 0 {
+			out = append(out, Finding{"mail_spool_directory", fmt.Sprintf("%s is writable by every user and has no sticky bit, so any user can move another's mailbox away and put her own in its place: chmod 2775 %s with group mail (Debian's), or at least chmod +t %s", spool, spool, spool)})
 		}
 		ents, _ := os.ReadDir(spool)
 		for _, e := range ents {

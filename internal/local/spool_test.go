@@ -85,3 +85,39 @@ func TestSpoolMaildirRefusesWhatIsNotTheOwners(t *testing.T) {
 		t.Errorf("an existing root-owned maildir was taken over silently (uid %d)", uid)
 	}
 }
+
+func TestCheckMailboxes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	base := t.TempDir()
+	os.Chmod(filepath.Dir(base), 0o755)
+	os.Chmod(base, 0o700)
+	spool := filepath.Join(base, "mail")
+	os.Mkdir(spool, 0o777)
+	os.Chmod(spool, 0o777)
+	os.MkdirAll(filepath.Join(spool, "ghost", "new"), 0o700)
+	os.MkdirAll(filepath.Join(spool, "alice", "new"), 0o700)
+	os.Chown(filepath.Join(spool, "alice"), 4242, 4242)
+	os.MkdirAll(filepath.Join(spool, "notamaildir"), 0o700)
+	pw := &Passwd{byName: map[string]User{"alice": {Name: "alice", UID: 4242, GID: 4242}}}
+	o := Options{SpoolDir: spool + "/", DefaultPrivs: User{Name: "nobody", UID: 65534, GID: 65534}}
+	var got []string
+	for _, f := range CheckMailboxes(o, pw) {
+		got = append(got, f.Param+": "+f.Msg)
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{
+		base + " cannot be passed through by other users (mode 0700)",
+		"no sticky bit",
+		"maildir " + filepath.Join(spool, "ghost") + " is owned by root, but mailtee writes mailboxes as their recipient, nobody (uid 65534)",
+		"chown -R 65534:65534 " + filepath.Join(spool, "ghost"),
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("findings lack %q:\n%s", want, all)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("%d findings, want 3 (alice's maildir is hers, notamaildir is none):\n%s", len(got), all)
+	}
+}
