@@ -146,7 +146,8 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
 		return exitBadData
 	}
-	out, body2, err := newCleanup(cfg, t).process(context.Background(), env, &msg, true)
+	cl := newCleanup(cfg, t, func(line string) { fmt.Fprintf(stderr, "mailtee sendmail: %s\n", line) })
+	out, body2, err := cl.process(context.Background(), "", env, &msg, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
 		return exitBadData

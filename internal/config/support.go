@@ -119,6 +119,7 @@ var implemented = map[string]paramInfo{
 	"message_size_limit": {}, "smtpd_recipient_limit": {}, "header_size_limit": {},
 	"smtpd_timeout": {}, "smtpd_hard_error_limit": {}, "smtpd_soft_error_limit": {},
 	"smtpd_client_connection_count_limit": {}, "line_length_limit": {},
+	"header_address_token_limit": {},
 	// queue
 	"minimal_backoff_time": {}, "maximal_backoff_time": {}, "maximal_queue_lifetime": {},
 	"bounce_queue_lifetime": {}, "queue_run_delay": {},
