@@ -234,7 +234,9 @@ func fold(name []byte, value, term string) []byte {
 	out = append(out, name...)
 	n := len(name)
 	for i, p := range pieces(value) {
-		if i > 0 && n+len(p) > foldWidth {
+		// Never a line of blanks alone: it would read as the end of the
+		// header.
+		if i > 0 && n+len(p) > foldWidth && strings.Trim(p, " \t") != "" {
 			out = append(out, eol...)
 			n = 0
 			if p[0] != ' ' && p[0] != '\t' {
@@ -300,6 +302,14 @@ func lex(s string, limit int) (toks []token, cut int, err error) {
 	}
 	n := 0 // tokens as Postfix counts them
 	more := func() bool { n++; return limit <= 0 || n <= limit }
+	// Stopped at the limit, lex cuts after the last token it read: blanks
+	// there would make a rewritten header end in a blank line.
+	stop := func(at int) ([]token, int, error) {
+		if k := len(toks) - 1; k >= 0 && toks[k].kind == tSpace {
+			toks, at = toks[:k], int(toks[k].start)
+		}
+		return toks, at, nil
+	}
 	add := func(kind uint8, c byte, start, end int) {
 		toks = append(toks, token{kind: kind, c: c, start: int32(start), end: int32(end)})
 	}
@@ -307,7 +317,7 @@ func lex(s string, limit int) (toks []token, cut int, err error) {
 		c := s[i]
 		start := i
 		if c != ' ' && c != '\t' && !isAtomChar(c) && !more() {
-			return toks, start, nil
+			return stop(start)
 		}
 		switch {
 		case c == ' ' || c == '\t':
@@ -370,7 +380,7 @@ func lex(s string, limit int) (toks []token, cut int, err error) {
 					if i > start {
 						add(tAtom, 0, start, i)
 					}
-					return toks, i, nil
+					return stop(i)
 				}
 			}
 			add(tAtom, 0, start, i)
