@@ -92,7 +92,7 @@ func (c *cleanup) process(ctx context.Context, id string, env *envelope.Envelope
 			hops++
 		}
 		if c.hopLimit > 0 && hops > c.hopLimit {
-			return nil, smtpd.Refuse(554, "5.4.6", "too many hops (%d Received: headers, hopcount_limit is %d)", hops, c.hopLimit)
+			return nil, refusal{smtpd.Refuse(554, "5.4.6", "too many hops (%d Received: headers, hopcount_limit is %d)", hops, c.hopLimit)}
 		}
 		if !rewrite {
 			return field, nil
@@ -101,7 +101,7 @@ func (c *cleanup) process(ctx context.Context, id string, env *envelope.Envelope
 		if err != nil {
 			// A table that cannot answer: Postfix refuses with "try
 			// again later"; so do we, after letting the client finish.
-			return nil, smtpd.Refuse(451, "4.3.0", "header address rewriting failed: %v", err)
+			return nil, refusal{smtpd.Refuse(451, "4.3.0", "header address rewriting failed: %v", err)}
 		}
 		// Rewriting may make a field longer; Postfix cuts every field
 		// it writes (cleanup_out_header).
@@ -109,6 +109,13 @@ func (c *cleanup) process(ctx context.Context, id string, env *envelope.Envelope
 		return nf, nil
 	}), nil
 }
+
+// refusal marks cleanup's refusal of a message's content (an error made
+// by smtpd.Refuse), which the content reader returns: sendmail tells it
+// from a failure to write the queue.
+type refusal struct{ error }
+
+func (r refusal) Unwrap() error { return r.error }
 
 // headerCutLog is the log line for a header field cut at
 // header_size_limit, in the shape of Postfix's cleanup_act_log (as a

@@ -154,6 +154,11 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	qdir := queueDir(cfg)
 	id, err := queue.Put(qdir, out, body2)
+	var refused refusal
+	if errors.As(err, &refused) {
+		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
+		return exitBadData
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee sendmail: cannot queue the message in %s: %v\n", qdir, err)
 		return exitRuntime
