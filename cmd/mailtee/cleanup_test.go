@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"strings"
@@ -108,5 +109,30 @@ func TestCleanupHeaderSizeLimit(t *testing.T) {
 	got, _ = io.ReadAll(r)
 	if want := "To: u1@example.org, u2@example.org, u3@example.org, u4@example.org,\r\n u5@example.org, u6@example.org,\r\n\r\n"; string(got) != want {
 		t.Errorf("rewritten past the limit: got %q, want %q", got, want)
+	}
+}
+
+// BenchmarkCleanup is the acceptance path through cleanup: a message of
+// 20 header fields (addresses rewritten, as for a loopback client) and a
+// 4 KB body, read to its end.
+func BenchmarkCleanup(b *testing.B) {
+	c := testCleanup(false)
+	env := &envelope.Envelope{From: "a@example.org", Rcpts: []envelope.Rcpt{{Addr: "b@example.org"}}}
+	msg := "Received: from client.example (client.example [192.0.2.1])\r\n\tby mx.example.org (mailtee) with ESMTP id 4ABC\r\n\tfor <b@example.org>; Mon, 01 Jan 2024 00:00:00 +0000 (UTC)\r\n" +
+		"From: Joe <joe>\r\nTo: ann@example.org, bob, \"Carl C\" <carl@remote.example>\r\nCc: dora@example.org\r\nSubject: benchmark\r\n" +
+		"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <1@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		strings.Repeat("X-Filler: some header text that is not an address\r\n", 10) + "\r\n" + strings.Repeat("body text of a line of about 60 bytes for the benchmark\r\n", 70)
+	br := bufio.NewReaderSize(nil, readerSize)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		br.Reset(strings.NewReader(msg))
+		_, r, err := c.process(context.Background(), "4ABC", env, br, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
