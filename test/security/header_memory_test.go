@@ -75,13 +75,17 @@ smtpd_client_connection_count_limit = 100
 
 	// What went on: each field cut at header_size_limit (102400), the
 	// rest of the message intact, and a log line per cut.
+	big, bodyless := 0, 0
 	for _, m := range sk.Messages() {
 		if len(m.Data) > 110<<10 {
-			t.Errorf("message to %v delivered with %d bytes, want the folded field cut to header_size_limit", m.To, len(m.Data))
+			big++
 		}
 		if !strings.HasSuffix(m.Data, "\r\n\r\nthe body\r\n") {
-			t.Errorf("message to %v: the body is lost: ...%q", m.To, m.Data[max(0, len(m.Data)-200):])
+			bodyless++
 		}
+	}
+	if big > 0 || bodyless > 0 {
+		t.Errorf("of %d messages delivered, %d are over 110 KB (the folded field not cut at header_size_limit) and %d lost their body", sk.Total(), big, bodyless)
 	}
 	if n := strings.Count(in.Log.String(), "exceeds header_size_limit"); n != sessions {
 		t.Errorf("%d log lines about a header over header_size_limit, want %d", n, sessions)
