@@ -75,10 +75,13 @@ smtpd_client_connection_count_limit = 100
 
 	// What went on: each field cut at header_size_limit (102400), the
 	// rest of the message intact, and a log line per cut.
-	big, bodyless := 0, 0
+	big, bodyless, rewritten := 0, 0, 0
 	for _, m := range sk.Messages() {
 		if len(m.Data) > 110<<10 {
 			big++
+		}
+		if strings.Contains(m.Data, " u17@test.example,") {
+			rewritten++
 		}
 		if !strings.HasSuffix(m.Data, "\r\n\r\nthe body\r\n") {
 			bodyless++
@@ -86,6 +89,9 @@ smtpd_client_connection_count_limit = 100
 	}
 	if big > 0 || bodyless > 0 {
 		t.Errorf("of %d messages delivered, %d are over 110 KB (the folded field not cut at header_size_limit) and %d lost their body", sk.Total(), big, bodyless)
+	}
+	if rewritten != sessions/2 {
+		t.Errorf("%d messages with the address list rewritten (u17 -> u17@test.example), want %d", rewritten, sessions/2)
 	}
 	if n := strings.Count(in.Log.String(), "exceeds header_size_limit"); n != sessions {
 		t.Errorf("%d log lines about a header over header_size_limit, want %d", n, sessions)
