@@ -8,10 +8,13 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/header"
+	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/rewrite"
 	"github.com/mailtee/mailtee/internal/smtpd"
 )
@@ -26,6 +29,7 @@ type cleanup struct {
 	copies   bool              // dual_delivery_relay
 	hopLimit int               // hopcount_limit
 	maxHdr   int               // header_size_limit
+	log      func(line string) // the mail log (cleanup's lines); may be nil
 	// headerClients is local_header_rewrite_clients: whose mail gets its
 	// header addresses rewritten. Mail from other clients keeps its
 	// header as sent, as in Postfix (remote_header_rewrite_domain empty).
@@ -38,8 +42,9 @@ func (c *cleanup) rewriteHeaders(env *envelope.Envelope) bool {
 	return env.ClientAddr == "" || c.headerClients != nil && c.headerClients(env.ClientAddr)
 }
 
-// newCleanup builds cleanup from main.cf and its opened tables.
-func newCleanup(cfg *config.Config, t *tables) *cleanup {
+// newCleanup builds cleanup from main.cf and its opened tables; log
+// takes its log lines.
+func newCleanup(cfg *config.Config, t *tables, log func(line string)) *cleanup {
 	bare := bareKeyDomains(cfg, t)
 	relayCopies, _ := cfg.Bool("dual_delivery_relay")
 	return &cleanup{
@@ -49,13 +54,17 @@ func newCleanup(cfg *config.Config, t *tables) *cleanup {
 		hopLimit:      mustInt(cfg, "hopcount_limit"),
 		maxHdr:        mustInt(cfg, "header_size_limit"),
 		headerClients: headerRewriteClients(cfg, t),
+		log:           log,
 	}
 }
 
-// process rewrites env and returns the body to store: the rewritten
-// header followed by the rest of the content, unread. An error made by
-// smtpd.Refuse refuses the message (too many hops).
-func (c *cleanup) process(ctx context.Context, env *envelope.Envelope, body io.Reader, external bool) (*envelope.Envelope, io.Reader, error) {
+// process rewrites env and returns the content to store: the header
+// field by field, each within header_size_limit and with its addresses
+// rewritten, then the body as it is, read as the queue reads the
+// returned reader. That reader fails with an error made by smtpd.Refuse
+// when the message is refused (too many hops), after reading body to its
+// end. id is the queue ID for the log ("" when not known yet).
+func (c *cleanup) process(ctx context.Context, id string, env *envelope.Envelope, body io.Reader, external bool) (*envelope.Envelope, io.Reader, error) {
 	rw := c.internal
 	if external {
 		rw = c.external
@@ -73,60 +82,80 @@ func (c *cleanup) process(ctx context.Context, env *envelope.Envelope, body io.R
 	if !ok {
 		br = bufio.NewReaderSize(body, readerSize)
 	}
-	hdr, err := readHeader(br)
-	if err != nil {
-		return nil, nil, err
-	}
-	if hops := countReceived(hdr); c.hopLimit > 0 && hops > c.hopLimit {
-		io.Copy(io.Discard, br) // the client must be allowed to finish DATA
-		return nil, nil, smtpd.Refuse(554, "5.4.6", "too many hops (%d Received: headers, hopcount_limit is %d)", hops, c.hopLimit)
-	}
-	newHdr := hdr
-	// A header larger than header_size_limit passes as it came: Postfix
-	// would cut it there, mailtee keeps every byte and every hop.
-	if c.rewriteHeaders(env) && (c.maxHdr <= 0 || len(hdr) <= c.maxHdr) {
-		if newHdr, err = rw.Header(ctx, hdr); err != nil {
+	rewrite := c.rewriteHeaders(env)
+	hops := 0
+	return out, header.Filter(br, c.maxHdr, func(field []byte, discarded int64) ([]byte, error) {
+		if discarded > 0 && c.log != nil {
+			c.log(headerCutLog(id, env, field, c.maxHdr, discarded))
+		}
+		if bytes.EqualFold(header.Name(field), []byte("received")) {
+			hops++
+		}
+		if c.hopLimit > 0 && hops > c.hopLimit {
+			return nil, refusal{smtpd.Refuse(554, "5.4.6", "too many hops (%d Received: headers, hopcount_limit is %d)", hops, c.hopLimit)}
+		}
+		if !rewrite {
+			return field, nil
+		}
+		nf, err := rw.Header(ctx, field)
+		if err != nil {
 			// A table that cannot answer: Postfix refuses with "try
 			// again later"; so do we, after letting the client finish.
-			io.Copy(io.Discard, br)
-			return nil, nil, smtpd.Refuse(451, "4.3.0", "header address rewriting failed: %v", err)
+			return nil, refusal{smtpd.Refuse(451, "4.3.0", "header address rewriting failed: %v", err)}
 		}
-	}
-	return out, io.MultiReader(bytes.NewReader(newHdr), br), nil
+		// Rewriting may make a field longer; Postfix cuts every field
+		// it writes (cleanup_out_header).
+		nf, _ = header.Cut(nf, c.maxHdr)
+		return nf, nil
+	}), nil
 }
 
-// readHeader reads the whole header section, up to and including the
-// empty line. Its size is bounded by message_size_limit, which smtpd
-// enforces; header_size_limit only decides whether it is rewritten.
-func readHeader(br *bufio.Reader) ([]byte, error) {
-	var hdr []byte
-	for {
-		line, err := br.ReadSlice('\n')
-		hdr = append(hdr, line...)
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err == io.EOF {
-			return hdr, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if bytes.Equal(line, []byte("\r\n")) || bytes.Equal(line, []byte("\n")) {
-			return hdr, nil
-		}
-	}
-}
+// refusal marks cleanup's refusal of a message's content (an error made
+// by smtpd.Refuse), which the content reader returns: sendmail tells it
+// from a failure to write the queue.
+type refusal struct{ error }
 
-// countReceived counts Received: header fields, Postfix's hop count.
-func countReceived(hdr []byte) int {
-	n := 0
-	for _, line := range bytes.Split(hdr, []byte("\n")) {
-		if len(line) >= 9 && bytes.EqualFold(line[:9], []byte("received:")) {
-			n++
+func (r refusal) Unwrap() error { return r.error }
+
+// headerCutLog is the log line for a header field cut at
+// header_size_limit, in the shape of Postfix's cleanup_act_log (as a
+// header_checks WARN action logs): Postfix cuts such a field without a
+// word, mailtee says so.
+//
+//	ID: warning: header NAME: TEXT from CLIENT; from=<S> to=<R> proto=P helo=<H>: ...
+func headerCutLog(id string, env *envelope.Envelope, field []byte, limit int, discarded int64) string {
+	if id == "" {
+		id = "NOQUEUE"
+	}
+	origin := "local"
+	if env.ClientAddr != "" {
+		origin = maillog.NameAddr(env.ClientName, env.ClientAddr)
+	}
+	var b strings.Builder
+	b.WriteString(id + ": warning: header ")
+	// The first 200 bytes, as Postfix's %.200s, made printable as its
+	// msg_info does (line breaks and 8-bit bytes show as '?').
+	for _, c := range field[:min(len(field), 200)] {
+		switch {
+		case c == '\r':
+		case c < ' ' || c >= 0x7f:
+			b.WriteByte('?')
+		default:
+			b.WriteByte(c)
 		}
 	}
-	return n
+	b.WriteString(" from " + origin + "; from=<" + env.From + ">")
+	if n := len(env.Rcpts); n > 0 {
+		b.WriteString(" to=<" + env.Rcpts[n-1].Addr + ">")
+	}
+	if env.Protocol != "" {
+		b.WriteString(" proto=" + env.Protocol)
+	}
+	if env.Helo != "" {
+		b.WriteString(" helo=<" + env.Helo + ">")
+	}
+	fmt.Fprintf(&b, ": header field exceeds header_size_limit (%d bytes); %d bytes discarded", limit, discarded)
+	return b.String()
 }
 
 // queueWith adapts cleanup in front of an enqueue function as the
@@ -150,7 +179,7 @@ func (q cleanupQueue) Enqueue(ctx context.Context, id string, env *envelope.Enve
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(body)
 	defer func() { br.Reset(nil); readers.Put(br) }()
-	out, r, err := q.c().process(ctx, env, br, true)
+	out, r, err := q.c().process(ctx, id, env, br, true)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"strings"
@@ -16,22 +17,36 @@ func testCleanup(copies bool) *cleanup {
 }
 
 // postconf(5) hopcount_limit: "The maximal number of Received: message
-// headers that is allowed in the primary message headers."
+// headers that is allowed in the primary message headers." The content
+// streams: the refusal comes from the reader, once the rest is read.
 func TestCleanupHopcount(t *testing.T) {
 	c := testCleanup(false)
 	env := &envelope.Envelope{From: "a@example.org", Rcpts: []envelope.Rcpt{{Addr: "b@example.org"}}}
 	hdr := strings.Repeat("Received: from x by y; date\r\n", 4) + "Subject: loop\r\n\r\nbody\r\n"
-	_, _, err := c.process(context.Background(), env, strings.NewReader(hdr), true)
-	if err == nil || !strings.Contains(err.Error(), "too many hops") {
-		t.Fatalf("4 Received: headers over a limit of 3: got %v", err)
-	}
-	ok := strings.Repeat("Received: from x by y; date\r\n", 3) + "Subject: fine\r\n\r\nbody\r\n"
-	_, r, err := c.process(context.Background(), env, strings.NewReader(ok), true)
+	in := strings.NewReader(hdr)
+	_, r, err := c.process(context.Background(), "", env, in, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := io.ReadAll(r); string(got) != ok {
-		t.Errorf("content changed:\n%q", got)
+	if _, err := io.ReadAll(r); err == nil || !strings.Contains(err.Error(), "too many hops") {
+		t.Fatalf("4 Received: headers over a limit of 3: got %v", err)
+	}
+	if in.Len() != 0 {
+		t.Errorf("%d bytes of the refused message left unread: the client could not finish DATA", in.Len())
+	}
+	ok := strings.Repeat("Received: from x by y; date\r\n", 3) + "Subject: fine\r\n\r\nbody\r\n"
+	_, r, err = c.process(context.Background(), "", env, strings.NewReader(ok), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(r); err != nil || string(got) != ok {
+		t.Errorf("content changed (%v):\n%q", err, got)
+	}
+	// is_header(3) takes blanks before the colon: "Received :" is a hop.
+	spaced := strings.Repeat("Received : from x by y; date\r\n", 4) + "\r\nbody\r\n"
+	_, r, _ = c.process(context.Background(), "", env, strings.NewReader(spaced), true)
+	if _, err := io.ReadAll(r); err == nil || !strings.Contains(err.Error(), "too many hops") {
+		t.Errorf("4 \"Received :\" headers over a limit of 3: got %v", err)
 	}
 }
 
@@ -40,7 +55,7 @@ func TestCleanupHopcount(t *testing.T) {
 func TestCleanupRelayCopies(t *testing.T) {
 	c := testCleanup(true)
 	env := &envelope.Envelope{From: "a@outside.example", Rcpts: []envelope.Rcpt{{Addr: "u1@example.org"}, {Addr: "u2@example.org"}}}
-	out, _, err := c.process(context.Background(), env, strings.NewReader("Subject: x\r\n\r\n"), true)
+	out, _, err := c.process(context.Background(), "", env, strings.NewReader("Subject: x\r\n\r\n"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +64,7 @@ func TestCleanupRelayCopies(t *testing.T) {
 			t.Errorf("%s not marked as a copy", r.Addr)
 		}
 	}
-	out, _, _ = c.process(context.Background(), env, strings.NewReader("Subject: x\r\n\r\n"), false)
+	out, _, _ = c.process(context.Background(), "", env, strings.NewReader("Subject: x\r\n\r\n"), false)
 	for _, r := range out.Rcpts {
 		if r.Copy {
 			t.Errorf("internal mail %s must not be marked by dual_delivery_relay", r.Addr)
@@ -57,16 +72,67 @@ func TestCleanupRelayCopies(t *testing.T) {
 	}
 }
 
-func TestReadHeaderLimit(t *testing.T) {
+// header_size_limit (postconf(5): "The maximal amount of memory in bytes
+// for storing a message header. If a header is larger, the excess is
+// discarded."): the field over the limit is cut and logged, its
+// continuation lines do not become body, the fields after it and the
+// body pass whole, and a field rewriting made longer is cut again.
+func TestCleanupHeaderSizeLimit(t *testing.T) {
 	c := testCleanup(false)
 	c.maxHdr = 40
-	env := &envelope.Envelope{From: "a@example.org", Rcpts: []envelope.Rcpt{{Addr: "b@example.org"}}}
-	long := "X-Long: " + strings.Repeat("a", 100) + "\r\nSubject: s\r\n\r\nbody\r\n"
-	_, r, err := c.process(context.Background(), env, strings.NewReader(long), true)
+	var logged []string
+	c.log = func(line string) { logged = append(logged, line) }
+	env := &envelope.Envelope{From: "a@example.org", Rcpts: []envelope.Rcpt{{Addr: "b@example.org"}},
+		ClientName: "client.example", ClientAddr: "192.0.2.1", Protocol: "ESMTP", Helo: "client.example"}
+	long := "X-Long: " + strings.Repeat("a", 100) + "\r\n\tmore\r\nSubject: s\r\n\r\nbody\r\n"
+	_, r, err := c.process(context.Background(), "4ABC", env, strings.NewReader(long), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := io.ReadAll(r); string(got) != long {
-		t.Errorf("a header past header_size_limit must pass through unchanged")
+	got, err := io.ReadAll(r)
+	want := "X-Long: " + strings.Repeat("a", 32) + "\r\nSubject: s\r\n\r\nbody\r\n"
+	if err != nil || string(got) != want {
+		t.Errorf("got %q (%v), want %q", got, err, want)
+	}
+	wantLog := "4ABC: warning: header X-Long: " + strings.Repeat("a", 32) + "? from client.example[192.0.2.1]; from=<a@example.org> to=<b@example.org> proto=ESMTP helo=<client.example>: header field exceeds header_size_limit (40 bytes); 75 bytes discarded"
+	if len(logged) != 1 || logged[0] != wantLog {
+		t.Errorf("logged %q, want %q", logged, wantLog)
+	}
+
+	// To: u1, u2, ... within the limit, each address then qualified
+	// with @example.org: cut again. The second line starts at byte 68
+	// (Postfix counts a line break as one), under 90% of the limit, so
+	// it is cut at byte 100 ("unkind cut").
+	c.maxHdr = 100
+	to := "To: u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11, u12, u13, u14, u15, u16\r\n"
+	_, r, _ = c.process(context.Background(), "", &envelope.Envelope{From: "a@example.org", Rcpts: env.Rcpts}, strings.NewReader(to+"\r\n"), true)
+	got, _ = io.ReadAll(r)
+	if want := "To: u1@example.org, u2@example.org, u3@example.org, u4@example.org,\r\n u5@example.org, u6@example.org,\r\n\r\n"; string(got) != want {
+		t.Errorf("rewritten past the limit: got %q, want %q", got, want)
+	}
+}
+
+// BenchmarkCleanup is the acceptance path through cleanup: a message of
+// 20 header fields (addresses rewritten, as for a loopback client) and a
+// 4 KB body, read to its end.
+func BenchmarkCleanup(b *testing.B) {
+	c := testCleanup(false)
+	env := &envelope.Envelope{From: "a@example.org", Rcpts: []envelope.Rcpt{{Addr: "b@example.org"}}}
+	msg := "Received: from client.example (client.example [192.0.2.1])\r\n\tby mx.example.org (mailtee) with ESMTP id 4ABC\r\n\tfor <b@example.org>; Mon, 01 Jan 2024 00:00:00 +0000 (UTC)\r\n" +
+		"From: Joe <joe>\r\nTo: ann@example.org, bob, \"Carl C\" <carl@remote.example>\r\nCc: dora@example.org\r\nSubject: benchmark\r\n" +
+		"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <1@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		strings.Repeat("X-Filler: some header text that is not an address\r\n", 10) + "\r\n" + strings.Repeat("body text of a line of about 60 bytes for the benchmark\r\n", 70)
+	br := bufio.NewReaderSize(nil, readerSize)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		br.Reset(strings.NewReader(msg))
+		_, r, err := c.process(context.Background(), "4ABC", env, br, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

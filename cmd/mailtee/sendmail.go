@@ -146,13 +146,19 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
 		return exitBadData
 	}
-	out, body2, err := newCleanup(cfg, t).process(context.Background(), env, &msg, true)
+	cl := newCleanup(cfg, t, func(line string) { fmt.Fprintf(stderr, "mailtee sendmail: %s\n", line) })
+	out, body2, err := cl.process(context.Background(), "", env, &msg, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
 		return exitBadData
 	}
 	qdir := queueDir(cfg)
 	id, err := queue.Put(qdir, out, body2)
+	var refused refusal
+	if errors.As(err, &refused) {
+		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
+		return exitBadData
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee sendmail: cannot queue the message in %s: %v\n", qdir, err)
 		return exitRuntime

@@ -83,7 +83,7 @@ func (s *server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 		cfg:     cfg,
 		router:  routerFor(cfg, t),
 		local:   lda,
-		cleanup: newCleanup(cfg, t),
+		cleanup: newCleanup(cfg, t, func(line string) { s.log.Printf("cleanup", "%s", line) }),
 		policy:  policyFor(cfg, t),
 	}, nil
 }
@@ -429,11 +429,11 @@ func (s *server) forward(ctx context.Context, from string, rcpts []envelope.Rcpt
 	if deliveredTo != "" {
 		r = io.MultiReader(strings.NewReader("Delivered-To: "+deliveredTo+"\r\n"), body)
 	}
-	out, body2, err := s.rt.Load().cleanup.process(ctx, env, r, false)
+	id := s.q.NewID()
+	out, body2, err := s.rt.Load().cleanup.process(ctx, id, env, r, false)
 	if err != nil {
 		return err
 	}
-	id := s.q.NewID()
 	if err := s.q.Enqueue(ctx, id, out, body2); err != nil {
 		return err
 	}

@@ -301,6 +301,7 @@ func rewriterFor(cfg *config.Config, t *tables, isLocal func(string) bool, withB
 		VirtualRecursionLimit:        mustInt(cfg, "virtual_alias_recursion_limit"),
 		VirtualExpansionLimit:        mustInt(cfg, "virtual_alias_expansion_limit"),
 		PropagateUnmatchedExtensions: setList(cfg, "propagate_unmatched_extensions"),
+		HeaderTokenLimit:             mustInt(cfg, "header_address_token_limit"),
 	}
 	if withBCC {
 		o.RecipientBCC, o.SenderBCC, o.AlwaysBCC = t.rcptBCC, t.senderBCC, cfg.Get("always_bcc")

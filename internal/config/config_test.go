@@ -145,6 +145,8 @@ func TestSupportClasses(t *testing.T) {
 		{"readme_directory = no", diag.Warning, "ignored"},
 		{"smtpd_helo_required = no", diag.Warning, "set to its Postfix default"},
 		{"message_size_limit = lots", diag.Error, "expected a number"},
+		{"header_size_limit = 0", diag.Error, "invalid header_size_limit parameter value 0 < 1"},
+		{"header_address_token_limit = -1", diag.Error, "invalid header_address_token_limit parameter value -1 < 1"},
 		{"maximal_queue_lifetime = 5x", diag.Error, "bad time unit"},
 		{"mynetworks = 10.1.2.3/8", diag.Error, "perhaps you should use \"10.0.0.0/8\""},
 		{"mynetworks = nonsense", diag.Error, "not an IP address"},

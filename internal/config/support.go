@@ -119,6 +119,7 @@ var implemented = map[string]paramInfo{
 	"message_size_limit": {}, "smtpd_recipient_limit": {}, "header_size_limit": {},
 	"smtpd_timeout": {}, "smtpd_hard_error_limit": {}, "smtpd_soft_error_limit": {},
 	"smtpd_client_connection_count_limit": {}, "line_length_limit": {},
+	"header_address_token_limit": {},
 	// queue
 	"minimal_backoff_time": {}, "maximal_backoff_time": {}, "maximal_queue_lifetime": {},
 	"bounce_queue_lifetime": {}, "queue_run_delay": {},
@@ -126,6 +127,13 @@ var implemented = map[string]paramInfo{
 	"compatibility_level": {}, "maillog_file": {}, "notify_classes": {},
 	// local delivery as root: the identity of mailboxes with no passwd entry
 	"default_privs": {},
+}
+
+// minimum is the least value of a numeric parameter, as Postfix's
+// get_mail_conf_int_table has it, for those mailtee checks.
+var minimum = map[string]int64{
+	"header_size_limit":          1,
+	"header_address_token_limit": 1,
 }
 
 // harmless lists Postfix parameters mailtee ignores because they cannot
@@ -283,8 +291,11 @@ func (c *Config) checkValue(name, v, def, file string, line int, out *diag.List)
 			out.Errorf(file, line, "%v", err)
 		}
 	case isNumber(def):
-		if _, err := c.Int(name); err != nil {
+		if n, err := c.Int(name); err != nil {
 			out.Errorf(file, line, "%v", err)
+		} else if min, ok := minimum[name]; ok && n < min {
+			// Postfix refuses to start: "invalid %s parameter value %d < %d".
+			out.Errorf(file, line, "invalid %s parameter value %d < %d", name, n, min)
 		}
 	case def != "" && isNumber(def[:len(def)-1]) && strings.ContainsRune("smhdw", rune(def[len(def)-1])):
 		if _, err := c.Duration(name); err != nil {

@@ -11,10 +11,10 @@ package local
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"net/textproto"
 	"path/filepath"
 	"strings"
 
@@ -22,6 +22,7 @@ import (
 	"github.com/mailtee/mailtee/internal/asuser"
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/header"
 	"github.com/mailtee/mailtee/internal/maps"
 )
 
@@ -393,23 +394,35 @@ func (l *Local) lookupAlias(ctx context.Context, full, local, user string) (valu
 }
 
 // deliveredTo returns the addresses of the message's Delivered-To:
-// headers, for Postfix's loop detection.
+// headers, for Postfix's loop detection. It reads the primary header
+// field by field, as Postfix's delivered_hdr does, so a header of any
+// size costs one field of memory.
 func deliveredTo(msg *deliver.Message) (map[string]bool, error) {
 	rc, err := msg.Open()
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	h, err := textproto.NewReader(bufio.NewReader(io.LimitReader(rc, 1<<20))).ReadMIMEHeader()
-	if err != nil && len(h) == 0 && err != io.EOF {
-		return map[string]bool{}, nil // no parsable header: no loop to see
-	}
+	hr := header.NewReader(bufio.NewReader(rc), deliveredToMax)
 	out := map[string]bool{}
-	for _, v := range h.Values("Delivered-To") {
-		out[strings.ToLower(strings.TrimSpace(v))] = true
+	for {
+		f, err := hr.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if name := header.Name(f); strings.EqualFold(string(name), "delivered-to") {
+			v := strings.NewReplacer("\r", "", "\n", "").Replace(string(f[bytes.IndexByte(f, ':')+1:]))
+			out[strings.ToLower(strings.TrimSpace(v))] = true
+		}
 	}
-	return out, nil
 }
+
+// deliveredToMax bounds the part of a header field deliveredTo keeps:
+// Postfix's default header_size_limit, which cleanup applied already.
+const deliveredToMax = 102400
 
 func permErr(code, format string, args ...any) error {
 	return &deliver.Error{Permanent: true, Enhanced: code, Text: fmt.Sprintf(format, args...), Relay: "local"}

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"runtime"
 	"sort"
 
 	"context"
@@ -113,6 +114,34 @@ func TestDeliveredToLoop(t *testing.T) {
 	var de *deliver.Error
 	if !errors.As(err, &de) || !de.Permanent || !strings.Contains(de.Text, "loop") {
 		t.Errorf("want a permanent loop error, got %v", err)
+	}
+}
+
+// Loop detection reads the whole primary header, as Postfix's
+// delivered_hdr does (a Delivered-To: after 2 MB of other fields still
+// counts; the first line that is no header field ends it), keeping one
+// field at a time: a 5 MB folded field costs it no more than
+// header_size_limit.
+func TestDeliveredToLargeHeader(t *testing.T) {
+	filler := strings.Repeat("X-Filler: "+strings.Repeat("f", 90)+"\r\n", 20000)
+	folded := "X-Folded: x" + strings.Repeat("\r\n\t"+strings.Repeat("g", 70), 5<<20/72) + "\r\n"
+	for name, hdr := range map[string]string{"after 2 MB of fields": filler, "after a 5 MB field": folded} {
+		m := msg(hdr + "Delivered-To: Alice@Example.org\r\n\r\nbody\r\n")
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		loops, err := deliveredTo(m)
+		runtime.ReadMemStats(&after)
+		if err != nil || !loops["alice@example.org"] {
+			t.Errorf("%s: Delivered-To not seen (%v, %v)", name, loops, err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+			t.Errorf("%s: reading the header allocated %d KB", name, alloc>>10)
+		}
+	}
+	loops, _ := deliveredTo(msg("Subject: x\r\nnot a header\r\nDelivered-To: alice@example.org\r\n\r\n"))
+	if len(loops) != 0 {
+		t.Errorf("a Delivered-To: in the body counted: %v", loops)
 	}
 }
 

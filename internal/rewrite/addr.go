@@ -182,7 +182,7 @@ func (r *Rewriter) masquerade(a address.Address) address.Address {
 // Addresses are separated by commas, as in virtual(5) ("address, address,
 // ..."), or by whitespace; "Name <addr>" gives addr.
 func (r *Rewriter) crunch(val string) ([]address.Address, error) {
-	toks, err := lex(val)
+	toks, _, err := lex(val, 0)
 	if err != nil {
 		return nil, fmt.Errorf("non-address result %q: %v", val, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/address"
@@ -140,9 +141,20 @@ func (r *Rewriter) field(ctx context.Context, f []byte) ([]byte, bool, error) {
 		body, term = body[:len(body)-1], "\n"
 	}
 	value := unfold(body)
-	toks, err := lex(value)
+	toks, cut, err := lex(value, r.tokenLimit)
 	if err != nil {
 		return nil, false, nil
+	}
+	if cut < len(value) {
+		// header_address_token_limit: Postfix's tokenizer stops there
+		// (tok822_scan_limit), and a rewritten header is written from
+		// the tokens it read, so the rest is lost. The address the
+		// limit cuts in two is not parsed.
+		commas := topCommas(toks)
+		if len(commas) == 0 {
+			return nil, false, nil
+		}
+		toks = toks[:commas[len(commas)-1]]
 	}
 	spans, err := addrSpecs(toks)
 	if err != nil {
@@ -173,7 +185,7 @@ func (r *Rewriter) field(ctx context.Context, f []byte) ([]byte, bool, error) {
 	if last == 0 {
 		return nil, false, nil
 	}
-	b.WriteString(value[last:])
+	b.WriteString(value[last:cut])
 	return fold(f[:colon+1], b.String(), term), true, nil
 }
 
@@ -222,7 +234,9 @@ func fold(name []byte, value, term string) []byte {
 	out = append(out, name...)
 	n := len(name)
 	for i, p := range pieces(value) {
-		if i > 0 && n+len(p) > foldWidth {
+		// Never a line of blanks alone: it would read as the end of the
+		// header.
+		if i > 0 && n+len(p) > foldWidth && strings.Trim(p, " \t") != "" {
 			out = append(out, eol...)
 			n = 0
 			if p[0] != ' ' && p[0] != '\t' {
@@ -239,7 +253,7 @@ func fold(name []byte, value, term string) []byte {
 // pieces splits value after each comma between addresses; empty pieces
 // are dropped.
 func pieces(value string) []string {
-	toks, err := lex(value)
+	toks, _, err := lex(value, 0)
 	if err != nil {
 		return []string{value}
 	}
@@ -247,7 +261,7 @@ func pieces(value string) []string {
 	start := 0
 	for _, i := range topCommas(toks) {
 		out = append(out, value[start:toks[i].end])
-		start = toks[i].end
+		start = int(toks[i].end)
 	}
 	if start < len(value) {
 		out = append(out, value[start:])
@@ -265,10 +279,11 @@ const (
 	tSpecial        // one of < > @ , ; :
 )
 
+// token is small: a header of header_size_limit bytes may have as many.
 type token struct {
-	kind       int
-	c          byte // the character of a tSpecial
-	start, end int  // byte offsets in the text
+	kind       uint8
+	c          byte  // the character of a tSpecial
+	start, end int32 // byte offsets in the text
 }
 
 type span struct{ start, end int }
@@ -276,21 +291,43 @@ type span struct{ start, end int }
 var errSyntax = errors.New("address syntax error")
 
 // lex splits structured header text into tokens. Unbalanced quotes,
-// comments or brackets, and line breaks, are errors.
-func lex(s string) ([]token, error) {
-	var toks []token
+// comments or brackets, and line breaks, are errors. With limit > 0 it
+// stops after limit tokens as Postfix's tok822_scan_limit counts them
+// (blanks are none; each of "." "%" "!" "|" in an atom is one, and so is
+// each run of text between them), and cut is where it stopped; otherwise
+// cut is len(s).
+func lex(s string, limit int) (toks []token, cut int, err error) {
+	if len(s) > math.MaxInt32 {
+		return nil, 0, errSyntax
+	}
+	n := 0 // tokens as Postfix counts them
+	more := func() bool { n++; return limit <= 0 || n <= limit }
+	// Stopped at the limit, lex cuts after the last token it read: blanks
+	// there would make a rewritten header end in a blank line.
+	stop := func(at int) ([]token, int, error) {
+		if k := len(toks) - 1; k >= 0 && toks[k].kind == tSpace {
+			toks, at = toks[:k], int(toks[k].start)
+		}
+		return toks, at, nil
+	}
+	add := func(kind uint8, c byte, start, end int) {
+		toks = append(toks, token{kind: kind, c: c, start: int32(start), end: int32(end)})
+	}
 	for i := 0; i < len(s); {
 		c := s[i]
 		start := i
+		if c != ' ' && c != '\t' && !isAtomChar(c) && !more() {
+			return stop(start)
+		}
 		switch {
 		case c == ' ' || c == '\t':
 			for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
 				i++
 			}
-			toks = append(toks, token{kind: tSpace, start: start, end: i})
+			add(tSpace, 0, start, i)
 		case c == '"' || c == '[':
 			closer := byte('"')
-			kind := tQuoted
+			kind := uint8(tQuoted)
 			if c == '[' {
 				closer, kind = ']', tLiteral
 			}
@@ -300,14 +337,14 @@ func lex(s string) ([]token, error) {
 				case s[i] == '\\':
 					i++
 				case s[i] == '\r' || s[i] == '\n' || c == '[' && s[i] == '[':
-					return nil, errSyntax
+					return nil, 0, errSyntax
 				}
 			}
 			if i >= len(s) {
-				return nil, errSyntax
+				return nil, 0, errSyntax
 			}
 			i++
-			toks = append(toks, token{kind: kind, start: start, end: i})
+			add(kind, 0, start, i)
 		case c == '(':
 			depth := 0
 			for ; i < len(s); i++ {
@@ -320,31 +357,44 @@ func lex(s string) ([]token, error) {
 				case ')':
 					depth--
 				case '\r', '\n':
-					return nil, errSyntax
+					return nil, 0, errSyntax
 				}
 				if depth == 0 {
 					break
 				}
 			}
 			if i >= len(s) {
-				return nil, errSyntax
+				return nil, 0, errSyntax
 			}
 			i++
-			toks = append(toks, token{kind: tComment, start: start, end: i})
+			add(tComment, 0, start, i)
 		case strings.IndexByte("<>@,;:", c) >= 0:
 			i++
-			toks = append(toks, token{kind: tSpecial, c: c, start: start, end: i})
+			add(tSpecial, c, start, i)
 		case c == ')' || c == ']' || c == '\r' || c == '\n':
-			return nil, errSyntax
+			return nil, 0, errSyntax
 		default:
-			for i < len(s) && strings.IndexByte(" \t\"[()<>@,;:]\r\n", s[i]) < 0 {
-				i++
+			for ; i < len(s) && isAtomChar(s[i]); i++ {
+				// A Postfix token starts at an operator and after one.
+				if (i == start || atomOps(s[i]) || atomOps(s[i-1])) && !more() {
+					if i > start {
+						add(tAtom, 0, start, i)
+					}
+					return stop(i)
+				}
 			}
-			toks = append(toks, token{kind: tAtom, start: start, end: i})
+			add(tAtom, 0, start, i)
 		}
 	}
-	return toks, nil
+	return toks, len(s), nil
 }
+
+// isAtomChar reports a byte of atom or dot-atom text (8-bit included).
+func isAtomChar(c byte) bool { return strings.IndexByte(" \t\"[()<>@,;:]\r\n", c) < 0 }
+
+// atomOps reports the characters inside atom text that Postfix's
+// tokenizer takes as tokens of their own (tok822_opchar).
+func atomOps(c byte) bool { return c == '.' || c == '%' || c == '!' || c == '|' }
 
 // addrSpecs finds the address specifications in an RFC 5322 address
 // list: the route-addr inside <...> of "name <addr>", or a bare addr-spec,
@@ -483,5 +533,5 @@ func bareAddr(item []token) (span, bool, error) {
 	if ats > 1 {
 		return span{}, false, errSyntax // RFC 5322 has no '@' in an unquoted local part
 	}
-	return span{item[first].start, item[last].end}, true, nil
+	return span{int(item[first].start), int(item[last].end)}, true, nil
 }

@@ -3,6 +3,7 @@ package rewrite
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -243,4 +244,70 @@ func endOfHeader(b []byte) int {
 		pos = end
 	}
 	return -1
+}
+
+// header_address_token_limit, postconf(5): "The maximal number of address
+// tokens are allowed in an address message header. Information that
+// exceeds the limit is discarded." Postfix's tokenizer stops at the limit
+// (tok822_scan_limit), so a header it rewrites is written from the tokens
+// it read; one it leaves alone keeps everything.
+func TestHeaderTokenLimit(t *testing.T) {
+	ctx := context.Background()
+	o := base()
+	o.HeaderTokenLimit = 10
+	r := New(o)
+	// a , b , c , d , e , is 10 tokens: f is past the limit.
+	got, err := r.Header(ctx, []byte("To: a, b, c, d, e, f\r\n"))
+	if want := "To: a@example.com, b@example.com, c@example.com, d@example.com, e@example.com,\r\n"; err != nil || string(got) != want {
+		t.Errorf("got %q (%v), want %q", got, err, want)
+	}
+	// The address the limit cuts in two (d @ remote . example is 5
+	// tokens) is not parsed; what of it was read stays, as Postfix
+	// writes the tokens it read.
+	got, _ = r.Header(ctx, []byte("To: a, b, c, d@remote.example, e@x\r\n"))
+	if want := "To: a@example.com, b@example.com, c@example.com, d@remote.\r\n"; string(got) != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	// Nothing to rewrite in what was read: the header stays whole.
+	in := []byte("To: a@remote.example, b@remote.example, c@remote.example, d\r\n")
+	if got, _ := r.Header(ctx, in); !bytes.Equal(got, in) {
+		t.Errorf("unchanged header: got %q", got)
+	}
+
+	// The default, 10240, on a list of 6000 names: 5120 of them are read.
+	var b strings.Builder
+	b.WriteString("Cc: ")
+	for i := 1; i <= 6000; i++ {
+		fmt.Fprintf(&b, "u%d, ", i)
+	}
+	got, _ = New(base()).Header(ctx, []byte(b.String()+"\r\n"))
+	if n := bytes.Count(got, []byte("@example.com")); n != 5120 || !bytes.Contains(got, []byte(" u5120@example.com,")) || bytes.Contains(got, []byte("u5121")) {
+		t.Errorf("default limit: %d addresses rewritten, want the first 5120 and nothing after", n)
+	}
+}
+
+// lex counts tokens as tok822_scan_limit does: blanks are none, each of
+// . % ! | inside an atom is one, and so is each run of text around them.
+func TestLexTokenLimit(t *testing.T) {
+	cases := []struct {
+		in    string
+		limit int
+		cut   int
+	}{
+		{"a.b.c@x.y", 0, 9},
+		{"a.b.c@x.y", 9, 9},
+		{"a.b.c@x.y", 5, 5},              // a . b . c
+		{"a.b.c@x.y", 4, 4},              // a . b .
+		{"a.b.c@x.y", 1, 1},              // a
+		{"u%v!w|x@y", 7, 7},              // u % v ! w | x
+		{"  a ,  b", 2, 5},               // a , and not the blanks after
+		{`"q q" (c c) [1.2] <x>`, 4, 19}, // a quoted string, comment or literal is one
+		{"..", 1, 1},
+	}
+	for _, tc := range cases {
+		_, cut, err := lex(tc.in, tc.limit)
+		if err != nil || cut != tc.cut {
+			t.Errorf("lex(%q, %d): cut %d (%v), want %d", tc.in, tc.limit, cut, err, tc.cut)
+		}
+	}
 }

@@ -72,6 +72,8 @@ const (
 	defaultVirtualLimit = 1000
 	virtualAddrLenLimit = 1000
 	canonicalRecursion  = 10
+	// header_address_token_limit's default (tok822_parse_limit).
+	defaultHeaderTokenLimit = 10240
 )
 
 // Options are the main.cf settings that rewriting depends on, already
@@ -126,6 +128,10 @@ type Options struct {
 	// default canonical, virtual. Only those two matter here.
 	PropagateUnmatchedExtensions []string
 
+	// HeaderTokenLimit is header_address_token_limit: how many tokens of
+	// an address header Header parses; 0 means Postfix's default, 10240.
+	HeaderTokenLimit int
+
 	// Warnf, when set, receives the warnings Postfix logs without
 	// refusing the message (a multi-valued canonical entry, canonical
 	// mapping nested too deep).
@@ -168,6 +174,7 @@ type Rewriter struct {
 	propVirt   bool
 	recursion  int
 	expansion  int
+	tokenLimit int // header_address_token_limit
 }
 
 type masqDomain struct {
@@ -249,6 +256,9 @@ func New(o Options) *Rewriter {
 	}
 	if r.expansion <= 0 {
 		r.expansion = defaultVirtualLimit
+	}
+	if r.tokenLimit = o.HeaderTokenLimit; r.tokenLimit <= 0 {
+		r.tokenLimit = defaultHeaderTokenLimit
 	}
 	origin := address.NormalizeDomain(o.Myorigin)
 	r.ao = maps.AddressOptions{

@@ -15,7 +15,8 @@ import (
 // RFC 2045-2049 without breaking SMTP (CRLF line ends, no bare CR or
 // LF). Postfix accepts every one of them as it is (cleanup does not
 // refuse MIME errors by default, nor NUL or 8-bit bytes); mailtee must
-// accept them and deliver them unchanged, and go on serving.
+// accept them and deliver them unchanged (but for a header field over
+// header_size_limit, which both cut: cutByPostfix), and go on serving.
 var malformedMessages = []struct{ name, content string }{
 	{"empty", ""},
 	{"only an empty line", "\r\n"},
@@ -46,6 +47,15 @@ var malformedMessages = []struct{ name, content string }{
 	{"message/rfc822 loop", "MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\n"},
 	{"Content-Type parameter soup", "MIME-Version: 1.0\r\nContent-Type: text/plain; ;;; =; a=\"; b*0*=''%ZZ; " + strings.Repeat("x=y; ", 5000) + "\r\n\r\nbody\r\n"},
 	{"lines of dots", "Subject: dots\r\n\r\n.\r\n..\r\n...\r\n. .\r\n"},
+}
+
+// cutByPostfix is what Postfix delivers of the messages it does not
+// keep whole: a header field over header_size_limit (102400) keeps the
+// lines that end within it; the next line would start past 90% of the
+// limit, so it goes (mime_state.c, cleanup_out.c cleanup_out_header).
+// The To: line is 30 bytes, each continuation 27 plus the line break.
+var cutByPostfix = map[string]string{
+	"10000 recipients in To": "To: someone@elsewhere.example,\r\n" + strings.Repeat(" someone@elsewhere.example,\r\n", (102400-30)/28) + "\r\nbody\r\n",
 }
 
 func nestedMIME(depth int) string {
@@ -115,7 +125,11 @@ func TestMalformedMessages(t *testing.T) {
 			t.Errorf("%s: delivered %d times", s.name, len(msgs))
 		}
 		got := msgs[0]
-		want := strings.ReplaceAll(s.content, "\r\n", "\n")
+		want := s.content
+		if cut, ok := cutByPostfix[strings.TrimSuffix(strings.TrimSuffix(s.name, "/DATA"), "/BDAT")]; ok {
+			want = cut
+		}
+		want = strings.ReplaceAll(want, "\r\n", "\n")
 		if want != "" && !strings.HasSuffix(want, "\n") {
 			want += "\n"
 		}
