@@ -41,6 +41,17 @@ func idleFlood(t *testing.T, addr string, n int, from ...string) []*rawSMTP {
 	return out
 }
 
+// message says EHLO, sends one message to rcpt and QUIT.
+func (r *rawSMTP) message(helo, rcpt string) {
+	r.T.Helper()
+	r.must("EHLO "+helo, "250")
+	r.must("MAIL FROM:<s@outside.example>", "250 ")
+	r.must("RCPT TO:<"+rcpt+">", "250 ")
+	r.must("DATA", "354 ")
+	r.must("Subject: "+helo+"\r\n\r\nhello\r\n.", "250 ")
+	r.cmd("QUIT")
+}
+
 // The attack: 100 idle connections from two addresses (50 each, Postfix's
 // smtpd_client_connection_count_limit) took every one of the 100 places
 // (default_process_limit), and for smtpd_timeout (300 s) every other
@@ -65,12 +76,7 @@ func TestIdleFloodDoesNotStarve(t *testing.T) {
 		t.Errorf("a client in mynetworks, with 100 idle sessions open: %q", g)
 		trusted = false
 	} else {
-		c.must("EHLO trusted.example", "250")
-		c.must("MAIL FROM:<s@outside.example>", "250 ")
-		c.must("RCPT TO:<trusted@test.example>", "250 ")
-		c.must("DATA", "354 ")
-		c.must("Subject: trusted\r\n\r\nhello\r\n.", "250 ")
-		c.cmd("QUIT")
+		c.message("trusted.example", "trusted@test.example")
 		t.Logf("client in mynetworks: message accepted %v after connecting", time.Since(t0))
 	}
 
@@ -88,12 +94,7 @@ func TestIdleFloodDoesNotStarve(t *testing.T) {
 		t.Errorf("greeted only after %v; stress mode's smtpd_timeout is 10s", waited)
 	}
 	o.Conn.SetReadDeadline(time.Now().Add(slow(60 * time.Second)))
-	o.must("EHLO other.example", "250")
-	o.must("MAIL FROM:<s@outside.example>", "250 ")
-	o.must("RCPT TO:<other@test.example>", "250 ")
-	o.must("DATA", "354 ")
-	o.must("Subject: other\r\n\r\nhello\r\n.", "250 ")
-	o.cmd("QUIT")
+	o.message("other.example", "other@test.example")
 
 	// The idle sessions were told so and closed, in stress mode's time.
 	cut := 0
