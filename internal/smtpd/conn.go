@@ -57,6 +57,7 @@ type conn struct {
 	timedOut   bool // a read timed out: the next reply is a 421 timeout
 	// readSince is when the read in progress began; zero if none.
 	readSince time.Time
+	tlsReplies
 	// replyCounted: the error reply about to be written was counted by
 	// done already.
 	replyCounted bool
@@ -126,6 +127,10 @@ func (c *conn) Write(b []byte) (int, error) {
 		} else {
 			c.stats.helo.add(true)
 		}
+	}
+	if bytes.HasPrefix(b, []byte("220 2.0.0 Ready to start TLS")) {
+		// What follows this reply are TLS records.
+		c.tlsReplies.on = true
 	}
 	closeAfter, timedOut := c.closeAfter, c.timedOut
 	c.mu.Unlock()
@@ -276,6 +281,7 @@ func (c *conn) isTLS() bool {
 func (c *conn) begin(ctr *counter, verb string) *smtp.SMTPError {
 	c.mu.Lock()
 	ctr.total++
+	c.tlsReplies.begin(c, verb)
 	errs, hungUp := c.errors, c.hungUp
 	c.mu.Unlock()
 	if hungUp {
@@ -314,6 +320,7 @@ func (s *Server) errorSleep() {
 func (c *conn) done(ctr *counter, err error, counts bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.tlsReplies.done()
 	if err == nil {
 		ctr.ok++
 	} else {

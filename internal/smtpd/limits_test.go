@@ -1,6 +1,9 @@
 package smtpd
 
 import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"os"
 	"strings"
@@ -302,4 +305,77 @@ func TestShutdownWithWaitingClients(t *testing.T) {
 	if _, err := w.r.ReadString('\n'); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("waiting client not closed: %v", err)
 	}
+}
+
+// startTLS says EHLO and STARTTLS and returns the client over TLS.
+func startTLS(t *testing.T, ts *testServer, pool *x509.CertPool) *client {
+	t.Helper()
+	c := ts.session(t)
+	c.must("STARTTLS", "220 ")
+	tc := tls.Client(c.nc, &tls.Config{RootCAs: pool, ServerName: testHost})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c.nc, c.r = tc, bufio.NewReader(tc)
+	return c
+}
+
+// In a TLS session the replies are encrypted; junk is counted all the
+// same (tlsReplies), and a mail transaction, DATA's 354 and BDAT's
+// chunks included, is not junk even at stress mode's limits.
+func TestJunkCommandLimitTLS(t *testing.T) {
+	cert, pool := selfSigned(t)
+	withTLS := func(o *Options) { o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}} }
+	ts := start(t, func(o *Options) { withTLS(o); o.JunkCommandLimit = 3; o.HardErrorLimit = 2 })
+	c := startTLS(t, ts, pool) // EHLO: junk 1
+	c.must("EHLO client.example", "250")
+	// Junk 3 and 4 are free, 5 and 6 errors: the limit, and the
+	// connection closes after the next reply (one more than Postfix
+	// answers: see tlsReplies).
+	if n := c.noopsAnswered(); n != 5 {
+		t.Errorf("%d NOOPs answered over TLS, want 5", n)
+	}
+	ts.log.waitFor(t, "too many errors after junk from localhost[127.0.0.1]")
+
+	ts = start(t, func(o *Options) { withTLS(o); o.JunkCommandLimit = 1; o.HardErrorLimit = 1 })
+	c = startTLS(t, ts, pool)
+	c.must("EHLO client.example", "250")
+	for i := 0; i < 3; i++ {
+		if got := c.mail("s@remote.example", []string{"alice@example.com", "bob@example.com"}, "x\r\n"); !strings.HasPrefix(got, "250 ") {
+			t.Fatalf("message %d over TLS at junk and error limits of 1: %q", i, got)
+		}
+	}
+	c.must("MAIL FROM:<s@remote.example>", "250 ")
+	c.must("RCPT TO:<alice@example.com>", "250 ")
+	for i := 0; i < 5; i++ {
+		c.send("BDAT 3\r\nabc")
+		c.expect("250 ")
+	}
+	c.send("BDAT 2 LAST\r\n\r\n")
+	c.expect("250 ")
+	if n := len(ts.q.all()); n != 4 {
+		t.Errorf("%d messages queued, want 4", n)
+	}
+	// The message forgave the junk: 2 free, 1 error, 1 more.
+	if n := c.noopsAnswered(); n != 4 {
+		t.Errorf("%d NOOPs answered over TLS, want 4", n)
+	}
+}
+
+// noopsAnswered sends NOOPs one at a time until the server hangs up (at
+// most 100) and returns how many were answered.
+func (c *client) noopsAnswered() int {
+	c.t.Helper()
+	n := 0
+	for ; n < 100; n++ {
+		c.send("NOOP\r\n")
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if !strings.HasPrefix(line, "250 ") {
+			c.t.Fatalf("NOOP %d: %q", n+1, line)
+		}
+	}
+	return n
 }

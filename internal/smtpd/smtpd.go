@@ -237,9 +237,11 @@ func New(o Options) *Server {
 	// smtpd_timeout: go-smtp's ReadTimeout is set once per command, so a
 	// large message on a slow link would be cut off mid-DATA.
 	srv.ReadTimeout = 0
-	// Writes get theirs from conn.Write too: the timeout is shorter in
-	// stress mode.
-	srv.WriteTimeout = 0
+	// Writes get theirs from conn.SetWriteDeadline, which go-smtp calls
+	// before each reply when WriteTimeout is set: the timeout is shorter
+	// in stress mode, and in a TLS session that call is the only sign of
+	// a reply (tlsReplies). The value itself is not used.
+	srv.WriteTimeout = time.Hour
 	srv.EnableSMTPUTF8 = o.SMTPUTF8
 	srv.ErrorLog = errorLog{s}
 	if o.TLS != nil {
