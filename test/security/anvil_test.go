@@ -1,12 +1,16 @@
 package security
 
 import (
+	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
 // Client limits (issue 12, item 5): Postfix's anvil(8) limits, its
@@ -262,6 +266,39 @@ func TestJunkCommandFlood(t *testing.T) {
 	}
 	in.WaitLog("too many errors after ")
 	in.alive("junk")
+}
+
+// The same flood after STARTTLS, where mailtee cannot read go-smtp's
+// replies: still cut, one reply later than in plaintext (EHLO, EHLO, 99
+// NOOPs free, 20 errors, then the reply after which the connection
+// closes: no 421 can be slipped into TLS).
+func TestJunkCommandFloodTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, _ := harness.TestCert(t, dir, "mx.test.example")
+	in := newInstance(t, fmt.Sprintf("mynetworks = 127.0.0.1/32\nsmtpd_soft_error_limit = 20\nsmtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\n", certFile, keyFile), nil)
+	in.Start()
+	c := dialRaw(t, in.Addr(), "127.0.0.2")
+	c.must("EHLO junk.example", "250")
+	c.must("STARTTLS", "220 ")
+	tc := tls.Client(c.Conn, &tls.Config{ServerName: "mx.test.example", InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c.Conn, c.R = tc, bufio.NewReader(tc)
+	c.must("EHLO junk.example", "250")
+	answered := 0
+	for i := 0; i < 7000; i++ {
+		if r := c.try([]string{"NOOP", "VRFY root", "RSET"}[i%3]); !strings.HasPrefix(r, "2") {
+			break
+		}
+		answered++
+	}
+	t.Logf("%d junk commands answered after STARTTLS", answered)
+	if answered != 120 {
+		t.Errorf("%d junk commands answered after STARTTLS, want 120", answered)
+	}
+	in.WaitLog("too many errors after junk from localhost[127.0.0.2]")
+	in.alive("junk-tls")
 }
 
 // smtpd_client_connection_count_limit still works with the waiting
