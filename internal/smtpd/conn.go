@@ -133,6 +133,10 @@ func (c *conn) Write(b []byte) (int, error) {
 		c.tlsReplies.on = true
 	}
 	closeAfter, timedOut := c.closeAfter, c.timedOut
+	// In TLS the reply is a record: a plaintext 421 in its place would
+	// only break the stream; it goes as it is, and closeAfter ends the
+	// connection.
+	timedOut = timedOut && !c.tlsReplies.on
 	c.mu.Unlock()
 	if first {
 		if err := c.waitForPlace(); err != nil {

@@ -379,3 +379,18 @@ func (c *client) noopsAnswered() int {
 	}
 	return n
 }
+
+// An idle TLS session (cut sooner in stress mode) is told 421 over TLS,
+// not in plaintext into the TLS stream.
+func TestIdleTimeoutTLS(t *testing.T) {
+	cert, pool := selfSigned(t)
+	ts := start(t, func(o *Options) {
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		o.Timeout = 300 * time.Millisecond
+	})
+	c := startTLS(t, ts, pool)
+	if got := c.reply(); !strings.HasPrefix(got, "421 4.4.2 ") {
+		t.Errorf("idle TLS session: %q", got)
+	}
+	c.closed()
+}
