@@ -139,10 +139,10 @@ func TestDefaultProcessLimit(t *testing.T) {
 	if !strings.HasPrefix(g, "220 ") {
 		t.Fatalf("6th client: %q", g)
 	}
-	if waited < time.Second {
+	if waited < 300*time.Millisecond {
 		t.Errorf("6th client greeted after %v: default_process_limit = 5 not honoured", waited)
 	}
-	in.WaitLog(fmt.Sprintf(`has reached its process limit "5"`))
+	in.WaitLog(`has reached its process limit "5"`)
 	in.WaitLog(`in stress mode: smtpd_timeout 2s, smtpd_hard_error_limit 1, smtpd_junk_command_limit 1`)
 	for _, c := range idle {
 		if rest, ok := c.closed(slow(10 * time.Second)); !ok || !strings.Contains(rest, "421 4.4.2 ") {
