@@ -239,13 +239,23 @@ func newServer(cfg *config.Config, stderr io.Writer, opened map[string]maps.Tabl
 		Timeout:         mustDuration(cfg, "smtpd_timeout"),
 		HardErrorLimit:  mustInt(cfg, "smtpd_hard_error_limit"),
 		SoftErrorLimit:  mustInt(cfg, "smtpd_soft_error_limit"),
-		MaxClients:      100, // Postfix's default_process_limit
-		MaxClientsPerIP: mustInt(cfg, "smtpd_client_connection_count_limit"),
+		MaxClients:      mustInt(cfg, "default_process_limit"), // master.cf is not read
 		TLS:             tlsCfg,
 		SMTPUTF8:        cfg.Get("smtputf8_enable") == "yes",
 		Policy:          rt.policy,
 		Queue:           cleanupQueue{c: func() *cleanup { return s.rt.Load().cleanup }, newID: s.q.NewID, enqueue: s.q.Enqueue},
 		MailLog:         func(line string) { s.log.Printf("smtpd", "%s", line) },
+
+		JunkCommandLimit: mustInt(cfg, "smtpd_junk_command_limit"),
+		ErrorSleepTime:   mustDuration(cfg, "smtpd_error_sleep_time"),
+		Stress:           stressLimits(cfg.Stressed()),
+		Client: smtpd.ClientLimits{
+			ConnectionCount: mustInt(cfg, "smtpd_client_connection_count_limit"),
+			ConnectionRate:  mustInt(cfg, "smtpd_client_connection_rate_limit"),
+			MessageRate:     mustInt(cfg, "smtpd_client_message_rate_limit"),
+			RecipientRate:   mustInt(cfg, "smtpd_client_recipient_rate_limit"),
+			TimeUnit:        mustDuration(cfg, "anvil_rate_time_unit"),
+		},
 	})
 	return s, nil
 }

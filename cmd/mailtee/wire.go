@@ -29,6 +29,7 @@ type tables struct {
 	rcptBCC, senderBCC                                 maps.Table
 	mydest, relay, virtDomains                         *maps.DomainList
 	mynetworks                                         *maps.NetList
+	limitExceptions                                    *maps.NetList // smtpd_client_event_limit_exceptions
 }
 
 // openList opens the tables of a list parameter as one maps.List; alias
@@ -118,6 +119,9 @@ func openTables(cfg *config.Config, opened map[string]maps.Table) (*tables, erro
 	if t.mynetworks, err = maps.NewNetList(cfg.List("mynetworks")); err != nil {
 		return nil, fmt.Errorf("mynetworks: %w", err)
 	}
+	if t.limitExceptions, err = maps.NewNetList(cfg.List("smtpd_client_event_limit_exceptions")); err != nil {
+		return nil, fmt.Errorf("smtpd_client_event_limit_exceptions: %w", err)
+	}
 	return t, nil
 }
 
@@ -188,10 +192,21 @@ func routerFor(cfg *config.Config, t *tables) *route.Router {
 	}
 }
 
+// stressLimits are the session limits in stress mode, from cfg.Stressed().
+func stressLimits(st *config.Config) smtpd.SessionLimits {
+	return smtpd.SessionLimits{
+		Timeout:          mustDuration(st, "smtpd_timeout"),
+		HardErrorLimit:   mustInt(st, "smtpd_hard_error_limit"),
+		SoftErrorLimit:   mustInt(st, "smtpd_soft_error_limit"),
+		JunkCommandLimit: mustInt(st, "smtpd_junk_command_limit"),
+	}
+}
+
 func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 	code := mustInt(cfg, "unknown_local_recipient_reject_code")
 	return &smtpd.Policy{
 		Mynetworks:       t.mynetworks,
+		LimitExceptions:  t.limitExceptions,
 		Local:            t.mydest,
 		Relay:            t.relay,
 		Virtual:          t.virtDomains,

@@ -164,6 +164,21 @@ func (c *Config) getWithout(name, self string) string {
 	return strings.TrimSpace(v)
 }
 
+// Stressed returns the configuration as Postfix's smtpd(8) reads it in
+// stress mode, when master(8) starts it with "-o stress=yes" because the
+// service has reached its process limit: $stress is "yes", so that
+// defaults such as smtpd_timeout = ${stress?{10}:{300}}s take their
+// stress value, and so do main.cf settings written the same way.
+func (c *Config) Stressed() *Config {
+	st := &Config{Dir: c.Dir, File: c.File, machine: c.machine, userDefs: c.userDefs,
+		set: make(map[string]Setting, len(c.set)+1)}
+	for k, v := range c.set {
+		st.set[k] = v
+	}
+	st.set["stress"] = Setting{Name: "stress", Value: "yes"}
+	return st
+}
+
 // Raw returns the unexpanded value: explicit, else default.
 func (c *Config) Raw(name string) (string, bool) {
 	if s, ok := c.set[name]; ok {

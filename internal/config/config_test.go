@@ -243,3 +243,68 @@ func FuzzParse(f *testing.F) {
 		c.TableRefs()
 	})
 }
+
+// Stress mode: Postfix's master(8) starts smtpd with "-o stress=yes" once
+// the service has reached its process limit, and every value written
+// ${stress?{a}:{b}}, default or not, switches. Expected values are
+// `postconf -xh NAME` and `postconf -o stress=yes -xh NAME` of Postfix
+// 3.7 for the same main.cf.
+func TestStressed(t *testing.T) {
+	c := parse(t, "smtpd_soft_error_limit = ${stress?{2}:{10}}\nsmtpd_timeout = ${stress?{5}:{60}}s\n")
+	st := c.Stressed()
+	for _, tc := range []struct{ name, normal, stress string }{
+		{"smtpd_timeout", "60s", "5s"},
+		{"smtpd_hard_error_limit", "20", "1"},
+		{"smtpd_junk_command_limit", "100", "1"},
+		{"smtpd_soft_error_limit", "10", "2"},
+		{"smtpd_starttls_timeout", "300s", "10s"},
+		{"smtpd_error_sleep_time", "1s", "1s"},
+	} {
+		if got := c.Get(tc.name); got != tc.normal {
+			t.Errorf("%s = %q, want %q", tc.name, got, tc.normal)
+		}
+		if got := st.Get(tc.name); got != tc.stress {
+			t.Errorf("%s in stress mode = %q, want %q", tc.name, got, tc.stress)
+		}
+	}
+	if d, err := st.Duration("smtpd_timeout"); err != nil || d != 5*time.Second {
+		t.Errorf("smtpd_timeout in stress mode: %v, %v", d, err)
+	}
+	if _, ok := c.Set("stress"); ok {
+		t.Errorf("Stressed changed the configuration it was made from")
+	}
+}
+
+// A bad value is found whichever mode it belongs to, and the limits whose
+// default is a ${stress?...} expression are checked as numbers.
+func TestCheckStressValues(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"smtpd_hard_error_limit = many\n", "smtpd_hard_error_limit = many: expected a number"},
+		{"smtpd_junk_command_limit = ${stress?{x}:{100}}\n", "expected a number (in stress mode)"},
+		{"smtpd_timeout = ${stress?{10q}:{5s}}\n", "bad time unit 'q': expected s, m, h, d or w (in stress mode)"},
+		{"smtpd_client_message_rate_limit = ten\n", "expected a number"},
+		{"anvil_rate_time_unit = 5 minutes\n", "anvil_rate_time_unit"},
+		{"smtpd_client_event_limit_exceptions = 10.0.0.1/8\n", "non-null host address bits"},
+		{"stress = no\n", `"no" not supported`},
+	} {
+		d := parse(t, tc.text).Check()
+		if len(diagsMatching(d, tc.want)) != 1 || !d.HasErrors() {
+			t.Errorf("%q: want one error %q, got %v", tc.text, tc.want, d)
+		}
+	}
+	ok := parse(t, `smtpd_junk_command_limit = ${stress?{1}:{50}}
+smtpd_client_connection_rate_limit = 30
+smtpd_client_message_rate_limit = 20
+smtpd_client_recipient_rate_limit = 200
+anvil_rate_time_unit = 2s
+smtpd_client_event_limit_exceptions = $mynetworks, 192.0.2.0/24
+default_process_limit = 10
+smtpd_error_sleep_time = 0s
+`).Check()
+	if len(ok) != 0 {
+		t.Errorf("good limits: %v", ok)
+	}
+	if d := parse(t, "smtpd_client_new_tls_session_rate_limit = 10\n").Check(); d.HasErrors() || len(diagsMatching(d, "not implemented")) != 1 {
+		t.Errorf("smtpd_client_new_tls_session_rate_limit: want a warning, got %v", d)
+	}
+}

@@ -120,6 +120,12 @@ var implemented = map[string]paramInfo{
 	"smtpd_timeout": {}, "smtpd_hard_error_limit": {}, "smtpd_soft_error_limit": {},
 	"smtpd_client_connection_count_limit": {}, "line_length_limit": {},
 	"header_address_token_limit": {},
+	// client limits (anvil) and stress mode
+	"smtpd_client_connection_rate_limit": {}, "smtpd_client_message_rate_limit": {},
+	"smtpd_client_recipient_rate_limit": {}, "anvil_rate_time_unit": {},
+	"smtpd_client_event_limit_exceptions": {kind: KindNetList},
+	"smtpd_junk_command_limit":            {}, "smtpd_error_sleep_time": {},
+	"default_process_limit": {}, "stress": {allowed: []string{"yes"}},
 	// queue
 	"minimal_backoff_time": {}, "maximal_backoff_time": {}, "maximal_queue_lifetime": {},
 	"bounce_queue_lifetime": {}, "queue_run_delay": {},
@@ -151,6 +157,10 @@ var harmless = map[string]bool{
 	"syslog_facility": true, "smtp_tls_note_starttls_offer": true,
 	"smtpd_tls_received_header": true, "tls_random_source": true,
 	"show_user_unknown_table_name": true,
+	// mailtee has no TLS session cache: every TLS session is new, and
+	// smtpd_client_connection_rate_limit bounds them. Nor has it AUTH.
+	"smtpd_client_new_tls_session_rate_limit": true, "smtpd_client_auth_rate_limit": true,
+	"anvil_status_update_time": true,
 	// Per recipient in Postfix; mailtee's local next hop is the domain,
 	// with default_destination_concurrency_limit (README, item 7).
 	"local_destination_concurrency_limit": true,
@@ -235,12 +245,32 @@ func (c *Config) checkSetting(s Setting, out *diag.List) {
 		return
 	}
 	c.checkValue(s.Name, v, def, file, line, out)
+	if strings.Contains(s.Value, "stress") && s.Name != "stress" {
+		// The value in stress mode is read too, when the server is
+		// busy: it must be as valid as the normal one.
+		st := c.Stressed()
+		if sv, err := st.Expand(s.Value); err == nil && sv != v {
+			var sd diag.List
+			st.checkValue(s.Name, sv, def, file, line, &sd)
+			for _, d := range sd {
+				d.Msg += " (in stress mode)"
+				*out = append(*out, d)
+			}
+		}
+	}
 }
 
 // checkValue validates an implemented parameter's expanded value by the
 // shape of its default and the allowed values, if any.
 func (c *Config) checkValue(name, v, def, file string, line int, out *diag.List) {
 	info := implemented[name]
+	if strings.Contains(def, "$") {
+		// A default such as ${stress?{1}:{20}} has the shape of its
+		// values.
+		if d, err := c.Expand(def); err == nil {
+			def = d
+		}
+	}
 	if info.allowed != nil {
 		var bad []string
 		for _, el := range SplitList(v) {

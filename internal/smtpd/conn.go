@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -15,7 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// go-smtp has no hook for four things mailtee must do, so each accepted
+// go-smtp has no hook for five things mailtee must do, so each accepted
 // connection is wrapped (conn) before go-smtp sees it:
 //
 //   - The greeting. go-smtp writes "220 <Domain> ESMTP Service Ready";
@@ -24,11 +23,15 @@ import (
 //     connection, before any TLS, so conn.Write replaces it.
 //   - Connection limits. Postfix refuses a client over its limit with a 421
 //     instead of the greeting; the listener does that before go-smtp gets
-//     the connection.
+//     the connection (limits.go). A client that must wait for a place
+//     waits in the write of its greeting.
 //   - Timeouts. smtpd_timeout bounds each read; go-smtp's ReadTimeout is set
 //     once per command and would bound a whole DATA transfer. conn.Read sets
-//     the deadline per read, and Shutdown uses the same place to end idle
-//     sessions.
+//     the deadline per read, and Shutdown and stress mode use the same
+//     place to end idle sessions.
+//   - Junk commands. go-smtp answers NOOP, RSET, VRFY, HELO and EHLO
+//     without a word to the backend; conn.Write knows them by their
+//     replies and counts them against smtpd_junk_command_limit.
 //   - Closing after a 421. go-smtp cannot be told to hang up after a reply;
 //     a session that must (too many errors) marks the connection, and the
 //     next write, which is that reply, closes it. After STARTTLS the
@@ -42,7 +45,7 @@ type conn struct {
 	addr  netip.Addr // invalid when the transport has no IP address
 	astr  string     // addr as text, made once: every queued message keeps it
 	name  string     // "localhost" for loopback, else "unknown": no DNS lookups
-	mynet bool       // in Mynetworks at connect time, for the limit exemption
+	limit connLimits
 
 	mu         sync.Mutex
 	greeted    bool // the greeting has been written
@@ -52,30 +55,48 @@ type conn struct {
 	inTx       bool // between MAIL FROM and the end of the transaction
 	closeAfter bool // close after the next write
 	timedOut   bool // a read timed out: the next reply is a 421 timeout
+	// readSince is when the read in progress began; zero if none.
+	readSince time.Time
+	tlsReplies
 	// replyCounted: the error reply about to be written was counted by
 	// done already.
 	replyCounted bool
 	hungUp       bool // Close was called
 	errors       int  // Postfix's error_count
+	junk         int  // Postfix's junk_cmds
 	stats        stats
 	closeOnce    sync.Once
 }
+
+// place is where a connection stands with the process limit.
+type place int
+
+const (
+	placeNone    place = iota // refused
+	placeActive               // a session
+	placeWaiting              // waiting for a place, not greeted yet
+)
 
 // aLongTimeAgo is a deadline that makes a read fail at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
 func (c *conn) Read(b []byte) (int, error) {
 	c.mu.Lock()
+	now := time.Now()
 	var dl time.Time
 	switch {
 	case c.srv.closing.Load() && !c.inTx:
 		dl = aLongTimeAgo
-	case c.srv.o.Timeout > 0:
-		dl = time.Now().Add(c.srv.o.Timeout)
+	case c.srv.limits().Timeout > 0:
+		dl = now.Add(c.srv.limits().Timeout)
 	}
 	c.Conn.SetReadDeadline(dl)
+	c.readSince = now
 	c.mu.Unlock()
 	n, err := c.Conn.Read(b)
+	c.mu.Lock()
+	c.readSince = time.Time{}
+	c.mu.Unlock()
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// A client that stalled mid-command or mid-message: whatever it
 		// sends later is not to be read as commands (it could smuggle a
@@ -107,14 +128,47 @@ func (c *conn) Write(b []byte) (int, error) {
 			c.stats.helo.add(true)
 		}
 	}
+	if bytes.HasPrefix(b, []byte("220 2.0.0 Ready to start TLS")) {
+		// What follows this reply are TLS records.
+		c.tlsReplies.on = true
+	}
 	closeAfter, timedOut := c.closeAfter, c.timedOut
+	// In TLS the reply is a record: a plaintext 421 in its place would
+	// only break the stream; it goes as it is, and closeAfter ends the
+	// connection.
+	timedOut = timedOut && !c.tlsReplies.on
 	c.mu.Unlock()
+	if first {
+		if err := c.waitForPlace(); err != nil {
+			return 0, err
+		}
+	}
+	if t := c.srv.limits().Timeout; t > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(t))
+	}
 	if timedOut && !bytes.HasPrefix(b, []byte("421 ")) {
 		return len(b), c.replaceAndClose("421 4.4.2 %s Error: timeout exceeded")
 	}
-	if !first && c.countReply(b) {
-		c.srv.log("too many errors from %s", c.namaddr())
-		return len(b), c.replaceAndClose("421 4.7.0 %s Error: too many errors")
+	if !first {
+		verb := junkVerb(b)
+		pause, limit := c.countReply(b, verb)
+		if pause {
+			c.srv.errorSleep()
+		}
+		switch {
+		case limit && verb == "":
+			c.srv.log("too many errors from %s", c.namaddr())
+			return len(b), c.replaceAndClose("421 4.7.0 %s Error: too many errors")
+		case limit:
+			// Postfix answers the junk command, then says 421 before
+			// reading the next one.
+			if _, err := c.Conn.Write(b); err != nil {
+				c.Close()
+				return 0, err
+			}
+			c.srv.log("too many errors after %s from %s", verb, c.namaddr())
+			return len(b), c.replaceAndClose("421 4.7.0 %s Error: too many errors")
+		}
 	}
 	if first && bytes.HasPrefix(b, []byte("220 ")) {
 		if _, err := c.Conn.Write(c.srv.greeting); err != nil {
@@ -149,6 +203,7 @@ func (c *conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		err = c.Conn.Close()
+		close(c.limit.gone)
 		c.srv.forget(c)
 		c.mu.Lock()
 		c.hungUp = true
@@ -166,6 +221,16 @@ func (c *conn) interruptIfIdle() {
 		c.Conn.SetReadDeadline(aLongTimeAgo)
 	}
 	c.mu.Unlock()
+}
+
+// shortenWait gives a read in progress the timeout d counted from when it
+// began, for stress mode.
+func (c *conn) shortenWait(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.readSince.IsZero() && !(c.srv.closing.Load() && !c.inTx) {
+		c.Conn.SetReadDeadline(c.readSince.Add(d))
+	}
 }
 
 // setTx records whether a mail transaction is open: Shutdown lets one
@@ -220,6 +285,7 @@ func (c *conn) isTLS() bool {
 func (c *conn) begin(ctr *counter, verb string) *smtp.SMTPError {
 	c.mu.Lock()
 	ctr.total++
+	c.tlsReplies.begin(c, verb)
 	errs, hungUp := c.errors, c.hungUp
 	c.mu.Unlock()
 	if hungUp {
@@ -227,20 +293,30 @@ func (c *conn) begin(ctr *counter, verb string) *smtp.SMTPError {
 		// connection was closed; none of them may take effect.
 		return reply(421, "4.4.2", "%s Error: connection closed", c.srv.o.Hostname)
 	}
-	if errs >= c.srv.hard {
+	lim := c.srv.limits()
+	if errs >= lim.HardErrorLimit {
 		c.closeAfterReply()
 		c.srv.log("too many errors after %s from %s", verb, c.namaddr())
 		return reply(421, "4.7.0", "%s Error: too many errors", c.srv.o.Hostname)
 	}
-	if errs >= c.srv.soft {
-		t := time.NewTimer(c.srv.errSleep)
-		select {
-		case <-t.C:
-		case <-c.srv.ctx.Done():
-			t.Stop()
-		}
+	if errs >= lim.SoftErrorLimit {
+		c.srv.errorSleep()
 	}
 	return nil
+}
+
+// errorSleep is smtpd_error_sleep_time's pause, cut short by a Shutdown
+// that gives up waiting.
+func (s *Server) errorSleep() {
+	if s.errSleep <= 0 {
+		return
+	}
+	t := time.NewTimer(s.errSleep)
+	select {
+	case <-t.C:
+	case <-s.ctx.Done():
+		t.Stop()
+	}
 }
 
 // done ends a command begun with begin: err nil counts a success; a
@@ -248,6 +324,7 @@ func (c *conn) begin(ctr *counter, verb string) *smtp.SMTPError {
 func (c *conn) done(ctr *counter, err error, counts bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.tlsReplies.done()
 	if err == nil {
 		ctr.ok++
 	} else {
@@ -260,31 +337,47 @@ func (c *conn) done(ctr *counter, err error, counts bool) {
 	}
 }
 
-// countReply counts an error reply that go-smtp wrote on its own (bad
+// countReply counts a reply that go-smtp wrote on its own: an error (bad
 // syntax, a command out of sequence, an unimplemented command), which
-// Postfix counts toward smtpd_hard_error_limit too. It reports whether
-// the limit is now reached.
-func (c *conn) countReply(b []byte) bool {
+// Postfix counts toward smtpd_hard_error_limit too, or the answer to a
+// junk command (verb, see junkVerb), which counts as an error past
+// smtpd_junk_command_limit. It reports whether the reply must wait
+// smtpd_error_sleep_time first (Postfix pauses before every reply once
+// the soft limit is reached) and whether the hard limit is now reached.
+func (c *conn) countReply(b []byte, verb string) (pause, limit bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	lim := c.srv.limits()
 	isErr := len(b) > 0 && (b[0] == '4' || b[0] == '5') && !bytes.HasPrefix(b, []byte("421"))
-	if !isErr {
-		return false
-	}
-	if c.replyCounted {
+	switch {
+	case verb != "":
+		pause = c.errors >= lim.SoftErrorLimit
+		// smtpd.c: "if (state->junk_cmds++ > var_smtpd_junk_cmd_limit)
+		// state->error_count++".
+		if c.junk > lim.JunkCommandLimit {
+			c.errors++
+		}
+		c.junk++
+	case !isErr:
+		return false, false
+	case c.replyCounted:
+		// Counted, and paused for, by begin and done.
 		c.replyCounted = false
-		return false
+		return false, false
+	default:
+		pause = c.errors >= lim.SoftErrorLimit
+		c.errors++
 	}
-	c.errors++
-	return c.errors >= c.srv.hard
+	return pause, c.errors >= lim.HardErrorLimit
 }
 
-// forgive clears the error count after a message was accepted, as Postfix
-// does ("Forgive any previous client errors when a message was received
-// successfully").
+// forgive clears the error and junk counts after a message was accepted,
+// as Postfix does ("Forgive any previous client errors when a message was
+// received successfully").
 func (c *conn) forgive() {
 	c.mu.Lock()
 	c.errors = 0
+	c.junk = 0
 	c.mu.Unlock()
 }
 
@@ -346,86 +439,4 @@ func (s *stats) String() string {
 		fmt.Fprintf(&b, "/%d", total)
 	}
 	return b.String()
-}
-
-// listener admits connections within the limits.
-type listener struct {
-	net.Listener
-	srv *Server
-}
-
-func (l *listener) Accept() (net.Conn, error) {
-	for {
-		nc, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if c := l.srv.admit(nc); c != nil {
-			return c, nil
-		}
-	}
-}
-
-// admit wraps a new connection, or refuses it with a 421 when it is over
-// MaxClients or MaxClientsPerIP, and then returns nil.
-func (s *Server) admit(nc net.Conn) *conn {
-	c := &conn{Conn: nc, srv: s, name: "unknown"}
-	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
-		c.addr = ap.Addr().Unmap()
-		c.astr = c.addr.String()
-		if c.addr.IsLoopback() {
-			c.name = "localhost"
-		}
-	}
-	if c.addr.IsValid() && s.policy.Load().Mynetworks != nil {
-		// A lookup error only loses the exemption from the limit; relay
-		// permission is decided again at each RCPT.
-		c.mynet, _ = s.policy.Load().Mynetworks.Match(context.Background(), c.addr)
-	}
-	s.log("connect from %s", c.namaddr())
-
-	s.mu.Lock()
-	total, fromIP := len(s.conns)+1, s.perIP[c.addr]+1
-	over := ""
-	switch {
-	case s.o.MaxClients > 0 && total > s.o.MaxClients:
-		over = fmt.Sprintf("warning: Connection concurrency limit exceeded: %d clients in all, new client %s for service smtp", total, c.namaddr())
-	case s.o.MaxClientsPerIP > 0 && fromIP > s.o.MaxClientsPerIP && !c.mynet:
-		over = fmt.Sprintf("warning: Connection concurrency limit exceeded: %d from %s for service smtp", fromIP, c.namaddr())
-	}
-	if over == "" {
-		s.conns[c] = struct{}{}
-		s.perIP[c.addr]++
-	} else {
-		s.refusing.Add(1)
-	}
-	s.mu.Unlock()
-	if over == "" {
-		return c
-	}
-
-	s.log("%s", over)
-	go func() {
-		defer s.refusing.Done()
-		// Postfix answers this instead of the greeting.
-		msg := fmt.Sprintf("421 4.7.0 %s Error: too many connections from %s\r\n", s.o.Hostname, c.addrString())
-		nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		nc.Write([]byte(msg))
-		nc.Close()
-		s.log("disconnect from %s commands=0/0", c.namaddr())
-	}()
-	return nil
-}
-
-// forget removes a closed connection from the counts.
-func (s *Server) forget(c *conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.conns[c]; !ok {
-		return
-	}
-	delete(s.conns, c)
-	if s.perIP[c.addr]--; s.perIP[c.addr] <= 0 {
-		delete(s.perIP, c.addr)
-	}
 }

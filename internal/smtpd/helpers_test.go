@@ -149,6 +149,7 @@ func testPolicy(t testing.TB, mynetworks ...string) *Policy {
 	}
 	return &Policy{
 		Mynetworks:      nl,
+		LimitExceptions: nl, // Postfix's default: $mynetworks
 		Local:           dl("example.com", "[127.0.0.1]"),
 		Relay:           dl("relay.example"),
 		Virtual:         dl("virtual.example"),
@@ -224,7 +225,17 @@ type client struct {
 
 func dial(t *testing.T, addr string) *client {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
+	return dialFrom(t, addr, "")
+}
+
+// dialFrom connects from the loopback address local ("" for any).
+func dialFrom(t *testing.T, addr, local string) *client {
+	t.Helper()
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailtee/mailtee/internal/address"
+	"github.com/mailtee/mailtee/internal/anvil"
 	"github.com/mailtee/mailtee/internal/envelope"
 )
 
@@ -67,6 +68,9 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		// go-smtp lets a second MAIL through; Postfix does not.
 		return reply(503, "5.5.1", "Error: nested MAIL command")
 	}
+	if rej := s.c.overRate(anvil.Message); rej != nil {
+		return rej
+	}
 	a, err := parsePath(from)
 	if err != nil || (!a.IsNull() && a.Domain == "") {
 		return reply(501, "5.1.7", "Bad sender address syntax")
@@ -103,6 +107,9 @@ func (s *session) rcpt(to string) (counts bool, err error) {
 	defer s.mu.Unlock()
 	if !s.inTx {
 		return true, reply(503, "5.5.1", "Error: need MAIL command")
+	}
+	if rej := s.c.overRate(anvil.Recipient); rej != nil {
+		return true, rej
 	}
 	a, err := parsePath(to)
 	if err != nil || a.IsNull() || a.Domain == "" {

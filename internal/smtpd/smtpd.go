@@ -13,15 +13,21 @@
 //     virtual_alias_maps (policy.go);
 //   - smtpd_forbid_bare_newline = reject, extended to bare CR (data.go);
 //   - message_size_limit, smtpd_recipient_limit, smtpd_timeout,
-//     smtpd_hard_error_limit, smtpd_soft_error_limit (with Postfix's 1s
-//     smtpd_error_sleep_time), smtpd_client_connection_count_limit;
+//     smtpd_hard_error_limit, smtpd_soft_error_limit,
+//     smtpd_error_sleep_time, smtpd_junk_command_limit;
+//   - the client limits that Postfix keeps in anvil(8) (package anvil):
+//     smtpd_client_connection_count_limit and the connection, message and
+//     recipient rate limits, with smtpd_client_event_limit_exceptions;
+//     and the smtp service's process limit with master(8)'s stress mode
+//     (limits.go);
 //   - a Received: header in Postfix's format, and "250 2.0.0 Ok: queued as
 //     ID" only once the queue has the message on stable storage.
 //
 // go-smtp speaks the protocol. What it has no hook for is done by wrapping
 // each accepted connection (conn.go): the banner text, connection limits,
-// a timeout per read rather than per command, and closing the connection
-// after a 421. See conn.go for why each is done there.
+// a timeout per read rather than per command, counting the commands that
+// go-smtp answers itself, and closing the connection after a 421. See
+// conn.go for why each is done there.
 //
 // Addresses in the envelope handed to the queue are in external form
 // (address.Address.String: a local part that needs quotes is quoted), as
@@ -35,7 +41,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +48,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailtee/mailtee/internal/anvil"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/maps"
 )
@@ -78,6 +84,10 @@ type Policy struct {
 	Relay *maps.DomainList
 	// Virtual is virtual_alias_domains (may be nil).
 	Virtual *maps.DomainList
+	// LimitExceptions is smtpd_client_event_limit_exceptions: clients
+	// exempt from the per-client limits (Client in Options) and allowed
+	// past MaxClients. nil exempts no one.
+	LimitExceptions *maps.NetList
 	// LocalRecipients is local_recipient_maps; nil accepts any local
 	// recipient.
 	LocalRecipients maps.Table
@@ -110,12 +120,24 @@ type Options struct {
 	// SoftErrorLimit is smtpd_soft_error_limit; 0 means Postfix's
 	// default, 10.
 	SoftErrorLimit int
-	// MaxClients caps concurrent sessions; MaxClientsPerIP is
-	// smtpd_client_connection_count_limit (clients in Mynetworks are
-	// exempt, as by Postfix's default
-	// smtpd_client_event_limit_exceptions).
-	MaxClients      int
-	MaxClientsPerIP int
+	// JunkCommandLimit is smtpd_junk_command_limit; 0 means Postfix's
+	// default, 100.
+	JunkCommandLimit int
+	// ErrorSleepTime is smtpd_error_sleep_time: the pause before each
+	// reply once a session has made SoftErrorLimit errors. Zero pauses
+	// not at all.
+	ErrorSleepTime time.Duration
+	// Stress holds the values of the four limits above in stress mode
+	// (Postfix's defaults are ${stress?{10}:{300}}s and the like); a zero
+	// field keeps the normal value.
+	Stress SessionLimits
+	// MaxClients is the smtp service's process limit
+	// (default_process_limit): past it, a new client waits for a session
+	// to end, as it would in Postfix's listen queue, and the server is
+	// in stress mode. 0: no limit.
+	MaxClients int
+	// Client are the per-client limits Postfix keeps in anvil(8).
+	Client ClientLimits
 
 	// TLS enables STARTTLS (TLS 1.2 at least); nil offers none.
 	TLS      *tls.Config
@@ -132,12 +154,11 @@ type Options struct {
 	MailLog func(line string)
 }
 
-// Postfix's defaults for the error limits and the pause once the soft
-// limit is reached (smtpd_error_sleep_time).
+// Postfix's defaults for the error limits.
 const (
-	defaultHardErrorLimit = 20
-	defaultSoftErrorLimit = 10
-	errorSleepTime        = time.Second
+	defaultHardErrorLimit   = 20
+	defaultSoftErrorLimit   = 10
+	defaultJunkCommandLimit = 100
 )
 
 // maxLineLength bounds a line as go-smtp reads it, in commands and in
@@ -153,9 +174,13 @@ type Server struct {
 	policy   atomic.Pointer[Policy]
 	smtp     *smtp.Server
 	greeting []byte // "220 <banner>\r\n"
-	hard     int
-	soft     int
 	errSleep time.Duration
+	// normal and stressed are the session limits out of and in stress
+	// mode; limits picks one.
+	normal, stressed SessionLimits
+	stressUntil      atomic.Int64  // UnixNano; stress mode until then
+	anvil            *anvil.Table  // nil when no per-client limit is set
+	stop             chan struct{} // closed by Shutdown: waiting clients go
 
 	// ctx is given to Enqueue; it ends when Shutdown gives up waiting.
 	ctx    context.Context
@@ -163,9 +188,11 @@ type Server struct {
 
 	closing  atomic.Bool
 	mu       sync.Mutex
-	conns    map[*conn]struct{}
-	perIP    map[netip.Addr]int
-	refusing sync.WaitGroup // goroutines answering 421 to refused clients
+	conns    map[*conn]struct{} // every connection admitted or waiting
+	active   int                // sessions holding a place (MaxClients)
+	waiting  []*conn            // clients waiting for a place, oldest first
+	busyWarn time.Time          // when the process limit was last logged
+	refusing sync.WaitGroup     // goroutines answering 421 to refused clients
 }
 
 // New returns a server; Serve starts it. It panics if o.Queue is nil.
@@ -185,18 +212,16 @@ func New(o Options) *Server {
 	s := &Server{
 		o:        o,
 		greeting: []byte("220 " + oneLine(o.Banner) + "\r\n"),
-		hard:     o.HardErrorLimit,
-		soft:     o.SoftErrorLimit,
-		errSleep: errorSleepTime,
+		errSleep: o.ErrorSleepTime,
 		conns:    make(map[*conn]struct{}),
-		perIP:    make(map[netip.Addr]int),
+		stop:     make(chan struct{}),
 	}
 	s.SetPolicy(o.Policy)
-	if s.hard <= 0 {
-		s.hard = defaultHardErrorLimit
-	}
-	if s.soft <= 0 {
-		s.soft = defaultSoftErrorLimit
+	s.normal = SessionLimits{o.Timeout, o.HardErrorLimit, o.SoftErrorLimit, o.JunkCommandLimit}.orDefaults(SessionLimits{
+		HardErrorLimit: defaultHardErrorLimit, SoftErrorLimit: defaultSoftErrorLimit, JunkCommandLimit: defaultJunkCommandLimit})
+	s.stressed = o.Stress.orDefaults(s.normal)
+	if o.Client.any() {
+		s.anvil = anvil.New(o.Client.TimeUnit)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -212,7 +237,11 @@ func New(o Options) *Server {
 	// smtpd_timeout: go-smtp's ReadTimeout is set once per command, so a
 	// large message on a slow link would be cut off mid-DATA.
 	srv.ReadTimeout = 0
-	srv.WriteTimeout = o.Timeout
+	// Writes get theirs from conn.SetWriteDeadline, which go-smtp calls
+	// before each reply when WriteTimeout is set: the timeout is shorter
+	// in stress mode, and in a TLS session that call is the only sign of
+	// a reply (tlsReplies). The value itself is not used.
+	srv.WriteTimeout = time.Hour
 	srv.EnableSMTPUTF8 = o.SMTPUTF8
 	srv.ErrorLog = errorLog{s}
 	if o.TLS != nil {
@@ -241,7 +270,9 @@ func (s *Server) Serve(l net.Listener) error {
 // "421" and closed. When ctx ends first, every connection is closed, an
 // Enqueue in progress is cancelled, and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.closing.Store(true)
+	if s.closing.CompareAndSwap(false, true) {
+		close(s.stop)
+	}
 	s.mu.Lock()
 	for c := range s.conns {
 		c.interruptIfIdle()

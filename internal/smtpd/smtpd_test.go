@@ -532,46 +532,6 @@ func TestSoftErrorLimit(t *testing.T) {
 	}
 }
 
-// smtpd_client_connection_count_limit: "421 4.7.0 %s Error: too many
-// connections from %s" instead of the greeting; mynetworks is exempt.
-func TestConnectionLimits(t *testing.T) {
-	refused := "421 4.7.0 mx.example.com Error: too many connections from 127.0.0.1"
-	ts := start(t, func(o *Options) { o.MaxClientsPerIP = 1 })
-	c1 := dial(t, ts.addr)
-	c1.expect("220 ")
-	c2 := dial(t, ts.addr)
-	if got := c2.reply(); got != refused {
-		t.Errorf("second connection: %q", got)
-	}
-	c2.closed()
-	ts.log.waitFor(t, "warning: Connection concurrency limit exceeded: 2 from localhost[127.0.0.1] for service smtp")
-	c1.must("QUIT", "221 ")
-	c1.closed()
-	// Once the first is gone, a new one is welcome.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c3 := dial(t, ts.addr)
-		got := c3.reply()
-		if strings.HasPrefix(got, "220 ") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still refused: %q", got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	// mynetworks is exempt from the per-client limit, not from the total.
-	ts = start(t, func(o *Options) { o.MaxClientsPerIP = 1; o.MaxClients = 2; o.Policy = testPolicy(t, us) })
-	a, b := dial(t, ts.addr), dial(t, ts.addr)
-	a.expect("220 ")
-	b.expect("220 ")
-	c := dial(t, ts.addr)
-	if got := c.reply(); got != refused {
-		t.Errorf("third connection: %q", got)
-	}
-}
-
 func TestEnqueueErrors(t *testing.T) {
 	ts := start(t, nil)
 	c := ts.session(t)
