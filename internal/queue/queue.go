@@ -205,8 +205,8 @@ func (q *Queue) add(m *Message) {
 func (q *Queue) nextDue(m *Message) time.Time {
 	var t time.Time
 	for _, r := range m.Rcpts {
-		if r.Status == Pending && (t.IsZero() || r.NextTry.Before(t)) {
-			t = r.NextTry
+		if r.Status == Pending && (t.IsZero() || r.NextTry().Before(t)) {
+			t = r.NextTry()
 		}
 	}
 	return t
@@ -430,7 +430,7 @@ func (q *Queue) process(e *entry) {
 	var order []Hop
 	for i := range m.Rcpts {
 		r := &m.Rcpts[i]
-		if r.Status != Pending || r.NextTry.After(now) {
+		if r.Status != Pending || r.next > now.Unix() {
 			continue
 		}
 		hop, err := q.o.Route(ctx, r.Addr)
@@ -695,12 +695,12 @@ func (q *Queue) outcome(m *Message, i int, o Outcome) record {
 			break
 		}
 		rec.Op = "deferred"
-		rec.Next = now.Add(q.backoff(r.Attempts + 1)).Unix()
+		rec.Next = now.Add(q.backoff(int(r.Attempts) + 1)).Unix()
 	}
 	if rec.DSN == "" {
 		rec.DSN = dsnOf(o.Err)
 	}
-	q.store.deferral(&rec)
+	q.store.intern(&rec)
 	return rec
 }
 
@@ -871,14 +871,14 @@ type RcptInfo struct {
 func info(m *Message, active bool) Info {
 	in := Info{ID: m.ID, Arrival: m.Env.Arrival, Size: m.Size, From: m.Env.From, Hold: m.Hold, Active: active}
 	for _, r := range m.Rcpts {
-		st := string(r.Status)
+		st := r.Status.String()
 		if r.Status == Pending {
 			st = "pending"
 			if r.Attempts > 0 {
 				st = "deferred"
 			}
 		}
-		in.Rcpts = append(in.Rcpts, RcptInfo{Addr: r.Addr, Status: st, Reason: r.LastErr, NextTry: r.NextTry})
+		in.Rcpts = append(in.Rcpts, RcptInfo{Addr: r.Addr, Status: st, Reason: r.LastErr, NextTry: r.NextTry()})
 	}
 	return in
 }
@@ -996,7 +996,7 @@ func (q *Queue) Flush() {
 
 func (m *Message) flush() {
 	for i := range m.Rcpts {
-		m.Rcpts[i].NextTry = time.Time{}
+		m.Rcpts[i].next = 0
 	}
 }
 

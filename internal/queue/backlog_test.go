@@ -1,0 +1,152 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/envelope"
+)
+
+// Benchmarks of a backlog of messages with many recipients behind a next
+// hop that is down (issue 12, item 3: 660 messages of 1,000 recipients).
+
+// rcptEnv is a message from outside to n recipients at far.example, as
+// smtpd queues it (Orig set, a copy of Addr's bytes).
+func rcptEnv(msg, n int) *envelope.Envelope {
+	e := env()
+	e.ClientName, e.ClientAddr, e.Helo, e.Protocol, e.BodyType = "localhost", "127.0.0.1", "client.example", "ESMTP", "8BITMIME"
+	for k := 0; k < n; k++ {
+		a := fmt.Sprintf("m%04d.user%04d@far.example", msg, k)
+		e.Rcpts = append(e.Rcpts, envelope.Rcpt{Addr: a, Orig: strings.Clone(a)})
+	}
+	return e
+}
+
+// deferAll records one deferral of every pending recipient of m, as a
+// delivery pass to a suspended next hop does.
+func deferAll(q *Queue, m *Message) {
+	recs := make([]record, 0, len(m.Rcpts))
+	for i := range m.Rcpts {
+		recs = append(recs, q.outcome(m, i, Outcome{Err: suspendedError{siteDown{}}, Relay: "none"}))
+	}
+	q.mu.Lock()
+	for _, r := range recs {
+		m.apply(r)
+	}
+	q.mu.Unlock()
+	q.persist(m, recs)
+}
+
+// benchEnv reads a size from the environment, for longer runs.
+func benchEnv(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// BenchmarkBacklogRcptMemory measures the heap a queued recipient keeps:
+// b.N messages of 100 recipients each, all deferred once, then live bytes
+// after a GC per recipient.
+func BenchmarkBacklogRcptMemory(b *testing.B) {
+	const n = 100
+	q := benchQueue(b, true, nil)
+	q.o.MinBackoff, q.o.MaxBackoff = time.Hour, time.Hour
+	defer q.Close(context.Background())
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id := q.NewID()
+		if err := q.Enqueue(context.Background(), id, rcptEnv(i, n), strings.NewReader(benchBody)); err != nil {
+			b.Fatal(err)
+		}
+		q.mu.Lock()
+		m := q.msgs[id].m
+		q.mu.Unlock()
+		deferAll(q, m)
+		q.store.dropCache(m)
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(b.N*n), "heapB/rcpt")
+}
+
+// BenchmarkOpenBacklog measures a start-up on a backlog:
+// MAILTEE_BENCH_MSGS messages (100; 660 for the issue's figure) of
+// MAILTEE_BENCH_RCPTS recipients (1000), each deferred
+// MAILTEE_BENCH_RETRIES times (5) before the queue is closed. An op is
+// one Open of the whole spool; it reports the spool's size on disk, the
+// heap it allocates (allocMB) and keeps (liveMB) per Open.
+func BenchmarkOpenBacklog(b *testing.B) {
+	msgs := benchEnv("MAILTEE_BENCH_MSGS", 100)
+	rcpts := benchEnv("MAILTEE_BENCH_RCPTS", 1000)
+	retries := benchEnv("MAILTEE_BENCH_RETRIES", 5)
+	dir := b.TempDir()
+	o := newFakeNet().options(dir)
+	o.MinBackoff, o.MaxBackoff = time.Hour, time.Hour
+	q, err := Open(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < msgs; i++ {
+		id := q.NewID()
+		if err := q.Enqueue(context.Background(), id, rcptEnv(i, rcpts), strings.NewReader(benchBody)); err != nil {
+			b.Fatal(err)
+		}
+		q.mu.Lock()
+		m := q.msgs[id].m
+		q.mu.Unlock()
+		for k := 0; k < retries; k++ {
+			deferAll(q, m)
+		}
+	}
+	q.Close(context.Background())
+	var disk int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			disk += fi.Size()
+		}
+		return nil
+	})
+	var before, after runtime.MemStats
+	var live int64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		q, err := Open(o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		runtime.ReadMemStats(&after)
+		if n := len(q.msgs); n != msgs {
+			b.Fatalf("%d messages loaded, want %d", n, msgs)
+		}
+		for _, e := range q.msgs {
+			if r := e.m.Rcpts[rcpts-1]; int(r.Attempts) != retries || r.LastErr == "" {
+				b.Fatalf("recipient loaded with %d attempts and reason %q, want %d and a reason", r.Attempts, r.LastErr, retries)
+			}
+			break
+		}
+		runtime.GC()
+		var kept runtime.MemStats
+		runtime.ReadMemStats(&kept)
+		live = int64(kept.HeapAlloc) - int64(before.HeapAlloc)
+		q.Close(context.Background())
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(disk)/(1<<20), "spoolMB")
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/(1<<20), "allocMB")
+	b.ReportMetric(float64(live)/(1<<20), "liveMB")
+}
