@@ -140,14 +140,14 @@ type store struct {
 	// tmpfile: new files are made with O_TMPFILE and linked into place
 	// once complete (one directory operation per message); otherwise
 	// under a hidden name, linked, then unlinked.
-	tmpfile   bool
-	cached    atomic.Int64 // bytes of message bodies kept in memory
-	appends   atomic.Int64 // sidecar writes, for tests
-	shared    interner
+	tmpfile bool
+	cached  atomic.Int64 // bytes of message bodies kept in memory
+	appends atomic.Int64 // sidecar writes, for tests
+	shared  interner
 	// compactions of sidecars, and those that failed (the records were
 	// appended instead), for tests
 	compactions, compactErrs atomic.Int64
-	fileSyncs atomic.Int64 // fsyncs of message files, for benchmarks
+	fileSyncs                atomic.Int64 // fsyncs of message files, for benchmarks
 
 	// free holds files of delivered messages, written over by new ones
 	// (safeio.Reuse). Only the server uses it: it empties it at start.
