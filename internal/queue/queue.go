@@ -178,8 +178,9 @@ func Open(o Options) (*Queue, error) {
 			return nil, err
 		}
 	}
-	for _, id := range ids {
-		m, err := st.load(id)
+	loaded, errs := st.loadAll(ids)
+	for k, id := range ids {
+		m, err := loaded[k], errs[k]
 		if err != nil {
 			if mvErr := st.moveCorrupt(id); mvErr != nil {
 				q.log.Error("cannot move damaged queue file aside", "id", id, "err", mvErr)
@@ -953,8 +954,9 @@ func ListDir(dir string) ([]Info, error) {
 	}
 	var out []Info
 	have := map[string]bool{}
-	for _, id := range ids {
-		m, err := st.load(id)
+	loaded, errs := st.loadAll(ids)
+	for k, id := range ids {
+		m, err := loaded[k], errs[k]
 		if err != nil {
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -525,6 +526,25 @@ func (r readerOnly) Read(p []byte) (int, error) {
 		err = errBody{err}
 	}
 	return n, err
+}
+
+// loadAll loads the messages ids, on every CPU: at start-up with a
+// backlog, decoding the envelopes is most of the time it takes.
+func (s *store) loadAll(ids []string) ([]*Message, []error) {
+	ms, errs := make([]*Message, len(ids)), make([]error, len(ids))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := int(next.Add(1)) - 1; k < len(ids); k = int(next.Add(1)) - 1 {
+				ms[k], errs[k] = s.load(ids[k])
+			}
+		}()
+	}
+	wg.Wait()
+	return ms, errs
 }
 
 // load reads a message file and applies its state sidecar.
