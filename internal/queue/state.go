@@ -439,6 +439,9 @@ func (s *store) compactState(m *Message, recs []record) (done bool, err error) {
 		return false, err
 	}
 	scratch := &Message{Rcpts: make([]RcptState, len(m.Rcpts))}
+	for i := range scratch.Rcpts {
+		scratch.Rcpts[i].Attempt = &noAttempt
+	}
 	replayState(data, scratch.apply)
 	for _, r := range recs {
 		scratch.apply(r)
