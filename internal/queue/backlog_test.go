@@ -52,6 +52,30 @@ func benchEnv(name string, def int) int {
 	return def
 }
 
+// enqueueDeferred queues message i, of n recipients, and records
+// retries deferrals of every recipient.
+func enqueueDeferred(b *testing.B, q *Queue, i, n, retries int) *Message {
+	id := q.NewID()
+	if err := q.Enqueue(context.Background(), id, rcptEnv(i, n), strings.NewReader(benchBody)); err != nil {
+		b.Fatal(err)
+	}
+	q.mu.Lock()
+	m := q.msgs[id].m
+	q.mu.Unlock()
+	for range retries {
+		deferAll(q, m)
+	}
+	return m
+}
+
+// liveHeap is the heap in use after a collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
 // BenchmarkBacklogRcptMemory measures the heap a queued recipient keeps:
 // b.N messages of 100 recipients each, all deferred once, then live bytes
 // after a GC per recipient.
@@ -60,25 +84,13 @@ func BenchmarkBacklogRcptMemory(b *testing.B) {
 	q := benchQueue(b, true, nil)
 	q.o.MinBackoff, q.o.MaxBackoff = time.Hour, time.Hour
 	defer q.Close(context.Background())
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
+	before := liveHeap()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		id := q.NewID()
-		if err := q.Enqueue(context.Background(), id, rcptEnv(i, n), strings.NewReader(benchBody)); err != nil {
-			b.Fatal(err)
-		}
-		q.mu.Lock()
-		m := q.msgs[id].m
-		q.mu.Unlock()
-		deferAll(q, m)
-		q.store.dropCache(m)
+		q.store.dropCache(enqueueDeferred(b, q, i, n, 1))
 	}
 	b.StopTimer()
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(b.N*n), "heapB/rcpt")
+	b.ReportMetric(float64(liveHeap()-before)/float64(b.N*n), "heapB/rcpt")
 }
 
 // BenchmarkOpenBacklog measures a start-up on a backlog:
@@ -99,16 +111,7 @@ func BenchmarkOpenBacklog(b *testing.B) {
 		b.Fatal(err)
 	}
 	for i := 0; i < msgs; i++ {
-		id := q.NewID()
-		if err := q.Enqueue(context.Background(), id, rcptEnv(i, rcpts), strings.NewReader(benchBody)); err != nil {
-			b.Fatal(err)
-		}
-		q.mu.Lock()
-		m := q.msgs[id].m
-		q.mu.Unlock()
-		for k := 0; k < retries; k++ {
-			deferAll(q, m)
-		}
+		enqueueDeferred(b, q, i, rcpts, retries)
 	}
 	q.Close(context.Background())
 	var disk int64
@@ -122,7 +125,7 @@ func BenchmarkOpenBacklog(b *testing.B) {
 	var live int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		runtime.GC()
+		live = liveHeap()
 		runtime.ReadMemStats(&before)
 		q, err := Open(o)
 		if err != nil {
@@ -139,10 +142,7 @@ func BenchmarkOpenBacklog(b *testing.B) {
 			}
 			break
 		}
-		runtime.GC()
-		var kept runtime.MemStats
-		runtime.ReadMemStats(&kept)
-		live = int64(kept.HeapAlloc) - int64(before.HeapAlloc)
+		live = liveHeap() - live
 		q.Close(context.Background())
 		b.StartTimer()
 	}
