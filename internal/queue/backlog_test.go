@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,4 +150,52 @@ func BenchmarkOpenBacklog(b *testing.B) {
 	b.ReportMetric(float64(disk)/(1<<20), "spoolMB")
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/(1<<20), "allocMB")
 	b.ReportMetric(float64(live)/(1<<20), "liveMB")
+}
+
+// The recipients of the messages being delivered at once stay within
+// MaxActiveRcpts (qmgr_message_recipient_limit): a pass holds memory per
+// recipient. A message with more recipients than the limit still goes,
+// alone.
+func TestActiveRcptLimit(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	o := f.options(dir)
+	o.MaxActiveRcpts = 10
+	var mu sync.Mutex
+	in, most := 0, 0
+	base := o.Deliver
+	o.Deliver = func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+		mu.Lock()
+		in += len(rcpts)
+		most = max(most, in)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		in -= len(rcpts)
+		mu.Unlock()
+		return base(ctx, m, hop, rcpts)
+	}
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close(context.Background())
+	// Queued before the queue runs: all due at once.
+	for i := 0; i < 20; i++ {
+		q.Enqueue(context.Background(), q.NewID(), rcptEnv(i, 4), strings.NewReader("x\r\n"))
+	}
+	q.Enqueue(context.Background(), q.NewID(), rcptEnv(99, 15), strings.NewReader("x\r\n"))
+	go q.Run()
+	waitFor(t, "all delivered", func() bool { return drained(t, q, dir) })
+	mu.Lock()
+	defer mu.Unlock()
+	if most > 15 {
+		t.Errorf("%d recipients in delivery at once, want at most 15 (the largest message)", most)
+	}
+	if most < 8 {
+		t.Errorf("at most %d recipients in delivery at once: messages were not delivered side by side", most)
+	}
+	if n := f.count("m0099.user0014@far.example"); n != 1 {
+		t.Errorf("the message larger than the limit: %d deliveries of its last recipient, want 1", n)
+	}
 }
