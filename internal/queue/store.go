@@ -32,13 +32,14 @@ import (
 //	"END " offset-of-META " " crc32c(everything before "END") "\n"
 //
 // and its delivery state is a sidecar, queue/ID.st, of lines
-// "JSON(record) crc32c\n" (state.go), appended to and compacted when it
+// "JSON(record) crc32c\n" (state.go), appended to, and compacted when it
 // has grown to twice what it records. The message file is complete only
 // when its END line checks out, so a file torn by a crash is recognised;
 // a torn state line is ignored, which at worst repeats a delivery that
-// was in flight. A message is removed by unlinking the message file first, then the
-// sidecar: an orphan sidecar is harmless, an orphan message file without
-// its state would deliver again to recipients that already have it.
+// was in flight. A message is removed by unlinking the message file
+// first, then the sidecar: an orphan sidecar is harmless, an orphan
+// message file without its state would deliver again to recipients that
+// already have it.
 const magic = "MAILTEE1\n"
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
