@@ -197,6 +197,7 @@ func newServer(cfg *config.Config, stderr io.Writer, opened map[string]maps.Tabl
 		MaxLifetime:     mustDuration(cfg, "maximal_queue_lifetime"),
 		BounceLifetime:  mustDuration(cfg, "bounce_queue_lifetime"),
 		DestConcurrency: mustInt(cfg, "default_destination_concurrency_limit"),
+		MaxActiveRcpts:  mustInt(cfg, "qmgr_message_recipient_limit"),
 		// smtp, relay and lmtp follow TRANSPORT_destination_concurrency_limit.
 		// local does not: Postfix's local limit (2) is per recipient
 		// (local_destination_recipient_limit = 1), mailtee's next hop

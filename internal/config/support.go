@@ -128,7 +128,7 @@ var implemented = map[string]paramInfo{
 	"default_process_limit": {}, "stress": {allowed: []string{"yes"}},
 	// queue
 	"minimal_backoff_time": {}, "maximal_backoff_time": {}, "maximal_queue_lifetime": {},
-	"bounce_queue_lifetime": {}, "queue_run_delay": {},
+	"bounce_queue_lifetime": {}, "queue_run_delay": {}, "qmgr_message_recipient_limit": {},
 	"double_bounce_sender": {}, "bounce_notice_recipient": {}, "2bounce_notice_recipient": {},
 	"compatibility_level": {}, "maillog_file": {}, "notify_classes": {},
 	// local delivery as root: the identity of mailboxes with no passwd entry

@@ -427,10 +427,11 @@ func readJournal(dir string) (*journalScan, error) {
 	for _, sg := range segs {
 		js.segs = append(js.segs, sg.path)
 		js.last = max(js.last, sg.seq)
-		data, err := os.ReadFile(sg.path)
+		data, unmap, err := mapSegment(sg.path)
 		if err != nil {
 			return nil, err
 		}
+		defer unmap()
 		off := 0
 		lastSeg := sg.path == segs[len(segs)-1].path
 		for off+recHeader <= len(data) && data[off] != 0 {
@@ -485,6 +486,30 @@ func readJournal(dir string) (*journalScan, error) {
 		}
 	}
 	return js, nil
+}
+
+// mapSegment maps a segment file read-only: a segment is preallocated,
+// and reading it whole would take its size in memory at every start-up
+// however little it holds; a mapping reads only the pages of its
+// records. Nothing decoded from it may refer to it after unmap.
+func mapSegment(path string) (data []byte, unmap func(), err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if fi.Size() == 0 {
+		return nil, func() {}, nil
+	}
+	data, err = unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, nil, fmt.Errorf("map %s: %w", path, err)
+	}
+	return data, func() { unix.Munmap(data) }, nil
 }
 
 // checkRecord returns the payload length of the record at off and

@@ -72,6 +72,13 @@ type Options struct {
 	// otherwise.
 	Concurrency func(transport string) int
 	MaxActive   int // messages being delivered at once (Postfix qmgr_message_active_limit)
+	// MaxActiveRcpts bounds the recipients of the messages being
+	// delivered at once (qmgr_message_recipient_limit, 20000): a delivery
+	// pass takes a few hundred bytes per recipient while it runs, and a
+	// backlog of 660 messages of 1,000 recipients, all due at once, must
+	// not take them all together. A message with more recipients than
+	// this is delivered alone.
+	MaxActiveRcpts int
 
 	// Route says where a recipient goes.
 	Route func(ctx context.Context, rcpt string) (Hop, error)
@@ -103,6 +110,7 @@ type Queue struct {
 	ready   []*entry        // due, waiting for an active slot
 	timers  timerHeap
 	active  int
+	actRcpt int                      // recipients of the active messages' passes
 	hops    map[string]chan struct{} // per-nexthop concurrency
 	dead    map[Hop]suspended        // next hops no server of which answered
 	wake    chan struct{}
@@ -119,6 +127,7 @@ type entry struct {
 	busy    bool      // being delivered
 	flush   bool      // a flush came while busy: retry now when done
 	when    time.Time // scheduled time while waiting in the heap
+	rcpts   int       // pending recipients when its pass began (counted in actRcpt)
 	index   int       // in the heap, -1 when not there
 	removed bool
 }
@@ -144,6 +153,9 @@ func Open(o Options) (*Queue, error) {
 	}
 	if o.MaxActive <= 0 {
 		o.MaxActive = 1000
+	}
+	if o.MaxActiveRcpts <= 0 {
+		o.MaxActiveRcpts = 20000
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -178,8 +190,9 @@ func Open(o Options) (*Queue, error) {
 			return nil, err
 		}
 	}
-	for _, id := range ids {
-		m, err := st.load(id)
+	loaded, errs := st.loadAll(ids)
+	for k, id := range ids {
+		m, err := loaded[k], errs[k]
 		if err != nil {
 			if mvErr := st.moveCorrupt(id); mvErr != nil {
 				q.log.Error("cannot move damaged queue file aside", "id", id, "err", mvErr)
@@ -205,11 +218,22 @@ func (q *Queue) add(m *Message) {
 func (q *Queue) nextDue(m *Message) time.Time {
 	var t time.Time
 	for _, r := range m.Rcpts {
-		if r.Status == Pending && (t.IsZero() || r.NextTry.Before(t)) {
-			t = r.NextTry
+		if r.Status == Pending && (t.IsZero() || r.NextTry().Before(t)) {
+			t = r.NextTry()
 		}
 	}
 	return t
+}
+
+// pendingRcpts counts the recipients a delivery pass of m may handle.
+func pendingRcpts(m *Message) int {
+	n := 0
+	for i := range m.Rcpts {
+		if m.Rcpts[i].Status == Pending {
+			n++
+		}
+	}
+	return n
 }
 
 // NewID returns a fresh queue ID.
@@ -318,12 +342,18 @@ func (q *Queue) Run() {
 		}
 		for len(q.ready) > 0 && q.active < q.o.MaxActive {
 			e := q.ready[0]
-			q.ready = q.ready[1:]
 			if e.removed || e.busy || e.m.Hold {
+				q.ready = q.ready[1:]
 				continue
 			}
-			e.busy = true
+			n := pendingRcpts(e.m)
+			if q.actRcpt > 0 && q.actRcpt+n > q.o.MaxActiveRcpts {
+				break // until a pass finishes (finish pokes)
+			}
+			q.ready = q.ready[1:]
+			e.busy, e.rcpts = true, n
 			q.active++
+			q.actRcpt += n
 			q.wg.Add(1)
 			go q.process(e)
 		}
@@ -430,7 +460,7 @@ func (q *Queue) process(e *entry) {
 	var order []Hop
 	for i := range m.Rcpts {
 		r := &m.Rcpts[i]
-		if r.Status != Pending || r.NextTry.After(now) {
+		if r.Status != Pending || r.next > now.Unix() {
 			continue
 		}
 		hop, err := q.o.Route(ctx, r.Addr)
@@ -695,12 +725,12 @@ func (q *Queue) outcome(m *Message, i int, o Outcome) record {
 			break
 		}
 		rec.Op = "deferred"
-		rec.Next = now.Add(q.backoff(r.Attempts + 1)).Unix()
+		rec.Next = now.Add(q.backoff(int(r.Attempts) + 1)).Unix()
 	}
 	if rec.DSN == "" {
 		rec.DSN = dsnOf(o.Err)
 	}
-	q.store.deferral(&rec)
+	q.store.intern(&rec)
 	return rec
 }
 
@@ -762,6 +792,7 @@ func (q *Queue) finish(e *entry) {
 	m := e.m
 	q.mu.Lock()
 	q.active--
+	q.actRcpt -= e.rcpts
 	if e.flush {
 		e.flush = false
 		m.flush()
@@ -871,14 +902,14 @@ type RcptInfo struct {
 func info(m *Message, active bool) Info {
 	in := Info{ID: m.ID, Arrival: m.Env.Arrival, Size: m.Size, From: m.Env.From, Hold: m.Hold, Active: active}
 	for _, r := range m.Rcpts {
-		st := string(r.Status)
+		st := r.Status.String()
 		if r.Status == Pending {
 			st = "pending"
 			if r.Attempts > 0 {
 				st = "deferred"
 			}
 		}
-		in.Rcpts = append(in.Rcpts, RcptInfo{Addr: r.Addr, Status: st, Reason: r.LastErr, NextTry: r.NextTry})
+		in.Rcpts = append(in.Rcpts, RcptInfo{Addr: r.Addr, Status: st, Reason: r.LastErr, NextTry: r.NextTry()})
 	}
 	return in
 }
@@ -953,8 +984,9 @@ func ListDir(dir string) ([]Info, error) {
 	}
 	var out []Info
 	have := map[string]bool{}
-	for _, id := range ids {
-		m, err := st.load(id)
+	loaded, errs := st.loadAll(ids)
+	for k, id := range ids {
+		m, err := loaded[k], errs[k]
 		if err != nil {
 			continue
 		}
@@ -996,7 +1028,7 @@ func (q *Queue) Flush() {
 
 func (m *Message) flush() {
 	for i := range m.Rcpts {
-		m.Rcpts[i].NextTry = time.Time{}
+		m.Rcpts[i].next = 0
 	}
 }
 

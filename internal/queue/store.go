@@ -10,7 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,13 +31,15 @@ import (
 //	"\nMETA " JSON(meta) "\n"
 //	"END " offset-of-META " " crc32c(everything before "END") "\n"
 //
-// and its delivery state is an append-only sidecar, queue/ID.st, of lines
-// "JSON(record) crc32c\n". The message file is complete only when its END
-// line checks out, so a file torn by a crash is recognised; a torn state
-// line is ignored, which at worst repeats a delivery that was in flight.
-// A message is removed by unlinking the message file first, then the
-// sidecar: an orphan sidecar is harmless, an orphan message file without
-// its state would deliver again to recipients that already have it.
+// and its delivery state is a sidecar, queue/ID.st, of lines
+// "JSON(record) crc32c\n" (state.go), appended to, and compacted when it
+// has grown to twice what it records. The message file is complete only
+// when its END line checks out, so a file torn by a crash is recognised;
+// a torn state line is ignored, which at worst repeats a delivery that
+// was in flight. A message is removed by unlinking the message file
+// first, then the sidecar: an orphan sidecar is harmless, an orphan
+// message file without its state would deliver again to recipients that
+// already have it.
 const magic = "MAILTEE1\n"
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -47,32 +49,12 @@ type meta struct {
 	BodySize int64
 }
 
-// Status of one recipient.
-type Status string
-
-const (
-	Pending Status = ""
-	Sent    Status = "sent"
-	Bounced Status = "bounced"
-)
-
-// RcptState is a recipient and what happened to it so far.
-type RcptState struct {
-	envelope.Rcpt
-	Status   Status
-	Attempts int
-	NextTry  time.Time
-	LastErr  string // reason of the last failure, as logged
-	DSN      string // enhanced status of the last attempt
-	Relay    string // where the last attempt went
-	Expired  bool   // bounced because the message stayed too long
-	Notified bool   // a notification about the bounce has been queued
-}
-
 // Message is a queued message: its envelope, where its body is, and the
 // state of each recipient.
 type Message struct {
-	ID    string
+	ID string
+	// Env is the envelope without its recipients (Env.Rcpts is nil):
+	// they are in Rcpts, once.
 	Env   envelope.Envelope
 	Size  int64 // body size
 	Rcpts []RcptState
@@ -87,16 +69,35 @@ type Message struct {
 	hasState bool       // the sidecar exists
 	stSynced bool       // and its directory entry is durable
 	gone     bool       // removed: nothing more is recorded
+	stSize   int64      // bytes in the sidecar
+	stBase   int64      // bytes of its compacted form, when last known
 }
 
-// newMessage is a message with every recipient pending.
+// newMessage is a message with every recipient pending. An original
+// address equal to the final one shares its bytes (a queue read from
+// disk would otherwise hold every address twice).
 func newMessage(id string, env *envelope.Envelope, size int64) *Message {
 	m := &Message{ID: id, Env: *env, Size: size}
+	m.Env.Rcpts = nil
 	m.Rcpts = make([]RcptState, len(env.Rcpts))
 	for i, r := range env.Rcpts {
+		if r.Orig == r.Addr {
+			r.Orig = r.Addr
+		}
 		m.Rcpts[i].Rcpt = r
+		m.Rcpts[i].Attempt = &noAttempt
 	}
 	return m
+}
+
+// envelope is m's envelope with its recipients, as stored.
+func (m *Message) envelope() *envelope.Envelope {
+	env := m.Env
+	env.Rcpts = make([]envelope.Rcpt, len(m.Rcpts))
+	for i := range m.Rcpts {
+		env.Rcpts[i] = m.Rcpts[i].Rcpt
+	}
+	return &env
 }
 
 // Open returns the body, as stored.
@@ -129,17 +130,6 @@ func openSection(path string, off, size int64) (io.ReadCloser, error) {
 	}{io.NewSectionReader(f, off, size), f}, nil
 }
 
-// record is one line of a sidecar state file.
-type record struct {
-	Rcpt    int    `json:"r"`           // recipient index, -1 for message-level records
-	Op      string `json:"op"`          // "sent", "bounced", "deferred", "hold", "release"
-	Next    int64  `json:"n,omitempty"` // next try, Unix seconds (deferred)
-	Err     string `json:"e,omitempty"` // reason
-	DSN     string `json:"d,omitempty"` // enhanced status code
-	Relay   string `json:"relay,omitempty"`
-	Expired bool   `json:"x,omitempty"`
-}
-
 // store is the spool directory.
 type store struct {
 	dir     string   // queue_directory
@@ -152,11 +142,14 @@ type store struct {
 	// tmpfile: new files are made with O_TMPFILE and linked into place
 	// once complete (one directory operation per message); otherwise
 	// under a hidden name, linked, then unlinked.
-	tmpfile   bool
-	cached    atomic.Int64 // bytes of message bodies kept in memory
-	appends   atomic.Int64 // sidecar writes, for tests
-	shared    interner
-	fileSyncs atomic.Int64 // fsyncs of message files, for benchmarks
+	tmpfile bool
+	cached  atomic.Int64 // bytes of message bodies kept in memory
+	appends atomic.Int64 // sidecar writes, for tests
+	shared  interner
+	// compactions of sidecars, and those that failed (the records were
+	// appended instead), for tests
+	compactions, compactErrs atomic.Int64
+	fileSyncs                atomic.Int64 // fsyncs of message files, for benchmarks
 
 	// free holds files of delivered messages, written over by new ones
 	// (safeio.Reuse). Only the server uses it: it empties it at start.
@@ -164,34 +157,6 @@ type store struct {
 	poolMu   sync.Mutex
 	pool     []string // names in free
 	reusable bool     // the server's store, whose pool is in use
-}
-
-// interner shares the copies of strings that many queued messages hold
-// alike: the reason, relay and status code of a deferral (the same for
-// every message behind a dead next hop, 100,000 in a backlog).
-type interner struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (in *interner) get(s string) string {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if v, ok := in.m[s]; ok {
-		return v
-	}
-	if in.m == nil || len(in.m) >= 4096 {
-		in.m = make(map[string]string)
-	}
-	in.m[s] = s
-	return s
-}
-
-// deferral shares the strings of a deferral record.
-func (s *store) deferral(r *record) {
-	if r.Op == "deferred" {
-		r.Err, r.Relay, r.DSN = s.shared.get(r.Err), s.shared.get(r.Relay), s.shared.get(r.DSN)
-	}
 }
 
 // poolMax bounds the files kept for reuse: enough for the messages in
@@ -314,7 +279,7 @@ func (s *store) migrate(m *Message, r *jref) error {
 	if err != nil {
 		return err
 	}
-	m2, err := s.ownFile(m.ID, &m.Env, body)
+	m2, err := s.ownFile(m.ID, m.envelope(), body)
 	if err != nil {
 		return err
 	}
@@ -570,6 +535,25 @@ func (r readerOnly) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// loadAll loads the messages ids, on every CPU: at start-up with a
+// backlog, decoding the envelopes is most of the time it takes.
+func (s *store) loadAll(ids []string) ([]*Message, []error) {
+	ms, errs := make([]*Message, len(ids)), make([]error, len(ids))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := int(next.Add(1)) - 1; k < len(ids); k = int(next.Add(1)) - 1 {
+				ms[k], errs[k] = s.load(ids[k])
+			}
+		}()
+	}
+	wg.Wait()
+	return ms, errs
+}
+
 // load reads a message file and applies its state sidecar.
 func (s *store) load(id string) (*Message, error) {
 	path := filepath.Join(s.qdir, id)
@@ -638,124 +622,6 @@ func (s *store) load(id string) (*Message, error) {
 	m.dir, m.bodyOff = s.qdir, int64(len(magic))
 	s.applyState(m)
 	return m, nil
-}
-
-// applyState replays the sidecar onto m. Lines that do not check out
-// (a write torn by a crash) are skipped.
-func (s *store) applyState(m *Message) {
-	data, err := os.ReadFile(m.file() + ".st")
-	if err != nil {
-		return
-	}
-	m.hasState, m.stSynced = true, true
-	for _, line := range bytes.Split(data, []byte("\n")) {
-		sp := bytes.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		sum, err := strconv.ParseUint(string(line[sp+1:]), 16, 32)
-		if err != nil || crc32.Checksum(line[:sp], crcTable) != uint32(sum) {
-			continue
-		}
-		var r record
-		if json.Unmarshal(line[:sp], &r) != nil {
-			continue
-		}
-		s.deferral(&r)
-		m.apply(r)
-	}
-}
-
-func (m *Message) apply(r record) {
-	switch r.Op {
-	case "hold":
-		m.Hold = true
-		return
-	case "release":
-		m.Hold = false
-		return
-	}
-	if r.Rcpt < 0 || r.Rcpt >= len(m.Rcpts) {
-		return
-	}
-	st := &m.Rcpts[r.Rcpt]
-	if r.Op == "notified" {
-		st.Notified = true
-		return
-	}
-	st.LastErr, st.DSN, st.Relay = r.Err, r.DSN, r.Relay
-	switch r.Op {
-	case "sent":
-		st.Status = Sent
-	case "bounced":
-		st.Status, st.Expired = Bounced, r.Expired
-	case "deferred":
-		st.Attempts++
-		st.NextTry = time.Unix(r.Next, 0)
-	}
-}
-
-// appendState records state changes; with durable set the records are
-// fsynced before it returns (deliveries and bounces, which must not be
-// repeated), otherwise they may be lost in a crash (deferrals, which
-// only cost an earlier retry).
-func (s *store) appendState(m *Message, durable bool, recs ...record) error {
-	var b bytes.Buffer
-	for _, r := range recs {
-		js, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		// Each record starts a line of its own: after a crash the file
-		// may end in a torn record without its newline, and the next
-		// record must not be glued onto it.
-		b.WriteByte('\n')
-		b.Write(js)
-		fmt.Fprintf(&b, " %08x", crc32.Checksum(js, crcTable))
-	}
-	s.appends.Add(1)
-	m.stMu.Lock()
-	defer m.stMu.Unlock()
-	if m.gone {
-		return nil // deleted meanwhile: nothing to keep a record for
-	}
-	if r := m.jn.Load(); r != nil {
-		if err := s.migrate(m, r); err != nil {
-			return err
-		}
-	}
-	flags := os.O_WRONLY | os.O_APPEND
-	if !m.hasState {
-		flags |= os.O_CREATE
-	}
-	f, err := os.OpenFile(m.file()+".st", flags, 0o600)
-	if err != nil {
-		return err
-	}
-	m.hasState = true
-	if _, err := f.Write(b.Bytes()); err != nil {
-		f.Close()
-		return err
-	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if durable && !m.stSynced {
-		// The sidecar's directory entry must be durable too for the
-		// record to count. (A lost deferral only costs an earlier retry,
-		// so deferrals alone do not sync it.)
-		if err := s.syncer.Sync(); err != nil {
-			return err
-		}
-		m.stSynced = true
-	}
-	return nil
 }
 
 // remove deletes a message, durably: after a crash it must not come back
