@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -50,6 +51,9 @@ func spoolMaildir(dir string, owner User) error {
 }
 
 // createSpoolMaildir creates name in the spool directory sfd for owner.
+// It is made under a hidden name, handed over, and only then renamed into
+// place (never over anything), so that a concurrent delivery never sees
+// it still root's.
 func createSpoolMaildir(sfd int, spool, name string, owner User) error {
 	dir := filepath.Join(spool, name)
 	var sst unix.Stat_t
@@ -60,31 +64,46 @@ func createSpoolMaildir(sfd int, spool, name string, owner User) error {
 	if sst.Mode&unix.S_IWGRP != 0 && sst.Mode&unix.S_IWOTH == 0 {
 		gid = sst.Gid
 	}
-	if err := unix.Mkdirat(sfd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+	tmp := fmt.Sprintf(".%s.mailtee%d.%d", name, os.Getpid(), spoolSeq.Add(1))
+	if len(tmp) > 255 {
+		tmp = fmt.Sprintf(".mailtee%d.%d", os.Getpid(), spoolSeq.Add(1))
+	}
+	if err := unix.Mkdirat(sfd, tmp, 0o700); err != nil {
 		return spoolErr(err, "create maildir %s", dir)
 	}
-	// Whatever is there now (ours, or a racing delivery's) is opened
-	// without following a link and examined before it is handed over.
+	err := handOver(sfd, tmp, owner.UID, gid)
+	if err == nil {
+		err = unix.Renameat2(sfd, tmp, sfd, name, unix.RENAME_NOREPLACE)
+	}
+	if err != nil {
+		unix.Unlinkat(sfd, tmp, unix.AT_REMOVEDIR)
+		if !errors.Is(err, unix.EEXIST) {
+			return spoolErr(err, "create maildir %s", dir)
+		}
+		// Another delivery made it first: judge what is there.
+		var st unix.Stat_t
+		if err := unix.Fstatat(sfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return spoolErr(err, "examine maildir %s", dir)
+		}
+		return checkOwned(dir, &st, owner)
+	}
+	// The new entry must outlive a crash like the messages in it.
+	if err := unix.Fsync(sfd); err != nil {
+		return spoolErr(err, "sync mail spool directory %s", spool)
+	}
+	return nil
+}
+
+var spoolSeq atomic.Uint64
+
+// handOver gives the directory name in sfd, just made by us, to uid:gid.
+func handOver(sfd int, name string, uid, gid uint32) error {
 	fd, err := unix.Openat(sfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return spoolErr(err, "open maildir %s", dir)
+		return err
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return spoolErr(err, "examine maildir %s", dir)
-	}
-	if st.Uid == 0 && owner.UID != 0 {
-		if err := unix.Fchown(fd, int(owner.UID), int(gid)); err != nil {
-			return spoolErr(err, "give maildir %s to %s", dir, owner.Name)
-		}
-		st.Uid = owner.UID
-		// The new entry must outlive a crash like the messages in it.
-		if err := unix.Fsync(sfd); err != nil {
-			return spoolErr(err, "sync mail spool directory %s", spool)
-		}
-	}
-	return checkOwned(dir, &st, owner)
+	return unix.Fchown(fd, int(uid), int(gid))
 }
 
 // checkOwned refuses a Maildir in the spool that is not a directory of

@@ -121,3 +121,28 @@ func TestCheckMailboxes(t *testing.T) {
 		t.Errorf("%d findings, want 3 (alice's maildir is hers, notamaildir is none):\n%s", len(got), all)
 	}
 }
+
+// Concurrent first deliveries to a new spool Maildir all see it their
+// owner's: it is never visible still root's.
+func TestSpoolMaildirConcurrentCreation(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	alice := User{Name: "alice", UID: 4242, GID: 4343}
+	for round := range 20 {
+		spool := t.TempDir()
+		dir := filepath.Join(spool, "alice") + "/"
+		errs := make(chan error, 16)
+		for range 16 {
+			go func() { errs <- spoolMaildir(dir, alice) }()
+		}
+		for range 16 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if ents, _ := os.ReadDir(spool); len(ents) != 1 {
+			t.Fatalf("round %d: %d entries in the spool, want 1 (no temporary left)", round, len(ents))
+		}
+	}
+}
