@@ -77,7 +77,9 @@ func (c *cleanup) process(ctx context.Context, env *envelope.Envelope, body io.R
 	if err != nil {
 		return nil, nil, err
 	}
-	if hops := countReceived(hdr); c.hopLimit > 0 && hops > c.hopLimit {
+	// Postfix's cleanup refuses at hop_count >= hopcount_limit, counting
+	// the Received: header smtpd just added.
+	if hops := countReceived(hdr); c.hopLimit > 0 && hops >= c.hopLimit {
 		io.Copy(io.Discard, br) // the client must be allowed to finish DATA
 		return nil, nil, smtpd.Refuse(554, "5.4.6", "too many hops (%d Received: headers, hopcount_limit is %d)", hops, c.hopLimit)
 	}
@@ -118,11 +120,17 @@ func readHeader(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// countReceived counts Received: header fields, Postfix's hop count.
+// countReceived counts Received: header fields, Postfix's hop count. The
+// name is matched as Postfix's is_header() does: without regard to case,
+// and with blanks allowed before the colon (RFC 5322's obsolete syntax),
+// so that "Received :" cannot hide a hop.
 func countReceived(hdr []byte) int {
 	n := 0
-	for _, line := range bytes.Split(hdr, []byte("\n")) {
-		if len(line) >= 9 && bytes.EqualFold(line[:9], []byte("received:")) {
+	for line := range bytes.SplitSeq(hdr, []byte("\n")) {
+		if len(line) < 8 || !bytes.EqualFold(line[:8], []byte("received")) {
+			continue
+		}
+		if rest := bytes.TrimLeft(line[8:], " \t"); len(rest) > 0 && rest[0] == ':' {
 			n++
 		}
 	}
