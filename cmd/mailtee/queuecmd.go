@@ -60,7 +60,7 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 		}
 		if _, err := control(qdir, verb+" "+rest[1]); err != nil {
 			fmt.Fprintf(stderr, "mailtee queue: %s %s: %v\n", verb, rest[1], err)
-			if strings.Contains(err.Error(), queue.ErrNotFound.Error()) {
+			if msg := err.Error(); strings.Contains(msg, queue.ErrNotFound.Error()) || strings.Contains(msg, queue.ErrBadID.Error()) {
 				return exitBadData
 			}
 			return exitRuntime

@@ -887,3 +887,36 @@ func BenchmarkBacklogMemory(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(b.N), "heapB/msg")
 }
+
+// Pickup takes a queue ID, never a path: given one (over the control
+// socket), it used to load a message file outside the spool, deliver it
+// and delete it.
+func TestPickupOnlyIDs(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	f := newFakeNet()
+	q := startQueue(t, f.options(dir))
+	id, err := Put(outside, env("a@one.example"), strings.NewReader("Subject: x\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(outside, "queue", id)
+	rel, err := filepath.Rel(filepath.Join(dir, "queue"), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{rel, file, "../queue/" + id, ".hidden", "", "abcdef", id + "/", strings.Repeat("A", 33)} {
+		if err := q.Pickup(bad); !errors.Is(err, ErrBadID) {
+			t.Errorf("Pickup(%q) = %v, want ErrBadID", bad, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a delivery would have started by now
+	if n := f.count("a@one.example"); n != 0 {
+		t.Errorf("a message outside the spool was delivered %d times", n)
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Errorf("the file outside the spool: %v", err)
+	}
+	if !ValidID(id) || !ValidID(q.NewID()) {
+		t.Errorf("the queue's own IDs must be valid: %q, %q", id, q.NewID())
+	}
+}
