@@ -248,11 +248,7 @@ func TestSourceRoutes(t *testing.T) {
 	c.must("RCPT TO:<@hop.example,@mx.test.example:x@far.example>", "554 5.7.1 ")
 	c.must("RCPT TO:<@hop.example:x%far.example@test.example>", "554 5.7.1 ")
 	c.must("RCPT TO:<@hop.example,@far.example:routed@test.example>", "250 ")
-	c.must("DATA", "354 ")
-	c.send(testMessage("source route to a local user") + ".\r\n")
-	if r := c.Reply(); !strings.HasPrefix(r, "250 ") {
-		t.Fatalf("DATA: %q", r)
-	}
+	c.data("source route to a local user")
 	waitUntil(t, "delivery to routed@test.example", slow(30*time.Second), func() bool { return len(in.MaildirMessages("routed")) == 1 })
 
 	// From mynetworks, the mail goes to the final address, not to the
@@ -261,13 +257,20 @@ func TestSourceRoutes(t *testing.T) {
 	m.must("EHLO client.inside.example", "250 ")
 	m.must("MAIL FROM:<s@test.example>", "250 ")
 	m.must("RCPT TO:<@hop.example:x@far.example>", "250 ")
-	m.must("DATA", "354 ")
-	m.send(testMessage("source route from mynetworks") + ".\r\n")
-	if r := m.Reply(); !strings.HasPrefix(r, "250 ") {
-		t.Fatalf("DATA: %q", r)
-	}
+	m.data("source route from mynetworks")
 	waitUntil(t, "relay to x@far.example", slow(30*time.Second), func() bool { return sk.Count("x@far.example") == 1 })
 	if n := sk.Total(); n != 1 {
 		t.Errorf("%d messages at the next hop, want 1: %+v", n, sk.Messages())
+	}
+}
+
+// data sends a test message with the given subject and fails unless it
+// is accepted.
+func (r *rawSMTP) data(subject string) {
+	r.T.Helper()
+	r.must("DATA", "354 ")
+	r.send(testMessage(subject) + ".\r\n")
+	if got := r.Reply(); !strings.HasPrefix(got, "250 ") {
+		r.T.Fatalf("end of DATA: %q", got)
 	}
 }
