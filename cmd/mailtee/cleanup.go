@@ -91,7 +91,9 @@ func (c *cleanup) process(ctx context.Context, id string, env *envelope.Envelope
 		if bytes.EqualFold(header.Name(field), []byte("received")) {
 			hops++
 		}
-		if c.hopLimit > 0 && hops > c.hopLimit {
+		// Postfix's cleanup refuses at hop_count >= hopcount_limit,
+		// counting the Received: field smtpd just added.
+		if c.hopLimit > 0 && hops >= c.hopLimit {
 			return nil, refusal{smtpd.Refuse(554, "5.4.6", "too many hops (%d Received: headers, hopcount_limit is %d)", hops, c.hopLimit)}
 		}
 		if !rewrite {

@@ -17,36 +17,35 @@ func testCleanup(copies bool) *cleanup {
 }
 
 // postconf(5) hopcount_limit: "The maximal number of Received: message
-// headers that is allowed in the primary message headers." The content
-// streams: the refusal comes from the reader, once the rest is read.
+// headers that is allowed in the primary message headers." Postfix's
+// cleanup refuses at hops >= hopcount_limit, and its is_header() takes
+// "Received :" (blanks before the colon) and any case as the same field.
+// The content streams: the refusal comes from the reader, once the rest
+// is read.
 func TestCleanupHopcount(t *testing.T) {
 	c := testCleanup(false)
 	env := &envelope.Envelope{From: "a@example.org", Rcpts: []envelope.Rcpt{{Addr: "b@example.org"}}}
-	hdr := strings.Repeat("Received: from x by y; date\r\n", 4) + "Subject: loop\r\n\r\nbody\r\n"
-	in := strings.NewReader(hdr)
-	_, r, err := c.process(context.Background(), "", env, in, true)
-	if err != nil {
-		t.Fatal(err)
+	for _, received := range []string{"Received: ", "Received : ", "RECEIVED\t: ", "received:"} {
+		hdr := strings.Repeat(received+"from x by y; date\r\n", 3) + "Subject: loop\r\n\r\nbody\r\n"
+		in := strings.NewReader(hdr)
+		_, r, err := c.process(context.Background(), "", env, in, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadAll(r); err == nil || !strings.Contains(err.Error(), "too many hops") {
+			t.Errorf("3 %q headers at a limit of 3: got %v, want too many hops", received, err)
+		}
+		if in.Len() != 0 {
+			t.Errorf("%d bytes of the refused message left unread: the client could not finish DATA", in.Len())
+		}
 	}
-	if _, err := io.ReadAll(r); err == nil || !strings.Contains(err.Error(), "too many hops") {
-		t.Fatalf("4 Received: headers over a limit of 3: got %v", err)
-	}
-	if in.Len() != 0 {
-		t.Errorf("%d bytes of the refused message left unread: the client could not finish DATA", in.Len())
-	}
-	ok := strings.Repeat("Received: from x by y; date\r\n", 3) + "Subject: fine\r\n\r\nbody\r\n"
-	_, r, err = c.process(context.Background(), "", env, strings.NewReader(ok), true)
+	ok := strings.Repeat("Received: from x by y; date\r\n", 2) + "X-Received: z\r\nReceivedx: z\r\nSubject: fine\r\n\r\nbody\r\n"
+	_, r, err := c.process(context.Background(), "", env, strings.NewReader(ok), true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, err := io.ReadAll(r); err != nil || string(got) != ok {
 		t.Errorf("content changed (%v):\n%q", err, got)
-	}
-	// is_header(3) takes blanks before the colon: "Received :" is a hop.
-	spaced := strings.Repeat("Received : from x by y; date\r\n", 4) + "\r\nbody\r\n"
-	_, r, _ = c.process(context.Background(), "", env, strings.NewReader(spaced), true)
-	if _, err := io.ReadAll(r); err == nil || !strings.Contains(err.Error(), "too many hops") {
-		t.Errorf("4 \"Received :\" headers over a limit of 3: got %v", err)
 	}
 }
 

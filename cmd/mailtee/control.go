@@ -74,18 +74,22 @@ func (cs *controlServer) handle(c net.Conn, s *server) {
 	}
 	var reply controlReply
 	err = nil
-	switch verb {
-	case "flush":
+	switch {
+	case strings.Contains(" delete hold release pickup ", " "+verb+" ") && !queue.ValidID(arg):
+		// An ID names a file in the spool; a path must not (pickup used
+		// to load, deliver and delete any file it was given).
+		err = fmt.Errorf("%q: %w", arg, queue.ErrBadID)
+	case verb == "flush":
 		s.q.Flush()
-	case "delete":
+	case verb == "delete":
 		err = s.q.Delete(arg)
-	case "hold":
+	case verb == "hold":
 		err = s.q.Hold(arg)
-	case "release":
+	case verb == "release":
 		err = s.q.Release(arg)
-	case "pickup":
+	case verb == "pickup":
 		err = s.q.Pickup(arg)
-	case "reload":
+	case verb == "reload":
 		err = s.reloadCheck(s.cfg.Dir)
 	default:
 		err = fmt.Errorf("unknown request %q", verb)

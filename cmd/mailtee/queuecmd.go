@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/queue"
 )
 
@@ -59,7 +60,7 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 		}
 		if _, err := control(qdir, verb+" "+rest[1]); err != nil {
 			fmt.Fprintf(stderr, "mailtee queue: %s %s: %v\n", verb, rest[1], err)
-			if strings.Contains(err.Error(), queue.ErrNotFound.Error()) {
+			if msg := err.Error(); strings.Contains(msg, queue.ErrNotFound.Error()) || strings.Contains(msg, queue.ErrBadID.Error()) {
 				return exitBadData
 			}
 			return exitRuntime
@@ -92,15 +93,19 @@ func printQueue(w io.Writer, list []queue.Info) {
 		if from == "" {
 			from = "MAILER-DAEMON"
 		}
-		fmt.Fprintf(w, "%-15s %8d %s  %s\n", m.ID+mark, m.Size, m.Arrival.Format("Mon Jan _2 15:04:05"), from)
+		// Everything but the size and date came from outside (a next
+		// hop's reply, a client's addresses, a spool file): shown as the
+		// log shows it, so that no escape sequence, CR or NUL reaches
+		// the administrator's terminal, as Postfix's showq.
+		fmt.Fprintf(w, "%-15s %8d %s  %s\n", maillog.Printable(m.ID)+mark, m.Size, m.Arrival.Format("Mon Jan _2 15:04:05"), maillog.Printable(from))
 		for _, r := range m.Rcpts {
 			if r.Status == "sent" || r.Status == "bounced" {
 				continue
 			}
 			if r.Reason != "" {
-				fmt.Fprintf(w, "%45s(%s)\n", "", r.Reason)
+				fmt.Fprintf(w, "%45s(%s)\n", "", maillog.Printable(r.Reason))
 			}
-			fmt.Fprintf(w, "%45s%s\n", "", r.Addr)
+			fmt.Fprintf(w, "%45s%s\n", "", maillog.Printable(r.Addr))
 		}
 		fmt.Fprintln(w)
 		total += m.Size

@@ -93,7 +93,16 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			from = u.Username
 		}
 	}
-	if from != "" && !strings.Contains(from, "@") {
+	// The sender is parsed as an SMTP client's would be: a CR or LF in
+	// it would break the queue file's envelope, and a bounce to it would
+	// be retried for ever.
+	fa, err := address.Parse(from)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee sendmail: bad sender address in -f: %v\n", err)
+		return exitBadData
+	}
+	from = fa.String()
+	if !fa.IsNull() && fa.Domain == "" {
 		from += "@" + origin
 	}
 	hdr, rest := splitHeader(body)

@@ -20,9 +20,10 @@
 // characters (CR, LF, NUL, ...), invalid UTF-8, and address literals other
 // than IPv4 and IPv6 are errors.
 //
-// Routing in the local part (user%host, host!user, user@host) and source
-// routes are kept or recorded so that relay control can refuse them, as
-// Postfix's resolver does with RESOLVE_FLAG_ROUTED; see Address.HasRouting.
+// Routing in the local part (user%host, host!user, user@host) is kept so
+// that relay control can refuse it, as Postfix's resolver does with
+// RESOLVE_FLAG_ROUTED; see Address.HasRouting. A source route is dropped
+// (RFC 5321 Appendix C) and only recorded in Routed.
 package address
 
 import (
@@ -97,14 +98,16 @@ func (a Address) Lower() Address {
 }
 
 // HasRouting reports whether the address asks for routing beyond its domain:
-// a source route was stripped by Parse, or the local part contains '%'
-// (user%host@relay), '!' (host!user@relay) or '@' (user@host@relay). Like
-// Postfix, this looks at the unquoted local part and ignores the local
-// percent_hack and swap_bangpath settings, because the next hop may honour
-// them; relay control must not let such an address through to a domain it
-// only relays for.
+// the local part contains '%' (user%host@relay), '!' (host!user@relay) or
+// '@' (user@host@relay). Like Postfix (resolve.c, RESOLVE_FLAG_ROUTED),
+// this looks at the unquoted local part and ignores the local percent_hack
+// and swap_bangpath settings, because the next hop may honour them; relay
+// control must not let such an address through to a domain it only relays
+// for. A source route is not routing any more: Parse has stripped it, and
+// as RFC 5321 (3.6.1, Appendix C) asks and Postfix's trivial-rewrite
+// does, the mail goes to, and is judged by, the final address alone.
 func (a Address) HasRouting() bool {
-	return a.Routed || strings.ContainsAny(a.Local, "%!@")
+	return strings.ContainsAny(a.Local, "%!@")
 }
 
 // NeedsSMTPUTF8 reports whether the address has non-ASCII characters and so

@@ -310,7 +310,8 @@ func TestHasRouting(t *testing.T) {
 		{"user@host@relay.example", true},
 		{`"user@host"@relay.example`, true},
 		{`"user%host"@relay.example`, true},
-		{"<@a.example:user@relay.example>", true},
+		{"<@a.example:user@relay.example>", false}, // RFC 5321 Appendix C: the route is ignored
+		{"<@a.example:user%host@relay.example>", true},
 		{"<>", false},
 	}
 	for _, tt := range tests {

@@ -85,7 +85,7 @@ func New(o Options) *Local { return &Local{o: o} }
 type target struct {
 	addr  string
 	local bool   // deliver to the mailbox of user
-	user  string // mailbox owner (local part, folded, no extension)
+	user  string // mailbox owner (local part, folded, no extension): the mailbox's key
 	owner string // owner-NAME address that takes errors, or ""
 }
 
@@ -106,8 +106,11 @@ type Result struct {
 }
 
 // Deliver delivers msg to local recipients, all of one message. A
-// mailbox reached through several of them (a list and its member) gets
-// the message once, and its mailbox_bcc_maps copies are made once.
+// mailbox reached through several of them (a list and its member, or
+// the same user under several mydestination domains, with an extension,
+// in another case) gets the message once, and its mailbox_bcc_maps
+// copies are made once: mailboxes are told apart by user alone, as
+// Postfix's local(8) does ("mailbox %s" in its duplicate filter).
 func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpts []Rcpt) []Result {
 	loops, err := deliveredTo(msg)
 	out := make([]Result, len(rcpts))
@@ -131,7 +134,7 @@ type delivery struct {
 	l         *Local
 	msg       *deliver.Message
 	loops     map[string]bool // Delivered-To: addresses in the message
-	mailboxes map[string]bool // mailboxes that have the message now
+	mailboxes map[string]bool // users (target.user) whose mailbox has the message now
 }
 
 func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string) error {
@@ -149,9 +152,11 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string) error {
 	remote := map[string][]envelope.Rcpt{}
 	var senders []string
 	var mailboxes []target
+	picked := map[string]bool{}
 	for _, t := range targets {
 		if t.local {
-			if !d.mailboxes[strings.ToLower(t.addr)] {
+			if !d.mailboxes[t.user] && !picked[t.user] {
+				picked[t.user] = true
 				mailboxes = append(mailboxes, t)
 			} else {
 				*done = append(*done, "duplicate of "+t.addr+", delivered once")
@@ -198,8 +203,8 @@ func (d *delivery) store(ctx context.Context, mailboxes []target, done *[]string
 				return err
 			}
 		}
-		for _, a := range addrs {
-			d.mailboxes[strings.ToLower(a)] = true
+		for _, t := range mailboxes {
+			d.mailboxes[t.user] = true
 		}
 		*done = append(*done, "delivered over LMTP for "+strings.Join(addrs, ", "))
 		return nil
@@ -208,7 +213,7 @@ func (d *delivery) store(ctx context.Context, mailboxes []target, done *[]string
 		if err := l.writeMaildir(ctx, t, msg); err != nil {
 			return err
 		}
-		d.mailboxes[strings.ToLower(t.addr)] = true
+		d.mailboxes[t.user] = true
 		*done = append(*done, "delivered to maildir of "+t.addr)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/maps"
 )
@@ -201,5 +202,44 @@ func TestMailboxOnceAndMailboxBCC(t *testing.T) {
 	sort.Strings(copies)
 	if strings.Join(copies, ",") != "archive@far.example,user1@relay.example.org,user2@relay.example.org" {
 		t.Errorf("copies = %v", copies)
+	}
+}
+
+// One mailbox under several spellings in one message (another
+// mydestination domain, case, an extension, through an alias) gets the
+// message once and makes one mailbox_bcc_maps copy: mailboxes are told
+// apart by user, as Postfix's local(8) does.
+func TestMailboxOnceUnderEverySpelling(t *testing.T) {
+	l, spool, fw := setup(t, "team: ALICE@relay.example.org, bob\n")
+	bcc := filepath.Join(t.TempDir(), "mbcc")
+	os.WriteFile(bcc, []byte("alice alice@google.example\n"), 0o644)
+	tb, _, err := maps.Open("hash:" + bcc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.o.MailboxBCC = tb
+	isLocal := l.o.IsLocal
+	l.o.IsLocal = func(d string) bool { return isLocal(address.NormalizeDomain(d)) } // as mydestination matches
+	spellings := []Rcpt{{Addr: "alice@example.org"}, {Addr: "alice@relay.example.org"}, {Addr: "Alice@Example.ORG"},
+		{Addr: "alice+tag@example.org"}, {Addr: "team@example.org"}, {Addr: "aLiCe@relay.example.org."}}
+	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), spellings)
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatalf("%s: %v", spellings[i].Addr, r.Err)
+		}
+	}
+	if got := mailboxes(t, spool); got["alice"] != 1 || got["bob"] != 1 || len(got) != 2 {
+		t.Errorf("mailboxes %v, want alice and bob once each", got)
+	}
+	n := 0
+	for _, f := range *fw {
+		for _, r := range f.rcpts {
+			if r == "alice@google.example" {
+				n++
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d mailbox_bcc_maps copies for alice, want 1: %+v", n, *fw)
 	}
 }

@@ -195,8 +195,9 @@ func appendAttr(b []byte, group string, a slog.Attr) []byte {
 }
 
 // appendText appends s with what could break the one-line-per-event
-// promise made safe: control characters (CR and LF from a remote reply)
-// and invalid UTF-8 become '?', as Postfix's printable() does.
+// promise, or drive the terminal it is read on, made safe: control
+// characters (CR and LF from a remote reply, ESC, C1 controls such as
+// U+009B CSI) and invalid UTF-8 become '?', as Postfix's printable() does.
 func appendText(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -209,7 +210,7 @@ func appendText(b []byte, s string) []byte {
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
+		if r == utf8.RuneError && n == 1 || r < 0xa0 {
 			b = append(b, '?')
 		} else {
 			b = append(b, s[i:i+n]...)
@@ -217,6 +218,18 @@ func appendText(b []byte, s string) []byte {
 		i += n
 	}
 	return b
+}
+
+// Printable is s as the log shows it (see appendText): for text that
+// came from outside (a next hop's reply, an address) on its way to an
+// administrator's terminal, as `mailtee queue list`.
+func Printable(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c >= 0x7f {
+			return string(appendText(make([]byte, 0, len(s)), s))
+		}
+	}
+	return s
 }
 
 func hasControl(s string) bool {

@@ -172,3 +172,19 @@ func TestCounts(t *testing.T) {
 		}
 	}
 }
+
+// Printable is what the log makes of text from outside: nothing that
+// drives a terminal (ESC sequences, C1 controls, NUL, CR) gets through,
+// valid UTF-8 does.
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"451 4.3.0 try later":                       "451 4.3.0 try later",
+		"\x1b]0;owned\x07\x1b[2J\x1b[31mred\x1b[0m": "?]0;owned??[2J?[31mred?[0m",
+		"nul\x00cr\rlf\ndel\x7f":                    "nul?cr?lf?del?",
+		"csi\u009b2J bad\xff jöran €":               "csi?2J bad? jöran €",
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

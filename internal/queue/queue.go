@@ -291,6 +291,9 @@ func (q *Queue) Rescan() {
 // Pickup loads a message that another process (mailtee sendmail) put
 // into the spool, if it is not known yet.
 func (q *Queue) Pickup(id string) error {
+	if !ValidID(id) {
+		return fmt.Errorf("%q: %w", id, ErrBadID)
+	}
 	q.mu.Lock()
 	_, known := q.msgs[id]
 	known = known || q.writing[id]
@@ -1009,6 +1012,9 @@ func ListDir(dir string) ([]Info, error) {
 
 // ErrNotFound is returned for an unknown queue ID.
 var ErrNotFound = errors.New("no such message in the queue")
+
+// ErrBadID is returned for a string that is not a queue ID (ValidID).
+var ErrBadID = errors.New("not a queue ID")
 
 // Flush makes every deferred recipient due now (postqueue -f).
 func (q *Queue) Flush() {

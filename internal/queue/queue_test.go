@@ -624,11 +624,16 @@ func TestRecordGrace(t *testing.T) {
 		waitFor(t, "a delivered", func() bool { return f.count("a@one.example") == 1 })
 		st := filepath.Join(dir, "queue", id+".st")
 		if slow {
-			waitFor(t, "a's record", func() bool { _, err := os.Stat(st); return err == nil })
-			m, err := q.store.load(id)
-			if err != nil {
-				t.Fatal(err)
-			}
+			// The file appears before its first record is in it.
+			var m *Message
+			waitFor(t, "a's record", func() bool {
+				if _, err := os.Stat(st); err != nil {
+					return false
+				}
+				var err error
+				m, err = q.store.load(id)
+				return err == nil && m.Rcpts[0].Status == Sent
+			})
 			if m.Rcpts[0].Status != Sent || m.Rcpts[1].Status != Pending {
 				t.Errorf("stored states %q, %q; want sent, pending", m.Rcpts[0].Status, m.Rcpts[1].Status)
 			}
@@ -881,4 +886,37 @@ func BenchmarkBacklogMemory(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(liveHeap()-before)/float64(b.N), "heapB/msg")
+}
+
+// Pickup takes a queue ID, never a path: given one (over the control
+// socket), it used to load a message file outside the spool, deliver it
+// and delete it.
+func TestPickupOnlyIDs(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	f := newFakeNet()
+	q := startQueue(t, f.options(dir))
+	id, err := Put(outside, env("a@one.example"), strings.NewReader("Subject: x\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(outside, "queue", id)
+	rel, err := filepath.Rel(filepath.Join(dir, "queue"), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{rel, file, "../queue/" + id, ".hidden", "", "abcdef", id + "/", strings.Repeat("A", 33)} {
+		if err := q.Pickup(bad); !errors.Is(err, ErrBadID) {
+			t.Errorf("Pickup(%q) = %v, want ErrBadID", bad, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a delivery would have started by now
+	if n := f.count("a@one.example"); n != 0 {
+		t.Errorf("a message outside the spool was delivered %d times", n)
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Errorf("the file outside the spool: %v", err)
+	}
+	if !ValidID(id) || !ValidID(q.NewID()) {
+		t.Errorf("the queue's own IDs must be valid: %q, %q", id, q.NewID())
+	}
 }

@@ -201,6 +201,22 @@ func (s *store) newID() string {
 	return fmt.Sprintf("%X%03X%03X", time.Now().UnixMicro(), os.Getpid()&0xfff, n&0xfff)
 }
 
+// ValidID reports whether id has the shape newID gives: upper-case hex,
+// of a sane length. An ID names a file in the spool, and comes from
+// outside the server (the control socket, a spool listing): anything
+// else (a path, "..", a hidden file) names no message.
+func ValidID(id string) bool {
+	if len(id) < 6 || len(id) > 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !('0' <= c && c <= '9' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
 // errBody marks an error from the body reader, as opposed to the disk.
 type errBody struct{ error }
 

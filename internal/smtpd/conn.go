@@ -36,6 +36,14 @@ import (
 //     a session that must (too many errors) marks the connection, and the
 //     next write, which is that reply, closes it. After STARTTLS the
 //     write is a TLS record carrying the reply, which works the same.
+//   - One write per reply. go-smtp flushes each line of a multi-line reply
+//     (EHLO's eight) on its own; a client that reads one segment as the
+//     whole reply (nmap's smtp-open-relay) then takes the rest as the
+//     answers to its next commands. conn keeps what go-smtp writes and
+//     sends it when go-smtp next reads (it then waits for the client,
+//     so the reply is complete), at Close, or past wbufMax: a reply goes
+//     out in one write, and so do the replies to pipelined commands, as
+//     Postfix sends them.
 //
 // Everything else in the session's state lives in session; what must
 // survive STARTTLS (go-smtp starts a new session after it) lives here.
@@ -66,6 +74,9 @@ type conn struct {
 	junk         int  // Postfix's junk_cmds
 	stats        stats
 	closeOnce    sync.Once
+
+	wmu  sync.Mutex // guards wbuf, and orders writes to Conn
+	wbuf []byte     // written by go-smtp, not yet sent
 }
 
 // place is where a connection stands with the process limit.
@@ -77,10 +88,21 @@ const (
 	placeWaiting              // waiting for a place, not greeted yet
 )
 
+// wbufMax bounds what conn keeps before sending it: far more than any
+// reply mailtee makes.
+const wbufMax = 16 << 10
+
+// closeFlushTimeout bounds sending the last reply at Close.
+const closeFlushTimeout = 5 * time.Second
+
 // aLongTimeAgo is a deadline that makes a read fail at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
 func (c *conn) Read(b []byte) (int, error) {
+	// go-smtp waits for the client now: what it wrote must go out.
+	if err := c.flush(nil); err != nil {
+		return 0, err
+	}
 	c.mu.Lock()
 	now := time.Now()
 	var dl time.Time
@@ -170,24 +192,48 @@ func (c *conn) Write(b []byte) (int, error) {
 			return len(b), c.replaceAndClose("421 4.7.0 %s Error: too many errors")
 		}
 	}
+	n, out := len(b), b
 	if first && bytes.HasPrefix(b, []byte("220 ")) {
-		if _, err := c.Conn.Write(c.srv.greeting); err != nil {
+		out = c.srv.greeting
+	}
+	if closeAfter {
+		err := c.flush(out)
+		c.Close()
+		return n, err
+	}
+	c.wmu.Lock()
+	c.wbuf = append(c.wbuf, out...)
+	full := len(c.wbuf) >= wbufMax
+	c.wmu.Unlock()
+	if full {
+		if err := c.flush(nil); err != nil {
 			return 0, err
 		}
-		return len(b), nil
 	}
-	n, err := c.Conn.Write(b)
-	if closeAfter {
-		c.Close()
-	}
-	return n, err
+	return n, nil
 }
 
-// Close closes the connection once and logs the disconnect.
+// flush sends what go-smtp wrote and not yet sent, followed by more, in
+// one write.
+func (c *conn) flush(more []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.wbuf) == 0 && len(more) == 0 {
+		return nil
+	}
+	out := append(c.wbuf, more...)
+	_, err := c.Conn.Write(out)
+	c.wbuf = out[:0]
+	if cap(c.wbuf) > wbufMax {
+		c.wbuf = nil // a long reply's buffer is not kept for the session
+	}
+	return err
+}
+
 // replaceAndClose writes Postfix's reply (format takes the host name) in
 // place of the one go-smtp was writing, and closes the connection.
 func (c *conn) replaceAndClose(format string) error {
-	_, err := fmt.Fprintf(c.Conn, format+"\r\n", c.srv.o.Hostname)
+	err := c.flush(fmt.Appendf(nil, format+"\r\n", c.srv.o.Hostname))
 	c.Close()
 	return err
 }
@@ -199,9 +245,18 @@ func (c *conn) closeAfterReply() {
 	c.mu.Unlock()
 }
 
+// Close sends what is left to send (go-smtp's 221 to QUIT), closes the
+// connection once and logs the disconnect.
 func (c *conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		// Not when another goroutine is stuck writing to a client that
+		// does not read (Shutdown closing it), and not for long.
+		if c.wmu.TryLock() {
+			c.wmu.Unlock()
+			c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+			c.flush(nil)
+		}
 		err = c.Conn.Close()
 		close(c.limit.gone)
 		c.srv.forget(c)

@@ -18,13 +18,15 @@ import (
 // mailtee refuses a bare CR as well, so that what it queues has CR LF line
 // endings only.
 //
-// Two quirks of go-smtp v0.25.1's data reader, neither of which lets
-// anything through: it drops a CR that follows a dot at the start of a
-// line when no LF follows ("\r\n.\rX" reaches the backend as "\r\nX"),
-// so that bare CR cannot be seen here, but what is queued has none; and
-// after CR CR LF it misses the start of the next line, so a "." line right
-// after it does not end the data, which then runs on to the next
-// "\r\n.\r\n" (or the timeout) and is refused for its bare CR.
+// go-smtp v0.25.1's data reader had two quirks, fixed in mailtee's copy
+// (third_party/go-smtp, see its README.mailtee): it dropped a CR that
+// follows a dot at the start of a line when no LF follows ("\r\n.\rX"
+// reached the backend as "\r\nX", that bare CR unseen and the content
+// changed); and after CR CR LF it missed the start of the next line, so a
+// "." line right after it did not end the data, and the session hung
+// until smtpd_timeout. Now CR CR LF ends a line, as for Postfix, which
+// reads up to LF: "\r\r\n.\r\n" ends the data, and the message is
+// refused at once for its bare CR.
 var (
 	errBareLF = errors.New("bare <LF> received")
 	errBareCR = errors.New("bare <CR> received")

@@ -178,6 +178,16 @@ const testHost = "mx.example.com"
 // changes the options; tune may change the server before it serves.
 func start(t *testing.T, mod func(*Options), tune ...func(*Server)) *testServer {
 	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startOn(t, l, mod, tune...)
+}
+
+// startOn is start on the listener l.
+func startOn(t *testing.T, l net.Listener, mod func(*Options), tune ...func(*Server)) *testServer {
+	t.Helper()
 	ts := &testServer{q: &fakeQueue{}, log: &mailLog{}}
 	o := Options{
 		Hostname:        testHost,
@@ -197,10 +207,6 @@ func start(t *testing.T, mod func(*Options), tune ...func(*Server)) *testServer 
 	ts.errSleep = time.Millisecond
 	for _, f := range tune {
 		f(ts.Server)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
 	}
 	ts.addr = l.Addr().String()
 	done := make(chan error, 1)
