@@ -13,5 +13,3 @@ require (
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
 	golang.org/x/text v0.40.0 // indirect
 )
-
-replace github.com/emersion/go-smtp => ./third_party/go-smtp

@@ -75,6 +75,8 @@ type conn struct {
 	stats        stats
 	closeOnce    sync.Once
 
+	crs crFilter // the plaintext stream's bare CRs (crfilter.go), used by go-smtp's goroutine only
+
 	wmu  sync.Mutex // guards wbuf, and orders writes to Conn
 	wbuf []byte     // written by go-smtp, not yet sent
 }
@@ -115,7 +117,7 @@ func (c *conn) Read(b []byte) (int, error) {
 	c.Conn.SetReadDeadline(dl)
 	c.readSince = now
 	c.mu.Unlock()
-	n, err := c.Conn.Read(b)
+	n, err := c.readPlain(b)
 	c.mu.Lock()
 	c.readSince = time.Time{}
 	c.mu.Unlock()
@@ -132,6 +134,35 @@ func (c *conn) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// readPlain reads from the network through crFilter until STARTTLS.
+func (c *conn) readPlain(b []byte) (int, error) {
+	c.mu.Lock()
+	cipher := c.tlsReplies.on
+	c.mu.Unlock()
+	if cipher || len(b) < 2 {
+		return c.Conn.Read(b)
+	}
+	for {
+		off := 0
+		if c.crs.held {
+			b[0], off = '\r', 1
+			c.crs.held = false
+		}
+		n, err := c.Conn.Read(b[off:])
+		n += off
+		m := c.crs.filter(b, n, err != nil)
+		// A lone held CR: nothing to pass on yet, read on (go-smtp
+		// would wait for the rest of the line anyway).
+		if m > 0 || err != nil {
+			return m, err
+		}
+	}
+}
+
+// bareCR reports whether the client sent a bare CR since the last call.
+// Like readPlain, it runs on go-smtp's goroutine for the connection.
+func (c *conn) bareCR() bool { return c.crs.take() }
 
 func (c *conn) Write(b []byte) (int, error) {
 	c.mu.Lock()
@@ -175,6 +206,11 @@ func (c *conn) Write(b []byte) (int, error) {
 		verb := junkVerb(b)
 		pause, limit := c.countReply(b, verb)
 		if pause {
+			// What is answered already goes out before the pause, as
+			// Postfix flushes before it sleeps.
+			if err := c.flush(nil); err != nil {
+				return 0, err
+			}
 			c.srv.errorSleep()
 		}
 		switch {
@@ -184,7 +220,7 @@ func (c *conn) Write(b []byte) (int, error) {
 		case limit:
 			// Postfix answers the junk command, then says 421 before
 			// reading the next one.
-			if _, err := c.Conn.Write(b); err != nil {
+			if err := c.flush(b); err != nil {
 				c.Close()
 				return 0, err
 			}

@@ -18,15 +18,10 @@ import (
 // mailtee refuses a bare CR as well, so that what it queues has CR LF line
 // endings only.
 //
-// go-smtp v0.25.1's data reader had two quirks, fixed in mailtee's copy
-// (third_party/go-smtp, see its README.mailtee): it dropped a CR that
-// follows a dot at the start of a line when no LF follows ("\r\n.\rX"
-// reached the backend as "\r\nX", that bare CR unseen and the content
-// changed); and after CR CR LF it missed the start of the next line, so a
-// "." line right after it did not end the data, and the session hung
-// until smtpd_timeout. Now CR CR LF ends a line, as for Postfix, which
-// reads up to LF: "\r\r\n.\r\n" ends the data, and the message is
-// refused at once for its bare CR.
+// go-smtp v0.25.1's data reader has two quirks with a bare CR (it misses
+// the end of data after CR CR LF, and drops the CR of ".\r" at a line
+// start); crfilter.go works around both on the plaintext stream, and
+// bodyReader refuses what it records.
 var (
 	errBareLF = errors.New("bare <LF> received")
 	errBareCR = errors.New("bare <CR> received")
@@ -41,6 +36,8 @@ type bodyReader struct {
 	n   int64 // bytes passed
 	err error // the first error other than io.EOF
 	eof bool  // r reached its end cleanly
+	// bareCR reports a bare CR that go-smtp hid from r (crfilter.go).
+	bareCR func() bool
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
@@ -70,7 +67,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 	b.n += int64(n)
 	switch {
-	case err == io.EOF && b.cr:
+	case err == io.EOF && (b.cr || b.bareCR != nil && b.bareCR()):
 		b.err = errBareCR
 		return 0, b.err
 	case err == io.EOF:

@@ -56,6 +56,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if e := s.c.begin(&s.c.stats.mail, "MAIL"); e != nil {
 		return e
 	}
+	// A bare CR before this transaction (in an earlier message that was
+	// refused for it, or in a command) is not this message's.
+	s.c.bareCR()
 	err := s.mail(from, opts)
 	s.c.done(&s.c.stats.mail, err, true)
 	return err
@@ -190,7 +193,7 @@ func (s *session) data(r io.Reader) (string, error) {
 		host: s.srv.o.Hostname, with: with, id: id, rcpts: ext, date: arrival,
 	}.String()
 
-	body := &bodyReader{r: r}
+	body := &bodyReader{r: r, bareCR: s.c.bareCR}
 	err := q.Enqueue(s.srv.ctx, id, env, io.MultiReader(strings.NewReader(hdr), body))
 
 	// whatsup logs a refusal as Postfix's log_whatsup does.

@@ -350,7 +350,7 @@ func TestBareNewlines(t *testing.T) {
 		// "." right after CR CR LF ends the data, as for Postfix, which
 		// reads lines up to LF: go-smtp v0.25.1 missed the line start
 		// there, and the session hung until smtpd_timeout
-		// (third_party/go-smtp).
+		// (crfilter.go works around it).
 		{"CR CR LF, then the end", "Subject: x\r\n\r\na\r\r\n", cr},
 		{"CR CR CR CR LF, then the end", "Subject: x\r\n\r\na\r\r\r\r\n", cr},
 		{"CR CR LF at the start, then the end", "\r\r\n", cr},

@@ -476,7 +476,7 @@ func TestPipeliningFlood(t *testing.T) {
 		}
 		for i, r := range got[1 : len(got)-1] {
 			if r != "250 2.0.0 I have successfully done nothing" && !strings.HasPrefix(r, "421 4.7.0 ") {
-				t.Fatalf("reply %d: %q", i+1, r)
+				t.Fatalf("reply %d: %q (first replies %q)", i+1, r, got[:min(3, len(got))])
 			}
 		}
 		in.WaitLog("too many errors after NOOP from localhost[127.0.0.1]")
