@@ -182,8 +182,19 @@ func (c *Config) Check() diag.List {
 	for _, s := range c.Settings() {
 		c.checkSetting(s, &out)
 	}
+	c.checkDerived(&out)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
 	return out
+}
+
+// checkDerived reports what is wrong with values derived from several
+// settings, at the line of the setting that most likely needs a change.
+func (c *Config) checkDerived(out *diag.List) {
+	if _, set := c.set["mynetworks"]; !set {
+		if _, err := c.Mynetworks(); err != nil {
+			out.Errorf(c.File, c.set["inet_interfaces"].Line, "mynetworks: cannot compute its default from inet_interfaces, inet_protocols and mynetworks_style: %v (Postfix stops with this error too); set mynetworks, or list only this host's interface addresses in inet_interfaces", err)
+		}
+	}
 }
 
 func (c *Config) checkSetting(s Setting, out *diag.List) {
