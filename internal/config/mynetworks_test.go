@@ -92,7 +92,7 @@ func TestMynetworksDefaultErrors(t *testing.T) {
 	fakeHost(t)
 	for _, tc := range []struct {
 		mainCf, want string
-		line       int
+		line         int
 	}{
 		{"myhostname = x.example\ninet_interfaces = 127.0.0.10", "no local interface found for 127.0.0.10", 2},
 		{"inet_interfaces = nowhere.test", "host not found: nowhere.test", 1},
