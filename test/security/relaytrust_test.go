@@ -37,16 +37,23 @@ func defaultMynetworksInstance(t *testing.T, extra string) (*instance, *sink) {
 	return in, sk
 }
 
+// wantMynetworks checks what `mailtee postconf -h mynetworks` prints:
+// want is what Postfix's postconf prints for the same main.cf.
+func wantMynetworks(t *testing.T, in *instance, want string) {
+	t.Helper()
+	out, err := in.Run("", "postconf", "-h", "mynetworks")
+	if err != nil || strings.TrimSpace(out) != want {
+		t.Errorf("postconf -h mynetworks = %q, %v; Postfix prints %s for this main.cf", out, err, want)
+	}
+}
+
 // TestRelayTrustFollowsInetInterfaces is the attack: a relay from
 // 127.0.0.2, which is not an address mailtee listens on, must get 554
 // 5.7.1 as from Postfix; 127.0.0.1 (in mynetworks by the host style) may
 // still relay. Before the fix, 127.0.0.2 relayed.
 func TestRelayTrustFollowsInetInterfaces(t *testing.T) {
 	in, sk := defaultMynetworksInstance(t, "compatibility_level = 3.6\n")
-	out, err := in.Run("", "postconf", "-h", "mynetworks")
-	if err != nil || strings.TrimSpace(out) != "127.0.0.1/32" {
-		t.Errorf("postconf -h mynetworks = %q, %v; Postfix prints 127.0.0.1/32 for this main.cf", out, err)
-	}
+	wantMynetworks(t, in, "127.0.0.1/32")
 	in.Start()
 
 	c := dialRaw(t, in.Addr(), "127.0.0.2")
@@ -82,10 +89,7 @@ func TestRelayTrustFollowsInetInterfaces(t *testing.T) {
 // the same trust in both directions.
 func TestRelayTrustSubnetStyle(t *testing.T) {
 	in, sk := defaultMynetworksInstance(t, "compatibility_level = 0\nrelay_domains =\n")
-	out, err := in.Run("", "postconf", "-h", "mynetworks")
-	if err != nil || strings.TrimSpace(out) != "127.0.0.0/8" {
-		t.Errorf("postconf -h mynetworks = %q, %v; Postfix prints 127.0.0.0/8 for this main.cf", out, err)
-	}
+	wantMynetworks(t, in, "127.0.0.0/8")
 	in.Start()
 	if err := sendFrom("127.0.0.2", in.Addr(), "staff@test.example", []string{"subnet@elsewhere.example"}, testMessage("subnet")); err != nil {
 		t.Fatalf("relay from 127.0.0.2 with mynetworks_style = subnet: %v", err)
