@@ -91,7 +91,7 @@ type netsResult struct {
 }
 
 // Mynetworks returns mynetworks as Postfix would use it: the value set in
-// main.cf, or else the one computed from inet_protocols, inet_interfaces
+// main.cf (unexpanded, as Raw), or else the one computed from inet_protocols, inet_interfaces
 // and mynetworks_style. The error says why it cannot be computed (Postfix
 // stops with a fatal error in the same cases).
 func (c *Config) Mynetworks() (string, error) {
