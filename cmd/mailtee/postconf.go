@@ -61,6 +61,13 @@ func runPostconf(args []string, stdout, stderr io.Writer) int {
 		} else {
 			v, ok = cfg.Raw(name)
 		}
+		if name == "mynetworks" && !*defs {
+			// Postfix's postconf stops when it cannot compute it.
+			if _, err := cfg.Mynetworks(); err != nil {
+				fmt.Fprintf(stderr, "mailtee postconf: fatal: %v\n", err)
+				return exitBadData
+			}
+		}
 		if !ok {
 			fmt.Fprintf(stderr, "mailtee postconf: warning: %s: unknown parameter", name)
 			if near := config.Suggest(name); near != "" {

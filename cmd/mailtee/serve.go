@@ -509,20 +509,16 @@ func (s *server) bounce(ctx context.Context, m *queue.Message, failed []int, not
 }
 
 func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, postmaster bool, idx []int) error {
+	cfg := s.rt.Load().cfg
 	rcpt := to
 	if !strings.Contains(rcpt, "@") {
-		rcpt = to + "@" + s.rt.Load().cfg.Get("myorigin")
+		rcpt = to + "@" + cfg.Get("myorigin")
 	}
-	var buf bytes.Buffer
 	body, err := m.Open()
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(&buf, io.LimitReader(body, 50000+1)) // Postfix bounce_size_limit
-	body.Close()
-	if err != nil {
-		return err
-	}
+	defer body.Close()
 	rep := &dsn.Report{
 		ReportingMTA: s.host,
 		QueueID:      m.ID,
@@ -531,16 +527,10 @@ func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, postm
 		Sender:       m.Env.From,
 		Arrival:      m.Env.Arrival,
 		Postmaster:   postmaster,
-	}
-	if buf.Len() > 50000 {
-		hdr := buf.Bytes()
-		if i := bytes.Index(hdr, []byte("\r\n\r\n")); i >= 0 {
-			hdr = hdr[:i+2]
-		}
-		rep.Headers = hdr
-	} else {
-		rep.Original = bytes.NewReader(buf.Bytes())
-		rep.MaxOriginal = 50000
+		// Whole up to bounce_size_limit, else its headers only, as
+		// Postfix's bounce_original does.
+		Original:    body,
+		MaxOriginal: int64(mustInt(cfg, "bounce_size_limit")),
 	}
 	for _, i := range idx {
 		r := m.Rcpts[i]

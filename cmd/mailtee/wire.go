@@ -25,6 +25,7 @@ import (
 // lists, opened once.
 type tables struct {
 	aliases, transport, localRcpt, virtual, mailboxBCC maps.Table
+	relayRcpt                                          maps.Table
 	canonical, senderCanonical, rcptCanonical          maps.Table
 	rcptBCC, senderBCC                                 maps.Table
 	mydest, relay, virtDomains                         *maps.DomainList
@@ -104,6 +105,9 @@ func openTables(cfg *config.Config, opened map[string]maps.Table) (*tables, erro
 		if t.localRcpt, err = openList(cfg, "local_recipient_maps", aliasSpecs, opened); err != nil {
 			return nil, err
 		}
+	}
+	if t.relayRcpt, err = openList(cfg, "relay_recipient_maps", aliasSpecs, opened); err != nil {
+		return nil, err
 	}
 	// mydestination also covers the addresses we listen on, written as
 	// [1.2.3.4] domain literals, which Postfix accepts as local too.
@@ -214,6 +218,8 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 		VirtualAliases:   t.virtual,
 		Delimiter:        cfg.Get("recipient_delimiter"),
 		UnknownLocalCode: code,
+		RelayRecipients:  t.relayRcpt,
+		UnknownRelayCode: mustInt(cfg, "unknown_relay_recipient_reject_code"),
 	}
 }
 

@@ -42,8 +42,8 @@ type Config struct {
 	userDefs map[string]bool // names not Postfix's but referenced as $name
 
 	netsMu sync.Mutex
-	nets   map[string]string // default mynetworks per style, computed once
-	Diags  diag.List         // syntax findings; Check adds the rest
+	nets   map[netsKey]netsResult // computed mynetworks, see mynetworks.go
+	Diags  diag.List              // syntax findings; Check adds the rest
 }
 
 // Load reads DIR/main.cf. A missing or unreadable file is an error; syntax
@@ -127,18 +127,9 @@ func (c *Config) Default(name string) (string, bool) {
 		return domainOf(c.getWithout("myhostname", name)), true
 	}
 	if name == "mynetworks" {
-		// Listing the interfaces is a system call; do it once.
-		style := c.getWithout("mynetworks_style", name)
-		c.netsMu.Lock()
-		defer c.netsMu.Unlock()
-		v, ok := c.nets[style]
-		if !ok {
-			v = defaultMynetworks(style)
-			if c.nets == nil {
-				c.nets = map[string]string{}
-			}
-			c.nets[style] = v
-		}
+		// From the defaults of inet_interfaces and the others alone,
+		// as postconf -d shows it; errors are Check's (see Mynetworks).
+		v, _ := c.defaultNets()
 		return v, true
 	}
 	v, ok := defaults[name]
@@ -183,6 +174,12 @@ func (c *Config) Stressed() *Config {
 func (c *Config) Raw(name string) (string, bool) {
 	if s, ok := c.set[name]; ok {
 		return s.Value, true
+	}
+	if name == "mynetworks" {
+		// Unlike other defaults, it depends on what main.cf sets
+		// (inet_interfaces, ...); an error is reported by Check.
+		v, _ := c.Mynetworks()
+		return v, true
 	}
 	return c.Default(name)
 }

@@ -113,8 +113,13 @@ func TestDerivedDefaultLoops(t *testing.T) {
 	if got := c.Get("myhostname"); got == "" || !strings.HasPrefix(got, "mx.") {
 		t.Errorf("myhostname = %q", got)
 	}
-	if got := c.Get("mynetworks"); !strings.HasPrefix(got, "127.0.0.0/8") {
+	// mynetworks_style refers back to mynetworks: no style, so no
+	// mynetworks, and check says why (Postfix cannot compute it either).
+	if got := c.Get("mynetworks"); got != "" {
 		t.Errorf("mynetworks = %q", got)
+	}
+	if d := diagsMatching(c.Check(), "bad mynetworks_style value"); len(d) != 1 {
+		t.Errorf("want an error about mynetworks_style, got %v", c.Check())
 	}
 }
 
@@ -306,5 +311,40 @@ smtpd_error_sleep_time = 0s
 	}
 	if d := parse(t, "smtpd_client_new_tls_session_rate_limit = 10\n").Check(); d.HasErrors() || len(diagsMatching(d, "not implemented")) != 1 {
 		t.Errorf("smtpd_client_new_tls_session_rate_limit: want a warning, got %v", d)
+	}
+}
+
+// relay_domains without relay_recipient_maps accepts every address in
+// those domains, and bounces to (forged) senders what the next hop
+// refuses: check warns at the relay_domains line. Not for Postfix's
+// compatibility default relay_domains = $mydestination (local domains),
+// nor when relay_recipient_maps is set or relay_domains empty.
+func TestRelayDomainsWithoutRecipientMaps(t *testing.T) {
+	for _, tc := range []struct {
+		mainCf string
+		line   int // 0: no warning
+	}{
+		{"myhostname = mx.example.com\nrelay_domains = relay.example\n", 2},
+		{"relay_domains = relay.example\nrelay_recipient_maps = inline:{ a@relay.example=OK }\n", 0},
+		{"relay_domains =\n", 0},
+		{"compatibility_level = 0\n", 0},
+	} {
+		d := diagsMatching(parse(t, tc.mainCf).Check(), "relay_recipient_maps is empty")
+		switch {
+		case tc.line == 0 && len(d) != 0:
+			t.Errorf("%q: unexpected %v", tc.mainCf, d)
+		case tc.line != 0 && (len(d) != 1 || d[0].Line != tc.line || d[0].Severity != diag.Warning || !strings.Contains(d[0].Msg, "backscatter")):
+			t.Errorf("%q: want one backscatter warning on line %d, got %v", tc.mainCf, tc.line, d)
+		}
+	}
+}
+
+// bounce_size_limit: Postfix's bounce(8) takes at least 1.
+func TestBounceSizeLimit(t *testing.T) {
+	if d := parse(t, "bounce_size_limit = 1000\n").Check(); d.HasErrors() {
+		t.Errorf("bounce_size_limit = 1000: %v", d)
+	}
+	if d := diagsMatching(parse(t, "bounce_size_limit = 0\n").Check(), "invalid bounce_size_limit parameter value 0 < 1"); len(d) != 1 || d[0].Severity != diag.Error {
+		t.Errorf("bounce_size_limit = 0: %v", d)
 	}
 }

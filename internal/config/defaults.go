@@ -2,8 +2,6 @@ package config
 
 import (
 	_ "embed"
-	"net"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -95,66 +93,4 @@ func domainOf(host string) string {
 		return d
 	}
 	return "localdomain"
-}
-
-// defaultMynetworks computes mynetworks from mynetworks_style as Postfix
-// does: "host" lists the machine's own addresses, "subnet" their subnets,
-// "class" their class A/B/C networks. Loopback is always included.
-func defaultMynetworks(style string) string {
-	nets := []string{"127.0.0.0/8"}
-	seen := map[string]bool{"127.0.0.0/8": true}
-	add := func(p netip.Prefix) {
-		s := p.Masked().String()
-		if p.Addr().Is6() {
-			s = "[" + p.Masked().Addr().String() + "]/" + strconv.Itoa(p.Bits())
-		}
-		if !seen[s] {
-			seen[s] = true
-			nets = append(nets, s)
-		}
-	}
-	addrs, _ := net.InterfaceAddrs()
-	var v6 []netip.Prefix
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		addr, ok := netip.AddrFromSlice(ipn.IP)
-		if !ok {
-			continue
-		}
-		addr = addr.Unmap()
-		ones, _ := ipn.Mask.Size()
-		if addr.Is4() && addr.IsLoopback() {
-			continue
-		}
-		switch style {
-		case "host":
-			ones = addr.BitLen()
-		case "class":
-			if addr.Is4() {
-				switch b := addr.As4()[0]; {
-				case b < 128:
-					ones = 8
-				case b < 192:
-					ones = 16
-				default:
-					ones = 24
-				}
-			}
-		}
-		p := netip.PrefixFrom(addr, ones)
-		if addr.Is6() {
-			v6 = append(v6, p)
-			continue
-		}
-		add(p)
-	}
-	// Postfix lists IPv6 after IPv4, and ::1 first among them.
-	add(netip.MustParsePrefix("::1/128"))
-	for _, p := range v6 {
-		add(p)
-	}
-	return strings.Join(nets, " ")
 }

@@ -67,6 +67,8 @@ var implemented = map[string]paramInfo{
 		"permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination"}},
 	"local_recipient_maps":                {kind: KindTables},
 	"unknown_local_recipient_reject_code": {},
+	"relay_recipient_maps":                {kind: KindTables},
+	"unknown_relay_recipient_reject_code": {},
 	"parent_domain_matches_subdomains":    {},
 	// address rewriting
 	"recipient_delimiter": {}, "append_at_myorigin": {}, "propagate_unmatched_extensions": {},
@@ -130,6 +132,7 @@ var implemented = map[string]paramInfo{
 	"minimal_backoff_time": {}, "maximal_backoff_time": {}, "maximal_queue_lifetime": {},
 	"bounce_queue_lifetime": {}, "queue_run_delay": {}, "qmgr_message_recipient_limit": {},
 	"double_bounce_sender": {}, "bounce_notice_recipient": {}, "2bounce_notice_recipient": {},
+	"bounce_size_limit":   {},
 	"compatibility_level": {}, "maillog_file": {}, "notify_classes": {},
 	// local delivery as root: the identity of mailboxes with no passwd entry
 	"default_privs": {},
@@ -140,6 +143,7 @@ var implemented = map[string]paramInfo{
 var minimum = map[string]int64{
 	"header_size_limit":          1,
 	"header_address_token_limit": 1,
+	"bounce_size_limit":          1, // bounce.c
 }
 
 // harmless lists Postfix parameters mailtee ignores because they cannot
@@ -202,8 +206,25 @@ func (c *Config) Check() diag.List {
 	for _, s := range c.Settings() {
 		c.checkSetting(s, &out)
 	}
+	c.checkDerived(&out)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
 	return out
+}
+
+// checkDerived reports what is wrong with values derived from several
+// settings, at the line of the setting that most likely needs a change.
+func (c *Config) checkDerived(out *diag.List) {
+	// Postfix's default relay_domains below compatibility_level 2 is
+	// $mydestination, whose domains are local, not relayed: only an
+	// explicit setting opens the door to backscatter.
+	if s, set := c.set["relay_domains"]; set && len(c.List("relay_domains")) > 0 && len(c.List("relay_recipient_maps")) == 0 {
+		out.Warnf(c.File, s.Line, "relay_domains is set but relay_recipient_maps is empty: every address in those domains is accepted, and when the next hop refuses one, mailtee bounces the message to its sender, often forged (backscatter); list the valid recipients in relay_recipient_maps (user@domain, or @domain to accept a whole domain) so that unknown ones get 550 at RCPT")
+	}
+	if _, set := c.set["mynetworks"]; !set {
+		if _, err := c.Mynetworks(); err != nil {
+			out.Errorf(c.File, c.set["inet_interfaces"].Line, "mynetworks: cannot compute its default from inet_interfaces, inet_protocols and mynetworks_style: %v (Postfix stops with this error too); set mynetworks, or list only this host's interface addresses in inet_interfaces", err)
+		}
+	}
 }
 
 func (c *Config) checkSetting(s Setting, out *diag.List) {

@@ -85,9 +85,10 @@ type Report struct {
 	// text/rfc822-headers when Original is nil or too large.
 	Headers []byte
 	// Original is the original message, returned whole as message/rfc822
-	// when it is at most MaxOriginal bytes (DefaultMaxOriginal if
-	// MaxOriginal <= 0); a larger one is returned as its header section
-	// only, so that the MIME structure is never cut.
+	// when it is at most MaxOriginal bytes (Postfix's bounce_size_limit;
+	// DefaultMaxOriginal if MaxOriginal <= 0); a larger one is returned
+	// as its header section only, however long that is (up to 1 MB), so
+	// that the MIME structure is never cut.
 	Original    io.Reader
 	MaxOriginal int64
 	// Postmaster marks a notification to postmaster rather than to the
@@ -637,8 +638,8 @@ func (r *Report) original() (*returned, error) {
 			headersOnly = false
 		} else if r.Headers != nil {
 			data = r.Headers
-		} else {
-			data = headerSection(data)
+		} else if data, err = readHeaderSection(data, r.Original); err != nil {
+			return nil, fmt.Errorf("dsn: %s: reading the original message: %w", r.QueueID, err)
 		}
 	case r.Headers != nil:
 		data = r.Headers
@@ -661,6 +662,39 @@ func (r *Report) original() (*returned, error) {
 		}
 	}
 	return ret, nil
+}
+
+// maxHeaderSection bounds the header section returned when the message is
+// too large to return whole: Postfix returns every header record, which
+// its cleanup has bounded; this keeps a notification's memory bounded
+// whatever the queue file holds.
+const maxHeaderSection = 1 << 20
+
+// readHeaderSection returns head, the start of a message, extended from
+// rest up to the blank line that ends the header section (or
+// maxHeaderSection bytes), when head does not reach it: a limit smaller
+// than the header section must not cut it.
+func readHeaderSection(head []byte, rest io.Reader) ([]byte, error) {
+	buf := head
+	chunk := make([]byte, 32<<10)
+	for !endsHeader(buf) && len(buf) < maxHeaderSection {
+		n, err := rest.Read(chunk[:min(len(chunk), maxHeaderSection-len(buf))])
+		buf = append(buf, chunk[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return buf, nil
+}
+
+// endsHeader reports whether msg holds the blank line after its header
+// section.
+func endsHeader(msg []byte) bool {
+	return bytes.HasPrefix(msg, []byte("\n")) || bytes.HasPrefix(msg, []byte("\r\n")) ||
+		bytes.Contains(msg, []byte("\n\n")) || bytes.Contains(msg, []byte("\n\r\n"))
 }
 
 // headerSection returns the header lines of a message, without the blank

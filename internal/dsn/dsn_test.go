@@ -283,6 +283,26 @@ func TestBuildHeadersOnlyWhenLarge(t *testing.T) {
 	}
 }
 
+// A bounce_size_limit smaller than the header section (bounce_size_limit
+// = 100, say) still returns the whole header section, and nothing of the
+// body: the limit decides whether the message goes back whole, never where
+// it is cut.
+func TestBuildHeadersLongerThanLimit(t *testing.T) {
+	r := bounce()
+	r.Original = strings.NewReader(origMsg)
+	r.MaxOriginal = 100
+	raw, err := Build(r, now, "id@x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := parse(t, raw)
+	body := string(p.bodies[2])
+	if ct := p.parts[2].Header.Get("Content-Type"); ct != "text/rfc822-headers" ||
+		!strings.HasSuffix(body, "Date: Thu, 20 Nov 2025 11:59:00 +0530\r\n") || strings.Contains(body, "Monday") {
+		t.Errorf("%s: headers part %q", ct, body)
+	}
+}
+
 func TestBuildPostmaster(t *testing.T) {
 	r := bounce()
 	r.To = "postmaster@students.iiit.ac.in"

@@ -35,7 +35,10 @@ const (
 // local_recipient_maps ("User unknown in local recipient table"), except
 // postmaster, mailer-daemon and the double-bounce address; in a virtual
 // alias domain it resolves to the error transport ("User unknown in
-// virtual alias table").
+// virtual alias table"); in a relay domain it must be in
+// relay_recipient_maps when that is set ("User unknown in relay recipient
+// table"), so that mail for nobody is refused at RCPT rather than bounced
+// to a forged sender when the next hop refuses it.
 func (p *Policy) checkRcpt(ctx context.Context, client netip.Addr, a address.Address) *smtp.SMTPError {
 	ext := a.String()
 	tempfail := func() *smtp.SMTPError {
@@ -57,11 +60,13 @@ func (p *Policy) checkRcpt(ctx context.Context, client netip.Addr, a address.Add
 	if !mynet && (routed || cls == classNone) {
 		return reply(554, "5.7.1", "<%s>: Relay access denied", ext)
 	}
-	if routed || (cls != classLocal && cls != classVirtual) {
+	if routed || cls == classNone {
 		// A routed address from mynetworks goes where its local part
-		// says, not to this domain; relay recipients are not listed
-		// (relay_recipient_maps is not supported).
+		// says, not to this domain; other domains are not ours to list.
 		return nil
+	}
+	if cls == classRelay && p.RelayRecipients == nil {
+		return nil // relay_recipient_maps empty: any user, as in Postfix
 	}
 
 	key := a.Local + "@" + domain
@@ -79,8 +84,20 @@ func (p *Policy) checkRcpt(ctx context.Context, client netip.Addr, a address.Add
 			return nil
 		}
 	}
-	if cls == classVirtual {
+	switch cls {
+	case classVirtual:
 		return reply(550, "5.1.1", "<%s>: Recipient address rejected: User unknown in virtual alias table", ext)
+	case classRelay:
+		// Relay domains are not local: user@domain and @domain forms
+		// (with the extension dropped), as mail_addr_find looks them up.
+		_, ok, err := maps.LookupAddress(ctx, p.RelayRecipients, key, maps.AddressOptions{Delimiters: p.Delimiter})
+		if err != nil {
+			return tempfail()
+		}
+		if ok {
+			return nil
+		}
+		return unknownUser(p.UnknownRelayCode, ext, "relay recipient table")
 	}
 
 	if p.LocalRecipients == nil || isAbsorbed(a.Local) {
@@ -94,7 +111,14 @@ func (p *Policy) checkRcpt(ctx context.Context, client netip.Addr, a address.Add
 	if ok {
 		return nil
 	}
-	code := p.UnknownLocalCode
+	return unknownUser(p.UnknownLocalCode, ext, "local recipient table")
+}
+
+// unknownUser is Postfix's reply for a recipient missing from table, with
+// the configured code (unknown_local_recipient_reject_code,
+// unknown_relay_recipient_reject_code; 0 or out of range means 550), the
+// enhanced code following its class as smtpd_check_reject makes it.
+func unknownUser(code int, ext, table string) *smtp.SMTPError {
 	if code < 400 || code > 599 {
 		code = 550
 	}
@@ -102,7 +126,7 @@ func (p *Policy) checkRcpt(ctx context.Context, client netip.Addr, a address.Add
 	if code < 500 {
 		enh = "4.1.1"
 	}
-	return reply(code, enh, "<%s>: Recipient address rejected: User unknown in local recipient table", ext)
+	return reply(code, enh, "<%s>: Recipient address rejected: User unknown in %s", ext, table)
 }
 
 // classify finds the class of domain, in trivial-rewrite's order: local,

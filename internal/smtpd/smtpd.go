@@ -9,8 +9,8 @@
 //   - smtpd_relay_restrictions = permit_mynetworks, defer_unauth_destination
 //     (answered "554 5.7.1 <addr>: Relay access denied", as mailtee's design
 //     asks, instead of Postfix's 4xx for the defer_ variant);
-//   - smtpd_reject_unlisted_recipient = yes, with local_recipient_maps and
-//     virtual_alias_maps (policy.go);
+//   - smtpd_reject_unlisted_recipient = yes, with local_recipient_maps,
+//     relay_recipient_maps and virtual_alias_maps (policy.go);
 //   - smtpd_forbid_bare_newline = reject, extended to bare CR (data.go);
 //   - message_size_limit, smtpd_recipient_limit, smtpd_timeout,
 //     smtpd_hard_error_limit, smtpd_soft_error_limit,
@@ -100,6 +100,13 @@ type Policy struct {
 	// UnknownLocalCode is unknown_local_recipient_reject_code; 0 means
 	// Postfix's default, 550.
 	UnknownLocalCode int
+	// RelayRecipients is relay_recipient_maps: when not nil, a recipient
+	// in a Relay domain must be found here (or in VirtualAliases), else
+	// "User unknown in relay recipient table". Nil accepts any.
+	RelayRecipients maps.Table
+	// UnknownRelayCode is unknown_relay_recipient_reject_code; 0 means
+	// Postfix's default, 550.
+	UnknownRelayCode int
 }
 
 // Options configure a Server. Zero values mean "no limit" except where

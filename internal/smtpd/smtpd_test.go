@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/maps"
 )
 
 // smtpd_banner: "The text that follows the 220 status code in the SMTP
@@ -229,7 +230,7 @@ func TestUnknownRecipients(t *testing.T) {
 		{"info+x@virtual.example", "250 "},
 		{"nobody@virtual.example", "550 5.1.1 <nobody@virtual.example>: Recipient address rejected: User unknown in virtual alias table"},
 		{"alice@virtual.example", "550 5.1.1 <alice@virtual.example>: Recipient address rejected: User unknown in virtual alias table"},
-		{"anyone@relay.example", "250 "}, // relay recipients are not listed
+		{"anyone@relay.example", "250 "}, // relay_recipient_maps empty: any
 	} {
 		if got := c.cmd("RCPT TO:<" + tc.rcpt + ">"); !strings.HasPrefix(got, tc.want) {
 			t.Errorf("RCPT TO:<%s>: got %q, want %q", tc.rcpt, got, tc.want)
@@ -260,16 +261,68 @@ func TestUnknownLocalCode(t *testing.T) {
 	}
 }
 
+// relay_recipient_maps (smtpd_check.c, check_rcpt_maps, case
+// RESOLVE_CLASS_RELAY): when set, a recipient in relay_domains must be
+// listed (user@domain, or @domain for the whole domain), or be in
+// virtual_alias_maps, else "User unknown in relay recipient table" with
+// unknown_relay_recipient_reject_code; mynetworks clients too.
+func TestRelayRecipients(t *testing.T) {
+	for _, nets := range []string{notUs, us} {
+		ts := start(t, func(o *Options) {
+			o.MaxRecipients = 0
+			o.Policy = testPolicy(t, nets)
+			relay, err := maps.NewDomainList([]string{"relay.example", "open.example"}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Policy.Relay = relay
+			o.Policy.RelayRecipients = mustTable(t, "inline:{ known@relay.example=OK, @open.example=OK }")
+			o.Policy.VirtualAliases = mustTable(t, "inline:{ alias@relay.example=known@relay.example }")
+		})
+		c := ts.session(t)
+		c.must("MAIL FROM:<forged@victim.example>", "250 ")
+		for _, tc := range []struct{ rcpt, want string }{
+			{"known@relay.example", "250 "},
+			{"Known+tag@Relay.Example", "250 "}, // extension dropped, case folded
+			{"alias@relay.example", "250 "},     // virtual_alias_maps first
+			{"anyone@open.example", "250 "},     // @domain
+			{"nobody@relay.example", "550 5.1.1 <nobody@relay.example>: Recipient address rejected: User unknown in relay recipient table"},
+			{"alice@example.com", "250 "}, // local: local_recipient_maps
+		} {
+			if got := c.cmd("RCPT TO:<" + tc.rcpt + ">"); !strings.HasPrefix(got, tc.want) {
+				t.Errorf("mynetworks %s: RCPT TO:<%s>: got %q, want %q", nets, tc.rcpt, got, tc.want)
+			}
+		}
+		line := "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 550 5.1.1 <nobody@relay.example>: Recipient address rejected: User unknown in relay recipient table; from=<forged@victim.example> to=<nobody@relay.example> proto=ESMTP helo=<client.example>"
+		if !ts.log.has(line) {
+			t.Errorf("log lacks %q", line)
+		}
+	}
+
+	ts := start(t, func(o *Options) {
+		o.Policy.RelayRecipients = mustTable(t, "inline:{ known@relay.example=OK }")
+		o.Policy.UnknownRelayCode = 450
+	})
+	c := ts.session(t)
+	c.must("MAIL FROM:<>", "250 ")
+	c.must("RCPT TO:<nobody@relay.example>", "450 4.1.1 <nobody@relay.example>: Recipient address rejected: User unknown in relay recipient table")
+}
+
 // reject_dict_retry: "451 4.3.0 <%s>: Temporary lookup failure".
 func TestLookupFailure(t *testing.T) {
 	for name, mod := range map[string]func(*Policy){
 		"local_recipient_maps": func(p *Policy) { p.LocalRecipients = errTable{} },
 		"virtual_alias_maps":   func(p *Policy) { p.VirtualAliases = errTable{} },
+		"relay_recipient_maps": func(p *Policy) { p.RelayRecipients = errTable{} },
 	} {
 		ts := start(t, func(o *Options) { mod(o.Policy) })
 		c := ts.session(t)
 		c.must("MAIL FROM:<>", "250 ")
-		if got := c.cmd("RCPT TO:<x@example.com>"); got != "451 4.3.0 <x@example.com>: Temporary lookup failure" {
+		rcpt := "x@example.com"
+		if name == "relay_recipient_maps" {
+			rcpt = "x@relay.example"
+		}
+		if got := c.cmd("RCPT TO:<" + rcpt + ">"); got != "451 4.3.0 <"+rcpt+">: Temporary lookup failure" {
 			t.Errorf("%s: %q", name, got)
 		}
 		if len(ts.q.all()) != 0 {

@@ -174,7 +174,9 @@ transport_maps = hash:$config_directory/transport
 	})
 
 	users := "user1 x\nuser2 x\nuser3 x\nuser4 x\nalice x\npostmaster x\n"
-	pdir := copySeed(t, "primary", n.common+fmt.Sprintf("inet_interfaces = %s\nqueue_directory = $config_directory/queue\nmail_spool_directory = $config_directory/mail/\nalias_maps = hash:$config_directory/aliases\nlocal_recipient_maps = hash:$config_directory/users $alias_maps\n", primaryIP),
+	// The primary listens on 127.0.0.10, which is no interface's address:
+	// like Postfix, mailtee cannot derive mynetworks from it, so it is set.
+	pdir := copySeed(t, "primary", n.common+fmt.Sprintf("inet_interfaces = %s\nmynetworks = 127.0.0.0/8\nqueue_directory = $config_directory/queue\nmail_spool_directory = $config_directory/mail/\nalias_maps = hash:$config_directory/aliases\nlocal_recipient_maps = hash:$config_directory/users $alias_maps\n", primaryIP),
 		map[string]string{"users": users, "aliases": "postmaster: alice\n"})
 	primary := &instance{T: t, Dir: pdir, Port: n.port, Log: &syncBuffer{}, Host: primaryIP}
 	logOnFailure(t, "primary", primary)

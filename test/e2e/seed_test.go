@@ -81,7 +81,9 @@ func newSeedNet(t *testing.T, primaryExtra, relayExtra string, primaryFiles map[
 	}, map[string][]string{"archive.example": {"10 mx.archive.example"}})
 	common := fmt.Sprintf("smtpd_port = %d\nsmtp_tcp_port = %d\ndns_servers = %s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\nsmtp_connect_timeout = 2s\n", n.port, n.port, n.dns.Addr)
 	users := "user1 x\nuser2 x\nuser3 x\nuser4 x\nalice x\nlist x\npostmaster x\n"
-	pdir := copySeed(t, "primary", common+fmt.Sprintf("inet_interfaces = %s\nqueue_directory = $config_directory/queue\nmail_spool_directory = $config_directory/mail/\nalias_maps = hash:$config_directory/aliases\nlocal_recipient_maps = hash:$config_directory/users $alias_maps\n", primaryIP)+primaryExtra,
+	// The primary listens on 127.0.0.10, which is no interface's address:
+	// like Postfix, mailtee cannot derive mynetworks from it, so it is set.
+	pdir := copySeed(t, "primary", common+fmt.Sprintf("inet_interfaces = %s\nmynetworks = 127.0.0.0/8\nqueue_directory = $config_directory/queue\nmail_spool_directory = $config_directory/mail/\nalias_maps = hash:$config_directory/aliases\nlocal_recipient_maps = hash:$config_directory/users $alias_maps\n", primaryIP)+primaryExtra,
 		mergeFiles(map[string]string{"users": users, "aliases": "postmaster: alice\nlist: user1, user2\n"}, primaryFiles))
 	rdir := copySeed(t, "relay", common+fmt.Sprintf("inet_interfaces = %s\nqueue_directory = $config_directory/queue\nmail_spool_directory = $config_directory/mail/\n", relayIP)+relayExtra, nil)
 	n.primary = &instance{T: t, Dir: pdir, Port: n.port, Log: &syncBuffer{}, Host: primaryIP}
