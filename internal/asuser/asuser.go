@@ -366,7 +366,6 @@ func (h *helper) call(ctx context.Context, req request, body io.Reader) error {
 			forget()
 			return failure("cannot make a pipe for the local delivery helper: %v", err)
 		}
-		rec = rec[:bytes.IndexByte(rec, '\n')+1]
 		oob = unix.UnixRights(int(pr.Fd()))
 	}
 	h.wmu.Lock()
@@ -383,10 +382,12 @@ func (h *helper) call(ctx context.Context, req request, body io.Reader) error {
 		h.fail(err)
 		return failure("cannot talk to local delivery helper (%v): %v", h.cred, err)
 	}
+	copied := make(chan struct{})
 	if pw != nil {
 		// A helper that stops reading early (it failed) makes the copy
 		// fail with EPIPE, and its reply says why.
 		go func() {
+			defer close(copied)
 			defer pw.Close()
 			n, err := io.Copy(pw, body)
 			if err != nil {
@@ -396,15 +397,23 @@ func (h *helper) call(ctx context.Context, req request, body io.Reader) error {
 			binary.BigEndian.PutUint64(trailer[:], uint64(n))
 			pw.Write(trailer[:])
 		}()
+	} else {
+		close(copied)
 	}
+	// The caller closes body once call returns: the copy must be over.
 	select {
 	case e := <-ch:
-		if e != nil {
+		<-copied
+		if e != nil { // not a nil *deliver.Error in an error
 			return e
 		}
 		return nil
 	case <-ctx.Done():
 		forget()
+		if pw != nil {
+			pw.Close() // ends a copy blocked on a helper that reads no more
+		}
+		<-copied
 		return failure("local delivery interrupted: %v", ctx.Err())
 	}
 }

@@ -206,12 +206,9 @@ func (c *conn) Write(b []byte) (int, error) {
 		verb := junkVerb(b)
 		pause, limit := c.countReply(b, verb)
 		if pause {
-			// What is answered already goes out before the pause, as
-			// Postfix flushes before it sleeps.
-			if err := c.flush(nil); err != nil {
+			if err := c.errorPause(); err != nil {
 				return 0, err
 			}
-			c.srv.errorSleep()
 		}
 		switch {
 		case limit && verb == "":
@@ -391,9 +388,19 @@ func (c *conn) begin(ctr *counter, verb string) *smtp.SMTPError {
 		return reply(421, "4.7.0", "%s Error: too many errors", c.srv.o.Hostname)
 	}
 	if errs >= lim.SoftErrorLimit {
-		c.srv.errorSleep()
+		c.errorPause() // a failed send shows at the next write
 	}
 	return nil
+}
+
+// errorPause is smtpd_error_sleep_time's pause for a client past the soft
+// error limit. What is answered already goes out first, as Postfix
+// flushes before it sleeps: held replies would otherwise wait through
+// every pause.
+func (c *conn) errorPause() error {
+	err := c.flush(nil)
+	c.srv.errorSleep()
+	return err
 }
 
 // errorSleep is smtpd_error_sleep_time's pause, cut short by a Shutdown

@@ -103,7 +103,7 @@ func (c *conn) SetWriteDeadline(time.Time) error {
 	}
 	c.mu.Unlock()
 	if junk && pause {
-		c.srv.errorSleep()
+		c.errorPause() // a failed send shows at the next write
 	}
 	if limit {
 		c.srv.log("too many errors after junk from %s", c.namaddr())
