@@ -19,6 +19,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return exitBadData
 	}
 	all, _ := checkAll(cfg)
+	all = append(all, mailboxFindings(cfg)...)
 	for _, d := range all {
 		fmt.Fprintf(stdout, "%v\n", d)
 	}
@@ -42,7 +43,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 // returned too, so that serve need not read a large table twice.
 func checkAll(cfg *config.Config) (diag.List, map[string]maps.Table) {
 	all := cfg.Check()
-	all = append(all, mailboxFindings(cfg)...)
+	all = append(all, privsFindings(cfg)...)
 	opened := map[string]maps.Table{}
 	seen := map[string]bool{}
 	for _, ref := range cfg.TableRefs() {

@@ -275,28 +275,42 @@ func spoolDir(cfg *config.Config) string {
 	return d
 }
 
-// mailboxFindings checks default_privs as Postfix does (a known user, not
-// root) and reports mailboxes that mailtee, run as root, could not write
-// with their recipient's privileges.
-func mailboxFindings(cfg *config.Config) diag.List {
-	var out diag.List
+// privsFindings checks default_privs as Postfix does: a known user, not
+// root. serve and reload check it too.
+func privsFindings(cfg *config.Config) diag.List {
 	pw, err := local.ReadPasswd(passwdFile)
 	if err != nil {
 		return nil
 	}
-	line := func(param string) int {
-		s, _ := cfg.Set(param)
-		return s.Line
-	}
-	dp, err := local.DefaultPrivs(pw, cfg.Get("default_privs"))
-	if err != nil {
-		out.Errorf(cfg.File, line("default_privs"), "%v", err)
-	}
-	o := local.Options{SpoolDir: spoolDir(cfg), HomeMailbox: cfg.Get("home_mailbox"), DefaultPrivs: dp}
-	for _, f := range local.CheckMailboxes(o, pw) {
-		out.Warnf(cfg.File, line(f.Param), "%s: %s", f.Param, f.Msg)
+	var out diag.List
+	if _, err := local.DefaultPrivs(pw, cfg.Get("default_privs")); err != nil {
+		out.Errorf(cfg.File, settingLine(cfg, "default_privs"), "%v", err)
 	}
 	return out
+}
+
+// mailboxFindings reports mailboxes that mailtee, run as root, could not
+// write with their recipient's privileges. Only `mailtee check` looks:
+// with home_mailbox it examines every user's home directory, which on a
+// site with automounted homes is no work for each start and reload.
+func mailboxFindings(cfg *config.Config) diag.List {
+	pw, err := local.ReadPasswd(passwdFile)
+	if err != nil {
+		return nil
+	}
+	dp, _ := local.DefaultPrivs(pw, cfg.Get("default_privs"))
+	o := local.Options{SpoolDir: spoolDir(cfg), HomeMailbox: cfg.Get("home_mailbox"), DefaultPrivs: dp}
+	var out diag.List
+	for _, f := range local.CheckMailboxes(o, pw) {
+		out.Warnf(cfg.File, settingLine(cfg, f.Param), "%s: %s", f.Param, f.Msg)
+	}
+	return out
+}
+
+// settingLine is the line of main.cf that sets param, 0 when none does.
+func settingLine(cfg *config.Config, param string) int {
+	s, _ := cfg.Set(param)
+	return s.Line
 }
 
 // passwdFile is where local delivery finds mailbox owners.
