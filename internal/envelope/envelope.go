@@ -23,6 +23,9 @@ type Envelope struct {
 	// itself: if it cannot be delivered either, it is logged and
 	// dropped, never answered with another notification.
 	Notification bool `json:",omitempty"`
+	// Parent is the queue ID of the message this one was made from (an
+	// alias forward, a notification), for the log and the ledger.
+	Parent string `json:",omitempty"`
 }
 
 // Rcpt is one envelope recipient.

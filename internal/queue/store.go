@@ -753,3 +753,11 @@ func Put(dir string, env *envelope.Envelope, body io.Reader) (string, error) {
 	}
 	return "", errors.New("no free queue ID after 10 tries")
 }
+
+// NewMemMessage is a message held in memory only, never stored: for the
+// tests of the packages that handle queued messages (qmgr, bounce).
+func NewMemMessage(id string, env *envelope.Envelope, body []byte) *Message {
+	m := newMessage(id, env, int64(len(body)))
+	m.data.Store(&body)
+	return m
+}

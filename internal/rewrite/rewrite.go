@@ -187,14 +187,25 @@ type exception struct {
 	neg  bool
 }
 
+// Problem is a setting New would not honour, naming its parameter.
+type Problem struct {
+	Param string // the main.cf parameter
+	Msg   string
+}
+
+func (p Problem) Error() string { return p.Param + ": " + p.Msg }
+
 // Check reports settings that New would not honour: unknown class names,
 // class names a parameter does not allow, masquerade_exceptions elements
 // that are files or tables, and an always_bcc that holds no address.
-func (o Options) Check() error {
-	var errs []string
+func (o Options) Check() []Problem {
+	var out []Problem
+	add := func(param, format string, args ...any) {
+		out = append(out, Problem{param, fmt.Sprintf(format, args...)})
+	}
 	check := func(param string, list []string, allowed int) {
 		if _, bad := classMask(list, 0, allowed); bad != "" {
-			errs = append(errs, fmt.Sprintf("%s: unknown or unsupported class %q", param, bad))
+			add(param, "unknown or unsupported class %q (valid: %s)", bad, allowedNames(allowed))
 		}
 	}
 	all := classEnvFrom | classEnvRcpt | classHdrFrom | classHdrRcpt
@@ -205,25 +216,22 @@ func (o Options) Check() error {
 	for _, el := range o.MasqueradeExceptions {
 		el = strings.TrimLeft(el, "!")
 		if strings.HasPrefix(el, "/") || maps.IsTable(el) {
-			errs = append(errs, fmt.Sprintf("masquerade_exceptions: %q: files and tables must be expanded before rewriting", el))
+			add("masquerade_exceptions", "%q: files and tables must be expanded before rewriting", el)
 		}
 	}
 	if o.AlwaysBCC != "" {
 		if _, err := (&Rewriter{}).crunch(o.AlwaysBCC); err != nil {
-			errs = append(errs, fmt.Sprintf("always_bcc: %v", err))
+			add("always_bcc", "%v", err)
 		}
 	}
 	for _, p := range o.PropagateUnmatchedExtensions {
 		switch strings.ToLower(p) {
 		case "canonical", "virtual", "alias", "forward", "include", "generic":
 		default:
-			errs = append(errs, fmt.Sprintf("propagate_unmatched_extensions: unknown value %q", p))
+			add("propagate_unmatched_extensions", "unknown value %q (valid: canonical, virtual, alias, forward, include, generic)", p)
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(errs, "; "))
-	}
-	return nil
+	return out
 }
 
 // classMask turns a class list into bits; nil gives def. bad is the first
@@ -245,6 +253,17 @@ func classMask(list []string, def, allowed int) (mask int, bad string) {
 		}
 	}
 	return mask, bad
+}
+
+// allowedNames lists the class names in allowed, for an error message.
+func allowedNames(allowed int) string {
+	var names []string
+	for _, c := range classNames {
+		if allowed&c.bit != 0 {
+			names = append(names, c.name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // New returns a Rewriter for o. Settings that Check reports are ignored;

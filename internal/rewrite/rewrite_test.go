@@ -632,8 +632,8 @@ func TestLookupErrors(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	if err := (Options{}).Check(); err != nil {
-		t.Errorf("zero Options: %v", err)
+	if p := (Options{}).Check(); p != nil {
+		t.Errorf("zero Options: %v", p)
 	}
 	bad := Options{
 		CanonicalClasses:             []string{"envelope_sendr"},
@@ -642,10 +642,18 @@ func TestCheck(t *testing.T) {
 		PropagateUnmatchedExtensions: []string{"virtual", "aliases"},
 		AlwaysBCC:                    "journal@archive.example, <broken",
 	}
-	err := bad.Check()
+	// The issue's always_bcc: serve refused every message with it.
+	if p := (Options{AlwaysBCC: "a b c @@"}).Check(); len(p) != 1 || p[0].Param != "always_bcc" {
+		t.Errorf("always_bcc = a b c @@: got %v, want one always_bcc problem", p)
+	}
+	var all []string
+	for _, p := range bad.Check() {
+		all = append(all, p.Error())
+	}
+	got := strings.Join(all, "\n")
 	for _, want := range []string{`canonical_classes: unknown or unsupported class "envelope_sendr"`, `sender_canonical_classes: unknown or unsupported class "envelope_recipient"`, `masquerade_exceptions: "hash:/etc/postfix/masq"`, `propagate_unmatched_extensions: unknown value "aliases"`, `always_bcc: non-address result`} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("Check: got %v, want %s", err, want)
+		if !strings.Contains(got, want) {
+			t.Errorf("Check: got %s, want %s", got, want)
 		}
 	}
 }

@@ -223,7 +223,12 @@ func (s *session) data(r io.Reader) (string, error) {
 		return "", reply(421, "4.4.2", "%s Error: timeout exceeded", s.srv.o.Hostname)
 	}
 	var refusal *smtp.SMTPError
-	if errors.As(err, &refusal) {
+	var refused replier
+	if errors.As(err, &refused) {
+		code, enh, text := refused.SMTPReply()
+		refusal = reply(code, enh, "%s", text)
+	}
+	if refusal != nil || errors.As(err, &refusal) {
 		// The queue's content checks refused the message (too many
 		// hops, for one): their reply goes to the client as it is.
 		whatsup(replyText(refusal))
@@ -244,6 +249,12 @@ func (s *session) data(r io.Reader) (string, error) {
 		return "", reply(451, "4.3.0", "Error: queue file write error")
 	}
 	return id, nil
+}
+
+// replier is an Enqueuer's refusal of a message (cleanup.Refusal): the
+// reply to send, as it is.
+type replier interface {
+	SMTPReply() (code int, enhanced, text string)
 }
 
 func (s *session) Reset() {

@@ -1,4 +1,4 @@
-package main
+package cleanup
 
 import (
 	"bufio"
@@ -11,9 +11,12 @@ import (
 	"github.com/mailtee/mailtee/internal/rewrite"
 )
 
-func testCleanup(copies bool) *cleanup {
-	rw := rewrite.New(rewrite.Options{Myorigin: "example.org"})
-	return &cleanup{external: rw, internal: rw, copies: copies, hopLimit: 3, maxHdr: 102400}
+func testCleanup(copies bool) *Cleanup {
+	c, err := New(Options{Rewrite: rewrite.Options{Myorigin: "example.org"}, RelayCopies: copies, HopcountLimit: 3, HeaderSizeLimit: 102400})
+	if err != nil {
+		panic(err)
+	}
+	return c
 }
 
 // postconf(5) hopcount_limit: "The maximal number of Received: message
@@ -28,7 +31,7 @@ func TestCleanupHopcount(t *testing.T) {
 	for _, received := range []string{"Received: ", "Received : ", "RECEIVED\t: ", "received:"} {
 		hdr := strings.Repeat(received+"from x by y; date\r\n", 3) + "Subject: loop\r\n\r\nbody\r\n"
 		in := strings.NewReader(hdr)
-		_, r, err := c.process(context.Background(), "", env, in, true)
+		_, r, err := c.Process(context.Background(), "", env, in, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +43,7 @@ func TestCleanupHopcount(t *testing.T) {
 		}
 	}
 	ok := strings.Repeat("Received: from x by y; date\r\n", 2) + "X-Received: z\r\nReceivedx: z\r\nSubject: fine\r\n\r\nbody\r\n"
-	_, r, err := c.process(context.Background(), "", env, strings.NewReader(ok), true)
+	_, r, err := c.Process(context.Background(), "", env, strings.NewReader(ok), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +57,7 @@ func TestCleanupHopcount(t *testing.T) {
 func TestCleanupRelayCopies(t *testing.T) {
 	c := testCleanup(true)
 	env := &envelope.Envelope{From: "a@outside.example", Rcpts: []envelope.Rcpt{{Addr: "u1@example.org"}, {Addr: "u2@example.org"}}}
-	out, _, err := c.process(context.Background(), "", env, strings.NewReader("Subject: x\r\n\r\n"), true)
+	out, _, err := c.Process(context.Background(), "", env, strings.NewReader("Subject: x\r\n\r\n"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +66,7 @@ func TestCleanupRelayCopies(t *testing.T) {
 			t.Errorf("%s not marked as a copy", r.Addr)
 		}
 	}
-	out, _, _ = c.process(context.Background(), "", env, strings.NewReader("Subject: x\r\n\r\n"), false)
+	out, _, _ = c.Process(context.Background(), "", env, strings.NewReader("Subject: x\r\n\r\n"), false)
 	for _, r := range out.Rcpts {
 		if r.Copy {
 			t.Errorf("internal mail %s must not be marked by dual_delivery_relay", r.Addr)
@@ -78,13 +81,13 @@ func TestCleanupRelayCopies(t *testing.T) {
 // body pass whole, and a field rewriting made longer is cut again.
 func TestCleanupHeaderSizeLimit(t *testing.T) {
 	c := testCleanup(false)
-	c.maxHdr = 40
+	c.o.HeaderSizeLimit = 40
 	var logged []string
-	c.log = func(line string) { logged = append(logged, line) }
+	c.o.Log = func(line string) { logged = append(logged, line) }
 	env := &envelope.Envelope{From: "a@example.org", Rcpts: []envelope.Rcpt{{Addr: "b@example.org"}},
 		ClientName: "client.example", ClientAddr: "192.0.2.1", Protocol: "ESMTP", Helo: "client.example"}
 	long := "X-Long: " + strings.Repeat("a", 100) + "\r\n\tmore\r\nSubject: s\r\n\r\nbody\r\n"
-	_, r, err := c.process(context.Background(), "4ABC", env, strings.NewReader(long), true)
+	_, r, err := c.Process(context.Background(), "4ABC", env, strings.NewReader(long), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,9 +105,9 @@ func TestCleanupHeaderSizeLimit(t *testing.T) {
 	// with @example.org: cut again. The second line starts at byte 68
 	// (Postfix counts a line break as one), under 90% of the limit, so
 	// it is cut at byte 100 ("unkind cut").
-	c.maxHdr = 100
+	c.o.HeaderSizeLimit = 100
 	to := "To: u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11, u12, u13, u14, u15, u16\r\n"
-	_, r, _ = c.process(context.Background(), "", &envelope.Envelope{From: "a@example.org", Rcpts: env.Rcpts}, strings.NewReader(to+"\r\n"), true)
+	_, r, _ = c.Process(context.Background(), "", &envelope.Envelope{From: "a@example.org", Rcpts: env.Rcpts}, strings.NewReader(to+"\r\n"), true)
 	got, _ = io.ReadAll(r)
 	if want := "To: u1@example.org, u2@example.org, u3@example.org, u4@example.org,\r\n u5@example.org, u6@example.org,\r\n\r\n"; string(got) != want {
 		t.Errorf("rewritten past the limit: got %q, want %q", got, want)
@@ -126,7 +129,7 @@ func BenchmarkCleanup(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		br.Reset(strings.NewReader(msg))
-		_, r, err := c.process(context.Background(), "4ABC", env, br, true)
+		_, r, err := c.Process(context.Background(), "4ABC", env, br, true)
 		if err != nil {
 			b.Fatal(err)
 		}

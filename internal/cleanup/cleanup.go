@@ -1,0 +1,260 @@
+// Package cleanup is mailtee's cleanup(8): the only way into the queue.
+// Mail from SMTP clients, local submissions (pickup), alias forwards and
+// delivery status notices all pass through a Door, which rewrites the
+// envelope and header addresses, adds the BCC copies of mail from
+// outside, enforces hopcount_limit and header_size_limit, marks a
+// relay's recipients as copies, and hands the result to the queue.
+//
+// A refusal of the content (too many hops, a table that cannot answer)
+// is a *Refusal, whose SMTP reply smtpd sends as it is.
+package cleanup
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/header"
+	"github.com/mailtee/mailtee/internal/maillog"
+	"github.com/mailtee/mailtee/internal/rewrite"
+)
+
+// Options configure cleanup, from main.cf.
+type Options struct {
+	// Rewrite is the address rewriting of every message. Its BCC fields
+	// (recipient_bcc_maps, sender_bcc_maps, always_bcc) apply to mail
+	// from outside only, as in Postfix: forwards and notices get none.
+	Rewrite rewrite.Options
+	// RelayCopies is dual_delivery_relay: every recipient of mail from
+	// outside is an automatic copy, whose failures go to postmaster.
+	RelayCopies     bool
+	HopcountLimit   int // hopcount_limit; 0 for none
+	HeaderSizeLimit int // header_size_limit
+	// HeaderClients is local_header_rewrite_clients: whose mail gets its
+	// header addresses rewritten. Local submissions always do; mail from
+	// other clients keeps its header as sent, as in Postfix
+	// (remote_header_rewrite_domain empty).
+	HeaderClients func(clientAddr string) bool
+	// Log takes cleanup's mail log lines; nil drops them.
+	Log func(line string)
+}
+
+// Problem is a setting cleanup would not honour, for `mailtee check`.
+type Problem = rewrite.Problem
+
+// Check reports the settings in o that New would not honour, each
+// naming its parameter: the same validation for check and serve.
+func Check(o Options) []Problem { return o.Rewrite.Check() }
+
+// Cleanup is one configuration's cleanup stage; a reload builds another.
+type Cleanup struct {
+	o        Options
+	external *rewrite.Rewriter // mail from SMTP clients and sendmail
+	internal *rewrite.Rewriter // forwards and notifications: no BCC
+}
+
+// New builds cleanup from o, or says which settings are wrong.
+func New(o Options) (*Cleanup, error) {
+	if p := Check(o); len(p) > 0 {
+		return nil, p[0]
+	}
+	in := o.Rewrite
+	in.RecipientBCC, in.SenderBCC, in.AlwaysBCC = nil, nil, ""
+	return &Cleanup{o: o, external: rewrite.New(o.Rewrite), internal: rewrite.New(in)}, nil
+}
+
+// rewriteHeaders says whether env's header is rewritten: for local
+// submissions, and for clients local_header_rewrite_clients allows.
+func (c *Cleanup) rewriteHeaders(env *envelope.Envelope) bool {
+	return env.ClientAddr == "" || c.o.HeaderClients != nil && c.o.HeaderClients(env.ClientAddr)
+}
+
+// Process rewrites env and returns the content to store: the header
+// field by field, each within header_size_limit and with its addresses
+// rewritten, then the body as it is, read as the queue reads the
+// returned reader. That reader fails with a *Refusal when the message is
+// refused (too many hops), after reading body to its end. id is the
+// queue ID for the log ("" when not known yet); external is mail from
+// outside (SMTP clients, local submission), which gets the BCC copies.
+func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope, body io.Reader, external bool) (*envelope.Envelope, io.Reader, error) {
+	rw := c.internal
+	if external {
+		rw = c.external
+	}
+	out, err := rw.Envelope(ctx, env)
+	if err != nil {
+		return nil, nil, fmt.Errorf("address rewriting: %w", err)
+	}
+	if c.o.RelayCopies && external {
+		for i := range out.Rcpts {
+			out.Rcpts[i].Copy = true
+		}
+	}
+	br, ok := body.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(body, readerSize)
+	}
+	rewrite := c.rewriteHeaders(env)
+	hops := 0
+	maxHdr, hopLimit := c.o.HeaderSizeLimit, c.o.HopcountLimit
+	return out, header.Filter(br, maxHdr, func(field []byte, discarded int64) ([]byte, error) {
+		if discarded > 0 && c.o.Log != nil {
+			c.o.Log(headerCutLog(id, env, field, maxHdr, discarded))
+		}
+		if bytes.EqualFold(header.Name(field), []byte("received")) {
+			hops++
+		}
+		// Postfix's cleanup refuses at hop_count >= hopcount_limit,
+		// counting the Received: field smtpd just added.
+		if hopLimit > 0 && hops >= hopLimit {
+			return nil, Refuse(554, "5.4.6", "too many hops (%d Received: headers, hopcount_limit is %d)", hops, hopLimit)
+		}
+		if !rewrite {
+			return field, nil
+		}
+		nf, err := rw.Header(ctx, field)
+		if err != nil {
+			// A table that cannot answer: Postfix refuses with "try
+			// again later"; so do we, after letting the client finish.
+			return nil, Refuse(451, "4.3.0", "header address rewriting failed: %v", err)
+		}
+		// Rewriting may make a field longer; Postfix cuts every field
+		// it writes (cleanup_out_header).
+		nf, _ = header.Cut(nf, maxHdr)
+		return nf, nil
+	}), nil
+}
+
+// Refusal is cleanup's refusal of a message: the SMTP reply that tells
+// its client why, sent as it is.
+type Refusal struct {
+	Code     int    // 554, 451
+	Enhanced string // "5.4.6"
+	Text     string
+}
+
+// Refuse makes a Refusal.
+func Refuse(code int, enhanced, format string, args ...any) *Refusal {
+	return &Refusal{Code: code, Enhanced: enhanced, Text: fmt.Sprintf(format, args...)}
+}
+
+func (r *Refusal) Error() string { return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text) }
+
+// SMTPReply is the reply smtpd sends for r.
+func (r *Refusal) SMTPReply() (code int, enhanced, text string) { return r.Code, r.Enhanced, r.Text }
+
+// headerCutLog is the log line for a header field cut at
+// header_size_limit, in the shape of Postfix's cleanup_act_log (as a
+// header_checks WARN action logs): Postfix cuts such a field without a
+// word, mailtee says so.
+//
+//	ID: warning: header NAME: TEXT from CLIENT; from=<S> to=<R> proto=P helo=<H>: ...
+func headerCutLog(id string, env *envelope.Envelope, field []byte, limit int, discarded int64) string {
+	if id == "" {
+		id = "NOQUEUE"
+	}
+	origin := "local"
+	if env.ClientAddr != "" {
+		origin = maillog.NameAddr(env.ClientName, env.ClientAddr)
+	}
+	var b strings.Builder
+	b.WriteString(id + ": warning: header ")
+	// The first 200 bytes, as Postfix's %.200s, made printable as its
+	// msg_info does (line breaks and 8-bit bytes show as '?').
+	for _, c := range field[:min(len(field), 200)] {
+		switch {
+		case c == '\r':
+		case c < ' ' || c >= 0x7f:
+			b.WriteByte('?')
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteString(" from " + origin + "; from=<" + env.From + ">")
+	if n := len(env.Rcpts); n > 0 {
+		b.WriteString(" to=<" + env.Rcpts[n-1].Addr + ">")
+	}
+	if env.Protocol != "" {
+		b.WriteString(" proto=" + env.Protocol)
+	}
+	if env.Helo != "" {
+		b.WriteString(" helo=<" + env.Helo + ">")
+	}
+	fmt.Fprintf(&b, ": header field exceeds header_size_limit (%d bytes); %d bytes discarded", limit, discarded)
+	return b.String()
+}
+
+// readerSize is the buffer cleanup reads message content through.
+const readerSize = 16 << 10
+
+// readers are the buffers of messages being received: reused, so that a
+// busy server does not allocate and clear one per message.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readerSize) }}
+
+// Queue is where cleanup puts what it accepts.
+type Queue interface {
+	NewID() string
+	// Enqueue stores the message durably, reading body to its end.
+	Enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error
+}
+
+// Door is the front door of the queue: every message enters through it,
+// through the Cleanup of the configuration in force.
+type Door struct {
+	q   Queue
+	cur atomic.Pointer[Cleanup]
+}
+
+// NewDoor opens a door to q through c.
+func NewDoor(q Queue, c *Cleanup) *Door {
+	d := &Door{q: q}
+	d.cur.Store(c)
+	return d
+}
+
+// Set replaces the cleanup stage, for a reload; messages being received
+// finish with the one they started with.
+func (d *Door) Set(c *Cleanup) { d.cur.Store(c) }
+
+// Cleanup is the cleanup stage in force.
+func (d *Door) Cleanup() *Cleanup { return d.cur.Load() }
+
+// NewID is a queue ID, for smtpd to name a message before it is stored.
+func (d *Door) NewID() string { return d.q.NewID() }
+
+// Enqueue takes mail from an SMTP client, under the ID NewID gave.
+func (d *Door) Enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error {
+	return d.enqueue(ctx, id, env, body, true)
+}
+
+// Submit takes a local submission (sendmail, through pickup), which gets
+// the same rewriting and copies as mail from outside, and returns its
+// queue ID.
+func (d *Door) Submit(ctx context.Context, env *envelope.Envelope, body io.Reader) (string, error) {
+	id := d.q.NewID()
+	return id, d.enqueue(ctx, id, env, body, true)
+}
+
+// Inject queues a message mailtee makes from another (a forward, a
+// notice) under the ID NewID gave: rewritten, but no BCC copies.
+// env.Parent names the original.
+func (d *Door) Inject(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error {
+	return d.enqueue(ctx, id, env, body, false)
+}
+
+func (d *Door) enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader, external bool) error {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() { br.Reset(nil); readers.Put(br) }()
+	out, r, err := d.cur.Load().Process(ctx, id, env, br, external)
+	if err != nil {
+		return err
+	}
+	return d.q.Enqueue(ctx, id, out, r)
+}

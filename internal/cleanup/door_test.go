@@ -1,0 +1,110 @@
+package cleanup
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/rewrite"
+)
+
+// fakeQueue stores what the door hands it.
+type fakeQueue struct {
+	n    int
+	envs map[string]*envelope.Envelope
+	body map[string]string
+}
+
+func (q *fakeQueue) NewID() string { q.n++; return "ID" + string(rune('A'+q.n)) }
+
+func (q *fakeQueue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return err
+	}
+	if q.envs == nil {
+		q.envs, q.body = map[string]*envelope.Envelope{}, map[string]string{}
+	}
+	q.envs[id], q.body[id] = env, string(b)
+	return nil
+}
+
+func rcptAddrs(env *envelope.Envelope) string {
+	var s []string
+	for _, r := range env.Rcpts {
+		s = append(s, r.Addr)
+	}
+	return strings.Join(s, " ")
+}
+
+// Mail from outside (SMTP, a local submission) gets always_bcc; what
+// mailtee makes itself (forwards, notices) does not, as in Postfix.
+func TestDoorCopiesOnlyMailFromOutside(t *testing.T) {
+	c, err := New(Options{Rewrite: rewrite.Options{Myorigin: "example.org", AlwaysBCC: "archive@example.org"}, HeaderSizeLimit: 102400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &fakeQueue{}
+	d := NewDoor(q, c)
+	env := func() *envelope.Envelope {
+		return &envelope.Envelope{From: "a@example.org", Rcpts: []envelope.Rcpt{{Addr: "b@example.org"}}}
+	}
+	id := d.NewID()
+	if err := d.Enqueue(context.Background(), id, env(), strings.NewReader("Subject: s\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	sid, err := d.Submit(context.Background(), env(), strings.NewReader("Subject: s\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	iid := d.NewID()
+	if err := d.Inject(context.Background(), iid, env(), strings.NewReader("Subject: s\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []struct{ id, want string }{{id, "b@example.org archive@example.org"}, {sid, "b@example.org archive@example.org"}, {iid, "b@example.org"}} {
+		if got := rcptAddrs(q.envs[x.id]); got != x.want {
+			t.Errorf("%s: recipients %q, want %q", x.id, got, x.want)
+		}
+	}
+	if q.body[sid] != "Subject: s\r\n\r\nx\r\n" {
+		t.Errorf("content changed: %q", q.body[sid])
+	}
+}
+
+// A setting rewriting cannot honour is refused when cleanup is built, so
+// that check (which builds it too) and serve agree; the issue's
+// always_bcc = a b c @@ passed check and then failed every message.
+func TestNewRefusesWhatCheckReports(t *testing.T) {
+	for _, o := range []rewrite.Options{
+		{AlwaysBCC: "a b c @@"},
+		{MasqueradeClasses: []string{"envelope_sendr"}},
+	} {
+		if _, err := New(Options{Rewrite: o}); err == nil {
+			t.Errorf("%+v: built without an error", o)
+		}
+		if p := Check(Options{Rewrite: o}); len(p) != 1 {
+			t.Errorf("%+v: Check %v, want one problem", o, p)
+		}
+	}
+}
+
+// A refusal reaches the client as its reply: smtpd asks the error for
+// it.
+func TestRefusalReply(t *testing.T) {
+	c := testCleanup(false)
+	env := &envelope.Envelope{From: "a@example.org", Rcpts: []envelope.Rcpt{{Addr: "b@example.org"}}}
+	q := &fakeQueue{}
+	err := NewDoor(q, c).Enqueue(context.Background(), "X", env, strings.NewReader(strings.Repeat("Received: x\r\n", 5)+"\r\nbody\r\n"))
+	var r interface {
+		SMTPReply() (int, string, string)
+	}
+	if !errors.As(err, &r) {
+		t.Fatalf("got %v, want a refusal", err)
+	}
+	if code, enh, text := r.SMTPReply(); code != 554 || enh != "5.4.6" || !strings.Contains(text, "too many hops") {
+		t.Errorf("reply %d %s %s", code, enh, text)
+	}
+}
