@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/mailtee/mailtee/internal/master"
 	"io"
 	"os"
 
@@ -85,9 +86,9 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitBadData
 	}
-	if _, err := control(queueDir(cfg), "reload"); err != nil {
+	if _, err := master.Control(master.QueueDir(cfg), "reload"); err != nil {
 		fmt.Fprintf(stderr, "mailtee reload: %v\n", err)
-		if errors.Is(err, errNoServer) {
+		if errors.Is(err, master.ErrNoServer) {
 			return exitRuntime
 		}
 		return exitBadData

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/mailtee/mailtee/internal/master"
 	"io"
 	"strings"
 
@@ -25,16 +26,16 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: mailtee queue [-c DIR] list | flush | delete ID | hold ID | release ID")
 		return exitBadData
 	}
-	qdir := queueDir(cfg)
+	qdir := master.QueueDir(cfg)
 	verb := rest[0]
 	switch verb {
 	case "list":
-		r, err := control(qdir, "list")
+		r, err := master.Control(qdir, "list")
 		var list []queue.Info
 		switch {
 		case err == nil:
 			list = r.List
-		case errors.Is(err, errNoServer):
+		case errors.Is(err, master.ErrNoServer):
 			if list, err = queue.ListDir(qdir); err != nil {
 				fmt.Fprintf(stderr, "mailtee queue: %v\n", err)
 				return exitRuntime
@@ -49,7 +50,7 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 		if len(rest) != 1 {
 			break
 		}
-		if _, err := control(qdir, "flush"); err != nil {
+		if _, err := master.Control(qdir, "flush"); err != nil {
 			fmt.Fprintf(stderr, "mailtee queue: %v\n", err)
 			return exitRuntime
 		}
@@ -58,7 +59,7 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 		if len(rest) != 2 {
 			break
 		}
-		if _, err := control(qdir, verb+" "+rest[1]); err != nil {
+		if _, err := master.Control(qdir, verb+" "+rest[1]); err != nil {
 			fmt.Fprintf(stderr, "mailtee queue: %s %s: %v\n", verb, rest[1], err)
 			if msg := err.Error(); strings.Contains(msg, queue.ErrNotFound.Error()) || strings.Contains(msg, queue.ErrBadID.Error()) {
 				return exitBadData

@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
+	"cmp"
 	"errors"
 	"fmt"
+	"github.com/mailtee/mailtee/internal/cleanup"
+	"github.com/mailtee/mailtee/internal/master"
 	"io"
 	"net/mail"
 	"os"
@@ -16,7 +18,6 @@ import (
 	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/envelope"
-	"github.com/mailtee/mailtee/internal/queue"
 )
 
 // runSendmail is Postfix's sendmail(1) for cron jobs and scripts: the
@@ -139,7 +140,7 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// Postfix's cleanup adds what a message must have.
 	lower := strings.ToLower("\n" + string(hdr))
 	if !strings.Contains(lower, "\nfrom:") {
-		fmt.Fprintf(&msg, "From: %s\r\n", firstNonEmpty(from, "MAILER-DAEMON@"+origin))
+		fmt.Fprintf(&msg, "From: %s\r\n", cmp.Or(from, "MAILER-DAEMON@"+origin))
 	}
 	if !strings.Contains(lower, "\ndate:") {
 		fmt.Fprintf(&msg, "Date: %s\r\n", now.Format(time.RFC1123Z))
@@ -150,20 +151,9 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	msg.Write(rest)
 	// As Postfix's pickup hands sendmail's mail to cleanup: the same
 	// rewriting and BCC copies as for mail from SMTP clients.
-	t, err := openTables(cfg, nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
-		return exitBadData
-	}
-	cl := newCleanup(cfg, t, func(line string) { fmt.Fprintf(stderr, "mailtee sendmail: %s\n", line) })
-	out, body2, err := cl.process(context.Background(), "", env, &msg, true)
-	if err != nil {
-		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
-		return exitBadData
-	}
-	qdir := queueDir(cfg)
-	id, err := queue.Put(qdir, out, body2)
-	var refused refusal
+	qdir := master.QueueDir(cfg)
+	id, err := master.Submit(cfg, env, &msg, func(line string) { fmt.Fprintf(stderr, "mailtee sendmail: %s\n", line) })
+	var refused *cleanup.Refusal
 	if errors.As(err, &refused) {
 		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
 		return exitBadData
@@ -172,7 +162,7 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailtee sendmail: cannot queue the message in %s: %v\n", qdir, err)
 		return exitRuntime
 	}
-	if _, err := control(qdir, "pickup "+id); err != nil && !errors.Is(err, errNoServer) {
+	if _, err := master.Control(qdir, "pickup "+id); err != nil && !errors.Is(err, master.ErrNoServer) {
 		fmt.Fprintf(stderr, "mailtee sendmail: queued as %s, but the server did not take it yet: %v\n", id, err)
 	}
 	return exitOK

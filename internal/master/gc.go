@@ -1,4 +1,4 @@
-package main
+package master
 
 import (
 	"os"
@@ -47,10 +47,10 @@ func gcPercent(live uint64) int {
 	return max(25, int(100*gcHeadroom/live))
 }
 
-// gcTuner keeps tuneGC's rule as the live heap changes: a queue of
+// GCTuner keeps tuneGC's rule as the live heap changes: a queue of
 // 100,000 deferred messages is live memory too. It reads the live heap
 // every 10 s until stop is closed.
-func gcTuner(stop <-chan struct{}) {
+func GCTuner(stop <-chan struct{}) {
 	if os.Getenv("GOGC") != "" {
 		return
 	}

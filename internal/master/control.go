@@ -1,4 +1,4 @@
-package main
+package master
 
 import (
 	"bufio"
@@ -21,7 +21,8 @@ import (
 // so only the queue's owner can use it.
 const controlName = "control"
 
-type controlReply struct {
+// ControlReply is the server's answer to a control request.
+type ControlReply struct {
 	OK    bool         `json:"ok"`
 	Error string       `json:"error,omitempty"`
 	List  []queue.Info `json:"list,omitempty"`
@@ -31,7 +32,7 @@ type controlServer struct {
 	l net.Listener
 }
 
-func startControl(qdir string, s *server) (*controlServer, error) {
+func startControl(qdir string, s *Server) (*controlServer, error) {
 	path := filepath.Join(qdir, controlName)
 	// A socket left by a server that died is in the way; a live one is
 	// not ours to take over.
@@ -60,7 +61,7 @@ func startControl(qdir string, s *server) (*controlServer, error) {
 
 func (cs *controlServer) Close() error { return cs.l.Close() }
 
-func (cs *controlServer) handle(c net.Conn, s *server) {
+func (cs *controlServer) handle(c net.Conn, s *Server) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Minute))
 	line, err := bufio.NewReader(c).ReadString('\n')
@@ -72,7 +73,7 @@ func (cs *controlServer) handle(c net.Conn, s *server) {
 		writeList(c, s.q)
 		return
 	}
-	var reply controlReply
+	var reply ControlReply
 	err = nil
 	switch {
 	case strings.Contains(" delete hold release pickup ", " "+verb+" ") && !queue.ValidID(arg):
@@ -90,7 +91,7 @@ func (cs *controlServer) handle(c net.Conn, s *server) {
 	case verb == "pickup":
 		err = s.q.Pickup(arg)
 	case verb == "reload":
-		err = s.reloadCheck(s.cfg.Dir)
+		err = s.Reload(s.cfg.Dir)
 	default:
 		err = fmt.Errorf("unknown request %q", verb)
 	}
@@ -105,7 +106,7 @@ func (cs *controlServer) handle(c net.Conn, s *server) {
 }
 
 // writeList writes the reply to "list" one message at a time, in the
-// shape of a controlReply: the server never holds the whole listing.
+// shape of a ControlReply: the server never holds the whole listing.
 func writeList(c net.Conn, q *queue.Queue) {
 	w := bufio.NewWriterSize(c, 32<<10)
 	w.WriteString(`{"ok":true,"list":[`)
@@ -134,21 +135,21 @@ func verbPast(v string) string {
 	return v
 }
 
-// errNoServer means no server answers on the control socket.
-var errNoServer = errors.New("mailtee is not running")
+// ErrNoServer means no server answers on the control socket.
+var ErrNoServer = errors.New("mailtee is not running")
 
-// control sends one request to the server of queue directory qdir.
-func control(qdir, request string) (*controlReply, error) {
+// Control sends one request to the server of queue directory qdir.
+func Control(qdir, request string) (*ControlReply, error) {
 	c, err := net.DialTimeout("unix", filepath.Join(qdir, controlName), 2*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("%w (no control socket in %s: %v)", errNoServer, qdir, err)
+		return nil, fmt.Errorf("%w (no control socket in %s: %v)", ErrNoServer, qdir, err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Minute))
 	if _, err := fmt.Fprintf(c, "%s\n", request); err != nil {
 		return nil, err
 	}
-	var r controlReply
+	var r ControlReply
 	if err := json.NewDecoder(c).Decode(&r); err != nil {
 		return nil, fmt.Errorf("bad reply from mailtee: %w", err)
 	}

@@ -1,8 +1,9 @@
-package main
+package master
 
 import (
 	"context"
 	"crypto/tls"
+	"net/netip"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/asuser"
+	"github.com/mailtee/mailtee/internal/cleanup"
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/diag"
@@ -20,6 +22,44 @@ import (
 	"github.com/mailtee/mailtee/internal/route"
 	"github.com/mailtee/mailtee/internal/smtpd"
 )
+
+// runtime is the part of a running server that follows main.cf and its
+// tables, replaced whole by a reload.
+type runtime struct {
+	cfg     *config.Config
+	router  *route.Router
+	local   *local.Local
+	cleanup *cleanup.Cleanup
+	policy  *smtpd.Policy
+}
+
+// newRuntime opens the tables of cfg and builds routing, local delivery,
+// rewriting and relay control on them.
+func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*runtime, error) {
+	t, err := openTables(cfg, opened)
+	if err != nil {
+		return nil, err
+	}
+	isLocal := func(domain string) bool {
+		ok, _ := t.mydest.Match(context.Background(), domain)
+		return ok
+	}
+	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forwarder.Forward, s.asUser)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := cleanup.New(cleanupOptions(cfg, t, func(line string) { s.log.Printf("cleanup", "%s", line) }))
+	if err != nil {
+		return nil, err
+	}
+	return &runtime{
+		cfg:     cfg,
+		router:  routerFor(cfg, t),
+		local:   lda,
+		cleanup: cl,
+		policy:  policyFor(cfg, t),
+	}, nil
+}
 
 // tables is everything serve builds from main.cf's lookup tables and
 // lists, opened once.
@@ -289,10 +329,6 @@ func privsFindings(cfg *config.Config) diag.List {
 	return out
 }
 
-// mailboxFindings reports mailboxes that mailtee, run as root, could not
-// write with their recipient's privileges. Only `mailtee check` looks:
-// with home_mailbox it examines every user's home directory, which on a
-// site with automounted homes is no work for each start and reload.
 func mailboxFindings(cfg *config.Config) diag.List {
 	pw, err := local.ReadPasswd(passwdFile)
 	if err != nil {
@@ -316,32 +352,74 @@ func settingLine(cfg *config.Config, param string) int {
 // passwdFile is where local delivery finds mailbox owners.
 const passwdFile = "/etc/passwd"
 
-// rewriterFor builds cleanup's address rewriting from main.cf; withBCC
-// adds the BCC maps, which Postfix applies only to mail from outside.
-func rewriterFor(cfg *config.Config, t *tables, isLocal func(string) bool, withBCC bool) *rewrite.Rewriter {
-	o := rewrite.Options{
-		IsLocal:                      isLocal,
-		Delimiter:                    cfg.Get("recipient_delimiter"),
-		Myorigin:                     cfg.Get("myorigin"),
-		Canonical:                    t.canonical,
-		SenderCanonical:              t.senderCanonical,
-		RecipientCanonical:           t.rcptCanonical,
-		CanonicalClasses:             setList(cfg, "canonical_classes"),
-		SenderCanonicalClasses:       setList(cfg, "sender_canonical_classes"),
-		RecipientCanonicalClasses:    setList(cfg, "recipient_canonical_classes"),
-		MasqueradeDomains:            setList(cfg, "masquerade_domains"),
-		MasqueradeClasses:            setList(cfg, "masquerade_classes"),
-		MasqueradeExceptions:         setList(cfg, "masquerade_exceptions"),
-		VirtualAliases:               t.virtual,
-		VirtualRecursionLimit:        mustInt(cfg, "virtual_alias_recursion_limit"),
-		VirtualExpansionLimit:        mustInt(cfg, "virtual_alias_expansion_limit"),
-		PropagateUnmatchedExtensions: setList(cfg, "propagate_unmatched_extensions"),
-		HeaderTokenLimit:             mustInt(cfg, "header_address_token_limit"),
+// cleanupOptions is cleanup's configuration from main.cf; log takes
+// its log lines.
+func cleanupOptions(cfg *config.Config, t *tables, log func(string)) cleanup.Options {
+	relayCopies, _ := cfg.Bool("dual_delivery_relay")
+	return cleanup.Options{
+		Rewrite: rewrite.Options{
+			IsLocal:                      bareKeyDomains(cfg, t),
+			Delimiter:                    cfg.Get("recipient_delimiter"),
+			Myorigin:                     cfg.Get("myorigin"),
+			Canonical:                    t.canonical,
+			SenderCanonical:              t.senderCanonical,
+			RecipientCanonical:           t.rcptCanonical,
+			CanonicalClasses:             setList(cfg, "canonical_classes"),
+			SenderCanonicalClasses:       setList(cfg, "sender_canonical_classes"),
+			RecipientCanonicalClasses:    setList(cfg, "recipient_canonical_classes"),
+			MasqueradeDomains:            setList(cfg, "masquerade_domains"),
+			MasqueradeClasses:            setList(cfg, "masquerade_classes"),
+			MasqueradeExceptions:         setList(cfg, "masquerade_exceptions"),
+			VirtualAliases:               t.virtual,
+			VirtualRecursionLimit:        mustInt(cfg, "virtual_alias_recursion_limit"),
+			VirtualExpansionLimit:        mustInt(cfg, "virtual_alias_expansion_limit"),
+			PropagateUnmatchedExtensions: setList(cfg, "propagate_unmatched_extensions"),
+			HeaderTokenLimit:             mustInt(cfg, "header_address_token_limit"),
+			RecipientBCC:                 t.rcptBCC,
+			SenderBCC:                    t.senderBCC,
+			AlwaysBCC:                    cfg.Get("always_bcc"),
+		},
+		RelayCopies:     relayCopies,
+		HopcountLimit:   mustInt(cfg, "hopcount_limit"),
+		HeaderSizeLimit: mustInt(cfg, "header_size_limit"),
+		HeaderClients:   headerRewriteClients(cfg, t),
+		Log:             log,
 	}
-	if withBCC {
-		o.RecipientBCC, o.SenderBCC, o.AlwaysBCC = t.rcptBCC, t.senderBCC, cfg.Get("always_bcc")
+}
+
+// headerRewriteClients implements local_header_rewrite_clients for its
+// two common values: permit_inet_interfaces (Postfix's default: this
+// host's own addresses, loopback included) and permit_mynetworks.
+func headerRewriteClients(cfg *config.Config, t *tables) func(string) bool {
+	ours := map[string]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				ours[ipn.IP.String()] = true
+			}
+		}
 	}
-	return rewrite.New(o)
+	rules := cfg.List("local_header_rewrite_clients")
+	return func(addr string) bool {
+		ip, err := netip.ParseAddr(addr)
+		if err != nil {
+			return false
+		}
+		ip = ip.Unmap()
+		for _, r := range rules {
+			switch r {
+			case "permit_inet_interfaces":
+				if ip.IsLoopback() || ours[ip.String()] {
+					return true
+				}
+			case "permit_mynetworks":
+				if ok, _ := t.mynetworks.Match(context.Background(), ip); ok {
+					return true
+				}
+			}
+		}
+		return false
+	}
 }
 
 // bareKeyDomains says for which domains a table's bare "user" keys apply

@@ -1,0 +1,73 @@
+package master
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/mailtee/mailtee/internal/cleanup"
+	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/maps"
+)
+
+// Check is every finding about cfg that the server acts on: main.cf's
+// own, default_privs, each table's (opened once even when several
+// parameters name it), and what each stage built on them would refuse.
+// serve and reload refuse a configuration with errors and check lists
+// them: one validation, so nothing serve refuses passes check. The
+// tables that opened are returned too, so that serve need not read a
+// large table twice.
+func Check(cfg *config.Config) (diag.List, map[string]maps.Table) {
+	all := cfg.Check()
+	all = append(all, privsFindings(cfg)...)
+	opened := map[string]maps.Table{}
+	seen := map[string]bool{}
+	for _, ref := range cfg.TableRefs() {
+		if seen[ref.Spec] {
+			continue
+		}
+		seen[ref.Spec] = true
+		open := maps.Open
+		if ref.Alias {
+			open = maps.OpenAlias
+		}
+		t, diags, err := open(ref.Spec)
+		if err == nil {
+			opened[ref.Spec] = t
+		}
+		all = append(all, diags...)
+		if err != nil && !diags.HasErrors() {
+			all = append(all, diag.Diag{File: cfg.File, Line: ref.Line, Severity: diag.Error,
+				Msg: fmt.Sprintf("%s: %s", ref.Param, strings.TrimPrefix(err.Error(), ref.Spec+": "))})
+		}
+	}
+	if all.HasErrors() {
+		return all, opened
+	}
+	all = append(all, stageFindings(cfg, opened)...)
+	return all, opened
+}
+
+// stageFindings builds what serve builds on the tables and reports what
+// it would refuse, each under the parameter that causes it.
+func stageFindings(cfg *config.Config, opened map[string]maps.Table) diag.List {
+	var out diag.List
+	t, err := openTables(cfg, opened)
+	if err != nil {
+		out.Errorf(cfg.File, 0, "%v", err)
+		return out
+	}
+	for _, p := range cleanup.Check(cleanupOptions(cfg, t, nil)) {
+		out.Errorf(cfg.File, settingLine(cfg, p.Param), "%v", p)
+	}
+	if _, err := serverTLS(cfg); err != nil {
+		out.Errorf(cfg.File, settingLine(cfg, "smtpd_tls_cert_file"), "%v", err)
+	}
+	return out
+}
+
+// MailboxFindings reports mailboxes that mailtee, run as root, could not
+// write with their recipient's privileges. Only `mailtee check` looks:
+// with home_mailbox it examines every user's home directory, which on a
+// site with automounted homes is no work for each start and reload.
+func MailboxFindings(cfg *config.Config) diag.List { return mailboxFindings(cfg) }

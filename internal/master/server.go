@@ -1,0 +1,354 @@
+// Package master is mailtee's master(8): it builds the running server
+// from main.cf — the SMTP server, cleanup, the queue, the delivery
+// agents, bounce — runs it, and reloads what a reload may change. It
+// holds wiring only: each stage's policy is in its own package.
+package master
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/asuser"
+	"github.com/mailtee/mailtee/internal/bounce"
+	"github.com/mailtee/mailtee/internal/cleanup"
+	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/local"
+	"github.com/mailtee/mailtee/internal/maillog"
+	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/qmgr"
+	"github.com/mailtee/mailtee/internal/queue"
+	"github.com/mailtee/mailtee/internal/route"
+	"github.com/mailtee/mailtee/internal/smtpd"
+)
+
+// Server is a running mailtee: the SMTP server, the queue and the
+// delivery agents, wired from one main.cf.
+type Server struct {
+	cfg *config.Config // as started: listeners, queue, timers, TLS
+	// rt is what a reload replaces: tables and everything built on them.
+	rt    atomic.Pointer[runtime]
+	log   *maillog.Logger
+	q     *queue.Queue
+	door  *cleanup.Door
+	// forwarder re-injects local(8)'s forwards through door.
+	forwarder *qmgr.Forwarder
+	smtp  *deliver.Client
+	lmtp  *deliver.Client
+	smtpd *smtpd.Server
+	host  string
+	// logFlush writes out buffered maillog_file lines; nil when logging
+	// to stderr.
+	logFlush func() error
+
+	listeners []net.Listener
+	ctl       *controlServer
+	// asUser runs mailbox deliveries with their recipient's privileges;
+	// nil unless mailtee runs as root.
+	asUser *asuser.Pool
+}
+
+// Log is the server's mail log.
+func (s *Server) Log() *maillog.Logger { return s.log }
+
+// agents are the delivery agents of s by transport name, besides
+// qmgr's error and discard.
+func (s *Server) agents() map[string]qmgr.Agent {
+	return map[string]qmgr.Agent{
+		"smtp":  qmgr.SMTPAgent{Client: s.smtp},
+		"relay": qmgr.SMTPAgent{Client: s.smtp},
+		"lmtp":  qmgr.SMTPAgent{Client: s.lmtp},
+		"local": qmgr.LocalAgent{Local: func() *local.Local { return s.rt.Load().local }},
+	}
+}
+
+// Transports are the transport names mailtee delivers with.
+func Transports() []string { return qmgr.New((&Server{}).agents()).Transports() }
+
+// New builds the server for cfg, which Check found without errors;
+// opened are the tables Check opened. Log lines go to stderr unless
+// maillog_file is set.
+func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*Server, error) {
+	s := &Server{cfg: cfg, host: cfg.Get("myhostname")}
+	logw := stderr
+	if f := cfg.Get("maillog_file"); f != "" {
+		lf, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("maillog_file: %w", err)
+		}
+		// The file gets lines in batches; stderr line by line, as an
+		// administrator watching it expects.
+		bl := maillog.NewBuffered(lf)
+		s.logFlush = bl.Flush
+		logw = bl
+	}
+	s.log = maillog.New(logw, s.host)
+	resolver := &route.Resolver{Servers: cfg.List("dns_servers"), Timeout: 5 * time.Second}
+	tlsLevel := cfg.Get("smtp_tls_security_level")
+	if tlsLevel == "" {
+		tlsLevel = "may"
+	}
+	s.smtp = &deliver.Client{
+		HeloName:       firstNonEmpty(cfg.Get("smtp_helo_name"), s.host),
+		TLSLevel:       tlsLevel,
+		BindAddr:       cfg.Get("smtp_bind_address"),
+		BindAddr6:      cfg.Get("smtp_bind_address6"),
+		Port:           portName(cfg.Get("smtp_tcp_port"), "25"),
+		ConnectTimeout: mustDuration(cfg, "smtp_connect_timeout"),
+		// One timeout for every command reply: the shortest of Postfix's
+		// greeting/HELO, MAIL and RCPT timeouts (300s each by default).
+		CommandTimeout: min(mustDuration(cfg, "smtp_helo_timeout"), mustDuration(cfg, "smtp_mail_timeout"), mustDuration(cfg, "smtp_rcpt_timeout")),
+		Resolver:       resolver,
+		MaxIdle:        5 * time.Second,
+		Log:            s.log.Slog().With("component", "smtp"),
+	}
+	s.lmtp = &deliver.Client{
+		HeloName:       s.host,
+		TLSLevel:       "none",
+		Port:           portName(cfg.Get("lmtp_tcp_port"), "24"),
+		ConnectTimeout: mustDuration(cfg, "smtp_connect_timeout"),
+		CommandTimeout: 10 * time.Minute,
+		Resolver:       resolver,
+		LMTP:           true,
+		Log:            s.log.Slog().With("component", "lmtp"),
+	}
+	if os.Geteuid() == 0 {
+		s.asUser = asuser.NewPool(asuser.Options{Warn: func(msg string) { s.log.Printf("local", "warning: %s", msg) }})
+	}
+	// The stages that queue messages (bounce, local's forwards) do so
+	// through cleanup's door, which needs the queue, which needs them:
+	// they get the door once it exists, before anything runs.
+	notifier := &bounce.Notifier{Policy: s.bouncePolicy, Log: s.log}
+	s.forwarder = &qmgr.Forwarder{Log: s.log}
+	rt, err := s.newRuntime(cfg, opened)
+	if err != nil {
+		return nil, err
+	}
+	s.rt.Store(rt)
+	tuneGC()
+	manager := qmgr.New(s.agents())
+	q, err := queue.Open(queue.Options{
+		Dir:             QueueDir(cfg),
+		MinBackoff:      mustDuration(cfg, "minimal_backoff_time"),
+		MaxBackoff:      mustDuration(cfg, "maximal_backoff_time"),
+		MaxLifetime:     mustDuration(cfg, "maximal_queue_lifetime"),
+		BounceLifetime:  mustDuration(cfg, "bounce_queue_lifetime"),
+		DestConcurrency: mustInt(cfg, "default_destination_concurrency_limit"),
+		MaxActiveRcpts:  mustInt(cfg, "qmgr_message_recipient_limit"),
+		// smtp, relay and lmtp follow TRANSPORT_destination_concurrency_limit.
+		// local does not: Postfix's local limit (2) is per recipient
+		// (local_destination_recipient_limit = 1), mailtee's next hop
+		// for local delivery is the whole domain, whose deliveries
+		// Postfix runs up to its process limit (100) at once; mailtee
+		// keeps default_destination_concurrency_limit there.
+		Concurrency: func(transport string) int {
+			if transport == "local" {
+				return 0
+			}
+			n, err := strconv.Atoi(cfg.Get(transport + "_destination_concurrency_limit"))
+			if err != nil {
+				return 0
+			}
+			return n
+		},
+		Route: func(ctx context.Context, rcpt string) (queue.Hop, error) {
+			h, err := s.rt.Load().router.Route(ctx, rcpt)
+			return queue.Hop{Transport: h.Transport, Nexthop: h.Nexthop}, err
+		},
+		Deliver: manager.Deliver,
+		Bounce:  notifier.Bounce,
+		Events:  qmgr.Events{Log: s.log},
+		Log:     s.log.Slog(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.q = q
+	s.door = cleanup.NewDoor(q, rt.cleanup)
+	notifier.Queue, s.forwarder.Queue = s.door, s.door
+	tlsCfg, err := serverTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	banner, _ := cfg.Expand(cfg.Get("smtpd_banner"))
+	s.smtpd = smtpd.New(smtpd.Options{
+		Hostname:        s.host,
+		Banner:          banner,
+		MaxMessageBytes: int64(mustInt(cfg, "message_size_limit")),
+		MaxRecipients:   mustInt(cfg, "smtpd_recipient_limit"),
+		Timeout:         mustDuration(cfg, "smtpd_timeout"),
+		HardErrorLimit:  mustInt(cfg, "smtpd_hard_error_limit"),
+		SoftErrorLimit:  mustInt(cfg, "smtpd_soft_error_limit"),
+		MaxClients:      mustInt(cfg, "default_process_limit"), // master.cf is not read
+		TLS:             tlsCfg,
+		SMTPUTF8:        cfg.Get("smtputf8_enable") == "yes",
+		Policy:          rt.policy,
+		Queue:           s.door,
+		MailLog:         func(line string) { s.log.Printf("smtpd", "%s", line) },
+
+		JunkCommandLimit: mustInt(cfg, "smtpd_junk_command_limit"),
+		ErrorSleepTime:   mustDuration(cfg, "smtpd_error_sleep_time"),
+		Stress:           stressLimits(cfg.Stressed()),
+		Client: smtpd.ClientLimits{
+			ConnectionCount: mustInt(cfg, "smtpd_client_connection_count_limit"),
+			ConnectionRate:  mustInt(cfg, "smtpd_client_connection_rate_limit"),
+			MessageRate:     mustInt(cfg, "smtpd_client_message_rate_limit"),
+			RecipientRate:   mustInt(cfg, "smtpd_client_recipient_rate_limit"),
+			TimeUnit:        mustDuration(cfg, "anvil_rate_time_unit"),
+		},
+	})
+	return s, nil
+}
+
+// bouncePolicy is what the configuration in force says about
+// notifications.
+func (s *Server) bouncePolicy() bounce.Policy {
+	cfg := s.rt.Load().cfg
+	p := bounce.Policy{
+		Hostname:              s.host,
+		Myorigin:              cfg.Get("myorigin"),
+		NoticeRecipient:       cfg.Get("bounce_notice_recipient"),
+		DoubleBounceRecipient: cfg.Get("2bounce_notice_recipient"),
+		MaxOriginal:           int64(mustInt(cfg, "bounce_size_limit")),
+	}
+	for _, c := range cfg.List("notify_classes") {
+		p.DoubleBounce = p.DoubleBounce || c == "2bounce"
+	}
+	return p
+}
+
+// QueueDir is queue_directory, made absolute so that the control socket
+// and sendmail agree whatever their working directory.
+func QueueDir(cfg *config.Config) string {
+	d := cfg.Get("queue_directory")
+	if abs, err := filepath.Abs(d); err == nil {
+		return abs
+	}
+	return d
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// portName maps Postfix's service names to numbers ("smtp" is 25).
+func portName(p, def string) string {
+	switch p {
+	case "", "smtp":
+		return def
+	case "lmtp":
+		return "24"
+	}
+	return p
+}
+
+// Start opens the listeners and the control socket and starts the
+// queue and the SMTP server.
+func (s *Server) Start() error {
+	addrs, err := listenAddrs(s.cfg)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen on %s: %w", a, err)
+		}
+		s.listeners = append(s.listeners, l)
+	}
+	ctl, err := startControl(QueueDir(s.cfg), s)
+	if err != nil {
+		s.closeListeners()
+		return err
+	}
+	s.ctl = ctl
+	go s.q.Run()
+	go s.rescanLoop()
+	for _, l := range s.listeners {
+		go s.smtpd.Serve(l)
+		s.log.Printf("master", "daemon started -- mailtee, listening on %s, queue %s", l.Addr(), QueueDir(s.cfg))
+	}
+	return nil
+}
+
+// rescanLoop picks up submissions whose notification was lost, every
+// queue_run_delay, as Postfix's pickup polls the maildrop.
+func (s *Server) rescanLoop() {
+	d := mustDuration(s.cfg, "queue_run_delay")
+	if d <= 0 {
+		d = 5 * time.Minute
+	}
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for range t.C {
+		s.q.Rescan()
+	}
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		l.Close()
+	}
+}
+
+// Stop shuts down gracefully: no new connections, sessions finish their
+// transaction, deliveries in flight finish (or are cut after grace and
+// retried after restart).
+func (s *Server) Stop(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	s.smtpd.Shutdown(ctx)
+	if s.ctl != nil {
+		s.ctl.Close()
+	}
+	s.q.Close(ctx)
+	s.smtp.Close()
+	s.lmtp.Close()
+	if s.asUser != nil {
+		s.asUser.Close() // after the queue: no delivery uses it now
+	}
+	s.log.Printf("master", "terminated")
+	if s.logFlush != nil {
+		s.logFlush()
+	}
+}
+
+// Reload re-reads the configuration on SIGHUP. A configuration with
+// errors is refused and the running one kept.
+func (s *Server) Reload(dir string) error {
+	cfg, err := config.Load(dir)
+	var opened map[string]maps.Table
+	if err == nil {
+		var d diag.List
+		if d, opened = Check(cfg); d.HasErrors() {
+			err = d.Err()
+		}
+	}
+	var rt *runtime
+	if err == nil {
+		rt, err = s.newRuntime(cfg, opened)
+	}
+	if err != nil {
+		s.log.Printf("master", "warning: reload refused, keeping the running configuration: %v", err)
+		return err
+	}
+	s.rt.Store(rt)
+	s.door.Set(rt.cleanup)
+	tuneGC()
+	s.smtpd.SetPolicy(rt.policy)
+	s.log.Printf("master", "reload: tables, routing, rewriting, relay control and local delivery reloaded from %s; listeners, queue timers and TLS change at the next restart", cfg.File)
+	return nil
+}
+

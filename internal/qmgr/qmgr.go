@@ -1,0 +1,218 @@
+// Package qmgr is mailtee's queue manager side of delivery: it hands
+// each group of recipients the queue schedules to the delivery agent of
+// its transport, re-injects what local delivery forwards, and turns the
+// queue's events into the mail log.
+//
+// Every delivery agent (smtp, lmtp, local, error, discard) is an Agent,
+// as chasquid's couriers are: the scheduler knows none of them.
+package qmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/local"
+	"github.com/mailtee/mailtee/internal/maillog"
+	"github.com/mailtee/mailtee/internal/queue"
+)
+
+// Agent delivers one message to recipients that share a next hop, and
+// returns one Outcome per recipient, in order.
+type Agent interface {
+	Deliver(ctx context.Context, nexthop string, msg *deliver.Message, rcpts []envelope.Rcpt) []queue.Outcome
+}
+
+// Manager dispatches deliveries to agents by transport name.
+type Manager struct {
+	agents map[string]Agent
+}
+
+// New is a Manager with the given agents and the two that need no
+// configuration: error (bounce with the next hop as the reason) and
+// discard.
+func New(agents map[string]Agent) *Manager {
+	m := &Manager{agents: map[string]Agent{"error": ErrorAgent{}, "discard": DiscardAgent{}}}
+	for name, a := range agents {
+		m.agents[name] = a
+	}
+	return m
+}
+
+// Transports lists the transport names mailtee delivers with, sorted.
+func (m *Manager) Transports() []string {
+	var out []string
+	for name := range m.agents {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Has says whether transport is one mailtee delivers with.
+func (m *Manager) Has(transport string) bool {
+	_, ok := m.agents[transport]
+	return ok
+}
+
+// Deliver delivers the recipients of qm with the given indexes, all
+// bound for hop (the queue's Options.Deliver).
+func (m *Manager) Deliver(ctx context.Context, qm *queue.Message, hop queue.Hop, idx []int) []queue.Outcome {
+	msg := &deliver.Message{ID: qm.ID, From: qm.Env.From, Size: qm.Size, Open: qm.Open,
+		SMTPUTF8: qm.Env.SMTPUTF8, EightBit: qm.Env.BodyType == "8BITMIME"}
+	rcpts := make([]envelope.Rcpt, len(idx))
+	for k, i := range idx {
+		rcpts[k] = qm.Rcpts[i].Rcpt
+	}
+	a, ok := m.agents[hop.Transport]
+	if !ok {
+		// check refuses an unknown transport it can see; this is one
+		// it could not (a pattern's result, a table it cannot list).
+		// Postfix defers such mail too.
+		err := &deliver.Error{Enhanced: "4.3.5", Relay: "none",
+			Text: fmt.Sprintf("unknown mail transport %q (mailtee supports %s)", hop.Transport, strings.Join(m.Transports(), ", "))}
+		return each(len(rcpts), queue.Outcome{Relay: "none", Err: err})
+	}
+	return a.Deliver(ctx, hop.Nexthop, msg, rcpts)
+}
+
+func each(n int, o queue.Outcome) []queue.Outcome {
+	out := make([]queue.Outcome, n)
+	for i := range out {
+		out[i] = o
+	}
+	return out
+}
+
+// SMTPAgent delivers over SMTP or LMTP (smtp, relay, lmtp).
+type SMTPAgent struct{ Client *deliver.Client }
+
+func (a SMTPAgent) Deliver(ctx context.Context, nexthop string, msg *deliver.Message, rcpts []envelope.Rcpt) []queue.Outcome {
+	addrs := make([]string, len(rcpts))
+	for i, r := range rcpts {
+		addrs[i] = r.Addr
+	}
+	out := make([]queue.Outcome, len(rcpts))
+	for i, r := range a.Client.Deliver(ctx, nexthop, msg, addrs) {
+		out[i] = queue.Outcome{Err: r.Err, Relay: r.Relay, Reply: r.Reply}
+	}
+	return out
+}
+
+// LocalAgent is local(8): aliases, mailboxes, forwards. Local returns
+// the one of the configuration in force.
+type LocalAgent struct{ Local func() *local.Local }
+
+func (a LocalAgent) Deliver(ctx context.Context, nexthop string, msg *deliver.Message, rcpts []envelope.Rcpt) []queue.Outcome {
+	lr := make([]local.Rcpt, len(rcpts))
+	for i, r := range rcpts {
+		lr[i] = local.Rcpt{Addr: r.Addr, Copy: r.Copy}
+	}
+	out := make([]queue.Outcome, len(rcpts))
+	for i, r := range a.Local().Deliver(ctx, msg, lr) {
+		out[i] = queue.Outcome{Err: r.Err, Relay: "local", Reply: r.Done}
+	}
+	return out
+}
+
+// ErrorAgent is Postfix's error(8): every recipient bounces, with the
+// next hop as the reason.
+type ErrorAgent struct{}
+
+func (ErrorAgent) Deliver(ctx context.Context, nexthop string, msg *deliver.Message, rcpts []envelope.Rcpt) []queue.Outcome {
+	return each(len(rcpts), queue.Outcome{Relay: "none", Err: &deliver.Error{Permanent: true, Enhanced: "5.0.0",
+		Text: or(nexthop, "mail for this destination is refused"), Relay: "none"}})
+}
+
+// DiscardAgent is Postfix's discard(8): delivered to nowhere, logged.
+type DiscardAgent struct{}
+
+func (DiscardAgent) Deliver(ctx context.Context, nexthop string, msg *deliver.Message, rcpts []envelope.Rcpt) []queue.Outcome {
+	return each(len(rcpts), queue.Outcome{Relay: "none", Reply: "discarded: " + or(nexthop, "by transport")})
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Injector queues a message mailtee made from another (cleanup's Door).
+type Injector interface {
+	NewID() string
+	Inject(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error
+}
+
+// Forwarder re-injects a message for the remote targets of a local
+// alias, as local(8) does through cleanup (local.Options.Forward).
+type Forwarder struct {
+	Queue Injector
+	Log   *maillog.Logger
+}
+
+// Forward queues msg again from from to rcpts, with a Delivered-To:
+// header when deliveredTo is set.
+func (f *Forwarder) Forward(ctx context.Context, from string, rcpts []envelope.Rcpt, msg *deliver.Message, deliveredTo string) error {
+	body, err := msg.Open()
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	env := &envelope.Envelope{From: from, ClientName: "localhost", Protocol: "local", Arrival: time.Now(), Rcpts: rcpts,
+		Notification: msg.From == "" && from == "", Parent: msg.ID}
+	var r io.Reader = body
+	if deliveredTo != "" {
+		r = io.MultiReader(strings.NewReader("Delivered-To: "+deliveredTo+"\r\n"), body)
+	}
+	id := f.Queue.NewID()
+	if err := f.Queue.Inject(ctx, id, env, r); err != nil {
+		return err
+	}
+	f.Log.Printf("local", "%s: forwarded as %s", msg.ID, id)
+	return nil
+}
+
+// Events turns the queue's events into mail log lines.
+type Events struct{ Log *maillog.Logger }
+
+func (e Events) Queued(m *queue.Message) {
+	e.Log.Queued(m.ID, m.Env.From, m.Size, len(m.Rcpts))
+}
+
+func (e Events) Delivery(m *queue.Message, i int, hop queue.Hop, o queue.Outcome, status string, delay time.Duration) {
+	r := m.Rcpts[i]
+	d := maillog.Delivery{ID: m.ID, To: r.Addr, OrigTo: r.Orig, Relay: o.Relay, Transport: hop.Transport,
+		Delay: delay, DSN: or(o.DSN, dsnCode(o.Err)), Status: status, Copy: r.Copy}
+	if d.Transport == "none" || d.Transport == "" {
+		d.Transport = "qmgr"
+	}
+	if o.Err != nil {
+		d.Reason = o.Err.Error()
+	} else {
+		d.Reason = o.Reply
+	}
+	e.Log.Delivery(d)
+}
+
+func (e Events) Removed(m *queue.Message) { e.Log.Removed(m.ID) }
+
+func dsnCode(err error) string {
+	if err == nil {
+		return "2.0.0"
+	}
+	var de *deliver.Error
+	if errors.As(err, &de) && de.Enhanced != "" {
+		return de.Enhanced
+	}
+	if queue.IsPermanent(err) {
+		return "5.0.0"
+	}
+	return "4.0.0"
+}
