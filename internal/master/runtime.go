@@ -3,9 +3,9 @@ package master
 import (
 	"context"
 	"crypto/tls"
-	"net/netip"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"

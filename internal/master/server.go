@@ -35,16 +35,16 @@ import (
 type Server struct {
 	cfg *config.Config // as started: listeners, queue, timers, TLS
 	// rt is what a reload replaces: tables and everything built on them.
-	rt    atomic.Pointer[runtime]
-	log   *maillog.Logger
-	q     *queue.Queue
-	door  *cleanup.Door
+	rt   atomic.Pointer[runtime]
+	log  *maillog.Logger
+	q    *queue.Queue
+	door *cleanup.Door
 	// forwarder re-injects local(8)'s forwards through door.
 	forwarder *qmgr.Forwarder
-	smtp  *deliver.Client
-	lmtp  *deliver.Client
-	smtpd *smtpd.Server
-	host  string
+	smtp      *deliver.Client
+	lmtp      *deliver.Client
+	smtpd     *smtpd.Server
+	host      string
 	// logFlush writes out buffered maillog_file lines; nil when logging
 	// to stderr.
 	logFlush func() error
@@ -351,4 +351,3 @@ func (s *Server) Reload(dir string) error {
 	s.log.Printf("master", "reload: tables, routing, rewriting, relay control and local delivery reloaded from %s; listeners, queue timers and TLS change at the next restart", cfg.File)
 	return nil
 }
-
