@@ -67,8 +67,9 @@ type Enqueuer interface {
 	// and reports a bad message only through body's error. If body
 	// returns an error, Enqueue stores nothing and returns that error
 	// (possibly wrapped).
-	// An error made by Refuse is a refusal of the content and goes to
-	// the client as it is.
+	// An error with an SMTPReply() (code int, enhanced, text string)
+	// method (cleanup.Refusal) is a refusal of the content: that reply
+	// goes to the client as it is.
 	Enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error
 }
 
@@ -347,12 +348,6 @@ func replyText(e *smtp.SMTPError) string {
 }
 
 var errNotOurs = errors.New("smtpd: connection was not accepted through smtpd.Server.Serve")
-
-// Refuse makes the error an Enqueuer returns to refuse a message's
-// content with a specific reply, such as 554 5.4.6 for too many hops.
-func Refuse(code int, enhanced, format string, args ...any) error {
-	return reply(code, enhanced, format, args...)
-}
 
 // SetPolicy replaces the relay control and recipient checks, for a
 // configuration reload: sessions use the new policy from their next
