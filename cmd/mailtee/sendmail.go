@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
 	"github.com/mailtee/mailtee/internal/cleanup"
@@ -133,26 +132,12 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		env.Rcpts = append(env.Rcpts, envelope.Rcpt{Addr: addr, Orig: r})
 	}
 	var msg bytes.Buffer
-	uid := os.Getuid()
-	now := time.Now()
-	fmt.Fprintf(&msg, "Received: by %s (mailtee, from userid %d);\r\n\t%s\r\n", cfg.Get("myhostname"), uid, now.Format(time.RFC1123Z))
 	msg.Write(hdr)
-	// Postfix's cleanup adds what a message must have.
-	lower := strings.ToLower("\n" + string(hdr))
-	if !strings.Contains(lower, "\nfrom:") {
-		fmt.Fprintf(&msg, "From: %s\r\n", cmp.Or(from, "MAILER-DAEMON@"+origin))
-	}
-	if !strings.Contains(lower, "\ndate:") {
-		fmt.Fprintf(&msg, "Date: %s\r\n", now.Format(time.RFC1123Z))
-	}
-	if !strings.Contains(lower, "\nmessage-id:") {
-		fmt.Fprintf(&msg, "Message-Id: <%d.%d@%s>\r\n", now.UnixNano(), os.Getpid(), cfg.Get("myhostname"))
-	}
 	msg.Write(rest)
 	// As Postfix's pickup hands sendmail's mail to cleanup: the same
 	// rewriting and BCC copies as for mail from SMTP clients.
 	qdir := master.QueueDir(cfg)
-	id, err := master.Submit(cfg, env, &msg, func(line string) { fmt.Fprintf(stderr, "mailtee sendmail: %s\n", line) })
+	id, err := master.Submit(cfg, os.Getuid(), env, &msg, func(line string) { fmt.Fprintf(stderr, "mailtee sendmail: %s\n", line) })
 	var refused *cleanup.Refusal
 	if errors.As(err, &refused) {
 		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)

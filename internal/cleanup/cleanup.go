@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/header"
@@ -41,8 +42,26 @@ type Options struct {
 	// other clients keeps its header as sent, as in Postfix
 	// (remote_header_rewrite_domain empty).
 	HeaderClients func(clientAddr string) bool
+	// Hostname (myhostname) and Myorigin name this system in the
+	// header fields cleanup adds to local submissions.
+	Hostname, Myorigin string
 	// Log takes cleanup's mail log lines; nil drops them.
 	Log func(line string)
+	// Now is time.Now, but for tests.
+	Now func() time.Time
+}
+
+// Source is where a message comes from, which decides what cleanup
+// does to it.
+type Source struct {
+	// Internal is a message mailtee made from another (a forward, a
+	// notice): rewritten, but no BCC copies and no relay copies.
+	Internal bool
+	// Pickup is a local submission (sendmail), by the user UID: it gets
+	// a Received: field naming the user, and the From:, Date: and
+	// Message-Id: it lacks, as Postfix's pickup and cleanup add them.
+	Pickup bool
+	UID    int
 }
 
 // Problem is a setting cleanup would not honour, for `mailtee check`.
@@ -82,7 +101,8 @@ func (c *Cleanup) rewriteHeaders(env *envelope.Envelope) bool {
 // refused (too many hops), after reading body to its end. id is the
 // queue ID for the log ("" when not known yet); external is mail from
 // outside (SMTP clients, local submission), which gets the BCC copies.
-func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope, body io.Reader, external bool) (*envelope.Envelope, io.Reader, error) {
+func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope, body io.Reader, src Source) (*envelope.Envelope, io.Reader, error) {
+	external := !src.Internal
 	rw := c.internal
 	if external {
 		rw = c.external
@@ -96,6 +116,12 @@ func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope
 			out.Rcpts[i].Copy = true
 		}
 	}
+	var missing *missingFields
+	if src.Pickup {
+		now := c.now()
+		body = io.MultiReader(strings.NewReader(c.received(id, src.UID, now)), body)
+		missing = &missingFields{c: c, id: id, env: env, now: now}
+	}
 	br, ok := body.(*bufio.Reader)
 	if !ok {
 		br = bufio.NewReaderSize(body, readerSize)
@@ -103,7 +129,14 @@ func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope
 	rewrite := c.rewriteHeaders(env)
 	hops := 0
 	maxHdr, hopLimit := c.o.HeaderSizeLimit, c.o.HopcountLimit
-	return out, header.Filter(br, maxHdr, func(field []byte, discarded int64) ([]byte, error) {
+	var end func() []byte
+	if missing != nil {
+		end = missing.fields
+	}
+	return out, header.FilterEnd(br, maxHdr, func(field []byte, discarded int64) ([]byte, error) {
+		if missing != nil {
+			missing.saw(field)
+		}
 		if discarded > 0 && c.o.Log != nil {
 			c.o.Log(headerCutLog(id, env, field, maxHdr, discarded))
 		}
@@ -128,7 +161,64 @@ func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope
 		// it writes (cleanup_out_header).
 		nf, _ = header.Cut(nf, maxHdr)
 		return nf, nil
-	}), nil
+	}, end), nil
+}
+
+func (c *Cleanup) now() time.Time {
+	if c.o.Now != nil {
+		return c.o.Now()
+	}
+	return time.Now()
+}
+
+// received is the Received: field of a local submission, as Postfix's
+// pickup writes it.
+func (c *Cleanup) received(id string, uid int, now time.Time) string {
+	if id != "" {
+		id = "id " + id + "; "
+	}
+	return fmt.Sprintf("Received: by %s (mailtee, from userid %d)\r\n\t%s%s\r\n", c.o.Hostname, uid, id, now.Format(time.RFC1123Z))
+}
+
+// missingFields notes which of From:, Date: and Message-Id: a local
+// submission has, and makes the ones it lacks (Postfix's
+// cleanup_header_done_callback).
+type missingFields struct {
+	c                   *Cleanup
+	id                  string
+	env                 *envelope.Envelope
+	now                 time.Time
+	from, date, message bool
+}
+
+func (m *missingFields) saw(field []byte) {
+	switch name := header.Name(field); {
+	case bytes.EqualFold(name, []byte("from")):
+		m.from = true
+	case bytes.EqualFold(name, []byte("date")):
+		m.date = true
+	case bytes.EqualFold(name, []byte("message-id")):
+		m.message = true
+	}
+}
+
+func (m *missingFields) fields() []byte {
+	var b bytes.Buffer
+	if !m.date {
+		fmt.Fprintf(&b, "Date: %s\r\n", m.now.Format(time.RFC1123Z))
+	}
+	if !m.from {
+		from := m.env.From
+		if from == "" {
+			from = "MAILER-DAEMON@" + m.c.o.Myorigin
+		}
+		fmt.Fprintf(&b, "From: %s\r\n", from)
+	}
+	if !m.message {
+		// Postfix's form: <YYYYMMDDhhmmss.QUEUEID@myhostname>.
+		fmt.Fprintf(&b, "Message-Id: <%s.%s@%s>\r\n", m.now.UTC().Format("20060102150405"), m.id, m.c.o.Hostname)
+	}
+	return b.Bytes()
 }
 
 // Refusal is cleanup's refusal of a message: the SMTP reply that tells
@@ -230,29 +320,29 @@ func (d *Door) NewID() string { return d.q.NewID() }
 
 // Enqueue takes mail from an SMTP client, under the ID NewID gave.
 func (d *Door) Enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error {
-	return d.enqueue(ctx, id, env, body, true)
+	return d.enqueue(ctx, id, env, body, Source{})
 }
 
-// Submit takes a local submission (sendmail, through pickup), which gets
-// the same rewriting and copies as mail from outside, and returns its
-// queue ID.
-func (d *Door) Submit(ctx context.Context, env *envelope.Envelope, body io.Reader) (string, error) {
+// Submit takes a local submission by the user uid (sendmail, through
+// pickup), which gets the same rewriting and copies as mail from
+// outside, and returns its queue ID.
+func (d *Door) Submit(ctx context.Context, uid int, env *envelope.Envelope, body io.Reader) (string, error) {
 	id := d.q.NewID()
-	return id, d.enqueue(ctx, id, env, body, true)
+	return id, d.enqueue(ctx, id, env, body, Source{Pickup: true, UID: uid})
 }
 
 // Inject queues a message mailtee makes from another (a forward, a
 // notice) under the ID NewID gave: rewritten, but no BCC copies.
 // env.Parent names the original.
 func (d *Door) Inject(ctx context.Context, id string, env *envelope.Envelope, body io.Reader) error {
-	return d.enqueue(ctx, id, env, body, false)
+	return d.enqueue(ctx, id, env, body, Source{Internal: true})
 }
 
-func (d *Door) enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader, external bool) error {
+func (d *Door) enqueue(ctx context.Context, id string, env *envelope.Envelope, body io.Reader, src Source) error {
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(body)
 	defer func() { br.Reset(nil); readers.Put(br) }()
-	out, r, err := d.cur.Load().Process(ctx, id, env, br, external)
+	out, r, err := d.cur.Load().Process(ctx, id, env, br, src)
 	if err != nil {
 		return err
 	}

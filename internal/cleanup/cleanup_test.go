@@ -31,7 +31,7 @@ func TestCleanupHopcount(t *testing.T) {
 	for _, received := range []string{"Received: ", "Received : ", "RECEIVED\t: ", "received:"} {
 		hdr := strings.Repeat(received+"from x by y; date\r\n", 3) + "Subject: loop\r\n\r\nbody\r\n"
 		in := strings.NewReader(hdr)
-		_, r, err := c.Process(context.Background(), "", env, in, true)
+		_, r, err := c.Process(context.Background(), "", env, in, Source{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +43,7 @@ func TestCleanupHopcount(t *testing.T) {
 		}
 	}
 	ok := strings.Repeat("Received: from x by y; date\r\n", 2) + "X-Received: z\r\nReceivedx: z\r\nSubject: fine\r\n\r\nbody\r\n"
-	_, r, err := c.Process(context.Background(), "", env, strings.NewReader(ok), true)
+	_, r, err := c.Process(context.Background(), "", env, strings.NewReader(ok), Source{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestCleanupHopcount(t *testing.T) {
 func TestCleanupRelayCopies(t *testing.T) {
 	c := testCleanup(true)
 	env := &envelope.Envelope{From: "a@outside.example", Rcpts: []envelope.Rcpt{{Addr: "u1@example.org"}, {Addr: "u2@example.org"}}}
-	out, _, err := c.Process(context.Background(), "", env, strings.NewReader("Subject: x\r\n\r\n"), true)
+	out, _, err := c.Process(context.Background(), "", env, strings.NewReader("Subject: x\r\n\r\n"), Source{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestCleanupRelayCopies(t *testing.T) {
 			t.Errorf("%s not marked as a copy", r.Addr)
 		}
 	}
-	out, _, _ = c.Process(context.Background(), "", env, strings.NewReader("Subject: x\r\n\r\n"), false)
+	out, _, _ = c.Process(context.Background(), "", env, strings.NewReader("Subject: x\r\n\r\n"), Source{Internal: true})
 	for _, r := range out.Rcpts {
 		if r.Copy {
 			t.Errorf("internal mail %s must not be marked by dual_delivery_relay", r.Addr)
@@ -87,7 +87,7 @@ func TestCleanupHeaderSizeLimit(t *testing.T) {
 	env := &envelope.Envelope{From: "a@example.org", Rcpts: []envelope.Rcpt{{Addr: "b@example.org"}},
 		ClientName: "client.example", ClientAddr: "192.0.2.1", Protocol: "ESMTP", Helo: "client.example"}
 	long := "X-Long: " + strings.Repeat("a", 100) + "\r\n\tmore\r\nSubject: s\r\n\r\nbody\r\n"
-	_, r, err := c.Process(context.Background(), "4ABC", env, strings.NewReader(long), true)
+	_, r, err := c.Process(context.Background(), "4ABC", env, strings.NewReader(long), Source{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestCleanupHeaderSizeLimit(t *testing.T) {
 	// it is cut at byte 100 ("unkind cut").
 	c.o.HeaderSizeLimit = 100
 	to := "To: u1, u2, u3, u4, u5, u6, u7, u8, u9, u10, u11, u12, u13, u14, u15, u16\r\n"
-	_, r, _ = c.Process(context.Background(), "", &envelope.Envelope{From: "a@example.org", Rcpts: env.Rcpts}, strings.NewReader(to+"\r\n"), true)
+	_, r, _ = c.Process(context.Background(), "", &envelope.Envelope{From: "a@example.org", Rcpts: env.Rcpts}, strings.NewReader(to+"\r\n"), Source{})
 	got, _ = io.ReadAll(r)
 	if want := "To: u1@example.org, u2@example.org, u3@example.org, u4@example.org,\r\n u5@example.org, u6@example.org,\r\n\r\n"; string(got) != want {
 		t.Errorf("rewritten past the limit: got %q, want %q", got, want)
@@ -129,7 +129,7 @@ func BenchmarkCleanup(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		br.Reset(strings.NewReader(msg))
-		_, r, err := c.Process(context.Background(), "4ABC", env, br, true)
+		_, r, err := c.Process(context.Background(), "4ABC", env, br, Source{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/rewrite"
@@ -56,7 +57,7 @@ func TestDoorCopiesOnlyMailFromOutside(t *testing.T) {
 	if err := d.Enqueue(context.Background(), id, env(), strings.NewReader("Subject: s\r\n\r\nx\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	sid, err := d.Submit(context.Background(), env(), strings.NewReader("Subject: s\r\n\r\nx\r\n"))
+	sid, err := d.Submit(context.Background(), 1000, env(), strings.NewReader("Subject: s\r\n\r\nx\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +70,8 @@ func TestDoorCopiesOnlyMailFromOutside(t *testing.T) {
 			t.Errorf("%s: recipients %q, want %q", x.id, got, x.want)
 		}
 	}
-	if q.body[sid] != "Subject: s\r\n\r\nx\r\n" {
-		t.Errorf("content changed: %q", q.body[sid])
+	if q.body[iid] != "Subject: s\r\n\r\nx\r\n" {
+		t.Errorf("content changed: %q", q.body[iid])
 	}
 }
 
@@ -106,5 +107,38 @@ func TestRefusalReply(t *testing.T) {
 	}
 	if code, enh, text := r.SMTPReply(); code != 554 || enh != "5.4.6" || !strings.Contains(text, "too many hops") {
 		t.Errorf("reply %d %s %s", code, enh, text)
+	}
+}
+
+// A local submission gets Postfix's pickup and cleanup fields: a
+// Received: naming the user, and the From:, Date: and Message-Id: it
+// lacks, at the end of its header; what it has is kept.
+func TestPickupHeaderCompletion(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	c, err := New(Options{Rewrite: rewrite.Options{Myorigin: "example.org"}, HeaderSizeLimit: 102400,
+		Hostname: "mx.example.org", Myorigin: "example.org", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &fakeQueue{}
+	d := NewDoor(q, c)
+	env := &envelope.Envelope{From: "joe@example.org", Rcpts: []envelope.Rcpt{{Addr: "b@example.org"}}}
+	received := "Received: by mx.example.org (mailtee, from userid 1000)\r\n\tid IDB; Sun, 06 Dec 2026 10:00:00 +0000\r\n"
+	for _, tc := range []struct{ in, want string }{
+		{"Subject: s\r\nFrom: Joe <joe@example.org>\r\n\r\nbody\r\n",
+			received + "Subject: s\r\nFrom: Joe <joe@example.org>\r\nDate: Sun, 06 Dec 2026 10:00:00 +0000\r\nMessage-Id: <20261206100000.IDB@mx.example.org>\r\n\r\nbody\r\n"},
+		{"\r\nno header\r\n",
+			received + "Date: Sun, 06 Dec 2026 10:00:00 +0000\r\nFrom: joe@example.org\r\nMessage-Id: <20261206100000.IDB@mx.example.org>\r\n\r\nno header\r\n"},
+		{"date: x\r\nFROM: y\r\nMessage-ID: <z>\r\n\r\n",
+			received + "date: x\r\nFROM: y@example.org\r\nMessage-ID: <z>\r\n\r\n"},
+	} {
+		q.n = 0
+		id, err := d.Submit(context.Background(), 1000, env, strings.NewReader(tc.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := q.body[id]; got != tc.want {
+			t.Errorf("%q:\ngot  %q\nwant %q", tc.in, got, tc.want)
+		}
 	}
 }

@@ -306,11 +306,18 @@ func Filter(br *bufio.Reader, limit int, edit Edit) io.Reader {
 	return &filter{hr: NewReader(br, limit), edit: edit}
 }
 
+// FilterEnd is Filter, with the fields end returns added at the end of
+// the primary header (cleanup's missing From:, Date:, Message-Id:).
+func FilterEnd(br *bufio.Reader, limit int, edit Edit, end func() []byte) io.Reader {
+	return &filter{hr: NewReader(br, limit), edit: edit, end: end}
+}
+
 type filter struct {
 	hr   *Reader
 	edit Edit
-	out  []byte // of the last field, not read yet
-	body bool   // the header has been read
+	end  func() []byte // fields to add after the last one; may be nil
+	out  []byte        // of the last field, not read yet
+	body bool          // the header has been read
 	err  error
 }
 
@@ -336,6 +343,9 @@ func (f *filter) Read(p []byte) (int, error) {
 		switch {
 		case err == io.EOF:
 			f.body = true
+			if f.end != nil {
+				f.out = f.end()
+			}
 		case err != nil:
 			f.err = err
 		default:

@@ -383,6 +383,8 @@ func cleanupOptions(cfg *config.Config, t *tables, log func(string)) cleanup.Opt
 		HopcountLimit:   mustInt(cfg, "hopcount_limit"),
 		HeaderSizeLimit: mustInt(cfg, "header_size_limit"),
 		HeaderClients:   headerRewriteClients(cfg, t),
+		Hostname:        cfg.Get("myhostname"),
+		Myorigin:        cfg.Get("myorigin"),
 		Log:             log,
 	}
 }

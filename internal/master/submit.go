@@ -12,7 +12,7 @@ import (
 
 // Submit queues a local submission in cfg's queue directory without a
 // running server, through the same cleanup stage (sendmail's path).
-func Submit(cfg *config.Config, env *envelope.Envelope, body io.Reader, log func(string)) (string, error) {
+func Submit(cfg *config.Config, uid int, env *envelope.Envelope, body io.Reader, log func(string)) (string, error) {
 	t, err := openTables(cfg, nil)
 	if err != nil {
 		return "", err
@@ -21,7 +21,7 @@ func Submit(cfg *config.Config, env *envelope.Envelope, body io.Reader, log func
 	if err != nil {
 		return "", err
 	}
-	out, r, err := cl.Process(context.Background(), "", env, body, true)
+	out, r, err := cl.Process(context.Background(), "", env, body, cleanup.Source{Pickup: true, UID: uid})
 	if err != nil {
 		return "", err
 	}
