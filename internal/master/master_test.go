@@ -1,0 +1,108 @@
+package master
+
+import (
+	"bytes"
+	"net/smtp"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/config"
+)
+
+// syncBuffer is a log that the server writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func writeMainCF(t *testing.T, dir, bcc string) *config.Config {
+	t.Helper()
+	cf := "queue_directory = " + filepath.Join(dir, "queue") + "\n" +
+		"myhostname = mx.example.org\nmydestination =\nalias_maps =\ninet_interfaces = 127.0.0.1\nsmtpd_port = 0\n" +
+		"mynetworks = 127.0.0.0/8\ndefault_transport = discard:test\nalways_bcc = " + bcc + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(cf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func waitLog(t *testing.T, log *syncBuffer, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(log.String(), want) {
+			return
+		}
+	}
+	t.Fatalf("log lacks %q:\n%s", want, log.String())
+}
+
+// The server is wired end to end through cleanup's door, and a reload
+// reaches every stage: a message after a reload gets the new
+// configuration's always_bcc (the door's cleanup is replaced with the
+// rest of the runtime).
+func TestServeAndReload(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeMainCF(t, dir, "arch1@example.net")
+	findings, opened := Check(cfg)
+	if findings.HasErrors() {
+		t.Fatal(findings)
+	}
+	var log syncBuffer
+	s, err := New(cfg, &log, opened)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(5 * time.Second)
+	addr := s.listeners[0].Addr().String()
+	send := func() {
+		t.Helper()
+		if err := smtp.SendMail(addr, nil, "a@example.org", []string{"b@example.com"}, []byte("Subject: x\r\n\r\nbody\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send()
+	waitLog(t, &log, "to=<arch1@example.net>")
+	writeMainCF(t, dir, "arch2@example.net")
+	if err := s.Reload(dir); err != nil {
+		t.Fatal(err)
+	}
+	send()
+	waitLog(t, &log, "to=<arch2@example.net>")
+
+	// A configuration serve would refuse is refused by reload too, and
+	// the running one is kept.
+	writeMainCF(t, dir, "a b c @@")
+	if err := s.Reload(dir); err == nil || !strings.Contains(err.Error(), "always_bcc") {
+		t.Errorf("reload with always_bcc = a b c @@: %v", err)
+	}
+	send()
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(log.String(), "to=<arch2@example.net>") < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := strings.Count(log.String(), "to=<arch2@example.net>"); n != 2 {
+		t.Errorf("after a refused reload, %d copies to arch2, want 2:\n%s", n, log.String())
+	}
+}
