@@ -9,6 +9,7 @@ import (
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/route"
 )
 
 // runCheck reports every error and warning in main.cf and in every table
@@ -65,5 +66,22 @@ func checkAll(cfg *config.Config) (diag.List, map[string]maps.Table) {
 				Msg: fmt.Sprintf("%s: %s", ref.Param, strings.TrimPrefix(err.Error(), ref.Spec+": "))})
 		}
 	}
+	all = append(all, transportFindings(cfg, opened)...)
 	return all, opened
+}
+
+// transportFindings are route.CheckTransports over main.cf's transport
+// parameters and the transport_maps tables that opened.
+func transportFindings(cfg *config.Config, opened map[string]maps.Table) diag.List {
+	var params []route.Setting
+	for _, n := range route.TransportParams {
+		params = append(params, route.Setting{Name: n, Value: cfg.Get(n), Line: settingLine(cfg, n)})
+	}
+	var tables []route.Map
+	for _, spec := range cfg.List("transport_maps") {
+		if t, ok := opened[spec]; ok {
+			tables = append(tables, route.Map{Spec: spec, Line: settingLine(cfg, "transport_maps"), Table: t})
+		}
+	}
+	return route.CheckTransports(cfg.File, params, tables)
 }
