@@ -206,10 +206,11 @@ func validDNSServers(v string) error {
 	return nil
 }
 
-// validParamNames is parent_domain_matches_subdomains: parameter names.
+// validParamNames is parent_domain_matches_subdomains: parameter names,
+// and the pseudo-name smtpd_access_maps of Postfix's default.
 func validParamNames(v string) error {
 	for _, el := range SplitList(v) {
-		if Known(el) {
+		if Known(el) || el == "smtpd_access_maps" {
 			continue
 		}
 		if near := Suggest(el); near != "" {
