@@ -118,6 +118,9 @@ func validInterfaces(v string) error {
 		if el == "all" || el == "loopback-only" || el == "localhost" {
 			continue
 		}
+		if strings.HasPrefix(el, "[") != strings.HasSuffix(el, "]") {
+			return fmt.Errorf("%q: unbalanced brackets", el)
+		}
 		if _, err := netip.ParseAddr(strings.Trim(el, "[]")); err == nil {
 			continue
 		}
@@ -189,15 +192,15 @@ func validIPv6(v string) error {
 }
 
 // validDNSServers is mailtee's dns_servers: "address:port" each, as the
-// resolver dials them.
+// resolver dials them (a host name is resolved from /etc/hosts).
 func validDNSServers(v string) error {
 	for _, el := range SplitList(v) {
 		h, p, err := net.SplitHostPort(el)
 		if err != nil {
 			return fmt.Errorf("%q: expected address:port, such as 127.0.0.1:53 or [::1]:53", el)
 		}
-		if _, err := netip.ParseAddr(h); err != nil {
-			return fmt.Errorf("%q: %q is not an IP address", el, h)
+		if _, err := netip.ParseAddr(h); err != nil && validHostname(h) != nil {
+			return fmt.Errorf("%q: %q is not an IP address nor a host name", el, h)
 		}
 		if err := validPort(p); err != nil {
 			return fmt.Errorf("%q: %v", el, err)
