@@ -242,3 +242,28 @@ func TestListsAreCurrent(t *testing.T) {
 		}
 	}
 }
+
+// A transport_maps entry with a transport mailtee does not deliver with
+// is reported at the table's file and line (issue 13, defect 2).
+func TestTransportMapsEntry(t *testing.T) {
+	for _, tc := range []struct{ typ, text, where string }{
+		{"hash", "a.example  smtp:[10.0.0.1]\nb.example  smpt:[10.0.0.1]\n", "transport, line 2: "},
+		{"texthash", "# c\n\nb.example  eror:gone\n", "transport, line 3: "},
+		{"regexp", "/^(.*)@a\\.example$/  relay:[$1]\n/@b\\.example$/  virtual:\n", "transport, line 2: "},
+		{"pcre", "/^(.*)@b\\.example$/  eror:$1\n", "transport, line 1: "},
+	} {
+		dir := harness.TempDir(t)
+		file := filepath.Join(dir, "transport")
+		if err := os.WriteFile(file, []byte(tc.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, code := check(t, "transport_maps", tc.typ+":"+file)
+		if code != 1 || !strings.Contains(out, "error: "+dir+"/"+tc.where) || !strings.Contains(out, "unknown mail transport") {
+			t.Errorf("%s: exit %d, want 1 with an error at %s:\n%s", tc.typ, code, tc.where, out)
+		}
+	}
+	out, code := check(t, "transport_maps", "inline:{ b.example=lmpt:unix:/x }")
+	if code != 1 || !strings.Contains(out, fmt.Sprintf("main.cf, line %d: transport_maps", badLine)) {
+		t.Errorf("inline: exit %d, want 1 with an error at main.cf, line %d:\n%s", code, badLine, out)
+	}
+}
