@@ -50,10 +50,10 @@ type paramInfo struct {
 
 // Word sets, for parameters whose values are names Postfix knows.
 var (
-	classWords      = []string{"envelope_sender", "envelope_recipient", "header_sender", "header_recipient"}
-	propagateWords  = []string{"canonical", "virtual", "alias", "forward", "include", "generic"}
-	notifyWords     = []string{"bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software"}
-	restrictionWord = []string{"permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination"}
+	classWords       = []string{"envelope_sender", "envelope_recipient", "header_sender", "header_recipient"}
+	propagateWords   = []string{"canonical", "virtual", "alias", "forward", "include", "generic"}
+	notifyWords      = []string{"bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software"}
+	restrictionWords = []string{"permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination"}
 )
 
 // implemented lists the parameters mailtee honours. The mail path (serve)
@@ -74,8 +74,8 @@ var implemented = map[string]paramInfo{
 	"virtual_alias_domains":               {kind: KindDomainList},
 	"mynetworks":                          {kind: KindNetList},
 	"mynetworks_style":                    {allowed: []string{"host", "subnet", "class"}},
-	"smtpd_relay_restrictions":            {allowed: restrictionWord},
-	"smtpd_recipient_restrictions":        {allowed: restrictionWord},
+	"smtpd_relay_restrictions":            {allowed: restrictionWords},
+	"smtpd_recipient_restrictions":        {allowed: restrictionWords},
 	"local_recipient_maps":                {kind: KindTables},
 	"unknown_local_recipient_reject_code": {valid: validRejectCode},
 	"relay_recipient_maps":                {kind: KindTables},
