@@ -14,12 +14,12 @@ import (
 func TestCheckRefusesWhatServeRefuses(t *testing.T) {
 	for _, tc := range []struct{ line, want string }{
 		{"always_bcc = a b c @@", "main.cf, line 2: always_bcc: non-address result"},
-		{"masquerade_classes = envelope_sendr", `main.cf, line 2: masquerade_classes: unknown or unsupported class "envelope_sendr"`},
-		{"sender_canonical_classes = envelope_recipient", `main.cf, line 2: sender_canonical_classes: unknown or unsupported class "envelope_recipient"`},
+		{"masquerade_classes = envelope_sendr", `main.cf, line 2: masquerade_classes: "envelope_sendr" not supported`},
+		{"sender_canonical_classes = envelope_recipient", `main.cf, line 2: sender_canonical_classes: "envelope_recipient" not supported`},
 	} {
 		dir := t.TempDir()
 		q := filepath.Join(dir, "queue")
-		os.WriteFile(filepath.Join(dir, "main.cf"), []byte("queue_directory = "+q+"\n"+tc.line+"\nsmtpd_port = 0\ninet_interfaces = loopback-only\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "main.cf"), []byte("queue_directory = "+q+"\n"+tc.line+"\nsmtpd_port = 2525\ninet_interfaces = loopback-only\n"), 0o644)
 		code, out, _ := mailtee(t, "", "check", "-c", dir)
 		if code != exitBadData || !strings.Contains(out, tc.want) {
 			t.Errorf("check with %q: exit %d, want 1 and %q in:\n%s", tc.line, code, tc.want, out)

@@ -155,6 +155,33 @@ func TestSupportClasses(t *testing.T) {
 		{"maximal_queue_lifetime = 5x", diag.Error, "bad time unit"},
 		{"mynetworks = 10.1.2.3/8", diag.Error, "perhaps you should use \"10.0.0.0/8\""},
 		{"mynetworks = nonsense", diag.Error, "not an IP address"},
+		// Issue 13: a typo in a set of known words was ignored.
+		{"masquerade_classes = envelope_sendr, header_sender", diag.Error, "did you mean envelope_sender instead of envelope_sendr?"},
+		{"canonical_classes = envelope_sender, bogus", diag.Error, "\"bogus\" not supported by mailtee; it supports envelope_sender,"},
+		{"sender_canonical_classes = envelope_recipient", diag.Error, "it supports envelope_sender, header_sender"},
+		{"propagate_unmatched_extensions = canonical, virtul", diag.Error, "did you mean virtual"},
+		{"notify_classes = resource, sofware", diag.Error, "did you mean software"},
+		{"inet_protocols = ipv7", diag.Error, "\"ipv7\" not supported"},
+		{"default_database_type = hahs", diag.Error, "did you mean hash"},
+		{"parent_domain_matches_subdomains = relay_domain", diag.Error, "unknown parameter name; did you mean relay_domains?"},
+		{"myhostname = mx..example", diag.Error, "empty label"},
+		{"smtp_helo_name = bad!host", diag.Error, "invalid character"},
+		{"myorigin = -x.example", diag.Error, "misplaced hyphen"},
+		{"smtpd_port = 99999", diag.Error, "bad network port"},
+		{"smtp_tcp_port = lots", diag.Error, "not a port number nor a known service name"},
+		{"relayhost = [10.0.0.1:25", diag.Error, "missing ']'"},
+		{"relayhost = mail.example:nosuchservice", diag.Error, "known service name"},
+		{"inet_interfaces = 10.0.0.300/8", diag.Error, "not an IP address nor a host name"},
+		{"smtp_bind_address = ::1", diag.Error, "not an IPv4 address"},
+		{"smtp_bind_address6 = 127.0.0.1", diag.Error, "not an IPv6 address"},
+		{"dns_servers = 127.0.0.1", diag.Error, "expected address:port"},
+		{"bounce_notice_recipient = a b @@", diag.Error, "expected one address"},
+		{"double_bounce_sender = <x", diag.Error, "missing closing"},
+		{"masquerade_domains = !ex@mple.com", diag.Error, "invalid character"},
+		{"masquerade_exceptions = root@example.com", diag.Error, "without @domain"},
+		{"recipient_delimiter = +@", diag.Error, "part of address syntax"},
+		{"unknown_local_recipient_reject_code = 250", diag.Error, "expected a 4XX or 5XX reply code"},
+		{"smtpd_tls_cert_file = /nonexistent/cert.pem", diag.Error, "smtpd_tls_cert_file: open /nonexistent/cert.pem"},
 	}
 	for _, tc := range cases {
 		d := parse(t, tc.line+"\n").Check()
@@ -346,5 +373,40 @@ func TestBounceSizeLimit(t *testing.T) {
 	}
 	if d := diagsMatching(parse(t, "bounce_size_limit = 0\n").Check(), "invalid bounce_size_limit parameter value 0 < 1"); len(d) != 1 || d[0].Severity != diag.Error {
 		t.Errorf("bounce_size_limit = 0: %v", d)
+	}
+}
+
+// The value checks added for the bad-configuration suite must not refuse
+// what Postfix (and serve) accept.
+func TestGoodValuesPass(t *testing.T) {
+	for _, line := range []string{
+		"masquerade_classes = envelope_sender, header_sender, header_recipient",
+		"propagate_unmatched_extensions =",
+		"notify_classes = bounce, 2bounce, delay, resource, software",
+		"parent_domain_matches_subdomains = mydestination, relay_domains, smtpd_access_maps",
+		"myhostname = mx_1.example.com",
+		"myorigin = /etc/mailname",
+		"smtpd_port = 2525",
+		"smtp_tcp_port = smtp",
+		"relayhost = [127.0.0.1]:2525",
+		"relayhost = [ipv6:::1]:25",
+		"relayhost = [relay.example], mail.example:25",
+		"inet_interfaces = [::1], 127.0.0.1, localhost, mx.example",
+		"smtp_bind_address = 192.0.2.1",
+		"smtp_bind_address6 = 2001:db8::1",
+		"dns_servers = 127.0.0.1:53, [::1]:5353",
+		"bounce_notice_recipient = postmaster",
+		"2bounce_notice_recipient = admin@example.com",
+		"empty_address_recipient = MAILER-DAEMON",
+		"masquerade_domains = !sub.example.com, example.com",
+		"masquerade_exceptions = root, mailer-daemon",
+		"recipient_delimiter = +-",
+		"unknown_local_recipient_reject_code = 450",
+		"default_database_type = texthash",
+		"inet_protocols = ipv4, ipv6",
+	} {
+		if d := parse(t, "mynetworks = 127.0.0.0/8\n"+line+"\n").Check(); d.HasErrors() {
+			t.Errorf("%q: want no error, got %v", line, d)
+		}
 	}
 }

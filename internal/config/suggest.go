@@ -15,6 +15,18 @@ func Suggest(name string) string {
 	return best
 }
 
+// nearestWord returns the word of words closest to w, or "" when none is
+// close enough to be a likely typo.
+func nearestWord(w string, words []string) string {
+	best, bestD := "", min(len(w)/3+1, 3)
+	for _, k := range words {
+		if d := distance(w, k, bestD); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
 // distance is the optimal string alignment (Damerau-Levenshtein) distance,
 // giving up once every path exceeds limit.
 func distance(a, b string, limit int) int {

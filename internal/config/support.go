@@ -41,46 +41,58 @@ const (
 type paramInfo struct {
 	kind Kind
 	// allowed, when set, lists the only values (list elements) mailtee
-	// can honour, for parameters it implements in part.
+	// can honour: the words Postfix knows for the parameter, or those
+	// mailtee implements when it implements it in part.
 	allowed []string
+	// valid, when set, says what is wrong with a value (values.go).
+	valid func(string) error
 }
+
+// Word sets, for parameters whose values are names Postfix knows.
+var (
+	classWords       = []string{"envelope_sender", "envelope_recipient", "header_sender", "header_recipient"}
+	propagateWords   = []string{"canonical", "virtual", "alias", "forward", "include", "generic"}
+	notifyWords      = []string{"bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software"}
+	restrictionWords = []string{"permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination"}
+)
 
 // implemented lists the parameters mailtee honours. The mail path (serve)
 // reads each of these; anything else set in main.cf is reported by Check.
 var implemented = map[string]paramInfo{
 	// identity and listening
-	"myhostname": {}, "mydomain": {}, "myorigin": {}, "mail_name": {},
-	"inet_interfaces": {}, "inet_protocols": {}, "proxy_interfaces": {},
-	"smtpd_port": {}, "smtpd_banner": {}, "dns_servers": {},
+	"myhostname": {valid: validHostname}, "mydomain": {valid: validHostname},
+	"myorigin": {valid: validOrigin}, "mail_name": {},
+	"inet_interfaces": {valid: validInterfaces}, "proxy_interfaces": {valid: validInterfaces},
+	"inet_protocols": {allowed: []string{"all", "ipv4", "ipv6"}},
+	"smtpd_port":     {valid: validPort}, "smtpd_banner": {}, "dns_servers": {valid: validDNSServers},
 	"mailbox_bcc_maps": {kind: KindTables}, "dual_delivery_relay": {},
 	"local_header_rewrite_clients": {allowed: []string{"permit_inet_interfaces", "permit_mynetworks"}},
 	"config_directory":             {}, "queue_directory": {},
 	// who is local, who may relay
-	"mydestination":         {kind: KindDomainList},
-	"relay_domains":         {kind: KindDomainList},
-	"virtual_alias_domains": {kind: KindDomainList},
-	"mynetworks":            {kind: KindNetList},
-	"mynetworks_style":      {allowed: []string{"host", "subnet", "class"}},
-	"smtpd_relay_restrictions": {allowed: []string{"permit_mynetworks",
-		"permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination"}},
-	"smtpd_recipient_restrictions": {allowed: []string{"permit_mynetworks",
-		"permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination"}},
+	"mydestination":                       {kind: KindDomainList},
+	"relay_domains":                       {kind: KindDomainList},
+	"virtual_alias_domains":               {kind: KindDomainList},
+	"mynetworks":                          {kind: KindNetList},
+	"mynetworks_style":                    {allowed: []string{"host", "subnet", "class"}},
+	"smtpd_relay_restrictions":            {allowed: restrictionWords},
+	"smtpd_recipient_restrictions":        {allowed: restrictionWords},
 	"local_recipient_maps":                {kind: KindTables},
-	"unknown_local_recipient_reject_code": {},
+	"unknown_local_recipient_reject_code": {valid: validRejectCode},
 	"relay_recipient_maps":                {kind: KindTables},
-	"unknown_relay_recipient_reject_code": {},
-	"parent_domain_matches_subdomains":    {},
+	"unknown_relay_recipient_reject_code": {valid: validRejectCode},
+	"parent_domain_matches_subdomains":    {valid: validParamNames},
 	// address rewriting
-	"recipient_delimiter": {}, "append_at_myorigin": {}, "propagate_unmatched_extensions": {},
+	"recipient_delimiter": {valid: validDelimiter}, "append_at_myorigin": {},
+	"propagate_unmatched_extensions":        {allowed: propagateWords},
 	"canonical_maps":                        {kind: KindTables},
 	"sender_canonical_maps":                 {kind: KindTables},
 	"recipient_canonical_maps":              {kind: KindTables},
-	"canonical_classes":                     {},
-	"sender_canonical_classes":              {},
-	"recipient_canonical_classes":           {},
-	"masquerade_domains":                    {},
-	"masquerade_classes":                    {},
-	"masquerade_exceptions":                 {},
+	"canonical_classes":                     {allowed: classWords},
+	"sender_canonical_classes":              {allowed: []string{"envelope_sender", "header_sender"}},
+	"recipient_canonical_classes":           {allowed: []string{"envelope_recipient", "header_recipient"}},
+	"masquerade_domains":                    {valid: validDomains},
+	"masquerade_classes":                    {allowed: classWords},
+	"masquerade_exceptions":                 {valid: validLocalParts},
 	"virtual_alias_maps":                    {kind: KindTables},
 	"virtual_alias_recursion_limit":         {},
 	"virtual_alias_expansion_limit":         {},
@@ -92,27 +104,27 @@ var implemented = map[string]paramInfo{
 	"alias_maps":                            {kind: KindTables},
 	"owner_request_special":                 {},
 	"expand_owner_alias":                    {},
-	"empty_address_recipient":               {},
+	"empty_address_recipient":               {valid: validAddress},
 	"smtputf8_enable":                       {},
-	"default_database_type":                 {},
+	"default_database_type":                 {allowed: []string{"hash", "btree", "lmdb", "cdb", "dbm", "sdbm", "texthash"}},
 	"transport_maps":                        {kind: KindTables},
 	"default_transport":                     {},
 	"local_transport":                       {},
 	"relay_transport":                       {},
-	"relayhost":                             {},
+	"relayhost":                             {valid: validNexthops},
 	"mailbox_transport":                     {},
 	"mail_spool_directory":                  {},
 	"home_mailbox":                          {},
-	"smtp_tcp_port":                         {},
-	"smtp_bind_address":                     {},
-	"smtp_bind_address6":                    {},
-	"smtp_helo_name":                        {},
+	"smtp_tcp_port":                         {valid: validPort},
+	"smtp_bind_address":                     {valid: validIPv4},
+	"smtp_bind_address6":                    {valid: validIPv6},
+	"smtp_helo_name":                        {valid: validHostname},
 	"smtp_connect_timeout":                  {},
 	"smtp_tls_security_level":               {allowed: []string{"none", "may", "encrypt"}},
 	"smtpd_tls_security_level":              {allowed: []string{"", "none", "may", "encrypt"}},
 	"smtpd_tls_cert_file":                   {},
 	"smtpd_tls_key_file":                    {},
-	"lmtp_tcp_port":                         {},
+	"lmtp_tcp_port":                         {valid: validPort},
 	"default_destination_concurrency_limit": {},
 	"smtp_destination_concurrency_limit":    {},
 	"relay_destination_concurrency_limit":   {},
@@ -131,9 +143,10 @@ var implemented = map[string]paramInfo{
 	// queue
 	"minimal_backoff_time": {}, "maximal_backoff_time": {}, "maximal_queue_lifetime": {},
 	"bounce_queue_lifetime": {}, "queue_run_delay": {}, "qmgr_message_recipient_limit": {},
-	"double_bounce_sender": {}, "bounce_notice_recipient": {}, "2bounce_notice_recipient": {},
-	"bounce_size_limit":   {},
-	"compatibility_level": {}, "maillog_file": {}, "notify_classes": {},
+	"double_bounce_sender": {valid: validAddress}, "bounce_notice_recipient": {valid: validAddress},
+	"2bounce_notice_recipient": {valid: validAddress},
+	"bounce_size_limit":        {},
+	"compatibility_level":      {}, "maillog_file": {}, "notify_classes": {allowed: notifyWords},
 	// local delivery as root: the identity of mailboxes with no passwd entry
 	"default_privs": {},
 }
@@ -207,6 +220,7 @@ func (c *Config) Check() diag.List {
 		c.checkSetting(s, &out)
 	}
 	c.checkDerived(&out)
+	c.checkTLSFiles(&out)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
 	return out
 }
@@ -294,15 +308,25 @@ func (c *Config) checkValue(name, v, def, file string, line int, out *diag.List)
 	}
 	if info.allowed != nil {
 		var bad []string
+		near := ""
 		for _, el := range SplitList(v) {
 			if !contains(info.allowed, el) {
 				bad = append(bad, fmt.Sprintf("%q", el))
+				if w := nearestWord(el, info.allowed); w != "" && near == "" {
+					near = fmt.Sprintf("; did you mean %s instead of %s?", w, el)
+				}
 			}
 		}
 		if bad != nil {
-			out.Errorf(file, line, "%s: %s not supported by mailtee; it supports %s", name, strings.Join(bad, ", "), strings.Join(info.allowed, ", "))
+			out.Errorf(file, line, "%s: %s not supported by mailtee; it supports %s%s", name, strings.Join(bad, ", "), strings.Join(info.allowed, ", "), near)
 		}
 		return
+	}
+	if info.valid != nil && v != "" {
+		if err := info.valid(v); err != nil {
+			out.Errorf(file, line, "%s: %v", name, err)
+			return
+		}
 	}
 	if name == "myorigin" && strings.HasPrefix(v, "/") {
 		if _, err := os.ReadFile(v); err != nil {
@@ -465,4 +489,15 @@ func isNumber(s string) bool {
 		}
 	}
 	return true
+}
+
+// ImplementedParams lists the parameters mailtee honours, sorted: the
+// bad-configuration suite gives each a wrong value.
+func ImplementedParams() []string {
+	out := make([]string, 0, len(implemented))
+	for n := range implemented {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }

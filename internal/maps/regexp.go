@@ -69,6 +69,7 @@ type resultPart struct {
 // no locking.
 type reTable struct {
 	rules []reRule
+	file  string // for Source
 }
 
 // Lookup applies the rules in order and returns the first match's result.
@@ -161,7 +162,7 @@ func runesToBytes(s string) string {
 // when pcre is set. Lines with errors are left out of the table; the
 // findings say why.
 func parseRegexp(file string, data []byte, pcre bool) (Table, diag.List) {
-	p := reParser{file: file, pcre: pcre, t: &reTable{}}
+	p := reParser{file: file, pcre: pcre, t: &reTable{file: file}}
 	pfline.Each(file, string(data), &p.diags, p.line)
 	for _, i := range p.open {
 		p.diags.Errorf(file, p.t.rules[i].line, "if has no matching endif; "+

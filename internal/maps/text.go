@@ -18,6 +18,10 @@ import (
 type fixedTable struct {
 	m      map[string]string
 	shapes shape // the key shapes present, to skip futile address lookups
+	// file and src are the postmap(1) source, kept for Source (the
+	// table's keys and values are substrings of src anyway); empty for
+	// inline, alias and passwd tables.
+	file, src string
 }
 
 // shape classifies keys by the address lookup forms they can answer.
@@ -101,7 +105,19 @@ func foldKey(s string) string {
 func parseText(file string, data []byte) (*fixedTable, diag.List) {
 	var diags diag.List
 	t := newFixed(data)
-	pfline.Each(file, asString(data), &diags, func(l pfline.Line) {
+	t.file, t.src = file, asString(data)
+	eachText(file, t.src, &diags, func(key, value string, line int) {
+		if !t.add(key, value) {
+			diags.Warnf(file, line, "duplicate entry: %q; the first one is used", key)
+		}
+	})
+	return t, diags
+}
+
+// eachText calls fn for every entry of postmap(1) source text, with its
+// key as the table stores it, and reports lines that are not entries.
+func eachText(file, text string, diags *diag.List, fn func(key, value string, line int)) {
+	pfline.Each(file, text, diags, func(l pfline.Line) {
 		key, value := splitKeyValue(l.Text)
 		if value == "" {
 			diags.Warnf(file, l.Num, "expected format: key whitespace value; line ignored")
@@ -111,12 +127,8 @@ func parseText(file string, data []byte) (*fixedTable, diag.List) {
 			diags.Warnf(file, l.Num, "key %q ends in ':'; mailtee uses the key %q, but Postfix's postmap keeps the colon as part of the key, so on Postfix this entry never matches", key, k)
 			key = k
 		}
-		key = foldKey(key)
-		if !t.add(key, value) {
-			diags.Warnf(file, l.Num, "duplicate entry: %q; the first one is used", key)
-		}
+		fn(foldKey(key), value, l.Num)
 	})
-	return t, diags
 }
 
 // splitKeyValue splits "key   value text" at the first whitespace outside

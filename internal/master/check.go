@@ -8,6 +8,7 @@ import (
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/route"
 )
 
 // Check is every finding about cfg that the server acts on: main.cf's
@@ -60,10 +61,24 @@ func stageFindings(cfg *config.Config, opened map[string]maps.Table) diag.List {
 	for _, p := range cleanup.Check(cleanupOptions(cfg, t, nil)) {
 		out.Errorf(cfg.File, settingLine(cfg, p.Param), "%v", p)
 	}
-	if _, err := serverTLS(cfg); err != nil {
-		out.Errorf(cfg.File, settingLine(cfg, "smtpd_tls_cert_file"), "%v", err)
+	return append(out, transportFindings(cfg, opened)...)
+}
+
+// transportFindings are route.CheckTransports over main.cf's transport
+// parameters and the transport_maps tables that opened, against the
+// transports qmgr has agents for.
+func transportFindings(cfg *config.Config, opened map[string]maps.Table) diag.List {
+	var params []route.Setting
+	for _, n := range route.TransportParams {
+		params = append(params, route.Setting{Name: n, Value: cfg.Get(n), Line: settingLine(cfg, n)})
 	}
-	return out
+	var tables []route.Map
+	for _, spec := range cfg.List("transport_maps") {
+		if t, ok := opened[spec]; ok {
+			tables = append(tables, route.Map{Spec: spec, Line: settingLine(cfg, "transport_maps"), Table: t})
+		}
+	}
+	return route.CheckTransports(cfg.File, Transports(), params, tables)
 }
 
 // MailboxFindings reports mailboxes that mailtee, run as root, could not

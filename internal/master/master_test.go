@@ -2,6 +2,7 @@ package master
 
 import (
 	"bytes"
+	"net"
 	"net/smtp"
 	"os"
 	"path/filepath"
@@ -31,10 +32,21 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func writeMainCF(t *testing.T, dir, bcc string) *config.Config {
+// freePort is a loopback port nobody listens on now.
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+func writeMainCF(t *testing.T, dir, port, bcc string) *config.Config {
 	t.Helper()
 	cf := "queue_directory = " + filepath.Join(dir, "queue") + "\n" +
-		"myhostname = mx.example.org\nmydestination =\nalias_maps =\ninet_interfaces = 127.0.0.1\nsmtpd_port = 0\n" +
+		"myhostname = mx.example.org\nmydestination =\nalias_maps =\ninet_interfaces = 127.0.0.1\nsmtpd_port = " + port + "\n" +
 		"mynetworks = 127.0.0.0/8\ndefault_transport = discard:test\nalways_bcc = " + bcc + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(cf), 0o644); err != nil {
 		t.Fatal(err)
@@ -62,7 +74,8 @@ func waitLog(t *testing.T, log *syncBuffer, want string) {
 // rest of the runtime).
 func TestServeAndReload(t *testing.T) {
 	dir := t.TempDir()
-	cfg := writeMainCF(t, dir, "arch1@example.net")
+	port := freePort(t)
+	cfg := writeMainCF(t, dir, port, "arch1@example.net")
 	findings, opened := Check(cfg)
 	if findings.HasErrors() {
 		t.Fatal(findings)
@@ -85,7 +98,7 @@ func TestServeAndReload(t *testing.T) {
 	}
 	send()
 	waitLog(t, &log, "to=<arch1@example.net>")
-	writeMainCF(t, dir, "arch2@example.net")
+	writeMainCF(t, dir, port, "arch2@example.net")
 	if err := s.Reload(dir); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +107,7 @@ func TestServeAndReload(t *testing.T) {
 
 	// A configuration serve would refuse is refused by reload too, and
 	// the running one is kept.
-	writeMainCF(t, dir, "a b c @@")
+	writeMainCF(t, dir, port, "a b c @@")
 	if err := s.Reload(dir); err == nil || !strings.Contains(err.Error(), "always_bcc") {
 		t.Errorf("reload with always_bcc = a b c @@: %v", err)
 	}
