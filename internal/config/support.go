@@ -391,7 +391,8 @@ func (c *Config) AliasTables() map[string]bool {
 }
 
 // TableRefs lists the lookup tables named by implemented parameters, in
-// parameter order, so `check` and `serve` can open each one.
+// parameter order, so `check` and `serve` can open each one. Each is
+// credited to the parameter whose value names it (see origin).
 func (c *Config) TableRefs() []TableRef {
 	var out []TableRef
 	aliases := c.AliasTables()
@@ -405,10 +406,10 @@ func (c *Config) TableRefs() []TableRef {
 		if k == KindText {
 			continue
 		}
-		line := c.set[n].Line
 		for _, el := range c.List(n) {
 			if k == KindTables || maps.IsTable(el) {
-				out = append(out, TableRef{Param: n, Spec: el, Line: line, Alias: aliases[el]})
+				param, line := c.origin(n, el)
+				out = append(out, TableRef{Param: param, Spec: el, Line: line, Alias: aliases[el]})
 			}
 		}
 	}
