@@ -77,7 +77,10 @@ func runPostconf(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr)
 			continue
 		}
-		if *expand {
+		if *expand && !config.IsRaw(name) {
+			// As Postfix's postconf: $user in mailbox_command or
+			// $rbl_code in default_rbl_reply is for local(8) or smtpd(8)
+			// to expand at run time.
 			if v, err = cfg.Expand(v); err != nil {
 				fmt.Fprintf(stderr, "mailtee postconf: %s: %v\n", name, err)
 				status = exitBadData

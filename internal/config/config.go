@@ -87,6 +87,9 @@ func Parse(dir, file string, data []byte) *Config {
 	// A name Postfix does not know is still legitimate when another value
 	// refers to it as $name: postconf(5) calls these user-defined.
 	for _, s := range c.set {
+		if IsRaw(s.Name) {
+			continue // $user in mailbox_command is local(8)'s, see rawParams
+		}
 		for _, ref := range references(s.Value) {
 			if _, known := defaults[ref]; !known {
 				c.userDefs[ref] = true
@@ -214,6 +217,9 @@ func (c *Config) Expand(s string) (string, error) {
 // empty string here; Check reports it with the line.
 func (c *Config) Get(name string) string {
 	raw, _ := c.Raw(name)
+	if IsRaw(name) {
+		return strings.TrimSpace(raw)
+	}
 	v, err := c.Expand(raw)
 	if err != nil {
 		return ""

@@ -244,7 +244,7 @@ func (c *Config) checkSetting(s Setting, out *diag.List) {
 	e := expander{lookup: c.Raw, undefined: func(n string) {
 		out.Warnf(file, line, "%s: undefined parameter $%s expands to nothing", s.Name, n)
 	}}
-	v, err := e.expand(s.Value, 0)
+	v, err := e.param(s.Name, s.Value, 0)
 	if err != nil {
 		out.Errorf(file, line, "%s: %v", s.Name, err)
 		return
