@@ -18,10 +18,15 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitBadData
 	}
-	all, _ := checkAll(cfg)
+	all, opened := checkAll(cfg)
 	all = append(all, mailboxFindings(cfg)...)
+	infos, sockets := lmtpSockets(cfg, opened)
+	all = append(all, sockets...)
 	for _, d := range all {
 		fmt.Fprintf(stdout, "%v\n", d)
+	}
+	for _, s := range infos {
+		fmt.Fprintln(stdout, s)
 	}
 	errs, warns := 0, 0
 	for _, d := range all {

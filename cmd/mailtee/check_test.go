@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,5 +38,42 @@ func TestPostconfRawParameters(t *testing.T) {
 	_, out, _ = mailtee(t, "", "check", "-c", dir)
 	if strings.Contains(out, "undefined parameter") {
 		t.Errorf("check warns about a run-time macro:\n%s", out)
+	}
+}
+
+// Issue 13, defect 7: a relative LMTP socket is under Postfix's queue
+// directory for this main.cf: postfix_queue_directory, which defaults to
+// queue_directory when main.cf sets it, else /var/spool/postfix. check
+// says which path serve uses, and warns when no socket is there.
+func TestCheckLMTPSocket(t *testing.T) {
+	dir := t.TempDir()
+	pq := filepath.Join(dir, "pq")
+	os.MkdirAll(filepath.Join(pq, "private"), 0o755)
+	cf := "myhostname = h.example.com\nalias_maps =\nmailbox_transport = lmtp:unix:private/dovecot-lmtp\n"
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte(cf+"queue_directory = "+pq+"\n"), 0o644)
+	sock := filepath.Join(pq, "private", "dovecot-lmtp")
+	info := "main.cf, line 3: mailbox_transport: lmtp socket private/dovecot-lmtp is " + sock
+	_, out, _ := mailtee(t, "", "check", "-c", dir)
+	if !strings.Contains(out, info) || !strings.Contains(out, "warning: "+dir+"/main.cf, line 3: mailbox_transport: lmtp socket "+sock+": no such file") {
+		t.Errorf("check output lacks the path or the warning:\n%s", out)
+	}
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, out, _ = mailtee(t, "", "check", "-c", dir)
+	if !strings.Contains(out, info) || !strings.Contains(out, "0 warning(s)") {
+		t.Errorf("with the socket there:\n%s", out)
+	}
+	// Without queue_directory, Postfix's default.
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte(cf), 0o644)
+	if _, out, _ = mailtee(t, "", "check", "-c", dir); !strings.Contains(out, "lmtp socket private/dovecot-lmtp is /var/spool/postfix/private/dovecot-lmtp") {
+		t.Errorf("without queue_directory:\n%s", out)
+	}
+	// postfix_queue_directory says it when mailtee's spool is elsewhere.
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte(cf+"queue_directory = "+dir+"/spool\npostfix_queue_directory = "+pq+"\n"), 0o644)
+	if _, out, _ = mailtee(t, "", "check", "-c", dir); !strings.Contains(out, info) || !strings.Contains(out, "0 warning(s)") {
+		t.Errorf("with postfix_queue_directory:\n%s", out)
 	}
 }

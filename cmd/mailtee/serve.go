@@ -179,6 +179,7 @@ func newServer(cfg *config.Config, stderr io.Writer, opened map[string]maps.Tabl
 		CommandTimeout: 10 * time.Minute,
 		Resolver:       resolver,
 		LMTP:           true,
+		SocketDir:      postfixQueueDir(cfg),
 		Log:            s.log.Slog().With("component", "lmtp"),
 	}
 	if os.Geteuid() == 0 {

@@ -185,6 +185,11 @@ func (c *Config) Raw(name string) (string, bool) {
 		v, _ := c.Mynetworks()
 		return v, true
 	}
+	if _, set := c.set["queue_directory"]; set && name == "postfix_queue_directory" {
+		// What `postconf -h queue_directory` says for this main.cf:
+		// where Postfix, and so Dovecot, puts private/.
+		return "$queue_directory", true
+	}
 	return c.Default(name)
 }
 

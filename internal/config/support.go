@@ -54,7 +54,7 @@ var implemented = map[string]paramInfo{
 	"smtpd_port": {}, "smtpd_banner": {}, "dns_servers": {},
 	"mailbox_bcc_maps": {kind: KindTables}, "dual_delivery_relay": {},
 	"local_header_rewrite_clients": {allowed: []string{"permit_inet_interfaces", "permit_mynetworks"}},
-	"config_directory":             {}, "queue_directory": {},
+	"config_directory":             {}, "queue_directory": {}, "postfix_queue_directory": {},
 	// who is local, who may relay
 	"mydestination":         {kind: KindDomainList},
 	"relay_domains":         {kind: KindDomainList},
