@@ -92,7 +92,9 @@ func (e *expander) value(name string, depth int) (string, error) {
 		}
 		return "", nil
 	}
-	return e.param(name, v, depth+1)
+	// A raw parameter's value is expanded when another refers to it, as
+	// Postfix 3.7 does (3.12's postconf leaves it as written).
+	return e.expand(v, depth+1)
 }
 
 // param expands v, the value of parameter name, unless name is raw.
@@ -112,10 +114,9 @@ func (e *expander) param(name, v string, depth int) (string, error) {
 // $recipient_delimiter, and their upper-case forms), smtpd(8) in
 // default_rbl_reply and the reject footers ($rbl_code, $rbl_domain,
 // $client_address, ...). Postfix's postconf -x shows them as written
-// (postconf_main.c), leaves them as written where another parameter
-// refers to them (pcf_dont_parse_parameter_value) and does not take
-// their $names for user-defined parameters (postconf_user.c). So does
-// mailtee, and no "undefined parameter" warning is given for them.
+// (postconf_main.c) and does not take their $names for user-defined
+// parameters (postconf_user.c). So does mailtee, and no "undefined
+// parameter" warning is given for them.
 var rawParams = map[string]bool{
 	"command_execution_directory": true,
 	"forward_path":                true,

