@@ -54,7 +54,7 @@ func TestCheckLMTPSocket(t *testing.T) {
 	sock := filepath.Join(pq, "private", "dovecot-lmtp")
 	info := "main.cf, line 3: mailbox_transport: lmtp socket private/dovecot-lmtp is " + sock
 	_, out, _ := mailtee(t, "", "check", "-c", dir)
-	if !strings.Contains(out, info) || !strings.Contains(out, "warning: "+dir+"/main.cf, line 3: mailbox_transport: lmtp socket "+sock+": no such file") {
+	if !strings.Contains(out, info) || !strings.Contains(out, "warning: "+dir+"/main.cf, line 3: mailbox_transport: lmtp socket "+sock+" does not exist") {
 		t.Errorf("check output lacks the path or the warning:\n%s", out)
 	}
 	l, err := net.Listen("unix", sock)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,9 +52,14 @@ func lmtpSockets(cfg *config.Config, opened map[string]maps.Table) (infos []stri
 				}
 				infos = append(infos, fmt.Sprintf("info: %s: %s: lmtp socket %s is %s (under postfix_queue_directory)", loc, where, p, path))
 			}
-			if fi, err := os.Stat(path); err != nil {
-				warns.Warnf(cfg.File, line, "%s: lmtp socket %s: %v; mail to it waits in the queue until it is there (is the LMTP server running, and is postfix_queue_directory Postfix's queue_directory?)", where, path, unwrapPath(err))
-			} else if fi.Mode()&os.ModeSocket == 0 {
+			fi, err := os.Stat(path)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				warns.Warnf(cfg.File, line, "%s: lmtp socket %s does not exist; mail to it waits in the queue until it does (is the LMTP server running, and is postfix_queue_directory Postfix's queue_directory?)", where, path)
+			case err != nil:
+				// Postfix's private/ is open to its owner only.
+				warns.Warnf(cfg.File, line, "%s: lmtp socket %s: cannot check it: %v", where, path, unwrapPath(err))
+			case fi.Mode()&os.ModeSocket == 0:
 				warns.Warnf(cfg.File, line, "%s: lmtp socket %s is not a socket", where, path)
 			}
 		}
