@@ -56,8 +56,9 @@ func isBoolFlag(f *flag.Flag) bool {
 	return ok && b.IsBoolFlag()
 }
 
-// usageOf is the usage line of a subcommand, for the messages of a
-// refused argument.
+// usageOf is the synopsis of a subcommand (its usage line without the
+// description), for the message of a refused argument.
 func usageOf(name string) string {
-	return "usage: mailtee " + strings.TrimSpace(usages[name])
+	synopsis, _, _ := strings.Cut(usages[name], "   ")
+	return "usage: mailtee " + synopsis
 }

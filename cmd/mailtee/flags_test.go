@@ -54,6 +54,8 @@ func TestFlagsRefused(t *testing.T) {
 		{"queue", "list", "-z", "-c", dir},
 		{"check", "-c", dir, "extra"},
 		{"check", "extra", "-c", dir},
+		{"check", "-c", filepath.Join(dir, "nowhere"), "extra"},
+		{"queue", "-c", dir, "delete", "ID", "ID2"},
 		{"reload", "-c", dir, "now"},
 		{"serve", "-c", dir, "-x"},
 		{"postconf", "-c", dir, "-nz"},

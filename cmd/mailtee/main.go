@@ -32,8 +32,9 @@ var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"sendmail":  func(args []string, stdout, stderr io.Writer) int { return runSendmail(args, os.Stdin, stdout, stderr) },
 }
 
-// usages is apart from commands so that a command can print its own
-// (commands refers to the commands: an initialization cycle).
+// usages is kept apart from commands: a command that prints its own
+// usage would otherwise refer to commands from within it, an
+// initialization cycle.
 var usages = map[string]string{
 	"check":     "check [-c DIR]             report every error and warning in main.cf and its tables",
 	"postconf":  "postconf [-c DIR] [-n|-d] [-h] [-x] [name...]   show parameters as Postfix's postconf",
@@ -106,22 +107,23 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 // least -c DIR) and loads DIR/main.cf, reporting failures as "mailtee
 // NAME: ...". ok is false when the command should exit with exitBadData.
 func loadConfig(name string, fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *config.Config, ok bool) {
-	cfg, operands, ok := loadConfigArgs(name, fs, args, stderr)
-	if ok && len(operands) > 0 {
-		fmt.Fprintf(stderr, "mailtee %s: unexpected argument %q\n%s\n", name, operands[0], usageOf(name))
-		return nil, false
-	}
+	cfg, _, ok = loadConfigArgs(name, fs, args, 0, stderr)
 	return cfg, ok
 }
 
-// loadConfigArgs is loadConfig for a subcommand with operands, which it
-// returns; flags may come before, between and after them (parseArgs).
-func loadConfigArgs(name string, fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *config.Config, operands []string, ok bool) {
+// loadConfigArgs is loadConfig for a subcommand with up to max operands,
+// which it returns; flags may come before, between and after them
+// (parseArgs).
+func loadConfigArgs(name string, fs *flag.FlagSet, args []string, max int, stderr io.Writer) (cfg *config.Config, operands []string, ok bool) {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprintln(stderr, usageOf(name)) }
 	dir := fs.String("c", defaultConfigDir(), "configuration directory")
 	operands, err := parseArgs(fs, args)
 	if err != nil {
+		return nil, nil, false
+	}
+	if len(operands) > max {
+		fmt.Fprintf(stderr, "mailtee %s: unexpected argument %q\n%s\n", name, operands[max], usageOf(name))
 		return nil, nil, false
 	}
 	cfg, err = config.Load(*dir)

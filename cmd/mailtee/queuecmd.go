@@ -16,7 +16,7 @@ import (
 // the spool files.
 func runQueue(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("queue", flag.ContinueOnError)
-	cfg, rest, ok := loadConfigArgs("queue", fs, args, stderr)
+	cfg, rest, ok := loadConfigArgs("queue", fs, args, 2, stderr) // VERB [ID]
 	if !ok {
 		return exitBadData
 	}
