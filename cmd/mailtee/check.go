@@ -16,10 +16,15 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitBadData
 	}
-	all, _ := master.Check(cfg)
+	all, opened := master.Check(cfg)
 	all = append(all, master.MailboxFindings(cfg)...)
+	infos, sockets := master.LMTPSockets(cfg, opened)
+	all = append(all, sockets...)
 	for _, d := range all {
 		fmt.Fprintf(stdout, "%v\n", d)
+	}
+	for _, s := range infos {
+		fmt.Fprintln(stdout, s)
 	}
 	errs, warns := 0, 0
 	for _, d := range all {

@@ -22,21 +22,29 @@ const (
 	exitRuntime = 2 // runtime failure
 )
 
-type command struct {
-	run   func(args []string, stdout, stderr io.Writer) int
-	usage string
+var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
+	"check":     runCheck,
+	"postconf":  runPostconf,
+	"postmap":   runPostmap,
+	"postalias": runPostalias,
+	"serve":     runServe,
+	"queue":     runQueue,
+	"reload":    runReload,
+	"sendmail":  func(args []string, stdout, stderr io.Writer) int { return runSendmail(args, os.Stdin, stdout, stderr) },
 }
 
-var commands = map[string]command{
-	"check":     {runCheck, "check [-c DIR]             report every error and warning in main.cf and its tables"},
-	"postconf":  {runPostconf, "postconf [-c DIR] [-n|-d] [-h] [-x] [name...]   show parameters as Postfix's postconf"},
-	"postmap":   {runPostmap, "postmap [-c DIR] [-q key | -s] [type:]file      validate or query a lookup table"},
-	"postalias": {runPostalias, "postalias [-c DIR] [-q key | -s] [type:]file    validate or query an aliases file"},
-	"serve":     {runServe, "serve [-c DIR]             run the MTA: SMTP server, queue, deliveries"},
-	"queue":     {runQueue, "queue [-c DIR] list | flush | delete ID | hold ID | release ID"},
-	"reload":    {runReload, "reload [-c DIR]            check main.cf and tell a running server"},
-	"sendmail": {func(args []string, stdout, stderr io.Writer) int { return runSendmail(args, os.Stdin, stdout, stderr) },
-		"sendmail [-c DIR] [-f sender] [-t] [-i] [rcpt ...]   queue the message on standard input"},
+// usages is kept apart from commands: a command that prints its own
+// usage would otherwise refer to commands from within it, an
+// initialization cycle.
+var usages = map[string]string{
+	"check":     "check [-c DIR]             report every error and warning in main.cf and its tables",
+	"postconf":  "postconf [-c DIR] [-n|-d] [-h] [-x] [name...]   show parameters as Postfix's postconf",
+	"postmap":   "postmap [-c DIR] [-q key | -s] [type:]file      validate or query a lookup table",
+	"postalias": "postalias [-c DIR] [-q key | -s] [type:]file    validate or query an aliases file",
+	"serve":     "serve [-c DIR]             run the MTA: SMTP server, queue, deliveries",
+	"queue":     "queue [-c DIR] list | flush | delete ID | hold ID | release ID",
+	"reload":    "reload [-c DIR]            check main.cf and tell a running server",
+	"sendmail":  "sendmail [-c DIR] [-f sender] [-t] [-i] [rcpt ...]   queue the message on standard input",
 }
 
 func main() {
@@ -60,13 +68,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return exitBadData
 	}
-	return cmd.run(args[1:], stdout, stderr)
+	return cmd(args[1:], stdout, stderr)
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mailtee COMMAND [options]")
 	for _, name := range []string{"serve", "check", "postconf", "postmap", "postalias", "queue", "sendmail", "reload"} {
-		fmt.Fprintln(w, "  mailtee", commands[name].usage)
+		fmt.Fprintln(w, "  mailtee", usages[name])
 	}
 }
 
@@ -96,19 +104,33 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// loadConfig parses a subcommand's flags (at least -c DIR) and loads
-// DIR/main.cf, reporting failures as "mailtee NAME: ...". ok is false
-// when the command should exit with exitBadData.
+// loadConfig parses the flags of a subcommand that takes no operand (at
+// least -c DIR) and loads DIR/main.cf, reporting failures as "mailtee
+// NAME: ...". ok is false when the command should exit with exitBadData.
 func loadConfig(name string, fs *flag.FlagSet, args []string, stderr io.Writer) (cfg *config.Config, ok bool) {
+	cfg, _, ok = loadConfigArgs(name, fs, args, 0, stderr)
+	return cfg, ok
+}
+
+// loadConfigArgs is loadConfig for a subcommand with up to max operands,
+// which it returns; flags may come before, between and after them
+// (parseArgs).
+func loadConfigArgs(name string, fs *flag.FlagSet, args []string, max int, stderr io.Writer) (cfg *config.Config, operands []string, ok bool) {
 	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, usageOf(name)) }
 	dir := fs.String("c", defaultConfigDir(), "configuration directory")
-	if err := fs.Parse(args); err != nil {
-		return nil, false
+	operands, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, nil, false
 	}
-	cfg, err := config.Load(*dir)
+	if len(operands) > max {
+		fmt.Fprintf(stderr, "mailtee %s: unexpected argument %q\n%s\n", name, operands[max], usageOf(name))
+		return nil, nil, false
+	}
+	cfg, err = config.Load(*dir)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee %s: %v\n", name, err)
-		return nil, false
+		return nil, nil, false
 	}
-	return cfg, true
+	return cfg, operands, true
 }

@@ -15,12 +15,14 @@ import (
 func runPostconf(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("postconf", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, usageOf("postconf")) }
 	dir := fs.String("c", defaultConfigDir(), "configuration directory")
 	onlySet := fs.Bool("n", false, "show only parameters set in main.cf")
 	defs := fs.Bool("d", false, "show default values")
 	hide := fs.Bool("h", false, "show values only, without \"name = \"")
 	expand := fs.Bool("x", false, "expand $name references")
-	if err := fs.Parse(splitFlags(args, "ndhx")); err != nil {
+	names, err := parseArgs(fs, args)
+	if err != nil {
 		return exitBadData
 	}
 	cfg, err := config.Load(*dir)
@@ -31,7 +33,6 @@ func runPostconf(args []string, stdout, stderr io.Writer) int {
 	for _, d := range cfg.Diags {
 		fmt.Fprintf(stderr, "mailtee postconf: %v\n", d)
 	}
-	names := fs.Args()
 	if *onlySet && len(names) > 0 {
 		// postconf -n NAME...: only those of the names that main.cf sets.
 		var set []string
@@ -76,7 +77,10 @@ func runPostconf(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr)
 			continue
 		}
-		if *expand {
+		if *expand && !config.IsRaw(name) {
+			// As Postfix's postconf: $user in mailbox_command or
+			// $rbl_code in default_rbl_reply is for local(8) or smtpd(8)
+			// to expand at run time.
 			if v, err = cfg.Expand(v); err != nil {
 				fmt.Fprintf(stderr, "mailtee postconf: %s: %v\n", name, err)
 				status = exitBadData
@@ -94,31 +98,4 @@ func runPostconf(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return status
-}
-
-// splitFlags turns clustered boolean flags such as postconf's "-xh" into
-// "-x -h", the way Postfix's getopt reads them; bools lists the letters
-// that are boolean flags. Every other flag takes a value in the next
-// argument. Arguments after the first non-flag stay as they are.
-func splitFlags(args []string, bools string) []string {
-	out := make([]string, 0, len(args))
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" || !strings.HasPrefix(a, "-") || len(a) < 2 {
-			return append(out, args[i:]...)
-		}
-		if len(a) == 2 && !strings.Contains(bools, a[1:]) && i+1 < len(args) {
-			out = append(out, a, args[i+1])
-			i++
-			continue
-		}
-		if len(a) > 2 && a[1] != '-' && strings.Trim(a[1:], bools) == "" {
-			for _, c := range a[1:] {
-				out = append(out, "-"+string(c))
-			}
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
 }

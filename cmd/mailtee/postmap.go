@@ -30,21 +30,23 @@ func runPostalias(args []string, stdout, stderr io.Writer) int {
 func tableCommand(name string, open func(string) (maps.Table, diag.List, error), args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, usageOf(name)) }
 	dir := fs.String("c", defaultConfigDir(), "configuration directory (for default_database_type)")
 	query := fs.String("q", "", "look up `key` and print its value")
 	seq := fs.Bool("s", false, "print every entry")
-	if err := fs.Parse(splitFlags(args, "s")); err != nil {
+	files, err := parseArgs(fs, args)
+	if err != nil {
 		return exitBadData
 	}
-	if fs.NArg() == 0 {
-		fmt.Fprintf(stderr, "usage: mailtee %s [-c DIR] [-q key | -s] [type:]file...\n", name)
+	if len(files) == 0 {
+		fmt.Fprintln(stderr, usageOf(name))
 		return exitBadData
 	}
 	queried := false
 	fs.Visit(func(f *flag.Flag) { queried = queried || f.Name == "q" })
 	status := exitOK
 	var tables []maps.Table
-	for _, spec := range fs.Args() {
+	for _, spec := range files {
 		if !maps.IsTable(spec) {
 			spec = defaultType(*dir) + ":" + spec
 		}

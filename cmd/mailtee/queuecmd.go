@@ -17,19 +17,21 @@ import (
 // the spool files.
 func runQueue(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("queue", flag.ContinueOnError)
-	cfg, ok := loadConfig("queue", fs, args, stderr)
+	cfg, rest, ok := loadConfigArgs("queue", fs, args, 2, stderr) // VERB [ID]
 	if !ok {
 		return exitBadData
 	}
-	rest := fs.Args()
 	if len(rest) == 0 {
-		fmt.Fprintln(stderr, "usage: mailtee queue [-c DIR] list | flush | delete ID | hold ID | release ID")
+		fmt.Fprintln(stderr, usageOf("queue"))
 		return exitBadData
 	}
 	qdir := master.QueueDir(cfg)
 	verb := rest[0]
 	switch verb {
 	case "list":
+		if len(rest) != 1 {
+			break
+		}
 		r, err := master.Control(qdir, "list")
 		var list []queue.Info
 		switch {
@@ -68,7 +70,7 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "usage: mailtee queue [-c DIR] list | flush | delete ID | hold ID | release ID")
+	fmt.Fprintln(stderr, usageOf("queue"))
 	return exitBadData
 }
 

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -86,6 +87,9 @@ func Parse(dir, file string, data []byte) *Config {
 	// A name Postfix does not know is still legitimate when another value
 	// refers to it as $name: postconf(5) calls these user-defined.
 	for _, s := range c.set {
+		if IsRaw(s.Name) {
+			continue // $user in mailbox_command is local(8)'s, see rawParams
+		}
 		for _, ref := range references(s.Value) {
 			if _, known := defaults[ref]; !known {
 				c.userDefs[ref] = true
@@ -181,6 +185,11 @@ func (c *Config) Raw(name string) (string, bool) {
 		v, _ := c.Mynetworks()
 		return v, true
 	}
+	if _, set := c.set["queue_directory"]; set && name == "postfix_queue_directory" {
+		// What `postconf -h queue_directory` says for this main.cf:
+		// where Postfix, and so Dovecot, puts private/.
+		return "$queue_directory", true
+	}
 	return c.Default(name)
 }
 
@@ -213,6 +222,9 @@ func (c *Config) Expand(s string) (string, error) {
 // empty string here; Check reports it with the line.
 func (c *Config) Get(name string) string {
 	raw, _ := c.Raw(name)
+	if IsRaw(name) {
+		return strings.TrimSpace(raw)
+	}
 	v, err := c.Expand(raw)
 	if err != nil {
 		return ""
@@ -338,4 +350,47 @@ func references(s string) []string {
 		}
 	}
 	return out
+}
+
+// origin returns the parameter that names list element el of name's
+// value, and the line of main.cf that sets it (0 for a default): name
+// itself when an element of its value produces el, else the parameter
+// that an element such as "$virtual_alias_maps" refers to, followed as
+// far as it goes. A finding about a table then points to the line the
+// administrator wrote, not to virtual_alias_domains, whose default
+// $virtual_alias_maps the file never sets.
+func (c *Config) origin(name, el string) (string, int) {
+	p := name
+	for range maxDepth {
+		raw, _ := c.Raw(p)
+		next := ""
+		for _, e := range SplitList(raw) {
+			if v, err := c.Expand(e); err == nil && slices.Contains(SplitList(v), el) {
+				next = soleReference(e) // "" when written here
+				break
+			}
+		}
+		if next == "" || next == p {
+			break
+		}
+		p = next
+	}
+	return p, c.set[p].Line
+}
+
+// soleReference returns x when s is just "$x", "${x}" or "$(x)".
+func soleReference(s string) string {
+	if len(s) < 2 || s[0] != '$' {
+		return ""
+	}
+	in := s[1:]
+	if in[0] == '{' && in[len(in)-1] == '}' || in[0] == '(' && in[len(in)-1] == ')' {
+		in = in[1 : len(in)-1]
+	}
+	for i := 0; i < len(in); i++ {
+		if !isNameByte(in[i]) {
+			return ""
+		}
+	}
+	return in
 }

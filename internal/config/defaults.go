@@ -34,6 +34,11 @@ var mailteeParams = map[string]string{
 	// dual-delivery relay): delivery failures are reported to
 	// postmaster, never to the original sender.
 	"dual_delivery_relay": "no",
+	// Postfix's queue directory, under which a relative LMTP socket
+	// (lmtp:unix:private/dovecot-lmtp) is found, as lmtp(8) finds it.
+	// When main.cf sets queue_directory, that is Postfix's (the file
+	// is Postfix's main.cf) and this defaults to it, see Config.Raw.
+	"postfix_queue_directory": "/var/spool/postfix",
 }
 
 // mailteeDefaults are Postfix parameters whose default differs in mailtee,

@@ -92,8 +92,46 @@ func (e *expander) value(name string, depth int) (string, error) {
 		}
 		return "", nil
 	}
+	// A raw parameter's value is expanded when another refers to it, as
+	// Postfix 3.7 does (3.12's postconf leaves it as written).
 	return e.expand(v, depth+1)
 }
+
+// param expands v, the value of parameter name, unless name is raw.
+func (e *expander) param(name, v string, depth int) (string, error) {
+	if IsRaw(name) {
+		return v, nil
+	}
+	return e.expand(v, depth)
+}
+
+// rawParams are the parameters that Postfix's programs read without
+// $name expansion (the CONFIG_RAW_TABLEs of local.c, smtpd.c and
+// postscreen.c): the program expands their $names itself, per delivery
+// or per reply, from run-time attributes, local(8) in mailbox_command,
+// forward_path, luser_relay and command_execution_directory ($user,
+// $extension, $domain, $local, $recipient, $home, $shell,
+// $recipient_delimiter, and their upper-case forms), smtpd(8) in
+// default_rbl_reply and the reject footers ($rbl_code, $rbl_domain,
+// $client_address, ...). Postfix's postconf -x shows them as written
+// (postconf_main.c) and does not take their $names for user-defined
+// parameters (postconf_user.c). So does mailtee, and no "undefined
+// parameter" warning is given for them.
+var rawParams = map[string]bool{
+	"command_execution_directory": true,
+	"forward_path":                true,
+	"luser_relay":                 true,
+	"mailbox_command":             true,
+	"default_rbl_reply":           true,
+	"smtpd_reject_footer":         true,
+	"smtpd_expansion_filter":      true,
+	"postscreen_reject_footer":    true,
+	"postscreen_expansion_filter": true,
+}
+
+// IsRaw reports whether Postfix leaves the $names of parameter name to
+// be expanded at run time by the program that uses it (see rawParams).
+func IsRaw(name string) bool { return rawParams[name] }
 
 // expandBraced handles the inside of ${...} or $(...).
 func (e *expander) expandBraced(in string, curly bool, depth int) (string, error) {

@@ -67,7 +67,7 @@ var implemented = map[string]paramInfo{
 	"smtpd_port":     {valid: validPort}, "smtpd_banner": {}, "dns_servers": {valid: validDNSServers},
 	"mailbox_bcc_maps": {kind: KindTables}, "dual_delivery_relay": {},
 	"local_header_rewrite_clients": {allowed: []string{"permit_inet_interfaces", "permit_mynetworks"}},
-	"config_directory":             {}, "queue_directory": {},
+	"config_directory":             {}, "queue_directory": {}, "postfix_queue_directory": {valid: validAbsPath},
 	// who is local, who may relay
 	"mydestination":                       {kind: KindDomainList},
 	"relay_domains":                       {kind: KindDomainList},
@@ -258,7 +258,7 @@ func (c *Config) checkSetting(s Setting, out *diag.List) {
 	e := expander{lookup: c.Raw, undefined: func(n string) {
 		out.Warnf(file, line, "%s: undefined parameter $%s expands to nothing", s.Name, n)
 	}}
-	v, err := e.expand(s.Value, 0)
+	v, err := e.param(s.Name, s.Value, 0)
 	if err != nil {
 		out.Errorf(file, line, "%s: %v", s.Name, err)
 		return
@@ -415,7 +415,8 @@ func (c *Config) AliasTables() map[string]bool {
 }
 
 // TableRefs lists the lookup tables named by implemented parameters, in
-// parameter order, so `check` and `serve` can open each one.
+// parameter order, so `check` and `serve` can open each one. Each is
+// credited to the parameter whose value names it (see origin).
 func (c *Config) TableRefs() []TableRef {
 	var out []TableRef
 	aliases := c.AliasTables()
@@ -429,10 +430,10 @@ func (c *Config) TableRefs() []TableRef {
 		if k == KindText {
 			continue
 		}
-		line := c.set[n].Line
 		for _, el := range c.List(n) {
 			if k == KindTables || maps.IsTable(el) {
-				out = append(out, TableRef{Param: n, Spec: el, Line: line, Alias: aliases[el]})
+				param, line := c.origin(n, el)
+				out = append(out, TableRef{Param: param, Spec: el, Line: line, Alias: aliases[el]})
 			}
 		}
 	}

@@ -282,3 +282,13 @@ func (c *Config) checkTLSFiles(out *diag.List) {
 		out.Errorf(c.File, line, "smtpd_tls_cert_file %s / smtpd_tls_key_file %s: %v; serve refuses to start with them", cert, key, err)
 	}
 }
+
+// validAbsPath is a directory Postfix requires absolute
+// (postfix_queue_directory: relative sockets are found under it, so a
+// relative one would depend on where mailtee was started).
+func validAbsPath(v string) error {
+	if !strings.HasPrefix(v, "/") {
+		return fmt.Errorf("%q: must be an absolute path, such as /var/spool/postfix", v)
+	}
+	return nil
+}

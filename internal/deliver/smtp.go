@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"net/textproto"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,6 +92,10 @@ type Client struct {
 	// reply per recipient after DATA, no MX lookups, "unix:/path" and
 	// "inet:host:port" next hops.
 	LMTP bool
+	// SocketDir is where a relative LMTP "unix:" socket is, as
+	// "unix:private/dovecot-lmtp": Postfix's queue_directory, where
+	// lmtp(8) runs. Empty leaves it relative to the working directory.
+	SocketDir string
 	// MaxIdle is smtp_connection_cache_time_limit: after a transaction, a
 	// connection is kept this long for the next message to the same next
 	// hop. 0 disables reuse.
@@ -487,6 +492,9 @@ func (c *Client) destinations(nexthop string) ([]destination, error) {
 			// Only lmtp(8) knows these prefixes; for smtp(8) they would
 			// be host names.
 			if p, ok := strings.CutPrefix(el, "unix:"); ok {
+				if c.SocketDir != "" && !filepath.IsAbs(p) {
+					p = filepath.Join(c.SocketDir, p)
+				}
 				out = append(out, destination{text: el, path: p})
 				continue
 			}

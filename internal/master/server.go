@@ -118,6 +118,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		CommandTimeout: 10 * time.Minute,
 		Resolver:       resolver,
 		LMTP:           true,
+		SocketDir:      postfixQueueDir(cfg),
 		Log:            s.log.Slog().With("component", "lmtp"),
 	}
 	if os.Geteuid() == 0 {
