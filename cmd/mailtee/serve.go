@@ -21,6 +21,7 @@ import (
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/dnsresolve"
 	"github.com/mailtee/mailtee/internal/dsn"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/local"
@@ -152,7 +153,7 @@ func newServer(cfg *config.Config, stderr io.Writer, opened map[string]maps.Tabl
 		logw = bl
 	}
 	s.log = maillog.New(logw, s.host)
-	resolver := &route.Resolver{Servers: cfg.List("dns_servers"), Timeout: 5 * time.Second}
+	resolver := &dnsresolve.Resolver{Servers: cfg.List("dns_servers"), Timeout: 5 * time.Second}
 	tlsLevel := cfg.Get("smtp_tls_security_level")
 	if tlsLevel == "" {
 		tlsLevel = "may"

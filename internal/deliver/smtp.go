@@ -20,8 +20,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-
-	"github.com/mailtee/mailtee/internal/route"
+	"github.com/mailtee/mailtee/internal/dnsresolve"
 )
 
 // Postfix's smtp_mx_address_limit and smtp_mx_session_limit defaults: per
@@ -86,7 +85,7 @@ type Client struct {
 	// Postfix's smtp_data_done_timeout.
 	ConnectTimeout, CommandTimeout time.Duration
 	// Resolver finds MX hosts and addresses; nil uses /etc/resolv.conf.
-	Resolver *route.Resolver
+	Resolver *dnsresolve.Resolver
 	// LMTP makes the client speak LMTP (RFC 2033), as lmtp(8): LHLO, a
 	// reply per recipient after DATA, no MX lookups, "unix:/path" and
 	// "inet:host:port" next hops.
@@ -104,7 +103,7 @@ type Client struct {
 	idle   map[string][]*session
 	closed bool
 
-	sysResolver route.Resolver
+	sysResolver dnsresolve.Resolver
 }
 
 // Deliver sends msg to rcpts via nexthop and returns one Result per
@@ -492,7 +491,7 @@ func (c *Client) destinations(nexthop string) ([]destination, error) {
 			}
 			el = strings.TrimPrefix(el, "inet:")
 		}
-		host, port, bracketed := route.SplitNexthop(el)
+		host, port, bracketed := dnsresolve.SplitNexthop(el)
 		if host == "" {
 			return nil, fmt.Errorf("bad next hop %q", nexthop)
 		}
@@ -505,7 +504,7 @@ func (c *Client) destinations(nexthop string) ([]destination, error) {
 				port = "24"
 			}
 		}
-		n, err := route.ParsePort(port)
+		n, err := dnsresolve.ParsePort(port)
 		if err != nil {
 			return nil, fmt.Errorf("%v for destination: %s", err, el)
 		}
@@ -528,7 +527,7 @@ func (c *Client) targets(ctx context.Context, dst destination) ([]target, *Error
 	}
 	hosts, err := r.Hosts(ctx, dst.text, dst.mx)
 	if err != nil {
-		var re *route.Error
+		var re *dnsresolve.Error
 		if errors.As(err, &re) {
 			return nil, &Error{Permanent: !re.Temporary, Enhanced: re.Status, Text: re.Text, Relay: "none"}
 		}

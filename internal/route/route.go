@@ -1,8 +1,8 @@
 // Package route decides where a recipient's mail goes, as Postfix's
-// trivial-rewrite(8) resolver does, and finds the hosts behind an SMTP next
-// hop, as smtp(8) does.
+// trivial-rewrite(8) resolver does. Finding the hosts behind an SMTP next
+// hop, as smtp(8) does, is package dnsresolve's.
 //
-// Routing (route.go) follows resolve.c and transport.c of Postfix 3.x. The
+// Routing follows resolve.c and transport.c of Postfix 3.x. The
 // recipient's address class picks a transport and a next hop:
 //
 //	domain in mydestination     local_transport (default "local:$myhostname")
@@ -30,8 +30,7 @@
 //
 // Next-hop syntax is Postfix's and is passed on as written: "[host]" or
 // "[host]:port" suppress the MX lookup, "host" and "host:port" use it,
-// "unix:/path" and "inet:host:port" are lmtp(8) forms. Resolution of SMTP
-// next hops to addresses is in resolve.go.
+// "unix:/path" and "inet:host:port" are lmtp(8) forms.
 package route
 
 import (

@@ -223,24 +223,3 @@ func TestRouteSeedRelay(t *testing.T) {
 		t.Errorf("got %v, %v; want %v", got, err, want)
 	}
 }
-
-func TestSplitNexthop(t *testing.T) {
-	for _, c := range []struct {
-		in, host, port string
-		bracketed      bool
-	}{
-		{"[mx.example.com]:587", "mx.example.com", "587", true},
-		{"[mx.example.com]", "mx.example.com", "", true},
-		{"mx.example.com:smtp", "mx.example.com", "smtp", false},
-		{"example.com", "example.com", "", false},
-		{"[192.0.2.1]", "192.0.2.1", "", true},
-		{"[IPv6:2001:db8::1]:25", "2001:db8::1", "25", true},
-		{"[2001:db8::1]", "2001:db8::1", "", true},
-		{"2001:db8::1", "2001:db8::1", "", false},
-	} {
-		h, p, b := SplitNexthop(c.in)
-		if h != c.host || p != c.port || b != c.bracketed {
-			t.Errorf("SplitNexthop(%q) = %q %q %v", c.in, h, p, b)
-		}
-	}
-}
