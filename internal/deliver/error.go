@@ -1,5 +1,6 @@
-// Package deliver hands a message to its next hop: an SMTP or LMTP server
-// as Postfix's smtp(8) and lmtp(8) do, or a Maildir as local(8) does.
+// Package deliver hands a message to its next hop, an SMTP or LMTP server,
+// as Postfix's smtp(8) and lmtp(8) do. Its Message and Error are also
+// those of the other delivery agents (package maildir, local(8)).
 //
 // Every failure is an *Error, which says whether it is permanent (bounce)
 // or transient (try again later) and carries Postfix's wording, so that
@@ -111,10 +112,10 @@ func replyError(namaddr, relay string, e *smtp.SMTPError, command string) *Error
 	}
 }
 
-// strerror renders a network error the way C's strerror(3) would, so
-// that texts match Postfix's ("Connection refused", not
+// Strerror renders a network or file error the way C's Strerror(3)
+// would, so that texts match Postfix's ("Connection refused", not
 // "dial tcp 192.0.2.1:25: connect: connection refused").
-func strerror(err error) string {
+func Strerror(err error) string {
 	var errno syscall.Errno
 	var ne net.Error
 	switch {

@@ -45,6 +45,21 @@ type Message struct {
 	EightBit bool
 }
 
+// ContentReader reads a message's content and remembers a read error, so
+// that a delivery agent tells a broken spool file from a failed write.
+type ContentReader struct {
+	R   io.Reader
+	Err error
+}
+
+func (r *ContentReader) Read(p []byte) (int, error) {
+	n, err := r.R.Read(p)
+	if err != nil && err != io.EOF {
+		r.Err = err
+	}
+	return n, err
+}
+
 // Result is the outcome for one recipient.
 type Result struct {
 	Rcpt  string
@@ -606,7 +621,7 @@ func (c *Client) dial(ctx context.Context, t target) (net.Conn, *Error) {
 	if t.path != "" {
 		conn, err := d.DialContext(ctx, "unix", t.path)
 		if err != nil {
-			return nil, tempf(t.relay(), "4.4.1", "connect to %s: %s", t.namaddr(), strerror(err))
+			return nil, tempf(t.relay(), "4.4.1", "connect to %s: %s", t.namaddr(), Strerror(err))
 		}
 		return conn, nil
 	}
@@ -625,10 +640,10 @@ func (c *Client) dial(ctx context.Context, t target) (net.Conn, *Error) {
 			return conn, nil
 		}
 		if c.BindEnforce {
-			return nil, tempf("none", "4.4.0", "server configuration error: bind %s: %s", bind, strerror(err))
+			return nil, tempf("none", "4.4.0", "server configuration error: bind %s: %s", bind, Strerror(err))
 		}
 		// Postfix warns and connects from another address.
-		c.log().Warn("bind failed; connecting from another address", "bind", bind, "err", strerror(err), "server", t.relay())
+		c.log().Warn("bind failed; connecting from another address", "bind", bind, "err", Strerror(err), "server", t.relay())
 		d.LocalAddr = nil
 	}
 	conn, err := d.DialContext(ctx, "tcp", addr)
@@ -640,7 +655,7 @@ func (c *Client) dial(ctx context.Context, t target) (net.Conn, *Error) {
 
 func (c *Client) connectError(t target, err error) *Error {
 	// Postfix logs relay=none for a server it could not reach.
-	return tempf("none", "4.4.1", "connect to %s:%d: %s", t.namaddr(), t.port, strerror(err))
+	return tempf("none", "4.4.1", "connect to %s:%d: %s", t.namaddr(), t.port, Strerror(err))
 }
 
 // isBindError reports a failure to bind to the source address, which is
@@ -902,17 +917,17 @@ func (t *deadlineWriter) Write(p []byte) (int, error) {
 // whether it all went; if not, every pending recipient keeps the reason
 // and the session is not to be used again.
 func (d *delivery) sendBody(s *session, w io.Writer, body io.Reader) bool {
-	src := &readErr{r: body}
+	src := &ContentReader{R: body}
 	buf := copyBufs.Get().(*[]byte)
 	_, err := io.CopyBuffer(&deadlineWriter{w: w, conn: s.conn, d: s.cl.CommandTimeout}, src, *buf)
 	copyBufs.Put(buf)
 	if err == nil {
 		return true
 	}
-	if src.err != nil {
+	if src.Err != nil {
 		// Closing without the final dot makes the server drop the
 		// message.
-		d.keepAll(tempf("none", "4.3.0", "error reading message %s: %v", d.msg.ID, src.err))
+		d.keepAll(tempf("none", "4.3.0", "error reading message %s: %v", d.msg.ID, src.Err))
 	} else {
 		d.keepAll(s.ioError(err, "sending message body"))
 	}
@@ -922,21 +937,6 @@ func (d *delivery) sendBody(s *session, w io.Writer, body io.Reader) bool {
 // copyBufs are the buffers message bodies are sent through, reused
 // rather than allocated for every message.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// readErr remembers a read error, to tell a broken spool file from a
-// broken connection.
-type readErr struct {
-	r   io.Reader
-	err error
-}
-
-func (r *readErr) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil && err != io.EOF {
-		r.err = err
-	}
-	return n, err
-}
 
 func isWrite(err error) bool {
 	var op *net.OpError
