@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -216,8 +215,7 @@ func newServer(cfg *config.Config, stderr io.Writer, opened map[string]maps.Tabl
 			return n
 		},
 		Route: func(ctx context.Context, rcpt string) (queue.Hop, error) {
-			h, err := s.rt.Load().router.Route(ctx, rcpt)
-			return queue.Hop{Transport: h.Transport, Nexthop: h.Nexthop}, err
+			return s.rt.Load().router.Route(ctx, rcpt)
 		},
 		Deliver: s.deliver,
 		Bounce:  s.bounce,
@@ -589,7 +587,7 @@ func (e events) Queued(m *queue.Message) {
 func (e events) Delivery(m *queue.Message, i int, hop queue.Hop, o queue.Outcome, status string, delay time.Duration) {
 	r := m.Rcpts[i]
 	d := maillog.Delivery{ID: m.ID, To: r.Addr, OrigTo: r.Orig, Relay: o.Relay, Transport: hop.Transport,
-		Delay: delay, DSN: firstNonEmpty(o.DSN, dsnCode(o.Err)), Status: status, Copy: r.Copy}
+		Delay: delay, DSN: firstNonEmpty(o.DSN, queue.DSN(o.Err)), Status: status, Copy: r.Copy}
 	if d.Transport == "none" || d.Transport == "" {
 		d.Transport = "qmgr"
 	}
@@ -602,17 +600,3 @@ func (e events) Delivery(m *queue.Message, i int, hop queue.Hop, o queue.Outcome
 }
 
 func (e events) Removed(m *queue.Message) { e.log.Removed(m.ID) }
-
-func dsnCode(err error) string {
-	if err == nil {
-		return "2.0.0"
-	}
-	var de *deliver.Error
-	if errors.As(err, &de) && de.Enhanced != "" {
-		return de.Enhanced
-	}
-	if queue.IsPermanent(err) {
-		return "5.0.0"
-	}
-	return "4.0.0"
-}

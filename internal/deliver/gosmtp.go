@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/mailtee/mailtee/internal/maillog"
 )
 
 // open connects to t and gets a session as far as the mail transaction:
@@ -435,7 +436,7 @@ func (d *delivery) pipelined(s *session, body io.Reader) bool {
 		return true
 	}
 	for _, i := range accepted {
-		d.succeed(i, s.relay, "250 "+oneLine(text))
+		d.succeed(i, s.relay, "250 "+maillog.OneLine(text))
 	}
 	return true
 }

@@ -6,11 +6,11 @@ import (
 	"io"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/mailtee/mailtee/internal/maillog"
 )
 
 // transact runs one mail transaction on s and then caches or closes it.
@@ -117,7 +117,7 @@ func (d *delivery) transaction(s *session) bool {
 			return true
 		}
 		for _, i := range accepted {
-			d.succeed(i, s.relay, "250 "+oneLine(resp.StatusText))
+			d.succeed(i, s.relay, "250 "+maillog.OneLine(resp.StatusText))
 		}
 		return true
 	}
@@ -133,7 +133,7 @@ func (d *delivery) transaction(s *session) bool {
 	for _, i := range accepted {
 		rcpt := d.res[i].Rcpt
 		if r, ok := resps[rcpt]; ok {
-			d.succeed(i, s.relay, "250 "+oneLine(r.StatusText))
+			d.succeed(i, s.relay, "250 "+maillog.OneLine(r.StatusText))
 		} else if se, ok := refused[rcpt]; ok {
 			d.outcome([]int{i}, replyError(s.namaddr, s.relay, se, "end of DATA command"))
 		} else {
@@ -189,5 +189,3 @@ func isWrite(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "write"
 }
-
-func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

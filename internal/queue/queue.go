@@ -22,13 +22,9 @@ import (
 	"github.com/mailtee/mailtee/internal/envelope"
 )
 
-// Hop is where a group of recipients goes: a transport and its next hop,
-// as Postfix writes them ("smtp", "[mx.example.com]:25").
-type Hop struct {
-	Transport, Nexthop string
-}
-
-func (h Hop) String() string { return h.Transport + ":" + h.Nexthop }
+// Hop is where a group of recipients goes: routing's envelope.Hop, under
+// the name the queue's callers know it by.
+type Hop = envelope.Hop
 
 // Outcome is the result of delivering to one recipient. Err nil means
 // delivered; an Err with IsPermanent() true means bounce; any other Err
@@ -635,7 +631,7 @@ func (e suspendedError) Error() string {
 	return "delivery temporarily suspended: " + e.reason.Error()
 }
 
-func (e suspendedError) EnhancedCode() string { return dsnOf(e.reason) }
+func (e suspendedError) EnhancedCode() string { return DSN(e.reason) }
 
 // suspendedOutcomes returns deferrals for n recipients if hop is
 // suspended.
@@ -731,7 +727,7 @@ func (q *Queue) outcome(m *Message, i int, o Outcome) record {
 		rec.Next = now.Add(q.backoff(int(r.Attempts) + 1)).Unix()
 	}
 	if rec.DSN == "" {
-		rec.DSN = dsnOf(o.Err)
+		rec.DSN = DSN(o.Err)
 	}
 	q.store.intern(&rec)
 	return rec
@@ -774,8 +770,14 @@ func (q *Queue) backoff(attempt int) time.Duration {
 	return min(d, q.o.MaxBackoff)
 }
 
-// dsnOf is the enhanced status code of a failure.
-func dsnOf(err error) string {
+// DSN is the enhanced status code of a delivery's outcome, for the queue
+// file and the log's dsn=: 2.0.0 for success, the error's own code
+// (deliver.Error, dnsresolve.Error, a suspended next hop's reason), else
+// 5.0.0 or 4.0.0 as the error is permanent or not.
+func DSN(err error) string {
+	if err == nil {
+		return "2.0.0"
+	}
 	var d interface{ EnhancedCode() string }
 	if errors.As(err, &d) {
 		if c := d.EnhancedCode(); c != "" {

@@ -83,7 +83,7 @@ func (f *fakeNet) options(dir string) Options {
 		MaxBackoff: 200 * time.Millisecond,
 		Route: func(ctx context.Context, rcpt string) (Hop, error) {
 			_, dom, _ := strings.Cut(rcpt, "@")
-			return Hop{"smtp", dom}, nil
+			return Hop{Transport: "smtp", Nexthop: dom}, nil
 		},
 		Deliver: func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
 			body, err := m.Open()
@@ -390,7 +390,7 @@ var benchBody = strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz0123456789ab
 func benchQueue(b *testing.B, journal bool, deliver func(context.Context, *Message, Hop, []int) []Outcome) *Queue {
 	o := newFakeNet().options(b.TempDir())
 	o.noJournal = !journal
-	o.Route = func(context.Context, string) (Hop, error) { return Hop{"smtp", "sink"}, nil }
+	o.Route = func(context.Context, string) (Hop, error) { return Hop{Transport: "smtp", Nexthop: "sink"}, nil }
 	o.Deliver = deliver
 	q, err := Open(o)
 	if err != nil {
@@ -816,9 +816,9 @@ func TestTransportConcurrency(t *testing.T) {
 	}
 	o.Route = func(_ context.Context, rcpt string) (Hop, error) {
 		if strings.HasSuffix(rcpt, "@here.example") {
-			return Hop{"local", "here.example"}, nil
+			return Hop{Transport: "local", Nexthop: "here.example"}, nil
 		}
-		return Hop{"smtp", "far.example"}, nil
+		return Hop{Transport: "smtp", Nexthop: "far.example"}, nil
 	}
 	var mu sync.Mutex
 	in, most := map[string]int{}, map[string]int{}
