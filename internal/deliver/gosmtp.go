@@ -13,12 +13,11 @@
 //
 // The SMTP client is github.com/emersion/go-smtp's. What Postfix's smtp(8)
 // does and go-smtp's client does not is gathered in this file, gosmtp.go,
-// around connect, which takes a connection past greeting, EHLO and
-// STARTTLS:
+// and used by connect (session.go) and transaction:
 //
 //   - HELO after any refused EHLO but 421, on a new connection (go-smtp
-//     falls back only after 500 and 502): open, and watchConn, which turns
-//     the connection's first command into HELO;
+//     falls back only after 500 and 502): open, ehloRefused, and
+//     watchConn, which turns the connection's first command into HELO;
 //   - a failed greeting told from a failed EHLO, for Postfix's texts:
 //     watchConn counts the commands written;
 //   - STARTTLS after our own EHLO, sent on the socket and its reply read a
@@ -31,14 +30,14 @@
 //
 // The rest: smtp.go is the client and its loop over next hops and
 // addresses, dial.go turns a next hop into connected sockets, session.go
-// is one connection's state and failures, transaction.go runs one mail
-// transaction, cache.go keeps idle sessions, error.go words failures.
+// takes a connection past greeting, EHLO and STARTTLS, transaction.go runs
+// one mail transaction, cache.go keeps idle sessions, error.go words
+// failures.
 package deliver
 
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -71,78 +70,6 @@ func (c *Client) open(ctx context.Context, t target, key string, useTLS bool) (*
 // errUseHELO asks open to connect again and say HELO.
 var errUseHELO = &Error{Text: "EHLO refused"}
 
-func (c *Client) connect(ctx context.Context, t target, key string, useTLS, helo bool) (s *session, retryPlain bool, e *Error) {
-	raw, e := c.dial(ctx, t)
-	if e != nil {
-		return nil, false, e
-	}
-	stop := context.AfterFunc(ctx, func() { raw.Close() })
-	defer func() {
-		if !stop() && s != nil {
-			s, e = nil, tempf(s.relay, "4.4.2", "lost connection with %s: %v", s.namaddr, ctx.Err())
-			raw.Close()
-		}
-	}()
-	w := &watchConn{Conn: raw, helo: helo}
-	s = &session{raw: raw, conn: w, key: key, namaddr: t.namaddr(), relay: t.relay(), lmtp: c.LMTP}
-	s.cl = c.newClient(w)
-	if err := s.cl.Hello(c.helo()); err != nil {
-		raw.Close()
-		var se *smtp.SMTPError
-		if !helo && !c.LMTP && w.writes.Load() == 1 && errors.As(err, &se) && se.Code != 421 {
-			return nil, false, errUseHELO
-		}
-		return nil, false, s.helloError(err, w.writes.Load() == 0)
-	}
-	level := c.level()
-	if level == "none" || !useTLS || t.path != "" {
-		return s, false, nil
-	}
-	if ok, _ := s.cl.Extension("STARTTLS"); !ok {
-		if level == "encrypt" {
-			s.close()
-			return nil, false, tempf(s.relay, "4.7.4", "TLS is required, but was not offered by host %s", s.namaddr)
-		}
-		return s, false, nil
-	}
-	// go-smtp has no STARTTLS for a client that is already past EHLO
-	// with our own HELO name, so the command goes over the socket here;
-	// the session is idle, so nothing of go-smtp's is in flight.
-	code, text, err := startTLS(w, c.commandTimeout())
-	if err != nil {
-		raw.Close()
-		return nil, false, s.ioError(err, "performing the EHLO handshake")
-	}
-	if code != 220 {
-		if level == "encrypt" {
-			s.close()
-			return nil, false, &Error{Permanent: code/100 == 5, Code: code, Enhanced: replyStatus(code, text), Relay: s.relay,
-				Text: fmt.Sprintf("TLS is required, but host %s refused to start TLS: %s", s.namaddr, text)}
-		}
-		return s, false, nil // "Else try to continue in plain-text mode."
-	}
-	tc := tls.Client(raw, c.tlsConfig(t))
-	hctx, cancel := context.WithTimeout(ctx, c.commandTimeout())
-	err = tc.HandshakeContext(hctx)
-	cancel()
-	if err != nil {
-		raw.Close()
-		if level == "may" {
-			c.log().Warn("TLS handshake failed; retrying in plaintext", "server", s.relay, "err", err)
-		}
-		return nil, level == "may", tempf(s.relay, "4.7.5", "Cannot start TLS: handshake failure")
-	}
-	// RFC 3207: the server sends no greeting after STARTTLS, but a new
-	// go-smtp client reads one first; give it one.
-	s.conn = &resumed{Conn: tc, greeting: []byte("220 TLS\r\n")}
-	s.cl = c.newClient(s.conn)
-	if err := s.cl.Hello(c.helo()); err != nil {
-		raw.Close()
-		return nil, false, s.helloError(err, false)
-	}
-	return s, false, nil
-}
-
 // watchConn counts the commands written, which tells a failed greeting
 // from a failed EHLO, and with helo set turns the first command, EHLO,
 // into HELO.
@@ -158,6 +85,14 @@ func (w *watchConn) Write(p []byte) (int, error) {
 		return w.Conn.Write(q)
 	}
 	return w.Conn.Write(p)
+}
+
+// ehloRefused says whether err, from go-smtp's Hello, is the server's
+// refusal of EHLO (after the greeting, the one command written) with a
+// reply other than 421: Postfix says HELO then.
+func (w *watchConn) ehloRefused(err error) bool {
+	var se *smtp.SMTPError
+	return w.writes.Load() == 1 && errors.As(err, &se) && se.Code != 421
 }
 
 // resumed replays a greeting before the connection's own data.

@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -12,8 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// session is one connection to a server, past the greeting and EHLO
-// (connect, in gosmtp.go).
+// session is one connection to a server, past the greeting and EHLO.
 type session struct {
 	cl      *smtp.Client
 	raw     net.Conn // the socket
@@ -56,6 +56,77 @@ func (s *session) close() {
 		s.cl.Close()
 	}
 	s.raw.Close()
+}
+
+func (c *Client) connect(ctx context.Context, t target, key string, useTLS, helo bool) (s *session, retryPlain bool, e *Error) {
+	raw, e := c.dial(ctx, t)
+	if e != nil {
+		return nil, false, e
+	}
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer func() {
+		if !stop() && s != nil {
+			s, e = nil, tempf(s.relay, "4.4.2", "lost connection with %s: %v", s.namaddr, ctx.Err())
+			raw.Close()
+		}
+	}()
+	w := &watchConn{Conn: raw, helo: helo}
+	s = &session{raw: raw, conn: w, key: key, namaddr: t.namaddr(), relay: t.relay(), lmtp: c.LMTP}
+	s.cl = c.newClient(w)
+	if err := s.cl.Hello(c.helo()); err != nil {
+		raw.Close()
+		if !helo && !c.LMTP && w.ehloRefused(err) {
+			return nil, false, errUseHELO
+		}
+		return nil, false, s.helloError(err, w.writes.Load() == 0)
+	}
+	level := c.level()
+	if level == "none" || !useTLS || t.path != "" {
+		return s, false, nil
+	}
+	if ok, _ := s.cl.Extension("STARTTLS"); !ok {
+		if level == "encrypt" {
+			s.close()
+			return nil, false, tempf(s.relay, "4.7.4", "TLS is required, but was not offered by host %s", s.namaddr)
+		}
+		return s, false, nil
+	}
+	// go-smtp has no STARTTLS for a client that is already past EHLO
+	// with our own HELO name, so the command goes over the socket here;
+	// the session is idle, so nothing of go-smtp's is in flight.
+	code, text, err := startTLS(w, c.commandTimeout())
+	if err != nil {
+		raw.Close()
+		return nil, false, s.ioError(err, "performing the EHLO handshake")
+	}
+	if code != 220 {
+		if level == "encrypt" {
+			s.close()
+			return nil, false, &Error{Permanent: code/100 == 5, Code: code, Enhanced: replyStatus(code, text), Relay: s.relay,
+				Text: fmt.Sprintf("TLS is required, but host %s refused to start TLS: %s", s.namaddr, text)}
+		}
+		return s, false, nil // "Else try to continue in plain-text mode."
+	}
+	tc := tls.Client(raw, c.tlsConfig(t))
+	hctx, cancel := context.WithTimeout(ctx, c.commandTimeout())
+	err = tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		raw.Close()
+		if level == "may" {
+			c.log().Warn("TLS handshake failed; retrying in plaintext", "server", s.relay, "err", err)
+		}
+		return nil, level == "may", tempf(s.relay, "4.7.5", "Cannot start TLS: handshake failure")
+	}
+	// RFC 3207: the server sends no greeting after STARTTLS, but a new
+	// go-smtp client reads one first; give it one.
+	s.conn = &resumed{Conn: tc, greeting: []byte("220 TLS\r\n")}
+	s.cl = c.newClient(s.conn)
+	if err := s.cl.Hello(c.helo()); err != nil {
+		raw.Close()
+		return nil, false, s.helloError(err, false)
+	}
+	return s, false, nil
 }
 
 // helloError is a failed greeting, EHLO or HELO: "host %s refused to

@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -387,7 +387,7 @@ func BenchmarkMaildir(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			seq++
-			dir := filepath.Join(root, fmt.Sprintf("Maildir%d", seq))
+			dir := filepath.Join(root, "Maildir"+strconv.Itoa(seq))
 			if err := maildirDeliver(dir, msg, "u@example.com", bc.mode); err != nil {
 				b.Fatal(err)
 			}

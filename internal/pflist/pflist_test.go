@@ -13,41 +13,39 @@ func TestSplit(t *testing.T) {
 	}
 }
 
+// An element is a table when a lower-case type name and a colon start it.
 func TestIsTable(t *testing.T) {
-	for el, want := range map[string]bool{
-		"hash:/etc/postfix/transport": true,
-		"inline:{ a=b }":              true,
-		"proxy_2:x":                   true,
-		"example.com":                 false,
-		"/etc/postfix/domains":        false,
-		"[::1]:25":                    false,
-		":x":                          false,
-		"Hash:x":                      false,
-	} {
-		if got := IsTable(el); got != want {
-			t.Errorf("IsTable(%q) = %v; want %v", el, got, want)
+	tables := []string{"hash:/etc/postfix/transport", "inline:{ a=b }", "proxy_2:x"}
+	others := []string{"example.com", "/etc/postfix/domains", "[::1]:25", ":x", "Hash:x"}
+	for _, el := range tables {
+		if !IsTable(el) {
+			t.Errorf("IsTable(%q) = false", el)
+		}
+	}
+	for _, el := range others {
+		if IsTable(el) {
+			t.Errorf("IsTable(%q) = true", el)
 		}
 	}
 }
 
+// mynetworks elements as postconf(5) writes them; host bits set below the
+// prefix are an error, as Postfix's "non-null host address bits".
 func TestParseNetwork(t *testing.T) {
-	for el, want := range map[string]string{
-		"1.2.3.4":          "1.2.3.4/32",
-		"10.0.0.0/8":       "10.0.0.0/8",
-		"[::1]/128":        "::1/128",
-		"[fd00::]":         "fd00::/128",
-		"::ffff:192.0.2.1": "192.0.2.1/32",
-		"10.0.0.1/8":       "", // host bits set: Postfix refuses it too
-		"example.com":      "",
-		"10.0.0.0/33":      "",
-	} {
-		p, err := ParseNetwork(el)
-		got := ""
-		if err == nil {
-			got = p.String()
-		}
-		if got != want {
-			t.Errorf("ParseNetwork(%q) = %q, %v; want %q", el, got, err, want)
+	cases := [][2]string{
+		{"1.2.3.4", "1.2.3.4/32"},
+		{"10.0.0.0/8", "10.0.0.0/8"},
+		{"[::1]/128", "::1/128"},
+		{"[fd00::]", "fd00::/128"},
+		{"::ffff:192.0.2.1", "192.0.2.1/32"},
+		{"10.0.0.1/8", ""},
+		{"example.com", ""},
+		{"10.0.0.0/33", ""},
+	}
+	for _, c := range cases {
+		p, err := ParseNetwork(c[0])
+		if (err == nil) != (c[1] != "") || err == nil && p.String() != c[1] {
+			t.Errorf("ParseNetwork(%q) = %v, %v; want %q", c[0], p, err, c[1])
 		}
 	}
 }
