@@ -12,6 +12,7 @@ import (
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/pflist"
 )
 
 func runPostmap(args []string, stdout, stderr io.Writer) int {
@@ -47,7 +48,7 @@ func tableCommand(name string, open func(string) (maps.Table, diag.List, error),
 	status := exitOK
 	var tables []maps.Table
 	for _, spec := range files {
-		if !maps.IsTable(spec) {
+		if !pflist.IsTable(spec) {
 			spec = defaultType(*dir) + ":" + spec
 		}
 		t, diags, err := open(spec)

@@ -170,7 +170,7 @@ func (p *Pool) Helpers() int {
 	return len(p.helpers)
 }
 
-// Maildir delivers msg into the Maildir dir as c; see deliver.Maildir.
+// Maildir delivers msg into the Maildir dir as c; see maildir.Deliver.
 // The error is nil or a *deliver.Error.
 func (p *Pool) Maildir(ctx context.Context, c Cred, dir string, msg *deliver.Message, deliveredTo string) error {
 	return p.do(ctx, c, request{Op: "maildir", Path: dir, QueueID: msg.ID, From: msg.From, DeliveredTo: deliveredTo, Size: msg.Size}, msg)

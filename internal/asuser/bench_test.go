@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/maildir"
 )
 
 // What a delivery costs with the recipient's privileges, against the
@@ -19,7 +20,7 @@ import (
 // the concurrent deliveries (-cpu sets how many run at once).
 func BenchmarkMaildirInProcess(b *testing.B) {
 	benchMaildir(b, func(dir string, msg *deliver.Message) error {
-		return deliver.Maildir(dir, msg, "rcpt@example.com")
+		return maildir.Deliver(dir, msg, "rcpt@example.com")
 	})
 }
 

@@ -13,9 +13,9 @@ import (
 	"sync"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/maildir"
+	"golang.org/x/sys/unix"
 )
 
 // Main is the helper process: args are UID and GID. It drops to them,
@@ -163,7 +163,7 @@ func handle(req request, body io.ReadCloser) *deliver.Error {
 	var err error
 	switch req.Op {
 	case "maildir":
-		err = deliver.Maildir(req.Path, msg, req.DeliveredTo)
+		err = maildir.Deliver(req.Path, msg, req.DeliveredTo)
 	default:
 		err = failure("unknown request %q", req.Op)
 	}

@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/diag"
-	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/pfline"
+	"github.com/mailtee/mailtee/internal/pflist"
 )
 
 // Setting is one explicit "name = value" from main.cf.
@@ -323,7 +323,7 @@ func ParseDuration(v string, unit byte) (time.Duration, error) {
 // SplitList splits a Postfix list: elements are separated by commas
 // and/or whitespace, and an element in braces {...} (such as
 // inline:{ a=b, c=d }) keeps its commas and spaces.
-func SplitList(s string) []string { return maps.SplitList(s) }
+func SplitList(s string) []string { return pflist.Split(s) }
 
 // references returns the parameter names that s refers to with $name,
 // ${name...} or $(name).

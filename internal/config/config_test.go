@@ -239,14 +239,6 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
-func TestSplitList(t *testing.T) {
-	got := SplitList("a, b\tc,,d inline:{ x=1, y=2 } e")
-	want := []string{"a", "b", "c", "d", "inline:{ x=1, y=2 }", "e"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("SplitList = %q, want %q", got, want)
-	}
-}
-
 func TestSuggest(t *testing.T) {
 	for in, want := range map[string]string{
 		"mydestinaton":      "mydestination",

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/diag"
-	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/pflist"
 )
 
 // Support says what mailtee does with a parameter.
@@ -384,10 +384,10 @@ func (c *Config) checkValue(name, v, def, file string, line int, out *diag.List)
 // a /file/name or a type:table. It returns "" when the element is good.
 func checkNetwork(el string) string {
 	el = strings.TrimLeft(el, "!")
-	if maps.IsTable(el) || strings.HasPrefix(el, "/") {
+	if pflist.IsTable(el) || strings.HasPrefix(el, "/") {
 		return ""
 	}
-	if _, err := maps.ParseNetwork(el); err != nil {
+	if _, err := pflist.ParseNetwork(el); err != nil {
 		return err.Error()
 	}
 	return ""
@@ -431,7 +431,7 @@ func (c *Config) TableRefs() []TableRef {
 			continue
 		}
 		for _, el := range c.List(n) {
-			if k == KindTables || maps.IsTable(el) {
+			if k == KindTables || pflist.IsTable(el) {
 				param, line := c.origin(n, el)
 				out = append(out, TableRef{Param: param, Spec: el, Line: line, Alias: aliases[el]})
 			}

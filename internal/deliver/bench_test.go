@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -13,8 +12,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-
-	"github.com/mailtee/mailtee/internal/safeio"
 )
 
 // benchMessage is a 2 KB message, CRLF line ends.
@@ -42,65 +39,6 @@ func startCPU() *cpuMeter { return &cpuMeter{start: cpuNow()} }
 func (m *cpuMeter) report(b *testing.B) {
 	if b.N > 0 {
 		b.ReportMetric(float64(cpuNow()-m.start)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
-	}
-}
-
-// BenchmarkMaildir delivers a 2 KB message into a Maildir: "tmpfile" is
-// the O_TMPFILE path, taken even where Maildir would not take it (see
-// safeio.TmpfileDurable), "named" the file in tmp/ that is linked into new/ and
-// removed (the only path before O_TMPFILE), each from one goroutine and
-// from 4×GOMAXPROCS goroutines (which share the fsyncs of new/).
-//
-// The Maildirs are removed only at the end: on ext4 without a journal,
-// every inode freed in the last few minutes slows down each inode
-// allocation (ext4's find_inode_bit skips recently deleted inodes), so
-// removing one sub-benchmark's files would slow down the next one.
-func BenchmarkMaildir(b *testing.B) {
-	msg := benchMessage()
-	root := b.TempDir()
-	var seq int
-	for _, bc := range []struct {
-		name     string
-		mode     maildirMode
-		parallel bool
-	}{
-		{"tmpfile", maildirUnnamed, false},
-		{"named", maildirNamed, false},
-		{"tmpfile-parallel", maildirUnnamed, true},
-		{"named-parallel", maildirNamed, true},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			seq++
-			dir := filepath.Join(root, fmt.Sprintf("Maildir%d", seq))
-			if err := maildirDeliver(dir, msg, "u@example.com", bc.mode); err != nil {
-				b.Fatal(err)
-			}
-			if bc.mode == maildirUnnamed && !safeio.TmpfileWorks(filepath.Join(dir, "tmp")) {
-				b.Skip("no O_TMPFILE here")
-			}
-			b.ReportAllocs()
-			cpu := startCPU()
-			b.ResetTimer()
-			if bc.parallel {
-				b.SetParallelism(4)
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						if err := maildirDeliver(dir, msg, "u@example.com", bc.mode); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			} else {
-				for i := 0; i < b.N; i++ {
-					if err := maildirDeliver(dir, msg, "u@example.com", bc.mode); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			b.StopTimer()
-			cpu.report(b)
-		})
 	}
 }
 

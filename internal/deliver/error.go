@@ -1,14 +1,3 @@
-// Package deliver hands a message to its next hop: an SMTP or LMTP server
-// as Postfix's smtp(8) and lmtp(8) do, or a Maildir as local(8) does.
-//
-// Every failure is an *Error, which says whether it is permanent (bounce)
-// or transient (try again later) and carries Postfix's wording, so that
-// the queue decides per recipient and the mail log reads like Postfix's:
-//
-//	connect to mx.example.com[192.0.2.1]:25: Connection refused
-//	host mx.example.com[192.0.2.1] said: 550 5.1.1 <u@example.com>: Recipient address rejected: User unknown (in reply to RCPT TO command)
-//	lost connection with mx.example.com[192.0.2.1] while sending message body
-//	Host or domain name not found. Name service error for name=example.invalid type=A: Host not found
 package deliver
 
 import (
@@ -111,10 +100,10 @@ func replyError(namaddr, relay string, e *smtp.SMTPError, command string) *Error
 	}
 }
 
-// strerror renders a network error the way C's strerror(3) would, so
-// that texts match Postfix's ("Connection refused", not
+// Strerror renders a network or file error the way C's Strerror(3)
+// would, so that texts match Postfix's ("Connection refused", not
 // "dial tcp 192.0.2.1:25: connect: connection refused").
-func strerror(err error) string {
+func Strerror(err error) string {
 	var errno syscall.Errno
 	var ne net.Error
 	switch {

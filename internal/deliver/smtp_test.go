@@ -15,9 +15,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-
-	"github.com/mailtee/mailtee/internal/route"
-	"github.com/mailtee/mailtee/internal/route/dnstest"
+	"github.com/mailtee/mailtee/internal/dnsresolve"
+	"github.com/mailtee/mailtee/internal/dnsresolve/dnstest"
 )
 
 const body = "From: sender@example.org\nTo: rcpt@example.com\nSubject: test\n\nHello.\n.leading dot\n"
@@ -31,7 +30,7 @@ func testClient(port string) *Client {
 		ConnectTimeout: 10 * time.Second,
 		CommandTimeout: 10 * time.Second,
 		// No name server: a test that needs one sets Resolver.
-		Resolver: &route.Resolver{Servers: []string{"127.0.0.1:1"}, Timeout: 100 * time.Millisecond},
+		Resolver: &dnsresolve.Resolver{Servers: []string{"127.0.0.1:1"}, Timeout: 100 * time.Millisecond},
 	}
 }
 
@@ -110,7 +109,7 @@ func TestDeliverMX(t *testing.T) {
 		"mx2.example.test. A 127.0.0.1",
 	)
 	c := testClient(s.Port)
-	c.Resolver = &route.Resolver{Servers: []string{dns.Addr}}
+	c.Resolver = &dnsresolve.Resolver{Servers: []string{dns.Addr}}
 	res := c.Deliver(context.Background(), "example.test", testMessage(body), []string{"a@example.test"})
 	delivered(t, res[0])
 	if want := "mx2.example.test[127.0.0.1]:" + s.Port; res[0].Relay != want {
@@ -142,7 +141,7 @@ func TestDeliverDNSErrors(t *testing.T) {
 	dns := dnstest.Start(t, "nullmx.test. MX 0 .")
 	dns.ServFail("servfail.test")
 	c := testClient("25")
-	c.Resolver = &route.Resolver{Servers: []string{dns.Addr}, Timeout: 2 * time.Second}
+	c.Resolver = &dnsresolve.Resolver{Servers: []string{dns.Addr}, Timeout: 2 * time.Second}
 	ctx := context.Background()
 	r := c.Deliver(ctx, "nxdomain.test", testMessage(body), []string{"a@nxdomain.test"})[0]
 	wantErr(t, r, true, "5.4.4", "Host or domain name not found. Name service error for name=nxdomain.test type=A: Host not found")
@@ -173,7 +172,7 @@ func TestDeliverGreeting421(t *testing.T) {
 		"busy.example.test. A 127.0.0.5",
 		"ok.example.test. A 127.0.0.1",
 	)
-	c.Resolver = &route.Resolver{Servers: []string{dns.Addr}}
+	c.Resolver = &dnsresolve.Resolver{Servers: []string{dns.Addr}}
 	r = c.Deliver(context.Background(), "example.test", testMessage(body), []string{"a@example.test"})[0]
 	delivered(t, r)
 	if !strings.HasPrefix(r.Relay, "ok.example.test[") {

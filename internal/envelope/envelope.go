@@ -43,3 +43,17 @@ type Rcpt struct {
 	// instead of the sender (Postfix's owner-alias convention).
 	NotifyOwner string `json:",omitempty"`
 }
+
+// Hop is where a recipient's mail goes, as routing decides it and the
+// queue groups deliveries by it.
+type Hop struct {
+	// Transport is the delivery transport: "smtp", "relay", "lmtp",
+	// "local", "error", "discard" or any name a table gives.
+	Transport string
+	// Nexthop is as Postfix writes it: "[host]:port", "host", "host:port",
+	// "unix:/path", "inet:host:port", a domain for local delivery, or the
+	// reason text for the error and discard transports.
+	Nexthop string
+}
+
+func (h Hop) String() string { return h.Transport + ":" + h.Nexthop }

@@ -23,6 +23,7 @@ import (
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/header"
+	"github.com/mailtee/mailtee/internal/maildir"
 	"github.com/mailtee/mailtee/internal/maps"
 )
 
@@ -285,7 +286,7 @@ func (l *Local) writeMaildir(ctx context.Context, t target, msg *deliver.Message
 	if l.o.AsUser == nil || owner.UID == 0 {
 		// Not root: everything as ourselves. Root's own mailbox: as
 		// root, as local(8) does.
-		return deliver.Maildir(dir, msg, t.addr)
+		return maildir.Deliver(dir, msg, t.addr)
 	}
 	if l.o.HomeMailbox == "" || !strings.HasSuffix(l.o.HomeMailbox, "/") {
 		if err := spoolMaildir(dir, owner); err != nil {

@@ -15,7 +15,8 @@ func FuzzOneLine(f *testing.F) {
 		l, buf := newTest()
 		l.Delivery(Delivery{ID: "A1", To: addr, OrigTo: helo, Transport: component, Reason: reason,
 			Status: "bounced", Copy: true, Delay: time.Duration(len(reason)) * time.Millisecond})
-		l.Reject(NameAddr(helo, addr), component, reason, addr, addr, "ESMTP", helo)
+		l.Printf("smtpd", "NOQUEUE: reject: %s from %s: %s; from=<%s> to=<%s> proto=ESMTP helo=<%s>",
+			component, NameAddr(helo, addr), reason, addr, addr, helo)
 		l.Slog().Info(reason, "component", component, "k", helo)
 		got := lines(t, buf)
 		if len(got) != 4 {

@@ -232,6 +232,14 @@ func Printable(s string) string {
 	return s
 }
 
+// OneLine keeps a text on one line: log lines and SMTP replies must not
+// be split by what a client, a server's multi-line reply or a stack trace
+// put in them. Line breaks become spaces; trailing ones go.
+func OneLine(s string) string {
+	s = strings.TrimRight(s, "\r\n")
+	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
+}
+
 func hasControl(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < ' ' || s[i] == 0x7f {

@@ -88,7 +88,7 @@ func TestOneLinePerEvent(t *testing.T) {
 	forged := "x\nNov 25 12:00:00 mail mailtee/qmgr[1]: FAKE: removed"
 	l.Delivery(Delivery{ID: "A1", To: "u@example.com", Status: "deferred", DSN: "4.0.0",
 		Reason: "host mx said: 451 try\r\nagain " + forged})
-	l.MessageID("A1", "<a\rb@\xffexample.com>")
+	l.Printf("cleanup", "A1: message-id=%s", "<a\rb@\xffexample.com>")
 	l.Slog().Info("reload", "file", "/etc/postfix/x\ny")
 	l.Printf("smtpd", "helo=<jöran.example>")
 	got := lines(t, buf)
@@ -147,35 +147,6 @@ func TestConcurrent(t *testing.T) {
 	}
 }
 
-func TestCounts(t *testing.T) {
-	// The sessions of Postfix's RELEASE_NOTES-3.0 ("session fingerprint"),
-	// with the commands= total that smtpd_format_cmd_stats appends since.
-	cases := []struct {
-		cmds []string // verb, "-" prefix for a failed one
-		want string
-	}{
-		{[]string{"ehlo", "mail", "rcpt", "data", "quit"}, "ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5"},
-		{[]string{"ehlo", "starttls", "ehlo", "mail", "rcpt", "data", "quit"}, "ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 commands=7"},
-		{[]string{"ehlo", "mail", "-rcpt", "quit"}, "ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4"},
-		{[]string{"ehlo", "mail", "-rcpt", "-data", "rset", "quit"}, "ehlo=1 mail=1 rcpt=0/1 data=0/1 rset=1 quit=1 commands=4/6"},
-		{[]string{"ehlo", "-auth"}, "ehlo=1 auth=0/1 commands=1/2"},
-		{[]string{"-\x16\x03\x01"}, "unknown=0/1 commands=0/1"},
-		{nil, "commands=0/0"},
-	}
-	for _, c := range cases {
-		var n Counts
-		for _, v := range c.cmds {
-			n.Add(strings.TrimPrefix(v, "-"), !strings.HasPrefix(v, "-"))
-		}
-		if got := n.String(); got != c.want {
-			t.Errorf("%q: got %s, want %s", c.cmds, got, c.want)
-		}
-	}
-}
-
-// Printable is what the log makes of text from outside: nothing that
-// drives a terminal (ESC sequences, C1 controls, NUL, CR) gets through,
-// valid UTF-8 does.
 func TestPrintable(t *testing.T) {
 	for in, want := range map[string]string{
 		"451 4.3.0 try later":                       "451 4.3.0 try later",
@@ -186,5 +157,14 @@ func TestPrintable(t *testing.T) {
 		if got := Printable(in); got != want {
 			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	// A multi-line SMTP reply as go-smtp joins it, with every kind of line
+	// end a client could send, and a trailing one.
+	got := OneLine("250-first\nsecond\r\nthird\rfourth\r\n")
+	if want := "250-first second third fourth"; got != want {
+		t.Errorf("OneLine = %q; want %q", got, want)
 	}
 }

@@ -101,39 +101,6 @@ func NameAddr(name, addr string) string {
 	return name + "[" + addr + "]"
 }
 
-// Connect logs smtpd's "connect from NAME[ADDR]"; client is NameAddr's form.
-func (l *Logger) Connect(client string) {
-	l.event(slog.LevelInfo, "smtpd", "connect from "+client)
-}
-
-// Disconnect logs smtpd's "disconnect from NAME[ADDR] COUNTS", where counts
-// is the command tally ("ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5";
-// see Counts).
-func (l *Logger) Disconnect(client, counts string) {
-	text := "disconnect from " + client
-	if counts = strings.TrimSpace(counts); counts != "" {
-		text += " " + counts
-	}
-	l.event(slog.LevelInfo, "smtpd", text)
-}
-
-// Client logs smtpd's "ID: client=NAME[ADDR]", the first line of a queued
-// message.
-func (l *Logger) Client(id, client string) {
-	l.event(slog.LevelInfo, "smtpd", id+": client="+client)
-}
-
-// MessageID logs cleanup's "ID: message-id=<...>". Postfix logs the header
-// value as it stands, brackets included; a bare id gets brackets, and a
-// message without Message-ID logs "message-id=<>".
-func (l *Logger) MessageID(id, msgid string) {
-	msgid = strings.TrimSpace(msgid)
-	if !strings.HasPrefix(msgid, "<") {
-		msgid = "<" + msgid + ">"
-	}
-	l.event(slog.LevelInfo, "cleanup", id+": message-id="+msgid)
-}
-
 // Queued logs qmgr's "ID: from=<FROM>, size=N, nrcpt=N (queue active)":
 // the message entered the active queue.
 func (l *Logger) Queued(id, from string, size int64, nrcpt int) {
@@ -144,12 +111,6 @@ func (l *Logger) Queued(id, from string, size int64, nrcpt int) {
 // Removed logs qmgr's "ID: removed": the queue file is gone.
 func (l *Logger) Removed(id string) {
 	l.event(slog.LevelInfo, "qmgr", id+": removed")
-}
-
-// Expired logs qmgr's "ID: from=<FROM>, status=expired, returned to sender":
-// the message outlived maximal_queue_lifetime.
-func (l *Logger) Expired(id, from string) {
-	l.event(slog.LevelInfo, "qmgr", id+": from=<"+from+">, status=expired, returned to sender")
 }
 
 // Bounce logs bounce's "ID: sender non-delivery notification: DSNID", where
@@ -163,47 +124,6 @@ func (l *Logger) Bounce(id, dsnID string) {
 // bounces of mail from the null sender).
 func (l *Logger) PostmasterBounce(id, dsnID string) {
 	l.event(slog.LevelInfo, "bounce", id+": postmaster non-delivery notification: "+dsnID)
-}
-
-// DelayNotice logs bounce's "ID: sender delay notification: DSNID", a
-// delay warning (delay_warning_time).
-func (l *Logger) DelayNotice(id, dsnID string) {
-	l.event(slog.LevelInfo, "bounce", id+": sender delay notification: "+dsnID)
-}
-
-// Reject logs smtpd's refusal of a command:
-//
-//	NOQUEUE: reject: RCPT from NAME[ADDR]: REPLY; from=<F> to=<T> proto=ESMTP helo=<H>
-//
-// stage is the SMTP stage ("CONNECT", "EHLO", "MAIL", "RCPT", "DATA",
-// "END-OF-MESSAGE"); reply the full reply sent ("554 5.7.1 <x@y>: Relay
-// access denied"). As in Postfix's log_whatsup, from= appears once a MAIL
-// command was accepted (stages MAIL and later, "from=<>" for the null
-// sender), and to=, proto= and helo= when known.
-func (l *Logger) Reject(client, stage, reply, from, to, proto, helo string) {
-	stage = strings.ToUpper(stage)
-	var b strings.Builder
-	b.WriteString("NOQUEUE: reject: ")
-	b.WriteString(stage)
-	b.WriteString(" from ")
-	b.WriteString(client)
-	b.WriteString(": ")
-	b.WriteString(reply)
-	b.WriteString(";")
-	switch stage {
-	case "MAIL", "RCPT", "DATA", "BDAT", "END-OF-MESSAGE":
-		b.WriteString(" from=<" + from + ">")
-	}
-	if to != "" {
-		b.WriteString(" to=<" + to + ">")
-	}
-	if proto != "" {
-		b.WriteString(" proto=" + proto)
-	}
-	if helo != "" {
-		b.WriteString(" helo=<" + helo + ">")
-	}
-	l.event(slog.LevelInfo, "smtpd", b.String())
 }
 
 // Delivery is one recipient's delivery attempt, as a delivery agent

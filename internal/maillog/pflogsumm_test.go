@@ -25,10 +25,11 @@ var (
 func TestPflogsumm(t *testing.T) {
 	l, buf := newTest()
 	client := NameAddr("mx.example.org", "192.0.2.25")
-	l.Connect(client)
-	l.Client("4F9D1", client)
+	// smtpd's lines as internal/smtpd writes them, through Printf.
+	l.Printf("smtpd", "connect from %s", client)
+	l.Printf("smtpd", "%s: client=%s", "4F9D1", client)
 	l.Queued("4F9D1", "alice@example.org", 2048, 2)
-	l.Disconnect(client, "ehlo=1 mail=1 rcpt=2 data=1 quit=1 commands=6")
+	l.Printf("smtpd", "disconnect from %s ehlo=1 mail=1 rcpt=2 data=1 quit=1 commands=6", client)
 	l.Delivery(Delivery{ID: "4F9D1", To: "user1@students.iiit.ac.in", Relay: "local", Transport: "local",
 		Delay: 120 * time.Millisecond, DSN: "2.0.0", Status: "sent", Reason: "delivered to maildir"})
 	l.Delivery(Delivery{ID: "4F9D1", To: "user1@students.iiit.ac.in", OrigTo: "user1@relay.students.iiit.ac.in",
@@ -37,7 +38,8 @@ func TestPflogsumm(t *testing.T) {
 	l.Delivery(Delivery{ID: "4F9D1", To: "user1@relay.students.iiit.ac.in", Copy: true,
 		Relay: "relay.students.iiit.ac.in[127.0.0.2]:25", DSN: "5.1.1", Status: "bounced",
 		Reason: "host relay.students.iiit.ac.in[127.0.0.2] said: 550 5.1.1 User unknown (in reply to RCPT TO command)"})
-	l.Reject(client, "RCPT", "554 5.7.1 <x@elsewhere.example>: Relay access denied", "alice@example.org", "x@elsewhere.example", "ESMTP", "mx.example.org")
+	l.Printf("smtpd", "NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+		client, "554 5.7.1 <x@elsewhere.example>: Relay access denied", "alice@example.org", "x@elsewhere.example", "ESMTP", "mx.example.org")
 	l.Removed("4F9D1")
 
 	got := lines(t, buf)

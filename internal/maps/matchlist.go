@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+
+	"github.com/mailtee/mailtee/internal/pflist"
 )
 
 // DomainList is a Postfix domain match list (match_list(3)), as in
@@ -31,7 +33,7 @@ type domainElem struct {
 func NewDomainList(elems []string, parent bool) (*DomainList, error) {
 	d := &DomainList{parent: parent}
 	err := expandList(elems, func(neg bool, el string) error {
-		if IsTable(el) {
+		if pflist.IsTable(el) {
 			t, _, err := Open(el)
 			if err != nil {
 				return err
@@ -156,7 +158,7 @@ type netElem struct {
 func NewNetList(elems []string) (*NetList, error) {
 	n := &NetList{}
 	err := expandList(elems, func(neg bool, el string) error {
-		if IsTable(el) {
+		if pflist.IsTable(el) {
 			t, _, err := Open(el)
 			if err != nil {
 				return err
@@ -164,7 +166,7 @@ func NewNetList(elems []string) (*NetList, error) {
 			n.elems = append(n.elems, netElem{neg: neg, table: t})
 			return nil
 		}
-		p, err := ParseNetwork(el)
+		p, err := pflist.ParseNetwork(el)
 		if err != nil {
 			return err
 		}
@@ -175,28 +177,6 @@ func NewNetList(elems []string) (*NetList, error) {
 		return nil, err
 	}
 	return n, nil
-}
-
-// ParseNetwork reads "1.2.3.4", "10.0.0.0/8", "[::1]/128" or "[fd00::]".
-// Host bits set below the prefix are an error, as in Postfix.
-func ParseNetwork(el string) (netip.Prefix, error) {
-	plain := strings.NewReplacer("[", "", "]", "").Replace(el)
-	if !strings.Contains(plain, "/") {
-		a, err := netip.ParseAddr(plain)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or network/prefix", el)
-		}
-		a = a.Unmap()
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
-	p, err := netip.ParsePrefix(plain)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a network/prefix: %v", el, err)
-	}
-	if p.Masked() != p {
-		return netip.Prefix{}, fmt.Errorf("non-null host address bits in %q, perhaps you should use %q instead", el, p.Masked().String())
-	}
-	return p, nil
 }
 
 // Match reports whether ip is in the list.
@@ -226,18 +206,3 @@ func (n *NetList) Match(ctx context.Context, ip netip.Addr) (bool, error) {
 }
 
 func isListSep(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\r' }
-
-// IsTable reports whether a list element names a lookup table
-// ("type:name") rather than a domain, network or file.
-func IsTable(el string) bool {
-	i := strings.IndexByte(el, ':')
-	if i <= 0 || strings.HasPrefix(el, "[") {
-		return false
-	}
-	for _, c := range el[:i] {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
-}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/pflist"
 )
 
 // indexed are the Postfix types built by postmap/postalias from a source
@@ -118,7 +119,7 @@ func parseInline(spec, body string) (*fixedTable, diag.List) {
 	}
 	body = body[1 : len(body)-1]
 	t := newFixed(nil)
-	for _, el := range SplitList(body) {
+	for _, el := range pflist.Split(body) {
 		braced := strings.HasPrefix(el, "{")
 		if braced {
 			el = unbrace(el)
@@ -134,36 +135,6 @@ func parseInline(spec, body string) (*fixedTable, diag.List) {
 		t.add(foldKey(k), v)
 	}
 	return t, diags
-}
-
-// SplitList splits a Postfix list: elements are separated by commas
-// and/or whitespace, and an element in braces {...} (such as
-// inline:{ a=b, c=d }) keeps its commas and spaces.
-func SplitList(s string) []string {
-	var out []string
-	start, depth := -1, 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '{':
-			depth++
-		case c == '}' && depth > 0:
-			depth--
-		case depth == 0 && strings.IndexByte(", \t\r\n", c) >= 0:
-			if start >= 0 {
-				out = append(out, s[start:i])
-				start = -1
-			}
-			continue
-		}
-		if start < 0 {
-			start = i
-		}
-	}
-	if start >= 0 {
-		out = append(out, s[start:])
-	}
-	return out
 }
 
 // openUnix reads unix:passwd.byname, the table behind Postfix's default

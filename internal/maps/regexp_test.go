@@ -393,64 +393,6 @@ func TestRegexpSkipsBadRules(t *testing.T) {
 	}
 }
 
-// Translations of POSIX and PCRE constructs, beyond what the cases show.
-func TestRegexpTranslation(t *testing.T) {
-	for _, c := range []struct {
-		kind, pattern, key string
-		match              bool
-	}{
-		{"regexp", `/^[]a]+$/`, "]a]", true},
-		{"regexp", `/^[^]a]$/`, "]", false},
-		{"regexp", `/^[[.-.]a]$/`, "-", true},
-		{"regexp", `/^[[=e=]]$/`, "E", true},
-		{"regexp", `/^[%--]$/`, ",", true},
-		{"regexp", `/^a**$/`, "aaa", true},
-		{"regexp", `/^a{1}{2}$/`, "aa", true},
-		{"regexp", "/^\\`a\\'$/", "a", true},
-		{"regexp", `/^\W\S$/`, " a", true},
-		{"regexp", `/^\W\S$/`, "a ", false},
-		{"regexp", `/^[\w]$/`, "w", true},
-		{"regexp", `/^[\w]$/`, "a", false},
-		{"regexp", `/a\|b/`, "a|b", true},
-		{"regexp", `/^(é|x)$/`, "É", false},
-		{"regexp", `/^[é]{2}$/`, "é", true},
-		{"regexp", `/^[^a]{2}$/m`, "é", true},
-		{"pcre", `/^[\d-]+$/`, "1-2", true},
-		{"pcre", `/^[a\-z]+$/`, "-", true},
-		{"pcre", `/^[a\-z]+$/`, "b", false},
-		{"pcre", `/^[\Q]\E]$/`, "]", true},
-		{"pcre", `/^[[:^alpha:]]$/`, "1", true},
-		{"pcre", `/^[[:^alpha:]]$/`, "a", false},
-		{"pcre", `/^[\x41-\x43]$/`, "b", true},
-		{"pcre", `/^[\x41-\x43]$/i`, "b", false},
-		{"pcre", `/^\cA\e\x{7f}$/`, "\x01\x1b\x7f", true},
-		{"pcre", `/^\Ga\z/`, "a", true},
-		{"pcre", `/^\C$/`, "\xe9", true},
-		{"pcre", `/^.{2}$/`, "é", true},
-		{"pcre", `/^\h\H$/`, "\ta", true},
-		{"pcre", `/^\v$/`, "\v", true},
-		{"pcre", `/^\N$/`, "\n", false},
-		{"pcre", `/(?x) a b (?-x) c/`, "ab c", true},
-		{"pcre", `/(?x: a ) b/`, "a b", true},
-		{"pcre", `/(?^)a/`, "A", false},
-		{"pcre", `/^\x{e9}$/i`, "\xc9", false},
-		{"pcre", `/^\xe9$/`, "\xe9", true},
-		{"pcre", `/^\101\0$/`, "A\x00", true},
-		{"pcre", `/^[^\d\s]$/`, "\xe9", true},
-		{"pcre", `/^a$/m`, "b\na\n", true},
-		{"pcre", `/^\w+$/i`, "K", true},
-	} {
-		tb, diags := parseRegexp("t", []byte(c.pattern+" R\n"), c.kind == "pcre")
-		if diags.HasErrors() {
-			t.Errorf("%s %s: %v", c.kind, c.pattern, diags)
-			continue
-		}
-		if _, ok, _ := tb.Lookup(context.Background(), c.key); ok != c.match {
-			t.Errorf("%s %s on %q: match = %v; want %v", c.kind, c.pattern, c.key, ok, c.match)
-		}
-	}
-}
-
 func TestRegexpConcurrentLookups(t *testing.T) {
 	tb, _ := parseRegexp("t", []byte("/^(.*)@(.*)$/ $2 $1\n"), true)
 	var wg sync.WaitGroup

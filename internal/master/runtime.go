@@ -18,6 +18,7 @@ import (
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/pflist"
 	"github.com/mailtee/mailtee/internal/rewrite"
 	"github.com/mailtee/mailtee/internal/route"
 	"github.com/mailtee/mailtee/internal/smtpd"
@@ -78,7 +79,7 @@ type tables struct {
 func openList(cfg *config.Config, param string, aliasSpecs map[string]bool, opened map[string]maps.Table) (maps.Table, error) {
 	var l maps.List
 	for _, spec := range cfg.List(param) {
-		if !maps.IsTable(spec) {
+		if !pflist.IsTable(spec) {
 			return nil, fmt.Errorf("%s: %q is not a type:table", param, spec)
 		}
 		if t, ok := opened[spec]; ok {

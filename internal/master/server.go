@@ -7,6 +7,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"github.com/mailtee/mailtee/internal/envelope"
 	"io"
 	"net"
 	"os"
@@ -21,12 +22,12 @@ import (
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/dnsresolve"
 	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/qmgr"
 	"github.com/mailtee/mailtee/internal/queue"
-	"github.com/mailtee/mailtee/internal/route"
 	"github.com/mailtee/mailtee/internal/smtpd"
 )
 
@@ -91,7 +92,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		logw = bl
 	}
 	s.log = maillog.New(logw, s.host)
-	resolver := &route.Resolver{Servers: cfg.List("dns_servers"), Timeout: 5 * time.Second}
+	resolver := &dnsresolve.Resolver{Servers: cfg.List("dns_servers"), Timeout: 5 * time.Second}
 	tlsLevel := cfg.Get("smtp_tls_security_level")
 	if tlsLevel == "" {
 		tlsLevel = "may"
@@ -160,9 +161,8 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 			}
 			return n
 		},
-		Route: func(ctx context.Context, rcpt string) (queue.Hop, error) {
-			h, err := s.rt.Load().router.Route(ctx, rcpt)
-			return queue.Hop{Transport: h.Transport, Nexthop: h.Nexthop}, err
+		Route: func(ctx context.Context, rcpt string) (envelope.Hop, error) {
+			return s.rt.Load().router.Route(ctx, rcpt)
 		},
 		Deliver: manager.Deliver,
 		Bounce:  notifier.Bounce,

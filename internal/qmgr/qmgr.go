@@ -9,7 +9,6 @@ package qmgr
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -63,7 +62,7 @@ func (m *Manager) Has(transport string) bool {
 
 // Deliver delivers the recipients of qm with the given indexes, all
 // bound for hop (the queue's Options.Deliver).
-func (m *Manager) Deliver(ctx context.Context, qm *queue.Message, hop queue.Hop, idx []int) []queue.Outcome {
+func (m *Manager) Deliver(ctx context.Context, qm *queue.Message, hop envelope.Hop, idx []int) []queue.Outcome {
 	msg := &deliver.Message{ID: qm.ID, From: qm.Env.From, Size: qm.Size, Open: qm.Open,
 		SMTPUTF8: qm.Env.SMTPUTF8, EightBit: qm.Env.BodyType == "8BITMIME"}
 	rcpts := make([]envelope.Rcpt, len(idx))
@@ -186,10 +185,10 @@ func (e Events) Queued(m *queue.Message) {
 	e.Log.Queued(m.ID, m.Env.From, m.Size, len(m.Rcpts))
 }
 
-func (e Events) Delivery(m *queue.Message, i int, hop queue.Hop, o queue.Outcome, status string, delay time.Duration) {
+func (e Events) Delivery(m *queue.Message, i int, hop envelope.Hop, o queue.Outcome, status string, delay time.Duration) {
 	r := m.Rcpts[i]
 	d := maillog.Delivery{ID: m.ID, To: r.Addr, OrigTo: r.Orig, Relay: o.Relay, Transport: hop.Transport,
-		Delay: delay, DSN: or(o.DSN, dsnCode(o.Err)), Status: status, Copy: r.Copy}
+		Delay: delay, DSN: or(o.DSN, queue.DSN(o.Err)), Status: status, Copy: r.Copy}
 	if d.Transport == "none" || d.Transport == "" {
 		d.Transport = "qmgr"
 	}
@@ -202,17 +201,3 @@ func (e Events) Delivery(m *queue.Message, i int, hop queue.Hop, o queue.Outcome
 }
 
 func (e Events) Removed(m *queue.Message) { e.Log.Removed(m.ID) }
-
-func dsnCode(err error) string {
-	if err == nil {
-		return "2.0.0"
-	}
-	var de *deliver.Error
-	if errors.As(err, &de) && de.Enhanced != "" {
-		return de.Enhanced
-	}
-	if queue.IsPermanent(err) {
-		return "5.0.0"
-	}
-	return "4.0.0"
-}

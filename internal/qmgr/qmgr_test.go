@@ -39,7 +39,7 @@ func TestDispatchByTransport(t *testing.T) {
 	smtp, lmtp := &recorder{}, &recorder{}
 	m := New(map[string]Agent{"smtp": smtp, "lmtp": lmtp})
 	qm := testMessage()
-	out := m.Deliver(context.Background(), qm, queue.Hop{Transport: "smtp", Nexthop: "[192.0.2.1]:25"}, []int{1, 2})
+	out := m.Deliver(context.Background(), qm, envelope.Hop{Transport: "smtp", Nexthop: "[192.0.2.1]:25"}, []int{1, 2})
 	if len(out) != 2 || smtp.nexthop != "[192.0.2.1]:25" || !reflect.DeepEqual(smtp.rcpts, []string{"y@example.net", "z@example.net"}) || smtp.from != "a@example.org" || lmtp.rcpts != nil {
 		t.Errorf("smtp got %+v, lmtp %+v, %d outcomes", smtp, lmtp, len(out))
 	}
@@ -57,17 +57,17 @@ func TestDispatchByTransport(t *testing.T) {
 func TestBuiltinTransports(t *testing.T) {
 	m := New(nil)
 	qm := testMessage()
-	out := m.Deliver(context.Background(), qm, queue.Hop{Transport: "smpt", Nexthop: "[10.0.0.1]"}, []int{0})
-	if out[0].Err == nil || queue.IsPermanent(out[0].Err) || !strings.Contains(out[0].Err.Error(), `unknown mail transport "smpt"`) || dsnCode(out[0].Err) != "4.3.5" {
+	out := m.Deliver(context.Background(), qm, envelope.Hop{Transport: "smpt", Nexthop: "[10.0.0.1]"}, []int{0})
+	if out[0].Err == nil || queue.IsPermanent(out[0].Err) || !strings.Contains(out[0].Err.Error(), `unknown mail transport "smpt"`) || queue.DSN(out[0].Err) != "4.3.5" {
 		t.Errorf("unknown transport: %+v", out[0])
 	}
-	out = m.Deliver(context.Background(), qm, queue.Hop{Transport: "error", Nexthop: "user has moved"}, []int{0, 1})
+	out = m.Deliver(context.Background(), qm, envelope.Hop{Transport: "error", Nexthop: "user has moved"}, []int{0, 1})
 	for _, o := range out {
-		if !queue.IsPermanent(o.Err) || !strings.Contains(o.Err.Error(), "user has moved") || dsnCode(o.Err) != "5.0.0" {
+		if !queue.IsPermanent(o.Err) || !strings.Contains(o.Err.Error(), "user has moved") || queue.DSN(o.Err) != "5.0.0" {
 			t.Errorf("error transport: %+v", o)
 		}
 	}
-	out = m.Deliver(context.Background(), qm, queue.Hop{Transport: "discard"}, []int{2})
+	out = m.Deliver(context.Background(), qm, envelope.Hop{Transport: "discard"}, []int{2})
 	if out[0].Err != nil || out[0].Reply != "discarded: by transport" {
 		t.Errorf("discard: %+v", out[0])
 	}
@@ -118,7 +118,7 @@ func TestEventsLogLine(t *testing.T) {
 	var log bytes.Buffer
 	e := Events{Log: maillog.New(&log, "mx.example.org")}
 	qm := testMessage()
-	e.Delivery(qm, 1, queue.Hop{Transport: "error"}, queue.Outcome{Relay: "none", Err: &deliver.Error{Permanent: true, Enhanced: "5.0.0", Text: "moved", Relay: "none"}}, "bounced", time.Second)
+	e.Delivery(qm, 1, envelope.Hop{Transport: "error"}, queue.Outcome{Relay: "none", Err: &deliver.Error{Permanent: true, Enhanced: "5.0.0", Text: "moved", Relay: "none"}}, "bounced", time.Second)
 	for _, want := range []string{"4AAA: to=<y@example.net>", "relay=none", "dsn=5.0.0", "status=bounced"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("log %q lacks %q", log.String(), want)

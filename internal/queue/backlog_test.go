@@ -164,7 +164,7 @@ func TestActiveRcptLimit(t *testing.T) {
 	var mu sync.Mutex
 	in, most := 0, 0
 	base := o.Deliver
-	o.Deliver = func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+	o.Deliver = func(ctx context.Context, m *Message, hop envelope.Hop, rcpts []int) []Outcome {
 		mu.Lock()
 		in += len(rcpts)
 		most = max(most, in)

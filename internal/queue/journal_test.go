@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mailtee/mailtee/internal/envelope"
 	"io"
 	"log/slog"
 	"os"
@@ -304,7 +305,7 @@ func TestJournalDiskFull(t *testing.T) {
 	o := f.options(dir)
 	gate := make(chan struct{})
 	base := o.Deliver
-	o.Deliver = func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+	o.Deliver = func(ctx context.Context, m *Message, hop envelope.Hop, rcpts []int) []Outcome {
 		<-gate
 		return base(ctx, m, hop, rcpts)
 	}
@@ -381,7 +382,7 @@ func TestJournalCompaction(t *testing.T) {
 	o := f.options(dir)
 	release := make(chan struct{})
 	base := o.Deliver
-	o.Deliver = func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+	o.Deliver = func(ctx context.Context, m *Message, hop envelope.Hop, rcpts []int) []Outcome {
 		if m.Rcpts[rcpts[0]].Addr == "slow@one.example" {
 			<-release
 		}

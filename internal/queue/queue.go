@@ -22,14 +22,6 @@ import (
 	"github.com/mailtee/mailtee/internal/envelope"
 )
 
-// Hop is where a group of recipients goes: a transport and its next hop,
-// as Postfix writes them ("smtp", "[mx.example.com]:25").
-type Hop struct {
-	Transport, Nexthop string
-}
-
-func (h Hop) String() string { return h.Transport + ":" + h.Nexthop }
-
 // Outcome is the result of delivering to one recipient. Err nil means
 // delivered; an Err with IsPermanent() true means bounce; any other Err
 // means try again later.
@@ -53,7 +45,7 @@ func IsPermanent(err error) bool {
 // Events receives what happens to messages, for the mail log.
 type Events interface {
 	Queued(m *Message)
-	Delivery(m *Message, rcpt int, hop Hop, o Outcome, status string, delay time.Duration)
+	Delivery(m *Message, rcpt int, hop envelope.Hop, o Outcome, status string, delay time.Duration)
 	Removed(m *Message)
 }
 
@@ -81,10 +73,10 @@ type Options struct {
 	MaxActiveRcpts int
 
 	// Route says where a recipient goes.
-	Route func(ctx context.Context, rcpt string) (Hop, error)
+	Route func(ctx context.Context, rcpt string) (envelope.Hop, error)
 	// Deliver delivers m to the recipients with the given indexes, all
 	// bound for hop, and returns one Outcome per index, in order.
-	Deliver func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome
+	Deliver func(ctx context.Context, m *Message, hop envelope.Hop, rcpts []int) []Outcome
 	// Bounce is called once all recipients are final and some bounced
 	// without notice yet: it must enqueue the notifications (to the
 	// sender, or postmaster for automatic copies) and call notified with
@@ -110,9 +102,9 @@ type Queue struct {
 	ready   []*entry        // due, waiting for an active slot
 	timers  timerHeap
 	active  int
-	actRcpt int                      // recipients of the active messages' passes
-	hops    map[string]chan struct{} // per-nexthop concurrency
-	dead    map[Hop]suspended        // next hops no server of which answered
+	actRcpt int                        // recipients of the active messages' passes
+	hops    map[string]chan struct{}   // per-nexthop concurrency
+	dead    map[envelope.Hop]suspended // next hops no server of which answered
 	wake    chan struct{}
 	quit    chan struct{} // closed by Close
 	compact time.Duration // compactEvery, when the queue opened
@@ -164,7 +156,7 @@ func Open(o Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{o: o, store: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]chan struct{}{}, dead: map[Hop]suspended{}, wake: make(chan struct{}, 1), quit: make(chan struct{}), compact: compactEvery}
+	q := &Queue{o: o, store: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]chan struct{}{}, dead: map[envelope.Hop]suspended{}, wake: make(chan struct{}, 1), quit: make(chan struct{}), compact: compactEvery}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	ids, err := st.scan(true)
 	if err != nil {
@@ -459,8 +451,8 @@ func (q *Queue) process(e *entry) {
 	m := e.m
 	ctx := q.ctx
 	now := time.Now()
-	groups := map[Hop][]int{}
-	var order []Hop
+	groups := map[envelope.Hop][]int{}
+	var order []envelope.Hop
 	for i := range m.Rcpts {
 		r := &m.Rcpts[i]
 		if r.Status != Pending || r.next > now.Unix() {
@@ -468,7 +460,7 @@ func (q *Queue) process(e *entry) {
 		}
 		hop, err := q.o.Route(ctx, r.Addr)
 		if err != nil {
-			q.record(m, i, Hop{Transport: "none"}, Outcome{Err: err, Relay: "none"})
+			q.record(m, i, envelope.Hop{Transport: "none"}, Outcome{Err: err, Relay: "none"})
 			continue
 		}
 		if _, ok := groups[hop]; !ok {
@@ -635,11 +627,11 @@ func (e suspendedError) Error() string {
 	return "delivery temporarily suspended: " + e.reason.Error()
 }
 
-func (e suspendedError) EnhancedCode() string { return dsnOf(e.reason) }
+func (e suspendedError) EnhancedCode() string { return DSN(e.reason) }
 
 // suspendedOutcomes returns deferrals for n recipients if hop is
 // suspended.
-func (q *Queue) suspendedOutcomes(hop Hop, n int) ([]Outcome, bool) {
+func (q *Queue) suspendedOutcomes(hop envelope.Hop, n int) ([]Outcome, bool) {
 	q.mu.Lock()
 	d, ok := q.dead[hop]
 	if ok && time.Now().After(d.until) {
@@ -659,7 +651,7 @@ func (q *Queue) suspendedOutcomes(hop Hop, n int) ([]Outcome, bool) {
 
 // noteSite suspends hop when the delivery found it unreachable, and
 // ends a suspension when it got through.
-func (q *Queue) noteSite(hop Hop, outs []Outcome) {
+func (q *Queue) noteSite(hop envelope.Hop, outs []Outcome) {
 	var down error
 	for _, o := range outs {
 		var se siteError
@@ -679,7 +671,7 @@ func (q *Queue) noteSite(hop Hop, outs []Outcome) {
 	q.mu.Unlock()
 }
 
-func (q *Queue) hopSlot(h Hop) chan struct{} {
+func (q *Queue) hopSlot(h envelope.Hop) chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	k := h.String()
@@ -698,7 +690,7 @@ func (q *Queue) hopSlot(h Hop) chan struct{} {
 }
 
 // record stores and logs the outcome for one recipient.
-func (q *Queue) record(m *Message, i int, hop Hop, o Outcome) {
+func (q *Queue) record(m *Message, i int, hop envelope.Hop, o Outcome) {
 	rec := q.outcome(m, i, o)
 	q.persist(m, []record{rec})
 	q.mu.Lock()
@@ -731,7 +723,7 @@ func (q *Queue) outcome(m *Message, i int, o Outcome) record {
 		rec.Next = now.Add(q.backoff(int(r.Attempts) + 1)).Unix()
 	}
 	if rec.DSN == "" {
-		rec.DSN = dsnOf(o.Err)
+		rec.DSN = DSN(o.Err)
 	}
 	q.store.intern(&rec)
 	return rec
@@ -747,7 +739,7 @@ func isClosed(c chan struct{}) bool {
 }
 
 // logged reports one recipient's outcome to Events.
-func (q *Queue) logged(m *Message, i int, hop Hop, o Outcome, rec record) {
+func (q *Queue) logged(m *Message, i int, hop envelope.Hop, o Outcome, rec record) {
 	if q.o.Events == nil {
 		return
 	}
@@ -774,8 +766,14 @@ func (q *Queue) backoff(attempt int) time.Duration {
 	return min(d, q.o.MaxBackoff)
 }
 
-// dsnOf is the enhanced status code of a failure.
-func dsnOf(err error) string {
+// DSN is the enhanced status code of a delivery's outcome, for the queue
+// file and the log's dsn=: 2.0.0 for success, the error's own code
+// (deliver.Error, dnsresolve.Error, a suspended next hop's reason), else
+// 5.0.0 or 4.0.0 as the error is permanent or not.
+func DSN(err error) string {
+	if err == nil {
+		return "2.0.0"
+	}
 	var d interface{ EnhancedCode() string }
 	if errors.As(err, &d) {
 		if c := d.EnhancedCode(); c != "" {

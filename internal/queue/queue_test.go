@@ -81,11 +81,11 @@ func (f *fakeNet) options(dir string) Options {
 		Dir:        dir,
 		MinBackoff: 50 * time.Millisecond,
 		MaxBackoff: 200 * time.Millisecond,
-		Route: func(ctx context.Context, rcpt string) (Hop, error) {
+		Route: func(ctx context.Context, rcpt string) (envelope.Hop, error) {
 			_, dom, _ := strings.Cut(rcpt, "@")
-			return Hop{"smtp", dom}, nil
+			return envelope.Hop{Transport: "smtp", Nexthop: dom}, nil
 		},
-		Deliver: func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+		Deliver: func(ctx context.Context, m *Message, hop envelope.Hop, rcpts []int) []Outcome {
 			body, err := m.Open()
 			if err != nil { // deleted meanwhile
 				out := make([]Outcome, len(rcpts))
@@ -366,7 +366,7 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 func BenchmarkEnqueue(b *testing.B) {
 	for _, mode := range []string{"journal", "group", "solo"} {
 		b.Run(mode, func(b *testing.B) {
-			q := benchQueue(b, mode == "journal", func(context.Context, *Message, Hop, []int) []Outcome { return nil })
+			q := benchQueue(b, mode == "journal", func(context.Context, *Message, envelope.Hop, []int) []Outcome { return nil })
 			q.store.syncer.Solo = mode == "solo"
 			b.SetParallelism(5) // 10 senders on 2 cores
 			b.ResetTimer()
@@ -387,10 +387,12 @@ var benchBody = strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz0123456789ab
 
 // benchQueue is a queue in a fresh directory whose every recipient goes
 // to one next hop through deliver.
-func benchQueue(b *testing.B, journal bool, deliver func(context.Context, *Message, Hop, []int) []Outcome) *Queue {
+func benchQueue(b *testing.B, journal bool, deliver func(context.Context, *Message, envelope.Hop, []int) []Outcome) *Queue {
 	o := newFakeNet().options(b.TempDir())
 	o.noJournal = !journal
-	o.Route = func(context.Context, string) (Hop, error) { return Hop{"smtp", "sink"}, nil }
+	o.Route = func(context.Context, string) (envelope.Hop, error) {
+		return envelope.Hop{Transport: "smtp", Nexthop: "sink"}, nil
+	}
 	o.Deliver = deliver
 	q, err := Open(o)
 	if err != nil {
@@ -415,7 +417,7 @@ func BenchmarkDeliveryLoop(b *testing.B) {
 
 func benchDeliveryLoop(b *testing.B, journal bool) {
 	var delivered atomic.Int64
-	q := benchQueue(b, journal, func(_ context.Context, m *Message, _ Hop, rcpts []int) []Outcome {
+	q := benchQueue(b, journal, func(_ context.Context, m *Message, _ envelope.Hop, rcpts []int) []Outcome {
 		r, err := m.Open()
 		if err == nil {
 			io.Copy(io.Discard, r)
@@ -612,7 +614,7 @@ func TestRecordGrace(t *testing.T) {
 		o := f.options(dir)
 		base := o.Deliver
 		release := make(chan struct{})
-		o.Deliver = func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+		o.Deliver = func(ctx context.Context, m *Message, hop envelope.Hop, rcpts []int) []Outcome {
 			if hop.Nexthop == "two.example" {
 				<-release
 			}
@@ -675,7 +677,7 @@ func TestSuspendUnreachableHop(t *testing.T) {
 	var reasons []string
 	tries := map[string]int{}
 	base := o.Deliver
-	o.Deliver = func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+	o.Deliver = func(ctx context.Context, m *Message, hop envelope.Hop, rcpts []int) []Outcome {
 		mu.Lock()
 		tries[hop.Nexthop]++
 		mu.Unlock()
@@ -719,7 +721,7 @@ type recEvents struct {
 
 func (e *recEvents) Queued(*Message)  {}
 func (e *recEvents) Removed(*Message) {}
-func (e *recEvents) Delivery(m *Message, i int, hop Hop, o Outcome, status string, _ time.Duration) {
+func (e *recEvents) Delivery(m *Message, i int, hop envelope.Hop, o Outcome, status string, _ time.Duration) {
 	if status != "deferred" {
 		return
 	}
@@ -814,16 +816,16 @@ func TestTransportConcurrency(t *testing.T) {
 		}
 		return 0
 	}
-	o.Route = func(_ context.Context, rcpt string) (Hop, error) {
+	o.Route = func(_ context.Context, rcpt string) (envelope.Hop, error) {
 		if strings.HasSuffix(rcpt, "@here.example") {
-			return Hop{"local", "here.example"}, nil
+			return envelope.Hop{Transport: "local", Nexthop: "here.example"}, nil
 		}
-		return Hop{"smtp", "far.example"}, nil
+		return envelope.Hop{Transport: "smtp", Nexthop: "far.example"}, nil
 	}
 	var mu sync.Mutex
 	in, most := map[string]int{}, map[string]int{}
 	base := o.Deliver
-	o.Deliver = func(ctx context.Context, m *Message, hop Hop, rcpts []int) []Outcome {
+	o.Deliver = func(ctx context.Context, m *Message, hop envelope.Hop, rcpts []int) []Outcome {
 		mu.Lock()
 		in[hop.Transport]++
 		most[hop.Transport] = max(most[hop.Transport], in[hop.Transport])
@@ -851,7 +853,7 @@ func TestTransportConcurrency(t *testing.T) {
 // hop, as in compare.sh's backlog): live bytes after a GC, per message.
 func BenchmarkBacklogMemory(b *testing.B) {
 	var down atomic.Bool
-	q := benchQueue(b, true, func(_ context.Context, m *Message, _ Hop, rcpts []int) []Outcome {
+	q := benchQueue(b, true, func(_ context.Context, m *Message, _ envelope.Hop, rcpts []int) []Outcome {
 		out := make([]Outcome, len(rcpts))
 		for k := range out {
 			out[k] = Outcome{Err: siteDown{}, Relay: "none"}

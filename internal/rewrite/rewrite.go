@@ -37,6 +37,7 @@ import (
 	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/pflist"
 )
 
 // The address classes of canonical_classes and masquerade_classes.
@@ -215,7 +216,7 @@ func (o Options) Check() []Problem {
 	check("masquerade_classes", o.MasqueradeClasses, all)
 	for _, el := range o.MasqueradeExceptions {
 		el = strings.TrimLeft(el, "!")
-		if strings.HasPrefix(el, "/") || maps.IsTable(el) {
+		if strings.HasPrefix(el, "/") || pflist.IsTable(el) {
 			add("masquerade_exceptions", "%q: files and tables must be expanded before rewriting", el)
 		}
 	}

@@ -1,8 +1,8 @@
 // Package route decides where a recipient's mail goes, as Postfix's
-// trivial-rewrite(8) resolver does, and finds the hosts behind an SMTP next
-// hop, as smtp(8) does.
+// trivial-rewrite(8) resolver does. Finding the hosts behind an SMTP next
+// hop, as smtp(8) does, is package dnsresolve's.
 //
-// Routing (route.go) follows resolve.c and transport.c of Postfix 3.x. The
+// Routing follows resolve.c and transport.c of Postfix 3.x. The
 // recipient's address class picks a transport and a next hop:
 //
 //	domain in mydestination     local_transport (default "local:$myhostname")
@@ -30,8 +30,7 @@
 //
 // Next-hop syntax is Postfix's and is passed on as written: "[host]" or
 // "[host]:port" suppress the MX lookup, "host" and "host:port" use it,
-// "unix:/path" and "inet:host:port" are lmtp(8) forms. Resolution of SMTP
-// next hops to addresses is in resolve.go.
+// "unix:/path" and "inet:host:port" are lmtp(8) forms.
 package route
 
 import (
@@ -40,21 +39,9 @@ import (
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/address"
+	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/maps"
 )
-
-// NextHop is where one recipient's mail goes.
-type NextHop struct {
-	// Transport is the delivery transport: "smtp", "relay", "lmtp",
-	// "local", "error", "discard" or any name a table gives.
-	Transport string
-	// Nexthop is as Postfix writes it: "[host]:port", "host", "host:port",
-	// "unix:/path", "inet:host:port", a domain for local delivery, or the
-	// reason text for the error and discard transports.
-	Nexthop string
-}
-
-func (h NextHop) String() string { return h.Transport + ":" + h.Nexthop }
 
 // Router resolves recipients to next hops. Its fields are main.cf
 // parameters, with $name already expanded; a Router is safe for concurrent
@@ -87,7 +74,7 @@ type Router struct {
 // Route returns the transport and next hop for rcpt, an address in
 // internal form (user@domain). An error means a table or domain list could
 // not be read; Postfix defers the recipient then.
-func (r *Router) Route(ctx context.Context, rcpt string) (NextHop, error) {
+func (r *Router) Route(ctx context.Context, rcpt string) (envelope.Hop, error) {
 	local, domain := rcpt, ""
 	if at := strings.LastIndexByte(rcpt, '@'); at >= 0 {
 		local, domain = rcpt[:at], address.NormalizeDomain(rcpt[at+1:])
@@ -95,11 +82,11 @@ func (r *Router) Route(ctx context.Context, rcpt string) (NextHop, error) {
 
 	class, err := r.class(ctx, domain)
 	if err != nil {
-		return NextHop{}, err
+		return envelope.Hop{}, err
 	}
 
 	var channel string
-	hop := NextHop{Nexthop: domain}
+	hop := envelope.Hop{Nexthop: domain}
 	switch class {
 	case "local":
 		channel = or(r.LocalTransport, "local")
@@ -115,12 +102,12 @@ func (r *Router) Route(ctx context.Context, rcpt string) (NextHop, error) {
 	// nexthop" (resolve.c).
 	hop.Transport, hop.Nexthop = splitResult(channel, hop.Nexthop)
 	if hop.Transport == "" {
-		return NextHop{}, fmt.Errorf("%s_transport: null transport is not allowed", class)
+		return envelope.Hop{}, fmt.Errorf("%s_transport: null transport is not allowed", class)
 	}
 
 	if r.TransportMaps != nil {
 		if err := r.transport(ctx, rcpt, local, domain, &hop); err != nil {
-			return NextHop{}, err
+			return envelope.Hop{}, err
 		}
 	}
 	return hop, nil
@@ -172,7 +159,7 @@ func splitResult(v, def string) (transport, nexthop string) {
 }
 
 // transport applies transport_maps in transport.c's order.
-func (r *Router) transport(ctx context.Context, rcpt, local, domain string, hop *NextHop) error {
+func (r *Router) transport(ctx context.Context, rcpt, local, domain string, hop *envelope.Hop) error {
 	try := func(key string, fixedOnly bool) (bool, error) {
 		v, ok, err := find(ctx, r.TransportMaps, key, fixedOnly)
 		if err != nil {
@@ -215,7 +202,7 @@ func (r *Router) transport(ctx context.Context, rcpt, local, domain string, hop 
 }
 
 // update is transport.c's update_entry: apply one table result.
-func update(hop *NextHop, value, domain string) {
+func update(hop *envelope.Hop, value, domain string) {
 	t, n, _ := strings.Cut(value, ":")
 	switch {
 	case t == "":

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/maps"
 )
 
@@ -50,28 +51,28 @@ func TestRouteClasses(t *testing.T) {
 		name string
 		r    Router
 		rcpt string
-		want NextHop
+		want envelope.Hop
 	}{
 		// "local_transport = local:$myhostname": the explicit next hop
 		// makes every local domain share one queue.
-		{"local", base, "user@mail.example", NextHop{"local", "mail.example"}},
-		{"local case", base, "User@MAIL.Example.", NextHop{"local", "mail.example"}},
-		{"bare local part", base, "postmaster", NextHop{"local", "mail.example"}},
+		{"local", base, "user@mail.example", envelope.Hop{Transport: "local", Nexthop: "mail.example"}},
+		{"local case", base, "User@MAIL.Example.", envelope.Hop{Transport: "local", Nexthop: "mail.example"}},
+		{"bare local part", base, "postmaster", envelope.Hop{Transport: "local", Nexthop: "mail.example"}},
 		// relay_domains, with parent_domain_matches_subdomains naming it.
-		{"relay", base, "a@relayed.example", NextHop{"relay", "relayed.example"}},
-		{"relay subdomain", base, "a@sub.relayed.example", NextHop{"relay", "sub.relayed.example"}},
-		{"default", base, "a@elsewhere.example", NextHop{"smtp", "elsewhere.example"}},
+		{"relay", base, "a@relayed.example", envelope.Hop{Transport: "relay", Nexthop: "relayed.example"}},
+		{"relay subdomain", base, "a@sub.relayed.example", envelope.Hop{Transport: "relay", Nexthop: "sub.relayed.example"}},
+		{"default", base, "a@elsewhere.example", envelope.Hop{Transport: "smtp", Nexthop: "elsewhere.example"}},
 		// postconf(5) relayhost: "the default host to send mail to when
 		// no entry is matched in the optional transport(5) table" — for
 		// the relay and the default class alike (resolve.c: "With
 		// off-host delivery, ... global relayhost override the recipient
 		// domain").
-		{"relayhost default", withRelayhost, "a@elsewhere.example", NextHop{"smtp", "[smtp.isp.example]:587"}},
-		{"relayhost relay", withRelayhost, "a@relayed.example", NextHop{"relay", "[smtp.isp.example]:587"}},
-		{"relayhost not local", withRelayhost, "a@mail.example", NextHop{"local", "mail.example"}},
+		{"relayhost default", withRelayhost, "a@elsewhere.example", envelope.Hop{Transport: "smtp", Nexthop: "[smtp.isp.example]:587"}},
+		{"relayhost relay", withRelayhost, "a@relayed.example", envelope.Hop{Transport: "relay", Nexthop: "[smtp.isp.example]:587"}},
+		{"relayhost not local", withRelayhost, "a@mail.example", envelope.Hop{Transport: "local", Nexthop: "mail.example"}},
 		// "An explicit main.cf transport:nexthop setting overrides the
 		// nexthop", relayhost included.
-		{"transport nexthop beats relayhost", ownNexthop, "a@relayed.example", NextHop{"relay", "[internal.example]"}},
+		{"transport nexthop beats relayhost", ownNexthop, "a@relayed.example", envelope.Hop{Transport: "relay", Nexthop: "[internal.example]"}},
 	} {
 		got, err := c.r.Route(context.Background(), c.rcpt)
 		if err != nil || got != c.want {
@@ -116,27 +117,27 @@ mydest.example            smtp:[other.example]
 	}
 	for _, c := range []struct {
 		rcpt string
-		want NextHop
+		want envelope.Hop
 	}{
-		{"vip+urgent@example.com", NextHop{"smtp", "[urgent.example.com]"}},
-		{"vip+other@example.com", NextHop{"smtp", "[vip.example.com]:2525"}},
-		{"vip@example.com", NextHop{"smtp", "[vip.example.com]:2525"}},
-		{"someone@example.com", NextHop{"smtp", "[mx.example.com]"}},
-		{"Someone@EXAMPLE.COM", NextHop{"smtp", "[mx.example.com]"}},
-		{"a@deep.sub.example.com", NextHop{"relay", "[sub-gw.example.com]"}},
-		{"a@noop.example", NextHop{"smtp", "[relayhost.example]"}},
-		{"a@gw.example", NextHop{"smtp", "[gw.internal]"}},
-		{"a@reset.example", NextHop{"smtp", "reset.example"}},
-		{"a@gone.example", NextHop{"error", "5.1.1 mailbox moved"}},
-		{"a@bounce.example", NextHop{"error", "Address is undeliverable"}},
-		{"a@lmtp.example", NextHop{"lmtp", "unix:/run/dovecot/lmtp"}},
-		{"a@inet.example", NextHop{"lmtp", "inet:127.0.0.1:24"}},
-		{"a@v6.example", NextHop{"smtp", "[2001:db8::1]:25"}},
+		{"vip+urgent@example.com", envelope.Hop{Transport: "smtp", Nexthop: "[urgent.example.com]"}},
+		{"vip+other@example.com", envelope.Hop{Transport: "smtp", Nexthop: "[vip.example.com]:2525"}},
+		{"vip@example.com", envelope.Hop{Transport: "smtp", Nexthop: "[vip.example.com]:2525"}},
+		{"someone@example.com", envelope.Hop{Transport: "smtp", Nexthop: "[mx.example.com]"}},
+		{"Someone@EXAMPLE.COM", envelope.Hop{Transport: "smtp", Nexthop: "[mx.example.com]"}},
+		{"a@deep.sub.example.com", envelope.Hop{Transport: "relay", Nexthop: "[sub-gw.example.com]"}},
+		{"a@noop.example", envelope.Hop{Transport: "smtp", Nexthop: "[relayhost.example]"}},
+		{"a@gw.example", envelope.Hop{Transport: "smtp", Nexthop: "[gw.internal]"}},
+		{"a@reset.example", envelope.Hop{Transport: "smtp", Nexthop: "reset.example"}},
+		{"a@gone.example", envelope.Hop{Transport: "error", Nexthop: "5.1.1 mailbox moved"}},
+		{"a@bounce.example", envelope.Hop{Transport: "error", Nexthop: "Address is undeliverable"}},
+		{"a@lmtp.example", envelope.Hop{Transport: "lmtp", Nexthop: "unix:/run/dovecot/lmtp"}},
+		{"a@inet.example", envelope.Hop{Transport: "lmtp", Nexthop: "inet:127.0.0.1:24"}},
+		{"a@v6.example", envelope.Hop{Transport: "smtp", Nexthop: "[2001:db8::1]:25"}},
 		// transport_maps applies to every class, local included.
-		{"a@mydest.example", NextHop{"smtp", "[other.example]"}},
+		{"a@mydest.example", envelope.Hop{Transport: "smtp", Nexthop: "[other.example]"}},
 		// ".net" is a parent of every .net domain.
-		{"a@x.y.net", NextHop{"smtp", "[tld-gw.example]"}},
-		{"a@nowhere.example", NextHop{"smtp", "[relayhost.example]"}},
+		{"a@x.y.net", envelope.Hop{Transport: "smtp", Nexthop: "[tld-gw.example]"}},
+		{"a@nowhere.example", envelope.Hop{Transport: "smtp", Nexthop: "[relayhost.example]"}},
 	} {
 		got, err := r.Route(context.Background(), c.rcpt)
 		if err != nil || got != c.want {
@@ -153,12 +154,12 @@ func TestRouteParentMatch(t *testing.T) {
 	table := openTable(t, "hash", "example.com smtp:[gw]\n.dot.example relay:[dot]\n")
 	r := &Router{TransportMaps: table}
 	got, _ := r.Route(context.Background(), "a@sub.example.com")
-	if want := (NextHop{"smtp", "sub.example.com"}); got != want {
+	if want := (envelope.Hop{Transport: "smtp", Nexthop: "sub.example.com"}); got != want {
 		t.Errorf("default mode: %v, want %v (example.com must not match subdomains)", got, want)
 	}
 	r.ParentMatch = true
 	got, _ = r.Route(context.Background(), "a@sub.example.com")
-	if want := (NextHop{"smtp", "[gw]"}); got != want {
+	if want := (envelope.Hop{Transport: "smtp", Nexthop: "[gw]"}); got != want {
 		t.Errorf("parent mode: %v, want %v", got, want)
 	}
 }
@@ -168,10 +169,10 @@ func TestRouteParentMatch(t *testing.T) {
 func TestRouteWildcard(t *testing.T) {
 	table := openTable(t, "hash", "* smtp:[smarthost]\nexample.com :[specific]\n")
 	r := &Router{TransportMaps: table}
-	for rcpt, want := range map[string]NextHop{
-		"a@example.com":     {"smtp", "[specific]"},
-		"a@other.example":   {"smtp", "[smarthost]"},
-		"a@sub.example.com": {"smtp", "[smarthost]"},
+	for rcpt, want := range map[string]envelope.Hop{
+		"a@example.com":     {Transport: "smtp", Nexthop: "[specific]"},
+		"a@other.example":   {Transport: "smtp", Nexthop: "[smarthost]"},
+		"a@sub.example.com": {Transport: "smtp", Nexthop: "[smarthost]"},
 	} {
 		if got, err := r.Route(context.Background(), rcpt); err != nil || got != want {
 			t.Errorf("Route(%q) = %v, %v; want %v", rcpt, got, err, want)
@@ -185,9 +186,9 @@ func TestRoutePatternTable(t *testing.T) {
 	re := openTable(t, "regexp", "/^user\\+.*@example\\.com$/ smtp:[ext]\n/^example\\.com$/ smtp:[never]\n")
 	fixed := openTable(t, "hash", "example.com smtp:[domain]\n")
 	r := &Router{TransportMaps: maps.List{re, fixed}, Delimiter: "+"}
-	for rcpt, want := range map[string]NextHop{
-		"user+x@example.com": {"smtp", "[ext]"},
-		"other@example.com":  {"smtp", "[domain]"},
+	for rcpt, want := range map[string]envelope.Hop{
+		"user+x@example.com": {Transport: "smtp", Nexthop: "[ext]"},
+		"other@example.com":  {Transport: "smtp", Nexthop: "[domain]"},
 	} {
 		if got, err := r.Route(context.Background(), rcpt); err != nil || got != want {
 			t.Errorf("Route(%q) = %v, %v; want %v", rcpt, got, err, want)
@@ -219,28 +220,7 @@ func TestRouteSeedRelay(t *testing.T) {
 		LocalTransport: "local:relay.students.iiit.ac.in",
 	}
 	got, err := r.Route(context.Background(), "user1@students.iiit.ac.in")
-	if want := (NextHop{"smtp", "aspmx.l.google.com"}); err != nil || got != want {
+	if want := (envelope.Hop{Transport: "smtp", Nexthop: "aspmx.l.google.com"}); err != nil || got != want {
 		t.Errorf("got %v, %v; want %v", got, err, want)
-	}
-}
-
-func TestSplitNexthop(t *testing.T) {
-	for _, c := range []struct {
-		in, host, port string
-		bracketed      bool
-	}{
-		{"[mx.example.com]:587", "mx.example.com", "587", true},
-		{"[mx.example.com]", "mx.example.com", "", true},
-		{"mx.example.com:smtp", "mx.example.com", "smtp", false},
-		{"example.com", "example.com", "", false},
-		{"[192.0.2.1]", "192.0.2.1", "", true},
-		{"[IPv6:2001:db8::1]:25", "2001:db8::1", "25", true},
-		{"[2001:db8::1]", "2001:db8::1", "", true},
-		{"2001:db8::1", "2001:db8::1", "", false},
-	} {
-		h, p, b := SplitNexthop(c.in)
-		if h != c.host || p != c.port || b != c.bracketed {
-			t.Errorf("SplitNexthop(%q) = %q %q %v", c.in, h, p, b)
-		}
 	}
 }

@@ -41,15 +41,14 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
-
 	"github.com/mailtee/mailtee/internal/anvil"
 	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/maps"
 )
 
@@ -219,7 +218,7 @@ func New(o Options) *Server {
 	}
 	s := &Server{
 		o:        o,
-		greeting: []byte("220 " + oneLine(o.Banner) + "\r\n"),
+		greeting: []byte("220 " + maillog.OneLine(o.Banner) + "\r\n"),
 		errSleep: o.ErrorSleepTime,
 		conns:    make(map[*conn]struct{}),
 		stop:     make(chan struct{}),
@@ -318,18 +317,11 @@ func (s *Server) log(format string, args ...any) {
 type errorLog struct{ s *Server }
 
 func (l errorLog) Printf(format string, v ...any) {
-	l.s.log("warning: smtpd: %s", oneLine(fmt.Sprintf(format, v...)))
+	l.s.log("warning: smtpd: %s", maillog.OneLine(fmt.Sprintf(format, v...)))
 }
 
 func (l errorLog) Println(v ...any) {
-	l.s.log("warning: smtpd: %s", oneLine(fmt.Sprint(v...)))
-}
-
-// oneLine keeps a text on one line: log lines and replies must not be
-// split by what a client or a stack trace contains.
-func oneLine(s string) string {
-	s = strings.TrimRight(s, "\r\n")
-	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
+	l.s.log("warning: smtpd: %s", maillog.OneLine(fmt.Sprint(v...)))
 }
 
 // reply builds an SMTP reply for go-smtp to send; the enhanced status code

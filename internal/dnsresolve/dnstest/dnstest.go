@@ -18,7 +18,7 @@ import (
 // Server is a running test name server. Its methods are safe for
 // concurrent use with the queries it answers.
 type Server struct {
-	// Addr is "127.0.0.1:port", for route.Resolver.Servers; the same port
+	// Addr is "127.0.0.1:port", for dnsresolve.Resolver.Servers; the same port
 	// answers over UDP and TCP.
 	Addr string
 

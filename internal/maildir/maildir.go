@@ -1,4 +1,9 @@
-package deliver
+// Package maildir delivers a message into a Maildir
+// (cr.yp.to/proto/maildir.html) as Postfix's local(8) does for a mailbox
+// path ending in "/", durably: a delivery survives a crash once Deliver
+// returns nil. Failures are *deliver.Error, with local(8)'s wording and
+// mbox_dsn()'s status codes.
+package maildir
 
 import (
 	"bufio"
@@ -14,12 +19,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/safeio"
 )
 
 var maildirSeq atomic.Uint64
 
-// Maildir delivers msg into the Maildir dir, as Postfix's local(8) does
+// Deliver delivers msg into the Maildir dir, as Postfix's local(8) does
 // for a mailbox path ending in "/":
 //
 //   - dir, dir/tmp, dir/new and dir/cur are created as needed, mode 0700;
@@ -29,7 +35,7 @@ var maildirSeq atomic.Uint64
 //     "Delivered-To: address" prepended (mail_copy.c, in that order) and
 //     CRLF line ends turned into LF;
 //   - the file is written and fsynced, then linked into new/, and new/ is
-//     fsynced, so that the delivery survives a crash once Maildir returns
+//     fsynced, so that the delivery survives a crash once Deliver returns
 //     nil.
 //
 // Where it is safe (see safeio.TmpfileDurable), the file is written without a
@@ -42,12 +48,12 @@ var maildirSeq atomic.Uint64
 // deliveries into one Maildir share fsyncs of new/, each returning only
 // after an fsync that began after its link.
 //
-// Errors are *Error with Postfix's status codes (mbox_dsn()): a full file
-// system (ENOSPC) is 4.3.0, EAGAIN and ESTALE 4.2.0, all temporary; a full
-// mailbox (EDQUOT, EFBIG) is 5.2.2, permanent. Any other failure, such as
+// Errors are *deliver.Error with Postfix's status codes (mbox_dsn()): a
+// full file system (ENOSPC) is 4.3.0, EAGAIN and ESTALE 4.2.0, all
+// temporary; a full mailbox (EDQUOT, EFBIG) is 5.2.2, permanent. Any other failure, such as
 // a permission problem, is deferred (4.2.0) — Postfix bounces those
 // (5.2.0), but a mailbox misconfiguration is better fixed than bounced.
-func Maildir(dir string, msg *Message, deliveredTo string) error {
+func Deliver(dir string, msg *deliver.Message, deliveredTo string) error {
 	return maildirDeliver(dir, msg, deliveredTo, maildirAuto)
 }
 
@@ -60,7 +66,7 @@ const (
 	maildirNamed                      // in tmp/ under its name
 )
 
-func maildirDeliver(dir string, msg *Message, deliveredTo string, mode maildirMode) error {
+func maildirDeliver(dir string, msg *deliver.Message, deliveredTo string, mode maildirMode) error {
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return maildirError(err, "create maildir directory %s", filepath.Join(dir, sub))
@@ -121,7 +127,7 @@ var errNoTmpfile = errors.New("O_TMPFILE not supported")
 
 // deliverUnnamed writes the message to an unnamed file in tmp/ and links
 // it into new/ under name.
-func (md *maildirState) deliverUnnamed(dir, name string, msg *Message, deliveredTo string) error {
+func (md *maildirState) deliverUnnamed(dir, name string, msg *deliver.Message, deliveredTo string) error {
 	tmpDir := filepath.Join(dir, "tmp")
 	nf, err := safeio.CreateNew(tmpDir, true)
 	if err != nil {
@@ -150,7 +156,7 @@ func (md *maildirState) deliverUnnamed(dir, name string, msg *Message, delivered
 
 // deliverNamed writes the message to tmp/name, links it into new/ and
 // removes it from tmp/.
-func (md *maildirState) deliverNamed(dir, name string, msg *Message, deliveredTo string) error {
+func (md *maildirState) deliverNamed(dir, name string, msg *deliver.Message, deliveredTo string) error {
 	tmp := filepath.Join(dir, "tmp", name)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -200,10 +206,10 @@ var maildirBufs = sync.Pool{New: func() any {
 
 // writeMaildirFile writes the message to f and fsyncs it; the caller
 // closes f.
-func writeMaildirFile(f *os.File, msg *Message, deliveredTo string) error {
+func writeMaildirFile(f *os.File, msg *deliver.Message, deliveredTo string) error {
 	body, err := msg.Open()
 	if err != nil {
-		return tempf("local", "4.3.0", "maildir delivery failed: cannot read message %s: %v", msg.ID, err)
+		return failure("4.3.0", "maildir delivery failed: cannot read message %s: %v", msg.ID, err)
 	}
 	defer body.Close()
 
@@ -218,10 +224,10 @@ func writeMaildirFile(f *os.File, msg *Message, deliveredTo string) error {
 	bw.WriteString(deliveredTo)
 	bw.WriteString("\n")
 	lf := &lfWriter{w: bw}
-	src := &readErr{r: body}
+	src := &deliver.ContentReader{R: body}
 	if _, err := io.CopyBuffer(lf, src, mb.buf); err != nil {
-		if src.err != nil {
-			return tempf("local", "4.3.0", "maildir delivery failed: error reading message %s: %v", msg.ID, src.err)
+		if src.Err != nil {
+			return failure("4.3.0", "maildir delivery failed: error reading message %s: %v", msg.ID, src.Err)
 		}
 		return maildirError(err, "error writing message")
 	}
@@ -309,11 +315,11 @@ func maildirHost() string {
 
 // maildirError words a file system error as local(8) does and gives it
 // mbox_dsn()'s status.
-func maildirError(err error, format string, args ...any) *Error {
+func maildirError(err error, format string, args ...any) *deliver.Error {
 	what := fmt.Sprintf(format, args...)
 	var errno syscall.Errno
 	errors.As(err, &errno)
-	e := tempf("local", "4.2.0", "maildir delivery failed: %s: %s", what, strerror(err))
+	e := failure("4.2.0", "maildir delivery failed: %s: %s", what, deliver.Strerror(err))
 	switch errno {
 	case syscall.ENOSPC:
 		e.Enhanced = "4.3.0"
@@ -321,4 +327,10 @@ func maildirError(err error, format string, args ...any) *Error {
 		e.Permanent, e.Enhanced = true, "5.2.2"
 	}
 	return e
+}
+
+// failure is a temporary failure with status; maildirError changes that
+// where mbox_dsn() says otherwise.
+func failure(status, format string, args ...any) *deliver.Error {
+	return &deliver.Error{Enhanced: status, Text: fmt.Sprintf(format, args...), Relay: "local"}
 }

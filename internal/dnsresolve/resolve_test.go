@@ -1,4 +1,4 @@
-package route
+package dnsresolve
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtee/mailtee/internal/route/dnstest"
+	"github.com/mailtee/mailtee/internal/dnsresolve/dnstest"
 )
 
 func newResolver(t *testing.T, records ...string) (*Resolver, *dnstest.Server) {
@@ -203,5 +203,26 @@ func TestHostsIDNA(t *testing.T) {
 	hs, err := r.Hosts(context.Background(), "bücher.test", true)
 	if err != nil || hostsString(hs) != "0 bücher.test [127.0.0.1];" {
 		t.Errorf("got %s, %v", hostsString(hs), err)
+	}
+}
+
+func TestSplitNexthop(t *testing.T) {
+	for _, c := range []struct {
+		in, host, port string
+		bracketed      bool
+	}{
+		{"[mx.example.com]:587", "mx.example.com", "587", true},
+		{"[mx.example.com]", "mx.example.com", "", true},
+		{"mx.example.com:smtp", "mx.example.com", "smtp", false},
+		{"example.com", "example.com", "", false},
+		{"[192.0.2.1]", "192.0.2.1", "", true},
+		{"[IPv6:2001:db8::1]:25", "2001:db8::1", "25", true},
+		{"[2001:db8::1]", "2001:db8::1", "", true},
+		{"2001:db8::1", "2001:db8::1", "", false},
+	} {
+		h, p, b := SplitNexthop(c.in)
+		if h != c.host || p != c.port || b != c.bracketed {
+			t.Errorf("SplitNexthop(%q) = %q %q %v", c.in, h, p, b)
+		}
 	}
 }

@@ -1,4 +1,10 @@
-package route
+// Package dnsresolve finds the hosts behind an SMTP next hop in the DNS, as
+// Postfix's smtp(8) does: MX records in preference order (random within a
+// preference), the destination itself when it has none, a null MX (RFC
+// 7505) as a permanent failure, and the addresses of each host. It asks
+// name servers directly (miekg/dns), not the system resolver, so that tests
+// and the mailtee-only dns_servers parameter can point it anywhere.
+package dnsresolve
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package deliver
+package maildir
 
 import (
 	"bufio"
@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,13 +16,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/safeio"
 )
 
 func TestMaildir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "Maildir")
 	msg := testMessage("Subject: hi\n\nline one\nbare\rcr\nno newline at end")
-	if err := Maildir(dir, msg, "user@example.com"); err != nil {
+	if err := Deliver(dir, msg, "user@example.com"); err != nil {
 		t.Fatal(err)
 	}
 	for _, sub := range []string{"", "tmp", "new", "cur"} {
@@ -52,7 +54,7 @@ func TestMaildir(t *testing.T) {
 
 	// A second delivery gets another name; the null sender is <>.
 	msg.From = ""
-	if err := Maildir(dir, msg, "user@example.com"); err != nil {
+	if err := Deliver(dir, msg, "user@example.com"); err != nil {
 		t.Fatal(err)
 	}
 	files, _ = os.ReadDir(filepath.Join(dir, "new"))
@@ -175,12 +177,12 @@ func TestMaildirAuto(t *testing.T) {
 				t.Errorf("%s: file system %#x taken for durable", base, fs.Type)
 			}
 		}
-		if err := Maildir(dir, testMessage("Subject: hi\n\nbody"), "user@example.com"); err != nil {
+		if err := Deliver(dir, testMessage("Subject: hi\n\nbody"), "user@example.com"); err != nil {
 			t.Fatal(err)
 		}
 		created := watchCreate(t, filepath.Join(dir, "tmp"))
 		os.RemoveAll(filepath.Join(dir, "new"))
-		if err := Maildir(dir, testMessage("Subject: hi\n\nbody"), "user@example.com"); err != nil {
+		if err := Deliver(dir, testMessage("Subject: hi\n\nbody"), "user@example.com"); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := !created(), works && durable; got != want {
@@ -206,10 +208,10 @@ func TestMaildirNamed(t *testing.T) {
 
 	// Failures leave nothing behind on this path either.
 	os.RemoveAll(filepath.Join(dir, "new"))
-	msg := &Message{ID: "Q1", Open: func() (io.ReadCloser, error) {
+	msg := &deliver.Message{ID: "Q1", Open: func() (io.ReadCloser, error) {
 		return io.NopCloser(iotest.ErrReader(errors.New("disk error"))), nil
 	}}
-	var e *Error
+	var e *deliver.Error
 	err := maildirDeliver(dir, msg, "u@example.com", maildirNamed)
 	if !errors.As(err, &e) || e.Permanent || e.Text != "maildir delivery failed: error reading message Q1: disk error" {
 		t.Errorf("got %#v", err)
@@ -256,10 +258,10 @@ func TestMaildirConcurrent(t *testing.T) {
 func TestMaildirSplitCRLF(t *testing.T) {
 	dir := t.TempDir()
 	content := strings.Repeat("0123456789abcde\r\n", 1000)
-	msg := &Message{Open: func() (io.ReadCloser, error) {
+	msg := &deliver.Message{Open: func() (io.ReadCloser, error) {
 		return io.NopCloser(iotest.OneByteReader(strings.NewReader(content))), nil
 	}}
-	if err := Maildir(dir, msg, "u@example.com"); err != nil {
+	if err := Deliver(dir, msg, "u@example.com"); err != nil {
 		t.Fatal(err)
 	}
 	files, _ := os.ReadDir(filepath.Join(dir, "new"))
@@ -274,8 +276,8 @@ func TestMaildirErrors(t *testing.T) {
 	// A file where the Maildir should be: ENOTDIR, deferred.
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o600)
-	err := Maildir(filepath.Join(file, "Maildir"), testMessage("x\n"), "u@example.com")
-	var e *Error
+	err := Deliver(filepath.Join(file, "Maildir"), testMessage("x\n"), "u@example.com")
+	var e *deliver.Error
 	if !errors.As(err, &e) || e.Permanent || e.Enhanced != "4.2.0" || e.Relay != "local" ||
 		!strings.HasPrefix(e.Text, "maildir delivery failed: create maildir directory ") || !strings.HasSuffix(e.Text, ": Not a directory") {
 		t.Errorf("got %#v", err)
@@ -283,10 +285,10 @@ func TestMaildirErrors(t *testing.T) {
 
 	// The message cannot be read: deferred, and nothing is left behind.
 	dir := t.TempDir()
-	msg := &Message{ID: "Q1", Open: func() (io.ReadCloser, error) {
+	msg := &deliver.Message{ID: "Q1", Open: func() (io.ReadCloser, error) {
 		return io.NopCloser(iotest.ErrReader(errors.New("disk error"))), nil
 	}}
-	err = Maildir(dir, msg, "u@example.com")
+	err = Deliver(dir, msg, "u@example.com")
 	if !errors.As(err, &e) || e.Permanent || e.Text != "maildir delivery failed: error reading message Q1: disk error" {
 		t.Errorf("got %#v", err)
 	}
@@ -345,4 +347,81 @@ func FuzzLFWriter(f *testing.F) {
 			t.Errorf("%q in chunks of %d: got %q, want %q", in, n, out.Bytes(), want)
 		}
 	})
+}
+
+func testMessage(body string) *deliver.Message {
+	body = strings.ReplaceAll(body, "\n", "\r\n")
+	return &deliver.Message{
+		ID:   "TESTID",
+		From: "sender@example.org",
+		Size: int64(len(body)),
+		Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil },
+	}
+}
+
+// BenchmarkMaildir delivers a 2 KB message into a Maildir: "tmpfile" is
+// the O_TMPFILE path, taken even where Maildir would not take it (see
+// safeio.TmpfileDurable), "named" the file in tmp/ that is linked into new/ and
+// removed (the only path before O_TMPFILE), each from one goroutine and
+// from 4×GOMAXPROCS goroutines (which share the fsyncs of new/).
+//
+// The Maildirs are removed only at the end: on ext4 without a journal,
+// every inode freed in the last few minutes slows down each inode
+// allocation (ext4's find_inode_bit skips recently deleted inodes), so
+// removing one sub-benchmark's files would slow down the next one.
+func BenchmarkMaildir(b *testing.B) {
+	line := "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.\n" // 65 bytes
+	msg := testMessage("From: sender@example.org\nTo: rcpt@example.com\nSubject: bench\n\n" +
+		strings.Repeat(line, 30)) // 2 KB
+	root := b.TempDir()
+	var seq int
+	for _, bc := range []struct {
+		name     string
+		mode     maildirMode
+		parallel bool
+	}{
+		{"tmpfile", maildirUnnamed, false},
+		{"named", maildirNamed, false},
+		{"tmpfile-parallel", maildirUnnamed, true},
+		{"named-parallel", maildirNamed, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			seq++
+			dir := filepath.Join(root, "Maildir"+strconv.Itoa(seq))
+			if err := maildirDeliver(dir, msg, "u@example.com", bc.mode); err != nil {
+				b.Fatal(err)
+			}
+			if bc.mode == maildirUnnamed && !safeio.TmpfileWorks(filepath.Join(dir, "tmp")) {
+				b.Skip("no O_TMPFILE here")
+			}
+			b.ReportAllocs()
+			var ru0 syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+			b.ResetTimer()
+			if bc.parallel {
+				b.SetParallelism(4)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := maildirDeliver(dir, msg, "u@example.com", bc.mode); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			} else {
+				for i := 0; i < b.N; i++ {
+					if err := maildirDeliver(dir, msg, "u@example.com", bc.mode); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.StopTimer()
+			// The process's CPU time (user + system, every thread) per
+			// delivery, as deliver's benchmarks report it.
+			var ru1 syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+			cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
+			b.ReportMetric(float64(cpu)/1e3/float64(b.N), "cpu-µs/op")
+		})
+	}
 }
