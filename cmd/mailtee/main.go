@@ -39,6 +39,10 @@ var commands = map[string]command{
 }
 
 func main() {
+	if err := dropPrivileges(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "mailtee: %v\n", err)
+		os.Exit(exitRuntime)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -75,7 +79,7 @@ func defaultConfigDir() string {
 	if d := os.Getenv("MAIL_CONFIG"); d != "" {
 		return d
 	}
-	return "/etc/postfix"
+	return builtinConfigDir
 }
 
 // runReload asks a running server to re-read its configuration; one with

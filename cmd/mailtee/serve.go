@@ -24,6 +24,7 @@ import (
 	"github.com/mailtee/mailtee/internal/dsn"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/local"
+	"github.com/mailtee/mailtee/internal/maildrop"
 	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/queue"
@@ -49,6 +50,7 @@ type server struct {
 
 	listeners []net.Listener
 	ctl       *controlServer
+	pickup    *maildrop.Pickup
 	// asUser runs mailbox deliveries with their recipient's privileges;
 	// nil unless mailtee runs as root.
 	asUser *asuser.Pool
@@ -308,6 +310,11 @@ func (s *server) start() error {
 		return err
 	}
 	s.ctl = ctl
+	if s.pickup, err = s.startPickup(); err != nil {
+		s.ctl.Close()
+		s.closeListeners()
+		return fmt.Errorf("maildrop: %w", err)
+	}
 	go s.q.Run()
 	go s.rescanLoop()
 	for _, l := range s.listeners {
@@ -346,6 +353,9 @@ func (s *server) stop(grace time.Duration) {
 	s.smtpd.Shutdown(ctx)
 	if s.ctl != nil {
 		s.ctl.Close()
+	}
+	if s.pickup != nil {
+		s.pickup.Close() // before the queue it submits to
 	}
 	s.q.Close(ctx)
 	s.smtp.Close()
