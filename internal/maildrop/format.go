@@ -153,19 +153,18 @@ func Decode(data []byte, maxMsg int64) (*Drop, []byte, error) {
 	if len(d.Rcpts) == 0 {
 		return nil, nil, errors.New("no recipients")
 	}
-	limit := int64(len(data))
-	if maxMsg > 0 {
-		limit = min(limit, maxMsg)
-	}
-	n, err := p.number("body", limit)
+	n, err := p.number("body", 1<<63-1)
 	if err != nil {
 		return nil, nil, err
+	}
+	if maxMsg > 0 && n > maxMsg {
+		return nil, nil, fmt.Errorf("message of %d bytes, larger than the limit of %d (message_size_limit)", n, maxMsg)
 	}
 	if p.off > maxEnv {
 		return nil, nil, fmt.Errorf("envelope part of %d bytes, at most %d", p.off, maxEnv)
 	}
 	rest := data[p.off:]
-	if int64(len(rest)) < n+int64(len(trailer)) {
+	if int64(len(rest))-int64(len(trailer)) < n {
 		return nil, nil, fmt.Errorf("truncated: message of %d bytes announced, %d bytes follow", n, len(rest))
 	}
 	msg, tail := rest[:n], rest[n:]
