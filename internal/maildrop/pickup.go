@@ -265,7 +265,12 @@ func (p *Pickup) take(ctx context.Context, name string) (bool, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		// Never opened: a FIFO would block, a device could act on open.
-		p.remove(name, fi, fmt.Sprintf("not a regular file (%v)", fi.Mode().Type()))
+		// A directory may hold files: moved whole.
+		if fi.IsDir() {
+			p.setAside(name, fi, "a directory")
+		} else {
+			p.remove(name, fi, fmt.Sprintf("not a regular file (%v)", fi.Mode().Type()))
+		}
 		return false, nil
 	}
 	if !validName(name) {
@@ -292,8 +297,9 @@ func (p *Pickup) take(ctx context.Context, name string) (bool, error) {
 		p.remove(name, fi, fmt.Sprintf("not a regular file (%v)", fi.Mode().Type()))
 		return false, nil
 	case st.Nlink != 1:
-		// A link to someone else's file is not a submission.
-		p.remove(name, fi, fmt.Sprintf("%d hard links", st.Nlink))
+		// A link to someone else's file is not a submission; which name
+		// is the link is unknown, so each is kept aside, not removed.
+		p.setAside(name, fi, fmt.Sprintf("%d hard links", st.Nlink))
 		return false, nil
 	}
 	limit := int64(-1)

@@ -202,7 +202,7 @@ func TestPickupHostileFiles(t *testing.T) {
 	syscall.Mkfifo(filepath.Join(md, name(5)), 0o600)
 	bad[name(5)] = "not a regular file"
 	os.Mkdir(filepath.Join(md, name(6)), 0o700)
-	bad[name(6)] = "not a regular file"
+	bad[name(6)] = "a directory"
 	os.Link(outside, filepath.Join(md, name(7)))
 	bad[name(7)] = "2 hard links"
 	stale := write(tmpPrefix+"stale", good[:10], 1000)
@@ -240,7 +240,7 @@ func TestPickupHostileFiles(t *testing.T) {
 	if b, err := os.ReadFile(outside); err != nil || !bytes.Equal(b, good) {
 		t.Errorf("the file a link pointed to: %v", err)
 	}
-	for _, n := range []string{name(0), name(1), name(2), name(3)} {
+	for _, n := range []string{name(0), name(1), name(2), name(3), name(6), name(7)} {
 		if _, err := os.Lstat(filepath.Join(qdir, CorruptDir, "maildrop-"+n)); err != nil {
 			t.Errorf("%s not set aside: %v", n, err)
 		}
