@@ -148,7 +148,11 @@ func (p *Pickup) prepare() error {
 	gid := -1
 	if p.o.Group != "" {
 		if g, err := user.LookupGroup(p.o.Group); err != nil {
-			p.o.Log(fmt.Sprintf("warning: setgid_group %q: %v: only root can submit with mailtee sendmail", p.o.Group, err))
+			why := err.Error()
+			if errors.As(err, new(user.UnknownGroupError)) {
+				why = "no such group"
+			}
+			p.o.Log(fmt.Sprintf("warning: setgid_group %s: %s: only root can submit with mailtee sendmail", p.o.Group, why))
 		} else if n, err := strconv.Atoi(g.Gid); err == nil {
 			gid = n
 		}
