@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/mail"
 	"os"
 	"os/user"
@@ -151,6 +152,9 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee sendmail: cannot drop the message into %s: %v\n", filepath.Join(qdir, maildrop.DropDir), err)
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, maildrop.ErrNoMaildrop) {
+			fmt.Fprintln(stderr, "mailtee sendmail: users other than root submit through the setgid install of mailtee (group setgid_group), into the maildrop that mailtee serve makes at its start")
+		}
 		return exitRuntime
 	}
 	// A stopped server is no failure: the file waits in maildrop for
