@@ -20,10 +20,12 @@ import (
 	"github.com/mailtee/mailtee/internal/maildrop"
 )
 
-// runSendmail is Postfix's sendmail(1) for cron jobs and scripts: the
-// message on standard input is queued for the recipients on the command
-// line (or, with -t, in its To/Cc/Bcc headers). Options Postfix accepts
-// for compatibility (-i, -oi, -odi, -F name, ...) are accepted too.
+// runSendmail is Postfix's sendmail(1) and postdrop(1) for cron jobs and
+// scripts: the message on standard input, for the recipients on the
+// command line (or, with -t, in its To/Cc/Bcc headers), is dropped into
+// the spool's maildrop for the server's pickup, which queues it (see
+// internal/maildrop). Options Postfix accepts for compatibility (-i,
+// -oi, -odi, -F name, ...) are accepted too.
 func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	dir := defaultConfigDir()
 	var from string
