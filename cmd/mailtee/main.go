@@ -48,6 +48,10 @@ var usages = map[string]string{
 }
 
 func main() {
+	if err := dropPrivileges(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "mailtee: %v\n", err)
+		os.Exit(exitRuntime)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -84,7 +88,7 @@ func defaultConfigDir() string {
 	if d := os.Getenv("MAIL_CONFIG"); d != "" {
 		return d
 	}
-	return "/etc/postfix"
+	return builtinConfigDir
 }
 
 // runReload asks a running server to re-read its configuration; one with

@@ -5,24 +5,28 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/mailtee/mailtee/internal/cleanup"
 	"github.com/mailtee/mailtee/internal/master"
 	"io"
+	"io/fs"
 	"net/mail"
 	"os"
 	"os/user"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/config"
-	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/maildrop"
 )
 
-// runSendmail is Postfix's sendmail(1) for cron jobs and scripts: the
-// message on standard input is queued for the recipients on the command
-// line (or, with -t, in its To/Cc/Bcc headers). Options Postfix accepts
-// for compatibility (-i, -oi, -odi, -F name, ...) are accepted too.
+// runSendmail is Postfix's sendmail(1) and postdrop(1) for cron jobs and
+// scripts: the message on standard input, for the recipients on the
+// command line (or, with -t, in its To/Cc/Bcc headers), is dropped into
+// the spool's maildrop for the server's pickup, which queues it (see
+// internal/maildrop). Options Postfix accepts for compatibility (-i,
+// -oi, -odi, -F name, ...) are accepted too.
 func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	dir := defaultConfigDir()
 	var from string
@@ -76,86 +80,99 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			rcpts = append(rcpts, a)
 		}
 	}
+	// The environment of a setgid run is the caller's: nothing in it may
+	// steer the write (MAIL_CONFIG was read above, and is checked now).
+	if postdropGid >= 0 {
+		os.Clearenv()
+	}
+	if err := configDirAllowed(dir); err != nil {
+		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
+		return exitBadData
+	}
+	// main.cf only: no table is opened here. Rewriting, BCC copies and
+	// header completion are the server's (pickup hands the file to
+	// cleanup), as in Postfix.
 	cfg, err := config.Load(dir)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
 		return exitBadData
 	}
-	origin := cfg.Get("myorigin")
-	body, err := readMessage(stdin, dotEnds)
+	limit, _ := cfg.Int("message_size_limit")
+	body, err := readMessage(stdin, dotEnds, limit)
+	if errors.Is(err, errTooBig) {
+		fmt.Fprintf(stderr, "mailtee sendmail: message too big (message_size_limit is %d bytes)\n", limit)
+		return exitBadData
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee sendmail: reading the message: %v\n", err)
 		return exitRuntime
 	}
+	// The login name of the real uid, as Postfix's sendmail takes it
+	// from the password file (never from $USER).
+	login := ""
+	if u, err := user.LookupId(strconv.Itoa(os.Getuid())); err == nil {
+		login = u.Username
+	}
+	if login == "" {
+		login = strconv.Itoa(os.Getuid())
+	}
 	if !fromSet {
-		from = "root"
-		if u, err := user.Current(); err == nil {
-			from = u.Username
-		}
+		from = login
 	}
 	// The sender is parsed as an SMTP client's would be: a CR or LF in
 	// it would break the queue file's envelope, and a bounce to it would
-	// be retried for ever.
+	// be retried for ever. Pickup checks again; this is for the message.
 	fa, err := address.Parse(from)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee sendmail: bad sender address in -f: %v\n", err)
 		return exitBadData
 	}
-	from = fa.String()
-	if !fa.IsNull() && fa.Domain == "" {
-		from += "@" + origin
-	}
-	hdr, rest := splitHeader(body)
 	if extract {
+		hdr, rest := maildrop.SplitHeader(body)
 		more, kept, err := extractRecipients(hdr)
 		if err != nil {
 			fmt.Fprintf(stderr, "mailtee sendmail: -t: %v\n", err)
 			return exitBadData
 		}
-		rcpts, hdr = append(rcpts, more...), kept
+		rcpts = append(rcpts, more...)
+		body = append(kept, rest...)
 	}
 	if len(rcpts) == 0 {
 		fmt.Fprintln(stderr, "mailtee sendmail: no recipients specified")
 		return exitBadData
 	}
-	env := &envelope.Envelope{From: from, ClientName: "localhost", Protocol: "local", Arrival: time.Now()}
 	for _, r := range rcpts {
-		a, err := address.Parse(r)
-		if err != nil || a.IsNull() {
+		if a, err := address.Parse(r); err != nil || a.IsNull() {
 			fmt.Fprintf(stderr, "mailtee sendmail: bad recipient %q: %v\n", r, err)
 			return exitBadData
 		}
-		addr := a.String()
-		if a.Domain == "" {
-			addr += "@" + origin
-		}
-		env.Rcpts = append(env.Rcpts, envelope.Rcpt{Addr: addr, Orig: r})
 	}
-	var msg bytes.Buffer
-	msg.Write(hdr)
-	msg.Write(rest)
-	// As Postfix's pickup hands sendmail's mail to cleanup: the same
-	// rewriting and BCC copies as for mail from SMTP clients.
+	d := &maildrop.Drop{UID: uint32(os.Getuid()), User: login, Arrival: time.Now(), From: fa.String(), Rcpts: rcpts}
 	qdir := master.QueueDir(cfg)
-	id, err := master.Submit(cfg, os.Getuid(), env, &msg, func(line string) { fmt.Fprintf(stderr, "mailtee sendmail: %s\n", line) })
-	var refused *cleanup.Refusal
-	if errors.As(err, &refused) {
-		fmt.Fprintf(stderr, "mailtee sendmail: %v\n", err)
-		return exitBadData
-	}
+	err = withPostdrop(func() error {
+		_, _, err := maildrop.Post(qdir, d, body)
+		return err
+	})
 	if err != nil {
-		fmt.Fprintf(stderr, "mailtee sendmail: cannot queue the message in %s: %v\n", qdir, err)
+		fmt.Fprintf(stderr, "mailtee sendmail: cannot drop the message into %s: %v\n", filepath.Join(qdir, maildrop.DropDir), err)
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, maildrop.ErrNoMaildrop) {
+			fmt.Fprintln(stderr, "mailtee sendmail: users other than root submit through the setgid install of mailtee (group setgid_group), into the maildrop that mailtee serve makes at its start")
+		}
 		return exitRuntime
 	}
-	if _, err := master.Control(qdir, "pickup "+id); err != nil && !errors.Is(err, master.ErrNoServer) {
-		fmt.Fprintf(stderr, "mailtee sendmail: queued as %s, but the server did not take it yet: %v\n", id, err)
-	}
+	// A stopped server is no failure: the file waits in maildrop for
+	// its next start, as with Postfix.
 	return exitOK
 }
 
+// errTooBig is readMessage's error for a message over the size limit.
+var errTooBig = errors.New("message too big")
+
 // readMessage reads the message, turning line endings into CRLF. Unless
 // -i was given, a line with a single "." ends it, as in sendmail.
-func readMessage(r io.Reader, dotEnds bool) ([]byte, error) {
+// A positive limit bounds the message (Postfix's sendmail refuses one
+// over message_size_limit before postdrop).
+func readMessage(r io.Reader, dotEnds bool, limit int64) ([]byte, error) {
 	var out bytes.Buffer
 	br := bufio.NewReader(r)
 	for {
@@ -167,6 +184,9 @@ func readMessage(r io.Reader, dotEnds bool) ([]byte, error) {
 			}
 			out.WriteString(text)
 			out.WriteString("\r\n")
+			if limit > 0 && int64(out.Len()) > limit {
+				return nil, errTooBig
+			}
 		}
 		if err == io.EOF {
 			break
@@ -176,24 +196,6 @@ func readMessage(r io.Reader, dotEnds bool) ([]byte, error) {
 		}
 	}
 	return out.Bytes(), nil
-}
-
-// splitHeader splits at the first empty line; a message with no header
-// at all gets an empty header.
-func splitHeader(b []byte) (hdr, rest []byte) {
-	if bytes.HasPrefix(b, []byte("\r\n")) {
-		return nil, b
-	}
-	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
-		return b[:i+2], b[i+2:]
-	}
-	// All header, or all body: a first line that is no header field
-	// means there is no header.
-	first, _, _ := bytes.Cut(b, []byte("\r\n"))
-	if bytes.IndexByte(first, ':') <= 0 || bytes.ContainsAny(first[:bytes.IndexByte(first, ':')], " \t") {
-		return nil, append([]byte("\r\n"), b...)
-	}
-	return b, []byte("\r\n")
 }
 
 // extractRecipients reads To, Cc and Bcc (-t) and drops Bcc from the

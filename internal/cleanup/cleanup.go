@@ -118,7 +118,10 @@ func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope
 	}
 	var missing *missingFields
 	if src.Pickup {
-		now := c.now()
+		now := env.Arrival // when sendmail wrote it
+		if now.IsZero() {
+			now = c.now()
+		}
 		body = io.MultiReader(strings.NewReader(c.received(id, src.UID, now)), body)
 		missing = &missingFields{c: c, id: id, env: env, now: now}
 	}

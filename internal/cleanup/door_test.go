@@ -129,6 +129,8 @@ func TestPickupHeaderCompletion(t *testing.T) {
 			received + "Subject: s\r\nFrom: Joe <joe@example.org>\r\nDate: Sun, 06 Dec 2026 10:00:00 +0000\r\nMessage-Id: <20261206100000.IDB@mx.example.org>\r\n\r\nbody\r\n"},
 		{"\r\nno header\r\n",
 			received + "Date: Sun, 06 Dec 2026 10:00:00 +0000\r\nFrom: joe@example.org\r\nMessage-Id: <20261206100000.IDB@mx.example.org>\r\n\r\nno header\r\n"},
+		{"just a line of text\r\n",
+			received + "Date: Sun, 06 Dec 2026 10:00:00 +0000\r\nFrom: joe@example.org\r\nMessage-Id: <20261206100000.IDB@mx.example.org>\r\n\r\njust a line of text\r\n"},
 		{"date: x\r\nFROM: y\r\nMessage-ID: <z>\r\n\r\n",
 			received + "date: x\r\nFROM: y@example.org\r\nMessage-ID: <z>\r\n\r\n"},
 	} {

@@ -68,6 +68,8 @@ var implemented = map[string]paramInfo{
 	"mailbox_bcc_maps": {kind: KindTables}, "dual_delivery_relay": {},
 	"local_header_rewrite_clients": {allowed: []string{"permit_inet_interfaces", "permit_mynetworks"}},
 	"config_directory":             {}, "queue_directory": {}, "postfix_queue_directory": {valid: validAbsPath},
+	// sendmail's drop into maildrop (internal/maildrop)
+	"setgid_group": {}, "alternate_config_directories": {},
 	// who is local, who may relay
 	"mydestination":                       {kind: KindDomainList},
 	"relay_domains":                       {kind: KindDomainList},
@@ -164,7 +166,7 @@ var minimum = map[string]int64{
 var harmless = map[string]bool{
 	"biff": true, "append_dot_mydomain": true, "readme_directory": true,
 	"alias_database": true, "mailbox_size_limit": true, "mail_owner": true,
-	"setgid_group": true, "sendmail_path": true, "newaliases_path": true,
+	"sendmail_path": true, "newaliases_path": true,
 	"mailq_path": true, "import_environment": true,
 	"export_environment": true, "debugger_command": true, "delay_warning_time": true,
 	"multi_instance_enable": true,

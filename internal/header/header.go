@@ -307,7 +307,8 @@ func Filter(br *bufio.Reader, limit int, edit Edit) io.Reader {
 }
 
 // FilterEnd is Filter, with the fields end returns added at the end of
-// the primary header (cleanup's missing From:, Date:, Message-Id:).
+// the primary header (cleanup's missing From:, Date:, Message-Id:),
+// followed by an empty line if the body did not start with one.
 func FilterEnd(br *bufio.Reader, limit int, edit Edit, end func() []byte) io.Reader {
 	return &filter{hr: NewReader(br, limit), edit: edit, end: end}
 }
@@ -345,6 +346,12 @@ func (f *filter) Read(p []byte) (int, error) {
 			f.body = true
 			if f.end != nil {
 				f.out = f.end()
+				// A header ended by a line that is no field rather
+				// than by an empty line: the added fields must not
+				// run into the body, so an empty line ends them.
+				if p, _ := f.hr.br.Peek(1); len(p) > 0 && p[0] != '\r' && p[0] != '\n' {
+					f.out = append(f.out, '\r', '\n')
+				}
 			}
 		case err != nil:
 			f.err = err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/queue"
@@ -41,7 +42,11 @@ func startControl(qdir string, s *Server) (*controlServer, error) {
 		return nil, fmt.Errorf("another mailtee is running on %s", qdir)
 	}
 	os.Remove(path)
+	// Made 0600 from the start: queue_directory is passable for
+	// setgid_group (maildrop), and a chmod after Listen leaves a window.
+	umask := syscall.Umask(0o177)
 	l, err := net.Listen("unix", path)
+	syscall.Umask(umask)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}

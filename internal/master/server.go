@@ -24,6 +24,7 @@ import (
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/dnsresolve"
 	"github.com/mailtee/mailtee/internal/local"
+	"github.com/mailtee/mailtee/internal/maildrop"
 	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/qmgr"
@@ -52,6 +53,7 @@ type Server struct {
 
 	listeners []net.Listener
 	ctl       *controlServer
+	pickup    *maildrop.Pickup
 	// asUser runs mailbox deliveries with their recipient's privileges;
 	// nil unless mailtee runs as root.
 	asUser *asuser.Pool
@@ -275,6 +277,11 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.ctl = ctl
+	if s.pickup, err = s.startPickup(); err != nil {
+		s.ctl.Close()
+		s.closeListeners()
+		return fmt.Errorf("maildrop: %w", err)
+	}
 	go s.q.Run()
 	go s.rescanLoop()
 	for _, l := range s.listeners {
@@ -313,6 +320,9 @@ func (s *Server) Stop(grace time.Duration) {
 	s.smtpd.Shutdown(ctx)
 	if s.ctl != nil {
 		s.ctl.Close()
+	}
+	if s.pickup != nil {
+		s.pickup.Close() // before the queue it submits to
 	}
 	s.q.Close(ctx)
 	s.smtp.Close()

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/queue"
 )
 
 // The low-severity findings of issue 12, each attack as it was made.
@@ -179,10 +182,12 @@ recipient_delimiter = +
 func TestControlPickupOnlyIDs(t *testing.T) {
 	in := newInstance(t, "", nil)
 	in.Start()
-	// A message file in another spool, written by sendmail there.
+	// A message file in another spool (sendmail no longer writes into
+	// a spool: it drops into maildrop).
 	other := newInstance(t, "", nil)
-	if out, err := other.Run("Subject: outside\n\nfrom another spool\n", "sendmail", "-f", "s@test.example", "pickup-victim@test.example"); err != nil {
-		t.Fatalf("sendmail into the other spool: %v\n%s", err, out)
+	env := &envelope.Envelope{From: "s@test.example", Rcpts: []envelope.Rcpt{{Addr: "pickup-victim@test.example"}}, ClientName: "localhost", Protocol: "local"}
+	if _, err := queue.Put(filepath.Join(other.Dir, "queue"), env, strings.NewReader("Subject: outside\r\n\r\nfrom another spool\r\n")); err != nil {
+		t.Fatalf("a message into the other spool: %v", err)
 	}
 	files, _ := filepath.Glob(filepath.Join(other.Dir, "queue", "queue", "[0-9A-F]*"))
 	if len(files) != 1 {
