@@ -75,7 +75,8 @@ func (s *server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 		ok, _ := t.mydest.Match(context.Background(), domain)
 		return ok
 	}
-	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forward, s.asUser)
+	cl := newCleanup(cfg, t, func(line string) { s.log.Printf("cleanup", "%s", line) })
+	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forward, cl.rewriteCopies, s.asUser)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +84,7 @@ func (s *server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 		cfg:     cfg,
 		router:  routerFor(cfg, t),
 		local:   lda,
-		cleanup: newCleanup(cfg, t, func(line string) { s.log.Printf("cleanup", "%s", line) }),
+		cleanup: cl,
 		policy:  policyFor(cfg, t),
 	}, nil
 }
@@ -409,7 +410,7 @@ func (s *server) deliver(ctx context.Context, m *queue.Message, hop queue.Hop, i
 			lr[k] = local.Rcpt{Addr: m.Rcpts[i].Addr, Copy: m.Rcpts[i].Copy}
 		}
 		for k, r := range s.rt.Load().local.Deliver(ctx, msg, lr) {
-			out[k] = queue.Outcome{Err: r.Err, Relay: "local", Reply: r.Done}
+			out[k] = queue.Outcome{Err: r.Err, Relay: "local", Reply: r.Done, Add: r.Add}
 		}
 	case "error":
 		for k := range rcpts {
@@ -435,7 +436,7 @@ func (s *server) forward(ctx context.Context, from string, rcpts []envelope.Rcpt
 	}
 	defer body.Close()
 	env := &envelope.Envelope{From: from, ClientName: "localhost", Protocol: "local", Arrival: time.Now(), Rcpts: rcpts,
-		Notification: msg.From == "" && from == ""}
+		Notification: msg.From == "" && from == "", Parent: msg.ID}
 	var r io.Reader = body
 	if deliveredTo != "" {
 		r = io.MultiReader(strings.NewReader("Delivered-To: "+deliveredTo+"\r\n"), body)
@@ -450,6 +451,16 @@ func (s *server) forward(ctx context.Context, from string, rcpts []envelope.Rcpt
 	}
 	s.log.Printf("local", "%s: forwarded as %s", msg.ID, id)
 	return nil
+}
+
+// rewriteCopies rewrites the addresses of mailbox_bcc_maps copies as
+// those of mail mailtee makes itself: they were re-injected messages once.
+func (c *cleanup) rewriteCopies(ctx context.Context, from string, rcpts []envelope.Rcpt) ([]envelope.Rcpt, error) {
+	out, err := c.internal.Envelope(ctx, &envelope.Envelope{From: from, Rcpts: rcpts})
+	if err != nil {
+		return nil, err
+	}
+	return out.Rcpts, nil
 }
 
 // bounce queues the delivery status notifications for a finished message:
@@ -555,7 +566,7 @@ func (s *server) sendDSN(ctx context.Context, m *queue.Message, to string, postm
 	if err != nil {
 		return err
 	}
-	env := &envelope.Envelope{From: "", Rcpts: []envelope.Rcpt{{Addr: rcpt}}, ClientName: "localhost", Protocol: "local", Arrival: time.Now(), Notification: true}
+	env := &envelope.Envelope{From: "", Rcpts: []envelope.Rcpt{{Addr: rcpt}}, ClientName: "localhost", Protocol: "local", Arrival: time.Now(), Notification: true, Parent: m.ID}
 	if err := s.q.Enqueue(ctx, id, env, bytes.NewReader(data)); err != nil {
 		return err
 	}

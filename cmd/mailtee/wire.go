@@ -224,7 +224,8 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 }
 
 // localFor builds the local delivery agent.
-func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error, asUser *asuser.Pool) (*local.Local, error) {
+func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error,
+	rewrite func(context.Context, string, []envelope.Rcpt) ([]envelope.Rcpt, error), asUser *asuser.Pool) (*local.Local, error) {
 	// The passwd file is read once per configuration load rather than at
 	// each delivery; a reload reads it again.
 	pw, err := local.ReadPasswd(passwdFile)
@@ -242,6 +243,7 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		AsUser:      asUser,
 		Forward:     forward,
 		MailboxBCC:  t.mailboxBCC,
+		Rewrite:     rewrite,
 	}
 	if mt := cfg.Get("mailbox_transport"); strings.HasPrefix(mt, "lmtp:") {
 		nexthop := strings.TrimPrefix(mt, "lmtp:")

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,13 @@ type Outcome struct {
 	Relay string // "host[ip]:port", "local", "none"
 	Reply string // the success reply, for the log
 	DSN   string // enhanced status code, "2.0.0" when empty and Err is nil
+	// Add, with Err nil, are recipients to add to the message
+	// (mailbox_bcc_maps copies): recorded in the same durable write as
+	// this delivery, and delivered by a later pass like any other
+	// recipient. An address that is a recipient of the message already
+	// (case-folded) is not added again, so copies of copies end. With an
+	// Err, Add is ignored: the retry makes the copies.
+	Add []envelope.Rcpt
 }
 
 // permanent is implemented by delivery errors that know whether they are
@@ -487,7 +495,7 @@ func (q *Queue) process(e *entry) {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				q.recordGroup(p, nil)
+				q.recordGroup(p, nil, nil)
 				return
 			}
 			outs, skipped := q.suspendedOutcomes(hop, len(rcpts))
@@ -498,14 +506,18 @@ func (q *Queue) process(e *entry) {
 			<-sem
 			res := make([]Outcome, len(rcpts))
 			recs := make([]record, len(rcpts))
+			var adds []envelope.Rcpt
 			for k, i := range rcpts {
 				res[k] = Outcome{Err: errors.New("no result from delivery agent")}
 				if k < len(outs) {
 					res[k] = outs[k]
 				}
 				recs[k] = q.outcome(m, i, res[k])
+				if res[k].Err == nil {
+					adds = append(adds, res[k].Add...)
+				}
 			}
-			q.recordGroup(p, recs, func() {
+			q.recordGroup(p, recs, adds, func() {
 				for k, i := range rcpts {
 					q.logged(m, i, hop, res[k], recs[k])
 				}
@@ -513,7 +525,7 @@ func (q *Queue) process(e *entry) {
 		}()
 	}
 	wg.Wait()
-	q.finish(e)
+	q.finish(e, p.adds)
 }
 
 // recordGrace is how long the results of one next hop wait for those of
@@ -530,6 +542,10 @@ type pass struct {
 	left    int // groups still delivering
 	done    chan struct{}
 	waiting []*groupRecs // results not written yet
+	// adds are the records of the recipients the pass adds, applied to
+	// the message when the pass is over: until then its groups read
+	// m.Rcpts without the lock.
+	adds []record
 }
 
 type groupRecs struct {
@@ -544,14 +560,17 @@ type groupRecs struct {
 // their record: a crash before it delivers them again, as a crash before
 // an fsync would). A group that is not the last waits up to recordGrace
 // for the last, and stores its own records if the wait ends first.
-// log runs once the records are applied.
-func (q *Queue) recordGroup(p *pass, recs []record, log ...func()) {
+// The recipients a group adds are records of that group: they are
+// stored with its deliveries, in one write. log runs once the records
+// are applied.
+func (q *Queue) recordGroup(p *pass, recs []record, adds []envelope.Rcpt, log ...func()) {
 	m := p.e.m
-	g := &groupRecs{recs: recs}
 	q.mu.Lock()
 	for _, r := range recs {
 		m.apply(r)
 	}
+	recs = q.addRecords(p, recs, adds)
+	g := &groupRecs{recs: recs}
 	p.waiting = append(p.waiting, g)
 	p.left--
 	last := p.left == 0
@@ -579,7 +598,7 @@ func (q *Queue) recordGroup(p *pass, recs []record, log ...func()) {
 				mine = append(mine, w.recs...)
 			}
 		}
-		delivered := !p.e.removed
+		delivered := !p.e.removed && len(p.adds) == 0
 		for _, r := range m.Rcpts {
 			delivered = delivered && r.Status == Sent
 		}
@@ -598,6 +617,36 @@ func (q *Queue) recordGroup(p *pass, recs []record, log ...func()) {
 	q.persist(m, mine)
 }
 
+// addRecords appends to recs the records that add adds to m, each
+// address once: not one that is a recipient already, or added earlier
+// in the pass (q.mu held). Indexes follow the message's recipients and
+// those the pass added before.
+func (q *Queue) addRecords(p *pass, recs []record, adds []envelope.Rcpt) []record {
+	if len(adds) == 0 {
+		return recs
+	}
+	m := p.e.m
+	have := make(map[string]bool, len(m.Rcpts)+len(p.adds))
+	for i := range m.Rcpts {
+		have[strings.ToLower(m.Rcpts[i].Addr)] = true
+	}
+	for _, r := range p.adds {
+		have[strings.ToLower(r.Add.Addr)] = true
+	}
+	for _, a := range adds {
+		k := strings.ToLower(a.Addr)
+		if a.Addr == "" || have[k] {
+			continue
+		}
+		have[k] = true
+		a := a
+		rec := record{Rcpt: len(m.Rcpts) + len(p.adds), Op: "add", Add: &a}
+		p.adds = append(p.adds, rec)
+		recs = append(recs, rec)
+	}
+	return recs
+}
+
 // persist appends recs to m's state, fsynced unless all are deferrals
 // (a lost deferral only costs an earlier retry).
 func (q *Queue) persist(m *Message, recs []record) {
@@ -607,8 +656,13 @@ func (q *Queue) persist(m *Message, recs []record) {
 	}
 	if err := q.store.appendState(m, durable, recs...); err != nil && durable {
 		// Without the records a restart would deliver again; say so
-		// loudly, keep going (the deliveries themselves happened).
-		q.log.Error("cannot record delivery state", "id", m.ID, "rcpt", m.Rcpts[recs[0].Rcpt].Addr, "err", err)
+		// loudly, keep going (the deliveries themselves happened, and
+		// the recipients they add are delivered in this run).
+		rcpt := ""
+		if i := recs[0].Rcpt; i >= 0 && i < len(m.Rcpts) {
+			rcpt = m.Rcpts[i].Addr
+		}
+		q.log.Error("cannot record delivery state", "id", m.ID, "rcpt", rcpt, "err", err)
 	}
 }
 
@@ -788,12 +842,16 @@ func dsnOf(err error) string {
 	return "4.0.0"
 }
 
-// finish decides what happens to a message after a delivery pass. The
-// entry stays busy until it is rescheduled or removed, so that a flush
-// or release meanwhile cannot start a second pass (and a second bounce).
-func (q *Queue) finish(e *entry) {
+// finish decides what happens to a message after a delivery pass that
+// added the recipients of adds. The entry stays busy until it is
+// rescheduled or removed, so that a flush or release meanwhile cannot
+// start a second pass (and a second bounce).
+func (q *Queue) finish(e *entry, adds []record) {
 	m := e.m
 	q.mu.Lock()
+	for _, r := range adds {
+		m.apply(r)
+	}
 	q.active--
 	q.actRcpt -= e.rcpts
 	if e.flush {
@@ -893,6 +951,7 @@ type Info struct {
 	From    string
 	Hold    bool
 	Active  bool
+	Parent  string `json:",omitempty"` // the message this one was made from
 	Rcpts   []RcptInfo
 }
 
@@ -903,8 +962,11 @@ type RcptInfo struct {
 }
 
 func info(m *Message, active bool) Info {
-	in := Info{ID: m.ID, Arrival: m.Env.Arrival, Size: m.Size, From: m.Env.From, Hold: m.Hold, Active: active}
+	in := Info{ID: m.ID, Arrival: m.Env.Arrival, Size: m.Size, From: m.Env.From, Hold: m.Hold, Active: active, Parent: m.Env.Parent}
 	for _, r := range m.Rcpts {
+		if r.lost {
+			continue
+		}
 		st := r.Status.String()
 		if r.Status == Pending {
 			st = "pending"
