@@ -150,7 +150,7 @@ func TestAddRecordsCompaction(t *testing.T) {
 	q, m := stateQueue(t, 3)
 	persist := func(recs ...record) {
 		for i := range recs {
-			q.store.intern(&recs[i])
+			q.st().intern(&recs[i])
 			m.apply(recs[i])
 		}
 		q.persist(m, recs)
@@ -164,10 +164,10 @@ func TestAddRecordsCompaction(t *testing.T) {
 	for k := 0; k < 200; k++ {
 		persist(record{Rcpt: -1, Rcpts: "2-5", Op: "deferred", Err: "451 later", DSN: "4.0.0", Relay: "mx", Next: int64(1700000000 + k)})
 	}
-	if q.store.compactions.Load() == 0 {
+	if q.st().compactions.Load() == 0 {
 		t.Fatal("no compaction happened")
 	}
-	m2, err := q.store.load(m.ID)
+	m2, err := q.st().load(m.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,12 +180,12 @@ func TestAddRecordsCompaction(t *testing.T) {
 	}
 	// Compacted once more, from this state: the same again.
 	m2.stMu.Lock()
-	done, err := q.store.compactState(m2, nil)
+	done, err := q.st().compactState(m2, nil)
 	m2.stMu.Unlock()
 	if !done || err != nil {
 		t.Fatal(done, err)
 	}
-	m3, _ := q.store.load(m.ID)
+	m3, _ := q.st().load(m.ID)
 	if len(m3.Rcpts) != 6 || m3.Rcpts[5].Rcpt != c2 || !m3.Rcpts[4].lost || m3.Rcpts[5].Attempts != 200 {
 		t.Errorf("compacted again: %+v", m3.Rcpts)
 	}

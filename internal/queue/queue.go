@@ -6,6 +6,11 @@
 // Delivery is done by the caller's Deliver function, routing by its Route
 // function: the queue knows neither SMTP nor Maildir, only which
 // recipients of which message go to which next hop, and what came back.
+//
+// The scheduler (queue.go) reaches the storage only through the spool
+// interface (spool.go); the files, the intake journal, the pool of
+// reused files and the state sidecars behind it are store.go,
+// journal.go and state.go.
 package queue
 
 import (
@@ -108,9 +113,9 @@ type Options struct {
 
 // Queue is the spool and its scheduler.
 type Queue struct {
-	o     Options
-	store *store
-	log   *slog.Logger
+	o   Options
+	sp  spool
+	log *slog.Logger
 
 	mu      sync.Mutex
 	msgs    map[string]*entry
@@ -168,47 +173,13 @@ func Open(o Options) (*Queue, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	st, err := openStore(o.Dir)
+	st, loaded, err := openSpool(o.Dir, !o.noJournal, o.Log)
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{o: o, store: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]chan struct{}{}, dead: map[Hop]suspended{}, wake: make(chan struct{}, 1), quit: make(chan struct{}), compact: compactEvery}
+	q := &Queue{o: o, sp: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]chan struct{}{}, dead: map[Hop]suspended{}, wake: make(chan struct{}, 1), quit: make(chan struct{}), compact: compactEvery}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
-	ids, err := st.scan(true)
-	if err != nil {
-		return nil, err
-	}
-	st.resetPool()
-	if !o.noJournal {
-		moved, js, err := st.recoverJournal(ids)
-		if err != nil {
-			return nil, err
-		}
-		for p, n := range js.damaged {
-			q.log.Warn(fmt.Sprintf("queue journal %s: %d damaged records skipped; segment moved to %s", p, n, st.corrupt))
-		}
-		for _, note := range js.notes {
-			q.log.Info("queue journal " + note)
-		}
-		if len(moved) > 0 {
-			q.log.Info(fmt.Sprintf("queue journal: %d messages of the previous run moved to files of their own", len(moved)))
-		}
-		ids = append(ids, moved...)
-		if st.jn, err = openJournal(st.jdir, js.last+1); err != nil {
-			return nil, err
-		}
-	}
-	loaded, errs := st.loadAll(ids)
-	for k, id := range ids {
-		m, err := loaded[k], errs[k]
-		if err != nil {
-			if mvErr := st.moveCorrupt(id); mvErr != nil {
-				q.log.Error("cannot move damaged queue file aside", "id", id, "err", mvErr)
-				continue
-			}
-			q.log.Warn(fmt.Sprintf("%s: damaged queue file moved to %s: %v", id, st.corrupt, err))
-			continue
-		}
+	for _, m := range loaded {
 		q.add(m)
 	}
 	return q, nil
@@ -245,7 +216,7 @@ func pendingRcpts(m *Message) int {
 }
 
 // NewID returns a fresh queue ID.
-func (q *Queue) NewID() string { return q.store.newID() }
+func (q *Queue) NewID() string { return q.sp.newID() }
 
 // Enqueue stores a message durably (file and directory entry synced)
 // and schedules it. It returns only once the message is on stable
@@ -263,7 +234,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, 
 	q.mu.Lock()
 	q.writing[id] = true
 	q.mu.Unlock()
-	m, err := q.store.put(id, env, body)
+	m, err := q.sp.put(id, env, body)
 	if err != nil {
 		q.mu.Lock()
 		delete(q.writing, id)
@@ -284,7 +255,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, 
 // Rescan picks up messages that appeared in the spool without Pickup
 // (for example while the control socket was unreachable).
 func (q *Queue) Rescan() {
-	ids, err := q.store.scan(false)
+	ids, err := q.sp.ids()
 	if err != nil {
 		q.log.Error("queue rescan", "err", err)
 		return
@@ -309,7 +280,7 @@ func (q *Queue) Pickup(id string) error {
 	if known {
 		return nil
 	}
-	m, err := q.store.load(id)
+	m, err := q.sp.load(id)
 	if err != nil {
 		return err
 	}
@@ -335,7 +306,7 @@ func (q *Queue) poke() {
 // Run delivers until Close. It returns once Close has been called and
 // deliveries in progress have finished.
 func (q *Queue) Run() {
-	if q.store.jn != nil {
+	if q.sp.compacts() {
 		q.wg.Add(1)
 		go q.compactLoop()
 	}
@@ -380,12 +351,13 @@ func (q *Queue) Run() {
 	}
 }
 
-// compactEvery is how often the journal is checked for segments to
-// empty; a variable for tests, taken by each queue when it opens.
+// compactEvery is how often the spool is asked to compact (the journal
+// checked for segments to empty); a variable for tests, taken by each
+// queue when it opens.
 var compactEvery = 5 * time.Second
 
-// compactLoop moves the messages of pinned journal segments to files of
-// their own (see journalKeep) until Close.
+// compactLoop has the spool free the storage that older messages hold
+// up until Close.
 func (q *Queue) compactLoop() {
 	defer q.wg.Done()
 	t := time.NewTicker(q.compact)
@@ -396,32 +368,22 @@ func (q *Queue) compactLoop() {
 			return
 		case <-t.C:
 		}
-		q.compactJournal()
+		q.compactSpool()
 	}
 }
 
-func (q *Queue) compactJournal() {
-	pinned := q.store.jn.pinned()
-	if len(pinned) == 0 {
-		return
-	}
-	var move []*Message
-	q.mu.Lock()
-	for _, e := range q.msgs {
-		if r := e.m.jn.Load(); r != nil && pinned[r.seg] {
-			move = append(move, e.m)
+func (q *Queue) compactSpool() {
+	q.sp.compact(func(moveIt func(*Message) bool) []*Message {
+		var move []*Message
+		q.mu.Lock()
+		for _, e := range q.msgs {
+			if moveIt(e.m) {
+				move = append(move, e.m)
+			}
 		}
-	}
-	q.mu.Unlock()
-	for _, m := range move {
-		if err := q.store.evacuate(m); err != nil {
-			q.log.Warn("queue journal: cannot move a message to a file of its own; it keeps older journal segments on disk", "id", m.ID, "err", err)
-			return
-		}
-	}
-	if len(move) > 0 {
-		q.log.Info(fmt.Sprintf("queue journal: %d messages moved to files of their own, to free %d older segments", len(move), len(pinned)))
-	}
+		q.mu.Unlock()
+		return move
+	})
 }
 
 // Close stops scheduling new deliveries and waits for those in flight,
@@ -445,9 +407,7 @@ func (q *Queue) Close(ctx context.Context) error {
 		<-done
 		err = ctx.Err()
 	}
-	if q.store.jn != nil {
-		q.store.jn.close()
-	}
+	q.sp.close()
 	return err
 }
 
@@ -654,7 +614,7 @@ func (q *Queue) persist(m *Message, recs []record) {
 	for _, r := range recs {
 		durable = durable || r.Op != "deferred"
 	}
-	if err := q.store.appendState(m, durable, recs...); err != nil && durable {
+	if err := q.sp.record(m, durable, recs...); err != nil && durable {
 		// Without the records a restart would deliver again; say so
 		// loudly, keep going (the deliveries themselves happened, and
 		// the recipients they add are delivered in this run).
@@ -787,7 +747,7 @@ func (q *Queue) outcome(m *Message, i int, o Outcome) record {
 	if rec.DSN == "" {
 		rec.DSN = dsnOf(o.Err)
 	}
-	q.store.intern(&rec)
+	q.sp.intern(&rec)
 	return rec
 }
 
@@ -871,7 +831,7 @@ func (q *Queue) finish(e *entry, adds []record) {
 	if pending || e.removed {
 		// The next attempt is minutes away: the memory is better
 		// spent on new mail.
-		q.store.dropCache(m)
+		q.sp.dropCache(m)
 		e.busy = false
 		if !e.removed {
 			q.scheduleLocked(e, q.nextDue(m))
@@ -905,7 +865,7 @@ func (q *Queue) markNotified(m *Message, idx []int) error {
 	for k, i := range idx {
 		recs[k] = record{Rcpt: i, Op: "notified"}
 	}
-	if err := q.store.appendState(m, true, recs...); err != nil {
+	if err := q.sp.record(m, true, recs...); err != nil {
 		return err
 	}
 	q.mu.Lock()
@@ -928,7 +888,7 @@ func (q *Queue) removeFile(e *entry, reuse bool) {
 	if gone {
 		return // deleted by the administrator meanwhile
 	}
-	if err := q.store.remove(e.m, reuse); err != nil {
+	if err := q.sp.remove(e.m, reuse); err != nil {
 		q.log.Error("cannot remove queue file", "id", e.m.ID, "err", err)
 	}
 	q.mu.Lock()
@@ -1039,34 +999,13 @@ func older(at time.Time, id string, at2 time.Time, id2 string) bool {
 // ListDir describes the messages in a spool that no server is running
 // on (mailtee queue list on a stopped server).
 func ListDir(dir string) ([]Info, error) {
-	st, err := openStore(dir)
+	ms, err := listSpool(dir)
 	if err != nil {
 		return nil, err
 	}
-	ids, err := st.scan(false)
-	if err != nil {
-		return nil, err
-	}
-	var out []Info
-	have := map[string]bool{}
-	loaded, errs := st.loadAll(ids)
-	for k, id := range ids {
-		m, err := loaded[k], errs[k]
-		if err != nil {
-			continue
-		}
-		have[id] = true
-		out = append(out, info(m, false))
-	}
-	// Messages the server had not moved out of its journal yet.
-	js, err := readJournal(st.jdir)
-	if err != nil {
-		return nil, err
-	}
-	for _, jm := range js.live {
-		if !have[jm.id] {
-			out = append(out, info(jm.message(), false))
-		}
+	out := make([]Info, len(ms))
+	for i, m := range ms {
+		out[i] = info(m, false)
 	}
 	sortInfo(out)
 	return out, nil
@@ -1117,7 +1056,7 @@ func (q *Queue) setHold(id string, hold bool) error {
 	if hold {
 		op = "hold"
 	}
-	if err := q.store.appendState(e.m, true, record{Rcpt: -1, Op: op}); err != nil {
+	if err := q.sp.record(e.m, true, record{Rcpt: -1, Op: op}); err != nil {
 		return err
 	}
 	q.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -136,13 +137,14 @@ func openSection(path string, off, size int64) (io.ReadCloser, error) {
 	}{io.NewSectionReader(f, off, size), f}, nil
 }
 
-// store is the spool directory.
+// store is the spool directory: the spool interface's implementation.
 type store struct {
-	dir     string   // queue_directory
-	qdir    string   // queue_directory/queue
-	jdir    string   // queue_directory/journal
-	jn      *journal // nil: every message gets a file of its own
-	corrupt string   // queue_directory/corrupt
+	log     *slog.Logger // the server's (openSpool); nil otherwise
+	dir     string       // queue_directory
+	qdir    string       // queue_directory/queue
+	jdir    string       // queue_directory/journal
+	jn      *journal     // nil: every message gets a file of its own
+	corrupt string       // queue_directory/corrupt
 	syncer  *safeio.DirSyncer
 	seq     atomic.Uint64
 	// tmpfile: new files are made with O_TMPFILE and linked into place
