@@ -809,9 +809,7 @@ func dsnOf(err error) string {
 func (q *Queue) finish(e *entry, adds []record) {
 	m := e.m
 	q.mu.Lock()
-	for _, r := range adds {
-		m.apply(r)
-	}
+	m.applyAdds(adds)
 	q.active--
 	q.actRcpt -= e.rcpts
 	if e.flush {

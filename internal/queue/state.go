@@ -186,6 +186,21 @@ func (m *Message) addRcpt(r record) {
 	m.Rcpts = append(m.Rcpts, RcptState{Rcpt: *r.Add, Attempt: &noAttempt})
 }
 
+// applyAdds adds the recipients of a delivery pass's add records to m,
+// once the pass is over (q.mu held). The spool may be reading m's
+// recipients meanwhile (moving it out of the journal): not while they
+// grow.
+func (m *Message) applyAdds(adds []record) {
+	if len(adds) == 0 {
+		return
+	}
+	m.stMu.Lock()
+	defer m.stMu.Unlock()
+	for _, r := range adds {
+		m.addRcpt(r)
+	}
+}
+
 func (m *Message) applyRcpt(i int, r *record) {
 	st := &m.Rcpts[i]
 	if st.lost {
