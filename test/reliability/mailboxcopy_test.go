@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailtee/mailtee/internal/queue"
 )
 
 // Issue 13, defect 4: a mailbox_bcc_maps copy used to be queued as a new
@@ -65,5 +68,43 @@ func TestMailboxCopyDiskFull(t *testing.T) {
 	}
 	if n := len(fltLines(in, "forwarded as")); n != 0 {
 		t.Errorf("the copy was re-injected as a message of its own: %d lines", n)
+	}
+}
+
+// A message mailtee makes from another (an alias's forward, a bounce
+// notice) carries the original's queue ID in its envelope (Parent), kept
+// in the queue file: the delivery ledger will need it.
+func TestParentQueueID(t *testing.T) {
+	port := freePort(t) // far.example is down: what goes there stays queued
+	in := newInstance(t, "transport_maps = inline:{ far.example=smtp:[127.0.0.1]:"+fmt.Sprint(port)+", refused.example=error:refused }\n",
+		map[string]string{"aliases": "postmaster: admin\nfwd: someone@far.example\n"})
+	in.Start()
+	if err := send(in.Addr(), "sender@test.example", []string{"fwd@test.example"}, testMessage("forward")); err != nil {
+		t.Fatal(err)
+	}
+	line := fltWaitLine(t, in, fltWait, "forwarded as")
+	f := strings.Fields(line)
+	orig, fwd := strings.TrimSuffix(f[len(f)-4], ":"), f[len(f)-1]
+	if err := send(in.Addr(), "sender@far.example", []string{"x@refused.example"}, testMessage("bounce")); err != nil {
+		t.Fatal(err)
+	}
+	line = fltWaitLine(t, in, fltWait, "sender non-delivery notification:")
+	f = strings.Fields(line)
+	bounced, notice := strings.TrimSuffix(f[len(f)-5], ":"), f[len(f)-1]
+	parents := map[string]string{}
+	waitUntil(t, "the forward and the notice in the queue", fltWait, func() bool {
+		list, err := queue.ListDir(filepath.Join(in.Dir, "queue"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range list {
+			parents[m.ID] = m.Parent
+		}
+		_, a := parents[fwd]
+		_, b := parents[notice]
+		return a && b
+	})
+	if parents[fwd] != orig || parents[notice] != bounced {
+		t.Errorf("forward %s has parent %q, want %s; notice %s has parent %q, want %s", fwd, parents[fwd], orig, notice, parents[notice], bounced)
 	}
 }
