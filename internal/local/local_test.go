@@ -21,7 +21,6 @@ import (
 type forwarded struct {
 	from  string
 	rcpts []string
-	copy  bool
 }
 
 func setup(t *testing.T, aliases string) (*Local, string, *[]forwarded) {
@@ -44,7 +43,6 @@ func setup(t *testing.T, aliases string) (*Local, string, *[]forwarded) {
 			f := forwarded{from: from}
 			for _, r := range rcpts {
 				f.rcpts = append(f.rcpts, r.Addr)
-				f.copy = r.Copy
 			}
 			fw = append(fw, f)
 			return nil
