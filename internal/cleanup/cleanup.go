@@ -88,6 +88,17 @@ func New(o Options) (*Cleanup, error) {
 	return &Cleanup{o: o, external: rewrite.New(o.Rewrite), internal: rewrite.New(in)}, nil
 }
 
+// RewriteCopies rewrites the addresses of copies mailtee adds to a
+// queued message (mailbox_bcc_maps) as those of mail mailtee makes
+// itself: no BCC of their own.
+func (c *Cleanup) RewriteCopies(ctx context.Context, from string, rcpts []envelope.Rcpt) ([]envelope.Rcpt, error) {
+	out, err := c.internal.Envelope(ctx, &envelope.Envelope{From: from, Rcpts: rcpts})
+	if err != nil {
+		return nil, err
+	}
+	return out.Rcpts, nil
+}
+
 // rewriteHeaders says whether env's header is rewritten: for local
 // submissions, and for clients local_header_rewrite_clients allows.
 func (c *Cleanup) rewriteHeaders(env *envelope.Envelope) bool {

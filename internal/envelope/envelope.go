@@ -24,7 +24,8 @@ type Envelope struct {
 	// dropped, never answered with another notification.
 	Notification bool `json:",omitempty"`
 	// Parent is the queue ID of the message this one was made from (an
-	// alias forward, a notification), for the log and the ledger.
+	// alias's forward, a bounce notice), so that a message's offspring
+	// can be traced; "" for mail that came from outside.
 	Parent string `json:",omitempty"`
 }
 
@@ -36,8 +37,8 @@ type Rcpt struct {
 	// for DSNs and logs ("orig_to=" in Postfix's logs).
 	Orig string `json:",omitempty"`
 	// Copy marks an automatic copy (recipient_bcc_maps, sender_bcc_maps,
-	// always_bcc, a relay's forwarded copies): its failures are reported
-	// to postmaster, never to the sender.
+	// always_bcc, mailbox_bcc_maps, a relay's forwarded copies): its
+	// failures are reported to postmaster, never to the sender.
 	Copy bool `json:",omitempty"`
 	// NotifyOwner, when set, is where failures for this recipient go
 	// instead of the sender (Postfix's owner-alias convention).

@@ -3,6 +3,10 @@
 // (recursively, loop-safe, with Postfix's owner- convention), then each
 // resulting local user gets the message in a Maildir or over LMTP, and
 // each resulting remote address gets it forwarded as a new message.
+// The mailbox_bcc_maps copies of the mailboxes are not messages of their
+// own: they are returned with the result (Result.Add), for the queue to
+// add to the same message in the record of the delivery, so that no
+// retry writes a mailbox again for a copy's sake, and no crash loses one.
 //
 // Deviation from Postfix (DESIGN.md): an alias name may be a full
 // address. The full recipient address is looked up first, then the local
@@ -65,8 +69,12 @@ type Options struct {
 
 	// MailboxBCC is mailbox_bcc_maps (mailtee only): looked up with each
 	// final local mailbox address; each address in the value gets an
-	// automatic copy.
+	// automatic copy (Result.Add).
 	MailboxBCC maps.Table
+	// Rewrite, when set, is cleanup's address rewriting of mail mailtee
+	// makes itself (canonical, virtual aliases), applied to the copies
+	// as it was when they were re-injected as messages of their own.
+	Rewrite func(ctx context.Context, from string, rcpts []envelope.Rcpt) ([]envelope.Rcpt, error)
 }
 
 // User is a passwd entry.
@@ -104,6 +112,12 @@ type Rcpt struct {
 type Result struct {
 	Done string
 	Err  error
+	// Add, with Err nil, are the mailbox_bcc_maps copies of the
+	// mailboxes that got the message: recipients for the caller to add
+	// to the same message (Copy set, Orig the mailbox's address), in the
+	// same durable record as this delivery. A failed delivery has none:
+	// its retry makes them.
+	Add []envelope.Rcpt
 }
 
 // Deliver delivers msg to local recipients, all of one message. A
@@ -124,8 +138,11 @@ func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpts []Rcpt)
 	d := &delivery{l: l, msg: msg, loops: loops, mailboxes: map[string]bool{}}
 	for i, r := range rcpts {
 		var done []string
-		out[i].Err = d.one(ctx, r, &done)
+		out[i].Err = d.one(ctx, r, &done, &out[i].Add)
 		out[i].Done = strings.Join(done, "; ")
+		if out[i].Err != nil {
+			out[i].Add = nil
+		}
 	}
 	return out
 }
@@ -138,7 +155,7 @@ type delivery struct {
 	mailboxes map[string]bool // users (target.user) whose mailbox has the message now
 }
 
-func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string) error {
+func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string, add *[]envelope.Rcpt) error {
 	l, msg := d.l, d.msg
 	if d.loops[strings.ToLower(rcpt.Addr)] {
 		return permErr("5.4.6", "mail forwarding loop for %s", rcpt.Addr)
@@ -173,10 +190,16 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string) error {
 		}
 		remote[from] = append(remote[from], envelope.Rcpt{Addr: t.addr, Orig: rcpt.Addr, Copy: rcpt.Copy})
 	}
-	// Mailboxes first: their failures are the common ones (a full disk,
-	// an LMTP 4xx), and a retry then repeats nothing that went out.
-	// Forwards and copies, which only queue a new message, come last,
-	// as local(8) commits forwards only once the rest succeeded.
+	// The copies are looked up first: a table that fails then defers
+	// before anything is written. Then mailboxes: their failures are the
+	// common ones (a full disk, an LMTP 4xx), and a retry then repeats
+	// nothing that went out. Forwards, which only queue a new message,
+	// come last, as local(8) commits forwards only once the rest
+	// succeeded.
+	copies, err := d.mailboxCopies(ctx, mailboxes)
+	if err != nil {
+		return err
+	}
 	if len(mailboxes) > 0 {
 		if err := d.store(ctx, mailboxes, done); err != nil {
 			return err
@@ -188,7 +211,11 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string) error {
 		}
 		*done = append(*done, "forwarded to "+joinAddrs(remote[from]))
 	}
-	return d.mailboxCopies(ctx, mailboxes, done)
+	if len(copies) > 0 {
+		*add = append(*add, copies...)
+		*done = append(*done, "mailbox copy to "+joinAddrs(copies))
+	}
+	return nil
 }
 
 // store puts the message into each mailbox.
@@ -220,20 +247,22 @@ func (d *delivery) store(ctx context.Context, mailboxes []target, done *[]string
 	return nil
 }
 
-// mailboxCopies makes the mailbox_bcc_maps copies of mailboxes that just
-// got the message: looked up with the final mailbox address, after alias
-// expansion, so list mail is copied too (recipient_bcc_maps sees only
-// the list's address).
-func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target, done *[]string) error {
+// mailboxCopies returns the mailbox_bcc_maps copies of mailboxes, which
+// are about to get the message: looked up with the final mailbox
+// address, after alias expansion, so list mail is copied too
+// (recipient_bcc_maps sees only the list's address). A mailbox reached
+// as a copy makes its copies too; the queue adds an address to a message
+// once, so copies of copies end.
+func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target) ([]envelope.Rcpt, error) {
 	l := d.l
-	if l.o.MailboxBCC == nil {
-		return nil
+	if l.o.MailboxBCC == nil || len(mailboxes) == 0 {
+		return nil, nil
 	}
 	var copies []envelope.Rcpt
 	for _, t := range mailboxes {
 		m, ok, err := maps.LookupAddress(ctx, l.o.MailboxBCC, t.addr, maps.AddressOptions{Delimiters: l.o.Delimiter, IsLocal: l.o.IsLocal})
 		if err != nil {
-			return tempErr("mailbox_bcc_maps lookup for %s: %v", t.addr, err)
+			return nil, tempErr("mailbox_bcc_maps lookup for %s: %v", t.addr, err)
 		}
 		if !ok {
 			continue
@@ -242,14 +271,14 @@ func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target, done *
 			copies = append(copies, envelope.Rcpt{Addr: a, Orig: t.addr, Copy: true})
 		}
 	}
-	if len(copies) == 0 {
-		return nil
+	if len(copies) == 0 || l.o.Rewrite == nil {
+		return copies, nil
 	}
-	if err := l.forward(ctx, d.msg.From, copies, d.msg, ""); err != nil {
-		return err
+	out, err := l.o.Rewrite(ctx, d.msg.From, copies)
+	if err != nil {
+		return nil, tempErr("address rewriting of the mailbox_bcc_maps copies %s: %v", joinAddrs(copies), err)
 	}
-	*done = append(*done, "mailbox copy to "+joinAddrs(copies))
-	return nil
+	return out, nil
 }
 
 func (l *Local) forward(ctx context.Context, from string, rcpts []envelope.Rcpt, msg *deliver.Message, deliveredTo string) error {

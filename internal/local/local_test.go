@@ -21,7 +21,6 @@ import (
 type forwarded struct {
 	from  string
 	rcpts []string
-	copy  bool
 }
 
 func setup(t *testing.T, aliases string) (*Local, string, *[]forwarded) {
@@ -44,7 +43,6 @@ func setup(t *testing.T, aliases string) (*Local, string, *[]forwarded) {
 			f := forwarded{from: from}
 			for _, r := range rcpts {
 				f.rcpts = append(f.rcpts, r.Addr)
-				f.copy = r.Copy
 			}
 			fw = append(fw, f)
 			return nil
@@ -192,15 +190,20 @@ func TestMailboxOnceAndMailboxBCC(t *testing.T) {
 	if !strings.Contains(res[1].Done, "duplicate of user1@example.org") {
 		t.Errorf("second recipient: %q", res[1].Done)
 	}
+	if len(*fw) != 0 {
+		t.Errorf("mailbox copies re-injected as new messages: %+v", *fw)
+	}
 	var copies []string
-	for _, f := range *fw {
-		if !f.copy {
-			t.Errorf("mailbox BCC forward not marked as a copy: %+v", f)
+	for _, r := range res {
+		for _, c := range r.Add {
+			if !c.Copy {
+				t.Errorf("mailbox BCC copy not marked as a copy: %+v", c)
+			}
+			copies = append(copies, c.Addr+"<"+c.Orig)
 		}
-		copies = append(copies, f.rcpts...)
 	}
 	sort.Strings(copies)
-	if strings.Join(copies, ",") != "archive@far.example,user1@relay.example.org,user2@relay.example.org" {
+	if strings.Join(copies, ",") != "archive@far.example<user2@example.org,user1@relay.example.org<user1@example.org,user2@relay.example.org<user2@example.org" {
 		t.Errorf("copies = %v", copies)
 	}
 }
@@ -232,14 +235,75 @@ func TestMailboxOnceUnderEverySpelling(t *testing.T) {
 		t.Errorf("mailboxes %v, want alice and bob once each", got)
 	}
 	n := 0
-	for _, f := range *fw {
-		for _, r := range f.rcpts {
-			if r == "alice@google.example" {
+	for _, r := range res {
+		for _, c := range r.Add {
+			if c.Addr == "alice@google.example" {
 				n++
 			}
 		}
 	}
-	if n != 1 {
-		t.Errorf("%d mailbox_bcc_maps copies for alice, want 1: %+v", n, *fw)
+	if n != 1 || len(*fw) != 0 {
+		t.Errorf("%d mailbox_bcc_maps copies for alice, want 1: %+v %+v", n, res, *fw)
+	}
+}
+
+// A mailbox_bcc_maps copy is returned for the queue to add to the same
+// message, only with a delivery that succeeded: a mailbox that cannot be
+// written gives no copy (its retry does), and nothing is re-injected
+// (issue 13: a copy's failed re-injection had the retry write the
+// mailbox again). A copy's own mailbox makes its copies too.
+func TestMailboxBCCOnlyWithDelivery(t *testing.T) {
+	l, spool, fw := setup(t, "")
+	tb, _, err := maps.Open("inline:{ alice=bob@example.org, bob=alice@example.org }")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.o.MailboxBCC = tb
+	os.MkdirAll(spool, 0o755)
+	os.WriteFile(filepath.Join(spool, "alice"), nil, 0o644) // not a directory: the Maildir cannot be made
+	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "alice@example.org"}, {Addr: "bob@example.org", Copy: true}})
+	if res[0].Err == nil || len(res[0].Add) != 0 {
+		t.Errorf("failed mailbox: err %v, copies %+v; want an error and no copy", res[0].Err, res[0].Add)
+	}
+	if res[1].Err != nil || len(res[1].Add) != 1 || res[1].Add[0] != (envelope.Rcpt{Addr: "alice@example.org", Orig: "bob@example.org", Copy: true}) {
+		t.Errorf("copy's mailbox: err %v, copies %+v", res[1].Err, res[1].Add)
+	}
+	if len(*fw) != 0 {
+		t.Errorf("re-injected: %+v", *fw)
+	}
+}
+
+// The copies are rewritten as mail mailtee makes itself (they were
+// re-injected messages once), and looked up and rewritten before the
+// mailbox is written: a table that fails defers with nothing written,
+// so the retry writes the mailbox once.
+func TestMailboxBCCRewrittenFirst(t *testing.T) {
+	l, spool, _ := setup(t, "")
+	tb, _, err := maps.Open("inline:{ alice=archive@example.org }")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.o.MailboxBCC = tb
+	var fail error
+	l.o.Rewrite = func(ctx context.Context, from string, rcpts []envelope.Rcpt) ([]envelope.Rcpt, error) {
+		if fail != nil {
+			return nil, fail
+		}
+		out := append([]envelope.Rcpt(nil), rcpts...)
+		for i := range out {
+			out[i].Addr = strings.Replace(out[i].Addr, "archive@", "archive@vault.", 1)
+		}
+		return out, nil
+	}
+	fail = errors.New("virtual_alias_maps: table unavailable")
+	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "alice@example.org"}})
+	var de *deliver.Error
+	if !errors.As(res[0].Err, &de) || de.Permanent || mailboxes(t, spool)["alice"] != 0 {
+		t.Fatalf("a failed rewrite: %v, mailboxes %v; want a deferral and nothing written", res[0].Err, mailboxes(t, spool))
+	}
+	fail = nil
+	res = l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "alice@example.org"}})
+	if res[0].Err != nil || len(res[0].Add) != 1 || res[0].Add[0].Addr != "archive@vault.example.org" || mailboxes(t, spool)["alice"] != 1 {
+		t.Errorf("got %+v, mailboxes %v", res[0], mailboxes(t, spool))
 	}
 }

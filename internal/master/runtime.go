@@ -45,11 +45,11 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 		ok, _ := t.mydest.Match(context.Background(), domain)
 		return ok
 	}
-	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forwarder.Forward, s.asUser)
+	cl, err := cleanup.New(cleanupOptions(cfg, t, func(line string) { s.log.Printf("cleanup", "%s", line) }))
 	if err != nil {
 		return nil, err
 	}
-	cl, err := cleanup.New(cleanupOptions(cfg, t, func(line string) { s.log.Printf("cleanup", "%s", line) }))
+	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forwarder.Forward, cl.RewriteCopies, s.asUser)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +265,8 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 }
 
 // localFor builds the local delivery agent.
-func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error, asUser *asuser.Pool) (*local.Local, error) {
+func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error,
+	rewrite func(context.Context, string, []envelope.Rcpt) ([]envelope.Rcpt, error), asUser *asuser.Pool) (*local.Local, error) {
 	// The passwd file is read once per configuration load rather than at
 	// each delivery; a reload reads it again.
 	pw, err := local.ReadPasswd(passwdFile)
@@ -283,6 +284,7 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		AsUser:      asUser,
 		Forward:     forward,
 		MailboxBCC:  t.mailboxBCC,
+		Rewrite:     rewrite,
 	}
 	if mt := cfg.Get("mailbox_transport"); strings.HasPrefix(mt, "lmtp:") {
 		nexthop := strings.TrimPrefix(mt, "lmtp:")

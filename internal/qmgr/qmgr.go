@@ -115,7 +115,7 @@ func (a LocalAgent) Deliver(ctx context.Context, nexthop string, msg *deliver.Me
 	}
 	out := make([]queue.Outcome, len(rcpts))
 	for i, r := range a.Local().Deliver(ctx, msg, lr) {
-		out[i] = queue.Outcome{Err: r.Err, Relay: "local", Reply: r.Done}
+		out[i] = queue.Outcome{Err: r.Err, Relay: "local", Reply: r.Done, Add: r.Add}
 	}
 	return out
 }

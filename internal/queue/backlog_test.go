@@ -88,7 +88,7 @@ func BenchmarkBacklogRcptMemory(b *testing.B) {
 	before := liveHeap()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		q.store.dropCache(enqueueDeferred(b, q, i, n, 1))
+		q.st().dropCache(enqueueDeferred(b, q, i, n, 1))
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(liveHeap()-before)/float64(b.N*n), "heapB/rcpt")

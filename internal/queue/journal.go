@@ -30,7 +30,8 @@ import (
 //
 // A message stays in the journal only until its first state change. A
 // delivery pass that leaves anything to record (a deferral, a hold, a
-// bounce notice) first moves it to a file of its own (migrate), as any
+// bounce notice, an added recipient) first moves it to a file of its own
+// (migrate), as any
 // large message is stored; a message all of whose recipients are done
 // gets a D record instead of a removal. So the messages of a segment are
 // normally done within seconds, and segments are deleted oldest first

@@ -60,8 +60,8 @@ func TestJournalGroupCommit(t *testing.T) {
 	if files := spoolFiles(t, dir); len(files) != 0 {
 		t.Errorf("%d messages got a file of their own", len(files))
 	}
-	syncs := q.store.jn.syncs.Load()
-	t.Logf("%d messages, %d fdatasyncs, %d directory syncs", n, syncs, q.store.jn.syncer.Syncs())
+	syncs := q.st().jn.syncs.Load()
+	t.Logf("%d messages, %d fdatasyncs, %d directory syncs", n, syncs, q.st().jn.syncer.Syncs())
 	if syncs >= int64(n) {
 		t.Errorf("%d fdatasyncs for %d messages: no group commit", syncs, n)
 	}
@@ -125,7 +125,7 @@ func TestJournalMovedTwice(t *testing.T) {
 	if err != nil || len(js.live) != 1 {
 		t.Fatalf("journal: %v, %+v", err, js)
 	}
-	if err := q1.store.moveOut(js.live[0]); err != nil { // the file, not the D record
+	if err := q1.st().moveOut(js.live[0]); err != nil { // the file, not the D record
 		t.Fatal(err)
 	}
 	q2 := startQueue(t, f.options(dir))
@@ -246,7 +246,7 @@ func TestJournalSegmentsRoll(t *testing.T) {
 	if f.body("big@one.example") != big {
 		t.Errorf("large message's body differs")
 	}
-	if got := q.store.jn.recs.Load(); got != n {
+	if got := q.st().jn.recs.Load(); got != n {
 		t.Errorf("%d messages went to the journal, want %d (not the large one)", got, n)
 	}
 	// One more message lets the last full segment go if a writer held
@@ -411,7 +411,7 @@ func TestJournalCompaction(t *testing.T) {
 		return err == nil
 	})
 	waitFor(t, "old segments deleted", func() bool { return len(segments(t, dir)) <= keep+1 })
-	m, err := q.store.load(slow)
+	m, err := q.st().load(slow)
 	if err != nil {
 		t.Fatalf("the moved message's file: %v", err)
 	}

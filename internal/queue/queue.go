@@ -6,6 +6,11 @@
 // Delivery is done by the caller's Deliver function, routing by its Route
 // function: the queue knows neither SMTP nor Maildir, only which
 // recipients of which message go to which next hop, and what came back.
+//
+// The scheduler (queue.go) reaches the storage only through the spool
+// interface (spool.go); the files, the intake journal, the pool of
+// reused files and the state sidecars behind it are store.go,
+// journal.go and state.go.
 package queue
 
 import (
@@ -16,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +36,13 @@ type Outcome struct {
 	Relay string // "host[ip]:port", "local", "none"
 	Reply string // the success reply, for the log
 	DSN   string // enhanced status code, "2.0.0" when empty and Err is nil
+	// Add, with Err nil, are recipients to add to the message
+	// (mailbox_bcc_maps copies): recorded in the same durable write as
+	// this delivery, and delivered by a later pass like any other
+	// recipient. An address that is a recipient of the message already
+	// (case-folded) is not added again, so copies of copies end. With an
+	// Err, Add is ignored: the retry makes the copies.
+	Add []envelope.Rcpt
 }
 
 // permanent is implemented by delivery errors that know whether they are
@@ -92,9 +105,9 @@ type Options struct {
 
 // Queue is the spool and its scheduler.
 type Queue struct {
-	o     Options
-	store *store
-	log   *slog.Logger
+	o   Options
+	sp  spool
+	log *slog.Logger
 
 	mu      sync.Mutex
 	msgs    map[string]*entry
@@ -152,47 +165,13 @@ func Open(o Options) (*Queue, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	st, err := openStore(o.Dir)
+	st, loaded, err := openSpool(o.Dir, !o.noJournal, o.Log)
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{o: o, store: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]chan struct{}{}, dead: map[envelope.Hop]suspended{}, wake: make(chan struct{}, 1), quit: make(chan struct{}), compact: compactEvery}
+	q := &Queue{o: o, sp: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]chan struct{}{}, dead: map[envelope.Hop]suspended{}, wake: make(chan struct{}, 1), quit: make(chan struct{}), compact: compactEvery}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
-	ids, err := st.scan(true)
-	if err != nil {
-		return nil, err
-	}
-	st.resetPool()
-	if !o.noJournal {
-		moved, js, err := st.recoverJournal(ids)
-		if err != nil {
-			return nil, err
-		}
-		for p, n := range js.damaged {
-			q.log.Warn(fmt.Sprintf("queue journal %s: %d damaged records skipped; segment moved to %s", p, n, st.corrupt))
-		}
-		for _, note := range js.notes {
-			q.log.Info("queue journal " + note)
-		}
-		if len(moved) > 0 {
-			q.log.Info(fmt.Sprintf("queue journal: %d messages of the previous run moved to files of their own", len(moved)))
-		}
-		ids = append(ids, moved...)
-		if st.jn, err = openJournal(st.jdir, js.last+1); err != nil {
-			return nil, err
-		}
-	}
-	loaded, errs := st.loadAll(ids)
-	for k, id := range ids {
-		m, err := loaded[k], errs[k]
-		if err != nil {
-			if mvErr := st.moveCorrupt(id); mvErr != nil {
-				q.log.Error("cannot move damaged queue file aside", "id", id, "err", mvErr)
-				continue
-			}
-			q.log.Warn(fmt.Sprintf("%s: damaged queue file moved to %s: %v", id, st.corrupt, err))
-			continue
-		}
+	for _, m := range loaded {
 		q.add(m)
 	}
 	return q, nil
@@ -229,7 +208,7 @@ func pendingRcpts(m *Message) int {
 }
 
 // NewID returns a fresh queue ID.
-func (q *Queue) NewID() string { return q.store.newID() }
+func (q *Queue) NewID() string { return q.sp.newID() }
 
 // Enqueue stores a message durably (file and directory entry synced)
 // and schedules it. It returns only once the message is on stable
@@ -247,7 +226,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, 
 	q.mu.Lock()
 	q.writing[id] = true
 	q.mu.Unlock()
-	m, err := q.store.put(id, env, body)
+	m, err := q.sp.put(id, env, body)
 	if err != nil {
 		q.mu.Lock()
 		delete(q.writing, id)
@@ -268,7 +247,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, 
 // Rescan picks up messages that appeared in the spool without Pickup
 // (for example while the control socket was unreachable).
 func (q *Queue) Rescan() {
-	ids, err := q.store.scan(false)
+	ids, err := q.sp.ids()
 	if err != nil {
 		q.log.Error("queue rescan", "err", err)
 		return
@@ -293,7 +272,7 @@ func (q *Queue) Pickup(id string) error {
 	if known {
 		return nil
 	}
-	m, err := q.store.load(id)
+	m, err := q.sp.load(id)
 	if err != nil {
 		return err
 	}
@@ -319,7 +298,7 @@ func (q *Queue) poke() {
 // Run delivers until Close. It returns once Close has been called and
 // deliveries in progress have finished.
 func (q *Queue) Run() {
-	if q.store.jn != nil {
+	if q.sp.compacts() {
 		q.wg.Add(1)
 		go q.compactLoop()
 	}
@@ -364,12 +343,13 @@ func (q *Queue) Run() {
 	}
 }
 
-// compactEvery is how often the journal is checked for segments to
-// empty; a variable for tests, taken by each queue when it opens.
+// compactEvery is how often the spool is asked to compact (the journal
+// checked for segments to empty); a variable for tests, taken by each
+// queue when it opens.
 var compactEvery = 5 * time.Second
 
-// compactLoop moves the messages of pinned journal segments to files of
-// their own (see journalKeep) until Close.
+// compactLoop has the spool free the storage that older messages hold
+// up until Close.
 func (q *Queue) compactLoop() {
 	defer q.wg.Done()
 	t := time.NewTicker(q.compact)
@@ -380,32 +360,22 @@ func (q *Queue) compactLoop() {
 			return
 		case <-t.C:
 		}
-		q.compactJournal()
+		q.compactSpool()
 	}
 }
 
-func (q *Queue) compactJournal() {
-	pinned := q.store.jn.pinned()
-	if len(pinned) == 0 {
-		return
-	}
-	var move []*Message
-	q.mu.Lock()
-	for _, e := range q.msgs {
-		if r := e.m.jn.Load(); r != nil && pinned[r.seg] {
-			move = append(move, e.m)
+func (q *Queue) compactSpool() {
+	q.sp.compact(func(moveIt func(*Message) bool) []*Message {
+		var move []*Message
+		q.mu.Lock()
+		for _, e := range q.msgs {
+			if moveIt(e.m) {
+				move = append(move, e.m)
+			}
 		}
-	}
-	q.mu.Unlock()
-	for _, m := range move {
-		if err := q.store.evacuate(m); err != nil {
-			q.log.Warn("queue journal: cannot move a message to a file of its own; it keeps older journal segments on disk", "id", m.ID, "err", err)
-			return
-		}
-	}
-	if len(move) > 0 {
-		q.log.Info(fmt.Sprintf("queue journal: %d messages moved to files of their own, to free %d older segments", len(move), len(pinned)))
-	}
+		q.mu.Unlock()
+		return move
+	})
 }
 
 // Close stops scheduling new deliveries and waits for those in flight,
@@ -429,9 +399,7 @@ func (q *Queue) Close(ctx context.Context) error {
 		<-done
 		err = ctx.Err()
 	}
-	if q.store.jn != nil {
-		q.store.jn.close()
-	}
+	q.sp.close()
 	return err
 }
 
@@ -479,7 +447,7 @@ func (q *Queue) process(e *entry) {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				q.recordGroup(p, nil)
+				q.recordGroup(p, nil, nil)
 				return
 			}
 			outs, skipped := q.suspendedOutcomes(hop, len(rcpts))
@@ -490,14 +458,18 @@ func (q *Queue) process(e *entry) {
 			<-sem
 			res := make([]Outcome, len(rcpts))
 			recs := make([]record, len(rcpts))
+			var adds []envelope.Rcpt
 			for k, i := range rcpts {
 				res[k] = Outcome{Err: errors.New("no result from delivery agent")}
 				if k < len(outs) {
 					res[k] = outs[k]
 				}
 				recs[k] = q.outcome(m, i, res[k])
+				if res[k].Err == nil {
+					adds = append(adds, res[k].Add...)
+				}
 			}
-			q.recordGroup(p, recs, func() {
+			q.recordGroup(p, recs, adds, func() {
 				for k, i := range rcpts {
 					q.logged(m, i, hop, res[k], recs[k])
 				}
@@ -505,7 +477,7 @@ func (q *Queue) process(e *entry) {
 		}()
 	}
 	wg.Wait()
-	q.finish(e)
+	q.finish(e, p.adds)
 }
 
 // recordGrace is how long the results of one next hop wait for those of
@@ -522,6 +494,10 @@ type pass struct {
 	left    int // groups still delivering
 	done    chan struct{}
 	waiting []*groupRecs // results not written yet
+	// adds are the records of the recipients the pass adds, applied to
+	// the message when the pass is over: until then its groups read
+	// m.Rcpts without the lock.
+	adds []record
 }
 
 type groupRecs struct {
@@ -536,14 +512,17 @@ type groupRecs struct {
 // their record: a crash before it delivers them again, as a crash before
 // an fsync would). A group that is not the last waits up to recordGrace
 // for the last, and stores its own records if the wait ends first.
-// log runs once the records are applied.
-func (q *Queue) recordGroup(p *pass, recs []record, log ...func()) {
+// The recipients a group adds are records of that group: they are
+// stored with its deliveries, in one write. log runs once the records
+// are applied.
+func (q *Queue) recordGroup(p *pass, recs []record, adds []envelope.Rcpt, log ...func()) {
 	m := p.e.m
-	g := &groupRecs{recs: recs}
 	q.mu.Lock()
 	for _, r := range recs {
 		m.apply(r)
 	}
+	recs = q.addRecords(p, recs, adds)
+	g := &groupRecs{recs: recs}
 	p.waiting = append(p.waiting, g)
 	p.left--
 	last := p.left == 0
@@ -571,7 +550,7 @@ func (q *Queue) recordGroup(p *pass, recs []record, log ...func()) {
 				mine = append(mine, w.recs...)
 			}
 		}
-		delivered := !p.e.removed
+		delivered := !p.e.removed && len(p.adds) == 0
 		for _, r := range m.Rcpts {
 			delivered = delivered && r.Status == Sent
 		}
@@ -590,6 +569,36 @@ func (q *Queue) recordGroup(p *pass, recs []record, log ...func()) {
 	q.persist(m, mine)
 }
 
+// addRecords appends to recs the records that add adds to m, each
+// address once: not one that is a recipient already, or added earlier
+// in the pass (q.mu held). Indexes follow the message's recipients and
+// those the pass added before.
+func (q *Queue) addRecords(p *pass, recs []record, adds []envelope.Rcpt) []record {
+	if len(adds) == 0 {
+		return recs
+	}
+	m := p.e.m
+	have := make(map[string]bool, len(m.Rcpts)+len(p.adds))
+	for i := range m.Rcpts {
+		have[strings.ToLower(m.Rcpts[i].Addr)] = true
+	}
+	for _, r := range p.adds {
+		have[strings.ToLower(r.Add.Addr)] = true
+	}
+	for _, a := range adds {
+		k := strings.ToLower(a.Addr)
+		if a.Addr == "" || have[k] {
+			continue
+		}
+		have[k] = true
+		a := a
+		rec := record{Rcpt: len(m.Rcpts) + len(p.adds), Op: "add", Add: &a}
+		p.adds = append(p.adds, rec)
+		recs = append(recs, rec)
+	}
+	return recs
+}
+
 // persist appends recs to m's state, fsynced unless all are deferrals
 // (a lost deferral only costs an earlier retry).
 func (q *Queue) persist(m *Message, recs []record) {
@@ -597,10 +606,15 @@ func (q *Queue) persist(m *Message, recs []record) {
 	for _, r := range recs {
 		durable = durable || r.Op != "deferred"
 	}
-	if err := q.store.appendState(m, durable, recs...); err != nil && durable {
+	if err := q.sp.record(m, durable, recs...); err != nil && durable {
 		// Without the records a restart would deliver again; say so
-		// loudly, keep going (the deliveries themselves happened).
-		q.log.Error("cannot record delivery state", "id", m.ID, "rcpt", m.Rcpts[recs[0].Rcpt].Addr, "err", err)
+		// loudly, keep going (the deliveries themselves happened, and
+		// the recipients they add are delivered in this run).
+		rcpt := ""
+		if i := recs[0].Rcpt; i >= 0 && i < len(m.Rcpts) {
+			rcpt = m.Rcpts[i].Addr
+		}
+		q.log.Error("cannot record delivery state", "id", m.ID, "rcpt", rcpt, "err", err)
 	}
 }
 
@@ -725,7 +739,7 @@ func (q *Queue) outcome(m *Message, i int, o Outcome) record {
 	if rec.DSN == "" {
 		rec.DSN = DSN(o.Err)
 	}
-	q.store.intern(&rec)
+	q.sp.intern(&rec)
 	return rec
 }
 
@@ -786,12 +800,14 @@ func DSN(err error) string {
 	return "4.0.0"
 }
 
-// finish decides what happens to a message after a delivery pass. The
-// entry stays busy until it is rescheduled or removed, so that a flush
-// or release meanwhile cannot start a second pass (and a second bounce).
-func (q *Queue) finish(e *entry) {
+// finish decides what happens to a message after a delivery pass that
+// added the recipients of adds. The entry stays busy until it is
+// rescheduled or removed, so that a flush or release meanwhile cannot
+// start a second pass (and a second bounce).
+func (q *Queue) finish(e *entry, adds []record) {
 	m := e.m
 	q.mu.Lock()
+	m.applyAdds(adds)
 	q.active--
 	q.actRcpt -= e.rcpts
 	if e.flush {
@@ -811,7 +827,7 @@ func (q *Queue) finish(e *entry) {
 	if pending || e.removed {
 		// The next attempt is minutes away: the memory is better
 		// spent on new mail.
-		q.store.dropCache(m)
+		q.sp.dropCache(m)
 		e.busy = false
 		if !e.removed {
 			q.scheduleLocked(e, q.nextDue(m))
@@ -845,7 +861,7 @@ func (q *Queue) markNotified(m *Message, idx []int) error {
 	for k, i := range idx {
 		recs[k] = record{Rcpt: i, Op: "notified"}
 	}
-	if err := q.store.appendState(m, true, recs...); err != nil {
+	if err := q.sp.record(m, true, recs...); err != nil {
 		return err
 	}
 	q.mu.Lock()
@@ -868,7 +884,7 @@ func (q *Queue) removeFile(e *entry, reuse bool) {
 	if gone {
 		return // deleted by the administrator meanwhile
 	}
-	if err := q.store.remove(e.m, reuse); err != nil {
+	if err := q.sp.remove(e.m, reuse); err != nil {
 		q.log.Error("cannot remove queue file", "id", e.m.ID, "err", err)
 	}
 	q.mu.Lock()
@@ -891,6 +907,7 @@ type Info struct {
 	From    string
 	Hold    bool
 	Active  bool
+	Parent  string `json:",omitempty"` // the message this one was made from
 	Rcpts   []RcptInfo
 }
 
@@ -901,8 +918,11 @@ type RcptInfo struct {
 }
 
 func info(m *Message, active bool) Info {
-	in := Info{ID: m.ID, Arrival: m.Env.Arrival, Size: m.Size, From: m.Env.From, Hold: m.Hold, Active: active}
+	in := Info{ID: m.ID, Arrival: m.Env.Arrival, Size: m.Size, From: m.Env.From, Hold: m.Hold, Active: active, Parent: m.Env.Parent}
 	for _, r := range m.Rcpts {
+		if r.lost {
+			continue
+		}
 		st := r.Status.String()
 		if r.Status == Pending {
 			st = "pending"
@@ -975,34 +995,13 @@ func older(at time.Time, id string, at2 time.Time, id2 string) bool {
 // ListDir describes the messages in a spool that no server is running
 // on (mailtee queue list on a stopped server).
 func ListDir(dir string) ([]Info, error) {
-	st, err := openStore(dir)
+	ms, err := listSpool(dir)
 	if err != nil {
 		return nil, err
 	}
-	ids, err := st.scan(false)
-	if err != nil {
-		return nil, err
-	}
-	var out []Info
-	have := map[string]bool{}
-	loaded, errs := st.loadAll(ids)
-	for k, id := range ids {
-		m, err := loaded[k], errs[k]
-		if err != nil {
-			continue
-		}
-		have[id] = true
-		out = append(out, info(m, false))
-	}
-	// Messages the server had not moved out of its journal yet.
-	js, err := readJournal(st.jdir)
-	if err != nil {
-		return nil, err
-	}
-	for _, jm := range js.live {
-		if !have[jm.id] {
-			out = append(out, info(jm.message(), false))
-		}
+	out := make([]Info, len(ms))
+	for i, m := range ms {
+		out[i] = info(m, false)
 	}
 	sortInfo(out)
 	return out, nil
@@ -1053,7 +1052,7 @@ func (q *Queue) setHold(id string, hold bool) error {
 	if hold {
 		op = "hold"
 	}
-	if err := q.store.appendState(e.m, true, record{Rcpt: -1, Op: op}); err != nil {
+	if err := q.sp.record(e.m, true, record{Rcpt: -1, Op: op}); err != nil {
 		return err
 	}
 	q.mu.Lock()

@@ -367,7 +367,7 @@ func BenchmarkEnqueue(b *testing.B) {
 	for _, mode := range []string{"journal", "group", "solo"} {
 		b.Run(mode, func(b *testing.B) {
 			q := benchQueue(b, mode == "journal", func(context.Context, *Message, envelope.Hop, []int) []Outcome { return nil })
-			q.store.syncer.Solo = mode == "solo"
+			q.st().syncer.Solo = mode == "solo"
 			b.SetParallelism(5) // 10 senders on 2 cores
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
@@ -377,7 +377,7 @@ func BenchmarkEnqueue(b *testing.B) {
 					}
 				}
 			})
-			b.ReportMetric(float64(q.store.fsyncs())/float64(b.N), "fsyncs/op")
+			b.ReportMetric(float64(q.st().fsyncs())/float64(b.N), "fsyncs/op")
 		})
 	}
 }
@@ -444,7 +444,7 @@ func benchDeliveryLoop(b *testing.B, journal bool) {
 		b.Errorf("%d deliveries for %d messages", n, b.N)
 	}
 	q.Close(context.Background())
-	b.ReportMetric(float64(q.store.fsyncs())/float64(b.N), "fsyncs/op")
+	b.ReportMetric(float64(q.st().fsyncs())/float64(b.N), "fsyncs/op")
 }
 
 // A delivered message leaves nothing in the spool: no message file, no
@@ -459,11 +459,11 @@ func TestDeliveredLeavesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tmpfile && !q.store.tmpfile {
+		if tmpfile && !q.st().tmpfile {
 			t.Log("O_TMPFILE is not used here (unsupported or not durable); testing hidden names only")
 			continue
 		}
-		q.store.tmpfile = tmpfile
+		q.st().tmpfile = tmpfile
 		go q.Run()
 		t.Cleanup(func() { q.Close(context.Background()) })
 		q.Enqueue(context.Background(), q.NewID(), env("a@one.example", "b@two.example"), strings.NewReader("x\r\n"))
@@ -503,7 +503,7 @@ func TestBodyCache(t *testing.T) {
 	body := "Subject: cache\r\n\r\n" + benchBody
 	q.Enqueue(context.Background(), q.NewID(), env("b@two.example"), strings.NewReader(body))
 	waitFor(t, "a deferral", func() bool { return f.calls1() >= 1 })
-	waitFor(t, "the cache released", func() bool { return q.store.cached.Load() == 0 })
+	waitFor(t, "the cache released", func() bool { return q.st().cached.Load() == 0 })
 	if got := f.body("b@two.example"); got != "" {
 		t.Fatalf("deferred recipient got a body")
 	}
@@ -537,12 +537,12 @@ func TestTornStateLine(t *testing.T) {
 	fh, _ := os.OpenFile(st, os.O_WRONLY|os.O_APPEND, 0)
 	fh.WriteString("\n{\"r\":1,\"op\":\"se") // torn
 	fh.Close()
-	m, err := q.store.load(id)
+	m, err := q.st().load(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q.store.appendState(m, true, record{Rcpt: 1, Op: "sent"})
-	m2, _ := q.store.load(id)
+	q.st().appendState(m, true, record{Rcpt: 1, Op: "sent"})
+	m2, _ := q.st().load(id)
 	if m2.Rcpts[1].Status != Sent || m2.Rcpts[0].Status != Sent {
 		t.Errorf("after a torn line, states are %q and %q; want both sent", m2.Rcpts[0].Status, m2.Rcpts[1].Status)
 	}
@@ -633,7 +633,7 @@ func TestRecordGrace(t *testing.T) {
 					return false
 				}
 				var err error
-				m, err = q.store.load(id)
+				m, err = q.st().load(id)
 				return err == nil && m.Rcpts[0].Status == Sent
 			})
 			if m.Rcpts[0].Status != Sent || m.Rcpts[1].Status != Pending {
@@ -644,7 +644,7 @@ func TestRecordGrace(t *testing.T) {
 		}
 		close(release)
 		waitFor(t, "an empty spool", func() bool { return drained(t, q, dir) && len(allFiles(t, dir)) == 0 })
-		if n := q.store.appends.Load(); !slow && n != 0 {
+		if n := q.st().appends.Load(); !slow && n != 0 {
 			t.Errorf("%d state writes though both hops finished within the grace", n)
 		} else if slow && n != 1 {
 			t.Errorf("%d state writes; want 1 (a's result)", n)
@@ -772,7 +772,7 @@ func TestFileReuse(t *testing.T) {
 	if ino := st.Sys().(*syscall.Stat_t).Ino; ino != oldIno {
 		t.Errorf("new message in inode %d, want the pooled %d", ino, oldIno)
 	}
-	m, err := q.store.load(id)
+	m, err := q.st().load(id)
 	if err != nil {
 		t.Fatalf("reused file does not load: %v", err)
 	}
@@ -922,3 +922,6 @@ func TestPickupOnlyIDs(t *testing.T) {
 		t.Errorf("the queue's own IDs must be valid: %q, %q", id, q.NewID())
 	}
 }
+
+// st is the queue's spool as stored, for tests that look inside.
+func (q *Queue) st() *store { return q.sp.(*store) }

@@ -20,7 +20,10 @@ import (
 // that a record torn by a crash, without its newline, cannot swallow the
 // next one). A record is about one recipient (r), or about several (rs,
 // ranges of recipient indexes: "0-99,105"; r is then -1), or about the
-// message (r -1: hold, release).
+// message (r -1: hold, release), or adds a recipient to the message (op
+// "add", r its index, add the recipient: a mailbox_bcc_maps copy, written
+// with the record of the delivery that made it, so that the delivery and
+// its copy are recorded together or not at all).
 //
 // The file stays O(recipients), however often they are retried:
 //
@@ -83,6 +86,10 @@ type RcptState struct {
 	Status   Status
 	Expired  bool // bounced because the message stayed too long
 	Notified bool // a notification about the bounce has been queued
+	// lost marks the place of an added recipient whose record never
+	// reached the disk (a write that failed, then one that did not):
+	// it holds the index of those after it, and is never delivered.
+	lost bool
 }
 
 // NextTry is when the recipient may be tried next (zero: now).
@@ -95,15 +102,16 @@ func (r *RcptState) NextTry() time.Time {
 
 // record is one line of a sidecar state file.
 type record struct {
-	Rcpt     int    `json:"r"`            // recipient index, -1 for message-level records and ranges
-	Rcpts    string `json:"rs,omitempty"` // recipient ranges, "0-99,105"
-	Op       string `json:"op"`           // "sent", "bounced", "deferred", "notified", "hold", "release"
-	Next     int64  `json:"n,omitempty"`  // next try, Unix seconds (deferred)
-	Err      string `json:"e,omitempty"`  // reason
-	DSN      string `json:"d,omitempty"`  // enhanced status code
-	Relay    string `json:"relay,omitempty"`
-	Expired  bool   `json:"x,omitempty"`
-	Attempts int32  `json:"a,omitempty"` // attempts so far (compacted deferrals); otherwise a deferral counts one
+	Rcpt     int            `json:"r"`            // recipient index, -1 for message-level records and ranges
+	Rcpts    string         `json:"rs,omitempty"` // recipient ranges, "0-99,105"
+	Op       string         `json:"op"`           // "sent", "bounced", "deferred", "notified", "hold", "release", "add"
+	Next     int64          `json:"n,omitempty"`  // next try, Unix seconds (deferred)
+	Err      string         `json:"e,omitempty"`  // reason
+	DSN      string         `json:"d,omitempty"`  // enhanced status code
+	Relay    string         `json:"relay,omitempty"`
+	Expired  bool           `json:"x,omitempty"`
+	Attempts int32          `json:"a,omitempty"`   // attempts so far (compacted deferrals); otherwise a deferral counts one
+	Add      *envelope.Rcpt `json:"add,omitempty"` // the recipient an "add" record adds, at index r
 
 	at *Attempt // Err, DSN and Relay, shared (intern)
 }
@@ -146,6 +154,9 @@ func (m *Message) apply(r record) {
 	case "release":
 		m.Hold = false
 		return
+	case "add":
+		m.addRcpt(r)
+		return
 	}
 	if r.Rcpts != "" {
 		eachRcpt(r.Rcpts, len(m.Rcpts), func(i int) { m.applyRcpt(i, &r) })
@@ -156,8 +167,45 @@ func (m *Message) apply(r record) {
 	}
 }
 
+// addGapMax bounds the lost recipients an add record may imply: one
+// record must not take the memory of millions.
+const addGapMax = 1 << 16
+
+// addRcpt adds the recipient of an add record at its index. An index
+// that is taken is a record seen before (a compacted file replayed
+// onto a message that has it); one past the end follows add records that
+// never reached the disk: their places are kept, lost, so that every
+// later record names the recipient it named when it was written.
+func (m *Message) addRcpt(r record) {
+	if r.Add == nil || r.Rcpt < len(m.Rcpts) || r.Rcpt > len(m.Rcpts)+addGapMax {
+		return
+	}
+	for len(m.Rcpts) < r.Rcpt {
+		m.Rcpts = append(m.Rcpts, RcptState{Attempt: &noAttempt, Status: Sent, lost: true})
+	}
+	m.Rcpts = append(m.Rcpts, RcptState{Rcpt: *r.Add, Attempt: &noAttempt})
+}
+
+// applyAdds adds the recipients of a delivery pass's add records to m,
+// once the pass is over (q.mu held). The spool may be reading m's
+// recipients meanwhile (moving it out of the journal): not while they
+// grow.
+func (m *Message) applyAdds(adds []record) {
+	if len(adds) == 0 {
+		return
+	}
+	m.stMu.Lock()
+	defer m.stMu.Unlock()
+	for _, r := range adds {
+		m.addRcpt(r)
+	}
+}
+
 func (m *Message) applyRcpt(i int, r *record) {
 	st := &m.Rcpts[i]
+	if st.lost {
+		return
+	}
 	if r.Op == "notified" {
 		st.Notified = true
 		return
@@ -259,10 +307,24 @@ func groups(recs []record) []record {
 
 // coalesce writes the records of one delivery pass that say the same
 // thing as one record. Records about the message, or naming a recipient
-// twice, are kept as they are: their order matters.
+// twice, are kept as they are: their order matters. Add records go last,
+// as they are: a pass records nothing else about the recipients it adds.
 func coalesce(recs []record) []record {
 	if len(recs) < 2 {
 		return recs
+	}
+	for k := range recs {
+		if recs[k].Op == "add" {
+			var rest, adds []record
+			for _, r := range recs {
+				if r.Op == "add" {
+					adds = append(adds, r)
+				} else {
+					rest = append(rest, r)
+				}
+			}
+			return append(coalesce(rest), adds...)
+		}
 	}
 	seen := make(map[int]bool, len(recs))
 	for _, r := range recs {
@@ -276,9 +338,17 @@ func coalesce(recs []record) []record {
 
 // snapshot is the compacted form of m's state: what replaying it gives.
 func snapshot(m *Message) []record {
-	var recs, notified []record
+	var adds, recs, notified []record
+	for i := m.nEnv; i < len(m.Rcpts); i++ {
+		if r := &m.Rcpts[i]; !r.lost {
+			adds = append(adds, record{Rcpt: i, Op: "add", Add: &r.Rcpt})
+		}
+	}
 	for i := range m.Rcpts {
 		r := &m.Rcpts[i]
+		if r.lost {
+			continue
+		}
 		rec := record{Rcpt: i, Err: r.LastErr, DSN: r.DSN, Relay: r.Relay}
 		switch r.Status {
 		case Sent:
@@ -296,7 +366,8 @@ func snapshot(m *Message) []record {
 		}
 		recs = append(recs, rec)
 	}
-	out := append(groups(recs), groups(notified)...)
+	out := append(adds, groups(recs)...)
+	out = append(out, groups(notified)...)
 	if m.Hold {
 		out = append(out, record{Rcpt: -1, Op: "hold"})
 	}
@@ -438,7 +509,7 @@ func (s *store) compactState(m *Message, recs []record) (done bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	scratch := &Message{Rcpts: make([]RcptState, len(m.Rcpts))}
+	scratch := &Message{Rcpts: make([]RcptState, m.nEnv), nEnv: m.nEnv}
 	for i := range scratch.Rcpts {
 		scratch.Rcpts[i].Attempt = &noAttempt
 	}

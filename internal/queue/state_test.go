@@ -74,7 +74,7 @@ func TestStateFileBounded(t *testing.T) {
 	if most > 2*stateCompactMin {
 		t.Errorf("state file grew to %d bytes over 1000 deferrals of 100 recipients; want at most %d", most, 2*stateCompactMin)
 	}
-	m2, err := q.store.load(m.ID)
+	m2, err := q.st().load(m.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestStateFileBounded(t *testing.T) {
 	if r := m2.Rcpts[99]; r.Attempts != 1000 || !strings.Contains(r.LastErr, "suspended") || r.NextTry().IsZero() {
 		t.Errorf("reloaded recipient: %d attempts, reason %q, next try %v", r.Attempts, r.LastErr, r.NextTry())
 	}
-	if n := q.store.compactErrs.Load(); n != 0 {
+	if n := q.st().compactErrs.Load(); n != 0 {
 		t.Errorf("%d compactions failed", n)
 	}
 }
@@ -95,7 +95,7 @@ func TestStateCompactionKeepsState(t *testing.T) {
 	q, m := stateQueue(t, 40)
 	persist := func(recs ...record) {
 		for i := range recs {
-			q.store.intern(&recs[i])
+			q.st().intern(&recs[i])
 			m.apply(recs[i])
 		}
 		q.persist(m, recs)
@@ -129,22 +129,22 @@ func TestStateCompactionKeepsState(t *testing.T) {
 			persist(record{Rcpt: -1, Op: "hold"})
 		}
 	}
-	if q.store.compactions.Load() == 0 {
+	if q.st().compactions.Load() == 0 {
 		t.Fatal("no compaction happened")
 	}
-	m2, err := q.store.load(m.ID)
+	m2, err := q.st().load(m.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sameState(t, "after compactions and appends", m2, m)
 	// And once more, compacted just now.
 	m.stMu.Lock()
-	done, err := q.store.compactState(m, nil)
+	done, err := q.st().compactState(m, nil)
 	m.stMu.Unlock()
 	if !done || err != nil {
 		t.Fatalf("compaction: %v %v", done, err)
 	}
-	m3, _ := q.store.load(m.ID)
+	m3, _ := q.st().load(m.ID)
 	sameState(t, "compacted", m3, m)
 	if !m3.Hold || m3.Rcpts[5].Status != Bounced || !m3.Rcpts[5].Notified || m3.Rcpts[7].Notified || !m3.Rcpts[6].Expired ||
 		m3.Rcpts[39].Attempts != 11 || m3.Rcpts[37].Attempts != 30 || m3.Rcpts[38].Attempts != 0 || m3.Rcpts[38].LastErr != "" || m3.Rcpts[0].LastErr != "250 queued as 0" {
@@ -170,7 +170,7 @@ func TestOldStateFileLoads(t *testing.T) {
 	if err := os.WriteFile(m.file()+".st", old, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m2, err := q.store.load(m.ID)
+	m2, err := q.st().load(m.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,14 +179,14 @@ func TestOldStateFileLoads(t *testing.T) {
 		t.Fatalf("old state file loaded as %+v", m2.Rcpts)
 	}
 	before := stSize(t, m2)
-	if err := q.store.appendState(m2, false, record{Rcpt: 0, Op: "deferred", Next: 1700000200, Err: "x", DSN: "4.4.1", Relay: "none"}); err != nil {
+	if err := q.st().appendState(m2, false, record{Rcpt: 0, Op: "deferred", Next: 1700000200, Err: "x", DSN: "4.4.1", Relay: "none"}); err != nil {
 		t.Fatal(err)
 	}
 	m2.apply(record{Rcpt: 0, Op: "deferred", Next: 1700000200, Err: "x", DSN: "4.4.1", Relay: "none"})
 	if after := stSize(t, m2); after >= before/4 {
 		t.Errorf("old state file of %d bytes is %d bytes after a state change; want it compacted", before, after)
 	}
-	m3, _ := q.store.load(m.ID)
+	m3, _ := q.st().load(m.ID)
 	sameState(t, "compacted old file", m3, m2)
 }
 
@@ -200,29 +200,29 @@ func TestCompactionCrashLeftover(t *testing.T) {
 	}
 	tmp := filepath.Join(filepath.Dir(m.file()), "."+m.ID+".st.tmp")
 	os.WriteFile(tmp, []byte("\n{\"r\":-1,\"rs\":\"0-9\",\"op\":\"se"), 0o600) // torn
-	m2, err := q.store.load(m.ID)
+	m2, err := q.st().load(m.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sameState(t, "beside a torn compaction", m2, m)
-	if ids, _ := q.store.scan(false); len(ids) != 1 {
+	if ids, _ := q.st().scan(false); len(ids) != 1 {
 		t.Errorf("the leftover is listed as a message: %v", ids)
 	}
 	old := time.Now().Add(-2 * time.Hour)
 	os.Chtimes(tmp, old, old)
-	q.store.scan(true)
+	q.st().scan(true)
 	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
 		t.Errorf("the leftover of a crashed compaction is still there at start-up")
 	}
 	// The next compaction writes over a fresh leftover.
 	os.WriteFile(tmp, []byte("junk"), 0o600)
 	m.stMu.Lock()
-	done, err := q.store.compactState(m, nil)
+	done, err := q.st().compactState(m, nil)
 	m.stMu.Unlock()
 	if !done || err != nil {
 		t.Fatal(done, err)
 	}
-	m3, _ := q.store.load(m.ID)
+	m3, _ := q.st().load(m.ID)
 	sameState(t, "compacted over a leftover", m3, m)
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -55,10 +56,14 @@ type Message struct {
 	ID string
 	// Env is the envelope without its recipients (Env.Rcpts is nil):
 	// they are in Rcpts, once.
-	Env   envelope.Envelope
-	Size  int64 // body size
+	Env  envelope.Envelope
+	Size int64 // body size
+	// Rcpts are the envelope's recipients, then those added since
+	// (Outcome.Add), in the order they were added.
 	Rcpts []RcptState
 	Hold  bool
+
+	nEnv int // recipients of the stored envelope; the rest are in the sidecar
 
 	dir     string // the spool directory of its own file (s.qdir, not a copy); set before jn is cleared
 	bodyOff int64
@@ -80,6 +85,7 @@ func newMessage(id string, env *envelope.Envelope, size int64) *Message {
 	m := &Message{ID: id, Env: *env, Size: size}
 	m.Env.Rcpts = nil
 	m.Rcpts = make([]RcptState, len(env.Rcpts))
+	m.nEnv = len(env.Rcpts)
 	for i, r := range env.Rcpts {
 		if r.Orig == r.Addr {
 			r.Orig = r.Addr
@@ -90,11 +96,12 @@ func newMessage(id string, env *envelope.Envelope, size int64) *Message {
 	return m
 }
 
-// envelope is m's envelope with its recipients, as stored.
+// envelope is m's envelope with its recipients, as stored: without the
+// recipients added since, which the sidecar records.
 func (m *Message) envelope() *envelope.Envelope {
 	env := m.Env
-	env.Rcpts = make([]envelope.Rcpt, len(m.Rcpts))
-	for i := range m.Rcpts {
+	env.Rcpts = make([]envelope.Rcpt, m.nEnv)
+	for i := range env.Rcpts {
 		env.Rcpts[i] = m.Rcpts[i].Rcpt
 	}
 	return &env
@@ -130,13 +137,14 @@ func openSection(path string, off, size int64) (io.ReadCloser, error) {
 	}{io.NewSectionReader(f, off, size), f}, nil
 }
 
-// store is the spool directory.
+// store is the spool directory: the spool interface's implementation.
 type store struct {
-	dir     string   // queue_directory
-	qdir    string   // queue_directory/queue
-	jdir    string   // queue_directory/journal
-	jn      *journal // nil: every message gets a file of its own
-	corrupt string   // queue_directory/corrupt
+	log     *slog.Logger // the server's (openSpool); nil otherwise
+	dir     string       // queue_directory
+	qdir    string       // queue_directory/queue
+	jdir    string       // queue_directory/journal
+	jn      *journal     // nil: every message gets a file of its own
+	corrupt string       // queue_directory/corrupt
 	syncer  *safeio.DirSyncer
 	seq     atomic.Uint64
 	// tmpfile: new files are made with O_TMPFILE and linked into place
