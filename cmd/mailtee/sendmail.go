@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"github.com/mailtee/mailtee/internal/master"
 	"io"
 	"io/fs"
-	"net/mail"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -98,8 +95,8 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitBadData
 	}
 	limit, _ := cfg.Int("message_size_limit")
-	body, err := readMessage(stdin, dotEnds, limit)
-	if errors.Is(err, errTooBig) {
+	body, err := maildrop.ReadMessage(stdin, dotEnds, limit)
+	if errors.Is(err, maildrop.ErrTooBig) {
 		fmt.Fprintf(stderr, "mailtee sendmail: message too big (message_size_limit is %d bytes)\n", limit)
 		return exitBadData
 	}
@@ -129,7 +126,7 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if extract {
 		hdr, rest := maildrop.SplitHeader(body)
-		more, kept, err := extractRecipients(hdr)
+		more, kept, err := maildrop.ExtractRecipients(hdr)
 		if err != nil {
 			fmt.Fprintf(stderr, "mailtee sendmail: -t: %v\n", err)
 			return exitBadData
@@ -163,78 +160,4 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// A stopped server is no failure: the file waits in maildrop for
 	// its next start, as with Postfix.
 	return exitOK
-}
-
-// errTooBig is readMessage's error for a message over the size limit.
-var errTooBig = errors.New("message too big")
-
-// readMessage reads the message, turning line endings into CRLF. Unless
-// -i was given, a line with a single "." ends it, as in sendmail.
-// A positive limit bounds the message (Postfix's sendmail refuses one
-// over message_size_limit before postdrop).
-func readMessage(r io.Reader, dotEnds bool, limit int64) ([]byte, error) {
-	var out bytes.Buffer
-	br := bufio.NewReader(r)
-	for {
-		line, err := br.ReadString('\n')
-		if line != "" {
-			text := strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-			if dotEnds && text == "." {
-				break
-			}
-			out.WriteString(text)
-			out.WriteString("\r\n")
-			if limit > 0 && int64(out.Len()) > limit {
-				return nil, errTooBig
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out.Bytes(), nil
-}
-
-// extractRecipients reads To, Cc and Bcc (-t) and drops Bcc from the
-// header.
-func extractRecipients(hdr []byte) ([]string, []byte, error) {
-	m, err := mail.ReadMessage(bytes.NewReader(append(append([]byte{}, hdr...), '\r', '\n')))
-	if err != nil {
-		return nil, nil, err
-	}
-	var out []string
-	for _, field := range []string{"To", "Cc", "Bcc"} {
-		if m.Header.Get(field) == "" {
-			continue
-		}
-		list, err := m.Header.AddressList(field)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %v", field, err)
-		}
-		for _, a := range list {
-			out = append(out, a.Address)
-		}
-	}
-	// Remove Bcc lines (and their continuations).
-	var kept bytes.Buffer
-	skip := false
-	for _, line := range bytes.SplitAfter(hdr, []byte("\r\n")) {
-		if len(line) == 0 {
-			continue
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if !skip {
-				kept.Write(line)
-			}
-			continue
-		}
-		skip = bytes.HasPrefix(bytes.ToLower(line), []byte("bcc:"))
-		if !skip {
-			kept.Write(line)
-		}
-	}
-	return out, kept.Bytes(), nil
 }
