@@ -101,3 +101,14 @@ func TestCheckRefusesWhatServeRefuses(t *testing.T) {
 		}
 	}
 }
+
+// A setgid_group the administrator names and this system lacks leaves
+// sendmail to root: check says so (serve says it again at start).
+func TestCheckSetgidGroupMissing(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("alias_maps =\nsetgid_group = nosuchgroup-mailtee\n"), 0o644)
+	code, out, _ := mailtee(t, "", "check", "-c", dir)
+	if code != exitOK || !strings.Contains(out, "line 2: setgid_group:") || !strings.Contains(out, "groupadd --system nosuchgroup-mailtee") {
+		t.Errorf("exit %d, want 0 and a warning about the group:\n%s", code, out)
+	}
+}

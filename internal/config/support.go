@@ -69,7 +69,7 @@ var implemented = map[string]paramInfo{
 	"local_header_rewrite_clients": {allowed: []string{"permit_inet_interfaces", "permit_mynetworks"}},
 	"config_directory":             {}, "queue_directory": {}, "postfix_queue_directory": {valid: validAbsPath},
 	// sendmail's drop into maildrop (internal/maildrop)
-	"setgid_group": {}, "alternate_config_directories": {},
+	"setgid_group": {valid: validGroupName}, "alternate_config_directories": {valid: validAbsPaths},
 	// who is local, who may relay
 	"mydestination":                       {kind: KindDomainList},
 	"relay_domains":                       {kind: KindDomainList},

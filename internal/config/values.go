@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"fmt"
+	"github.com/mailtee/mailtee/internal/pflist"
 	"net"
 	"net/netip"
 	"os"
@@ -289,6 +290,33 @@ func (c *Config) checkTLSFiles(out *diag.List) {
 func validAbsPath(v string) error {
 	if !strings.HasPrefix(v, "/") {
 		return fmt.Errorf("%q: must be an absolute path, such as /var/spool/postfix", v)
+	}
+	return nil
+}
+
+// validGroupName is setgid_group: a group name as useradd(8) takes one
+// (whether the group exists is the server's to say: check may run
+// elsewhere).
+func validGroupName(v string) error {
+	for i, r := range v {
+		ok := r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && (r == '-' || r == '.' || r >= '0' && r <= '9')
+		if !ok {
+			return fmt.Errorf("%q: not a group name (letters, digits, '_', '-' and '.', starting with a letter or '_'), such as postdrop", v)
+		}
+	}
+	if v == "" {
+		return fmt.Errorf("empty: sendmail for users other than root needs a group, such as postdrop")
+	}
+	return nil
+}
+
+// validAbsPaths is a list of directories that must be absolute
+// (alternate_config_directories: compared with what a user gives -c).
+func validAbsPaths(v string) error {
+	for _, el := range pflist.Split(v) {
+		if err := validAbsPath(el); err != nil {
+			return err
+		}
 	}
 	return nil
 }

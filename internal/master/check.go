@@ -2,6 +2,7 @@ package master
 
 import (
 	"fmt"
+	"os/user"
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/cleanup"
@@ -60,6 +61,11 @@ func stageFindings(cfg *config.Config, opened map[string]maps.Table) diag.List {
 	}
 	for _, p := range cleanup.Check(cleanupOptions(cfg, t, nil)) {
 		out.Errorf(cfg.File, settingLine(cfg, p.Param), "%v", p)
+	}
+	if set, ok := cfg.Set("setgid_group"); ok {
+		if _, err := user.LookupGroup(cfg.Get("setgid_group")); err != nil {
+			out.Warnf(cfg.File, set.Line, "setgid_group: %v: only root can submit with mailtee sendmail until the group exists (groupadd --system %s)", err, cfg.Get("setgid_group"))
+		}
 	}
 	return append(out, transportFindings(cfg, opened)...)
 }

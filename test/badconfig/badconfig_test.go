@@ -35,6 +35,9 @@ var bad = map[string]string{
 	"always_bcc": "a b c @@",
 	// relative: found from wherever mailtee was started
 	"postfix_queue_directory": "spool/postfix",
+	// a group name with a blank; a relative directory
+	"setgid_group":                 "post drop",
+	"alternate_config_directories": "/etc/postfix-out, etc/postfix-in",
 	// a set of known words: a typo
 	"canonical_classes":              "envelope_sender, envelope_recipent",
 	"sender_canonical_classes":       "envelope_sendr",
