@@ -243,11 +243,14 @@ func validRejectCode(v string) error {
 }
 
 // checkTLSFiles does what serve does with smtpd_tls_cert_file and
-// smtpd_tls_key_file (see serverTLS in cmd/mailtee): load the pair, and
+// smtpd_tls_key_file (see serverTLS in internal/master): load the pair, and
 // refuse to start if it does not load.
 func (c *Config) checkTLSFiles(out *diag.List) {
 	certSet, cs := c.set["smtpd_tls_cert_file"]
 	keySet, ks := c.set["smtpd_tls_key_file"]
+	if lvl, ok := c.set["smtpd_tls_security_level"]; ok && c.Get("smtpd_tls_security_level") == "encrypt" && c.Get("smtpd_tls_cert_file") == "" {
+		out.Errorf(c.File, lvl.Line, "smtpd_tls_security_level: encrypt refuses mail without STARTTLS, which needs smtpd_tls_cert_file and smtpd_tls_key_file: no client could send mail")
+	}
 	if !cs && !ks {
 		return
 	}

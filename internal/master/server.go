@@ -192,6 +192,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		SoftErrorLimit:  mustInt(cfg, "smtpd_soft_error_limit"),
 		MaxClients:      mustInt(cfg, "default_process_limit"), // master.cf is not read
 		TLS:             tlsCfg,
+		RequireTLS:      cfg.Get("smtpd_tls_security_level") == "encrypt",
 		SMTPUTF8:        cfg.Get("smtputf8_enable") == "yes",
 		Policy:          rt.policy,
 		Queue:           s.door,

@@ -71,6 +71,10 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		// go-smtp lets a second MAIL through; Postfix does not.
 		return reply(503, "5.5.1", "Error: nested MAIL command")
 	}
+	if s.srv.o.RequireTLS && !s.c.isTLS() {
+		// Postfix's smtpd, at smtpd_tls_security_level = encrypt.
+		return reply(530, "5.7.0", "Must issue a STARTTLS command first")
+	}
 	if rej := s.c.overRate(anvil.Message); rej != nil {
 		return rej
 	}

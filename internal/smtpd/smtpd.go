@@ -147,8 +147,11 @@ type Options struct {
 	Client ClientLimits
 
 	// TLS enables STARTTLS (TLS 1.2 at least); nil offers none.
-	TLS      *tls.Config
-	SMTPUTF8 bool // smtputf8_enable
+	TLS *tls.Config
+	// RequireTLS is smtpd_tls_security_level = encrypt: MAIL is refused
+	// until the client has said STARTTLS.
+	RequireTLS bool
+	SMTPUTF8   bool // smtputf8_enable
 
 	// Policy decides relaying and recipients. Nil is an empty Policy:
 	// no client may relay and no domain is ours, so every RCPT is

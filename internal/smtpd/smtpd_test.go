@@ -549,6 +549,23 @@ func TestSTARTTLS(t *testing.T) {
 	}
 }
 
+// smtpd_tls_security_level = encrypt: no mail without STARTTLS, as
+// Postfix's "530 5.7.0 Must issue a STARTTLS command first".
+func TestRequireTLS(t *testing.T) {
+	cert, pool := selfSigned(t)
+	ts := start(t, func(o *Options) {
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		o.RequireTLS = true
+	})
+	c := ts.session(t)
+	c.must("MAIL FROM:<s@remote.example>", "530 5.7.0 Must issue a STARTTLS command first")
+	c = startTLS(t, ts, pool)
+	c.cmd("EHLO client.example")
+	if got := c.mail("s@remote.example", []string{"alice@example.com"}, "secret\r\n"); !strings.HasPrefix(got, "250 ") {
+		t.Errorf("over TLS: %q", got)
+	}
+}
+
 // smtpd_hard_error_limit: "421 4.7.0 %s Error: too many errors", checked
 // before each command; an accepted message forgives earlier errors.
 func TestHardErrorLimit(t *testing.T) {
