@@ -7,12 +7,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/mailtee/mailtee/internal/master"
 	"io"
 	"os"
 
 	"github.com/mailtee/mailtee/internal/asuser"
 	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/master"
 )
 
 // Exit codes, as DESIGN.md sets them.

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/mailtee/mailtee/internal/master"
 	"io"
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/maillog"
+	"github.com/mailtee/mailtee/internal/master"
 	"github.com/mailtee/mailtee/internal/queue"
 )
 

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/mailtee/mailtee/internal/master"
 	"io"
 	"io/fs"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/maildrop"
+	"github.com/mailtee/mailtee/internal/master"
 )
 
 // runSendmail is Postfix's sendmail(1) and postdrop(1) for cron jobs and

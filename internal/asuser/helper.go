@@ -13,9 +13,10 @@ import (
 	"sync"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/maildir"
-	"golang.org/x/sys/unix"
 )
 
 // Main is the helper process: args are UID and GID. It drops to them,

@@ -3,7 +3,6 @@ package config
 import (
 	"crypto/tls"
 	"fmt"
-	"github.com/mailtee/mailtee/internal/pflist"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/pflist"
 )
 
 // The value checks of the implemented parameters whose values are not

@@ -1,20 +1,19 @@
 package local
 
 import (
-	"runtime"
-	"sort"
-
 	"context"
 	"errors"
-	"github.com/mailtee/mailtee/internal/envelope"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strings"
 	"testing"
 
 	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/maps"
 )
 

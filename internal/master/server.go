@@ -7,7 +7,6 @@ package master
 import (
 	"context"
 	"fmt"
-	"github.com/mailtee/mailtee/internal/envelope"
 	"io"
 	"net"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/dnsresolve"
+	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maildrop"
 	"github.com/mailtee/mailtee/internal/maillog"

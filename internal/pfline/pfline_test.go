@@ -1,9 +1,10 @@
 package pfline
 
 import (
-	"github.com/mailtee/mailtee/internal/diag"
 	"reflect"
 	"testing"
+
+	"github.com/mailtee/mailtee/internal/diag"
 )
 
 // Cases follow postconf(5): "A logical line starts with non-whitespace
