@@ -187,7 +187,14 @@ func (p *Pickup) prepare() error {
 		}
 		if gid >= 0 && d.name != CorruptDir {
 			if err := os.Lchown(path, -1, gid); err != nil {
-				return fmt.Errorf("setgid_group %s: %w", p.o.Group, err)
+				// A server not run as root (the quickstart, a test)
+				// cannot give maildrop a group it is not in: then only
+				// its own user submits, as with no such group.
+				if os.Geteuid() == 0 || !errors.Is(err, fs.ErrPermission) {
+					return fmt.Errorf("setgid_group %s: %w", p.o.Group, err)
+				}
+				p.o.Log(fmt.Sprintf("warning: setgid_group %s: not running as root, the group cannot be given to maildrop: only this user can submit with mailtee sendmail", p.o.Group))
+				gid = -1
 			}
 		}
 		if err := os.Chmod(path, d.mode); err != nil {
