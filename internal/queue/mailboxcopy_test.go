@@ -108,7 +108,7 @@ func TestMailboxCopyWithDelivery(t *testing.T) {
 	}
 }
 
-// localOutcome is serve.go's mapping of a local delivery's result.
+// localOutcome is qmgr.LocalAgent's mapping of a local delivery's result.
 func localOutcome(r local.Result) queue.Outcome {
 	return queue.Outcome{Err: r.Err, Relay: "local", Reply: r.Done, Add: r.Add}
 }

@@ -468,7 +468,7 @@ func TestFaultSilentNextHop(t *testing.T) {
 		}
 		hint := ""
 		if fltLines(in, "smtp_helo_timeout: not implemented") != nil {
-			hint = " mailtee ignores smtp_helo_timeout (its log says so): the greeting waits for the fixed 5-minute command timeout of cmd/mailtee/serve.go."
+			hint = " mailtee ignores smtp_helo_timeout (its log says so): the greeting waits for the fixed 5-minute command timeout set in internal/master."
 		}
 		t.Fatalf("no deferral %v after a silent next hop accepted the connection (smtp_helo_timeout = 5s).%s Log:\n%s",
 			time.Since(t0).Round(time.Second), hint, in.Log.String())
