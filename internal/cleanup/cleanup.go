@@ -110,8 +110,9 @@ func (c *Cleanup) rewriteHeaders(env *envelope.Envelope) bool {
 // rewritten, then the body as it is, read as the queue reads the
 // returned reader. That reader fails with a *Refusal when the message is
 // refused (too many hops), after reading body to its end. id is the
-// queue ID for the log ("" when not known yet); external is mail from
-// outside (SMTP clients, local submission), which gets the BCC copies.
+// queue ID for the log ("" when not known yet); src says where the
+// message comes from: mail from outside (SMTP clients, local
+// submission) gets the BCC copies.
 func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope, body io.Reader, src Source) (*envelope.Envelope, io.Reader, error) {
 	external := !src.Internal
 	rw := c.internal
@@ -249,6 +250,11 @@ func Refuse(code int, enhanced, format string, args ...any) *Refusal {
 }
 
 func (r *Refusal) Error() string { return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text) }
+
+// Temporary says whether the refusal is for now (4XX: a table that
+// cannot answer) rather than for good (5XX: too many hops): pickup keeps
+// a submission refused for now and sets aside one refused for good.
+func (r *Refusal) Temporary() bool { return r.Code/100 == 4 }
 
 // SMTPReply is the reply smtpd sends for r.
 func (r *Refusal) SMTPReply() (code int, enhanced, text string) { return r.Code, r.Enhanced, r.Text }

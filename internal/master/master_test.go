@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/maildrop"
 )
 
 // syncBuffer is a log that the server writes while the test reads it.
@@ -117,5 +118,51 @@ func TestServeAndReload(t *testing.T) {
 	}
 	if n := strings.Count(log.String(), "to=<arch2@example.net>"); n != 2 {
 		t.Errorf("after a refused reload, %d copies to arch2, want 2:\n%s", n, log.String())
+	}
+}
+
+// A local submission that cleanup refuses for good (too many hops) is
+// set aside with the reason, not retried at every scan; sendmail's
+// drop goes through the server's pickup and cleanup's door.
+func TestPickupRefusedForGood(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	writeMainCF(t, dir, port, "")
+	f, _ := os.OpenFile(filepath.Join(dir, "main.cf"), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("hopcount_limit = 3\n")
+	f.Close()
+	cfg, err := config.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	findings, opened := Check(cfg)
+	if findings.HasErrors() {
+		t.Fatal(findings)
+	}
+	var log syncBuffer
+	s, err := New(cfg, &log, opened)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(5 * time.Second)
+	qdir := QueueDir(cfg)
+	drop := func(msg string) {
+		t.Helper()
+		d := &maildrop.Drop{UID: uint32(os.Getuid()), User: "root", Arrival: time.Now(), From: "root", Rcpts: []string{"b@example.com"}}
+		if _, _, err := maildrop.Post(qdir, d, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drop(strings.Repeat("Received: by loop.example\r\n", 3) + "Subject: loop\r\n\r\nx\r\n")
+	drop("Subject: fine\r\n\r\nx\r\n")
+	waitLog(t, &log, "to=<b@example.com>")
+	waitLog(t, &log, "refused: 554 5.4.6 too many hops")
+	left, _ := os.ReadDir(filepath.Join(qdir, maildrop.DropDir))
+	aside, _ := os.ReadDir(filepath.Join(qdir, maildrop.CorruptDir))
+	if len(left) != 0 || len(aside) != 1 {
+		t.Errorf("%d files left in maildrop, %d set aside; want 0 and 1:\n%s", len(left), len(aside), log.String())
 	}
 }
