@@ -86,9 +86,3 @@ func transportFindings(cfg *config.Config, opened map[string]maps.Table) diag.Li
 	}
 	return route.CheckTransports(cfg.File, Transports(), params, tables)
 }
-
-// MailboxFindings reports mailboxes that mailtee, run as root, could not
-// write with their recipient's privileges. Only `mailtee check` looks:
-// with home_mailbox it examines every user's home directory, which on a
-// site with automounted homes is no work for each start and reload.
-func MailboxFindings(cfg *config.Config) diag.List { return mailboxFindings(cfg) }

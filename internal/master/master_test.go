@@ -44,11 +44,13 @@ func freePort(t *testing.T) string {
 	return port
 }
 
-func writeMainCF(t *testing.T, dir, port, bcc string) *config.Config {
+// writeMainCF writes and loads a main.cf that discards all mail, with
+// always_bcc = bcc and the lines of extra.
+func writeMainCF(t *testing.T, dir, port, bcc, extra string) *config.Config {
 	t.Helper()
 	cf := "queue_directory = " + filepath.Join(dir, "queue") + "\n" +
 		"myhostname = mx.example.org\nmydestination =\nalias_maps =\ninet_interfaces = 127.0.0.1\nsmtpd_port = " + port + "\n" +
-		"mynetworks = 127.0.0.0/8\ndefault_transport = discard:test\nalways_bcc = " + bcc + "\n"
+		"mynetworks = 127.0.0.0/8\ndefault_transport = discard:test\nalways_bcc = " + bcc + "\n" + extra
 	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(cf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +59,26 @@ func writeMainCF(t *testing.T, dir, port, bcc string) *config.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// serve checks cfg as serve does and runs a server on it until the test
+// ends; its log is returned.
+func serve(t *testing.T, cfg *config.Config) (*Server, *syncBuffer) {
+	t.Helper()
+	findings, opened := Check(cfg)
+	if findings.HasErrors() {
+		t.Fatal(findings)
+	}
+	log := new(syncBuffer)
+	s, err := New(cfg, log, opened)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop(5 * time.Second) })
+	return s, log
 }
 
 func waitLog(t *testing.T, log *syncBuffer, want string) {
@@ -76,20 +98,7 @@ func waitLog(t *testing.T, log *syncBuffer, want string) {
 func TestServeAndReload(t *testing.T) {
 	dir := t.TempDir()
 	port := freePort(t)
-	cfg := writeMainCF(t, dir, port, "arch1@example.net")
-	findings, opened := Check(cfg)
-	if findings.HasErrors() {
-		t.Fatal(findings)
-	}
-	var log syncBuffer
-	s, err := New(cfg, &log, opened)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop(5 * time.Second)
+	s, log := serve(t, writeMainCF(t, dir, port, "arch1@example.net", ""))
 	addr := s.listeners[0].Addr().String()
 	send := func() {
 		t.Helper()
@@ -98,17 +107,17 @@ func TestServeAndReload(t *testing.T) {
 		}
 	}
 	send()
-	waitLog(t, &log, "to=<arch1@example.net>")
-	writeMainCF(t, dir, port, "arch2@example.net")
+	waitLog(t, log, "to=<arch1@example.net>")
+	writeMainCF(t, dir, port, "arch2@example.net", "")
 	if err := s.Reload(dir); err != nil {
 		t.Fatal(err)
 	}
 	send()
-	waitLog(t, &log, "to=<arch2@example.net>")
+	waitLog(t, log, "to=<arch2@example.net>")
 
 	// A configuration serve would refuse is refused by reload too, and
 	// the running one is kept.
-	writeMainCF(t, dir, port, "a b c @@")
+	writeMainCF(t, dir, port, "a b c @@", "")
 	if err := s.Reload(dir); err == nil || !strings.Contains(err.Error(), "always_bcc") {
 		t.Errorf("reload with always_bcc = a b c @@: %v", err)
 	}
@@ -127,27 +136,8 @@ func TestServeAndReload(t *testing.T) {
 func TestPickupRefusedForGood(t *testing.T) {
 	dir := t.TempDir()
 	port := freePort(t)
-	writeMainCF(t, dir, port, "")
-	f, _ := os.OpenFile(filepath.Join(dir, "main.cf"), os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString("hopcount_limit = 3\n")
-	f.Close()
-	cfg, err := config.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	findings, opened := Check(cfg)
-	if findings.HasErrors() {
-		t.Fatal(findings)
-	}
-	var log syncBuffer
-	s, err := New(cfg, &log, opened)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop(5 * time.Second)
+	cfg := writeMainCF(t, dir, port, "", "hopcount_limit = 3\n")
+	_, log := serve(t, cfg)
 	qdir := QueueDir(cfg)
 	drop := func(msg string) {
 		t.Helper()
@@ -158,8 +148,8 @@ func TestPickupRefusedForGood(t *testing.T) {
 	}
 	drop(strings.Repeat("Received: by loop.example\r\n", 3) + "Subject: loop\r\n\r\nx\r\n")
 	drop("Subject: fine\r\n\r\nx\r\n")
-	waitLog(t, &log, "to=<b@example.com>")
-	waitLog(t, &log, "refused: 554 5.4.6 too many hops")
+	waitLog(t, log, "to=<b@example.com>")
+	waitLog(t, log, "refused: 554 5.4.6 too many hops")
 	left, _ := os.ReadDir(filepath.Join(qdir, maildrop.DropDir))
 	aside, _ := os.ReadDir(filepath.Join(qdir, maildrop.CorruptDir))
 	if len(left) != 0 || len(aside) != 1 {

@@ -332,7 +332,11 @@ func privsFindings(cfg *config.Config) diag.List {
 	return out
 }
 
-func mailboxFindings(cfg *config.Config) diag.List {
+// MailboxFindings reports mailboxes that mailtee, run as root, could not
+// write with their recipient's privileges. Only `mailtee check` looks:
+// with home_mailbox it examines every user's home directory, which on a
+// site with automounted homes is no work for each start and reload.
+func MailboxFindings(cfg *config.Config) diag.List {
 	pw, err := local.ReadPasswd(passwdFile)
 	if err != nil {
 		return nil

@@ -5,6 +5,7 @@
 package master
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -100,7 +101,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		tlsLevel = "may"
 	}
 	s.smtp = &deliver.Client{
-		HeloName:       firstNonEmpty(cfg.Get("smtp_helo_name"), s.host),
+		HeloName:       cmp.Or(cfg.Get("smtp_helo_name"), s.host),
 		TLSLevel:       tlsLevel,
 		BindAddr:       cfg.Get("smtp_bind_address"),
 		BindAddr6:      cfg.Get("smtp_bind_address6"),
@@ -237,13 +238,6 @@ func QueueDir(cfg *config.Config) string {
 		return abs
 	}
 	return d
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // portName maps Postfix's service names to numbers ("smtp" is 25).

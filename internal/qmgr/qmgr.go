@@ -8,6 +8,7 @@
 package qmgr
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -126,21 +127,14 @@ type ErrorAgent struct{}
 
 func (ErrorAgent) Deliver(ctx context.Context, nexthop string, msg *deliver.Message, rcpts []envelope.Rcpt) []queue.Outcome {
 	return each(len(rcpts), queue.Outcome{Relay: "none", Err: &deliver.Error{Permanent: true, Enhanced: "5.0.0",
-		Text: or(nexthop, "mail for this destination is refused"), Relay: "none"}})
+		Text: cmp.Or(nexthop, "mail for this destination is refused"), Relay: "none"}})
 }
 
 // DiscardAgent is Postfix's discard(8): delivered to nowhere, logged.
 type DiscardAgent struct{}
 
 func (DiscardAgent) Deliver(ctx context.Context, nexthop string, msg *deliver.Message, rcpts []envelope.Rcpt) []queue.Outcome {
-	return each(len(rcpts), queue.Outcome{Relay: "none", Reply: "discarded: " + or(nexthop, "by transport")})
-}
-
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+	return each(len(rcpts), queue.Outcome{Relay: "none", Reply: "discarded: " + cmp.Or(nexthop, "by transport")})
 }
 
 // Injector queues a message mailtee made from another (cleanup's Door).
@@ -188,7 +182,7 @@ func (e Events) Queued(m *queue.Message) {
 func (e Events) Delivery(m *queue.Message, i int, hop envelope.Hop, o queue.Outcome, status string, delay time.Duration) {
 	r := m.Rcpts[i]
 	d := maillog.Delivery{ID: m.ID, To: r.Addr, OrigTo: r.Orig, Relay: o.Relay, Transport: hop.Transport,
-		Delay: delay, DSN: or(o.DSN, queue.DSN(o.Err)), Status: status, Copy: r.Copy}
+		Delay: delay, DSN: cmp.Or(o.DSN, queue.DSN(o.Err)), Status: status, Copy: r.Copy}
 	if d.Transport == "none" || d.Transport == "" {
 		d.Transport = "qmgr"
 	}

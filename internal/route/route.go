@@ -34,6 +34,7 @@
 package route
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -89,11 +90,11 @@ func (r *Router) Route(ctx context.Context, rcpt string) (envelope.Hop, error) {
 	hop := envelope.Hop{Nexthop: domain}
 	switch class {
 	case "local":
-		channel = or(r.LocalTransport, "local")
+		channel = cmp.Or(r.LocalTransport, "local")
 	case "relay":
-		channel = or(r.RelayTransport, "relay")
+		channel = cmp.Or(r.RelayTransport, "relay")
 	default:
-		channel = or(r.DefaultTransport, "smtp")
+		channel = cmp.Or(r.DefaultTransport, "smtp")
 	}
 	if class != "local" && r.Relayhost != "" {
 		hop.Nexthop = r.Relayhost
@@ -139,13 +140,6 @@ func (r *Router) class(ctx context.Context, domain string) (string, error) {
 		}
 	}
 	return "default", nil
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // splitResult splits "transport:nexthop" at the first colon; an empty
