@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -257,6 +258,14 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("myhostname = x\nmydestination = $myhostname,\n  localhost\n"))
 	f.Add([]byte("a = ${{$compatibility_level} <level {2} ? {x} : {y}}\nsmtpd_banner = $a ${b?{c}:{d}} $(e) $$\n"))
 	f.Add([]byte("x = ${\n= y\n  z\n#c\nq = ${a?${b:${c}}}\n"))
+	// A host name in inet_interfaces is looked up in DNS, with a 10 s
+	// timeout: the parser is fuzzed here, not the resolver, and a
+	// lookup that waits made the fuzzing engine give up on a worker.
+	old := lookupHost
+	lookupHost = func(host string) ([]netip.Addr, error) {
+		return nil, fmt.Errorf("lookup %s: no DNS while fuzzing", host)
+	}
+	f.Cleanup(func() { lookupHost = old })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := Parse("/d", "/d/main.cf", data)
 		c.Check()
