@@ -60,6 +60,8 @@ type request struct {
 	QueueID     string `json:"qid"`
 	From        string `json:"from"`
 	DeliveredTo string `json:"to"`
+	// Open is how an "open" request checks the file it opens.
+	Open *OpenOptions `json:"open,omitempty"`
 	// Size is the message's size as the queue knows it (0: unknown); a
 	// larger one than maxInline goes through a pipe straight away.
 	Size int64 `json:"-"`
@@ -69,6 +71,10 @@ type request struct {
 type reply struct {
 	ID  uint64         `json:"id"`
 	Err *deliver.Error `json:"err,omitempty"`
+	// Owner is the owner of a file opened by an "open" request, whose
+	// descriptor comes with the reply (file).
+	Owner uint32   `json:"owner,omitempty"`
+	file  *os.File // from SCM_RIGHTS
 }
 
 // A record is a request (JSON, a newline, then the message when it is
@@ -278,7 +284,7 @@ type helper struct {
 	wmu     sync.Mutex // one record at a time
 	mu      sync.Mutex
 	next    uint64
-	pending map[uint64]chan *deliver.Error
+	pending map[uint64]chan *reply
 	dead    error
 }
 
@@ -314,7 +320,7 @@ func start(o Options, c Cred) (*helper, error) {
 		conn.Close()
 		return nil, err
 	}
-	h := &helper{cred: c, cmd: cmd, conn: conn, warn: o.Warn, pending: map[uint64]chan *deliver.Error{}, used: time.Now()}
+	h := &helper{cred: c, cmd: cmd, conn: conn, warn: o.Warn, pending: map[uint64]chan *reply{}, used: time.Now()}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -327,11 +333,24 @@ func start(o Options, c Cred) (*helper, error) {
 
 // call sends req with body and waits for the reply.
 func (h *helper) call(ctx context.Context, req request, body io.Reader) error {
-	ch := make(chan *deliver.Error, 1)
+	r := h.roundTrip(ctx, req, body)
+	if r.file != nil {
+		r.file.Close()
+	}
+	if r.Err != nil { // not a nil *deliver.Error in an error
+		return r.Err
+	}
+	return nil
+}
+
+// roundTrip sends req with body and returns the reply; a failure to get
+// one is a reply with Err set.
+func (h *helper) roundTrip(ctx context.Context, req request, body io.Reader) *reply {
+	ch := make(chan *reply, 1)
 	h.mu.Lock()
 	if h.dead != nil {
 		h.mu.Unlock()
-		return failure("local delivery helper (%v) is gone: %v", h.cred, h.dead)
+		return &reply{Err: failure("local delivery helper (%v) is gone: %v", h.cred, h.dead)}
 	}
 	h.next++
 	req.ID = h.next
@@ -364,7 +383,7 @@ func (h *helper) call(ctx context.Context, req request, body io.Reader) error {
 		var err error
 		if pr, pw, err = os.Pipe(); err != nil {
 			forget()
-			return failure("cannot make a pipe for the local delivery helper: %v", err)
+			return &reply{Err: failure("cannot make a pipe for the local delivery helper: %v", err)}
 		}
 		oob = unix.UnixRights(int(pr.Fd()))
 	}
@@ -380,7 +399,7 @@ func (h *helper) call(ctx context.Context, req request, body io.Reader) error {
 		}
 		forget()
 		h.fail(err)
-		return failure("cannot talk to local delivery helper (%v): %v", h.cred, err)
+		return &reply{Err: failure("cannot talk to local delivery helper (%v): %v", h.cred, err)}
 	}
 	copied := make(chan struct{})
 	if pw != nil {
@@ -402,19 +421,16 @@ func (h *helper) call(ctx context.Context, req request, body io.Reader) error {
 	}
 	// The caller closes body once call returns: the copy must be over.
 	select {
-	case e := <-ch:
+	case r := <-ch:
 		<-copied
-		if e != nil { // not a nil *deliver.Error in an error
-			return e
-		}
-		return nil
+		return r
 	case <-ctx.Done():
 		forget()
 		if pw != nil {
 			pw.Close() // ends a copy blocked on a helper that reads no more
 		}
 		<-copied
-		return failure("local delivery interrupted: %v", ctx.Err())
+		return &reply{Err: failure("local delivery interrupted: %v", ctx.Err())}
 	}
 }
 
@@ -422,8 +438,9 @@ func (h *helper) call(ctx context.Context, req request, body io.Reader) error {
 // reaps the process.
 func (h *helper) readReplies() {
 	buf := make([]byte, maxRecord)
+	oob := make([]byte, unix.CmsgSpace(4))
 	for {
-		n, _, _, _, err := h.conn.ReadMsgUnix(buf, nil)
+		n, oobn, _, _, err := h.conn.ReadMsgUnix(buf, oob)
 		if err != nil {
 			if err == io.EOF {
 				err = errors.New("it exited")
@@ -432,16 +449,23 @@ func (h *helper) readReplies() {
 			break
 		}
 		var r reply
-		if err := json.Unmarshal(buf[:n], &r); err != nil {
-			h.fail(fmt.Errorf("bad reply: %v", err))
+		f, ferr := bodyFile(oob[:oobn])
+		if err := json.Unmarshal(buf[:n], &r); err != nil || ferr != nil {
+			if f != nil {
+				f.Close()
+			}
+			h.fail(fmt.Errorf("bad reply: %v %v", err, ferr))
 			break
 		}
+		r.file = f
 		h.mu.Lock()
 		ch := h.pending[r.ID]
 		delete(h.pending, r.ID)
 		h.mu.Unlock()
 		if ch != nil {
-			ch <- r.Err
+			ch <- &r
+		} else if f != nil {
+			f.Close() // its caller gave up
 		}
 	}
 	// With its socket closed, the helper finishes what it has and exits.
@@ -459,7 +483,7 @@ func (h *helper) fail(err error) {
 	}
 	h.dead = err
 	for id, ch := range h.pending {
-		ch <- failure("local delivery helper (%v) failed: %v", h.cred, err)
+		ch <- &reply{Err: failure("local delivery helper (%v) failed: %v", h.cred, err)}
 		delete(h.pending, id)
 	}
 	h.conn.Close()

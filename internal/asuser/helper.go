@@ -112,10 +112,22 @@ func serve(conn *net.UnixConn) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := reply{ID: req.ID, Err: handle(req, body)}
+			var r reply
+			if req.Op == "open" {
+				body.Close()
+				r = handleOpen(req)
+			} else {
+				r.Err = handle(req, body)
+			}
+			r.ID = req.ID
 			rec, _ := json.Marshal(r)
+			var oob []byte
+			if r.file != nil {
+				oob = unix.UnixRights(int(r.file.Fd()))
+				defer r.file.Close()
+			}
 			wmu.Lock()
-			conn.Write(rec)
+			conn.WriteMsgUnix(rec, oob, nil)
 			wmu.Unlock()
 		}()
 	}
