@@ -382,3 +382,16 @@ func matchClose(s string, open int) (int, error) {
 func isNameByte(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
+
+// ExpandAttrs expands $name, ${name}, ${name?value} and ${name:value} in
+// s with lookup, as local(8)'s local_expand() does for forward_path and
+// command_execution_directory: lookup returns a run-time attribute
+// ($user, $home, $extension, ...), ok false when it has no value, and
+// Undefined lists the names that had none (Postfix skips such a
+// forward_path element). The caller filters what lookup returns: its
+// values are not expanded further only when they hold no '$'.
+func ExpandAttrs(s string, lookup func(name string) (string, bool)) (out string, undefined []string, err error) {
+	e := expander{lookup: lookup, undefined: func(n string) { undefined = append(undefined, n) }}
+	out, err = e.expand(s, 0)
+	return out, undefined, err
+}

@@ -33,6 +33,9 @@ type Message struct {
 	SMTPUTF8 bool
 	// EightBit says the content has 8-bit data (BODY=8BITMIME).
 	EightBit bool
+	// The client that sent the message, for local(8)'s command
+	// environment (CLIENT_HOSTNAME, ...); empty when unknown.
+	ClientName, ClientAddr, ClientHelo, ClientProtocol string
 }
 
 // ContentReader reads a message's content and remembers a read error, so

@@ -1,16 +1,30 @@
 // Package local is mailtee's local(8): delivery to the domains in
-// mydestination. A recipient is first expanded through alias_maps
-// (recursively, loop-safe, with Postfix's owner- convention), then each
-// resulting local user gets the message in a Maildir or over LMTP, and
-// each resulting remote address gets it forwarded as a new message.
+// mydestination, as Postfix's src/local does it. A recipient is expanded
+// through alias_maps (with owner- aliases, |command, /file and :include:
+// destinations), then through the user's .forward file (forward_path),
+// and what remains is delivered to the user's mailbox: over LMTP
+// (mailbox_transport), to mailbox_command, to a Maildir or an mbox in
+// the home directory (home_mailbox) or in mail_spool_directory. Remote
+// addresses an expansion yields are forwarded as new messages.
+//
+// Privileges are local(8)'s. A mailbox is written with its owner's uid
+// and gid. A command or file named by an alias runs as the owner of the
+// alias table, or as default_privs when root owns it; one named by a
+// .forward file runs as its user; one named by an :include: file runs as
+// the owner of that file when the context was root's. When mailtee runs
+// as root, that work happens in internal/asuser's helper processes; run
+// as another user, everything is done as that user.
+//
 // The mailbox_bcc_maps copies of the mailboxes are not messages of their
 // own: they are returned with the result (Result.Add), for the queue to
 // add to the same message in the record of the delivery, so that no
 // retry writes a mailbox again for a copy's sake, and no crash loses one.
 //
-// Deviation from Postfix (DESIGN.md): an alias name may be a full
+// Deviations from Postfix (DESIGN.md): an alias name may be a full
 // address. The full recipient address is looked up first, then the local
-// part, so the seed's user_maps keyed by user@relay.example works.
+// part, so the seed's user_maps keyed by user@relay.example works. Local
+// addresses found in an expansion are delivered in the same attempt, not
+// resubmitted as new messages (local(8)'s deliver_indirect).
 package local
 
 import (
@@ -19,46 +33,58 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
+	"time"
 
-	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/asuser"
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/header"
-	"github.com/mailtee/mailtee/internal/maildir"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/users"
 )
 
 // maxDepth bounds alias nesting; Postfix stops at 100 expansions too.
 const maxDepth = 100
 
+// User is a passwd entry.
+type User = users.User
+
 // Options configure local delivery, from main.cf.
 type Options struct {
-	Aliases   maps.Table // alias_maps; nil for none
-	Myorigin  string     // domain for bare names in alias values
-	Delimiter string     // recipient_delimiter
+	// Aliases are alias_maps, each with the owner of its file, whose
+	// rights its commands and files get (0, root: default_privs).
+	Aliases   []AliasTable
+	Myorigin  string // domain for bare names in alias values
+	Delimiter string // recipient_delimiter
 	// IsLocal reports whether a domain is delivered here (mydestination).
 	IsLocal func(domain string) bool
 
-	// Mailbox location: SpoolDir (mail_spool_directory ending in "/")
-	// holds one Maildir per user; HomeMailbox (home_mailbox ending in
-	// "/") is a Maildir under the user's home directory.
+	// Mailbox location: SpoolDir is mail_spool_directory (an mbox per
+	// user, or a Maildir when it ends in "/"); HomeMailbox is
+	// home_mailbox, relative to the user's home (a Maildir when it ends
+	// in "/"), and wins when set.
 	SpoolDir    string
 	HomeMailbox string
-	// Users looks up a login name in the passwd database.
-	Users func(name string) (User, bool)
+	// MailboxCommand is mailbox_command; MailboxCommandMaps,
+	// mailbox_command_maps, looked up with the user name, wins.
+	MailboxCommand     string
+	MailboxCommandMaps maps.Table
+	// Users looks up a login name, through NSS as getpwnam does; an
+	// error (a directory that does not answer) defers.
+	Users func(name string) (User, bool, error)
+	// UserByID looks up a uid (the owner of an :include: file).
+	UserByID func(uid uint32) (User, bool, error)
 
-	// AsUser, set when mailtee runs as root, writes each mailbox in a
-	// helper process with its recipient's uid and gid, as local(8) does;
-	// a mailbox name with no passwd entry gets DefaultPrivs'
-	// (default_privs). Unset, mailboxes are written by this process, as
-	// whoever runs it.
+	// AsUser, set when mailtee runs as root, does each mailbox, file and
+	// command in a helper process with the right uid and gid, as local(8)
+	// does; DefaultPrivs (default_privs) is the identity of what root
+	// would otherwise run, and of spool Maildirs with no passwd entry.
+	// Unset, everything is done by this process, as whoever runs it.
 	AsUser       *asuser.Pool
 	DefaultPrivs User
 
-	// LMTP, when set, delivers to mailboxes instead of Maildir
+	// LMTP, when set, delivers to mailboxes instead
 	// (mailbox_transport = lmtp:...). rcpts are full addresses.
 	LMTP func(ctx context.Context, msg *deliver.Message, rcpts []string) []error
 
@@ -75,39 +101,67 @@ type Options struct {
 	// makes itself (canonical, virtual aliases), applied to the copies
 	// as it was when they were re-injected as messages of their own.
 	Rewrite func(ctx context.Context, from string, rcpts []envelope.Rcpt) ([]envelope.Rcpt, error)
+
+	// ForwardPath is forward_path, split into its elements, unexpanded.
+	ForwardPath []string
+	// AllowCommands and AllowFiles are allow_mail_to_commands and
+	// allow_mail_to_files: where |command and /file may come from.
+	AllowCommands, AllowFiles Expansion
+	// CommandFilter and ForwardFilter are command_expansion_filter and
+	// forward_expansion_filter: the characters an attribute that an
+	// outside sender controls may keep; others become '_'.
+	CommandFilter, ForwardFilter string
+	// ExecDir is command_execution_directory, unexpanded, and
+	// ExecDirFilter execution_directory_expansion_filter.
+	ExecDir, ExecDirFilter string
+	// Shell is local_command_shell; TimeLimit command_time_limit;
+	// Export export_environment.
+	Shell     string
+	TimeLimit time.Duration
+	Export    []string
+	// Locks is mailbox_delivery_lock; SizeLimit mailbox_size_limit (0:
+	// none); StrictOwner strict_mailbox_ownership.
+	Locks       []string
+	SizeLimit   int64
+	StrictOwner bool
+	// OrigRcpt is enable_original_recipient: X-Original-To: headers.
+	OrigRcpt bool
+	// Warn logs what local(8) logs as a warning (an ignored .forward).
+	Warn func(string)
 }
 
-// User is a passwd entry.
-type User struct {
-	Name     string
-	UID, GID uint32
-	Home     string
+// AliasTable is one table of alias_maps and the owner of its file.
+type AliasTable struct {
+	Table maps.Table
+	Owner uint32
 }
 
 // Local delivers to local recipients.
 type Local struct{ o Options }
 
 // New returns a local delivery agent.
-func New(o Options) *Local { return &Local{o: o} }
-
-// target is one result of alias expansion.
-type target struct {
-	addr  string
-	local bool   // deliver to the mailbox of user
-	user  string // mailbox owner (local part, folded, no extension): the mailbox's key
-	owner string // owner-NAME address that takes errors, or ""
+func New(o Options) *Local {
+	if o.Users == nil {
+		o.Users = func(string) (User, bool, error) { return User{}, false, nil }
+	}
+	if o.UserByID == nil {
+		o.UserByID = func(uint32) (User, bool, error) { return User{}, false, nil }
+	}
+	return &Local{o: o}
 }
 
 // Rcpt is one recipient handed to local delivery.
 type Rcpt struct {
 	Addr string
+	// Orig is the original recipient, for X-Original-To:.
+	Orig string
 	// Copy marks an automatic copy: what it expands to stays a copy,
 	// so failures further on are reported to postmaster.
 	Copy bool
 }
 
 // Result is what happened for one Rcpt: Done says what was done, for the
-// log ("delivered to maildir of a@x; forwarded to b@y"); Err is nil or a
+// log ("delivered to mailbox of a@x; forwarded to b@y"); Err is nil or a
 // *deliver.Error.
 type Result struct {
 	Done string
@@ -125,7 +179,8 @@ type Result struct {
 // the same user under several mydestination domains, with an extension,
 // in another case) gets the message once, and its mailbox_bcc_maps
 // copies are made once: mailboxes are told apart by user alone, as
-// Postfix's local(8) does ("mailbox %s" in its duplicate filter).
+// Postfix's local(8) does ("mailbox %s" in its duplicate filter); a
+// command by its user, uid and text, a file by its path.
 func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpts []Rcpt) []Result {
 	loops, err := deliveredTo(msg)
 	out := make([]Result, len(rcpts))
@@ -135,7 +190,7 @@ func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpts []Rcpt)
 		}
 		return out
 	}
-	d := &delivery{l: l, msg: msg, loops: loops, mailboxes: map[string]bool{}}
+	d := &delivery{l: l, msg: msg, loops: loops, done: map[string]bool{}}
 	for i, r := range rcpts {
 		var done []string
 		out[i].Err = d.one(ctx, r, &done, &out[i].Add)
@@ -149,10 +204,10 @@ func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpts []Rcpt)
 
 // delivery is the state shared by the recipients of one Deliver call.
 type delivery struct {
-	l         *Local
-	msg       *deliver.Message
-	loops     map[string]bool // Delivered-To: addresses in the message
-	mailboxes map[string]bool // users (target.user) whose mailbox has the message now
+	l     *Local
+	msg   *deliver.Message
+	loops map[string]bool // Delivered-To: addresses in the message
+	done  map[string]bool // targets (target.key) that have the message now
 }
 
 func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string, add *[]envelope.Rcpt) error {
@@ -160,8 +215,8 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string, add *[]en
 	if d.loops[strings.ToLower(rcpt.Addr)] {
 		return permErr("5.4.6", "mail forwarding loop for %s", rcpt.Addr)
 	}
-	targets, err := l.expand(ctx, rcpt.Addr)
-	if err != nil {
+	x := &expansion{l: l, ctx: ctx, rcpt: rcpt, loops: d.loops, seen: map[string]bool{}}
+	if err := x.walk(rcpt.Addr, scope{}); err != nil {
 		return err
 	}
 	// Remote targets are forwarded as new messages, grouped by who gets
@@ -169,41 +224,56 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string, add *[]en
 	// else the original sender.
 	remote := map[string][]envelope.Rcpt{}
 	var senders []string
-	var mailboxes []target
+	var mailboxes, others []target
 	picked := map[string]bool{}
-	for _, t := range targets {
-		if t.local {
-			if !d.mailboxes[t.user] && !picked[t.user] {
-				picked[t.user] = true
-				mailboxes = append(mailboxes, t)
-			} else {
-				*done = append(*done, "duplicate of "+t.addr+", delivered once")
+	for _, t := range x.out {
+		if t.kind == toRemote {
+			from := msg.From
+			if t.owner != "" && from != "" {
+				from = t.owner
 			}
+			if _, ok := remote[from]; !ok {
+				senders = append(senders, from)
+			}
+			remote[from] = append(remote[from], envelope.Rcpt{Addr: t.addr, Orig: rcpt.Addr, Copy: rcpt.Copy})
 			continue
 		}
-		from := msg.From
-		if t.owner != "" && from != "" {
-			from = t.owner
+		if d.done[t.key()] || picked[t.key()] {
+			what := t.addr
+			if t.kind != toMailbox {
+				what = t.String()
+			}
+			*done = append(*done, "duplicate of "+what+", delivered once")
+			continue
 		}
-		if _, ok := remote[from]; !ok {
-			senders = append(senders, from)
+		picked[t.key()] = true
+		if t.kind == toMailbox {
+			mailboxes = append(mailboxes, t)
+		} else {
+			others = append(others, t)
 		}
-		remote[from] = append(remote[from], envelope.Rcpt{Addr: t.addr, Orig: rcpt.Addr, Copy: rcpt.Copy})
 	}
 	// The copies are looked up first: a table that fails then defers
 	// before anything is written. Then mailboxes: their failures are the
 	// common ones (a full disk, an LMTP 4xx), and a retry then repeats
-	// nothing that went out. Forwards, which only queue a new message,
-	// come last, as local(8) commits forwards only once the rest
-	// succeeded.
+	// nothing that went out. Then commands and files, and forwards, which
+	// only queue a new message, last, as local(8) commits forwards only
+	// once the rest succeeded.
 	copies, err := d.mailboxCopies(ctx, mailboxes)
 	if err != nil {
 		return err
 	}
 	if len(mailboxes) > 0 {
-		if err := d.store(ctx, mailboxes, done); err != nil {
+		if err := d.store(ctx, rcpt, mailboxes, done); err != nil {
 			return err
 		}
+	}
+	for _, t := range others {
+		if err := d.deliverOther(ctx, rcpt, t); err != nil {
+			return err
+		}
+		d.done[t.key()] = true
+		*done = append(*done, "delivered to "+t.String())
 	}
 	for _, from := range senders {
 		if err := l.forward(ctx, from, remote[from], msg, rcpt.Addr); err != nil {
@@ -214,35 +284,6 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string, add *[]en
 	if len(copies) > 0 {
 		*add = append(*add, copies...)
 		*done = append(*done, "mailbox copy to "+joinAddrs(copies))
-	}
-	return nil
-}
-
-// store puts the message into each mailbox.
-func (d *delivery) store(ctx context.Context, mailboxes []target, done *[]string) error {
-	l, msg := d.l, d.msg
-	if l.o.LMTP != nil {
-		addrs := make([]string, len(mailboxes))
-		for i, t := range mailboxes {
-			addrs[i] = t.addr
-		}
-		for _, err := range l.o.LMTP(ctx, msg, addrs) {
-			if err != nil {
-				return err
-			}
-		}
-		for _, t := range mailboxes {
-			d.mailboxes[t.user] = true
-		}
-		*done = append(*done, "delivered over LMTP for "+strings.Join(addrs, ", "))
-		return nil
-	}
-	for _, t := range mailboxes {
-		if err := l.writeMaildir(ctx, t, msg); err != nil {
-			return err
-		}
-		d.mailboxes[t.user] = true
-		*done = append(*done, "delivered to maildir of "+t.addr)
 	}
 	return nil
 }
@@ -305,129 +346,6 @@ func joinAddrs(rs []envelope.Rcpt) string {
 	return strings.Join(s, ", ")
 }
 
-// writeMaildir puts msg into t's Maildir, with its recipient's
-// privileges when mailtee runs as root.
-func (l *Local) writeMaildir(ctx context.Context, t target, msg *deliver.Message) error {
-	dir, owner, err := l.maildir(t.user)
-	if err != nil {
-		return err
-	}
-	if l.o.AsUser == nil || owner.UID == 0 {
-		// Not root: everything as ourselves. Root's own mailbox: as
-		// root, as local(8) does.
-		return maildir.Deliver(dir, msg, t.addr)
-	}
-	if l.o.HomeMailbox == "" || !strings.HasSuffix(l.o.HomeMailbox, "/") {
-		if err := spoolMaildir(dir, owner); err != nil {
-			return err
-		}
-	}
-	return l.o.AsUser.Maildir(ctx, asuser.Cred{UID: owner.UID, GID: owner.GID}, dir, msg, t.addr)
-}
-
-// maildir is where user's mail goes, and who owns it: the passwd entry,
-// or DefaultPrivs for a mailbox name without one.
-func (l *Local) maildir(user string) (string, User, error) {
-	var u User
-	found := false
-	if l.o.Users != nil {
-		u, found = l.o.Users(user)
-	}
-	switch {
-	case l.o.HomeMailbox != "" && strings.HasSuffix(l.o.HomeMailbox, "/"):
-		if !found {
-			return "", u, permErr("5.1.1", "unknown user: %q", user)
-		}
-		return filepath.Join(u.Home, l.o.HomeMailbox) + "/", u, nil
-	case strings.HasSuffix(l.o.SpoolDir, "/"):
-		// A name that cannot be a directory is a permanent failure, not
-		// one to retry for days (255 bytes: NAME_MAX on Linux).
-		if strings.ContainsAny(user, "/\x00") || user == "." || user == ".." || user == "" || len(user) > 255 {
-			return "", u, permErr("5.1.3", "bad mailbox name %q", user)
-		}
-		if !found {
-			u = l.o.DefaultPrivs
-		}
-		return filepath.Join(l.o.SpoolDir, user) + "/", u, nil
-	}
-	// mbox: Postfix's default, which mailtee does not write. Mail waits.
-	return "", u, tempErr("mailbox delivery needs a Maildir: set home_mailbox = Maildir/ or a mail_spool_directory ending in /")
-}
-
-// expand resolves rcpt through the alias tables.
-func (l *Local) expand(ctx context.Context, rcpt string) ([]target, error) {
-	var out []target
-	seen := map[string]bool{}
-	var walk func(addr, owner string, depth int, self string) error
-	walk = func(addr, owner string, depth int, self string) error {
-		key := strings.ToLower(addr)
-		if seen[key] {
-			return nil // duplicate elimination, and a loop ends here
-		}
-		seen[key] = true
-		local, domain := address.Split(addr)
-		if strings.LastIndexByte(addr, '@') < 0 {
-			domain = l.o.Myorigin
-			addr = local + "@" + domain
-		}
-		if l.o.IsLocal != nil && !l.o.IsLocal(domain) {
-			out = append(out, target{addr: addr, owner: owner})
-			return nil
-		}
-		user, _ := address.SplitExt(strings.ToLower(local), l.o.Delimiter)
-		if depth > maxDepth {
-			return permErr("5.4.6", "alias expansion too deep for %s", rcpt)
-		}
-		// An alias that names itself ("a: a, b") delivers to the mailbox.
-		if !strings.EqualFold(addr, self) && l.o.Aliases != nil {
-			value, name, found, err := l.lookupAlias(ctx, addr, local, user)
-			if err != nil {
-				return tempErr("alias lookup failed for %s: %v", addr, err)
-			}
-			if found {
-				own := owner
-				if o, _, ok, _ := l.lookupAlias(ctx, "", "owner-"+name, "owner-"+name); ok && o != "" {
-					own = "owner-" + name + "@" + l.o.Myorigin
-				}
-				for _, el := range maps.SplitAliasValue(value) {
-					if el == "" {
-						continue
-					}
-					if strings.HasPrefix(el, "|") || strings.HasPrefix(el, "/") || strings.HasPrefix(strings.ToLower(el), ":include:") {
-						return tempErr("alias %s: %q is not supported by mailtee (commands, files and :include: are not delivered); mail waits in the queue", name, el)
-					}
-					elAddr := strings.Trim(el, "<>")
-					if err := walk(elAddr, own, depth+1, addr); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-		}
-		out = append(out, target{addr: addr, local: true, user: user, owner: owner})
-		return nil
-	}
-	if err := walk(rcpt, "", 0, ""); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// lookupAlias tries the full address (a mailtee extension), then the
-// local part with its extension, then without, as local(8) does.
-func (l *Local) lookupAlias(ctx context.Context, full, local, user string) (value, name string, ok bool, err error) {
-	for _, k := range []string{full, strings.ToLower(local), user} {
-		if k == "" {
-			continue
-		}
-		v, found, err := l.o.Aliases.Lookup(ctx, k)
-		if err != nil || found {
-			return v, k, found, err
-		}
-	}
-	return "", "", false, nil
-}
-
 // deliveredTo returns the addresses of the message's Delivered-To:
 // headers, for Postfix's loop detection. It reads the primary header
 // field by field, as Postfix's delivered_hdr does, so a header of any
@@ -464,5 +382,9 @@ func permErr(code, format string, args ...any) error {
 }
 
 func tempErr(format string, args ...any) error {
-	return &deliver.Error{Permanent: false, Enhanced: "4.3.0", Text: fmt.Sprintf(format, args...), Relay: "local"}
+	return tempErrCode("4.3.0", format, args...)
+}
+
+func tempErrCode(code, format string, args ...any) error {
+	return &deliver.Error{Permanent: false, Enhanced: code, Text: fmt.Sprintf(format, args...), Relay: "local"}
 }

@@ -33,7 +33,7 @@ func setup(t *testing.T, aliases string) (*Local, string, *[]forwarded) {
 	}
 	var fw []forwarded
 	l := New(Options{
-		Aliases:   tb,
+		Aliases:   []AliasTable{{Table: tb}},
 		Myorigin:  "example.org",
 		Delimiter: "+",
 		IsLocal:   func(d string) bool { return d == "example.org" || d == "relay.example.org" },
@@ -140,24 +140,6 @@ func TestDeliveredToLargeHeader(t *testing.T) {
 	loops, _ := deliveredTo(msg("Subject: x\r\nnot a header\r\nDelivered-To: alice@example.org\r\n\r\n"))
 	if len(loops) != 0 {
 		t.Errorf("a Delivered-To: in the body counted: %v", loops)
-	}
-}
-
-func TestUnsupportedDestinationsWait(t *testing.T) {
-	l, _, _ := setup(t, "prog: |/usr/bin/procmail\n")
-	err := deliverOne(l, msg("\r\n"), "prog@example.org")
-	var de *deliver.Error
-	if !errors.As(err, &de) || de.Permanent {
-		t.Errorf("a command destination must defer, got %v", err)
-	}
-}
-
-func TestMboxDefers(t *testing.T) {
-	l := New(Options{Myorigin: "example.org", SpoolDir: "/var/mail"})
-	err := deliverOne(l, msg("\r\n"), "alice@example.org")
-	var de *deliver.Error
-	if !errors.As(err, &de) || de.Permanent || !strings.Contains(de.Text, "Maildir") {
-		t.Errorf("mbox delivery must defer with advice, got %v", err)
 	}
 }
 

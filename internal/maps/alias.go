@@ -18,7 +18,8 @@ import (
 //   - a name may be a full address, user@domain (postalias skips it: "name
 //     must be local"; local(8) looks aliases up by local part only).
 //
-// :include: is kept as a value here; delivery decides what to do with it.
+// Commands, files and :include: are kept as values; local delivery
+// decides whether they are allowed (allow_mail_to_commands, ...).
 func parseAlias(file string, data []byte) (*fixedTable, diag.List) {
 	var diags diag.List
 	t := newFixed(data)
@@ -41,11 +42,6 @@ func parseAlias(file string, data []byte) (*fixedTable, diag.List) {
 		if name == "" || value == "" {
 			diags.Warnf(file, l.Num, "need name:value pair; line ignored")
 			return
-		}
-		for _, el := range SplitAliasValue(value) {
-			if what := unsupportedDestination(el); what != "" {
-				diags.Warnf(file, l.Num, "%s: %s is not supported by mailtee; mail for %q will wait in the queue (deferred, not lost) until this entry is changed", el, what, name)
-			}
 		}
 		if strings.Contains(name, "@") {
 			diags.Warnf(file, l.Num, "alias name %q is a full address; mailtee matches it against the whole recipient address, but Postfix's postalias skips it (\"name must be local\")", name)
@@ -97,22 +93,6 @@ func normalizeAliasValue(v string) string {
 		parts[i] = strings.TrimPrefix(p, "\\")
 	}
 	return strings.Join(parts, ", ")
-}
-
-// unsupportedDestination names the kinds of alias destination that
-// Postfix's local(8) delivers and mailtee does not: commands, files and
-// :include: lists.
-func unsupportedDestination(el string) string {
-	el = strings.Trim(el, "\"")
-	switch {
-	case strings.HasPrefix(el, "|"):
-		return "delivery to a command"
-	case strings.HasPrefix(strings.ToLower(el), ":include:"):
-		return "an :include: file"
-	case strings.HasPrefix(el, "/"):
-		return "delivery to a file"
-	}
-	return ""
 }
 
 func unquote(s string) (string, bool) {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/asuser"
@@ -22,6 +24,7 @@ import (
 	"github.com/mailtee/mailtee/internal/rewrite"
 	"github.com/mailtee/mailtee/internal/route"
 	"github.com/mailtee/mailtee/internal/smtpd"
+	"github.com/mailtee/mailtee/internal/users"
 )
 
 // runtime is the part of a running server that follows main.cf and its
@@ -49,7 +52,8 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	if err != nil {
 		return nil, err
 	}
-	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forwarder.Forward, cl.RewriteCopies, s.asUser)
+	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forwarder.Forward, cl.RewriteCopies, s.asUser,
+		func(msg string) { s.log.Printf("local", "warning: %s", msg) })
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +70,7 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 // lists, opened once.
 type tables struct {
 	aliases, transport, localRcpt, virtual, mailboxBCC maps.Table
+	mailboxCmd                                         maps.Table // mailbox_command_maps
 	relayRcpt                                          maps.Table
 	canonical, senderCanonical, rcptCanonical          maps.Table
 	rcptBCC, senderBCC                                 maps.Table
@@ -132,6 +137,7 @@ func openTables(cfg *config.Config, opened map[string]maps.Table) (*tables, erro
 		param string
 	}{
 		{&t.mailboxBCC, "mailbox_bcc_maps"},
+		{&t.mailboxCmd, "mailbox_command_maps"},
 		{&t.canonical, "canonical_maps"},
 		{&t.senderCanonical, "sender_canonical_maps"},
 		{&t.rcptCanonical, "recipient_canonical_maps"},
@@ -266,25 +272,47 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 
 // localFor builds the local delivery agent.
 func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error,
-	rewrite func(context.Context, string, []envelope.Rcpt) ([]envelope.Rcpt, error), asUser *asuser.Pool) (*local.Local, error) {
-	// The passwd file is read once per configuration load rather than at
-	// each delivery; a reload reads it again.
-	pw, err := local.ReadPasswd(passwdFile)
-	if err != nil && asUser != nil {
-		return nil, fmt.Errorf("local delivery as root needs the passwd database: %w", err)
+	rewrite func(context.Context, string, []envelope.Rcpt) ([]envelope.Rcpt, error), asUser *asuser.Pool, warn func(string)) (*local.Local, error) {
+	allowCmd, err := local.ParseExpansion(cfg.List("allow_mail_to_commands"))
+	if err != nil {
+		return nil, fmt.Errorf("allow_mail_to_commands: %w", err)
 	}
+	allowFile, err := local.ParseExpansion(cfg.List("allow_mail_to_files"))
+	if err != nil {
+		return nil, fmt.Errorf("allow_mail_to_files: %w", err)
+	}
+	strict, _ := cfg.Bool("strict_mailbox_ownership")
+	origRcpt, _ := cfg.Bool("enable_original_recipient")
 	o := local.Options{
-		Aliases:     t.aliases,
-		Myorigin:    cfg.Get("myorigin"),
-		Delimiter:   cfg.Get("recipient_delimiter"),
-		IsLocal:     isLocal,
-		SpoolDir:    spoolDir(cfg),
-		HomeMailbox: cfg.Get("home_mailbox"),
-		Users:       pw.Lookup,
-		AsUser:      asUser,
-		Forward:     forward,
-		MailboxBCC:  t.mailboxBCC,
-		Rewrite:     rewrite,
+		Aliases:            aliasTables(cfg, t.aliases),
+		Myorigin:           cfg.Get("myorigin"),
+		Delimiter:          cfg.Get("recipient_delimiter"),
+		IsLocal:            isLocal,
+		SpoolDir:           spoolDir(cfg),
+		HomeMailbox:        cfg.Get("home_mailbox"),
+		MailboxCommand:     cfg.Get("mailbox_command"),
+		MailboxCommandMaps: t.mailboxCmd,
+		Users:              users.Lookup,
+		UserByID:           users.LookupID,
+		AsUser:             asUser,
+		Forward:            forward,
+		MailboxBCC:         t.mailboxBCC,
+		Rewrite:            rewrite,
+		ForwardPath:        cfg.List("forward_path"),
+		AllowCommands:      allowCmd,
+		AllowFiles:         allowFile,
+		CommandFilter:      cfg.Get("command_expansion_filter"),
+		ForwardFilter:      cfg.Get("forward_expansion_filter"),
+		ExecDir:            cfg.Get("command_execution_directory"),
+		ExecDirFilter:      cfg.Get("execution_directory_expansion_filter"),
+		Shell:              cfg.Get("local_command_shell"),
+		TimeLimit:          mustDuration(cfg, "command_time_limit"),
+		Export:             cfg.List("export_environment"),
+		Locks:              cfg.List("mailbox_delivery_lock"),
+		SizeLimit:          int64(mustInt(cfg, "mailbox_size_limit")),
+		StrictOwner:        strict,
+		OrigRcpt:           origRcpt,
+		Warn:               warn,
 	}
 	if mt := cfg.Get("mailbox_transport"); strings.HasPrefix(mt, "lmtp:") {
 		nexthop := strings.TrimPrefix(mt, "lmtp:")
@@ -298,11 +326,69 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		}
 	}
 	if asUser != nil {
-		if o.DefaultPrivs, err = local.DefaultPrivs(pw, cfg.Get("default_privs")); err != nil {
+		if o.DefaultPrivs, err = defaultPrivs(cfg.Get("default_privs")); err != nil {
 			return nil, err
 		}
 	}
 	return local.New(o), nil
+}
+
+// aliasTables pairs each table of alias_maps with the owner of its
+// file: local(8) gives commands and files in an alias table its owner's
+// rights, and default_privs' when root owns it (alias.c). Tables that
+// are no file (inline:, static:) are root's, main.cf's.
+func aliasTables(cfg *config.Config, aliases maps.Table) []local.AliasTable {
+	list, _ := aliases.(maps.List)
+	specs := cfg.List("alias_maps")
+	out := make([]local.AliasTable, len(list))
+	for i, tb := range list {
+		out[i].Table = tb
+		if i < len(specs) {
+			out[i].Owner = tableOwner(specs[i])
+		}
+	}
+	return out
+}
+
+// tableOwner is the owner of the file behind a type:name table spec, 0
+// when it is no file or cannot be examined (then root's rules hold).
+func tableOwner(spec string) uint32 {
+	for {
+		typ, name, ok := strings.Cut(spec, ":")
+		if !ok {
+			return 0
+		}
+		if typ == "proxy" {
+			spec = name
+			continue
+		}
+		if !strings.HasPrefix(name, "/") {
+			return 0
+		}
+		st, err := os.Stat(name)
+		if err != nil {
+			st, err = os.Stat(strings.TrimSuffix(name, ".db"))
+		}
+		if err != nil {
+			return 0
+		}
+		return st.Sys().(*syscall.Stat_t).Uid
+	}
+}
+
+// defaultPrivs resolves default_privs as Postfix does: a known user,
+// not root.
+func defaultPrivs(name string) (local.User, error) {
+	u, found, err := users.Lookup(name)
+	switch {
+	case err != nil:
+		return local.User{}, fmt.Errorf("default_privs: cannot look up %q: %v", name, err)
+	case !found:
+		return local.User{}, fmt.Errorf("default_privs: unknown user %q; set it to an unprivileged user, such as nobody", name)
+	case u.UID == 0:
+		return local.User{}, fmt.Errorf("default_privs: %q has root privileges; set it to an unprivileged user, such as nobody", name)
+	}
+	return u, nil
 }
 
 // spoolDir is mail_spool_directory, made absolute.
@@ -321,12 +407,8 @@ func spoolDir(cfg *config.Config) string {
 // privsFindings checks default_privs as Postfix does: a known user, not
 // root. serve and reload check it too.
 func privsFindings(cfg *config.Config) diag.List {
-	pw, err := local.ReadPasswd(passwdFile)
-	if err != nil {
-		return nil
-	}
 	var out diag.List
-	if _, err := local.DefaultPrivs(pw, cfg.Get("default_privs")); err != nil {
+	if _, err := defaultPrivs(cfg.Get("default_privs")); err != nil {
 		out.Errorf(cfg.File, settingLine(cfg, "default_privs"), "%v", err)
 	}
 	return out
@@ -341,7 +423,7 @@ func MailboxFindings(cfg *config.Config) diag.List {
 	if err != nil {
 		return nil
 	}
-	dp, _ := local.DefaultPrivs(pw, cfg.Get("default_privs"))
+	dp, _ := defaultPrivs(cfg.Get("default_privs"))
 	o := local.Options{SpoolDir: spoolDir(cfg), HomeMailbox: cfg.Get("home_mailbox"), DefaultPrivs: dp}
 	var out diag.List
 	for _, f := range local.CheckMailboxes(o, pw) {

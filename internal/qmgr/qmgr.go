@@ -65,7 +65,8 @@ func (m *Manager) Has(transport string) bool {
 // bound for hop (the queue's Options.Deliver).
 func (m *Manager) Deliver(ctx context.Context, qm *queue.Message, hop envelope.Hop, idx []int) []queue.Outcome {
 	msg := &deliver.Message{ID: qm.ID, From: qm.Env.From, Size: qm.Size, Open: qm.Open,
-		SMTPUTF8: qm.Env.SMTPUTF8, EightBit: qm.Env.BodyType == "8BITMIME"}
+		SMTPUTF8: qm.Env.SMTPUTF8, EightBit: qm.Env.BodyType == "8BITMIME",
+		ClientName: qm.Env.ClientName, ClientAddr: qm.Env.ClientAddr, ClientHelo: qm.Env.Helo, ClientProtocol: qm.Env.Protocol}
 	rcpts := make([]envelope.Rcpt, len(idx))
 	for k, i := range idx {
 		rcpts[k] = qm.Rcpts[i].Rcpt
@@ -112,7 +113,7 @@ type LocalAgent struct{ Local func() *local.Local }
 func (a LocalAgent) Deliver(ctx context.Context, nexthop string, msg *deliver.Message, rcpts []envelope.Rcpt) []queue.Outcome {
 	lr := make([]local.Rcpt, len(rcpts))
 	for i, r := range rcpts {
-		lr[i] = local.Rcpt{Addr: r.Addr, Copy: r.Copy}
+		lr[i] = local.Rcpt{Addr: r.Addr, Orig: cmp.Or(r.Orig, r.Addr), Copy: r.Copy}
 	}
 	out := make([]queue.Outcome, len(rcpts))
 	for i, r := range a.Local().Deliver(ctx, msg, lr) {
