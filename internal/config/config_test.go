@@ -411,3 +411,32 @@ func TestGoodValuesPass(t *testing.T) {
 		}
 	}
 }
+
+func TestMailboxSmallerThanMessage(t *testing.T) {
+	c := parse(t, "message_size_limit = 20000000\nmailbox_size_limit = 10000000\n")
+	d := c.Check()
+	if err := d.Err(); err == nil || !strings.Contains(err.Error(), "mailbox_size_limit (10000000) is smaller than message_size_limit") {
+		t.Errorf("want the size limit error, got %v", d)
+	}
+	if d := parse(t, "message_size_limit = 20000000\nmailbox_size_limit = 0\n").Check(); d.Err() != nil && strings.Contains(d.Err().Error(), "mailbox_size_limit") {
+		t.Errorf("0 means no limit: %v", d)
+	}
+}
+
+func TestForwardPathChecked(t *testing.T) {
+	for v, want := range map[string]string{
+		"$home/.forward${recipient_delimiter}${extension}, $home/.forward": "",
+		"/var/forward/$user, ${home}/.forward":                             "",
+		"$home/.forward, $homedir/.forward":                                "$homedir is none of local(8)'s attributes",
+		".forward":                                                         "not an absolute path",
+		"$home/.forward${extension":                                        "forward_path",
+	} {
+		err := parse(t, "forward_path = "+v+"\n").Check().Err()
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q: %v", v, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: got %v, want %q", v, err, want)
+		}
+	}
+}

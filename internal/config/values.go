@@ -323,3 +323,36 @@ func validAbsPaths(v string) error {
 	}
 	return nil
 }
+
+// localAttrs are the names local(8) expands in forward_path and
+// command_execution_directory (local_expand.c), with example values.
+var localAttrs = map[string]string{
+	"user": "u", "home": "/home/u", "shell": "/bin/sh", "domain": "example.com",
+	"local": "u+ext", "mailbox": "u+ext", "recipient": "u+ext@example.com",
+	"extension": "ext", "recipient_delimiter": "+",
+}
+
+// validForwardPath checks forward_path: each element must name only
+// local(8)'s attributes and be an absolute path once they are expanded
+// (a relative one would be looked up in mailtee's working directory).
+func validForwardPath(v string) error {
+	for _, el := range SplitList(v) {
+		var unknown []string
+		out, _, err := ExpandAttrs(el, func(name string) (string, bool) {
+			val, ok := localAttrs[strings.ToLower(name)]
+			if !ok {
+				unknown = append(unknown, "$"+name)
+			}
+			return val, ok
+		})
+		switch {
+		case err != nil:
+			return fmt.Errorf("%q: %v", el, err)
+		case len(unknown) > 0:
+			return fmt.Errorf("%q: %s is none of local(8)'s attributes ($user, $home, $shell, $domain, $local, $recipient, $extension, $recipient_delimiter)", el, strings.Join(unknown, ", "))
+		case !strings.HasPrefix(out, "/"):
+			return fmt.Errorf("%q is not an absolute path; write it from $home, as in $home/.forward", el)
+		}
+	}
+	return nil
+}

@@ -89,6 +89,9 @@ var bad = map[string]string{
 	"smtpd_tls_key_file":  "/nonexistent/key.pem",
 	// local delivery as root: a user that does not exist
 	"default_privs": "no-such-user-here",
+	// local(8): a misspelt attribute; a program that is not there
+	"forward_path":    "$home/.forward, $homedir/.forward",
+	"mailbox_command": "/usr/bin/procmial -a \"$EXTENSION\"",
 }
 
 // exempt lists the parameters where no value can be wrong before serve
@@ -104,6 +107,9 @@ var exempt = map[string]string{
 	"mail_spool_directory": "a path that serve creates",
 	"home_mailbox":         "a path relative to each home directory, any string",
 	"maillog_file":         "a path that serve creates",
+	// The characters a filter keeps: any set is one.
+	"forward_expansion_filter":             "a set of characters",
+	"execution_directory_expansion_filter": "a set of characters",
 }
 
 // pending lists parameters whose check is being added by another change

@@ -29,7 +29,10 @@ func TestLocalDeliveryToMaildir(t *testing.T) {
 	})
 	in.WaitLog("duplicate of alice@test.example, delivered once")
 	msg := in.MaildirMessages("bob")[0]
-	for _, want := range []string{"Delivered-To: bob@test.example", "Return-Path: <sender@outside.example>", "Received: from client.test.example", "Subject: local"} {
+	// Delivered-To: is the recipient the queue had, team, not bob:
+	// Postfix's frozen_delivered_to = yes, so that a forwarded copy
+	// carries the address whose loop it would be.
+	for _, want := range []string{"Delivered-To: team@test.example", "X-Original-To: team@test.example", "Return-Path: <sender@outside.example>", "Received: from client.test.example", "Subject: local"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("bob's message lacks %q:\n%s", want, msg)
 		}

@@ -1,76 +1,22 @@
 package security
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
-// localUser is a real login made for one test, removed after it.
-type localUser struct {
-	name     string
-	uid, gid int
-	home     string
-}
+// newLocalUser is a real login for one test, with a home in base; its
+// login shell is /bin/sh, for commands run as it.
+func newLocalUser(t *testing.T, base string) harness.User { return harness.NewUser(t, base) }
 
-// newLocalUser runs useradd; the home directory is made in base (which
-// must be passable) and belongs to the user, as useradd -m would make it.
-func newLocalUser(t *testing.T, base string) localUser {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a local user and runs mailtee as root")
-	}
-	if _, err := exec.LookPath("useradd"); err != nil {
-		t.Skip("no useradd")
-	}
-	name := fmt.Sprintf("mtsec%d", os.Getpid()%100000)
-	home := filepath.Join(base, "home", name)
-	exec.Command("userdel", name).Run() // a leftover of a killed run
-	if out, err := exec.Command("useradd", "-M", "-d", home, "-s", "/usr/sbin/nologin", "-U", name).CombinedOutput(); err != nil {
-		t.Fatalf("useradd: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("userdel", name).Run() })
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lu := localUser{name: name, home: home}
-	lu.uid, _ = strconv.Atoi(u.Uid)
-	lu.gid, _ = strconv.Atoi(u.Gid)
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(filepath.Dir(home), 0o755)
-	os.Chown(home, lu.uid, lu.gid)
-	return lu
-}
-
-// as makes path the user's, as if she had made it (links included).
-func (u localUser) as(t *testing.T, path string) {
-	t.Helper()
-	if err := os.Lchown(path, u.uid, u.gid); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func ownerOf(t *testing.T, path string) (int, int) {
-	t.Helper()
-	st, err := os.Lstat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := st.Sys().(*syscall.Stat_t)
-	return int(s.Uid), int(s.Gid)
-}
+func ownerOf(t *testing.T, path string) (int, int) { return harness.OwnerOf(t, path) }
 
 // The attack: a local user links ~/Maildir/new to a directory only root
 // may write. mailtee used to deliver as root and followed the link, so
@@ -85,19 +31,19 @@ func TestMaildirLinkAttack(t *testing.T) {
 	if err := os.Mkdir(target, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	md := filepath.Join(victim.home, "Maildir")
+	md := filepath.Join(victim.Home, "Maildir")
 	for _, d := range []string{md, filepath.Join(md, "tmp"), filepath.Join(md, "cur")} {
 		os.Mkdir(d, 0o700)
-		victim.as(t, d)
+		victim.As(t, d)
 	}
 	if err := os.Symlink(target, filepath.Join(md, "new")); err != nil {
 		t.Fatal(err)
 	}
-	victim.as(t, filepath.Join(md, "new"))
+	victim.As(t, filepath.Join(md, "new"))
 
 	in := newInstance(t, "home_mailbox = Maildir/\n", nil)
 	in.Start()
-	rcpt := victim.name + "@test.example"
+	rcpt := victim.Name + "@test.example"
 	if err := harness.Send(in.Addr(), "outsider@far.example", []string{rcpt}, "Subject: chosen by the sender\r\n\r\nwritten by root?\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -118,8 +64,8 @@ func TestMaildirLinkAttack(t *testing.T) {
 		t.Fatalf("%d messages in her Maildir, want 1", len(files))
 	}
 	for _, p := range []string{files[0], filepath.Join(md, "new")} {
-		if uid, gid := ownerOf(t, p); uid != victim.uid || gid != victim.gid {
-			t.Errorf("%s is owned by %d:%d, want her %d:%d", p, uid, gid, victim.uid, victim.gid)
+		if uid, gid := ownerOf(t, p); uid != victim.UID || gid != victim.GID {
+			t.Errorf("%s is owned by %d:%d, want her %d:%d", p, uid, gid, victim.UID, victim.GID)
 		}
 	}
 	if ents, _ := os.ReadDir(target); len(ents) > 0 {
@@ -153,7 +99,7 @@ func TestSpoolMailboxesBelongToTheirRecipients(t *testing.T) {
 		t.Errorf("mailtee check does not report the root-owned maildir:\n%s", out)
 	}
 	in.Start()
-	for _, name := range []string{"ghost", owner.name, "linked", "legacy"} {
+	for _, name := range []string{"ghost", owner.Name, "linked", "legacy"} {
 		if err := harness.Send(in.Addr(), "outsider@far.example", []string{name + "@test.example"}, "Subject: "+name+"\r\n\r\nhi\r\n"); err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +131,7 @@ func TestSpoolMailboxesBelongToTheirRecipients(t *testing.T) {
 	nuid, _ := strconv.Atoi(nobody.Uid)
 	ngid, _ := strconv.Atoi(nobody.Gid)
 	check("ghost", nuid, ngid)
-	check(owner.name, owner.uid, owner.gid)
+	check(owner.Name, owner.UID, owner.GID)
 	if files, _ := filepath.Glob(filepath.Join(spool, "legacy", "new", "*")); len(files) > 0 {
 		t.Errorf("mail was written into the root-owned maildir")
 	}
