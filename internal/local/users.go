@@ -65,17 +65,3 @@ func (p *Passwd) All() []User {
 	}
 	return p.all
 }
-
-// DefaultPrivs resolves default_privs: the identity for mailboxes that
-// have no passwd entry. Like Postfix, it must be a known user other than
-// root.
-func DefaultPrivs(p *Passwd, name string) (User, error) {
-	u, ok := p.Lookup(name)
-	switch {
-	case !ok:
-		return User{}, fmt.Errorf("default_privs: unknown user %q; set it to an unprivileged user, such as nobody", name)
-	case u.UID == 0:
-		return User{}, fmt.Errorf("default_privs: %q has root privileges; set it to an unprivileged user, such as nobody", name)
-	}
-	return u, nil
-}
