@@ -2,12 +2,14 @@ package maps
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/users"
 )
 
 func lookup(t *testing.T, tb Table, key string) (string, bool) {
@@ -87,8 +89,8 @@ func TestAliasTable(t *testing.T) {
 	if d, ok := findDiag(diags, "is a full address"); !ok || d.Line != 6 {
 		t.Errorf("want a warning for the address key, got %v", diags)
 	}
-	if d, ok := findDiag(diags, "delivery to a command is not supported"); !ok || d.Line != 4 {
-		t.Errorf("want a warning for the command destination, got %v", diags)
+	if d, ok := findDiag(diags, "command"); ok {
+		t.Errorf("commands are delivered now, yet: %v", d)
 	}
 	if d, ok := findDiag(diags, "need name:value pair; line ignored"); !ok || d.Line != 8 {
 		t.Errorf("want a warning for the empty value, got %v", diags)
@@ -151,9 +153,19 @@ func TestOpen(t *testing.T) {
 }
 
 func TestUnixPasswd(t *testing.T) {
-	old := passwdFile
-	defer func() { passwdFile = old }()
-	passwdFile = writeFile(t, "passwd", "root:x:0:0:root:/root:/bin/sh\nUser1:x:1000:1000::/home/u:/bin/sh\n")
+	old := lookupUser
+	defer func() { lookupUser = old }()
+	lookupUser = func(name string) (users.User, bool, error) {
+		switch name {
+		case "root":
+			return users.User{Name: "root", Home: "/root", Shell: "/bin/sh"}, true, nil
+		case "User1":
+			return users.User{Name: "User1", UID: 1000, GID: 1000, Home: "/home/u", Shell: "/bin/sh"}, true, nil
+		case "down":
+			return users.User{}, false, errors.New("ldap server unreachable")
+		}
+		return users.User{}, false, nil
+	}
 	tb, _, err := Open("proxy:unix:passwd.byname")
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +175,12 @@ func TestUnixPasswd(t *testing.T) {
 	}
 	if _, ok := lookup(t, tb, "user1"); ok {
 		t.Error("login names are case-sensitive")
+	}
+	if v, ok := lookup(t, tb, "User1"); !ok || v != "User1:x:1000:1000::/home/u:/bin/sh" {
+		t.Errorf("User1 = %q, %v", v, ok)
+	}
+	if _, _, err := tb.Lookup(context.Background(), "down"); err == nil {
+		t.Error("a directory that does not answer must be an error, not an unknown user")
 	}
 }
 
