@@ -222,6 +222,7 @@ func (c *Config) Check() diag.List {
 		c.checkSetting(s, &out)
 	}
 	c.checkDerived(&out)
+	c.checkOwnDirs(&out)
 	c.checkTLSFiles(&out)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
 	return out
