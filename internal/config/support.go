@@ -151,6 +151,11 @@ var implemented = map[string]paramInfo{
 	"compatibility_level":      {}, "maillog_file": {}, "notify_classes": {allowed: notifyWords},
 	// local delivery as root: the identity of mailboxes with no passwd entry
 	"default_privs": {},
+	// local(8): what master.LocalDeliveryFindings reads and check reports
+	"mailbox_delivery_lock":  {allowed: []string{"flock", "fcntl", "dotlock"}},
+	"mailbox_size_limit":     {},
+	"allow_mail_to_commands": {allowed: []string{"alias", "forward", "include"}},
+	"allow_mail_to_files":    {allowed: []string{"alias", "forward", "include"}},
 }
 
 // minimum is the least value of a numeric parameter, as Postfix's
