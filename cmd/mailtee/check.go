@@ -28,9 +28,10 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	errs, warns := 0, 0
 	for _, d := range all {
-		if d.Severity == diag.Error {
+		switch d.Severity {
+		case diag.Error:
 			errs++
-		} else {
+		case diag.Warning:
 			warns++
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -42,7 +41,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return exitRuntime
 	}
 	for _, d := range findings {
-		s.Log().Printf("master", "warning: %s", strings.TrimPrefix(d.String(), "warning: "))
+		s.Log().Printf("master", "%v", d) // "warning: ..." or "info: ..."
 	}
 	if err := s.Start(); err != nil {
 		fmt.Fprintf(stderr, "mailtee serve: %v\n", err)

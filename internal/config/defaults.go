@@ -45,8 +45,12 @@ var mailteeParams = map[string]string{
 // each for a stated reason.
 var mailteeDefaults = map[string]string{
 	// A separate spool: mailtee must never share one with a Postfix
-	// running on the same host.
+	// running on the same host, even when main.cf names Postfix's
+	// (see owndirs.go).
 	"queue_directory": "/var/spool/mailtee",
+	// Likewise mailtee's data (the ledger): never Postfix's
+	// /var/lib/postfix. See owndirs.go for a main.cf that names them.
+	"data_directory": "/var/lib/mailtee",
 	// NIS is gone from practice; Postfix's default would make every
 	// start-up fail on an unsupported table type.
 	"alias_maps": "hash:/etc/aliases",

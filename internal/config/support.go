@@ -156,6 +156,11 @@ var implemented = map[string]paramInfo{
 	"mailbox_command": {}, "mailbox_command_maps": {kind: KindTables},
 	"strict_mailbox_ownership":             {},
 	"execution_directory_expansion_filter": {},
+	// local(8): what master.LocalDeliveryFindings reads and check reports
+	"mailbox_delivery_lock":  {allowed: []string{"flock", "fcntl", "dotlock"}},
+	"mailbox_size_limit":     {},
+	"allow_mail_to_commands": {allowed: []string{"alias", "forward", "include"}},
+	"allow_mail_to_files":    {allowed: []string{"alias", "forward", "include"}},
 }
 
 // minimum is the least value of a numeric parameter, as Postfix's
@@ -170,7 +175,7 @@ var minimum = map[string]int64{
 // change where mail goes or what is accepted.
 var harmless = map[string]bool{
 	"biff": true, "append_dot_mydomain": true, "readme_directory": true,
-	"alias_database": true, "mailbox_size_limit": true, "mail_owner": true,
+	"alias_database": true, "mail_owner": true,
 	"sendmail_path": true, "newaliases_path": true,
 	"mailq_path": true, "import_environment": true,
 	"export_environment": true, "debugger_command": true, "delay_warning_time": true,
@@ -227,6 +232,7 @@ func (c *Config) Check() diag.List {
 		c.checkSetting(s, &out)
 	}
 	c.checkDerived(&out)
+	c.checkOwnDirs(&out)
 	c.checkTLSFiles(&out)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
 	return out
@@ -240,17 +246,6 @@ func (c *Config) checkDerived(out *diag.List) {
 	// explicit setting opens the door to backscatter.
 	if s, set := c.set["relay_domains"]; set && len(c.List("relay_domains")) > 0 && len(c.List("relay_recipient_maps")) == 0 {
 		out.Warnf(c.File, s.Line, "relay_domains is set but relay_recipient_maps is empty: every address in those domains is accepted, and when the next hop refuses one, mailtee bounces the message to its sender, often forged (backscatter); list the valid recipients in relay_recipient_maps (user@domain, or @domain to accept a whole domain) so that unknown ones get 550 at RCPT")
-	}
-	// local(8) refuses to start so: a message that fits the queue but
-	// not a mailbox would be delivered again and again (mail_copy.c).
-	if mbox, err1 := c.Int("mailbox_size_limit"); err1 == nil && mbox != 0 {
-		if msg, err2 := c.Int("message_size_limit"); err2 == nil && msg != 0 && mbox < msg {
-			line := c.set["mailbox_size_limit"].Line
-			if line == 0 {
-				line = c.set["message_size_limit"].Line
-			}
-			out.Errorf(c.File, line, "mailbox_size_limit (%d) is smaller than message_size_limit (%d): a message that fits the queue could never be delivered to a mailbox (Postfix's local(8) stops with this error too); raise mailbox_size_limit, or set it to 0 for no limit", mbox, msg)
-		}
 	}
 	if _, set := c.set["mynetworks"]; !set {
 		if _, err := c.Mynetworks(); err != nil {

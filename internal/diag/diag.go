@@ -16,11 +16,18 @@ type Severity int
 const (
 	Warning Severity = iota
 	Error
+	// Info says what mailtee will do where main.cf could be read two
+	// ways (whose queue, how local mail is stored); it asks for nothing
+	// and counts as neither an error nor a warning.
+	Info
 )
 
 func (s Severity) String() string {
-	if s == Error {
+	switch s {
+	case Error:
 		return "error"
+	case Info:
+		return "info"
 	}
 	return "warning"
 }
@@ -64,6 +71,11 @@ func (l *List) Warnf(file string, line int, format string, args ...any) {
 // Errorf appends an error.
 func (l *List) Errorf(file string, line int, format string, args ...any) {
 	*l = append(*l, Diag{file, line, Error, fmt.Sprintf(format, args...)})
+}
+
+// Infof appends an Info.
+func (l *List) Infof(file string, line int, format string, args ...any) {
+	*l = append(*l, Diag{file, line, Info, fmt.Sprintf(format, args...)})
 }
 
 // HasErrors reports whether any finding is an Error.

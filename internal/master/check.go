@@ -22,6 +22,7 @@ import (
 func Check(cfg *config.Config) (diag.List, map[string]maps.Table) {
 	all := cfg.Check()
 	all = append(all, privsFindings(cfg)...)
+	all = append(all, LocalDeliveryFindings(cfg)...)
 	opened := map[string]maps.Table{}
 	seen := map[string]bool{}
 	for _, ref := range cfg.TableRefs() {

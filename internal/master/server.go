@@ -230,10 +230,11 @@ func (s *Server) bouncePolicy() bounce.Policy {
 	return p
 }
 
-// QueueDir is queue_directory, made absolute so that the control socket
-// and sendmail agree whatever their working directory.
+// QueueDir is mailtee's queue (queue_directory, never Postfix's: see
+// config.QueueDirectory), made absolute so that the control socket and
+// sendmail agree whatever their working directory.
 func QueueDir(cfg *config.Config) string {
-	d := cfg.Get("queue_directory")
+	d := cfg.QueueDirectory()
 	if abs, err := filepath.Abs(d); err == nil {
 		return abs
 	}

@@ -55,6 +55,10 @@ var bad = map[string]string{
 	"default_database_type":          "hahs",
 	"stress":                         "no",
 	"compatibility_level":            "three",
+	// local(8)
+	"mailbox_delivery_lock":  "fcntl, dotlok",
+	"allow_mail_to_commands": "alias, forwards",
+	"allow_mail_to_files":    "alias, includes",
 	// parameter names
 	"parent_domain_matches_subdomains": "relay_domain",
 	// host names, addresses, ports
