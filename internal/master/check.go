@@ -64,7 +64,10 @@ func stageFindings(cfg *config.Config, opened map[string]maps.Table) diag.List {
 		out.Errorf(cfg.File, settingLine(cfg, p.Param), "%v", p)
 	}
 	if set, ok := cfg.Set("setgid_group"); ok {
-		if _, err := user.LookupGroup(cfg.Get("setgid_group")); err != nil {
+		if cfg.Get("setgid_group") == "" {
+			// main.cf.dist leaves it for an installer to fill in.
+			out.Warnf(cfg.File, set.Line, "setgid_group is empty: only root can submit with mailtee sendmail; set it to a group, such as postdrop")
+		} else if _, err := user.LookupGroup(cfg.Get("setgid_group")); err != nil {
 			out.Warnf(cfg.File, set.Line, "setgid_group: %v: only root can submit with mailtee sendmail until the group exists (groupadd --system %s)", err, cfg.Get("setgid_group"))
 		}
 	}
