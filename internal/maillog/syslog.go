@@ -35,8 +35,9 @@ const (
 	sevDebug   = 7
 )
 
-// DefaultSyslogSocket is where glibc's syslog(3) sends (_PATH_LOG).
-const DefaultSyslogSocket = "/dev/log"
+// DefaultSyslogSocket is where glibc's syslog(3) sends (_PATH_LOG); a
+// variable only so that tests of the callers can point it elsewhere.
+var DefaultSyslogSocket = "/dev/log"
 
 // SyslogOptions configure NewSyslog. The zero value is Postfix's default:
 // /dev/log, facility mail.

@@ -7,11 +7,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/maillog"
+	"golang.org/x/sys/unix"
 )
 
 // listen makes a datagram syslog socket as rsyslog's imuxsock does.
@@ -295,5 +297,42 @@ func TestDefaultLog(t *testing.T) {
 	closeFn()
 	if b, _ := os.ReadFile(f.Name()); len(b) != 0 {
 		t.Errorf("a stderr that is not a terminal got %q", b)
+	}
+}
+
+// A stderr that is a terminal gets the lines too: whoever runs serve by
+// hand sees them.
+func TestDefaultLogTerminal(t *testing.T) {
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Skip(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Skip(err)
+	}
+	tty, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer tty.Close()
+
+	path := filepath.Join(t.TempDir(), "log")
+	l := listen(t, path)
+	w, closeFn, _ := maillog.DefaultLog(tty, maillog.SyslogOptions{Socket: path})
+	defer closeFn()
+	w.Write([]byte("Dec  6 09:05:03 mx mailtee/smtpd[1]: x\n"))
+	if got := readRecord(t, l); got != "<22>Dec  6 09:05:03 mailtee/smtpd[1]: x" {
+		t.Errorf("syslog got %q", got)
+	}
+	buf := make([]byte, 200)
+	ptmx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, _ := ptmx.Read(buf)
+	if got := string(buf[:m]); !strings.Contains(got, "mailtee/smtpd[1]: x") {
+		t.Errorf("terminal got %q", got)
 	}
 }

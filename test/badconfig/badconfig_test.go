@@ -55,6 +55,8 @@ var bad = map[string]string{
 	"default_database_type":          "hahs",
 	"stress":                         "no",
 	"compatibility_level":            "three",
+	"syslog_facility":                "mial",
+	"syslog_name":                    "mail tee",
 	// parameter names
 	"parent_domain_matches_subdomains": "relay_domain",
 	// host names, addresses, ports
