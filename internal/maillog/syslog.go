@@ -356,13 +356,19 @@ func (s *Syslog) dropWarning(n int64) []byte {
 }
 
 // DefaultLog is where the mail log goes when maillog_file is empty: the
-// syslog daemon, as Postfix 3.4+, and also stderr when stderr is a terminal
-// (an administrator running serve by hand sees what happens, as with
-// Postfix's command-line programs, which log to both). Without a syslog
-// socket it is stderr, and warning says why, to be logged once. A stderr
-// that is not a file (a test's buffer, a program embedding the server) is
-// the caller's choice of destination and is used alone. closeFn flushes
-// what waits for the daemon.
+// syslog daemon, as Postfix 3.4+, so that /var/log/mail.log has it. The
+// lines are copied to stderr too unless stderr is /dev/null or a socket,
+// where nobody reads them or where they are already in the journal (a
+// systemd service's stderr is a socket to journald, which also reads
+// /dev/log): an administrator running serve in a terminal, a supervisor
+// that keeps a service's output (runit, a container runtime) and a test
+// reading the output all see the lines. Postfix itself writes to syslog
+// only; a copy where someone looks costs nothing and loses nothing.
+//
+// Without a syslog socket the log is stderr alone, and warning says why,
+// to be logged once. A stderr that is not an *os.File (a test's buffer, a
+// program embedding the server) is the caller's choice and is used alone.
+// closeFn flushes what waits for the daemon.
 func DefaultLog(stderr io.Writer, o SyslogOptions) (w io.Writer, closeFn func() error, warning string) {
 	f, isFile := stderr.(*os.File)
 	if !isFile {
@@ -372,8 +378,25 @@ func DefaultLog(stderr io.Writer, o SyslogOptions) (w io.Writer, closeFn func() 
 	if err != nil {
 		return stderr, nil, fmt.Sprintf("%v; logging to standard error (set maillog_file to log to a file)", err)
 	}
-	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
+	if copyToStderr(f) {
 		return io.MultiWriter(sl, stderr), sl.Close, ""
 	}
 	return sl, sl.Close, ""
+}
+
+// copyToStderr says whether f is a terminal, a pipe or a file, not
+// /dev/null (a character device that is no terminal), a socket or closed.
+func copyToStderr(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	switch m := fi.Mode(); {
+	case m&os.ModeSocket != 0:
+		return false
+	case m&os.ModeCharDevice != 0:
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		return err == nil
+	}
+	return true
 }

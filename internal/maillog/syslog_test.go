@@ -268,7 +268,8 @@ func TestSyslogBadOptions(t *testing.T) {
 }
 
 // Without a syslog socket the log stays on stderr, with a warning; a
-// stderr that is not a file is used as is.
+// stderr that is not a file is used as is; with a socket, stderr gets a
+// copy when it is a file or a pipe, not when it is /dev/null or a socket.
 func TestDefaultLog(t *testing.T) {
 	none := filepath.Join(t.TempDir(), "none")
 	w, closeFn, warning := maillog.DefaultLog(os.Stderr, maillog.SyslogOptions{Socket: none})
@@ -279,24 +280,46 @@ func TestDefaultLog(t *testing.T) {
 	if w, _, warning := maillog.DefaultLog(&buf, maillog.SyslogOptions{}); w != &buf || warning != "" {
 		t.Errorf("buffer: %v %q", w, warning)
 	}
+
 	path := filepath.Join(t.TempDir(), "log")
 	l := listen(t, path)
-	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	const line = "Dec  6 09:05:03 mx mailtee/smtpd[1]: x\n"
+	file, err := os.CreateTemp(t.TempDir(), "stderr")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	w, closeFn, warning = maillog.DefaultLog(f, maillog.SyslogOptions{Socket: path})
-	if warning != "" || closeFn == nil {
-		t.Fatalf("socket: %q", warning)
+	defer file.Close()
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	w.Write([]byte("Dec  6 09:05:03 mx mailtee/smtpd[1]: x\n"))
-	if got := readRecord(t, l); got != "<22>Dec  6 09:05:03 mailtee/smtpd[1]: x" {
-		t.Errorf("got %q", got)
+	defer devnull.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	closeFn()
-	if b, _ := os.ReadFile(f.Name()); len(b) != 0 {
-		t.Errorf("a stderr that is not a terminal got %q", b)
+	sock, peer := os.NewFile(uintptr(fds[0]), "journal"), os.NewFile(uintptr(fds[1]), "peer")
+	defer sock.Close()
+	defer peer.Close()
+	for _, tc := range []struct {
+		f      *os.File
+		copied bool
+	}{{file, true}, {devnull, false}, {sock, false}} {
+		w, closeFn, warning := maillog.DefaultLog(tc.f, maillog.SyslogOptions{Socket: path})
+		if warning != "" || closeFn == nil {
+			t.Fatalf("%s: %q", tc.f.Name(), warning)
+		}
+		w.Write([]byte(line))
+		if got := readRecord(t, l); got != "<22>Dec  6 09:05:03 mailtee/smtpd[1]: x" {
+			t.Errorf("%s: syslog got %q", tc.f.Name(), got)
+		}
+		closeFn()
+		if _, isSyslog := w.(*maillog.Syslog); isSyslog == tc.copied {
+			t.Errorf("%s: copied to stderr = %v, want %v", tc.f.Name(), !isSyslog, tc.copied)
+		}
+	}
+	if b, _ := os.ReadFile(file.Name()); string(b) != line {
+		t.Errorf("file stderr got %q", b)
 	}
 }
 
