@@ -8,6 +8,7 @@ import (
 
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/pflist"
+	"github.com/mailtee/mailtee/internal/users"
 )
 
 // indexed are the Postfix types built by postmap/postalias from a source
@@ -137,27 +138,29 @@ func parseInline(spec, body string) (*fixedTable, diag.List) {
 	return t, diags
 }
 
-// openUnix reads unix:passwd.byname, the table behind Postfix's default
-// local_recipient_maps: a key is a login name, the value its passwd line.
+// openUnix opens unix:passwd.byname, the table behind Postfix's default
+// local_recipient_maps: a key is a login name, found through the name
+// service at each lookup as dict_unix.c's getpwnam() (LDAP and SSSD users
+// included, a new account at once); the value is its passwd line. A failed
+// name service is an error (the RCPT is deferred), where Postfix says
+// "not found" unless getpwuid(0) fails too.
 func openUnix(name string) (Table, error) {
 	if name != "passwd.byname" {
 		return nil, fmt.Errorf("unsupported unix table %q; mailtee supports unix:passwd.byname", name)
 	}
-	data, err := os.ReadFile(passwdFile)
-	if err != nil {
-		return nil, err
-	}
-	t := newFixed(data)
-	for _, line := range strings.Split(string(data), "\n") {
-		if user, _, ok := strings.Cut(line, ":"); ok && user != "" && !strings.HasPrefix(user, "#") {
-			t.m[user] = line // case-sensitive, as login names are
-		}
-	}
-	return exactTable{t.m}, nil
+	return passwdTable{}, nil
 }
 
-// passwdFile is a variable so that tests can point it elsewhere.
-var passwdFile = "/etc/passwd"
+type passwdTable struct{}
+
+func (passwdTable) Lookup(_ context.Context, key string) (string, bool, error) {
+	u, ok, err := users.Lookup(key) // case-sensitive, as login names are
+	if err != nil || !ok {
+		return "", false, err
+	}
+	return fmt.Sprintf("%s:x:%d:%d::%s:%s", u.Name, u.UID, u.GID, u.Home, u.Shell), true, nil
+}
+func (passwdTable) FixedKeys() {}
 
 // exactTable is a fixed table that does not fold case.
 type exactTable struct{ m map[string]string }

@@ -2,12 +2,15 @@ package maps
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/users/userstest"
 )
 
 func lookup(t *testing.T, tb Table, key string) (string, bool) {
@@ -150,19 +153,26 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// unix:passwd.byname asks the name service, as getpwnam: a user that is
+// only there (not in /etc/passwd) is found.
 func TestUnixPasswd(t *testing.T) {
-	old := passwdFile
-	defer func() { passwdFile = old }()
-	passwdFile = writeFile(t, "passwd", "root:x:0:0:root:/root:/bin/sh\nUser1:x:1000:1000::/home/u:/bin/sh\n")
 	tb, _, err := Open("proxy:unix:passwd.byname")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := lookup(t, tb, "root"); !ok || !strings.HasPrefix(v, "root:x:0") {
+	if v, ok := lookup(t, tb, "root"); !ok || !strings.HasPrefix(v, "root:x:0:0::") {
 		t.Errorf("root = %q, %v", v, ok)
 	}
-	if _, ok := lookup(t, tb, "user1"); ok {
+	if _, ok := lookup(t, tb, "ROOT"); ok {
 		t.Error("login names are case-sensitive")
+	}
+	if _, ok := lookup(t, tb, "no-such-user-mailtee"); ok {
+		t.Error("an unknown user was found")
+	}
+	name := fmt.Sprintf("mtmaps%d", time.Now().UnixNano()%1e9)
+	userstest.AddNSSUser(t, name, 61260, 61260, "/home/"+name)
+	if v, ok := lookup(t, tb, name); !ok || v != name+":x:61260:61260::/home/"+name+":/bin/sh" {
+		t.Errorf("NSS-only user %s = %q, %v", name, v, ok)
 	}
 }
 
