@@ -108,15 +108,24 @@ type cache struct {
 	lookup1 func(string) (User, bool, error) // the system's lookup
 	now     func() time.Time
 
+	// sem bounds the NSS calls under way: each holds an OS thread (cgo)
+	// or a process (getent), and a backend that hangs must not take
+	// thousands of them.
+	sem chan struct{}
+
 	mu       sync.Mutex
 	entries  map[string]entry
 	inflight map[string]*call
 }
 
+// maxCalls is how many lookups may be under way at once.
+const maxCalls = 32
+
 var defaultCache = newCache(sysLookup)
 
 func newCache(f func(string) (User, bool, error)) *cache {
-	return &cache{lookup1: f, now: time.Now, entries: map[string]entry{}, inflight: map[string]*call{}}
+	return &cache{lookup1: f, now: time.Now, sem: make(chan struct{}, maxCalls),
+		entries: map[string]entry{}, inflight: map[string]*call{}}
 }
 
 // maxEntries bounds the cache: names come from outside senders.
@@ -141,7 +150,9 @@ func (c *cache) lookup(name string) (User, bool, error) {
 	c.mu.Unlock()
 
 	go func() {
+		c.sem <- struct{}{}
 		cl.u, cl.ok, cl.err = c.lookup1(name)
+		<-c.sem
 		close(cl.done)
 		c.mu.Lock()
 		defer c.mu.Unlock()
