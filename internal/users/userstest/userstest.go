@@ -90,6 +90,18 @@ func AddNSSUser(t testing.TB, name string, uid, gid int, home string) {
 	if err := appendLine(Dir+"/group", fmt.Sprintf("%s:x:%d:", name, gid)); err != nil {
 		t.Fatalf("userstest: %v", err)
 	}
+	invalidateNSCD()
+}
+
+// invalidateNSCD empties nscd's passwd and group caches, where nscd runs:
+// its negative entries would hide a new user for a while.
+func invalidateNSCD() {
+	if _, err := exec.LookPath("nscd"); err != nil {
+		return
+	}
+	for _, db := range []string{"passwd", "group"} {
+		exec.Command("nscd", "-i", db).Run()
+	}
 }
 
 // FailingNSS makes the name service fail, until t ends, for every name
