@@ -48,8 +48,8 @@ type Server struct {
 	lmtp      *deliver.Client
 	smtpd     *smtpd.Server
 	host      string
-	// logFlush writes out buffered maillog_file lines; nil when logging
-	// to stderr.
+	// logFlush writes out buffered maillog_file lines, or those waiting
+	// for syslog; nil when logging to stderr only.
 	logFlush func() error
 
 	listeners []net.Listener
