@@ -56,6 +56,20 @@ var (
 	restrictionWords = []string{"permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination"}
 )
 
+// facilityWords are syslog_facility's names on Linux (msg_syslog.c);
+// maillog.Facilities has their numbers.
+var facilityWords = []string{"auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news",
+	"syslog", "user", "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"}
+
+// validSyslogName keeps "NAME/component[pid]:", which log parsers split
+// on, whole; '/' is allowed, as in master.cf's syslog_name=postfix/submission.
+func validSyslogName(v string) error {
+	if strings.ContainsAny(v, " \t:[]") {
+		return fmt.Errorf("%q: no blanks, ':', '[' or ']' in the name before each log line's /component[pid]: (log tools such as pflogsumm split lines there)", v)
+	}
+	return nil
+}
+
 // implemented lists the parameters mailtee honours. The mail path (serve)
 // reads each of these; anything else set in main.cf is reported by Check.
 var implemented = map[string]paramInfo{
@@ -149,6 +163,7 @@ var implemented = map[string]paramInfo{
 	"2bounce_notice_recipient": {valid: validAddress},
 	"bounce_size_limit":        {},
 	"compatibility_level":      {}, "maillog_file": {}, "notify_classes": {allowed: notifyWords},
+	"syslog_name": {valid: validSyslogName}, "syslog_facility": {allowed: facilityWords},
 	// local delivery as root: the identity of mailboxes with no passwd entry
 	"default_privs": {},
 	// local(8): .forward, mailbox_command, strict ownership (internal/local)
@@ -182,8 +197,7 @@ var harmless = map[string]bool{
 	"multi_instance_enable": true,
 	"multi_instance_name":   true, "multi_instance_group": true,
 	"multi_instance_directories": true, "multi_instance_wrapper": true,
-	"maillog_file_prefixes": true, "syslog_name": true,
-	"syslog_facility": true, "smtp_tls_note_starttls_offer": true,
+	"maillog_file_prefixes": true, "smtp_tls_note_starttls_offer": true,
 	"smtpd_tls_received_header": true, "tls_random_source": true,
 	"show_user_unknown_table_name": true,
 	// mailtee has no TLS session cache: every TLS session is new, and

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
+
+	"github.com/mailtee/mailtee/internal/users"
 )
 
-// Passwd is the passwd database as local(8) reads it for mailbox owners:
-// name, uid, gid and home directory of each login.
+// Passwd is a passwd(5) file read whole, for what must list every user
+// (`mailtee check` looking at each home's Maildir). Delivery asks NSS
+// for one user at a time instead (Options.Users).
 type Passwd struct {
 	byName map[string]User
 	all    []User
@@ -27,19 +29,17 @@ func ReadPasswd(path string) (*Passwd, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		fields := strings.Split(sc.Text(), ":")
-		if len(fields) < 7 || fields[0] == "" || strings.HasPrefix(fields[0], "#") || strings.HasPrefix(fields[0], "+") || strings.HasPrefix(fields[0], "-") {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || strings.HasPrefix(line, "+") || strings.HasPrefix(line, "-") {
 			continue
 		}
-		uid, err1 := strconv.ParseUint(fields[2], 10, 32)
-		gid, err2 := strconv.ParseUint(fields[3], 10, 32)
-		if err1 != nil || err2 != nil {
+		u, err := users.ParsePasswdLine(line)
+		if err != nil || u.Name == "" {
 			continue
 		}
-		if _, dup := p.byName[fields[0]]; dup {
+		if _, dup := p.byName[u.Name]; dup {
 			continue // the first entry wins, as with getpwnam
 		}
-		u := User{Name: fields[0], UID: uint32(uid), GID: uint32(gid), Home: fields[5]}
 		p.byName[u.Name] = u
 		p.all = append(p.all, u)
 	}

@@ -139,9 +139,11 @@ func parseInline(spec, body string) (*fixedTable, diag.List) {
 }
 
 // openUnix opens unix:passwd.byname, the table behind Postfix's default
-// local_recipient_maps: a key is a login name, the value its passwd
-// line. It asks NSS at each lookup, as Postfix's getpwnam() does, so
-// that users from LDAP or SSSD are known and a new account is at once.
+// local_recipient_maps: a key is a login name, found through the name
+// service at each lookup as dict_unix.c's getpwnam() (LDAP and SSSD users
+// included, a new account at once); the value is its passwd line. A failed
+// name service is an error (the RCPT is deferred), where Postfix says
+// "not found" unless getpwuid(0) fails too.
 func openUnix(name string) (Table, error) {
 	if name != "passwd.byname" {
 		return nil, fmt.Errorf("unsupported unix table %q; mailtee supports unix:passwd.byname", name)
@@ -149,24 +151,18 @@ func openUnix(name string) (Table, error) {
 	return passwdTable{}, nil
 }
 
-// lookupUser is users.Lookup; tests replace it.
-var lookupUser = users.Lookup
-
 type passwdTable struct{}
 
-// Lookup is case-sensitive, as login names are. A directory that does
-// not answer is an error: the recipient is deferred, not refused.
 func (passwdTable) Lookup(_ context.Context, key string) (string, bool, error) {
-	u, ok, err := lookupUser(key)
+	u, ok, err := users.Lookup(key) // case-sensitive, as login names are
 	if err != nil || !ok {
 		return "", false, err
 	}
 	return fmt.Sprintf("%s:x:%d:%d::%s:%s", u.Name, u.UID, u.GID, u.Home, u.Shell), true, nil
 }
-
-// FixedKeys: a login name is a literal key.
 func (passwdTable) FixedKeys() {}
 
+// exactTable is a fixed table that does not fold case.
 type exactTable struct{ m map[string]string }
 
 func (t exactTable) Lookup(_ context.Context, key string) (string, bool, error) {

@@ -2,14 +2,15 @@ package maps
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailtee/mailtee/internal/diag"
-	"github.com/mailtee/mailtee/internal/users"
+	"github.com/mailtee/mailtee/internal/users/userstest"
 )
 
 func lookup(t *testing.T, tb Table, key string) (string, bool) {
@@ -152,35 +153,26 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// unix:passwd.byname asks the name service, as getpwnam: a user that is
+// only there (not in /etc/passwd) is found.
 func TestUnixPasswd(t *testing.T) {
-	old := lookupUser
-	defer func() { lookupUser = old }()
-	lookupUser = func(name string) (users.User, bool, error) {
-		switch name {
-		case "root":
-			return users.User{Name: "root", Home: "/root", Shell: "/bin/sh"}, true, nil
-		case "User1":
-			return users.User{Name: "User1", UID: 1000, GID: 1000, Home: "/home/u", Shell: "/bin/sh"}, true, nil
-		case "down":
-			return users.User{}, false, errors.New("ldap server unreachable")
-		}
-		return users.User{}, false, nil
-	}
 	tb, _, err := Open("proxy:unix:passwd.byname")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := lookup(t, tb, "root"); !ok || !strings.HasPrefix(v, "root:x:0") {
+	if v, ok := lookup(t, tb, "root"); !ok || !strings.HasPrefix(v, "root:x:0:0::") {
 		t.Errorf("root = %q, %v", v, ok)
 	}
-	if _, ok := lookup(t, tb, "user1"); ok {
+	if _, ok := lookup(t, tb, "ROOT"); ok {
 		t.Error("login names are case-sensitive")
 	}
-	if v, ok := lookup(t, tb, "User1"); !ok || v != "User1:x:1000:1000::/home/u:/bin/sh" {
-		t.Errorf("User1 = %q, %v", v, ok)
+	if _, ok := lookup(t, tb, "no-such-user-mailtee"); ok {
+		t.Error("an unknown user was found")
 	}
-	if _, _, err := tb.Lookup(context.Background(), "down"); err == nil {
-		t.Error("a directory that does not answer must be an error, not an unknown user")
+	name := fmt.Sprintf("mtmaps%d", time.Now().UnixNano()%1e9)
+	userstest.AddNSSUser(t, name, 61260, 61260, "/home/"+name)
+	if v, ok := lookup(t, tb, name); !ok || v != name+":x:61260:61260::/home/"+name+":/bin/sh" {
+		t.Errorf("NSS-only user %s = %q, %v", name, v, ok)
 	}
 }
 

@@ -48,8 +48,8 @@ type Server struct {
 	lmtp      *deliver.Client
 	smtpd     *smtpd.Server
 	host      string
-	// logFlush writes out buffered maillog_file lines; nil when logging
-	// to stderr.
+	// logFlush writes out buffered maillog_file lines, or those waiting
+	// for syslog; nil when logging to stderr only.
 	logFlush func() error
 
 	listeners []net.Listener
@@ -78,12 +78,15 @@ func (s *Server) agents() map[string]qmgr.Agent {
 func Transports() []string { return qmgr.New((&Server{}).agents()).Transports() }
 
 // New builds the server for cfg, which Check found without errors;
-// opened are the tables Check opened. Log lines go to stderr unless
-// maillog_file is set.
+// opened are the tables Check opened. Log lines go to maillog_file when it
+// is set, else to syslog as maillog.DefaultLog says (stderr without a
+// syslog socket).
 func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*Server, error) {
 	s := &Server{cfg: cfg, host: cfg.Get("myhostname")}
-	logw := stderr
-	if f := cfg.Get("maillog_file"); f != "" {
+	logw, logWarning := io.Writer(nil), ""
+	if f := cfg.Get("maillog_file"); f == "" {
+		logw, s.logFlush, logWarning = maillog.DefaultLog(stderr, maillog.SyslogOptions{Facility: cfg.Get("syslog_facility")})
+	} else {
 		lf, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
 			return nil, fmt.Errorf("maillog_file: %w", err)
@@ -94,7 +97,16 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		s.logFlush = bl.Flush
 		logw = bl
 	}
-	s.log = maillog.New(logw, s.host)
+	// Postfix's syslog_name default is "postfix"; unset, the name is
+	// maillog's own ("mailtee").
+	var program string
+	if _, set := cfg.Set("syslog_name"); set {
+		program = cfg.Get("syslog_name")
+	}
+	s.log = maillog.NewWithHandler(maillog.NewHandler(logw, &maillog.Options{Host: s.host, Program: program}))
+	if logWarning != "" {
+		s.log.Warnf("master", "%s", logWarning)
+	}
 	resolver := &dnsresolve.Resolver{Servers: cfg.List("dns_servers"), Timeout: 5 * time.Second}
 	tlsLevel := cfg.Get("smtp_tls_security_level")
 	if tlsLevel == "" {

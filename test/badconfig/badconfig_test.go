@@ -59,6 +59,8 @@ var bad = map[string]string{
 	"mailbox_delivery_lock":  "fcntl, dotlok",
 	"allow_mail_to_commands": "alias, forwards",
 	"allow_mail_to_files":    "alias, includes",
+	"syslog_facility":        "mial",
+	"syslog_name":            "mail tee",
 	// parameter names
 	"parent_domain_matches_subdomains": "relay_domain",
 	// host names, addresses, ports

@@ -1,0 +1,6 @@
+package users
+
+var (
+	GetentLookup = getentLookup
+	SysLookup    = sysLookup
+)
