@@ -150,6 +150,12 @@ func Run(ctx context.Context, s Spec, msg *deliver.Message) error {
 	copied := make(chan error, 1)
 	go func() {
 		_, err := mailcopy.Copy(inW, body, s.Envelope, s.Flags)
+		var re *mailcopy.ErrRead
+		if errors.As(err, &re) {
+			// Kill before the command sees the end of its input: at a
+			// clean EOF it would deliver the part it got.
+			kill(pid, nil, nil)
+		}
 		inW.Close()
 		copied <- err
 	}()
@@ -198,17 +204,18 @@ func Run(ctx context.Context, s Spec, msg *deliver.Message) error {
 	case interrupted:
 		return tempf("4.3.0", "Command interrupted: \"%s\": %v%s", s.Command, ctx.Err(), withOutput(text))
 	}
-	if err := exitError(cmd.ProcessState, s.Command, text); err != nil {
-		return err
-	}
 	var re *mailcopy.ErrRead
-	switch {
-	case copyErr == nil, errors.Is(copyErr, syscall.EPIPE):
-		return nil
-	case errors.As(copyErr, &re):
+	if errors.As(copyErr, &re) {
 		// Postfix bounces here; mailtee's queue read errors are
 		// temporary everywhere else, so they are here too.
 		return tempf("4.3.0", "Command failed: error reading message: %s: \"%s\"", deliver.Strerror(re.Err), s.Command)
+	}
+	if err := exitError(cmd.ProcessState, s.Command, text); err != nil {
+		return err
+	}
+	switch {
+	case copyErr == nil, errors.Is(copyErr, syscall.EPIPE):
+		return nil
 	default:
 		return permf(mboxDSN(copyErr, "5.3.0"), "Command failed: error writing message: %s: \"%s\"", deliver.Strerror(copyErr), s.Command)
 	}
@@ -221,8 +228,10 @@ func kill(pid int, in, out *os.File) {
 	if syscall.Kill(-pid, syscall.SIGKILL) != nil {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	in.Close()  // a write blocked on a pipe a grandchild left unread
-	out.Close() // a read blocked on a pipe a detached process holds
+	if in != nil {
+		in.Close()  // a write blocked on a pipe a grandchild left unread
+		out.Close() // a read blocked on a pipe a detached process holds
+	}
 }
 
 // readBounded reads r to its end and returns its first maxOutput bytes.

@@ -402,3 +402,26 @@ func FuzzSplitStatus(f *testing.F) {
 		}
 	})
 }
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("disk read error") }
+
+// A message that cannot be read to its end is deferred, and the command
+// never sees the end of its input: it is killed first, so that it does
+// not deliver the part it got.
+func TestReadErrorKillsBeforeEOF(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "finished")
+	msg := &deliver.Message{ID: "Q", Open: func() (io.ReadCloser, error) {
+		return io.NopCloser(io.MultiReader(strings.NewReader("Subject: half\r\n\r\n"+strings.Repeat("x", 200000)), failingReader{})), nil
+	}}
+	err := Run(context.Background(), spec("cat > /dev/null; echo done > "+marker), msg)
+	var de *deliver.Error
+	if !errors.As(err, &de) || de.Permanent || !strings.Contains(de.Text, "error reading message: disk read error") {
+		t.Errorf("got %v, want a deferral for the read error", err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the command saw a clean end of a message that was cut short")
+	}
+}

@@ -151,6 +151,8 @@ var implemented = map[string]paramInfo{
 	"compatibility_level":      {}, "maillog_file": {}, "notify_classes": {allowed: notifyWords},
 	// local delivery as root: the identity of mailboxes with no passwd entry
 	"default_privs": {},
+	// delivery to commands (internal/command)
+	"command_time_limit": {}, "export_environment": {}, "local_command_shell": {}, "command_expansion_filter": {},
 }
 
 // minimum is the least value of a numeric parameter, as Postfix's
@@ -168,7 +170,7 @@ var harmless = map[string]bool{
 	"alias_database": true, "mailbox_size_limit": true, "mail_owner": true,
 	"sendmail_path": true, "newaliases_path": true,
 	"mailq_path": true, "import_environment": true,
-	"export_environment": true, "debugger_command": true, "delay_warning_time": true,
+	"debugger_command": true, "delay_warning_time": true,
 	"multi_instance_enable": true,
 	"multi_instance_name":   true, "multi_instance_group": true,
 	"multi_instance_directories": true, "multi_instance_wrapper": true,

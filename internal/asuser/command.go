@@ -1,0 +1,27 @@
+package asuser
+
+import (
+	"context"
+
+	"github.com/mailtee/mailtee/internal/command"
+	"github.com/mailtee/mailtee/internal/deliver"
+)
+
+// Command runs s with msg on its input as c (see command.Run): the
+// helper, which already has c's uid and gid, starts it, so the command
+// gets no privilege of the server's. When ctx ends, the server stops
+// waiting and the delivery is deferred; the command itself still ends
+// at s.TimeLimit, which the helper enforces.
+func (p *Pool) Command(ctx context.Context, c Cred, s command.Spec, msg *deliver.Message) error {
+	return p.do(ctx, c, request{Op: "command", Command: &s, QueueID: msg.ID, From: msg.From, Size: msg.Size}, msg)
+}
+
+// runCommand is the helper's side of Command.
+func runCommand(req request, msg *deliver.Message) error {
+	if req.Command == nil {
+		return failure("command request without a command")
+	}
+	// The server's deadline does not reach the helper; the time limit
+	// in the Spec bounds the command.
+	return command.Run(context.Background(), *req.Command, msg)
+}
