@@ -255,8 +255,13 @@ func readBounded(r *os.File) []byte {
 // argvOf is the program and arguments that run command.
 func argvOf(command, shell string) []string {
 	if shell != "" {
-		// argv_split(shell, CHARS_SPACE), then the command as one word.
-		return append(strings.FieldsFunc(shell, isSpace), command)
+		// argv_split(shell, CHARS_SPACE), then the command as one word,
+		// run by execvp().
+		argv := append(strings.FieldsFunc(shell, isSpace), command)
+		if p, ok := lookPath(argv[0]); ok {
+			argv[0] = p
+		}
+		return argv
 	}
 	// exec_command(): without shell magic characters, and not only
 	// blanks, split on blanks and run directly, unless the program is not

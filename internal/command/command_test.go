@@ -308,7 +308,7 @@ func TestLocalCommandShell(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "out")
 	s := spec("echo bash $BASH_VERSION > " + out)
-	s.Shell = "/bin/bash -c"
+	s.Shell = "bash -c" // found as execvp() finds it
 	if err := Run(context.Background(), s, message("A: b\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -423,5 +423,23 @@ func TestReadErrorKillsBeforeEOF(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("the command saw a clean end of a message that was cut short")
+	}
+}
+
+// As in Postfix, the output is read to its end: a command that leaves a
+// child holding its output open runs into the time limit, and the child
+// is killed with it.
+func TestChildHoldingOutputRunsIntoLimit(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	s := spec("sleep 1000 & echo $! > " + pidFile + "; exit 0")
+	s.TimeLimit = 500 * time.Millisecond
+	err := Run(context.Background(), s, message("A: b\r\n"))
+	var de *deliver.Error
+	if !errors.As(err, &de) || !strings.HasPrefix(de.Text, "Command time limit exceeded") {
+		t.Errorf("got %v", err)
+	}
+	if pid := readPid(t, pidFile); !waitGone(pid, 3*time.Second) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("child %d survived", pid)
 	}
 }
