@@ -2,6 +2,7 @@ package asuser
 
 import (
 	"context"
+	"syscall"
 
 	"github.com/mailtee/mailtee/internal/command"
 	"github.com/mailtee/mailtee/internal/deliver"
@@ -21,6 +22,10 @@ func runCommand(req request, msg *deliver.Message) error {
 	if req.Command == nil {
 		return failure("command request without a command")
 	}
+	// Commands create files as under Postfix, whose master(8) sets
+	// umask 077 for all its processes. The whole helper gets it: what
+	// else it writes (Maildir, mbox) has explicit modes no wider.
+	syscall.Umask(0o077)
 	// The server's deadline does not reach the helper; the time limit
 	// in the Spec bounds the command.
 	return command.Run(context.Background(), *req.Command, msg)

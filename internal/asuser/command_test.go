@@ -67,7 +67,7 @@ func TestCommandRunsAsUser(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("root only\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := "id -u > ids; id -g >> ids; id -G >> ids; pwd >> ids; echo $HOME >> ids; " +
+	cmd := "id -u > ids; id -g >> ids; id -G >> ids; pwd >> ids; echo $HOME >> ids; umask >> ids; " +
 		"if cat " + secret + " > stolen 2>/dev/null; then echo READ >> ids; fi; cat > msg"
 	for _, size := range []int{100, 300000} {
 		body := "Subject: x\r\n\r\n" + strings.Repeat("y", size) + "\r\n"
@@ -75,7 +75,7 @@ func TestCommandRunsAsUser(t *testing.T) {
 			t.Fatalf("size %d: %v", size, err)
 		}
 		ids, _ := os.ReadFile(filepath.Join(home, "ids"))
-		want := fmt.Sprintf("%d\n%d\n%d\n%s\n%s\n", c.UID, c.GID, c.GID, home, home)
+		want := fmt.Sprintf("%d\n%d\n%d\n%s\n%s\n0077\n", c.UID, c.GID, c.GID, home, home)
 		if string(ids) != want {
 			t.Errorf("the command said\n%s\nwant\n%s", ids, want)
 		}

@@ -443,3 +443,31 @@ func TestChildHoldingOutputRunsIntoLimit(t *testing.T) {
 		t.Errorf("child %d survived", pid)
 	}
 }
+
+func TestCleanEnv(t *testing.T) {
+	saved := os.Environ()
+	t.Cleanup(func() {
+		os.Clearenv()
+		for _, kv := range saved {
+			k, v, _ := strings.Cut(kv, "=")
+			os.Setenv(k, v)
+		}
+	})
+	t.Setenv("TZ", "UTC")
+	t.Setenv("LANG", "de_DE.UTF-8")
+	t.Setenv("DROPPED", "x")
+	if err := CleanEnv([]string{"=x"}); err == nil || os.Getenv("DROPPED") != "x" {
+		t.Fatalf("a bad element: %v, environment changed: %v", err, os.Getenv("DROPPED") != "x")
+	}
+	// Postfix's default import_environment.
+	if err := CleanEnv(strings.Fields("MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ XAUTHORITY DISPLAY LANG=C POSTLOG_SERVICE POSTLOG_HOSTNAME")); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(os.Environ(), " "); got != "TZ=UTC LANG=C" {
+		t.Errorf("environment after CleanEnv: %q", got)
+	}
+	// What export_environment's default then gives a command.
+	if got := strings.Join(Env(Attrs{}, strings.Fields("TZ MAIL_CONFIG LANG"), "")[:2], " "); got != "TZ=UTC LANG=C" {
+		t.Errorf("exported: %q", got)
+	}
+}

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"fmt"
 	"os"
 	"strings"
 )
@@ -122,4 +123,34 @@ func Filter(s, allowed string) string {
 		return s
 	}
 	return string(b)
+}
+
+// CleanEnv reduces this process's environment to the variables preserve
+// names, and sets its NAME=value elements, as Postfix's master(8) does
+// with import_environment when it starts (src/util/clean_env.c): every
+// Postfix process, and so every command, inherits the result, and
+// export_environment picks from it (its default LANG comes from
+// import_environment's LANG=C). An element without a name is an error,
+// and nothing is changed.
+func CleanEnv(preserve []string) error {
+	var keep environ
+	for _, x := range preserve {
+		if strings.Contains(x, "=") {
+			k, v, ok := splitNameval(x)
+			if !ok {
+				return fmt.Errorf("import_environment: missing attribute name in %q", x)
+			}
+			keep.set(k, v)
+		} else if v, ok := os.LookupEnv(x); ok {
+			keep.set(x, v)
+		}
+	}
+	os.Clearenv()
+	for _, kv := range keep.list {
+		k, v, _ := strings.Cut(kv, "=")
+		if err := os.Setenv(k, v); err != nil {
+			return fmt.Errorf("import_environment: %s: %w", k, err)
+		}
+	}
+	return nil
 }
