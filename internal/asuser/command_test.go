@@ -20,6 +20,8 @@ import (
 	"github.com/mailtee/mailtee/internal/mailcopy"
 )
 
+var userSeq int
+
 // realUser creates a user with a home directory for the test, and
 // removes both after it.
 func realUser(t *testing.T) (Cred, string) {
@@ -30,14 +32,22 @@ func realUser(t *testing.T) (Cred, string) {
 	if _, err := exec.LookPath("useradd"); err != nil {
 		t.Skip("no useradd")
 	}
-	name := fmt.Sprintf("mtcmd%d", os.Getpid()%100000)
+	userSeq++
+	name := fmt.Sprintf("mtcmd%d_%d", os.Getpid()%100000, userSeq)
 	if out, err := exec.Command("useradd", "-m", "-s", "/bin/sh", name).CombinedOutput(); err != nil {
 		t.Fatalf("useradd %s: %v: %s", name, err, out)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", "-r", name).CombinedOutput(); err != nil {
-			t.Logf("userdel %s: %v: %s", name, err, out)
+		// The user's helper may take a moment to exit after the pool
+		// closes, and userdel refuses a user with processes.
+		var out []byte
+		var err error
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			if out, err = exec.Command("userdel", "-r", name).CombinedOutput(); err == nil {
+				return
+			}
 		}
+		t.Errorf("userdel %s: %v: %s", name, err, out)
 	})
 	u, err := user.Lookup(name)
 	if err != nil {
