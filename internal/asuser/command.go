@@ -2,6 +2,7 @@ package asuser
 
 import (
 	"context"
+	"encoding/json"
 	"syscall"
 
 	"github.com/mailtee/mailtee/internal/command"
@@ -14,6 +15,11 @@ import (
 // waiting and the delivery is deferred; the command itself still ends
 // at s.TimeLimit, which the helper enforces.
 func (p *Pool) Command(ctx context.Context, c Cred, s command.Spec, msg *deliver.Message) error {
+	// A request is one record, of which the helper reads at most
+	// maxRecord bytes; the message has the rest when it is inline.
+	if b, err := json.Marshal(s); err != nil || len(b) > maxRecord-maxInline-1024 {
+		return failure("command request too large (%d bytes of command and environment): %.100q", len(b), s.Command)
+	}
 	return p.do(ctx, c, request{Op: "command", Command: &s, QueueID: msg.ID, From: msg.From, Size: msg.Size}, msg)
 }
 

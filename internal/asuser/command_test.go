@@ -178,3 +178,18 @@ func TestCommandRunRefusesRoot(t *testing.T) {
 		t.Error("the command ran as root")
 	}
 }
+
+// A request the helper could not read whole is refused before it is sent.
+func TestCommandTooLarge(t *testing.T) {
+	c := nobody(t)
+	p := testPool(t, Options{})
+	s := command.Spec{Command: "true", Env: []string{"BIG=" + strings.Repeat("x", maxRecord)}}
+	err := p.Command(context.Background(), c, s, message("Q", "A: b\r\n"))
+	var de *deliver.Error
+	if !errors.As(err, &de) || de.Permanent || !strings.Contains(de.Text, "too large") {
+		t.Errorf("got %v", err)
+	}
+	if n := p.Helpers(); n != 0 {
+		t.Errorf("%d helpers started for a refused request", n)
+	}
+}
