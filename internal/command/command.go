@@ -161,8 +161,21 @@ func Run(ctx context.Context, s Spec, msg *deliver.Message) error {
 	}()
 	output := make(chan []byte, 1)
 	go func() { output <- readBounded(outR) }()
+	// The command is reaped only once nothing more may be killed: until
+	// then its pid, and so its process group's, cannot be reused, and a
+	// kill cannot reach another process (pipe_command kills before its
+	// waitpid too).
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() {
+		var si unix.Siginfo
+		for {
+			err := unix.Waitid(unix.P_PID, pid, &si, unix.WEXITED|unix.WNOWAIT, nil)
+			if err != unix.EINTR {
+				exited <- err
+				return
+			}
+		}
+	}()
 
 	// Like Postfix, wait for the copy, the end of the output and the
 	// exit: a command that leaves a process holding its output open runs
@@ -194,6 +207,9 @@ func Run(ctx context.Context, s Spec, msg *deliver.Message) error {
 	}
 	outR.Close()
 	text := outputText(out)
+	if waitErr == nil {
+		waitErr = cmd.Wait()
+	}
 	var ee *exec.ExitError
 	if waitErr != nil && !errors.As(waitErr, &ee) {
 		return tempf("4.3.0", "system resource problem: wait: %v", waitErr)
