@@ -41,6 +41,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mailtee/mailtee/internal/command"
 	"github.com/mailtee/mailtee/internal/deliver"
 )
 
@@ -65,6 +66,8 @@ type request struct {
 	// Size is the message's size as the queue knows it (0: unknown); a
 	// larger one than maxInline goes through a pipe straight away.
 	Size int64 `json:"-"`
+	// Command is what op "command" runs (command.go).
+	Command *command.Spec `json:"cmd,omitempty"`
 }
 
 // reply is a helper's answer to the request with the same ID.

@@ -177,6 +177,8 @@ func handle(req request, body io.ReadCloser) *deliver.Error {
 	switch req.Op {
 	case "maildir":
 		err = maildir.Deliver(req.Path, msg, req.DeliveredTo)
+	case "command":
+		err = runCommand(req, msg)
 	default:
 		err = failure("unknown request %q", req.Op)
 	}

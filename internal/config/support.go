@@ -176,6 +176,9 @@ var implemented = map[string]paramInfo{
 	"mailbox_size_limit":     {},
 	"allow_mail_to_commands": {allowed: []string{"alias", "forward", "include"}},
 	"allow_mail_to_files":    {allowed: []string{"alias", "forward", "include"}},
+	// delivery to commands (internal/command)
+	"command_time_limit": {}, "export_environment": {}, "local_command_shell": {}, "command_expansion_filter": {},
+	"command_execution_directory": {valid: validForwardPath},
 }
 
 // minimum is the least value of a numeric parameter, as Postfix's
@@ -193,7 +196,7 @@ var harmless = map[string]bool{
 	"alias_database": true, "mail_owner": true,
 	"sendmail_path": true, "newaliases_path": true,
 	"mailq_path": true, "import_environment": true,
-	"export_environment": true, "debugger_command": true, "delay_warning_time": true,
+	"debugger_command": true, "delay_warning_time": true,
 	"multi_instance_enable": true,
 	"multi_instance_name":   true, "multi_instance_group": true,
 	"multi_instance_directories": true, "multi_instance_wrapper": true,

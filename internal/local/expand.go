@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/asuser"
+	"github.com/mailtee/mailtee/internal/command"
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/maps"
@@ -409,29 +410,13 @@ func (l *Local) expandAttrs(s string, t target, u User, filter string) (string, 
 		if v == "" {
 			return "", false
 		}
-		return filterChars(v, filter), true
+		return command.Filter(v, filter), true
 	})
 	if err != nil {
 		l.warn("bad parameter value syntax %q: %v", s, err)
 		return "", false
 	}
 	return out, len(undefined) == 0
-}
-
-// filterChars replaces each byte of s not in allowed by '_', as local(8)
-// does with forward_expansion_filter and command_expansion_filter; an
-// empty filter allows everything.
-func filterChars(s, allowed string) string {
-	if allowed == "" {
-		return s
-	}
-	b := []byte(s)
-	for i, c := range b {
-		if strings.IndexByte(allowed, c) < 0 {
-			b[i] = '_'
-		}
-	}
-	return string(b)
 }
 
 // unquote removes the quotes around "|command with blanks".

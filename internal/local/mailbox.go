@@ -7,7 +7,6 @@ import (
 
 	"github.com/mailtee/mailtee/internal/asuser"
 	"github.com/mailtee/mailtee/internal/command"
-	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/mailcopy"
 	"github.com/mailtee/mailtee/internal/maildir"
 	"github.com/mailtee/mailtee/internal/mbox"
@@ -186,12 +185,7 @@ func (d *delivery) command(ctx context.Context, rcpt Rcpt, t target, u User, cmd
 		Local: t.local, Extension: t.ext, Domain: t.domain, OrigRecipient: rcpt.Orig,
 		ClientName: d.msg.ClientName, ClientAddr: d.msg.ClientAddr, ClientHelo: d.msg.ClientHelo, ClientProtocol: d.msg.ClientProtocol,
 	}
-	env := command.Env(attrs, l.o.Export)
-	for i, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok && !exported(k, l.o.Export) {
-			env[i] = k + "=" + command.Filter(v, l.o.CommandFilter)
-		}
-	}
+	env := command.Env(attrs, l.o.Export, l.o.CommandFilter)
 	dir := ""
 	if l.o.ExecDir != "" {
 		var ok bool
@@ -209,15 +203,3 @@ func (d *delivery) command(ctx context.Context, rcpt Rcpt, t target, u User, cmd
 	return l.o.AsUser.Command(ctx, asuser.Cred{UID: run.UID, GID: run.GID}, spec, d.msg)
 }
 
-// exported says whether name comes from export_environment: mailtee's own
-// environment, not the message.
-func exported(name string, export []string) bool {
-	for _, e := range export {
-		if k, _, _ := strings.Cut(e, "="); k == name {
-			return true
-		}
-	}
-	return false
-}
-
-var _ = deliver.Error{}
