@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -39,8 +40,9 @@ import (
 // Owner is a uid and gid.
 type Owner struct{ UID, GID uint32 }
 
-// Options say how Deliver writes. The zero value (with an Envelope) is
-// Postfix's defaults on Linux for a mailbox.
+// Options say how Deliver writes. Zero Flags, Locks and lock timers are
+// Postfix's defaults on Linux; SizeLimit and StrictOwnership are not
+// (main.cf's defaults are 51200000 and yes): the caller sets them.
 type Options struct {
 	// Envelope is what the From_ line and the added headers say.
 	Envelope mailcopy.Envelope
@@ -159,7 +161,7 @@ func Deliver(path string, msg *deliver.Message, o Options) error {
 			return fail(mboxDSN(errnoOf(err), "5.2.0"), err.Error())
 		}
 	}
-	fd, st, err := safeOpen(path, o.Chown)
+	fd, st, created, err := safeOpen(path, o.Chown)
 	if err != nil {
 		return fail(mboxDSN(errnoOf(err), "5.2.0"), err.Error())
 	}
@@ -215,6 +217,11 @@ func Deliver(path string, msg *deliver.Message, o Options) error {
 	if err == nil {
 		err = f.Sync()
 	}
+	if err == nil && created {
+		// The new mailbox's name must survive a crash as its content
+		// does (Postfix does not sync it).
+		err = syncDir(filepath.Dir(path))
+	}
 	if err != nil {
 		// Before close, while the locks are still held.
 		unix.Ftruncate(fd, end)
@@ -266,6 +273,20 @@ func mboxDSN(errno unix.Errno, def string) string {
 		return "5.2.2"
 	}
 	return def
+}
+
+// syncDir fsyncs dir, unless it may not be read (mode -wx: Postfix
+// delivers there, so mailtee does too, without the sync).
+func syncDir(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == unix.EACCES {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Fsync(fd)
 }
 
 func strerror(err error) string { return deliver.Strerror(err) }

@@ -29,17 +29,21 @@ func errnoOf(err error) unix.Errno {
 
 // safeOpen opens path for appending, or creates it with mode 0600 and,
 // when chown is set, gives it to chown; as Postfix's safe_open() with
-// O_CREAT (src/util/safe_open.c). It returns the open file's status.
-func safeOpen(path string, chown *Owner) (int, *unix.Stat_t, error) {
-	fd, st, err := openExisting(path)
-	if err == nil || err.errno != unix.ENOENT {
-		return fd, st, nilIfNone(err)
+// O_CREAT (src/util/safe_open.c). It returns the open file's status, and
+// whether it created the file.
+func safeOpen(path string, chown *Owner) (fd int, st *unix.Stat_t, created bool, err error) {
+	fd, st, oe := openExisting(path)
+	if oe == nil || oe.errno != unix.ENOENT {
+		return fd, st, false, nilIfNone(oe)
 	}
-	fd, st, err = create(path, chown)
-	if err != nil && err.errno == unix.EEXIST {
-		fd, st, err = openExisting(path)
+	fd, st, oe = create(path, chown)
+	if oe == nil {
+		return fd, st, true, nil
 	}
-	return fd, st, nilIfNone(err)
+	if oe.errno == unix.EEXIST {
+		fd, st, oe = openExisting(path)
+	}
+	return fd, st, false, nilIfNone(oe)
 }
 
 // nilIfNone avoids a nil *openError in a non-nil error.
