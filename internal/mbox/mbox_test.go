@@ -421,38 +421,44 @@ func TestDotlock(t *testing.T) {
 	}
 }
 
-// The kernel locks keep out a mail reader holding a classic fcntl() lock
-// or a flock() lock: the delivery waits, then defers.
+// The kernel locks keep out a mail reader holding a classic fcntl()
+// lock (mutt, dovecot) or a flock() lock: the delivery waits, then
+// defers. The test holds them itself: a classic lock conflicts with the
+// delivery's open file description lock even in one process, and a
+// flock() lock belongs to the test's own open of the file.
 func TestKernelLocks(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "u")
 	os.WriteFile(path, []byte("x\n"), 0o600)
 	for _, kind := range []string{"fcntl", "flock"} {
-		// A child process holds the lock, as a mail reader would; a
-		// classic fcntl() lock held by this process would conflict too
-		// (open file description locks conflict with those), but a
-		// reader is another process.
-		cmd := exec.Command("flock", "-x", path, "sleep", "30")
-		if kind == "fcntl" {
-			cmd = exec.Command("python3", "-c", "import fcntl,sys,time\nf=open(sys.argv[1],'a')\nfcntl.lockf(f,fcntl.LOCK_EX)\nprint('locked',flush=True)\ntime.sleep(30)", path)
-		}
-		out, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			t.Skipf("%s: %v", cmd.Path, err)
+		reader, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
 		}
 		if kind == "fcntl" {
-			io.ReadFull(out, make([]byte, 7))
+			err = syscall.FcntlFlock(reader.Fd(), syscall.F_SETLK, &syscall.Flock_t{Type: syscall.F_WRLCK})
 		} else {
-			time.Sleep(300 * time.Millisecond)
+			err = syscall.Flock(int(reader.Fd()), syscall.LOCK_EX)
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 		o := fast()
 		o.Locks = []string{kind}
-		err := Deliver(path, message("Subject: x\r\n\r\nhi\r\n"), o)
-		cmd.Process.Kill()
-		cmd.Wait()
+		start := time.Now()
+		err = Deliver(path, message("Subject: x\r\n\r\nhi\r\n"), o)
+		d := time.Since(start)
 		wantError(t, err, "4.2.0", "cannot update mailbox "+path+" for user u. unable to lock for exclusive access: Resource temporarily unavailable")
+		if d < 25*time.Millisecond {
+			t.Errorf("%s: gave up after %v, want 4 waits of about 10 ms", kind, d)
+		}
 		if got := readFile(t, path); got != "x\n" {
 			t.Fatalf("%s: locked mailbox changed: %q", kind, got)
 		}
+		reader.Close() // releases both kinds
+		if err := Deliver(path, message("Subject: x\r\n\r\nhi\r\n"), o); err != nil {
+			t.Fatalf("%s: after the reader let go: %v", kind, err)
+		}
+		os.WriteFile(path, []byte("x\n"), 0o600)
 	}
 }
 
