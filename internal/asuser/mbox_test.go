@@ -161,14 +161,15 @@ func TestMboxTwoHelpers(t *testing.T) {
 			for j := 0; b.Len() < 150<<10; j++ {
 				fmt.Fprintf(&b, "%s line %06d, long enough to need several writes\r\n", tag, j)
 			}
-			want[tag] = b.String()
+			body := b.String()
+			want[tag] = body
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				o := mboxOptions(name)
 				o.RecipientUID = c.UID
 				o.LockAttempts, o.LockDelay = 100000, 2*time.Millisecond
-				if err := p.Mbox(context.Background(), cred, path, message(tag, want[tag]), o); err != nil {
+				if err := p.Mbox(context.Background(), cred, path, message(tag, body), o); err != nil {
 					t.Error(err)
 				}
 			}()
