@@ -30,7 +30,16 @@ func testUser(t *testing.T) (name string, c Cred) {
 	if out, err := exec.Command("useradd", "-M", "-U", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
 		t.Skipf("useradd: %v: %s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("userdel", name).Run() })
+	t.Cleanup(func() {
+		// After the pools' cleanup, but their helpers exit on their own
+		// time, and userdel refuses a user with a process.
+		for i := 0; exec.Command("userdel", name).Run() != nil && i < 100; i++ {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if _, err := user.Lookup(name); err == nil {
+			t.Errorf("user %s not removed", name)
+		}
+	})
 	u, err := user.Lookup(name)
 	if err != nil {
 		t.Fatal(err)

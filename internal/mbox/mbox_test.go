@@ -101,7 +101,11 @@ func testUser(t *testing.T) (name string, uid, gid uint32) {
 	if out, err := exec.Command("useradd", "-M", "-U", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
 		t.Skipf("useradd: %v: %s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("userdel", name).Run() })
+	t.Cleanup(func() {
+		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+			t.Errorf("userdel %s: %v: %s", name, err, out)
+		}
+	})
 	u, err := user.Lookup(name)
 	if err != nil {
 		t.Fatal(err)
