@@ -43,6 +43,8 @@ import (
 
 	"github.com/mailtee/mailtee/internal/command"
 	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/mailcopy"
+	"github.com/mailtee/mailtee/internal/mbox"
 )
 
 // Cred is who a delivery runs as.
@@ -55,12 +57,14 @@ const Command = "local-helper"
 
 // request is one delivery for a helper.
 type request struct {
-	ID          uint64 `json:"id"`
-	Op          string `json:"op"` // "maildir"
-	Path        string `json:"path"`
-	QueueID     string `json:"qid"`
-	From        string `json:"from"`
-	DeliveredTo string `json:"to"`
+	ID          uint64             `json:"id"`
+	Op          string             `json:"op"` // "maildir", "mbox", "command", "open"
+	Path        string             `json:"path"`
+	QueueID     string             `json:"qid"`
+	From        string             `json:"from"`
+	DeliveredTo string             `json:"to"`
+	Env         *mailcopy.Envelope `json:"env,omitempty"`  // maildir; else From and DeliveredTo
+	Mbox        *mbox.Options      `json:"mbox,omitempty"` // mbox
 	// Open is how an "open" request checks the file it opens.
 	Open *OpenOptions `json:"open,omitempty"`
 	// Size is the message's size as the queue knows it (0: unknown); a
@@ -313,6 +317,9 @@ func start(o Options, c Cred) (*helper, error) {
 	cmd.Args[0] = "mailtee"
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	if tz, ok := os.LookupEnv("TZ"); ok { // for the mbox From_ line
+		cmd.Env = append(cmd.Env, "TZ="+tz)
+	}
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

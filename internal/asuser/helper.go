@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mailtee/mailtee/internal/deliver"
-	"github.com/mailtee/mailtee/internal/maildir"
 )
 
 // Main is the helper process: args are UID and GID. It drops to them,
@@ -176,7 +175,9 @@ func handle(req request, body io.ReadCloser) *deliver.Error {
 	var err error
 	switch req.Op {
 	case "maildir":
-		err = maildir.Deliver(req.Path, msg, req.DeliveredTo)
+		err = doMaildir(req, msg)
+	case "mbox":
+		err = doMbox(req, msg)
 	case "command":
 		err = runCommand(req, msg)
 	default:

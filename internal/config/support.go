@@ -172,8 +172,9 @@ var implemented = map[string]paramInfo{
 	"strict_mailbox_ownership":             {},
 	"execution_directory_expansion_filter": {},
 	// local(8): what master.LocalDeliveryFindings reads and check reports
-	"mailbox_delivery_lock":  {allowed: []string{"flock", "fcntl", "dotlock"}},
-	"mailbox_size_limit":     {},
+	"mailbox_delivery_lock": {allowed: []string{"flock", "fcntl", "dotlock"}},
+	"mailbox_size_limit":    {},
+	"stale_lock_time":       {}, "deliver_lock_attempts": {}, "deliver_lock_delay": {},
 	"allow_mail_to_commands": {allowed: []string{"alias", "forward", "include"}},
 	"allow_mail_to_files":    {allowed: []string{"alias", "forward", "include"}},
 	// delivery to commands (internal/command)

@@ -124,6 +124,10 @@ type Options struct {
 	Locks       []string
 	SizeLimit   int64
 	StrictOwner bool
+	// StaleLockTime, LockAttempts and LockDelay are stale_lock_time,
+	// deliver_lock_attempts and deliver_lock_delay.
+	StaleLockTime, LockDelay time.Duration
+	LockAttempts             int
 	// OrigRcpt is enable_original_recipient: X-Original-To: headers.
 	OrigRcpt bool
 	// Warn logs what local(8) logs as a warning (an ignored .forward).

@@ -90,7 +90,7 @@ func (d *delivery) mailbox(ctx context.Context, rcpt Rcpt, t target) (string, er
 		if strings.HasSuffix(l.o.HomeMailbox, "/") {
 			return "delivered to maildir", d.maildir(ctx, path+"/", u, env)
 		}
-		return "delivered to mailbox", d.mbox(ctx, path, u, asuser.Cred{UID: u.UID, GID: u.GID}, nil, env)
+		return "delivered to mailbox", d.mbox(ctx, path, u, asuser.Cred{UID: u.UID, GID: u.GID}, nil, env, false)
 	case strings.HasSuffix(l.o.SpoolDir, "/"):
 		if !found {
 			u = l.o.DefaultPrivs
@@ -116,7 +116,7 @@ func (d *delivery) mailbox(ctx context.Context, rcpt Rcpt, t target) (string, er
 	// dotlock can be made; any other as root, the file then handed to
 	// the user.
 	uid, gid, chown := mbox.SpoolCred(l.o.SpoolDir, u.UID, u.GID)
-	return "delivered to mailbox", d.mbox(ctx, path, u, asuser.Cred{UID: uid, GID: gid}, chown, env)
+	return "delivered to mailbox", d.mbox(ctx, path, u, asuser.Cred{UID: uid, GID: gid}, chown, env, false)
 }
 
 // spoolPath is user's mailbox in spool; a name that cannot be a file
@@ -140,11 +140,13 @@ func (d *delivery) maildir(ctx context.Context, dir string, u User, env mailcopy
 	return l.o.AsUser.MaildirEnv(ctx, asuser.Cred{UID: u.UID, GID: u.GID}, dir, d.msg, env)
 }
 
-// mbox appends to the mbox file path as c, for u.
-func (d *delivery) mbox(ctx context.Context, path string, u User, c asuser.Cred, chown *mbox.Owner, env mailcopy.Envelope) error {
+// mbox appends to the mbox file path as c, for u; file says it is a
+// /file destination, not a mailbox.
+func (d *delivery) mbox(ctx context.Context, path string, u User, c asuser.Cred, chown *mbox.Owner, env mailcopy.Envelope, file bool) error {
 	l := d.l
-	o := mbox.Options{Envelope: env, Flags: mailcopy.Mbox, Locks: l.o.Locks, SizeLimit: l.o.SizeLimit, Chown: chown,
-		Strict: l.o.StrictOwner, StrictOwner: u.UID}
+	o := mbox.Options{Envelope: env, Flags: mailcopy.Mbox, Locks: l.o.Locks, SizeLimit: l.o.SizeLimit, User: u.Name, File: file, Chown: chown,
+		StrictOwnership: l.o.StrictOwner && !file, RecipientUID: u.UID,
+		StaleLockTime: l.o.StaleLockTime, LockAttempts: l.o.LockAttempts, LockDelay: l.o.LockDelay}
 	if l.o.AsUser == nil || c.UID == 0 {
 		return mbox.Deliver(path, d.msg, o)
 	}
@@ -169,7 +171,7 @@ func (d *delivery) deliverOther(ctx context.Context, rcpt Rcpt, t target) error 
 	if strings.HasSuffix(t.what, "/") {
 		return d.maildir(ctx, t.what, priv, env)
 	}
-	return d.mbox(ctx, t.what, priv, asuser.Cred{UID: priv.UID, GID: priv.GID}, nil, env)
+	return d.mbox(ctx, t.what, priv, asuser.Cred{UID: priv.UID, GID: priv.GID}, nil, env, true)
 }
 
 // command runs cmd for t with u's rights (default_privs for root's), with
@@ -202,4 +204,3 @@ func (d *delivery) command(ctx context.Context, rcpt Rcpt, t target, u User, cmd
 	}
 	return l.o.AsUser.Command(ctx, asuser.Cred{UID: run.UID, GID: run.GID}, spec, d.msg)
 }
-

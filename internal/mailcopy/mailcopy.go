@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/address"
@@ -57,7 +58,11 @@ func (e *ErrRead) Unwrap() error { return e.Err }
 // flushed before Copy returns.
 func Copy(w io.Writer, body io.Reader, env Envelope, f Flags) (int64, error) {
 	cw := &countWriter{w: w}
-	bw := bufio.NewWriterSize(cw, 64<<10)
+	b := bufPool.Get().(*buffers)
+	defer bufPool.Put(b)
+	bw := b.w
+	bw.Reset(cw)
+	defer bw.Reset(nil)
 	if f&FromLine != 0 {
 		sender := "MAILER-DAEMON"
 		if env.Sender != "" {
@@ -84,7 +89,9 @@ func Copy(w io.Writer, body io.Reader, env Envelope, f Flags) (int64, error) {
 		bw.WriteString("Delivered-To: " + quote(env.DeliveredTo) + "\n")
 	}
 	src := &deliver.ContentReader{R: body}
-	br := bufio.NewReaderSize(src, 32<<10)
+	br := b.r
+	br.Reset(src)
+	defer br.Reset(nil)
 	atStart := true // the next byte begins a line
 	heldCR := false // a CR ended the last chunk: it may begin a CRLF
 	for {
@@ -138,6 +145,17 @@ func Copy(w io.Writer, body io.Reader, env Envelope, f Flags) (int64, error) {
 	}
 	return cw.n, nil
 }
+
+// buffers are Copy's, reused: allocating them for each message costs
+// more than copying a small one.
+type buffers struct {
+	w *bufio.Writer
+	r *bufio.Reader
+}
+
+var bufPool = sync.Pool{New: func() any {
+	return &buffers{w: bufio.NewWriterSize(nil, 64<<10), r: bufio.NewReaderSize(nil, 32<<10)}
+}}
 
 // quote quotes an address's local part where RFC 5322 needs it, as
 // quote_822_local does.

@@ -6,11 +6,8 @@
 package maildir
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,23 +17,26 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/mailcopy"
 	"github.com/mailtee/mailtee/internal/safeio"
 )
 
 var maildirSeq atomic.Uint64
 
-// Deliver delivers msg into the Maildir dir, as Postfix's local(8) does
+// DeliverEnv delivers msg into the Maildir dir, as Postfix's local(8) does
 // for a mailbox path ending in "/":
 //
 //   - dir, dir/tmp, dir/new and dir/cur are created as needed, mode 0700;
 //   - the message file, mode 0600, gets a unique name
 //     (seconds.MmicrosecondsPpidQcounter.hostname, after
-//     cr.yp.to/proto/maildir.html), with "Return-Path: <sender>" and
-//     "Delivered-To: address" prepended (mail_copy.c, in that order) and
-//     CRLF line ends turned into LF;
+//     cr.yp.to/proto/maildir.html), written by mailcopy with
+//     mailcopy.Maildir: "Return-Path: <sender>", "X-Original-To:" when
+//     env has an original recipient, and "Delivered-To: address"
+//     prepended (mail_copy.c, in that order), CRLF line ends turned into
+//     LF;
 //   - the file is written and fsynced, then linked into new/, and new/ is
-//     fsynced, so that the delivery survives a crash once Deliver returns
-//     nil.
+//     fsynced, so that the delivery survives a crash once DeliverEnv
+//     returns nil.
 //
 // Where it is safe (see safeio.TmpfileDurable), the file is written without a
 // name in tmp/ (O_TMPFILE) and linked straight into new/: it never
@@ -50,11 +50,16 @@ var maildirSeq atomic.Uint64
 //
 // Errors are *deliver.Error with Postfix's status codes (mbox_dsn()): a
 // full file system (ENOSPC) is 4.3.0, EAGAIN and ESTALE 4.2.0, all
-// temporary; a full mailbox (EDQUOT, EFBIG) is 5.2.2, permanent. Any other failure, such as
-// a permission problem, is deferred (4.2.0) — Postfix bounces those
+// temporary; a full mailbox (EDQUOT, EFBIG) is 5.2.2, permanent. Any
+// other failure, such as a permission problem, is deferred (4.2.0) — Postfix bounces those
 // (5.2.0), but a mailbox misconfiguration is better fixed than bounced.
+func DeliverEnv(dir string, msg *deliver.Message, env mailcopy.Envelope) error {
+	return maildirDeliver(dir, msg, env, maildirAuto)
+}
+
+// Deliver is DeliverEnv with the sender msg.From and no X-Original-To:.
 func Deliver(dir string, msg *deliver.Message, deliveredTo string) error {
-	return maildirDeliver(dir, msg, deliveredTo, maildirAuto)
+	return DeliverEnv(dir, msg, mailcopy.Envelope{Sender: msg.From, DeliveredTo: deliveredTo})
 }
 
 // maildirMode says how maildirDeliver writes the file.
@@ -66,7 +71,7 @@ const (
 	maildirNamed                      // in tmp/ under its name
 )
 
-func maildirDeliver(dir string, msg *deliver.Message, deliveredTo string, mode maildirMode) error {
+func maildirDeliver(dir string, msg *deliver.Message, env mailcopy.Envelope, mode maildirMode) error {
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return maildirError(err, "create maildir directory %s", filepath.Join(dir, sub))
@@ -75,7 +80,7 @@ func maildirDeliver(dir string, msg *deliver.Message, deliveredTo string, mode m
 	md := maildirFor(dir)
 	name := maildirName()
 	if mode != maildirNamed && md.useTmpfile(dir, mode == maildirUnnamed) {
-		err := md.deliverUnnamed(dir, name, msg, deliveredTo)
+		err := md.deliverUnnamed(dir, name, msg, env)
 		if err != errNoTmpfile {
 			return err
 		}
@@ -83,7 +88,7 @@ func maildirDeliver(dir string, msg *deliver.Message, deliveredTo string, mode m
 		// mounted there): use tmp/ from now on.
 		md.tmpfile.Store(false)
 	}
-	return md.deliverNamed(dir, name, msg, deliveredTo)
+	return md.deliverNamed(dir, name, msg, env)
 }
 
 // maildirState is what is kept per Maildir across deliveries.
@@ -127,7 +132,7 @@ var errNoTmpfile = errors.New("O_TMPFILE not supported")
 
 // deliverUnnamed writes the message to an unnamed file in tmp/ and links
 // it into new/ under name.
-func (md *maildirState) deliverUnnamed(dir, name string, msg *deliver.Message, deliveredTo string) error {
+func (md *maildirState) deliverUnnamed(dir, name string, msg *deliver.Message, env mailcopy.Envelope) error {
 	tmpDir := filepath.Join(dir, "tmp")
 	nf, err := safeio.CreateNew(tmpDir, true)
 	if err != nil {
@@ -140,7 +145,7 @@ func (md *maildirState) deliverUnnamed(dir, name string, msg *deliver.Message, d
 	// Closing an unlinked file discards it. Once linked and synced, the
 	// file is delivered whatever close says.
 	defer nf.Close()
-	if err := writeMaildirFile(nf.File, msg, deliveredTo); err != nil {
+	if err := writeMaildirFile(nf.File, msg, env); err != nil {
 		return err
 	}
 	newDir := filepath.Join(dir, "new")
@@ -156,14 +161,14 @@ func (md *maildirState) deliverUnnamed(dir, name string, msg *deliver.Message, d
 
 // deliverNamed writes the message to tmp/name, links it into new/ and
 // removes it from tmp/.
-func (md *maildirState) deliverNamed(dir, name string, msg *deliver.Message, deliveredTo string) error {
+func (md *maildirState) deliverNamed(dir, name string, msg *deliver.Message, env mailcopy.Envelope) error {
 	tmp := filepath.Join(dir, "tmp", name)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return maildirError(err, "create maildir file %s", tmp)
 	}
 	defer os.Remove(tmp) // after a rename, or a link, or a failure
-	err = writeMaildirFile(f, msg, deliveredTo)
+	err = writeMaildirFile(f, msg, env)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = maildirError(cerr, "error writing message")
 	}
@@ -194,108 +199,23 @@ func maildirName() string {
 	return fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), maildirSeq.Add(1), maildirHost())
 }
 
-// maildirBuf is the buffers of one delivery, reused.
-type maildirBuf struct {
-	bw  *bufio.Writer
-	buf []byte
-}
-
-var maildirBufs = sync.Pool{New: func() any {
-	return &maildirBuf{bw: bufio.NewWriterSize(nil, 64<<10), buf: make([]byte, 32<<10)}
-}}
-
 // writeMaildirFile writes the message to f and fsyncs it; the caller
 // closes f.
-func writeMaildirFile(f *os.File, msg *deliver.Message, deliveredTo string) error {
+func writeMaildirFile(f *os.File, msg *deliver.Message, env mailcopy.Envelope) error {
 	body, err := msg.Open()
 	if err != nil {
 		return failure("4.3.0", "maildir delivery failed: cannot read message %s: %v", msg.ID, err)
 	}
 	defer body.Close()
-
-	mb := maildirBufs.Get().(*maildirBuf)
-	defer maildirBufs.Put(mb)
-	bw := mb.bw
-	bw.Reset(f)
-	defer bw.Reset(nil)
-	bw.WriteString("Return-Path: <")
-	bw.WriteString(msg.From)
-	bw.WriteString(">\nDelivered-To: ")
-	bw.WriteString(deliveredTo)
-	bw.WriteString("\n")
-	lf := &lfWriter{w: bw}
-	src := &deliver.ContentReader{R: body}
-	if _, err := io.CopyBuffer(lf, src, mb.buf); err != nil {
-		if src.Err != nil {
-			return failure("4.3.0", "maildir delivery failed: error reading message %s: %v", msg.ID, src.Err)
+	if _, err := mailcopy.Copy(f, body, env, mailcopy.Maildir); err != nil {
+		var re *mailcopy.ErrRead
+		if errors.As(err, &re) {
+			return failure("4.3.0", "maildir delivery failed: error reading message %s: %v", msg.ID, re.Err)
 		}
-		return maildirError(err, "error writing message")
-	}
-	if err := lf.end(); err != nil {
-		return maildirError(err, "error writing message")
-	}
-	if err := bw.Flush(); err != nil {
 		return maildirError(err, "error writing message")
 	}
 	if err := f.Sync(); err != nil {
 		return maildirError(err, "error writing message")
-	}
-	return nil
-}
-
-// lfWriter turns CRLF into LF; a CR not followed by LF is kept. It also
-// makes sure the file ends with a line end.
-type lfWriter struct {
-	w    *bufio.Writer
-	cr   bool // a CR was held back
-	last byte
-}
-
-func (l *lfWriter) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		if l.cr {
-			l.cr = false
-			if p[0] != '\n' {
-				if err := l.put([]byte{'\r'}); err != nil {
-					return 0, err
-				}
-			}
-		}
-		i := bytes.IndexByte(p, '\r')
-		if i < 0 {
-			if err := l.put(p); err != nil {
-				return 0, err
-			}
-			break
-		}
-		if err := l.put(p[:i]); err != nil {
-			return 0, err
-		}
-		l.cr = true
-		p = p[i+1:]
-	}
-	return n, nil
-}
-
-func (l *lfWriter) put(p []byte) error {
-	if len(p) == 0 {
-		return nil
-	}
-	l.last = p[len(p)-1]
-	_, err := l.w.Write(p)
-	return err
-}
-
-func (l *lfWriter) end() error {
-	if l.cr {
-		l.cr = false
-		if err := l.put([]byte{'\r'}); err != nil {
-			return err
-		}
-	}
-	if l.last != '\n' {
-		return l.put([]byte{'\n'})
 	}
 	return nil
 }

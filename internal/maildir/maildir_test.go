@@ -1,7 +1,6 @@
 package maildir
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/mailcopy"
 	"github.com/mailtee/mailtee/internal/safeio"
 )
 
@@ -131,7 +131,7 @@ func TestMaildirUnnamed(t *testing.T) {
 		t.Skip("no O_TMPFILE here")
 	}
 	created := watchCreate(t, filepath.Join(dir, "tmp"))
-	if err := maildirDeliver(dir, testMessage("Subject: hi\n\nbody"), "user@example.com", maildirUnnamed); err != nil {
+	if err := maildirDeliver(dir, testMessage("Subject: hi\n\nbody"), testEnv("user@example.com"), maildirUnnamed); err != nil {
 		t.Fatal(err)
 	}
 	checkMaildirOne(t, dir, maildirWant)
@@ -139,7 +139,7 @@ func TestMaildirUnnamed(t *testing.T) {
 	// delivery makes none.
 	created()
 	os.RemoveAll(filepath.Join(dir, "new"))
-	if err := maildirDeliver(dir, testMessage("Subject: hi\n\nbody"), "user@example.com", maildirUnnamed); err != nil {
+	if err := maildirDeliver(dir, testMessage("Subject: hi\n\nbody"), testEnv("user@example.com"), maildirUnnamed); err != nil {
 		t.Fatal(err)
 	}
 	if created() {
@@ -198,7 +198,7 @@ func TestMaildirNamed(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "Maildir")
 	os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
 	created := watchCreate(t, filepath.Join(dir, "tmp"))
-	if err := maildirDeliver(dir, testMessage("Subject: hi\n\nbody"), "user@example.com", maildirNamed); err != nil {
+	if err := maildirDeliver(dir, testMessage("Subject: hi\n\nbody"), testEnv("user@example.com"), maildirNamed); err != nil {
 		t.Fatal(err)
 	}
 	if !created() {
@@ -212,7 +212,7 @@ func TestMaildirNamed(t *testing.T) {
 		return io.NopCloser(iotest.ErrReader(errors.New("disk error"))), nil
 	}}
 	var e *deliver.Error
-	err := maildirDeliver(dir, msg, "u@example.com", maildirNamed)
+	err := maildirDeliver(dir, msg, testEnv("u@example.com"), maildirNamed)
 	if !errors.As(err, &e) || e.Permanent || e.Text != "maildir delivery failed: error reading message Q1: disk error" {
 		t.Errorf("got %#v", err)
 	}
@@ -231,7 +231,7 @@ func TestMaildirConcurrent(t *testing.T) {
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {
-			errs <- maildirDeliver(dir, testMessage("Subject: hi\n\nbody"), "user@example.com", maildirMode(i%3))
+			errs <- maildirDeliver(dir, testMessage("Subject: hi\n\nbody"), testEnv("user@example.com"), maildirMode(i%3))
 		}()
 	}
 	for range n {
@@ -316,39 +316,6 @@ func TestMaildirErrors(t *testing.T) {
 	}
 }
 
-// Whatever the chunking, the Maildir copy is the content with CRLF turned
-// into LF and a final line end.
-func FuzzLFWriter(f *testing.F) {
-	f.Add([]byte("a\r\nb\r\n"), uint8(1))
-	f.Add([]byte("bare\rcr\r\r\n\r"), uint8(2))
-	f.Add([]byte("no end"), uint8(7))
-	f.Add([]byte(""), uint8(0))
-	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
-		var out bytes.Buffer
-		bw := bufio.NewWriter(&out)
-		lf := &lfWriter{w: bw}
-		n := int(chunk)%16 + 1
-		for p := in; len(p) > 0; {
-			k := min(n, len(p))
-			if _, err := lf.Write(p[:k]); err != nil {
-				t.Fatal(err)
-			}
-			p = p[k:]
-		}
-		if err := lf.end(); err != nil {
-			t.Fatal(err)
-		}
-		bw.Flush()
-		want := bytes.ReplaceAll(in, []byte("\r\n"), []byte("\n"))
-		if len(want) == 0 || want[len(want)-1] != '\n' {
-			want = append(want, '\n')
-		}
-		if !bytes.Equal(out.Bytes(), want) {
-			t.Errorf("%q in chunks of %d: got %q, want %q", in, n, out.Bytes(), want)
-		}
-	})
-}
-
 func testMessage(body string) *deliver.Message {
 	body = strings.ReplaceAll(body, "\n", "\r\n")
 	return &deliver.Message{
@@ -388,7 +355,7 @@ func BenchmarkMaildir(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			seq++
 			dir := filepath.Join(root, "Maildir"+strconv.Itoa(seq))
-			if err := maildirDeliver(dir, msg, "u@example.com", bc.mode); err != nil {
+			if err := maildirDeliver(dir, msg, testEnv("u@example.com"), bc.mode); err != nil {
 				b.Fatal(err)
 			}
 			if bc.mode == maildirUnnamed && !safeio.TmpfileWorks(filepath.Join(dir, "tmp")) {
@@ -402,7 +369,7 @@ func BenchmarkMaildir(b *testing.B) {
 				b.SetParallelism(4)
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if err := maildirDeliver(dir, msg, "u@example.com", bc.mode); err != nil {
+						if err := maildirDeliver(dir, msg, testEnv("u@example.com"), bc.mode); err != nil {
 							b.Error(err)
 							return
 						}
@@ -410,7 +377,7 @@ func BenchmarkMaildir(b *testing.B) {
 				})
 			} else {
 				for i := 0; i < b.N; i++ {
-					if err := maildirDeliver(dir, msg, "u@example.com", bc.mode); err != nil {
+					if err := maildirDeliver(dir, msg, testEnv("u@example.com"), bc.mode); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -424,4 +391,20 @@ func BenchmarkMaildir(b *testing.B) {
 			b.ReportMetric(float64(cpu)/1e3/float64(b.N), "cpu-µs/op")
 		})
 	}
+}
+
+func testEnv(to string) mailcopy.Envelope {
+	return mailcopy.Envelope{Sender: "sender@example.org", DeliveredTo: to}
+}
+
+// X-Original-To: comes between Return-Path: and Delivered-To:, as
+// local(8) writes it into a Maildir file; addresses are quoted as
+// quote_822_local() does.
+func TestMaildirOriginalRecipient(t *testing.T) {
+	dir := t.TempDir()
+	env := mailcopy.Envelope{Sender: "a b@example.org", OrigRcpt: "orig@example.com", DeliveredTo: "user@example.com"}
+	if err := DeliverEnv(dir, testMessage("Subject: hi\n\nbody"), env); err != nil {
+		t.Fatal(err)
+	}
+	checkMaildirOne(t, dir, "Return-Path: <\"a b\"@example.org>\nX-Original-To: orig@example.com\nDelivered-To: user@example.com\nSubject: hi\n\nbody\n")
 }

@@ -311,6 +311,9 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		Locks:              cfg.List("mailbox_delivery_lock"),
 		SizeLimit:          int64(mustInt(cfg, "mailbox_size_limit")),
 		StrictOwner:        strict,
+		StaleLockTime:      mustDuration(cfg, "stale_lock_time"),
+		LockAttempts:       mustInt(cfg, "deliver_lock_attempts"),
+		LockDelay:          mustDuration(cfg, "deliver_lock_delay"),
 		OrigRcpt:           origRcpt,
 		Warn:               warn,
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/users/userstest"
 	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
@@ -213,4 +214,96 @@ recipient_delimiter = +
 			t.Errorf("%s is owned by %d:%d, want %s's %d:%d", p, u, g, carol.Name, carol.UID, carol.GID)
 		}
 	}
+}
+
+// Debian's three stock configurations (internal/master/testdata/stock:
+// main.cf.debian, main.cf.dist, and the "Internet Site" file its
+// installer writes) deliver local mail as Postfix does with them: an
+// mbox in mail_spool_directory, Postfix's default /var/mail, owned by
+// the user with the spool's group. Only what a test must change is
+// changed: the listening address and port, the queue, the test's
+// domain and alias file, and TLS files of its own.
+func TestStockDebianLocalDelivery(t *testing.T) {
+	for _, name := range []string{"main.cf.debian", "main.cf.dist", "main.cf.internet-site"} {
+		t.Run(name, func(t *testing.T) {
+			stock, err := os.ReadFile(filepath.Join("..", "..", "internal", "master", "testdata", "stock", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := harness.TempDir(t)
+			u := harness.NewUser(t, base)
+			spool := varMail(t, base, u.Name)
+			cert, key, _ := testCert(t, base, "mx.test.example")
+			in := newInstance(t, "", nil)
+			mainCf := readFile(t, filepath.Join(in.Dir, "main.cf")) + "\n# " + name + "\n" + string(stock) + "\n# the test's\n" +
+				"myhostname = mx.test.example\nmyorigin = test.example\nmydestination = $myhostname, test.example, localhost\n" +
+				"inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nsmtpd_port = " + strconv.Itoa(in.Port) + "\n" +
+				"queue_directory = " + in.Dir + "/queue\ndata_directory = " + in.Dir + "/data\nalias_maps = hash:" + in.Dir + "/aliases\n" +
+				"smtpd_tls_cert_file = " + cert + "\nsmtpd_tls_key_file = " + key + "\nsetgid_group = postdrop\n" +
+				"mail_spool_directory = " + spool + "\n"
+			if spool == "/var/mail" {
+				mainCf = strings.TrimSuffix(mainCf, "mail_spool_directory = /var/mail\n") // Postfix's default
+			}
+			in.WriteFile("main.cf", mainCf)
+			if out, err := in.Run("", "check"); strings.Contains(out, "error:") || err != nil {
+				t.Fatalf("check on %s: %v\n%s", name, err, out)
+			} else if !strings.Contains(out, "mbox") {
+				t.Errorf("check does not say local mail goes to an mbox:\n%s", out)
+			}
+			in.Start()
+			if err := send(in.Addr(), "sender@outside.example", []string{u.Name + "@test.example"}, strings.ReplaceAll(quotedBody, "%s", name)); err != nil {
+				t.Fatal(err)
+			}
+			in.WaitLog("status=sent (delivered to mailbox)")
+			text := checkMbox(t, filepath.Join(spool, u.Name), 1, u.UID, mailGID(t))
+			for _, want := range []string{"Return-Path: <sender@outside.example>\n", "X-Original-To: " + u.Name + "@test.example\n", "Delivered-To: " + u.Name + "@test.example\n"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("the mbox lacks %q:\n%s", want, text)
+				}
+			}
+		})
+	}
+}
+
+// varMail is the system's /var/mail when it is Debian's (root:mail 2775),
+// with user's mailbox removed after the test; else a spool made like it.
+func varMail(t *testing.T, base, user string) string {
+	t.Helper()
+	st, err := os.Stat("/var/mail")
+	if err == nil && st.Mode().Perm() == 0o775 && st.Mode()&os.ModeSetgid != 0 {
+		if _, g := harness.OwnerOf(t, "/var/mail"); g == mailGID(t) {
+			t.Cleanup(func() { os.Remove(filepath.Join("/var/mail", user)) })
+			return "/var/mail"
+		}
+	}
+	return mboxSpool(t, base)
+}
+
+// A user known only to NSS (libnss-extrausers here, LDAP or SSSD on a
+// university host) receives mail: accepted at RCPT by the default
+// local_recipient_maps (unix:passwd.byname) and delivered to an mbox
+// that is hers.
+func TestNSSOnlyUserGetsMail(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	base := harness.TempDir(t)
+	name := "mtnss" + strconv.Itoa(os.Getpid()%100000)
+	home := filepath.Join(base, name)
+	uid := 62000 + os.Getpid()%1000
+	userstest.AddNSSUser(t, name, uid, uid, home)
+	if strings.Contains(readFile(t, "/etc/passwd"), "\n"+name+":") {
+		t.Fatal("the user is in /etc/passwd: this test is about NSS")
+	}
+	spool := mboxSpool(t, base)
+	in := newInstance(t, "mail_spool_directory = "+spool+"\nlocal_recipient_maps = proxy:unix:passwd.byname $alias_maps\n", nil)
+	in.Start()
+	if err := send(in.Addr(), "sender@outside.example", []string{name + "@test.example"}, strings.ReplaceAll(quotedBody, "%s", "nss")); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(in.Addr(), "sender@outside.example", []string{"nosuch" + name + "@test.example"}, testMessage("x")); err == nil || !strings.Contains(err.Error(), "550") {
+		t.Errorf("an unknown user was not refused with 550: %v", err)
+	}
+	in.WaitLog("status=sent (delivered to mailbox)")
+	checkMbox(t, filepath.Join(spool, name), 1, uid, mailGID(t))
 }
