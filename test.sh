@@ -44,7 +44,8 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 	for target in internal/smtpd:FuzzSession internal/address:FuzzParse internal/config:FuzzParse \
 		internal/maps:FuzzTextTable internal/maps:FuzzAliasTable internal/maps:FuzzRegexpTable \
 		internal/maps:FuzzCIDRTable internal/retrans:FuzzTranslate internal/rewrite:FuzzHeader internal/queue:FuzzReadJournal internal/header:FuzzReader \
-		internal/maildrop:FuzzDecode; do
+		internal/maildrop:FuzzDecode internal/mailcopy:FuzzCopy internal/command:FuzzFilter internal/command:FuzzSplitStatus \
+		internal/users:FuzzParsePasswdLine; do
 		pkg=${target%%:*} name=${target##*:}
 		echo "fuzz $pkg $name ($fuzztime)"
 		go test "./$pkg" -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" >/tmp/mailtee-fuzz.log 2>&1 || {
@@ -53,7 +54,7 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 			exit 1
 		}
 	done
-	echo "fuzz: 12 targets, no failure"
+	echo "fuzz: 16 targets, no failure"
 fi
 
 # Every test, last, so that its summary closes the output.
