@@ -178,7 +178,7 @@ var implemented = map[string]paramInfo{
 	"allow_mail_to_commands": {allowed: []string{"alias", "forward", "include"}},
 	"allow_mail_to_files":    {allowed: []string{"alias", "forward", "include"}},
 	// delivery to commands (internal/command)
-	"command_time_limit": {}, "export_environment": {}, "local_command_shell": {}, "command_expansion_filter": {},
+	"command_time_limit": {}, "export_environment": {valid: validEnvList}, "local_command_shell": {valid: validShell}, "command_expansion_filter": {},
 	"command_execution_directory": {valid: validForwardPath},
 }
 

@@ -356,3 +356,41 @@ func validForwardPath(v string) error {
 	}
 	return nil
 }
+
+// validEnvList checks export_environment and import_environment: each
+// element is NAME or NAME=value (clean_env.c refuses "=value").
+func validEnvList(v string) error {
+	for _, el := range SplitList(v) {
+		name, _, _ := strings.Cut(el, "=")
+		if name == "" {
+			return fmt.Errorf("%q: missing variable name before '='", el)
+		}
+		for i, r := range name {
+			if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+				return fmt.Errorf("%q: %q is not an environment variable name", el, name)
+			}
+		}
+	}
+	return nil
+}
+
+// validShell checks local_command_shell: empty (commands run directly
+// or with /bin/sh -c), or a program given by its absolute path that
+// exists, with its arguments; the command is appended.
+func validShell(v string) error {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return nil
+	}
+	if !strings.HasPrefix(f[0], "/") {
+		return fmt.Errorf("%q: give the shell's absolute path, such as /bin/sh -c", v)
+	}
+	st, err := os.Stat(f[0])
+	if err != nil {
+		return fmt.Errorf("%q: %v", v, err)
+	}
+	if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%q: %s is not an executable file", v, f[0])
+	}
+	return nil
+}

@@ -141,3 +141,28 @@ func TestParseExpansion(t *testing.T) {
 		t.Error("an unknown word was accepted")
 	}
 }
+
+// A sender controls the extension: one with a '/' is dropped (it could
+// climb out of the home directory in forward_path), and other
+// characters outside forward_expansion_filter become '_'.
+func TestExtensionCannotLeaveHome(t *testing.T) {
+	l, spool, fw := setup(t, "")
+	homes := withHomes(t, l, "frank")
+	// With the extension "/../x", forward_path's first file would be
+	// ~/.forward+/../x, that is ~/x once ~/.forward+ is a directory.
+	os.Mkdir(filepath.Join(homes, "frank", ".forward+"), 0o755)
+	os.WriteFile(filepath.Join(homes, "frank", "x"), []byte("stolen@far.example\n"), 0o644)
+	os.WriteFile(filepath.Join(homes, "frank", ".forward+a_b_"), []byte("filtered@far.example\n"), 0o644)
+	if err := deliverOne(l, msg("\r\n"), "frank+/../x@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if len(*fw) != 0 || mailboxes(t, spool)["frank"] != 1 {
+		t.Fatalf("an extension with '/' reached %v", *fw)
+	}
+	if err := deliverOne(l, msg("\r\n"), "frank+a$b;@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if len(*fw) != 1 || (*fw)[0].rcpts[0] != "filtered@far.example" {
+		t.Errorf("forwards %+v: want .forward+a_b_ read for the extension a$b;", *fw)
+	}
+}

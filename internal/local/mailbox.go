@@ -37,6 +37,11 @@ func (d *delivery) store(ctx context.Context, rcpt Rcpt, mailboxes []target, don
 			return err
 		}
 		d.done[t.key()] = true
+		// local(8) logs each address an alias yields on a line of its
+		// own; here one line says them all.
+		if !strings.EqualFold(t.addr, rcpt.Addr) {
+			how += " of " + t.addr
+		}
 		*done = append(*done, how)
 	}
 	return nil

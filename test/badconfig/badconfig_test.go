@@ -96,8 +96,11 @@ var bad = map[string]string{
 	// local delivery as root: a user that does not exist
 	"default_privs": "no-such-user-here",
 	// local(8): a misspelt attribute; a program that is not there
-	"forward_path":    "$home/.forward, $homedir/.forward",
-	"mailbox_command": "/usr/bin/procmial -a \"$EXTENSION\"",
+	"forward_path":                "$home/.forward, $homedir/.forward",
+	"command_execution_directory": "mail/$user",
+	"export_environment":          "TZ LANG=C =x",
+	"local_command_shell":         "/bin/bsah -c",
+	"mailbox_command":             "/usr/bin/procmial -a \"$EXTENSION\"",
 }
 
 // exempt lists the parameters where no value can be wrong before serve
@@ -115,6 +118,7 @@ var exempt = map[string]string{
 	"maillog_file":         "a path that serve creates",
 	// The characters a filter keeps: any set is one.
 	"forward_expansion_filter":             "a set of characters",
+	"command_expansion_filter":             "a set of characters",
 	"execution_directory_expansion_filter": "a set of characters",
 }
 
