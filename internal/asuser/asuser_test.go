@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,13 +51,23 @@ func testPool(t *testing.T, o Options) *Pool {
 		t.Fatal(err)
 	}
 	o.Path, o.Args = exe, []string{helperArg}
-	var warns bytes.Buffer
+	// Helpers' warnings come from their own goroutines.
+	var (
+		mu    sync.Mutex
+		warns bytes.Buffer
+	)
 	if o.Warn == nil {
-		o.Warn = func(m string) { warns.WriteString(m + "\n") }
+		o.Warn = func(m string) {
+			mu.Lock()
+			defer mu.Unlock()
+			warns.WriteString(m + "\n")
+		}
 	}
 	p := NewPool(o)
 	t.Cleanup(func() {
 		p.Close()
+		mu.Lock()
+		defer mu.Unlock()
 		if warns.Len() > 0 {
 			t.Logf("helper warnings:\n%s", warns.String())
 		}

@@ -232,7 +232,7 @@ func (x *expansion) lookupAlias(k string) (string, bool, error) {
 // an address.
 func (x *expansion) token(el string, t target, s scope) error {
 	el = strings.TrimSpace(el)
-	if unq, ok := unquote(el); ok {
+	if unq, ok := maps.Unquote(el); ok {
 		el = unq
 	}
 	if el == "" {
@@ -417,21 +417,6 @@ func (l *Local) expandAttrs(s string, t target, u User, filter string) (string, 
 		return "", false
 	}
 	return out, len(undefined) == 0
-}
-
-// unquote removes the quotes around "|command with blanks".
-func unquote(s string) (string, bool) {
-	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
-		return s, false
-	}
-	var b strings.Builder
-	for i := 1; i < len(s)-1; i++ {
-		if s[i] == '\\' && i+1 < len(s)-1 {
-			i++
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String(), true
 }
 
 func (l *Local) warn(format string, args ...any) {

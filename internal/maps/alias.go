@@ -35,7 +35,7 @@ func parseAlias(file string, data []byte) (*fixedTable, diag.List) {
 			name, value = k, v
 		}
 		name = strings.TrimSpace(name)
-		if unq, ok := unquote(name); ok {
+		if unq, ok := Unquote(name); ok {
 			name = unq
 		}
 		value = normalizeAliasValue(value)
@@ -95,7 +95,10 @@ func normalizeAliasValue(v string) string {
 	return strings.Join(parts, ", ")
 }
 
-func unquote(s string) (string, bool) {
+// Unquote removes the double quotes around an alias name or destination
+// ("a b", "|command with blanks") and their backslash escapes; ok is
+// false, and s returned as it is, when s is not quoted.
+func Unquote(s string) (string, bool) {
 	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
 		return s, false
 	}

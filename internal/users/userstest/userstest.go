@@ -54,12 +54,7 @@ type savedFile struct {
 // libnss-extrausers is missing and cannot be installed with apt-get.
 func AddNSSUser(t testing.TB, name string, uid, gid int, home string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("userstest: needs root to change /etc/nsswitch.conf")
-	}
-	if err := ensurePackage(); err != nil {
-		t.Skipf("userstest: %s is not installed and could not be: %v", pkgName, err)
-	}
+	usable(t)
 	mu.Lock()
 	defer mu.Unlock()
 	if refs == 0 {
@@ -93,6 +88,18 @@ func AddNSSUser(t testing.TB, name string, uid, gid int, home string) {
 	invalidateNSCD()
 }
 
+// usable skips t unless it runs as root with libnss-extrausers, installed
+// now if need be.
+func usable(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("userstest: needs root to change /etc/nsswitch.conf")
+	}
+	if err := ensurePackage(); err != nil {
+		t.Skipf("userstest: %s is not installed and could not be: %v", pkgName, err)
+	}
+}
+
 // invalidateNSCD empties nscd's passwd and group caches, where nscd runs:
 // its negative entries would hide a new user for a while.
 func invalidateNSCD() {
@@ -112,12 +119,7 @@ func invalidateNSCD() {
 // It must not be used while AddNSSUser users exist in the same process.
 func FailingNSS(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("userstest: needs root to change /etc/nsswitch.conf")
-	}
-	if err := ensurePackage(); err != nil {
-		t.Skipf("userstest: %s is not installed and could not be: %v", pkgName, err)
-	}
+	usable(t)
 	mu.Lock()
 	defer mu.Unlock()
 	if refs != 0 {
@@ -214,6 +216,17 @@ func setUp() error {
 			}
 		}
 		saved = append(saved, s)
+	}
+	// The module's files exist before it is named: a module without its
+	// file fails every lookup of a name it lacks, and tests of other
+	// packages, run at the same time, would see their unknown users
+	// deferred.
+	for _, s := range saved[1:] {
+		if s.absent {
+			if err := writeFile(s.path, nil, 0o644); err != nil {
+				return err
+			}
+		}
 	}
 	conf, changed := WithModule(saved[0].data, nssModule)
 	if changed {
