@@ -96,7 +96,7 @@ func TestMboxInMailSpool(t *testing.T) {
 	// With the user's own group: no dotlock in the spool.
 	err := p.Mbox(context.Background(), c, path, message("Q0", "Subject: x\r\n\r\nhi\r\n"), o)
 	var de *deliver.Error
-	if !errors.As(err, &de) || de.Enhanced != "5.2.0" ||
+	if !errors.As(err, &de) || de.Enhanced != "4.2.0" ||
 		de.Text != "cannot update mailbox "+path+" for user "+name+". unable to create lock file "+path+".lock: Permission denied" {
 		t.Fatalf("delivery without the spool's group: %v", err)
 	}
@@ -139,7 +139,7 @@ func TestMboxSymlinkToRootFile(t *testing.T) {
 	p := testPool(t, Options{})
 	err := p.Mbox(context.Background(), Cred{c.UID, mailGID}, path, message("Q1", "Subject: x\r\n\r\nhi\r\n"), mboxOptions(name))
 	var de *deliver.Error
-	if !errors.As(err, &de) || de.Enhanced != "5.2.0" ||
+	if !errors.As(err, &de) || de.Enhanced != "4.2.0" ||
 		de.Text != "cannot update mailbox "+path+" for user "+name+". cannot open file: Permission denied" {
 		t.Errorf("delivery through a link to a root file: %v", err)
 	}

@@ -19,7 +19,12 @@
 //     a write that would take the file beyond it fails with EFBIG.
 //
 // Errors are *deliver.Error in local(8)'s words, with the status that
-// Postfix's mbox_dsn() gives the system error behind them.
+// Postfix's mbox_dsn() gives the system error behind them, but for one
+// deviation, the one mailtee's Maildir delivery makes too: a mailbox
+// that cannot be opened, locked or used (a permission problem, a link, a
+// directory in its place) defers (4.2.0) where Postfix bounces (5.2.0).
+// A misconfigured or tampered mailbox is better fixed than its mail
+// returned; the message waits, and expires at maximal_queue_lifetime.
 package mbox
 
 import (
@@ -158,12 +163,12 @@ func Deliver(path string, msg *deliver.Message, o Options) error {
 			// MBOX_DOT_LOCK_MAY_FAIL: files in directories the user
 			// cannot write to get no dotlock.
 		default:
-			return fail(mboxDSN(errnoOf(err), "5.2.0"), err.Error())
+			return fail(mboxDSN(errnoOf(err), mailboxUnusable), err.Error())
 		}
 	}
 	fd, st, created, err := safeOpen(path, o.Chown)
 	if err != nil {
-		return fail(mboxDSN(errnoOf(err), "5.2.0"), err.Error())
+		return fail(mboxDSN(errnoOf(err), mailboxUnusable), err.Error())
 	}
 	f := os.NewFile(uintptr(fd), path)
 	closed := false
@@ -179,7 +184,7 @@ func Deliver(path string, msg *deliver.Message, o Options) error {
 				continue
 			}
 			if err := kernelLock(fd, kind, r); err != nil {
-				return fail(mboxDSN(errnoOf(err), "5.2.0"), err.Error())
+				return fail(mboxDSN(errnoOf(err), mailboxUnusable), err.Error())
 			}
 		}
 		// Someone (GNU pop3d) replaced the mailbox while this waited for
@@ -190,7 +195,7 @@ func Deliver(path string, msg *deliver.Message, o Options) error {
 	}
 	switch {
 	case !o.File && !regular:
-		return fail("5.2.0", fmt.Sprintf("destination %s is not a regular file", path))
+		return fail(mailboxUnusable, fmt.Sprintf("destination %s is not a regular file", path))
 	case !o.File && o.StrictOwnership && st.Uid != o.RecipientUID:
 		return fail("4.2.0", fmt.Sprintf("destination %s is not owned by recipient", path))
 	case o.File && regular && st.Mode&0o111 != 0:
@@ -261,6 +266,10 @@ func (w *limitWriter) Write(p []byte) (int, error) {
 	w.size += int64(n)
 	return n, err
 }
+
+// mailboxUnusable is the status of a mailbox that cannot be used (see
+// the package doc: Postfix's is 5.2.0).
+const mailboxUnusable = "4.2.0"
 
 // mboxDSN is Postfix's mbox_dsn(): the status for a system error.
 func mboxDSN(errno unix.Errno, def string) string {
