@@ -5,6 +5,8 @@
 #     system instance is never started: it is installed with
 #     "No configuration" and only its postmap/postconf tools are used);
 #   - nmap, whose smtp-open-relay script probes the SMTP server (test/security);
+#   - libnss-extrausers, an NSS source for the tests of users known only
+#     to NSS (not in /etc/passwd);
 #   - Go modules;
 # then vet and every test, including each fuzz target's committed corpus.
 set -euo pipefail
@@ -24,6 +26,9 @@ if command -v postmap >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 	# Postfix's tools refuse to run without a main.cf.
 	[ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
 	dpkg -s postfix-pcre >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix-pcre >/dev/null || true
+	# An NSS source for users not in /etc/passwd (internal/users/userstest):
+	# installed here, once, rather than by tests running side by side.
+	dpkg -s libnss-extrausers >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnss-extrausers >/dev/null || true
 fi
 
 go mod download
