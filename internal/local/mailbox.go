@@ -152,7 +152,11 @@ func (d *delivery) mbox(ctx context.Context, path string, u User, c asuser.Cred,
 	o := mbox.Options{Envelope: env, Flags: mailcopy.Mbox, Locks: l.o.Locks, SizeLimit: l.o.SizeLimit, User: u.Name, File: file, Chown: chown,
 		StrictOwnership: l.o.StrictOwner && !file, RecipientUID: u.UID,
 		StaleLockTime: l.o.StaleLockTime, LockAttempts: l.o.LockAttempts, LockDelay: l.o.LockDelay}
-	if l.o.AsUser == nil || c.UID == 0 {
+	if l.o.AsUser == nil {
+		o.Chown = nil // not root: everything is ours
+		return mbox.Deliver(path, d.msg, o)
+	}
+	if c.UID == 0 {
 		return mbox.Deliver(path, d.msg, o)
 	}
 	return l.o.AsUser.Mbox(ctx, c, path, d.msg, o)
@@ -193,13 +197,9 @@ func (d *delivery) command(ctx context.Context, rcpt Rcpt, t target, u User, cmd
 		ClientName: d.msg.ClientName, ClientAddr: d.msg.ClientAddr, ClientHelo: d.msg.ClientHelo, ClientProtocol: d.msg.ClientProtocol,
 	}
 	env := command.Env(attrs, l.o.Export, l.o.CommandFilter)
-	dir := ""
-	if l.o.ExecDir != "" {
-		var ok bool
-		if dir, ok = l.expandAttrs(l.o.ExecDir, t, u, l.o.ExecDirFilter); !ok {
-			return tempErrCode("4.3.5", "mail system configuration error: command_execution_directory %q names an attribute without a value", l.o.ExecDir)
-		}
-	}
+	// An attribute without a value expands to nothing here (command.c
+	// checks only the syntax, which check has checked).
+	dir, _ := l.expandAttrs(l.o.ExecDir, t, u, l.o.ExecDirFilter)
 	spec := command.Spec{Command: cmd, Shell: l.o.Shell, Env: env, Dir: dir, TimeLimit: l.o.TimeLimit, Envelope: d.envelope(rcpt), Flags: mailcopy.Command}
 	if l.o.AsUser == nil {
 		return command.Run(ctx, spec, d.msg)

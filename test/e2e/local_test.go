@@ -162,7 +162,8 @@ func TestMailboxCommandAndHomeMaildir(t *testing.T) {
 	carol := harness.NewUser(t, base)
 	dave := harness.NewUser(t, base)
 	erin := harness.NewUser(t, base)
-	in := newInstance(t, `mailbox_command = id -u > "$HOME/mc.uid"; env > "$HOME/mc.env"; cat > "$HOME/mc.msg"
+	in := newInstance(t, `mailbox_command = id -u > "$HOME/mc.uid"; env > "$HOME/mc.env"; pwd > "$HOME/mc.pwd"; cat > "$HOME/mc.msg"
+command_execution_directory = $home
 mailbox_command_maps = inline:{ {`+dave.Name+`=exit 67}, {`+erin.Name+`=exit 75} }
 recipient_delimiter = +
 `, nil)
@@ -187,6 +188,9 @@ recipient_delimiter = +
 	}
 	if got := strings.TrimSpace(readFile(t, filepath.Join(carol.Home, "mc.uid"))); got != strconv.Itoa(carol.UID) {
 		t.Errorf("mailbox_command ran as uid %s, want %d", got, carol.UID)
+	}
+	if got := strings.TrimSpace(readFile(t, filepath.Join(carol.Home, "mc.pwd"))); got != carol.Home {
+		t.Errorf("mailbox_command ran in %s, want command_execution_directory = $home, %s", got, carol.Home)
 	}
 	env := readFile(t, filepath.Join(carol.Home, "mc.env"))
 	for _, want := range []string{"HOME=" + carol.Home, "USER=" + carol.Name, "LOGNAME=" + carol.Name, "SHELL=/bin/sh",
