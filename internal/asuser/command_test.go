@@ -193,3 +193,19 @@ func TestCommandTooLarge(t *testing.T) {
 		t.Errorf("%d helpers started for a refused request", n)
 	}
 }
+
+// A command gets standard input, output and error, nothing else: not the
+// helper's socket to the server (with it, a command could read other
+// deliveries' requests and forge replies), nor what the server inherited.
+func TestCommandGetsNoOtherDescriptors(t *testing.T) {
+	c, home := realUser(t)
+	p := testPool(t, Options{})
+	if err := p.Command(context.Background(), c, commandSpec("ls /proc/self/fd > fds", home), message("Q1", "Subject: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	fds, _ := os.ReadFile(filepath.Join(home, "fds"))
+	// ls itself opens one descriptor to read the directory.
+	if got := strings.Fields(string(fds)); len(got) > 4 {
+		t.Errorf("the command had descriptors %v; want 0, 1, 2 (and ls's own)", got)
+	}
+}

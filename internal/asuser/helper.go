@@ -36,7 +36,17 @@ func Main(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	conn, err := net.FileConn(os.NewFile(3, "asuser"))
+	// Nothing the helper was given may reach the commands it runs: not
+	// descriptor 3, its socket to the server (a command holding it could
+	// read other deliveries' requests and forge replies), nor any other
+	// the server inherited. FileConn works on a close-on-exec copy.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		fmt.Fprintln(os.Stderr, "close_range:", err)
+		return 1
+	}
+	f := os.NewFile(3, "asuser")
+	conn, err := net.FileConn(f)
+	f.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "no socket on descriptor 3:", err)
 		return 1
