@@ -203,8 +203,13 @@ func Deliver(path string, msg *deliver.Message, o Options) error {
 	}
 
 	if !regular {
-		// A device or FIFO: no size, nothing to sync or truncate.
-		_, err := mailcopy.Copy(f, body, o.Envelope, flags)
+		// A device or FIFO: no size, nothing to sync or truncate. It is
+		// written as Postfix writes it, without waiting: a FIFO that a
+		// user names in her .forward and never reads gives EAGAIN, and
+		// the mail is deferred (4.2.0), instead of holding a delivery,
+		// and with 20 such messages all local delivery, forever (through
+		// f, Go's poller would wait for the FIFO to drain).
+		_, err := mailcopy.Copy(rawWriter(fd), body, o.Envelope, flags)
 		if err == nil {
 			closed = true
 			err = f.Close()
@@ -248,6 +253,25 @@ func copyFailure(fail func(status, reason string) *deliver.Error, err error) *de
 		return fail("4.3.0", "error reading message: "+strerror(re.Err))
 	}
 	return fail(mboxDSN(errnoOf(err), "5.3.0"), "error writing message: "+strerror(err))
+}
+
+// rawWriter writes to a non-blocking descriptor, returning EAGAIN rather
+// than waiting.
+type rawWriter int
+
+func (w rawWriter) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(int(w), p[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
 }
 
 // limitWriter refuses, with EFBIG, a write that would take the file

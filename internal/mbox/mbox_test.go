@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/mailcopy"
 )
@@ -550,4 +552,37 @@ func TestCheckLocks(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "u")
 	err := Deliver(path, message("x"), Options{Locks: []string{"lockf"}})
 	wantError(t, err, "4.3.0", "cannot update mailbox "+path+". unknown mailbox_delivery_lock value \"lockf\" in \"lockf\": use fcntl, flock and/or dotlock")
+}
+
+// A FIFO that is open but never read (a user's .forward names it) gives
+// EAGAIN and a deferral, as in Postfix, instead of a delivery that waits
+// for ever.
+func TestFIFONeverReadDefers(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A reader that never reads keeps the FIFO open.
+	r, err := os.OpenFile(fifo, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	big := strings.Repeat("x", 1<<20) // more than a pipe holds
+	done := make(chan error, 1)
+	go func() {
+		done <- Deliver(fifo, &deliver.Message{ID: "Q", From: "s@x", Open: func() (io.ReadCloser, error) {
+			return io.NopCloser(strings.NewReader("Subject: x\r\n\r\n" + big + "\r\n")), nil
+		}}, Options{File: true, Locks: []string{"fcntl"}})
+	}()
+	select {
+	case err := <-done:
+		var de *deliver.Error
+		if !errors.As(err, &de) || de.Permanent || de.Enhanced != "4.2.0" {
+			t.Errorf("got %v, want a 4.2.0 deferral", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("delivery to a FIFO nobody reads still waits after 10 s")
+	}
 }
