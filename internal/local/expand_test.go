@@ -166,3 +166,19 @@ func TestExtensionCannotLeaveHome(t *testing.T) {
 		t.Errorf("forwards %+v: want .forward+a_b_ read for the extension a$b;", *fw)
 	}
 }
+
+// Root's rights, and group 0, become default_privs' for commands and
+// files (command.c, file.c): a login whose primary group is root
+// (RHEL's operator) does not run them with group root.
+func TestUnprivileged(t *testing.T) {
+	def := User{Name: "nobody", UID: 65534, GID: 65534}
+	for _, c := range []struct{ in, want User }{
+		{User{}, User{UID: 65534, GID: 65534}},
+		{User{Name: "operator", UID: 11, GID: 0, Home: "/root"}, User{Name: "operator", UID: 11, GID: 65534, Home: "/root"}},
+		{User{Name: "alice", UID: 1000, GID: 1000}, User{Name: "alice", UID: 1000, GID: 1000}},
+	} {
+		if got := unprivileged(c.in, def); got != c.want {
+			t.Errorf("unprivileged(%+v) = %+v, want %+v", c.in, got, c.want)
+		}
+	}
+}

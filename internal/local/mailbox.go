@@ -173,9 +173,7 @@ func (d *delivery) deliverOther(ctx context.Context, rcpt Rcpt, t target) error 
 	if t.what == "/dev/null" {
 		return nil // the usual alias for mail to drop; nothing to lock or write
 	}
-	if priv.UID == 0 {
-		priv = d.l.o.DefaultPrivs
-	}
+	priv = unprivileged(priv, d.l.o.DefaultPrivs)
 	env := d.envelope(rcpt)
 	if strings.HasSuffix(t.what, "/") {
 		return d.maildir(ctx, t.what, priv, env)
@@ -183,14 +181,24 @@ func (d *delivery) deliverOther(ctx context.Context, rcpt Rcpt, t target) error 
 	return d.mbox(ctx, t.what, priv, asuser.Cred{UID: priv.UID, GID: priv.GID}, nil, env, true)
 }
 
+// unprivileged is u with default_privs' uid for root's, and its gid for
+// group 0 (a login whose primary group is root: RHEL's operator, an LDAP
+// user), as command.c and file.c do.
+func unprivileged(u, def User) User {
+	if u.UID == 0 {
+		u.UID = def.UID
+	}
+	if u.GID == 0 {
+		u.GID = def.GID
+	}
+	return u
+}
+
 // command runs cmd for t with u's rights (default_privs for root's), with
 // local(8)'s environment.
 func (d *delivery) command(ctx context.Context, rcpt Rcpt, t target, u User, cmd string) error {
 	l := d.l
-	run := u
-	if run.UID == 0 {
-		run = l.o.DefaultPrivs
-	}
+	run := unprivileged(u, l.o.DefaultPrivs)
 	attrs := command.Attrs{
 		Home: u.Home, Shell: u.Shell, User: t.user, Sender: d.msg.From, Recipient: t.addr,
 		Local: t.local, Extension: t.ext, Domain: t.domain, OrigRecipient: rcpt.Orig,
