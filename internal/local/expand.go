@@ -124,6 +124,10 @@ type expansion struct {
 	loops map[string]bool // Delivered-To: addresses
 	seen  map[string]bool
 	out   []target
+	// failed are destinations that failed for good (a command not
+	// allowed, an :include: file that cannot be read): reported, while
+	// the others are delivered.
+	failed []error
 }
 
 // walk expands addr; a leading backslash (\user) delivers to the mailbox
@@ -208,7 +212,7 @@ func (x *expansion) alias(t target, s scope) (bool, error) {
 				}
 			}
 			for _, el := range maps.SplitAliasValue(v) {
-				if err := x.token(el, t, ns); err != nil {
+				if err := x.tokenOrFail(el, t, ns); err != nil {
 					return true, err
 				}
 			}
@@ -225,6 +229,17 @@ func (x *expansion) lookupAlias(k string) (string, bool, error) {
 		}
 	}
 	return "", false, nil
+}
+
+// tokenOrFail is token, with a failure for good recorded in x.failed,
+// not returned: it concerns that destination alone.
+func (x *expansion) tokenOrFail(el string, t target, s scope) error {
+	err := x.token(el, t, s)
+	if err != nil && isPermanent(err) {
+		x.failed = append(x.failed, err)
+		return nil
+	}
+	return err
 }
 
 // token handles one destination of an alias, .forward or :include:
@@ -371,7 +386,7 @@ func (x *expansion) readTokens(f *os.File, path string, t target, s scope) (int,
 				continue
 			}
 			n++
-			if err := x.token(el, t, s); err != nil {
+			if err := x.tokenOrFail(el, t, s); err != nil {
 				return n, err
 			}
 		}

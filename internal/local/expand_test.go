@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/maps"
 )
 
 // withHomes gives setup's agent users whose homes are under a temporary
@@ -180,5 +182,32 @@ func TestUnprivileged(t *testing.T) {
 		if got := unprivileged(c.in, def); got != c.want {
 			t.Errorf("unprivileged(%+v) = %+v, want %+v", c.in, got, c.want)
 		}
+	}
+}
+
+// A destination that fails for good does not stop the others, as in
+// local(8): the list's members get the message, remote ones are
+// forwarded, the recipient bounces naming the one that failed, and the
+// mailbox_bcc_maps copies of the mailboxes reached are made.
+func TestOneFailedDestinationDoesNotStopTheRest(t *testing.T) {
+	l, spool, fw := setup(t, "mix: alice, |/bin/true, far@far.example, :include:relative\n")
+	bcc := filepath.Join(t.TempDir(), "mbcc")
+	os.WriteFile(bcc, []byte("alice alice@relay.example.org\n"), 0o644)
+	tb, _, err := maps.Open("hash:" + bcc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.o.MailboxBCC = tb
+	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "mix@example.org"}})[0]
+	var de *deliver.Error
+	if !errors.As(res.Err, &de) || !de.Permanent || de.Enhanced != "5.7.1" ||
+		!strings.Contains(de.Text, "mail to command is restricted") || !strings.Contains(de.Text, "relative path") {
+		t.Errorf("got %v, want a 5.7.1 bounce naming the command and the relative :include:", res.Err)
+	}
+	if mailboxes(t, spool)["alice"] != 1 || len(*fw) != 1 || (*fw)[0].rcpts[0] != "far@far.example" {
+		t.Errorf("the other destinations: mailboxes %v, forwards %+v", mailboxes(t, spool), *fw)
+	}
+	if len(res.Add) != 1 || res.Add[0].Addr != "alice@relay.example.org" {
+		t.Errorf("alice's copy: %+v", res.Add)
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -170,11 +171,12 @@ type Rcpt struct {
 type Result struct {
 	Done string
 	Err  error
-	// Add, with Err nil, are the mailbox_bcc_maps copies of the
-	// mailboxes that got the message: recipients for the caller to add
-	// to the same message (Copy set, Orig the mailbox's address), in the
-	// same durable record as this delivery. A failed delivery has none:
-	// its retry makes them.
+	// Add are the mailbox_bcc_maps copies of the mailboxes that got the
+	// message: recipients for the caller to add to the same message
+	// (Copy set, Orig the mailbox's address), in the same durable record
+	// as this delivery. A deferred delivery has none: its retry makes
+	// them. A bounced one may have some: the mailboxes its other
+	// destinations reached.
 	Add []envelope.Rcpt
 }
 
@@ -199,8 +201,8 @@ func (l *Local) Deliver(ctx context.Context, msg *deliver.Message, rcpts []Rcpt)
 		var done []string
 		out[i].Err = d.one(ctx, r, &done, &out[i].Add)
 		out[i].Done = strings.Join(done, "; ")
-		if out[i].Err != nil {
-			out[i].Add = nil
+		if out[i].Err != nil && !isPermanent(out[i].Err) {
+			out[i].Add = nil // the retry makes them
 		}
 	}
 	return out
@@ -223,6 +225,10 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string, add *[]en
 	if err := x.walk(rcpt.Addr, scope{}); err != nil {
 		return err
 	}
+	// A destination that fails for good does not stop the others, as in
+	// local(8)'s deliver_token_string: its failure is reported when all
+	// else is done. One that fails for now defers the whole recipient.
+	failed := x.failed
 	// Remote targets are forwarded as new messages, grouped by who gets
 	// their errors: the owner- alias when there is one, as in Postfix,
 	// else the original sender.
@@ -267,14 +273,26 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string, add *[]en
 	if err != nil {
 		return err
 	}
+	delivered := copies[:0:0]
 	if len(mailboxes) > 0 {
-		if err := d.store(ctx, rcpt, mailboxes, done); err != nil {
+		ok, err := d.store(ctx, rcpt, mailboxes, done, &failed)
+		if err != nil {
 			return err
 		}
+		for _, c := range copies {
+			if ok[strings.ToLower(c.Orig)] {
+				delivered = append(delivered, c)
+			}
+		}
 	}
+	copies = delivered
 	for _, t := range others {
 		if err := d.deliverOther(ctx, rcpt, t); err != nil {
-			return err
+			if !isPermanent(err) {
+				return err
+			}
+			failed = append(failed, err)
+			continue
 		}
 		d.done[t.key()] = true
 		*done = append(*done, "delivered to "+t.String())
@@ -289,7 +307,33 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string, add *[]en
 		*add = append(*add, copies...)
 		*done = append(*done, "mailbox copy to "+joinAddrs(copies))
 	}
-	return nil
+	return joinFailures(failed, *done)
+}
+
+// joinFailures is the permanent error of a recipient some of whose
+// destinations failed for good: the first one's status, every reason,
+// and what was delivered all the same.
+func joinFailures(failed []error, done []string) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	var de *deliver.Error
+	errors.As(failed[0], &de)
+	texts := make([]string, len(failed))
+	for i, err := range failed {
+		texts[i] = err.Error()
+	}
+	text := strings.Join(texts, "; ")
+	if len(done) > 0 {
+		text += " (otherwise " + strings.Join(done, "; ") + ")"
+	}
+	return &deliver.Error{Permanent: true, Enhanced: de.Enhanced, Text: text, Relay: "local"}
+}
+
+// isPermanent says whether err is a failure for good.
+func isPermanent(err error) bool {
+	var de *deliver.Error
+	return errors.As(err, &de) && de.Permanent
 }
 
 // mailboxCopies returns the mailbox_bcc_maps copies of mailboxes, which

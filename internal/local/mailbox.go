@@ -12,30 +12,48 @@ import (
 	"github.com/mailtee/mailtee/internal/mbox"
 )
 
-// store puts the message into each mailbox.
-func (d *delivery) store(ctx context.Context, rcpt Rcpt, mailboxes []target, done *[]string) error {
+// store puts the message into each mailbox, and returns the addresses
+// of those that have it. A mailbox that fails for good is added to
+// failed and the others go on; one that fails for now is the error.
+func (d *delivery) store(ctx context.Context, rcpt Rcpt, mailboxes []target, done *[]string, failed *[]error) (map[string]bool, error) {
 	l, msg := d.l, d.msg
+	ok := map[string]bool{}
 	if l.o.LMTP != nil {
 		addrs := make([]string, len(mailboxes))
 		for i, t := range mailboxes {
 			addrs[i] = t.addr
 		}
-		for _, err := range l.o.LMTP(ctx, msg, addrs) {
-			if err != nil {
-				return err
+		errs := l.o.LMTP(ctx, msg, addrs)
+		for _, err := range errs {
+			if err != nil && !isPermanent(err) {
+				return nil, err
 			}
 		}
-		for _, t := range mailboxes {
+		var got []string
+		for i, t := range mailboxes {
+			if i < len(errs) && errs[i] != nil {
+				*failed = append(*failed, errs[i])
+				continue
+			}
 			d.done[t.key()] = true
+			ok[strings.ToLower(t.addr)] = true
+			got = append(got, t.addr)
 		}
-		*done = append(*done, "delivered over LMTP for "+strings.Join(addrs, ", "))
-		return nil
+		if len(got) > 0 {
+			*done = append(*done, "delivered over LMTP for "+strings.Join(got, ", "))
+		}
+		return ok, nil
 	}
 	for _, t := range mailboxes {
 		how, err := d.mailbox(ctx, rcpt, t)
 		if err != nil {
-			return err
+			if !isPermanent(err) {
+				return nil, err
+			}
+			*failed = append(*failed, err)
+			continue
 		}
+		ok[strings.ToLower(t.addr)] = true
 		d.done[t.key()] = true
 		// local(8) logs each address an alias yields on a line of its
 		// own; here one line says them all.
@@ -44,7 +62,7 @@ func (d *delivery) store(ctx context.Context, rcpt Rcpt, mailboxes []target, don
 		}
 		*done = append(*done, how)
 	}
-	return nil
+	return ok, nil
 }
 
 // envelope is what the lines added to a delivered message say: the

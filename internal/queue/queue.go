@@ -465,7 +465,11 @@ func (q *Queue) process(e *entry) {
 					res[k] = outs[k]
 				}
 				recs[k] = q.outcome(m, i, res[k])
-				if res[k].Err == nil {
+				// A bounced recipient may have reached some mailboxes
+				// (an alias whose one member failed for good): their
+				// copies are owed as the delivered ones' are. A
+				// deferred one makes them at its retry.
+				if res[k].Err == nil || IsPermanent(res[k].Err) {
 					adds = append(adds, res[k].Add...)
 				}
 			}

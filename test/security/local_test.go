@@ -29,7 +29,7 @@ func TestHostileLocalUser(t *testing.T) {
 	os.Symlink(secret, filepath.Join(eve.Home, "Mailbox"))
 	eve.As(t, filepath.Join(eve.Home, "Mailbox"))
 	fwd := filepath.Join(mallory.Home, ".forward")
-	os.WriteFile(fwd, []byte(":include:"+secret+"\n\"|cat "+secret+" > $HOME/leak\"\n"), 0o644)
+	os.WriteFile(fwd, []byte(":include:"+secret+"\n\"|cat "+secret+" > $HOME/leak; echo ran > $HOME/ran\"\n"), 0o644)
 	mallory.As(t, fwd)
 
 	in := newInstance(t, "home_mailbox = Mailbox\n", nil)
@@ -54,6 +54,11 @@ func TestHostileLocalUser(t *testing.T) {
 	}
 	if got := readAll(t, secret); got != before {
 		t.Errorf("the root-only file changed: %q", got)
+	}
+	// The failed :include: does not stop the command (local(8) goes on
+	// past a destination that fails), which ran as mallory.
+	if _, err := os.Stat(filepath.Join(mallory.Home, "ran")); err != nil {
+		t.Errorf("mallory's .forward command did not run: %v", err)
 	}
 	if b, err := os.ReadFile(filepath.Join(mallory.Home, "leak")); err == nil && strings.Contains(string(b), "collector") {
 		t.Errorf("mallory's command read the root-only file: %q", b)
