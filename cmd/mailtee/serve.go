@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/command"
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/master"
 )
@@ -28,6 +29,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	if findings.HasErrors() {
 		fmt.Fprintf(stderr, "mailtee serve: %s has errors; not starting (mailtee check -c %s lists every finding)\n", cfg.File, cfg.Dir)
+		return exitBadData
+	}
+	// Postfix's master keeps only import_environment's variables: what
+	// export_environment hands commands comes from there (LANG=C by
+	// default). Go's own settings stay for the runtime's sake.
+	if err := command.CleanEnv(append(cfg.List("import_environment"), "GOGC", "GOMEMLIMIT", "GODEBUG", "GOMAXPROCS", "MAILTEE_CPUPROFILE", "MAILTEE_MEMPROFILE")); err != nil {
+		fmt.Fprintf(stderr, "mailtee serve: %v\n", err)
 		return exitBadData
 	}
 	// Signals are ours from before the listeners open: a SIGHUP or

@@ -178,7 +178,7 @@ var implemented = map[string]paramInfo{
 	"allow_mail_to_commands": {allowed: []string{"alias", "forward", "include"}},
 	"allow_mail_to_files":    {allowed: []string{"alias", "forward", "include"}},
 	// delivery to commands (internal/command)
-	"command_time_limit": {}, "export_environment": {valid: validEnvList}, "local_command_shell": {valid: validShell}, "command_expansion_filter": {},
+	"command_time_limit": {}, "export_environment": {valid: validEnvList}, "import_environment": {valid: validEnvList}, "local_command_shell": {valid: validShell}, "command_expansion_filter": {},
 	"command_execution_directory": {valid: validForwardPath},
 }
 
@@ -196,7 +196,7 @@ var harmless = map[string]bool{
 	"biff": true, "append_dot_mydomain": true, "readme_directory": true,
 	"alias_database": true, "mail_owner": true,
 	"sendmail_path": true, "newaliases_path": true,
-	"mailq_path": true, "import_environment": true,
+	"mailq_path":       true,
 	"debugger_command": true, "delay_warning_time": true,
 	"multi_instance_enable": true,
 	"multi_instance_name":   true, "multi_instance_group": true,

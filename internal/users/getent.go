@@ -10,6 +10,15 @@ import (
 	"strings"
 )
 
+// getentPath is getent's absolute path, found while PATH is still there:
+// serve keeps only import_environment's variables, as Postfix's master.
+var getentPath = func() string {
+	if p, err := exec.LookPath("getent"); err == nil {
+		return p
+	}
+	return "/usr/bin/getent"
+}()
+
 // getentLookup asks getent(1), which calls getpwnam(3) in its own process.
 // glibc's getent exits 0 with the passwd(5) line, 2 when getpwnam returned
 // NULL, which is both "no such user" and a failed backend (getent.c
@@ -38,7 +47,7 @@ func getent(name string) (User, bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	// "--" so that no name is read as an option.
-	cmd := exec.CommandContext(ctx, "getent", "passwd", "--", name)
+	cmd := exec.CommandContext(ctx, getentPath, "passwd", "--", name)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

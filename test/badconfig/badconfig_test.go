@@ -99,6 +99,7 @@ var bad = map[string]string{
 	"forward_path":                "$home/.forward, $homedir/.forward",
 	"command_execution_directory": "mail/$user",
 	"export_environment":          "TZ LANG=C =x",
+	"import_environment":          "TZ LANG=C 1X=y",
 	"local_command_shell":         "/bin/bsah -c",
 	"mailbox_command":             "/usr/bin/procmial -a \"$EXTENSION\"",
 }

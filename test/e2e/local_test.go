@@ -195,7 +195,8 @@ recipient_delimiter = +
 	env := readFile(t, filepath.Join(carol.Home, "mc.env"))
 	for _, want := range []string{"HOME=" + carol.Home, "USER=" + carol.Name, "LOGNAME=" + carol.Name, "SHELL=/bin/sh",
 		"EXTENSION=ext", "DOMAIN=test.example", "LOCAL=" + carol.Name + "+ext", "RECIPIENT=" + carol.Name + "+ext@test.example",
-		"SENDER=sender@outside.example", "ORIGINAL_RECIPIENT=" + carol.Name + "+ext@test.example", "CLIENT_ADDRESS=127.0.0.1", "CLIENT_PROTOCOL=ESMTP"} {
+		"SENDER=sender@outside.example", "ORIGINAL_RECIPIENT=" + carol.Name + "+ext@test.example", "CLIENT_ADDRESS=127.0.0.1", "CLIENT_PROTOCOL=ESMTP",
+		"LANG=C"} {
 		if !strings.Contains("\n"+env, "\n"+want+"\n") {
 			t.Errorf("mailbox_command's environment lacks %s:\n%s", want, env)
 		}
