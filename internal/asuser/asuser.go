@@ -435,14 +435,32 @@ func (h *helper) roundTrip(ctx context.Context, req request, body io.Reader) *re
 		<-copied
 		return r
 	case <-ctx.Done():
-		forget()
-		if pw != nil {
-			pw.Close() // ends a copy blocked on a helper that reads no more
+		// A helper that has the whole message may be writing it: its
+		// answer is the truth, and is waited for a while, so that a
+		// stop does not record as deferred what was delivered (and
+		// deliver it again after the restart). One still reading it
+		// is cut off, and then writes nothing.
+		select {
+		case <-copied:
+		default:
+			if pw != nil {
+				pw.Close()
+			}
+			<-copied
 		}
-		<-copied
-		return &reply{Err: failure("local delivery interrupted: %v", ctx.Err())}
+		select {
+		case r := <-ch:
+			return r
+		case <-time.After(InterruptGrace):
+			forget()
+			return &reply{Err: failure("local delivery interrupted: %v (no answer from the helper within %v)", ctx.Err(), InterruptGrace)}
+		}
 	}
 }
+
+// InterruptGrace is how long a delivery whose context ends waits for its
+// helper's answer.
+var InterruptGrace = 10 * time.Second
 
 // readReplies hands each reply to its caller until the helper goes, then
 // reaps the process.

@@ -266,3 +266,22 @@ func TestMboxEnvelopeAndLimit(t *testing.T) {
 		t.Errorf("Maildir file: %q", b)
 	}
 }
+
+// A delivery whose context ends once the helper has the whole message
+// reports what the helper did, not a guess: a stop must not record as
+// deferred (and deliver again after a restart) what is in the mailbox.
+func TestInterruptedDeliveryAnswersTruly(t *testing.T) {
+	c, home := realUser(t)
+	p := testPool(t, Options{})
+	// The command takes the message, then works a little longer than the
+	// server's patience.
+	s := commandSpec("cat > msg; sleep 1", home)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := p.Command(ctx, c, s, message("Q", "A: b\r\n\r\nbody\r\n")); err != nil {
+		t.Errorf("got %v; the command succeeded, and that is what must be reported", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(home, "msg")); !strings.Contains(string(b), "body") {
+		t.Errorf("the command got %q", b)
+	}
+}
