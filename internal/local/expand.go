@@ -205,7 +205,13 @@ func (x *expansion) alias(t target, s scope) (bool, error) {
 				}
 				ns.priv = u
 			}
-			if o, ok, _ := x.lookupAlias("owner-" + k); ok && o != "" {
+			o, ok, err := x.lookupAlias("owner-" + k)
+			if err != nil {
+				// alias.c defers: errors would otherwise go to the
+				// sender instead of the list's owner.
+				return true, tempErr("alias lookup failed for owner-%s: %v", k, err)
+			}
+			if ok && o != "" {
 				ns.owner = "owner-" + k
 				if !strings.Contains(k, "@") {
 					ns.owner += "@" + l.o.Myorigin

@@ -192,8 +192,8 @@ func mailboxCommandFindings(cfg *config.Config) diag.List {
 	cmd := cfg.Get("mailbox_command")
 	line := settingLine(cfg, "mailbox_command")
 	prog := strings.Fields(cmd)[0]
-	if strings.ContainsAny(prog, "=$`'\"\\;&|<>(){}*?[]~") {
-		out.Infof(cfg.File, line, "local mail is delivered by mailbox_command = %s, run as the user through /bin/sh; its program is not checked (the first word is shell syntax)", cmd)
+	if strings.ContainsAny(prog, "=$`'\"\\;&|<>(){}*?[]~") || shellWords[prog] {
+		out.Infof(cfg.File, line, "local mail is delivered by mailbox_command = %s, run as the user through /bin/sh; its program is not checked (its first word is shell syntax)", cmd)
 		return out
 	}
 	if !filepath.IsAbs(prog) {
@@ -210,8 +210,16 @@ func mailboxCommandFindings(cfg *config.Config) diag.List {
 		out.Errorf(cfg.File, line, "mailbox_command: %v: local mail could not be delivered", err)
 		return out
 	}
-	out.Infof(cfg.File, line, "local mail is delivered by mailbox_command = %s, run as the user with the user's home directory as working directory", cmd)
+	out.Infof(cfg.File, line, "local mail is delivered by mailbox_command = %s, run as the user (working directory: command_execution_directory, else /)", cmd)
 	return out
+}
+
+// shellWords are the shell's own words that begin a command line
+// ("exec /usr/bin/procmail", "umask 077 && ..."): such a command runs
+// through /bin/sh, and its first word is no program to look for.
+var shellWords = map[string]bool{
+	"exec": true, "umask": true, "cd": true, "export": true, "set": true, "test": true, "[": true,
+	"if": true, "for": true, "while": true, "until": true, "case": true, "command": true, ".": true, "eval": true,
 }
 
 // executable says why path is not a program that can be run.

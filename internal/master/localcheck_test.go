@@ -181,3 +181,19 @@ func TestLocalAliasRestrictions(t *testing.T) {
 		t.Errorf("all allowed: %v", l)
 	}
 }
+
+// Shell syntax in mailbox_command is not taken for a missing program:
+// such a command runs through /bin/sh (review finding: "exec
+// /usr/bin/procmail" and "umask 077; ..." stopped serve).
+func TestMailboxCommandShellSyntaxNotRefused(t *testing.T) {
+	for _, cmd := range []string{"exec /nonexistent/procmail -a x", "umask 077; /nonexistent/procmail", "/bin/cat -a \"$EXTENSION\""} {
+		cfg := config.Parse("/etc/postfix", "/etc/postfix/main.cf", []byte("mailbox_command = "+cmd+"\n"))
+		if d := mailboxCommandFindings(cfg); d.HasErrors() {
+			t.Errorf("%s: %v", cmd, d)
+		}
+	}
+	cfg := config.Parse("/etc/postfix", "/etc/postfix/main.cf", []byte("mailbox_command = /usr/bin/procmial -a x\n"))
+	if d := mailboxCommandFindings(cfg); !d.HasErrors() {
+		t.Errorf("a missing program is not refused: %v", d)
+	}
+}

@@ -106,8 +106,11 @@ func rootOnlyDir(dir string) bool {
 }
 
 // create is safe_open_create(): O_EXCL, which follows no symbolic link.
-// A file that cannot be given to chown is left in place, as Postfix
-// leaves it: another process may have it open already.
+// A file that cannot be given to chown is removed, where Postfix leaves
+// it: root's, it would refuse every later delivery. A delivery that
+// opened it meanwhile finds it unlinked once it holds its lock (the link
+// count is checked again then) and defers, so nothing is written into a
+// file without a name.
 func create(path string, chown *Owner) (int, *unix.Stat_t, *openError) {
 	fd, err := unix.Open(path, openFlags|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
@@ -120,6 +123,9 @@ func create(path string, chown *Owner) (int, *unix.Stat_t, *openError) {
 	}
 	if chown != nil {
 		if err := unix.Fchown(fd, int(chown.UID), int(chown.GID)); err != nil {
+			// The empty file just made goes too: left root's, it would
+			// refuse every later delivery (strict_mailbox_ownership).
+			unix.Unlink(path)
 			unix.Close(fd)
 			return -1, nil, &openError{"cannot change file ownership: " + strerror(err), errnoOf(err)}
 		}
