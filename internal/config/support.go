@@ -172,7 +172,7 @@ var implemented = map[string]paramInfo{
 	"strict_mailbox_ownership":             {},
 	"execution_directory_expansion_filter": {},
 	// local(8): what master.LocalDeliveryFindings reads and check reports
-	"mailbox_delivery_lock": {allowed: []string{"flock", "fcntl", "dotlock"}},
+	"mailbox_delivery_lock": {}, // checked by master with mbox.CheckLocks, the delivery's own rules
 	"mailbox_size_limit":    {},
 	"stale_lock_time":       {}, "deliver_lock_attempts": {}, "deliver_lock_delay": {},
 	"allow_mail_to_commands": {allowed: []string{"alias", "forward", "include"}},

@@ -15,6 +15,7 @@ import (
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/mbox"
 	"github.com/mailtee/mailtee/internal/pfline"
 )
 
@@ -51,6 +52,11 @@ func LocalDeliveryFindings(cfg *config.Config) diag.List {
 		out = append(out, mailboxCommandFindings(cfg)...)
 	default:
 		out = append(out, mailboxFileFindings(cfg)...)
+	}
+	// mbox's own rules, for mailboxes and /file destinations alike: an
+	// unknown word, or none at all, which local(8) refuses at start-up.
+	if err := mbox.CheckLocks(append([]string{}, cfg.List("mailbox_delivery_lock")...)); err != nil {
+		out.Errorf(file, settingLine(cfg, "mailbox_delivery_lock"), "%v", err)
 	}
 	out = append(out, sizeLimitFindings(cfg)...)
 	out = append(out, aliasRestrictionFindings(cfg)...)

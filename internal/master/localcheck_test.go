@@ -197,3 +197,22 @@ func TestMailboxCommandShellSyntaxNotRefused(t *testing.T) {
 		t.Errorf("a missing program is not refused: %v", d)
 	}
 }
+
+// mailbox_delivery_lock is checked by mbox's own rules: an unknown word,
+// and an empty value (no locking at all, which local(8) refuses).
+func TestMailboxDeliveryLockChecked(t *testing.T) {
+	for v, want := range map[string]string{
+		"fcntl, dotlock": "",
+		"fcntl, dotlok":  `unknown mailbox_delivery_lock value "dotlok"`,
+		"":               "no applicable mailbox locking method",
+	} {
+		cfg := config.Parse("/etc/postfix", "/etc/postfix/main.cf", []byte("mydestination = localhost\nmailbox_delivery_lock = "+v+"\n"))
+		err := LocalDeliveryFindings(cfg).Err()
+		switch {
+		case want == "" && err != nil && strings.Contains(err.Error(), "mailbox_delivery_lock"):
+			t.Errorf("%q: %v", v, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "line 2")):
+			t.Errorf("%q: got %v, want %q at line 2", v, err, want)
+		}
+	}
+}
