@@ -253,39 +253,67 @@ func (x *expansion) tokenOrFail(el string, t target, s scope) error {
 // (local(8)'s deliver_token): a |command, a /file, ~/file, :include:, or
 // an address.
 func (x *expansion) token(el string, t target, s scope) error {
+	kind, v := ParseDestination(el)
+	l := x.l
+	switch kind {
+	case "":
+		return nil
+	case DestCommand:
+		if l.o.AllowCommands&s.from == 0 {
+			return permErr("5.7.1", "mail to command is restricted (|%s in %s; allow_mail_to_commands)", v, s.from)
+		}
+		x.out = append(x.out, target{kind: toCommand, addr: t.addr, user: t.user, local: t.local, ext: t.ext, domain: t.domain,
+			owner: s.owner, what: v, priv: s.priv, from: s.from})
+	case DestFile:
+		if strings.HasPrefix(v, "~/") {
+			if s.priv.Home == "" {
+				return permErr("5.3.5", "%s: no home directory to resolve ~/ in", v)
+			}
+			v = filepath.Join(s.priv.Home, v[2:])
+		}
+		if l.o.AllowFiles&s.from == 0 {
+			return permErr("5.7.1", "mail to file is restricted (%s in %s; allow_mail_to_files)", v, s.from)
+		}
+		x.out = append(x.out, target{kind: toFile, addr: t.addr, user: t.user, local: t.local, ext: t.ext, domain: t.domain,
+			owner: s.owner, what: v, priv: s.priv, from: s.from})
+	case DestInclude:
+		return x.include(v, t, s)
+	default:
+		return x.walk(v, s)
+	}
+	return nil
+}
+
+// The kinds of destination ParseDestination tells apart.
+const (
+	DestCommand = "command" // |command: the command
+	DestFile    = "file"    // /file or ~/file: the path as written
+	DestInclude = "include" // :include:/path: the path
+	DestAddress = "address" // anything else: the address, without <>
+)
+
+// ParseDestination says what one element of an alias value, a .forward
+// or an :include: file names, as local(8)'s deliver_token tells them
+// apart, and returns what it names; kind is "" for an empty element.
+// Delivery and `mailtee check` (which elements allow_mail_to_* forbid)
+// both read destinations through it.
+func ParseDestination(el string) (kind, value string) {
 	el = strings.TrimSpace(el)
 	if unq, ok := maps.Unquote(el); ok {
 		el = unq
 	}
-	if el == "" {
-		return nil
-	}
-	l := x.l
+	const include = ":include:"
 	switch {
+	case el == "":
+		return "", ""
 	case strings.HasPrefix(el, "|"):
-		if l.o.AllowCommands&s.from == 0 {
-			return permErr("5.7.1", "mail to command is restricted (%s in %s; allow_mail_to_commands)", el, s.from)
-		}
-		x.out = append(x.out, target{kind: toCommand, addr: t.addr, user: t.user, local: t.local, ext: t.ext, domain: t.domain,
-			owner: s.owner, what: strings.TrimSpace(el[1:]), priv: s.priv, from: s.from})
+		return DestCommand, strings.TrimSpace(el[1:])
 	case strings.HasPrefix(el, "/"), strings.HasPrefix(el, "~/"):
-		if strings.HasPrefix(el, "~/") {
-			if s.priv.Home == "" {
-				return permErr("5.3.5", "%s: no home directory to resolve ~/ in", el)
-			}
-			el = filepath.Join(s.priv.Home, el[2:])
-		}
-		if l.o.AllowFiles&s.from == 0 {
-			return permErr("5.7.1", "mail to file is restricted (%s in %s; allow_mail_to_files)", el, s.from)
-		}
-		x.out = append(x.out, target{kind: toFile, addr: t.addr, user: t.user, local: t.local, ext: t.ext, domain: t.domain,
-			owner: s.owner, what: el, priv: s.priv, from: s.from})
-	case len(el) > len(":include:") && strings.EqualFold(el[:len(":include:")], ":include:"):
-		return x.include(strings.TrimSpace(el[len(":include:"):]), t, s)
-	default:
-		return x.walk(strings.Trim(el, "<>"), s)
+		return DestFile, el
+	case len(el) > len(include) && strings.EqualFold(el[:len(include)], include):
+		return DestInclude, strings.TrimSpace(el[len(include):])
 	}
-	return nil
+	return DestAddress, strings.Trim(el, "<>")
 }
 
 // include expands an :include: file (local(8)'s include.c). It is read

@@ -7,13 +7,13 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/mbox"
 	"github.com/mailtee/mailtee/internal/pfline"
@@ -252,15 +252,17 @@ func aliasRestrictionFindings(cfg *config.Config) diag.List {
 	var out diag.List
 	cmds := cfg.List("allow_mail_to_commands")
 	files := cfg.List("allow_mail_to_files")
-	// restricted says what is wrong with one destination of class cls,
-	// or "".
-	restricted := func(el, cls string) string {
-		el = strings.Trim(el, "\"")
-		switch {
-		case strings.HasPrefix(el, "|") && !slices.Contains(cmds, cls):
-			return fmt.Sprintf("%s: mail to command is restricted: allow_mail_to_commands (%s) does not include %q, so local(8) bounces this mail; add %s to allow_mail_to_commands or remove the entry", el, strings.Join(cmds, ", "), cls, cls)
-		case strings.HasPrefix(el, "/") && !slices.Contains(files, cls):
-			return fmt.Sprintf("%s: mail to file is restricted: allow_mail_to_files (%s) does not include %q, so local(8) bounces this mail; add %s to allow_mail_to_files or remove the entry", el, strings.Join(files, ", "), cls, cls)
+	// Words that are not allowed are config's findings; the rest count.
+	allowCmd, _ := local.ParseExpansion(cmds)
+	allowFile, _ := local.ParseExpansion(files)
+	// restricted says what is wrong with one destination found in cls,
+	// or "": local.ParseDestination reads it as delivery does.
+	restricted := func(el string, cls local.Expansion) string {
+		switch kind, v := local.ParseDestination(el); {
+		case kind == local.DestCommand && allowCmd&cls == 0:
+			return fmt.Sprintf("|%s: mail to command is restricted: allow_mail_to_commands (%s) does not include %q, so local(8) bounces this mail; add %s to allow_mail_to_commands or remove the entry", v, strings.Join(cmds, ", "), cls, cls)
+		case kind == local.DestFile && allowFile&cls == 0:
+			return fmt.Sprintf("%s: mail to file is restricted: allow_mail_to_files (%s) does not include %q, so local(8) bounces this mail; add %s to allow_mail_to_files or remove the entry", v, strings.Join(files, ", "), cls, cls)
 		}
 		return ""
 	}
@@ -282,11 +284,11 @@ func aliasRestrictionFindings(cfg *config.Config) diag.List {
 				file, line = name, lines[e.Key]
 			}
 			for _, el := range maps.SplitAliasValue(e.Value) {
-				if msg := restricted(el, "alias"); msg != "" {
+				if msg := restricted(el, local.FromAlias); msg != "" {
 					out.Errorf(file, line, "alias %s: %s", e.Key, msg)
 				}
-				inc, ok := cutInclude(strings.Trim(el, "\""))
-				if !ok || seenInclude[inc] {
+				kind, inc := local.ParseDestination(el)
+				if kind != local.DestInclude || seenInclude[inc] {
 					continue
 				}
 				seenInclude[inc] = true
@@ -296,7 +298,7 @@ func aliasRestrictionFindings(cfg *config.Config) diag.List {
 				}
 				pfline.Each(inc, string(data), new(diag.List), func(l pfline.Line) {
 					for _, el := range maps.SplitAliasValue(l.Text) {
-						if msg := restricted(el, "include"); msg != "" {
+						if msg := restricted(el, local.FromInclude); msg != "" {
 							out.Errorf(inc, l.Num, ":include: file of alias %s: %s", e.Key, msg)
 						}
 					}
@@ -305,15 +307,6 @@ func aliasRestrictionFindings(cfg *config.Config) diag.List {
 		})
 	}
 	return out
-}
-
-// cutInclude returns the path of an ":include:/path" destination.
-func cutInclude(el string) (string, bool) {
-	const p = ":include:"
-	if len(el) < len(p) || !strings.EqualFold(el[:len(p)], p) {
-		return "", false
-	}
-	return strings.TrimSpace(el[len(p):]), true
 }
 
 // aliasLines maps each alias name in an aliases(5) file to its line,
