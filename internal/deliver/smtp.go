@@ -59,6 +59,10 @@ type Result struct {
 	Err   error  // nil: delivered; else an *Error
 	Relay string // "host[ip]:port", or "none"
 	Reply string // the server's final reply on success: "250 2.0.0 Ok: queued as X"
+	// Setup is the time spent before the session that settled this
+	// recipient could transmit: DNS, connections tried, greeting, EHLO,
+	// TLS (Postfix's delays=c). Zero on a cached connection.
+	Setup time.Duration
 }
 
 // Client delivers over SMTP (or LMTP) as Postfix's smtp(8) does. Its
@@ -130,7 +134,7 @@ type Client struct {
 // when none is left. A 5xx reply to a recipient bounces that recipient;
 // a 5xx reply to MAIL FROM or DATA bounces all of them.
 func (c *Client) Deliver(ctx context.Context, nexthop string, msg *Message, rcpts []string) []Result {
-	d := &delivery{ctx: ctx, c: c, msg: msg, key: nexthop,
+	d := &delivery{ctx: ctx, c: c, msg: msg, key: nexthop, start: time.Now(),
 		res: make([]Result, len(rcpts)), errs: make([]*Error, len(rcpts))}
 	for i, r := range rcpts {
 		d.res[i].Rcpt = r
@@ -159,23 +163,25 @@ type delivery struct {
 	res     []Result
 	errs    []*Error
 	pending []int
-	talked  bool // some server got past its greeting
+	talked  bool          // some server got past its greeting
+	start   time.Time     // Deliver was called
+	setup   time.Duration // Setup of the session in use
 }
 
 func (d *delivery) finish(i int, e *Error) {
-	d.res[i].Err, d.res[i].Relay = e, e.Relay
+	d.res[i].Err, d.res[i].Relay, d.res[i].Setup = e, e.Relay, d.setup
 	d.pending = slices.DeleteFunc(d.pending, func(j int) bool { return j == i })
 }
 
 func (d *delivery) finishAll(e *Error) {
 	for _, i := range d.pending {
-		d.res[i].Err, d.res[i].Relay = e, e.Relay
+		d.res[i].Err, d.res[i].Relay, d.res[i].Setup = e, e.Relay, d.setup
 	}
 	d.pending = nil
 }
 
 func (d *delivery) succeed(i int, relay, reply string) {
-	d.res[i] = Result{Rcpt: d.res[i].Rcpt, Relay: relay, Reply: reply}
+	d.res[i] = Result{Rcpt: d.res[i].Rcpt, Relay: relay, Reply: reply, Setup: d.setup}
 	d.pending = slices.DeleteFunc(d.pending, func(j int) bool { return j == i })
 }
 
@@ -221,6 +227,7 @@ func (d *delivery) run(nexthop string) {
 			break
 		}
 		sessions++
+		d.setup = 0
 		d.transact(s)
 	}
 	addrs := sessions
@@ -248,10 +255,13 @@ func (d *delivery) run(nexthop string) {
 				continue
 			}
 			sessions++
+			d.setup = time.Since(d.start)
 			d.transact(s)
 		}
 		sessions, addrs = 0, 0
 	}
+	// What no session settled was spent connecting.
+	d.setup = time.Since(d.start)
 	for _, i := range slices.Clone(d.pending) {
 		e := d.errs[i]
 		if e == nil {

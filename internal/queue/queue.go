@@ -43,6 +43,15 @@ type Outcome struct {
 	// (case-folded) is not added again, so copies of copies end. With an
 	// Err, Add is ignored: the retry makes the copies.
 	Add []envelope.Rcpt
+	// Setup is the part of the attempt the agent spent before it could
+	// transmit: DNS, connect, greeting, EHLO, TLS (Postfix's delays=c).
+	// Zero on a cached connection and for local deliveries.
+	Setup time.Duration
+	// Delays is set by the queue for Events: Postfix's delays=a/b/c/d,
+	// the time before this attempt became active (since arrival), in
+	// the queue manager (waiting for a delivery slot), connection
+	// setup, and transmission. They add up to the delay of the line.
+	Delays [4]time.Duration
 }
 
 // permanent is implemented by delivery errors that know whether they are
@@ -135,6 +144,12 @@ type entry struct {
 	rcpts   int       // pending recipients when its pass began (counted in actRcpt)
 	index   int       // in the heap, -1 when not there
 	removed bool
+	// announced: qmgr's "from=<...>, size=N, nrcpt=N (queue active)" is
+	// logged for this stay in the active set. Postfix logs it each time
+	// a message becomes active: when it arrives, at each retry of a
+	// deferred message, and after a restart (a message queued while the
+	// server was stopped, or left from before).
+	announced bool
 }
 
 // Open opens (creating if needed) the spool in o.Dir and loads every
@@ -179,10 +194,11 @@ func Open(o Options) (*Queue, error) {
 
 // add registers a message and makes it due now (recipients with a later
 // NextTry are left alone by the delivery pass).
-func (q *Queue) add(m *Message) {
+func (q *Queue) add(m *Message) *entry {
 	e := &entry{m: m, index: -1}
 	q.msgs[m.ID] = e
 	q.scheduleLocked(e, q.nextDue(m))
+	return e
 }
 
 // nextDue is the earliest time any pending recipient may be tried.
@@ -238,7 +254,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, 
 	}
 	q.mu.Lock()
 	delete(q.writing, id)
-	q.add(m)
+	q.add(m).announced = q.o.Events != nil
 	q.mu.Unlock()
 	q.poke()
 	return nil
@@ -281,7 +297,7 @@ func (q *Queue) Pickup(id string) error {
 	}
 	q.mu.Lock()
 	if _, known := q.msgs[id]; !known && !q.writing[id] {
-		q.add(m)
+		q.add(m).announced = q.o.Events != nil
 	}
 	q.mu.Unlock()
 	q.poke()
@@ -419,6 +435,13 @@ func (q *Queue) process(e *entry) {
 	m := e.m
 	ctx := q.ctx
 	now := time.Now()
+	q.mu.Lock()
+	announce := !e.announced
+	e.announced = true
+	q.mu.Unlock()
+	if announce && q.o.Events != nil {
+		q.o.Events.Queued(m)
+	}
 	groups := map[envelope.Hop][]int{}
 	var order []envelope.Hop
 	for i := range m.Rcpts {
@@ -428,7 +451,8 @@ func (q *Queue) process(e *entry) {
 		}
 		hop, err := q.o.Route(ctx, r.Addr)
 		if err != nil {
-			q.record(m, i, envelope.Hop{Transport: "none"}, Outcome{Err: err, Relay: "none"})
+			t := time.Now()
+			q.record(m, i, envelope.Hop{Transport: "none"}, Outcome{Err: err, Relay: "none", Delays: delays(m.Env.Arrival, now, t, t, 0)})
 			continue
 		}
 		if _, ok := groups[hop]; !ok {
@@ -450,11 +474,13 @@ func (q *Queue) process(e *entry) {
 				q.recordGroup(p, nil, nil)
 				return
 			}
+			start := time.Now()
 			outs, skipped := q.suspendedOutcomes(hop, len(rcpts))
 			if !skipped {
 				outs = q.o.Deliver(ctx, m, hop, rcpts)
 				q.noteSite(hop, outs)
 			}
+			end := time.Now()
 			<-sem
 			res := make([]Outcome, len(rcpts))
 			recs := make([]record, len(rcpts))
@@ -464,6 +490,7 @@ func (q *Queue) process(e *entry) {
 				if k < len(outs) {
 					res[k] = outs[k]
 				}
+				res[k].Delays = delays(m.Env.Arrival, now, start, end, res[k].Setup)
 				recs[k] = q.outcome(m, i, res[k])
 				// A bounced recipient may have reached some mailboxes
 				// (an alias whose one member failed for good): their
@@ -765,7 +792,22 @@ func (q *Queue) logged(m *Message, i int, hop envelope.Hop, o Outcome, rec recor
 	if rec.Expired {
 		status = "expired"
 	}
-	q.o.Events.Delivery(m, i, hop, o, status, time.Since(m.Env.Arrival))
+	delay := o.Delays[0] + o.Delays[1] + o.Delays[2] + o.Delays[3]
+	if delay == 0 {
+		delay = time.Since(m.Env.Arrival)
+	}
+	q.o.Events.Delivery(m, i, hop, o, status, delay)
+}
+
+// delays splits an attempt's time, as Postfix's delays=a/b/c/d: before
+// the pass began (since arrival), waiting for the next hop's slot, the
+// agent's setup, and the rest of its work. The logged delay is their sum,
+// so that it is measured to the end of the delivery, not to the moment
+// its outcome was written.
+func delays(arrival, active, start, end time.Time, setup time.Duration) [4]time.Duration {
+	work := max(end.Sub(start), 0)
+	setup = min(max(setup, 0), work)
+	return [4]time.Duration{max(active.Sub(arrival), 0), max(start.Sub(active), 0), setup, work - setup}
 }
 
 func (q *Queue) lifetime(m *Message) time.Duration {
@@ -834,6 +876,13 @@ func (q *Queue) finish(e *entry, adds []record) {
 		q.sp.dropCache(m)
 		e.busy = false
 		if !e.removed {
+			// A retry is a new stay in the active set; a pass for
+			// copies just added (never tried) is not.
+			for _, r := range m.Rcpts {
+				if r.Status == Pending && r.Attempts > 0 {
+					e.announced = false
+				}
+			}
 			q.scheduleLocked(e, q.nextDue(m))
 		}
 		q.mu.Unlock()
