@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -360,7 +361,11 @@ func (s *Server) Reload(dir string) error {
 		rt, err = s.newRuntime(cfg, opened)
 	}
 	if err != nil {
-		s.log.Printf("master", "warning: reload refused, keeping the running configuration: %v", err)
+		// One log line per finding: a single line would carry the
+		// newlines as '?' and bury all but the first.
+		for _, l := range strings.Split(strings.TrimSpace(err.Error()), "\n") {
+			s.log.Printf("master", "warning: reload refused, keeping the running configuration: %s", l)
+		}
 		return err
 	}
 	s.rt.Store(rt)

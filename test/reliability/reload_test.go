@@ -139,6 +139,22 @@ func TestReloadRefusesBrokenConfig(t *testing.T) {
 	in.writeMainCf(goodMain)
 	accepted("main.cf-restored")
 
+	// 1b. Two problems: each has its own log line (one line would show
+	// the newline between them as '?' and hide the second).
+	mark := in.Log.Len()
+	in.writeMainCf(goodMain + "no_such_parameter_aa = yes\nno_such_parameter_bb = yes\n")
+	if err := in.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLine(t, in, mark, "no_such_parameter_bb", 20*time.Second)
+	for name, other := range map[string]string{"no_such_parameter_aa": "_bb", "no_such_parameter_bb": "_aa"} {
+		if l := waitLine(t, in, mark, name, time.Second); !strings.Contains(l, refusedLine) || strings.Contains(l, other) {
+			t.Errorf("refusal of %s is not a line of its own: %q", name, l)
+		}
+	}
+	in.writeMainCf(goodMain)
+	accepted("main.cf-restored-again")
+
 	// 2. A regexp table with a look-ahead (a load error under RE2).
 	in.WriteFile("transport.re", fmt.Sprintf("/^(?!nobody@).*@far\\.example$/ smtp:[127.0.0.1]:%d\n", sk.Port()))
 	refusal("lookahead-table", "transport.re")
