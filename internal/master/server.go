@@ -276,7 +276,7 @@ func (s *Server) Start() error {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			s.closeListeners()
-			return fmt.Errorf("listen on %s: %w", a, err)
+			return listenError(a, portSource(s.cfg), err)
 		}
 		s.listeners = append(s.listeners, l)
 	}
