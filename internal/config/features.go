@@ -1,0 +1,135 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/mailtee/mailtee/internal/diag"
+)
+
+// A feature is a Postfix facility that mailtee does not have and that
+// several parameters configure. Check reports one error per feature
+// naming every parameter set for it, not one per parameter: the fix is
+// the same for all of them (a front end that has the feature, or
+// removing it), and twenty errors for one postscreen hide the others.
+type feature struct {
+	name string
+	// what ignoring the feature could change, for the message
+	consequence string
+	match       *regexp.Regexp
+}
+
+var features = []feature{
+	{"postscreen", "which clients may send mail", regexp.MustCompile(`^postscreen_`)},
+	{"SASL authentication (AUTH)", "who may relay", regexp.MustCompile(`^(smtpd_sasl_|broken_sasl_auth_clients$|smtpd_sender_login_maps$|cyrus_sasl_config_path$)`)},
+	{"SASL authentication to the next hop (smtp_sasl_*)", "whether mail is delivered to a relayhost that demands AUTH", regexp.MustCompile(`^(smtp|lmtp)_sasl_|^smtp_sender_dependent_authentication$`)},
+	{"milters", "what filtering mail gets and what is accepted", regexp.MustCompile(`(^|_)milters?(_|$)`)},
+	{"SMTP access restrictions", "what mail is accepted", regexp.MustCompile(`^smtpd_(client|helo|sender|data|end_of_data|etrn|recipient)_restrictions$|^smtpd_restriction_classes$|^smtpd_helo_required$|^smtpd_reject_unlisted_(sender|recipient)$|^strict_rfc821_envelopes$|^smtpd_policy_service_|^smtpd_(client|helo|sender|recipient)_access_maps$`)},
+	{"content inspection (header_checks, body_checks)", "what mail is accepted", regexp.MustCompile(`^(header|body|mime_header|nested_header)_checks$|^body_checks_size_limit$`)},
+	{"content filters", "what filtering mail gets", regexp.MustCompile(`^content_filter$|^smtpd_proxy_`)},
+	{"virtual mailbox delivery (virtual(8))", "which domains are accepted and where their mail goes", regexp.MustCompile(`^virtual_(mailbox_|uid_maps$|gid_maps$|minimum_uid$|transport$)`)},
+	{"TLS policy of the SMTP client", "where mail may go unencrypted", regexp.MustCompile(`^smtp_tls_(policy_maps|mandatory_.*|fingerprint_.*|verify_cert_match|secure_cert_match|wrappermode|enforce_peername)$|^smtp_use_tls$|^smtp_enforce_tls$`)},
+}
+
+// featureOf returns the feature a parameter belongs to, or nil.
+func featureOf(name string) *feature {
+	for i := range features {
+		if features[i].match.MatchString(name) {
+			return &features[i]
+		}
+	}
+	return nil
+}
+
+// featureUse collects the parameters set for features mailtee lacks.
+type featureUse struct {
+	order []*feature
+	by    map[*feature][]Setting
+}
+
+func (u *featureUse) add(f *feature, s Setting) {
+	if u.by == nil {
+		u.by = map[*feature][]Setting{}
+	}
+	if _, ok := u.by[f]; !ok {
+		u.order = append(u.order, f)
+	}
+	u.by[f] = append(u.by[f], s)
+}
+
+// report adds one error per feature, at the line of its first setting.
+func (u *featureUse) report(file string, out *diag.List) {
+	for _, f := range u.order {
+		set := u.by[f]
+		sort.SliceStable(set, func(i, j int) bool { return set[i].Line < set[j].Line })
+		var names []string
+		line := set[0].Line
+		for _, s := range set {
+			names = append(names, fmt.Sprintf("%s (line %d)", s.Name, s.Line))
+			line = min(line, s.Line)
+		}
+		they := "it is"
+		if len(set) > 1 {
+			they = "they are"
+		}
+		out.Errorf(file, line, "%s: not implemented by mailtee, and ignoring it could change %s; set: %s; serve refuses to start until %s removed or set to the Postfix default",
+			f.name, f.consequence, strings.Join(names, ", "), they)
+	}
+}
+
+// idleReason says why a Postfix parameter that mailtee does not honour
+// cannot matter with this configuration, or "" when it may. Postfix
+// itself ignores these: SASL details while smtpd_sasl_auth_enable = no,
+// milter details with no milters, postscreen's settings when master.cf
+// runs no postscreen.
+func (c *Config) idleReason(name string) string {
+	switch {
+	case name == "smtpd_sasl_auth_enable":
+		return ""
+	case (strings.HasPrefix(name, "smtpd_sasl_") || name == "broken_sasl_auth_clients" || name == "cyrus_sasl_config_path") && c.Get("smtpd_sasl_auth_enable") != "yes":
+		return "smtpd_sasl_auth_enable = no: AUTH is off, as it always is in mailtee"
+	case strings.HasPrefix(name, "milter_") && len(c.List("smtpd_milters")) == 0 && len(c.List("non_smtpd_milters")) == 0:
+		return "no milters are configured (smtpd_milters and non_smtpd_milters are empty)"
+	case strings.HasPrefix(name, "postscreen_") && c.services != nil && !c.runs("postscreen"):
+		return "master.cf runs no postscreen service"
+	}
+	return ""
+}
+
+// runs reports whether master.cf (as given to SetMasterNames) has a
+// service with this command.
+func (c *Config) runs(command string) bool {
+	for _, cmd := range c.services {
+		if cmd == command {
+			return true
+		}
+	}
+	return false
+}
+
+// harmlessReason says why an unimplemented Postfix parameter cannot
+// change where mail goes, what is accepted or who may relay, for those
+// whose reason is worth more than the generic one; "" otherwise.
+func harmlessReason(name string) string {
+	switch {
+	case name == "disable_vrfy_command":
+		return "mailtee never discloses whether an address exists: VRFY gets 252 whatever this says"
+	case strings.HasPrefix(name, "tls_"), strings.Contains(name, "_tls_") && harmlessTLS.MatchString(name):
+		return "a TLS library setting: mailtee offers TLS 1.2 and later with Go's modern cipher suites, whatever this says"
+	case replyCodes.MatchString(name):
+		return "a reply code or text for a refusal: mailtee's own refusals keep Postfix's default codes"
+	case name == "proxy_read_maps" || name == "proxy_write_maps":
+		return "proxymap(8)'s list of tables it may open; mailtee opens proxy: tables itself"
+	case outgoingChecks.MatchString(name):
+		return "outgoing content edits only (smtp(8) cannot reject or redirect with them): mail leaves with the headers or body these would change"
+	}
+	return ""
+}
+
+var (
+	harmlessTLS    = regexp.MustCompile(`_tls_(ciphers|mandatory_ciphers|exclude_ciphers|mandatory_exclude_ciphers|protocols|mandatory_protocols|eecdh_grade|ask_ccert|req_ccert|ccert_verifydepth|received_header|auth_only|fingerprint_digest|dh1024_param_file|dh512_param_file|CAfile|CApath|ca_?file|ca_?path|security_options|always_issue_session_ids|session_cache_.*)$`)
+	replyCodes     = regexp.MustCompile(`_(reject|defer|reply)_code$|^(reject|defer)_code$|_reject_footer(_maps)?$|^smtpd_reject_filter_maps$|^smtpd_expansion_filter$`)
+	outgoingChecks = regexp.MustCompile(`^(smtp|lmtp)_(header|mime_header|nested_header|body)_checks$`)
+)
