@@ -23,14 +23,14 @@ type feature struct {
 
 var features = []feature{
 	{"postscreen", "which clients may send mail", regexp.MustCompile(`^postscreen_`)},
-	{"SASL authentication (AUTH)", "who may relay", regexp.MustCompile(`^(smtpd_sasl_|broken_sasl_auth_clients$|smtpd_sender_login_maps$|cyrus_sasl_config_path$)`)},
+	{"SASL authentication (AUTH)", "who may relay", regexp.MustCompile(`^(smtpd_sasl_|broken_sasl_auth_clients$|cyrus_sasl_config_path$)`)},
 	{"SASL authentication to the next hop (smtp_sasl_*)", "whether mail is delivered to a relayhost that demands AUTH", regexp.MustCompile(`^(smtp|lmtp)_sasl_|^smtp_sender_dependent_authentication$`)},
 	{"milters", "what filtering mail gets and what is accepted", regexp.MustCompile(`(^|_)milters?(_|$)`)},
-	{"SMTP access restrictions", "what mail is accepted", regexp.MustCompile(`^smtpd_(client|helo|sender|data|end_of_data|etrn|recipient)_restrictions$|^smtpd_restriction_classes$|^smtpd_helo_required$|^smtpd_reject_unlisted_(sender|recipient)$|^strict_rfc821_envelopes$|^smtpd_policy_service_|^smtpd_(client|helo|sender|recipient)_access_maps$`)},
+	{"SMTP access restrictions", "what mail is accepted", regexp.MustCompile(`^smtpd_(client|helo|sender|data|end_of_data|etrn|recipient)_restrictions$|^smtpd_restriction_classes$|^smtpd_helo_required$|^smtpd_reject_unlisted_(sender|recipient)$|^strict_rfc821_envelopes$|^smtpd_policy_service_|^smtpd_forbid_unauth_pipelining$|^smtpd_(client|helo|sender|recipient)_access_maps$`)},
 	{"content inspection (header_checks, body_checks)", "what mail is accepted", regexp.MustCompile(`^(header|body|mime_header|nested_header)_checks$|^body_checks_size_limit$`)},
 	{"content filters", "what filtering mail gets", regexp.MustCompile(`^content_filter$|^smtpd_proxy_`)},
 	{"virtual mailbox delivery (virtual(8))", "which domains are accepted and where their mail goes", regexp.MustCompile(`^virtual_(mailbox_|uid_maps$|gid_maps$|minimum_uid$|transport$)`)},
-	{"TLS policy of the SMTP client", "where mail may go unencrypted", regexp.MustCompile(`^smtp_tls_(policy_maps|mandatory_.*|fingerprint_.*|verify_cert_match|secure_cert_match|wrappermode|enforce_peername)$|^smtp_use_tls$|^smtp_enforce_tls$`)},
+	{"TLS policy of the SMTP client", "where mail may go unencrypted", regexp.MustCompile(`^smtp_tls_(policy_maps|mandatory_.*|fingerprint_.*|verify_cert_match|secure_cert_match|wrappermode|enforce_peername)$|^smtp_use_tls$|^smtp_enforce_tls$|^smtp_dns_support_level$|^smtp_tls_dane_insecure_mx_policy$`)},
 }
 
 // featureOf returns the feature a parameter belongs to, or nil.
@@ -98,6 +98,14 @@ func (c *Config) idleReason(name string) string {
 	return ""
 }
 
+// mailteeBehaves are values of unimplemented parameters that describe
+// what mailtee does anyway, though they are not Postfix's defaults.
+var mailteeBehaves = map[string]string{
+	// mailtee never rewrites user%domain or site!user: such an address
+	// keeps its local part (see address.HasRouting).
+	"allow_percent_hack": "no", "swap_bangpath": "no",
+}
+
 // runs reports whether master.cf (as given to SetMasterNames) has a
 // service with this command.
 func (c *Config) runs(command string) bool {
@@ -122,6 +130,18 @@ func harmlessReason(name string) string {
 		return "a reply code or text for a refusal: mailtee's own refusals keep Postfix's default codes"
 	case name == "proxy_read_maps" || name == "proxy_write_maps":
 		return "proxymap(8)'s list of tables it may open; mailtee opens proxy: tables itself"
+	case name == "smtpd_discard_ehlo_keywords":
+		return "mailtee announces its own extensions; which ones a client may use does not change what is accepted or where it goes"
+	case name == "smtpd_use_tls":
+		return "mailtee offers STARTTLS whenever smtpd_tls_cert_file is set (smtpd_tls_security_level may), as smtpd_use_tls = yes does"
+	case name == "smtp_tls_cert_file" || name == "smtp_tls_key_file" || name == "smtp_tls_chain_files" || name == "smtp_tls_eccert_file" || name == "smtp_tls_eckey_file":
+		return "a client certificate for outgoing TLS: mailtee presents none, which next hops accept unless they demand one"
+	case name == "address_verify_map":
+		return "address verification's cache; mailtee does no address verification (reject_unverified_* restrictions are reported themselves)"
+	case name == "smtpd_sender_login_maps":
+		return "read only by the reject_*sender_login_mismatch restrictions, which check reports themselves"
+	case name == "enable_long_queue_ids":
+		return "the shape of queue IDs only: mailtee's are long, unique and never reused"
 	case outgoingChecks.MatchString(name):
 		return "outgoing content edits only (smtp(8) cannot reject or redirect with them): mail leaves with the headers or body these would change"
 	}
@@ -130,6 +150,6 @@ func harmlessReason(name string) string {
 
 var (
 	harmlessTLS    = regexp.MustCompile(`_tls_(ciphers|mandatory_ciphers|exclude_ciphers|mandatory_exclude_ciphers|protocols|mandatory_protocols|eecdh_grade|ask_ccert|req_ccert|ccert_verifydepth|received_header|auth_only|fingerprint_digest|dh1024_param_file|dh512_param_file|CAfile|CApath|ca_?file|ca_?path|security_options|always_issue_session_ids|session_cache_.*)$`)
-	replyCodes     = regexp.MustCompile(`_(reject|defer|reply)_code$|^(reject|defer)_code$|_reject_footer(_maps)?$|^smtpd_reject_filter_maps$|^smtpd_expansion_filter$`)
+	replyCodes     = regexp.MustCompile(`_(reject|defer|reply)_code$|_reject_reason$|^(reject|defer)_code$|_reject_footer(_maps)?$|^smtpd_reject_filter_maps$|^smtpd_expansion_filter$`)
 	outgoingChecks = regexp.MustCompile(`^(smtp|lmtp)_(header|mime_header|nested_header|body)_checks$`)
 )

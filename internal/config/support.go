@@ -331,6 +331,10 @@ func (c *Config) checkSetting(s Setting, out *diag.List, feats *featureUse) {
 			out.Warnf(file, line, "%s%s: not implemented by mailtee; set to its Postfix default, which is how mailtee behaves", s.Name, was)
 			return
 		}
+		if v, ok := mailteeBehaves[name]; ok && strings.TrimSpace(s.Value) == v {
+			out.Warnf(file, line, "%s: not implemented by mailtee; set to %s, which is how mailtee behaves", s.Name, v)
+			return
+		}
 		if why := c.idleReason(name); why != "" {
 			out.Warnf(file, line, "%s%s: not implemented by mailtee; ignored, as Postfix ignores it here: %s", s.Name, was, why)
 			return
