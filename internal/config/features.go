@@ -45,8 +45,9 @@ func featureOf(name string) *feature {
 
 // featureUse collects the parameters set for features mailtee lacks.
 type featureUse struct {
-	order []*feature
-	by    map[*feature][]Setting
+	order  []*feature
+	by     map[*feature][]Setting
+	detail map[string]string // by parameter: what in its value is missing
 }
 
 func (u *featureUse) add(f *feature, s Setting) {
@@ -59,6 +60,17 @@ func (u *featureUse) add(f *feature, s Setting) {
 	u.by[f] = append(u.by[f], s)
 }
 
+// addPart records a parameter that mailtee implements in part, with the
+// list elements it does not (smtpd_recipient_restrictions =
+// permit_mynetworks, reject_rbl_client ...).
+func (u *featureUse) addPart(f *feature, s Setting, missing []string) {
+	if u.detail == nil {
+		u.detail = map[string]string{}
+	}
+	u.detail[s.Name] = strings.Join(missing, " ")
+	u.add(f, s)
+}
+
 // report adds one error per feature, at the line of its first setting.
 func (u *featureUse) report(file string, out *diag.List) {
 	for _, f := range u.order {
@@ -67,6 +79,10 @@ func (u *featureUse) report(file string, out *diag.List) {
 		var names []string
 		line := set[0].Line
 		for _, s := range set {
+			if d := u.detail[s.Name]; d != "" {
+				names = append(names, fmt.Sprintf("%s (line %d: %s)", s.Name, s.Line, d))
+				continue
+			}
 			names = append(names, fmt.Sprintf("%s (line %d)", s.Name, s.Line))
 			line = min(line, s.Line)
 		}
@@ -153,3 +169,28 @@ var (
 	replyCodes     = regexp.MustCompile(`_(reject|defer|reply)_code$|_reject_reason$|^(reject|defer)_code$|_reject_footer(_maps)?$|^smtpd_reject_filter_maps$|^smtpd_expansion_filter$`)
 	outgoingChecks = regexp.MustCompile(`^(smtp|lmtp)_(header|mime_header|nested_header|body)_checks$`)
 )
+
+// restrictionsInPart reports the restrictions of smtpd_recipient_restrictions
+// or smtpd_relay_restrictions that mailtee lacks, so that they join the
+// one finding about SMTP access restrictions; their table and service
+// arguments (check_policy_service inet:...) are left out.
+func (c *Config) restrictionsInPart(name, v string, feats *featureUse, s Setting) bool {
+	if name != "smtpd_recipient_restrictions" && name != "smtpd_relay_restrictions" {
+		return false
+	}
+	var missing []string
+	for _, el := range SplitList(v) {
+		if !contains(implemented[name].allowed, el) && restrictionName.MatchString(el) && !contains(missing, el) {
+			missing = append(missing, el)
+		}
+	}
+	if missing == nil {
+		return false
+	}
+	feats.addPart(restrictionFeature, s, missing)
+	return true
+}
+
+var restrictionName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+var restrictionFeature = featureOf("smtpd_client_restrictions")

@@ -53,7 +53,11 @@ var (
 	classWords       = []string{"envelope_sender", "envelope_recipient", "header_sender", "header_recipient"}
 	propagateWords   = []string{"canonical", "virtual", "alias", "forward", "include", "generic"}
 	notifyWords      = []string{"bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software"}
-	restrictionWords = []string{"permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination"}
+	restrictionWords = []string{"permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination",
+		// what smtpd_reject_unlisted_recipient = yes (the default, and
+		// mailtee's behaviour: local_recipient_maps, relay_recipient_maps)
+		// does anyway
+		"reject_unlisted_recipient"}
 )
 
 // facilityWords are syslog_facility's names on Linux (msg_syslog.c);
@@ -140,6 +144,7 @@ var implemented = map[string]paramInfo{
 	"smtpd_tls_security_level":              {allowed: []string{"", "none", "may", "encrypt"}},
 	"smtpd_tls_cert_file":                   {},
 	"smtpd_tls_key_file":                    {},
+	"smtpd_tls_chain_files":                 {}, // see ServerCertificate
 	"lmtp_tcp_port":                         {valid: validPort},
 	"default_destination_concurrency_limit": {},
 	"smtp_destination_concurrency_limit":    {},
@@ -345,6 +350,9 @@ func (c *Config) checkSetting(s Setting, out *diag.List, feats *featureUse) {
 		}
 		out.Errorf(file, line, "%s%s: not implemented by mailtee, and ignoring it could change %s; serve refuses to start until it is removed or set to its default (%s)",
 			s.Name, was, consequence(name), quoteDefault(def))
+		return
+	}
+	if c.restrictionsInPart(name, v, feats, s) {
 		return
 	}
 	c.checkValue(name, v, def, file, line, out)
