@@ -40,8 +40,8 @@ type Config struct {
 
 	set      map[string]Setting
 	machine  map[string]string
-	userDefs map[string]bool   // names not Postfix's but referenced as $name
-	services map[string]string // master.cf's service → command, see SetMasterNames
+	userDefs map[string]bool // names not Postfix's but referenced as $name
+	services []MasterService // master.cf's entries, see SetMasterNames
 
 	netsMu sync.Mutex
 	nets   map[netsKey]netsResult // computed mynetworks, see mynetworks.go

@@ -125,8 +125,8 @@ var mailteeBehaves = map[string]string{
 // runs reports whether master.cf (as given to SetMasterNames) has a
 // service with this command.
 func (c *Config) runs(command string) bool {
-	for _, cmd := range c.services {
-		if cmd == command {
+	for _, e := range c.services {
+		if e.Command == command {
 			return true
 		}
 	}

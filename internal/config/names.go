@@ -66,18 +66,24 @@ var serviceCommands = map[string]bool{
 	"local": true, "error": true, "virtual": true, "smtp": true, "lmtp": true, "pipe": true, "spawn": true,
 }
 
+// MasterService is one master.cf entry, as Check needs it: its service
+// name and type (the first two fields: "smtp", "inet") and its command
+// (the eighth field, such as "postscreen", "smtpd", "pipe").
+type MasterService struct {
+	Name, Type, Command string
+}
+
 // SetMasterNames tells Check what master.cf defines, so that the names
-// Postfix accepts because of it are not reported as unknown: services
-// maps each master.cf service name (first field) to its command (the
-// eighth field, such as "pipe" or "smtp"); referenced lists the names
-// that master.cf's "-o name=value" values refer to as $name, and those
-// listed in an "-o smtpd_restriction_classes=" there. Postfix's postconf
-// does the same (postconf_service.c, postconf_user.c).
-func (c *Config) SetMasterNames(services map[string]string, referenced []string) {
-	c.services = make(map[string]string, len(services))
-	for name, cmd := range services {
-		c.services[name] = cmd
-	}
+// Postfix accepts because of it are not reported as unknown, and the
+// settings of a daemon master.cf does not run are not reported as
+// missing features. services are master.cf's entries; referenced lists
+// the names that master.cf's "-o name=value" values refer to as $name,
+// and those listed in an "-o smtpd_restriction_classes=" there. Postfix's
+// postconf does the same (postconf_service.c, postconf_user.c). Without
+// a call, Check knows nothing of master.cf and assumes every daemon may
+// run.
+func (c *Config) SetMasterNames(services []MasterService, referenced []string) {
+	c.services = append([]MasterService{}, services...)
 	for _, n := range referenced {
 		if !Known(n) {
 			c.userDefs[n] = true
@@ -90,8 +96,9 @@ func (c *Config) SetMasterNames(services map[string]string, referenced []string)
 // default_destination_recipient_limit) when name is one for a service
 // that SetMasterNames gave, else "".
 func (c *Config) serviceParam(name string) string {
-	for svc, cmd := range c.services {
-		rest, ok := strings.CutPrefix(name, svc)
+	for _, e := range c.services {
+		cmd := e.Command
+		rest, ok := strings.CutPrefix(name, e.Name)
 		if !ok || !serviceCommands[cmd] {
 			continue
 		}
