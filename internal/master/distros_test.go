@@ -92,7 +92,8 @@ func kinds(l diag.List) []string {
 }
 
 // Issue 15: on the public configurations of six mail-server
-// distributions (testdata/distros, see its README), check reports
+// distributions (testdata/distros, see its README) and on Debian's stock
+// files (testdata/stock), check reports
 // exactly these findings. Every error is something mailtee does not do
 // and that changes what is accepted, relayed or delivered (the README
 // of testdata/distros says why for each); every warning is a setting
@@ -103,6 +104,34 @@ func kinds(l diag.List) []string {
 // it lands, its errors leave this list.
 func TestDistroConfigurations(t *testing.T) {
 	want := map[string][]string{
+		// Debian's stock files (testdata/stock) with Debian's master.cf
+		"stock/main.cf.debian": {
+			"warning append_dot_mydomain",
+			"warning biff",
+			"warning readme_directory",
+		},
+		"stock/main.cf.dist": {
+			"warning command_directory",
+			"warning daemon_directory",
+			"warning data_directory",
+			"warning debugger_command",
+			"warning html_directory",
+			"warning mailq_path",
+			"warning manpage_directory",
+			"warning newaliases_path",
+			"warning readme_directory",
+			"warning sample_directory",
+			"warning sendmail_path",
+			"warning setgid_group is empty",
+		},
+		"stock/main.cf.internet-site": {
+			"warning alias_database",
+			"warning append_dot_mydomain",
+			"warning biff",
+			"warning readme_directory",
+			"warning smtp_tls_CApath",
+			"warning smtp_tls_session_cache_database",
+		},
 		"dms": {
 			"error SMTP access restrictions",
 			"error content inspection (header_checks, body_checks)",
@@ -385,7 +414,14 @@ func TestDistroConfigurations(t *testing.T) {
 		},
 	}
 	for name, w := range want {
-		got := kinds(distroCheck(t, name))
+		var got []string
+		if stock, ok := strings.CutPrefix(name, "stock/"); ok {
+			cfg := loadStock(t, stock)
+			cfg.SetMasterNames(masterNamesForTest(t, filepath.Join("testdata", "stock", "master.cf.debian")))
+			got = kinds(checkAll(cfg))
+		} else {
+			got = kinds(distroCheck(t, name))
+		}
 		if strings.Join(got, "\n") != strings.Join(w, "\n") {
 			t.Errorf("%s: findings changed:\n%s", name, lineDiff(w, got))
 		}
