@@ -172,9 +172,22 @@ var (
 
 // restrictionsInPart reports the restrictions of smtpd_recipient_restrictions
 // or smtpd_relay_restrictions that mailtee lacks, so that they join the
-// one finding about SMTP access restrictions; their table and service
-// arguments (check_policy_service inet:...) are left out.
+// one finding about SMTP access restrictions (their table and service
+// arguments, such as check_policy_service's inet:..., left out), and an
+// smtp_tls_security_level that authenticates the next hop, which joins
+// the one about the client's TLS policy.
 func (c *Config) restrictionsInPart(name, v string, feats *featureUse, s Setting) bool {
+	if name == "smtp_tls_security_level" {
+		// Levels that authenticate the next hop belong with the rest
+		// of the client's TLS policy (DANE wants
+		// smtp_dns_support_level = dnssec too).
+		switch v {
+		case "dane", "dane-only", "verify", "secure", "fingerprint":
+			feats.addPart(tlsClientFeature, s, []string{v})
+			return true
+		}
+		return false
+	}
 	if name != "smtpd_recipient_restrictions" && name != "smtpd_relay_restrictions" {
 		return false
 	}
@@ -193,4 +206,7 @@ func (c *Config) restrictionsInPart(name, v string, feats *featureUse, s Setting
 
 var restrictionName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
-var restrictionFeature = featureOf("smtpd_client_restrictions")
+var (
+	restrictionFeature = featureOf("smtpd_client_restrictions")
+	tlsClientFeature   = featureOf("smtp_tls_policy_maps")
+)

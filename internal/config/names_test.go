@@ -180,6 +180,12 @@ func TestOneErrorPerFeature(t *testing.T) {
 	}
 	wantOne(t, c, diag.Error, "SMTP access restrictions: not implemented by mailtee, and ignoring it could change what mail is accepted; set: smtpd_helo_required (line 1), smtpd_recipient_restrictions (line 2: check_policy_service reject_rbl_client), smtpd_sender_restrictions (line 3)")
 	wantOne(t, c, diag.Error, "content inspection (header_checks, body_checks): not implemented by mailtee, and ignoring it could change what mail is accepted; set: header_checks (line 4), body_checks (line 5)")
+	// DANE: the level and its DNSSEC lookups are one finding.
+	c = parse(t, "smtp_tls_security_level = dane\nsmtp_dns_support_level = dnssec\n")
+	if n := len(c.Check()); n != 1 {
+		t.Errorf("want 1 finding, got %d: %v", n, c.Check())
+	}
+	wantOne(t, c, diag.Error, "TLS policy of the SMTP client: not implemented by mailtee, and ignoring it could change where mail may go unencrypted; set: smtp_tls_security_level (line 1: dane), smtp_dns_support_level (line 2)")
 	// What mailtee does anyway is no finding.
 	if d := parse(t, "smtpd_recipient_restrictions = permit_mynetworks, reject_unlisted_recipient, reject_unauth_destination\n").Check(); len(d) != 0 {
 		t.Errorf("want no findings, got %v", d)
