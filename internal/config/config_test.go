@@ -146,7 +146,7 @@ func TestSupportClasses(t *testing.T) {
 		{"smtpd_recipient_restrictions = reject_rbl_client zen.spamhaus.org", diag.Error, "SMTP access restrictions: not implemented by mailtee, and ignoring it could change what mail is accepted; set: smtpd_recipient_restrictions (line 1: reject_rbl_client)"},
 		{"smtpd_client_restrictions = permit_mynetworks, reject", diag.Error, "what mail is accepted"},
 		{"sender_dependent_relayhost_maps = hash:/x", diag.Error, "where mail goes"},
-		{"smtp_tls_security_level = dane", diag.Error, "\"dane\" not supported"},
+		{"smtp_tls_security_level = dane", diag.Error, "TLS policy of the SMTP client: not implemented by mailtee, and ignoring it could change where mail may go unencrypted; set: smtp_tls_security_level (line 1: dane)"},
 		{"biff = no", diag.Warning, "not implemented by mailtee; ignored"},
 		{"readme_directory = no", diag.Warning, "ignored"},
 		{"smtpd_helo_required = no", diag.Warning, "set to its Postfix default"},
