@@ -41,6 +41,7 @@ type Config struct {
 	set      map[string]Setting
 	machine  map[string]string
 	userDefs map[string]bool // names not Postfix's but referenced as $name
+	services []MasterService // master.cf's entries, see SetMasterNames
 
 	netsMu sync.Mutex
 	nets   map[netsKey]netsResult // computed mynetworks, see mynetworks.go
@@ -95,6 +96,10 @@ func Parse(dir, file string, data []byte) *Config {
 				c.userDefs[ref] = true
 			}
 		}
+	}
+	// So are the names of smtpd_restriction_classes (postconf_user.c).
+	for _, n := range strings.FieldsFunc(c.set["smtpd_restriction_classes"].Value, isListSep) {
+		c.userDefs[n] = true
 	}
 	return c
 }
@@ -166,7 +171,8 @@ func (c *Config) getWithout(name, self string) string {
 // stress value, and so do main.cf settings written the same way.
 func (c *Config) Stressed() *Config {
 	st := &Config{Dir: c.Dir, File: c.File, machine: c.machine, userDefs: c.userDefs,
-		set: make(map[string]Setting, len(c.set)+1)}
+		services: c.services,
+		set:      make(map[string]Setting, len(c.set)+1)}
 	for k, v := range c.set {
 		st.set[k] = v
 	}

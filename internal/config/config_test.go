@@ -143,10 +143,10 @@ func TestSupportClasses(t *testing.T) {
 	}{
 		{"smtpd_milters = inet:127.0.0.1:8891", diag.Error, "could change what filtering mail gets"},
 		{"content_filter = amavis:[127.0.0.1]:10024", diag.Error, "not implemented"},
-		{"smtpd_recipient_restrictions = reject_rbl_client zen.spamhaus.org", diag.Error, "\"reject_rbl_client\", \"zen.spamhaus.org\" not supported by mailtee"},
+		{"smtpd_recipient_restrictions = reject_rbl_client zen.spamhaus.org", diag.Error, "SMTP access restrictions: not implemented by mailtee, and ignoring it could change what mail is accepted; set: smtpd_recipient_restrictions (line 1: reject_rbl_client)"},
 		{"smtpd_client_restrictions = permit_mynetworks, reject", diag.Error, "what mail is accepted"},
 		{"sender_dependent_relayhost_maps = hash:/x", diag.Error, "where mail goes"},
-		{"smtp_tls_security_level = dane", diag.Error, "\"dane\" not supported"},
+		{"smtp_tls_security_level = dane", diag.Error, "TLS policy of the SMTP client: not implemented by mailtee, and ignoring it could change where mail may go unencrypted; set: smtp_tls_security_level (line 1: dane)"},
 		{"biff = no", diag.Warning, "not implemented by mailtee; ignored"},
 		{"readme_directory = no", diag.Warning, "ignored"},
 		{"smtpd_helo_required = no", diag.Warning, "set to its Postfix default"},
@@ -182,7 +182,8 @@ func TestSupportClasses(t *testing.T) {
 		{"masquerade_exceptions = root@example.com", diag.Error, "without @domain"},
 		{"recipient_delimiter = +@", diag.Error, "part of address syntax"},
 		{"unknown_local_recipient_reject_code = 250", diag.Error, "expected a 4XX or 5XX reply code"},
-		{"smtpd_tls_cert_file = /nonexistent/cert.pem", diag.Error, "smtpd_tls_cert_file: open /nonexistent/cert.pem"},
+		{"smtpd_tls_cert_file = /nonexistent/cert.pem", diag.Warning, "smtpd_tls_cert_file: open /nonexistent/cert.pem: no such file or directory; serve starts without STARTTLS"},
+		{"smtpd_tls_cert_file = /nonexistent/cert.pem\nsmtpd_tls_security_level = encrypt", diag.Error, "smtpd_tls_cert_file: open /nonexistent/cert.pem: no such file or directory; smtpd_tls_security_level = encrypt refuses mail without STARTTLS"},
 	}
 	for _, tc := range cases {
 		d := parse(t, tc.line+"\n").Check()

@@ -53,7 +53,11 @@ var (
 	classWords       = []string{"envelope_sender", "envelope_recipient", "header_sender", "header_recipient"}
 	propagateWords   = []string{"canonical", "virtual", "alias", "forward", "include", "generic"}
 	notifyWords      = []string{"bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software"}
-	restrictionWords = []string{"permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination"}
+	restrictionWords = []string{"permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination",
+		// what smtpd_reject_unlisted_recipient = yes (the default, and
+		// mailtee's behaviour: local_recipient_maps, relay_recipient_maps)
+		// does anyway
+		"reject_unlisted_recipient"}
 )
 
 // facilityWords are syslog_facility's names on Linux (msg_syslog.c);
@@ -140,6 +144,7 @@ var implemented = map[string]paramInfo{
 	"smtpd_tls_security_level":              {allowed: []string{"", "none", "may", "encrypt"}},
 	"smtpd_tls_cert_file":                   {},
 	"smtpd_tls_key_file":                    {},
+	"smtpd_tls_chain_files":                 {}, // see ServerCertificate
 	"lmtp_tcp_port":                         {valid: validPort},
 	"default_destination_concurrency_limit": {},
 	"smtp_destination_concurrency_limit":    {},
@@ -234,6 +239,9 @@ func SupportOf(name string) Support {
 	if harmlessPattern.MatchString(strings.ToLower(name)) && name != "queue_directory" {
 		return Harmless
 	}
+	if harmlessReason(name) != "" {
+		return Harmless
+	}
 	return Unsupported
 }
 
@@ -246,10 +254,13 @@ func KindOf(name string) Kind { return implemented[name].kind }
 // caller, which opens them (see TableRefs).
 func (c *Config) Check() diag.List {
 	out := append(diag.List(nil), c.Diags...)
+	var feats featureUse
 	for _, s := range c.Settings() {
-		c.checkSetting(s, &out)
+		c.checkSetting(s, &out, &feats)
 	}
+	feats.report(c.File, &out)
 	c.checkDerived(&out)
+	c.checkRelayOrder(&out)
 	c.checkOwnDirs(&out)
 	c.checkTLSFiles(&out)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
@@ -272,9 +283,19 @@ func (c *Config) checkDerived(out *diag.List) {
 	}
 }
 
-func (c *Config) checkSetting(s Setting, out *diag.List) {
+func (c *Config) checkSetting(s Setting, out *diag.List, feats *featureUse) {
 	file, line := c.File, s.Line
+	name := s.Name // whose support applies: a legacy name's successor's
 	def, known := defaults[s.Name]
+	legacy := false
+	if !known {
+		if succ := legacyNames[s.Name]; succ != "" {
+			name, def, known, legacy = succ, defaults[succ], true, true
+		} else if g := c.serviceParam(s.Name); g != "" {
+			out.Warnf(file, line, "%s: per-service form of %s for a master.cf service; not implemented by mailtee: ignored (delivery tuning, it does not change where mail goes or what is accepted)", s.Name, g)
+			return
+		}
+	}
 	if !known {
 		if c.userDefs[s.Name] {
 			return
@@ -297,20 +318,45 @@ func (c *Config) checkSetting(s Setting, out *diag.List) {
 	if strings.Contains(s.Value, " #") {
 		out.Warnf(file, line, "%s: '#' starts a comment only at the beginning of a line; here it is part of the value", s.Name)
 	}
-	switch SupportOf(s.Name) {
+	was := ""
+	if legacy {
+		was = fmt.Sprintf(" (the name %s had before Postfix renamed it)", name)
+	}
+	switch SupportOf(name) {
 	case Harmless:
-		out.Warnf(file, line, "%s: not implemented by mailtee; ignored (it does not change where mail goes or what is accepted)", s.Name)
-		return
-	case Unsupported:
-		if sameValue(c, s.Value, def) {
-			out.Warnf(file, line, "%s: not implemented by mailtee; set to its Postfix default, which is how mailtee behaves", s.Name)
+		if why := harmlessReason(name); why != "" {
+			out.Warnf(file, line, "%s%s: not implemented by mailtee; ignored: %s", s.Name, was, why)
 			return
 		}
-		out.Errorf(file, line, "%s: not implemented by mailtee, and ignoring it could change %s; serve refuses to start until it is removed or set to its default (%s)",
-			s.Name, consequence(s.Name), quoteDefault(def))
+		out.Warnf(file, line, "%s%s: not implemented by mailtee; ignored (it does not change where mail goes or what is accepted)", s.Name, was)
+		return
+	case Unsupported:
+		// A legacy name's successor's default refers to it: only its
+		// own (empty) default is the same value.
+		if !legacy && sameValue(c, s.Value, def) || legacy && strings.TrimSpace(s.Value) == "" {
+			out.Warnf(file, line, "%s%s: not implemented by mailtee; set to its Postfix default, which is how mailtee behaves", s.Name, was)
+			return
+		}
+		if v, ok := mailteeBehaves[name]; ok && strings.TrimSpace(s.Value) == v {
+			out.Warnf(file, line, "%s: not implemented by mailtee; set to %s, which is how mailtee behaves", s.Name, v)
+			return
+		}
+		if why := c.idleReason(name); why != "" {
+			out.Warnf(file, line, "%s%s: not implemented by mailtee; ignored, as Postfix ignores it here: %s", s.Name, was, why)
+			return
+		}
+		if f := featureOf(name); f != nil {
+			feats.add(f, s)
+			return
+		}
+		out.Errorf(file, line, "%s%s: not implemented by mailtee, and ignoring it could change %s; serve refuses to start until it is removed or set to its default (%s)",
+			s.Name, was, consequence(name), quoteDefault(def))
 		return
 	}
-	c.checkValue(s.Name, v, def, file, line, out)
+	if c.restrictionsInPart(name, v, feats, s) {
+		return
+	}
+	c.checkValue(name, v, def, file, line, out)
 	if strings.Contains(s.Value, "stress") && s.Name != "stress" {
 		// The value in stress mode is read too, when the server is
 		// busy: it must be as valid as the normal one.

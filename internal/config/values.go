@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/address"
-	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/pflist"
 )
 
@@ -240,51 +238,6 @@ func validRejectCode(v string) error {
 		return fmt.Errorf("%d: expected a 4XX or 5XX reply code", n)
 	}
 	return nil // a non-number is refused by the number check
-}
-
-// checkTLSFiles does what serve does with smtpd_tls_cert_file and
-// smtpd_tls_key_file (see serverTLS in internal/master): load the pair, and
-// refuse to start if it does not load.
-func (c *Config) checkTLSFiles(out *diag.List) {
-	certSet, cs := c.set["smtpd_tls_cert_file"]
-	keySet, ks := c.set["smtpd_tls_key_file"]
-	if lvl, ok := c.set["smtpd_tls_security_level"]; ok && c.Get("smtpd_tls_security_level") == "encrypt" && c.Get("smtpd_tls_cert_file") == "" {
-		out.Errorf(c.File, lvl.Line, "smtpd_tls_security_level: encrypt refuses mail without STARTTLS, which needs smtpd_tls_cert_file and smtpd_tls_key_file: no client could send mail")
-	}
-	if !cs && !ks {
-		return
-	}
-	cert, key := c.Get("smtpd_tls_cert_file"), c.Get("smtpd_tls_key_file")
-	if cert == "" && key == "" || c.Get("smtpd_tls_security_level") == "none" {
-		return
-	}
-	if key == "" {
-		key = cert
-	}
-	for _, f := range []struct {
-		name, path string
-		s          Setting
-	}{{"smtpd_tls_cert_file", cert, certSet}, {"smtpd_tls_key_file", key, keySet}} {
-		line := f.s.Line
-		if line == 0 {
-			line = max(certSet.Line, keySet.Line) // the one that is set
-		}
-		if f.path == "" {
-			out.Errorf(c.File, line, "%s: empty, but STARTTLS needs both a certificate and a key", f.name)
-			return
-		}
-		if _, err := os.ReadFile(f.path); err != nil {
-			out.Errorf(c.File, line, "%s: %v; serve refuses to start without it", f.name, err)
-			return
-		}
-	}
-	if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
-		line := certSet.Line
-		if line == 0 {
-			line = keySet.Line
-		}
-		out.Errorf(c.File, line, "smtpd_tls_cert_file %s / smtpd_tls_key_file %s: %v; serve refuses to start with them", cert, key, err)
-	}
 }
 
 // validAbsPath is a directory Postfix requires absolute

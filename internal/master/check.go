@@ -60,6 +60,7 @@ func stageFindings(cfg *config.Config, opened map[string]maps.Table) diag.List {
 		out.Errorf(cfg.File, 0, "%v", err)
 		return out
 	}
+	out = append(out, noticeRouteFindings(cfg, t)...)
 	for _, p := range cleanup.Check(cleanupOptions(cfg, t, nil)) {
 		out.Errorf(cfg.File, settingLine(cfg, p.Param), "%v", p)
 	}

@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -201,22 +200,6 @@ func listenAddrs(cfg *config.Config) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// serverTLS loads smtpd_tls_cert_file/key_file, or returns nil when unset.
-func serverTLS(cfg *config.Config) (*tls.Config, error) {
-	cert, key := cfg.Get("smtpd_tls_cert_file"), cfg.Get("smtpd_tls_key_file")
-	if cert == "" && key == "" || cfg.Get("smtpd_tls_security_level") == "none" {
-		return nil, nil
-	}
-	if key == "" {
-		key = cert
-	}
-	pair, err := tls.LoadX509KeyPair(cert, key)
-	if err != nil {
-		return nil, fmt.Errorf("smtpd_tls_cert_file %s / smtpd_tls_key_file %s: %w", cert, key, err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func mustDuration(cfg *config.Config, name string) time.Duration {

@@ -191,7 +191,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	s.q = q
 	s.door = cleanup.NewDoor(q, rt.cleanup)
 	notifier.Queue, s.forwarder.Queue = s.door, s.door
-	tlsCfg, err := serverTLS(cfg)
+	tlsCfg, err := serverTLS(cfg, s.log)
 	if err != nil {
 		return nil, err
 	}

@@ -90,9 +90,12 @@ var bad = map[string]string{
 	"relay_transport":   "smpt:[10.0.0.1]",
 	"local_transport":   "locl",
 	"mailbox_transport": "eror:x",
-	// files that serve opens at start-up
-	"smtpd_tls_cert_file": "/nonexistent/cert.pem",
-	"smtpd_tls_key_file":  "/nonexistent/key.pem",
+	// files that serve opens at start-up: a file that is no certificate
+	// (one that does not exist is a warning and no STARTTLS, as in
+	// Postfix), a key without a certificate
+	"smtpd_tls_cert_file":   "/etc/passwd",
+	"smtpd_tls_key_file":    "/nonexistent/key.pem",
+	"smtpd_tls_chain_files": "/etc/passwd",
 	// local delivery as root: a user that does not exist
 	"default_privs": "no-such-user-here",
 	// local(8): a misspelt attribute; a program that is not there

@@ -1,0 +1,449 @@
+package master
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/diag"
+)
+
+// masterNamesForTest reads what config.SetMasterNames wants from a
+// master.cf: each service's command, and the $names its -o values refer
+// to plus the names of an -o smtpd_restriction_classes. A throwaway
+// reader for these tests only; serve and check get theirs from
+// internal/mastercf.
+func masterNamesForTest(t *testing.T, path string) ([]config.MasterService, []string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Join continuation lines (they start with blanks), drop comments.
+	var entries []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "#") || strings.TrimSpace(l) == "" {
+			continue
+		}
+		if (l[0] == ' ' || l[0] == '\t') && len(entries) > 0 {
+			entries[len(entries)-1] += " " + strings.TrimSpace(l)
+			continue
+		}
+		entries = append(entries, l)
+	}
+	ref := regexp.MustCompile(`\$[{(]?([A-Za-z0-9_]+)`)
+	var services []config.MasterService
+	var referenced []string
+	for _, e := range entries {
+		f := strings.Fields(e)
+		if len(f) < 8 {
+			continue
+		}
+		services = append(services, config.MasterService{Name: f[0], Type: f[1], Command: f[7]})
+		for i := 8; i+1 < len(f); i++ {
+			if f[i] != "-o" {
+				continue
+			}
+			name, value, _ := strings.Cut(f[i+1], "=")
+			for _, m := range ref.FindAllStringSubmatch(value, -1) {
+				referenced = append(referenced, m[1])
+			}
+			if name == "smtpd_restriction_classes" {
+				referenced = append(referenced, strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' })...)
+			}
+		}
+	}
+	return services, referenced
+}
+
+// distroCheck loads testdata/distros/NAME as `mailtee check -c` would,
+// with master.cf's names given as internal/mastercf will give them.
+func distroCheck(t *testing.T, name string) diag.List {
+	t.Helper()
+	dir := filepath.Join("testdata", "distros", name)
+	cfg, err := config.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetMasterNames(masterNamesForTest(t, filepath.Join(dir, "master.cf")))
+	return checkAll(cfg)
+}
+
+// kinds sums up findings as "severity subject", the subject being what
+// precedes a message's first ": " (a parameter, or a feature such as
+// postscreen). Findings about files of the distribution's own host
+// (tables, certificates, /etc/mailname: "no such file or directory")
+// and infos are left out: they depend on the machine the test runs on.
+func kinds(l diag.List) []string {
+	var out []string
+	for _, d := range l {
+		if d.Severity == diag.Info || strings.Contains(d.Msg, "no such file or directory") {
+			continue
+		}
+		subject, _, _ := strings.Cut(d.Msg, ": ")
+		out = append(out, d.Severity.String()+" "+subject)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Issue 15: on the public configurations of six mail-server
+// distributions (testdata/distros, see its README) and on Debian's stock
+// files (testdata/stock), check reports
+// exactly these findings. Every error is something mailtee does not do
+// and that changes what is accepted, relayed or delivered (the README
+// of testdata/distros says why for each); every warning is a setting
+// that cannot, or that Postfix itself ignores here. A false alarm that
+// comes back, such as "unknown parameter" for a legacy, per-service or
+// master.cf-only name, or an error for a TLS library setting, fails.
+// smtpd_forbid_bare_newline is another change's (issue 15, smtpd): when
+// it lands, its errors leave this list.
+func TestDistroConfigurations(t *testing.T) {
+	want := map[string][]string{
+		// Debian's stock files (testdata/stock) with Debian's master.cf
+		"stock/main.cf.debian": {
+			"warning append_dot_mydomain",
+			"warning biff",
+			"warning readme_directory",
+		},
+		"stock/main.cf.dist": {
+			"warning command_directory",
+			"warning daemon_directory",
+			"warning data_directory",
+			"warning debugger_command",
+			"warning html_directory",
+			"warning mailq_path",
+			"warning manpage_directory",
+			"warning newaliases_path",
+			"warning readme_directory",
+			"warning sample_directory",
+			"warning sendmail_path",
+			"warning setgid_group is empty",
+		},
+		"stock/main.cf.internet-site": {
+			"warning alias_database",
+			"warning append_dot_mydomain",
+			"warning biff",
+			"warning readme_directory",
+			"warning smtp_tls_CApath",
+			"warning smtp_tls_session_cache_database",
+		},
+		"dms": {
+			"error SMTP access restrictions",
+			"error content inspection (header_checks, body_checks)",
+			"error postscreen",
+			"error smtpd_forbid_bare_newline",
+			"error virtual mailbox delivery (virtual(8))",
+			"warning alias_database",
+			"warning append_dot_mydomain",
+			"warning biff",
+			"warning broken_sasl_auth_clients",
+			"warning disable_vrfy_command",
+			"warning milter_default_action",
+			"warning milter_protocol",
+			"warning non_smtpd_milters",
+			"warning readme_directory",
+			"warning smtp_header_checks",
+			"warning smtp_tls_CApath",
+			"warning smtp_tls_loglevel",
+			"warning smtp_tls_protocols",
+			"warning smtpd_delay_reject",
+			"warning smtpd_discard_ehlo_keywords",
+			"warning smtpd_milters",
+			"warning smtpd_sasl_auth_enable",
+			"warning smtpd_sasl_local_domain",
+			"warning smtpd_sasl_path",
+			"warning smtpd_sasl_security_options",
+			"warning smtpd_sasl_type",
+			"warning smtpd_tls_CApath",
+			"warning smtpd_tls_exclude_ciphers",
+			"warning smtpd_tls_loglevel",
+			"warning smtpd_tls_mandatory_ciphers",
+			"warning smtpd_tls_mandatory_protocols",
+			"warning smtpd_tls_protocols",
+			"warning tls_high_cipherlist",
+			"warning tls_preempt_cipherlist",
+			"warning tls_ssl_options",
+		},
+		"mailcow": {
+			"error SASL authentication (AUTH)",
+			"error SASL authentication to the next hop (smtp_sasl_*)",
+			"error SMTP access restrictions",
+			"error TLS policy of the SMTP client",
+			"error milters",
+			"error postscreen",
+			"error recipient_canonical_maps",
+			"error relay_domains",
+			"error relay_recipient_maps",
+			"error sender_dependent_default_transport_maps",
+			"error smtpd_forbid_bare_newline",
+			"error transport_maps",
+			"error transport_maps",
+			"error virtual mailbox delivery (virtual(8))",
+			"error virtual_alias_maps",
+			"error virtual_alias_maps",
+			"error virtual_alias_maps",
+			"error virtual_alias_maps",
+			"warning alias_database",
+			"warning append_dot_mydomain",
+			"warning biff",
+			"warning delay_warning_time",
+			"warning disable_vrfy_command",
+			"warning lmtp_destination_recipient_limit",
+			"warning lmtp_tls_mandatory_protocols",
+			"warning lmtp_tls_protocols",
+			"warning milter_default_action",
+			"warning milter_protocol",
+			"warning overriding earlier entry",
+			"warning plaintext_reject_code",
+			"warning postscreen_bare_newline_enable",
+			"warning postscreen_greet_banner",
+			"warning postscreen_non_smtp_command_enable",
+			"warning postscreen_pipelining_enable",
+			"warning proxy_read_maps",
+			"warning smtp_address_preference",
+			"warning smtp_header_checks",
+			"warning smtp_tls_CAfile",
+			"warning smtp_tls_cert_file",
+			"warning smtp_tls_key_file",
+			"warning smtp_tls_loglevel",
+			"warning smtp_tls_mandatory_protocols",
+			"warning smtp_tls_protocols",
+			"warning smtp_tls_session_cache_database",
+			"warning smtpd_delay_reject",
+			"warning smtpd_discard_ehlo_keywords",
+			"warning smtpd_proxy_timeout",
+			"warning smtpd_sasl_path",
+			"warning smtpd_sender_login_maps",
+			"warning smtpd_tls_auth_only",
+			"warning smtpd_tls_exclude_ciphers",
+			"warning smtpd_tls_loglevel",
+			"warning smtpd_tls_mandatory_ciphers",
+			"warning smtpd_tls_mandatory_protocols",
+			"warning smtpd_tls_protocols",
+			"warning smtpd_tls_received_header",
+			"warning tls_preempt_cipherlist",
+			"warning tls_server_sni_maps",
+			"warning tls_ssl_options",
+		},
+		"iredmail": {
+			"error SMTP access restrictions",
+			"error content filters",
+			"error content inspection (header_checks, body_checks)",
+			"error postscreen",
+			"error recipient_bcc_maps",
+			"error recipient_bcc_maps",
+			"error relay_domains",
+			"error sender_bcc_maps",
+			"error sender_bcc_maps",
+			"error sender_dependent_relayhost_maps",
+			"error smtpd_command_filter",
+			"error transport_maps",
+			"error transport_maps",
+			"error transport_maps",
+			"error virtual mailbox delivery (virtual(8))",
+			"error virtual_alias_maps",
+			"error virtual_alias_maps",
+			"error virtual_alias_maps",
+			"error virtual_alias_maps",
+			"warning alias_database",
+			"warning allow_min_user",
+			"warning allow_percent_hack",
+			"warning biff",
+			"warning command_directory",
+			"warning daemon_directory",
+			"warning data_directory",
+			"warning debug_peer_level",
+			"warning debugger_command",
+			"warning disable_vrfy_command",
+			"warning dovecot_destination_recipient_limit",
+			"warning enable_long_queue_ids",
+			"warning lmtp_tls_mandatory_protocols",
+			"warning lmtp_tls_protocols",
+			"warning mail_owner",
+			"warning mailq_path",
+			"warning mlmmj_destination_recipient_limit",
+			"warning newaliases_path",
+			"warning proxy_read_maps",
+			"warning relay_domains is set but relay_recipient_maps is empty",
+			"warning sendmail_path",
+			"warning show_user_unknown_table_name",
+			"warning smtp-amavis_destination_recipient_limit",
+			"warning smtp_tls_CAfile",
+			"warning smtp_tls_CApath",
+			"warning smtp_tls_loglevel",
+			"warning smtp_tls_mandatory_protocols",
+			"warning smtp_tls_note_starttls_offer",
+			"warning smtp_tls_protocols",
+			"warning smtpd_discard_ehlo_keywords",
+			"warning smtpd_reject_unlisted_recipient",
+			"warning smtpd_sasl_path",
+			"warning smtpd_sasl_type",
+			"warning smtpd_sender_login_maps",
+			"warning smtpd_tls_CAfile",
+			"warning smtpd_tls_CApath",
+			"warning smtpd_tls_dh1024_param_file",
+			"warning smtpd_tls_dh512_param_file",
+			"warning smtpd_tls_loglevel",
+			"warning smtpd_tls_mandatory_protocols",
+			"warning smtpd_tls_protocols",
+			"warning swap_bangpath",
+			"warning tls_random_source",
+		},
+		"modoboa": {
+			"error SASL authentication (AUTH)",
+			"error SMTP access restrictions",
+			"error milters",
+			"error postscreen",
+			"error relay_domains",
+			"error transport_maps",
+			"error transport_maps",
+			"error virtual mailbox delivery (virtual(8))",
+			"error virtual_alias_domains",
+			"error virtual_alias_maps",
+			"warning address_verify_map",
+			"warning alias_database",
+			"warning append_dot_mydomain",
+			"warning biff",
+			"warning disable_vrfy_command",
+			"warning milter_content_timeout",
+			"warning postscreen_pipelining_action",
+			"warning proxy_read_maps",
+			"warning proxy_write_maps",
+			"warning readme_directory",
+			"warning relay_domains is set but relay_recipient_maps is empty",
+			"warning smtp_tls_CApath",
+			"warning smtp_tls_exclude_ciphers",
+			"warning smtp_tls_loglevel",
+			"warning smtpd_sasl_path",
+			"warning smtpd_sasl_security_options",
+			"warning smtpd_sender_login_maps",
+			"warning smtpd_tls_CApath",
+			"warning smtpd_tls_auth_only",
+			"warning smtpd_tls_dh1024_param_file",
+			"warning smtpd_tls_eecdh_grade",
+			"warning smtpd_tls_exclude_ciphers",
+			"warning smtpd_tls_loglevel",
+			"warning smtpd_tls_mandatory_ciphers",
+			"warning smtpd_tls_mandatory_exclude_ciphers",
+			"warning smtpd_tls_mandatory_protocols",
+			"warning smtpd_tls_protocols",
+			"warning smtpd_tls_received_header",
+			"warning smtpd_tls_session_cache_database",
+			"warning smtpd_use_tls",
+			"warning tls_preempt_cipherlist",
+			"warning tls_ssl_options",
+			"warning unverified_recipient_reject_code",
+		},
+		"mailu": {
+			"error SMTP access restrictions",
+			"error TLS policy of the SMTP client",
+			"error lmtp_host_lookup",
+			"error milters",
+			"error recipient_canonical_maps",
+			"error relay_domains",
+			"error sender_canonical_maps",
+			"error smtpd_authorized_xclient_hosts",
+			"error smtpd_forbid_bare_newline",
+			"error virtual mailbox delivery (virtual(8))",
+			"error virtual_alias_maps",
+			"warning delay_warning_time",
+			"warning milter_default_action",
+			"warning milter_protocol",
+			"warning postscreen_upstream_proxy_protocol",
+			"warning relay_domains is set but relay_recipient_maps is empty",
+			"warning smtp_host_lookup",
+			"warning smtp_tls_CApath",
+			"warning smtp_tls_loglevel",
+			"warning smtp_tls_mandatory_protocols",
+			"warning smtp_tls_protocols",
+			"warning smtp_tls_session_cache_database",
+			"warning smtpd_delay_reject",
+			"warning smtpd_forbid_unauth_pipelining",
+			"warning smtpd_sender_login_maps",
+			"warning smtpd_tls_session_cache_database",
+			"warning tls_high_cipherlist",
+			"warning tls_preempt_cipherlist",
+			"warning tls_ssl_options",
+			"warning unverified_recipient_reject_reason",
+		},
+		"miab": {
+			"error SMTP access restrictions",
+			"error TLS policy of the SMTP client",
+			"error milters",
+			"error smtpd_forbid_bare_newline",
+			"error virtual mailbox delivery (virtual(8))",
+			"error virtual_alias_maps",
+			"error virtual_mailbox_maps",
+			"warning alias_database",
+			"warning append_dot_mydomain",
+			"warning biff",
+			"warning delay_warning_time",
+			"warning readme_directory",
+			"warning smtp_tls_CAfile",
+			"warning smtp_tls_CApath",
+			"warning smtp_tls_ciphers",
+			"warning smtp_tls_exclude_ciphers",
+			"warning smtp_tls_loglevel",
+			"warning smtp_tls_mandatory_ciphers",
+			"warning smtp_tls_mandatory_protocols",
+			"warning smtp_tls_protocols",
+			"warning smtp_tls_session_cache_database",
+			"warning smtpd_sasl_auth_enable",
+			"warning smtpd_sasl_path",
+			"warning smtpd_sasl_type",
+			"warning smtpd_sender_login_maps",
+			"warning smtpd_tls_auth_only",
+			"warning smtpd_tls_ciphers",
+			"warning smtpd_tls_dh1024_param_file",
+			"warning smtpd_tls_exclude_ciphers",
+			"warning smtpd_tls_mandatory_ciphers",
+			"warning smtpd_tls_mandatory_exclude_ciphers",
+			"warning smtpd_tls_mandatory_protocols",
+			"warning smtpd_tls_protocols",
+			"warning smtpd_tls_received_header",
+			"warning tls_high_cipherlist",
+			"warning tls_medium_cipherlist",
+			"warning tls_preempt_cipherlist",
+		},
+	}
+	for name, w := range want {
+		var got []string
+		if stock, ok := strings.CutPrefix(name, "stock/"); ok {
+			cfg := loadStock(t, stock)
+			cfg.SetMasterNames(masterNamesForTest(t, filepath.Join("testdata", "stock", "master.cf.debian")))
+			got = kinds(checkAll(cfg))
+		} else {
+			got = kinds(distroCheck(t, name))
+		}
+		if strings.Join(got, "\n") != strings.Join(w, "\n") {
+			t.Errorf("%s: findings changed:\n%s", name, lineDiff(w, got))
+		}
+	}
+}
+
+// lineDiff lists what is only in want (-) and only in got (+).
+func lineDiff(want, got []string) string {
+	count := map[string]int{}
+	for _, w := range want {
+		count[w]++
+	}
+	for _, g := range got {
+		count[g]--
+	}
+	var out []string
+	for k, n := range count {
+		for ; n > 0; n-- {
+			out = append(out, "- "+k)
+		}
+		for ; n < 0; n++ {
+			out = append(out, "+ "+k)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
+}
