@@ -53,7 +53,7 @@ var (
 	classWords       = []string{"envelope_sender", "envelope_recipient", "header_sender", "header_recipient"}
 	propagateWords   = []string{"canonical", "virtual", "alias", "forward", "include", "generic"}
 	notifyWords      = []string{"bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software"}
-	restrictionWords = []string{"permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination"}
+	restrictionWords = []string{"permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination", "permit", "reject", "defer"}
 )
 
 // facilityWords are syslog_facility's names on Linux (msg_syslog.c);
@@ -140,6 +140,7 @@ var implemented = map[string]paramInfo{
 	"smtpd_tls_security_level":              {allowed: []string{"", "none", "may", "encrypt"}},
 	"smtpd_tls_cert_file":                   {},
 	"smtpd_tls_key_file":                    {},
+	"smtpd_tls_wrappermode":                 {}, // per master.cf listener (internal/master)
 	"lmtp_tcp_port":                         {valid: validPort},
 	"default_destination_concurrency_limit": {},
 	"smtp_destination_concurrency_limit":    {},

@@ -44,6 +44,7 @@ func Check(cfg *config.Config) (diag.List, map[string]maps.Table) {
 				Msg: fmt.Sprintf("%s: %s", ref.Param, strings.TrimPrefix(err.Error(), ref.Spec+": "))})
 		}
 	}
+	all = append(all, MasterFindings(cfg, opened)...)
 	if all.HasErrors() {
 		return all, opened
 	}
@@ -88,5 +89,6 @@ func transportFindings(cfg *config.Config, opened map[string]maps.Table) diag.Li
 			tables = append(tables, route.Map{Spec: spec, Line: settingLine(cfg, "transport_maps"), Table: t})
 		}
 	}
-	return route.CheckTransports(cfg.File, Transports(), params, tables)
+	mf, _ := loadMaster(cfg)
+	return route.CheckTransports(cfg.File, transportNames(mf), params, tables)
 }
