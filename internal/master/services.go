@@ -240,9 +240,15 @@ func MasterFindings(cfg *config.Config, opened map[string]maps.Table) diag.List 
 			out.Errorf(mf.Path, s.Line, "%s: mailtee has no postscreen(8), so this port would accept mail without postscreen's checks; make its command smtpd (smtp inet n - y - - smtpd) and comment out the smtpd pass, dnsblog and tlsproxy services, or keep Postfix on this host", where)
 		case s.Type == "inet":
 			out.Errorf(mf.Path, s.Line, "%s: mailtee runs only smtpd on inet services, and would not answer on %s; comment the service out, or keep Postfix on this host", where, s.Name)
+		case s.Type == "unix" && slices.ContainsFunc(refs[s.Name], isFilterRef):
+			for _, r := range refs[s.Name] {
+				if isFilterRef(r) {
+					out.Errorf(mf.Path, s.Line, "%s: this is the content filter that %s sends mail through; mailtee cannot pass mail through an after-queue content filter (amavis, spamassassin), so mail would be delivered unfiltered or wait in the queue: remove content_filter and the filter's services (this one and its re-injection smtpd), and filter elsewhere, or keep Postfix on this host", where, r)
+				}
+			}
 		case runsAgent(s):
 			out = append(out, agentFindings(cfg, mf, s)...)
-		case s.Type == "pass" || postfixInternal[s.Program()]:
+		case s.Type == "pass" || postfixInternal[s.Program()] || s.Name == "retry":
 			// postscreen's smtpd pass service is covered by the
 			// postscreen finding; Postfix's own daemons are mailtee's.
 		case len(refs[s.Name]) > 0:
@@ -259,6 +265,9 @@ func MasterFindings(cfg *config.Config, opened map[string]maps.Table) diag.List 
 	}
 	return out
 }
+
+// isFilterRef says whether a transportRefs entry is a content_filter.
+func isFilterRef(r string) bool { return strings.Contains(r, "content_filter") }
 
 // cannotRun says what to do about a service that runs program.
 func cannotRun(program string) string {
@@ -278,10 +287,12 @@ func transportRefs(cfg *config.Config, mf *mastercf.File, opened map[string]maps
 			refs[t] = append(refs[t], who)
 		}
 	}
+	// The defaults of the transports mailtee routes with count; those
+	// of virtual_transport and the like only matter when set.
 	for _, n := range append(slices.Clone(route.TransportParams), "content_filter", "fallback_transport", "virtual_transport", "mailbox_transport") {
 		if _, set := cfg.Set(n); set {
 			add(cfg.Get(n), fmt.Sprintf("main.cf's %s (%s, line %d)", n, cfg.File, settingLine(cfg, n)))
-		} else if n != "content_filter" && n != "fallback_transport" && n != "mailbox_transport" {
+		} else if slices.Contains(route.TransportParams, n) {
 			add(cfg.Get(n), fmt.Sprintf("main.cf's %s (its default)", n))
 		}
 	}
@@ -393,8 +404,12 @@ func restrictionFindings(cfg *config.Config, file string, line int, prefix strin
 // override may set.
 func referenced(cfg *config.Config, mf *mastercf.File) map[string]bool {
 	out := map[string]bool{}
-	for _, n := range mf.ReferencedParams() {
-		out[n] = true
+	for _, s := range mf.Services {
+		for _, o := range s.Overrides {
+			for _, n := range mastercf.References(o.Value) {
+				out[n] = true
+			}
+		}
 	}
 	for _, s := range cfg.Settings() {
 		for _, n := range mastercf.References(s.Value) {
