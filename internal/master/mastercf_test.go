@@ -1,6 +1,14 @@
 package master
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
 	"net/smtp"
 	"os"
@@ -90,6 +98,20 @@ func TestMasterCFListeners(t *testing.T) {
 	}
 	waitLog(t, log, "listening on 127.0.0.1:"+p2+", queue ")
 	waitLog(t, log, "(master.cf service 127.0.0.1:"+p2+", line 7)")
+
+	// A reload gives the running listener the overrides master.cf has
+	// now.
+	writeMasterCF(t, dir, transportsCF+"# test\n127.0.0.1:"+p1+" inet n - n - - smtpd\n"+
+		"127.0.0.1:"+p2+"  inet  n - n - 10 smtpd\n  -o smtpd_recipient_restrictions=permit_mynetworks,defer\n")
+	if err := s.Reload(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := rcpt(t, "127.0.0.1:"+p2, "b@example.com"); got != "" {
+		t.Errorf("after reload, RCPT from mynetworks with permit_mynetworks, defer: %q", got)
+	}
+	if got := rcpt(t, "127.0.0.1:"+p1, "b@example.com"); got != "" {
+		t.Errorf("after reload, RCPT on the plain service: %q", got)
+	}
 }
 
 // reload loads dir's main.cf again.
@@ -266,3 +288,71 @@ relay unix - - n - - smtp -o syslog_name=x -o smtp_helo_name=other.example
 type configT = config.Config
 
 var configLoad = config.Load
+
+// writeCert writes a self-signed certificate and its key for
+// mx.example.org into dir, PEM-encoded, and returns their paths.
+func writeCert(t *testing.T, dir string) (cert, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.example.org"},
+		DNSNames: []string{"mx.example.org"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600)
+	return cert, key
+}
+
+// smtpd_tls_wrappermode=yes (submissions) is TLS from the first byte on
+// that listener, while the other offers STARTTLS; a wrapper-mode
+// listener without a certificate is an error.
+func TestMasterCFWrapperMode(t *testing.T) {
+	dir := t.TempDir()
+	p1, p2 := freePort(t), freePort(t)
+	cert, key := writeCert(t, dir)
+	writeMainCF(t, dir, p1, "", "smtpd_tls_cert_file = "+cert+"\nsmtpd_tls_key_file = "+key+"\n")
+	writeMasterCF(t, dir, transportsCF+"127.0.0.1:"+p1+" inet n - n - - smtpd\n127.0.0.1:"+p2+" inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n")
+	serve(t, reload(t, dir))
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", "127.0.0.1:"+p2, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("TLS to the wrapper-mode listener: %v", err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 200)
+	n, _ := c.Read(buf)
+	if !strings.HasPrefix(string(buf[:n]), "220 ") {
+		t.Errorf("greeting over TLS: %q", buf[:n])
+	}
+	c.Write([]byte("EHLO client.example\r\n"))
+	time.Sleep(200 * time.Millisecond)
+	n, _ = c.Read(buf)
+	if strings.Contains(string(buf[:n]), "STARTTLS") {
+		t.Errorf("wrapper mode offers STARTTLS: %q", buf[:n])
+	}
+	c.Close()
+	// The plain listener still offers STARTTLS.
+	sc, err := smtp.Dial("127.0.0.1:" + p1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if ok, _ := sc.Extension("STARTTLS"); !ok {
+		t.Error("the plain listener offers no STARTTLS")
+	}
+
+	writeMainCF(t, dir, p1, "", "")
+	if d := findings(t, dir); !hasFinding(d, diag.Error, filepath.Join(dir, "master.cf"), 6, "smtpd_tls_wrappermode = yes needs a certificate") {
+		t.Errorf("wrapper mode without a certificate: %v", d)
+	}
+}

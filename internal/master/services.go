@@ -353,6 +353,10 @@ func listenerFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service
 			out = append(out, f)
 		}
 	}
+	if wrapper, _ := sc.Bool("smtpd_tls_wrappermode"); wrapper && (sc.Get("smtpd_tls_cert_file") == "" || sc.Get("smtpd_tls_security_level") == "none") {
+		// Postfix's smtpd ends every session: "TLS wrapper mode requires a certificate".
+		out.Errorf(mf.Path, s.Line, "%s: smtpd_tls_wrappermode = yes needs a certificate: set smtpd_tls_cert_file and smtpd_tls_key_file (in main.cf or as -o), and a smtpd_tls_security_level other than none", where)
+	}
 	if len(s.Overrides) > 0 {
 		out = append(out, restrictionFindings(sc, mf.Path, s.Line, where+": ")...)
 		if !out.HasErrors() {
