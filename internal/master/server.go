@@ -233,7 +233,7 @@ func (s *Server) newSMTPD(svc *smtpService, policy *smtpd.Policy) (*smtpd.Server
 	}
 	banner, _ := cfg.Expand(cfg.Get("smtpd_banner"))
 	return smtpd.New(smtpd.Options{
-		Hostname:        s.host,
+		Hostname:        cfg.Get("myhostname"), // the listener's: -o myhostname applies
 		Banner:          banner,
 		MaxMessageBytes: int64(mustInt(cfg, "message_size_limit")),
 		MaxRecipients:   mustInt(cfg, "smtpd_recipient_limit"),

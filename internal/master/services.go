@@ -228,6 +228,12 @@ func MasterFindings(cfg *config.Config, opened map[string]maps.Table) diag.List 
 	if mf == nil {
 		return out
 	}
+	if set, ok := cfg.Set("smtpd_port"); ok && !slices.ContainsFunc(mf.Services, func(s mastercf.Service) bool {
+		_, port, _ := mastercf.SplitEndpoint(s.Name)
+		return s.Type == "inet" && s.Program() == "smtpd" && port == "smtp"
+	}) {
+		out.Warnf(cfg.File, set.Line, "smtpd_port has no effect: it replaces the port of master.cf's smtp service, and %s has no smtpd service on port smtp; mailtee listens where master.cf says", mf.Path)
+	}
 	refs := transportRefs(cfg, mf, opened)
 	var unused []string
 	for i := range mf.Services {

@@ -229,3 +229,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestNames(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "master.cf"), []byte("smtp inet n - y - - smtpd\n -o smtpd_client_restrictions=$mua_client_restrictions\n -o { milter_macro_daemon_name = ${x?{$y}} $$z }\nsmtp unix - - y - - smtp\nrelay unix - - y - - smtp -o syslog_name=postfix/$(service_name)\n"), 0o644)
+	services, params := Names(dir)
+	if want := []string{"relay", "smtp"}; !reflect.DeepEqual(services, want) {
+		t.Errorf("services %q, want %q", services, want)
+	}
+	if want := []string{"milter_macro_daemon_name", "mua_client_restrictions", "service_name", "smtpd_client_restrictions", "syslog_name", "x", "y"}; !reflect.DeepEqual(params, want) {
+		t.Errorf("params %q, want %q", params, want)
+	}
+	if s, p := Names(t.TempDir()); s != nil || p != nil {
+		t.Errorf("without master.cf: %q, %q", s, p)
+	}
+}

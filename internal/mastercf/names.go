@@ -75,3 +75,14 @@ func References(v string) []string {
 	}
 	return out
 }
+
+// Names are the service names and the parameter names referenced from
+// DIR/master.cf (ServiceNames, ReferencedParams); nil, nil without one or
+// when it cannot be read (check reports that).
+func Names(dir string) (services, params []string) {
+	f, _, err := Load(dir)
+	if err != nil || f == nil {
+		return nil, nil
+	}
+	return f.ServiceNames(), f.ReferencedParams()
+}
