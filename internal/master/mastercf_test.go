@@ -280,8 +280,8 @@ relay unix - - n - - smtp -o syslog_name=x -o smtp_helo_name=other.example
 			t.Errorf("no %v at line %d: %q", want.sev, want.line, want.msg)
 		}
 	}
-	// smtpd_port (main.cf line 5) has no smtp smtpd service to apply to.
-	if !hasFinding(d, diag.Warning, filepath.Join(dir, "main.cf"), 5, "smtpd_port has no effect") {
+	// smtpd_port (main.cf line 6) has no smtp smtpd service to apply to.
+	if !hasFinding(d, diag.Warning, filepath.Join(dir, "main.cf"), 6, "smtpd_port has no effect") {
 		t.Error("no warning that smtpd_port has no effect")
 	}
 	for _, x := range d {
