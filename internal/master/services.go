@@ -74,6 +74,7 @@ func smtpServices(cfg *config.Config, mf *mastercf.File, resolve bool) ([]*smtpS
 	var d diag.List
 	if mf == nil {
 		svc := &smtpService{name: "smtp", cfg: cfg, maxProc: processLimit(cfg, nil)}
+		svc.wrapper, _ = cfg.Bool("smtpd_tls_wrappermode")
 		if resolve {
 			addrs, err := listenAddrs(cfg, smtpdPort(cfg.Get("smtpd_port")))
 			if err != nil {
@@ -226,7 +227,7 @@ func MasterFindings(cfg *config.Config, opened map[string]maps.Table) diag.List 
 	mf, out := loadMaster(cfg)
 	out = append(out, restrictionFindings(cfg, cfg.File, 0, "")...)
 	if mf == nil {
-		return out
+		return append(out, wrapperFindings(cfg, cfg.File, settingLine(cfg, "smtpd_tls_wrappermode"), "")...)
 	}
 	if set, ok := cfg.Set("smtpd_port"); ok && !slices.ContainsFunc(mf.Services, func(s mastercf.Service) bool {
 		_, port, _ := mastercf.SplitEndpoint(s.Name)
@@ -359,10 +360,7 @@ func listenerFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service
 			out = append(out, f)
 		}
 	}
-	if wrapper, _ := sc.Bool("smtpd_tls_wrappermode"); wrapper && (sc.Get("smtpd_tls_cert_file") == "" || sc.Get("smtpd_tls_security_level") == "none") {
-		// Postfix's smtpd ends every session: "TLS wrapper mode requires a certificate".
-		out.Errorf(mf.Path, s.Line, "%s: smtpd_tls_wrappermode = yes needs a certificate: set smtpd_tls_cert_file and smtpd_tls_key_file (in main.cf or as -o), and a smtpd_tls_security_level other than none", where)
-	}
+	out = append(out, wrapperFindings(sc, mf.Path, s.Line, where+": ")...)
 	if len(s.Overrides) > 0 {
 		out = append(out, restrictionFindings(sc, mf.Path, s.Line, where+": ")...)
 		if !out.HasErrors() {
@@ -384,6 +382,17 @@ func agentFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service) d
 			continue
 		}
 		out.Warnf(mf.Path, o.Line, "service %s (%s): -o %s=%s is not honoured: mailtee delivers for this transport with main.cf's settings", s.Name, s.Program(), o.Name, o.Value)
+	}
+	return out
+}
+
+// wrapperFindings: smtpd_tls_wrappermode needs a certificate, or
+// Postfix's smtpd ends every session ("TLS wrapper mode requires a
+// certificate" is not accepted mail either).
+func wrapperFindings(cfg *config.Config, file string, line int, prefix string) diag.List {
+	var out diag.List
+	if wrapper, _ := cfg.Bool("smtpd_tls_wrappermode"); wrapper && (cfg.Get("smtpd_tls_cert_file") == "" || cfg.Get("smtpd_tls_security_level") == "none") {
+		out.Errorf(file, line, "%ssmtpd_tls_wrappermode = yes needs a certificate: set smtpd_tls_cert_file and smtpd_tls_key_file (in main.cf or as -o), and a smtpd_tls_security_level other than none", prefix)
 	}
 	return out
 }
