@@ -360,3 +360,34 @@ func TestMasterCFWrapperMode(t *testing.T) {
 		t.Errorf("wrapper mode without a certificate: %v", d)
 	}
 }
+
+// FuzzMasterFindings: whatever master.cf holds, check's findings and
+// the listener list are computed without a panic, and every finding
+// about master.cf names a line inside it (or none).
+func FuzzMasterFindings(f *testing.F) {
+	f.Add([]byte("smtp inet n - y - - smtpd\n -o smtpd_recipient_restrictions=reject\nrelay unix - - n - - smtp -o x=$y\n"))
+	f.Add([]byte("smtp inet n - y - 1 postscreen\nsmtp-amavis unix - - n - 2 smtp\n127.0.0.1:10025 inet n - n - - smtpd -o content_filter=\n"))
+	f.Add([]byte("[::1]:smtps inet n - n - - smtpd -o smtpd_tls_wrappermode=yes -o mynetworks=hash:/nonexistent\nuucp unix - n n - - pipe flags=F argv=uux\n"))
+	dir := f.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte("myhostname = mx.example.org\nmydestination =\nalias_maps =\ninet_interfaces = 127.0.0.1\nsmtpd_port = 2525\nrelay_transport = uucp\n"), 0o644); err != nil {
+		f.Fatal(err)
+	}
+	cfg, err := config.Load(dir)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(filepath.Join(dir, "master.cf"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Count(string(data), "\n") + 1
+		for _, d := range MasterFindings(cfg, nil) {
+			if d.File == filepath.Join(dir, "master.cf") && (d.Line < 0 || d.Line > lines) {
+				t.Fatalf("finding at line %d of %d: %v", d.Line, lines, d)
+			}
+		}
+		mf, _ := loadMaster(cfg)
+		smtpServices(cfg, mf, false)
+		transportNames(mf)
+	})
+}
