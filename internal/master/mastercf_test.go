@@ -244,6 +244,12 @@ func TestMasterCFStock(t *testing.T) {
 	if !hasFinding(d, diag.Error, filepath.Join(dir, "master.cf"), 125, "main.cf's relay_transport") {
 		t.Errorf("relay_transport = uucp: no error at master.cf line 125:\n%v", d)
 	}
+	// So is one of Postfix's own services, which deliver nothing.
+	writeMainCF(t, dir, port, "", "default_transport = cleanup\n")
+	d = findings(t, dir)
+	if !hasFinding(d, diag.Error, filepath.Join(dir, "master.cf"), 54, "main.cf's default_transport") {
+		t.Errorf("default_transport = cleanup: no error at master.cf line 54:\n%v", d)
+	}
 }
 
 // What mailtee cannot run on a listener is an error at its line.

@@ -255,14 +255,14 @@ func MasterFindings(cfg *config.Config, opened map[string]maps.Table) diag.List 
 			}
 		case runsAgent(s):
 			out = append(out, agentFindings(cfg, mf, s)...)
+		case len(refs[s.Name]) > 0:
+			for _, r := range refs[s.Name] {
+				out.Errorf(mf.Path, s.Line, "%s: %s names this service, which runs %s; mailtee cannot deliver with it, so that mail would wait in the queue; %s",
+					where, r, s.Program(), cannotRun(s.Program()))
+			}
 		case s.Type == "pass" || postfixInternal[s.Program()] || s.Name == "retry":
 			// postscreen's smtpd pass service is covered by the
 			// postscreen finding; Postfix's own daemons are mailtee's.
-		case len(refs[s.Name]) > 0:
-			for _, r := range refs[s.Name] {
-				out.Errorf(mf.Path, s.Line, "%s: %s names this service, which runs %s; mailtee cannot run it, so that mail would wait in the queue (a content filter would not filter it); %s",
-					where, r, s.Program(), cannotRun(s.Program()))
-			}
 		default:
 			unused = append(unused, fmt.Sprintf("%s (%s, line %d)", s.Name, s.Program(), s.Line))
 		}
@@ -278,8 +278,8 @@ func isFilterRef(r string) bool { return strings.Contains(r, "content_filter") }
 
 // cannotRun says what to do about a service that runs program.
 func cannotRun(program string) string {
-	if program == "smtp" || program == "lmtp" {
-		return "remove the reference"
+	if postfixInternal[program] || program == "error" {
+		return "name a delivery transport instead (a service running smtp, lmtp, local, error or discard)"
 	}
 	return "route that mail with smtp or lmtp (a Dovecot LMTP socket, an MTA in front of the program), or keep Postfix on this host"
 }
