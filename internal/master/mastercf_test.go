@@ -265,7 +265,7 @@ submission inet n - y - - smtpd
   -o smtpd_relay_restrictions=permit_mynetworks
   -o mumble=1
   -o smtpd_recipient_restrictions=$mua_restrictions
-relay unix - - n - - smtp -o syslog_name=x -o smtp_helo_name=other.example
+relay unix - - n - - smtp -o syslog_name=x -o smtp_data_done_timeout=1200 -o smtp_helo_name=other.example -o smtp_tls_security_level=bogus
 `)
 	d := findings(t, dir)
 	mf := filepath.Join(dir, "master.cf")
@@ -280,7 +280,8 @@ relay unix - - n - - smtp -o syslog_name=x -o smtp_helo_name=other.example
 		{diag.Error, 3, "specify at least one working instance of"},
 		{diag.Warning, 7, "unused parameter: mumble=1"},
 		{diag.Warning, 8, "undefined parameter $mua_restrictions"},
-		{diag.Warning, 9, "-o smtp_helo_name=other.example is not honoured"},
+		{diag.Warning, 9, "-o smtp_data_done_timeout=1200 is not honoured"},
+		{diag.Error, 9, "service relay: -o smtp_tls_security_level: \"bogus\" not supported"},
 	} {
 		if !hasFinding(d, want.sev, mf, want.line, want.msg) {
 			t.Errorf("no %v at line %d: %q", want.sev, want.line, want.msg)

@@ -5,7 +5,6 @@
 package master
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -53,7 +52,10 @@ type Server struct {
 	// (master.cf's smtpd services, or smtpd_port without master.cf).
 	svcs []*smtpService
 	mf   *mastercf.File // nil without master.cf
-	host string
+	// clients are the SMTP clients of master.cf's smtp services whose
+	// -o overrides change the client (smtpClient).
+	clients []*deliver.Client
+	host    string
 	// logFlush writes out buffered maillog_file lines, or those waiting
 	// for syslog; nil when logging to stderr only.
 	logFlush func() error
@@ -79,7 +81,7 @@ func (s *Server) agents() map[string]qmgr.Agent {
 		"local": qmgr.LocalAgent{Local: func() *local.Local { return s.rt.Load().local }},
 	}
 	if s.mf != nil {
-		return masterAgents(s.mf, base) // master.cf's delivery services
+		return s.masterAgents(s.mf, base) // master.cf's delivery services
 	}
 	return base
 }
@@ -123,24 +125,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		s.log.Warnf("master", "%s", logWarning)
 	}
 	resolver := &dnsresolve.Resolver{Servers: cfg.List("dns_servers"), Timeout: 5 * time.Second}
-	tlsLevel := cfg.Get("smtp_tls_security_level")
-	if tlsLevel == "" {
-		tlsLevel = "may"
-	}
-	s.smtp = &deliver.Client{
-		HeloName:       cmp.Or(cfg.Get("smtp_helo_name"), s.host),
-		TLSLevel:       tlsLevel,
-		BindAddr:       cfg.Get("smtp_bind_address"),
-		BindAddr6:      cfg.Get("smtp_bind_address6"),
-		Port:           portName(cfg.Get("smtp_tcp_port"), "25"),
-		ConnectTimeout: mustDuration(cfg, "smtp_connect_timeout"),
-		// One timeout for every command reply: the shortest of Postfix's
-		// greeting/HELO, MAIL and RCPT timeouts (300s each by default).
-		CommandTimeout: min(mustDuration(cfg, "smtp_helo_timeout"), mustDuration(cfg, "smtp_mail_timeout"), mustDuration(cfg, "smtp_rcpt_timeout")),
-		Resolver:       resolver,
-		MaxIdle:        5 * time.Second,
-		Log:            s.log.Slog().With("component", "smtp"),
-	}
+	s.smtp = s.smtpClient(cfg, resolver)
 	s.lmtp = &deliver.Client{
 		HeloName:       s.host,
 		TLSLevel:       "none",
@@ -383,6 +368,9 @@ func (s *Server) Stop(grace time.Duration) {
 	}
 	s.q.Close(ctx)
 	s.smtp.Close()
+	for _, c := range s.clients {
+		c.Close()
+	}
 	s.lmtp.Close()
 	if s.asUser != nil {
 		s.asUser.Close() // after the queue: no delivery uses it now

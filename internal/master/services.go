@@ -1,6 +1,7 @@
 package master
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -9,9 +10,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/dnsresolve"
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/mastercf"
 	"github.com/mailtee/mailtee/internal/qmgr"
@@ -173,12 +177,11 @@ var postfixInternal = map[string]bool{
 	"scache": true, "postlogd": true, "dnsblog": true, "tlsproxy": true,
 }
 
-// agents are the delivery agents for master.cf's services, by transport
-// name, built on base (the built-in transports); nil without master.cf.
-func masterAgents(mf *mastercf.File, base map[string]qmgr.Agent) map[string]qmgr.Agent {
-	if mf == nil {
-		return nil
-	}
+// masterAgents are the delivery agents for master.cf's services, by
+// transport name, built on base (the built-in transports). An smtp
+// service whose -o overrides change the SMTP client (clientParams) gets
+// a client of its own.
+func (srv *Server) masterAgents(mf *mastercf.File, base map[string]qmgr.Agent) map[string]qmgr.Agent {
 	out := map[string]qmgr.Agent{}
 	for i := range mf.Services {
 		s := &mf.Services[i]
@@ -188,6 +191,9 @@ func masterAgents(mf *mastercf.File, base map[string]qmgr.Agent) map[string]qmgr
 		switch s.Program() {
 		case "smtp":
 			out[s.Name] = base["smtp"]
+			if c := srv.serviceClient(s); c != nil {
+				out[s.Name] = qmgr.SMTPAgent{Client: c}
+			}
 		case "lmtp":
 			out[s.Name] = base["lmtp"]
 		case "local":
@@ -199,6 +205,20 @@ func masterAgents(mf *mastercf.File, base map[string]qmgr.Agent) map[string]qmgr
 		}
 	}
 	return out
+}
+
+// serviceClient is the SMTP client of smtp service svc when its -o
+// overrides change one of clientParams, else nil.
+func (s *Server) serviceClient(svc *mastercf.Service) *deliver.Client {
+	sc := serviceConfig(s.cfg, svc)
+	for _, o := range svc.Overrides {
+		if clientParams[o.Name] && sc.Get(o.Name) != s.cfg.Get(o.Name) {
+			c := s.smtpClient(sc, s.smtp.Resolver)
+			s.clients = append(s.clients, c)
+			return c
+		}
+	}
+	return nil
 }
 
 // transportNames are the transport names valid for check: master.cf's
@@ -373,12 +393,20 @@ func listenerFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service
 }
 
 // agentFindings: a delivery service mailtee runs delivers with main.cf's
-// settings for its program; an -o that changes one is not honoured.
+// settings for its program, except the SMTP client's clientParams; an
+// -o that changes another is not honoured.
 func agentFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service) diag.List {
 	var out diag.List
 	sc := serviceConfig(cfg, s)
 	for _, o := range s.Overrides {
 		if o.Name == "syslog_name" || sc.Get(o.Name) == cfg.Get(o.Name) {
+			continue
+		}
+		if s.Program() == "smtp" && clientParams[o.Name] {
+			for _, f := range sc.CheckSetting(config.Setting{Name: o.Name, Value: o.Value, Line: o.Line}) {
+				f.File, f.Msg = mf.Path, "service "+s.Name+": -o "+f.Msg
+				out = append(out, f)
+			}
 			continue
 		}
 		out.Warnf(mf.Path, o.Line, "service %s (%s): -o %s=%s is not honoured: mailtee delivers for this transport with main.cf's settings", s.Name, s.Program(), o.Name, o.Value)
@@ -490,4 +518,35 @@ func (s *Server) reloadPolicies(cfg *config.Config, rt *runtime, opened map[stri
 		}
 		svc.srv.SetPolicy(p)
 	}
+}
+
+// smtpClient is the SMTP client that cfg describes: main.cf's, or a
+// master.cf smtp service's with its -o overrides (clientParams).
+func (s *Server) smtpClient(cfg *config.Config, resolver *dnsresolve.Resolver) *deliver.Client {
+	tlsLevel := cfg.Get("smtp_tls_security_level")
+	if tlsLevel == "" {
+		tlsLevel = "may"
+	}
+	return &deliver.Client{
+		HeloName:       cmp.Or(cfg.Get("smtp_helo_name"), cfg.Get("myhostname")),
+		TLSLevel:       tlsLevel,
+		BindAddr:       cfg.Get("smtp_bind_address"),
+		BindAddr6:      cfg.Get("smtp_bind_address6"),
+		Port:           portName(cfg.Get("smtp_tcp_port"), "25"),
+		ConnectTimeout: mustDuration(cfg, "smtp_connect_timeout"),
+		// One timeout for every command reply: the shortest of Postfix's
+		// greeting/HELO, MAIL and RCPT timeouts (300s each by default).
+		CommandTimeout: min(mustDuration(cfg, "smtp_helo_timeout"), mustDuration(cfg, "smtp_mail_timeout"), mustDuration(cfg, "smtp_rcpt_timeout")),
+		Resolver:       resolver,
+		MaxIdle:        5 * time.Second,
+		Log:            s.log.Slog().With("component", "smtp"),
+	}
+}
+
+// clientParams are the -o overrides of an smtp service that mailtee's
+// SMTP client honours (smtpClient reads them).
+var clientParams = map[string]bool{
+	"smtp_helo_name": true, "myhostname": true, "smtp_tls_security_level": true,
+	"smtp_bind_address": true, "smtp_bind_address6": true, "smtp_tcp_port": true,
+	"smtp_connect_timeout": true, "smtp_helo_timeout": true, "smtp_mail_timeout": true, "smtp_rcpt_timeout": true,
 }

@@ -76,3 +76,22 @@ func TestMasterCFAmavisRefused(t *testing.T) {
 		}
 	}
 }
+
+// A master.cf smtp service with -o smtp_tcp_port delivers to that port:
+// the SMTP client of a transport honours the overrides it has settings
+// for.
+func TestMasterCFTransportOverride(t *testing.T) {
+	sink := newSink(t, "", nil)
+	in := newInstance(t, "transport_maps = texthash:$config_directory/transport\n", map[string]string{
+		"transport": "far.example fast:[127.0.0.1]\n",
+		"master.cf": stockMasterCF(t) + fmt.Sprintf("fast unix - - n - - smtp\n  -o smtp_tcp_port=%d\n  -o smtp_helo_name=fast.test.example\n", sink.Port()),
+	})
+	if out, err := in.Run("", "check"); err != nil || strings.Contains(out, "smtp_tcp_port") {
+		t.Errorf("check: %v\n%s", err, out)
+	}
+	in.Start()
+	if err := send(in.Addr(), "s@test.example", []string{"a@far.example"}, testMessage("fast")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "delivery through the fast transport", 15*time.Second, func() bool { return sink.Count("a@far.example") == 1 })
+}
