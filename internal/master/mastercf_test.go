@@ -244,6 +244,13 @@ func TestMasterCFStock(t *testing.T) {
 	if !hasFinding(d, diag.Error, filepath.Join(dir, "master.cf"), 125, "main.cf's relay_transport") {
 		t.Errorf("relay_transport = uucp: no error at master.cf line 125:\n%v", d)
 	}
+	// And one that a transport table names.
+	os.WriteFile(filepath.Join(dir, "transport"), []byte("lists.example.org mailman:\n"), 0o644)
+	writeMainCF(t, dir, port, "", "transport_maps = texthash:"+filepath.Join(dir, "transport")+"\n")
+	d = findings(t, dir)
+	if !hasFinding(d, diag.Error, filepath.Join(dir, "master.cf"), 136, "transport_maps (texthash:"+filepath.Join(dir, "transport")+") for lists.example.org names this service, which runs pipe") {
+		t.Errorf("transport_maps naming mailman: no error at master.cf line 136:\n%v", d)
+	}
 	// So is one of Postfix's own services, which deliver nothing.
 	writeMainCF(t, dir, port, "", "default_transport = cleanup\n")
 	d = findings(t, dir)
