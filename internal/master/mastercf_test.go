@@ -272,6 +272,7 @@ submission inet n - y - - smtpd
   -o smtpd_relay_restrictions=permit_mynetworks
   -o mumble=1
   -o smtpd_recipient_restrictions=$mua_restrictions
+nosuchservice inet n - n - - smtpd
 relay unix - - n - - smtp -o syslog_name=x -o smtp_data_done_timeout=1200 -o smtp_helo_name=other.example -o smtp_tls_security_level=bogus
 `)
 	d := findings(t, dir)
@@ -287,8 +288,9 @@ relay unix - - n - - smtp -o syslog_name=x -o smtp_data_done_timeout=1200 -o smt
 		{diag.Error, 3, "specify at least one working instance of"},
 		{diag.Warning, 7, "unused parameter: mumble=1"},
 		{diag.Warning, 8, "undefined parameter $mua_restrictions"},
-		{diag.Warning, 9, "-o smtp_data_done_timeout=1200 is not honoured"},
-		{diag.Error, 9, "service relay: -o smtp_tls_security_level: \"bogus\" not supported"},
+		{diag.Error, 9, `service nosuchservice: unknown service name "nosuchservice": it is neither a port number nor in /etc/services`},
+		{diag.Warning, 10, "-o smtp_data_done_timeout=1200 is not honoured"},
+		{diag.Error, 10, "service relay: -o smtp_tls_security_level: \"bogus\" not supported"},
 	} {
 		if !hasFinding(d, want.sev, mf, want.line, want.msg) {
 			t.Errorf("no %v at line %d: %q", want.sev, want.line, want.msg)

@@ -255,6 +255,8 @@ func MasterFindings(cfg *config.Config, opened map[string]maps.Table) diag.List 
 	}) {
 		out.Warnf(cfg.File, set.Line, "smtpd_port has no effect: it replaces the port of master.cf's smtp service, and %s has no smtpd service on port smtp; mailtee listens where master.cf says", mf.Path)
 	}
+	_, d := smtpServices(cfg, mf, false) // port names not in the services database
+	out = append(out, d...)
 	refs := transportRefs(cfg, mf, opened)
 	var unused []string
 	for i := range mf.Services {
