@@ -53,7 +53,7 @@ var (
 	classWords       = []string{"envelope_sender", "envelope_recipient", "header_sender", "header_recipient"}
 	propagateWords   = []string{"canonical", "virtual", "alias", "forward", "include", "generic"}
 	notifyWords      = []string{"bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software"}
-	restrictionWords = []string{"permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination",
+	restrictionWords = []string{"permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination", "reject_unauth_destination", "permit", "reject", "defer",
 		// what smtpd_reject_unlisted_recipient = yes (the default, and
 		// mailtee's behaviour: local_recipient_maps, relay_recipient_maps)
 		// does anyway
@@ -145,6 +145,7 @@ var implemented = map[string]paramInfo{
 	"smtpd_tls_cert_file":                   {},
 	"smtpd_tls_key_file":                    {},
 	"smtpd_tls_chain_files":                 {}, // see ServerCertificate
+	"smtpd_tls_wrappermode":                 {}, // per master.cf listener (internal/master)
 	"lmtp_tcp_port":                         {valid: validPort},
 	"default_destination_concurrency_limit": {},
 	"smtp_destination_concurrency_limit":    {},

@@ -20,6 +20,8 @@ import (
 // tables that opened are returned too, so that serve need not read a
 // large table twice.
 func Check(cfg *config.Config) (diag.List, map[string]maps.Table) {
+	mf, _ := loadMaster(cfg) // its findings come with MasterFindings
+	setMasterNames(cfg, mf)
 	all := cfg.Check()
 	all = append(all, privsFindings(cfg)...)
 	all = append(all, LocalDeliveryFindings(cfg)...)
@@ -44,6 +46,7 @@ func Check(cfg *config.Config) (diag.List, map[string]maps.Table) {
 				Msg: fmt.Sprintf("%s: %s", ref.Param, strings.TrimPrefix(err.Error(), ref.Spec+": "))})
 		}
 	}
+	all = append(all, MasterFindings(cfg, opened)...)
 	if all.HasErrors() {
 		return all, opened
 	}
@@ -89,5 +92,6 @@ func transportFindings(cfg *config.Config, opened map[string]maps.Table) diag.Li
 			tables = append(tables, route.Map{Spec: spec, Line: settingLine(cfg, "transport_maps"), Table: t})
 		}
 	}
-	return route.CheckTransports(cfg.File, Transports(), params, tables)
+	mf, _ := loadMaster(cfg)
+	return route.CheckTransports(cfg.File, transportNames(mf), params, tables)
 }

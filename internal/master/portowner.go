@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/mastercf"
 )
 
 // listenError explains a listener that cannot be opened: where its port
@@ -107,4 +108,18 @@ func listeningInodes(file string, port int, into map[string]bool) {
 			into[fields[9]] = true
 		}
 	}
+}
+
+// portSource says where a listener's address comes from, for errors.
+func (svc *smtpService) portSource() string {
+	if svc.line == 0 {
+		return portSource(svc.cfg)
+	}
+	src := fmt.Sprintf("master.cf service %s, line %d", svc.name, svc.line)
+	if _, port, _ := mastercf.SplitEndpoint(svc.name); port == "smtp" {
+		if _, set := svc.cfg.Set("smtpd_port"); set {
+			src += ", its port from " + portSource(svc.cfg)
+		}
+	}
+	return src
 }

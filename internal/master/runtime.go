@@ -175,9 +175,8 @@ func openTables(cfg *config.Config, opened map[string]maps.Table) (*tables, erro
 	return t, nil
 }
 
-// listenAddrs turns inet_interfaces and smtpd_port into listen addresses.
-func listenAddrs(cfg *config.Config) ([]string, error) {
-	port := cfg.Get("smtpd_port")
+// listenAddrs turns inet_interfaces and a port into listen addresses.
+func listenAddrs(cfg *config.Config, port string) ([]string, error) {
 	var out []string
 	for _, ifc := range cfg.List("inet_interfaces") {
 		switch ifc {
@@ -250,6 +249,7 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 		UnknownLocalCode: code,
 		RelayRecipients:  t.relayRcpt,
 		UnknownRelayCode: mustInt(cfg, "unknown_relay_recipient_reject_code"),
+		Restrictions:     restrictionsFor(cfg),
 	}
 }
 

@@ -5,8 +5,8 @@
 package master
 
 import (
-	"cmp"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/mailtee/mailtee/internal/maildrop"
 	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/mastercf"
 	"github.com/mailtee/mailtee/internal/qmgr"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/smtpd"
@@ -47,8 +49,14 @@ type Server struct {
 	forwarder *qmgr.Forwarder
 	smtp      *deliver.Client
 	lmtp      *deliver.Client
-	smtpd     *smtpd.Server
-	host      string
+	// svcs are the SMTP listeners, each with its own smtpd server
+	// (master.cf's smtpd services, or smtpd_port without master.cf).
+	svcs []*smtpService
+	mf   *mastercf.File // nil without master.cf
+	// clients are the SMTP clients of master.cf's smtp services whose
+	// -o overrides change the client (smtpClient).
+	clients []*deliver.Client
+	host    string
 	// logFlush writes out buffered maillog_file lines, or those waiting
 	// for syslog; nil when logging to stderr only.
 	logFlush func() error
@@ -67,12 +75,16 @@ func (s *Server) Log() *maillog.Logger { return s.log }
 // agents are the delivery agents of s by transport name, besides
 // qmgr's error and discard.
 func (s *Server) agents() map[string]qmgr.Agent {
-	return map[string]qmgr.Agent{
+	base := map[string]qmgr.Agent{
 		"smtp":  qmgr.SMTPAgent{Client: s.smtp},
 		"relay": qmgr.SMTPAgent{Client: s.smtp},
 		"lmtp":  qmgr.SMTPAgent{Client: s.lmtp},
 		"local": qmgr.LocalAgent{Local: func() *local.Local { return s.rt.Load().local }},
 	}
+	if s.mf != nil {
+		return s.masterAgents(s.mf, base) // master.cf's delivery services
+	}
+	return base
 }
 
 // Transports are the transport names mailtee delivers with.
@@ -84,6 +96,11 @@ func Transports() []string { return qmgr.New((&Server{}).agents()).Transports() 
 // syslog socket).
 func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*Server, error) {
 	s := &Server{cfg: cfg, host: cfg.Get("myhostname")}
+	s.mf, _ = loadMaster(cfg) // Check reported its findings
+	var d diag.List
+	if s.svcs, d = smtpServices(cfg, s.mf, true); d.HasErrors() {
+		return nil, d.Err()
+	}
 	logw, logWarning := io.Writer(nil), ""
 	if f := cfg.Get("maillog_file"); f == "" {
 		logw, s.logFlush, logWarning = maillog.DefaultLog(stderr, maillog.SyslogOptions{Facility: cfg.Get("syslog_facility")})
@@ -109,24 +126,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		s.log.Warnf("master", "%s", logWarning)
 	}
 	resolver := &dnsresolve.Resolver{Servers: cfg.List("dns_servers"), Timeout: 5 * time.Second}
-	tlsLevel := cfg.Get("smtp_tls_security_level")
-	if tlsLevel == "" {
-		tlsLevel = "may"
-	}
-	s.smtp = &deliver.Client{
-		HeloName:       cmp.Or(cfg.Get("smtp_helo_name"), s.host),
-		TLSLevel:       tlsLevel,
-		BindAddr:       cfg.Get("smtp_bind_address"),
-		BindAddr6:      cfg.Get("smtp_bind_address6"),
-		Port:           portName(cfg.Get("smtp_tcp_port"), "25"),
-		ConnectTimeout: mustDuration(cfg, "smtp_connect_timeout"),
-		// One timeout for every command reply: the shortest of Postfix's
-		// greeting/HELO, MAIL and RCPT timeouts (300s each by default).
-		CommandTimeout: min(mustDuration(cfg, "smtp_helo_timeout"), mustDuration(cfg, "smtp_mail_timeout"), mustDuration(cfg, "smtp_rcpt_timeout")),
-		Resolver:       resolver,
-		MaxIdle:        5 * time.Second,
-		Log:            s.log.Slog().With("component", "smtp"),
-	}
+	s.smtp = s.smtpClient(cfg, resolver)
 	s.lmtp = &deliver.Client{
 		HeloName:       s.host,
 		TLSLevel:       "none",
@@ -191,24 +191,46 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	s.q = q
 	s.door = cleanup.NewDoor(q, rt.cleanup)
 	notifier.Queue, s.forwarder.Queue = s.door, s.door
+	policies, err := servicePolicies(rt, s.svcs, opened)
+	if err != nil {
+		return nil, err
+	}
+	for i, svc := range s.svcs {
+		if svc.srv, err = s.newSMTPD(svc, policies[i]); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// newSMTPD builds the SMTP server of one listener from its
+// configuration: main.cf with the service's -o overrides.
+func (s *Server) newSMTPD(svc *smtpService, policy *smtpd.Policy) (*smtpd.Server, error) {
+	cfg := svc.cfg
 	tlsCfg, err := serverTLS(cfg, s.log)
 	if err != nil {
 		return nil, err
 	}
+	if svc.wrapper {
+		// smtpd_tls_wrappermode: the listener speaks TLS from the
+		// first byte (Start wraps it), so no STARTTLS is offered
+		// and none is required.
+		svc.tls, tlsCfg = tlsCfg, nil
+	}
 	banner, _ := cfg.Expand(cfg.Get("smtpd_banner"))
-	s.smtpd = smtpd.New(smtpd.Options{
-		Hostname:        s.host,
+	return smtpd.New(smtpd.Options{
+		Hostname:        cfg.Get("myhostname"), // the listener's: -o myhostname applies
 		Banner:          banner,
 		MaxMessageBytes: int64(mustInt(cfg, "message_size_limit")),
 		MaxRecipients:   mustInt(cfg, "smtpd_recipient_limit"),
 		Timeout:         mustDuration(cfg, "smtpd_timeout"),
 		HardErrorLimit:  mustInt(cfg, "smtpd_hard_error_limit"),
 		SoftErrorLimit:  mustInt(cfg, "smtpd_soft_error_limit"),
-		MaxClients:      mustInt(cfg, "default_process_limit"), // master.cf is not read
+		MaxClients:      svc.maxProc, // master.cf's maxproc
 		TLS:             tlsCfg,
-		RequireTLS:      cfg.Get("smtpd_tls_security_level") == "encrypt",
+		RequireTLS:      cfg.Get("smtpd_tls_security_level") == "encrypt" && !svc.wrapper,
 		SMTPUTF8:        cfg.Get("smtputf8_enable") == "yes",
-		Policy:          rt.policy,
+		Policy:          policy,
 		Queue:           s.door,
 		MailLog:         func(line string) { s.log.Printf("smtpd", "%s", line) },
 
@@ -222,8 +244,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 			RecipientRate:   mustInt(cfg, "smtpd_client_recipient_rate_limit"),
 			TimeUnit:        mustDuration(cfg, "anvil_rate_time_unit"),
 		},
-	})
-	return s, nil
+	}), nil
 }
 
 // bouncePolicy is what the configuration in force says about
@@ -268,17 +289,19 @@ func portName(p, def string) string {
 // Start opens the listeners and the control socket and starts the
 // queue and the SMTP server.
 func (s *Server) Start() error {
-	addrs, err := listenAddrs(s.cfg)
-	if err != nil {
-		return err
-	}
-	for _, a := range addrs {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
-			s.closeListeners()
-			return listenError(a, portSource(s.cfg), err)
+	for _, svc := range s.svcs {
+		for _, a := range svc.addrs {
+			l, err := net.Listen("tcp", a)
+			if err != nil {
+				s.closeListeners()
+				return listenError(a, svc.portSource(), err)
+			}
+			if svc.tls != nil {
+				l = tls.NewListener(l, svc.tls)
+			}
+			s.listeners = append(s.listeners, l)
+			svc.listeners = append(svc.listeners, l)
 		}
-		s.listeners = append(s.listeners, l)
 	}
 	ctl, err := startControl(QueueDir(s.cfg), s)
 	if err != nil {
@@ -293,9 +316,15 @@ func (s *Server) Start() error {
 	}
 	go s.q.Run()
 	go s.rescanLoop()
-	for _, l := range s.listeners {
-		go s.smtpd.Serve(l)
-		s.log.Printf("master", "daemon started -- mailtee, listening on %s, queue %s", l.Addr(), QueueDir(s.cfg))
+	for _, svc := range s.svcs {
+		for _, l := range svc.listeners {
+			go svc.srv.Serve(l)
+			from := ""
+			if svc.line > 0 {
+				from = fmt.Sprintf(" (master.cf service %s, line %d)", svc.name, svc.line)
+			}
+			s.log.Printf("master", "daemon started -- mailtee, listening on %s, queue %s%s", l.Addr(), QueueDir(s.cfg), from)
+		}
 	}
 	return nil
 }
@@ -326,7 +355,12 @@ func (s *Server) closeListeners() {
 func (s *Server) Stop(grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	s.smtpd.Shutdown(ctx)
+	var wg sync.WaitGroup
+	for _, svc := range s.svcs {
+		wg.Add(1)
+		go func() { defer wg.Done(); svc.srv.Shutdown(ctx) }()
+	}
+	wg.Wait()
 	if s.ctl != nil {
 		s.ctl.Close()
 	}
@@ -335,6 +369,9 @@ func (s *Server) Stop(grace time.Duration) {
 	}
 	s.q.Close(ctx)
 	s.smtp.Close()
+	for _, c := range s.clients {
+		c.Close()
+	}
 	s.lmtp.Close()
 	if s.asUser != nil {
 		s.asUser.Close() // after the queue: no delivery uses it now
@@ -371,7 +408,7 @@ func (s *Server) Reload(dir string) error {
 	s.rt.Store(rt)
 	s.door.Set(rt.cleanup)
 	tuneGC()
-	s.smtpd.SetPolicy(rt.policy)
+	s.reloadPolicies(cfg, rt, opened)
 	s.log.Printf("master", "reload: tables, routing, rewriting, relay control and local delivery reloaded from %s; listeners, queue timers and TLS change at the next restart", cfg.File)
 	return nil
 }

@@ -57,8 +57,8 @@ func (p *Policy) checkRcpt(ctx context.Context, client netip.Addr, a address.Add
 		return tempfail()
 	}
 	routed := a.HasRouting()
-	if !mynet && (routed || cls == classNone) {
-		return reply(554, "5.7.1", "<%s>: Relay access denied", ext)
+	if rej := p.restrict(mynet, !routed && cls != classNone, ext); rej != nil {
+		return rej
 	}
 	if routed || cls == classNone {
 		// A routed address from mynetworks goes where its local part

@@ -107,6 +107,10 @@ type Policy struct {
 	// UnknownRelayCode is unknown_relay_recipient_reject_code; 0 means
 	// Postfix's default, 550.
 	UnknownRelayCode int
+	// Restrictions are smtpd_relay_restrictions and
+	// smtpd_recipient_restrictions (restrict.go); nil is Postfix's
+	// default.
+	Restrictions *Restrictions
 }
 
 // Options configure a Server. Zero values mean "no limit" except where
