@@ -30,6 +30,7 @@ import (
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/qmgr"
 	"github.com/mailtee/mailtee/internal/queue"
+	"github.com/mailtee/mailtee/internal/queuelock"
 	"github.com/mailtee/mailtee/internal/smtpd"
 )
 
@@ -58,6 +59,7 @@ type Server struct {
 	// asUser runs mailbox deliveries with their recipient's privileges;
 	// nil unless mailtee runs as root.
 	asUser *asuser.Pool
+	qlock  *queuelock.Lock // held from before the queue opens until it closes
 }
 
 // Log is the server's mail log.
@@ -152,6 +154,11 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	s.rt.Store(rt)
 	tuneGC()
 	manager := qmgr.New(s.agents())
+	// The queue is ours alone from before it is opened: an offline
+	// postsuper edit finishes first, a second serve fails (queuelock).
+	if s.qlock, err = queuelock.Acquire(QueueDir(cfg), 30*time.Second); err != nil {
+		return nil, fmt.Errorf("%w (is another mailtee serve running on it?)", err)
+	}
 	q, err := queue.Open(queue.Options{
 		Dir:             QueueDir(cfg),
 		MinBackoff:      mustDuration(cfg, "minimal_backoff_time"),
@@ -185,6 +192,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		Log:     s.log.Slog(),
 	})
 	if err != nil {
+		s.qlock.Release()
 		return nil, err
 	}
 	s.q = q
@@ -192,6 +200,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	notifier.Queue, s.forwarder.Queue = s.door, s.door
 	tlsCfg, err := serverTLS(cfg)
 	if err != nil {
+		s.qlock.Release()
 		return nil, err
 	}
 	banner, _ := cfg.Expand(cfg.Get("smtpd_banner"))
@@ -333,6 +342,7 @@ func (s *Server) Stop(grace time.Duration) {
 		s.pickup.Close() // before the queue it submits to
 	}
 	s.q.Close(ctx)
+	s.qlock.Release()
 	s.smtp.Close()
 	s.lmtp.Close()
 	if s.asUser != nil {
