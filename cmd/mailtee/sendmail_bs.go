@@ -169,7 +169,9 @@ func sendmailSMTP(name string, cfg *config.Config, stdin io.Reader, stdout io.Wr
 		case "NOOP":
 			ok = reply("250 2.0.0 Ok")
 		case "VRFY":
-			ok = reply("252 2.0.0 " + arg)
+			// As Postfix with disable_vrfy_command = yes: mailtee
+			// never discloses its users.
+			ok = reply("502 5.5.1 VRFY command is disabled")
 		case "QUIT":
 			reply("221 2.0.0 Bye")
 			return exitOK
