@@ -201,3 +201,34 @@ func TestPostfixCommandNames(t *testing.T) {
 		t.Errorf("newaliases on a bad line: exit %d %q; want 1, file and line", code, out)
 	}
 }
+
+// A server starting while the spool is being edited offline (postsuper
+// holding queue_directory/lock) waits for the edit to end before it
+// opens the queue, and then starts.
+func TestServeWaitsForQueueLock(t *testing.T) {
+	in := newInstance(t, "", nil)
+	qdir := filepath.Join(in.Dir, "queue")
+	os.MkdirAll(qdir, 0o700)
+	// The holder is another process, as a postsuper would be.
+	holder := exec.Command("flock", "-x", filepath.Join(qdir, "lock"), "sleep", "3")
+	if _, err := exec.LookPath("flock"); err != nil {
+		t.Skip("flock(1) is missing (util-linux)")
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Process.Kill()
+	waitUntil(t, "the lock taken", 5*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(qdir, "lock"))
+		return err == nil
+	})
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	in.Start()
+	if held := time.Since(start); held < 2*time.Second {
+		t.Errorf("the server started %v after the lock was taken for 3 s: it did not wait", held)
+	}
+	if _, err := os.Stat(filepath.Join(qdir, "journal")); err != nil {
+		t.Errorf("the server did not open its queue after the lock was released: %v", err)
+	}
+}
