@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/master"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/queuelock"
@@ -84,6 +85,18 @@ func runPostsuper(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		return exitBadData
 	}
 	qdir := master.QueueDir(cfg)
+	// The server logs the changes made through it; those made on the
+	// spool of a stopped one are logged here, opened at the first.
+	var mlog *maillog.Logger
+	closeLog := func() {}
+	logOffline := func(cfg *config.Config, id, what string) {
+		if mlog == nil {
+			if mlog, closeLog = commandLog(cfg); mlog == nil {
+				return
+			}
+		}
+		mlog.Printf("postsuper", "%s: %s by the administrator", id, what)
+	}
 	counts := map[string]int{}
 	used := map[string]bool{}
 	for _, a := range actions {
@@ -115,15 +128,21 @@ func runPostsuper(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		if ids != nil && valid == nil {
 			continue
 		}
-		n, _, err := superEdit(qdir, a.op, valid, queues, func(id string) {
-			fmt.Fprintf(stderr, "%s: %s: %s\n", name, id, map[string]string{"delete": "removed", "hold": "placed on hold", "release": "released from hold"}[a.op])
+		n, _, err := superEdit(qdir, a.op, valid, queues, func(id string, offline bool) {
+			what := map[string]string{"delete": "removed", "hold": "placed on hold", "release": "released from hold"}[a.op]
+			fmt.Fprintf(stderr, "%s: %s: %s\n", name, id, what)
+			if offline {
+				logOffline(cfg, id, what)
+			}
 		}, stderr)
 		counts[a.op] += n
 		if err != nil {
+			closeLog()
 			fmt.Fprintf(stderr, "%s: fatal: %v\n", name, err)
 			return exitRuntime
 		}
 	}
+	closeLog()
 	for _, op := range []string{"delete", "hold", "release"} {
 		if used[op] {
 			s := ""
@@ -145,7 +164,8 @@ var superWait = 30 * time.Second
 // queue in qdir with the given IDs (every message when ids is nil), in
 // the given queues (queueClass; every queue when empty), skipping a
 // message the op would not change (hold of a held one). It calls done
-// with each ID changed and returns how many were changed, and how many
+// with each ID changed (offline true when it changed the spool itself)
+// and returns how many were changed, and how many
 // matched ids and queues at all.
 //
 // When a server runs, it is asked over its control socket, since it
@@ -154,7 +174,7 @@ var superWait = 30 * time.Second
 // opens the queue (queuelock): a server started meanwhile waits for the
 // edit to finish and then loads its result. A spool that was never made
 // holds no message, and is not created.
-func superEdit(qdir, op string, ids, queues []string, done func(string), stderr io.Writer) (changed, found int, err error) {
+func superEdit(qdir, op string, ids, queues []string, done func(id string, offline bool), stderr io.Writer) (changed, found int, err error) {
 	want := func(m queue.Info) (match, change bool) {
 		if ids != nil && !slices.Contains(ids, m.ID) || len(queues) > 0 && !slices.Contains(queues, queueClass(m)) {
 			return false, false
@@ -187,7 +207,7 @@ func superEdit(qdir, op string, ids, queues []string, done func(string), stderr 
 }
 
 // superOnline asks the running server.
-func superOnline(qdir, op string, want func(queue.Info) (bool, bool), done func(string)) (changed, found int, err error) {
+func superOnline(qdir, op string, want func(queue.Info) (bool, bool), done func(string, bool)) (changed, found int, err error) {
 	r, err := master.Control(qdir, "list")
 	if err != nil {
 		return 0, 0, err
@@ -207,7 +227,7 @@ func superOnline(qdir, op string, want func(queue.Info) (bool, bool), done func(
 			return changed, found, fmt.Errorf("%s %s: %w", op, m.ID, err)
 		}
 		changed++
-		done(m.ID)
+		done(m.ID, false)
 	}
 	return changed, found, nil
 }
@@ -216,7 +236,7 @@ func superOnline(qdir, op string, want func(queue.Info) (bool, bool), done func(
 // its lock. The queue is opened as a starting server opens it
 // (messages left in the intake journal move to files of their own),
 // changed with the server's own durable operations, and closed.
-func superOffline(qdir, op string, want func(queue.Info) (bool, bool), done func(string), stderr io.Writer) (changed, found int, err error) {
+func superOffline(qdir, op string, want func(queue.Info) (bool, bool), done func(string, bool), stderr io.Writer) (changed, found int, err error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	q, err := queue.Open(queue.Options{Dir: qdir, Log: log})
 	if err != nil {
@@ -243,7 +263,7 @@ func superOffline(qdir, op string, want func(queue.Info) (bool, bool), done func
 			return changed, found, fmt.Errorf("%s %s: %w", op, m.ID, err)
 		}
 		changed++
-		done(m.ID)
+		done(m.ID, true)
 	}
 	return changed, found, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/master"
 	"github.com/mailtee/mailtee/internal/queue"
 )
@@ -55,7 +56,16 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "mailtee queue: %s %s: %v\n", verb, rest[1], queue.ErrBadID)
 			return exitBadData
 		}
-		_, found, err := superEdit(qdir, verb, []string{rest[1]}, nil, func(string) {}, stderr)
+		closeLog := func() {}
+		_, found, err := superEdit(qdir, verb, []string{rest[1]}, nil, func(id string, offline bool) {
+			if offline {
+				var log *maillog.Logger
+				if log, closeLog = commandLog(cfg); log != nil {
+					log.Printf("postsuper", "%s: %s by the administrator", id, map[string]string{"delete": "removed", "hold": "placed on hold", "release": "released from hold"}[verb])
+				}
+			}
+		}, stderr)
+		closeLog()
 		if err != nil {
 			fmt.Fprintf(stderr, "mailtee queue: %s %s: %v\n", verb, rest[1], err)
 			return exitRuntime
