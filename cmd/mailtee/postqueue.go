@@ -75,8 +75,8 @@ func pending(m queue.Info) []queue.RcptInfo {
 // printQueue prints the queue the way Postfix's mailq does with long
 // queue IDs (src/postqueue/showq_compat.c, L_STRING_FORMAT): ID (with
 // '!' when held, '*' when being delivered), size, arrival, sender, then
-// each pending recipient, each after the reason of its last failure
-// when that differs from the previous recipient's. mailtee's IDs are 19
+// each pending recipient after the reason of its last failure, right-
+// aligned at column 76 as Postfix's. mailtee's IDs are 19
 // characters where Postfix's long ones are 17: the ID column is as wide
 // as the longest ID with its mark, so the columns line up under the
 // header.
@@ -114,14 +114,11 @@ func printQueue(w io.Writer, list []queue.Info) {
 		// log shows it, so that no escape sequence, CR or NUL reaches
 		// the administrator's terminal, as Postfix's showq.
 		fmt.Fprintf(w, row, maillog.Printable(m.ID)+mark, fmt.Sprint(m.Size), m.Arrival.Format("Mon Jan _2 15:04:05"), maillog.Printable(from))
-		saved := ""
 		for _, r := range pending(m) {
-			if r.Reason != saved {
-				saved = r.Reason
-				show := maillog.Printable(r.Reason)
-				if show == "" {
-					show = "reason unavailable"
-				}
+			// Each recipient's reason, where Postfix prints one only
+			// when it differs from the previous recipient's: a reader
+			// (or a script) of one line pair needs no context.
+			if show := maillog.Printable(r.Reason); show != "" {
 				fmt.Fprintf(w, "%*s(%s)\n", max(76-len(show), 0), "", show)
 			}
 			fmt.Fprintf(w, row, "", "", "", maillog.Printable(r.Addr))
