@@ -152,6 +152,10 @@ if [ "$unit" = yes ]; then
 	fi
 fi
 
+if [ "$GROUP" != postdrop ]; then
+	echo "install.sh: set setgid_group = $GROUP in $CONFIG_DIR/main.cf: serve gives maildrop that group"
+fi
+
 if [ "$status" != 0 ]; then
 	die "some links were not made (see above); the rest is installed"
 fi

@@ -141,6 +141,14 @@ func TestPostfixCommandNames(t *testing.T) {
 		t.Fatalf("postqueue -j: exit %d, %v\n%s", code, err, out)
 	}
 	id := jm.QueueID
+	// The queue is root's (DESIGN.md: no user can read or change it),
+	// whatever the link: refused with a reason, the group never used.
+	for _, c := range [][]string{{mailq}, {postqueue, "-p"}, {sendmail, "-bp"}, {postsuper, "-d", "ALL"}, {postqueue, "-f"}} {
+		out, err := alice.as("", "", c[0], c[1:]...)
+		if err == nil || strings.Contains(out, "far@remote.example") || !strings.Contains(out, "root") && !strings.Contains(out, "superuser") {
+			t.Errorf("%s as %s: %v %q; want refused", c, alice.name, err, out)
+		}
+	}
 
 	// postsuper -h on the stopped server; started again, it keeps the
 	// message on hold although its next hop is up.
