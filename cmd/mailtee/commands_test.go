@@ -2,14 +2,18 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/queuelock"
 )
 
@@ -250,4 +254,59 @@ func FuzzSendmailBS(f *testing.F) {
 			}
 		}
 	})
+}
+
+// postsuper on a stopped server's spool: IDs from standard input, ALL
+// restricted to a queue, in command-line order; the spool keeps the
+// result for the next server.
+func TestPostsuperOffline(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("postsuper is root's")
+	}
+	dir := t.TempDir()
+	qdir := filepath.Join(dir, "queue")
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("queue_directory = "+qdir+"\n"), 0o644)
+	var ids []string
+	for i := 0; i < 3; i++ {
+		env := &envelope.Envelope{From: "s@example.org", Rcpts: []envelope.Rcpt{{Addr: fmt.Sprintf("r%d@example.org", i)}}, Arrival: time.Now()}
+		id, err := queue.Put(qdir, env, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	var out, errb bytes.Buffer
+	if code := runPostsuper([]string{"-c", dir, "-h", "-"}, strings.NewReader(ids[0]+"\n"+ids[1]+"\nnot/an/id\n"), &out, &errb); code != exitOK ||
+		!strings.Contains(errb.String(), "Placed on hold: 2 messages") || !strings.Contains(errb.String(), "invalid mail queue id: not/an/id") {
+		t.Fatalf("postsuper -h -: exit %d %q", code, errb.String())
+	}
+	errb.Reset()
+	// Release one, then delete the held: the released one stays.
+	if code := runPostsuper([]string{"-c", dir, "-H", ids[0], "-d", "ALL", "hold"}, strings.NewReader(""), &out, &errb); code != exitOK ||
+		!strings.Contains(errb.String(), "Deleted: 1 message\n") || !strings.Contains(errb.String(), "Released from hold: 1 message\n") {
+		t.Fatalf("postsuper -H ID -d ALL hold: exit %d %q", code, errb.String())
+	}
+	list, err := queue.ListDir(qdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, m := range list {
+		if m.Hold {
+			t.Errorf("%s is still held", m.ID)
+		}
+		left = append(left, m.ID)
+	}
+	slices.Sort(left)
+	want := []string{ids[0], ids[2]}
+	slices.Sort(want)
+	if !reflect.DeepEqual(left, want) {
+		t.Errorf("left in the queue: %v, want %v", left, want)
+	}
+	for _, args := range [][]string{{"-r", "ALL"}, {"-e", ids[0]}, {"-d", "ALL", "maildrop"}, {"-d", "ALL", "nosuchqueue"}} {
+		errb.Reset()
+		if code := runPostsuper(append([]string{"-c", dir}, args...), strings.NewReader(""), &out, &errb); code != exitBadData || !strings.Contains(errb.String(), "fatal:") {
+			t.Errorf("postsuper %q: exit %d %q; want refused", args, code, errb.String())
+		}
+	}
 }
