@@ -53,9 +53,10 @@ func init() {
 	}
 	commands["version"] = runVersion
 	usages["mailq"] = "mailq [-c DIR]             list the queue, as Postfix's mailq"
-	usages["newaliases"] = "newaliases [-c DIR] [-oA FILE]   validate the alias files, as Postfix's newaliases"
+	usages["newaliases"] = "newaliases [-c DIR] [-oAFILE]   validate the alias files, as Postfix's newaliases"
 	usages["postqueue"] = "postqueue [-c DIR] -p | -j | -f | -i ID | -s SITE   list or flush the queue"
 	usages["postsuper"] = "postsuper [-c DIR] [-d ID|ALL] [-h ID|ALL] [-H ID|ALL] [queue...]   delete, hold, release"
+	usages["sendmail"] = "sendmail [-C DIR] [-f sender] [-t] [-i] [-bs|-bp|-bi|-q] [rcpt ...]   queue the message on standard input"
 	usages["version"] = "version                    print mailtee's version"
 }
 
