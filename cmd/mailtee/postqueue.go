@@ -164,9 +164,10 @@ func printJSON(w io.Writer, list []queue.Info) error {
 	return nil
 }
 
-// runMailq is Postfix's mailq (sendmail -bp, postqueue -p).
+// runMailq is Postfix's mailq: sendmail -bp, which runs postqueue -p
+// (src/sendmail/sendmail.c), so it takes sendmail's options.
 func runMailq(args []string, stdout, stderr io.Writer) int {
-	return postqueue("mailq", args, "p", stdout, stderr)
+	return sendmail("mailq", args, os.Stdin, stdout, stderr)
 }
 
 // runPostqueue is Postfix's postqueue(1): -p, -j, -f, -i ID, -s SITE.

@@ -13,8 +13,8 @@ import (
 // when built with go install, else the VCS revision go build records.
 var version = ""
 
-// Version returns mailtee's version, "devel" when nothing says which.
-func Version() string {
+// versionString returns mailtee's version, "devel" when nothing says which.
+func versionString() string {
 	if version != "" {
 		return version
 	}
@@ -51,6 +51,6 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailtee version: unexpected argument %q\n%s\n", args[0], usageOf("version"))
 		return exitBadData
 	}
-	fmt.Fprintf(stdout, "mailtee %s (%s)\n", Version(), runtime.Version())
+	fmt.Fprintf(stdout, "mailtee %s (%s)\n", versionString(), runtime.Version())
 	return exitOK
 }
