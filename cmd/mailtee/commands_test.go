@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -308,5 +310,54 @@ func TestPostsuperOffline(t *testing.T) {
 		if code := runPostsuper(append([]string{"-c", dir}, args...), strings.NewReader(""), &out, &errb); code != exitBadData || !strings.Contains(errb.String(), "fatal:") {
 			t.Errorf("postsuper %q: exit %d %q; want refused", args, code, errb.String())
 		}
+	}
+}
+
+// A server that answers on the control socket owns the spool even when
+// it holds no lock (one started before the lock existed): postsuper
+// asks it, and does not open the spool.
+func TestPostsuperAsksLocklessServer(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("postsuper is root's")
+	}
+	dir := t.TempDir()
+	qdir := filepath.Join(dir, "queue")
+	os.MkdirAll(qdir, 0o700)
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("queue_directory = "+qdir+"\n"), 0o644)
+	l, err := net.Listen("unix", filepath.Join(qdir, "control"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan string, 10)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			if line == "" {
+				c.Close() // a probe: is anyone there?
+				continue
+			}
+			got <- strings.TrimSpace(line)
+			if strings.HasPrefix(line, "list") {
+				fmt.Fprintln(c, `{"ok":true,"list":[{"ID":"ABCDEF0123","From":"a@b","Rcpts":[{"Addr":"c@d","Status":"deferred"}]}]}`)
+			} else {
+				fmt.Fprintln(c, `{"ok":true}`)
+			}
+			c.Close()
+		}
+	}()
+	code, _, errs := mailtee(t, "", "postsuper", "-c", dir, "-h", "ABCDEF0123")
+	if code != exitOK || !strings.Contains(errs, "Placed on hold: 1 message") {
+		t.Fatalf("postsuper -h: exit %d %q", code, errs)
+	}
+	if a, b := <-got, <-got; a != "list" || b != "hold ABCDEF0123" {
+		t.Errorf("the server was asked %q, %q; want list, hold ABCDEF0123", a, b)
+	}
+	if _, err := os.Stat(filepath.Join(qdir, "queue")); !os.IsNotExist(err) {
+		t.Errorf("postsuper opened the spool of a running server: %v", err)
 	}
 }

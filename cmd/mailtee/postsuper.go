@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -187,9 +189,15 @@ func superEdit(qdir, op string, ids, queues []string, done func(id string, offli
 		switch {
 		case errors.Is(lockErr, queuelock.ErrNoQueue):
 			return 0, 0, nil
-		case lockErr == nil:
+		case lockErr == nil && !serverAnswers(qdir):
 			defer lock.Release()
 			return superOffline(qdir, op, want, done, stderr)
+		case lockErr == nil:
+			// A server that takes no lock (one started before mailtee
+			// had it, still running after an upgrade) owns the spool all
+			// the same.
+			lock.Release()
+			lockErr = errors.New("a server answers on the control socket")
 		case !errors.Is(lockErr, queuelock.ErrLocked):
 			return 0, 0, lockErr
 		}
@@ -266,4 +274,14 @@ func superOffline(qdir, op string, want func(queue.Info) (bool, bool), done func
 		done(m.ID, true)
 	}
 	return changed, found, nil
+}
+
+// serverAnswers says whether a server listens on qdir's control socket.
+func serverAnswers(qdir string) bool {
+	c, err := net.DialTimeout("unix", filepath.Join(qdir, "control"), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
