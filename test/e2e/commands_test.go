@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -239,4 +241,52 @@ func TestServeWaitsForQueueLock(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(qdir, "journal")); err != nil {
 		t.Errorf("the server did not open its queue after the lock was released: %v", err)
 	}
+}
+
+// serve speaks sd_notify, for dist/mailtee.service's Type=notify:
+// READY=1 once it accepts connections, RELOADING=1 and READY=1 around a
+// SIGHUP, STOPPING=1 on SIGTERM.
+func TestServeNotify(t *testing.T) {
+	sock := filepath.Join(harness.TempDir(t), "notify")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan string, 10)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := l.Read(buf)
+			if err != nil {
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+	next := func(want string) {
+		t.Helper()
+		select {
+		case s := <-got:
+			if !strings.HasPrefix(s, want) {
+				t.Fatalf("notification %q, want %q", s, want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no %q notification", want)
+		}
+	}
+	t.Setenv("NOTIFY_SOCKET", sock)
+	in := newInstance(t, "", nil)
+	in.Start()
+	next("READY=1\nSTATUS=listening")
+	if c, err := net.Dial("tcp", in.Addr()); err != nil {
+		t.Errorf("READY=1 came before the port answered: %v", err)
+	} else {
+		c.Close()
+	}
+	in.Signal(syscall.SIGHUP)
+	next("RELOADING=1")
+	next("READY=1")
+	in.Stop()
+	next("STOPPING=1")
 }
