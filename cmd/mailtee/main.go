@@ -48,11 +48,12 @@ var usages = map[string]string{
 }
 
 func main() {
-	if err := dropPrivileges(os.Args[1:]); err != nil {
+	args := personality(os.Args) // "sendmail -t" through a link is "mailtee sendmail -t"
+	if err := dropPrivileges(args); err != nil {
 		fmt.Fprintf(os.Stderr, "mailtee: %v\n", err)
 		os.Exit(exitRuntime)
 	}
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(args, os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -66,6 +67,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if args[0] == asuser.Command {
 		return asuser.Main(args[1:]) // started by serve, not listed
 	}
+	if help, ok := helpFor(args[0], args[1:]); ok {
+		fmt.Fprint(stdout, help)
+		return exitOK
+	}
 	cmd, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "mailtee: unknown command %q\n", args[0])
@@ -77,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mailtee COMMAND [options]")
-	for _, name := range []string{"serve", "check", "postconf", "postmap", "postalias", "queue", "sendmail", "reload"} {
+	for _, name := range usageOrder {
 		fmt.Fprintln(w, "  mailtee", usages[name])
 	}
 }

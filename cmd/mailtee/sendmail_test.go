@@ -24,8 +24,8 @@ func TestSendmailBadSender(t *testing.T) {
 	for _, from := range []string{"a@example.org\r\nRCPT TO:<x@example.com>", "a@example.org\n", "a\rb@example.org", "a\x00@example.org", "<a@example.org"} {
 		var out, errOut strings.Builder
 		code := runSendmail([]string{"-c", dir, "-f", from, "bob@example.com"}, strings.NewReader("Subject: x\n\nbody\n"), &out, &errOut)
-		if code != exitBadData || !strings.Contains(errOut.String(), "bad sender address in -f") {
-			t.Errorf("-f %q: exit %d, %q; want exit %d, bad sender", from, code, errOut.String(), exitBadData)
+		if code != exDataErr || !strings.Contains(errOut.String(), "bad sender address in -f") {
+			t.Errorf("-f %q: exit %d, %q; want exit %d (EX_DATAERR), bad sender", from, code, errOut.String(), exDataErr)
 		}
 	}
 	if n := queued(); n != 0 {
@@ -79,7 +79,7 @@ func TestSendmailSizeLimit(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "main.cf"), []byte(mainCf), 0o644)
 	var out, errOut strings.Builder
 	big := "Subject: x\n\n" + strings.Repeat("0123456789\n", 200)
-	if code := runSendmail([]string{"-c", dir, "bob"}, strings.NewReader(big), &out, &errOut); code != exitBadData || !strings.Contains(errOut.String(), "too big") {
-		t.Errorf("exit %d, %q; want %d, too big", code, errOut.String(), exitBadData)
+	if code := runSendmail([]string{"-c", dir, "bob"}, strings.NewReader(big), &out, &errOut); code != exDataErr || !strings.Contains(errOut.String(), "too big") {
+		t.Errorf("exit %d, %q; want %d (EX_DATAERR), too big", code, errOut.String(), exDataErr)
 	}
 }

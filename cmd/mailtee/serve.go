@@ -31,6 +31,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailtee serve: %s has errors; not starting (mailtee check -c %s lists every finding)\n", cfg.File, cfg.Dir)
 		return exitBadData
 	}
+	sd := newNotifier() // before the environment is trimmed
 	// Postfix's master keeps only import_environment's variables: what
 	// export_environment hands commands comes from there (LANG=C by
 	// default). Go's own settings stay for the runtime's sake.
@@ -55,6 +56,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailtee serve: %v\n", err)
 		return exitRuntime
 	}
+	sd.notify("READY=1\nSTATUS=listening; queue " + master.QueueDir(cfg))
 	stopProfile := startProfile(stderr)
 	defer stopProfile()
 	stopGC := make(chan struct{})
@@ -62,12 +64,15 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	go master.GCTuner(stopGC)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
+			sd.notify("RELOADING=1")
 			s.Reload(cfg.Dir)
+			sd.notify("READY=1")
 			continue
 		}
 		s.Log().Printf("master", "terminating on signal %v", sig)
 		break
 	}
+	sd.notify("STOPPING=1")
 	s.Stop(30 * time.Second)
 	return exitOK
 }

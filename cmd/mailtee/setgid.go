@@ -49,7 +49,10 @@ func dropPrivileges(args []string) error {
 	return nil
 }
 
-// withPostdrop runs f with the setgid group effective, when there is one.
+// withPostdrop runs f with the setgid group effective, when there is
+// one, and makes it the saved group ID alone again afterwards: sendmail
+// -bs drops one file per message of its session. dropPostdrop lets it
+// go for good.
 func withPostdrop(f func() error) error {
 	if postdropGid < 0 {
 		return f()
@@ -58,12 +61,27 @@ func withPostdrop(f func() error) error {
 		return err
 	}
 	err := f()
+	if derr := syscall.Setresgid(-1, os.Getgid(), -1); derr != nil {
+		// Cannot give the group back up: give it up for good, or fail.
+		if derr = dropPostdrop(); derr != nil {
+			panic("mailtee: cannot drop the setgid group: " + derr.Error())
+		}
+	}
+	return err
+}
+
+// dropPostdrop gives up the setgid group for good: real, effective and
+// saved group IDs become the caller's.
+func dropPostdrop() error {
+	if postdropGid < 0 {
+		return nil
+	}
 	gid := os.Getgid()
-	if derr := syscall.Setresgid(gid, gid, gid); derr != nil && err == nil {
-		err = derr
+	if err := syscall.Setresgid(gid, gid, gid); err != nil {
+		return fmt.Errorf("dropping setgid privileges: %w", err)
 	}
 	postdropGid = -1
-	return err
+	return nil
 }
 
 // configDirAllowed is Postfix's rule for a setgid postdrop: a caller

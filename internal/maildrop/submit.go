@@ -55,15 +55,13 @@ func ExtractRecipients(hdr []byte) ([]string, []byte, error) {
 	}
 	var out []string
 	for _, field := range []string{"To", "Cc", "Bcc"} {
-		if m.Header.Get(field) == "" {
-			continue
-		}
-		list, err := m.Header.AddressList(field)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %v", field, err)
-		}
-		for _, a := range list {
-			out = append(out, a.Address)
+		// Every such field, not only the first (as Postfix).
+		for _, v := range m.Header[field] {
+			list, err := headerAddresses(v)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %v", field, err)
+			}
+			out = append(out, list...)
 		}
 	}
 	// Remove Bcc lines (and their continuations).

@@ -81,10 +81,12 @@ func (cs *controlServer) handle(c net.Conn, s *Server) {
 	var reply ControlReply
 	err = nil
 	switch {
-	case strings.Contains(" delete hold release pickup ", " "+verb+" ") && !queue.ValidID(arg):
+	case (strings.Contains(" delete hold release pickup ", " "+verb+" ") || verb == "flush" && arg != "") && !queue.ValidID(arg):
 		// An ID names a file in the spool; a path must not (pickup used
 		// to load, deliver and delete any file it was given).
 		err = fmt.Errorf("%q: %w", arg, queue.ErrBadID)
+	case verb == "flush" && arg != "":
+		err = s.q.FlushID(arg) // postqueue -i
 	case verb == "flush":
 		s.q.Flush()
 	case verb == "delete":
@@ -136,6 +138,8 @@ func verbPast(v string) string {
 		return "placed on hold"
 	case "release":
 		return "released from hold"
+	case "flush":
+		return "flushed"
 	}
 	return v
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/mailtee/mailtee/internal/mastercf"
 	"github.com/mailtee/mailtee/internal/qmgr"
 	"github.com/mailtee/mailtee/internal/queue"
+	"github.com/mailtee/mailtee/internal/queuelock"
 	"github.com/mailtee/mailtee/internal/smtpd"
 )
 
@@ -67,6 +68,7 @@ type Server struct {
 	// asUser runs mailbox deliveries with their recipient's privileges;
 	// nil unless mailtee runs as root.
 	asUser *asuser.Pool
+	qlock  *queuelock.Lock // held from before the queue opens until it closes
 }
 
 // Log is the server's mail log.
@@ -153,6 +155,11 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	s.rt.Store(rt)
 	tuneGC()
 	manager := qmgr.New(s.agents())
+	// The queue is ours alone from before it is opened: an offline
+	// postsuper edit finishes first, a second serve fails (queuelock).
+	if s.qlock, err = queuelock.Acquire(QueueDir(cfg), 30*time.Second); err != nil {
+		return nil, fmt.Errorf("%w (is another mailtee serve running on it?)", err)
+	}
 	q, err := queue.Open(queue.Options{
 		Dir:             QueueDir(cfg),
 		MinBackoff:      mustDuration(cfg, "minimal_backoff_time"),
@@ -186,6 +193,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		Log:     s.log.Slog(),
 	})
 	if err != nil {
+		s.qlock.Release()
 		return nil, err
 	}
 	s.q = q
@@ -193,6 +201,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	notifier.Queue, s.forwarder.Queue = s.door, s.door
 	policies, err := servicePolicies(rt, s.svcs, opened)
 	if err != nil {
+		s.qlock.Release()
 		return nil, err
 	}
 	for i, svc := range s.svcs {
@@ -368,6 +377,7 @@ func (s *Server) Stop(grace time.Duration) {
 		s.pickup.Close() // before the queue it submits to
 	}
 	s.q.Close(ctx)
+	s.qlock.Release()
 	s.smtp.Close()
 	for _, c := range s.clients {
 		c.Close()

@@ -147,7 +147,9 @@ func QueueIDs(list string) []string {
 	var ids []string
 	for _, line := range strings.Split(list, "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 2 && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "-") {
+		// A reason longer than the indent starts at column 0, in
+		// parentheses, as in Postfix's mailq.
+		if len(f) >= 2 && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "-") && !strings.HasPrefix(line, "(") {
 			ids = append(ids, strings.TrimRight(f[0], "!*"))
 		}
 	}
