@@ -77,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mailtee COMMAND [options]")
-	for _, name := range []string{"serve", "check", "postconf", "postmap", "postalias", "queue", "sendmail", "reload"} {
+	for _, name := range []string{"serve", "check", "postconf", "postmap", "postalias", "queue", "sendmail", "reload", "import-postfix-queue"} {
 		fmt.Fprintln(w, "  mailtee", usages[name])
 	}
 }
