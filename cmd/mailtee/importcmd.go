@@ -77,12 +77,15 @@ func runImportPostfixQueue(args []string, stdout, stderr io.Writer) int {
 			}
 		},
 	})
+	if errors.Is(err, pfimport.ErrRunning) {
+		fmt.Fprintf(stderr, "mailtee import-postfix-queue: %v\n", err)
+		return exitBadData
+	}
+	// What was imported before a failure is in mailtee's queue: said
+	// either way.
 	printSummary(stdout, pfdir, qdir, sum)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailtee import-postfix-queue: %v\n", err)
-		if errors.Is(err, pfimport.ErrRunning) {
-			return exitBadData
-		}
 		return exitRuntime
 	}
 	return exitOK

@@ -130,6 +130,11 @@ func Import(o Options) (*Summary, error) {
 	return sum, nil
 }
 
+// crash is where tests stop an import as a crash would: at "staged"
+// (queued in mailtee's staging, Postfix's file untouched) or "moved"
+// (the file out of Postfix's queue, the message not committed).
+var crash = func(at string) error { return nil }
+
 // skipError marks a file that is left where it is, the import going on.
 type skipError struct{ error }
 
@@ -343,8 +348,14 @@ func importFile(o Options, archive string, f pfqueue.File, sum *Summary) error {
 	if err != nil {
 		return fmt.Errorf("queue in %s: %w", o.QueueDir, err)
 	}
+	if err := crash("staged"); err != nil {
+		return err
+	}
 	if err := moveOut(n); err != nil {
 		queue.Discard(o.QueueDir, id)
+		return err
+	}
+	if err := crash("moved"); err != nil {
 		return err
 	}
 	if err := queue.Commit(o.QueueDir, id); err != nil {
@@ -613,8 +624,14 @@ func importDrop(o Options, f pfqueue.File, m *pfqueue.Message, data []byte, n *n
 	if err := safeio.WriteFile(staged+".note", nb, 0o600); err != nil {
 		return err
 	}
+	if err := crash("staged"); err != nil {
+		return err
+	}
 	if err := moveOut(n); err != nil {
 		discardDrop(staged)
+		return err
+	}
+	if err := crash("moved"); err != nil {
 		return err
 	}
 	if err := commitDrop(o.QueueDir, staged, n.Drop); err != nil {
