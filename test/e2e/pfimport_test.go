@@ -34,8 +34,8 @@ type dsnSession struct {
 }
 
 func (s *dsnSink) NewSession(*smtp.Conn) (smtp.Session, error) { return &dsnSession{s: s}, nil }
-func (ss *dsnSession) Reset()                                 { ss.head, ss.rcpt = "", nil }
-func (ss *dsnSession) Logout() error                          { return nil }
+func (ss *dsnSession) Reset()                                  { ss.head, ss.rcpt = "", nil }
+func (ss *dsnSession) Logout() error                           { return nil }
 func (ss *dsnSession) Mail(from string, o *smtp.MailOptions) error {
 	ss.head = fmt.Sprintf("<%s> RET=%s ENVID=%s", from, o.Return, o.EnvelopeID)
 	return nil
