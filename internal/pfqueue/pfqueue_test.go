@@ -274,3 +274,21 @@ func FuzzRead(f *testing.F) {
 		ReadLog(b)
 	})
 }
+
+// Long queue IDs (enable_long_queue_ids) in queues hashed two levels
+// deep (hash_queue_depth = 2), as Postfix 3.7 wrote them.
+func TestScanLongIDs(t *testing.T) {
+	files, err := Scan("testdata/longid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0].ID != "4jjJ9V3HWgz1SPD9" || files[0].Queue != "deferred" ||
+		files[0].Logs["defer"] != "testdata/longid/defer/7/1/4jjJ9V3HWgz1SPD9" {
+		t.Fatalf("%+v", files)
+	}
+	b, _ := os.ReadFile(files[0].Path)
+	m, err := Read(b)
+	if err != nil || m.Sender != "long@client.test" || len(m.Pending()) != 1 {
+		t.Errorf("%+v %v", m, err)
+	}
+}
