@@ -61,6 +61,13 @@ func Plan(p Policy, m *queue.Message, failed []int) (notices []Notice, dropped [
 	at := map[dest]int{} // index in notices
 	for _, i := range failed {
 		r := m.Rcpts[i]
+		if !r.Copy && r.Notify != "" && !strings.Contains(strings.ToUpper(r.Notify), "FAILURE") {
+			// The client asked not to be told (DSN NOTIFY=NEVER, or
+			// only SUCCESS/DELAY): Postfix logs it only
+			// (bounce_one_service.c, bounce_notify_verp.c).
+			dropped = append(dropped, i)
+			continue
+		}
 		n := Notice{To: m.Env.From}
 		switch {
 		case r.Copy:
