@@ -158,6 +158,8 @@ func (n *Notifier) send(ctx context.Context, p Policy, m *queue.Message, no Noti
 		Postmaster:   no.Postmaster,
 		Original:     body,
 		MaxOriginal:  p.MaxOriginal,
+		EnvID:        m.Env.EnvID,
+		HeadersOnly:  m.Env.Ret == "HDRS",
 	}
 	for _, i := range no.Rcpts {
 		rep.Recipients = append(rep.Recipients, Recipient(m.Rcpts[i], now))
@@ -196,7 +198,7 @@ func Recipient(r queue.RcptState, now time.Time) dsn.Recipient {
 		diag = "delivery time expired; last error: " + r.LastErr
 	}
 	return dsn.Recipient{Final: r.Addr, Original: r.Orig, Action: "failed", Status: status,
-		RemoteMTA: remoteHost(r.Relay), Diagnostic: "X-Mailtee; " + diag, LastAttempt: now}
+		RemoteMTA: remoteHost(r.Relay), Diagnostic: "X-Mailtee; " + diag, LastAttempt: now, ORcpt: r.ORcpt}
 }
 
 // remoteHost takes "host[ip]:port" to "host" for Remote-MTA.
