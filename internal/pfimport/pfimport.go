@@ -303,6 +303,12 @@ func importFile(o Options, archive string, f pfqueue.File, sum *Summary) error {
 	if !m.HasFrom {
 		return skipError{errors.New("cannot import: no sender record")}
 	}
+	if m.Filter != "" && f.Queue != "maildrop" {
+		// cleanup recorded content_filter: qmgr would send the message
+		// to the filter (amavis, a spam filter) first. Queued as it is,
+		// it would go out unfiltered.
+		return skipError{fmt.Errorf("waiting for content_filter %s, which mailtee does not run; start Postfix with that filter to let it through, then import again", m.Filter)}
+	}
 	dev, ino := identity(f.Info)
 	n := &note{Queue: f.Queue, ID: f.ID, Path: f.Path, Dev: dev, Ino: ino, Logs: map[string]string{}}
 	n.Archive, err = freeName(filepath.Join(archive, f.Queue), f.ID)
@@ -424,9 +430,23 @@ func envelopeOf(f pfqueue.File, m *pfqueue.Message) (*envelope.Envelope, []queue
 			Notify: pfqueue.NotifyString(r.Notify), ORcpt: r.DSNOrcpt})
 		init = append(init, in)
 	}
+	redirected := false
 	for _, r := range m.Rcpts {
 		if r.Done {
 			continue
+		}
+		if m.Redirect != "" {
+			// An access table's REDIRECT: the message goes once, to
+			// that address, instead of to its recipients
+			// (qmgr_message_resolve).
+			if redirected {
+				continue
+			}
+			redirected = true
+			if r.Orig == "" {
+				r.Orig = r.Addr
+			}
+			r.Addr = m.Redirect
 		}
 		in := queue.Initial{}
 		if e := findEntry(deferLog, r); e != nil {

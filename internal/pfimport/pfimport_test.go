@@ -273,3 +273,35 @@ func TestImportDamaged(t *testing.T) {
 		t.Errorf("damaged file not left in place: %v", err)
 	}
 }
+
+// Written by Postfix 3.7.11 too: a message an access table redirected
+// (REDIRECT red@defer.example: it goes once, to that address), and one
+// waiting for a content_filter mailtee does not run (left in Postfix's
+// queue, unfiltered mail never goes out).
+func TestImportRedirectAndFilter(t *testing.T) {
+	e := setup(t)
+	os.RemoveAll(e.pf)
+	if out, err := exec.Command("cp", "-a", "../pfqueue/testdata/special", e.pf).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	for _, d := range []string{"active", "incoming", "maildrop", "hold", "pid"} {
+		os.MkdirAll(filepath.Join(e.pf, d), 0o700)
+	}
+	sum, err := Import(e.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Messages != 1 || len(sum.Skipped) != 1 || !strings.Contains(sum.Skipped[0], "C6B3298A0B2: waiting for content_filter smtp:[127.0.0.1]:3") {
+		t.Errorf("%+v", sum)
+	}
+	r := byFrom(t, e.q)["redir@client.test"]
+	if len(r) != 1 || len(r[0].Rcpts) != 1 || r[0].Rcpts[0].Addr != "red@defer.example" {
+		t.Fatalf("redirected: %+v", r)
+	}
+	if m := meta(t, e.q, r[0].ID); m.Rcpts[0].Orig != "r1@defer.example" {
+		t.Errorf("original recipient %+v", m.Rcpts[0])
+	}
+	if _, err := os.Stat(filepath.Join(e.pf, "deferred/C/C6B3298A0B2")); err != nil {
+		t.Errorf("the filtered message left Postfix's queue: %v", err)
+	}
+}

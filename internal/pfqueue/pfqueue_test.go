@@ -259,10 +259,12 @@ func itoa(n int) string {
 // FuzzRead: no input makes Read panic or run away; what it returns
 // without error has an END record.
 func FuzzRead(f *testing.F) {
-	files, _ := Scan(td)
-	for _, fl := range files {
-		if b, err := os.ReadFile(fl.Path); err == nil {
-			f.Add(b)
+	for _, dir := range []string{td, "testdata/longid", "testdata/special"} {
+		files, _ := Scan(dir)
+		for _, fl := range files {
+			if b, err := os.ReadFile(fl.Path); err == nil {
+				f.Add(b)
+			}
 		}
 	}
 	f.Add([]byte("T\x011S\x00M\x00N\x02hiX\x00E\x00"))
