@@ -239,4 +239,18 @@ maillog_file = %s/maillog
 	if err != nil || !strings.Contains(out, ": 0 messages, 0 pending recipients, 0 bounce notices owed, 0 held, 0 maildrop files") {
 		t.Errorf("second import: %v\n%s", err, out)
 	}
+
+	// Postfix started again finds nothing to deliver: the sink gets no
+	// second copy.
+	if out, err := pf.cmd("script", "-qec", "postfix -c '"+pf.etc+"' start", "/dev/null"); err != nil {
+		t.Fatalf("postfix start: %v %s", err, out)
+	}
+	pf.waitLog("daemon started")
+	time.Sleep(3 * time.Second) // queue_run_delay = 1s
+	if n := len(sink.list()); n != len(want) {
+		t.Errorf("after Postfix restarted the sink has %d transactions, want %d:\n%s", n, len(want), strings.Join(sink.list(), "\n"))
+	}
+	if strings.Contains(pf.maillog(), "status=sent") {
+		t.Errorf("the restarted Postfix delivered:\n%s", pf.maillog())
+	}
 }
