@@ -32,7 +32,7 @@ func TestImportPostfixQueueDefaultDir(t *testing.T) {
 		t.Errorf("summary: %s", out.String())
 	}
 	log, _ := os.ReadFile(filepath.Join(base, "maillog"))
-	if strings.Count(string(log), "mailtee/import[") != 7 {
+	if strings.Count(string(log), "mailtee/import[") != 8 {
 		t.Errorf("maillog:\n%s", log)
 	}
 	out.Reset()

@@ -606,12 +606,18 @@ func importDrop(o Options, f pfqueue.File, m *pfqueue.Message, data []byte, n *n
 		d.Arrival = f.Info.ModTime()
 	}
 	msg := crlf(m.Content)
-	extracted := false
+	extracted, dsn := false, m.EnvID != "" || m.Ret != 0
 	for _, r := range m.Rcpts {
 		if !r.Done {
 			d.Rcpts = append(d.Rcpts, r.Addr)
 			extracted = extracted || r.Extracted
+			dsn = dsn || r.Notify != 0 || r.DSNOrcpt != ""
 		}
+	}
+	if dsn {
+		// mailtee's sendmail has no -N/-V: its drop format has no place
+		// for them. Said, not silently dropped.
+		o.Log(fmt.Sprintf("warning: maildrop %s: the DSN parameters of sendmail -N/-V (NOTIFY, ENVID, RET) are not carried: mailtee's pickup takes none", f.ID))
 	}
 	if extracted {
 		// sendmail -t: Postfix's cleanup would drop Bcc: from the

@@ -170,7 +170,8 @@ func TestImport(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if len(e.log) != 7 || !strings.Contains(strings.Join(e.log, "\n"), ": postfix-queue-id=249B398A541, from=<bob@client.test>, nrcpt=1, held (imported from hold)") {
+	if all := strings.Join(e.log, "\n"); len(e.log) != 8 || !strings.Contains(all, ": postfix-queue-id=249B398A541, from=<bob@client.test>, nrcpt=1, held (imported from hold)") ||
+		!strings.Contains(all, "warning: maildrop 1F8FE98A2F2: the DSN parameters of sendmail -N/-V") {
 		t.Errorf("log:\n%s", strings.Join(e.log, "\n"))
 	}
 
