@@ -69,6 +69,9 @@ func runImportPostfixQueue(args []string, stdout, stderr io.Writer) int {
 		PostfixDir: pfdir,
 		QueueDir:   qdir,
 		DataDir:    cfg.DataDirectory(),
+		// A running server is told of each message; a stopped one
+		// finds them at its start.
+		Queued: func(id string) { master.Control(qdir, "pickup "+id) },
 		Log: func(line string) {
 			if w, ok := strings.CutPrefix(line, "warning: "); ok {
 				log.Warnf("import", "%s", w)

@@ -54,6 +54,10 @@ type Options struct {
 	// shape ("NEWID: postfix-queue-id=OLDID, from=<...>, nrcpt=N
 	// (imported from deferred)"), and warnings ("warning: ...").
 	Log func(line string)
+	// Queued, when set, is told the ID of each message committed to
+	// mailtee's queue: a running server loads it at once (its
+	// control socket's "pickup"), not at its next rescan.
+	Queued func(id string)
 }
 
 // Summary counts what an import did.
@@ -237,7 +241,15 @@ func recoverStaged(o Options, sum *Summary) error {
 			}
 			continue
 		}
-		if err := settle(o, &n, sum, func() error { return queue.Commit(o.QueueDir, st.ID) },
+		if err := settle(o, &n, sum, func() error {
+			if err := queue.Commit(o.QueueDir, st.ID); err != nil {
+				return err
+			}
+			if o.Queued != nil {
+				o.Queued(st.ID)
+			}
+			return nil
+		},
 			func() error { return queue.Discard(o.QueueDir, st.ID) }); err != nil {
 			return err
 		}
@@ -366,6 +378,9 @@ func importFile(o Options, archive string, f pfqueue.File, sum *Summary) error {
 	}
 	if err := queue.Commit(o.QueueDir, id); err != nil {
 		return err
+	}
+	if o.Queued != nil {
+		o.Queued(id)
 	}
 	sum.Messages++
 	sum.ByQueue[f.Queue]++

@@ -254,3 +254,42 @@ maillog_file = %s/maillog
 		t.Errorf("the restarted Postfix delivered:\n%s", pf.maillog())
 	}
 }
+
+// Imported while mailtee runs with a long queue_run_delay: the server
+// is told of each message (the control socket's pickup) and delivers at
+// once, not at its next rescan. The queue is the one Postfix 3.7.11
+// wrote for pfqueue's tests.
+func TestImportPostfixQueueIntoRunningServer(t *testing.T) {
+	sink := harness.NewSink(t, "", nil)
+	in := harness.NewInstance(t, "transport_maps = texthash:$config_directory/transport\nqueue_run_delay = 3600s\n", map[string]string{
+		"transport": fmt.Sprintf("defer.example smtp:[127.0.0.1]:%d\nclient.test smtp:[127.0.0.1]:%d\n", sink.Port(), sink.Port()),
+	})
+	in.Start()
+	t.Cleanup(in.Stop)
+	pfq := filepath.Join(harness.TempDir(t), "postfix")
+	if out, err := exec.Command("cp", "-a", "../../internal/pfqueue/testdata/queue", pfq).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	for _, d := range []string{"active", "incoming", "pid"} {
+		os.MkdirAll(filepath.Join(pfq, d), 0o700)
+	}
+	out, err := in.Run("", "import-postfix-queue", pfq)
+	if err != nil || !strings.Contains(out, ": 5 messages, 7 pending recipients, 1 bounce notices owed, 1 held, 2 maildrop files") {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	want := map[string]int{"a1@defer.example": 1, "a2@defer.example": 1, "c1@defer.example": 2, "d1@defer.example": 1, "d2@defer.example": 1,
+		"m1@defer.example": 1, "t1@defer.example": 1, "t2@defer.example": 1, "carol@client.test": 1}
+	harness.WaitUntil(t, "every imported recipient at the sink", 20*time.Second, func() bool {
+		got := sink.Counts()
+		for r, n := range want {
+			if got[r] < n {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(time.Second)
+	if got := sink.Counts(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("the sink received %v, want %v", got, want)
+	}
+}
