@@ -42,7 +42,7 @@ func personality(argv []string) []string {
 
 // usageOrder is the order of the commands in mailtee's usage.
 var usageOrder = []string{"serve", "check", "postconf", "postmap", "postalias", "queue", "sendmail", "reload",
-	"mailq", "newaliases", "postqueue", "postsuper", "version"}
+	"import-postfix-queue", "mailq", "newaliases", "postqueue", "postsuper", "version"}
 
 func init() {
 	commands["mailq"] = runMailq

@@ -61,6 +61,13 @@ func Plan(p Policy, m *queue.Message, failed []int) (notices []Notice, dropped [
 	at := map[dest]int{} // index in notices
 	for _, i := range failed {
 		r := m.Rcpts[i]
+		if !r.Copy && r.Notify != "" && !strings.Contains(strings.ToUpper(r.Notify), "FAILURE") {
+			// The client asked not to be told (DSN NOTIFY=NEVER, or
+			// only SUCCESS/DELAY): Postfix logs it only
+			// (bounce_one_service.c, bounce_notify_verp.c).
+			dropped = append(dropped, i)
+			continue
+		}
 		n := Notice{To: m.Env.From}
 		switch {
 		case r.Copy:
@@ -151,6 +158,8 @@ func (n *Notifier) send(ctx context.Context, p Policy, m *queue.Message, no Noti
 		Postmaster:   no.Postmaster,
 		Original:     body,
 		MaxOriginal:  p.MaxOriginal,
+		EnvID:        m.Env.EnvID,
+		HeadersOnly:  m.Env.Ret == "HDRS",
 	}
 	for _, i := range no.Rcpts {
 		rep.Recipients = append(rep.Recipients, Recipient(m.Rcpts[i], now))
@@ -189,7 +198,7 @@ func Recipient(r queue.RcptState, now time.Time) dsn.Recipient {
 		diag = "delivery time expired; last error: " + r.LastErr
 	}
 	return dsn.Recipient{Final: r.Addr, Original: r.Orig, Action: "failed", Status: status,
-		RemoteMTA: remoteHost(r.Relay), Diagnostic: "X-Mailtee; " + diag, LastAttempt: now}
+		RemoteMTA: remoteHost(r.Relay), Diagnostic: "X-Mailtee; " + diag, LastAttempt: now, ORcpt: r.ORcpt}
 }
 
 // remoteHost takes "host[ip]:port" to "host" for Remote-MTA.

@@ -66,6 +66,9 @@ func TestPlan(t *testing.T) {
 		{name: "a copy of mail from <> is a copy first", p: policy, sender: "",
 			rcpts: []envelope.Rcpt{{Addr: "u@new.example", Copy: true}},
 			want:  []Notice{{To: "postmaster@example.org", Postmaster: true, Rcpts: []int{0}}}},
+		{name: "DSN NOTIFY without FAILURE: logged only", p: policy, sender: "alice@outside.example",
+			rcpts: []envelope.Rcpt{{Addr: "u@example.org", Notify: "NEVER"}, {Addr: "v@example.org", Notify: "SUCCESS,DELAY"}, {Addr: "w@example.org", Notify: "FAILURE"}},
+			want:  []Notice{{To: "alice@outside.example", Rcpts: []int{2}}}, dropped: []int{0, 1}},
 		{name: "never a bounce for a bounce", p: with2bounce, sender: "", notification: true,
 			rcpts: []envelope.Rcpt{{Addr: "alice@outside.example"}, {Addr: "x@new.example", Copy: true}}, dropped: []int{0, 1}},
 	} {

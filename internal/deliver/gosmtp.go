@@ -280,10 +280,18 @@ func (d *delivery) pipelined(s *session, body io.Reader) bool {
 	if msg.SMTPUTF8 {
 		b.WriteString(" SMTPUTF8") // offered: transaction checked
 	}
+	dsn, _ := s.cl.Extension("DSN")
+	if dsn {
+		b.WriteString(msg.dsnMailParams())
+	}
 	b.WriteString("\r\n")
 	rcpts := slices.Clone(d.pending)
 	for _, i := range rcpts {
-		b.WriteString("RCPT TO:<" + d.res[i].Rcpt + ">\r\n")
+		b.WriteString("RCPT TO:<" + d.res[i].Rcpt + ">")
+		if dsn {
+			b.WriteString(msg.dsnRcptParams(i))
+		}
+		b.WriteString("\r\n")
 	}
 	b.WriteString("DATA\r\n")
 	s.conn.SetWriteDeadline(time.Now().Add(timeout))

@@ -36,6 +36,10 @@ type Message struct {
 	// The client that sent the message, for local(8)'s command
 	// environment (CLIENT_HOSTNAME, ...); empty when unknown.
 	ClientName, ClientAddr, ClientHelo, ClientProtocol string
+	// DSN parameters (dsn.go): RET, ENVID, and per recipient, indexed
+	// like Deliver's rcpts (nil: none).
+	Ret, EnvID string
+	RcptDSN    []RcptDSN
 }
 
 // ContentReader reads a message's content and remembers a read error, so

@@ -64,6 +64,7 @@ func (d *delivery) transaction(s *session) bool {
 	if msg.EightBit {
 		opts.Body = smtp.Body8BitMIME
 	}
+	msg.dsnMail(opts)
 	if err := s.cl.Mail(msg.From, opts); err != nil {
 		e, ok := d.refused(s, err, "MAIL FROM command", "sending MAIL FROM")
 		if !ok {
@@ -75,7 +76,7 @@ func (d *delivery) transaction(s *session) bool {
 	}
 	var accepted []int
 	for _, i := range slices.Clone(d.pending) {
-		err := s.cl.Rcpt(d.res[i].Rcpt, nil)
+		err := s.cl.Rcpt(d.res[i].Rcpt, msg.dsnRcpt(i))
 		if err == nil {
 			accepted = append(accepted, i)
 			continue

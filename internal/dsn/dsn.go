@@ -64,6 +64,10 @@ type Recipient struct {
 	// from RemoteMTA and Diagnostic.
 	Reason      string
 	LastAttempt time.Time // zero to leave Last-Attempt-Date out
+	// ORcpt is the DSN ORCPT the client gave ("rfc822;addr"): reported
+	// as Original-Recipient in preference to Original, as Postfix's
+	// bounce_notify_util.c does.
+	ORcpt string
 }
 
 // Report is a notification to build.
@@ -107,6 +111,11 @@ type Report struct {
 	// maximal_queue_lifetime, quoted in a delay warning's text; Lifetime
 	// also gives the Will-Retry-Until field. Zero leaves them out.
 	WarnAfter, Lifetime time.Duration
+	// EnvID is the DSN ENVID the client gave, reported as
+	// Original-Envelope-Id; HeadersOnly is its RET=HDRS: only the
+	// header section is returned (RFC 3461 4.3).
+	EnvID       string
+	HeadersOnly bool
 }
 
 // Postfix's default templates (src/bounce/bounce_templates.c).
@@ -453,6 +462,9 @@ func (r *Report) statusPart(global bool) []byte {
 	}
 
 	field("Reporting-MTA", "dns; "+r.ReportingMTA)
+	if r.EnvID != "" {
+		field("Original-Envelope-Id", r.EnvID)
+	}
 	if r.QueueID != "" {
 		field("X-"+mailName+"-Queue-ID", r.QueueID)
 	}
@@ -465,7 +477,9 @@ func (r *Report) statusPart(global bool) []byte {
 	for _, rc := range r.Recipients {
 		b.WriteString("\r\n")
 		field("Final-Recipient", addrType(rc.Final))
-		if rc.Original != "" {
+		if typ, addr, ok := strings.Cut(rc.ORcpt, ";"); ok && typ != "" && addr != "" {
+			field("Original-Recipient", rc.ORcpt)
+		} else if rc.Original != "" {
 			field("Original-Recipient", addrType(rc.Original))
 		}
 		action := rc.Action
@@ -634,7 +648,7 @@ func (r *Report) original() (*returned, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dsn: %s: reading the original message: %w", r.QueueID, err)
 		}
-		if int64(len(data)) <= max {
+		if int64(len(data)) <= max && !r.HeadersOnly {
 			headersOnly = false
 		} else if r.Headers != nil {
 			data = r.Headers

@@ -27,6 +27,10 @@ type Envelope struct {
 	// alias's forward, a bounce notice), so that a message's offspring
 	// can be traced; "" for mail that came from outside.
 	Parent string `json:",omitempty"`
+	// DSN (RFC 3461) ENVID and RET ("FULL", "HDRS" or ""), as the
+	// client gave them; set by import-postfix-queue from Postfix's queue.
+	EnvID string `json:",omitempty"`
+	Ret   string `json:",omitempty"`
 }
 
 // Rcpt is one envelope recipient.
@@ -43,6 +47,10 @@ type Rcpt struct {
 	// NotifyOwner, when set, is where failures for this recipient go
 	// instead of the sender (Postfix's owner-alias convention).
 	NotifyOwner string `json:",omitempty"`
+	// DSN (RFC 3461) NOTIFY ("NEVER" or a list of SUCCESS, FAILURE,
+	// DELAY) and ORCPT ("rfc822;addr", xtext decoded), "" when not given.
+	Notify string `json:",omitempty"`
+	ORcpt  string `json:",omitempty"`
 }
 
 // Hop is where a recipient's mail goes, as routing decides it and the

@@ -66,7 +66,8 @@ func (m *Manager) Has(transport string) bool {
 func (m *Manager) Deliver(ctx context.Context, qm *queue.Message, hop envelope.Hop, idx []int) []queue.Outcome {
 	msg := &deliver.Message{ID: qm.ID, From: qm.Env.From, Size: qm.Size, Open: qm.Open,
 		SMTPUTF8: qm.Env.SMTPUTF8, EightBit: qm.Env.BodyType == "8BITMIME",
-		ClientName: qm.Env.ClientName, ClientAddr: qm.Env.ClientAddr, ClientHelo: qm.Env.Helo, ClientProtocol: qm.Env.Protocol}
+		ClientName: qm.Env.ClientName, ClientAddr: qm.Env.ClientAddr, ClientHelo: qm.Env.Helo, ClientProtocol: qm.Env.Protocol,
+		Ret: qm.Env.Ret, EnvID: qm.Env.EnvID}
 	rcpts := make([]envelope.Rcpt, len(idx))
 	for k, i := range idx {
 		rcpts[k] = qm.Rcpts[i].Rcpt
@@ -96,8 +97,17 @@ type SMTPAgent struct{ Client *deliver.Client }
 
 func (a SMTPAgent) Deliver(ctx context.Context, nexthop string, msg *deliver.Message, rcpts []envelope.Rcpt) []queue.Outcome {
 	addrs := make([]string, len(rcpts))
+	var dsn []deliver.RcptDSN
 	for i, r := range rcpts {
 		addrs[i] = r.Addr
+		if r.Notify != "" || r.ORcpt != "" {
+			dsn = append(dsn, make([]deliver.RcptDSN, i+1-len(dsn))...)
+			dsn[i] = deliver.RcptDSN{Notify: r.Notify, ORcpt: r.ORcpt}
+		}
+	}
+	if dsn != nil {
+		m := *msg
+		m.RcptDSN, msg = dsn, &m
 	}
 	out := make([]queue.Outcome, len(rcpts))
 	for i, r := range a.Client.Deliver(ctx, nexthop, msg, addrs) {
