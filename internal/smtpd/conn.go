@@ -14,13 +14,16 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// go-smtp has no hook for five things mailtee must do, so each accepted
+// go-smtp has no hook for six things mailtee must do, so each accepted
 // connection is wrapped (conn) before go-smtp sees it:
 //
 //   - The greeting. go-smtp writes "220 <Domain> ESMTP Service Ready";
 //     Postfix writes "220 $smtpd_banner", which administrators set and
 //     monitoring checks. The greeting is the first line written on a
 //     connection, before any TLS, so conn.Write replaces it.
+//   - Postfix's words. go-smtp answers MAIL, RCPT, NOOP, RSET and
+//     others in its own words; conn.Write puts Postfix's in their place
+//     (replies.go).
 //   - Connection limits. Postfix refuses a client over its limit with a 421
 //     instead of the greeting; the listener does that before go-smtp gets
 //     the connection (limits.go). A client that must wait for a place
@@ -190,6 +193,7 @@ func (c *conn) Write(b []byte) (int, error) {
 	// only break the stream; it goes as it is, and closeAfter ends the
 	// connection.
 	timedOut = timedOut && !c.tlsReplies.on
+	plain, inTx := !c.tlsReplies.on, c.inTx
 	c.mu.Unlock()
 	if first {
 		if err := c.waitForPlace(); err != nil {
@@ -217,7 +221,11 @@ func (c *conn) Write(b []byte) (int, error) {
 		case limit:
 			// Postfix answers the junk command, then says 421 before
 			// reading the next one.
-			if err := c.flush(b); err != nil {
+			out := b
+			if plain {
+				out = postfixReply(b, c.srv.o.Hostname, inTx)
+			}
+			if err := c.flush(out); err != nil {
 				c.Close()
 				return 0, err
 			}
@@ -226,8 +234,11 @@ func (c *conn) Write(b []byte) (int, error) {
 		}
 	}
 	n, out := len(b), b
-	if first && bytes.HasPrefix(b, []byte("220 ")) {
+	switch {
+	case first && bytes.HasPrefix(b, []byte("220 ")):
 		out = c.srv.greeting
+	case plain:
+		out = postfixReply(b, c.srv.o.Hostname, inTx) // replies.go
 	}
 	if closeAfter {
 		err := c.flush(out)

@@ -1,0 +1,94 @@
+package smtpd
+
+import (
+	"bytes"
+)
+
+// go-smtp words the replies it makes on its own in its own way ("250
+// 2.0.0 Roger, accepting mail from <a@b>", "I'll make sure <c@d> gets
+// this"), and has no hook to change them. Clients, monitoring and log
+// tools know Postfix's words (src/smtpd/smtpd.c), so conn.Write puts
+// Postfix's reply in place of each of go-smtp's that has a Postfix
+// counterpart, by the reply's exact start. The rewrite happens after
+// conn.Write has counted the reply (junkVerb, countReply), which match
+// go-smtp's words.
+//
+// Only the plaintext stream can be rewritten: after STARTTLS conn.Write
+// sees TLS records, and go-smtp's words remain (see README). Replies
+// without a counterpart keep go-smtp's words: VRFY (Postfix echoes the
+// address, which conn does not see), the MAIL and RCPT parameters go-smtp
+// refuses, BDAT's "Continue", HELO/EHLO without an argument (one text for
+// both; Postfix names the command).
+
+// rewrite is one of go-smtp's replies (by its start) and Postfix's.
+type rewrite struct {
+	goSMTP  string
+	postfix string // "" for the ones that depend on the state (postfixReply)
+}
+
+// rewrites are go-smtp v0.25.1's own replies (conn.go) and the replies
+// Postfix 3.7's smtpd.c gives in the same situation. The first match
+// wins.
+var rewrites = []rewrite{
+	{"250 2.0.0 Roger, accepting mail from <", "250 2.1.0 Ok"},
+	{"250 2.0.0 I'll make sure <", "250 2.1.5 Ok"},
+	{"354 Go ahead. End your data with <CR><LF>.<CR><LF>", "354 End data with <CR><LF>.<CR><LF>"},
+	{"250 2.0.0 I have successfully done nothing", "250 2.0.0 Ok"},
+	{"250 2.0.0 Session reset", "250 2.0.0 Ok"},
+	// HELO and EHLO answer with the server's name (smtpd.c helo_cmd,
+	// ehlo_cmd); "" means myhostname.
+	{"250 2.0.0 Hello ", ""},
+	{"250-Hello ", ""},
+	// go-smtp refuses MAIL before HELO; Postfix would take it
+	// (smtpd_helo_required = no) and refuses it only when HELO is
+	// required, in these words.
+	{"502 5.5.1 Please introduce yourself first.", "503 5.5.1 Error: send HELO/EHLO first"},
+	{"502 5.5.1 Missing MAIL FROM command.", "503 5.5.1 Error: need MAIL command"},
+	// DATA or BDAT without a recipient: "" is decided by whether MAIL was
+	// given (smtpd.c data_cmd).
+	{"502 5.5.1 Missing RCPT TO command.", ""},
+	{"501 5.5.2 Was expecting MAIL arg syntax of FROM:<address>", "501 5.5.4 Syntax: MAIL FROM:<address>"},
+	{"501 5.5.2 Was expecting RCPT arg syntax of TO:<address>", "501 5.5.4 Syntax: RCPT TO:<address>"},
+	{"501 5.5.4 DATA command should not have any arguments", "501 5.5.4 Syntax: DATA"},
+	{"501 5.5.4 Unable to parse SIZE as an integer", "501 5.5.4 Bad message size syntax"},
+	{"552 5.3.4 Max message size exceeded", "552 5.3.4 Message size exceeds fixed limit"},
+	// Commands go-smtp knows but does not implement are unknown to
+	// Postfix.
+	{"500 5.5.2 Syntax errors, ", "500 5.5.2 Error: command not recognized"},
+	{"502 5.5.1 SEND command not implemented", "500 5.5.2 Error: command not recognized"},
+	{"502 5.5.1 SOML command not implemented", "500 5.5.2 Error: command not recognized"},
+	{"502 5.5.1 SAML command not implemented", "500 5.5.2 Error: command not recognized"},
+	{"502 5.5.1 EXPN command not implemented", "500 5.5.2 Error: command not recognized"},
+	{"502 5.5.1 HELP command not implemented", "500 5.5.2 Error: command not recognized"},
+	{"502 5.5.1 TURN command not implemented", "500 5.5.2 Error: command not recognized"},
+	{"502 5.5.1 TLS not supported", "502 5.5.1 Error: command not implemented"},
+	{"500 5.5.1 This is not a LMTP server", "500 5.5.2 Error: command not recognized"},
+}
+
+// postfixReply returns Postfix's words for go-smtp's reply line b (with
+// its CR LF), or b itself when there is nothing to rewrite. host is
+// myhostname; inTx says whether MAIL was accepted.
+func postfixReply(b []byte, host string, inTx bool) []byte {
+	if len(b) < 4 {
+		return b
+	}
+	for _, r := range rewrites {
+		if !bytes.HasPrefix(b, []byte(r.goSMTP)) {
+			continue
+		}
+		text := r.postfix
+		switch r.goSMTP {
+		case "250 2.0.0 Hello ":
+			text = "250 " + host
+		case "250-Hello ":
+			text = "250-" + host
+		case "502 5.5.1 Missing RCPT TO command.":
+			text = "503 5.5.1 Error: need RCPT command"
+			if inTx {
+				text = "554 5.5.1 Error: no valid recipients"
+			}
+		}
+		return append([]byte(text), "\r\n"...)
+	}
+	return b
+}
