@@ -45,6 +45,9 @@ type Options struct {
 	// Hostname (myhostname) and Myorigin name this system in the
 	// header fields cleanup adds to local submissions.
 	Hostname, Myorigin string
+	// MailName is mail_name, in the Received: field of a local
+	// submission; "" means mailtee's default, "mailtee".
+	MailName string
 	// Log takes cleanup's mail log lines; nil drops them.
 	Log func(line string)
 	// Now is time.Now, but for tests.
@@ -192,7 +195,12 @@ func (c *Cleanup) received(id string, uid int, now time.Time) string {
 	if id != "" {
 		id = "id " + id + "; "
 	}
-	return fmt.Sprintf("Received: by %s (mailtee, from userid %d)\r\n\t%s%s\r\n", c.o.Hostname, uid, id, now.Format(time.RFC1123Z))
+	name := c.o.MailName
+	if name == "" {
+		name = "mailtee"
+	}
+	// pickup.c: "by %s (%s, from userid %ld)", myhostname, mail_name.
+	return fmt.Sprintf("Received: by %s (%s, from userid %d)\r\n\t%s%s\r\n", c.o.Hostname, name, uid, id, now.Format(time.RFC1123Z))
 }
 
 // missingFields notes which of From:, Date: and Message-Id: a local

@@ -477,6 +477,7 @@ func cleanupOptions(cfg *config.Config, t *tables, log func(string)) cleanup.Opt
 		HeaderClients:   headerRewriteClients(cfg, t),
 		Hostname:        cfg.Get("myhostname"),
 		Myorigin:        cfg.Get("myorigin"),
+		MailName:        cfg.Get("mail_name"),
 		Log:             log,
 	}
 }

@@ -198,6 +198,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	s.smtpd = smtpd.New(smtpd.Options{
 		Hostname:        s.host,
 		Banner:          banner,
+		MailName:        cfg.Get("mail_name"),
 		MaxMessageBytes: int64(mustInt(cfg, "message_size_limit")),
 		MaxRecipients:   mustInt(cfg, "smtpd_recipient_limit"),
 		Timeout:         mustDuration(cfg, "smtpd_timeout"),
@@ -231,6 +232,7 @@ func (s *Server) bouncePolicy() bounce.Policy {
 	cfg := s.rt.Load().cfg
 	p := bounce.Policy{
 		Hostname:              s.host,
+		MailName:              cfg.Get("mail_name"),
 		Myorigin:              cfg.Get("myorigin"),
 		NoticeRecipient:       cfg.Get("bounce_notice_recipient"),
 		DoubleBounceRecipient: cfg.Get("2bounce_notice_recipient"),

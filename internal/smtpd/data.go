@@ -83,11 +83,12 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // there is one:
 //
 //	Received: from HELO (NAME [ADDR])
-//		by HOSTNAME (mailtee) with ESMTP id QUEUEID
+//		by HOSTNAME (MAIL_NAME) with ESMTP id QUEUEID
 //		for <RCPT>; DATE
 type receivedInfo struct {
 	helo, name, addr string // addr as rfcAddr gives it
 	host             string
+	mailName         string // mail_name
 	with             string // ESMTP, ESMTPS, SMTP, UTF8SMTP, UTF8SMTPS
 	id               string
 	rcpts            []string // external form
@@ -103,7 +104,7 @@ func (r receivedInfo) String() string {
 	b.WriteString("Received: from ")
 	b.WriteString(printable(r.helo))
 	b.WriteString(" (" + r.name + " [" + r.addr + "])\r\n")
-	b.WriteString("\tby " + r.host + " (mailtee) with " + r.with + " id " + r.id)
+	b.WriteString("\tby " + r.host + " (" + r.mailName + ") with " + r.with + " id " + r.id)
 	if len(r.rcpts) == 1 {
 		b.WriteString("\r\n\tfor <" + r.rcpts[0] + ">; ")
 	} else {

@@ -55,6 +55,9 @@ var rewrites = []rewrite{
 	// Commands go-smtp knows but does not implement are unknown to
 	// Postfix.
 	{"500 5.5.2 Syntax errors, ", "500 5.5.2 Error: command not recognized"},
+	// A verb that is not four letters ("XYZZY"): go-smtp cannot split
+	// it; to Postfix it is one more unknown command.
+	{"501 5.5.2 Bad command", "500 5.5.2 Error: command not recognized"},
 	{"502 5.5.1 SEND command not implemented", "500 5.5.2 Error: command not recognized"},
 	{"502 5.5.1 SOML command not implemented", "500 5.5.2 Error: command not recognized"},
 	{"502 5.5.1 SAML command not implemented", "500 5.5.2 Error: command not recognized"},

@@ -194,7 +194,7 @@ func (s *session) data(r io.Reader) (string, error) {
 	}
 	hdr := receivedInfo{
 		helo: helo, name: s.c.name, addr: s.c.rfcAddr(),
-		host: s.srv.o.Hostname, with: with, id: id, rcpts: ext, date: arrival,
+		host: s.srv.o.Hostname, mailName: s.srv.o.MailName, with: with, id: id, rcpts: ext, date: arrival,
 	}.String()
 
 	body := &bodyReader{r: r, bareCR: s.c.bareCR}

@@ -117,6 +117,9 @@ type Options struct {
 	// Banner is the expanded smtpd_banner; "" means Postfix's default,
 	// "$myhostname ESMTP $mail_name".
 	Banner string
+	// MailName is mail_name, in the Received: header (and the default
+	// banner); "" means mailtee's default, "mailtee".
+	MailName string
 
 	MaxMessageBytes int64         // message_size_limit
 	MaxRecipients   int           // smtpd_recipient_limit
@@ -213,8 +216,11 @@ func New(o Options) *Server {
 	if o.Hostname == "" {
 		o.Hostname = "localhost"
 	}
+	if o.MailName == "" {
+		o.MailName = "mailtee"
+	}
 	if o.Banner == "" {
-		o.Banner = o.Hostname + " ESMTP mailtee"
+		o.Banner = o.Hostname + " ESMTP " + o.MailName
 	}
 	if o.MaxMessageBytes < 0 {
 		o.MaxMessageBytes = 0

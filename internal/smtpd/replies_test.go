@@ -1,0 +1,57 @@
+package smtpd
+
+import (
+	"strings"
+	"testing"
+)
+
+// Postfix's words (src/smtpd/smtpd.c) for what go-smtp answers itself;
+// test/e2e's TestRepliesAsPostfix compares a whole session with a real
+// Postfix.
+func TestRepliesInPostfixWords(t *testing.T) {
+	ts := start(t, nil)
+	c := dial(t, ts.addr)
+	c.expect("220 " + testHost + " ESMTP mailtee")
+	for _, s := range []struct{ cmd, want string }{
+		{"MAIL FROM:<s@remote.example>", "503 5.5.1 Error: send HELO/EHLO first"},
+		{"HELO client.example", "250 " + testHost},
+		{"RCPT TO:<alice@example.com>", "503 5.5.1 Error: need MAIL command"},
+		{"DATA", "503 5.5.1 Error: need RCPT command"},
+		{"NOOP", "250 2.0.0 Ok"},
+		{"RSET", "250 2.0.0 Ok"},
+		{"MAIL FROM <s@remote.example>", "501 5.5.4 Syntax: MAIL FROM:<address>"},
+		{"MAIL FROM:<s@remote.example>", "250 2.1.0 Ok"},
+		{"DATA", "554 5.5.1 Error: no valid recipients"},
+		{"RCPT <alice@example.com>", "501 5.5.4 Syntax: RCPT TO:<address>"},
+		{"RCPT TO:<alice@example.com>", "250 2.1.5 Ok"},
+		{"DATA x", "501 5.5.4 Syntax: DATA"},
+		{"XYZZY", "500 5.5.2 Error: command not recognized"},
+		{"EXPN list", "500 5.5.2 Error: command not recognized"},
+		{"STARTTLS", "502 5.5.1 Error: command not implemented"},
+		{"DATA", "354 End data with <CR><LF>.<CR><LF>"},
+	} {
+		if got := c.cmd(s.cmd); got != s.want {
+			t.Errorf("%s: %q, want %q", s.cmd, got, s.want)
+		}
+	}
+	c.send("Subject: x\r\n\r\nx\r\n.\r\n")
+	c.expect("250 2.0.0 Ok: queued as ")
+	if got := c.cmd("EHLO client.example"); !strings.HasPrefix(got, "250-"+testHost+"\n") {
+		t.Errorf("EHLO: %q, want 250-%s first", got, testHost)
+	}
+	c.must("QUIT", "221 2.0.0 Bye")
+}
+
+// mail_name names the program in the greeting's default and in
+// Received:, as in Postfix (smtpd.c: "by %s (%s) with ...").
+func TestMailName(t *testing.T) {
+	ts := start(t, func(o *Options) { o.Banner, o.MailName = "", "Example MTA" })
+	c := dial(t, ts.addr)
+	c.expect("220 " + testHost + " ESMTP Example MTA")
+	c.cmd("EHLO client.example")
+	c.mail("s@remote.example", []string{"alice@example.com"}, "Subject: x\r\n\r\nx\r\n")
+	m := ts.q.all()
+	if len(m) != 1 || !strings.Contains(m[0].body, "\tby "+testHost+" (Example MTA) with ESMTP id ") {
+		t.Fatalf("queued %+v, want a Received: by %s (Example MTA)", m, testHost)
+	}
+}
