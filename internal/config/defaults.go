@@ -57,6 +57,9 @@ var mailteeDefaults = map[string]string{
 	// The greeting ($smtpd_banner), Received: and the notices name the
 	// program that answers: mailtee, not Postfix.
 	"mail_name": "mailtee",
+	// Postfix 3.9's default: clients that end lines with a bare LF keep
+	// working, and no smuggled message gets through (internal/smtpd).
+	"smtpd_forbid_bare_newline": "normalize",
 }
 
 // defaults is the table of all known parameters and their raw default values.

@@ -208,6 +208,8 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		TLS:             tlsCfg,
 		RequireTLS:      cfg.Get("smtpd_tls_security_level") == "encrypt",
 		SMTPUTF8:        cfg.Get("smtputf8_enable") == "yes",
+		BareNewline:     bareNewline(cfg),
+		BareNewlineCode: mustInt(cfg, "smtpd_forbid_bare_newline_reject_code"),
 		Policy:          rt.policy,
 		Queue:           s.door,
 		MailLog:         func(line string) { s.log.Printf("smtpd", "%s", line) },
@@ -371,4 +373,10 @@ func (s *Server) Reload(dir string) error {
 	s.smtpd.SetPolicy(rt.policy)
 	s.log.Printf("master", "reload: tables, routing, rewriting, relay control and local delivery reloaded from %s; listeners, queue timers and TLS change at the next restart", cfg.File)
 	return nil
+}
+
+// bareNewline is smtpd_forbid_bare_newline, which check has validated.
+func bareNewline(cfg *config.Config) smtpd.BareNewline {
+	m, _ := smtpd.ParseBareNewline(cfg.Get("smtpd_forbid_bare_newline"))
+	return m
 }

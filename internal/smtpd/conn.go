@@ -73,12 +73,15 @@ type conn struct {
 	// done already.
 	replyCounted bool
 	hungUp       bool // Close was called
-	errors       int  // Postfix's error_count
-	junk         int  // Postfix's junk_cmds
-	stats        stats
-	closeOnce    sync.Once
+	// bareLFCommand: a command line ended in a bare LF (bareline.go).
+	bareLFCommand bool
+	errors        int // Postfix's error_count
+	junk          int // Postfix's junk_cmds
+	stats         stats
+	closeOnce     sync.Once
 
-	crs crFilter // the plaintext stream's bare CRs (crfilter.go), used by go-smtp's goroutine only
+	crs  crFilter   // the plaintext stream's bare CRs (crfilter.go), used by go-smtp's goroutine only
+	cmds cmdWatcher // its command lines' bare LFs (bareline.go), likewise
 
 	wmu  sync.Mutex // guards wbuf, and orders writes to Conn
 	wbuf []byte     // written by go-smtp, not yet sent
@@ -121,6 +124,7 @@ func (c *conn) Read(b []byte) (int, error) {
 	c.readSince = now
 	c.mu.Unlock()
 	n, err := c.readPlain(b)
+	c.noteBareLF()
 	c.mu.Lock()
 	c.readSince = time.Time{}
 	c.mu.Unlock()
@@ -155,6 +159,7 @@ func (c *conn) readPlain(b []byte) (int, error) {
 		n, err := c.Conn.Read(b[off:])
 		n += off
 		m := c.crs.filter(b, n, err != nil)
+		c.cmds.feed(b[:m])
 		// A lone held CR: nothing to pass on yet, read on (go-smtp
 		// would wait for the rest of the line anyway).
 		if m > 0 || err != nil {
@@ -194,7 +199,11 @@ func (c *conn) Write(b []byte) (int, error) {
 	// connection.
 	timedOut = timedOut && !c.tlsReplies.on
 	plain, inTx := !c.tlsReplies.on, c.inTx
+	bareLF := c.bareLFCommand && !first
 	c.mu.Unlock()
+	if bareLF {
+		return len(b), c.refuseBareLF()
+	}
 	if first {
 		if err := c.waitForPlace(); err != nil {
 			return 0, err

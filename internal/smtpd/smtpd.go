@@ -11,7 +11,9 @@
 //     asks, instead of Postfix's 4xx for the defer_ variant);
 //   - smtpd_reject_unlisted_recipient = yes, with local_recipient_maps,
 //     relay_recipient_maps and virtual_alias_maps (policy.go);
-//   - smtpd_forbid_bare_newline = reject, extended to bare CR (data.go);
+//   - smtpd_forbid_bare_newline (normalize by default, or reject) and
+//     smtpd_forbid_bare_newline_exclusions; a bare CR in content is
+//     refused in every mode (data.go);
 //   - message_size_limit, smtpd_recipient_limit, smtpd_timeout,
 //     smtpd_hard_error_limit, smtpd_soft_error_limit,
 //     smtpd_error_sleep_time, smtpd_junk_command_limit;
@@ -107,6 +109,10 @@ type Policy struct {
 	// UnknownRelayCode is unknown_relay_recipient_reject_code; 0 means
 	// Postfix's default, 550.
 	UnknownRelayCode int
+	// BareNewlineExclusions is smtpd_forbid_bare_newline_exclusions
+	// (Postfix's default: $mynetworks): clients to which
+	// Options.BareNewline = reject does not apply. nil excludes none.
+	BareNewlineExclusions *maps.NetList
 }
 
 // Options configure a Server. Zero values mean "no limit" except where
@@ -155,6 +161,13 @@ type Options struct {
 	// until the client has said STARTTLS.
 	RequireTLS bool
 	SMTPUTF8   bool // smtputf8_enable
+
+	// BareNewline is smtpd_forbid_bare_newline (data.go); the zero value
+	// is normalize, mailtee's default.
+	BareNewline BareNewline
+	// BareNewlineCode is smtpd_forbid_bare_newline_reject_code; 0 means
+	// Postfix's default, 550.
+	BareNewlineCode int
 
 	// Policy decides relaying and recipients. Nil is an empty Policy:
 	// no client may relay and no domain is ours, so every RCPT is
@@ -221,6 +234,9 @@ func New(o Options) *Server {
 	}
 	if o.Banner == "" {
 		o.Banner = o.Hostname + " ESMTP " + o.MailName
+	}
+	if o.BareNewlineCode == 0 {
+		o.BareNewlineCode = 550
 	}
 	if o.MaxMessageBytes < 0 {
 		o.MaxMessageBytes = 0
