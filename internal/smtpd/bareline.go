@@ -31,6 +31,9 @@ type cmdWatcher struct {
 	chunk int64  // bytes of the BDAT chunk left, in watchChunk
 	// bareLF: a command line ended in a bare LF since the last take.
 	bareLF bool
+	// bdat: the last content command was BDAT, not DATA (bodyReader
+	// applies the "." line rules to DATA only, as Postfix).
+	bdat bool
 }
 
 const (
@@ -114,8 +117,9 @@ func (w *cmdWatcher) step(c byte) {
 	w.line = w.line[:0]
 	switch {
 	case line == "DATA":
-		w.mode, w.data = watchData, dataBeginLine
+		w.mode, w.data, w.bdat = watchData, dataBeginLine, false
 	case strings.HasPrefix(line, "BDAT "):
+		w.bdat = true
 		f := strings.Fields(line[5:])
 		if len(f) == 0 {
 			return
@@ -153,12 +157,23 @@ func (c *conn) rejectBareLF() bool {
 // force, the next reply refuses the command. Called on go-smtp's
 // goroutine for the connection, as readPlain.
 func (c *conn) noteBareLF() {
+	c.mu.Lock()
+	// For Data, which runs on a goroutine of its own for BDAT.
+	c.bdat = c.cmds.bdat
+	c.mu.Unlock()
 	if !c.cmds.take() || !c.rejectBareLF() {
 		return
 	}
 	c.mu.Lock()
 	c.bareLFCommand = true
 	c.mu.Unlock()
+}
+
+// isBDAT reports whether the content being read came by BDAT.
+func (c *conn) isBDAT() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bdat
 }
 
 // refuseBareLF replaces the reply go-smtp was writing by Postfix's

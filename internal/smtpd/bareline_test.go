@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -94,5 +95,21 @@ func TestParseBareNewline(t *testing.T) {
 		if _, err := ParseBareNewline(v); err == nil {
 			t.Errorf("%q accepted", v)
 		}
+	}
+}
+
+// BDAT content is not dot-stuffed: with normalize only its line ends
+// change, and a line "." stays (Postfix's BDAT reader has no dot rules).
+func TestBareNewlineNormalizeBDAT(t *testing.T) {
+	ts := start(t, nil)
+	c := ts.session(t)
+	c.must("MAIL FROM:<s@remote.example>", "250 ")
+	c.must("RCPT TO:<alice@example.com>", "250 ")
+	chunk := "a\n.\r\n..b\nc\r\n"
+	c.send("BDAT " + fmt.Sprint(len(chunk)) + " LAST\r\n" + chunk)
+	c.expect("250 2.0.0 Ok: queued as ")
+	m := ts.q.all()
+	if len(m) != 1 || !strings.HasSuffix(m[0].body, "\r\na\r\n.\r\n..b\r\nc\r\n") {
+		t.Fatalf("queued %+v", m)
 	}
 }

@@ -73,8 +73,9 @@ type conn struct {
 	// done already.
 	replyCounted bool
 	hungUp       bool // Close was called
-	// bareLFCommand: a command line ended in a bare LF (bareline.go).
-	bareLFCommand bool
+	// bareLFCommand: a command line ended in a bare LF (bareline.go);
+	// bdat: the content being read came by BDAT.
+	bareLFCommand, bdat bool
 	errors        int // Postfix's error_count
 	junk          int // Postfix's junk_cmds
 	stats         stats

@@ -24,7 +24,8 @@ import (
 //     "." that ends with a bare LF or follows one is dropped, as Postfix
 //     drops it: it is neither the end of the data nor content. A dot at
 //     the start of a line that follows a bare LF is removed, as from any
-//     other line (go-smtp only does it after CR LF).
+//     other line (go-smtp only does it after CR LF). BDAT content is not
+//     dot-stuffed: there only the line ends change.
 //   - reject: content with a bare LF is refused ("550 5.5.2 HOST Error:
 //     bare <LF> received", smtpd_forbid_bare_newline_reject_code), and
 //     the session goes on; a command line ending in a bare LF gets the
@@ -81,6 +82,7 @@ func ParseBareNewline(v string) (BareNewline, error) {
 type bodyReader struct {
 	r      io.Reader
 	reject bool  // smtpd_forbid_bare_newline = reject for this client
+	bdat   bool  // BDAT content: no dot rules (nothing is dot-stuffed)
 	n      int64 // bytes read from r
 	err    error // the first error other than io.EOF
 	eof    bool  // r reached its end cleanly, and out is empty
@@ -185,7 +187,7 @@ func (b *bodyReader) step(c byte) error {
 		b.bareLF, b.midLine = true, false
 		return nil
 	case '.':
-		if !b.midLine && b.bareLF {
+		if !b.midLine && b.bareLF && !b.bdat {
 			b.dot = true
 			return nil
 		}

@@ -197,7 +197,7 @@ func (s *session) data(r io.Reader) (string, error) {
 		host: s.srv.o.Hostname, mailName: s.srv.o.MailName, with: with, id: id, rcpts: ext, date: arrival,
 	}.String()
 
-	body := &bodyReader{r: r, bareCR: s.c.bareCR, reject: s.c.rejectBareLF()}
+	body := &bodyReader{r: r, bareCR: s.c.bareCR, reject: s.c.rejectBareLF(), bdat: s.c.isBDAT()}
 	err := q.Enqueue(s.srv.ctx, id, env, io.MultiReader(strings.NewReader(hdr), body))
 
 	// whatsup logs a refusal as Postfix's log_whatsup does.
