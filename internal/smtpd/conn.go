@@ -76,10 +76,10 @@ type conn struct {
 	// bareLFCommand: a command line ended in a bare LF (bareline.go);
 	// bdat: the content being read came by BDAT.
 	bareLFCommand, bdat bool
-	errors        int // Postfix's error_count
-	junk          int // Postfix's junk_cmds
-	stats         stats
-	closeOnce     sync.Once
+	errors              int // Postfix's error_count
+	junk                int // Postfix's junk_cmds
+	stats               stats
+	closeOnce           sync.Once
 
 	crs  crFilter   // the plaintext stream's bare CRs (crfilter.go), used by go-smtp's goroutine only
 	cmds cmdWatcher // its command lines' bare LFs (bareline.go), likewise
