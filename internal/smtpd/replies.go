@@ -51,6 +51,10 @@ var rewrites = []rewrite{
 	{"501 5.5.2 Was expecting RCPT arg syntax of TO:<address>", "501 5.5.4 Syntax: RCPT TO:<address>"},
 	{"501 5.5.4 DATA command should not have any arguments", "501 5.5.4 Syntax: DATA"},
 	{"501 5.5.4 Unable to parse SIZE as an integer", "501 5.5.4 Bad message size syntax"},
+	// MAIL parameters without a value that go-smtp does not take
+	// (SMTPUTF8 with smtputf8_enable = no): Postfix names the option.
+	{"504 5.5.4 SMTPUTF8 is not implemented", "555 5.5.4 Unsupported option: SMTPUTF8"},
+	{"504 5.5.4 REQUIRETLS is not implemented", "555 5.5.4 Unsupported option: REQUIRETLS"},
 	{"552 5.3.4 Max message size exceeded", "552 5.3.4 Message size exceeds fixed limit"},
 	// Commands go-smtp knows but does not implement are unknown to
 	// Postfix.

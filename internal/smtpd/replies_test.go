@@ -42,6 +42,18 @@ func TestRepliesInPostfixWords(t *testing.T) {
 	c.must("QUIT", "221 2.0.0 Bye")
 }
 
+// smtputf8_enable = no: SMTPUTF8 is neither offered nor taken, in
+// Postfix's words.
+func TestSMTPUTF8Disabled(t *testing.T) {
+	ts := start(t, func(o *Options) { o.SMTPUTF8 = false })
+	c := dial(t, ts.addr)
+	c.expect("220 ")
+	if got := c.cmd("EHLO client.example"); strings.Contains(got, "SMTPUTF8") {
+		t.Errorf("EHLO offers SMTPUTF8: %q", got)
+	}
+	c.must("MAIL FROM:<s@remote.example> SMTPUTF8", "555 5.5.4 Unsupported option: SMTPUTF8")
+}
+
 // mail_name names the program in the greeting's default and in
 // Received:, as in Postfix (smtpd.c: "by %s (%s) with ...").
 func TestMailName(t *testing.T) {
