@@ -76,6 +76,9 @@ type conn struct {
 	// bareLFCommand: a command line ended in a bare LF (bareline.go);
 	// bdat: the content being read came by BDAT.
 	bareLFCommand, bdat bool
+	// skipRest: a reply line was rewritten (replies.go) from its first
+	// part; the rest of go-smtp's line, in later writes, is dropped.
+	skipRest bool
 	errors              int // Postfix's error_count
 	junk                int // Postfix's junk_cmds
 	stats               stats
@@ -233,7 +236,7 @@ func (c *conn) Write(b []byte) (int, error) {
 			// reading the next one.
 			out := b
 			if plain {
-				out = postfixReply(b, c.srv.o.Hostname, inTx)
+				out = c.postfixReply(b, inTx)
 			}
 			if err := c.flush(out); err != nil {
 				c.Close()
@@ -248,7 +251,7 @@ func (c *conn) Write(b []byte) (int, error) {
 	case first && bytes.HasPrefix(b, []byte("220 ")):
 		out = c.srv.greeting
 	case plain:
-		out = postfixReply(b, c.srv.o.Hostname, inTx) // replies.go
+		out = c.postfixReply(b, inTx) // replies.go
 	}
 	if closeAfter {
 		err := c.flush(out)

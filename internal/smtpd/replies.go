@@ -72,6 +72,33 @@ var rewrites = []rewrite{
 	{"500 5.5.1 This is not a LMTP server", "500 5.5.2 Error: command not recognized"},
 }
 
+// postfixReply is postfixReply for what go-smtp writes on c: a reply
+// line longer than go-smtp's buffer (4 KB: an RCPT with a long address
+// is echoed in "I'll make sure <...>") comes in several writes; once its
+// start is rewritten, the rest is dropped up to its LF.
+func (c *conn) postfixReply(b []byte, inTx bool) []byte {
+	c.mu.Lock()
+	skip := c.skipRest
+	c.mu.Unlock()
+	if skip {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return nil
+		}
+		c.mu.Lock()
+		c.skipRest = false
+		c.mu.Unlock()
+		return b[i+1:]
+	}
+	out := postfixReply(b, c.srv.o.Hostname, inTx)
+	if len(b) > 0 && b[len(b)-1] != '\n' && &out[0] != &b[0] {
+		c.mu.Lock()
+		c.skipRest = true
+		c.mu.Unlock()
+	}
+	return out
+}
+
 // postfixReply returns Postfix's words for go-smtp's reply line b (with
 // its CR LF), or b itself when there is nothing to rewrite. host is
 // myhostname; inTx says whether MAIL was accepted.

@@ -67,3 +67,19 @@ func TestMailName(t *testing.T) {
 		t.Fatalf("queued %+v, want a Received: by %s (Example MTA)", m, testHost)
 	}
 }
+
+// go-smtp echoes the address into its RCPT reply; one longer than its
+// 4 KB buffer reaches conn in several writes, and the whole line must
+// become Postfix's one, not its start.
+func TestLongReplyRewritten(t *testing.T) {
+	ts := start(t, func(o *Options) { o.Policy = testPolicy(t, us) })
+	c := ts.session(t)
+	c.must("MAIL FROM:<s@remote.example>", "250 2.1.0 Ok")
+	long := strings.Repeat("a", 9000)
+	if got := c.cmd("RCPT TO:<" + long + "@elsewhere.example>"); got != "250 2.1.5 Ok" {
+		t.Errorf("RCPT: %.80q", got)
+	}
+	if got := c.cmd("NOOP"); got != "250 2.0.0 Ok" {
+		t.Errorf("NOOP after it: %.80q", got)
+	}
+}
