@@ -78,11 +78,11 @@ type conn struct {
 	bareLFCommand, bdat bool
 	// skipRest: a reply line was rewritten (replies.go) from its first
 	// part; the rest of go-smtp's line, in later writes, is dropped.
-	skipRest bool
-	errors              int // Postfix's error_count
-	junk                int // Postfix's junk_cmds
-	stats               stats
-	closeOnce           sync.Once
+	skipRest  bool
+	errors    int // Postfix's error_count
+	junk      int // Postfix's junk_cmds
+	stats     stats
+	closeOnce sync.Once
 
 	crs  crFilter   // the plaintext stream's bare CRs (crfilter.go), used by go-smtp's goroutine only
 	cmds cmdWatcher // its command lines' bare LFs (bareline.go), likewise
