@@ -50,9 +50,30 @@ var repliesDialogue = []replyStep{
 	{cmd: "QUIT"},
 }
 
+// bareLFDialogue is smtpd_forbid_bare_newline = reject: content with a
+// bare LF is refused and the session goes on; a command line that ends
+// in one is refused and the session ends.
+var bareLFDialogue = []replyStep{
+	{cmd: ""},
+	{cmd: "EHLO client.example", firstOnly: true},
+	{cmd: "MAIL FROM:<a@outside.example>"},
+	{cmd: "RCPT TO:<user@test.example>"},
+	{cmd: "DATA"},
+	{cmd: "BODY:Subject: bare\r\n\r\nline\nmore\r\n.\r\n"},
+	{cmd: "NOOP"},
+	{cmd: "BODY:MAIL FROM:<a@outside.example>\n"},
+	{cmd: "NOOP"},
+}
+
 // runDialogue runs repliesDialogue against addr and returns each reply
 // (all its lines, joined by "|").
 func runDialogue(t *testing.T, addr string) []string {
+	return runSteps(t, addr, repliesDialogue)
+}
+
+// runSteps runs a dialogue against addr and returns each reply (all its
+// lines, joined by "|"; "EOF" once the server has hung up).
+func runSteps(t *testing.T, addr string, steps []replyStep) []string {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -62,7 +83,7 @@ func runDialogue(t *testing.T, addr string) []string {
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	r := bufio.NewReader(c)
 	var out []string
-	for _, s := range repliesDialogue {
+	for _, s := range steps {
 		switch {
 		case strings.HasPrefix(s.cmd, "BODY:"):
 			fmt.Fprint(c, strings.TrimPrefix(s.cmd, "BODY:"))
@@ -113,6 +134,26 @@ func TestRepliesAsPostfix(t *testing.T) {
 		g := queueIDRe.ReplaceAllString(got[i], "queued as ID")
 		if w != g {
 			t.Errorf("%q: mailtee says %q, Postfix %q", s.cmd, g, w)
+		}
+	}
+}
+
+func TestBareNewlineRejectAsPostfix(t *testing.T) {
+	const common = "myhostname = mx.test.example\nmydestination = test.example\nsmtpd_forbid_bare_newline = reject\nsmtpd_forbid_bare_newline_exclusions =\n"
+	pf := newPostfix(t, "127.0.0.1", freePort(t))
+	pf.start(common, nil)
+	in := newInstance(t, common, nil)
+	logOnFailure(t, "mailtee", in)
+	in.Start()
+
+	want := runSteps(t, pf.addr(), bareLFDialogue)
+	got := runSteps(t, in.Addr(), bareLFDialogue)
+	for i, s := range bareLFDialogue {
+		if i == 0 {
+			continue // the banners name Postfix and mailtee
+		}
+		if want[i] != got[i] {
+			t.Errorf("%q: mailtee says %q, Postfix %q", s.cmd, got[i], want[i])
 		}
 	}
 }
