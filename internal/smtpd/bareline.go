@@ -158,8 +158,9 @@ func (c *conn) rejectBareLF() bool {
 // goroutine for the connection, as readPlain.
 func (c *conn) noteBareLF() {
 	c.mu.Lock()
-	// For Data, which runs on a goroutine of its own for BDAT.
-	c.bdat = c.cmds.bdat
+	// For Data, which runs on a goroutine of its own for BDAT. After
+	// STARTTLS the watcher sees nothing: content is taken as DATA's.
+	c.bdat = c.cmds.bdat && !c.tlsReplies.on
 	c.mu.Unlock()
 	if !c.cmds.take() || !c.rejectBareLF() {
 		return
