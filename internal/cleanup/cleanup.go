@@ -48,6 +48,9 @@ type Options struct {
 	// MailName is mail_name, in the Received: field of a local
 	// submission; "" means mailtee's default, "mailtee".
 	MailName string
+	// AutoUTF8 is smtputf8_autodetect_classes (smtputf8.go); the zero
+	// value detects nothing, as smtputf8_enable = no.
+	AutoUTF8 AutoUTF8
 	// Log takes cleanup's mail log lines; nil drops them.
 	Log func(line string)
 	// Now is time.Now, but for tests.
@@ -131,6 +134,13 @@ func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope
 			out.Rcpts[i].Copy = true
 		}
 	}
+	// The queue stores the envelope after it has read the content
+	// (journal.go msgRecord, store.go), so a header field can still set
+	// the flag.
+	autoUTF8 := !out.SMTPUTF8 && c.autoUTF8(src)
+	if autoUTF8 && envelopeNeedsUTF8(out) {
+		out.SMTPUTF8, autoUTF8 = true, false
+	}
 	var missing *missingFields
 	if src.Pickup {
 		now := env.Arrival // when sendmail wrote it
@@ -154,6 +164,9 @@ func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope
 	return out, header.FilterEnd(br, maxHdr, func(field []byte, discarded int64) ([]byte, error) {
 		if missing != nil {
 			missing.saw(field)
+		}
+		if autoUTF8 && !isASCII(field) {
+			out.SMTPUTF8, autoUTF8 = true, false
 		}
 		if discarded > 0 && c.o.Log != nil {
 			c.o.Log(headerCutLog(id, env, field, maxHdr, discarded))

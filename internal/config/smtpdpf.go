@@ -6,12 +6,16 @@ import (
 )
 
 // smtpd's bare LF handling (internal/smtpd/data.go), in Postfix 3.7.11's
-// words (3.9's "note" is not one of them). Kept apart from support.go's
-// table so that the parameters of one feature read together.
+// words (3.9's "note" is not one of them), and SMTPUTF8 autodetection.
+// Kept apart from support.go's table so that the parameters of one
+// feature read together.
 func init() {
 	implemented["smtpd_forbid_bare_newline"] = paramInfo{allowed: []string{"normalize", "yes", "reject", "no"}}
 	implemented["smtpd_forbid_bare_newline_exclusions"] = paramInfo{kind: KindNetList}
 	implemented["smtpd_forbid_bare_newline_reject_code"] = paramInfo{valid: validBareNewlineCode}
+	// Postfix's mail source classes (mail_proto.h); mailtee has mail from
+	// sendmail and smtpd only (internal/cleanup/smtputf8.go)
+	implemented["smtputf8_autodetect_classes"] = paramInfo{allowed: []string{"sendmail", "smtpd", "qmqpd", "forward", "bounce", "notify", "verify", "all"}}
 }
 
 // validBareNewlineCode is smtpd_forbid_bare_newline_reject_code's range in

@@ -484,6 +484,7 @@ func cleanupOptions(cfg *config.Config, t *tables, log func(string)) cleanup.Opt
 		Hostname:        cfg.Get("myhostname"),
 		Myorigin:        cfg.Get("myorigin"),
 		MailName:        cfg.Get("mail_name"),
+		AutoUTF8:        autoUTF8(cfg),
 		Log:             log,
 	}
 }

@@ -380,3 +380,12 @@ func bareNewline(cfg *config.Config) smtpd.BareNewline {
 	m, _ := smtpd.ParseBareNewline(cfg.Get("smtpd_forbid_bare_newline"))
 	return m
 }
+
+// autoUTF8 is smtputf8_autodetect_classes, when smtputf8_enable is on
+// (Postfix's cleanup detects nothing otherwise).
+func autoUTF8(cfg *config.Config) cleanup.AutoUTF8 {
+	if cfg.Get("smtputf8_enable") != "yes" {
+		return cleanup.AutoUTF8{}
+	}
+	return cleanup.ParseAutoUTF8(cfg.List("smtputf8_autodetect_classes"))
+}

@@ -51,6 +51,7 @@ var bad = map[string]string{
 	"smtp_tls_security_level":        "encrpyt",
 	"smtpd_tls_security_level":       "dane",
 	"smtpd_forbid_bare_newline":      "rejct",
+	"smtputf8_autodetect_classes":    "sendmail, smptd",
 	"mynetworks_style":               "subnets",
 	"inet_protocols":                 "ipv7",
 	"default_database_type":          "hahs",

@@ -62,17 +62,22 @@ transport_maps = inline:{ u.example=smtp:[127.0.0.1]:%d, p.example=smtp:[127.0.0
 	msg("sender@outside.example", "", "ascii@u.example", "not asked")               // no SMTPUTF8
 	msg("sender@outside.example", " SMTPUTF8", "jos\u00e9@test.example", "local")   // alias to jose
 	must("QUIT", "221 2.0.0 Bye")
+	// Local submission with a UTF-8 header: smtputf8_autodetect_classes
+	// (default sendmail, verify) makes it ask for SMTPUTF8.
+	if out, err := in.Run("Subject: r\u00e9sum\u00e9\n\nfrom sendmail\n", "sendmail", "-f", "root@test.example", "cron@u.example"); err != nil {
+		t.Fatalf("sendmail: %v %s", err, out)
+	}
 
 	waitUntil(t, "the deliveries", 20*time.Second, func() bool {
-		return withUTF8.Total() == 2 && without.Total() == 1 && len(in.MaildirMessages("jose")) == 1 &&
+		return withUTF8.Total() == 3 && without.Total() == 1 && len(in.MaildirMessages("jose")) == 1 &&
 			strings.Contains(in.Log.String(), "dsn=5.6.7")
 	})
 	for _, m := range withUTF8.Messages() {
-		want := m.To[0] == "j\u00f6ran@u.example"
+		want := m.To[0] == "j\u00f6ran@u.example" || m.To[0] == "cron@u.example"
 		if m.UTF8 != want {
 			t.Errorf("to %v: SMTPUTF8 %v, want %v", m.To, m.UTF8, want)
 		}
-		if want && !strings.Contains(m.Data, "Subject: caf\u00e9") {
+		if m.To[0] == "j\u00f6ran@u.example" && !strings.Contains(m.Data, "Subject: caf\u00e9") {
 			t.Errorf("content changed: %q", m.Data)
 		}
 	}
