@@ -34,6 +34,9 @@ type cmdWatcher struct {
 	// bdat: the last content command was BDAT, not DATA (bodyReader
 	// applies the "." line rules to DATA only, as Postfix).
 	bdat bool
+	// hello is the verb of the last HELO or EHLO line, for the reply
+	// to one without a name (replies.go).
+	hello string
 }
 
 const (
@@ -116,6 +119,8 @@ func (w *cmdWatcher) step(c byte) {
 	line := strings.ToUpper(strings.TrimRight(string(w.line), "\r"))
 	w.line = w.line[:0]
 	switch {
+	case line == "HELO" || line == "EHLO" || strings.HasPrefix(line, "HELO ") || strings.HasPrefix(line, "EHLO "):
+		w.hello = line[:4]
 	case line == "DATA":
 		w.mode, w.data, w.bdat = watchData, dataBeginLine, false
 	case strings.HasPrefix(line, "BDAT "):
@@ -161,6 +166,7 @@ func (c *conn) noteBareLF() {
 	// For Data, which runs on a goroutine of its own for BDAT. After
 	// STARTTLS the watcher sees nothing: content is taken as DATA's.
 	c.bdat = c.cmds.bdat && !c.tlsReplies.on
+	c.hello = c.cmds.hello
 	c.mu.Unlock()
 	if !c.cmds.take() || !c.rejectBareLF() {
 		return

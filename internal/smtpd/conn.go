@@ -76,6 +76,8 @@ type conn struct {
 	// bareLFCommand: a command line ended in a bare LF (bareline.go);
 	// bdat: the content being read came by BDAT.
 	bareLFCommand, bdat bool
+	// hello: the verb of the last HELO/EHLO line read (bareline.go).
+	hello string
 	// skipRest: a reply line was rewritten (replies.go) from its first
 	// part; the rest of go-smtp's line, in later writes, is dropped.
 	skipRest  bool

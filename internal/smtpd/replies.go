@@ -17,8 +17,7 @@ import (
 // sees TLS records, and go-smtp's words remain (see README). Replies
 // without a counterpart keep go-smtp's words: VRFY (Postfix echoes the
 // address, which conn does not see), the MAIL and RCPT parameters go-smtp
-// refuses, BDAT's "Continue", HELO/EHLO without an argument (one text for
-// both; Postfix names the command).
+// refuses, and BDAT's "Continue".
 
 // rewrite is one of go-smtp's replies (by its start) and Postfix's.
 type rewrite struct {
@@ -89,6 +88,17 @@ func (c *conn) postfixReply(b []byte, inTx bool) []byte {
 		c.skipRest = false
 		c.mu.Unlock()
 		return b[i+1:]
+	}
+	if bytes.HasPrefix(b, []byte("501 5.5.2 Domain/address argument required for HELO")) {
+		// HELO or EHLO without a name (smtpd.c helo_cmd, ehlo_cmd);
+		// go-smtp says HELO for both.
+		c.mu.Lock()
+		verb := c.hello
+		c.mu.Unlock()
+		if verb == "" {
+			verb = "HELO"
+		}
+		return []byte("501 Syntax: " + verb + " hostname\r\n")
 	}
 	out := postfixReply(b, c.srv.o.Hostname, inTx)
 	if len(b) > 0 && b[len(b)-1] != '\n' && &out[0] != &b[0] {

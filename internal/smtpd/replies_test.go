@@ -13,6 +13,8 @@ func TestRepliesInPostfixWords(t *testing.T) {
 	c := dial(t, ts.addr)
 	c.expect("220 " + testHost + " ESMTP mailtee")
 	for _, s := range []struct{ cmd, want string }{
+		{"EHLO", "501 Syntax: EHLO hostname"},
+		{"HELO", "501 Syntax: HELO hostname"},
 		{"MAIL FROM:<s@remote.example>", "503 5.5.1 Error: send HELO/EHLO first"},
 		{"HELO client.example", "250 " + testHost},
 		{"RCPT TO:<alice@example.com>", "503 5.5.1 Error: need MAIL command"},

@@ -28,6 +28,8 @@ type replyStep struct {
 // bad syntax, an unknown command, a message, NOOP, RSET, QUIT.
 var repliesDialogue = []replyStep{
 	{cmd: ""}, // the greeting
+	{cmd: "EHLO"},
+	{cmd: "HELO"},
 	{cmd: "HELO client.example"},
 	{cmd: "EHLO client.example", firstOnly: true},
 	{cmd: "RCPT TO:<user@test.example>"},
