@@ -69,6 +69,10 @@ var rewrites = []rewrite{
 	{"502 5.5.1 TURN command not implemented", "500 5.5.2 Error: command not recognized"},
 	{"502 5.5.1 TLS not supported", "502 5.5.1 Error: command not implemented"},
 	{"500 5.5.1 This is not a LMTP server", "500 5.5.2 Error: command not recognized"},
+	// go-smtp hangs up after its fourth bad or unknown command (its
+	// errThreshold), where Postfix waits for smtpd_hard_error_limit;
+	// the words are those of Postfix's hang-up ("" is decided below).
+	{"500 5.5.1 Too many errors. Quiting now", ""},
 }
 
 // postfixReply is postfixReply for what go-smtp writes on c: a reply
@@ -126,6 +130,8 @@ func postfixReply(b []byte, host string, inTx bool) []byte {
 			text = "250 " + host
 		case "250-Hello ":
 			text = "250-" + host
+		case "500 5.5.1 Too many errors. Quiting now":
+			text = "421 4.7.0 " + host + " Error: too many errors"
 		case "502 5.5.1 Missing RCPT TO command.":
 			text = "503 5.5.1 Error: need RCPT command"
 			if inTx {

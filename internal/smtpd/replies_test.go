@@ -29,6 +29,8 @@ func TestRepliesInPostfixWords(t *testing.T) {
 		{"DATA x", "501 5.5.4 Syntax: DATA"},
 		{"XYZZY", "500 5.5.2 Error: command not recognized"},
 		{"EXPN list", "500 5.5.2 Error: command not recognized"},
+		{"XYZZY", "500 5.5.2 Error: command not recognized"},
+		{"XYZZY", "500 5.5.2 Error: command not recognized"},
 		{"STARTTLS", "502 5.5.1 Error: command not implemented"},
 		{"DATA", "354 End data with <CR><LF>.<CR><LF>"},
 	} {
@@ -84,4 +86,17 @@ func TestLongReplyRewritten(t *testing.T) {
 	if got := c.cmd("NOOP"); got != "250 2.0.0 Ok" {
 		t.Errorf("NOOP after it: %.80q", got)
 	}
+}
+
+// go-smtp hangs up after its fourth unknown command; it says so in
+// Postfix's words for a hang-up on errors.
+func TestGoSMTPErrorLimitWords(t *testing.T) {
+	ts := start(t, nil)
+	c := ts.session(t)
+	for i := 0; i < 3; i++ {
+		c.must("XYZZY", "500 5.5.2 Error: command not recognized")
+	}
+	c.must("XYZZY", "500 5.5.2 Error: command not recognized")
+	c.expect("421 4.7.0 mx.example.com Error: too many errors")
+	c.closed()
 }
