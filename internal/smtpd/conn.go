@@ -78,6 +78,8 @@ type conn struct {
 	bareLFCommand, bdat bool
 	// hello: the verb of the last HELO/EHLO line read (bareline.go).
 	hello string
+	// midReply: the last plaintext write did not end a line.
+	midReply bool
 	// skipRest: a reply line was rewritten (replies.go) from its first
 	// part; the rest of go-smtp's line, in later writes, is dropped.
 	skipRest  bool

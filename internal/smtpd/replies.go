@@ -81,8 +81,14 @@ var rewrites = []rewrite{
 // start is rewritten, the rest is dropped up to its LF.
 func (c *conn) postfixReply(b []byte, inTx bool) []byte {
 	c.mu.Lock()
-	skip := c.skipRest
+	skip, mid := c.skipRest, c.midReply
+	c.midReply = len(b) > 0 && b[len(b)-1] != '\n'
 	c.mu.Unlock()
+	if mid && !skip {
+		// The rest of a line not rewritten: what it holds (an address
+		// the client sent, echoed) is no reply of its own.
+		return b
+	}
 	if skip {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {

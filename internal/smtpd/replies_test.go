@@ -100,3 +100,20 @@ func TestGoSMTPErrorLimitWords(t *testing.T) {
 	c.expect("421 4.7.0 mx.example.com Error: too many errors")
 	c.closed()
 }
+
+// The rest of a long reply line that is not rewritten passes as it is,
+// even when it looks like one of go-smtp's replies: it is the echo of
+// what the client sent.
+func TestLongReplyTailNotRewritten(t *testing.T) {
+	ts := start(t, nil)
+	c := ts.session(t)
+	c.must("MAIL FROM:<s@remote.example>", "250 2.1.0 Ok")
+	// The echo crosses go-smtp's 4096-byte buffer where the fake reply
+	// starts.
+	local := `"` + strings.Repeat("a", 4096-len(`554 5.7.1 <"`)) + `250 2.0.0 Session reset"`
+	got := c.cmd("RCPT TO:<" + local + "@elsewhere.example>")
+	if !strings.HasPrefix(got, `554 5.7.1 <"aaa`) || !strings.Contains(got, `250 2.0.0 Session reset"@elsewhere.example>: Relay access denied`) {
+		t.Errorf("RCPT: %.60q ... %q", got, got[max(0, len(got)-80):])
+	}
+	c.must("NOOP", "250 2.0.0 Ok")
+}
