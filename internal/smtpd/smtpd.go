@@ -26,7 +26,8 @@
 //     ID" only once the queue has the message on stable storage.
 //
 // go-smtp speaks the protocol. What it has no hook for is done by wrapping
-// each accepted connection (conn.go): the banner text, connection limits,
+// each accepted connection (conn.go): the banner text, Postfix's words in
+// place of go-smtp's own replies (replies.go), connection limits,
 // a timeout per read rather than per command, counting the commands that
 // go-smtp answers itself, and closing the connection after a 421. See
 // conn.go for why each is done there.
