@@ -24,6 +24,9 @@ import (
 // Policy is what main.cf says about notifications.
 type Policy struct {
 	Hostname string // myhostname: Reporting-MTA and MAILER-DAEMON@
+	// MailName is mail_name, in the notices' X-NAME-* fields and
+	// diagnostic type; "" is mailtee's default, "mailtee".
+	MailName string
 	Myorigin string // the domain of a bare notice recipient
 	// NoticeRecipient is bounce_notice_recipient: it gets the failures
 	// of automatic copies (postmaster by default).
@@ -150,6 +153,7 @@ func (n *Notifier) send(ctx context.Context, p Policy, m *queue.Message, no Noti
 	now := n.now()
 	rep := &dsn.Report{
 		ReportingMTA: p.Hostname,
+		MailName:     p.MailName,
 		QueueID:      m.ID,
 		From:         "MAILER-DAEMON@" + p.Hostname,
 		To:           no.To,
@@ -162,7 +166,7 @@ func (n *Notifier) send(ctx context.Context, p Policy, m *queue.Message, no Noti
 		HeadersOnly:  m.Env.Ret == "HDRS",
 	}
 	for _, i := range no.Rcpts {
-		rep.Recipients = append(rep.Recipients, Recipient(m.Rcpts[i], now))
+		rep.Recipients = append(rep.Recipients, recipient(m.Rcpts[i], now, p.MailName))
 	}
 	id := n.Queue.NewID()
 	data, err := dsn.Build(rep, now, id+"@"+p.Hostname)
@@ -185,7 +189,11 @@ func (n *Notifier) send(ctx context.Context, p Policy, m *queue.Message, no Noti
 // Recipient is the per-recipient part of a notification for r: a
 // failure keeps its own 5.X.X status; an expired message, or one whose
 // last error was temporary, reports 5.4.7 (delivery time expired).
-func Recipient(r queue.RcptState, now time.Time) dsn.Recipient {
+func Recipient(r queue.RcptState, now time.Time) dsn.Recipient { return recipient(r, now, "") }
+
+// recipient is Recipient with mail_name ("" for the default) in the
+// diagnostic type.
+func recipient(r queue.RcptState, now time.Time, mailName string) dsn.Recipient {
 	status := r.DSN
 	if status == "" || status[0] != '5' {
 		status = "5.4.7"
@@ -198,7 +206,7 @@ func Recipient(r queue.RcptState, now time.Time) dsn.Recipient {
 		diag = "delivery time expired; last error: " + r.LastErr
 	}
 	return dsn.Recipient{Final: r.Addr, Original: r.Orig, Action: "failed", Status: status,
-		RemoteMTA: remoteHost(r.Relay), Diagnostic: "X-Mailtee; " + diag, LastAttempt: now, ORcpt: r.ORcpt}
+		RemoteMTA: remoteHost(r.Relay), Diagnostic: dsn.OwnDiagnostic(mailName, diag), LastAttempt: now, ORcpt: r.ORcpt}
 }
 
 // remoteHost takes "host[ip]:port" to "host" for Remote-MTA.

@@ -45,6 +45,12 @@ type Options struct {
 	// Hostname (myhostname) and Myorigin name this system in the
 	// header fields cleanup adds to local submissions.
 	Hostname, Myorigin string
+	// MailName is mail_name, in the Received: field of a local
+	// submission; "" means mailtee's default, "mailtee".
+	MailName string
+	// AutoUTF8 is smtputf8_autodetect_classes (smtputf8.go); the zero
+	// value detects nothing, as smtputf8_enable = no.
+	AutoUTF8 AutoUTF8
 	// Log takes cleanup's mail log lines; nil drops them.
 	Log func(line string)
 	// Now is time.Now, but for tests.
@@ -128,6 +134,13 @@ func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope
 			out.Rcpts[i].Copy = true
 		}
 	}
+	// The queue stores the envelope after it has read the content
+	// (journal.go msgRecord, store.go), so a header field can still set
+	// the flag.
+	autoUTF8 := !out.SMTPUTF8 && c.autoUTF8(src)
+	if autoUTF8 && envelopeNeedsUTF8(out) {
+		out.SMTPUTF8, autoUTF8 = true, false
+	}
 	var missing *missingFields
 	if src.Pickup {
 		now := env.Arrival // when sendmail wrote it
@@ -151,6 +164,9 @@ func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope
 	return out, header.FilterEnd(br, maxHdr, func(field []byte, discarded int64) ([]byte, error) {
 		if missing != nil {
 			missing.saw(field)
+		}
+		if autoUTF8 && !isASCII(field) {
+			out.SMTPUTF8, autoUTF8 = true, false
 		}
 		if discarded > 0 && c.o.Log != nil {
 			c.o.Log(headerCutLog(id, env, field, maxHdr, discarded))
@@ -192,7 +208,12 @@ func (c *Cleanup) received(id string, uid int, now time.Time) string {
 	if id != "" {
 		id = "id " + id + "; "
 	}
-	return fmt.Sprintf("Received: by %s (mailtee, from userid %d)\r\n\t%s%s\r\n", c.o.Hostname, uid, id, now.Format(time.RFC1123Z))
+	name := c.o.MailName
+	if name == "" {
+		name = "mailtee"
+	}
+	// pickup.c: "by %s (%s, from userid %ld)", myhostname, mail_name.
+	return fmt.Sprintf("Received: by %s (%s, from userid %d)\r\n\t%s%s\r\n", c.o.Hostname, name, uid, id, now.Format(time.RFC1123Z))
 }
 
 // missingFields notes which of From:, Date: and Message-Id: a local

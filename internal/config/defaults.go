@@ -54,6 +54,12 @@ var mailteeDefaults = map[string]string{
 	// NIS is gone from practice; Postfix's default would make every
 	// start-up fail on an unsupported table type.
 	"alias_maps": "hash:/etc/aliases",
+	// The greeting ($smtpd_banner), Received: and the notices name the
+	// program that answers: mailtee, not Postfix.
+	"mail_name": "mailtee",
+	// Postfix 3.9's default: clients that end lines with a bare LF keep
+	// working, and no smuggled message gets through (internal/smtpd).
+	"smtpd_forbid_bare_newline": "normalize",
 }
 
 // defaults is the table of all known parameters and their raw default values.

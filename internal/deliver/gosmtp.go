@@ -277,8 +277,8 @@ func (d *delivery) pipelined(s *session, body io.Reader) bool {
 	if ok, _ := s.cl.Extension("SIZE"); ok && msg.Size != 0 {
 		b.WriteString(" SIZE=" + strconv.FormatInt(msg.Size, 10))
 	}
-	if msg.SMTPUTF8 {
-		b.WriteString(" SMTPUTF8") // offered: transaction checked
+	if d.smtputf8 {
+		b.WriteString(" SMTPUTF8") // asked for and offered (transaction)
 	}
 	dsn, _ := s.cl.Extension("DSN")
 	if dsn {

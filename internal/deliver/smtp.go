@@ -29,7 +29,9 @@ type Message struct {
 	// Open returns the content (headers and body, CRLF line ends). It is
 	// called once per attempt, so it must return a fresh reader each time.
 	Open func() (io.ReadCloser, error)
-	// SMTPUTF8 says the message needs a server that supports SMTPUTF8.
+	// SMTPUTF8 says the sender asked for SMTPUTF8: it is sent on when the
+	// server offers it, and a message that needs it (smtputf8.go) waits
+	// for a server that does.
 	SMTPUTF8 bool
 	// EightBit says the content has 8-bit data (BODY=8BITMIME).
 	EightBit bool
@@ -170,6 +172,18 @@ type delivery struct {
 	talked  bool          // some server got past its greeting
 	start   time.Time     // Deliver was called
 	setup   time.Duration // Setup of the session in use
+	// smtputf8: the transaction in progress sends MAIL FROM ... SMTPUTF8
+	// (smtputf8.go).
+	smtputf8 bool
+}
+
+// pendingRcpts are the addresses of the recipients still to deliver.
+func (d *delivery) pendingRcpts() []string {
+	out := make([]string, len(d.pending))
+	for k, i := range d.pending {
+		out[k] = d.res[i].Rcpt
+	}
+	return out
 }
 
 func (d *delivery) finish(i int, e *Error) {

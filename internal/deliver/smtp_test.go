@@ -321,13 +321,63 @@ func TestDeliverSMTPUTF8(t *testing.T) {
 	msg := testMessage(body)
 	msg.SMTPUTF8 = true
 	r := c.Deliver(context.Background(), literal(s), msg, []string{"jöran@example.com"})[0]
-	wantErr(t, r, true, "5.6.7", "message requires SMTPUTF8, but no server was found that supports SMTPUTF8. The last attempted server was 127.0.0.1[127.0.0.1]")
+	wantErr(t, r, true, "5.6.7", "SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]")
 
 	s2 := startSink(t, nil, func(s *sink) { s.srv.EnableSMTPUTF8 = true })
 	c.Port = s2.Port
 	delivered(t, c.Deliver(context.Background(), literal(s2), msg, []string{"jöran@example.com"})[0])
 	if m := s2.messages(); len(m) != 1 || !m[0].Opts.UTF8 {
 		t.Errorf("got %+v, want SMTPUTF8 in MAIL FROM", m)
+	}
+}
+
+// Postfix's smtp_proto.c: a message that asked for SMTPUTF8 needs it only
+// when its sender, a recipient of this delivery or a header field is not
+// ASCII; otherwise it goes without SMTPUTF8 to a server that lacks it. A
+// message that did not ask never sends SMTPUTF8.
+func TestDeliverSMTPUTF8AsPostfix(t *testing.T) {
+	plain := startSink(t, nil)
+	utf8 := startSink(t, nil, func(s *sink) { s.srv.EnableSMTPUTF8 = true })
+	c := testClient(plain.Port)
+	utf8Header := "From: sender@example.org\nSubject: caf\u00e9\n\nbody\n"
+	utf8Body := "From: sender@example.org\nSubject: x\n\ncaf\u00e9\n"
+	for _, tc := range []struct {
+		name     string
+		asked    bool
+		from     string
+		content  string
+		rcpt     string
+		needs    bool
+		utf8Sent bool // MAIL FROM ... SMTPUTF8 to a server that offers it
+	}{
+		{"asked, all ASCII", true, "sender@example.org", body, "a@example.com", false, true},
+		{"asked, 8-bit body only", true, "sender@example.org", utf8Body, "a@example.com", false, true},
+		{"asked, UTF-8 header", true, "sender@example.org", utf8Header, "a@example.com", true, true},
+		{"asked, UTF-8 sender", true, "j\u00f6ran@example.org", body, "a@example.com", true, true},
+		{"asked, UTF-8 recipient", true, "sender@example.org", body, "j\u00f6ran@example.com", true, true},
+		{"not asked, UTF-8 header", false, "sender@example.org", utf8Header, "a@example.com", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := testMessage(tc.content)
+			msg.SMTPUTF8, msg.From = tc.asked, tc.from
+			c.Port = plain.Port
+			before := len(plain.messages())
+			r := c.Deliver(context.Background(), literal(plain), msg, []string{tc.rcpt})[0]
+			if tc.needs {
+				wantErr(t, r, true, "5.6.7", "SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]")
+			} else {
+				delivered(t, r)
+				if m := plain.messages(); len(m) != before+1 || m[len(m)-1].Opts.UTF8 {
+					t.Errorf("to a server without SMTPUTF8: %+v", m)
+				}
+			}
+			c.Port = utf8.Port
+			before = len(utf8.messages())
+			delivered(t, c.Deliver(context.Background(), literal(utf8), msg, []string{tc.rcpt})[0])
+			if m := utf8.messages(); len(m) != before+1 || m[len(m)-1].Opts.UTF8 != tc.utf8Sent {
+				t.Errorf("to a server with SMTPUTF8: %+v, want SMTPUTF8 %v", m, tc.utf8Sent)
+			}
+		})
 	}
 }
 

@@ -29,11 +29,14 @@ func (d *delivery) transact(s *session) {
 // reports whether s is still in a state to be reused.
 func (d *delivery) transaction(s *session) bool {
 	msg := d.msg
+	d.smtputf8 = false
 	if msg.SMTPUTF8 {
-		if ok, _ := s.cl.Extension("SMTPUTF8"); !ok {
+		// smtputf8.go
+		d.smtputf8, _ = s.cl.Extension("SMTPUTF8")
+		if !d.smtputf8 && needsSMTPUTF8(msg, d.pendingRcpts()) {
 			// Permanent, but other servers may still be tried
 			// (Postfix's SMTP_MISC_FAIL_SOFT_NON_FINAL).
-			d.keepAll(permf(s.relay, "5.6.7", "message requires SMTPUTF8, but no server was found that supports SMTPUTF8. The last attempted server was %s", s.namaddr))
+			d.keepAll(permf(s.relay, "5.6.7", "SMTPUTF8 is required, but was not offered by host %s", s.namaddr))
 			return true
 		}
 	}
@@ -60,7 +63,7 @@ func (d *delivery) transaction(s *session) bool {
 	// them (the latter whatever Body says; that is harmless, RFC 6152
 	// allows 7-bit content under BODY=8BITMIME). 8-bit content goes out
 	// even to a server without 8BITMIME, as Postfix sends it.
-	opts := &smtp.MailOptions{Size: msg.Size, UTF8: msg.SMTPUTF8}
+	opts := &smtp.MailOptions{Size: msg.Size, UTF8: d.smtputf8}
 	if msg.EightBit {
 		opts.Body = smtp.Body8BitMIME
 	}

@@ -11,8 +11,8 @@
 //     recipient, "<rcpt>: host mx[ip] said: ...", wrapped at 79 columns
 //     with a four-blank indent;
 //  2. message/delivery-status: the per-message fields (Reporting-MTA,
-//     X-Mailtee-Queue-ID where Postfix has X-Postfix-Queue-ID,
-//     X-Mailtee-Sender, Arrival-Date), then per recipient Final-Recipient,
+//     X-$mail_name-Queue-ID, as Postfix has X-Postfix-Queue-ID,
+//     X-$mail_name-Sender, Arrival-Date), then per recipient Final-Recipient,
 //     Original-Recipient, Action, Status, Remote-MTA, Diagnostic-Code and
 //     the optional dates;
 //  3. message/rfc822 with the returned message, or text/rfc822-headers
@@ -55,7 +55,7 @@ type Recipient struct {
 	// did (connection failures, local errors).
 	RemoteMTA string
 	// Diagnostic is "type; text": "smtp; 550 5.1.1 <x>: user unknown".
-	// Without a type it is reported as "X-Mailtee; text", as Postfix
+	// Without a type it is reported as "X-$mail_name; text", as Postfix
 	// reports its own errors ("X-Postfix; ...").
 	Diagnostic string
 	// Reason is the text for the human-readable part, as the log shows it
@@ -73,14 +73,19 @@ type Recipient struct {
 // Report is a notification to build.
 type Report struct {
 	ReportingMTA string // myhostname
-	QueueID      string // the original message's queue ID
+	// MailName is mail_name, which names the X-NAME-Queue-ID and
+	// X-NAME-Sender fields and the X-NAME diagnostic type, as
+	// Postfix's bounce_notify_util.c does; "" means mailtee's default,
+	// "mailtee".
+	MailName string
+	QueueID  string // the original message's queue ID
 	// From is the notification's sender address, MAILER-DAEMON@myhostname
 	// if empty; it is shown as "Mail Delivery System".
 	From string
 	// To is who gets the notification: the original sender, or postmaster.
 	To string
 	// Sender is the original message's envelope sender, reported as
-	// X-Mailtee-Sender and as the returned message's Return-Path; "" to
+	// X-$mail_name-Sender and as the returned message's Return-Path; "" to
 	// leave both out.
 	Sender     string
 	Arrival    time.Time // when the original was received; zero to omit
@@ -125,7 +130,7 @@ const (
 	subjectDelay      = "Delayed Mail (still being retried)"
 	subjectDelayPM    = "Postmaster Warning: Delayed Mail"
 	fromName          = "Mail Delivery System"
-	mailName          = "Mailtee" // X-Mailtee-Queue-ID, like X-Postfix-Queue-ID
+	defaultMailName   = "mailtee" // mail_name's default in mailtee
 	wrapLength        = 79        // bounce_notify_util.c: LENGTH
 	wrapIndent        = 4         // bounce_notify_util.c: INDENT
 	dateLayout        = "Mon, 2 Jan 2006 15:04:05 -0700 (MST)"
@@ -466,10 +471,10 @@ func (r *Report) statusPart(global bool) []byte {
 		field("Original-Envelope-Id", r.EnvID)
 	}
 	if r.QueueID != "" {
-		field("X-"+mailName+"-Queue-ID", r.QueueID)
+		field("X-"+r.dsnName()+"-Queue-ID", r.QueueID)
 	}
 	if r.Sender != "" {
-		field("X-"+mailName+"-Sender", addrType(r.Sender))
+		field("X-"+r.dsnName()+"-Sender", addrType(r.Sender))
 	}
 	if !r.Arrival.IsZero() {
 		field("Arrival-Date", r.Arrival.Format(dateLayout))
@@ -500,7 +505,7 @@ func (r *Report) statusPart(global bool) []byte {
 			if text == "" {
 				text = rc.Reason
 			}
-			field("Diagnostic-Code", "X-"+mailName+"; "+printable(text, !global))
+			field("Diagnostic-Code", "X-"+r.dsnName()+"; "+printable(text, !global))
 		}
 		if !rc.LastAttempt.IsZero() {
 			field("Last-Attempt-Date", rc.LastAttempt.Format(dateLayout))
@@ -794,4 +799,27 @@ func (r *Report) boundary(now time.Time, parts ...any) string {
 		}
 		b = base + "." + strconv.Itoa(n)
 	}
+}
+
+// OwnDiagnostic is a Recipient's Diagnostic for an error of this
+// system's own: "X-$mail_name; text", mailName ("" for mailtee's
+// default) made an atom as in Report.
+func OwnDiagnostic(mailName, text string) string {
+	return "X-" + atomName(mailName) + "; " + text
+}
+
+func (r *Report) dsnName() string { return atomName(r.MailName) }
+
+// atomName is mail_name made an RFC 822 atom, as bounce_notify_util.c
+// transliterates it: specials and blanks become '-'.
+func atomName(n string) string {
+	if n == "" {
+		n = defaultMailName
+	}
+	return strings.Map(func(c rune) rune {
+		if strings.ContainsRune(" \t\r\n()<>@,;:\\\".[]", c) {
+			return '-'
+		}
+		return c
+	}, n)
 }

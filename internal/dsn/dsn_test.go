@@ -183,8 +183,8 @@ func TestBuild(t *testing.T) {
 		}
 	}
 	check(g[0], "Reporting-MTA", "dns; students.iiit.ac.in")
-	check(g[0], "X-Mailtee-Queue-ID", "4F9D1")
-	check(g[0], "X-Mailtee-Sender", "rfc822; alice@example.org")
+	check(g[0], "X-mailtee-Queue-ID", "4F9D1")
+	check(g[0], "X-mailtee-Sender", "rfc822; alice@example.org")
 	check(g[0], "Arrival-Date", "Thu, 20 Nov 2025 12:00:00 +0530 (IST)")
 	check(g[1], "Final-Recipient", "rfc822; user1@relay.students.iiit.ac.in")
 	check(g[1], "Original-Recipient", "rfc822; user1@students.iiit.ac.in")
@@ -197,7 +197,7 @@ func TestBuild(t *testing.T) {
 	check(g[2], "Final-Recipient", "rfc822; user2@gmail.com")
 	check(g[2], "Action", "failed")
 	check(g[2], "Status", "4.4.7")
-	check(g[2], "Diagnostic-Code", "X-Mailtee; delivery temporarily suspended: connect to gmail-smtp-in.l.google.com[142.250.4.27]:25: Connection timed out")
+	check(g[2], "Diagnostic-Code", "X-mailtee; delivery temporarily suspended: connect to gmail-smtp-in.l.google.com[142.250.4.27]:25: Connection timed out")
 	for _, absent := range []string{"Original-Recipient", "Remote-MTA", "Last-Attempt-Date", "Will-Retry-Until"} {
 		if _, ok := g[2][absent]; ok {
 			t.Errorf("%s present for the second recipient", absent)

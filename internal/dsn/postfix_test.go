@@ -67,7 +67,7 @@ func TestLineWrapLikePostfix(t *testing.T) {
 // osst-users@lists.sourceforge.net archive, its returned header section cut
 // short here. The same report, built by Build, must match it part for
 // part, except for what mailtee words differently on purpose: the
-// X-Mailtee-* names of the X-Postfix-* fields, and "rfc822; addr" in
+// X-mailtee-* names of the X-Postfix-* fields, and "rfc822; addr" in
 // Original-Recipient where Postfix copied the client's ORCPT ("rfc822;addr").
 const postfixBounce = `Date: Tue, 24 Nov 2020 15:31:08 +0800 (CST)
 From: MAILER-DAEMON@zt3000mail.com (Mail Delivery System)
@@ -165,7 +165,7 @@ func TestBuildLikePostfix(t *testing.T) {
 		t.Fatal("bare LF in output")
 	}
 
-	want := strings.NewReplacer("X-Postfix-", "X-Mailtee-", "rfc822;3198", "rfc822; 3198").Replace(postfixBounce)
+	want := strings.NewReplacer("X-Postfix-", "X-mailtee-", "rfc822;3198", "rfc822; 3198").Replace(postfixBounce)
 	gotHead, gotBody, _ := strings.Cut(strings.ReplaceAll(string(got), "\r\n", "\n"), "\n\n")
 	wantHead, wantBody, _ := strings.Cut(want, "\n\n")
 	if gotBody != wantBody {

@@ -64,8 +64,6 @@ func kinds(l diag.List) []string {
 // that cannot, or that Postfix itself ignores here. A false alarm that
 // comes back, such as "unknown parameter" for a legacy, per-service or
 // master.cf-only name, or an error for a TLS library setting, fails.
-// smtpd_forbid_bare_newline is another change's (issue 15, smtpd): when
-// it lands, its errors leave this list.
 func TestDistroConfigurations(t *testing.T) {
 	want := map[string][]string{
 		"dms": {
@@ -78,7 +76,6 @@ func TestDistroConfigurations(t *testing.T) {
 			"error service submissions",
 			"error service submissions",
 			"error service submissions",
-			"error smtpd_forbid_bare_newline",
 			"error virtual mailbox delivery (virtual(8))",
 			"warning 1 services run programs mailtee does not have, and nothing in main.cf or the transport tables refers to them",
 			"warning alias_database",
@@ -232,7 +229,6 @@ func TestDistroConfigurations(t *testing.T) {
 			"error service smtp (inet, postscreen)",
 			"error service smtps",
 			"error service submission",
-			"error smtpd_forbid_bare_newline",
 			"error transport_maps",
 			"error transport_maps",
 			"error virtual mailbox delivery (virtual(8))",
@@ -316,7 +312,6 @@ func TestDistroConfigurations(t *testing.T) {
 			"error service 10025",
 			"error service 10025",
 			"error smtpd_authorized_xclient_hosts",
-			"error smtpd_forbid_bare_newline",
 			"error virtual mailbox delivery (virtual(8))",
 			"error virtual_alias_maps",
 			"warning delay_warning_time",
@@ -357,7 +352,6 @@ func TestDistroConfigurations(t *testing.T) {
 			"error service smtps",
 			"error service submission",
 			"error service submission",
-			"error smtpd_forbid_bare_newline",
 			"error virtual mailbox delivery (virtual(8))",
 			"error virtual_alias_maps",
 			"error virtual_mailbox_maps",

@@ -76,6 +76,7 @@ type tables struct {
 	mydest, relay, virtDomains                         *maps.DomainList
 	mynetworks                                         *maps.NetList
 	limitExceptions                                    *maps.NetList // smtpd_client_event_limit_exceptions
+	bareLFExclusions                                   *maps.NetList // smtpd_forbid_bare_newline_exclusions
 }
 
 // openList opens the tables of a list parameter as one maps.List; alias
@@ -172,6 +173,9 @@ func openTables(cfg *config.Config, opened map[string]maps.Table) (*tables, erro
 	if t.limitExceptions, err = maps.NewNetList(cfg.List("smtpd_client_event_limit_exceptions")); err != nil {
 		return nil, fmt.Errorf("smtpd_client_event_limit_exceptions: %w", err)
 	}
+	if t.bareLFExclusions, err = maps.NewNetList(cfg.List("smtpd_forbid_bare_newline_exclusions")); err != nil {
+		return nil, fmt.Errorf("smtpd_forbid_bare_newline_exclusions: %w", err)
+	}
 	return t, nil
 }
 
@@ -237,7 +241,7 @@ func stressLimits(st *config.Config) smtpd.SessionLimits {
 
 func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 	code := mustInt(cfg, "unknown_local_recipient_reject_code")
-	return &smtpd.Policy{
+	p := &smtpd.Policy{
 		Mynetworks:       t.mynetworks,
 		LimitExceptions:  t.limitExceptions,
 		Local:            t.mydest,
@@ -251,6 +255,8 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 		UnknownRelayCode: mustInt(cfg, "unknown_relay_recipient_reject_code"),
 		Restrictions:     restrictionsFor(cfg),
 	}
+	p.BareNewlineExclusions = t.bareLFExclusions
+	return p
 }
 
 // localFor builds the local delivery agent.
@@ -460,6 +466,8 @@ func cleanupOptions(cfg *config.Config, t *tables, log func(string)) cleanup.Opt
 		HeaderClients:   headerRewriteClients(cfg, t),
 		Hostname:        cfg.Get("myhostname"),
 		Myorigin:        cfg.Get("myorigin"),
+		MailName:        cfg.Get("mail_name"),
+		AutoUTF8:        autoUTF8(cfg),
 		Log:             log,
 	}
 }

@@ -230,6 +230,7 @@ func (s *Server) newSMTPD(svc *smtpService, policy *smtpd.Policy) (*smtpd.Server
 	return smtpd.New(smtpd.Options{
 		Hostname:        cfg.Get("myhostname"), // the listener's: -o myhostname applies
 		Banner:          banner,
+		MailName:        cfg.Get("mail_name"),
 		MaxMessageBytes: int64(mustInt(cfg, "message_size_limit")),
 		MaxRecipients:   mustInt(cfg, "smtpd_recipient_limit"),
 		Timeout:         mustDuration(cfg, "smtpd_timeout"),
@@ -239,6 +240,8 @@ func (s *Server) newSMTPD(svc *smtpService, policy *smtpd.Policy) (*smtpd.Server
 		TLS:             tlsCfg,
 		RequireTLS:      cfg.Get("smtpd_tls_security_level") == "encrypt" && !svc.wrapper,
 		SMTPUTF8:        cfg.Get("smtputf8_enable") == "yes",
+		BareNewline:     bareNewline(cfg),
+		BareNewlineCode: mustInt(cfg, "smtpd_forbid_bare_newline_reject_code"),
 		Policy:          policy,
 		Queue:           s.door,
 		MailLog:         func(line string) { s.log.Printf("smtpd", "%s", line) },
@@ -262,6 +265,7 @@ func (s *Server) bouncePolicy() bounce.Policy {
 	cfg := s.rt.Load().cfg
 	p := bounce.Policy{
 		Hostname:              s.host,
+		MailName:              cfg.Get("mail_name"),
 		Myorigin:              cfg.Get("myorigin"),
 		NoticeRecipient:       cfg.Get("bounce_notice_recipient"),
 		DoubleBounceRecipient: cfg.Get("2bounce_notice_recipient"),
@@ -421,4 +425,19 @@ func (s *Server) Reload(dir string) error {
 	s.reloadPolicies(cfg, rt, opened)
 	s.log.Printf("master", "reload: tables, routing, rewriting, relay control and local delivery reloaded from %s; listeners, queue timers and TLS change at the next restart", cfg.File)
 	return nil
+}
+
+// bareNewline is smtpd_forbid_bare_newline, which check has validated.
+func bareNewline(cfg *config.Config) smtpd.BareNewline {
+	m, _ := smtpd.ParseBareNewline(cfg.Get("smtpd_forbid_bare_newline"))
+	return m
+}
+
+// autoUTF8 is smtputf8_autodetect_classes, when smtputf8_enable is on
+// (Postfix's cleanup detects nothing otherwise).
+func autoUTF8(cfg *config.Config) cleanup.AutoUTF8 {
+	if cfg.Get("smtputf8_enable") != "yes" {
+		return cleanup.AutoUTF8{}
+	}
+	return cleanup.ParseAutoUTF8(cfg.List("smtputf8_autodetect_classes"))
 }

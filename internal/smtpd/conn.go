@@ -14,13 +14,16 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// go-smtp has no hook for five things mailtee must do, so each accepted
+// go-smtp has no hook for six things mailtee must do, so each accepted
 // connection is wrapped (conn) before go-smtp sees it:
 //
 //   - The greeting. go-smtp writes "220 <Domain> ESMTP Service Ready";
 //     Postfix writes "220 $smtpd_banner", which administrators set and
 //     monitoring checks. The greeting is the first line written on a
 //     connection, before any TLS, so conn.Write replaces it.
+//   - Postfix's words. go-smtp answers MAIL, RCPT, NOOP, RSET and
+//     others in its own words; conn.Write puts Postfix's in their place
+//     (replies.go).
 //   - Connection limits. Postfix refuses a client over its limit with a 421
 //     instead of the greeting; the listener does that before go-smtp gets
 //     the connection (limits.go). A client that must wait for a place
@@ -70,12 +73,23 @@ type conn struct {
 	// done already.
 	replyCounted bool
 	hungUp       bool // Close was called
-	errors       int  // Postfix's error_count
-	junk         int  // Postfix's junk_cmds
-	stats        stats
-	closeOnce    sync.Once
+	// bareLFCommand: a command line ended in a bare LF (bareline.go);
+	// bdat: the content being read came by BDAT.
+	bareLFCommand, bdat bool
+	// hello: the verb of the last HELO/EHLO line read (bareline.go).
+	hello string
+	// midReply: the last plaintext write did not end a line.
+	midReply bool
+	// skipRest: a reply line was rewritten (replies.go) from its first
+	// part; the rest of go-smtp's line, in later writes, is dropped.
+	skipRest  bool
+	errors    int // Postfix's error_count
+	junk      int // Postfix's junk_cmds
+	stats     stats
+	closeOnce sync.Once
 
-	crs crFilter // the plaintext stream's bare CRs (crfilter.go), used by go-smtp's goroutine only
+	crs  crFilter   // the plaintext stream's bare CRs (crfilter.go), used by go-smtp's goroutine only
+	cmds cmdWatcher // its command lines' bare LFs (bareline.go), likewise
 
 	wmu  sync.Mutex // guards wbuf, and orders writes to Conn
 	wbuf []byte     // written by go-smtp, not yet sent
@@ -118,6 +132,7 @@ func (c *conn) Read(b []byte) (int, error) {
 	c.readSince = now
 	c.mu.Unlock()
 	n, err := c.readPlain(b)
+	c.noteBareLF()
 	c.mu.Lock()
 	c.readSince = time.Time{}
 	c.mu.Unlock()
@@ -152,6 +167,7 @@ func (c *conn) readPlain(b []byte) (int, error) {
 		n, err := c.Conn.Read(b[off:])
 		n += off
 		m := c.crs.filter(b, n, err != nil)
+		c.cmds.feed(b[:m])
 		// A lone held CR: nothing to pass on yet, read on (go-smtp
 		// would wait for the rest of the line anyway).
 		if m > 0 || err != nil {
@@ -190,7 +206,12 @@ func (c *conn) Write(b []byte) (int, error) {
 	// only break the stream; it goes as it is, and closeAfter ends the
 	// connection.
 	timedOut = timedOut && !c.tlsReplies.on
+	plain, inTx := !c.tlsReplies.on, c.inTx
+	bareLF := c.bareLFCommand && !first
 	c.mu.Unlock()
+	if bareLF {
+		return len(b), c.refuseBareLF()
+	}
 	if first {
 		if err := c.waitForPlace(); err != nil {
 			return 0, err
@@ -217,7 +238,11 @@ func (c *conn) Write(b []byte) (int, error) {
 		case limit:
 			// Postfix answers the junk command, then says 421 before
 			// reading the next one.
-			if err := c.flush(b); err != nil {
+			out := b
+			if plain {
+				out = c.postfixReply(b, inTx)
+			}
+			if err := c.flush(out); err != nil {
 				c.Close()
 				return 0, err
 			}
@@ -226,8 +251,11 @@ func (c *conn) Write(b []byte) (int, error) {
 		}
 	}
 	n, out := len(b), b
-	if first && bytes.HasPrefix(b, []byte("220 ")) {
+	switch {
+	case first && bytes.HasPrefix(b, []byte("220 ")):
 		out = c.srv.greeting
+	case plain:
+		out = c.postfixReply(b, inTx) // replies.go
 	}
 	if closeAfter {
 		err := c.flush(out)

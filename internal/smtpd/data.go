@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -13,10 +14,33 @@ import (
 // "\n.\r\n", "\r\n.\n", "\r.\r\n". go-smtp ends DATA only at
 // "\r\n.\r\n" (its data.go state machine moves to end-of-data only from
 // CR LF '.' CR LF), so mailtee itself is not fooled; but a message that
-// kept such a sequence would carry it to the next hop. Postfix's
-// smtpd_forbid_bare_newline = reject refuses content with a bare LF;
-// mailtee refuses a bare CR as well, so that what it queues has CR LF line
-// endings only.
+// kept such a sequence would carry it to the next hop. So what mailtee
+// queues has CR LF line endings only, whatever smtpd_forbid_bare_newline
+// says (Postfix 3.7.11 and 3.9, src/smtpd/smtpd.c, smtpd_forbid_bare_newline
+// in postconf(5)):
+//
+//   - normalize (mailtee's default, Postfix 3.9's; "yes" is the same): a
+//     bare LF ends a line as CR LF would, and is stored as CR LF. A line
+//     "." that ends with a bare LF or follows one is dropped, as Postfix
+//     drops it: it is neither the end of the data nor content. A dot at
+//     the start of a line that follows a bare LF is removed, as from any
+//     other line (go-smtp only does it after CR LF). BDAT content is not
+//     dot-stuffed: there only the line ends change.
+//   - reject: content with a bare LF is refused ("550 5.5.2 HOST Error:
+//     bare <LF> received", smtpd_forbid_bare_newline_reject_code), and
+//     the session goes on; a command line ending in a bare LF gets the
+//     same reply and the session ends (conn.go, bareLFCommand).
+//   - no: Postfix then also ends DATA at "\n.\n"; mailtee never does,
+//     so it reads content as normalize does.
+//
+// Clients in smtpd_forbid_bare_newline_exclusions get "no" (so, in
+// mailtee, normalize). mailtee refuses a bare CR in content in every
+// mode, which Postfix stores as it is.
+//
+// One difference from Postfix remains: go-smtp has already removed the
+// dot of a line "." that follows a CR LF and ends in a bare LF
+// ("\r\n.\n"), which then reaches bodyReader as an empty line and is
+// kept as one, where Postfix drops the line.
 //
 // go-smtp v0.25.1's data reader has two quirks with a bare CR (it misses
 // the end of data after CR CR LF, and drops the CR of ".\r" at a line
@@ -27,55 +51,150 @@ var (
 	errBareCR = errors.New("bare <CR> received")
 )
 
-// bodyReader passes message content through unchanged and fails at the
-// first bare LF or bare CR. Its first error is kept: it, not what Enqueue
-// returns, says what was wrong with the content.
+// BareNewline is smtpd_forbid_bare_newline.
+type BareNewline int
+
+const (
+	// BareNewlineNormalize: a bare LF is a line end (normalize, yes, and
+	// no; see above).
+	BareNewlineNormalize BareNewline = iota
+	// BareNewlineReject refuses content and commands with a bare LF.
+	BareNewlineReject
+)
+
+// ParseBareNewline reads a value of smtpd_forbid_bare_newline, as
+// Postfix 3.7.11 knows them (src/smtpd/smtpd.c, bare_lf_mask_table):
+// normalize, yes, reject, no.
+func ParseBareNewline(v string) (BareNewline, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "normalize", "yes", "no":
+		return BareNewlineNormalize, nil
+	case "reject":
+		return BareNewlineReject, nil
+	}
+	return 0, fmt.Errorf("invalid smtpd_forbid_bare_newline value %q: use normalize, yes, reject or no", v)
+}
+
+// bodyReader passes message content through, with bare LFs made CR LF
+// (normalize) or refused (reject), and fails at the first bare CR. Its
+// first error is kept: it, not what Enqueue returns, says what was
+// wrong with the content.
 type bodyReader struct {
-	r   io.Reader
-	cr  bool  // the last byte passed was CR
-	n   int64 // bytes passed
-	err error // the first error other than io.EOF
-	eof bool  // r reached its end cleanly
+	r      io.Reader
+	reject bool  // smtpd_forbid_bare_newline = reject for this client
+	bdat   bool  // BDAT content: no dot rules (nothing is dot-stuffed)
+	n      int64 // bytes read from r
+	err    error // the first error other than io.EOF
+	eof    bool  // r reached its end cleanly, and out is empty
 	// bareCR reports a bare CR that go-smtp hid from r (crfilter.go).
 	bareCR func() bool
+
+	out      []byte // made, not yet returned
+	in       []byte // read buffer
+	cr       bool   // a CR was read and not yet passed on
+	bareLF   bool   // the last line ended with a bare LF
+	midLine  bool   // not at the start of a line
+	dot      bool   // a '.' starts a line after a bare LF: held
+	dotCR    bool   // ... followed by a CR: held
+	finished bool   // r returned io.EOF
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
-	if b.err != nil {
-		return 0, b.err
-	}
-	if b.eof {
-		return 0, io.EOF
-	}
-	n, err := b.r.Read(p)
-	for _, c := range p[:n] {
-		if b.cr {
-			b.cr = false
-			if c == '\n' {
-				continue
-			}
-			b.err = errBareCR
+	for len(b.out) == 0 {
+		if b.err != nil {
 			return 0, b.err
 		}
-		switch c {
-		case '\r':
-			b.cr = true
-		case '\n':
-			b.err = errBareLF
-			return 0, b.err
+		if b.finished {
+			b.eof = true
+			return 0, io.EOF
 		}
+		b.fill(len(p))
 	}
+	n := copy(p, b.out)
+	b.out = b.out[n:]
+	return n, nil
+}
+
+// fill reads up to max bytes from r and makes what they give into out.
+func (b *bodyReader) fill(max int) {
+	if cap(b.in) < max {
+		b.in = make([]byte, max)
+	}
+	n, err := b.r.Read(b.in[:max])
 	b.n += int64(n)
+	b.out = b.out[:0]
+	for _, c := range b.in[:n] {
+		if e := b.step(c); e != nil {
+			b.err, b.out = e, nil
+			return
+		}
+	}
 	switch {
-	case err == io.EOF && (b.cr || b.bareCR != nil && b.bareCR()):
-		b.err = errBareCR
-		return 0, b.err
+	case err == io.EOF && (b.cr || b.dotCR || b.bareCR != nil && b.bareCR()):
+		b.err, b.out = errBareCR, nil
 	case err == io.EOF:
-		b.eof = true
+		b.finished = true
 	case err != nil:
 		b.err = err
 	}
-	return n, err
+}
+
+// step takes one byte of content.
+func (b *bodyReader) step(c byte) error {
+	switch {
+	case b.dotCR:
+		// ".\r" at the start of a line after a bare LF: only a line "."
+		// can follow, and it is dropped.
+		b.dot, b.dotCR = false, false
+		if c != '\n' {
+			return errBareCR
+		}
+		b.bareLF, b.midLine = false, false
+		return nil
+	case b.dot:
+		switch c {
+		case '\n':
+			if b.reject {
+				return errBareLF
+			}
+			// The line "." ending in a bare LF: dropped.
+			b.dot, b.bareLF, b.midLine = false, true, false
+			return nil
+		case '\r':
+			b.dotCR = true
+			return nil
+		}
+		// The leading dot of any other line is removed.
+		b.dot, b.midLine = false, true
+	case b.cr:
+		b.cr = false
+		if c != '\n' {
+			return errBareCR
+		}
+		b.out = append(b.out, '\r', '\n')
+		b.bareLF, b.midLine = false, false
+		return nil
+	}
+	switch c {
+	case '\r':
+		b.cr = true
+		return nil
+	case '\n':
+		if b.reject {
+			return errBareLF
+		}
+		b.out = append(b.out, '\r', '\n')
+		b.bareLF, b.midLine = true, false
+		return nil
+	case '.':
+		if !b.midLine && b.bareLF && !b.bdat {
+			b.dot = true
+			return nil
+		}
+	}
+	b.out = append(b.out, c)
+	b.midLine = true
+	return nil
 }
 
 // receivedInfo is what the Received: header says. String formats it as
@@ -83,11 +202,12 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // there is one:
 //
 //	Received: from HELO (NAME [ADDR])
-//		by HOSTNAME (mailtee) with ESMTP id QUEUEID
+//		by HOSTNAME (MAIL_NAME) with ESMTP id QUEUEID
 //		for <RCPT>; DATE
 type receivedInfo struct {
 	helo, name, addr string // addr as rfcAddr gives it
 	host             string
+	mailName         string // mail_name
 	with             string // ESMTP, ESMTPS, SMTP, UTF8SMTP, UTF8SMTPS
 	id               string
 	rcpts            []string // external form
@@ -103,7 +223,7 @@ func (r receivedInfo) String() string {
 	b.WriteString("Received: from ")
 	b.WriteString(printable(r.helo))
 	b.WriteString(" (" + r.name + " [" + r.addr + "])\r\n")
-	b.WriteString("\tby " + r.host + " (mailtee) with " + r.with + " id " + r.id)
+	b.WriteString("\tby " + r.host + " (" + r.mailName + ") with " + r.with + " id " + r.id)
 	if len(r.rcpts) == 1 {
 		b.WriteString("\r\n\tfor <" + r.rcpts[0] + ">; ")
 	} else {

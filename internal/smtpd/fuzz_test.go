@@ -100,7 +100,8 @@ func (l *oneConnListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127
 var replyLine = regexp.MustCompile(`^[2-5][0-9][0-9][ -][^\n]*$`)
 
 // FuzzSession feeds arbitrary bytes to the server as what a client says
-// (the first byte picks the read size, to move chunk boundaries around).
+// (the first byte picks the read size, to move chunk boundaries around,
+// and smtpd_forbid_bare_newline: normalize, or reject with bit 5).
 // Whatever comes in, the server must not panic, must answer only in
 // well-formed reply lines, and must queue only messages whose content has
 // CR LF line endings and starts with its Received: header.
@@ -108,9 +109,12 @@ func FuzzSession(f *testing.F) {
 	cert, _ := selfSigned(f)
 	policy := testPolicy(f, notUs)
 	f.Fuzz(func(t *testing.T, input []byte) {
-		chunk := 0
+		chunk, bare := 0, BareNewlineNormalize
 		if len(input) > 0 {
 			chunk = int(input[0] % 32)
+			if input[0]&32 != 0 {
+				bare = BareNewlineReject
+			}
 			input = input[1:]
 		}
 		q := &fakeQueue{}
@@ -122,6 +126,7 @@ func FuzzSession(f *testing.F) {
 			Timeout:         time.Second,
 			HardErrorLimit:  8,
 			SMTPUTF8:        true,
+			BareNewline:     bare,
 			TLS:             &tls.Config{Certificates: []tls.Certificate{cert}},
 			Policy:          policy,
 			Queue:           q,
@@ -193,4 +198,44 @@ func knownGoSMTPPanic(line string) bool {
 	return strings.Contains(line, "nil pointer dereference") &&
 		strings.Contains(line, "github.com/emersion/go-smtp.(*Conn).handle") &&
 		!strings.Contains(line, "github.com/mailtee/")
+}
+
+// FuzzCmdWatcher: what the command watcher finds (bareline.go) does not
+// depend on how the stream is cut into reads, and it finds a bare LF
+// only where there is one.
+func FuzzCmdWatcher(f *testing.F) {
+	for _, s := range []string{
+		"EHLO x\r\nMAIL FROM:<a@b>\n",
+		"DATA\r\na\nb\r\n.\r\nNOOP\n",
+		"BDAT 5 LAST\r\na\nb\nQUIT\n",
+		"DATA\n\r\n.\r\n",
+	} {
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
+		var whole cmdWatcher
+		whole.feed(in)
+		var parts cmdWatcher
+		step := int(cut%16) + 1
+		got := false
+		for i := 0; i < len(in); i += step {
+			parts.feed(in[i:min(i+step, len(in))])
+			got = parts.take() || got
+		}
+		if want := whole.take(); got != want {
+			t.Fatalf("in reads of %d: %v, at once: %v", step, got, want)
+		}
+		if got && !hasBareLF(in) {
+			t.Fatalf("a bare LF found in %q", in)
+		}
+	})
+}
+
+func hasBareLF(b []byte) bool {
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			return true
+		}
+	}
+	return false
 }

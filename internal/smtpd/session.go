@@ -194,10 +194,10 @@ func (s *session) data(r io.Reader) (string, error) {
 	}
 	hdr := receivedInfo{
 		helo: helo, name: s.c.name, addr: s.c.rfcAddr(),
-		host: s.srv.o.Hostname, with: with, id: id, rcpts: ext, date: arrival,
+		host: s.srv.o.Hostname, mailName: s.srv.o.MailName, with: with, id: id, rcpts: ext, date: arrival,
 	}.String()
 
-	body := &bodyReader{r: r, bareCR: s.c.bareCR}
+	body := &bodyReader{r: r, bareCR: s.c.bareCR, reject: s.c.rejectBareLF(), bdat: s.c.isBDAT()}
 	err := q.Enqueue(s.srv.ctx, id, env, io.MultiReader(strings.NewReader(hdr), body))
 
 	// whatsup logs a refusal as Postfix's log_whatsup does.
@@ -210,7 +210,10 @@ func (s *session) data(r io.Reader) (string, error) {
 			s.srv.log("warning: %s: the queue stored a message whose content failed (%v); it will be delivered although the client was refused", id, body.err)
 		}
 		switch {
-		case errors.Is(body.err, errBareLF), errors.Is(body.err, errBareCR):
+		case errors.Is(body.err, errBareLF):
+			whatsup(body.err.Error())
+			return "", reply(s.srv.o.BareNewlineCode, "5.5.2", "%s Error: %s", s.srv.o.Hostname, body.err)
+		case errors.Is(body.err, errBareCR):
 			whatsup(body.err.Error())
 			return "", reply(550, "5.5.2", "%s Error: %s", s.srv.o.Hostname, body.err)
 		case errors.Is(body.err, smtp.ErrDataTooLarge):

@@ -11,7 +11,9 @@
 //     asks, instead of Postfix's 4xx for the defer_ variant);
 //   - smtpd_reject_unlisted_recipient = yes, with local_recipient_maps,
 //     relay_recipient_maps and virtual_alias_maps (policy.go);
-//   - smtpd_forbid_bare_newline = reject, extended to bare CR (data.go);
+//   - smtpd_forbid_bare_newline (normalize by default, or reject) and
+//     smtpd_forbid_bare_newline_exclusions; a bare CR in content is
+//     refused in every mode (data.go);
 //   - message_size_limit, smtpd_recipient_limit, smtpd_timeout,
 //     smtpd_hard_error_limit, smtpd_soft_error_limit,
 //     smtpd_error_sleep_time, smtpd_junk_command_limit;
@@ -24,7 +26,8 @@
 //     ID" only once the queue has the message on stable storage.
 //
 // go-smtp speaks the protocol. What it has no hook for is done by wrapping
-// each accepted connection (conn.go): the banner text, connection limits,
+// each accepted connection (conn.go): the banner text, Postfix's words in
+// place of go-smtp's own replies (replies.go), connection limits,
 // a timeout per read rather than per command, counting the commands that
 // go-smtp answers itself, and closing the connection after a 421. See
 // conn.go for why each is done there.
@@ -111,6 +114,10 @@ type Policy struct {
 	// smtpd_recipient_restrictions (restrict.go); nil is Postfix's
 	// default.
 	Restrictions *Restrictions
+	// BareNewlineExclusions is smtpd_forbid_bare_newline_exclusions
+	// (Postfix's default: $mynetworks): clients to which
+	// Options.BareNewline = reject does not apply. nil excludes none.
+	BareNewlineExclusions *maps.NetList
 }
 
 // Options configure a Server. Zero values mean "no limit" except where
@@ -121,6 +128,9 @@ type Options struct {
 	// Banner is the expanded smtpd_banner; "" means Postfix's default,
 	// "$myhostname ESMTP $mail_name".
 	Banner string
+	// MailName is mail_name, in the Received: header (and the default
+	// banner); "" means mailtee's default, "mailtee".
+	MailName string
 
 	MaxMessageBytes int64         // message_size_limit
 	MaxRecipients   int           // smtpd_recipient_limit
@@ -156,6 +166,13 @@ type Options struct {
 	// until the client has said STARTTLS.
 	RequireTLS bool
 	SMTPUTF8   bool // smtputf8_enable
+
+	// BareNewline is smtpd_forbid_bare_newline (data.go); the zero value
+	// is normalize, mailtee's default.
+	BareNewline BareNewline
+	// BareNewlineCode is smtpd_forbid_bare_newline_reject_code; 0 means
+	// Postfix's default, 550.
+	BareNewlineCode int
 
 	// Policy decides relaying and recipients. Nil is an empty Policy:
 	// no client may relay and no domain is ours, so every RCPT is
@@ -217,8 +234,14 @@ func New(o Options) *Server {
 	if o.Hostname == "" {
 		o.Hostname = "localhost"
 	}
+	if o.MailName == "" {
+		o.MailName = "mailtee"
+	}
 	if o.Banner == "" {
-		o.Banner = o.Hostname + " ESMTP mailtee"
+		o.Banner = o.Hostname + " ESMTP " + o.MailName
+	}
+	if o.BareNewlineCode == 0 {
+		o.BareNewlineCode = 550
 	}
 	if o.MaxMessageBytes < 0 {
 		o.MaxMessageBytes = 0

@@ -412,7 +412,7 @@ func TestBareNewlines(t *testing.T) {
 		{"dot CR CR LF", "Subject: x\r\n\r\n.\r\r\n", cr},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := start(t, nil)
+			ts := start(t, func(o *Options) { o.BareNewline = BareNewlineReject })
 			c := ts.session(t)
 			if got := c.mail("s@remote.example", []string{"alice@example.com"}, tc.content); got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
@@ -433,6 +433,12 @@ func TestBareNewlines(t *testing.T) {
 // SMTP smuggling: an end-of-data that another server might see inside the
 // content must never turn into a second message here.
 func TestSmuggling(t *testing.T) {
+	for _, mode := range []BareNewline{BareNewlineNormalize, BareNewlineReject} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) { testSmuggling(t, mode) })
+	}
+}
+
+func testSmuggling(t *testing.T, mode BareNewline) {
 	smuggled := "MAIL FROM:<admin@bank.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nFrom: admin@bank.example\r\n\r\nsmuggled\r\n"
 	for _, tc := range []struct{ name, eod string }{
 		{"LF.CRLF", "\n.\r\n"},
@@ -443,15 +449,21 @@ func TestSmuggling(t *testing.T) {
 		{"CRLF.CRCRLF", "\r\n.\r\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := start(t, nil)
+			ts := start(t, func(o *Options) { o.BareNewline = mode })
 			c := ts.session(t)
 			c.must("MAIL FROM:<mallory@remote.example>", "250 ")
 			c.must("RCPT TO:<alice@example.com>", "250 ")
 			c.must("DATA", "354 ")
 			c.send("Subject: hello\r\n\r\nhello" + tc.eod + smuggled + ".\r\n")
 			got := c.reply()
-			if !strings.HasPrefix(got, "550 5.5.2 ") {
+			// A bare CR is refused in every mode, a bare LF with
+			// reject; with normalize the whole is one message.
+			refused := mode == BareNewlineReject || strings.Contains(tc.eod, "\r.") || strings.HasSuffix(tc.eod, "\r") || strings.Contains(tc.eod, "\r\r")
+			if refused && !strings.HasPrefix(got, "550 5.5.2 ") {
 				t.Fatalf("end of data: %q, want the bare CR or LF refused", got)
+			}
+			if !refused && !strings.HasPrefix(got, "250 2.0.0 Ok: queued as ") {
+				t.Fatalf("end of data: %q, want one message", got)
 			}
 			// One reply to the whole: the smuggled commands were content.
 			if got := c.cmd("NOOP"); !strings.HasPrefix(got, "250 2.0.0 ") || strings.Contains(got, "queued") {
@@ -488,7 +500,7 @@ func hasBareNewline(s string) bool {
 // BDAT (CHUNKING, which go-smtp always offers) goes through the same
 // checks.
 func TestBDAT(t *testing.T) {
-	ts := start(t, nil)
+	ts := start(t, func(o *Options) { o.BareNewline = BareNewlineReject })
 	c := ts.session(t)
 	c.must("MAIL FROM:<s@remote.example>", "250 ")
 	c.must("RCPT TO:<alice@example.com>", "250 ")

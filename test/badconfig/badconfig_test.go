@@ -50,6 +50,8 @@ var bad = map[string]string{
 	"smtpd_recipient_restrictions":   "permit_mynetworks, check_client_access hash:/x",
 	"smtp_tls_security_level":        "encrpyt",
 	"smtpd_tls_security_level":       "dane",
+	"smtpd_forbid_bare_newline":      "rejct",
+	"smtputf8_autodetect_classes":    "sendmail, smptd",
 	"mynetworks_style":               "subnets",
 	"inet_protocols":                 "ipv7",
 	"default_database_type":          "hahs",

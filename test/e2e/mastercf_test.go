@@ -68,7 +68,7 @@ func TestMasterCFAmavisRefused(t *testing.T) {
 	}
 	for _, want := range []string{
 		fmt.Sprintf("master.cf, line %d: service smtp-amavis (unix, smtp): this is the content filter that main.cf's content_filter", line),
-		"main.cf, line 16: content_filter",
+		"main.cf, line 16: content filters: not implemented by mailtee",
 		"remove content_filter and the filter's services",
 	} {
 		if !strings.Contains(out, want) {

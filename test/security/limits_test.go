@@ -61,7 +61,7 @@ func TestLongCommandLine(t *testing.T) {
 		if !strings.HasPrefix(got[0], "250 ") && !strings.HasPrefix(got[0], "500 ") {
 			t.Errorf("%d-byte NOOP: %q, want 250 or 500 (command too long)", n, got[0])
 		}
-		if !strings.HasPrefix(got[1], "250 ") || strings.Contains(got[1], "Roger") {
+		if !strings.HasPrefix(got[1], "250 ") || got[1] == "250 2.1.0 Ok" {
 			t.Errorf("%d-byte NOOP: the reply after it is %q, want RSET's 250: the tail of the line ran as a command", n, got[1])
 		}
 		// No transaction was opened by the tail.
@@ -475,7 +475,7 @@ func TestPipeliningFlood(t *testing.T) {
 			t.Errorf("%d replies; the session was not cut at the junk command limit (last %q)", len(got), got[len(got)-1])
 		}
 		for i, r := range got[1 : len(got)-1] {
-			if r != "250 2.0.0 I have successfully done nothing" && !strings.HasPrefix(r, "421 4.7.0 ") {
+			if r != "250 2.0.0 Ok" && !strings.HasPrefix(r, "421 4.7.0 ") {
 				t.Fatalf("reply %d: %q (first replies %q)", i+1, r, got[:min(3, len(got))])
 			}
 		}

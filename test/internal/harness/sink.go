@@ -36,6 +36,7 @@ type Sunk struct {
 	To    []string
 	Data  string
 	Local string // client's source address
+	UTF8  bool   // MAIL FROM had SMTPUTF8
 }
 
 // NewSink starts a sink on addr ("" for 127.0.0.1:0), offering STARTTLS
@@ -157,12 +158,14 @@ type sinkSession struct {
 	c    *smtp.Conn
 	from string
 	to   []string
+	utf8 bool
 }
 
 func (ss *sinkSession) Reset()        { ss.from, ss.to = "", nil }
 func (ss *sinkSession) Logout() error { return nil }
-func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *sinkSession) Mail(from string, o *smtp.MailOptions) error {
 	ss.from = from
+	ss.utf8 = o != nil && o.UTF8
 	return nil
 }
 func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
@@ -191,7 +194,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	}
 	_, isTLS := ss.c.TLSConnectionState()
 	ss.s.mu.Lock()
-	ss.s.msgs = append(ss.s.msgs, Sunk{From: ss.from, To: append([]string(nil), ss.to...), Data: string(b), Local: ss.c.Conn().RemoteAddr().String()})
+	ss.s.msgs = append(ss.s.msgs, Sunk{From: ss.from, To: append([]string(nil), ss.to...), Data: string(b), Local: ss.c.Conn().RemoteAddr().String(), UTF8: ss.utf8})
 	for _, r := range ss.to {
 		ss.s.byRcpt[strings.ToLower(r)]++
 	}

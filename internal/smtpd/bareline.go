@@ -1,0 +1,191 @@
+package smtpd
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Bare LF in commands, for smtpd_forbid_bare_newline = reject. Postfix
+// answers a command line that ends in a bare LF with "550 5.5.2 HOST
+// Error: bare <LF> received" and ends the session (smtpd.c, smtpd_proto;
+// seen on Postfix 3.7.11). go-smtp reads such a line as any other, so
+// the plaintext stream is watched on its way to go-smtp (cmdWatcher):
+// a command line that ends in a bare LF marks the connection, and the
+// next reply becomes that 550, after which the connection closes.
+//
+// The watcher follows the stream as go-smtp reads it: after a "DATA"
+// line, content runs to go-smtp's end of data (CR LF . CR LF, the same
+// state machine as go-smtp's data.go); after "BDAT n", n bytes are
+// content. Content is bodyReader's to judge. A DATA that go-smtp refuses
+// leaves what follows taken for content up to a CR LF . CR LF: a bare LF
+// there is not refused (read as with normalize). After STARTTLS the
+// stream is not seen, and commands are read as with normalize.
+
+// cmdWatcher finds command lines that end in a bare LF.
+type cmdWatcher struct {
+	prev  byte   // the byte before
+	line  []byte // the start of the command line so far (verb, BDAT size)
+	mode  int    // watchCommand, watchData or watchChunk
+	data  int    // go-smtp's data.go state, in watchData
+	chunk int64  // bytes of the BDAT chunk left, in watchChunk
+	// bareLF: a command line ended in a bare LF since the last take.
+	bareLF bool
+	// bdat: the last content command was BDAT, not DATA (bodyReader
+	// applies the "." line rules to DATA only, as Postfix).
+	bdat bool
+	// hello is the verb of the last HELO or EHLO line, for the reply
+	// to one without a name (replies.go).
+	hello string
+}
+
+const (
+	watchCommand = iota
+	watchData
+	watchChunk
+)
+
+// go-smtp's data reader states (data.go).
+const (
+	dataBeginLine = iota
+	dataDot
+	dataDotCR
+	dataCR
+	dataText
+)
+
+// maxWatchedLine is as much of a command line as the watcher keeps:
+// enough for "BDAT" and a size.
+const maxWatchedLine = 64
+
+// feed takes bytes as go-smtp will read them.
+func (w *cmdWatcher) feed(p []byte) {
+	for _, c := range p {
+		w.step(c)
+		w.prev = c
+	}
+}
+
+func (w *cmdWatcher) step(c byte) {
+	switch w.mode {
+	case watchChunk:
+		w.chunk--
+		if w.chunk <= 0 {
+			w.mode = watchCommand
+		}
+		return
+	case watchData:
+		switch w.data {
+		case dataBeginLine:
+			switch c {
+			case '.':
+				w.data = dataDot
+			case '\r':
+				w.data = dataCR
+			default:
+				w.data = dataText
+			}
+		case dataDot:
+			w.data = dataText
+			if c == '\r' {
+				w.data = dataDotCR
+			}
+		case dataDotCR:
+			w.data = dataText
+			if c == '\n' {
+				w.mode = watchCommand
+			}
+		case dataCR:
+			w.data = dataText
+			if c == '\n' {
+				w.data = dataBeginLine
+			}
+		case dataText:
+			if c == '\r' {
+				w.data = dataCR
+			}
+		}
+		return
+	}
+	if c != '\n' {
+		if len(w.line) < maxWatchedLine {
+			w.line = append(w.line, c)
+		}
+		return
+	}
+	if w.prev != '\r' {
+		w.bareLF = true
+	}
+	line := strings.ToUpper(strings.TrimRight(string(w.line), "\r"))
+	w.line = w.line[:0]
+	switch {
+	case line == "HELO" || line == "EHLO" || strings.HasPrefix(line, "HELO ") || strings.HasPrefix(line, "EHLO "):
+		w.hello = line[:4]
+	case line == "DATA":
+		w.mode, w.data, w.bdat = watchData, dataBeginLine, false
+	case strings.HasPrefix(line, "BDAT "):
+		w.bdat = true
+		f := strings.Fields(line[5:])
+		if len(f) == 0 {
+			return
+		}
+		if n, err := strconv.ParseInt(f[0], 10, 64); err == nil && n > 0 {
+			w.mode, w.chunk = watchChunk, n
+		}
+	}
+}
+
+// take reports whether a command line ended in a bare LF since the last
+// take.
+func (w *cmdWatcher) take() bool {
+	b := w.bareLF
+	w.bareLF = false
+	return b
+}
+
+// rejectBareLF reports whether smtpd_forbid_bare_newline = reject applies
+// to this client: not one in smtpd_forbid_bare_newline_exclusions. A
+// lookup error applies it, as Postfix's list match does.
+func (c *conn) rejectBareLF() bool {
+	if c.srv.o.BareNewline != BareNewlineReject {
+		return false
+	}
+	ex := c.srv.policy.Load().BareNewlineExclusions
+	if ex == nil || !c.addr.IsValid() {
+		return true
+	}
+	ok, err := ex.Match(c.srv.ctx, c.addr)
+	return err != nil || !ok
+}
+
+// noteBareLF takes the watcher's record after a read: with reject in
+// force, the next reply refuses the command. Called on go-smtp's
+// goroutine for the connection, as readPlain.
+func (c *conn) noteBareLF() {
+	c.mu.Lock()
+	// For Data, which runs on a goroutine of its own for BDAT. After
+	// STARTTLS the watcher sees nothing: content is taken as DATA's.
+	c.bdat = c.cmds.bdat && !c.tlsReplies.on
+	c.hello = c.cmds.hello
+	c.mu.Unlock()
+	if !c.cmds.take() || !c.rejectBareLF() {
+		return
+	}
+	c.mu.Lock()
+	c.bareLFCommand = true
+	c.mu.Unlock()
+}
+
+// isBDAT reports whether the content being read came by BDAT.
+func (c *conn) isBDAT() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bdat
+}
+
+// refuseBareLF replaces the reply go-smtp was writing by Postfix's
+// refusal of a command with a bare LF, and closes the connection.
+func (c *conn) refuseBareLF() error {
+	c.srv.log("NOQUEUE: reject: command from %s: bare <LF> received; proto=%s", c.namaddr(), c.baseProtocol())
+	return c.replaceAndClose(fmt.Sprintf("%d 5.5.2 %%s Error: bare <LF> received", c.srv.o.BareNewlineCode))
+}
