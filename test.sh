@@ -50,8 +50,11 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 		internal/maps:FuzzTextTable internal/maps:FuzzAliasTable internal/maps:FuzzRegexpTable \
 		internal/maps:FuzzCIDRTable internal/retrans:FuzzTranslate internal/rewrite:FuzzHeader internal/queue:FuzzReadJournal internal/header:FuzzReader \
 		internal/maildrop:FuzzDecode internal/mailcopy:FuzzCopy internal/command:FuzzFilter internal/command:FuzzSplitStatus \
-		internal/users:FuzzParsePasswdLine; do
+		internal/users:FuzzParsePasswdLine internal/mastercf:FuzzParse internal/master:FuzzMasterFindings \
+		internal/config:FuzzCheckMasterNames internal/pfqueue:FuzzRead internal/maildrop:FuzzHeaderAddresses \
+		cmd/mailtee:FuzzParseSendmail cmd/mailtee:FuzzSendmailBS internal/smtpd:FuzzCmdWatcher internal/maps:FuzzInline; do
 		pkg=${target%%:*} name=${target##*:}
+		n=$((${n:-0} + 1))
 		echo "fuzz $pkg $name ($fuzztime)"
 		go test "./$pkg" -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" >/tmp/mailtee-fuzz.log 2>&1 || {
 			cat /tmp/mailtee-fuzz.log
@@ -59,7 +62,7 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 			exit 1
 		}
 	done
-	echo "fuzz: 16 targets, no failure"
+	echo "fuzz: $n targets, no failure"
 fi
 
 # Every test, last, so that its summary closes the output.
