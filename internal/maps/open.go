@@ -87,8 +87,10 @@ func open(spec string, alias bool) (Table, diag.List, error) {
 			return nil, nil, fmt.Errorf("%s: unsupported table type %q; mailtee supports %s", spec, typ, Types)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", spec, err)
+			return nil, nil, fmt.Errorf("%s: %w", spec, missingSource(typ, name, alias, err))
 		}
+		var stale diag.List
+		staleIndex(typ, name, alias, &stale)
 		switch {
 		case typ == "regexp" || typ == "pcre":
 			t, diags = parseRegexp(name, data, typ == "pcre")
@@ -101,6 +103,7 @@ func open(spec string, alias bool) (Table, diag.List, error) {
 		default:
 			t, diags = parseText(name, data)
 		}
+		diags = append(stale, diags...)
 	}
 	if err := diags.Err(); err != nil {
 		return nil, diags, fmt.Errorf("%s: %w", spec, err)
