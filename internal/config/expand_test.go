@@ -60,3 +60,16 @@ func TestExpandForms(t *testing.T) {
 		}
 	}
 }
+
+// A name referred to as "$( name )" is user-defined as much as "$name":
+// Postfix allows the blanks (mac_expand.c), so check must not call it
+// unknown.
+func TestBlankReferenceIsUserDefined(t *testing.T) {
+	c := parse(t, "smtpd_banner = $( site_banner ) ESMTP\nsite_banner = mx.example\n")
+	if d := diagsMatching(c.Check(), "site_banner: unknown parameter"); len(d) != 0 {
+		t.Errorf("site_banner is referred to, so user-defined: %v", d)
+	}
+	if got := c.Get("smtpd_banner"); got != "mx.example ESMTP" {
+		t.Errorf("smtpd_banner = %q", got)
+	}
+}
