@@ -76,4 +76,11 @@ func TestCheckTableOnlyDBAndStaleDB(t *testing.T) {
 	if code != exitBadData || !strings.Contains(out, want) {
 		t.Errorf("exit %d; want 1 and %q:\n%s", code, want, out)
 	}
+
+	// Named by its .db, written out in full: the source is read, not the
+	// binary file beside it.
+	code, out, errs := mailtee(t, "", "postalias", "-q", "postmaster", "hash:"+aliases+".db")
+	if code != exitOK || out != "root\n" {
+		t.Errorf("postalias -q postmaster hash:%s.db: exit %d %q %s; want root", aliases, code, out, errs)
+	}
 }

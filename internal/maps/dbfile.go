@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/diag"
@@ -70,4 +71,19 @@ func staleIndex(typ, name string, alias bool, diags *diag.List) {
 	const layout = "2006-01-02 15:04:05"
 	diags.Warnf(name, 0, "changed at %s, after %s was built from it at %s: Postfix would still use the old %s until `%s %s:%s` is run; mailtee reads %s itself, so the change is in effect",
 		st.ModTime().Format(layout), idx, built.Format(layout), idx, tool(alias), typ, name, name)
+}
+
+// indexSource returns the source of a table named by its indexed file, as in
+// "hash:/etc/aliases.db", when that source exists: Postfix would look for
+// /etc/aliases.db.db, mailtee reads /etc/aliases rather than the binary
+// file. Otherwise it returns name.
+func indexSource(typ, name string) string {
+	for _, suf := range indexSuffixes[typ] {
+		if base, ok := strings.CutSuffix(name, suf); ok && base != "" {
+			if st, err := os.Stat(base); err == nil && st.Mode().IsRegular() {
+				return base
+			}
+		}
+	}
+	return name
 }

@@ -75,6 +75,9 @@ func open(spec string, alias bool) (Table, diag.List, error) {
 		}
 		fallthrough
 	default:
+		if indexed[typ] {
+			name = indexSource(typ, name)
+		}
 		data, err := os.ReadFile(name)
 		if err != nil && indexed[typ] {
 			// "hash:/etc/aliases.db" is sometimes written out in full.
