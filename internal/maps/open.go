@@ -36,7 +36,11 @@ func OpenAlias(spec string) (Table, diag.List, error) {
 
 func open(spec string, alias bool) (Table, diag.List, error) {
 	typ, name, ok := strings.Cut(spec, ":")
-	if !ok || typ == "" || name == "" {
+	if ok && typ != "" && name == "" {
+		// dict_open.c: "static:" is as malformed as "static".
+		return nil, nil, fmt.Errorf("%q: expecting \"type:name\" form: the name after %s: is empty", spec, typ)
+	}
+	if !ok || typ == "" {
 		return nil, nil, fmt.Errorf("%q: expected type:name, for example hash:%s", spec, spec)
 	}
 	var (
