@@ -346,6 +346,7 @@ func references(s string) []string {
 			continue
 		case '{', '(':
 			j++
+			j += blanks(s[j:]) // "$( name)" is a reference too (mac_expand.c)
 		}
 		k := j
 		for k < len(s) && isNameByte(s[k]) {

@@ -6,95 +6,68 @@ import (
 	"strings"
 )
 
-// maxDepth bounds recursive expansion; Postfix reports "unreasonable macro
-// call nesting" at a similar depth. A loop such as a = $b, b = $a stops here.
-const maxDepth = 30
+// maxLevel is mac_expand.c's bound on nested $name references: a loop
+// such as a = $b, b = $a fails with "unreasonable macro call nesting".
+const maxLevel = 100
 
-// expander performs Postfix's $name expansion (postconf(5), "Parameter
-// expansion"): $name, ${name}, $(name), ${name?value}, ${name:value},
-// ${name?{value}:{value}}, $$ for a literal dollar, and the relational form
-// ${{text} op {text} ? {value} : {value}} with ==, !=, <, <=, >, >= and
-// their "level" variants for compatibility levels.
+// maxDepth bounds how far origin (config.go) follows references.
+const maxDepth = maxLevel
+
+// maxCalls bounds the nesting across relational operands too, which
+// mac_expand.c expands with a fresh level count: a = ${{$a} == {}} would
+// otherwise recurse until the stack runs out (Postfix itself crashes).
+const maxCalls = 1000
+
+// maxWork bounds the total text an expansion may read and produce. Depth
+// alone does not: "a = $b $b", "b = $c $c", ... doubles at each level,
+// and a hundred levels would never end. Postfix has no such bound.
+const maxWork = 1 << 20
+
+// whitespace is Postfix's CHARS_SPACE (src/util/sys_defs.h).
+const whitespace = " \t\r\n"
+
+// expander performs Postfix's $name expansion as src/util/mac_parse.c and
+// mac_expand.c of Postfix 3.7 do with MAC_EXP_FLAG_RECURSE, which is how
+// postconf -x and the daemons read main.cf:
+//
+//   - $name, ${name}, $(name); blanks around the name inside the braces
+//     are allowed ("$( name )"); $$ is a literal '$'; a '$' followed by
+//     neither a name nor a bracket (a lone or trailing '$') is an error.
+//   - ${name?text}, ${name:text}, ${name?{text}}, ${name?{t}:{f}} and
+//     ${name?{t}:f}: unbraced text runs to the closing brace, ':' and '?'
+//     included (Postfix 2.11 compatibility). Whether name is "set" is
+//     decided on its value as written, before expansion: with a = $e and
+//     e empty, ${a?yes} is "yes" (postconf 3.7 does so).
+//   - ${{text1} op {text2}}, with op one of == != < <= > >= (numeric when
+//     both sides are all digits) or their "level" forms that compare
+//     compatibility levels; alone it yields "true" or "", and it may be
+//     followed by ?... and :... exactly as a name is.
+//   - Postfix's errors: unbalanced brackets, a bad name, a missing or
+//     unknown operator, text after the last branch ("${name:{a}:{b}}"),
+//     nesting beyond 100 levels. postconf exits 1 on each.
+//
+// Branches that are not taken are not parsed, as in Postfix: an error in
+// them goes unnoticed.
 type expander struct {
 	lookup    func(name string) (string, bool)
 	undefined func(name string) // called for $name that has no value at all
-	work      int               // bytes produced so far, see maxWork
+	// literal: lookup results are inserted as they are, not expanded in
+	// turn (mac_expand without MAC_EXP_FLAG_RECURSE, as local(8) expands
+	// its attributes in local_expand.c).
+	literal bool
+	work    int // bytes read and produced so far, see maxWork
+	level   int // mac_expand.c's mc->level
+	calls   int // see maxCalls
 }
 
-// maxWork bounds the total text an expansion may produce. Depth alone does
-// not: "a = $b $b", "b = $c $c", ... doubles at each level, and thirty
-// levels would be a billion copies.
-const maxWork = 1 << 20
-
+// expand expands s. depth is the nesting level to start from.
 func (e *expander) expand(s string, depth int) (string, error) {
-	if depth > maxDepth {
-		return "", fmt.Errorf("unreasonable macro call nesting: %q", s)
-	}
-	if e.work += len(s); e.work > maxWork {
-		return "", fmt.Errorf("expansion produces more than %d bytes; is a parameter referring to itself through others?", maxWork)
-	}
-	if !strings.Contains(s, "$") {
-		return s, nil
-	}
+	saved := e.level
+	e.level = depth
+	defer func() { e.level = saved }()
 	var b strings.Builder
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c != '$' {
-			b.WriteByte(c)
-			i++
-			continue
-		}
-		i++
-		if i >= len(s) {
-			b.WriteByte('$') // a trailing '$' stays, as in Postfix
-			break
-		}
-		switch s[i] {
-		case '$':
-			b.WriteByte('$')
-			i++
-		case '{', '(':
-			end, err := matchClose(s, i)
-			if err != nil {
-				return "", err
-			}
-			out, err := e.expandBraced(s[i+1:end], s[i] == '{', depth)
-			if err != nil {
-				return "", err
-			}
-			b.WriteString(out)
-			i = end + 1
-		default:
-			j := i
-			for j < len(s) && isNameByte(s[j]) {
-				j++
-			}
-			if j == i { // "$" followed by something else: literal
-				b.WriteByte('$')
-				continue
-			}
-			out, err := e.value(s[i:j], depth)
-			if err != nil {
-				return "", err
-			}
-			b.WriteString(out)
-			i = j
-		}
-	}
-	return b.String(), nil
-}
-
-func (e *expander) value(name string, depth int) (string, error) {
-	v, ok := e.lookup(name)
-	if !ok {
-		if e.undefined != nil {
-			e.undefined(name)
-		}
-		return "", nil
-	}
-	// A raw parameter's value is expanded when another refers to it, as
-	// Postfix 3.7 does (3.12's postconf leaves it as written).
-	return e.expand(v, depth+1)
+	err := e.parse(s, &b)
+	return b.String(), err
 }
 
 // param expands v, the value of parameter name, unless name is raw.
@@ -103,6 +76,400 @@ func (e *expander) param(name, v string, depth int) (string, error) {
 		return v, nil
 	}
 	return e.expand(v, depth)
+}
+
+// parse is mac_parse(): it splits s into literal text and $-expressions
+// and hands each to e.callback.
+func (e *expander) parse(s string, out *strings.Builder) error {
+	if e.work += len(s); e.work > maxWork {
+		return fmt.Errorf("expansion produces more than %d bytes; is a parameter referring to itself through others?", maxWork)
+	}
+	e.calls++
+	defer func() { e.calls-- }()
+	if e.calls > maxCalls {
+		return fmt.Errorf("unreasonable macro call nesting: %q", s)
+	}
+	var lit strings.Builder
+	for i := 0; i < len(s); {
+		if s[i] != '$' {
+			lit.WriteByte(s[i])
+			i++
+			continue
+		}
+		if i+1 < len(s) && s[i+1] == '$' {
+			lit.WriteByte('$')
+			i += 2
+			continue
+		}
+		if lit.Len() > 0 {
+			if err := e.callback(false, lit.String(), out); err != nil {
+				return err
+			}
+			lit.Reset()
+		}
+		i++
+		var expr string
+		if i < len(s) && (s[i] == '{' || s[i] == '(') {
+			open, closing := s[i], byte('}')
+			if open == '(' {
+				closing = ')'
+			}
+			level, j := 1, i+1
+			for ; level > 0; j++ {
+				if j >= len(s) {
+					return fmt.Errorf("truncated macro reference: %q", s)
+				}
+				switch s[j] {
+				case open:
+					level++
+				case closing:
+					level--
+				}
+			}
+			expr, i = s[i+1:j-1], j
+		} else {
+			j := i
+			for j < len(s) && isNameByte(s[j]) {
+				j++
+			}
+			expr, i = s[i:j], j
+		}
+		if expr == "" {
+			return fmt.Errorf("empty macro name: %q (write $$ for a literal '$')", s)
+		}
+		if err := e.callback(true, expr, out); err != nil {
+			return err
+		}
+	}
+	if lit.Len() > 0 {
+		return e.callback(false, lit.String(), out)
+	}
+	return nil
+}
+
+// callback is mac_expand_callback(): text is literal, or the inside of
+// $name, ${...} or $(...).
+func (e *expander) callback(isExpr bool, text string, out *strings.Builder) error {
+	if e.level > maxLevel {
+		return fmt.Errorf("unreasonable macro call nesting: %q", text)
+	}
+	e.level++
+	defer func() { e.level-- }()
+	if !isExpr {
+		if e.work += len(text); e.work > maxWork {
+			return fmt.Errorf("expansion produces more than %d bytes; is a parameter referring to itself through others?", maxWork)
+		}
+		out.WriteString(text)
+		return nil
+	}
+	var (
+		name    string
+		val     string
+		defined bool
+		op      byte // '?', ':' or 0 for a plain reference
+		cp      string
+	)
+	if k := blanks(text); k < len(text) && text[k] == '{' {
+		// Relational expression: its value is "true" or "".
+		res, rest, err := e.relational(text[k:])
+		if err != nil {
+			return err
+		}
+		val, defined, cp = res, true, rest
+		if cp != "" {
+			if op = cp[0]; op != '?' && op != ':' {
+				return fmt.Errorf("\"?\" or \":\" expected at: \"...}>>>%s\"", first20(cp))
+			}
+			cp = cp[1:]
+		}
+	} else {
+		start := blanks(text)
+		cp = text[start:]
+		for i := 0; ; i++ {
+			k := i + blanks(cp[i:])
+			if k == len(cp) {
+				name, cp = cp[:i], ""
+				break
+			}
+			if c := cp[k]; c == '?' || c == ':' {
+				name, op, cp = cp[:i], c, cp[k+1:]
+				break
+			}
+			if !isNameByte(cp[i]) {
+				return fmt.Errorf("attribute name syntax error at: \"...%s>>>%s\"", text[:start+i], first20(cp[i:]))
+			}
+		}
+		val, defined = e.lookup(name)
+	}
+	set := defined && val != ""
+	switch op {
+	case 0:
+		switch {
+		case !defined:
+			if e.undefined != nil {
+				e.undefined(name)
+			}
+		case val == "":
+		case e.literal:
+			if e.work += len(val); e.work > maxWork {
+				return fmt.Errorf("expansion produces more than %d bytes", maxWork)
+			}
+			out.WriteString(val)
+		default:
+			return e.parse(val, out)
+		}
+		return nil
+	case '?':
+		branch, rest, err := e.operand(cp)
+		if err != nil {
+			return err
+		}
+		if set {
+			if err := e.parse(branch, out); err != nil {
+				return err
+			}
+		}
+		if rest == "" {
+			return nil
+		}
+		if rest[0] != ':' {
+			return fmt.Errorf("\":\" expected at: \"...%s}>>>%s\"", branch, first20(rest))
+		}
+		cp = rest[1:]
+	}
+	// ':' or what follows "?{text}:".
+	branch, rest, err := e.operand(cp)
+	if err != nil {
+		return err
+	}
+	if !set {
+		if err := e.parse(branch, out); err != nil {
+			return err
+		}
+	}
+	if rest != "" {
+		return fmt.Errorf("unexpected input at: \"...%s}>>>%s\"", branch, first20(rest))
+	}
+	return nil
+}
+
+// operand returns the result text after '?' or ':': the payload of
+// "{text}" (blanks around it skipped) and what follows, or, unbraced, all
+// of s.
+func (e *expander) operand(s string) (text, rest string, err error) {
+	if k := blanks(s); k < len(s) && s[k] == '{' {
+		return curly(s[k:])
+	}
+	return s, "", nil
+}
+
+// curly is mac_exp_extract_curly_payload(): s starts with '{'; it returns
+// the text up to the matching '}' and the rest after the blanks that
+// follow it.
+func curly(s string) (payload, rest string, err error) {
+	level := 1
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '{':
+			level++
+		case '}':
+			if level--; level == 0 {
+				rest = s[i+1:]
+				return s[1:i], rest[blanks(rest):], nil
+			}
+		}
+	}
+	return "", "", fmt.Errorf("unbalanced {} in attribute expression: %q", s)
+}
+
+// relOps are the characters mac_exp_parse_relational() takes for an
+// operator, so that "=" or "===" is reported whole.
+const relOps = "<>!=?+-*/~&|%"
+
+// relational is mac_exp_parse_relational(): s is "{left} op {right}..."
+// and the result is "true" or "" and the text after the right operand.
+func (e *expander) relational(s string) (result, rest string, err error) {
+	left, cp, err := curly(s)
+	if err != nil {
+		return "", "", err
+	}
+	n := 0
+	for n < len(cp) && strings.IndexByte(relOps, cp[n]) >= 0 {
+		n++
+	}
+	op := cp[:n]
+	switch op {
+	case "==", "!=", "<", "<=", ">=", ">":
+	default:
+		return "", "", fmt.Errorf("\"==\" or \"!=\" or \"<\" or \"<=\" or \">=\" or \">\" expected at: \"...%s}>>>%s\"", left, first20(cp))
+	}
+	cp = cp[n:]
+	level := false
+	if cp != "" && isAlnum(cp[0]) {
+		// An operator suffix: postconf registers only "level"
+		// (src/global/compat_level.c).
+		m := 1
+		for m < len(cp) && isAlnum(cp[m]) {
+			m++
+		}
+		if cp[:m] != "level" {
+			return "", "", fmt.Errorf("bad operator suffix at: \"...%s>>>%s\"", op, cp[:m])
+		}
+		level, cp = true, cp[m:]
+	}
+	k := blanks(cp)
+	if k == len(cp) || cp[k] != '{' {
+		return "", "", fmt.Errorf("\"{expression}\" expected at: \"...{%s} %s>>>%s\"", left, op, first20(cp))
+	}
+	right, cp, err := curly(cp[k:])
+	if err != nil {
+		return "", "", err
+	}
+	// Postfix expands each operand with a fresh mac_expand() call.
+	l, err := e.expand(left, 0)
+	if err != nil {
+		return "", "", err
+	}
+	r, err := e.expand(right, 0)
+	if err != nil {
+		return "", "", err
+	}
+	var c int
+	if level {
+		lv, err := compatLevel(l)
+		if err != nil {
+			return "", "", err
+		}
+		rv, err := compatLevel(r)
+		if err != nil {
+			return "", "", err
+		}
+		c = cmpInt(lv, rv)
+	} else if allDigits(l) && allDigits(r) {
+		ln, err1 := strconv.ParseInt(l, 10, 64)
+		rn, err2 := strconv.ParseInt(r, 10, 64)
+		if err1 != nil || err2 != nil {
+			// atol_or_die() in mac_expand.c: postconf stops.
+			bad := l
+			if err1 == nil {
+				bad = r
+			}
+			return "", "", fmt.Errorf("mac_exp_eval: bad conversion: %s", bad)
+		}
+		c = cmpInt(ln, rn)
+	} else {
+		c = strings.Compare(l, r)
+	}
+	var ok bool
+	switch op {
+	case "==":
+		ok = c == 0
+	case "!=":
+		ok = c != 0
+	case "<":
+		ok = c < 0
+	case "<=":
+		ok = c <= 0
+	case ">=":
+		ok = c >= 0
+	case ">":
+		ok = c > 0
+	}
+	if ok {
+		return "true", cp, nil
+	}
+	return "", cp, nil
+}
+
+// parseLevel reads a compatibility level as the compatibility_level
+// parameter is read.
+func parseLevel(s string) (int64, error) { return compatLevel(s) }
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// compatLevel is compat_level_from_string() (src/global/compat_level.c):
+// major[.minor[.patch]], each read by strtol (so blanks and a sign may
+// lead), minor and patch at most 1023, encoded into one comparable number.
+func compatLevel(s string) (int64, error) {
+	bad := fmt.Errorf("malformed compatibility level syntax: %q", s)
+	var res int64
+	rest := s
+	for i, limit := range []int64{1<<43 - 1, 1023, 1023} {
+		n, r, ok := strtol(rest)
+		if !ok || n < 0 || n > limit || (r != "" && (r[0] != '.' || i == 2)) {
+			return 0, bad
+		}
+		res |= n << (20 - 10*i)
+		if r == "" {
+			return res, nil
+		}
+		rest = r[1:]
+	}
+	return 0, bad
+}
+
+// strtol reads a base-10 number as C's strtol: optional blanks, an
+// optional sign, at least one digit; ok is false without digits or when
+// the number does not fit in 64 bits (ERANGE).
+func strtol(s string) (n int64, rest string, ok bool) {
+	i := 0
+	for i < len(s) && (s[i] == ' ' || s[i] >= '\t' && s[i] <= '\r') {
+		i++
+	}
+	j := i
+	if j < len(s) && (s[j] == '+' || s[j] == '-') {
+		j++
+	}
+	k := j
+	for k < len(s) && s[k] >= '0' && s[k] <= '9' {
+		k++
+	}
+	if k == j {
+		return 0, s, false
+	}
+	n, err := strconv.ParseInt(s[i:k], 10, 64)
+	return n, s[k:], err == nil
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// blanks returns the number of whitespace bytes at the start of s.
+func blanks(s string) int {
+	i := 0
+	for i < len(s) && strings.IndexByte(whitespace, s[i]) >= 0 {
+		i++
+	}
+	return i
+}
+
+// first20 is "%.20s", as Postfix quotes where an error is.
+func first20(s string) string {
+	if len(s) > 20 {
+		return s[:20]
+	}
+	return s
 }
 
 // rawParams are the parameters that Postfix's programs read without
@@ -133,252 +500,6 @@ var rawParams = map[string]bool{
 // be expanded at run time by the program that uses it (see rawParams).
 func IsRaw(name string) bool { return rawParams[name] }
 
-// expandBraced handles the inside of ${...} or $(...).
-func (e *expander) expandBraced(in string, curly bool, depth int) (string, error) {
-	if curly && strings.HasPrefix(in, "{") {
-		return e.relational(in, depth)
-	}
-	j := 0
-	for j < len(in) && isNameByte(in[j]) {
-		j++
-	}
-	name := in[:j]
-	if name == "" {
-		return "", fmt.Errorf("bad macro name in \"${%s}\"", in)
-	}
-	rest := in[j:]
-	if rest == "" {
-		return e.value(name, depth)
-	}
-	op := rest[0]
-	if op != '?' && op != ':' {
-		return "", fmt.Errorf("unexpected %q after macro name %q", op, name)
-	}
-	raw, _ := e.lookup(name)
-	val, err := e.expand(raw, depth+1)
-	if err != nil {
-		return "", err
-	}
-	set := val != ""
-	text := rest[1:]
-	// ${name?{a}:{b}} picks a or b; ${name?{a}} and ${name?a} give a or "".
-	if strings.HasPrefix(text, "{") {
-		parts, err := braceGroups(text)
-		if err != nil {
-			return "", fmt.Errorf("in \"${%s}\": %w", in, err)
-		}
-		t, f := parts[0], ""
-		if len(parts) == 2 {
-			f = parts[1]
-		}
-		if op == ':' {
-			t, f = f, t
-			if len(parts) == 1 {
-				t, f = "", parts[0]
-			}
-		}
-		if set {
-			return e.expand(t, depth+1)
-		}
-		return e.expand(f, depth+1)
-	}
-	if (op == '?') == set {
-		return e.expand(text, depth+1)
-	}
-	return "", nil
-}
-
-// relational evaluates "{text1} op {text2} ? {t} : {f}".
-func (e *expander) relational(in string, depth int) (string, error) {
-	bad := func(why string) error { return fmt.Errorf("bad expression \"${%s}\": %s", in, why) }
-	left, rest, err := cutGroup(in)
-	if err != nil {
-		return "", bad(err.Error())
-	}
-	rest = strings.TrimLeft(rest, " \t")
-	k := strings.IndexAny(rest, "{")
-	if k < 0 {
-		return "", bad("missing second operand")
-	}
-	op := strings.TrimSpace(rest[:k])
-	right, rest, err := cutGroup(rest[k:])
-	if err != nil {
-		return "", bad(err.Error())
-	}
-	rest = strings.TrimSpace(rest)
-	if !strings.HasPrefix(rest, "?") {
-		return "", bad("missing '?'")
-	}
-	rest = strings.TrimSpace(rest[1:])
-	t, rest, err := cutGroup(rest)
-	if err != nil {
-		return "", bad(err.Error())
-	}
-	rest = strings.TrimSpace(rest)
-	f := ""
-	if rest != "" {
-		if !strings.HasPrefix(rest, ":") {
-			return "", bad("expected ':' before the false value")
-		}
-		if f, rest, err = cutGroup(strings.TrimSpace(rest[1:])); err != nil {
-			return "", bad(err.Error())
-		}
-		if strings.TrimSpace(rest) != "" {
-			return "", bad("trailing text")
-		}
-	}
-	l, err := e.expand(left, depth+1)
-	if err != nil {
-		return "", err
-	}
-	r, err := e.expand(right, depth+1)
-	if err != nil {
-		return "", err
-	}
-	// Postfix 3.7 compares the operands as they are: "{ a }" is not "{a}".
-	res, err := compare(l, op, r)
-	if err != nil {
-		return "", bad(err.Error())
-	}
-	if res {
-		return e.expand(t, depth+1)
-	}
-	return e.expand(f, depth+1)
-}
-
-func compare(l, op, r string) (bool, error) {
-	var c int
-	switch {
-	case strings.HasSuffix(op, "level"):
-		op = strings.TrimSuffix(op, "level")
-		lv, err1 := parseLevel(l)
-		rv, err2 := parseLevel(r)
-		if err1 != nil {
-			return false, err1
-		}
-		if err2 != nil {
-			return false, err2
-		}
-		c = compareLevels(lv, rv)
-	default:
-		ln, err1 := strconv.ParseInt(l, 10, 64)
-		rn, err2 := strconv.ParseInt(r, 10, 64)
-		if err1 == nil && err2 == nil {
-			c = cmpInt(ln, rn)
-		} else {
-			c = strings.Compare(l, r)
-		}
-	}
-	switch op {
-	case "==":
-		return c == 0, nil
-	case "!=":
-		return c != 0, nil
-	case "<":
-		return c < 0, nil
-	case "<=":
-		return c <= 0, nil
-	case ">":
-		return c > 0, nil
-	case ">=":
-		return c >= 0, nil
-	}
-	return false, fmt.Errorf("unknown operator %q", op)
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// parseLevel reads a compatibility level: "0", "2", "3.6", "3.6.1".
-func parseLevel(s string) ([3]int64, error) {
-	var v [3]int64
-	parts := strings.Split(s, ".")
-	if len(parts) > 3 || s == "" {
-		return v, fmt.Errorf("bad compatibility level %q", s)
-	}
-	for i, p := range parts {
-		n, err := strconv.ParseInt(p, 10, 64)
-		if err != nil || n < 0 {
-			return v, fmt.Errorf("bad compatibility level %q", s)
-		}
-		v[i] = n
-	}
-	return v, nil
-}
-
-func compareLevels(a, b [3]int64) int {
-	for i := range a {
-		if c := cmpInt(a[i], b[i]); c != 0 {
-			return c
-		}
-	}
-	return 0
-}
-
-// cutGroup takes "{text} rest" and returns text and rest.
-func cutGroup(s string) (string, string, error) {
-	if !strings.HasPrefix(s, "{") {
-		return "", "", fmt.Errorf("expected '{' at %q", s)
-	}
-	end, err := matchClose(s, 0)
-	if err != nil {
-		return "", "", err
-	}
-	return s[1:end], s[end+1:], nil
-}
-
-// braceGroups splits "{a}:{b}" or "{a}" into its groups.
-func braceGroups(s string) ([]string, error) {
-	first, rest, err := cutGroup(s)
-	if err != nil {
-		return nil, err
-	}
-	rest = strings.TrimSpace(rest)
-	if rest == "" {
-		return []string{first}, nil
-	}
-	if !strings.HasPrefix(rest, ":") {
-		return nil, fmt.Errorf("expected ':' after {%s}", first)
-	}
-	second, rest, err := cutGroup(strings.TrimSpace(rest[1:]))
-	if err != nil {
-		return nil, err
-	}
-	if strings.TrimSpace(rest) != "" {
-		return nil, fmt.Errorf("trailing text after {%s}", second)
-	}
-	return []string{first, second}, nil
-}
-
-// matchClose returns the index of the bracket closing the one at s[open].
-func matchClose(s string, open int) (int, error) {
-	o := s[open]
-	c := byte('}')
-	if o == '(' {
-		c = ')'
-	}
-	depth := 0
-	for i := open; i < len(s); i++ {
-		switch s[i] {
-		case o:
-			depth++
-		case c:
-			depth--
-			if depth == 0 {
-				return i, nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("missing %q in %q", c, s[open:])
-}
-
 func isNameByte(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
@@ -391,7 +512,7 @@ func isNameByte(c byte) bool {
 // forward_path element). The caller filters what lookup returns: its
 // values are not expanded further only when they hold no '$'.
 func ExpandAttrs(s string, lookup func(name string) (string, bool)) (out string, undefined []string, err error) {
-	e := expander{lookup: lookup, undefined: func(n string) { undefined = append(undefined, n) }}
+	e := expander{lookup: lookup, literal: true, undefined: func(n string) { undefined = append(undefined, n) }}
 	out, err = e.expand(s, 0)
 	return out, undefined, err
 }

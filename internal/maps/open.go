@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/diag"
-	"github.com/mailtee/mailtee/internal/pflist"
 	"github.com/mailtee/mailtee/internal/users"
 )
 
@@ -37,6 +36,10 @@ func OpenAlias(spec string) (Table, diag.List, error) {
 
 func open(spec string, alias bool) (Table, diag.List, error) {
 	typ, name, ok := strings.Cut(spec, ":")
+	if ok && typ != "" && name == "" {
+		// dict_open.c: "static:" is as malformed as "static".
+		return nil, nil, fmt.Errorf("%q: expecting \"type:name\" form: the name after %s: is empty", spec, typ)
+	}
 	if !ok || typ == "" {
 		return nil, nil, fmt.Errorf("%q: expected type:name, for example hash:%s", spec, spec)
 	}
@@ -52,13 +55,33 @@ func open(spec string, alias bool) (Table, diag.List, error) {
 	case "inline":
 		t, diags = parseInline(spec, name)
 	case "static":
-		t = staticTable(unbrace(name))
+		var err error
+		if t, err = openStatic(name); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", spec, err)
+		}
 	case "unix":
 		var err error
 		if t, err = openUnix(name); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", spec, err)
 		}
+	case "regexp", "pcre", "cidr":
+		if strings.HasPrefix(name, "{") {
+			data, err := inlineRules(typ, name)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", spec, err)
+			}
+			if typ == "cidr" {
+				t, diags = parseCIDR(spec, data)
+			} else {
+				t, diags = parseRegexp(spec, data, typ == "pcre")
+			}
+			break
+		}
+		fallthrough
 	default:
+		if indexed[typ] {
+			name = indexSource(typ, name)
+		}
 		data, err := os.ReadFile(name)
 		if err != nil && indexed[typ] {
 			// "hash:/etc/aliases.db" is sometimes written out in full.
@@ -71,8 +94,10 @@ func open(spec string, alias bool) (Table, diag.List, error) {
 			return nil, nil, fmt.Errorf("%s: unsupported table type %q; mailtee supports %s", spec, typ, Types)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", spec, err)
+			return nil, nil, fmt.Errorf("%s: %w", spec, missingSource(typ, name, alias, err))
 		}
+		var stale diag.List
+		staleIndex(typ, name, alias, &stale)
 		switch {
 		case typ == "regexp" || typ == "pcre":
 			t, diags = parseRegexp(name, data, typ == "pcre")
@@ -85,6 +110,7 @@ func open(spec string, alias bool) (Table, diag.List, error) {
 		default:
 			t, diags = parseText(name, data)
 		}
+		diags = append(stale, diags...)
 	}
 	if err := diags.Err(); err != nil {
 		return nil, diags, fmt.Errorf("%s: %w", spec, err)
@@ -92,50 +118,11 @@ func open(spec string, alias bool) (Table, diag.List, error) {
 	return t, diags, nil
 }
 
-// unbrace strips one pair of enclosing braces and the blanks inside them:
-// Postfix writes "static:{text with spaces}".
-func unbrace(s string) string {
-	if strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") {
-		return strings.TrimSpace(s[1 : len(s)-1])
-	}
-	return s
-}
-
 // staticTable answers every key with the same value (static:value).
 type staticTable string
 
 func (s staticTable) Lookup(context.Context, string) (string, bool, error) {
 	return string(s), true, nil
-}
-
-// parseInline reads "inline:{ key=value, { key = value text }, ... }".
-// Elements are separated by commas or whitespace; an element in braces
-// may hold spaces, trimmed around the '='. As in Postfix, "key = value"
-// outside braces is an error, since the blanks split it into elements.
-func parseInline(spec, body string) (*fixedTable, diag.List) {
-	var diags diag.List
-	if !strings.HasPrefix(body, "{") || !strings.HasSuffix(body, "}") {
-		diags.Errorf(spec, 0, "need \"inline:{name=value...}\"")
-		return nil, diags
-	}
-	body = body[1 : len(body)-1]
-	t := newFixed(nil)
-	for _, el := range pflist.Split(body) {
-		braced := strings.HasPrefix(el, "{")
-		if braced {
-			el = unbrace(el)
-		}
-		k, v, ok := strings.Cut(el, "=")
-		if braced {
-			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		}
-		if !ok || k == "" {
-			diags.Errorf(spec, 0, "missing '=' after attribute name: %q; need \"inline:{name=value...}\"", el)
-			continue
-		}
-		t.add(foldKey(k), v)
-	}
-	return t, diags
 }
 
 // openUnix opens unix:passwd.byname, the table behind Postfix's default
