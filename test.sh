@@ -52,7 +52,8 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 		internal/maildrop:FuzzDecode internal/mailcopy:FuzzCopy internal/command:FuzzFilter internal/command:FuzzSplitStatus \
 		internal/users:FuzzParsePasswdLine internal/mastercf:FuzzParse internal/master:FuzzMasterFindings \
 		internal/config:FuzzCheckMasterNames internal/pfqueue:FuzzRead internal/maildrop:FuzzHeaderAddresses \
-		cmd/mailtee:FuzzParseSendmail cmd/mailtee:FuzzSendmailBS internal/smtpd:FuzzCmdWatcher internal/maps:FuzzInline; do
+		cmd/mailtee:FuzzParseSendmail cmd/mailtee:FuzzSendmailBS internal/smtpd:FuzzCmdWatcher internal/maps:FuzzInline \
+		internal/config:FuzzExpand internal/maps:FuzzInlineSpec; do
 		pkg=${target%%:*} name=${target##*:}
 		n=$((${n:-0} + 1))
 		echo "fuzz $pkg $name ($fuzztime)"
