@@ -408,6 +408,7 @@ func listenerFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service
 		out = append(out, f)
 	}
 	out = append(out, wrapperFindings(sc, mf.Path, s.Line, where+": ")...)
+	out = append(out, listenerTLSFindings(sc, mf, s, where)...)
 	if len(s.Overrides) > 0 {
 		out = append(out, restrictionFindings(sc, mf.Path, s.Line, where+": ")...)
 		if !out.HasErrors() {

@@ -1,0 +1,55 @@
+package master
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mailtee/mailtee/internal/diag"
+)
+
+// A listener's -o certificate is checked as main.cf's is: one that
+// does not load (serve refuses to start with it) is an error of check
+// too, naming master.cf's line; a missing one is a warning, an error
+// with -o smtpd_tls_security_level=encrypt, as is encrypt with no
+// certificate at all. Before, check passed all three and serve then
+// refused the first.
+func TestMasterCFListenerCertificate(t *testing.T) {
+	dir := t.TempDir()
+	p1, p2 := freePort(t), freePort(t)
+	notPEM := filepath.Join(dir, "notpem")
+	os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600)
+	writeMainCF(t, dir, p1, "", "")
+	mcf := filepath.Join(dir, "master.cf")
+	write := func(over string) {
+		writeMasterCF(t, dir, transportsCF+"127.0.0.1:"+p1+" inet n - n - - smtpd\n127.0.0.1:"+p2+" inet n - n - - smtpd\n"+over)
+	}
+	write("  -o smtpd_tls_cert_file=" + notPEM + "\n")
+	if d := findings(t, dir); !hasFinding(d, diag.Error, mcf, 7, "serve refuses to start with it") {
+		t.Errorf("a listener's certificate that does not load: %v", d)
+	}
+	// serve refuses it too (it runs check first; its newSMTPD would).
+	cfg := reload(t, dir)
+	if d, _ := Check(cfg); !d.HasErrors() {
+		t.Error("serve's check passes a certificate serve cannot load")
+	}
+
+	write("  -o smtpd_tls_cert_file=" + filepath.Join(dir, "none.pem") + "\n")
+	if d := findings(t, dir); !hasFinding(d, diag.Warning, mcf, 7, "this port runs without STARTTLS") || d.HasErrors() {
+		t.Errorf("a listener's missing certificate: %v", d)
+	}
+	write("  -o smtpd_tls_cert_file=" + filepath.Join(dir, "none.pem") + "\n  -o smtpd_tls_security_level=encrypt\n")
+	if d := findings(t, dir); !hasFinding(d, diag.Error, mcf, 8, "no client could send mail on this port") {
+		t.Errorf("encrypt with a missing certificate: %v", d)
+	}
+	write("  -o smtpd_tls_security_level=encrypt\n")
+	if d := findings(t, dir); !hasFinding(d, diag.Error, mcf, 7, "no client could send mail on this port") {
+		t.Errorf("encrypt without a certificate: %v", d)
+	}
+	// A good one passes.
+	cert, key := writeCert(t, dir)
+	write("  -o smtpd_tls_cert_file=" + cert + "\n  -o smtpd_tls_key_file=" + key + "\n  -o smtpd_tls_security_level=encrypt\n")
+	if d := findings(t, dir); d.HasErrors() {
+		t.Errorf("a good listener certificate: %v", d)
+	}
+}
