@@ -210,29 +210,3 @@ var (
 	restrictionFeature = featureOf("smtpd_client_restrictions")
 	tlsClientFeature   = featureOf("smtp_tls_policy_maps")
 )
-
-// checkRelayOrder reports an smtpd_relay_restrictions or
-// smtpd_recipient_restrictions that refuses relaying to clients in
-// mynetworks: reject_unauth_destination (or defer_) before any
-// permit_mynetworks. mailtee's relay control is Postfix's default, where
-// mynetworks may relay, whatever the order (internal/smtpd's checkRcpt),
-// so it would trust those clients more than Postfix does with this
-// main.cf: an error, not a missing feature. Lists with restrictions
-// mailtee lacks are reported with the SMTP access restrictions already.
-func (c *Config) checkRelayOrder(out *diag.List) {
-	for _, name := range []string{"smtpd_relay_restrictions", "smtpd_recipient_restrictions"} {
-		for _, el := range c.List(name) {
-			if !contains(implemented[name].allowed, el) {
-				break // reported as a restriction mailtee lacks
-			}
-			if el == "permit_mynetworks" {
-				break
-			}
-			if el == "reject_unauth_destination" || el == "defer_unauth_destination" {
-				_, line := c.origin(name, el)
-				out.Errorf(c.File, line, "%s: %s comes before any permit_mynetworks, so Postfix refuses relaying to clients in mynetworks; mailtee lets mynetworks relay whatever the order, which would trust them more than Postfix does: put permit_mynetworks first, or narrow mynetworks", name, el)
-				break
-			}
-		}
-	}
-}

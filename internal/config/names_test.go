@@ -192,28 +192,6 @@ func TestOneErrorPerFeature(t *testing.T) {
 	}
 }
 
-// mailtee's relay control lets mynetworks relay, as Postfix's default
-// does; a main.cf whose restrictions refuse that first is an error, or
-// mailtee would trust those clients more than Postfix.
-func TestRelayOrder(t *testing.T) {
-	for _, tc := range []struct {
-		text string
-		bad  bool
-	}{
-		{"", false},
-		{"smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination\n", false},
-		{"smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination\n", true},
-		{"smtpd_recipient_restrictions = permit_sasl_authenticated, reject_unauth_destination, permit_mynetworks\n", true},
-		{"smtpd_recipient_restrictions = permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination\n", false},
-		{"smtpd_recipient_restrictions = reject_unlisted_recipient\n", false},
-	} {
-		d := diagsMatching(parse(t, tc.text).Check(), "comes before any permit_mynetworks")
-		if got := len(d) == 1 && d[0].Severity == diag.Error && d[0].Line == 1; got != tc.bad {
-			t.Errorf("%q: error %v, want %v: %v", tc.text, got, tc.bad, d)
-		}
-	}
-}
-
 // Check with master.cf's names never panics, whatever main.cf and
 // master.cf hold.
 func FuzzCheckMasterNames(f *testing.F) {

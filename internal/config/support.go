@@ -261,7 +261,6 @@ func (c *Config) Check() diag.List {
 	}
 	feats.report(c.File, &out)
 	c.checkDerived(&out)
-	c.checkRelayOrder(&out)
 	c.checkOwnDirs(&out)
 	c.checkTLSFiles(&out)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
