@@ -67,7 +67,10 @@ func TestParseSendmail(t *testing.T) {
 			t.Errorf("%s %q: %+v, %v; want %+v", c.name, c.args, got, err, c.want)
 		}
 	}
-	for _, args := range [][]string{{"-bd"}, {"-bv", "bob"}, {"-n"}, {"-Xlog"}, {"-bz"}, {"-t", "-bp"}, {"-bp", "bob"}, {"-qXyz"}, {"-B", "9BIT"}, {"-f"}, {"-qR"}} {
+	for _, args := range [][]string{{"-bd"}, {"-bv", "bob"}, {"-n"}, {"-Xlog"}, {"-bz"}, {"-t", "-bp"}, {"-bp", "bob"}, {"-qXyz"}, {"-B", "9BIT"}, {"-f"}, {"-qR"},
+		// Letters Postfix's getopt does not know: mail(1)'s -s given to
+		// sendmail must not make the subject a recipient.
+		{"-s", "Hello", "bob"}, {"-d0.1"}, {"-tis", "x"}} {
 		if _, err := parseSendmail("sendmail", args); err == nil {
 			t.Errorf("sendmail %q: accepted, want a usage error", args)
 		}

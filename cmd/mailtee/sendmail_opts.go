@@ -36,6 +36,10 @@ type sendmailOpts struct {
 // it; mailtee's commands all take -c DIR).
 const sendmailArgOpts = "ABCFLNORVXbcefhopqr"
 
+// sendmailLetters are the option letters of Postfix's sendmail
+// (GETOPT_LIST, above): any other is a usage error.
+const sendmailLetters = "ABCFGILNORUVXbcefhimnopqrtvx"
+
 // parseSendmail reads sendmail's command line as Postfix's sendmail
 // does, with glibc getopt's habits (options may follow the recipients,
 // cluster, and take their value attached or as the next argument; "--"
@@ -163,8 +167,13 @@ func parseSendmail(name string, args []string) (sendmailOpts, error) {
 			default:
 				// -F, -G, -U, -v, -x, -m, -h, -e, -p, -L, -N, -R, -V, -O:
 				// full name, submission kind, verbosity, DSN options:
-				// accepted and ignored. Unknown letters too, as
-				// Postfix's getopt loop ignores them after a warning.
+				// accepted and ignored. A letter not in Postfix's
+				// GETOPT_LIST is getopt's '?', a usage error
+				// (sendmail.c): mail(1)'s "-s subject" given to
+				// sendmail must not send to a user named subject.
+				if strings.IndexByte(sendmailLetters, c) < 0 {
+					return o, fmt.Errorf("invalid option -- '%c'; usage: %s [options]", c, name)
+				}
 			}
 		}
 	}
