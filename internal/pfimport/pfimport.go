@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/user"
@@ -301,7 +302,7 @@ func settle(o Options, n *note, sum *Summary, commit, discard func() error) erro
 
 // importFile imports one Postfix queue file.
 func importFile(o Options, archive string, f pfqueue.File, sum *Summary) error {
-	data, err := os.ReadFile(f.Path)
+	data, err := readQueueFile(f)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -498,6 +499,37 @@ func envelopeOf(f pfqueue.File, m *pfqueue.Message) (*envelope.Envelope, []queue
 		add(r, queue.Initial{Op: "bounced", Reason: e.Reason, DSN: status})
 	}
 	return env, init, f.Queue == "hold", nil
+}
+
+// readQueueFile reads the file Scan found, as Postfix's pickup opens a
+// maildrop file (safe_open in pickup.c): never through a symbolic link,
+// only the very file Scan saw, and in maildrop, where the submitting
+// user owns the file and it becomes mail in that user's name, only one
+// with a single link: a hard link to someone else's file is not their
+// submission. A refused file is left in Postfix's queue with a warning.
+func readQueueFile(f pfqueue.File) ([]byte, error) {
+	fd, err := os.OpenFile(f.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, skipError{errors.New("cannot import: a symbolic link (Postfix's pickup refuses it too)")}
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer fd.Close()
+	fi, err := fd.Stat()
+	if err != nil {
+		return nil, err
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	dev, ino := identity(fi)
+	wdev, wino := identity(f.Info)
+	switch {
+	case !fi.Mode().IsRegular() || dev != wdev || ino != wino:
+		return nil, skipError{errors.New("cannot import: replaced while the import read the queue")}
+	case f.Queue == "maildrop" && st != nil && st.Nlink != 1:
+		return nil, skipError{fmt.Errorf("cannot import: %d hard links (Postfix's pickup refuses it too)", st.Nlink)}
+	}
+	return io.ReadAll(fd)
 }
 
 func readLog(path string) ([]pfqueue.LogEntry, error) {

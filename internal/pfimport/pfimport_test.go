@@ -306,3 +306,60 @@ func TestImportRedirectAndFilter(t *testing.T) {
 		t.Errorf("the filtered message left Postfix's queue: %v", err)
 	}
 }
+
+// A maildrop file becomes mail in the name of its owner, as Postfix's
+// pickup takes it; pickup's safe_open refuses a file with more than one
+// link or a symbolic link, and so does the import: a hard link to a
+// file someone else wrote is left in Postfix's queue, with a warning,
+// and so is a file replaced by a link after the scan.
+func TestImportRefusesLinks(t *testing.T) {
+	e := setup(t)
+	md := filepath.Join(e.pf, "maildrop", "21DF598A2F3")
+	if err := os.Link(md, filepath.Join(t.TempDir(), "other")); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Import(e.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Maildrop != 1 || len(sum.Skipped) != 1 || !strings.Contains(sum.Skipped[0], "2 hard links") {
+		t.Errorf("summary %+v", sum)
+	}
+	if _, err := os.Lstat(md); err != nil {
+		t.Errorf("the linked file was not left in place: %v", err)
+	}
+
+	// Replaced by a symbolic link between the scan and the read.
+	e = setup(t)
+	files, err := pfqueue.Scan(e.pf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f pfqueue.File
+	for _, x := range files {
+		if x.Queue == "deferred" {
+			f = x
+			break
+		}
+	}
+	data, _ := os.ReadFile(f.Path)
+	// Another file of the same name (made while the first exists, so
+	// that it cannot reuse its inode).
+	os.WriteFile(f.Path+".new", data, 0o700)
+	if err := os.Rename(f.Path+".new", f.Path); err != nil {
+		t.Fatal(err)
+	}
+	var skip skipError
+	if _, err := readQueueFile(f); !errors.As(err, &skip) {
+		t.Errorf("another file put in place of %s: %v, want it refused", f.Path, err)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, data, 0o600)
+	os.Remove(f.Path)
+	if err := os.Symlink(secret, f.Path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readQueueFile(f); !errors.As(err, &skip) {
+		t.Errorf("a symbolic link put in place of %s: %v, want it refused", f.Path, err)
+	}
+}
