@@ -1,6 +1,9 @@
 package queue
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +98,42 @@ func TestStageDiscard(t *testing.T) {
 	}
 	if list, _ := ListDir(dir); len(list) != 0 {
 		t.Errorf("a discarded message was committed: %+v", list)
+	}
+}
+
+// Commit moves the sidecar, then the message file. A queue opened
+// between the two (a server starting, an offline postsuper, after a
+// crash of the import there) must not take the sidecar already in the
+// spool for an orphan and remove it: the message, committed by the
+// import's next run, would lose its hold and its bounced recipient
+// would be delivered.
+func TestStageCommitInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	id, err := Stage(dir, env("ok@one.example", "gone@two.example"), strings.NewReader("x\r\n"), StageOptions{
+		Hold: true, Rcpts: []Initial{{}, {Op: "bounced", Reason: "no such user", DSN: "5.1.1"}}, Note: []byte("n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ListDir(dir); err != nil { // makes the spool
+		t.Fatal(err)
+	}
+	// Commit's first step, then a crash.
+	if err := os.Rename(filepath.Join(dir, StageDir, id+".st"), filepath.Join(dir, "queue", id+".st")); err != nil {
+		t.Fatal(err)
+	}
+	q, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close(context.Background())
+	if err := Commit(dir, id); err != nil {
+		t.Fatal(err)
+	}
+	list, err := ListDir(dir)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("ListDir %+v %v", list, err)
+	}
+	if in := list[0]; !in.Hold || len(in.Rcpts) != 2 || in.Rcpts[1].Status != "bounced" {
+		t.Errorf("committed after an interrupted commit and a queue start: %+v", in)
 	}
 }

@@ -709,6 +709,12 @@ func (s *store) scan(cleanup bool) ([]string, error) {
 			continue
 		}
 		if base, ok := strings.CutSuffix(name, ".st"); ok && !have[base] {
+			// Commit moves a staged message's sidecar first: with
+			// the message still staged, the sidecar is its, not an
+			// orphan (its hold, its bounced recipients).
+			if _, err := os.Lstat(filepath.Join(s.dir, StageDir, base)); err == nil {
+				continue
+			}
 			os.Remove(filepath.Join(s.qdir, name))
 		}
 	}
