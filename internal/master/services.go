@@ -536,15 +536,9 @@ func (s *Server) reloadPolicies(cfg *config.Config, rt *runtime, opened map[stri
 	mf, _ := loadMaster(cfg)
 	now, _ := smtpServices(cfg, mf, false)
 	for _, svc := range s.svcs {
-		p := rt.policy
-		for _, n := range now {
-			if n.name == svc.name && n.overridden {
-				if t, err := openTables(n.cfg, opened); err == nil {
-					p = policyFor(n.cfg, t)
-				}
-			}
+		if p := s.reloadedPolicy(svc, now, rt, opened); p != nil {
+			svc.srv.SetPolicy(p)
 		}
-		svc.srv.SetPolicy(p)
 	}
 }
 
