@@ -244,3 +244,14 @@ func TestNames(t *testing.T) {
 		t.Errorf("without master.cf: %q, %q", s, p)
 	}
 }
+
+// A reference with blanks inside its parentheses or braces, "$( name )",
+// names a parameter as Postfix 3.7's mac_expand.c reads it (and as
+// internal/config's references() does for main.cf): a user-defined
+// name used only that way from master.cf is not "unknown" to check.
+func TestReferencesWithBlanks(t *testing.T) {
+	got := References("$( mua_rcpt ) ${\tother} $(x)")
+	if want := []string{"mua_rcpt", "other", "x"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("References = %q, want %q", got, want)
+	}
+}

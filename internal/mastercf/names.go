@@ -1,6 +1,9 @@
 package mastercf
 
-import "sort"
+import (
+	"sort"
+	"strings"
+)
 
 // ServiceNames are the names of master.cf's services, sorted, each once:
 // with a type suffix in Postfix's per-service parameter names
@@ -64,6 +67,9 @@ func References(v string) []string {
 			continue
 		case '{', '(':
 			j++
+			for j < len(v) && strings.IndexByte(" \t\r\n", v[j]) >= 0 {
+				j++ // "$( name )" is a reference too (mac_expand.c), as config's references() reads it
+			}
 		}
 		k := j
 		for k < len(v) && (v[k] == '_' || v[k] >= 'a' && v[k] <= 'z' || v[k] >= 'A' && v[k] <= 'Z' || v[k] >= '0' && v[k] <= '9') {
