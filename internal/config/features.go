@@ -110,6 +110,10 @@ func (c *Config) idleReason(name string) string {
 		return "no milters are configured (smtpd_milters and non_smtpd_milters are empty)"
 	case strings.HasPrefix(name, "postscreen_") && c.services != nil && !c.runs("postscreen"):
 		return "master.cf runs no postscreen service"
+	case name == "smtpd_tls_req_ccert" && c.Get("smtpd_tls_security_level") != "encrypt":
+		// With encrypt it refuses clients without a trusted
+		// certificate, which mailtee would accept: not harmless.
+		return "it takes effect only with smtpd_tls_security_level = encrypt (smtpd.c: \"Can't require client certs unless TLS is required\")"
 	}
 	return ""
 }
@@ -138,6 +142,8 @@ func (c *Config) runs(command string) bool {
 // whose reason is worth more than the generic one; "" otherwise.
 func harmlessReason(name string) string {
 	switch {
+	case name == "smtpd_tls_req_ccert":
+		return "" // with encrypt, who may send: see idleReason
 	case name == "disable_vrfy_command":
 		return "mailtee never discloses whether an address exists: VRFY gets 252 whatever this says"
 	case strings.HasPrefix(name, "tls_"), strings.Contains(name, "_tls_") && harmlessTLS.MatchString(name):

@@ -209,3 +209,20 @@ func FuzzCheckMasterNames(f *testing.F) {
 		c.TableRefs()
 	})
 }
+
+// smtpd_tls_req_ccert = yes with smtpd_tls_security_level = encrypt
+// refuses every client without a trusted certificate: mailtee, which
+// asks for none, would accept them, so it is an error, not "a TLS
+// library setting". At other levels Postfix ignores it (smtpd.c), and
+// so it is a warning.
+func TestRequireClientCert(t *testing.T) {
+	c := parse(t, "smtpd_tls_security_level = encrypt\nsmtpd_tls_req_ccert = yes\n")
+	if d := diagsMatching(c.Check(), "smtpd_tls_req_ccert"); len(d) != 1 || d[0].Severity != diag.Error || d[0].Line != 2 {
+		t.Errorf("req_ccert with encrypt: %v", d)
+	}
+	for _, text := range []string{"smtpd_tls_req_ccert = yes\n", "smtpd_tls_security_level = may\nsmtpd_tls_req_ccert = yes\n", "smtpd_tls_security_level = encrypt\nsmtpd_tls_req_ccert = no\n"} {
+		if d := diagsMatching(parse(t, text).Check(), "smtpd_tls_req_ccert"); len(d) != 1 || d[0].Severity != diag.Warning {
+			t.Errorf("%q: %v, want one warning", text, d)
+		}
+	}
+}
