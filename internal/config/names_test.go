@@ -226,3 +226,12 @@ func TestRequireClientCert(t *testing.T) {
 		}
 	}
 }
+
+// data_directory is mailtee's own (import-postfix-queue archives
+// Postfix's files there, DataDirectory): check must not call it
+// ignored.
+func TestDataDirectoryHonoured(t *testing.T) {
+	if d := diagsMatching(parse(t, "data_directory = /var/lib/mailtee-test\n").Check(), "not implemented"); len(d) != 0 {
+		t.Errorf("data_directory: %v", d)
+	}
+}

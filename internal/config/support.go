@@ -86,6 +86,7 @@ var implemented = map[string]paramInfo{
 	"mailbox_bcc_maps": {kind: KindTables}, "dual_delivery_relay": {},
 	"local_header_rewrite_clients": {allowed: []string{"permit_inet_interfaces", "permit_mynetworks"}},
 	"config_directory":             {}, "queue_directory": {}, "postfix_queue_directory": {valid: validAbsPath},
+	"data_directory": {}, // import-postfix-queue archives there (cfg.DataDirectory)
 	// sendmail's drop into maildrop (internal/maildrop)
 	"setgid_group": {valid: validGroupName}, "alternate_config_directories": {valid: validAbsPaths},
 	// who is local, who may relay

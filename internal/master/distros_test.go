@@ -159,7 +159,6 @@ func TestDistroConfigurations(t *testing.T) {
 			"warning biff",
 			"warning command_directory",
 			"warning daemon_directory",
-			"warning data_directory",
 			"warning debug_peer_level",
 			"warning debugger_command",
 			"warning disable_vrfy_command",
@@ -460,7 +459,6 @@ func TestDistroConfigurations(t *testing.T) {
 		"stock/main.cf.dist": {
 			"warning command_directory",
 			"warning daemon_directory",
-			"warning data_directory",
 			"warning debugger_command",
 			"warning html_directory",
 			"warning mailq_path",

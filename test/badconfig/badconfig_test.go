@@ -119,6 +119,7 @@ var exempt = map[string]string{
 	// needs (a wrong one fails at start-up with the path in the error).
 	"config_directory":     "a path; mailtee takes -c, and the value is informational",
 	"queue_directory":      "a path that serve creates",
+	"data_directory":       "a path that import-postfix-queue creates",
 	"mail_spool_directory": "a path that serve creates",
 	"home_mailbox":         "a path relative to each home directory, any string",
 	"maillog_file":         "a path that serve creates",
