@@ -536,10 +536,23 @@ func readLog(path string) ([]pfqueue.LogEntry, error) {
 	if path == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(path)
+	// Not through a symbolic link: what the log holds goes into
+	// notices to the sender and mailq (see readQueueFile).
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, skipError{fmt.Errorf("cannot import: its log %s is a symbolic link", path)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, skipError{fmt.Errorf("cannot import: its log %s is not a regular file", path)}
+	}
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, err
 	}

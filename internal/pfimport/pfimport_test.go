@@ -363,3 +363,51 @@ func TestImportRefusesLinks(t *testing.T) {
 		t.Errorf("a symbolic link put in place of %s: %v, want it refused", f.Path, err)
 	}
 }
+
+// A message's defer or bounce log is not read through a symbolic link
+// either (its reasons go into mailq and notices to the sender): the
+// message stays in Postfix's queue with a warning.
+func TestImportRefusesLinkedLog(t *testing.T) {
+	e := setup(t)
+	log := filepath.Join(e.pf, "defer", "2", "218DB98A531")
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, data, 0o600)
+	os.Remove(log)
+	if err := os.Symlink(secret, log); err != nil {
+		t.Fatal(err)
+	}
+	// Scan lists only regular files: the link is put in place as if
+	// after it, by giving the file its log by hand.
+	files, err := pfqueue.Scan(e.pf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.ID == "218DB98A531" {
+			f.Logs = map[string]string{"defer": log}
+			m, err := pfqueue.Read(mustRead(t, f.Path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var skip skipError
+			if _, _, _, err := envelopeOf(f, m); !errors.As(err, &skip) {
+				t.Errorf("a defer log that is a symbolic link: %v, want it refused", err)
+			}
+			return
+		}
+	}
+	t.Fatal("218DB98A531 not found")
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
