@@ -3,6 +3,7 @@ package master
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mailtee/mailtee/internal/diag"
@@ -51,5 +52,27 @@ func TestMasterCFListenerCertificate(t *testing.T) {
 	write("  -o smtpd_tls_cert_file=" + cert + "\n  -o smtpd_tls_key_file=" + key + "\n  -o smtpd_tls_security_level=encrypt\n")
 	if d := findings(t, dir); d.HasErrors() {
 		t.Errorf("a good listener certificate: %v", d)
+	}
+}
+
+// A service whose host is a name is resolved by serve at its start,
+// which refuses to start when it does not resolve; check says so, as it
+// does of inet_interfaces, rather than pass it without a word.
+func TestMasterCFHostName(t *testing.T) {
+	dir := t.TempDir()
+	writeMainCF(t, dir, freePort(t), "", "")
+	writeMasterCF(t, dir, transportsCF+"nosuchhost.invalid:2525 inet n - n - - smtpd\nlocalhost:2526 inet n - n - - smtpd\n127.0.0.1:2527 inet n - n - - smtpd\n")
+	d := findings(t, dir)
+	if !hasFinding(d, diag.Warning, filepath.Join(dir, "master.cf"), 5, `"nosuchhost.invalid" is not an IP address`) {
+		t.Errorf("a host name in master.cf: %v", d)
+	}
+	n := 0
+	for _, x := range d {
+		if strings.Contains(x.Msg, "is not an IP address") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d such warnings, want 1 (localhost and addresses are fine): %v", n, d)
 	}
 }

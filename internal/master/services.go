@@ -128,6 +128,11 @@ func smtpServices(cfg *config.Config, mf *mastercf.File, resolve bool) ([]*smtpS
 		}
 		svc := &smtpService{name: s.Name, line: s.Line, cfg: serviceConfig(cfg, s), overridden: len(s.Overrides) > 0, maxProc: processLimit(cfg, s)}
 		svc.wrapper, _ = svc.cfg.Bool("smtpd_tls_wrappermode")
+		if !resolve && host != "" && host != "localhost" && net.ParseIP(strings.Trim(host, "[]")) == nil {
+			// As check says of inet_interfaces: what serve refuses
+			// must not pass check silently.
+			d.Warnf(mf.Path, s.Line, "service %s: %q is not an IP address; serve resolves it at start-up and refuses to start if it does not resolve", s.Name, host)
+		}
 		if resolve {
 			var err error
 			if host == "" {
