@@ -75,7 +75,6 @@ func TestDistroConfigurations(t *testing.T) {
 			"error service submission",
 			"error service submissions",
 			"error service submissions",
-			"error service submissions",
 			"error virtual mailbox delivery (virtual(8))",
 			"warning 1 services run programs mailtee does not have, and nothing in main.cf or the transport tables refers to them",
 			"warning alias_database",

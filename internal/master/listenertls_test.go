@@ -76,3 +76,34 @@ func TestMasterCFHostName(t *testing.T) {
 		t.Errorf("%d such warnings, want 1 (localhost and addresses are fine): %v", n, d)
 	}
 }
+
+// A wrapper-mode listener (smtps) whose certificate file is missing
+// (Debian's snakeoil without ssl-cert) would speak plaintext on a port
+// where clients start with TLS: an error, where main.cf alone gets a
+// warning and plain STARTTLS-less SMTP. A chain file is a certificate.
+func TestMasterCFWrapperMissingCert(t *testing.T) {
+	dir := t.TempDir()
+	p1, p2 := freePort(t), freePort(t)
+	missing := filepath.Join(dir, "ssl-cert-snakeoil.pem")
+	writeMainCF(t, dir, p1, "", "smtpd_tls_cert_file = "+missing+"\nsmtpd_tls_key_file = "+missing+"\n")
+	writeMasterCF(t, dir, transportsCF+"127.0.0.1:"+p1+" inet n - n - - smtpd\n127.0.0.1:"+p2+" inet n - n - - smtpd\n  -o smtpd_tls_wrappermode=yes\n")
+	if d := findings(t, dir); !hasFinding(d, diag.Error, filepath.Join(dir, "master.cf"), 6, "smtpd_tls_wrappermode = yes needs a certificate, and smtpd_tls_cert_file") {
+		t.Errorf("wrapper mode with a missing certificate: %v", d)
+	}
+	cert, key := writeCert(t, dir)
+	chain := filepath.Join(dir, "chain.pem")
+	os.WriteFile(chain, append(mustReadFile(t, key), mustReadFile(t, cert)...), 0o600)
+	writeMainCF(t, dir, p1, "", "smtpd_tls_chain_files = "+chain+"\n")
+	if d := findings(t, dir); d.HasErrors() {
+		t.Errorf("wrapper mode with smtpd_tls_chain_files: %v", d)
+	}
+}
+
+func mustReadFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

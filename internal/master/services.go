@@ -452,8 +452,17 @@ func agentFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service) d
 // certificate" is not accepted mail either).
 func wrapperFindings(cfg *config.Config, file string, line int, prefix string) diag.List {
 	var out diag.List
-	if wrapper, _ := cfg.Bool("smtpd_tls_wrappermode"); wrapper && (cfg.Get("smtpd_tls_cert_file") == "" || cfg.Get("smtpd_tls_security_level") == "none") {
+	wrapper, _ := cfg.Bool("smtpd_tls_wrappermode")
+	if !wrapper {
+		return nil
+	}
+	if cfg.Get("smtpd_tls_cert_file") == "" && len(cfg.List("smtpd_tls_chain_files")) == 0 || cfg.Get("smtpd_tls_security_level") == "none" {
 		out.Errorf(file, line, "%ssmtpd_tls_wrappermode = yes needs a certificate: set smtpd_tls_cert_file and smtpd_tls_key_file (in main.cf or as -o), and a smtpd_tls_security_level other than none", prefix)
+	} else if _, param, missing, err := cfg.ServerCertificate(); err == nil && missing != "" {
+		// serve would run this port without TLS: plaintext where
+		// clients expect TLS from the first byte (Postfix's smtpd ends
+		// each session instead).
+		out.Errorf(file, line, "%ssmtpd_tls_wrappermode = yes needs a certificate, and %s: open %s: no such file or directory; install it, or remove this service", prefix, param, missing)
 	}
 	return out
 }
