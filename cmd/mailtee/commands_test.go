@@ -91,6 +91,13 @@ func TestSysexits(t *testing.T) {
 	if code := runSendmail([]string{"-c", dir}, strings.NewReader("Subject: x\n\nx\n"), &out, &errb); code != exUsage || !strings.Contains(errb.String(), "Recipient addresses must be specified") {
 		t.Errorf("no recipients: exit %d %q", code, errb.String())
 	}
+	// main.cf that cannot be read: EX_TEMPFAIL, as Postfix's sendmail
+	// exits on any fatal error, so that Dovecot's LDA and procmail
+	// retry a redirect rather than bounce it.
+	errb.Reset()
+	if code := runSendmail([]string{"-c", filepath.Join(dir, "nonexistent"), "bob"}, strings.NewReader("Subject: x\n\nx\n"), &out, &errb); code != exTempFail {
+		t.Errorf("unreadable main.cf: exit %d %q, want %d", code, errb.String(), exTempFail)
+	}
 	// Flushing a stopped system: EX_UNAVAILABLE.
 	if code, _, errs := mailtee(t, "", "postqueue", "-c", dir, "-f"); code != exUnavailable || !strings.Contains(errs, "mail system is down") {
 		t.Errorf("postqueue -f, server stopped: exit %d %q", code, errs)

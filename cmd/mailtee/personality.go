@@ -129,7 +129,7 @@ Queues the message on standard input, as Postfix's sendmail.
                  accepted and ignored, as by Postfix
 Refused: -bd/-bl (run mailtee serve), -bv, -n, -X.
 Exit codes as Postfix's: 0 ok, 64 usage, 65 bad data, 69 unavailable,
-75 temporary failure, 77 permission denied; 1 for an unreadable main.cf.
+75 temporary failure (also an unreadable main.cf), 77 permission denied.
 `,
 	"mailq": `usage: mailq [-c DIR]
 

@@ -60,8 +60,11 @@ func sendmail(name string, args []string, stdin io.Reader, stdout, stderr io.Wri
 	// cleanup), as in Postfix.
 	cfg, err := config.Load(dir)
 	if err != nil {
+		// EX_TEMPFAIL, as every fatal error of Postfix's sendmail
+		// (msg_cleanup(tempfail) in sendmail.c): callers such as
+		// Dovecot's LDA retry then, where another code bounces.
 		fmt.Fprintf(stderr, "%s: fatal: %v\n", name, err)
-		return exitBadData
+		return exTempFail
 	}
 	switch o.mode {
 	case smIgnore:
