@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/mastercf"
 )
 
@@ -75,7 +76,9 @@ func portOwners(port string) string {
 			}
 			comm, _ := os.ReadFile(filepath.Join(dir, "comm"))
 			pid := filepath.Base(dir)
-			if s := fmt.Sprintf("%s (pid %s)", strings.TrimSpace(string(comm)), pid); !seen[s] {
+			// comm is any user's to set (prctl): no escape sequence of
+			// theirs reaches the administrator's terminal or log.
+			if s := fmt.Sprintf("%s (pid %s)", maillog.Printable(strings.TrimSpace(string(comm))), pid); !seen[s] {
 				seen[s] = true
 				who = append(who, s)
 			}
