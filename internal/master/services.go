@@ -431,6 +431,7 @@ func listenerFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service
 func agentFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service) diag.List {
 	var out diag.List
 	sc := serviceConfig(cfg, s)
+	var ignored []mastercf.Override
 	for _, o := range s.Overrides {
 		if o.Name == "syslog_name" || sc.Get(o.Name) == cfg.Get(o.Name) {
 			continue
@@ -442,8 +443,9 @@ func agentFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service) d
 			}
 			continue
 		}
-		out.Warnf(mf.Path, o.Line, "service %s (%s): -o %s=%s is not honoured: mailtee delivers for this transport with main.cf's settings", s.Name, s.Program(), o.Name, o.Value)
+		ignored = append(ignored, o)
 	}
+	out = append(out, ignoredOverrideFindings(sc, mf, s, ignored)...)
 	return out
 }
 
