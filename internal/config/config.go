@@ -91,7 +91,7 @@ func Parse(dir, file string, data []byte) *Config {
 		if IsRaw(s.Name) {
 			continue // $user in mailbox_command is local(8)'s, see rawParams
 		}
-		for _, ref := range references(s.Value) {
+		for _, ref := range References(s.Value) {
 			if _, known := defaults[ref]; !known {
 				c.userDefs[ref] = true
 			}
@@ -331,9 +331,9 @@ func ParseDuration(v string, unit byte) (time.Duration, error) {
 // inline:{ a=b, c=d }) keeps its commas and spaces.
 func SplitList(s string) []string { return pflist.Split(s) }
 
-// references returns the parameter names that s refers to with $name,
+// References returns the parameter names that s refers to with $name,
 // ${name...} or $(name).
-func references(s string) []string {
+func References(s string) []string {
 	var out []string
 	for i := 0; i < len(s); i++ {
 		if s[i] != '$' || i+1 >= len(s) {

@@ -65,7 +65,7 @@ func setMasterNames(cfg *config.Config, mf *mastercf.File) {
 	for _, s := range mf.Services {
 		svcs = append(svcs, config.MasterService{Name: s.Name, Type: s.Type, Command: s.Program()})
 		for _, o := range s.Overrides {
-			refs = append(refs, mastercf.References(o.Value)...)
+			refs = append(refs, config.References(o.Value)...)
 			if o.Name == "smtpd_restriction_classes" {
 				refs = append(refs, config.SplitList(o.Value)...)
 			}
@@ -497,13 +497,13 @@ func referenced(cfg *config.Config, mf *mastercf.File) map[string]bool {
 	out := map[string]bool{}
 	for _, s := range mf.Services {
 		for _, o := range s.Overrides {
-			for _, n := range mastercf.References(o.Value) {
+			for _, n := range config.References(o.Value) {
 				out[n] = true
 			}
 		}
 	}
 	for _, s := range cfg.Settings() {
-		for _, n := range mastercf.References(s.Value) {
+		for _, n := range config.References(s.Value) {
 			out[n] = true
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/mailtee/mailtee/internal/config"
 )
 
 // The expected services are what Postfix 3.7.11's `postconf -M` and
@@ -250,7 +252,7 @@ func TestNames(t *testing.T) {
 // internal/config's references() does for main.cf): a user-defined
 // name used only that way from master.cf is not "unknown" to check.
 func TestReferencesWithBlanks(t *testing.T) {
-	got := References("$( mua_rcpt ) ${\tother} $(x)")
+	got := config.References("$( mua_rcpt ) ${\tother} $(x)")
 	if want := []string{"mua_rcpt", "other", "x"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("References = %q, want %q", got, want)
 	}

@@ -2,7 +2,8 @@ package mastercf
 
 import (
 	"sort"
-	"strings"
+
+	"github.com/mailtee/mailtee/internal/config"
 )
 
 // ServiceNames are the names of master.cf's services, sorted, each once:
@@ -43,42 +44,12 @@ func (f *File) ReferencedParams() []string {
 	for _, s := range f.Services {
 		for _, o := range s.Overrides {
 			add(o.Name)
-			for _, r := range References(o.Value) {
+			for _, r := range config.References(o.Value) {
 				add(r)
 			}
 		}
 	}
 	sort.Strings(out)
-	return out
-}
-
-// References are the parameter names that a value refers to as $name,
-// ${name...} or $(name...); "$$" is a literal '$'.
-func References(v string) []string {
-	var out []string
-	for i := 0; i < len(v); i++ {
-		if v[i] != '$' || i+1 >= len(v) {
-			continue
-		}
-		j := i + 1
-		switch v[j] {
-		case '$':
-			i++
-			continue
-		case '{', '(':
-			j++
-			for j < len(v) && strings.IndexByte(" \t\r\n", v[j]) >= 0 {
-				j++ // "$( name )" is a reference too (mac_expand.c), as config's references() reads it
-			}
-		}
-		k := j
-		for k < len(v) && (v[k] == '_' || v[k] >= 'a' && v[k] <= 'z' || v[k] >= 'A' && v[k] <= 'Z' || v[k] >= '0' && v[k] <= '9') {
-			k++
-		}
-		if k > j {
-			out = append(out, v[j:k])
-		}
-	}
 	return out
 }
 

@@ -21,10 +21,11 @@ const (
 	classRelay                // relay_domains
 )
 
-// checkRcpt applies Postfix's default smtpd_relay_restrictions
-// (permit_mynetworks, reject_unauth_destination) and then
-// smtpd_reject_unlisted_recipient to one recipient from client. It returns
-// nil to accept it.
+// checkRcpt applies smtpd_relay_restrictions and
+// smtpd_recipient_restrictions (restrict.go; Postfix's defaults,
+// permit_mynetworks, reject_unauth_destination, when unset) and then
+// smtpd_reject_unlisted_recipient to one recipient from client. It
+// returns nil to accept it.
 //
 // From smtpd_check.c, permit_auth_destination: "Skip source-routed
 // non-local or virtual mail (uncertain destination)" and permit when the
