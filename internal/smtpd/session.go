@@ -199,6 +199,7 @@ func (s *session) data(r io.Reader) (string, error) {
 
 	body := &bodyReader{r: r, bareCR: s.c.bareCR, reject: s.c.rejectBareLF(), bdat: s.c.isBDAT()}
 	err := q.Enqueue(s.srv.ctx, id, env, io.MultiReader(strings.NewReader(hdr), body))
+	body.release() // Enqueue has read what it will
 
 	// whatsup logs a refusal as Postfix's log_whatsup does.
 	whatsup := func(text string) {
