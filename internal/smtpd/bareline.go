@@ -19,8 +19,8 @@ import (
 // state machine as go-smtp's data.go); after "BDAT n", n bytes are
 // content. Content is bodyReader's to judge. A DATA that go-smtp refuses
 // leaves what follows taken for content up to a CR LF . CR LF: a bare LF
-// there is not refused (read as with normalize). After STARTTLS the
-// stream is not seen, and commands are read as with normalize.
+// there is not refused (read as with normalize). The watcher sees TLS
+// sessions' plaintext too (starttls.go).
 
 // cmdWatcher finds command lines that end in a bare LF.
 type cmdWatcher struct {
@@ -163,9 +163,8 @@ func (c *conn) rejectBareLF() bool {
 // goroutine for the connection, as readPlain.
 func (c *conn) noteBareLF() {
 	c.mu.Lock()
-	// For Data, which runs on a goroutine of its own for BDAT. After
-	// STARTTLS the watcher sees nothing: content is taken as DATA's.
-	c.bdat = c.cmds.bdat && !c.tlsReplies.on
+	// For Data, which runs on a goroutine of its own for BDAT.
+	c.bdat = c.cmds.bdat
 	c.hello = c.cmds.hello
 	c.mu.Unlock()
 	if !c.cmds.take() || !c.rejectBareLF() {
