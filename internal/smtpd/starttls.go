@@ -137,6 +137,11 @@ func (c *conn) readPlain(b []byte) (int, error) {
 
 // fill reads once from the network into st.in, through crFilter.
 func (c *conn) fill() {
+	// A reply to STARTTLS may be waiting (conn.Read sent go-smtp's).
+	if err := c.flush(nil); err != nil {
+		c.st.err = err
+		return
+	}
 	if c.st.buf == nil {
 		c.st.buf = make([]byte, readChunk+1)
 	}
