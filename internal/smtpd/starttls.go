@@ -105,28 +105,41 @@ func startTLSArgs(line []byte) bool {
 // readPlain gives go-smtp the client's plaintext (from the tls.Conn after
 // STARTTLS), through crFilter and cmdWatcher, and takes each STARTTLS
 // command line out of the stream to answer it itself.
+//
+// Within a command line it fills b before returning (unless the line
+// ends or the stream does): go-smtp's bufio.Reader hands a partial line
+// to go-smtp as a whole one when the read after it fails, and the read
+// that fails is go-smtp's own line length limit. With b always full, the
+// limit falls on an empty buffer, and the head of an overlong line never
+// runs as a command.
 func (c *conn) readPlain(b []byte) (int, error) {
+	n := 0
 	for {
 		if len(c.st.in) > 0 {
-			n, line := c.pass(b)
-			if n > 0 {
-				return n, nil
-			}
-			if line > 0 {
+			m, line := c.pass(b[n:])
+			n += m
+			switch {
+			case line > 0 && n == 0:
 				if err := c.startTLS(line); err != nil {
 					return 0, err
 				}
 				continue
+			case line > 0, n == len(b), n > 0 && !c.cmds.midLine():
+				return n, nil
 			}
-		} else if c.st.err != nil {
-			err := c.st.err
-			c.st.err = nil
-			return 0, err
 		}
 		if c.st.err != nil {
-			// A partial line, and nothing more will come: go-smtp
-			// reads it as it is.
-			n := copy(b, c.st.in)
+			if n > 0 {
+				return n, nil
+			}
+			if len(c.st.in) == 0 {
+				err := c.st.err
+				c.st.err = nil
+				return 0, err
+			}
+			// What may be the start of a STARTTLS line, and nothing
+			// more will come: go-smtp reads it as it is.
+			n = copy(b, c.st.in)
 			c.cmds.feed(b[:n])
 			c.st.in = c.st.in[n:]
 			return n, nil
@@ -186,6 +199,12 @@ func (c *conn) pass(b []byte) (n, startTLS int) {
 // line.
 func (w *cmdWatcher) lineStart() bool {
 	return w.mode == watchCommand && len(w.line) == 0
+}
+
+// midLine reports whether the watcher is inside a command line, its LF
+// still to come.
+func (w *cmdWatcher) midLine() bool {
+	return w.mode == watchCommand && len(w.line) > 0
 }
 
 // startTLS answers the STARTTLS line at the start of st.in (its length

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -330,4 +331,38 @@ func FuzzStartTLSStream(f *testing.F) {
 			t.Fatalf("%d replies for %d STARTTLS lines: %q", n, answers, mc.out.String())
 		}
 	})
+}
+
+// A command line over go-smtp's limit ends the session with a 500; its
+// head never runs as a command, however the line comes in pieces
+// (readPlain fills go-smtp's buffer within a command line).
+func TestOverlongCommandLineInPieces(t *testing.T) {
+	for _, piece := range []int{700, 1000, 3000, 5000} {
+		input := "EHLO client.example\r\nNOOP " + strings.Repeat("x", maxLineLength+10000) + "\r\n"
+		s := New(Options{Hostname: testHost, Queue: &fakeQueue{}})
+		mc := &memConn{in: bytes.NewReader([]byte(input)), chunk: piece, closed: make(chan struct{})}
+		l := &oneConnListener{c: make(chan net.Conn, 1), done: make(chan struct{})}
+		l.c <- mc
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(l) }()
+		select {
+		case <-mc.closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("session did not end")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.Shutdown(ctx)
+		cancel()
+		<-served
+		mc.mu.Lock()
+		out := mc.out.String()
+		mc.mu.Unlock()
+		i := strings.Index(out, "250 SIZE\r\n")
+		if i < 0 {
+			t.Fatalf("no EHLO reply: %q", out)
+		}
+		if rest := out[i+len("250 SIZE\r\n"):]; !strings.HasPrefix(rest, "500 ") {
+			t.Errorf("pieces of %d: after EHLO %q, want only a 500", piece, rest)
+		}
+	}
 }
