@@ -30,7 +30,8 @@
 // place of go-smtp's own replies (replies.go), connection limits,
 // a timeout per read rather than per command, counting the commands that
 // go-smtp answers itself, and closing the connection after a 421. See
-// conn.go for why each is done there.
+// conn.go for why each is done there. STARTTLS is done by conn too, below
+// go-smtp, so that all of this goes on in TLS sessions (starttls.go).
 //
 // Addresses in the envelope handed to the queue are in external form
 // (address.Address.String: a local part that needs quotes is quoted), as

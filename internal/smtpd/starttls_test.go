@@ -366,3 +366,40 @@ func TestOverlongCommandLineInPieces(t *testing.T) {
 		}
 	}
 }
+
+// Shutdown reaches TLS sessions as plaintext ones: an idle one is told
+// 421 over TLS, one in a transaction may finish it; a client stuck in
+// the handshake is let go.
+func TestShutdownTLS(t *testing.T) {
+	tlsOn, pool := withCert(t)
+	ts := start(t, tlsOn)
+	busy := ts.session(t)
+	busy.must("STARTTLS", "220 ")
+	busy.tlsUp(pool)
+	busy.must("EHLO client.example", "250-")
+	busy.must("MAIL FROM:<s@remote.example>", "250 ")
+	busy.must("RCPT TO:<alice@example.com>", "250 ")
+	idle := ts.session(t)
+	idle.must("STARTTLS", "220 ")
+	idle.tlsUp(pool)
+	stuck := ts.session(t)
+	stuck.must("STARTTLS", "220 ")
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- ts.Shutdown(ctx)
+	}()
+	idle.expect("421 ")
+	idle.closed()
+	stuck.closed()
+	busy.must("DATA", "354 End data with <CR><LF>.<CR><LF>")
+	busy.send("last words\r\n.\r\n")
+	busy.expect("250 2.0.0 Ok: queued as 4Q00001")
+	busy.expect("421 ")
+	busy.closed()
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
