@@ -182,6 +182,12 @@ func TestStartTLSChecks(t *testing.T) {
 	if got := c.mail("s@remote.example", []string{"alice@example.com"}, "a\rb\r\n"); got != "550 5.5.2 mx.example.com Error: bare <CR> received" {
 		t.Errorf("bare CR over TLS: %q", got)
 	}
+	// CR CR LF . CR LF ends the data over TLS too (crfilter.go), at
+	// once, not at smtpd_timeout.
+	begin := time.Now()
+	if got := c.mail("s@remote.example", []string{"alice@example.com"}, "Subject: x\r\n\r\na\r\r\n"); got != "550 5.5.2 mx.example.com Error: bare <CR> received" || time.Since(begin) > 2*time.Second {
+		t.Errorf("CR CR LF . CR LF over TLS: %q after %v", got, time.Since(begin))
+	}
 	if got := c.mail("s@remote.example", []string{"alice@example.com"}, "a\nb\r\n"); got != "550 5.5.2 mx.example.com Error: bare <LF> received" {
 		t.Errorf("bare LF in content over TLS: %q", got)
 	}
