@@ -388,6 +388,8 @@ func TestShutdownTLS(t *testing.T) {
 	idle := ts.session(t)
 	idle.must("STARTTLS", "220 ")
 	idle.tlsUp(pool)
+	// The server's end of the handshake is over once it answers.
+	idle.must("NOOP", "250 ")
 	stuck := ts.session(t)
 	stuck.must("STARTTLS", "220 ")
 
