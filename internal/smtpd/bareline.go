@@ -55,8 +55,11 @@ const (
 )
 
 // maxWatchedLine is as much of a command line as the watcher keeps:
-// enough for "BDAT" and a size.
-const maxWatchedLine = 64
+// enough for "BDAT", a size and "LAST" with any sane white space between
+// them. A longer DATA or BDAT line can only be one go-smtp refuses, or
+// one whose content the watcher takes for commands: the client's own
+// session is then judged as with normalize.
+const maxWatchedLine = 1024
 
 // feed takes bytes as go-smtp will read them.
 func (w *cmdWatcher) feed(p []byte) {
@@ -121,15 +124,11 @@ func (w *cmdWatcher) step(c byte) {
 	switch {
 	case line == "HELO" || line == "EHLO" || strings.HasPrefix(line, "HELO ") || strings.HasPrefix(line, "EHLO "):
 		w.hello = line[:4]
-	case line == "DATA":
+	case isDataLine(line):
 		w.mode, w.data, w.bdat = watchData, dataBeginLine, false
 	case strings.HasPrefix(line, "BDAT "):
 		w.bdat = true
-		f := strings.Fields(line[5:])
-		if len(f) == 0 {
-			return
-		}
-		if n, err := strconv.ParseInt(f[0], 10, 64); err == nil && n > 0 {
+		if n := bdatSize(line[5:]); n > 0 {
 			w.mode, w.chunk = watchChunk, n
 		}
 	}
@@ -187,4 +186,31 @@ func (c *conn) isBDAT() bool {
 func (c *conn) refuseBareLF() error {
 	c.srv.log("NOQUEUE: reject: command from %s: bare <LF> received; proto=%s", c.namaddr(), c.baseProtocol())
 	return c.replaceAndClose(fmt.Sprintf("%d 5.5.2 %%s Error: bare <LF> received", c.srv.o.BareNewlineCode))
+}
+
+// isDataLine reports whether go-smtp v0.25.1 takes line (upper case,
+// without its line end) for DATA without an argument (parse.go parseCmd:
+// "DATA", or "DATA" with a space and only white space after it), so that
+// the watcher reads content where go-smtp does. go-smtp may still refuse
+// it (no recipients); what follows is then taken for content up to a CR
+// LF . CR LF.
+func isDataLine(line string) bool {
+	return line == "DATA" || len(line) >= 6 && strings.HasPrefix(line, "DATA ") && strings.TrimSpace(line[5:]) == ""
+}
+
+// bdatSize is the size of the chunk that follows a BDAT command with
+// arguments arg, as go-smtp v0.25.1 parses them (conn.go handleBdat: a
+// size, optionally LAST, nothing more); 0 when go-smtp reads no chunk.
+// A BDAT that go-smtp refuses for the state (no recipients, too large)
+// has its chunk read and discarded all the same.
+func bdatSize(arg string) int64 {
+	f := strings.Fields(arg)
+	if len(f) == 0 || len(f) > 2 || len(f) == 2 && !strings.EqualFold(f[1], "LAST") {
+		return 0
+	}
+	n, err := strconv.ParseUint(f[0], 10, 32)
+	if err != nil {
+		return 0
+	}
+	return int64(n)
 }

@@ -69,22 +69,17 @@ const maxStartTLSLine = 1024
 // readChunk is how much is read from the network at a time.
 const readChunk = 4096
 
-// scanStartTLS looks at p, the start of a command line, for a STARTTLS
-// command. It returns the length of the line (up to its LF) when it is
-// one, 0 when p holds too little to tell (the rest of the line is yet to
-// come), or -1 when the line is some other command.
+// scanStartTLS looks at p, the start of a command line, for a line that
+// begins with STARTTLS, in any case: go-smtp takes every such line for
+// STARTTLS ("STARTTLSX" too), so none may reach it. It returns the
+// length of the line (up to its LF) when it is one, 0 when p holds too
+// little to tell (the rest of the line is yet to come), or -1 when the
+// line is some other command.
 func scanStartTLS(p []byte) int {
 	const verb = "STARTTLS"
 	n := min(len(p), len(verb))
 	if !bytes.EqualFold(p[:n], []byte(verb[:n])) {
 		return -1
-	}
-	if len(p) > len(verb) {
-		switch p[len(verb)] {
-		case ' ', '\t', '\r', '\n':
-		default:
-			return -1 // STARTTLSX: another verb
-		}
 	}
 	i := bytes.IndexByte(p, '\n')
 	switch {
@@ -96,10 +91,19 @@ func scanStartTLS(p []byte) int {
 	return 0
 }
 
-// startTLSArgs reports whether a STARTTLS line (with its line end) has an
-// argument, which Postfix refuses.
-func startTLSArgs(line []byte) bool {
-	return len(bytes.TrimSpace(line)) > len("STARTTLS")
+// startTLSVerb reports how a line that begins with STARTTLS (with its
+// line end) reads to Postfix: the verb alone, with an argument, or
+// another verb (STARTTLSX).
+func startTLSVerb(line []byte) (verb, args bool) {
+	line = bytes.TrimRight(line, "\r\n")
+	if len(line) > len("STARTTLS") {
+		switch line[len("STARTTLS")] {
+		case ' ', '\t', '\r':
+		default:
+			return false, false
+		}
+	}
+	return true, len(bytes.TrimSpace(line)) > len("STARTTLS")
 }
 
 // readPlain gives go-smtp the client's plaintext (from the tls.Conn after
@@ -215,13 +219,21 @@ func (c *conn) startTLS(n int) error {
 	c.cmds.feed(line) // for its line end: a bare LF is refused as in any command
 	c.noteBareLF()
 	c.st.in = c.st.in[n:]
+	verb, args := startTLSVerb(line)
+	if !verb {
+		// Postfix does not know it; it is no STARTTLS in its counts.
+		if _, err := c.Write([]byte("500 5.5.2 Error: command not recognized\r\n")); err != nil {
+			return err
+		}
+		return c.hungUpErr()
+	}
 	c.mu.Lock()
 	c.stats.starttls.total++
 	active := c.tls
 	c.mu.Unlock()
 	var reply string
 	switch {
-	case startTLSArgs(line):
+	case args:
 		reply = "501 5.5.4 Syntax: STARTTLS"
 	case active:
 		reply = "554 5.5.1 Error: TLS already active"

@@ -411,3 +411,26 @@ func TestShutdownTLS(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 }
+
+// conn reads a STARTTLS line only where go-smtp reads a command: not in
+// the content of a DATA that go-smtp takes ("DATA" with trailing white
+// space), and again after a BDAT whose chunk go-smtp does not read.
+func TestStartTLSOnlyAsCommand(t *testing.T) {
+	tlsOn, _ := withCert(t)
+	ts := start(t, tlsOn)
+	c := ts.session(t)
+	c.must("MAIL FROM:<s@remote.example>", "250 ")
+	c.must("RCPT TO:<alice@example.com>", "250 ")
+	c.must("DATA  ", "354 ")
+	c.send("Subject: x\r\n\r\nSTARTTLS\r\n.\r\n")
+	c.expect("250 2.0.0 Ok: queued as ")
+	if m := ts.q.all(); len(m) != 1 || !strings.HasSuffix(m[0].body, "\r\nSTARTTLS\r\n") {
+		t.Errorf("queued %+v", m)
+	}
+	c.must("MAIL FROM:<s@remote.example>", "250 ")
+	c.must("RCPT TO:<alice@example.com>", "250 ")
+	c.must("BDAT +20", "501 ")
+	c.must("STARTTLSX", "500 5.5.2 Error: command not recognized")
+	c.must("BDAT 30 MORE", "501 ")
+	c.must("STARTTLS", "220 2.0.0 Ready to start TLS")
+}
