@@ -17,9 +17,10 @@ import (
 // The watcher follows the stream as go-smtp reads it: after a "DATA"
 // line, content runs to go-smtp's end of data (CR LF . CR LF, the same
 // state machine as go-smtp's data.go); after "BDAT n", n bytes are
-// content. Content is bodyReader's to judge. A DATA that go-smtp refuses
-// leaves what follows taken for content up to a CR LF . CR LF: a bare LF
-// there is not refused (read as with normalize). The watcher sees TLS
+// content. Content is bodyReader's to judge. Whether go-smtp takes a DATA
+// is known from its reply: conn gives go-smtp a DATA line in a read of
+// its own (readPlain), so the next reply answers it, and a refusal puts
+// the watcher back to commands (dataVerdict). The watcher sees TLS
 // sessions' plaintext too (starttls.go).
 
 // cmdWatcher finds command lines that end in a bare LF.
@@ -37,6 +38,9 @@ type cmdWatcher struct {
 	// hello is the verb of the last HELO or EHLO line, for the reply
 	// to one without a name (replies.go).
 	hello string
+	// dataPending: a DATA line was fed; go-smtp's reply to it is yet to
+	// come (dataVerdict).
+	dataPending bool
 }
 
 const (
@@ -126,6 +130,7 @@ func (w *cmdWatcher) step(c byte) {
 		w.hello = line[:4]
 	case isDataLine(line):
 		w.mode, w.data, w.bdat = watchData, dataBeginLine, false
+		w.dataPending = true
 	case strings.HasPrefix(line, "BDAT "):
 		w.bdat = true
 		if n := bdatSize(line[5:]); n > 0 {
@@ -213,4 +218,35 @@ func bdatSize(arg string) int64 {
 		return 0
 	}
 	return int64(n)
+}
+
+// dataVerdict takes go-smtp's reply b to a DATA line: anything but 354
+// means go-smtp reads commands again.
+func (w *cmdWatcher) dataVerdict(b []byte) {
+	if !w.dataPending {
+		return
+	}
+	w.dataPending = false
+	if !strings.HasPrefix(string(b[:min(len(b), 4)]), "354") {
+		w.mode, w.line = watchCommand, w.line[:0]
+	}
+}
+
+// scanData looks at p, the start of a command line, for a DATA line as
+// go-smtp reads it (isDataLine). It returns the line's length (up to its
+// LF) when it is one, 0 when p holds too little to tell, or -1.
+func scanData(p []byte) int {
+	const verb = "DATA"
+	n := min(len(p), len(verb))
+	if !strings.EqualFold(string(p[:n]), verb[:n]) {
+		return -1
+	}
+	i := strings.IndexByte(string(p[:min(len(p), maxWatchedLine)]), '\n')
+	switch {
+	case i >= 0 && isDataLine(strings.ToUpper(strings.TrimRight(string(p[:i]), "\r"))):
+		return i + 1
+	case i >= 0 || len(p) >= maxWatchedLine:
+		return -1
+	}
+	return 0
 }

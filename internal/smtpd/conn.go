@@ -160,6 +160,7 @@ func (c *conn) Write(b []byte) (int, error) {
 	if c.swallowReply(b) {
 		return len(b), nil
 	}
+	c.cmds.dataVerdict(b) // bareline.go; go-smtp's goroutine, as readPlain
 	c.mu.Lock()
 	first := !c.greeted
 	c.greeted = true

@@ -117,6 +117,9 @@ func startTLSVerb(line []byte) (verb, args bool) {
 // limit falls on an empty buffer, and the head of an overlong line never
 // runs as a command.
 func (c *conn) readPlain(b []byte) (int, error) {
+	// go-smtp answered the last DATA line before it read again; without
+	// a reply (never), what follows stays content.
+	c.cmds.dataPending = false
 	n := 0
 	for {
 		if len(c.st.in) > 0 {
@@ -128,7 +131,7 @@ func (c *conn) readPlain(b []byte) (int, error) {
 					return 0, err
 				}
 				continue
-			case line > 0, n == len(b), n > 0 && !c.cmds.midLine():
+			case line > 0, n == len(b), n > 0 && !c.cmds.midLine(), c.cmds.dataPending:
 				return n, nil
 			}
 		}
@@ -190,10 +193,19 @@ func (c *conn) pass(b []byte) (n, startTLS int) {
 				c.st.in = in[n:]
 				return n, 0
 			}
+			// A DATA line goes in a read of its own, so that the
+			// next reply is its own (cmdWatcher.dataVerdict).
+			if n > 0 && scanData(in[n:]) >= 0 {
+				c.st.in = in[n:]
+				return n, 0
+			}
 		}
 		b[n] = in[n]
 		c.cmds.feed(b[n : n+1])
 		n++
+		if c.cmds.dataPending {
+			break
+		}
 	}
 	c.st.in = in[n:]
 	return n, 0

@@ -432,5 +432,19 @@ func TestStartTLSOnlyAsCommand(t *testing.T) {
 	c.must("BDAT +20", "501 ")
 	c.must("STARTTLSX", "500 5.5.2 Error: command not recognized")
 	c.must("BDAT 30 MORE", "501 ")
+	// A DATA that go-smtp refuses: commands follow, not content.
+	c.must("RSET", "250 ")
+	c.send("DATA\r\nSTARTTLSX\r\n")
+	c.expect("503 5.5.1 Error: need RCPT command")
+	c.expect("500 5.5.2 Error: command not recognized")
 	c.must("STARTTLS", "220 2.0.0 Ready to start TLS")
+
+	// And a bare LF after it is a command's, refused with reject.
+	ts = start(t, func(o *Options) { o.BareNewline = BareNewlineReject })
+	c = ts.session(t)
+	c.must("DATA", "503 ")
+	c.send("NOOP\n")
+	if got := c.reply(); got != "550 5.5.2 mx.example.com Error: bare <LF> received" {
+		t.Errorf("bare LF after a refused DATA: %q", got)
+	}
 }
