@@ -123,7 +123,7 @@ func (c *conn) readPlain(b []byte) (int, error) {
 	n := 0
 	for {
 		if len(c.st.in) > 0 {
-			m, line := c.pass(b[n:])
+			m, line := c.pass(b[n:], n > 0)
 			n += m
 			switch {
 			case line > 0 && n == 0:
@@ -178,16 +178,19 @@ func (c *conn) fill() {
 	c.st.err = err
 }
 
-// pass copies what may go to go-smtp from st.in into b, up to the start
-// of a STARTTLS line, and returns its length; when st.in starts with a
-// whole STARTTLS line, it returns 0 and that line's length instead. 0,
-// 0: st.in starts with what may be a STARTTLS line, not whole yet.
-func (c *conn) pass(b []byte) (n, startTLS int) {
+// pass copies what may go to go-smtp from st.in into b and returns its
+// length: up to the start of a STARTTLS line, or of a DATA line unless
+// it is the first thing in go-smtp's read (more: b follows what this read
+// already holds), and up to the end of a DATA line. When st.in starts
+// with a whole STARTTLS line and the read holds nothing yet, it returns
+// 0 and that line's length instead. 0, 0: st.in starts with what may be
+// a STARTTLS line, not whole yet.
+func (c *conn) pass(b []byte, more bool) (n, startTLS int) {
 	in := c.st.in
 	for n < len(b) && n < len(in) {
 		if c.cmds.lineStart() {
 			switch l := scanStartTLS(in[n:]); {
-			case l > 0 && n == 0:
+			case l > 0 && n == 0 && !more:
 				return 0, l
 			case l >= 0:
 				c.st.in = in[n:]
@@ -195,7 +198,7 @@ func (c *conn) pass(b []byte) (n, startTLS int) {
 			}
 			// A DATA line goes in a read of its own, so that the
 			// next reply is its own (cmdWatcher.dataVerdict).
-			if n > 0 && scanData(in[n:]) >= 0 {
+			if (n > 0 || more) && scanData(in[n:]) >= 0 {
 				c.st.in = in[n:]
 				return n, 0
 			}
