@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/mailtee/mailtee/internal/maillog"
 )
 
 // STARTTLS is done here, below go-smtp, and not by go-smtp: go-smtp's
@@ -37,8 +39,8 @@ import (
 //
 // The handshake has smtpd_starttls_timeout (SessionLimits.StartTLS).
 // When it fails, Postfix can say nothing more (the state of the stream
-// is unknown) and ends the session, logging "lost connection after
-// STARTTLS"; conn does the same.
+// is unknown) and ends the session, logging "SSL_accept error from ..."
+// and "lost connection after STARTTLS"; conn does the same.
 //
 // In wrapper mode (smtps: the listener is a tls.Listener) the session is
 // TLS from the first byte: conn runs the handshake itself, with the same
@@ -329,15 +331,18 @@ func (c *conn) runHandshake(tc *tls.Conn, after string) error {
 		c.Conn.SetDeadline(time.Time{})
 		return nil
 	}
-	what := "lost connection"
-	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.Canceled) {
-		what = "timeout"
-	}
-	if !errors.Is(err, io.EOF) {
+	// Postfix's tls_server_start, then smtpd's end of the session (as
+	// Postfix 3.7 logs them: test/e2e/starttls_log_test.go).
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		c.srv.log("SSL_accept error from %s: lost connection", c.namaddr())
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.Canceled):
+		c.srv.log("SSL_accept error from %s: Connection timed out", c.namaddr())
+	default:
 		c.srv.log("SSL_accept error from %s: -1", c.namaddr())
-		c.srv.log("warning: TLS library problem: %v", err)
+		c.srv.log("warning: TLS library problem: %s", maillog.OneLine(err.Error()))
 	}
-	c.srv.log("%s after %s from %s", what, after, c.namaddr())
+	c.srv.log("lost connection after %s from %s", after, c.namaddr())
 	c.Close()
 	return io.EOF
 }

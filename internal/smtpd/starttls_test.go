@@ -160,7 +160,7 @@ func TestStartTLSHandshakeTimeout(t *testing.T) {
 	if d := time.Since(begin); d > 5*time.Second {
 		t.Errorf("closed after %v", d)
 	}
-	ts.log.waitFor(t, "timeout after STARTTLS from localhost[127.0.0.1]")
+	ts.log.waitFor(t, "SSL_accept error from localhost[127.0.0.1]: Connection timed out")
 	ts.log.waitFor(t, "disconnect from localhost[127.0.0.1] ehlo=1 starttls=0/1 commands=1/2")
 
 	// Postfix's default, and its stress value.
@@ -279,7 +279,8 @@ func TestWrapperMode(t *testing.T) {
 	if d := time.Since(begin); d > 5*time.Second {
 		t.Errorf("closed after %v", d)
 	}
-	ts.log.waitFor(t, "timeout after CONNECT from localhost[127.0.0.1]")
+	ts.log.waitFor(t, "SSL_accept error from localhost[127.0.0.1]: Connection timed out")
+	ts.log.waitFor(t, "lost connection after CONNECT from localhost[127.0.0.1]")
 }
 
 // FuzzStartTLSStream: whatever the client sends and however it is cut

@@ -98,7 +98,8 @@ func TestStartTLSCommandInjection(t *testing.T) {
 
 // smtpd_starttls_timeout: a client that says STARTTLS and never
 // finishes the handshake is dropped, without a reply (Postfix: "lost
-// connection" or "timeout after STARTTLS").
+// connection after STARTTLS", with "SSL_accept error ...: Connection
+// timed out" before it).
 func TestStartTLSHandshakeTimeout(t *testing.T) {
 	in := newInstance(t, "smtpd_starttls_timeout = 2s\nsmtpd_timeout = 60s\n"+tlsMainCf(t), nil)
 	in.Start()
@@ -120,6 +121,7 @@ func TestStartTLSHandshakeTimeout(t *testing.T) {
 			t.Errorf("a reply after a failed handshake: %q", rest)
 		}
 	}
-	in.WaitLog("timeout after STARTTLS from localhost[127.0.0.1]")
+	in.WaitLog("SSL_accept error from localhost[127.0.0.1]: Connection timed out")
+	in.WaitLog("lost connection after STARTTLS from localhost[127.0.0.1]")
 	in.alive("starttls-timeout")
 }
