@@ -196,6 +196,13 @@ func TestRepliesAsPostfixOverTLS(t *testing.T) {
 	}{
 		{"replies", "myhostname = mx.test.example\nmail_name = TestMTA\nmydestination = test.example\n", overTLS(repliesDialogue)},
 		{"bare LF", "myhostname = mx.test.example\nmail_name = TestMTA\nmydestination = test.example\nsmtpd_forbid_bare_newline = reject\nsmtpd_forbid_bare_newline_exclusions =\n", overTLS(bareLFDialogue)},
+		// CVE-2011-0411: commands pipelined after STARTTLS in plaintext
+		// are discarded, by both.
+		{"injected", "myhostname = mx.test.example\nmail_name = TestMTA\nmydestination = test.example\n", []replyStep{
+			{cmd: ""}, {cmd: "EHLO client.example", firstOnly: true},
+			{cmd: "STARTTLS\r\nMAIL FROM:<mallory@outside.example>\r\nRCPT TO:<user@test.example>", startTLS: true},
+			{cmd: "RCPT TO:<user@test.example>"}, {cmd: "NOOP"}, {cmd: "QUIT"},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pf := newPostfix(t, "127.0.0.1", freePort(t))
