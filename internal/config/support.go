@@ -147,6 +147,7 @@ var implemented = map[string]paramInfo{
 	"smtpd_tls_key_file":                    {},
 	"smtpd_tls_chain_files":                 {}, // see ServerCertificate
 	"smtpd_tls_wrappermode":                 {}, // per master.cf listener (internal/master)
+	"smtpd_starttls_timeout":                {},
 	"lmtp_tcp_port":                         {valid: validPort},
 	"default_destination_concurrency_limit": {},
 	"smtp_destination_concurrency_limit":    {},

@@ -236,6 +236,7 @@ func stressLimits(st *config.Config) smtpd.SessionLimits {
 		HardErrorLimit:   mustInt(st, "smtpd_hard_error_limit"),
 		SoftErrorLimit:   mustInt(st, "smtpd_soft_error_limit"),
 		JunkCommandLimit: mustInt(st, "smtpd_junk_command_limit"),
+		StartTLSTimeout:  mustDuration(st, "smtpd_starttls_timeout"),
 	}
 }
 

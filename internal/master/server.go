@@ -238,6 +238,7 @@ func (s *Server) newSMTPD(svc *smtpService, policy *smtpd.Policy) (*smtpd.Server
 		SoftErrorLimit:  mustInt(cfg, "smtpd_soft_error_limit"),
 		MaxClients:      svc.maxProc, // master.cf's maxproc
 		TLS:             tlsCfg,
+		StartTLSTimeout: mustDuration(cfg, "smtpd_starttls_timeout"),
 		RequireTLS:      cfg.Get("smtpd_tls_security_level") == "encrypt" && !svc.wrapper,
 		SMTPUTF8:        cfg.Get("smtputf8_enable") == "yes",
 		BareNewline:     bareNewline(cfg),

@@ -17,10 +17,11 @@ import (
 // The watcher follows the stream as go-smtp reads it: after a "DATA"
 // line, content runs to go-smtp's end of data (CR LF . CR LF, the same
 // state machine as go-smtp's data.go); after "BDAT n", n bytes are
-// content. Content is bodyReader's to judge. A DATA that go-smtp refuses
-// leaves what follows taken for content up to a CR LF . CR LF: a bare LF
-// there is not refused (read as with normalize). After STARTTLS the
-// stream is not seen, and commands are read as with normalize.
+// content. Content is bodyReader's to judge. Whether go-smtp takes a DATA
+// is known from its reply: conn gives go-smtp a DATA line in a read of
+// its own (readPlain), so the next reply answers it, and a refusal puts
+// the watcher back to commands (dataVerdict). The watcher sees TLS
+// sessions' plaintext too (starttls.go).
 
 // cmdWatcher finds command lines that end in a bare LF.
 type cmdWatcher struct {
@@ -37,6 +38,9 @@ type cmdWatcher struct {
 	// hello is the verb of the last HELO or EHLO line, for the reply
 	// to one without a name (replies.go).
 	hello string
+	// dataPending: a DATA line was fed; go-smtp's reply to it is yet to
+	// come (dataVerdict).
+	dataPending bool
 }
 
 const (
@@ -55,8 +59,11 @@ const (
 )
 
 // maxWatchedLine is as much of a command line as the watcher keeps:
-// enough for "BDAT" and a size.
-const maxWatchedLine = 64
+// enough for "BDAT", a size and "LAST" with any sane white space between
+// them. A longer DATA or BDAT line can only be one go-smtp refuses, or
+// one whose content the watcher takes for commands: the client's own
+// session is then judged as with normalize.
+const maxWatchedLine = 1024
 
 // feed takes bytes as go-smtp will read them.
 func (w *cmdWatcher) feed(p []byte) {
@@ -121,15 +128,12 @@ func (w *cmdWatcher) step(c byte) {
 	switch {
 	case line == "HELO" || line == "EHLO" || strings.HasPrefix(line, "HELO ") || strings.HasPrefix(line, "EHLO "):
 		w.hello = line[:4]
-	case line == "DATA":
+	case isDataLine(line):
 		w.mode, w.data, w.bdat = watchData, dataBeginLine, false
+		w.dataPending = true
 	case strings.HasPrefix(line, "BDAT "):
 		w.bdat = true
-		f := strings.Fields(line[5:])
-		if len(f) == 0 {
-			return
-		}
-		if n, err := strconv.ParseInt(f[0], 10, 64); err == nil && n > 0 {
+		if n := bdatSize(line[5:]); n > 0 {
 			w.mode, w.chunk = watchChunk, n
 		}
 	}
@@ -163,9 +167,8 @@ func (c *conn) rejectBareLF() bool {
 // goroutine for the connection, as readPlain.
 func (c *conn) noteBareLF() {
 	c.mu.Lock()
-	// For Data, which runs on a goroutine of its own for BDAT. After
-	// STARTTLS the watcher sees nothing: content is taken as DATA's.
-	c.bdat = c.cmds.bdat && !c.tlsReplies.on
+	// For Data, which runs on a goroutine of its own for BDAT.
+	c.bdat = c.cmds.bdat
 	c.hello = c.cmds.hello
 	c.mu.Unlock()
 	if !c.cmds.take() || !c.rejectBareLF() {
@@ -188,4 +191,62 @@ func (c *conn) isBDAT() bool {
 func (c *conn) refuseBareLF() error {
 	c.srv.log("NOQUEUE: reject: command from %s: bare <LF> received; proto=%s", c.namaddr(), c.baseProtocol())
 	return c.replaceAndClose(fmt.Sprintf("%d 5.5.2 %%s Error: bare <LF> received", c.srv.o.BareNewlineCode))
+}
+
+// isDataLine reports whether go-smtp v0.25.1 takes line (upper case,
+// without its line end) for DATA without an argument (parse.go parseCmd:
+// "DATA", or "DATA" with a space and only white space after it), so that
+// the watcher reads content where go-smtp does. go-smtp may still refuse
+// it (no recipients); what follows is then taken for content up to a CR
+// LF . CR LF.
+func isDataLine(line string) bool {
+	return line == "DATA" || len(line) >= 6 && strings.HasPrefix(line, "DATA ") && strings.TrimSpace(line[5:]) == ""
+}
+
+// bdatSize is the size of the chunk that follows a BDAT command with
+// arguments arg, as go-smtp v0.25.1 parses them (conn.go handleBdat: a
+// size, optionally LAST, nothing more); 0 when go-smtp reads no chunk.
+// A BDAT that go-smtp refuses for the state (no recipients, too large)
+// has its chunk read and discarded all the same.
+func bdatSize(arg string) int64 {
+	f := strings.Fields(arg)
+	if len(f) == 0 || len(f) > 2 || len(f) == 2 && !strings.EqualFold(f[1], "LAST") {
+		return 0
+	}
+	n, err := strconv.ParseUint(f[0], 10, 32)
+	if err != nil {
+		return 0
+	}
+	return int64(n)
+}
+
+// dataVerdict takes go-smtp's reply b to a DATA line: anything but 354
+// means go-smtp reads commands again.
+func (w *cmdWatcher) dataVerdict(b []byte) {
+	if !w.dataPending {
+		return
+	}
+	w.dataPending = false
+	if !strings.HasPrefix(string(b[:min(len(b), 4)]), "354") {
+		w.mode, w.line = watchCommand, w.line[:0]
+	}
+}
+
+// scanData looks at p, the start of a command line, for a DATA line as
+// go-smtp reads it (isDataLine). It returns the line's length (up to its
+// LF) when it is one, 0 when p holds too little to tell, or -1.
+func scanData(p []byte) int {
+	const verb = "DATA"
+	n := min(len(p), len(verb))
+	if !strings.EqualFold(string(p[:n]), verb[:n]) {
+		return -1
+	}
+	i := strings.IndexByte(string(p[:min(len(p), maxWatchedLine)]), '\n')
+	switch {
+	case i >= 0 && isDataLine(strings.ToUpper(strings.TrimRight(string(p[:i]), "\r"))):
+		return i + 1
+	case i >= 0 || len(p) >= maxWatchedLine:
+		return -1
+	}
+	return 0
 }

@@ -37,8 +37,10 @@ import (
 //     replies and counts them against smtpd_junk_command_limit.
 //   - Closing after a 421. go-smtp cannot be told to hang up after a reply;
 //     a session that must (too many errors) marks the connection, and the
-//     next write, which is that reply, closes it. After STARTTLS the
-//     write is a TLS record carrying the reply, which works the same.
+//     next write, which is that reply, closes it.
+//   - STARTTLS. conn does it itself (starttls.go), so that all of the
+//     above goes on in TLS sessions: go-smtp only ever reads and writes
+//     plaintext through conn.
 //   - One write per reply. go-smtp flushes each line of a multi-line reply
 //     (EHLO's eight) on its own; a client that reads one segment as the
 //     whole reply (nmap's smtp-open-relay) then takes the rest as the
@@ -68,7 +70,7 @@ type conn struct {
 	timedOut   bool // a read timed out: the next reply is a 421 timeout
 	// readSince is when the read in progress began; zero if none.
 	readSince time.Time
-	tlsReplies
+	st        tlsState // STARTTLS (starttls.go)
 	// replyCounted: the error reply about to be written was counted by
 	// done already.
 	replyCounted bool
@@ -150,63 +152,34 @@ func (c *conn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// readPlain reads from the network through crFilter until STARTTLS.
-func (c *conn) readPlain(b []byte) (int, error) {
-	c.mu.Lock()
-	cipher := c.tlsReplies.on
-	c.mu.Unlock()
-	if cipher || len(b) < 2 {
-		return c.Conn.Read(b)
-	}
-	for {
-		off := 0
-		if c.crs.held {
-			b[0], off = '\r', 1
-			c.crs.held = false
-		}
-		n, err := c.Conn.Read(b[off:])
-		n += off
-		m := c.crs.filter(b, n, err != nil)
-		c.cmds.feed(b[:m])
-		// A lone held CR: nothing to pass on yet, read on (go-smtp
-		// would wait for the rest of the line anyway).
-		if m > 0 || err != nil {
-			return m, err
-		}
-	}
-}
-
 // bareCR reports whether the client sent a bare CR since the last call.
 // Like readPlain, it runs on go-smtp's goroutine for the connection.
 func (c *conn) bareCR() bool { return c.crs.take() }
 
 func (c *conn) Write(b []byte) (int, error) {
+	if c.swallowReply(b) {
+		return len(b), nil
+	}
+	c.cmds.dataVerdict(b) // bareline.go; go-smtp's goroutine, as readPlain
 	c.mu.Lock()
 	first := !c.greeted
 	c.greeted = true
-	if c.sniffHello && !first {
+	if v := junkVerb(b); c.sniffHello && !first && (v == "HELO" || v == "EHLO") {
 		// go-smtp does not tell the backend whether the client said HELO
 		// or EHLO, but its reply does: one line for HELO, several for
-		// EHLO. Only plaintext replies are seen here; after STARTTLS the
-		// client has necessarily used EHLO before.
+		// EHLO. This is the first since the session began or TLS
+		// started.
 		c.sniffHello = false
-		c.esmtp = bytes.HasPrefix(b, []byte("250-"))
+		c.st.heloGone = false
+		c.esmtp = v == "EHLO"
 		if c.esmtp {
 			c.stats.ehlo.add(true)
 		} else {
 			c.stats.helo.add(true)
 		}
 	}
-	if bytes.HasPrefix(b, []byte("220 2.0.0 Ready to start TLS")) {
-		// What follows this reply are TLS records.
-		c.tlsReplies.on = true
-	}
 	closeAfter, timedOut := c.closeAfter, c.timedOut
-	// In TLS the reply is a record: a plaintext 421 in its place would
-	// only break the stream; it goes as it is, and closeAfter ends the
-	// connection.
-	timedOut = timedOut && !c.tlsReplies.on
-	plain, inTx := !c.tlsReplies.on, c.inTx
+	inTx := c.inTx
 	bareLF := c.bareLFCommand && !first
 	c.mu.Unlock()
 	if bareLF {
@@ -214,6 +187,9 @@ func (c *conn) Write(b []byte) (int, error) {
 	}
 	if first {
 		if err := c.waitForPlace(); err != nil {
+			return 0, err
+		}
+		if err := c.wrapperHandshake(); err != nil {
 			return 0, err
 		}
 	}
@@ -238,10 +214,7 @@ func (c *conn) Write(b []byte) (int, error) {
 		case limit:
 			// Postfix answers the junk command, then says 421 before
 			// reading the next one.
-			out := b
-			if plain {
-				out = c.postfixReply(b, inTx)
-			}
+			out := c.postfixReply(b, inTx)
 			if err := c.flush(out); err != nil {
 				c.Close()
 				return 0, err
@@ -254,8 +227,8 @@ func (c *conn) Write(b []byte) (int, error) {
 	switch {
 	case first && bytes.HasPrefix(b, []byte("220 ")):
 		out = c.srv.greeting
-	case plain:
-		out = c.postfixReply(b, inTx) // replies.go
+	default:
+		out = c.ehloReply(b, c.postfixReply(b, inTx)) // replies.go, starttls.go
 	}
 	if closeAfter {
 		err := c.flush(out)
@@ -318,7 +291,10 @@ func (c *conn) Close() error {
 			c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 			c.flush(nil)
 		}
-		err = c.Conn.Close()
+		c.mu.Lock()
+		nc := c.Conn // a tls.Conn after STARTTLS
+		c.mu.Unlock()
+		err = nc.Close()
 		close(c.limit.gone)
 		c.srv.forget(c)
 		c.mu.Lock()
@@ -360,20 +336,10 @@ func (c *conn) setTx(on bool) {
 	c.mu.Unlock()
 }
 
-// newSession is called by go-smtp's first HELO/EHLO, and again after
-// STARTTLS.
-func (c *conn) newSession(isTLS bool) {
+// newSession is called by go-smtp's first HELO/EHLO.
+func (c *conn) newSession() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if isTLS {
-		if !c.tls {
-			c.stats.starttls.add(true)
-		}
-		c.tls = true
-		c.esmtp = true
-		c.stats.ehlo.add(true)
-		return
-	}
 	c.sniffHello = true
 }
 
@@ -401,7 +367,6 @@ func (c *conn) isTLS() bool {
 func (c *conn) begin(ctr *counter, verb string) *smtp.SMTPError {
 	c.mu.Lock()
 	ctr.total++
-	c.tlsReplies.begin(c, verb)
 	errs, hungUp := c.errors, c.hungUp
 	c.mu.Unlock()
 	if hungUp {
@@ -450,7 +415,6 @@ func (s *Server) errorSleep() {
 func (c *conn) done(ctr *counter, err error, counts bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.tlsReplies.done()
 	if err == nil {
 		ctr.ok++
 	} else {

@@ -23,8 +23,7 @@ package smtpd
 // before the 354 can have a CR CR in it read before MAIL, and so turned
 // into a space but not refused).
 //
-// After STARTTLS the stream is TLS records, which this cannot read: there
-// the quirks remain (the hang costs only the client's own session).
+// TLS sessions are filtered too: conn does STARTTLS itself (starttls.go).
 type crFilter struct {
 	held bool // the last read ended with a CR, not passed on yet
 	bare bool // a CR not followed by LF went by

@@ -262,7 +262,13 @@ const dateLayout = "Mon, 02 Jan 2006 15:04:05 -0700 (MST)"
 func (r receivedInfo) String() string {
 	var b strings.Builder
 	b.WriteString("Received: from ")
-	b.WriteString(printable(r.helo))
+	helo := r.helo
+	if helo == "" {
+		// No HELO since STARTTLS (smtpd.c: "state->helo_name ?
+		// state->helo_name : state->name").
+		helo = r.name
+	}
+	b.WriteString(printable(helo))
 	b.WriteString(" (" + r.name + " [" + r.addr + "])\r\n")
 	b.WriteString("\tby " + r.host + " (" + r.mailName + ") with " + r.with + " id " + r.id)
 	if len(r.rcpts) == 1 {

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -64,6 +65,7 @@ type SessionLimits struct {
 	HardErrorLimit   int           // smtpd_hard_error_limit
 	SoftErrorLimit   int           // smtpd_soft_error_limit
 	JunkCommandLimit int           // smtpd_junk_command_limit
+	StartTLSTimeout  time.Duration // smtpd_starttls_timeout
 }
 
 // orDefaults fills the zero fields of l from d.
@@ -79,6 +81,9 @@ func (l SessionLimits) orDefaults(d SessionLimits) SessionLimits {
 	}
 	if l.JunkCommandLimit <= 0 {
 		l.JunkCommandLimit = d.JunkCommandLimit
+	}
+	if l.StartTLSTimeout <= 0 {
+		l.StartTLSTimeout = d.StartTLSTimeout
 	}
 	return l
 }
@@ -150,6 +155,10 @@ func (l *listener) Accept() (net.Conn, error) {
 // address, for the log.
 func (s *Server) admit(nc net.Conn, la net.Addr) *conn {
 	c := &conn{Conn: nc, srv: s, name: "unknown", limit: connLimits{gone: make(chan struct{})}}
+	if _, ok := nc.(*tls.Conn); ok {
+		// smtps: TLS from the first byte (starttls.go).
+		c.tls, c.st.wrapped = true, true
+	}
 	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
 		c.addr = ap.Addr().Unmap()
 		c.astr = c.addr.String()

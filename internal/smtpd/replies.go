@@ -13,8 +13,8 @@ import (
 // conn.Write has counted the reply (junkVerb, countReply), which match
 // go-smtp's words.
 //
-// Only the plaintext stream can be rewritten: after STARTTLS conn.Write
-// sees TLS records, and go-smtp's words remain (see README). Replies
+// TLS sessions are rewritten too: conn does STARTTLS below go-smtp
+// (starttls.go), so it always sees go-smtp's plaintext. Replies
 // without a counterpart keep go-smtp's words: VRFY (Postfix echoes the
 // address, which conn does not see), the MAIL and RCPT parameters go-smtp
 // refuses, and BDAT's "Continue".

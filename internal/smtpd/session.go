@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"crypto/tls"
 	"errors"
 	"io"
 	"strings"
@@ -16,20 +15,17 @@ import (
 	"github.com/mailtee/mailtee/internal/envelope"
 )
 
-// backend is the go-smtp Backend: a session per HELO/EHLO, and a new one
-// after STARTTLS.
+// backend is the go-smtp Backend: a session from the first HELO/EHLO on.
+// STARTTLS does not start a new one (starttls.go).
 type backend struct{ s *Server }
 
 func (b backend) NewSession(sc *smtp.Conn) (smtp.Session, error) {
-	nc, isTLS := sc.Conn(), false
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc, isTLS = tc.NetConn(), true
-	}
-	c, ok := nc.(*conn)
+	// go-smtp does no TLS: conn does it below (starttls.go).
+	c, ok := sc.Conn().(*conn)
 	if !ok {
 		return nil, errNotOurs
 	}
-	c.newSession(isTLS)
+	c.newSession()
 	return &session{srv: b.s, c: c, sc: sc}, nil
 }
 
@@ -89,7 +85,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	}
 	s.inTx = true
 	s.from = a
-	s.helo = s.sc.Hostname()
+	s.helo = s.c.heloName(s.sc.Hostname())
 	s.utf8 = opts.UTF8
 	s.body = string(opts.Body)
 	s.arrival = time.Now()

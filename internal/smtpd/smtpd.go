@@ -30,7 +30,8 @@
 // place of go-smtp's own replies (replies.go), connection limits,
 // a timeout per read rather than per command, counting the commands that
 // go-smtp answers itself, and closing the connection after a 421. See
-// conn.go for why each is done there.
+// conn.go for why each is done there. STARTTLS is done by conn too, below
+// go-smtp, so that all of this goes on in TLS sessions (starttls.go).
 //
 // Addresses in the envelope handed to the queue are in external form
 // (address.Address.String: a local part that needs quotes is quoted), as
@@ -160,8 +161,12 @@ type Options struct {
 	// Client are the per-client limits Postfix keeps in anvil(8).
 	Client ClientLimits
 
-	// TLS enables STARTTLS (TLS 1.2 at least); nil offers none.
+	// TLS enables STARTTLS (TLS 1.2 at least); nil offers none. conn
+	// does STARTTLS itself, not go-smtp (starttls.go).
 	TLS *tls.Config
+	// StartTLSTimeout is smtpd_starttls_timeout, for the TLS handshake;
+	// 0 means Postfix's default, 300s (10s in stress mode: Stress).
+	StartTLSTimeout time.Duration
 	// RequireTLS is smtpd_tls_security_level = encrypt: MAIL is refused
 	// until the client has said STARTTLS.
 	RequireTLS bool
@@ -190,6 +195,9 @@ const (
 	defaultHardErrorLimit   = 20
 	defaultSoftErrorLimit   = 10
 	defaultJunkCommandLimit = 100
+	// smtpd_starttls_timeout = ${stress?{10}:{300}}s
+	defaultStartTLSTimeout       = 300 * time.Second
+	defaultStressStartTLSTimeout = 10 * time.Second
 )
 
 // maxLineLength bounds a line as go-smtp reads it, in commands and in
@@ -201,11 +209,12 @@ const maxLineLength = 1 << 20
 
 // Server is an SMTP server. It wraps *smtp.Server.
 type Server struct {
-	o        Options
-	policy   atomic.Pointer[Policy]
-	smtp     *smtp.Server
-	greeting []byte // "220 <banner>\r\n"
-	errSleep time.Duration
+	o         Options
+	tlsConfig *tls.Config // for STARTTLS; nil offers none
+	policy    atomic.Pointer[Policy]
+	smtp      *smtp.Server
+	greeting  []byte // "220 <banner>\r\n"
+	errSleep  time.Duration
 	// normal and stressed are the session limits out of and in stress
 	// mode; limits picks one.
 	normal, stressed SessionLimits
@@ -254,9 +263,10 @@ func New(o Options) *Server {
 		stop:     make(chan struct{}),
 	}
 	s.SetPolicy(o.Policy)
-	s.normal = SessionLimits{o.Timeout, o.HardErrorLimit, o.SoftErrorLimit, o.JunkCommandLimit}.orDefaults(SessionLimits{
-		HardErrorLimit: defaultHardErrorLimit, SoftErrorLimit: defaultSoftErrorLimit, JunkCommandLimit: defaultJunkCommandLimit})
-	s.stressed = o.Stress.orDefaults(s.normal)
+	s.normal = SessionLimits{o.Timeout, o.HardErrorLimit, o.SoftErrorLimit, o.JunkCommandLimit, o.StartTLSTimeout}.orDefaults(SessionLimits{
+		HardErrorLimit: defaultHardErrorLimit, SoftErrorLimit: defaultSoftErrorLimit, JunkCommandLimit: defaultJunkCommandLimit,
+		StartTLSTimeout: defaultStartTLSTimeout})
+	s.stressed = o.Stress.orDefaults(SessionLimits{StartTLSTimeout: defaultStressStartTLSTimeout}.orDefaults(s.normal))
 	if o.Client.any() {
 		s.anvil = anvil.New(o.Client.TimeUnit)
 	}
@@ -276,8 +286,7 @@ func New(o Options) *Server {
 	srv.ReadTimeout = 0
 	// Writes get theirs from conn.SetWriteDeadline, which go-smtp calls
 	// before each reply when WriteTimeout is set: the timeout is shorter
-	// in stress mode, and in a TLS session that call is the only sign of
-	// a reply (tlsReplies). The value itself is not used.
+	// in stress mode. The value itself is not used.
 	srv.WriteTimeout = time.Hour
 	srv.EnableSMTPUTF8 = o.SMTPUTF8
 	srv.ErrorLog = errorLog{s}
@@ -286,7 +295,8 @@ func New(o Options) *Server {
 		if cfg.MinVersion < tls.VersionTLS12 {
 			cfg.MinVersion = tls.VersionTLS12
 		}
-		srv.TLSConfig = cfg
+		// Not go-smtp's: conn does STARTTLS (starttls.go).
+		s.tlsConfig = cfg
 	}
 	s.smtp = srv
 	return s

@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
 // The replies a client sees, compared with a real Postfix's: the same
@@ -21,6 +24,9 @@ import (
 type replyStep struct {
 	cmd       string
 	firstOnly bool
+	// startTLS: after this step's reply, if it is a 220, the TLS
+	// handshake, and the dialogue goes on over TLS.
+	startTLS bool
 }
 
 // repliesDialogue is a session that touches every reply go-smtp would
@@ -67,6 +73,16 @@ var bareLFDialogue = []replyStep{
 	{cmd: "NOOP"},
 }
 
+// overTLS is steps after EHLO and STARTTLS: the same replies must come
+// over TLS, where mailtee does STARTTLS below go-smtp to keep its
+// rewriting and checks. A MAIL right after STARTTLS, without a new
+// EHLO, is taken by both (smtpd_helo_required = no).
+func overTLS(steps []replyStep) []replyStep {
+	out := []replyStep{steps[0], {cmd: "EHLO client.example", firstOnly: true}, {cmd: "STARTTLS x"}, {cmd: "STARTTLS", startTLS: true},
+		{cmd: "MAIL FROM:<first@outside.example>"}, {cmd: "RSET"}}
+	return append(out, steps[1:]...)
+}
+
 // runDialogue runs repliesDialogue against addr and returns each reply
 // (all its lines, joined by "|").
 func runDialogue(t *testing.T, addr string) []string {
@@ -77,12 +93,13 @@ func runDialogue(t *testing.T, addr string) []string {
 // lines, joined by "|"; "EOF" once the server has hung up).
 func runSteps(t *testing.T, addr string, steps []replyStep) []string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	var c net.Conn = nc
 	r := bufio.NewReader(c)
 	var out []string
 	for _, s := range steps {
@@ -115,6 +132,13 @@ func runSteps(t *testing.T, addr string, steps []replyStep) []string {
 			}
 		}
 		out = append(out, strings.Join(lines, "|"))
+		if s.startTLS && strings.HasPrefix(lines[0], "220 ") {
+			tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true})
+			if err := tc.Handshake(); err != nil {
+				t.Fatalf("%s: TLS handshake: %v", addr, err)
+			}
+			c, r = tc, bufio.NewReader(tc)
+		}
 	}
 	return out
 }
@@ -157,5 +181,45 @@ func TestBareNewlineRejectAsPostfix(t *testing.T) {
 		if want[i] != got[i] {
 			t.Errorf("%q: mailtee says %q, Postfix %q", s.cmd, got[i], want[i])
 		}
+	}
+}
+
+// The same dialogues over STARTTLS, both servers with the same
+// certificate (smtpd_tls_security_level = may).
+func TestRepliesAsPostfixOverTLS(t *testing.T) {
+	certFile, keyFile, _ := harness.TestCert(t, t.TempDir(), "mx.test.example")
+	tlsCf := "smtpd_tls_security_level = may\nsmtpd_tls_cert_file = " + certFile + "\nsmtpd_tls_key_file = " + keyFile + "\n"
+	for _, tc := range []struct {
+		name   string
+		common string
+		steps  []replyStep
+	}{
+		{"replies", "myhostname = mx.test.example\nmail_name = TestMTA\nmydestination = test.example\n", overTLS(repliesDialogue)},
+		{"bare LF", "myhostname = mx.test.example\nmail_name = TestMTA\nmydestination = test.example\nsmtpd_forbid_bare_newline = reject\nsmtpd_forbid_bare_newline_exclusions =\n", overTLS(bareLFDialogue)},
+		// CVE-2011-0411: commands pipelined after STARTTLS in plaintext
+		// are discarded, by both.
+		{"injected", "myhostname = mx.test.example\nmail_name = TestMTA\nmydestination = test.example\n", []replyStep{
+			{cmd: ""}, {cmd: "EHLO client.example", firstOnly: true},
+			{cmd: "STARTTLS\r\nMAIL FROM:<mallory@outside.example>\r\nRCPT TO:<user@test.example>", startTLS: true},
+			{cmd: "RCPT TO:<user@test.example>"}, {cmd: "NOOP"}, {cmd: "QUIT"},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pf := newPostfix(t, "127.0.0.1", freePort(t))
+			pf.start(tc.common+"smtputf8_enable = yes\n"+tlsCf, nil)
+			in := newInstance(t, tc.common+tlsCf, nil)
+			logOnFailure(t, "mailtee", in)
+			in.Start()
+
+			want := runSteps(t, pf.addr(), tc.steps)
+			got := runSteps(t, in.Addr(), tc.steps)
+			for i, s := range tc.steps {
+				w := queueIDRe.ReplaceAllString(want[i], "queued as ID")
+				g := queueIDRe.ReplaceAllString(got[i], "queued as ID")
+				if w != g {
+					t.Errorf("%d %q: mailtee says %q, Postfix %q", i, s.cmd, g, w)
+				}
+			}
+		})
 	}
 }

@@ -21,7 +21,7 @@ smtpd_recipient_limit = 5
 smtpd_hard_error_limit = 5
 smtpd_client_connection_count_limit = 3
 smtpd_timeout = 2s
-`+extra, nil)
+`+tlsMainCf(t)+extra, nil)
 	in.Start()
 	return in
 }
@@ -47,9 +47,15 @@ func (r *rawSMTP) replies(n int) []string {
 // cuts a long line in two would run "MAIL FROM:<injected...>"). A line
 // over mailtee's 1 MiB bound ends the session with a 500.
 func TestLongCommandLine(t *testing.T) {
+	for _, k := range sessionKinds {
+		t.Run(k.name, func(t *testing.T) { testLongCommandLine(t, k.tls) })
+	}
+}
+
+func testLongCommandLine(t *testing.T, useTLS bool) {
 	in := limitsSetup(t, "smtpd_timeout = 30s\n")
 	for _, n := range []int{512, 1000, 1024, 2000, 2048, 2049, 4096, 8192, 65536, 512 << 10} {
-		c := dialRaw(t, in.Addr(), "127.0.0.1")
+		c := dialSession(t, in.Addr(), "127.0.0.1", useTLS)
 		c.must("EHLO client.outside.example", "250 ")
 		pad := strings.Repeat("x", n-len("NOOP "))
 		c.send("NOOP " + pad + "MAIL FROM:<injected@outside.example>\r\nRSET\r\n")
@@ -77,7 +83,7 @@ func TestLongCommandLine(t *testing.T) {
 
 	// Over the bound: refused and the session ended, not a buffer
 	// growing without end.
-	c := dialRaw(t, in.Addr(), "127.0.0.1")
+	c := dialSession(t, in.Addr(), "127.0.0.1", useTLS)
 	c.must("EHLO client.outside.example", "250 ")
 	go func() {
 		// The server may close while this is still writing.
@@ -277,6 +283,12 @@ func TestRecipientLimit(t *testing.T) {
 // to a client command: refused recipients, bad syntax, commands out of
 // order, unknown commands.
 func TestHardErrorLimit(t *testing.T) {
+	for _, k := range sessionKinds {
+		t.Run(k.name, func(t *testing.T) { testHardErrorLimit(t, k.tls) })
+	}
+}
+
+func testHardErrorLimit(t *testing.T, useTLS bool) {
 	in := limitsSetup(t, "smtpd_timeout = 30s\n")
 	for _, tc := range []struct {
 		name  string
@@ -293,7 +305,7 @@ func TestHardErrorLimit(t *testing.T) {
 		{"not implemented", nil, "EXPN staff"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialRaw(t, in.Addr(), "127.0.0.1")
+			c := dialSession(t, in.Addr(), "127.0.0.1", useTLS)
 			c.must("EHLO client.outside.example", "250 ")
 			for _, s := range tc.setup {
 				c.must(s, "250 ")
@@ -402,6 +414,12 @@ func TestTotalConnectionLimit(t *testing.T) {
 // whether it is silent before EHLO, in a transaction, or in the middle
 // of the content.
 func TestIdleTimeout(t *testing.T) {
+	for _, k := range sessionKinds {
+		t.Run(k.name, func(t *testing.T) { testIdleTimeout(t, k.tls) })
+	}
+}
+
+func testIdleTimeout(t *testing.T, useTLS bool) {
 	in := limitsSetup(t, "")
 	for _, tc := range []struct {
 		name  string
@@ -417,7 +435,7 @@ func TestIdleTimeout(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := dialRaw(t, in.Addr(), "127.0.0.1")
+			c := dialSession(t, in.Addr(), "127.0.0.1", useTLS)
 			for _, s := range tc.setup {
 				if r := c.cmd(s); !strings.HasPrefix(r, "2") && !strings.HasPrefix(r, "3") {
 					t.Fatalf("%q: %q", s, r)

@@ -143,16 +143,22 @@ type smuggleOutcome struct {
 // the next hop or locally.
 func TestSmuggling(t *testing.T) {
 	for _, v := range []string{"normalize", "reject", "no"} {
-		t.Run(v, func(t *testing.T) { testSmuggling(t, v) })
+		t.Run(v, func(t *testing.T) { testSmuggling(t, v, false) })
+	}
+	// The same after STARTTLS: mailtee does TLS below go-smtp, and its
+	// checks see the session's plaintext.
+	for _, v := range []string{"normalize", "reject"} {
+		t.Run(v+"/starttls", func(t *testing.T) { testSmuggling(t, v, true) })
 	}
 }
 
 // testSmuggling is TestSmuggling with smtpd_forbid_bare_newline = value.
 // With normalize (and no, which mailtee reads as normalize: it never ends
 // DATA at a bare LF) what is accepted must be what Postfix would store
-// (postfixContent); with reject, every bare LF is refused.
-func testSmuggling(t *testing.T, value string) {
-	in, sk := smuggleSetup(t, "smtpd_forbid_bare_newline = "+value+"\n")
+// (postfixContent); with reject, every bare LF is refused. useTLS: each
+// session says STARTTLS first.
+func testSmuggling(t *testing.T, value string, useTLS bool) {
+	in, sk := smuggleSetup(t, "smtpd_forbid_bare_newline = "+value+"\n", tlsMainCf(t))
 	var outcomes []smuggleOutcome
 	for i, tc := range smugglingSequences {
 		for _, verb := range []string{"DATA", "BDAT"} {
@@ -163,7 +169,7 @@ func testSmuggling(t *testing.T, value string) {
 			if tc.atStart {
 				content = tc.eod + smuggled(n)
 			}
-			c := dialRaw(t, in.Addr(), "127.0.0.1")
+			c := dialSession(t, in.Addr(), "127.0.0.1", useTLS)
 			c.must("EHLO client.outside.example", "250 ")
 			c.must("MAIL FROM:<mallory@outside.example>", "250 ")
 			c.must("RCPT TO:<victim-"+n+"@far.example>", "250 ")
