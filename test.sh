@@ -53,7 +53,8 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 		internal/users:FuzzParsePasswdLine internal/mastercf:FuzzParse internal/master:FuzzMasterFindings \
 		internal/config:FuzzCheckMasterNames internal/pfqueue:FuzzRead internal/maildrop:FuzzHeaderAddresses \
 		cmd/mailtee:FuzzParseSendmail cmd/mailtee:FuzzSendmailBS internal/smtpd:FuzzCmdWatcher internal/maps:FuzzInline \
-		internal/config:FuzzExpand internal/maps:FuzzInlineSpec internal/smtpd:FuzzBodyReader; do
+		internal/config:FuzzExpand internal/maps:FuzzInlineSpec internal/smtpd:FuzzBodyReader \
+		internal/smtpd:FuzzStartTLSStream; do
 		pkg=${target%%:*} name=${target##*:}
 		n=$((${n:-0} + 1))
 		echo "fuzz $pkg $name ($fuzztime)"
