@@ -199,14 +199,21 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	s.q = q
 	s.door = cleanup.NewDoor(q, rt.cleanup)
 	notifier.Queue, s.forwarder.Queue = s.door, s.door
-	policies, err := servicePolicies(rt, s.svcs, opened)
-	if err != nil {
+	// From here a failure must give back the queue and its lock: a
+	// process that goes on (a test, a caller retrying) would otherwise
+	// find the queue locked by nobody it can see.
+	fail := func(err error) (*Server, error) {
+		q.Close(context.Background())
 		s.qlock.Release()
 		return nil, err
 	}
+	policies, err := servicePolicies(rt, s.svcs, opened)
+	if err != nil {
+		return fail(err)
+	}
 	for i, svc := range s.svcs {
 		if svc.srv, err = s.newSMTPD(svc, policies[i]); err != nil {
-			return nil, err
+			return fail(err)
 		}
 	}
 	return s, nil
