@@ -60,9 +60,8 @@ const (
 
 // maxWatchedLine is as much of a command line as the watcher keeps:
 // enough for "BDAT", a size and "LAST" with any sane white space between
-// them. A longer DATA or BDAT line can only be one go-smtp refuses, or
-// one whose content the watcher takes for commands: the client's own
-// session is then judged as with normalize.
+// them. A BDAT line is kept whole however long (longBDAT); a longer DATA
+// line is answered by go-smtp, and dataVerdict follows its reply.
 const maxWatchedLine = 1024
 
 // feed takes bytes as go-smtp will read them.
@@ -115,7 +114,7 @@ func (w *cmdWatcher) step(c byte) {
 		return
 	}
 	if c != '\n' {
-		if len(w.line) < maxWatchedLine {
+		if len(w.line) < maxWatchedLine || w.longBDAT() {
 			w.line = append(w.line, c)
 		}
 		return
@@ -125,6 +124,9 @@ func (w *cmdWatcher) step(c byte) {
 	}
 	line := strings.ToUpper(strings.TrimRight(string(w.line), "\r"))
 	w.line = w.line[:0]
+	if cap(w.line) > maxWatchedLine {
+		w.line = nil // a padded BDAT line's buffer is not kept
+	}
 	switch {
 	case line == "HELO" || line == "EHLO" || strings.HasPrefix(line, "HELO ") || strings.HasPrefix(line, "EHLO "):
 		w.hello = line[:4]
@@ -137,6 +139,16 @@ func (w *cmdWatcher) step(c byte) {
 			w.mode, w.chunk = watchChunk, n
 		}
 	}
+}
+
+// longBDAT reports whether the line being read, already maxWatchedLine
+// long, begins with "BDAT ": go-smtp takes its size from a line of any
+// length up to maxLineLength (white space or U+00A0 between the verb and
+// the size), then reads that many bytes as content. Cut short, the
+// watcher would read that content as commands, a STARTTLS line in it
+// among them, and start TLS in the middle of a chunk.
+func (w *cmdWatcher) longBDAT() bool {
+	return len(w.line) < maxLineLength && len(w.line) >= 5 && strings.EqualFold(string(w.line[:5]), "BDAT ")
 }
 
 // take reports whether a command line ended in a bare LF since the last
