@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -60,8 +61,8 @@ const (
 
 // maxWatchedLine is as much of a command line as the watcher keeps:
 // enough for "BDAT", a size and "LAST" with any sane white space between
-// them. A BDAT line is kept whole however long (longBDAT); a longer DATA
-// line is answered by go-smtp, and dataVerdict follows its reply.
+// them. DATA and BDAT lines are kept whole however long
+// (longContentLine).
 const maxWatchedLine = 1024
 
 // feed takes bytes as go-smtp will read them.
@@ -114,7 +115,7 @@ func (w *cmdWatcher) step(c byte) {
 		return
 	}
 	if c != '\n' {
-		if len(w.line) < maxWatchedLine || w.longBDAT() {
+		if len(w.line) < maxWatchedLine || w.longContentLine() {
 			w.line = append(w.line, c)
 		}
 		return
@@ -125,7 +126,7 @@ func (w *cmdWatcher) step(c byte) {
 	line := strings.ToUpper(strings.TrimRight(string(w.line), "\r"))
 	w.line = w.line[:0]
 	if cap(w.line) > maxWatchedLine {
-		w.line = nil // a padded BDAT line's buffer is not kept
+		w.line = nil // a padded DATA or BDAT line's buffer is not kept
 	}
 	switch {
 	case line == "HELO" || line == "EHLO" || strings.HasPrefix(line, "HELO ") || strings.HasPrefix(line, "EHLO "):
@@ -141,14 +142,20 @@ func (w *cmdWatcher) step(c byte) {
 	}
 }
 
-// longBDAT reports whether the line being read, already maxWatchedLine
-// long, begins with "BDAT ": go-smtp takes its size from a line of any
-// length up to maxLineLength (white space or U+00A0 between the verb and
-// the size), then reads that many bytes as content. Cut short, the
-// watcher would read that content as commands, a STARTTLS line in it
-// among them, and start TLS in the middle of a chunk.
-func (w *cmdWatcher) longBDAT() bool {
-	return len(w.line) < maxLineLength && len(w.line) >= 5 && strings.EqualFold(string(w.line[:5]), "BDAT ")
+// longContentLine reports whether the line being read, already
+// maxWatchedLine long, begins with "BDAT " or "DATA ": go-smtp parses a
+// line of any length up to maxLineLength (white space, U+00A0 among it,
+// around a BDAT size or after DATA), then reads what follows as content.
+// Cut short, the line would read differently to the watcher (a cut
+// U+00A0 is no white space), which would then take that content for
+// commands, a STARTTLS line in it among them, and start TLS in the
+// middle of a message.
+func (w *cmdWatcher) longContentLine() bool {
+	if len(w.line) >= maxLineLength || len(w.line) < 5 {
+		return false
+	}
+	v := string(w.line[:5])
+	return strings.EqualFold(v, "BDAT ") || strings.EqualFold(v, "DATA ")
 }
 
 // take reports whether a command line ended in a bare LF since the last
@@ -253,11 +260,12 @@ func scanData(p []byte) int {
 	if !strings.EqualFold(string(p[:n]), verb[:n]) {
 		return -1
 	}
-	i := strings.IndexByte(string(p[:min(len(p), maxWatchedLine)]), '\n')
+	// The whole line, as go-smtp reads it (longContentLine).
+	i := bytes.IndexByte(p[:min(len(p), maxLineLength)], '\n')
 	switch {
 	case i >= 0 && isDataLine(strings.ToUpper(strings.TrimRight(string(p[:i]), "\r"))):
 		return i + 1
-	case i >= 0 || len(p) >= maxWatchedLine:
+	case i >= 0 || len(p) >= maxLineLength:
 		return -1
 	}
 	return 0
