@@ -1,8 +1,10 @@
 package smtpd
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -53,6 +55,56 @@ func TestStartTLSNotInPaddedDATA(t *testing.T) {
 				t.Errorf("queued %+v", m)
 			}
 			c.must("NOOP", "250 2.0.0 Ok")
+		}
+	}
+}
+
+// Sessions that send messages at the same time, by DATA and BDAT, each
+// get their own content queued: bodyReader's pooled buffers are never
+// shared between two readers. Run with -race, a buffer put back in
+// bodyBufs while still referenced is reported here.
+func TestConcurrentBodiesStayApart(t *testing.T) {
+	ts := start(t, func(o *Options) { o.MaxMessageBytes = 10 << 20 })
+	var wg sync.WaitGroup
+	want := map[string]string{}
+	var mu sync.Mutex
+	for k := 0; k < 6; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := ts.session(t)
+			for i := 0; i < 40; i++ {
+				tag := fmt.Sprintf("c%d-m%d", k, i)
+				line := strings.Repeat(tag+" ", 20) + "\r\n"
+				content := "Subject: " + tag + "\r\n\r\n" + strings.Repeat(line, 1+(i*37)%400)
+				var got string
+				if i%2 == 0 {
+					c.must("MAIL FROM:<s@remote.example>", "250 ")
+					c.must("RCPT TO:<alice@example.com>", "250 ")
+					c.send(fmt.Sprintf("BDAT %d LAST\r\n", len(content)) + content)
+					got = c.reply()
+				} else {
+					got = c.mail("s@remote.example", []string{"alice@example.com"}, content)
+				}
+				if !strings.HasPrefix(got, "250 2.0.0 Ok: queued as ") {
+					t.Errorf("%s: %q", tag, got)
+					return
+				}
+				id := strings.TrimPrefix(got, "250 2.0.0 Ok: queued as ")
+				mu.Lock()
+				want[id] = content
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	msgs := ts.q.all()
+	if len(msgs) != 240 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	for _, m := range msgs {
+		if !strings.HasSuffix(m.body, "\r\n"+want[m.id]) {
+			t.Errorf("%s: body not its own", m.id)
 		}
 	}
 }
