@@ -1,11 +1,13 @@
 package smtpd
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // A BDAT line longer than the watcher kept (white space between BDAT and
@@ -107,4 +109,26 @@ func TestConcurrentBodiesStayApart(t *testing.T) {
 			t.Errorf("%s: body not its own", m.id)
 		}
 	}
+}
+
+// STARTTLS ends the transaction (the session starts afresh after the
+// handshake, or ends when it fails), so a client that stalls in the
+// handshake after MAIL and RCPT is not one whose transaction Shutdown
+// waits for: it is let go at once, as the idle one in TestShutdownTLS.
+func TestShutdownStartTLSInTransaction(t *testing.T) {
+	tlsOn, _ := withCert(t)
+	ts := start(t, tlsOn)
+	stuck := ts.session(t)
+	stuck.must("MAIL FROM:<s@remote.example>", "250 ")
+	stuck.must("RCPT TO:<alice@example.com>", "250 ")
+	stuck.must("STARTTLS", "220 ")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	begun := time.Now()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v after %v, want nil at once", err, time.Since(begun))
+	}
+	stuck.closed()
+	ts.log.waitFor(t, "lost connection after STARTTLS from localhost[127.0.0.1]")
 }
