@@ -101,6 +101,10 @@ type bodyReader struct {
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		// fill(0) would read nothing, for ever.
+		return 0, nil
+	}
 	for len(b.out) == 0 {
 		if b.err != nil {
 			return 0, b.err

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,4 +132,28 @@ func TestShutdownStartTLSInTransaction(t *testing.T) {
 	}
 	stuck.closed()
 	ts.log.waitFor(t, "lost connection after STARTTLS from localhost[127.0.0.1]")
+}
+
+// A Read with an empty buffer returns at once, as io.Reader asks: it
+// looped for ever (fill read nothing into nothing), holding the session
+// at full CPU, for an Enqueuer that happens to make one.
+func TestBodyReaderEmptyRead(t *testing.T) {
+	b := &bodyReader{r: strings.NewReader("x\r\n")}
+	defer b.release()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Read(nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Read(nil): %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Read(nil) does not return")
+	}
+	if got, err := io.ReadAll(b); string(got) != "x\r\n" || err != nil {
+		t.Errorf("after Read(nil): %q, %v", got, err)
+	}
 }
