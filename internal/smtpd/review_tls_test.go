@@ -157,3 +157,19 @@ func TestBodyReaderEmptyRead(t *testing.T) {
 		t.Errorf("after Read(nil): %q, %v", got, err)
 	}
 }
+
+// The pooled buffers do not grow with the reads an Enqueuer makes: read
+// by io.ReadAll (whose reads grow with the message), a 4 MB message grew
+// them to three times its size, kept in bodyBufs for the next messages.
+func TestBodyReaderBuffersBounded(t *testing.T) {
+	msg := strings.Repeat("a line of an ordinary message, nothing special in it\r\n", 4<<20/55)
+	b := &bodyReader{r: strings.NewReader(msg)}
+	defer b.release()
+	got, err := io.ReadAll(b)
+	if err != nil || string(got) != msg {
+		t.Fatalf("read %d bytes, %v; want %d", len(got), err, len(msg))
+	}
+	if in, out := cap(b.bufs.in), cap(b.bufs.out); in > maxBodyRead || out > 2*maxBodyRead {
+		t.Errorf("buffers of %d and %d bytes kept, want at most %d and %d", in, out, maxBodyRead, 2*maxBodyRead)
+	}
+}
