@@ -17,13 +17,18 @@ import (
 // starts TLS.
 func TestStartTLSNotInPaddedBDATChunk(t *testing.T) {
 	tlsOn, _ := withCert(t)
-	for _, pad := range []string{strings.Repeat(" ", 1100), strings.Repeat("\u00a0", 600)} {
+	// Leading zeros too: go-smtp's strconv.ParseUint takes any number.
+	for _, pad := range []string{strings.Repeat(" ", 1100), strings.Repeat("\u00a0", 600), strings.Repeat("0", 1100)} {
 		ts := start(t, tlsOn)
 		c := ts.session(t)
 		c.must("MAIL FROM:<s@remote.example>", "250 ")
 		c.must("RCPT TO:<alice@example.com>", "250 ")
 		chunk := "Subject: x\r\n\r\nSTARTTLS\r\n"
-		c.send("BDAT " + pad + " " + strconv.Itoa(len(chunk)) + " LAST\r\n" + chunk)
+		sep := " "
+		if pad[0] == '0' {
+			sep = ""
+		}
+		c.send("BDAT " + pad + sep + strconv.Itoa(len(chunk)) + " LAST\r\n" + chunk)
 		if got := c.reply(); !strings.HasPrefix(got, "250 2.0.0 Ok: queued as ") {
 			t.Fatalf("BDAT with %d bytes of padding: %q", len(pad), got)
 		}
