@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -60,9 +61,8 @@ const (
 
 // maxWatchedLine is as much of a command line as the watcher keeps:
 // enough for "BDAT", a size and "LAST" with any sane white space between
-// them. A longer DATA or BDAT line can only be one go-smtp refuses, or
-// one whose content the watcher takes for commands: the client's own
-// session is then judged as with normalize.
+// them. DATA and BDAT lines are kept whole however long
+// (longContentLine).
 const maxWatchedLine = 1024
 
 // feed takes bytes as go-smtp will read them.
@@ -115,7 +115,7 @@ func (w *cmdWatcher) step(c byte) {
 		return
 	}
 	if c != '\n' {
-		if len(w.line) < maxWatchedLine {
+		if len(w.line) < maxWatchedLine || w.longContentLine() {
 			w.line = append(w.line, c)
 		}
 		return
@@ -125,6 +125,9 @@ func (w *cmdWatcher) step(c byte) {
 	}
 	line := strings.ToUpper(strings.TrimRight(string(w.line), "\r"))
 	w.line = w.line[:0]
+	if cap(w.line) > maxWatchedLine {
+		w.line = nil // a padded DATA or BDAT line's buffer is not kept
+	}
 	switch {
 	case line == "HELO" || line == "EHLO" || strings.HasPrefix(line, "HELO ") || strings.HasPrefix(line, "EHLO "):
 		w.hello = line[:4]
@@ -137,6 +140,22 @@ func (w *cmdWatcher) step(c byte) {
 			w.mode, w.chunk = watchChunk, n
 		}
 	}
+}
+
+// longContentLine reports whether the line being read, already
+// maxWatchedLine long, begins with "BDAT " or "DATA ": go-smtp parses a
+// line of any length up to maxLineLength (white space, U+00A0 among it,
+// around a BDAT size or after DATA), then reads what follows as content.
+// Cut short, the line would read differently to the watcher (a cut
+// U+00A0 is no white space), which would then take that content for
+// commands, a STARTTLS line in it among them, and start TLS in the
+// middle of a message.
+func (w *cmdWatcher) longContentLine() bool {
+	if len(w.line) >= maxLineLength || len(w.line) < 5 {
+		return false
+	}
+	v := string(w.line[:5])
+	return strings.EqualFold(v, "BDAT ") || strings.EqualFold(v, "DATA ")
 }
 
 // take reports whether a command line ended in a bare LF since the last
@@ -241,11 +260,12 @@ func scanData(p []byte) int {
 	if !strings.EqualFold(string(p[:n]), verb[:n]) {
 		return -1
 	}
-	i := strings.IndexByte(string(p[:min(len(p), maxWatchedLine)]), '\n')
+	// The whole line, as go-smtp reads it (longContentLine).
+	i := bytes.IndexByte(p[:min(len(p), maxLineLength)], '\n')
 	switch {
 	case i >= 0 && isDataLine(strings.ToUpper(strings.TrimRight(string(p[:i]), "\r"))):
 		return i + 1
-	case i >= 0 || len(p) >= maxWatchedLine:
+	case i >= 0 || len(p) >= maxLineLength:
 		return -1
 	}
 	return 0

@@ -101,6 +101,10 @@ type bodyReader struct {
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		// fill(0) would read nothing, for ever.
+		return 0, nil
+	}
 	for len(b.out) == 0 {
 		if b.err != nil {
 			return 0, b.err
@@ -109,7 +113,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 			b.eof = true
 			return 0, io.EOF
 		}
-		b.fill(len(p))
+		b.fill(min(len(p), maxBodyRead))
 	}
 	n := copy(p, b.out)
 	b.out = b.out[n:]
@@ -123,6 +127,12 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 type bodyBuf struct{ in, out []byte }
 
 var bodyBufs = sync.Pool{New: func() any { return new(bodyBuf) }}
+
+// maxBodyRead bounds a read from the content, and so the buffers kept in
+// bodyBufs: an Enqueuer's reads can be as large as the message
+// (io.ReadAll's grow with it), and each buffer kept would then hold three
+// times the largest message received.
+const maxBodyRead = 64 << 10
 
 // release returns the buffers; the reader gives no more content after it.
 func (b *bodyReader) release() {

@@ -293,6 +293,10 @@ func (c *conn) handshake() error {
 	// not to be read (CVE-2011-0411).
 	c.st.in = nil
 	c.crs = crFilter{}
+	// The transaction is over (RSET follows a handshake, and a failed
+	// one ends the session): Shutdown is not to wait for a client that
+	// said MAIL and then stalls in the handshake.
+	c.setTx(false)
 	tc := tls.Server(c.Conn, c.srv.tlsConfig)
 	if err := c.runHandshake(tc, "STARTTLS"); err != nil {
 		return err
