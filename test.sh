@@ -52,7 +52,7 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 		internal/maildrop:FuzzDecode internal/mailcopy:FuzzCopy internal/command:FuzzFilter internal/command:FuzzSplitStatus \
 		internal/users:FuzzParsePasswdLine internal/mastercf:FuzzParse internal/master:FuzzMasterFindings \
 		internal/config:FuzzCheckMasterNames internal/pfqueue:FuzzRead internal/maildrop:FuzzHeaderAddresses \
-		cmd/mailtee:FuzzParseSendmail cmd/mailtee:FuzzSendmailBS internal/smtpd:FuzzCmdWatcher internal/maps:FuzzInline \
+		cmd/mailtee:FuzzParseSendmail internal/maildrop:FuzzServeSMTP internal/smtpd:FuzzCmdWatcher internal/maps:FuzzInline \
 		internal/config:FuzzExpand internal/maps:FuzzInlineSpec internal/smtpd:FuzzBodyReader \
 		internal/smtpd:FuzzStartTLSStream; do
 		pkg=${target%%:*} name=${target##*:}

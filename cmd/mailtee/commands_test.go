@@ -249,25 +249,6 @@ func FuzzParseSendmail(f *testing.F) {
 	})
 }
 
-// FuzzSendmailBS: any session input gets only well-formed replies.
-func FuzzSendmailBS(f *testing.F) {
-	dir := f.TempDir()
-	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("queue_directory = "+dir+"/queue\nmessage_size_limit = 500\n"), 0o644)
-	f.Add("EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<c@d>\nDATA\nx\n.\nQUIT\n")
-	f.Add("MAIL FROM:\nRCPT TO:<\nDATA\n")
-	reply := regexp.MustCompile(`^[2-5][0-9][0-9][ -]`)
-	f.Fuzz(func(t *testing.T, in string) {
-		var out, errb bytes.Buffer
-		runSendmail([]string{"-bs", "-c", dir}, strings.NewReader(in), &out, &errb)
-		lines := strings.Split(out.String(), "\r\n")
-		for _, l := range lines[:len(lines)-1] {
-			if !reply.MatchString(l) || strings.ContainsAny(l, "\r\n") {
-				t.Fatalf("reply %q to %q", l, in)
-			}
-		}
-	})
-}
-
 // postsuper on a stopped server's spool: IDs from standard input, ALL
 // restricted to a queue, in command-line order; the spool keeps the
 // result for the next server.
