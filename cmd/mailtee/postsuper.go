@@ -20,10 +20,11 @@ import (
 	"github.com/mailtee/mailtee/internal/master"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/queuelock"
+	"github.com/mailtee/mailtee/internal/showq"
 )
 
 // superQueues are the queue names postsuper takes as operands, with
-// mailtee's meaning (queueClass); maildrop is Postfix's too, but
+// mailtee's meaning (showq.Class); maildrop is Postfix's too, but
 // mailtee's maildrop files are not queued messages yet.
 var superQueues = []string{"hold", "incoming", "active", "deferred"}
 
@@ -164,7 +165,7 @@ var superWait = 30 * time.Second
 
 // superEdit applies op (delete, hold, release) to the messages of the
 // queue in qdir with the given IDs (every message when ids is nil), in
-// the given queues (queueClass; every queue when empty), skipping a
+// the given queues (showq.Class; every queue when empty), skipping a
 // message the op would not change (hold of a held one). It calls done
 // with each ID changed (offline true when it changed the spool itself)
 // and returns how many were changed, and how many
@@ -178,7 +179,7 @@ var superWait = 30 * time.Second
 // holds no message, and is not created.
 func superEdit(qdir, op string, ids, queues []string, done func(id string, offline bool), stderr io.Writer) (changed, found int, err error) {
 	want := func(m queue.Info) (match, change bool) {
-		if ids != nil && !slices.Contains(ids, m.ID) || len(queues) > 0 && !slices.Contains(queues, queueClass(m)) {
+		if ids != nil && !slices.Contains(ids, m.ID) || len(queues) > 0 && !slices.Contains(queues, showq.Class(m)) {
 			return false, false
 		}
 		return true, op == "delete" || op == "hold" && !m.Hold || op == "release" && m.Hold

@@ -8,6 +8,7 @@ import (
 	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/master"
 	"github.com/mailtee/mailtee/internal/queue"
+	"github.com/mailtee/mailtee/internal/showq"
 )
 
 // runQueue implements `mailtee queue list|flush|delete ID|hold ID|release
@@ -35,7 +36,7 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "mailtee queue: %v\n", err)
 			return exitRuntime
 		}
-		printQueue(stdout, list)
+		showq.Print(stdout, list)
 		return exitOK
 	case "flush":
 		if len(rest) != 1 {
