@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/master"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/queuelock"
 )
@@ -187,9 +188,9 @@ func TestPostsuperLockHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Release()
-	old := superWait
-	superWait = time.Second
-	defer func() { superWait = old }()
+	old := master.EditWait
+	master.EditWait = time.Second
+	defer func() { master.EditWait = old }()
 	code, _, errs := mailtee(t, "", "postsuper", "-c", dir, "-h", "ALL")
 	if code != exitRuntime || !strings.Contains(errs, "locked by process") || !strings.Contains(errs, "no server answers") {
 		t.Errorf("postsuper with the lock held: exit %d %q", code, errs)

@@ -52,13 +52,13 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 		// As postsuper: through the running server, or on the spool
-		// of a stopped one (superEdit).
+		// of a stopped one (master.EditQueue).
 		if !queue.ValidID(rest[1]) {
 			fmt.Fprintf(stderr, "mailtee queue: %s %s: %v\n", verb, rest[1], queue.ErrBadID)
 			return exitBadData
 		}
 		closeLog := func() {}
-		_, found, err := superEdit(qdir, verb, []string{rest[1]}, nil, func(id string, offline bool) {
+		_, found, err := master.EditQueue(qdir, verb, []string{rest[1]}, nil, func(id string, offline bool) {
 			if offline {
 				var log *maillog.Logger
 				if log, closeLog = commandLog(cfg); log != nil {
