@@ -9,6 +9,7 @@ import (
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/mastercf"
 	"github.com/mailtee/mailtee/internal/route"
 )
 
@@ -20,7 +21,9 @@ import (
 // tables that opened are returned too, so that serve need not read a
 // large table twice.
 func Check(cfg *config.Config) (diag.List, map[string]maps.Table) {
-	mf, _ := loadMaster(cfg) // its findings come with MasterFindings
+	// master.cf is read once here: its names for config's check, its
+	// findings, and its services as transports.
+	mf, mfDiags := loadMaster(cfg)
 	setMasterNames(cfg, mf)
 	all := cfg.Check()
 	all = append(all, privsFindings(cfg)...)
@@ -46,17 +49,17 @@ func Check(cfg *config.Config) (diag.List, map[string]maps.Table) {
 				Msg: fmt.Sprintf("%s: %s", ref.Param, strings.TrimPrefix(err.Error(), ref.Spec+": "))})
 		}
 	}
-	all = append(all, MasterFindings(cfg, opened)...)
+	all = append(all, masterFindings(cfg, mf, mfDiags, opened)...)
 	if all.HasErrors() {
 		return all, opened
 	}
-	all = append(all, stageFindings(cfg, opened)...)
+	all = append(all, stageFindings(cfg, mf, opened)...)
 	return all, opened
 }
 
 // stageFindings builds what serve builds on the tables and reports what
 // it would refuse, each under the parameter that causes it.
-func stageFindings(cfg *config.Config, opened map[string]maps.Table) diag.List {
+func stageFindings(cfg *config.Config, mf *mastercf.File, opened map[string]maps.Table) diag.List {
 	var out diag.List
 	t, err := openTables(cfg, opened)
 	if err != nil {
@@ -75,13 +78,13 @@ func stageFindings(cfg *config.Config, opened map[string]maps.Table) diag.List {
 			out.Warnf(cfg.File, set.Line, "setgid_group: %v: only root can submit with mailtee sendmail until the group exists (groupadd --system %s)", err, cfg.Get("setgid_group"))
 		}
 	}
-	return append(out, transportFindings(cfg, opened)...)
+	return append(out, transportFindings(cfg, mf, opened)...)
 }
 
 // transportFindings are route.CheckTransports over main.cf's transport
 // parameters and the transport_maps tables that opened, against the
 // transports qmgr has agents for.
-func transportFindings(cfg *config.Config, opened map[string]maps.Table) diag.List {
+func transportFindings(cfg *config.Config, mf *mastercf.File, opened map[string]maps.Table) diag.List {
 	var params []route.Setting
 	for _, n := range route.TransportParams {
 		params = append(params, route.Setting{Name: n, Value: cfg.Get(n), Line: settingLine(cfg, n)})
@@ -92,6 +95,5 @@ func transportFindings(cfg *config.Config, opened map[string]maps.Table) diag.Li
 			tables = append(tables, route.Map{Spec: spec, Line: settingLine(cfg, "transport_maps"), Table: t})
 		}
 	}
-	mf, _ := loadMaster(cfg)
 	return route.CheckTransports(cfg.File, transportNames(mf), params, tables)
 }

@@ -272,7 +272,14 @@ func transportNames(mf *mastercf.File) []string {
 // each listener's -o overrides checked as main.cf's settings are, and
 // the tables they name. opened are the tables Check opened already.
 func MasterFindings(cfg *config.Config, opened map[string]maps.Table) diag.List {
-	mf, out := loadMaster(cfg)
+	mf, d := loadMaster(cfg)
+	return masterFindings(cfg, mf, d, opened)
+}
+
+// masterFindings is MasterFindings on the master.cf Check read, with the
+// findings of reading it.
+func masterFindings(cfg *config.Config, mf *mastercf.File, loaded diag.List, opened map[string]maps.Table) diag.List {
+	out := append(diag.List(nil), loaded...)
 	out = append(out, restrictionFindings(cfg, cfg.File, 0, "")...)
 	if mf == nil {
 		return append(out, wrapperFindings(cfg, cfg.File, settingLine(cfg, "smtpd_tls_wrappermode"), "")...)
