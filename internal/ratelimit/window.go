@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/pflist"
 )
 
 // Window is one sliding window: at most N events in any span of Per.
@@ -37,7 +37,7 @@ func ParseWindows(s string) ([]Window, error) {
 		return nil, nil
 	}
 	var out []Window
-	for _, el := range config.SplitList(s) {
+	for _, el := range pflist.Split(s) {
 		n, per, ok := strings.Cut(el, "/")
 		if !ok {
 			return nil, fmt.Errorf("bad rate %q: expected N/INTERVAL, such as 60/1m", el)
@@ -49,7 +49,7 @@ func ParseWindows(s string) ([]Window, error) {
 		if per != "" && (per[0] < '0' || per[0] > '9') && len(per) == 1 {
 			per = "1" + per
 		}
-		d, err := config.ParseDuration(per, 's')
+		d, err := pflist.ParseTime(per, 's')
 		if err != nil {
 			return nil, fmt.Errorf("bad rate %q: %v", el, err)
 		}
