@@ -153,6 +153,11 @@ var implemented = map[string]paramInfo{
 	"smtp_destination_concurrency_limit":    {},
 	"relay_destination_concurrency_limit":   {},
 	"lmtp_destination_concurrency_limit":    {},
+	// pacing (internal/pace; values checked by master's pacingTransports)
+	"default_destination_rate_delay": {}, "smtp_destination_rate_delay": {},
+	"relay_destination_rate_delay": {}, "lmtp_destination_rate_delay": {},
+	"default_destination_recipient_limit": {}, "smtp_destination_recipient_limit": {},
+	"relay_destination_recipient_limit": {}, "lmtp_destination_recipient_limit": {},
 	// acceptance limits
 	"message_size_limit": {}, "smtpd_recipient_limit": {}, "header_size_limit": {},
 	"smtpd_timeout": {}, "smtpd_hard_error_limit": {}, "smtpd_soft_error_limit": {},
@@ -230,6 +235,12 @@ var harmlessPattern = regexp.MustCompile(`^(.*_directory|.*_path|debug_peer_.*|.
 	`.*_process_limit|.*_service_name|.*_cache_database|.*_cache_timeout|.*_rate_delay|.*_destination_recipient_limit|` +
 	`.*_watchdog_timeout|.*_idle|.*_use_timeout|.*_reuse_time|.*_reuse_count|ipc_.*|.*_buffer_size|` +
 	`qmgr_.*|in_flow_delay|stress|daemon_timeout|.*_timeout)$`)
+
+func init() {
+	for name := range pacingNames() {
+		implemented[name] = paramInfo{}
+	}
+}
 
 // SupportOf says what mailtee does with a parameter.
 func SupportOf(name string) Support {
