@@ -64,8 +64,10 @@ func normHost(h string) string {
 
 // hostProvider says whose one normalized host name is.
 func hostProvider(h string) string {
-	if h == "" || strings.Contains(h, "..") {
-		return ""
+	if h == "" || strings.Contains(h, "..") || strings.ContainsFunc(h, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.')
+	}) {
+		return "" // not a host name ("[host" with its bracket unclosed, say)
 	}
 	if _, err := netip.ParseAddr(h); err == nil {
 		return "" // an address says nothing of who runs it

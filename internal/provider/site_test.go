@@ -41,6 +41,9 @@ func TestSiteOfHosts(t *testing.T) {
 		{[]string{"mail.protection.outlook.com"}, Site{}},
 		{[]string{".mail.protection.outlook.com"}, Site{}},
 		{[]string{"mx.microsoft"}, Site{}},
+		{[]string{"[contoso-com.mail.protection.outlook.com"}, Site{}},
+		{[]string{"a b.mail.protection.outlook.com"}, Site{}},
+		{[]string{"xn--bcher-kva.mail.protection.outlook.com"}, Site{"microsoft365", "microsoft365:xn--bcher-kva.mail.protection.outlook.com"}},
 		// Outlook.com's consumer hosts are not Microsoft 365.
 		{[]string{"hotmail-com.olc.protection.outlook.com"}, Site{}},
 		{[]string{"contoso-com.mail.protection.outlook.com", "aspmx.l.google.com"}, Site{}},
