@@ -49,9 +49,10 @@ func (t Throttle) String() string {
 //     exceeded" (one mailbox receiving too quickly).
 //
 // Destination:
-//   - 421 4.7.0 and 421 4.7.28 (Google: "unusual rate of unsolicited mail
+//   - 421 4.7.0 and 4xx 4.7.28 (Google: "unusual rate of unsolicited mail
 //     originating from your IP address / SPF domain / DKIM domain",
-//     "Try again later, closing connection").
+//     "Try again later, closing connection"; 4.7.28 is Google's code for
+//     "rate limited", whatever the reply code).
 //   - 4xx 4.7.500-4.7.699 and 4.7.850-4.7.899 (Microsoft: "Access denied,
 //     please try again later", "Server busy": IP throttling).
 //   - Google's "450 4.2.1 Peak SMTP relay limit exceeded for customer",
@@ -91,7 +92,7 @@ func Classify(code int, enhanced, text string) Throttle {
 		return Mailbox
 	case ok && subj == 2 && detail == 2:
 		return None
-	case ok && subj == 7 && (detail >= 500 && detail <= 699 || detail >= 850 && detail <= 899):
+	case ok && subj == 7 && (detail == 28 || detail >= 500 && detail <= 699 || detail >= 850 && detail <= 899):
 		return Destination
 	case ok && subj == 3 && detail == 2 && strings.Contains(words, "recipient thread limit"):
 		return Mailbox

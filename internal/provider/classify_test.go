@@ -29,6 +29,8 @@ func TestClassify(t *testing.T) {
 		{421, "4.7.28", "Gmail has detected an unusual rate of unsolicited mail originating from your DKIM domain.", Destination},
 		{421, "4.7.0", "Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily blocked.", Destination},
 		{421, "4.7.0", "Try again later, closing connection.", Destination},
+		{450, "4.7.28", "rate limited", Destination},
+		{450, "4.7.0", "Greylisted, please try again in 300 seconds", None},
 		{421, "4.7.0", "Temporary System Problem. Try again later.", Destination},
 		{421, "4.4.5", "Server busy, try again later.", Destination},
 		// Also 421 4.7.0, and also the site's: every message there would
