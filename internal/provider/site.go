@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/mailtee/mailtee/internal/dnsresolve"
 )
@@ -114,15 +115,30 @@ type cached struct {
 	expires time.Time
 }
 
-// Site returns the site behind transport's next hop, in Postfix's forms:
-// "[host]:port" and "[host]" (no MX lookup: the host's own name decides),
-// "host:port" and "host" (its MX hosts decide; a host without MX records
-// is its own). For an lmtp transport, which never looks up MX records
-// (lmtp(8)), the host's own name decides, "inet:" dropped. A failed
-// lookup is not cached and gives no site, so the caller keeps its own
-// next-hop key until the DNS answers.
+// Site returns the site behind transport's next hop, in the forms of
+// smtp(8)'s "SMTP SERVER LOOKUP": "[host]:port" and "[host]" (no MX
+// lookup: the host's own name decides), "host:port" and "host" (its MX
+// hosts decide; a host without MX records is its own). For an lmtp
+// transport, which looks up addresses only ("LMTP SERVER LOOKUP"), the
+// host's own name decides, "inet:" dropped. Several destinations
+// separated by commas or whitespace (Postfix 3.5) are one site only when
+// each is that site. A failed lookup is not cached and gives no site, so
+// the caller keeps its own next-hop key until the DNS answers.
 func (r *Rollup) Site(ctx context.Context, transport, nexthop string) Site {
-	nh := strings.TrimSpace(nexthop)
+	dests := strings.FieldsFunc(nexthop, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	if len(dests) == 0 {
+		return Site{}
+	}
+	site := r.site(ctx, transport, dests[0])
+	for _, d := range dests[1:] {
+		if site.Key == "" || r.site(ctx, transport, d) != site {
+			return Site{}
+		}
+	}
+	return site
+}
+
+func (r *Rollup) site(ctx context.Context, transport, nh string) Site {
 	noMX := false
 	if transport == "lmtp" {
 		if strings.HasPrefix(nh, "unix:") {

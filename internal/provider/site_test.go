@@ -116,6 +116,12 @@ func TestRollupSite(t *testing.T) {
 		{"lmtp", "students.example", Site{}},
 		{"lmtp", "unix:/var/run/lmtp", Site{}},
 		{"smtp", "", Site{}},
+		{"smtp", " , ", Site{}},
+		// Postfix 3.5's lists of destinations: one site only if all are.
+		{"relay", "[aspmx.l.google.com], students.example other.example:25", google},
+		{"relay", "[aspmx.l.google.com], [mx.example.org]", Site{}},
+		{"relay", "[mx.example.org], [aspmx.l.google.com]", Site{}},
+		{"relay", "students.example, broken.example", Site{}},
 		{"smtp", "[]", Site{}},
 	} {
 		if got := r.Site(ctx, c.transport, c.nexthop); got != c.want {
