@@ -40,6 +40,9 @@ func TestClassify(t *testing.T) {
 		{450, "4.2.1", "Peak SMTP relay limit exceeded for customer. This is a temporary error.", Destination},
 		// Google, not throttles.
 		{452, "4.2.2", "The email account that you tried to reach is over quota. Please direct the recipient to https://support.google.com/mail/?p=OverQuotaTemp", None},
+		// A full mailbox is not a rate even when the site closes the
+		// connection over it.
+		{421, "4.2.2", "Mailbox full: too many messages stored", None},
 		{552, "5.2.2", "The email account that you tried to reach is over quota.", None},
 		{452, "4.5.3", "Your message has too many recipients.", None},
 		{452, "4.5.3", "Domain policy size per transaction exceeded, please try this recipient in a separate transaction.", None},
