@@ -164,9 +164,17 @@ func (l *Limiter) Take(key string, now time.Time) (*Token, time.Time) {
 			retry = max(retry, k.free(t, w)+int64(spread))
 		}
 	}
-	heapPush(&k.waits, retry)
+	if len(k.waits) < maxWaits {
+		heapPush(&k.waits, retry)
+	}
 	return nil, l.base.Add(time.Duration(retry))
 }
+
+// maxWaits bounds the waiting line kept per key (8 bytes each): a
+// caller that asks again before its time is counted twice, and one
+// that polls in a loop must not grow it without end. Beyond it, callers
+// still get a time at the back of the line.
+const maxWaits = 1 << 18
 
 // maxSpread keeps a huge backlog on a long window from overflowing a
 // time.Duration (about 292 years); a century is "later" enough.

@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -335,6 +336,16 @@ func TestLimiterMemory(t *testing.T) {
 	if len(l.keys["held"].ends) != 1 {
 		t.Errorf("the in-flight key was forgotten")
 	}
+
+	// A caller polling in a loop does not grow the line without end.
+	l = New([]Window{{1, time.Hour}})
+	mustTake(t, l, "poll", t0)
+	for i := 0; i < maxWaits+1000; i++ {
+		l.Take("poll", t0)
+	}
+	if n := len(l.keys["poll"].waits); n > maxWaits {
+		t.Errorf("%d retry times kept, want at most %d", n, maxWaits)
+	}
 }
 
 // TestLimiterConcurrent is for the race detector, and checks that the
@@ -393,20 +404,21 @@ func BenchmarkTake(b *testing.B) {
 	benchmarkTake(b, []Window{{60, time.Minute}, {3600, time.Hour}})
 }
 
-// BenchmarkTakeParallel measures the one mutex under contention.
+// BenchmarkTakeParallel measures the one mutex under contention, with
+// the same load as BenchmarkTake.
 func BenchmarkTakeParallel(b *testing.B) {
 	l := New([]Window{{60, time.Minute}, {3600, time.Hour}})
 	keys := make([]string, 1000)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("user%d@example.com", i)
 	}
+	var clock atomic.Int64
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		i := rand.Int()
 		for pb.Next() {
-			i++
-			now := time.Now()
-			if tk, _ := l.Take(keys[i%len(keys)], now); tk != nil {
+			i := clock.Add(1)
+			now := t0.Add(time.Duration(i) * time.Millisecond)
+			if tk, _ := l.Take(keys[i%int64(len(keys))], now); tk != nil {
 				tk.Done(now)
 			}
 		}
