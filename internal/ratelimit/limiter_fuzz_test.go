@@ -44,10 +44,20 @@ func (k *modelKey) free(now time.Duration, w Window) time.Duration {
 // what the Limiter forgets to save memory (ends beyond the last N, old
 // ends, idle keys) changes no decision.
 func FuzzLimiter(f *testing.F) {
-	f.Add([]byte{0, 1, 2, 3, 0x40, 0x81, 0xc2, 0, 0, 0, 0x10, 0x20})
+	f.Add([]byte{0x83, 1, 2, 3, 0x40, 0x81, 0xc2, 0, 0, 0, 0x10, 0x20})
+	f.Add([]byte{0x05, 0x11, 0x90, 1, 0, 1, 0, 1, 0, 1, 0, 0, 10, 2, 100, 2, 5, 1, 0, 1, 0})
 	f.Add([]byte("take take done cancel wait wait take take take take"))
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		windows := []Window{{2, 3 * s}, {4, 10 * s}, {1, 500 * time.Millisecond}}
+		// One to three windows from the first bytes: N 1..6, Per 0.25..8s.
+		var windows []Window
+		for len(ops) > 0 && len(windows) < 3 {
+			b := ops[0]
+			ops = ops[1:]
+			windows = append(windows, Window{N: 1 + int(b%6), Per: time.Duration(1+(b/6)%32) * 250 * time.Millisecond})
+			if b&0x80 != 0 {
+				break
+			}
+		}
 		l := New(windows)
 		model := map[int]*modelKey{}
 		type held struct {
