@@ -77,7 +77,7 @@ func TestSuspenderClear(t *testing.T) {
 // TestSuspenderDecay: max without a suspension forgets the backoff.
 func TestSuspenderDecay(t *testing.T) {
 	sp := NewSuspender(1*m, 10*m)
-	sp.Suspend("site", "r", at(0))         // until 1m
+	sp.Suspend("site", "r", at(0))        // until 1m
 	u := sp.Suspend("site", "r", at(2*m)) // 2m, until 4m
 	if u.Sub(at(2*m)) != 2*m {
 		t.Fatalf("second suspension %v", u.Sub(at(2*m)))
