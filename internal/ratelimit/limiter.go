@@ -46,9 +46,9 @@ type keyState struct {
 	// maxPer: with them every window's count (capped at its N) is
 	// exact, since the ends that fall in a window are the largest ones.
 	ends []int64
-	// waits is a min-heap of retry times handed to blocked callers and
-	// still in the future: their number is a new caller's place in the
-	// waiting line.
+	// waits holds, ascending, the retry times handed to blocked
+	// callers that are still in the future: the waiting line, in which
+	// a new caller finds its place.
 	waits []int64
 }
 
@@ -106,12 +106,14 @@ func (l *Limiter) at(now time.Time) int64 {
 // the zero time. When blocked it returns nil and a retry time: the
 // earliest instant the rule can hold given the completed events (a
 // lower bound, now+Per, when in-flight attempts alone fill a window).
-// If another caller is already due by then, it is moved back by the
-// caller's place p in the line of callers told to wait and not yet
-// due, p/N*Per for the window that binds most. That spreads a
-// backlog for one busy key over time instead of waking it all at the
-// same instant to be refused again, which would cost O(n) Takes per
-// freed slot. A caller that retries early simply gets a new time.
+// If another caller is already due by then, this one queues behind
+// the p callers told to wait and not yet due: it gets the slot the
+// window would give the p-th attempt after the next, (p mod N)-th of
+// the next N plus p/N periods, for the window that binds most. That
+// spreads a backlog for one busy key over time instead of waking it
+// all at the same instant to be refused again, which would cost O(n)
+// Takes per freed slot. A caller that retries early simply gets a new
+// time.
 func (l *Limiter) Take(key string, now time.Time) (*Token, time.Time) {
 	if l == nil || len(l.windows) == 0 {
 		return noLimit, time.Time{}
@@ -140,32 +142,13 @@ func (l *Limiter) Take(key string, now time.Time) (*Token, time.Time) {
 		k.inflight++
 		return &Token{l: l, k: k, start: t}, time.Time{}
 	}
-	for len(k.waits) > 0 && k.waits[0] <= t {
-		heapPop(&k.waits)
-	}
-	free, guess := t, false
-	for _, w := range l.windows {
-		free = max(free, k.free(t, w))
-		guess = guess || k.inflight >= w.N
-	}
-	retry := free
-	// Nobody is due by the time the rule holds again: that slot is
-	// this caller's. Typically it was told to come back, came a little
-	// before the slot opened (the deliveries ahead of it took time) and
-	// must not lose its place to the back of the line. Not when free is
-	// only a bound: callers would poll a long delivery every Per.
-	if guess || len(k.waits) > 0 && k.waits[0] <= free {
-		p := float64(len(k.waits))
-		for _, w := range l.windows {
-			spread := p / float64(w.N) * float64(w.Per)
-			if spread > maxSpread {
-				spread = maxSpread
-			}
-			retry = max(retry, k.free(t, w)+int64(spread))
-		}
-	}
+	k.dropWaits(t)
+	retry := k.place(t, l.windows)
 	if len(k.waits) < maxWaits {
-		heapPush(&k.waits, retry)
+		i := sort.Search(len(k.waits), func(i int) bool { return k.waits[i] > retry })
+		k.waits = append(k.waits, 0)
+		copy(k.waits[i+1:], k.waits[i:])
+		k.waits[i] = retry
 	}
 	return nil, l.base.Add(time.Duration(retry))
 }
@@ -223,23 +206,81 @@ func (k *keyState) count(t int64, w Window) int {
 	return k.inflight + len(k.ends) - i
 }
 
-// free returns the earliest instant at which w admits one more event,
-// assuming the in-flight attempts stay in flight and nothing new
-// starts. When they alone fill w, an end no earlier than t keeps
-// counting until t+Per at least: that is the bound.
-func (k *keyState) free(t int64, w Window) int64 {
-	c := k.count(t, w)
-	if c < w.N {
-		return t
+// place returns a blocked caller's retry time: the earliest of the
+// slots S(0) <= S(1) <= ... the windows will open next that the
+// callers already waiting do not claim. S(j) is claimed when more than
+// j waiters are due by it; S(p), p the length of the line, never is.
+// The least unclaimed j is the least fixed point of j = #waits due by
+// S(j), found by iterating from 0: a caller that came back a little
+// early keeps its place at the front (the slot opens a delivery's
+// length after it was told), and callers arriving together share the
+// N slots that open together. A line packed to the end needs about p/N
+// steps; after maxSteps the caller goes to the back. So does a caller
+// blocked by attempts in flight: its slots are only a bound (now+Per),
+// and filling gaps there would have the line poll a long delivery
+// every Per/N; at the back, each waiter comes back once per round.
+func (k *keyState) place(t int64, windows []Window) int64 {
+	p := len(k.waits)
+	for _, w := range windows {
+		if k.inflight >= w.N {
+			return k.S(t, windows, p)
+		}
 	}
-	if k.inflight >= w.N {
+	j := 0
+	for step := 0; step < maxSteps; step++ {
+		due := sort.Search(len(k.waits), func(i int) bool { return k.waits[i] > k.S(t, windows, j) })
+		if due <= j {
+			return k.S(t, windows, j)
+		}
+		j = due
+	}
+	return k.S(t, windows, p)
+}
+
+const maxSteps = 32
+
+// S returns when all windows admit the j-th of the key's next
+// attempts: the (j mod N)-th of the next N slots of each window, j/N
+// periods later.
+func (k *keyState) S(t int64, windows []Window, j int) int64 {
+	at := t
+	for _, w := range windows {
+		periods := float64(j/w.N) * float64(w.Per)
+		if periods > maxSpread {
+			periods = maxSpread
+		}
+		at = max(at, k.slot(t, w, j%w.N)+int64(periods))
+	}
+	return at
+}
+
+// dropWaits forgets the retry times that are due.
+func (k *keyState) dropWaits(t int64) {
+	i := 0
+	for i < len(k.waits) && k.waits[i] <= t {
+		i++
+	}
+	if i > 0 {
+		k.waits = k.waits[i:]
+	}
+}
+
+// slot returns when w admits the j-th (from 0, j < N) of the key's
+// next attempts, if those before it start at their slots, the ones in
+// flight stay in flight and nothing else starts: once all but keep =
+// N-1-inflight-j of its ends have left the window. When in-flight
+// attempts must leave too, an end no earlier than t keeps counting
+// until t+Per at least: that is the bound.
+func (k *keyState) slot(t int64, w Window, j int) int64 {
+	keep := w.N - 1 - k.inflight - j
+	if keep < 0 {
 		return t + int64(w.Per)
 	}
-	// At most keep = N-1-inflight ends may still count: w is free
-	// once the latest end but keep has left it. The window holds
-	// N-inflight > keep ends, so that end is in the list.
-	keep := w.N - 1 - k.inflight
-	return k.ends[len(k.ends)-keep-1] + int64(w.Per)
+	i := len(k.ends) - keep - 1
+	if i < 0 {
+		return t
+	}
+	return max(t, k.ends[i]+int64(w.Per))
 }
 
 // add inserts an end, keeping ends ascending and at most maxN long.
@@ -278,9 +319,7 @@ func (k *keyState) prune(t int64, maxPer time.Duration) {
 func (l *Limiter) sweep(t int64) {
 	for key, k := range l.keys {
 		k.prune(t, l.maxPer)
-		for len(k.waits) > 0 && k.waits[0] <= t {
-			heapPop(&k.waits)
-		}
+		k.dropWaits(t)
 		if k.inflight == 0 && len(k.ends) == 0 && len(k.waits) == 0 {
 			delete(l.keys, key)
 		}
@@ -294,41 +333,4 @@ func (l *Limiter) keyCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.keys)
-}
-
-func heapPush(h *[]int64, v int64) {
-	*h = append(*h, v)
-	s := *h
-	for i := len(s) - 1; i > 0; {
-		p := (i - 1) / 2
-		if s[p] <= s[i] {
-			break
-		}
-		s[p], s[i] = s[i], s[p]
-		i = p
-	}
-}
-
-func heapPop(h *[]int64) int64 {
-	s := *h
-	top := s[0]
-	n := len(s) - 1
-	s[0] = s[n]
-	s = s[:n]
-	for i := 0; ; {
-		c := 2*i + 1
-		if c >= n {
-			break
-		}
-		if c+1 < n && s[c+1] < s[c] {
-			c++
-		}
-		if s[i] <= s[c] {
-			break
-		}
-		s[i], s[c] = s[c], s[i]
-		i = c
-	}
-	*h = s
-	return top
 }

@@ -67,9 +67,12 @@ func TestLimiterWindow(t *testing.T) {
 	mustTake(t, l, "a", at(13*s)).Done(at(13 * s))
 	// Ends 4s, 5s, 13s: the next room is when 4s leaves, at 14s (an end
 	// exactly Per ago no longer counts). A second caller meanwhile is
-	// second in line: Per/N later.
+	// second in line: the slot after, when 5s leaves; a third waits for
+	// 13s to leave, a fourth for the first slot of the next round.
 	mustBlock(t, l, "a", at(13*s), at(14*s))
-	mustBlock(t, l, "a", at(13*s), at(14*s+10*s/3))
+	mustBlock(t, l, "a", at(13*s), at(15*s))
+	mustBlock(t, l, "a", at(13*s), at(23*s))
+	mustBlock(t, l, "a", at(13*s), at(24*s))
 	mustTake(t, l, "a", at(14*s)).Cancel()
 	// Cancel frees the slot at once: it never reached the remote.
 	mustTake(t, l, "a", at(14*s))
@@ -423,4 +426,66 @@ func BenchmarkTakeParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestLimiterDrain: the backlog at scaled-down rates, the
+// mailbox limit only: 1,000 messages for one busy mailbox and 10,000
+// over 1,000 others, all queued at once, each delivery 50ms, every
+// message retried when told. The busy mailbox must not hold the others
+// back, and each drains in about the time its window allows.
+func TestLimiterDrain(t *testing.T) {
+	w := Window{5, 5 * s}
+	const dur = 50 * time.Millisecond
+	l := New([]Window{w})
+	var q simQueue
+	seq := 0
+	push := func(at time.Duration, key int) { seq++; heap.Push(&q, &simEvent{at: at, seq: seq, key: key}) }
+	for i := 0; i < 1000; i++ {
+		push(0, 0)
+	}
+	for k := 1; k <= 1000; k++ {
+		for i := 0; i < 10; i++ {
+			push(0, k)
+		}
+	}
+	takes := 0
+	var busyLast, spreadLast time.Duration
+	remote := map[int][]time.Duration{}
+	for q.Len() > 0 {
+		e := heap.Pop(&q).(*simEvent)
+		takes++
+		tk, retry := l.Take(fmt.Sprint("mbox", e.key), at(e.at))
+		if tk == nil {
+			push(retry.Sub(t0), e.key)
+			continue
+		}
+		tk.Done(at(e.at + dur))
+		remote[e.key] = append(remote[e.key], e.at+dur) // counted at the end: the latest instant
+		if e.key == 0 {
+			busyLast = e.at
+		} else {
+			spreadLast = max(spreadLast, e.at)
+		}
+	}
+	for k, rs := range remote {
+		for i := 0; i+w.N < len(rs); i++ {
+			if rs[i+w.N]-rs[i] < w.Per {
+				t.Fatalf("mailbox %d: %d deliveries within %v", k, w.N+1, rs[i+w.N]-rs[i])
+			}
+		}
+	}
+	// A mailbox's k-th group of N starts Per+dur after the previous.
+	busyIdeal := time.Duration(1000/w.N-1) * (w.Per + dur)
+	spreadIdeal := time.Duration(10/w.N-1) * (w.Per + dur)
+	t.Logf("11,000 messages: %d Takes; busy mailbox drained at %v (limit allows %v), the 1,000 others by %v (limit allows %v)",
+		takes, busyLast, busyIdeal, spreadLast, spreadIdeal)
+	if takes > 3*11000 {
+		t.Errorf("%d Takes for 11,000 messages", takes)
+	}
+	if busyLast > busyIdeal*12/10 {
+		t.Errorf("the busy mailbox drained at %v, the limit allows %v", busyLast, busyIdeal)
+	}
+	if spreadLast > spreadIdeal*12/10 {
+		t.Errorf("the other mailboxes drained by %v, the limit allows %v: held back", spreadLast, spreadIdeal)
+	}
 }
