@@ -489,3 +489,25 @@ func TestLimiterDrain(t *testing.T) {
 		t.Errorf("the other mailboxes drained by %v, the limit allows %v: held back", spreadLast, spreadIdeal)
 	}
 }
+
+// BenchmarkTakeBacklog: a refused Take on a key with 100,000 callers
+// already in its waiting line.
+func BenchmarkTakeBacklog(b *testing.B) {
+	l := New([]Window{{60, time.Minute}, {3600, time.Hour}})
+	for i := 0; i < 3600; i++ {
+		if tk, _ := l.Take("busy", t0); tk != nil {
+			tk.Done(t0)
+		}
+	}
+	for i := 0; i < 100000; i++ {
+		l.Take("busy", t0)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// Callers coming back at their time, a millisecond apart.
+		if tk, _ := l.Take("busy", t0.Add(time.Duration(i)*time.Millisecond)); tk != nil {
+			tk.Done(t0)
+		}
+	}
+}
