@@ -63,7 +63,7 @@ type Token struct {
 
 // noLimit is handed out by a Limiter that never limits, so that callers
 // need not check for nil.
-var noLimit = &Token{over: true}
+var noLimit = &Token{}
 
 // minSweep keeps sweeps of small maps from running on every call.
 const minSweep = 1024
@@ -104,16 +104,13 @@ func (l *Limiter) at(now time.Time) int64 {
 // Take admits an attempt for key at now, or says when to try again.
 // On success it returns the Token of the attempt (now in flight) and
 // the zero time. When blocked it returns nil and a retry time: the
-// earliest instant the rule can hold given the completed events (a
-// lower bound, now+Per, when in-flight attempts alone fill a window).
-// If another caller is already due by then, this one queues behind
-// the p callers told to wait and not yet due: it gets the slot the
-// window would give the p-th attempt after the next, (p mod N)-th of
-// the next N plus p/N periods, for the window that binds most. That
-// spreads a backlog for one busy key over time instead of waking it
-// all at the same instant to be refused again, which would cost O(n)
-// Takes per freed slot. A caller that retries early simply gets a new
-// time.
+// earliest slot the windows will open that the callers already told to
+// wait leave free (see place). That spreads a backlog for one busy key
+// over time, about N per Per, instead of waking it all at the same
+// instant to be refused again, which would cost O(n) Takes per freed
+// slot. The time is exact when completed attempts fill the windows;
+// when attempts in flight do, now+Per is only a lower bound. A caller
+// that comes back early simply gets a new time.
 func (l *Limiter) Take(key string, now time.Time) (*Token, time.Time) {
 	if l == nil || len(l.windows) == 0 {
 		return noLimit, time.Time{}
@@ -167,7 +164,7 @@ const maxSpread = float64(100 * 365 * 24 * time.Hour)
 // event happened no later than that). An end before the start counts
 // as the start.
 func (tk *Token) Done(end time.Time) {
-	if tk == nil || tk.over {
+	if tk == nil || tk.l == nil {
 		return
 	}
 	l := tk.l
@@ -185,7 +182,7 @@ func (tk *Token) Done(end time.Time) {
 // Cancel releases an attempt that never reached the remote (no
 // connection, refused before MAIL): it counts as if it never happened.
 func (tk *Token) Cancel() {
-	if tk == nil || tk.over {
+	if tk == nil || tk.l == nil {
 		return
 	}
 	l := tk.l

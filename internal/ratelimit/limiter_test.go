@@ -511,3 +511,23 @@ func BenchmarkTakeBacklog(b *testing.B) {
 		}
 	}
 }
+
+// TestTokenOnce: Done and Cancel race on one token; it is released
+// once (the in-flight count stays right).
+func TestTokenOnce(t *testing.T) {
+	l := New([]Window{{2, time.Hour}})
+	for i := 0; i < 100; i++ {
+		tk := mustTake(t, l, "k", t0)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); tk.Cancel() }()
+		go func() { defer wg.Done(); tk.Cancel() }()
+		wg.Wait()
+	}
+	a, b := mustTake(t, l, "k", t0), mustTake(t, l, "k", t0)
+	if tk, _ := l.Take("k", t0); tk != nil {
+		t.Fatal("a third admitted: a token was released twice")
+	}
+	a.Cancel()
+	b.Cancel()
+}
