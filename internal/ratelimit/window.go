@@ -1,8 +1,3 @@
-// Package ratelimit holds the rate limits mailtee's delivery keeps
-// per destination and per mailbox: sliding windows ("at most N in any
-// INTERVAL"), suspensions with backoff, and a byte rate for bandwidth.
-// It knows nothing of SMTP or of providers; internal/pace applies it to
-// deliveries.
 package ratelimit
 
 import (
