@@ -116,6 +116,14 @@ type Client struct {
 	// connection is kept this long for the next message to the same next
 	// hop. 0 disables reuse.
 	MaxIdle time.Duration
+	// MaxReuse is smtp_connection_reuse_count_limit: how many times a
+	// connection may be reused after its first transaction before it is
+	// closed, so that it carries at most MaxReuse+1 messages; 0: no
+	// limit. MaxLifetime is smtp_connection_reuse_time_limit: a
+	// connection older than this, counted from when it was initiated, is
+	// not reused; 0: no limit (Postfix's default is 300s).
+	MaxReuse    int
+	MaxLifetime time.Duration
 	// Log receives the warnings Postfix would log (a bind address that
 	// does not work, a TLS handshake retried in plaintext); nil discards
 	// them.
@@ -140,8 +148,8 @@ type Client struct {
 // when none is left. A 5xx reply to a recipient bounces that recipient;
 // a 5xx reply to MAIL FROM or DATA bounces all of them.
 func (c *Client) Deliver(ctx context.Context, nexthop string, msg *Message, rcpts []string) []Result {
-	d := &delivery{ctx: ctx, c: c, msg: msg, key: nexthop, start: time.Now(),
-		res: make([]Result, len(rcpts)), errs: make([]*Error, len(rcpts))}
+	d := &delivery{ctx: ctx, c: c, msg: msg, key: nexthop, start: time.Now(), policy: policyOf(ctx),
+		res: make([]Result, len(rcpts)), errs: make([]*Error, len(rcpts)), here: make([]bool, len(rcpts))}
 	for i, r := range rcpts {
 		d.res[i].Rcpt = r
 		if r == "" || strings.ContainsAny(r, "\r\n") {
@@ -175,6 +183,10 @@ type delivery struct {
 	// smtputf8: the transaction in progress sends MAIL FROM ... SMTPUTF8
 	// (smtputf8.go).
 	smtputf8 bool
+	policy   Policy // from the context (policy.go)
+	// here marks the recipients that got a reply of their own in the
+	// transaction in progress, which a 421 that ends it does not replace.
+	here []bool
 }
 
 // pendingRcpts are the addresses of the recipients still to deliver.
@@ -221,6 +233,7 @@ func (d *delivery) outcome(idx []int, e *Error) {
 			d.finish(i, e)
 		} else {
 			d.keep(i, e)
+			d.here[i] = true
 		}
 	}
 }
@@ -229,6 +242,10 @@ func (d *delivery) run(nexthop string) {
 	c := d.c
 	if err := c.checkConfig(); err != nil {
 		d.finishAll(err)
+		return
+	}
+	if l := d.policy.TLSLevel; l != "" && tlsRank(l) < 0 {
+		d.finishAll(tempf("none", "4.7.0", "client TLS configuration problem: unsupported TLS level %q in the delivery policy", l))
 		return
 	}
 	dests, err := c.destinations(nexthop)
@@ -240,7 +257,7 @@ func (d *delivery) run(nexthop string) {
 	// against the limits of the first destination.
 	sessions := 0
 	for len(d.pending) > 0 && sessions < mxSessionLimit {
-		s := c.takeIdle(d.key)
+		s := c.takeIdle(d.key, d.fits)
 		if s == nil {
 			break
 		}
@@ -262,11 +279,11 @@ func (d *delivery) run(nexthop string) {
 				break
 			}
 			addrs++
-			s, retryPlain, e := c.open(d.ctx, t, d.key, true)
+			s, retryPlain, e := c.open(d.ctx, t, d.key, d.tlsLevel(), true)
 			if retryPlain {
 				// "When an opportunistic TLS handshake fails, try the
 				// same address again, with TLS disabled" (smtp_connect.c).
-				s, _, e = c.open(d.ctx, t, d.key, false)
+				s, _, e = c.open(d.ctx, t, d.key, d.tlsLevel(), false)
 			}
 			if e != nil {
 				d.keepAll(e)
