@@ -198,6 +198,7 @@ func TestPolicyMaxReuse(t *testing.T) {
 	}{
 		{0, 2, "[2 2 1]"},
 		{0, 1, "[1 1 1 1 1]"},
+		{0, 5, "[5]"},
 		{1, 3, "[2 2 1]"},
 		{3, 2, "[2 2 1]"},
 	} {
@@ -210,6 +211,20 @@ func TestPolicyMaxReuse(t *testing.T) {
 			deliverN(t, WithPolicy(context.Background(), Policy{MaxReuse: tc.policy}), c, literal(s), 5)
 			if got := fmt.Sprint(perConnection(s)); got != tc.want {
 				t.Errorf("messages per connection %s, want %s", got, tc.want)
+			}
+			// A connection that has carried its last message is closed,
+			// not left in the cache; one below the limit is cached.
+			limit := tc.policy
+			if tc.client > 0 {
+				limit = min(limit, tc.client+1)
+			}
+			counts := perConnection(s)
+			want := 1
+			if counts[len(counts)-1] == limit {
+				want = 0
+			}
+			if n := idleCount(c); n != want {
+				t.Errorf("%d cached, want %d", n, want)
 			}
 		})
 	}
