@@ -31,8 +31,10 @@
 // The rest: smtp.go is the client and its loop over next hops and
 // addresses, dial.go turns a next hop into connected sockets, session.go
 // takes a connection past greeting, EHLO and STARTTLS, transaction.go runs
-// one mail transaction, cache.go keeps idle sessions, error.go words
-// failures.
+// one mail transaction, cache.go keeps idle sessions (within the reuse
+// limits, smtp_connection_reuse_count_limit and _time_limit), policy.go
+// is the caller's per-delivery Policy (WithPolicy: TLS level, messages
+// per connection, a bandwidth Shape), error.go words failures.
 package deliver
 
 import (

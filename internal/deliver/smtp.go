@@ -146,7 +146,11 @@ type Client struct {
 // connection failure, a greeting other than 220, or a 4xx reply moves the
 // affected recipients on to the next address, and the last error counts
 // when none is left. A 5xx reply to a recipient bounces that recipient;
-// a 5xx reply to MAIL FROM or DATA bounces all of them.
+// a 5xx reply to MAIL FROM or DATA bounces all of them. A 421, to any
+// command, ends the session: the recipients it leaves undecided keep it
+// (Code 421 and the server's enhanced code) for the next address, or as
+// their result. A Policy in ctx (WithPolicy) tightens the client's
+// settings for this delivery.
 func (c *Client) Deliver(ctx context.Context, nexthop string, msg *Message, rcpts []string) []Result {
 	d := &delivery{ctx: ctx, c: c, msg: msg, key: nexthop, start: time.Now(), policy: policyOf(ctx),
 		res: make([]Result, len(rcpts)), errs: make([]*Error, len(rcpts)), here: make([]bool, len(rcpts))}
