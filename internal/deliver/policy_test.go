@@ -34,11 +34,17 @@ func perConnection(s *sink) []int {
 	return out
 }
 
-func deliverN(t *testing.T, ctx context.Context, c *Client, nexthop string, n int) {
+// deliverN delivers n messages one after the other and returns the
+// ConnUse of each.
+func deliverN(t *testing.T, ctx context.Context, c *Client, nexthop string, n int) []int {
 	t.Helper()
+	var uses []int
 	for i := range n {
-		delivered(t, c.Deliver(ctx, nexthop, testMessage(body), []string{fmt.Sprintf("r%d@example.com", i)})[0])
+		r := c.Deliver(ctx, nexthop, testMessage(body), []string{fmt.Sprintf("r%d@example.com", i)})[0]
+		delivered(t, r)
+		uses = append(uses, r.ConnUse)
 	}
+	return uses
 }
 
 func idleCount(c *Client) int {
@@ -56,13 +62,13 @@ func idleCount(c *Client) int {
 // checked at the end of each transaction).
 func TestReuseCountLimit(t *testing.T) {
 	for _, tc := range []struct {
-		limit int
-		want  string
+		limit      int
+		want, uses string
 	}{
-		{0, "[7]"},
-		{1, "[2 2 2 1]"},
-		{2, "[3 3 1]"},
-		{6, "[7]"},
+		{0, "[7]", "[1 2 3 4 5 6 7]"},
+		{1, "[2 2 2 1]", "[1 2 1 2 1 2 1]"},
+		{2, "[3 3 1]", "[1 2 3 1 2 3 1]"},
+		{6, "[7]", "[1 2 3 4 5 6 7]"},
 	} {
 		t.Run(fmt.Sprint(tc.limit), func(t *testing.T) {
 			s := startSink(t, nil)
@@ -70,9 +76,13 @@ func TestReuseCountLimit(t *testing.T) {
 			c.MaxIdle = 10 * time.Second
 			c.MaxReuse = tc.limit
 			defer c.Close()
-			deliverN(t, context.Background(), c, literal(s), 7)
+			uses := deliverN(t, context.Background(), c, literal(s), 7)
 			if got := fmt.Sprint(perConnection(s)); got != tc.want {
 				t.Errorf("messages per connection %s, want %s", got, tc.want)
+			}
+			// Postfix's conn_use=N.
+			if got := fmt.Sprint(uses); got != tc.uses {
+				t.Errorf("ConnUse %s, want %s", got, tc.uses)
 			}
 		})
 	}

@@ -69,6 +69,11 @@ type Result struct {
 	// recipient could transmit: DNS, connections tried, greeting, EHLO,
 	// TLS (Postfix's delays=c). Zero on a cached connection.
 	Setup time.Duration
+	// ConnUse is how many mail transactions the connection that settled
+	// this recipient has carried, this one included: Postfix logs it as
+	// "conn_use=N" when above 1 (log_adhoc.c, maillog.Delivery.ConnUse).
+	// 0 when no session settled it.
+	ConnUse int
 }
 
 // Client delivers over SMTP (or LMTP) as Postfix's smtp(8) does. Its
@@ -184,6 +189,7 @@ type delivery struct {
 	talked  bool          // some server got past its greeting
 	start   time.Time     // Deliver was called
 	setup   time.Duration // Setup of the session in use
+	connUse int           // ConnUse of the session in use
 	// smtputf8: the transaction in progress sends MAIL FROM ... SMTPUTF8
 	// (smtputf8.go).
 	smtputf8 bool
@@ -203,19 +209,19 @@ func (d *delivery) pendingRcpts() []string {
 }
 
 func (d *delivery) finish(i int, e *Error) {
-	d.res[i].Err, d.res[i].Relay, d.res[i].Setup = e, e.Relay, d.setup
+	d.res[i].Err, d.res[i].Relay, d.res[i].Setup, d.res[i].ConnUse = e, e.Relay, d.setup, d.connUse
 	d.pending = slices.DeleteFunc(d.pending, func(j int) bool { return j == i })
 }
 
 func (d *delivery) finishAll(e *Error) {
 	for _, i := range d.pending {
-		d.res[i].Err, d.res[i].Relay, d.res[i].Setup = e, e.Relay, d.setup
+		d.res[i].Err, d.res[i].Relay, d.res[i].Setup, d.res[i].ConnUse = e, e.Relay, d.setup, d.connUse
 	}
 	d.pending = nil
 }
 
 func (d *delivery) succeed(i int, relay, reply string) {
-	d.res[i] = Result{Rcpt: d.res[i].Rcpt, Relay: relay, Reply: reply, Setup: d.setup}
+	d.res[i] = Result{Rcpt: d.res[i].Rcpt, Relay: relay, Reply: reply, Setup: d.setup, ConnUse: d.connUse}
 	d.pending = slices.DeleteFunc(d.pending, func(j int) bool { return j == i })
 }
 
@@ -300,7 +306,7 @@ func (d *delivery) run(nexthop string) {
 		sessions, addrs = 0, 0
 	}
 	// What no session settled was spent connecting.
-	d.setup = time.Since(d.start)
+	d.setup, d.connUse = time.Since(d.start), 0
 	for _, i := range slices.Clone(d.pending) {
 		e := d.errs[i]
 		if e == nil {

@@ -17,6 +17,7 @@ import (
 func (d *delivery) transact(s *session) {
 	d.talked = true
 	s.uses++
+	d.connUse = s.uses
 	clear(d.here)
 	stop := context.AfterFunc(d.ctx, func() { s.raw.Close() })
 	ok := d.transaction(s)
