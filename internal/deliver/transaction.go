@@ -164,8 +164,9 @@ func (d *delivery) transaction(s *session) bool {
 // kept for every pending recipient that has no reply of its own in this
 // transaction, so that the caller sees the server's code and enhanced
 // code ("421 4.7.28": the sender is throttled, slow down) rather than an
-// I/O error. Postfix sends RSET or QUIT after it and finds the
-// connection gone; the session is not cached either way.
+// I/O error. Postfix has no case for 421 there: it sends RSET and finds
+// the connection gone, or caches the session if a server that said 421
+// answers; mailtee closes it whatever the server does.
 func (d *delivery) refused(s *session, err error, command, where string) (e *Error, ok bool) {
 	e, broken := s.failure(err, command, where)
 	if broken {
