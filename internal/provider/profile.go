@@ -32,13 +32,13 @@ type Profile struct {
 	// STARTTLS on every MX host and ask senders to use it; a profile
 	// requires it ("encrypt"), so that a stripped STARTTLS defers
 	// instead of sending in clear.
-	TLSLevel        string
-	Concurrency     int                // connections at once to the site (T_destination_concurrency_limit)
-	RecipientLimit  int                // recipients per transaction (T_destination_recipient_limit)
-	ReuseCount      int                // messages per connection (smtp_connection_reuse_count_limit)
-	RecipientRate   []ratelimit.Window // per mailbox (T_recipient_rate_limit), below the published limit
-	DestinationRate []ratelimit.Window // per site (T_destination_rate_limit); nil: nothing published
-	Sources         []Source           // one per value that comes from a publication
+	TLSLevel              string
+	Concurrency           int                // connections at once to the site (T_destination_concurrency_limit)
+	RecipientLimit        int                // recipients per transaction (T_destination_recipient_limit)
+	MessagesPerConnection int                // messages per connection, the first included (deliver.Policy.MaxReuse)
+	RecipientRate         []ratelimit.Window // per mailbox (T_recipient_rate_limit), below the published limit
+	DestinationRate       []ratelimit.Window // per site (T_destination_rate_limit); nil: nothing published
+	Sources               []Source           // one per value that comes from a publication
 }
 
 // Source names the publication a profile value comes from.
@@ -85,7 +85,7 @@ var profiles = map[string]Profile{
 		// a 421 mid-connection defers little, and connections get spread
 		// over Google's front ends (Postfix's default is unlimited within
 		// smtp_connection_reuse_time_limit, 300s).
-		ReuseCount: 100,
+		MessagesPerConnection: 100,
 		// Published: 60 a minute, 3,600 an hour, 86,400 a day per
 		// account, all mail counted, not only ours. About 17% below
 		// each, for the mailbox's other mail and because Google does not
@@ -120,7 +120,7 @@ var profiles = map[string]Profile{
 		// connector, which Exchange Online Protection is built from,
 		// closes the connection after MaxMessagesPerConnection, default
 		// 20; sending more only earns a dropped connection.
-		ReuseCount: 20,
+		MessagesPerConnection: 20,
 		// Published: 3,600 messages an hour per mailbox (the "hot"
 		// limit), 33% of it (1,200) from one sender, and a "warm" limit
 		// of 1,000 in a rolling hour at which a mailbox is reported "at

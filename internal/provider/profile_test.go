@@ -37,8 +37,8 @@ func TestProfilesBelowPublished(t *testing.T) {
 		if p.TLSLevel != "encrypt" {
 			t.Errorf("%s: TLS level %q, want encrypt", name, p.TLSLevel)
 		}
-		if p.Concurrency < 1 || p.RecipientLimit < 1 || p.ReuseCount < 1 {
-			t.Errorf("%s: concurrency %d, recipient limit %d, reuse %d: all must be set", name, p.Concurrency, p.RecipientLimit, p.ReuseCount)
+		if p.Concurrency < 1 || p.RecipientLimit < 1 || p.MessagesPerConnection < 1 {
+			t.Errorf("%s: concurrency %d, recipient limit %d, reuse %d: all must be set", name, p.Concurrency, p.RecipientLimit, p.MessagesPerConnection)
 		}
 		if len(p.RecipientRate) == 0 {
 			t.Errorf("%s: no recipient rate", name)
