@@ -40,7 +40,7 @@ func newInteropNet(t *testing.T) *interopNet {
 	}
 	n := &interopNet{}
 	n.port = freePortOn(t, primaryIP, relayIP, googleIP)
-	n.google = newSink(t, fmt.Sprintf("%s:%d", googleIP, n.port), nil)
+	n.google = newGoogleSink(t, fmt.Sprintf("%s:%d", googleIP, n.port))
 	n.dns = newDNS(t, map[string]string{
 		"relay.students.iiit.ac.in": relayIP,
 		"aspmx.l.google.com":        googleIP,

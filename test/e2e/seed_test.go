@@ -60,6 +60,14 @@ func copySeed(t *testing.T, role, extra string, files map[string]string) string 
 	return dst
 }
 
+// newGoogleSink stands in for aspmx.l.google.com: like Google, it offers
+// STARTTLS, which mailtee's google profile (chosen by the MX name)
+// requires.
+func newGoogleSink(t *testing.T, addr string) *sink {
+	_, _, cfg := testCert(t, t.TempDir(), "aspmx.l.google.com")
+	return newSink(t, addr, cfg)
+}
+
 // newSeedNet starts DNS and the sinks; primaryExtra/relayExtra are the
 // scenario's own main.cf additions.
 func newSeedNet(t *testing.T, primaryExtra, relayExtra string, primaryFiles map[string]string) *seedNet {
@@ -71,7 +79,7 @@ func newSeedNet(t *testing.T, primaryExtra, relayExtra string, primaryFiles map[
 	// One port for every role, on different loopback addresses, as real
 	// servers all listen on 25.
 	n.port = freePortOn(t, primaryIP, relayIP, googleIP, archiveIP)
-	n.google = newSink(t, fmt.Sprintf("%s:%d", googleIP, n.port), nil)
+	n.google = newGoogleSink(t, fmt.Sprintf("%s:%d", googleIP, n.port))
 	n.archive = newSink(t, fmt.Sprintf("%s:%d", archiveIP, n.port), nil)
 	n.dns = newDNS(t, map[string]string{
 		"relay.students.iiit.ac.in": relayIP,
@@ -131,6 +139,11 @@ func TestSeedUser1ReachesBoth(t *testing.T) {
 	if m.From != "someone@outside.example" || !strings.Contains(m.Data, "Subject: seed") {
 		t.Errorf("Google's copy: from %q\n%s", m.From, m.Data)
 	}
+	// aspmx.l.google.com is Google's: the relay's default profile
+	// (auto) requires TLS there, and the seed's main.cf asks for none.
+	if tls := n.google.TLS(); len(tls) != 1 || !tls[0] {
+		t.Errorf("Google's copy went over TLS: %v, want [true]", tls)
+	}
 	n.primary.WaitLog("to=<user1@relay.students.iiit.ac.in>, orig_to=<user1@students.iiit.ac.in>")
 	n.relay.WaitLog("to=<user1@relay.students.iiit.ac.in>")
 }
@@ -181,7 +194,7 @@ func TestSeedGoogleDownThenBack(t *testing.T) {
 	n.send("someone@outside.example", "user2@students.iiit.ac.in")
 	waitUntil(t, "user2's local copy", 20*time.Second, func() bool { return n.mailbox("user2") == 1 })
 	n.relay.WaitLog("status=deferred")
-	n.google = newSink(t, fmt.Sprintf("%s:%d", googleIP, n.port), nil)
+	n.google = newGoogleSink(t, fmt.Sprintf("%s:%d", googleIP, n.port))
 	waitUntil(t, "the copy after Google returns", 30*time.Second, func() bool { return n.google.Count("user2@students.iiit.ac.in") == 1 })
 	settle()
 	if c := n.google.Count("user2@students.iiit.ac.in"); c != 1 {
