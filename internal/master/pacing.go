@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/mailtee/mailtee/internal/dnsresolve"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/config"
@@ -26,10 +27,14 @@ var pacedPrograms = map[string]bool{"smtp": true, "lmtp": true}
 func pacingTransports(cfg *config.Config, mf *mastercf.File) (map[string]pace.Transport, diag.List) {
 	out := map[string]pace.Transport{}
 	var d diag.List
+	said := map[string]bool{} // default_X is every transport's: one finding
 	add := func(name, program string, sc *config.Config) {
 		t, errs := transportPacing(sc, name, program)
 		for _, e := range errs {
-			d.Errorf(cfg.File, settingLine(sc, e.param), "%s", e.msg)
+			if !said[e.msg] {
+				said[e.msg] = true
+				d.Errorf(cfg.File, settingLine(sc, e.param), "%s", e.msg)
+			}
 		}
 		out[name] = t
 	}
@@ -111,7 +116,7 @@ func transportPacing(cfg *config.Config, name, program string) (pace.Transport, 
 	}
 	n, v := param("_destination_profile", 0)
 	if _, ok := provider.Lookup(v); !ok && v != "auto" && v != "none" {
-		errs = append(errs, pacingError{n, fmt.Sprintf("%s = %s: expected auto, none or one of %v", n, v, provider.Names())})
+		errs = append(errs, pacingError{n, fmt.Sprintf("%s = %s: expected auto, none, %s", n, v, strings.Join(provider.Names(), " or "))})
 	}
 	t.Profile = v
 	return t, errs

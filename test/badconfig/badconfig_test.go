@@ -31,6 +31,14 @@ func TestMain(m *testing.M) { harness.Main(m, "badconfig", harness.BinFromEnv) }
 // does not say what is wrong. Each is wrong in the way a person gets it
 // wrong: a typo, the wrong kind of thing, a value out of range.
 var bad = map[string]string{
+	// pacing (internal/pace): a window without its interval, a unit
+	// Postfix has not, a profile typo
+	"default_recipient_rate_limit": "60/1m, 3600", "smtp_recipient_rate_limit": "60/1x",
+	"relay_recipient_rate_limit": "0/1m", "lmtp_recipient_rate_limit": "60/2w",
+	"default_destination_rate_limit": "1000", "smtp_destination_rate_limit": "-5/1s",
+	"relay_destination_rate_limit": "x/1s", "lmtp_destination_rate_limit": "5/",
+	"default_destination_profile": "gmail", "smtp_destination_profile": "googel",
+	"relay_destination_profile": "microsoft", "lmtp_destination_profile": "office365",
 	// the issue's: passed check, then every message got a 451
 	"always_bcc": "a b c @@",
 	// relative: found from wherever mailtee was started
