@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
@@ -186,18 +189,25 @@ func TestSenderRateGoogle(t *testing.T) {
 	s := start(t, Options{SenderRate: windows(t, "2/1m")})
 	send(t, s.Addr(), "bulk@x.example", []string{"a@dom.example"}, false)
 	send(t, s.Addr(), "bulk@x.example", []string{"b@dom.example"}, false)
-	c, err := smtp.Dial(s.Addr())
+	// Raw, as go-smtp's client closes on 421 by itself.
+	nc, err := net.Dial("tcp", s.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.Mail("bulk@x.example", nil)
-	err = c.Rcpt("c@dom.example", nil)
-	if code(err) != "421 4.7.28" || !strings.Contains(err.Error(), "unusual rate") {
-		t.Errorf("third from one sender: %v", err)
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	tp := textproto.NewConn(nc)
+	tp.ReadResponse(220)
+	tp.PrintfLine("EHLO client.example")
+	tp.ReadResponse(250)
+	tp.PrintfLine("MAIL FROM:<bulk@x.example>")
+	tp.ReadResponse(250)
+	tp.PrintfLine("RCPT TO:<c@dom.example>")
+	if c, msg, _ := tp.ReadResponse(250); c != 421 || !strings.HasPrefix(msg, "4.7.28 ") || !strings.Contains(msg, "unusual rate") {
+		t.Errorf("third from one sender: %d %s", c, msg)
 	}
-	if err := c.Noop(); err == nil {
-		t.Error("the connection stays open after 421")
+	if line, err := tp.ReadLine(); err != io.EOF {
+		t.Errorf("the connection stays open after 421: %q %v", line, err)
 	}
 	if err := send(t, s.Addr(), "other@x.example", []string{"c@dom.example"}, false); err != nil {
 		t.Errorf("another sender: %v", err)
