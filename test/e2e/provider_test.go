@@ -235,7 +235,7 @@ smtp_destination_profile = none
 		}
 	}
 	t0 := time.Now()
-	inject(t, in.Addr(), "sender@test.example", msgs, 8)
+	inject(t, in.Addr(), "sender@test.example", msgs, 16)
 	t.Logf("injected %d messages in %v (the provider down)", len(msgs), time.Since(t0).Round(time.Millisecond))
 
 	// The provider comes back.
