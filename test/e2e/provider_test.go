@@ -408,22 +408,23 @@ smtp_destination_profile = google
 			t.Errorf("%s delivered without TLS", r.MessageID)
 		}
 	}
-	in.WaitLog("status=deferred")
+	deferred := func() string {
+		for _, l := range strings.Split(in.Log.String(), "\n") {
+			if strings.Contains(l, "to=<c@clear.example>") && strings.Contains(l, "status=deferred") {
+				return l
+			}
+		}
+		return ""
+	}
+	waitUntil(t, "the site without TLS to be deferred (or sent to)", 20*time.Second, func() bool { return deferred() != "" || clear.Total() > 0 })
 	time.Sleep(2 * time.Second) // a retry (backoff 1-2 s) would send in clear now
 	if n := clear.Total(); n != 0 {
 		t.Errorf("the site without STARTTLS received %d messages in clear", n)
 	}
-	var deferred string
-	for _, l := range strings.Split(in.Log.String(), "\n") {
-		if strings.Contains(l, "to=<c@clear.example>") && strings.Contains(l, "status=deferred") {
-			deferred = l
-			break
-		}
-	}
-	if deferred == "" {
+	if l := deferred(); l == "" {
 		t.Errorf("no deferral logged for the site without TLS; log tail:\n%s", tail(in.Log.String(), 30))
 	} else {
-		t.Logf("without TLS: %s", deferred)
+		t.Logf("without TLS: %s", l)
 	}
 	noBounces(t, in)
 }
