@@ -213,7 +213,7 @@ func TestProviderBacklog(t *testing.T) {
 	if os.Getenv("MAILTEE_SOAK") != "" {
 		busyN, boxes, perBox = 3000, 5000, 10
 	}
-	const mailboxRate, siteRate = "20/1s, 300/15s", "2000/1s"
+	const mailboxRate, siteRate = "50/1s, 250/10s", "2000/1s"
 	mws, _ := ratelimit.ParseWindows(mailboxRate)
 	sws, _ := ratelimit.ParseWindows(siteRate)
 
