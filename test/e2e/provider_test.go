@@ -188,6 +188,28 @@ func minDrain(ws []ratelimit.Window, n int) (time.Duration, ratelimit.Window) {
 	return best, bind
 }
 
+// earliest is the least time from the first to the last of n
+// deliveries to one key that all the windows together allow: the
+// greedy schedule, each delivery as early as every window lets it (the
+// i-th no sooner than Per after the (i-N)-th), which no schedule beats.
+// With several windows it exceeds minDrain's single-window figure (at
+// 50/1s, 250/10s each batch of 250 takes 4 s more).
+func earliest(ws []ratelimit.Window, n int) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	t := make([]time.Duration, n)
+	for i := 1; i < n; i++ {
+		t[i] = t[i-1]
+		for _, w := range ws {
+			if i >= w.N && t[i-w.N]+w.Per > t[i] {
+				t[i] = t[i-w.N] + w.Per
+			}
+		}
+	}
+	return t[n-1]
+}
+
 // maxInSpan is the most of ts in any span [t, t+per).
 func maxInSpan(ts []time.Time, per time.Duration) int {
 	ts = append([]time.Time(nil), ts...)
@@ -242,6 +264,7 @@ smtp_destination_profile = none
 	s := startStandin(t, standin.Options{Addr: addr, Flavor: standin.Google, MailboxRate: mws, Lockout: time.Hour})
 	back := time.Now()
 	minBusy, bind := minDrain(mws, busyN)
+	exact := earliest(mws, busyN)
 	timeout := 3*minBusy + 2*time.Minute
 	waitUntil(t, "the backlog to drain", timeout, func() bool {
 		return len(s.Accepted()) >= len(msgs) || len(s.Refused()) > 0 && s.Locked("busy@prov.example")
@@ -298,12 +321,17 @@ smtp_destination_profile = none
 	}
 	busyDrain := busy[len(busy)-1].Sub(busy[0])
 	spreadDrain := spreadLast.Sub(back)
-	t.Logf("busy mailbox: %d messages drained in %v (first to last); the windows %s allow %v at best (binding: %v), ratio %.2f",
-		len(busy), busyDrain.Round(time.Millisecond), mailboxRate, minBusy, bind, busyDrain.Seconds()/minBusy.Seconds())
+	t.Logf("busy mailbox: %d messages drained in %v (first to last); the windows %s allow %v at best (%v for the binding window %v alone), ratio %.2f",
+		len(busy), busyDrain.Round(time.Millisecond), mailboxRate, exact, minBusy, bind, busyDrain.Seconds()/exact.Seconds())
 	t.Logf("spread: %d messages to %d mailboxes drained %v after the provider returned (site limit %s: at best %v); busy mailbox done %v after",
-		boxes*perBox, boxes, spreadDrain.Round(time.Millisecond), siteRate, mustMin(sws, len(msgs)), busy[len(busy)-1].Sub(back).Round(time.Millisecond))
-	if busyDrain < minBusy {
-		t.Errorf("busy mailbox drained in %v, less than the windows allow (%v): a window was exceeded", busyDrain, minBusy)
+		boxes*perBox, boxes, spreadDrain.Round(time.Millisecond), siteRate, earliest(sws, len(msgs)), busy[len(busy)-1].Sub(back).Round(time.Millisecond))
+	if busyDrain < exact {
+		t.Errorf("busy mailbox drained in %v, less than the windows allow (%v): a window was exceeded", busyDrain, exact)
+	}
+	// Close to what the limits allow, with generous slack for a busy
+	// machine.
+	if busyDrain > 2*exact+20*time.Second {
+		t.Errorf("busy mailbox drained in %v, far more than the %v the windows allow", busyDrain, exact)
 	}
 	// Not held back: the spread mailboxes finish while the busy one is
 	// still draining, well before its end.
@@ -312,11 +340,6 @@ smtp_destination_profile = none
 			spreadDrain, busy[len(busy)-1].Sub(back))
 	}
 	noBounces(t, in)
-}
-
-func mustMin(ws []ratelimit.Window, n int) time.Duration {
-	d, _ := minDrain(ws, n)
-	return d
 }
 
 // tail is the last n lines of s.
