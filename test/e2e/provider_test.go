@@ -396,8 +396,14 @@ smtp_destination_profile = none
 			}
 			time.Sleep(time.Second) // a notice would be on its way by now
 			noBounces(t, in)
-			t.Logf("%s storm: %d refusals, last delivery %v after the storm ended", c.reply, len(s.Refused()),
-				lastAccepted(s).Sub(stormEnd).Round(time.Millisecond))
+			// When the refusals came, relative to the storm's start: how
+			// mailtee backed off.
+			var when []string
+			for _, r := range s.Refused() {
+				when = append(when, r.Time.Sub(stormEnd.Add(-stormFor)).Round(100*time.Millisecond).String())
+			}
+			t.Logf("%s storm: %d refusals (at %s), last delivery %v after the storm ended", c.reply, len(s.Refused()),
+				strings.Join(when, " "), lastAccepted(s).Sub(stormEnd).Round(time.Millisecond))
 		})
 	}
 }
