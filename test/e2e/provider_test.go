@@ -323,8 +323,8 @@ smtp_destination_profile = none
 	spreadDrain := spreadLast.Sub(back)
 	t.Logf("busy mailbox: %d messages drained in %v (first to last); the windows %s allow %v at best (%v for the binding window %v alone), ratio %.2f",
 		len(busy), busyDrain.Round(time.Millisecond), mailboxRate, exact, minBusy, bind, busyDrain.Seconds()/exact.Seconds())
-	t.Logf("spread: %d messages to %d mailboxes drained %v after the provider returned (site limit %s: at best %v); busy mailbox done %v after",
-		boxes*perBox, boxes, spreadDrain.Round(time.Millisecond), siteRate, earliest(sws, len(msgs)), busy[len(busy)-1].Sub(back).Round(time.Millisecond))
+	t.Logf("spread: %d messages to %d mailboxes drained %v after the provider returned (site limit %s: at best %v for them alone, %v for all %d); busy mailbox done %v after",
+		boxes*perBox, boxes, spreadDrain.Round(time.Millisecond), siteRate, earliest(sws, boxes*perBox), earliest(sws, len(msgs)), len(msgs), busy[len(busy)-1].Sub(back).Round(time.Millisecond))
 	if busyDrain < exact {
 		t.Errorf("busy mailbox drained in %v, less than the windows allow (%v): a window was exceeded", busyDrain, exact)
 	}
