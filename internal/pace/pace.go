@@ -129,7 +129,13 @@ type Pacer struct {
 	lims map[string]*ratelimit.Limiter // by limiterKey
 	bw   map[string]*ratelimit.Bucket  // by destination key
 	site *ratelimit.Suspender          // throttled destinations
-	box  *ratelimit.Suspender          // throttled mailboxes
+	// probing are the destinations whose suspension ended without a
+	// delivery getting through since: one delivery at a time goes
+	// there (true while it runs), as Postfix restarts a throttled
+	// destination at a concurrency of one, so that a site still
+	// throttling costs one refused delivery, not one per connection.
+	probing map[string]bool
+	box     *ratelimit.Suspender // throttled mailboxes
 }
 
 var _ queue.Pacer = (*Pacer)(nil)
@@ -143,7 +149,8 @@ func New(o Options) *Pacer {
 		o.MaxSuspend = max(4000*time.Second, o.MinSuspend)
 	}
 	return &Pacer{o: o, lims: map[string]*ratelimit.Limiter{}, bw: map[string]*ratelimit.Bucket{},
-		site: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend), box: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend)}
+		site: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend), box: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend),
+		probing: map[string]bool{}}
 }
 
 // dest is the Plan's Data: one destination under its limits.
@@ -227,6 +234,19 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		}
 		return adm
 	}
+	probe := false
+	p.mu.Lock()
+	if running, ok := p.probing[d.key]; ok {
+		if running {
+			p.mu.Unlock()
+			for _, i := range rcpts {
+				hold(i, now.Add(probeWait), "destination throttled: waiting for a first delivery to get through")
+			}
+			return adm
+		}
+		p.probing[d.key], probe = true, true
+	}
+	p.mu.Unlock()
 	// The rate delay is per delivery: per recipient when the recipient
 	// limit is 1 (Postfix's per-recipient queue), else per destination.
 	var delay *ratelimit.Token
@@ -271,6 +291,10 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		delay.Cancel()
 		delay = nil
 	}
+	if len(adm.Now) == 0 && probe {
+		p.endProbe(d.key, false)
+		probe = false
+	}
 	pol := deliver.Policy{TLSLevel: d.lim.TLSLevel, MaxReuse: d.lim.MessagesPerConnection}
 	if d.lim.Bandwidth > 0 {
 		pol.Shape = p.bucket(d.key, d.lim.Bandwidth).Writer
@@ -278,13 +302,33 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 	adm.Ctx = deliver.WithPolicy(ctx, pol)
 	now2 := adm.Now
 	adm.Done = func(outs []queue.Outcome) {
-		p.done(d, m, now2, toks, delay, outs)
+		ok := p.done(d, m, now2, toks, delay, outs)
+		if probe {
+			p.endProbe(d.key, ok)
+		}
 	}
 	return adm
 }
 
-// done settles the tokens of a delivery and learns from its replies.
-func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, toks [][2]*ratelimit.Token, delay *ratelimit.Token, outs []queue.Outcome) {
+// probeWait is how long deliveries to a destination wait while its
+// probe runs: about one delivery's time.
+const probeWait = time.Second
+
+// endProbe ends a probe of key: through, the destination is back to its
+// full concurrency; not, the next delivery probes again.
+func (p *Pacer) endProbe(key string, through bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if through {
+		delete(p.probing, key)
+	} else if _, ok := p.probing[key]; ok {
+		p.probing[key] = false
+	}
+}
+
+// done settles the tokens of a delivery and learns from its replies; it
+// reports whether a recipient got through.
+func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, toks [][2]*ratelimit.Token, delay *ratelimit.Token, outs []queue.Outcome) bool {
 	end := time.Now()
 	if outs == nil {
 		for _, t := range toks {
@@ -294,7 +338,7 @@ func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, toks [][2]*ratelimi
 		if delay != nil {
 			delay.Cancel()
 		}
-		return
+		return false
 	}
 	if delay != nil {
 		delay.Done(end) // Postfix waits after every delivery, whatever its outcome
@@ -322,6 +366,9 @@ func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, toks [][2]*ratelimi
 		case provider.Destination:
 			if !siteThrottled {
 				until := p.site.Suspend(d.key, de.Text, end)
+				p.mu.Lock()
+				p.probing[d.key] = false
+				p.mu.Unlock()
 				p.warn("%s: deliveries suspended until %s: %s", d.key, until.Format(time.TimeOnly), de.Text)
 				siteThrottled = true
 			}
@@ -333,14 +380,14 @@ func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, toks [][2]*ratelimi
 			*o = throttledOutcome(*o, de, until)
 		}
 	}
-	if !siteThrottled {
-		for _, o := range outs {
-			if o.Err == nil {
-				p.site.Clear(d.key)
-				break
-			}
-		}
+	through := false
+	for _, o := range outs {
+		through = through || o.Err == nil
 	}
+	if through && !siteThrottled {
+		p.site.Clear(d.key)
+	}
+	return through && !siteThrottled
 }
 
 func (p *Pacer) warn(format string, args ...any) {

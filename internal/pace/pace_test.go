@@ -181,3 +181,37 @@ func TestRateDelay(t *testing.T) {
 		t.Errorf("with a recipient limit of 1 the delay is per recipient: %+v", b)
 	}
 }
+
+// When a site's suspension ends, one delivery probes it; the others
+// wait until one gets through, so a site still throttling refuses one
+// delivery, not one per connection.
+func TestProbeAfterSuspension(t *testing.T) {
+	p := New(Options{
+		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: base()}, true },
+		MinSuspend: 20 * time.Millisecond, MaxSuspend: time.Second,
+	})
+	throttle := []queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Text: "421 4.7.28 unusual rate"}}}
+	admit(p, msg("u1@students.example"), 0).Done(throttle)
+	time.Sleep(30 * time.Millisecond) // the suspension is over
+	probe := admit(p, msg("u2@students.example"), 0)
+	if len(probe.Now) != 1 {
+		t.Fatalf("no probe after the suspension: %+v", probe.Later)
+	}
+	if b := admit(p, msg("u3@students.example"), 0); len(b.Now) != 0 || !strings.Contains(b.Later[0].Why, "first delivery") {
+		t.Errorf("a second delivery while the probe runs: %+v", b)
+	}
+	probe.Done(throttle) // still throttling: suspended again (40ms now)
+	if b := admit(p, msg("u3@students.example"), 0); len(b.Now) != 0 || !strings.HasPrefix(b.Later[0].Why, "destination throttled") {
+		t.Errorf("after a refused probe: %+v", b)
+	}
+	time.Sleep(60 * time.Millisecond)
+	probe = admit(p, msg("u3@students.example"), 0)
+	if len(probe.Now) != 1 {
+		t.Fatalf("no second probe: %+v", probe.Later)
+	}
+	probe.Done(sent(1))
+	a, b := admit(p, msg("u4@students.example"), 0), admit(p, msg("u5@students.example"), 0)
+	if len(a.Now) != 1 || len(b.Now) != 1 {
+		t.Errorf("after a probe got through, deliveries still one at a time: %+v %+v", a.Later, b.Later)
+	}
+}
