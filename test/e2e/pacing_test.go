@@ -28,9 +28,12 @@ import (
 
 // pacingScenario is one scenario, run on both implementations.
 type pacingScenario struct {
-	mainCf    string        // pacing lines, for both
-	postfixCf string        // Postfix only (said why where set)
-	domains   []string      // each gets its own sink and transport entry
+	mainCf    string   // pacing lines, for both
+	postfixCf string   // Postfix only (said why where set)
+	domains   []string // each gets its own sink and transport entry
+	// alsoTo routes more domains to the sink of one of domains (the
+	// same next hop); their deliveries are counted with that sink's.
+	alsoTo    map[string]string
 	sinkDelay time.Duration // every sink holds DATA this long
 	// send submits the messages to an MTA at addr.
 	send func(addr string) error
@@ -86,6 +89,10 @@ func runPacingOn(t *testing.T, impl string, sc pacingScenario) *pacingResult {
 		sk.SetDelay(sc.sinkDelay)
 		sinks[d] = sk
 		transport = append(transport, fmt.Sprintf("%s smtp:[127.0.0.1]:%d", d, sk.Port()))
+		relay = append(relay, d)
+	}
+	for d, to := range sc.alsoTo {
+		transport = append(transport, fmt.Sprintf("%s smtp:[127.0.0.1]:%d", d, sinks[to].Port()))
 		relay = append(relay, d)
 	}
 	routing := fmt.Sprintf("relay_domains = %s\ntransport_maps = hash:$config_directory/transport\n", strings.Join(relay, ", "))
@@ -419,6 +426,34 @@ func TestPacingReuseCountLimit(t *testing.T) {
 			} else if max < limit+1 {
 				t.Errorf("%s: transactions per connection %v: none reached %d; Postfix uses a connection up to N+1 = %d times with smtp_connection_reuse_count_limit = %d", r.name, counts, limit+1, limit+1, limit)
 			}
+		},
+	})
+}
+
+// Two domains with one next hop are one destination: Postfix's queue is
+// named after the next hop, not the domain (qmgr_message.c,
+// qmgr_message_resolve), so c.example and d.example, both routed to
+// smtp:[127.0.0.1]:PORT, share one rate delay: 4 messages, alternating,
+// all spaced.
+func TestPacingRateDelaySharedNextHop(t *testing.T) {
+	const delay = time.Second
+	runPacing(t, pacingScenario{
+		mainCf:  "smtp_destination_rate_delay = 1s\n",
+		domains: []string{"c.example"},
+		alsoTo:  map[string]string{"d.example": "c.example"},
+		send: func(addr string) error {
+			for i := 1; i <= 2; i++ {
+				for _, d := range []string{"c.example", "d.example"} {
+					if err := send(addr, "sender@test.example", []string{"u@" + d}, testMessage(fmt.Sprintf("%s %d", d, i))); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+		want: map[string]int{"c.example": 4},
+		check: func(t *testing.T, r *pacingResult) {
+			checkSpacing(t, r, "the next hop of c.example and d.example", r.msgs["c.example"], delay)
 		},
 	})
 }
