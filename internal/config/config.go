@@ -293,38 +293,7 @@ func (c *Config) Duration(name string) (time.Duration, error) {
 }
 
 // ParseDuration parses a Postfix time value; unit applies when v has none.
-func ParseDuration(v string, unit byte) (time.Duration, error) {
-	if v == "" {
-		return 0, fmt.Errorf("empty time value")
-	}
-	num := v
-	if u := v[len(v)-1]; u < '0' || u > '9' {
-		unit, num = u, v[:len(v)-1]
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("bad time value: expected a number and a unit s, m, h, d or w")
-	}
-	var d time.Duration
-	switch unit {
-	case 's':
-		d = time.Second
-	case 'm':
-		d = time.Minute
-	case 'h':
-		d = time.Hour
-	case 'd':
-		d = 24 * time.Hour
-	case 'w':
-		d = 7 * 24 * time.Hour
-	default:
-		return 0, fmt.Errorf("bad time unit %q: expected s, m, h, d or w", unit)
-	}
-	if n > int64(1<<62)/int64(d) {
-		return 0, fmt.Errorf("time value too large")
-	}
-	return time.Duration(n) * d, nil
-}
+func ParseDuration(v string, unit byte) (time.Duration, error) { return pflist.ParseTime(v, unit) }
 
 // SplitList splits a Postfix list: elements are separated by commas
 // and/or whitespace, and an element in braces {...} (such as

@@ -41,6 +41,30 @@ var mailteeParams = map[string]string{
 	"postfix_queue_directory": "/var/spool/postfix",
 }
 
+// pacingParams are mailtee's per-transport pacing parameters (README,
+// "Provider-aware delivery"), with their global defaults: each
+// TRANSPORT_X defaults to $default_X, as Postfix's per-transport
+// parameters do. Transports of master.cf get theirs through
+// serviceSuffixes.
+var pacingParams = map[string]string{
+	"_recipient_rate_limit":        "",
+	"_destination_rate_limit":      "",
+	"_destination_bandwidth_limit": "0",
+	"_destination_profile":         "auto",
+}
+
+// pacingNames are pacingParams' names, each with its default value.
+func pacingNames() map[string]string {
+	out := map[string]string{}
+	for suffix, v := range pacingParams {
+		out["default"+suffix] = v
+		for _, t := range []string{"smtp", "relay", "lmtp"} {
+			out[t+suffix] = "$default" + suffix
+		}
+	}
+	return out
+}
+
 // mailteeDefaults are Postfix parameters whose default differs in mailtee,
 // each for a stated reason.
 var mailteeDefaults = map[string]string{
@@ -76,6 +100,9 @@ var defaults = func() map[string]string {
 		m[name] = value
 	}
 	for k, v := range mailteeParams {
+		m[k] = v
+	}
+	for k, v := range pacingNames() {
 		m[k] = v
 	}
 	for k, v := range mailteeDefaults {

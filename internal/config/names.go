@@ -58,6 +58,11 @@ var serviceSuffixes = map[string]string{
 	"_destination_concurrency_failed_cohort_limit": "default_destination_concurrency_failed_cohort_limit",
 	"_destination_rate_delay":                      "default_destination_rate_delay",
 	"_transport_rate_delay":                        "default_transport_rate_delay",
+	// mailtee's (pacingParams)
+	"_recipient_rate_limit":        "default_recipient_rate_limit",
+	"_destination_rate_limit":      "default_destination_rate_limit",
+	"_destination_bandwidth_limit": "default_destination_bandwidth_limit",
+	"_destination_profile":         "default_destination_profile",
 }
 
 // serviceCommands are the master.cf commands whose services get

@@ -142,6 +142,8 @@ var implemented = map[string]paramInfo{
 	"smtp_helo_name":                        {valid: validHostname},
 	"smtp_connect_timeout":                  {},
 	"smtp_tls_security_level":               {allowed: []string{"none", "may", "encrypt"}},
+	"smtp_connection_reuse_count_limit":     {},                      // deliver.Client.MaxReuse
+	"smtp_connection_reuse_time_limit":      {valid: validReuseTime}, // deliver.Client.MaxLifetime
 	"smtpd_tls_security_level":              {allowed: []string{"", "none", "may", "encrypt"}},
 	"smtpd_tls_cert_file":                   {},
 	"smtpd_tls_key_file":                    {},
@@ -153,6 +155,11 @@ var implemented = map[string]paramInfo{
 	"smtp_destination_concurrency_limit":    {},
 	"relay_destination_concurrency_limit":   {},
 	"lmtp_destination_concurrency_limit":    {},
+	// pacing (internal/pace; values checked by master's pacingTransports)
+	"default_destination_rate_delay": {}, "smtp_destination_rate_delay": {},
+	"relay_destination_rate_delay": {}, "lmtp_destination_rate_delay": {},
+	"default_destination_recipient_limit": {}, "smtp_destination_recipient_limit": {},
+	"relay_destination_recipient_limit": {}, "lmtp_destination_recipient_limit": {},
 	// acceptance limits
 	"message_size_limit": {}, "smtpd_recipient_limit": {}, "header_size_limit": {},
 	"smtpd_timeout": {}, "smtpd_hard_error_limit": {}, "smtpd_soft_error_limit": {},
@@ -196,6 +203,8 @@ var minimum = map[string]int64{
 	"header_size_limit":          1,
 	"header_address_token_limit": 1,
 	"bounce_size_limit":          1, // bounce.c
+	// smtp/smtp_params.c
+	"smtp_connection_reuse_count_limit": 0,
 }
 
 // harmless lists Postfix parameters mailtee ignores because they cannot
@@ -219,6 +228,9 @@ var harmless = map[string]bool{
 	// Per recipient in Postfix; mailtee's local next hop is the domain,
 	// with default_destination_concurrency_limit (README, item 7).
 	"local_destination_concurrency_limit": true,
+	// mailtee's lmtp client caches no connection: each carries one
+	// message, within any reuse limit.
+	"lmtp_connection_reuse_count_limit": true, "lmtp_connection_reuse_time_limit": true,
 }
 
 // harmlessPattern covers families of harmless parameters: installation
@@ -228,8 +240,14 @@ var harmless = map[string]bool{
 var harmlessPattern = regexp.MustCompile(`^(.*_directory|.*_path|debug_peer_.*|.*_loglevel|.*_log_level|` +
 	`.*_tls_(ca_?file|ca_?path|capath|cafile|session_cache_.*|protocols|mandatory_protocols|ciphers|mandatory_ciphers|exclude_ciphers|mandatory_exclude_ciphers|eecdh_grade|dh1024_param_file|dh512_param_file)|` +
 	`.*_process_limit|.*_service_name|.*_cache_database|.*_cache_timeout|.*_rate_delay|.*_destination_recipient_limit|` +
-	`.*_watchdog_timeout|.*_idle|.*_use_timeout|.*_reuse_time|.*_reuse_count|ipc_.*|.*_buffer_size|` +
+	`.*_watchdog_timeout|.*_idle|.*_use_timeout|ipc_.*|.*_buffer_size|` +
 	`qmgr_.*|in_flow_delay|stress|daemon_timeout|.*_timeout)$`)
+
+func init() {
+	for name := range pacingNames() {
+		implemented[name] = paramInfo{}
+	}
+}
 
 // SupportOf says what mailtee does with a parameter.
 func SupportOf(name string) Support {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/pflist"
@@ -344,6 +345,16 @@ func validShell(v string) error {
 	}
 	if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
 		return fmt.Errorf("%q: %s is not an executable file", v, f[0])
+	}
+	return nil
+}
+
+// validReuseTime refuses what Postfix refuses (smtp/smtp_params.c: at
+// least 1s); in mailtee's client 0 would mean no limit, the opposite of
+// what someone who writes it wants.
+func validReuseTime(v string) error {
+	if d, err := ParseDuration(v, 's'); err == nil && d < time.Second {
+		return fmt.Errorf("%s is less than 1s, which Postfix refuses; to reuse connections less, lower smtp_connection_reuse_count_limit", v)
 	}
 	return nil
 }

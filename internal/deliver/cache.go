@@ -53,24 +53,34 @@ func (c *Client) remove(s *session) bool {
 	return true
 }
 
-// takeIdle returns a live cached session for key, or nil.
-func (c *Client) takeIdle(key string) *session {
+// takeIdle returns a live cached session for key that fits (nil: any),
+// or nil. Sessions that do not fit stay cached for other deliveries;
+// those that idled too long, outlived MaxLifetime or were closed by the
+// server are closed.
+func (c *Client) takeIdle(key string, fits func(*session) bool) *session {
 	for {
 		c.mu.Lock()
 		list := c.idle[key]
-		if len(list) == 0 {
+		var s *session
+		for i := len(list) - 1; i >= 0; i-- { // the most recently used first
+			if fits == nil || fits(list[i]) {
+				s = list[i]
+				list = slices.Delete(list, i, i+1)
+				break
+			}
+		}
+		if s == nil {
 			c.mu.Unlock()
 			return nil
 		}
-		s := list[len(list)-1] // the most recently used
-		if len(list) == 1 {
+		if len(list) == 0 {
 			delete(c.idle, key)
 		} else {
-			c.idle[key] = list[:len(list)-1]
+			c.idle[key] = list
 		}
 		c.mu.Unlock()
 		s.timer.Stop()
-		if time.Since(s.idleSince) > c.MaxIdle || !s.alive() {
+		if time.Since(s.idleSince) > c.MaxIdle || c.tooOld(s) || !s.alive() {
 			s.close()
 			continue
 		}

@@ -31,8 +31,10 @@
 // The rest: smtp.go is the client and its loop over next hops and
 // addresses, dial.go turns a next hop into connected sockets, session.go
 // takes a connection past greeting, EHLO and STARTTLS, transaction.go runs
-// one mail transaction, cache.go keeps idle sessions, error.go words
-// failures.
+// one mail transaction, cache.go keeps idle sessions (within the reuse
+// limits, smtp_connection_reuse_count_limit and _time_limit), policy.go
+// is the caller's per-delivery Policy (WithPolicy: TLS level, messages
+// per connection, a bandwidth Shape), error.go words failures.
 package deliver
 
 import (
@@ -56,13 +58,13 @@ import (
 // open connects to t and gets a session as far as the mail transaction:
 // greeting, EHLO (HELO when EHLO is refused), STARTTLS per the TLS
 // level. retryPlain asks the caller to try t again without TLS.
-func (c *Client) open(ctx context.Context, t target, key string, useTLS bool) (*session, bool, *Error) {
-	s, retryPlain, e := c.connect(ctx, t, key, useTLS, false)
+func (c *Client) open(ctx context.Context, t target, key, level string, useTLS bool) (*session, bool, *Error) {
+	s, retryPlain, e := c.connect(ctx, t, key, level, useTLS, false)
 	if e == errUseHELO {
 		// Postfix falls back to HELO after any EHLO reply but 2xx and
 		// 421; go-smtp does only after 500 and 502, so the fall-back is
 		// done here, on a new connection.
-		s, retryPlain, e = c.connect(ctx, t, key, useTLS, true)
+		s, retryPlain, e = c.connect(ctx, t, key, level, useTLS, true)
 	}
 	return s, retryPlain, e
 }
@@ -171,11 +173,16 @@ type deadlineWriter struct {
 	w    io.Writer
 	conn net.Conn
 	d    time.Duration
+	err  error // the first write error: the server's side failed
 }
 
 func (t *deadlineWriter) Write(p []byte) (int, error) {
 	t.conn.SetWriteDeadline(time.Now().Add(t.d))
-	return t.w.Write(p)
+	n, err := t.w.Write(p)
+	if err != nil && t.err == nil {
+		t.err = err
+	}
+	return n, err
 }
 
 // RFC 2920 PIPELINING, as Postfix's smtp(8) uses it: MAIL FROM, every

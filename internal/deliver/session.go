@@ -26,6 +26,10 @@ type session struct {
 
 	timer     *time.Timer // closes the session when it idles too long
 	idleSince time.Time
+
+	born time.Time // the connection was initiated (MaxLifetime)
+	uses int       // mail transactions begun on it (MaxReuse)
+	tls  bool      // STARTTLS succeeded
 }
 
 // failure classifies an error from a command: a server reply (the
@@ -58,7 +62,10 @@ func (s *session) close() {
 	s.raw.Close()
 }
 
-func (c *Client) connect(ctx context.Context, t target, key string, useTLS, helo bool) (s *session, retryPlain bool, e *Error) {
+// connect takes a new connection to t past the greeting, EHLO and
+// STARTTLS as level ("none", "may", "encrypt") says.
+func (c *Client) connect(ctx context.Context, t target, key, level string, useTLS, helo bool) (s *session, retryPlain bool, e *Error) {
+	born := time.Now() // smtp_connection_reuse_time_limit counts the connect too
 	raw, e := c.dial(ctx, t)
 	if e != nil {
 		return nil, false, e
@@ -71,7 +78,7 @@ func (c *Client) connect(ctx context.Context, t target, key string, useTLS, helo
 		}
 	}()
 	w := &watchConn{Conn: raw, helo: helo}
-	s = &session{raw: raw, conn: w, key: key, namaddr: t.namaddr(), relay: t.relay(), lmtp: c.LMTP}
+	s = &session{raw: raw, conn: w, key: key, namaddr: t.namaddr(), relay: t.relay(), lmtp: c.LMTP, born: born}
 	s.cl = c.newClient(w)
 	if err := s.cl.Hello(c.helo()); err != nil {
 		raw.Close()
@@ -80,7 +87,6 @@ func (c *Client) connect(ctx context.Context, t target, key string, useTLS, helo
 		}
 		return nil, false, s.helloError(err, w.writes.Load() == 0)
 	}
-	level := c.level()
 	if level == "none" || !useTLS || t.path != "" {
 		return s, false, nil
 	}
@@ -121,6 +127,7 @@ func (c *Client) connect(ctx context.Context, t target, key string, useTLS, helo
 	// RFC 3207: the server sends no greeting after STARTTLS, but a new
 	// go-smtp client reads one first; give it one.
 	s.conn = &resumed{Conn: tc, greeting: []byte("220 TLS\r\n")}
+	s.tls = true
 	s.cl = c.newClient(s.conn)
 	if err := s.cl.Hello(c.helo()); err != nil {
 		raw.Close()

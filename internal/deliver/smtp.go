@@ -69,6 +69,11 @@ type Result struct {
 	// recipient could transmit: DNS, connections tried, greeting, EHLO,
 	// TLS (Postfix's delays=c). Zero on a cached connection.
 	Setup time.Duration
+	// ConnUse is how many mail transactions the connection that settled
+	// this recipient has carried, this one included: Postfix logs it as
+	// "conn_use=N" when above 1 (log_adhoc.c, maillog.Delivery.ConnUse).
+	// 0 when no session settled it.
+	ConnUse int
 }
 
 // Client delivers over SMTP (or LMTP) as Postfix's smtp(8) does. Its
@@ -116,6 +121,14 @@ type Client struct {
 	// connection is kept this long for the next message to the same next
 	// hop. 0 disables reuse.
 	MaxIdle time.Duration
+	// MaxReuse is smtp_connection_reuse_count_limit: how many times a
+	// connection may be reused after its first transaction before it is
+	// closed, so that it carries at most MaxReuse+1 messages; 0: no
+	// limit. MaxLifetime is smtp_connection_reuse_time_limit: a
+	// connection older than this, counted from when it was initiated, is
+	// not reused; 0: no limit (Postfix's default is 300s).
+	MaxReuse    int
+	MaxLifetime time.Duration
 	// Log receives the warnings Postfix would log (a bind address that
 	// does not work, a TLS handshake retried in plaintext); nil discards
 	// them.
@@ -138,10 +151,14 @@ type Client struct {
 // connection failure, a greeting other than 220, or a 4xx reply moves the
 // affected recipients on to the next address, and the last error counts
 // when none is left. A 5xx reply to a recipient bounces that recipient;
-// a 5xx reply to MAIL FROM or DATA bounces all of them.
+// a 5xx reply to MAIL FROM or DATA bounces all of them. A 421, to any
+// command, ends the session: the recipients it leaves undecided keep it
+// (Code 421 and the server's enhanced code) for the next address, or as
+// their result. A Policy in ctx (WithPolicy) tightens the client's
+// settings for this delivery.
 func (c *Client) Deliver(ctx context.Context, nexthop string, msg *Message, rcpts []string) []Result {
-	d := &delivery{ctx: ctx, c: c, msg: msg, key: nexthop, start: time.Now(),
-		res: make([]Result, len(rcpts)), errs: make([]*Error, len(rcpts))}
+	d := &delivery{ctx: ctx, c: c, msg: msg, key: nexthop, start: time.Now(), policy: policyOf(ctx),
+		res: make([]Result, len(rcpts)), errs: make([]*Error, len(rcpts)), here: make([]bool, len(rcpts))}
 	for i, r := range rcpts {
 		d.res[i].Rcpt = r
 		if r == "" || strings.ContainsAny(r, "\r\n") {
@@ -172,9 +189,14 @@ type delivery struct {
 	talked  bool          // some server got past its greeting
 	start   time.Time     // Deliver was called
 	setup   time.Duration // Setup of the session in use
+	connUse int           // ConnUse of the session in use
 	// smtputf8: the transaction in progress sends MAIL FROM ... SMTPUTF8
 	// (smtputf8.go).
 	smtputf8 bool
+	policy   Policy // from the context (policy.go)
+	// here marks the recipients that got a reply of their own in the
+	// transaction in progress, which a 421 that ends it does not replace.
+	here []bool
 }
 
 // pendingRcpts are the addresses of the recipients still to deliver.
@@ -187,19 +209,19 @@ func (d *delivery) pendingRcpts() []string {
 }
 
 func (d *delivery) finish(i int, e *Error) {
-	d.res[i].Err, d.res[i].Relay, d.res[i].Setup = e, e.Relay, d.setup
+	d.res[i].Err, d.res[i].Relay, d.res[i].Setup, d.res[i].ConnUse = e, e.Relay, d.setup, d.connUse
 	d.pending = slices.DeleteFunc(d.pending, func(j int) bool { return j == i })
 }
 
 func (d *delivery) finishAll(e *Error) {
 	for _, i := range d.pending {
-		d.res[i].Err, d.res[i].Relay, d.res[i].Setup = e, e.Relay, d.setup
+		d.res[i].Err, d.res[i].Relay, d.res[i].Setup, d.res[i].ConnUse = e, e.Relay, d.setup, d.connUse
 	}
 	d.pending = nil
 }
 
 func (d *delivery) succeed(i int, relay, reply string) {
-	d.res[i] = Result{Rcpt: d.res[i].Rcpt, Relay: relay, Reply: reply, Setup: d.setup}
+	d.res[i] = Result{Rcpt: d.res[i].Rcpt, Relay: relay, Reply: reply, Setup: d.setup, ConnUse: d.connUse}
 	d.pending = slices.DeleteFunc(d.pending, func(j int) bool { return j == i })
 }
 
@@ -221,6 +243,7 @@ func (d *delivery) outcome(idx []int, e *Error) {
 			d.finish(i, e)
 		} else {
 			d.keep(i, e)
+			d.here[i] = true
 		}
 	}
 }
@@ -229,6 +252,10 @@ func (d *delivery) run(nexthop string) {
 	c := d.c
 	if err := c.checkConfig(); err != nil {
 		d.finishAll(err)
+		return
+	}
+	if l := d.policy.TLSLevel; l != "" && tlsRank(l) < 0 {
+		d.finishAll(tempf("none", "4.7.0", "client TLS configuration problem: unsupported TLS level %q in the delivery policy", l))
 		return
 	}
 	dests, err := c.destinations(nexthop)
@@ -240,7 +267,7 @@ func (d *delivery) run(nexthop string) {
 	// against the limits of the first destination.
 	sessions := 0
 	for len(d.pending) > 0 && sessions < mxSessionLimit {
-		s := c.takeIdle(d.key)
+		s := c.takeIdle(d.key, d.fits)
 		if s == nil {
 			break
 		}
@@ -262,11 +289,11 @@ func (d *delivery) run(nexthop string) {
 				break
 			}
 			addrs++
-			s, retryPlain, e := c.open(d.ctx, t, d.key, true)
+			s, retryPlain, e := c.open(d.ctx, t, d.key, d.tlsLevel(), true)
 			if retryPlain {
 				// "When an opportunistic TLS handshake fails, try the
 				// same address again, with TLS disabled" (smtp_connect.c).
-				s, _, e = c.open(d.ctx, t, d.key, false)
+				s, _, e = c.open(d.ctx, t, d.key, d.tlsLevel(), false)
 			}
 			if e != nil {
 				d.keepAll(e)
@@ -279,7 +306,7 @@ func (d *delivery) run(nexthop string) {
 		sessions, addrs = 0, 0
 	}
 	// What no session settled was spent connecting.
-	d.setup = time.Since(d.start)
+	d.setup, d.connUse = time.Since(d.start), 0
 	for _, i := range slices.Clone(d.pending) {
 		e := d.errs[i]
 		if e == nil {

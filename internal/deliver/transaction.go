@@ -16,9 +16,12 @@ import (
 // transact runs one mail transaction on s and then caches or closes it.
 func (d *delivery) transact(s *session) {
 	d.talked = true
+	s.uses++
+	d.connUse = s.uses
+	clear(d.here)
 	stop := context.AfterFunc(d.ctx, func() { s.raw.Close() })
 	ok := d.transaction(s)
-	if stop() && ok {
+	if stop() && ok && d.reusable(s) {
 		d.c.release(s)
 	} else {
 		s.close()
@@ -118,7 +121,7 @@ func (d *delivery) transaction(s *session) bool {
 				return false
 			}
 			d.outcome(accepted, e)
-			return true
+			return e.Code != 421 // the server is closing the session
 		}
 		for _, i := range accepted {
 			d.succeed(i, s.relay, "250 "+maillog.OneLine(resp.StatusText))
@@ -140,6 +143,9 @@ func (d *delivery) transaction(s *session) bool {
 			d.succeed(i, s.relay, "250 "+maillog.OneLine(r.StatusText))
 		} else if se, ok := refused[rcpt]; ok {
 			d.outcome([]int{i}, replyError(s.namaddr, s.relay, se, "end of DATA command"))
+			if se.Code == 421 {
+				healthy = false
+			}
 		} else {
 			healthy = false
 			d.keep(i, s.ioError(err, where))
@@ -151,10 +157,28 @@ func (d *delivery) transaction(s *session) bool {
 // refused returns the error of a command the server refused; when the
 // connection broke instead, every recipient still pending keeps that
 // error and ok is false: the transaction, and the session, are over.
+//
+// So they are after a 421, whatever the command: the server is closing
+// the connection (RFC 5321, section 3.8), and with PIPELINING the
+// replies still to read would only say "lost connection". The 421 is
+// kept for every pending recipient that has no reply of its own in this
+// transaction, so that the caller sees the server's code and enhanced
+// code ("421 4.7.28": the sender is throttled, slow down) rather than an
+// I/O error. Postfix has no case for 421 there: it sends RSET and finds
+// the connection gone, or caches the session if a server that said 421
+// answers; mailtee closes it whatever the server does.
 func (d *delivery) refused(s *session, err error, command, where string) (e *Error, ok bool) {
 	e, broken := s.failure(err, command, where)
 	if broken {
 		d.keepAll(e)
+		return nil, false
+	}
+	if e.Code == 421 {
+		for _, i := range d.pending {
+			if !d.here[i] {
+				d.keep(i, e)
+			}
+		}
 		return nil, false
 	}
 	return e, true
@@ -169,18 +193,34 @@ const afterDot = "sending end of data -- message may be sent more than once"
 // and the session is not to be used again.
 func (d *delivery) sendBody(s *session, w io.Writer, body io.Reader) bool {
 	src := &ContentReader{R: body}
+	// The deadline is set under Shape, so that a bandwidth limit's
+	// waiting does not count against the server.
+	nw := &deadlineWriter{w: w, conn: s.conn, d: s.cl.CommandTimeout}
+	var dst io.Writer = nw
+	if d.policy.Shape != nil {
+		dst = d.policy.Shape(d.ctx, dst)
+	}
 	buf := copyBufs.Get().(*[]byte)
-	_, err := io.CopyBuffer(&deadlineWriter{w: w, conn: s.conn, d: s.cl.CommandTimeout}, src, *buf)
+	_, err := io.CopyBuffer(dst, src, *buf)
 	copyBufs.Put(buf)
 	if err == nil {
 		return true
 	}
-	if src.Err != nil {
-		// Closing without the final dot makes the server drop the
-		// message.
+	switch {
+	case src.Err != nil:
 		d.keepAll(tempf("none", "4.3.0", "error reading message %s: %v", d.msg.ID, src.Err))
-	} else {
+	case nw.err == nil && d.ctx.Err() != nil:
+		d.keepAll(tempf("none", "4.4.7", "delivery interrupted: %v", d.ctx.Err()))
+	case nw.err == nil:
+		// Shape failed, not the server.
+		d.keepAll(tempf("none", "4.3.0", "error sending message %s through the delivery policy's bandwidth limit: %v", d.msg.ID, err))
+	default:
 		d.keepAll(s.ioError(err, "sending message body"))
+	}
+	if src.Err != nil || nw.err == nil {
+		// Closing without the final dot makes the server drop the
+		// message; a QUIT now would only be more message content.
+		s.raw.Close()
 	}
 	return false
 }

@@ -78,6 +78,8 @@ func stageFindings(cfg *config.Config, mf *mastercf.File, opened map[string]maps
 			out.Warnf(cfg.File, set.Line, "setgid_group: %v: only root can submit with mailtee sendmail until the group exists (groupadd --system %s)", err, cfg.Get("setgid_group"))
 		}
 	}
+	_, pd := pacingTransports(cfg, mf)
+	out = append(out, pd...)
 	return append(out, transportFindings(cfg, mf, opened)...)
 }
 

@@ -242,7 +242,6 @@ func TestDistroConfigurations(t *testing.T) {
 			"warning biff",
 			"warning delay_warning_time",
 			"warning disable_vrfy_command",
-			"warning lmtp_destination_recipient_limit",
 			"warning lmtp_tls_mandatory_protocols",
 			"warning lmtp_tls_protocols",
 			"warning milter_default_action",

@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"github.com/mailtee/mailtee/internal/pace"
 	"net"
 	"net/netip"
 	"os"
@@ -34,6 +35,7 @@ type runtime struct {
 	local   *local.Local
 	cleanup *cleanup.Cleanup
 	policy  *smtpd.Policy
+	pacing  map[string]pace.Transport // by transport (pacing.go)
 }
 
 // newRuntime opens the tables of cfg and builds routing, local delivery,
@@ -56,12 +58,14 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	if err != nil {
 		return nil, err
 	}
+	pacing, _ := pacingTransports(cfg, s.mf) // Check reported bad values
 	return &runtime{
 		cfg:     cfg,
 		router:  routerFor(cfg, t),
 		local:   lda,
 		cleanup: cl,
 		policy:  policyFor(cfg, t),
+		pacing:  pacing,
 	}, nil
 }
 

@@ -188,6 +188,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 			return s.rt.Load().router.Route(ctx, rcpt)
 		},
 		Deliver: manager.Deliver,
+		Pacer:   s.pacer(cfg, resolver),
 		Bounce:  notifier.Bounce,
 		Events:  qmgr.Events{Log: s.log},
 		Log:     s.log.Slog(),

@@ -584,6 +584,8 @@ func (s *Server) smtpClient(cfg *config.Config, resolver *dnsresolve.Resolver) *
 		CommandTimeout: min(mustDuration(cfg, "smtp_helo_timeout"), mustDuration(cfg, "smtp_mail_timeout"), mustDuration(cfg, "smtp_rcpt_timeout")),
 		Resolver:       resolver,
 		MaxIdle:        5 * time.Second,
+		MaxReuse:       mustInt(cfg, "smtp_connection_reuse_count_limit"),
+		MaxLifetime:    mustDuration(cfg, "smtp_connection_reuse_time_limit"),
 		Log:            s.log.Slog().With("component", "smtp"),
 	}
 }
@@ -594,4 +596,5 @@ var clientParams = map[string]bool{
 	"smtp_helo_name": true, "myhostname": true, "smtp_tls_security_level": true,
 	"smtp_bind_address": true, "smtp_bind_address6": true, "smtp_tcp_port": true,
 	"smtp_connect_timeout": true, "smtp_helo_timeout": true, "smtp_mail_timeout": true, "smtp_rcpt_timeout": true,
+	"smtp_connection_reuse_count_limit": true, "smtp_connection_reuse_time_limit": true,
 }

@@ -1,7 +1,8 @@
 // Package pflist reads the syntax of Postfix's list-valued parameters,
 // shared by the configuration (which checks values) and the tables (which
 // match them): splitting a list, telling a type:table element from a
-// domain or file, and reading a network element of mynetworks.
+// domain or file, reading a network element of mynetworks, and time
+// values.
 package pflist
 
 import (

@@ -43,6 +43,9 @@ type Outcome struct {
 	// (case-folded) is not added again, so copies of copies end. With an
 	// Err, Add is ignored: the retry makes the copies.
 	Add []envelope.Rcpt
+	// RetryAt, with a temporary Err, is when to try again instead of
+	// after the backoff (a Pacer sets it for a throttling reply).
+	RetryAt time.Time
 	// Setup is the part of the attempt the agent spent before it could
 	// transmit: DNS, connect, greeting, EHLO, TLS (Postfix's delays=c).
 	// Zero on a cached connection and for local deliveries.
@@ -105,6 +108,8 @@ type Options struct {
 	// the recipients of each notification as soon as it is queued; the
 	// message is removed once Bounce returns nil.
 	Bounce func(ctx context.Context, m *Message, failed []int, notified func([]int) error) error
+	// Pacer, when set, paces deliveries (pacer.go).
+	Pacer Pacer
 
 	Events Events
 	Log    *slog.Logger
@@ -144,6 +149,9 @@ type entry struct {
 	rcpts   int       // pending recipients when its pass began (counted in actRcpt)
 	index   int       // in the heap, -1 when not there
 	removed bool
+	// later holds the recipients the pacer held back, until when: in
+	// memory only (after a restart they are simply due).
+	later map[int]time.Time
 	// announced: qmgr's "from=<...>, size=N, nrcpt=N (queue active)" is
 	// logged for this stay in the active set. Postfix logs it each time
 	// a message becomes active: when it arrives, at each retry of a
@@ -429,7 +437,8 @@ func (q *Queue) scheduleLocked(e *entry, t time.Time) {
 }
 
 // process delivers every due recipient of one message, grouped by next
-// hop, then records the results and decides what comes next.
+// hop (and by the pacer's recipient limit), then records the results and
+// decides what comes next.
 func (q *Queue) process(e *entry) {
 	defer q.wg.Done()
 	m := e.m
@@ -449,6 +458,12 @@ func (q *Queue) process(e *entry) {
 		if r.Status != Pending || r.next > now.Unix() {
 			continue
 		}
+		q.mu.Lock()
+		held := e.heldBack(i, now)
+		q.mu.Unlock()
+		if held {
+			continue
+		}
 		hop, err := q.o.Route(ctx, r.Addr)
 		if err != nil {
 			t := time.Now()
@@ -460,55 +475,123 @@ func (q *Queue) process(e *entry) {
 		}
 		groups[hop] = append(groups[hop], i)
 	}
-	var wg sync.WaitGroup
-	p := &pass{e: e, left: len(order), done: make(chan struct{})}
+	type job struct {
+		plan  Plan
+		rcpts []int
+	}
+	var jobs []job
 	for _, hop := range order {
-		rcpts := groups[hop]
+		plan := Plan{Hop: hop}
+		if q.o.Pacer != nil {
+			plan = q.o.Pacer.Plan(ctx, hop)
+			plan.Hop = hop
+		}
+		for _, c := range chunks(groups[hop], plan.RecipientLimit) {
+			jobs = append(jobs, job{plan, c})
+		}
+	}
+	var wg sync.WaitGroup
+	p := &pass{e: e, left: len(jobs), done: make(chan struct{})}
+	for _, j := range jobs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem := q.hopSlot(hop)
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				q.recordGroup(p, nil, nil)
-				return
-			}
-			start := time.Now()
-			outs, skipped := q.suspendedOutcomes(hop, len(rcpts))
-			if !skipped {
-				outs = q.o.Deliver(ctx, m, hop, rcpts)
-				q.noteSite(hop, outs)
-			}
-			end := time.Now()
-			<-sem
-			res := make([]Outcome, len(rcpts))
-			recs := make([]record, len(rcpts))
-			var adds []envelope.Rcpt
-			for k, i := range rcpts {
-				res[k] = Outcome{Err: errors.New("no result from delivery agent")}
-				if k < len(outs) {
-					res[k] = outs[k]
-				}
-				res[k].Delays = delays(m.Env.Arrival, now, start, end, res[k].Setup)
-				recs[k] = q.outcome(m, i, res[k])
-				// A bounced recipient may have reached some mailboxes
-				// (an alias whose one member failed for good): their
-				// copies are owed as the delivered ones' are. A
-				// deferred one makes them at its retry.
-				if res[k].Err == nil || IsPermanent(res[k].Err) {
-					adds = append(adds, res[k].Add...)
-				}
-			}
-			q.recordGroup(p, recs, adds, func() {
-				for k, i := range rcpts {
-					q.logged(m, i, hop, res[k], recs[k])
-				}
-			})
+			q.deliverGroup(ctx, p, j.plan, j.rcpts, now)
 		}()
 	}
 	wg.Wait()
-	q.finish(e, p.adds)
+	q.finish(e, p.adds, p.attempted)
+}
+
+// deliverGroup delivers rcpts of p's message, all bound for plan.Hop,
+// within the destination's concurrency and the pacer's limits, and
+// records what came back. active is when the pass began.
+func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []int, active time.Time) {
+	m, hop := p.e.m, plan.Hop
+	var adm Admission
+	var res []Outcome // the outcomes of idx, filled below
+	var idx []int
+	if q.o.Pacer != nil {
+		adm = q.o.Pacer.Admit(ctx, plan, m, rcpts)
+		rcpts = adm.Now
+		// A recipient held back once the message's lifetime is over
+		// expires, with the pacer's reason; the others wait without a
+		// trace, at most until the lifetime ends.
+		var wait []Postponed
+		end := m.Env.Arrival.Add(q.lifetime(m))
+		for _, l := range adm.Later {
+			if t := time.Now(); !t.Before(end) {
+				idx = append(idx, l.Rcpt)
+				res = append(res, Outcome{Err: postponedError{l.Why}, Relay: "none", Delays: delays(m.Env.Arrival, active, t, t, 0)})
+				continue
+			}
+			if l.At.After(end) {
+				l.At = end
+			}
+			wait = append(wait, l)
+		}
+		q.mu.Lock()
+		p.e.postpone(wait)
+		q.mu.Unlock()
+	}
+	dctx := ctx
+	if adm.Ctx != nil {
+		dctx = adm.Ctx
+	}
+	if len(rcpts) > 0 {
+		sem := q.slot(plan)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			if adm.Done != nil {
+				adm.Done(nil)
+			}
+			q.recordGroup(p, nil, nil)
+			return
+		}
+		start := time.Now()
+		outs, skipped := q.suspendedOutcomes(hop, len(rcpts))
+		if !skipped {
+			outs = q.o.Deliver(dctx, m, hop, rcpts)
+			q.noteSite(hop, outs)
+		}
+		end := time.Now()
+		<-sem
+		got := make([]Outcome, len(rcpts))
+		for k := range rcpts {
+			got[k] = Outcome{Err: errors.New("no result from delivery agent")}
+			if k < len(outs) {
+				got[k] = outs[k]
+			}
+			got[k].Delays = delays(m.Env.Arrival, active, start, end, got[k].Setup)
+		}
+		if adm.Done != nil {
+			adm.Done(got)
+		}
+		q.mu.Lock()
+		p.attempted = true
+		q.mu.Unlock()
+		idx, res = append(idx, rcpts...), append(res, got...)
+	} else if adm.Done != nil {
+		adm.Done(nil)
+	}
+	recs := make([]record, len(idx))
+	var adds []envelope.Rcpt
+	for k, i := range idx {
+		recs[k] = q.outcome(m, i, res[k])
+		// A bounced recipient may have reached some mailboxes (an
+		// alias whose one member failed for good): their copies are
+		// owed as the delivered ones' are. A deferred one makes them
+		// at its retry.
+		if res[k].Err == nil || IsPermanent(res[k].Err) {
+			adds = append(adds, res[k].Add...)
+		}
+	}
+	q.recordGroup(p, recs, adds, func() {
+		for k, i := range idx {
+			q.logged(m, i, hop, res[k], recs[k])
+		}
+	})
 }
 
 // recordGrace is how long the results of one next hop wait for those of
@@ -529,6 +612,9 @@ type pass struct {
 	// the message when the pass is over: until then its groups read
 	// m.Rcpts without the lock.
 	adds []record
+	// attempted: some group delivered (rather than every recipient
+	// being held back by the pacer).
+	attempted bool
 }
 
 type groupRecs struct {
@@ -716,16 +802,24 @@ func (q *Queue) noteSite(hop envelope.Hop, outs []Outcome) {
 	q.mu.Unlock()
 }
 
-func (q *Queue) hopSlot(h envelope.Hop) chan struct{} {
+// slot is the semaphore of plan's destination: its key (the next hop
+// unless the pacer grouped it with others) and its concurrency.
+func (q *Queue) slot(plan Plan) chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	k := h.String()
+	k := plan.Key
+	if k == "" {
+		k = plan.Hop.String()
+	}
 	s, ok := q.hops[k]
 	if !ok {
-		n := q.o.DestConcurrency
-		if q.o.Concurrency != nil {
-			if c := q.o.Concurrency(h.Transport); c > 0 {
-				n = c
+		n := plan.Concurrency
+		if n <= 0 {
+			n = q.o.DestConcurrency
+			if q.o.Concurrency != nil {
+				if c := q.o.Concurrency(plan.Hop.Transport); c > 0 {
+					n = c
+				}
 			}
 		}
 		s = make(chan struct{}, n)
@@ -766,6 +860,11 @@ func (q *Queue) outcome(m *Message, i int, o Outcome) record {
 		}
 		rec.Op = "deferred"
 		rec.Next = now.Add(q.backoff(int(r.Attempts) + 1)).Unix()
+		if o.RetryAt.After(now) {
+			// The pacer's time (a throttled destination's
+			// suspension), rounded up to the state's seconds.
+			rec.Next = o.RetryAt.Add(time.Second - 1).Unix()
+		}
 	}
 	if rec.DSN == "" {
 		rec.DSN = DSN(o.Err)
@@ -850,7 +949,7 @@ func DSN(err error) string {
 // added the recipients of adds. The entry stays busy until it is
 // rescheduled or removed, so that a flush or release meanwhile cannot
 // start a second pass (and a second bounce).
-func (q *Queue) finish(e *entry, adds []record) {
+func (q *Queue) finish(e *entry, adds []record, attempted bool) {
 	m := e.m
 	q.mu.Lock()
 	m.applyAdds(adds)
@@ -877,13 +976,14 @@ func (q *Queue) finish(e *entry, adds []record) {
 		e.busy = false
 		if !e.removed {
 			// A retry is a new stay in the active set; a pass for
-			// copies just added (never tried) is not.
+			// copies just added (never tried) is not, nor one whose
+			// recipients the pacer all held back.
 			for _, r := range m.Rcpts {
-				if r.Status == Pending && r.Attempts > 0 {
+				if r.Status == Pending && r.Attempts > 0 && attempted {
 					e.announced = false
 				}
 			}
-			q.scheduleLocked(e, q.nextDue(m))
+			q.scheduleLocked(e, q.due(e))
 		}
 		q.mu.Unlock()
 		q.poke()

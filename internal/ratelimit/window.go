@@ -1,8 +1,3 @@
-// Package ratelimit holds the rate limits mailtee's delivery keeps
-// per destination and per mailbox: sliding windows ("at most N in any
-// INTERVAL"), suspensions with backoff, and a byte rate for bandwidth.
-// It knows nothing of SMTP or of providers; internal/pace applies it to
-// deliveries.
 package ratelimit
 
 import (
@@ -11,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/pflist"
 )
 
 // Window is one sliding window: at most N events in any span of Per.
@@ -37,7 +32,7 @@ func ParseWindows(s string) ([]Window, error) {
 		return nil, nil
 	}
 	var out []Window
-	for _, el := range config.SplitList(s) {
+	for _, el := range pflist.Split(s) {
 		n, per, ok := strings.Cut(el, "/")
 		if !ok {
 			return nil, fmt.Errorf("bad rate %q: expected N/INTERVAL, such as 60/1m", el)
@@ -49,7 +44,7 @@ func ParseWindows(s string) ([]Window, error) {
 		if per != "" && (per[0] < '0' || per[0] > '9') && len(per) == 1 {
 			per = "1" + per
 		}
-		d, err := config.ParseDuration(per, 's')
+		d, err := pflist.ParseTime(per, 's')
 		if err != nil {
 			return nil, fmt.Errorf("bad rate %q: %v", el, err)
 		}

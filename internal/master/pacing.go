@@ -1,0 +1,138 @@
+package master
+
+import (
+	"fmt"
+	"github.com/mailtee/mailtee/internal/dnsresolve"
+	"strconv"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/mastercf"
+	"github.com/mailtee/mailtee/internal/pace"
+	"github.com/mailtee/mailtee/internal/provider"
+	"github.com/mailtee/mailtee/internal/ratelimit"
+)
+
+// pacedPrograms are the delivery programs whose transports are paced:
+// the SMTP and LMTP clients. local(8)'s rate delay and recipient limit
+// stay Postfix's business (README: local delivery is per domain here).
+var pacedPrograms = map[string]bool{"smtp": true, "lmtp": true}
+
+// pacingTransports are the pacing parameters of every SMTP and LMTP
+// transport (smtp, relay, lmtp and master.cf's services of those
+// programs, with their -o overrides), for internal/pace; a bad value is
+// a finding under its parameter. Check and serve both call it.
+func pacingTransports(cfg *config.Config, mf *mastercf.File) (map[string]pace.Transport, diag.List) {
+	out := map[string]pace.Transport{}
+	var d diag.List
+	add := func(name, program string, sc *config.Config) {
+		t, errs := transportPacing(sc, name, program)
+		for _, e := range errs {
+			d.Errorf(cfg.File, settingLine(sc, e.param), "%s", e.msg)
+		}
+		out[name] = t
+	}
+	if mf == nil {
+		for name, program := range map[string]string{"smtp": "smtp", "relay": "smtp", "lmtp": "lmtp"} {
+			add(name, program, cfg)
+		}
+		return out, d
+	}
+	for i := range mf.Services {
+		s := &mf.Services[i]
+		if runsAgent(s) && pacedPrograms[s.Program()] {
+			add(s.Name, s.Program(), serviceConfig(cfg, s))
+		}
+	}
+	return out, d
+}
+
+type pacingError struct{ param, msg string }
+
+// transportPacing reads one transport's parameters: TRANSPORT_X when
+// main.cf (or an -o) sets it, else default_X, as Postfix's per-transport
+// parameters default to the global one.
+func transportPacing(cfg *config.Config, name, program string) (pace.Transport, []pacingError) {
+	var errs []pacingError
+	t := pace.Transport{SMTP: program == "smtp"}
+	param := func(suffix string, f pace.Field) (string, string) {
+		n := name + suffix
+		if _, ok := cfg.Set(n); ok {
+			t.Explicit |= f
+			return n, cfg.Get(n)
+		}
+		g := "default" + suffix
+		if _, ok := cfg.Set(g); ok {
+			t.Explicit |= f
+		}
+		return g, cfg.Get(g)
+	}
+	count := func(suffix string, f pace.Field) int {
+		n, v := param(suffix, f)
+		i, err := strconv.Atoi(v)
+		if err != nil || i < 0 {
+			errs = append(errs, pacingError{n, fmt.Sprintf("%s = %s: expected a whole number of 0 or more", n, v)})
+		}
+		return i
+	}
+	windows := func(suffix string, f pace.Field) []ratelimit.Window {
+		n, v := param(suffix, f)
+		ws, err := ratelimit.ParseWindows(v)
+		if err != nil {
+			errs = append(errs, pacingError{n, fmt.Sprintf("%s = %s: %v", n, v, err)})
+		}
+		return ws
+	}
+	l := &t.Limits
+	l.Concurrency = count("_destination_concurrency_limit", pace.Concurrency)
+	l.RecipientLimit = count("_destination_recipient_limit", pace.RecipientLimit)
+	if n, v := param("_destination_rate_delay", pace.RateDelay); v != "" {
+		dl, err := config.ParseDuration(v, 's')
+		if err != nil {
+			errs = append(errs, pacingError{n, fmt.Sprintf("%s = %s: %v", n, v, err)})
+		}
+		l.RateDelay = dl
+	}
+	l.RecipientRate = windows("_recipient_rate_limit", pace.RecipientRate)
+	l.DestinationRate = windows("_destination_rate_limit", pace.DestinationRate)
+	l.Bandwidth = int64(count("_destination_bandwidth_limit", pace.Bandwidth))
+	// The client enforces smtp_connection_reuse_count_limit itself
+	// (deliver.Client.MaxReuse); set, it keeps the profile's messages
+	// per connection away.
+	if _, ok := cfg.Set(program + "_connection_reuse_count_limit"); ok {
+		t.Explicit |= pace.ReuseCount
+	}
+	// A profile requires TLS unless the client's level says none: an
+	// administrator who wrote none means it; Debian's stock "may" is
+	// raised to encrypt for a provider that always offers TLS.
+	if lvl := cfg.Get(program + "_tls_security_level"); lvl == "none" {
+		t.Explicit |= pace.TLSLevel
+	}
+	n, v := param("_destination_profile", 0)
+	if _, ok := provider.Lookup(v); !ok && v != "auto" && v != "none" {
+		errs = append(errs, pacingError{n, fmt.Sprintf("%s = %s: expected auto, none or one of %v", n, v, provider.Names())})
+	}
+	t.Profile = v
+	return t, errs
+}
+
+// pacer is the queue's pacer: the transports' pacing in force (a
+// reload changes it), destinations grouped by receiving site through
+// MX lookups, suspensions logged as the queue manager's warnings.
+func (s *Server) pacer(cfg *config.Config, resolver *dnsresolve.Resolver) *pace.Pacer {
+	rollup := &provider.Rollup{Lookup: resolver.MXHosts}
+	return pace.New(pace.Options{
+		Transport: func(name string) (pace.Transport, bool) {
+			t, ok := s.rt.Load().pacing[name]
+			return t, ok
+		},
+		Site: rollup.Site,
+		// A throttling reply suspends for a minute at first (Google
+		// asks to "try again later"), less when minimal_backoff_time
+		// is shorter, doubling up to maximal_backoff_time.
+		MinSuspend: min(time.Minute, mustDuration(cfg, "minimal_backoff_time")),
+		MaxSuspend: mustDuration(cfg, "maximal_backoff_time"),
+		Warn:       func(format string, args ...any) { s.log.Printf("qmgr", "warning: "+format, args...) },
+	})
+}

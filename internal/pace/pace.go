@@ -1,0 +1,383 @@
+// Package pace paces mailtee's deliveries the way receiving providers
+// accept mail: it is the queue's Pacer (internal/queue/pacer.go).
+//
+// Per transport it applies Postfix's TRANSPORT_destination_rate_delay
+// (one delivery at a time, and the delay between the end of one and the
+// start of the next, as src/qmgr/qmgr_entry.c does with
+// qmgr_queue_suspend; per recipient when the recipient limit is 1),
+// TRANSPORT_destination_concurrency_limit and
+// TRANSPORT_destination_recipient_limit, and mailtee's own
+// TRANSPORT_recipient_rate_limit (per mailbox at the destination),
+// TRANSPORT_destination_rate_limit (per receiving site),
+// TRANSPORT_destination_bandwidth_limit and
+// TRANSPORT_destination_profile.
+//
+// Destinations are grouped by the site that receives them
+// (provider.Rollup): every domain whose MX hosts are Google's is one
+// destination. Throttling replies (provider.Classify) suspend the site
+// or the mailbox they limit, with backoff, and never bounce: a 5xx that
+// only says "too many" (Microsoft's 550 5.2.122) is made temporary.
+package pace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/provider"
+	"github.com/mailtee/mailtee/internal/queue"
+	"github.com/mailtee/mailtee/internal/ratelimit"
+)
+
+// Limits are one transport's pacing parameters, or a profile's.
+type Limits struct {
+	Concurrency    int           // TRANSPORT_destination_concurrency_limit
+	RecipientLimit int           // TRANSPORT_destination_recipient_limit
+	RateDelay      time.Duration // TRANSPORT_destination_rate_delay
+	// MessagesPerConnection caps a connection's messages (a profile's;
+	// main.cf's smtp_connection_reuse_count_limit is the client's own,
+	// deliver.Client.MaxReuse); 0: no cap.
+	MessagesPerConnection int
+	RecipientRate         []ratelimit.Window
+	DestinationRate       []ratelimit.Window
+	Bandwidth             int64  // bytes per second; 0: none
+	TLSLevel              string // "encrypt" to require TLS; "": the client's level
+}
+
+// Field names a Limits field, for Transport.Explicit.
+type Field uint
+
+const (
+	Concurrency Field = 1 << iota
+	RecipientLimit
+	RateDelay
+	ReuseCount
+	RecipientRate
+	DestinationRate
+	Bandwidth
+	TLSLevel
+)
+
+// Transport is how one transport is paced.
+type Transport struct {
+	// Profile is TRANSPORT_destination_profile: "google",
+	// "microsoft365", "none", or "auto" (the profile of the site the
+	// destination's MX hosts belong to, if any).
+	Profile string
+	// SMTP says the transport delivers over SMTP: only then are
+	// destinations grouped by receiving site and profiles applied.
+	SMTP bool
+	// Limits are main.cf's values, Postfix's defaults included.
+	Limits Limits
+	// Explicit are the fields main.cf or master.cf set: a profile
+	// changes only the others.
+	Explicit Field
+}
+
+// with returns t's limits under profile p: p's values where main.cf
+// left the parameter at its default. A profile only tightens: a
+// default that is already stricter stays.
+func (t Transport) with(p provider.Profile) Limits {
+	l := t.Limits
+	free := func(f Field) bool { return t.Explicit&f == 0 } // left at its default
+	if free(Concurrency) && p.Concurrency > 0 && (l.Concurrency <= 0 || p.Concurrency < l.Concurrency) {
+		l.Concurrency = p.Concurrency
+	}
+	if free(RecipientLimit) && p.RecipientLimit > 0 && (l.RecipientLimit <= 0 || p.RecipientLimit < l.RecipientLimit) {
+		l.RecipientLimit = p.RecipientLimit
+	}
+	if free(ReuseCount) && p.MessagesPerConnection > 0 {
+		l.MessagesPerConnection = p.MessagesPerConnection
+	}
+	if free(RecipientRate) && l.RecipientRate == nil {
+		l.RecipientRate = p.RecipientRate
+	}
+	if free(DestinationRate) && l.DestinationRate == nil {
+		l.DestinationRate = p.DestinationRate
+	}
+	if free(TLSLevel) && p.TLSLevel != "" {
+		l.TLSLevel = p.TLSLevel
+	}
+	return l
+}
+
+// Options configure a Pacer.
+type Options struct {
+	// Transport returns a transport's pacing (the configuration in
+	// force: a reload changes it); ok false leaves it unpaced.
+	Transport func(name string) (t Transport, ok bool)
+	// Site finds the receiving site of an SMTP next hop (MX rollup);
+	// nil groups nothing.
+	Site func(ctx context.Context, transport, nexthop string) provider.Site
+	// MinSuspend and MaxSuspend bound the suspension a throttling reply
+	// starts, doubling while the throttling goes on (1m and
+	// maximal_backoff_time by default).
+	MinSuspend, MaxSuspend time.Duration
+	// Warn logs a suspension, as the queue manager's warning lines.
+	Warn func(format string, args ...any)
+}
+
+// Pacer is the queue's Pacer.
+type Pacer struct {
+	mu   sync.Mutex
+	o    Options
+	lims map[string]*ratelimit.Limiter // by limiterKey
+	bw   map[string]*ratelimit.Bucket  // by destination key
+	site *ratelimit.Suspender          // throttled destinations
+	box  *ratelimit.Suspender          // throttled mailboxes
+}
+
+var _ queue.Pacer = (*Pacer)(nil)
+
+// New returns a Pacer for o.
+func New(o Options) *Pacer {
+	if o.MinSuspend <= 0 {
+		o.MinSuspend = time.Minute
+	}
+	if o.MaxSuspend < o.MinSuspend {
+		o.MaxSuspend = max(4000*time.Second, o.MinSuspend)
+	}
+	return &Pacer{o: o, lims: map[string]*ratelimit.Limiter{}, bw: map[string]*ratelimit.Bucket{},
+		site: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend), box: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend)}
+}
+
+// dest is the Plan's Data: one destination under its limits.
+type dest struct {
+	key     string // transport and receiving site (or next hop)
+	lim     Limits
+	profile string // the profile applied, "" for none
+}
+
+// Plan groups hop with the other next hops of its receiving site and
+// says its concurrency and recipient limit.
+func (p *Pacer) Plan(ctx context.Context, hop envelope.Hop) queue.Plan {
+	t, ok := p.o.Transport(hop.Transport)
+	if !ok {
+		return queue.Plan{}
+	}
+	d := &dest{key: hop.Transport + ":" + hop.Nexthop, lim: t.Limits}
+	if t.SMTP && t.Profile != "none" && p.o.Site != nil {
+		s := p.o.Site(ctx, hop.Transport, hop.Nexthop)
+		if s.Key != "" {
+			d.key = hop.Transport + ":" + s.Key
+		}
+		name := t.Profile
+		if name == "auto" {
+			name = s.Provider
+		}
+		if prof, ok := provider.Lookup(name); ok {
+			d.lim, d.profile = t.with(prof), prof.Name
+		}
+	}
+	plan := queue.Plan{Key: d.key, Concurrency: d.lim.Concurrency, RecipientLimit: d.lim.RecipientLimit, Data: d}
+	if d.lim.RateDelay > 0 {
+		plan.Concurrency = 1 // as Postfix: a rate-limited queue has a window of 1
+	}
+	return plan
+}
+
+// limiter returns the shared limiter for windows ws of a kind ("box",
+// "site", "delay"); destinations under the same windows share one, keyed
+// by destination inside.
+func (p *Pacer) limiter(kind string, ws []ratelimit.Window) *ratelimit.Limiter {
+	k := kind + " " + ratelimit.FormatWindows(ws)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, ok := p.lims[k]
+	if !ok {
+		l = ratelimit.New(ws)
+		p.lims[k] = l
+	}
+	return l
+}
+
+func (p *Pacer) bucket(key string, rate int64) *ratelimit.Bucket {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := fmt.Sprintf("%s %d", key, rate)
+	b, ok := p.bw[k]
+	if !ok {
+		b = ratelimit.NewBucket(rate)
+		p.bw[k] = b
+	}
+	return b
+}
+
+// Admit takes the rate tokens of the recipients that may go now and
+// holds back the others until their mailbox, their site or the rate
+// delay allows them.
+func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rcpts []int) queue.Admission {
+	d, _ := plan.Data.(*dest)
+	if d == nil {
+		return queue.Admission{Now: rcpts}
+	}
+	now := time.Now()
+	var adm queue.Admission
+	hold := func(i int, at time.Time, why string) {
+		adm.Later = append(adm.Later, queue.Postponed{Rcpt: i, At: at, Why: why})
+	}
+	if until, reason, ok := p.site.Until(d.key, now); ok {
+		for _, i := range rcpts {
+			hold(i, until, "destination throttled: "+reason)
+		}
+		return adm
+	}
+	// The rate delay is per delivery: per recipient when the recipient
+	// limit is 1 (Postfix's per-recipient queue), else per destination.
+	var delay *ratelimit.Token
+	if d.lim.RateDelay > 0 {
+		key := d.key
+		if d.lim.RecipientLimit == 1 && len(rcpts) == 1 {
+			key += "|" + strings.ToLower(m.Rcpts[rcpts[0]].Addr)
+		}
+		tok, at := p.limiter("delay", []ratelimit.Window{{N: 1, Per: d.lim.RateDelay}}).Take(key, now)
+		if tok == nil {
+			for _, i := range rcpts {
+				hold(i, at, "rate delay")
+			}
+			return adm
+		}
+		delay = tok
+	}
+	boxes := p.limiter("box", d.lim.RecipientRate)
+	sites := p.limiter("site", d.lim.DestinationRate)
+	var toks [][2]*ratelimit.Token
+	for _, i := range rcpts {
+		mbox := d.key + "|" + strings.ToLower(m.Rcpts[i].Addr)
+		if until, reason, ok := p.box.Until(mbox, now); ok {
+			hold(i, until, "mailbox throttled: "+reason)
+			continue
+		}
+		bt, at := boxes.Take(mbox, now)
+		if bt == nil {
+			hold(i, at, "recipient rate limit")
+			continue
+		}
+		st, at := sites.Take(d.key, now)
+		if st == nil {
+			bt.Cancel()
+			hold(i, at, "destination rate limit")
+			continue
+		}
+		adm.Now = append(adm.Now, i)
+		toks = append(toks, [2]*ratelimit.Token{bt, st})
+	}
+	if len(adm.Now) == 0 && delay != nil {
+		delay.Cancel()
+		delay = nil
+	}
+	pol := deliver.Policy{TLSLevel: d.lim.TLSLevel, MaxReuse: d.lim.MessagesPerConnection}
+	if d.lim.Bandwidth > 0 {
+		pol.Shape = p.bucket(d.key, d.lim.Bandwidth).Writer
+	}
+	adm.Ctx = deliver.WithPolicy(ctx, pol)
+	now2 := adm.Now
+	adm.Done = func(outs []queue.Outcome) {
+		p.done(d, m, now2, toks, delay, outs)
+	}
+	return adm
+}
+
+// done settles the tokens of a delivery and learns from its replies.
+func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, toks [][2]*ratelimit.Token, delay *ratelimit.Token, outs []queue.Outcome) {
+	end := time.Now()
+	if outs == nil {
+		for _, t := range toks {
+			t[0].Cancel()
+			t[1].Cancel()
+		}
+		if delay != nil {
+			delay.Cancel()
+		}
+		return
+	}
+	if delay != nil {
+		delay.Done(end) // Postfix waits after every delivery, whatever its outcome
+	}
+	siteThrottled := false
+	for k, i := range rcpts {
+		o := &outs[k]
+		mbox := d.key + "|" + strings.ToLower(m.Rcpts[i].Addr)
+		if reached(o.Err) {
+			toks[k][0].Done(end)
+			toks[k][1].Done(end)
+		} else {
+			toks[k][0].Cancel()
+			toks[k][1].Cancel()
+		}
+		if o.Err == nil {
+			p.box.Clear(mbox)
+			continue
+		}
+		var de *deliver.Error
+		if !errors.As(o.Err, &de) {
+			continue
+		}
+		switch provider.Classify(de.Code, de.Enhanced, de.Text) {
+		case provider.Destination:
+			if !siteThrottled {
+				until := p.site.Suspend(d.key, de.Text, end)
+				p.warn("%s: deliveries suspended until %s: %s", d.key, until.Format(time.TimeOnly), de.Text)
+				siteThrottled = true
+			}
+			until, _, _ := p.site.Until(d.key, end)
+			*o = throttledOutcome(*o, de, until)
+		case provider.Mailbox:
+			until := p.box.Suspend(mbox, de.Text, end)
+			p.warn("%s: deliveries to <%s> suspended until %s: %s", d.key, m.Rcpts[i].Addr, until.Format(time.TimeOnly), de.Text)
+			*o = throttledOutcome(*o, de, until)
+		}
+	}
+	if !siteThrottled {
+		for _, o := range outs {
+			if o.Err == nil {
+				p.site.Clear(d.key)
+				break
+			}
+		}
+	}
+}
+
+func (p *Pacer) warn(format string, args ...any) {
+	if p.o.Warn != nil {
+		p.o.Warn(format, args...)
+	}
+}
+
+// reached says whether a delivery got as far as the remote server: a
+// failure without a reply (no connection) costs the remote nothing.
+func reached(err error) bool {
+	var de *deliver.Error
+	return err == nil || !errors.As(err, &de) || de.Code != 0
+}
+
+// throttledOutcome is o deferred until until: a throttling reply never
+// bounces.
+func throttledOutcome(o queue.Outcome, de *deliver.Error, until time.Time) queue.Outcome {
+	o.Err = &Throttled{Err: de}
+	o.RetryAt = until
+	return o
+}
+
+// Throttled is a throttling reply, temporary whatever its code.
+type Throttled struct{ Err *deliver.Error }
+
+func (t *Throttled) Error() string         { return t.Err.Error() }
+func (t *Throttled) Unwrap() error         { return t.Err }
+func (t *Throttled) IsPermanent() bool     { return false }
+func (t *Throttled) SiteUnavailable() bool { return false }
+
+// EnhancedCode is the reply's, made temporary as Postfix's soft_bounce
+// does (5.2.122 is logged as 4.2.122).
+func (t *Throttled) EnhancedCode() string {
+	c := t.Err.Enhanced
+	if strings.HasPrefix(c, "5.") {
+		c = "4." + c[2:]
+	}
+	return c
+}

@@ -1,0 +1,183 @@
+package pace
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/provider"
+	"github.com/mailtee/mailtee/internal/queue"
+	"github.com/mailtee/mailtee/internal/ratelimit"
+)
+
+// pacerWith paces transport smtp with t; every next hop is Google's.
+func pacerWith(t Transport) (*Pacer, *int) {
+	lookups := 0
+	return New(Options{
+		Transport: func(name string) (Transport, bool) { return t, name == "smtp" },
+		Site: func(ctx context.Context, transport, nexthop string) provider.Site {
+			lookups++
+			return provider.Site{Provider: "google", Key: "google"}
+		},
+		MinSuspend: time.Minute,
+		MaxSuspend: time.Hour,
+	}), &lookups
+}
+
+func msg(rcpts ...string) *queue.Message {
+	env := &envelope.Envelope{From: "a@example.org"}
+	for _, r := range rcpts {
+		env.Rcpts = append(env.Rcpts, envelope.Rcpt{Addr: r})
+	}
+	return queue.NewMemMessage("4AAA", env, []byte("Subject: s\r\n\r\nbody\r\n"))
+}
+
+var smtpHop = envelope.Hop{Transport: "smtp", Nexthop: "students.example"}
+
+func base() Limits { return Limits{Concurrency: 20, RecipientLimit: 50} }
+
+// A profile fills in what main.cf left at its default, and only
+// tightens; what main.cf set stays; "none" looks nothing up.
+func TestPlanProfiles(t *testing.T) {
+	p, _ := pacerWith(Transport{Profile: "auto", SMTP: true, Limits: base()})
+	plan := p.Plan(context.Background(), smtpHop)
+	g, _ := provider.Lookup("google")
+	if plan.Key != "smtp:google" || plan.Concurrency != g.Concurrency || plan.RecipientLimit != min(50, g.RecipientLimit) {
+		t.Errorf("auto on a Google site: %+v, want key smtp:google, the google profile's concurrency %d", plan, g.Concurrency)
+	}
+	d := plan.Data.(*dest)
+	if d.lim.TLSLevel != "encrypt" || len(d.lim.RecipientRate) == 0 {
+		t.Errorf("google profile limits %+v: want TLS required and a per-mailbox rate", d.lim)
+	}
+	l := base()
+	l.Concurrency = 2
+	l.RecipientRate = []ratelimit.Window{{N: 5, Per: 5 * time.Second}}
+	p, _ = pacerWith(Transport{Profile: "google", SMTP: true, Limits: l, Explicit: Concurrency | RecipientRate})
+	d = p.Plan(context.Background(), smtpHop).Data.(*dest)
+	if d.lim.Concurrency != 2 || ratelimit.FormatWindows(d.lim.RecipientRate) != "5/5s" {
+		t.Errorf("main.cf's own values must win over the profile: %+v", d.lim)
+	}
+	p, lookups := pacerWith(Transport{Profile: "none", SMTP: true, Limits: base()})
+	plan = p.Plan(context.Background(), smtpHop)
+	if plan.Key != "smtp:students.example" || plan.Concurrency != 20 || *lookups != 0 {
+		t.Errorf("profile none: %+v after %d site lookups; want the next hop as key, main.cf's limits, no lookup", plan, *lookups)
+	}
+	l = base()
+	l.RateDelay = time.Second
+	p, _ = pacerWith(Transport{Profile: "none", Limits: l})
+	if c := p.Plan(context.Background(), smtpHop).Concurrency; c != 1 {
+		t.Errorf("a rate delay makes the concurrency 1 (Postfix's window), got %d", c)
+	}
+	if plan := p.Plan(context.Background(), envelope.Hop{Transport: "local", Nexthop: "x"}); plan.Data != nil {
+		t.Errorf("an unpaced transport got a plan: %+v", plan)
+	}
+}
+
+// admit runs Admit for the given recipients of m and returns it.
+func admit(p *Pacer, m *queue.Message, rcpts ...int) queue.Admission {
+	plan := p.Plan(context.Background(), smtpHop)
+	return p.Admit(context.Background(), plan, m, rcpts)
+}
+
+func sent(n int) []queue.Outcome { return make([]queue.Outcome, n) }
+
+// The per-mailbox windows hold back what would exceed them, mailbox by
+// mailbox.
+func TestRecipientRate(t *testing.T) {
+	l := base()
+	l.RecipientRate = []ratelimit.Window{{N: 2, Per: time.Hour}}
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l, Explicit: RecipientRate})
+	for k := 0; k < 2; k++ {
+		a := admit(p, msg("busy@students.example"), 0)
+		if len(a.Now) != 1 {
+			t.Fatalf("message %d held back: %+v", k, a.Later)
+		}
+		a.Done(sent(1))
+	}
+	a := admit(p, msg("busy@students.example", "other@students.example"), 0, 1)
+	if len(a.Now) != 1 || a.Now[0] != 1 || len(a.Later) != 1 || a.Later[0].Rcpt != 0 || !a.Later[0].At.After(time.Now().Add(59*time.Minute)) {
+		t.Errorf("third message: now %v, later %+v; want the busy mailbox held an hour, the other sent", a.Now, a.Later)
+	}
+	if a.Later[0].Why != "recipient rate limit" {
+		t.Errorf("why %q", a.Later[0].Why)
+	}
+}
+
+// A failure that never reached the server (no connection) costs the
+// mailbox nothing.
+func TestUnreachedFreesTheSlot(t *testing.T) {
+	l := base()
+	l.RecipientRate = []ratelimit.Window{{N: 1, Per: time.Hour}}
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l})
+	a := admit(p, msg("x@students.example"), 0)
+	a.Done([]queue.Outcome{{Err: &deliver.Error{Text: "connect to ...: Connection refused", Relay: "none", Unreachable: true}}})
+	if a := admit(p, msg("x@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("held back after a failed connection: %+v", a.Later)
+	}
+}
+
+// A site throttle (421 4.7.28) suspends the whole destination, a
+// mailbox throttle (550 5.2.122) that mailbox; neither bounces, and the
+// reply's 5.x.x is logged as 4.x.x.
+func TestThrottlingReplies(t *testing.T) {
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: base()})
+	a := admit(p, msg("u1@students.example", "u2@students.example"), 0, 1)
+	outs := []queue.Outcome{
+		{Err: &deliver.Error{Permanent: true, Code: 550, Enhanced: "5.2.122", Text: "host x said: 550 5.2.122 The recipient has exceeded their limit for the number of messages they can receive per hour"}},
+		{},
+	}
+	a.Done(outs)
+	if queue.IsPermanent(outs[0].Err) || queue.DSN(outs[0].Err) != "4.2.122" || !outs[0].RetryAt.After(time.Now()) {
+		t.Errorf("550 5.2.122: permanent %v, dsn %s, retry %v; want a deferral with 4.2.122 and a retry time", queue.IsPermanent(outs[0].Err), queue.DSN(outs[0].Err), outs[0].RetryAt)
+	}
+	if !strings.Contains(outs[0].Err.Error(), "5.2.122") {
+		t.Errorf("the reply is lost: %v", outs[0].Err)
+	}
+	a = admit(p, msg("u1@students.example", "u3@students.example"), 0, 1)
+	if len(a.Later) != 1 || a.Later[0].Rcpt != 0 || !strings.HasPrefix(a.Later[0].Why, "mailbox throttled") || len(a.Now) != 1 {
+		t.Errorf("after 5.2.122 for u1: now %v later %+v; want u1 held, u3 sent", a.Now, a.Later)
+	}
+	a.Done([]queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Text: "host x said: 421 4.7.28 Our system has detected an unusual rate of unsolicited mail"}}})
+	a = admit(p, msg("u4@students.example"), 0)
+	if len(a.Now) != 0 || len(a.Later) != 1 || !strings.HasPrefix(a.Later[0].Why, "destination throttled") {
+		t.Errorf("after 421 4.7.28: now %v later %+v; want the whole destination held", a.Now, a.Later)
+	}
+	// Another transport's destination is not suspended.
+	p2 := p
+	p2.o.Transport = func(name string) (Transport, bool) {
+		return Transport{Profile: "none", SMTP: true, Limits: base()}, true
+	}
+	other := p2.Plan(context.Background(), envelope.Hop{Transport: "relay", Nexthop: "elsewhere.example"})
+	if a := p2.Admit(context.Background(), other, msg("u5@elsewhere.example"), []int{0}); len(a.Now) != 1 {
+		t.Errorf("another destination held back: %+v", a.Later)
+	}
+}
+
+// Postfix's rate delay: one delivery at a time, and the delay from the
+// end of one to the start of the next; per recipient with a recipient
+// limit of 1.
+func TestRateDelay(t *testing.T) {
+	l := base()
+	l.RateDelay = time.Hour
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l})
+	a := admit(p, msg("u1@students.example"), 0)
+	if len(a.Now) != 1 {
+		t.Fatal("first delivery held back")
+	}
+	if b := admit(p, msg("u2@students.example"), 0); len(b.Now) != 0 || b.Later[0].Why != "rate delay" {
+		t.Errorf("second delivery while the first runs: %+v", b)
+	}
+	a.Done(sent(1))
+	if b := admit(p, msg("u2@students.example"), 0); len(b.Now) != 0 || !b.Later[0].At.After(time.Now().Add(59*time.Minute)) {
+		t.Errorf("second delivery within the delay: %+v", b)
+	}
+	l.RecipientLimit = 1
+	p, _ = pacerWith(Transport{Profile: "none", SMTP: true, Limits: l})
+	admit(p, msg("u1@students.example"), 0)
+	if b := admit(p, msg("u2@students.example"), 0); len(b.Now) != 1 {
+		t.Errorf("with a recipient limit of 1 the delay is per recipient: %+v", b)
+	}
+}
