@@ -457,3 +457,61 @@ func TestPacingRateDelaySharedNextHop(t *testing.T) {
 		},
 	})
 }
+
+// With smtp_destination_recipient_limit = 1 the concurrency limit is per
+// recipient too (postconf(5), default_destination_concurrency_limit:
+// "With a per-destination recipient limit > 1, a destination is a
+// domain, otherwise it is a recipient"; the queue is named
+// recipient@nexthop, qmgr_message.c): with a limit of 1, three
+// recipients of one domain still go at once, each one at a time.
+func TestPacingConcurrencyPerRecipient(t *testing.T) {
+	runPacing(t, pacingScenario{
+		mainCf:    "smtp_destination_concurrency_limit = 1\nsmtp_destination_recipient_limit = 1\n",
+		domains:   []string{"a.example"},
+		sinkDelay: 500 * time.Millisecond,
+		send: func(addr string) error {
+			for i := 1; i <= 2; i++ {
+				if err := send(addr, "sender@test.example", []string{"x@a.example", "y@a.example", "z@a.example"}, testMessage(fmt.Sprintf("xyz%d", i))); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		want: map[string]int{"a.example": 6},
+		check: func(t *testing.T, r *pacingResult) {
+			for rcpt, ms := range byRecipient(r.msgs["a.example"]) {
+				if n := maxConcurrent(ms); n > 1 {
+					t.Errorf("%s: %d deliveries at once to %s, want at most 1", r.name, n, rcpt)
+				}
+			}
+			if n := maxConcurrent(r.msgs["a.example"]); n < 2 {
+				t.Errorf("%s: x@, y@ and z@a.example were never delivered at the same time: with recipient limit 1 the concurrency limit of 1 is per recipient", r.name)
+			}
+		},
+	})
+}
+
+// With recipient limit 1, Postfix's per-recipient queue is named after
+// the local part without its address extension, @ the next hop
+// (qmgr_message.c: split_addr on recipient_delimiter), so u+1@ and
+// u+2@a.example are one destination for the rate delay: 4 deliveries,
+// each spaced.
+func TestPacingRateDelayPerRecipientExtension(t *testing.T) {
+	const delay = time.Second
+	runPacing(t, pacingScenario{
+		mainCf:  "smtp_destination_rate_delay = 1s\nsmtp_destination_recipient_limit = 1\nrecipient_delimiter = +\n",
+		domains: []string{"a.example"},
+		send: func(addr string) error {
+			for i := 1; i <= 2; i++ {
+				if err := send(addr, "sender@test.example", []string{"u+1@a.example", "u+2@a.example"}, testMessage(fmt.Sprintf("ext%d", i))); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		want: map[string]int{"a.example": 4},
+		check: func(t *testing.T, r *pacingResult) {
+			checkSpacing(t, r, "u@a.example (u+1@ and u+2@)", r.msgs["a.example"], delay)
+		},
+	})
+}
