@@ -34,6 +34,7 @@ type pacingScenario struct {
 	// alsoTo routes more domains to the sink of one of domains (the
 	// same next hop); their deliveries are counted with that sink's.
 	alsoTo    map[string]string
+	transport string        // of every route; smtp when empty
 	sinkDelay time.Duration // every sink holds DATA this long
 	// send submits the messages to an MTA at addr.
 	send func(addr string) error
@@ -84,15 +85,19 @@ func runPacingOn(t *testing.T, impl string, sc pacingScenario) *pacingResult {
 	r := &pacingResult{name: impl, msgs: map[string][]harness.Sunk{}, conns: map[string][]harness.ConnSpan{}}
 	sinks := map[string]*sink{}
 	var transport, relay []string
+	via := sc.transport
+	if via == "" {
+		via = "smtp"
+	}
 	for _, d := range sc.domains {
 		sk := newSink(t, "", nil)
 		sk.SetDelay(sc.sinkDelay)
 		sinks[d] = sk
-		transport = append(transport, fmt.Sprintf("%s smtp:[127.0.0.1]:%d", d, sk.Port()))
+		transport = append(transport, fmt.Sprintf("%s %s:[127.0.0.1]:%d", d, via, sk.Port()))
 		relay = append(relay, d)
 	}
 	for d, to := range sc.alsoTo {
-		transport = append(transport, fmt.Sprintf("%s smtp:[127.0.0.1]:%d", d, sinks[to].Port()))
+		transport = append(transport, fmt.Sprintf("%s %s:[127.0.0.1]:%d", d, via, sinks[to].Port()))
 		relay = append(relay, d)
 	}
 	routing := fmt.Sprintf("relay_domains = %s\ntransport_maps = hash:$config_directory/transport\n", strings.Join(relay, ", "))
@@ -513,5 +518,42 @@ func TestPacingRateDelayPerRecipientExtension(t *testing.T) {
 		check: func(t *testing.T, r *pacingResult) {
 			checkSpacing(t, r, "u@a.example (u+1@ and u+2@)", r.msgs["a.example"], delay)
 		},
+	})
+}
+
+// The rate delay is per transport, with default_destination_rate_delay
+// as every transport's default (qmgr_transport.c, qmgr_transport_create:
+// get_mail_conf_time2(name, "_destination_rate_delay", default)): mail
+// through the relay transport follows relay_destination_rate_delay, not
+// smtp's; with neither set, default_destination_rate_delay.
+func TestPacingRateDelayPerTransport(t *testing.T) {
+	const delay = time.Second
+	three := func(addr string) error {
+		for i := 1; i <= 3; i++ {
+			if err := send(addr, "sender@test.example", []string{"u@a.example"}, testMessage(fmt.Sprintf("t%d", i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	spaced := func(t *testing.T, r *pacingResult) { checkSpacing(t, r, "a.example", r.msgs["a.example"], delay) }
+	t.Run("relay", func(t *testing.T) {
+		runPacing(t, pacingScenario{
+			mainCf:    "smtp_destination_rate_delay = 0s\nrelay_destination_rate_delay = 1s\n",
+			transport: "relay",
+			domains:   []string{"a.example"},
+			send:      three,
+			want:      map[string]int{"a.example": 3},
+			check:     spaced,
+		})
+	})
+	t.Run("default", func(t *testing.T) {
+		runPacing(t, pacingScenario{
+			mainCf:  "default_destination_rate_delay = 1s\n",
+			domains: []string{"a.example"},
+			send:    three,
+			want:    map[string]int{"a.example": 3},
+			check:   spaced,
+		})
 	})
 }
