@@ -17,8 +17,8 @@ import (
 // its own timestamping sinks (harness/sink_times.go); both must show what
 // the scenario checks, and the two are logged side by side.
 //
-// What Postfix does, with citations: /work/brief/r16/pacing-semantics.md
-// (copied into the comments below where it decides an assertion).
+// What Postfix does is cited, where it decides an assertion, from
+// Postfix 3.7.11's source (src/qmgr, src/smtp, src/util/events.c).
 //
 // Each domain is routed by transport_maps to its own sink,
 // smtp:[127.0.0.1]:PORT: Postfix's per-destination queue is named after
