@@ -28,6 +28,7 @@ type Sink struct {
 	dataErr  *smtp.SMTPError            // answer to every DATA, when set
 	delay    time.Duration              // before answering DATA
 	tlsState []bool
+	conns    []ConnSpan // every connection accepted, by number - 1
 }
 
 // Sunk is one message a Sink received.
@@ -37,6 +38,13 @@ type Sunk struct {
 	Data  string
 	Local string // client's source address
 	UTF8  bool   // MAIL FROM had SMTPUTF8
+
+	// When and on which connection (sink_times.go): pacing tests
+	// compare these with Postfix's.
+	Conn   int       // connection number, from 1 in accept order
+	MailAt time.Time // MAIL FROM received
+	DataAt time.Time // end of DATA received (before any SetDelay)
+	DoneAt time.Time // DATA answered (after any SetDelay)
 }
 
 // NewSink starts a sink on addr ("" for 127.0.0.1:0), offering STARTTLS
@@ -58,7 +66,7 @@ func NewSink(t testing.TB, addr string, tlsCfg *tls.Config, configure ...func(*s
 	for _, f := range configure {
 		f(s.srv)
 	}
-	l := Listen(t, addr)
+	l := &countingListener{Listener: Listen(t, addr), s: s}
 	s.l, s.Addr = l, l.Addr().String()
 	go s.srv.Serve(l)
 	t.Cleanup(func() { s.srv.Close() })
@@ -154,11 +162,12 @@ func (s *Sink) SetDelay(d time.Duration) {
 }
 
 type sinkSession struct {
-	s    *Sink
-	c    *smtp.Conn
-	from string
-	to   []string
-	utf8 bool
+	s      *Sink
+	c      *smtp.Conn
+	from   string
+	to     []string
+	utf8   bool
+	mailAt time.Time
 }
 
 func (ss *sinkSession) Reset()        { ss.from, ss.to = "", nil }
@@ -166,6 +175,7 @@ func (ss *sinkSession) Logout() error { return nil }
 func (ss *sinkSession) Mail(from string, o *smtp.MailOptions) error {
 	ss.from = from
 	ss.utf8 = o != nil && o.UTF8
+	ss.mailAt = time.Now()
 	return nil
 }
 func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
@@ -183,6 +193,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	dataAt := time.Now()
 	ss.s.mu.Lock()
 	delay, derr := ss.s.delay, ss.s.dataErr
 	ss.s.mu.Unlock()
@@ -194,7 +205,8 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	}
 	_, isTLS := ss.c.TLSConnectionState()
 	ss.s.mu.Lock()
-	ss.s.msgs = append(ss.s.msgs, Sunk{From: ss.from, To: append([]string(nil), ss.to...), Data: string(b), Local: ss.c.Conn().RemoteAddr().String(), UTF8: ss.utf8})
+	ss.s.msgs = append(ss.s.msgs, Sunk{From: ss.from, To: append([]string(nil), ss.to...), Data: string(b), Local: ss.c.Conn().RemoteAddr().String(), UTF8: ss.utf8,
+		Conn: connNumber(ss.c.Conn()), MailAt: ss.mailAt, DataAt: dataAt, DoneAt: time.Now()})
 	for _, r := range ss.to {
 		ss.s.byRcpt[strings.ToLower(r)]++
 	}
