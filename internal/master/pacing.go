@@ -138,6 +138,8 @@ func (s *Server) pacer(cfg *config.Config, resolver *dnsresolve.Resolver) *pace.
 		// is shorter, doubling up to maximal_backoff_time.
 		MinSuspend: min(time.Minute, mustDuration(cfg, "minimal_backoff_time")),
 		MaxSuspend: mustDuration(cfg, "maximal_backoff_time"),
-		Warn:       func(format string, args ...any) { s.log.Printf("qmgr", "warning: "+format, args...) },
+		// Read at start, as the queue's other settings.
+		RecipientDelimiter: cfg.Get("recipient_delimiter"),
+		Warn:               func(format string, args ...any) { s.log.Printf("qmgr", "warning: "+format, args...) },
 	})
 }

@@ -118,6 +118,10 @@ type Options struct {
 	// starts, doubling while the throttling goes on (1m and
 	// maximal_backoff_time by default).
 	MinSuspend, MaxSuspend time.Duration
+	// RecipientDelimiter is recipient_delimiter: a per-recipient
+	// destination (recipient limit 1) is the address without its
+	// extension, as in Postfix.
+	RecipientDelimiter string
 	// Warn logs a suspension, as the queue manager's warning lines.
 	Warn func(format string, args ...any)
 }
@@ -247,14 +251,17 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		p.probing[d.key], probe = true, true
 	}
 	p.mu.Unlock()
-	// The rate delay is per delivery: per recipient when the recipient
-	// limit is 1 (Postfix's per-recipient queue), else per destination.
+	// With a recipient limit of 1, Postfix's destination is the
+	// recipient (its local part without extension, at the next hop:
+	// qmgr_message.c): the rate delay and the concurrency are per
+	// recipient. Else the destination's.
+	key := d.key
+	if d.lim.RecipientLimit == 1 && len(rcpts) == 1 {
+		key = plan.Hop.Transport + ":" + plan.Hop.Nexthop + "|" + p.localPart(m.Rcpts[rcpts[0]].Addr)
+		adm.Key = key
+	}
 	var delay *ratelimit.Token
 	if d.lim.RateDelay > 0 {
-		key := d.key
-		if d.lim.RecipientLimit == 1 && len(rcpts) == 1 {
-			key += "|" + strings.ToLower(m.Rcpts[rcpts[0]].Addr)
-		}
 		tok, at := p.limiter("delay", []ratelimit.Window{{N: 1, Per: d.lim.RateDelay}}).Take(key, now)
 		if tok == nil {
 			for _, i := range rcpts {
@@ -308,6 +315,22 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		}
 	}
 	return adm
+}
+
+// localPart is addr's local part without its extension
+// (recipient_delimiter), lower-cased, as Postfix names a per-recipient
+// queue.
+func (p *Pacer) localPart(addr string) string {
+	local := addr
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		local = addr[:i]
+	}
+	if p.o.RecipientDelimiter != "" {
+		if i := strings.IndexAny(local, p.o.RecipientDelimiter); i > 0 {
+			local = local[:i]
+		}
+	}
+	return strings.ToLower(local)
 }
 
 // probeWait is how long deliveries to a destination wait while its

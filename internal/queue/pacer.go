@@ -44,6 +44,10 @@ type Plan struct {
 type Admission struct {
 	Now   []int       // recipients to deliver now, in order
 	Later []Postponed // recipients held back
+	// Key, when set, replaces the plan's key for this delivery's
+	// concurrency (a per-recipient destination, Postfix's with a
+	// recipient limit of 1).
+	Key string
 	// Ctx, when set, is the context for this delivery (it may carry the
 	// destination's delivery policy).
 	Ctx context.Context

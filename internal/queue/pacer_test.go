@@ -146,6 +146,11 @@ func TestPacerPlan(t *testing.T) {
 	if n != 6 || most != 1 {
 		t.Errorf("%d recipients delivered, at most %d at once across next hops of one key; want 6 and 1", n, most)
 	}
+	q.mu.Lock()
+	if len(q.hops) != 0 {
+		t.Errorf("%d destinations' semaphores kept with nothing to deliver", len(q.hops))
+	}
+	q.mu.Unlock()
 }
 
 // The pacer may turn an outcome around: a permanent reply it knows to

@@ -130,7 +130,7 @@ type Queue struct {
 	timers  timerHeap
 	active  int
 	actRcpt int                        // recipients of the active messages' passes
-	hops    map[string]chan struct{}   // per-nexthop concurrency
+	hops    map[string]*destSlot       // per-destination concurrency
 	dead    map[envelope.Hop]suspended // next hops no server of which answered
 	wake    chan struct{}
 	quit    chan struct{} // closed by Close
@@ -192,7 +192,7 @@ func Open(o Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{o: o, sp: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]chan struct{}{}, dead: map[envelope.Hop]suspended{}, wake: make(chan struct{}, 1), quit: make(chan struct{}), compact: compactEvery}
+	q := &Queue{o: o, sp: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]*destSlot{}, dead: map[envelope.Hop]suspended{}, wake: make(chan struct{}, 1), quit: make(chan struct{}), compact: compactEvery}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	for _, m := range loaded {
 		q.add(m)
@@ -539,10 +539,14 @@ func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []in
 		dctx = adm.Ctx
 	}
 	if len(rcpts) > 0 {
-		sem := q.slot(plan)
+		if adm.Key != "" {
+			plan.Key = adm.Key
+		}
+		slot := q.slot(plan)
 		select {
-		case sem <- struct{}{}:
+		case slot.sem <- struct{}{}:
 		case <-ctx.Done():
+			q.leave(slot)
 			if adm.Done != nil {
 				adm.Done(nil)
 			}
@@ -556,7 +560,8 @@ func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []in
 			q.noteSite(hop, outs)
 		}
 		end := time.Now()
-		<-sem
+		<-slot.sem
+		q.leave(slot)
 		got := make([]Outcome, len(rcpts))
 		for k := range rcpts {
 			got[k] = Outcome{Err: errors.New("no result from delivery agent")}
@@ -802,9 +807,19 @@ func (q *Queue) noteSite(hop envelope.Hop, outs []Outcome) {
 	q.mu.Unlock()
 }
 
-// slot is the semaphore of plan's destination: its key (the next hop
-// unless the pacer grouped it with others) and its concurrency.
-func (q *Queue) slot(plan Plan) chan struct{} {
+// destSlot is a destination's concurrency: a semaphore, and the
+// deliveries holding or waiting for it, so that it is forgotten when
+// there are none (a per-recipient destination is one of millions).
+type destSlot struct {
+	key   string
+	sem   chan struct{}
+	users int
+}
+
+// slot joins the semaphore of plan's destination: its key (the next hop
+// unless the pacer grouped it with others) and its concurrency. Leave
+// it with leave.
+func (q *Queue) slot(plan Plan) *destSlot {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	k := plan.Key
@@ -822,10 +837,19 @@ func (q *Queue) slot(plan Plan) chan struct{} {
 				}
 			}
 		}
-		s = make(chan struct{}, n)
+		s = &destSlot{key: k, sem: make(chan struct{}, n)}
 		q.hops[k] = s
 	}
+	s.users++
 	return s
+}
+
+func (q *Queue) leave(s *destSlot) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if s.users--; s.users == 0 {
+		delete(q.hops, s.key)
+	}
 }
 
 // record stores and logs the outcome for one recipient.
