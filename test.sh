@@ -54,7 +54,8 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 		internal/config:FuzzCheckMasterNames internal/pfqueue:FuzzRead internal/maildrop:FuzzHeaderAddresses \
 		cmd/mailtee:FuzzParseSendmail internal/maildrop:FuzzServeSMTP internal/smtpd:FuzzCmdWatcher internal/maps:FuzzInline \
 		internal/config:FuzzExpand internal/maps:FuzzInlineSpec internal/smtpd:FuzzBodyReader \
-		internal/smtpd:FuzzStartTLSStream; do
+		internal/smtpd:FuzzStartTLSStream internal/ratelimit:FuzzParseWindows internal/ratelimit:FuzzLimiter \
+		internal/provider:FuzzClassify internal/provider:FuzzSite internal/standin:FuzzParseStorm; do
 		pkg=${target%%:*} name=${target##*:}
 		n=$((${n:-0} + 1))
 		echo "fuzz $pkg $name ($fuzztime)"
