@@ -111,7 +111,7 @@ func (a SMTPAgent) Deliver(ctx context.Context, nexthop string, msg *deliver.Mes
 	}
 	out := make([]queue.Outcome, len(rcpts))
 	for i, r := range a.Client.Deliver(ctx, nexthop, msg, addrs) {
-		out[i] = queue.Outcome{Err: r.Err, Relay: r.Relay, Reply: r.Reply, Setup: r.Setup}
+		out[i] = queue.Outcome{Err: r.Err, Relay: r.Relay, Reply: r.Reply, Setup: r.Setup, ConnUse: r.ConnUse}
 	}
 	return out
 }
@@ -192,7 +192,7 @@ func (e Events) Queued(m *queue.Message) {
 
 func (e Events) Delivery(m *queue.Message, i int, hop envelope.Hop, o queue.Outcome, status string, delay time.Duration) {
 	r := m.Rcpts[i]
-	d := maillog.Delivery{ID: m.ID, To: r.Addr, OrigTo: r.Orig, Relay: o.Relay, Transport: hop.Transport,
+	d := maillog.Delivery{ID: m.ID, To: r.Addr, OrigTo: r.Orig, Relay: o.Relay, Transport: hop.Transport, ConnUse: o.ConnUse,
 		Delay: delay, Delays: o.Delays, DSN: cmp.Or(o.DSN, queue.DSN(o.Err)), Status: status, Copy: r.Copy}
 	if d.Transport == "none" || d.Transport == "" {
 		d.Transport = "qmgr"

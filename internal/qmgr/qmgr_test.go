@@ -125,3 +125,16 @@ func TestEventsLogLine(t *testing.T) {
 		}
 	}
 }
+
+// A delivery over a reused connection says so, as Postfix's conn_use=N.
+func TestEventsConnUse(t *testing.T) {
+	var log bytes.Buffer
+	e := Events{Log: maillog.New(&log, "mx.example.org")}
+	qm := testMessage()
+	e.Delivery(qm, 0, envelope.Hop{Transport: "smtp"}, queue.Outcome{Relay: "mx[192.0.2.1]:25", Reply: "250 ok", ConnUse: 3}, "sent", time.Second)
+	e.Delivery(qm, 1, envelope.Hop{Transport: "smtp"}, queue.Outcome{Relay: "mx[192.0.2.1]:25", Reply: "250 ok", ConnUse: 1}, "sent", time.Second)
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "relay=mx[192.0.2.1]:25, conn_use=3, delay=") || strings.Contains(lines[1], "conn_use") {
+		t.Errorf("log:\n%s\nwant conn_use=3 on the first line only", log.String())
+	}
+}

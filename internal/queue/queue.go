@@ -43,6 +43,10 @@ type Outcome struct {
 	// (case-folded) is not added again, so copies of copies end. With an
 	// Err, Add is ignored: the retry makes the copies.
 	Add []envelope.Rcpt
+	// ConnUse is how many deliveries the connection that settled this
+	// recipient has carried, this one included (the log's conn_use=
+	// when above 1); 0 when there was none.
+	ConnUse int
 	// RetryAt, with a temporary Err, is when to try again instead of
 	// after the backoff (a Pacer sets it for a throttling reply).
 	RetryAt time.Time
