@@ -22,18 +22,22 @@ var pacedPrograms = map[string]bool{"smtp": true, "lmtp": true}
 
 // pacingTransports are the pacing parameters of every SMTP and LMTP
 // transport (smtp, relay, lmtp and master.cf's services of those
-// programs, with their -o overrides), for internal/pace; a bad value is
-// a finding under its parameter. Check and serve both call it.
+// programs), for internal/pace; a bad value is a finding under its
+// parameter. Check and serve both call it. As in Postfix, the
+// TRANSPORT_destination_* parameters are main.cf's (the queue manager
+// reads them, not the delivery service: an -o of one is not honoured,
+// and check says so), while what the SMTP client reads (its TLS level,
+// its connection reuse limit) may come from the service's -o.
 func pacingTransports(cfg *config.Config, mf *mastercf.File) (map[string]pace.Transport, diag.List) {
 	out := map[string]pace.Transport{}
 	var d diag.List
 	said := map[string]bool{} // default_X is every transport's: one finding
 	add := func(name, program string, sc *config.Config) {
-		t, errs := transportPacing(sc, name, program)
+		t, errs := transportPacing(cfg, sc, name, program)
 		for _, e := range errs {
 			if !said[e.msg] {
 				said[e.msg] = true
-				d.Errorf(cfg.File, settingLine(sc, e.param), "%s", e.msg)
+				d.Errorf(cfg.File, settingLine(cfg, e.param), "%s", e.msg)
 			}
 		}
 		out[name] = t
@@ -56,9 +60,10 @@ func pacingTransports(cfg *config.Config, mf *mastercf.File) (map[string]pace.Tr
 type pacingError struct{ param, msg string }
 
 // transportPacing reads one transport's parameters: TRANSPORT_X when
-// main.cf (or an -o) sets it, else default_X, as Postfix's per-transport
-// parameters default to the global one.
-func transportPacing(cfg *config.Config, name, program string) (pace.Transport, []pacingError) {
+// main.cf sets it, else default_X, as Postfix's per-transport
+// parameters default to the global one; sc is the service's
+// configuration (main.cf with its -o), for the client's own settings.
+func transportPacing(cfg, sc *config.Config, name, program string) (pace.Transport, []pacingError) {
 	var errs []pacingError
 	t := pace.Transport{SMTP: program == "smtp"}
 	param := func(suffix string, f pace.Field) (string, string) {
@@ -105,13 +110,13 @@ func transportPacing(cfg *config.Config, name, program string) (pace.Transport, 
 	// The client enforces smtp_connection_reuse_count_limit itself
 	// (deliver.Client.MaxReuse); set, it keeps the profile's messages
 	// per connection away.
-	if _, ok := cfg.Set(program + "_connection_reuse_count_limit"); ok {
+	if _, ok := sc.Set(program + "_connection_reuse_count_limit"); ok {
 		t.Explicit |= pace.ReuseCount
 	}
 	// A profile requires TLS unless the client's level says none: an
 	// administrator who wrote none means it; Debian's stock "may" is
 	// raised to encrypt for a provider that always offers TLS.
-	if lvl := cfg.Get(program + "_tls_security_level"); lvl == "none" {
+	if lvl := sc.Get(program + "_tls_security_level"); lvl == "none" {
 		t.Explicit |= pace.TLSLevel
 	}
 	n, v := param("_destination_profile", 0)
