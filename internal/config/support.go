@@ -160,6 +160,8 @@ var implemented = map[string]paramInfo{
 	"relay_destination_rate_delay": {}, "lmtp_destination_rate_delay": {},
 	"default_destination_recipient_limit": {}, "smtp_destination_recipient_limit": {},
 	"relay_destination_recipient_limit": {}, "lmtp_destination_recipient_limit": {},
+	"default_transport_rate_delay": {}, "smtp_transport_rate_delay": {},
+	"relay_transport_rate_delay": {}, "lmtp_transport_rate_delay": {},
 	// acceptance limits
 	"message_size_limit": {}, "smtpd_recipient_limit": {}, "header_size_limit": {},
 	"smtpd_timeout": {}, "smtpd_hard_error_limit": {}, "smtpd_soft_error_limit": {},

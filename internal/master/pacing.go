@@ -97,13 +97,19 @@ func transportPacing(cfg, sc *config.Config, name, program string) (pace.Transpo
 	l := &t.Limits
 	l.Concurrency = count("_destination_concurrency_limit", pace.Concurrency)
 	l.RecipientLimit = count("_destination_recipient_limit", pace.RecipientLimit)
-	if n, v := param("_destination_rate_delay", pace.RateDelay); v != "" {
+	delay := func(suffix string) time.Duration {
+		n, v := param(suffix, 0)
+		if v == "" {
+			return 0
+		}
 		dl, err := config.ParseDuration(v, 's')
 		if err != nil {
 			errs = append(errs, pacingError{n, fmt.Sprintf("%s = %s: %v", n, v, err)})
 		}
-		l.RateDelay = dl
+		return dl
 	}
+	l.RateDelay = delay("_destination_rate_delay")
+	l.TransportDelay = delay("_transport_rate_delay")
 	l.RecipientRate = windows("_recipient_rate_limit", pace.RecipientRate)
 	l.DestinationRate = windows("_destination_rate_limit", pace.DestinationRate)
 	l.Bandwidth = int64(count("_destination_bandwidth_limit", pace.Bandwidth))

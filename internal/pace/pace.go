@@ -39,6 +39,10 @@ type Limits struct {
 	Concurrency    int           // TRANSPORT_destination_concurrency_limit
 	RecipientLimit int           // TRANSPORT_destination_recipient_limit
 	RateDelay      time.Duration // TRANSPORT_destination_rate_delay
+	// TransportDelay is TRANSPORT_transport_rate_delay (Postfix 3.1):
+	// one delivery at a time over the whole transport, and the delay
+	// between them, whatever the destination (qmgr_transport.c).
+	TransportDelay time.Duration
 	// MessagesPerConnection caps a connection's messages (a profile's;
 	// main.cf's smtp_connection_reuse_count_limit is the client's own,
 	// deliver.Client.MaxReuse); 0: no cap.
@@ -260,22 +264,34 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		key = plan.Hop.Transport + ":" + plan.Hop.Nexthop + "|" + p.localPart(m.Rcpts[rcpts[0]].Addr)
 		adm.Key = key
 	}
-	var delay *ratelimit.Token
-	if d.lim.RateDelay > 0 {
-		tok, at := p.limiter("delay", []ratelimit.Window{{N: 1, Per: d.lim.RateDelay}}).Take(key, now)
+	var delays []*ratelimit.Token
+	for _, rd := range []struct {
+		key   string
+		delay time.Duration
+	}{{key, d.lim.RateDelay}, {plan.Hop.Transport, d.lim.TransportDelay}} {
+		if rd.delay <= 0 {
+			continue
+		}
+		tok, at := p.limiter("delay", []ratelimit.Window{{N: 1, Per: rd.delay}}).Take(rd.key, now)
 		if tok == nil {
+			for _, t := range delays {
+				t.Cancel()
+			}
+			if probe {
+				p.endProbe(d.key, false)
+			}
 			for _, i := range rcpts {
 				hold(i, at, "rate delay")
 			}
 			return adm
 		}
-		delay = tok
+		delays = append(delays, tok)
 	}
 	boxes := p.limiter("box", d.lim.RecipientRate)
 	sites := p.limiter("site", d.lim.DestinationRate)
 	var toks [][2]*ratelimit.Token
 	for _, i := range rcpts {
-		mbox := d.key + "|" + strings.ToLower(m.Rcpts[i].Addr)
+		mbox := p.mailbox(d, m.Rcpts[i].Addr)
 		if until, reason, ok := p.box.Until(mbox, now); ok {
 			hold(i, until, "mailbox throttled: "+reason)
 			continue
@@ -294,9 +310,11 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		adm.Now = append(adm.Now, i)
 		toks = append(toks, [2]*ratelimit.Token{bt, st})
 	}
-	if len(adm.Now) == 0 && delay != nil {
-		delay.Cancel()
-		delay = nil
+	if len(adm.Now) == 0 {
+		for _, t := range delays {
+			t.Cancel()
+		}
+		delays = nil
 	}
 	if len(adm.Now) == 0 && probe {
 		p.endProbe(d.key, false)
@@ -309,7 +327,7 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 	adm.Ctx = deliver.WithPolicy(ctx, pol)
 	now2 := adm.Now
 	adm.Done = func(outs []queue.Outcome) {
-		ok := p.done(d, m, now2, toks, delay, outs)
+		ok := p.done(d, m, now2, toks, delays, outs)
 		if probe {
 			p.endProbe(d.key, ok)
 		}
@@ -321,16 +339,34 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 // (recipient_delimiter), lower-cased, as Postfix names a per-recipient
 // queue.
 func (p *Pacer) localPart(addr string) string {
-	local := addr
+	local, _ := splitAddr(addr)
+	return strings.ToLower(stripExtension(local, p.o.RecipientDelimiter))
+}
+
+// mailbox is the key of addr's mailbox at destination d: the address
+// without extension, for '+' too, since that is the providers'
+// delimiter (user+tag@ is user@'s mailbox at Google and Microsoft).
+func (p *Pacer) mailbox(d *dest, addr string) string {
+	local, domain := splitAddr(addr)
+	return d.key + "|" + strings.ToLower(stripExtension(local, p.o.RecipientDelimiter+"+")+"@"+domain)
+}
+
+func splitAddr(addr string) (local, domain string) {
 	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		local = addr[:i]
+		return addr[:i], addr[i+1:]
 	}
-	if p.o.RecipientDelimiter != "" {
-		if i := strings.IndexAny(local, p.o.RecipientDelimiter); i > 0 {
-			local = local[:i]
+	return addr, ""
+}
+
+// stripExtension cuts local at its first delimiter, unless that is its
+// first character (Postfix keeps "+foo" whole).
+func stripExtension(local, delims string) string {
+	if delims != "" {
+		if i := strings.IndexAny(local, delims); i > 0 {
+			return local[:i]
 		}
 	}
-	return strings.ToLower(local)
+	return local
 }
 
 // probeWait is how long deliveries to a destination wait while its
@@ -351,25 +387,25 @@ func (p *Pacer) endProbe(key string, through bool) {
 
 // done settles the tokens of a delivery and learns from its replies; it
 // reports whether a recipient got through.
-func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, toks [][2]*ratelimit.Token, delay *ratelimit.Token, outs []queue.Outcome) bool {
+func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, toks [][2]*ratelimit.Token, delays []*ratelimit.Token, outs []queue.Outcome) bool {
 	end := time.Now()
 	if outs == nil {
 		for _, t := range toks {
 			t[0].Cancel()
 			t[1].Cancel()
 		}
-		if delay != nil {
-			delay.Cancel()
+		for _, t := range delays {
+			t.Cancel()
 		}
 		return false
 	}
-	if delay != nil {
-		delay.Done(end) // Postfix waits after every delivery, whatever its outcome
+	for _, t := range delays {
+		t.Done(end) // Postfix waits after every delivery, whatever its outcome
 	}
 	siteThrottled := false
 	for k, i := range rcpts {
 		o := &outs[k]
-		mbox := d.key + "|" + strings.ToLower(m.Rcpts[i].Addr)
+		mbox := p.mailbox(d, m.Rcpts[i].Addr)
 		if reached(o.Err) {
 			toks[k][0].Done(end)
 			toks[k][1].Done(end)

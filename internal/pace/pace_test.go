@@ -215,3 +215,32 @@ func TestProbeAfterSuspension(t *testing.T) {
 		t.Errorf("after a probe got through, deliveries still one at a time: %+v %+v", a.Later, b.Later)
 	}
 }
+
+// TRANSPORT_transport_rate_delay spaces deliveries over the whole
+// transport, whatever the destination.
+func TestTransportRateDelay(t *testing.T) {
+	l := base()
+	l.TransportDelay = time.Hour
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l})
+	a := admit(p, msg("u1@students.example"), 0)
+	a.Done(sent(1))
+	other := p.Plan(context.Background(), envelope.Hop{Transport: "smtp", Nexthop: "elsewhere.example"})
+	if b := p.Admit(context.Background(), other, msg("u2@elsewhere.example"), []int{0}); len(b.Now) != 0 || b.Later[0].Why != "rate delay" {
+		t.Errorf("another destination within the transport's delay: %+v", b)
+	}
+}
+
+// A mailbox is counted without its address extension: user+tag@ is
+// user@'s mailbox at the provider.
+func TestMailboxIgnoresExtension(t *testing.T) {
+	l := base()
+	l.RecipientRate = []ratelimit.Window{{N: 1, Per: time.Hour}}
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l})
+	admit(p, msg("User+a@students.example"), 0).Done(sent(1))
+	if b := admit(p, msg("user+b@Students.example"), 0); len(b.Now) != 0 {
+		t.Errorf("user+b after user+a, one per hour: %+v", b)
+	}
+	if b := admit(p, msg("+user@students.example"), 0); len(b.Now) != 1 {
+		t.Errorf("+user is a mailbox of its own: %+v", b)
+	}
+}
