@@ -244,3 +244,23 @@ func TestMailboxIgnoresExtension(t *testing.T) {
 		t.Errorf("+user is a mailbox of its own: %+v", b)
 	}
 }
+
+// A probe that the rate delay holds back is given back: the next
+// delivery may probe.
+func TestProbeHeldByRateDelay(t *testing.T) {
+	l := base()
+	l.RateDelay = 50 * time.Millisecond
+	p := New(Options{
+		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: l}, true },
+		MinSuspend: 10 * time.Millisecond, MaxSuspend: time.Second,
+	})
+	admit(p, msg("u1@students.example"), 0).Done([]queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Text: "421 4.7.28 unusual rate"}}})
+	time.Sleep(20 * time.Millisecond) // suspension over, rate delay not
+	if a := admit(p, msg("u2@students.example"), 0); len(a.Now) != 0 || a.Later[0].Why != "rate delay" {
+		t.Fatalf("within the rate delay: %+v", a)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if a := admit(p, msg("u3@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("after the rate delay the destination stays blocked: %+v", a.Later)
+	}
+}
