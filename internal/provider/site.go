@@ -89,6 +89,9 @@ func hostProvider(h string) string {
 // DefaultTTL is how long Rollup keeps a domain's site when its TTL is 0.
 const DefaultTTL = 5 * time.Minute
 
+// failTTL is how long a failed lookup's "no site" is kept.
+const failTTL = 30 * time.Second
+
 // maxCached bounds the cache; past it, expired entries go, and if none
 // has expired, all do (a relay sees few destination domains; this only
 // stops a flood of one-off domains from growing it without end).
@@ -122,8 +125,9 @@ type cached struct {
 // transport, which looks up addresses only ("LMTP SERVER LOOKUP"), the
 // host's own name decides, "inet:" dropped. Several destinations
 // separated by commas or whitespace (Postfix 3.5) are one site only when
-// each is that site. A failed lookup is not cached and gives no site, so
-// the caller keeps its own next-hop key until the DNS answers.
+// each is that site. A failed lookup gives no site, so the caller keeps
+// its own next-hop key until the DNS answers; it is asked again after
+// 30 seconds.
 func (r *Rollup) Site(ctx context.Context, transport, nexthop string) Site {
 	dests := strings.FieldsFunc(nexthop, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 	if len(dests) == 0 {
@@ -167,18 +171,22 @@ func (r *Rollup) site(ctx context.Context, transport, nh string) Site {
 		return c.site
 	}
 
-	hosts, err := r.Lookup(ctx, host)
-	if err != nil {
-		return Site{}
-	}
-	if len(hosts) == 0 {
-		hosts = []string{host} // the implicit MX (RFC 5321 5.1)
-	}
-	site := SiteOfHosts(hosts)
-
 	ttl := r.TTL
 	if ttl <= 0 {
 		ttl = DefaultTTL
+	}
+	var site Site
+	hosts, err := r.Lookup(ctx, host)
+	switch {
+	case err != nil:
+		// No site until the DNS answers; asked again after failTTL,
+		// not at every delivery pass (a resolver that times out would
+		// otherwise add its timeout to each).
+		ttl = min(ttl, failTTL)
+	case len(hosts) == 0:
+		site = SiteOfHosts([]string{host}) // the implicit MX (RFC 5321 5.1)
+	default:
+		site = SiteOfHosts(hosts)
 	}
 	t := now()
 	r.mu.Lock()

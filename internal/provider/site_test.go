@@ -157,7 +157,8 @@ func TestRollupCache(t *testing.T) {
 	if got := site(); got.Provider != "microsoft365" {
 		t.Errorf("after the TTL: %+v", got)
 	}
-	// A failed lookup is not cached: the next call asks again.
+	// A failed lookup gives no site, kept for failTTL only: the DNS is
+	// not asked at every pass while it fails, and asked again after.
 	now = now.Add(time.Minute)
 	f.fail["d.example"] = true
 	if got := site(); got != (Site{}) {
@@ -165,6 +166,10 @@ func TestRollupCache(t *testing.T) {
 	}
 	f.fail["d.example"] = false
 	calls := f.calls["d.example"]
+	if got := site(); got != (Site{}) || f.calls["d.example"] != calls {
+		t.Errorf("within failTTL of a failure: %+v, %d lookups; want no site, no lookup", got, f.calls["d.example"]-calls)
+	}
+	now = now.Add(failTTL)
 	if got := site(); got.Provider != "microsoft365" || f.calls["d.example"] != calls+1 {
 		t.Errorf("after a failure: %+v, %d lookups", got, f.calls["d.example"]-calls)
 	}
