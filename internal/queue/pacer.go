@@ -74,17 +74,17 @@ func (e postponedError) Error() string { return "delivery postponed: " + e.why }
 func (e *entry) postpone(later []Postponed) {
 	for _, l := range later {
 		if e.later == nil {
-			e.later = map[int]time.Time{}
+			e.later = map[int]Postponed{}
 		}
-		e.later[l.Rcpt] = l.At
+		e.later[l.Rcpt] = l
 	}
 }
 
 // heldBack says whether recipient i waits for the pacer at now, and
 // forgets a wait that is over (q.mu held).
 func (e *entry) heldBack(i int, now time.Time) bool {
-	t, ok := e.later[i]
-	if ok && !t.After(now) {
+	l, ok := e.later[i]
+	if ok && !l.At.After(now) {
 		delete(e.later, i)
 		return false
 	}
@@ -106,8 +106,8 @@ func (q *Queue) due(e *entry) time.Time {
 			continue
 		}
 		at := r.NextTry()
-		if l, ok := e.later[i]; ok && l.After(at) {
-			at = l
+		if l, ok := e.later[i]; ok && l.At.After(at) {
+			at = l.At
 		}
 		if first || at.Before(t) {
 			t, first = at, false
@@ -127,4 +127,31 @@ func chunks(rcpts []int, limit int) [][]int {
 		rcpts = rcpts[limit:]
 	}
 	return append(out, rcpts)
+}
+
+// describeHeld tells mailq why a held-back recipient waits, and until
+// when, unless a failure of its own says more (q.mu held).
+func (e *entry) describeHeld(in *Info) {
+	if len(e.later) == 0 {
+		return
+	}
+	// in.Rcpts skips lost recipients: match them by address.
+	held := make(map[string]Postponed, len(e.later))
+	for i, l := range e.later {
+		if i < len(e.m.Rcpts) && e.m.Rcpts[i].Status == Pending {
+			held[e.m.Rcpts[i].Addr] = l
+		}
+	}
+	for k := range in.Rcpts {
+		l, ok := held[in.Rcpts[k].Addr]
+		if !ok {
+			continue
+		}
+		if in.Rcpts[k].Reason == "" {
+			in.Rcpts[k].Reason = "delivery postponed: " + l.Why
+		}
+		if l.At.After(in.Rcpts[k].NextTry) {
+			in.Rcpts[k].NextTry = l.At
+		}
+	}
 }

@@ -65,6 +65,10 @@ func TestPacerHoldsBack(t *testing.T) {
 	if f.count("busy@a.example") != 0 {
 		t.Fatal("held recipient delivered before its time")
 	}
+	// mailq says why it waits, and until when.
+	if l := q.List(); len(l) != 1 || len(l[0].Rcpts) != 2 || l[0].Rcpts[0].Reason != "delivery postponed: test hold" || !l[0].Rcpts[0].NextTry.Equal(hold) {
+		t.Errorf("queue list %+v: want busy's wait and its reason", l)
+	}
 	waitFor(t, "all delivered", func() bool { return drained(t, q, dir) })
 	if time.Now().Before(hold) {
 		t.Error("drained before the hold ended")

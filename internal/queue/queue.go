@@ -153,9 +153,9 @@ type entry struct {
 	rcpts   int       // pending recipients when its pass began (counted in actRcpt)
 	index   int       // in the heap, -1 when not there
 	removed bool
-	// later holds the recipients the pacer held back, until when: in
-	// memory only (after a restart they are simply due).
-	later map[int]time.Time
+	// later holds the recipients the pacer held back, until when and
+	// why: in memory only (after a restart they are simply due).
+	later map[int]Postponed
 	// announced: qmgr's "from=<...>, size=N, nrcpt=N (queue active)" is
 	// logged for this stay in the active set. Postfix logs it each time
 	// a message becomes active: when it arrives, at each retry of a
@@ -1149,6 +1149,7 @@ func (q *Queue) Each(f func(Info) error) error {
 		var in Info
 		if ok {
 			in = info(e.m, e.busy)
+			e.describeHeld(&in)
 		}
 		q.mu.Unlock()
 		if !ok {
