@@ -164,24 +164,16 @@ const maxSpread = float64(100 * 365 * 24 * time.Hour)
 // event happened no later than that). An end before the start counts
 // as the start.
 func (tk *Token) Done(end time.Time) {
-	if tk == nil || tk.l == nil {
-		return
-	}
-	l := tk.l
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if tk.over {
-		return
-	}
-	tk.over = true
-	k := tk.k
-	k.inflight--
-	k.add(max(l.at(end), tk.start), l.maxN)
+	tk.settle(func(l *Limiter, k *keyState) { k.add(max(l.at(end), tk.start), l.maxN) })
 }
 
 // Cancel releases an attempt that never reached the remote (no
 // connection, refused before MAIL): it counts as if it never happened.
-func (tk *Token) Cancel() {
+func (tk *Token) Cancel() { tk.settle(nil) }
+
+// settle ends the attempt once: it is no longer in flight, and record,
+// when set, keeps what it leaves in the windows.
+func (tk *Token) settle(record func(*Limiter, *keyState)) {
 	if tk == nil || tk.l == nil {
 		return
 	}
@@ -193,6 +185,9 @@ func (tk *Token) Cancel() {
 	}
 	tk.over = true
 	tk.k.inflight--
+	if record != nil {
+		record(l, tk.k)
+	}
 }
 
 // count returns the key's events that count in w at t: in flight, or

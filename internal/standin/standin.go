@@ -211,12 +211,13 @@ func (s *Server) MaxInWindow(rcpt string, per time.Duration) int {
 		}
 	}
 	s.mu.Unlock()
-	return maxInSpan(ts, per)
+	return MaxInSpan(ts, per)
 }
 
-// maxInSpan is the most of ts (sorted or not) within any half-open span
-// [t, t+per).
-func maxInSpan(ts []time.Time, per time.Duration) int {
+// MaxInSpan is the most of ts (sorted or not; sorted in place) within
+// any half-open span [t, t+per): what a sliding window of per saw at its
+// fullest. Tests use it on the acceptance times of a site.
+func MaxInSpan(ts []time.Time, per time.Duration) int {
 	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
 	best, lo := 0, 0
 	for hi := range ts {

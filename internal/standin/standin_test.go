@@ -338,8 +338,8 @@ func TestMaxInSpan(t *testing.T) {
 		{at(1000, 0, 500, 1499), time.Second, 3},
 		{at(0, 1, 2, 3), time.Millisecond, 1},
 	} {
-		if got := maxInSpan(c.ts, c.per); got != c.want {
-			t.Errorf("maxInSpan(%v, %v) = %d, want %d", c.ts, c.per, got, c.want)
+		if got := MaxInSpan(c.ts, c.per); got != c.want {
+			t.Errorf("MaxInSpan(%v, %v) = %d, want %d", c.ts, c.per, got, c.want)
 		}
 	}
 }

@@ -210,20 +210,6 @@ func earliest(ws []ratelimit.Window, n int) time.Duration {
 	return t[n-1]
 }
 
-// maxInSpan is the most of ts in any span [t, t+per).
-func maxInSpan(ts []time.Time, per time.Duration) int {
-	ts = append([]time.Time(nil), ts...)
-	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
-	best, lo := 0, 0
-	for hi := range ts {
-		for ts[hi].Sub(ts[lo]) >= per {
-			lo++
-		}
-		best = max(best, hi-lo+1)
-	}
-	return best
-}
-
 // The backlog: a relay comes back to a provider with 1,000 copies for
 // one busy mailbox and 10,000 spread over 1,000 mailboxes (10 each). It
 // must drain with no mailbox and no window ever above its limit (the
@@ -289,13 +275,13 @@ smtp_destination_profile = none
 			t.Errorf("%s locked", rcpt)
 		}
 		for _, w := range mws {
-			if n := maxInSpan(ts, w.Per); n > w.N {
+			if n := standin.MaxInSpan(ts, w.Per); n > w.N {
 				t.Errorf("%s received %d in %v, limit %v", rcpt, n, w.Per, w)
 			}
 		}
 	}
 	for _, w := range sws {
-		if n := maxInSpan(all, w.Per); n > w.N {
+		if n := standin.MaxInSpan(all, w.Per); n > w.N {
 			t.Errorf("the site received %d in %v, limit %v", n, w.Per, w)
 		}
 	}
