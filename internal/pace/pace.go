@@ -456,10 +456,11 @@ func (p *Pacer) warn(format string, args ...any) {
 }
 
 // reached says whether a delivery got as far as the remote server: a
-// failure without a reply (no connection) costs the remote nothing.
+// failure without a reply (no connection, a next hop the queue had
+// suspended as unreachable) costs the remote nothing.
 func reached(err error) bool {
 	var de *deliver.Error
-	return err == nil || !errors.As(err, &de) || de.Code != 0
+	return err == nil || errors.As(err, &de) && de.Code != 0
 }
 
 // throttledOutcome is o deferred until until: a throttling reply never

@@ -2,6 +2,7 @@ package pace
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +263,18 @@ func TestProbeHeldByRateDelay(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if a := admit(p, msg("u3@students.example"), 0); len(a.Now) != 1 {
 		t.Errorf("after the rate delay the destination stays blocked: %+v", a.Later)
+	}
+}
+
+// A delivery the queue did not even try (its next hop suspended as
+// unreachable) costs the mailbox nothing either.
+func TestNotTriedFreesTheSlot(t *testing.T) {
+	l := base()
+	l.RecipientRate = []ratelimit.Window{{N: 1, Per: time.Hour}}
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l})
+	a := admit(p, msg("x@students.example"), 0)
+	a.Done([]queue.Outcome{{Err: errors.New("delivery temporarily suspended: connect to ...: Connection refused"), Relay: "none"}})
+	if a := admit(p, msg("x@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("held back after a delivery that was not tried: %+v", a.Later)
 	}
 }
