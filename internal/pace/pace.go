@@ -267,6 +267,11 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 			for _, i := range rcpts {
 				hold(i, at, "rate delay")
 			}
+			if probe {
+				// No delivery: the next one probes, else the
+				// destination would wait for this one for good.
+				p.endProbe(d.key, false)
+			}
 			return adm
 		}
 		delay = tok

@@ -215,3 +215,25 @@ func TestProbeAfterSuspension(t *testing.T) {
 		t.Errorf("after a probe got through, deliveries still one at a time: %+v %+v", a.Later, b.Later)
 	}
 }
+
+// A probe that the rate delay holds back is no probe: it must not leave
+// the destination waiting for a delivery that never comes (the rate
+// delay outlasting a short suspension is enough).
+func TestProbeHeldByRateDelay(t *testing.T) {
+	l := base()
+	l.RateDelay = 100 * time.Millisecond
+	p := New(Options{
+		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: l}, true },
+		MinSuspend: 20 * time.Millisecond, MaxSuspend: time.Second,
+	})
+	throttle := []queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Text: "421 4.7.28 unusual rate"}}}
+	admit(p, msg("u1@students.example"), 0).Done(throttle)
+	time.Sleep(30 * time.Millisecond) // the suspension is over, the rate delay not
+	if a := admit(p, msg("u2@students.example"), 0); len(a.Now) != 0 || a.Later[0].Why != "rate delay" {
+		t.Fatalf("within the rate delay: %+v", a)
+	}
+	time.Sleep(150 * time.Millisecond) // the rate delay is over too
+	if a := admit(p, msg("u2@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("the destination is held back for good after its probe waited for the rate delay: %+v", a.Later)
+	}
+}
