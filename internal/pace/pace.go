@@ -280,7 +280,7 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 	sites := p.limiter("site", d.lim.DestinationRate)
 	var toks [][2]*ratelimit.Token
 	for _, i := range rcpts {
-		mbox := d.key + "|" + strings.ToLower(m.Rcpts[i].Addr)
+		mbox := d.key + "|" + p.mailbox(m.Rcpts[i].Addr)
 		if until, reason, ok := p.box.Until(mbox, now); ok {
 			hold(i, until, "mailbox throttled: "+reason)
 			continue
@@ -338,6 +338,17 @@ func (p *Pacer) localPart(addr string) string {
 	return strings.ToLower(local)
 }
 
+// mailbox names addr's mailbox at the destination: its local part
+// without extension, and its domain, lower-cased. user+tag@ lands in
+// user@'s mailbox, whose limits it shares.
+func (p *Pacer) mailbox(addr string) string {
+	domain := ""
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		domain = strings.ToLower(addr[i:])
+	}
+	return p.localPart(addr) + domain
+}
+
 // probeWait is how long deliveries to a destination wait while its
 // probe runs: about one delivery's time.
 const probeWait = time.Second
@@ -374,7 +385,7 @@ func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, toks [][2]*ratelimi
 	siteThrottled := false
 	for k, i := range rcpts {
 		o := &outs[k]
-		mbox := d.key + "|" + strings.ToLower(m.Rcpts[i].Addr)
+		mbox := d.key + "|" + p.mailbox(m.Rcpts[i].Addr)
 		if reached(o.Err) {
 			toks[k][0].Done(end)
 			toks[k][1].Done(end)

@@ -237,3 +237,28 @@ func TestProbeHeldByRateDelay(t *testing.T) {
 		t.Errorf("the destination is held back for good after its probe waited for the rate delay: %+v", a.Later)
 	}
 }
+
+// The per-mailbox windows and suspensions are the mailbox's: user+tag
+// lands in user's mailbox at the destination, as Postfix names a
+// per-recipient queue without the extension (recipient_delimiter), so
+// addresses with extensions must not each get the mailbox's whole rate.
+func TestRecipientRateIgnoresExtension(t *testing.T) {
+	l := base()
+	l.RecipientRate = []ratelimit.Window{{N: 1, Per: time.Hour}}
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l, Explicit: RecipientRate})
+	p.o.RecipientDelimiter = "+"
+	admit(p, msg("busy+a@students.example"), 0).Done(sent(1))
+	if a := admit(p, msg("Busy+b@students.example"), 0); len(a.Now) != 0 {
+		t.Errorf("busy+b@ got busy@'s mailbox past its rate after busy+a@: %+v", a)
+	}
+	if a := admit(p, msg("busy@other.example"), 0); len(a.Now) != 1 {
+		t.Errorf("the same local part at another domain is another mailbox: %+v", a.Later)
+	}
+	// A mailbox throttle holds the mailbox, whatever the extension.
+	p, _ = pacerWith(Transport{Profile: "none", SMTP: true, Limits: base()})
+	p.o.RecipientDelimiter = "+"
+	admit(p, msg("u1+x@students.example"), 0).Done([]queue.Outcome{{Err: &deliver.Error{Code: 450, Enhanced: "4.2.1", Text: "host x said: 450 4.2.1 The user you are trying to contact is receiving mail too quickly"}}})
+	if a := admit(p, msg("u1+y@students.example"), 0); len(a.Now) != 0 {
+		t.Errorf("u1+y@ sent while u1's mailbox is throttled: %+v", a)
+	}
+}
