@@ -140,6 +140,10 @@ type Pacer struct {
 	// throttling costs one refused delivery, not one per connection.
 	probing map[string]bool
 	box     *ratelimit.Suspender // throttled mailboxes
+	// busy counts the deliveries under way to a provider's site whose
+	// concurrency the queue does not bound: with a recipient limit of 1
+	// its slots are per recipient (siteSlot).
+	busy map[string]int
 }
 
 var _ queue.Pacer = (*Pacer)(nil)
@@ -154,7 +158,7 @@ func New(o Options) *Pacer {
 	}
 	return &Pacer{o: o, lims: map[string]*ratelimit.Limiter{}, bw: map[string]*ratelimit.Bucket{},
 		site: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend), box: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend),
-		probing: map[string]bool{}}
+		probing: map[string]bool{}, busy: map[string]int{}}
 }
 
 // dest is the Plan's Data: one destination under its limits.
@@ -260,6 +264,16 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		key = plan.Hop.Transport + ":" + plan.Hop.Nexthop + "|" + p.localPart(m.Rcpts[rcpts[0]].Addr)
 		adm.Key = key
 	}
+	site := adm.Key != "" && d.profile != "" && d.lim.Concurrency > 0
+	if site && !p.siteSlot(d.key, d.lim.Concurrency) {
+		for _, i := range rcpts {
+			hold(i, now.Add(probeWait), "destination concurrency")
+		}
+		if probe {
+			p.endProbe(d.key, false)
+		}
+		return adm
+	}
 	var delay *ratelimit.Token
 	if d.lim.RateDelay > 0 {
 		tok, at := p.limiter("delay", []ratelimit.Window{{N: 1, Per: d.lim.RateDelay}}).Take(key, now)
@@ -271,6 +285,9 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 				// No delivery: the next one probes, else the
 				// destination would wait for this one for good.
 				p.endProbe(d.key, false)
+			}
+			if site {
+				p.leaveSite(d.key)
 			}
 			return adm
 		}
@@ -307,6 +324,10 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		p.endProbe(d.key, false)
 		probe = false
 	}
+	if len(adm.Now) == 0 && site {
+		p.leaveSite(d.key)
+		site = false
+	}
 	pol := deliver.Policy{TLSLevel: d.lim.TLSLevel, MaxReuse: d.lim.MessagesPerConnection}
 	if d.lim.Bandwidth > 0 {
 		pol.Shape = p.bucket(d.key, d.lim.Bandwidth).Writer
@@ -317,6 +338,9 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		ok := p.done(d, m, now2, toks, delay, outs)
 		if probe {
 			p.endProbe(d.key, ok)
+		}
+		if site {
+			p.leaveSite(d.key)
 		}
 	}
 	return adm
@@ -349,8 +373,32 @@ func (p *Pacer) mailbox(addr string) string {
 	return p.localPart(addr) + domain
 }
 
+// siteSlot takes one of a provider site's n slots for a per-recipient
+// delivery, whose queue slot bounds only its recipient: a profile's
+// concurrency bounds every connection to the site (Google's, every
+// domain it hosts), whatever the recipient limit. Give it back with
+// leaveSite.
+func (p *Pacer) siteSlot(key string, n int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.busy[key] >= n {
+		return false
+	}
+	p.busy[key]++
+	return true
+}
+
+func (p *Pacer) leaveSite(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.busy[key]--; p.busy[key] <= 0 {
+		delete(p.busy, key)
+	}
+}
+
 // probeWait is how long deliveries to a destination wait while its
-// probe runs: about one delivery's time.
+// probe runs, or while its site's slots are all taken: about one
+// delivery's time.
 const probeWait = time.Second
 
 // endProbe ends a probe of key: through, the destination is back to its

@@ -2,6 +2,7 @@ package pace
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -260,5 +261,36 @@ func TestRecipientRateIgnoresExtension(t *testing.T) {
 	admit(p, msg("u1+x@students.example"), 0).Done([]queue.Outcome{{Err: &deliver.Error{Code: 450, Enhanced: "4.2.1", Text: "host x said: 450 4.2.1 The user you are trying to contact is receiving mail too quickly"}}})
 	if a := admit(p, msg("u1+y@students.example"), 0); len(a.Now) != 0 {
 		t.Errorf("u1+y@ sent while u1's mailbox is throttled: %+v", a)
+	}
+}
+
+// With a recipient limit of 1 the concurrency is per recipient, as in
+// Postfix; a profile's concurrency is the site's all the same (Google's
+// bounds every domain it hosts together), so per-recipient deliveries
+// there must not open more than it at once.
+func TestPerRecipientKeepsSiteConcurrency(t *testing.T) {
+	l := base()
+	l.RecipientLimit = 1
+	p, _ := pacerWith(Transport{Profile: "google", SMTP: true, Limits: l, Explicit: RecipientLimit})
+	g, _ := provider.Lookup("google")
+	var running []queue.Admission
+	for k := 0; k < g.Concurrency; k++ {
+		a := admit(p, msg(fmt.Sprintf("u%d@students.example", k)), 0)
+		if len(a.Now) != 1 || a.Key == "" {
+			t.Fatalf("delivery %d: %+v; want it sent, under a per-recipient key", k, a)
+		}
+		running = append(running, a)
+	}
+	a := admit(p, msg("last@students.example"), 0)
+	if len(a.Now) != 0 {
+		t.Fatalf("delivery %d to the site while %d run: the profile's concurrency %d is exceeded", g.Concurrency+1, g.Concurrency, g.Concurrency)
+	}
+	running[0].Done(sent(1))
+	if a := admit(p, msg("last@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("held back after a delivery ended: %+v", a.Later)
+	}
+	running[1].Done(nil) // never delivered: its place is free too
+	if a := admit(p, msg("again@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("held back after a delivery was cancelled: %+v", a.Later)
 	}
 }
