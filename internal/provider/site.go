@@ -122,8 +122,9 @@ type cached struct {
 // transport, which looks up addresses only ("LMTP SERVER LOOKUP"), the
 // host's own name decides, "inet:" dropped. Several destinations
 // separated by commas or whitespace (Postfix 3.5) are one site only when
-// each is that site. A failed lookup is not cached and gives no site, so
-// the caller keeps its own next-hop key until the DNS answers.
+// each is that site. A failed lookup is not cached and gives the site last
+// seen for the host, or none (the caller keeps its own next-hop key
+// until the DNS answers).
 func (r *Rollup) Site(ctx context.Context, transport, nexthop string) Site {
 	dests := strings.FieldsFunc(nexthop, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 	if len(dests) == 0 {
@@ -169,7 +170,11 @@ func (r *Rollup) site(ctx context.Context, transport, nh string) Site {
 
 	hosts, err := r.Lookup(ctx, host)
 	if err != nil {
-		return Site{}
+		// The site last seen, even expired: a transient DNS failure
+		// must not lift the provider's profile (its mailbox rates,
+		// TLS) while the client's own lookup may still get through.
+		// Nothing is cached, so the next call asks again.
+		return c.site
 	}
 	if len(hosts) == 0 {
 		hosts = []string{host} // the implicit MX (RFC 5321 5.1)

@@ -157,11 +157,18 @@ func TestRollupCache(t *testing.T) {
 	if got := site(); got.Provider != "microsoft365" {
 		t.Errorf("after the TTL: %+v", got)
 	}
-	// A failed lookup is not cached: the next call asks again.
+	// A failed lookup keeps the site last seen, expired or not: a
+	// transient DNS failure must not drop the destination's profile
+	// (Microsoft's or Google's mailbox rates, TLS) while the client's
+	// own lookup may well succeed. It is not cached: the next call asks
+	// again.
 	now = now.Add(time.Minute)
-	f.fail["d.example"] = true
-	if got := site(); got != (Site{}) {
-		t.Errorf("failed lookup gave %+v", got)
+	f.fail["d.example"], f.fail["never.example"] = true, true
+	if got := site(); got.Provider != "microsoft365" {
+		t.Errorf("failed lookup of a domain seen before gave %+v", got)
+	}
+	if got := r.Site(ctx, "smtp", "never.example"); got != (Site{}) {
+		t.Errorf("failed lookup of a domain never seen gave %+v", got)
 	}
 	f.fail["d.example"] = false
 	calls := f.calls["d.example"]
