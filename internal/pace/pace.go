@@ -132,6 +132,7 @@ type Pacer struct {
 	o    Options
 	lims map[string]*ratelimit.Limiter // by limiterKey
 	bw   map[string]*ratelimit.Bucket  // by destination key
+	bwGC int                           // sweep bw when it grows to this
 	site *ratelimit.Suspender          // throttled destinations
 	// probing are the destinations whose suspension ended without a
 	// delivery getting through since: one delivery at a time goes
@@ -158,7 +159,7 @@ func New(o Options) *Pacer {
 	}
 	return &Pacer{o: o, lims: map[string]*ratelimit.Limiter{}, bw: map[string]*ratelimit.Bucket{},
 		site: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend), box: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend),
-		probing: map[string]bool{}, busy: map[string]int{}}
+		probing: map[string]bool{}, busy: map[string]int{}, bwGC: minBuckets}
 }
 
 // dest is the Plan's Data: one destination under its limits.
@@ -211,12 +212,30 @@ func (p *Pacer) limiter(kind string, ws []ratelimit.Window) *ratelimit.Limiter {
 	return l
 }
 
+// minBuckets keeps the sweeps of a small bucket map from running on
+// every new destination.
+const minBuckets = 1024
+
 func (p *Pacer) bucket(key string, rate int64) *ratelimit.Bucket {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := fmt.Sprintf("%s %d", key, rate)
 	b, ok := p.bw[k]
 	if !ok {
+		if len(p.bw) >= p.bwGC {
+			// A full bucket is as good as a new one: forget those,
+			// or every destination ever mailed keeps one. (A
+			// delivery still writing through one forgotten within
+			// its idle second may share the next with a new one:
+			// one second's burst more, once.)
+			now := time.Now()
+			for k, b := range p.bw {
+				if b.Full(now) {
+					delete(p.bw, k)
+				}
+			}
+			p.bwGC = max(minBuckets, 2*len(p.bw))
+		}
 		b = ratelimit.NewBucket(rate)
 		p.bw[k] = b
 	}

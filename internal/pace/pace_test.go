@@ -294,3 +294,18 @@ func TestPerRecipientKeepsSiteConcurrency(t *testing.T) {
 		t.Errorf("held back after a delivery was cancelled: %+v", a.Later)
 	}
 }
+
+// The bandwidth buckets are per destination: those that sit idle are
+// forgotten, or every next hop ever mailed would keep one.
+func TestBandwidthBucketsForgotten(t *testing.T) {
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: base()})
+	for i := 0; i < 100000; i++ {
+		p.bucket(fmt.Sprintf("smtp:d%d.example", i), 1000)
+	}
+	p.mu.Lock()
+	n := len(p.bw)
+	p.mu.Unlock()
+	if n > 10000 {
+		t.Errorf("%d idle buckets kept for 100,000 destinations", n)
+	}
+}
