@@ -53,7 +53,9 @@ type Admission struct {
 	Ctx context.Context
 	// Done, when set, receives the outcomes of Now, in order, and may
 	// change them (a throttling reply made temporary, a later retry);
-	// outs is nil when the delivery did not take place.
+	// outs is nil when the delivery did not take place (Close, or a
+	// next hop suspended as unreachable: the deferrals it then gets
+	// reached no server).
 	Done func(outs []Outcome)
 }
 

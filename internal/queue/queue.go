@@ -571,7 +571,13 @@ func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []in
 			got[k].Delays = delays(m.Env.Arrival, active, start, end, got[k].Setup)
 		}
 		if adm.Done != nil {
-			adm.Done(got)
+			if skipped {
+				// No delivery took place: the pacer gives back
+				// what it reserved for it.
+				adm.Done(nil)
+			} else {
+				adm.Done(got)
+			}
 		}
 		q.mu.Lock()
 		p.attempted = true
