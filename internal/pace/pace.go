@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/provider"
@@ -365,20 +366,14 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 	return adm
 }
 
-// localPart is addr's local part without its extension
-// (recipient_delimiter), lower-cased, as Postfix names a per-recipient
-// queue.
+// localPart is addr's local part without its extension, split as
+// Postfix's split_addr does (recipient_delimiter; postmaster, owner-x
+// and x-request stay whole), lower-cased, as Postfix names a
+// per-recipient queue (qmgr_message.c).
 func (p *Pacer) localPart(addr string) string {
-	local := addr
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		local = addr[:i]
-	}
-	if p.o.RecipientDelimiter != "" {
-		if i := strings.IndexAny(local, p.o.RecipientDelimiter); i > 0 {
-			local = local[:i]
-		}
-	}
-	return strings.ToLower(local)
+	local, _ := address.Split(addr)
+	user, _ := address.SplitExt(local, p.o.RecipientDelimiter)
+	return strings.ToLower(user)
 }
 
 // mailbox names addr's mailbox at the destination: its local part

@@ -309,3 +309,22 @@ func TestBandwidthBucketsForgotten(t *testing.T) {
 		t.Errorf("%d idle buckets kept for 100,000 destinations", n)
 	}
 }
+
+// The extension is split as Postfix's split_addr does (the one that
+// names its per-recipient queue, qmgr_message.c): with '-' as a
+// delimiter, owner-x and x-request are whole local parts, so
+// owner-a@ and owner-b@ are two mailboxes, not one "owner".
+func TestMailboxSplitsAsPostfix(t *testing.T) {
+	l := base()
+	l.RecipientRate = []ratelimit.Window{{N: 1, Per: time.Hour}}
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l, Explicit: RecipientRate})
+	p.o.RecipientDelimiter = "+-"
+	admit(p, msg("owner-a@students.example"), 0).Done(sent(1))
+	if a := admit(p, msg("owner-b@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("owner-b@ held back after owner-a@: %+v", a.Later)
+	}
+	admit(p, msg("a-request@students.example"), 0).Done(sent(1))
+	if a := admit(p, msg("a-b@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("a-b@ held back after a-request@: %+v", a.Later)
+	}
+}
