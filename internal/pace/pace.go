@@ -497,11 +497,14 @@ func (p *Pacer) warn(format string, args ...any) {
 	}
 }
 
-// reached says whether a delivery got as far as the remote server: a
-// failure without a reply (no connection) costs the remote nothing.
+// reached says whether a delivery may have got as far as the remote
+// server. Only a failure before any server was talked to (relay=none:
+// DNS, connect) costs the remote nothing; a connection lost without a
+// reply may have been lost after the remote took the message ("message
+// may be sent more than once"), and must count.
 func reached(err error) bool {
 	var de *deliver.Error
-	return err == nil || !errors.As(err, &de) || de.Code != 0
+	return err == nil || !errors.As(err, &de) || de.Code != 0 || de.Relay != "none"
 }
 
 // throttledOutcome is o deferred until until: a throttling reply never

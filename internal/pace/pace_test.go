@@ -328,3 +328,18 @@ func TestMailboxSplitsAsPostfix(t *testing.T) {
 		t.Errorf("a-b@ held back after a-request@: %+v", a.Later)
 	}
 }
+
+// A connection lost in the middle of a transaction has no reply, but the
+// remote may have taken the message ("message may be sent more than
+// once"): it counts in the mailbox's window. Only a failure before any
+// server was talked to (relay=none) costs nothing.
+func TestLostConnectionCounts(t *testing.T) {
+	l := base()
+	l.RecipientRate = []ratelimit.Window{{N: 1, Per: time.Hour}}
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l, Explicit: RecipientRate})
+	a := admit(p, msg("x@students.example"), 0)
+	a.Done([]queue.Outcome{{Err: &deliver.Error{Text: "lost connection with mx.students.example[192.0.2.1] while sending end of data -- message may be sent more than once", Relay: "mx.students.example[192.0.2.1]:25"}}})
+	if a := admit(p, msg("x@students.example"), 0); len(a.Now) != 0 {
+		t.Errorf("a second message within the window after one that may have arrived: %+v", a)
+	}
+}
