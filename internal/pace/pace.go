@@ -354,6 +354,36 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 	}
 	adm.Ctx = deliver.WithPolicy(ctx, pol)
 	now2 := adm.Now
+	// The delivery may wait for a slot behind others to the site, and
+	// one of those may meanwhile draw a throttling reply: it must not go
+	// out then, nor as a second delivery beside the probe once the
+	// suspension ends.
+	adm.Go = func() []queue.Postponed {
+		now := time.Now()
+		var at time.Time
+		why := ""
+		if until, reason, ok := p.site.Until(d.key, now); ok {
+			at, why = until, "destination throttled: "+reason
+		} else if !probe {
+			p.mu.Lock()
+			running, ok := p.probing[d.key]
+			if ok && !running {
+				p.probing[d.key], probe = true, true
+			}
+			p.mu.Unlock()
+			if ok && running {
+				at, why = now.Add(probeWait), "destination throttled: waiting for a first delivery to get through"
+			}
+		}
+		if why == "" {
+			return nil
+		}
+		later := make([]queue.Postponed, len(now2))
+		for k, i := range now2 {
+			later[k] = queue.Postponed{Rcpt: i, At: at, Why: why}
+		}
+		return later
+	}
 	adm.Done = func(outs []queue.Outcome) {
 		ok := p.done(d, m, now2, toks, delay, outs)
 		if probe {

@@ -51,6 +51,11 @@ type Admission struct {
 	// Ctx, when set, is the context for this delivery (it may carry the
 	// destination's delivery policy).
 	Ctx context.Context
+	// Go, when set, is called once the delivery holds its slot, just
+	// before it starts. Non-empty, it holds back every one of Now and
+	// the delivery does not take place: the destination was throttled
+	// (a reply to another delivery) while this one waited for its slot.
+	Go func() []Postponed
 	// Done, when set, receives the outcomes of Now, in order, and may
 	// change them (a throttling reply made temporary, a later retry);
 	// outs is nil when the delivery did not take place (Close, or a
