@@ -343,3 +343,28 @@ func TestLostConnectionCounts(t *testing.T) {
 		t.Errorf("a second message within the window after one that may have arrived: %+v", a)
 	}
 }
+
+// Go: a delivery admitted before a throttling reply is held back while
+// the suspension lasts, and after it becomes the one probe.
+func TestGoAfterThrottle(t *testing.T) {
+	p := New(Options{
+		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: base()}, true },
+		MinSuspend: 30 * time.Millisecond, MaxSuspend: time.Second,
+	})
+	waiting := admit(p, msg("u1@students.example"), 0)
+	admit(p, msg("u2@students.example"), 0).Done([]queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Relay: "mx[192.0.2.1]:25", Text: "421 4.7.28 unusual rate"}}})
+	if later := waiting.Go(); len(later) != 1 || !strings.HasPrefix(later[0].Why, "destination throttled") {
+		t.Fatalf("during the suspension: %+v; want it held back", later)
+	}
+	time.Sleep(40 * time.Millisecond)
+	if later := waiting.Go(); len(later) != 0 {
+		t.Fatalf("after the suspension: %+v; want it to go, as the probe", later)
+	}
+	if b := admit(p, msg("u3@students.example"), 0); len(b.Now) != 0 {
+		t.Errorf("a second delivery beside the probe: %+v", b)
+	}
+	waiting.Done(sent(1))
+	if b := admit(p, msg("u3@students.example"), 0); len(b.Now) != 1 {
+		t.Errorf("held back after the probe got through: %+v", b.Later)
+	}
+}
