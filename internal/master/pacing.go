@@ -2,13 +2,13 @@ package master
 
 import (
 	"fmt"
-	"github.com/mailtee/mailtee/internal/dnsresolve"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/dnsresolve"
 	"github.com/mailtee/mailtee/internal/mastercf"
 	"github.com/mailtee/mailtee/internal/pace"
 	"github.com/mailtee/mailtee/internal/provider"
