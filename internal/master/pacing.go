@@ -28,11 +28,17 @@ func pacingTransports(cfg *config.Config, mf *mastercf.File) (map[string]pace.Tr
 	out := map[string]pace.Transport{}
 	var d diag.List
 	said := map[string]bool{} // default_X is every transport's: one finding
-	add := func(name, program string, sc *config.Config) {
+	add := func(name, program string, sc *config.Config, s *mastercf.Service) {
 		t, errs := transportPacing(sc, name, program)
 		for _, e := range errs {
-			if !said[e.msg] {
-				said[e.msg] = true
+			if said[e.msg] {
+				continue
+			}
+			said[e.msg] = true
+			if o, ok := override(s, e.param); ok {
+				// (sc's lines of an -o are master.cf's.)
+				d.Errorf(mf.Path, o.Line, "service %s (%s): -o %s", s.Name, program, e.msg)
+			} else {
 				d.Errorf(cfg.File, settingLine(sc, e.param), "%s", e.msg)
 			}
 		}
@@ -40,17 +46,51 @@ func pacingTransports(cfg *config.Config, mf *mastercf.File) (map[string]pace.Tr
 	}
 	if mf == nil {
 		for name, program := range map[string]string{"smtp": "smtp", "relay": "smtp", "lmtp": "lmtp"} {
-			add(name, program, cfg)
+			add(name, program, cfg, nil)
 		}
 		return out, d
 	}
 	for i := range mf.Services {
 		s := &mf.Services[i]
 		if runsAgent(s) && pacedPrograms[s.Program()] {
-			add(s.Name, s.Program(), serviceConfig(cfg, s))
+			add(s.Name, s.Program(), serviceConfig(cfg, s), s)
 		}
 	}
 	return out, d
+}
+
+// override returns service s's -o of param, if it has one.
+func override(s *mastercf.Service, param string) (mastercf.Override, bool) {
+	if s == nil {
+		return mastercf.Override{}, false
+	}
+	for _, o := range s.Overrides {
+		if o.Name == param {
+			return o, true
+		}
+	}
+	return mastercf.Override{}, false
+}
+
+// pacingSuffixes name the parameters transportPacing reads, as
+// TRANSPORT_X and default_X.
+var pacingSuffixes = []string{
+	"_destination_concurrency_limit", "_destination_recipient_limit", "_destination_rate_delay",
+	"_recipient_rate_limit", "_destination_rate_limit", "_destination_bandwidth_limit", "_destination_profile",
+}
+
+// pacingOverride says whether an -o of name on service s is honoured as
+// one of its pacing parameters (s of a paced program).
+func pacingOverride(s *mastercf.Service, name string) bool {
+	if !pacedPrograms[s.Program()] {
+		return false
+	}
+	for _, suffix := range pacingSuffixes {
+		if name == s.Name+suffix || name == "default"+suffix {
+			return true
+		}
+	}
+	return false
 }
 
 type pacingError struct{ param, msg string }
