@@ -558,8 +558,6 @@ func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []in
 				q.noteSite(hop, outs)
 			}
 			end := time.Now()
-			<-slot.sem
-			q.leave(slot)
 			got := make([]Outcome, len(rcpts))
 			for k := range rcpts {
 				got[k] = Outcome{Err: errors.New("no result from delivery agent")}
@@ -577,6 +575,10 @@ func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []in
 					adm.Done(got)
 				}
 			}
+			// Only now: a throttling reply must suspend the
+			// destination before the next delivery there starts.
+			<-slot.sem
+			q.leave(slot)
 			q.mu.Lock()
 			p.attempted = true
 			q.mu.Unlock()
