@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -375,13 +376,36 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 				at, why = now.Add(probeWait), "destination throttled: waiting for a first delivery to get through"
 			}
 		}
-		if why == "" {
-			return nil
+		if why != "" {
+			later := make([]queue.Postponed, len(now2))
+			for k, i := range now2 {
+				later[k] = queue.Postponed{Rcpt: i, At: at, Why: why}
+			}
+			return later // Done(nil) gives their tokens back
 		}
-		later := make([]queue.Postponed, len(now2))
+		// A mailbox throttled meanwhile: its recipient stays out, the
+		// others go.
+		var later []queue.Postponed
+		var keep []int
+		var kept [][2]*ratelimit.Token
 		for k, i := range now2 {
-			later[k] = queue.Postponed{Rcpt: i, At: at, Why: why}
+			if until, reason, ok := p.box.Until(d.key+"|"+p.mailbox(m.Rcpts[i].Addr), now); ok {
+				later = append(later, queue.Postponed{Rcpt: i, At: until, Why: "mailbox throttled: " + reason})
+				continue
+			}
+			keep = append(keep, i)
+			kept = append(kept, toks[k])
 		}
+		if len(later) == 0 || len(keep) == 0 {
+			return later
+		}
+		for k := range now2 {
+			if !slices.Contains(keep, now2[k]) {
+				toks[k][0].Cancel()
+				toks[k][1].Cancel()
+			}
+		}
+		now2, toks = keep, kept // what Done will hear of
 		return later
 	}
 	adm.Done = func(outs []queue.Outcome) {

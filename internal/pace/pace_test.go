@@ -368,3 +368,26 @@ func TestGoAfterThrottle(t *testing.T) {
 		t.Errorf("held back after the probe got through: %+v", b.Later)
 	}
 }
+
+// Go leaving out a recipient whose mailbox was throttled meanwhile gives
+// back its place in the mailbox's window, and Done then hears of the
+// others only.
+func TestGoLeavesOutThrottledMailbox(t *testing.T) {
+	l := base()
+	l.RecipientRate = []ratelimit.Window{{N: 2, Per: time.Hour}}
+	p := New(Options{
+		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: l}, true },
+		MinSuspend: 20 * time.Millisecond, MaxSuspend: time.Second,
+	})
+	waiting := admit(p, msg("u1@students.example", "u2@students.example"), 0, 1)
+	admit(p, msg("u1@students.example"), 0).Done([]queue.Outcome{{Err: &deliver.Error{Code: 450, Enhanced: "4.2.1", Relay: "mx[192.0.2.1]:25", Text: "450 4.2.1 receiving mail too quickly"}}})
+	later := waiting.Go()
+	if len(later) != 1 || later[0].Rcpt != 0 || !strings.HasPrefix(later[0].Why, "mailbox throttled") {
+		t.Fatalf("Go: %+v; want u1 held back, u2 sent", later)
+	}
+	waiting.Done(sent(1)) // u2's outcome alone
+	time.Sleep(30 * time.Millisecond)
+	if a := admit(p, msg("u1@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("u1's window still counts the delivery Go left out: %+v", a.Later)
+	}
+}

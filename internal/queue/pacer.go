@@ -52,9 +52,12 @@ type Admission struct {
 	// destination's delivery policy).
 	Ctx context.Context
 	// Go, when set, is called once the delivery holds its slot, just
-	// before it starts. Non-empty, it holds back every one of Now and
-	// the delivery does not take place: the destination was throttled
-	// (a reply to another delivery) while this one waited for its slot.
+	// before it starts, and returns the recipients of Now it holds back
+	// after all: the destination or their mailbox was throttled (a
+	// reply to another delivery) while this one waited for its slot.
+	// The others are delivered, and Done receives their outcomes, in
+	// order; when it holds back all of them the delivery does not take
+	// place.
 	Go func() []Postponed
 	// Done, when set, receives the outcomes of Now, in order, and may
 	// change them (a throttling reply made temporary, a later retry);

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -541,15 +542,23 @@ func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []in
 		}
 		if len(later) > 0 {
 			// The pacer learned, while this delivery waited for its
-			// slot, that the destination is throttled: it does not
-			// take place.
+			// slot, that the destination or some mailboxes are
+			// throttled.
+			i, r := q.holdBack(p, later, active)
+			idx, res = append(idx, i...), append(res, r...)
+			held := make(map[int]bool, len(later))
+			for _, l := range later {
+				held[l.Rcpt] = true
+			}
+			rcpts = slices.DeleteFunc(slices.Clone(rcpts), func(i int) bool { return held[i] })
+		}
+		if len(rcpts) == 0 {
+			// All held back: the delivery does not take place.
 			<-slot.sem
 			q.leave(slot)
 			if adm.Done != nil {
 				adm.Done(nil)
 			}
-			i, r := q.holdBack(p, later, active)
-			idx, res = append(idx, i...), append(res, r...)
 		} else {
 			start := time.Now()
 			outs, skipped := q.suspendedOutcomes(hop, len(rcpts))
