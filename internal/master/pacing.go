@@ -2,13 +2,13 @@ package master
 
 import (
 	"fmt"
-	"github.com/mailtee/mailtee/internal/dnsresolve"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/dnsresolve"
 	"github.com/mailtee/mailtee/internal/mastercf"
 	"github.com/mailtee/mailtee/internal/pace"
 	"github.com/mailtee/mailtee/internal/provider"
@@ -22,48 +22,88 @@ var pacedPrograms = map[string]bool{"smtp": true, "lmtp": true}
 
 // pacingTransports are the pacing parameters of every SMTP and LMTP
 // transport (smtp, relay, lmtp and master.cf's services of those
-// programs), for internal/pace; a bad value is a finding under its
-// parameter. Check and serve both call it. As in Postfix, the
-// TRANSPORT_destination_* parameters are main.cf's (the queue manager
-// reads them, not the delivery service: an -o of one is not honoured,
-// and check says so), while what the SMTP client reads (its TLS level,
-// its connection reuse limit) may come from the service's -o.
+// programs, with their -o overrides), for internal/pace; a bad value is
+// a finding under its parameter. Check and serve both call it. Unlike
+// Postfix, whose queue manager reads TRANSPORT_destination_* from
+// main.cf only and silently ignores them as a delivery service's -o
+// (mailu's "polite" service sets them so), mailtee honours the -o: it
+// is what such a master.cf means.
 func pacingTransports(cfg *config.Config, mf *mastercf.File) (map[string]pace.Transport, diag.List) {
 	out := map[string]pace.Transport{}
 	var d diag.List
 	said := map[string]bool{} // default_X is every transport's: one finding
-	add := func(name, program string, sc *config.Config) {
-		t, errs := transportPacing(cfg, sc, name, program)
+	add := func(name, program string, sc *config.Config, s *mastercf.Service) {
+		t, errs := transportPacing(sc, name, program)
 		for _, e := range errs {
-			if !said[e.msg] {
-				said[e.msg] = true
-				d.Errorf(cfg.File, settingLine(cfg, e.param), "%s", e.msg)
+			if said[e.msg] {
+				continue
+			}
+			said[e.msg] = true
+			if o, ok := override(s, e.param); ok {
+				// (sc's lines of an -o are master.cf's.)
+				d.Errorf(mf.Path, o.Line, "service %s (%s): -o %s", s.Name, program, e.msg)
+			} else {
+				d.Errorf(cfg.File, settingLine(sc, e.param), "%s", e.msg)
 			}
 		}
 		out[name] = t
 	}
 	if mf == nil {
 		for name, program := range map[string]string{"smtp": "smtp", "relay": "smtp", "lmtp": "lmtp"} {
-			add(name, program, cfg)
+			add(name, program, cfg, nil)
 		}
 		return out, d
 	}
 	for i := range mf.Services {
 		s := &mf.Services[i]
 		if runsAgent(s) && pacedPrograms[s.Program()] {
-			add(s.Name, s.Program(), serviceConfig(cfg, s))
+			add(s.Name, s.Program(), serviceConfig(cfg, s), s)
 		}
 	}
 	return out, d
 }
 
+// override returns service s's -o of param, if it has one.
+func override(s *mastercf.Service, param string) (mastercf.Override, bool) {
+	if s == nil {
+		return mastercf.Override{}, false
+	}
+	for _, o := range s.Overrides {
+		if o.Name == param {
+			return o, true
+		}
+	}
+	return mastercf.Override{}, false
+}
+
+// pacingSuffixes name the parameters transportPacing reads, as
+// TRANSPORT_X and default_X.
+var pacingSuffixes = []string{
+	"_destination_concurrency_limit", "_destination_recipient_limit", "_destination_rate_delay",
+	"_recipient_rate_limit", "_destination_rate_limit", "_destination_bandwidth_limit", "_destination_profile",
+	"_transport_rate_delay",
+}
+
+// pacingOverride says whether an -o of name on service s is honoured as
+// one of its pacing parameters (s of a paced program).
+func pacingOverride(s *mastercf.Service, name string) bool {
+	if !pacedPrograms[s.Program()] {
+		return false
+	}
+	for _, suffix := range pacingSuffixes {
+		if name == s.Name+suffix || name == "default"+suffix {
+			return true
+		}
+	}
+	return false
+}
+
 type pacingError struct{ param, msg string }
 
 // transportPacing reads one transport's parameters: TRANSPORT_X when
-// main.cf sets it, else default_X, as Postfix's per-transport
-// parameters default to the global one; sc is the service's
-// configuration (main.cf with its -o), for the client's own settings.
-func transportPacing(cfg, sc *config.Config, name, program string) (pace.Transport, []pacingError) {
+// main.cf (or an -o) sets it, else default_X, as Postfix's per-transport
+// parameters default to the global one.
+func transportPacing(cfg *config.Config, name, program string) (pace.Transport, []pacingError) {
 	var errs []pacingError
 	t := pace.Transport{SMTP: program == "smtp"}
 	param := func(suffix string, f pace.Field) (string, string) {
@@ -116,13 +156,13 @@ func transportPacing(cfg, sc *config.Config, name, program string) (pace.Transpo
 	// The client enforces smtp_connection_reuse_count_limit itself
 	// (deliver.Client.MaxReuse); set, it keeps the profile's messages
 	// per connection away.
-	if _, ok := sc.Set(program + "_connection_reuse_count_limit"); ok {
+	if _, ok := cfg.Set(program + "_connection_reuse_count_limit"); ok {
 		t.Explicit |= pace.ReuseCount
 	}
 	// A profile requires TLS unless the client's level says none: an
 	// administrator who wrote none means it; Debian's stock "may" is
 	// raised to encrypt for a provider that always offers TLS.
-	if lvl := sc.Get(program + "_tls_security_level"); lvl == "none" {
+	if lvl := cfg.Get(program + "_tls_security_level"); lvl == "none" {
 		t.Explicit |= pace.TLSLevel
 	}
 	n, v := param("_destination_profile", 0)

@@ -3,7 +3,6 @@ package master
 import (
 	"context"
 	"fmt"
-	"github.com/mailtee/mailtee/internal/pace"
 	"net"
 	"net/netip"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/pace"
 	"github.com/mailtee/mailtee/internal/pflist"
 	"github.com/mailtee/mailtee/internal/rewrite"
 	"github.com/mailtee/mailtee/internal/route"

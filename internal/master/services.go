@@ -433,8 +433,9 @@ func listenerFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service
 }
 
 // agentFindings: a delivery service mailtee runs delivers with main.cf's
-// settings for its program, except the SMTP client's clientParams; an
-// -o that changes another is not honoured.
+// settings for its program, except the SMTP client's clientParams and
+// the pacing of SMTP and LMTP transports (pacing.go); an -o that
+// changes another is not honoured.
 func agentFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service) diag.List {
 	var out diag.List
 	sc := serviceConfig(cfg, s)
@@ -442,6 +443,9 @@ func agentFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service) d
 	for _, o := range s.Overrides {
 		if o.Name == "syslog_name" || sc.Get(o.Name) == cfg.Get(o.Name) {
 			continue
+		}
+		if pacingOverride(s, o.Name) {
+			continue // pacingTransports checks it
 		}
 		if s.Program() == "smtp" && clientParams[o.Name] {
 			for _, f := range sc.CheckSettings([]config.Setting{{Name: o.Name, Value: o.Value, Line: o.Line}}) {

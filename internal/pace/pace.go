@@ -23,10 +23,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/address"
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/provider"
@@ -136,6 +138,7 @@ type Pacer struct {
 	o    Options
 	lims map[string]*ratelimit.Limiter // by limiterKey
 	bw   map[string]*ratelimit.Bucket  // by destination key
+	bwGC int                           // sweep bw when it grows to this
 	site *ratelimit.Suspender          // throttled destinations
 	// probing are the destinations whose suspension ended without a
 	// delivery getting through since: one delivery at a time goes
@@ -144,6 +147,10 @@ type Pacer struct {
 	// throttling costs one refused delivery, not one per connection.
 	probing map[string]bool
 	box     *ratelimit.Suspender // throttled mailboxes
+	// busy counts the deliveries under way to a provider's site whose
+	// concurrency the queue does not bound: with a recipient limit of 1
+	// its slots are per recipient (siteSlot).
+	busy map[string]int
 }
 
 var _ queue.Pacer = (*Pacer)(nil)
@@ -158,7 +165,7 @@ func New(o Options) *Pacer {
 	}
 	return &Pacer{o: o, lims: map[string]*ratelimit.Limiter{}, bw: map[string]*ratelimit.Bucket{},
 		site: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend), box: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend),
-		probing: map[string]bool{}}
+		probing: map[string]bool{}, busy: map[string]int{}, bwGC: minBuckets}
 }
 
 // dest is the Plan's Data: one destination under its limits.
@@ -211,12 +218,30 @@ func (p *Pacer) limiter(kind string, ws []ratelimit.Window) *ratelimit.Limiter {
 	return l
 }
 
+// minBuckets keeps the sweeps of a small bucket map from running on
+// every new destination.
+const minBuckets = 1024
+
 func (p *Pacer) bucket(key string, rate int64) *ratelimit.Bucket {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := fmt.Sprintf("%s %d", key, rate)
 	b, ok := p.bw[k]
 	if !ok {
+		if len(p.bw) >= p.bwGC {
+			// A full bucket is as good as a new one: forget those,
+			// or every destination ever mailed keeps one. (A
+			// delivery still writing through one forgotten within
+			// its idle second may share the next with a new one:
+			// one second's burst more, once.)
+			now := time.Now()
+			for k, b := range p.bw {
+				if b.Full(now) {
+					delete(p.bw, k)
+				}
+			}
+			p.bwGC = max(minBuckets, 2*len(p.bw))
+		}
 		b = ratelimit.NewBucket(rate)
 		p.bw[k] = b
 	}
@@ -264,6 +289,16 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		key = plan.Hop.Transport + ":" + plan.Hop.Nexthop + "|" + p.localPart(m.Rcpts[rcpts[0]].Addr)
 		adm.Key = key
 	}
+	site := adm.Key != "" && d.profile != "" && d.lim.Concurrency > 0
+	if site && !p.siteSlot(d.key, d.lim.Concurrency) {
+		for _, i := range rcpts {
+			hold(i, now.Add(probeWait), "destination concurrency")
+		}
+		if probe {
+			p.endProbe(d.key, false)
+		}
+		return adm
+	}
 	var delays []*ratelimit.Token
 	for _, rd := range []struct {
 		key   string
@@ -277,11 +312,16 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 			for _, t := range delays {
 				t.Cancel()
 			}
-			if probe {
-				p.endProbe(d.key, false)
-			}
 			for _, i := range rcpts {
 				hold(i, at, "rate delay")
+			}
+			if probe {
+				// No delivery: the next one probes, else the
+				// destination would wait for this one for good.
+				p.endProbe(d.key, false)
+			}
+			if site {
+				p.leaveSite(d.key)
 			}
 			return adm
 		}
@@ -291,7 +331,7 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 	sites := p.limiter("site", d.lim.DestinationRate)
 	var toks [][2]*ratelimit.Token
 	for _, i := range rcpts {
-		mbox := p.mailbox(d, m.Rcpts[i].Addr)
+		mbox := d.key + "|" + p.mailbox(m.Rcpts[i].Addr)
 		if until, reason, ok := p.box.Until(mbox, now); ok {
 			hold(i, until, "mailbox throttled: "+reason)
 			continue
@@ -320,57 +360,130 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		p.endProbe(d.key, false)
 		probe = false
 	}
+	if len(adm.Now) == 0 && site {
+		p.leaveSite(d.key)
+		site = false
+	}
 	pol := deliver.Policy{TLSLevel: d.lim.TLSLevel, MaxReuse: d.lim.MessagesPerConnection}
 	if d.lim.Bandwidth > 0 {
 		pol.Shape = p.bucket(d.key, d.lim.Bandwidth).Writer
 	}
 	adm.Ctx = deliver.WithPolicy(ctx, pol)
 	now2 := adm.Now
+	// The delivery may wait for a slot behind others to the site, and
+	// one of those may meanwhile draw a throttling reply: it must not go
+	// out then, nor as a second delivery beside the probe once the
+	// suspension ends.
+	adm.Go = func() []queue.Postponed {
+		now := time.Now()
+		var at time.Time
+		why := ""
+		if until, reason, ok := p.site.Until(d.key, now); ok {
+			at, why = until, "destination throttled: "+reason
+		} else if !probe {
+			p.mu.Lock()
+			running, ok := p.probing[d.key]
+			if ok && !running {
+				p.probing[d.key], probe = true, true
+			}
+			p.mu.Unlock()
+			if ok && running {
+				at, why = now.Add(probeWait), "destination throttled: waiting for a first delivery to get through"
+			}
+		}
+		if why != "" {
+			later := make([]queue.Postponed, len(now2))
+			for k, i := range now2 {
+				later[k] = queue.Postponed{Rcpt: i, At: at, Why: why}
+			}
+			return later // Done(nil) gives their tokens back
+		}
+		// A mailbox throttled meanwhile: its recipient stays out, the
+		// others go.
+		var later []queue.Postponed
+		var keep []int
+		var kept [][2]*ratelimit.Token
+		for k, i := range now2 {
+			if until, reason, ok := p.box.Until(d.key+"|"+p.mailbox(m.Rcpts[i].Addr), now); ok {
+				later = append(later, queue.Postponed{Rcpt: i, At: until, Why: "mailbox throttled: " + reason})
+				continue
+			}
+			keep = append(keep, i)
+			kept = append(kept, toks[k])
+		}
+		if len(later) == 0 || len(keep) == 0 {
+			return later
+		}
+		for k := range now2 {
+			if !slices.Contains(keep, now2[k]) {
+				toks[k][0].Cancel()
+				toks[k][1].Cancel()
+			}
+		}
+		now2, toks = keep, kept // what Done will hear of
+		return later
+	}
 	adm.Done = func(outs []queue.Outcome) {
 		ok := p.done(d, m, now2, toks, delays, outs)
 		if probe {
 			p.endProbe(d.key, ok)
 		}
+		if site {
+			p.leaveSite(d.key)
+		}
 	}
 	return adm
 }
 
-// localPart is addr's local part without its extension
-// (recipient_delimiter), lower-cased, as Postfix names a per-recipient
-// queue.
+// localPart is addr's local part without its extension, split as
+// Postfix's split_addr does (recipient_delimiter; postmaster, owner-x
+// and x-request stay whole), lower-cased, as Postfix names a
+// per-recipient queue (qmgr_message.c).
 func (p *Pacer) localPart(addr string) string {
-	local, _ := splitAddr(addr)
-	return strings.ToLower(stripExtension(local, p.o.RecipientDelimiter))
+	local, _ := address.Split(addr)
+	user, _ := address.SplitExt(local, p.o.RecipientDelimiter)
+	return strings.ToLower(user)
 }
 
-// mailbox is the key of addr's mailbox at destination d: the address
-// without extension, for '+' too, since that is the providers'
-// delimiter (user+tag@ is user@'s mailbox at Google and Microsoft).
-func (p *Pacer) mailbox(d *dest, addr string) string {
-	local, domain := splitAddr(addr)
-	return d.key + "|" + strings.ToLower(stripExtension(local, p.o.RecipientDelimiter+"+")+"@"+domain)
-}
-
-func splitAddr(addr string) (local, domain string) {
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		return addr[:i], addr[i+1:]
+// mailbox names addr's mailbox at the destination: its local part
+// without extension, and its domain, lower-cased. user+tag@ lands in
+// user@'s mailbox, whose limits it shares: '+' counts as a delimiter
+// whatever recipient_delimiter says, as the providers' own.
+func (p *Pacer) mailbox(addr string) string {
+	local, domain := address.Split(addr)
+	user, _ := address.SplitExt(local, p.o.RecipientDelimiter+"+")
+	if domain != "" {
+		domain = "@" + domain
 	}
-	return addr, ""
+	return strings.ToLower(user + domain)
 }
 
-// stripExtension cuts local at its first delimiter, unless that is its
-// first character (Postfix keeps "+foo" whole).
-func stripExtension(local, delims string) string {
-	if delims != "" {
-		if i := strings.IndexAny(local, delims); i > 0 {
-			return local[:i]
-		}
+// siteSlot takes one of a provider site's n slots for a per-recipient
+// delivery, whose queue slot bounds only its recipient: a profile's
+// concurrency bounds every connection to the site (Google's, every
+// domain it hosts), whatever the recipient limit. Give it back with
+// leaveSite.
+func (p *Pacer) siteSlot(key string, n int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.busy[key] >= n {
+		return false
 	}
-	return local
+	p.busy[key]++
+	return true
+}
+
+func (p *Pacer) leaveSite(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.busy[key]--; p.busy[key] <= 0 {
+		delete(p.busy, key)
+	}
 }
 
 // probeWait is how long deliveries to a destination wait while its
-// probe runs: about one delivery's time.
+// probe runs, or while its site's slots are all taken: about one
+// delivery's time.
 const probeWait = time.Second
 
 // endProbe ends a probe of key: through, the destination is back to its
@@ -405,7 +518,7 @@ func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, toks [][2]*ratelimi
 	siteThrottled := false
 	for k, i := range rcpts {
 		o := &outs[k]
-		mbox := p.mailbox(d, m.Rcpts[i].Addr)
+		mbox := d.key + "|" + p.mailbox(m.Rcpts[i].Addr)
 		if reached(o.Err) {
 			toks[k][0].Done(end)
 			toks[k][1].Done(end)
@@ -455,12 +568,14 @@ func (p *Pacer) warn(format string, args ...any) {
 	}
 }
 
-// reached says whether a delivery got as far as the remote server: a
-// failure without a reply (no connection, a next hop the queue had
-// suspended as unreachable) costs the remote nothing.
+// reached says whether a delivery may have got as far as the remote
+// server. Only a failure before any server was talked to (relay=none:
+// DNS, connect) costs the remote nothing; a connection lost without a
+// reply may have been lost after the remote took the message ("message
+// may be sent more than once"), and must count.
 func reached(err error) bool {
 	var de *deliver.Error
-	return err == nil || errors.As(err, &de) && de.Code != 0
+	return err == nil || !errors.As(err, &de) || de.Code != 0 || de.Relay != "none"
 }
 
 // throttledOutcome is o deferred until until: a throttling reply never

@@ -2,7 +2,7 @@ package pace
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -246,35 +246,177 @@ func TestMailboxIgnoresExtension(t *testing.T) {
 	}
 }
 
-// A probe that the rate delay holds back is given back: the next
-// delivery may probe.
+// A probe that the rate delay holds back is no probe: it must not leave
+// the destination waiting for a delivery that never comes (the rate
+// delay outlasting a short suspension is enough).
 func TestProbeHeldByRateDelay(t *testing.T) {
 	l := base()
-	l.RateDelay = 50 * time.Millisecond
+	l.RateDelay = 100 * time.Millisecond
 	p := New(Options{
 		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: l}, true },
-		MinSuspend: 10 * time.Millisecond, MaxSuspend: time.Second,
+		MinSuspend: 20 * time.Millisecond, MaxSuspend: time.Second,
 	})
-	admit(p, msg("u1@students.example"), 0).Done([]queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Text: "421 4.7.28 unusual rate"}}})
-	time.Sleep(20 * time.Millisecond) // suspension over, rate delay not
+	throttle := []queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Text: "421 4.7.28 unusual rate"}}}
+	admit(p, msg("u1@students.example"), 0).Done(throttle)
+	time.Sleep(30 * time.Millisecond) // the suspension is over, the rate delay not
 	if a := admit(p, msg("u2@students.example"), 0); len(a.Now) != 0 || a.Later[0].Why != "rate delay" {
 		t.Fatalf("within the rate delay: %+v", a)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if a := admit(p, msg("u3@students.example"), 0); len(a.Now) != 1 {
-		t.Errorf("after the rate delay the destination stays blocked: %+v", a.Later)
+	time.Sleep(150 * time.Millisecond) // the rate delay is over too
+	if a := admit(p, msg("u2@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("the destination is held back for good after its probe waited for the rate delay: %+v", a.Later)
 	}
 }
 
-// A delivery the queue did not even try (its next hop suspended as
-// unreachable) costs the mailbox nothing either.
-func TestNotTriedFreesTheSlot(t *testing.T) {
+// The per-mailbox windows and suspensions are the mailbox's: user+tag
+// lands in user's mailbox at the destination, as Postfix names a
+// per-recipient queue without the extension (recipient_delimiter), so
+// addresses with extensions must not each get the mailbox's whole rate.
+func TestRecipientRateIgnoresExtension(t *testing.T) {
 	l := base()
 	l.RecipientRate = []ratelimit.Window{{N: 1, Per: time.Hour}}
-	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l})
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l, Explicit: RecipientRate})
+	p.o.RecipientDelimiter = "+"
+	admit(p, msg("busy+a@students.example"), 0).Done(sent(1))
+	if a := admit(p, msg("Busy+b@students.example"), 0); len(a.Now) != 0 {
+		t.Errorf("busy+b@ got busy@'s mailbox past its rate after busy+a@: %+v", a)
+	}
+	if a := admit(p, msg("busy@other.example"), 0); len(a.Now) != 1 {
+		t.Errorf("the same local part at another domain is another mailbox: %+v", a.Later)
+	}
+	// A mailbox throttle holds the mailbox, whatever the extension.
+	p, _ = pacerWith(Transport{Profile: "none", SMTP: true, Limits: base()})
+	p.o.RecipientDelimiter = "+"
+	admit(p, msg("u1+x@students.example"), 0).Done([]queue.Outcome{{Err: &deliver.Error{Code: 450, Enhanced: "4.2.1", Text: "host x said: 450 4.2.1 The user you are trying to contact is receiving mail too quickly"}}})
+	if a := admit(p, msg("u1+y@students.example"), 0); len(a.Now) != 0 {
+		t.Errorf("u1+y@ sent while u1's mailbox is throttled: %+v", a)
+	}
+}
+
+// With a recipient limit of 1 the concurrency is per recipient, as in
+// Postfix; a profile's concurrency is the site's all the same (Google's
+// bounds every domain it hosts together), so per-recipient deliveries
+// there must not open more than it at once.
+func TestPerRecipientKeepsSiteConcurrency(t *testing.T) {
+	l := base()
+	l.RecipientLimit = 1
+	p, _ := pacerWith(Transport{Profile: "google", SMTP: true, Limits: l, Explicit: RecipientLimit})
+	g, _ := provider.Lookup("google")
+	var running []queue.Admission
+	for k := 0; k < g.Concurrency; k++ {
+		a := admit(p, msg(fmt.Sprintf("u%d@students.example", k)), 0)
+		if len(a.Now) != 1 || a.Key == "" {
+			t.Fatalf("delivery %d: %+v; want it sent, under a per-recipient key", k, a)
+		}
+		running = append(running, a)
+	}
+	a := admit(p, msg("last@students.example"), 0)
+	if len(a.Now) != 0 {
+		t.Fatalf("delivery %d to the site while %d run: the profile's concurrency %d is exceeded", g.Concurrency+1, g.Concurrency, g.Concurrency)
+	}
+	running[0].Done(sent(1))
+	if a := admit(p, msg("last@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("held back after a delivery ended: %+v", a.Later)
+	}
+	running[1].Done(nil) // never delivered: its place is free too
+	if a := admit(p, msg("again@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("held back after a delivery was cancelled: %+v", a.Later)
+	}
+}
+
+// The bandwidth buckets are per destination: those that sit idle are
+// forgotten, or every next hop ever mailed would keep one.
+func TestBandwidthBucketsForgotten(t *testing.T) {
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: base()})
+	for i := 0; i < 100000; i++ {
+		p.bucket(fmt.Sprintf("smtp:d%d.example", i), 1000)
+	}
+	p.mu.Lock()
+	n := len(p.bw)
+	p.mu.Unlock()
+	if n > 10000 {
+		t.Errorf("%d idle buckets kept for 100,000 destinations", n)
+	}
+}
+
+// The extension is split as Postfix's split_addr does (the one that
+// names its per-recipient queue, qmgr_message.c): with '-' as a
+// delimiter, owner-x and x-request are whole local parts, so
+// owner-a@ and owner-b@ are two mailboxes, not one "owner".
+func TestMailboxSplitsAsPostfix(t *testing.T) {
+	l := base()
+	l.RecipientRate = []ratelimit.Window{{N: 1, Per: time.Hour}}
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l, Explicit: RecipientRate})
+	p.o.RecipientDelimiter = "+-"
+	admit(p, msg("owner-a@students.example"), 0).Done(sent(1))
+	if a := admit(p, msg("owner-b@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("owner-b@ held back after owner-a@: %+v", a.Later)
+	}
+	admit(p, msg("a-request@students.example"), 0).Done(sent(1))
+	if a := admit(p, msg("a-b@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("a-b@ held back after a-request@: %+v", a.Later)
+	}
+}
+
+// A connection lost in the middle of a transaction has no reply, but the
+// remote may have taken the message ("message may be sent more than
+// once"): it counts in the mailbox's window. Only a failure before any
+// server was talked to (relay=none) costs nothing.
+func TestLostConnectionCounts(t *testing.T) {
+	l := base()
+	l.RecipientRate = []ratelimit.Window{{N: 1, Per: time.Hour}}
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l, Explicit: RecipientRate})
 	a := admit(p, msg("x@students.example"), 0)
-	a.Done([]queue.Outcome{{Err: errors.New("delivery temporarily suspended: connect to ...: Connection refused"), Relay: "none"}})
-	if a := admit(p, msg("x@students.example"), 0); len(a.Now) != 1 {
-		t.Errorf("held back after a delivery that was not tried: %+v", a.Later)
+	a.Done([]queue.Outcome{{Err: &deliver.Error{Text: "lost connection with mx.students.example[192.0.2.1] while sending end of data -- message may be sent more than once", Relay: "mx.students.example[192.0.2.1]:25"}}})
+	if a := admit(p, msg("x@students.example"), 0); len(a.Now) != 0 {
+		t.Errorf("a second message within the window after one that may have arrived: %+v", a)
+	}
+}
+
+// Go: a delivery admitted before a throttling reply is held back while
+// the suspension lasts, and after it becomes the one probe.
+func TestGoAfterThrottle(t *testing.T) {
+	p := New(Options{
+		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: base()}, true },
+		MinSuspend: 30 * time.Millisecond, MaxSuspend: time.Second,
+	})
+	waiting := admit(p, msg("u1@students.example"), 0)
+	admit(p, msg("u2@students.example"), 0).Done([]queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Relay: "mx[192.0.2.1]:25", Text: "421 4.7.28 unusual rate"}}})
+	if later := waiting.Go(); len(later) != 1 || !strings.HasPrefix(later[0].Why, "destination throttled") {
+		t.Fatalf("during the suspension: %+v; want it held back", later)
+	}
+	time.Sleep(40 * time.Millisecond)
+	if later := waiting.Go(); len(later) != 0 {
+		t.Fatalf("after the suspension: %+v; want it to go, as the probe", later)
+	}
+	if b := admit(p, msg("u3@students.example"), 0); len(b.Now) != 0 {
+		t.Errorf("a second delivery beside the probe: %+v", b)
+	}
+	waiting.Done(sent(1))
+	if b := admit(p, msg("u3@students.example"), 0); len(b.Now) != 1 {
+		t.Errorf("held back after the probe got through: %+v", b.Later)
+	}
+}
+
+// Go leaving out a recipient whose mailbox was throttled meanwhile gives
+// back its place in the mailbox's window, and Done then hears of the
+// others only.
+func TestGoLeavesOutThrottledMailbox(t *testing.T) {
+	l := base()
+	l.RecipientRate = []ratelimit.Window{{N: 2, Per: time.Hour}}
+	p := New(Options{
+		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: l}, true },
+		MinSuspend: 20 * time.Millisecond, MaxSuspend: time.Second,
+	})
+	waiting := admit(p, msg("u1@students.example", "u2@students.example"), 0, 1)
+	admit(p, msg("u1@students.example"), 0).Done([]queue.Outcome{{Err: &deliver.Error{Code: 450, Enhanced: "4.2.1", Relay: "mx[192.0.2.1]:25", Text: "450 4.2.1 receiving mail too quickly"}}})
+	later := waiting.Go()
+	if len(later) != 1 || later[0].Rcpt != 0 || !strings.HasPrefix(later[0].Why, "mailbox throttled") {
+		t.Fatalf("Go: %+v; want u1 held back, u2 sent", later)
+	}
+	waiting.Done(sent(1)) // u2's outcome alone
+	time.Sleep(30 * time.Millisecond)
+	if a := admit(p, msg("u1@students.example"), 0); len(a.Now) != 1 {
+		t.Errorf("u1's window still counts the delivery Go left out: %+v", a.Later)
 	}
 }

@@ -58,7 +58,9 @@ func (t Throttle) String() string {
 //   - Google's "450 4.2.1 Peak SMTP relay limit exceeded for customer",
 //     a limit on the sending customer, not on a mailbox.
 //   - any other 421 whose text speaks of a rate, too many connections or
-//     messages, a busy server or throttling.
+//     messages, concurrency (Exchange's "421 4.3.2 The maximum number of
+//     concurrent server connections has exceeded a per-source limit"), a
+//     busy server or throttling.
 //
 // Not throttles: 4.2.2 is a full mailbox ("452 4.2.2 The email account
 // that you tried to reach is over quota"; RFC 3463 "Mailbox full"), and
@@ -105,9 +107,9 @@ func Classify(code int, enhanced, text string) Throttle {
 	if ok && subj == 7 && (detail == 0 || detail == 28) {
 		return Destination
 	}
-	if hasWord(words, "rate") || hasWord(words, "busy") ||
+	if hasWord(words, "rate") || hasWord(words, "busy") || hasWord(words, "concurrent") || hasWord(words, "concurrency") ||
 		containsAny(words, "ratelimit", "rate-limit", "too many connections", "too many messages",
-			"too many concurrent", "too fast", "too quickly", "throttl") {
+			"too fast", "too quickly", "throttl") {
 		return Destination
 	}
 	return None

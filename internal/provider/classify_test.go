@@ -70,6 +70,10 @@ func TestClassify(t *testing.T) {
 		{421, "", "Too many concurrent SMTP connections; please try again later.", Destination},
 		{421, "", "mx.example Service not available, closing transmission channel: connection rate limit exceeded", Destination},
 		{421, "4.3.2", "System shutting down", None},
+		// Exchange's per-source connection limit (MaxInboundConnectionPerSource,
+		// learn.microsoft.com/en-us/answers/questions/407670) and a relay's.
+		{421, "4.3.2", "The maximum number of concurrent server connections has exceeded a per-source limit, closing transmission channel", Destination},
+		{421, "4.4.5", "Service unavailable, concurrency limit reached", Destination},
 		{421, "", "Please use a separate transaction", None},
 		// Success and nonsense never throttle.
 		{250, "2.0.0", "OK receiving mail too quickly rate 4.7.28", None},

@@ -125,9 +125,9 @@ type cached struct {
 // transport, which looks up addresses only ("LMTP SERVER LOOKUP"), the
 // host's own name decides, "inet:" dropped. Several destinations
 // separated by commas or whitespace (Postfix 3.5) are one site only when
-// each is that site. A failed lookup gives no site, so the caller keeps
-// its own next-hop key until the DNS answers; it is asked again after
-// 30 seconds.
+// each is that site. A failed lookup gives the site last seen for the
+// host, or none (the caller keeps its own next-hop key until the DNS
+// answers); it is asked again after 30 seconds.
 func (r *Rollup) Site(ctx context.Context, transport, nexthop string) Site {
 	dests := strings.FieldsFunc(nexthop, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 	if len(dests) == 0 {
@@ -179,10 +179,12 @@ func (r *Rollup) site(ctx context.Context, transport, nh string) Site {
 	hosts, err := r.Lookup(ctx, host)
 	switch {
 	case err != nil:
-		// No site until the DNS answers; asked again after failTTL,
-		// not at every delivery pass (a resolver that times out would
-		// otherwise add its timeout to each).
-		ttl = min(ttl, failTTL)
+		// The site last seen, even expired: a transient DNS failure
+		// must not lift the provider's profile (its mailbox rates,
+		// TLS) while the client's own lookup may still get through.
+		// Kept for failTTL, not asked at every delivery pass (a
+		// resolver that times out would add its timeout to each).
+		site, ttl = c.site, min(ttl, failTTL)
 	case len(hosts) == 0:
 		site = SiteOfHosts([]string{host}) // the implicit MX (RFC 5321 5.1)
 	default:

@@ -157,17 +157,23 @@ func TestRollupCache(t *testing.T) {
 	if got := site(); got.Provider != "microsoft365" {
 		t.Errorf("after the TTL: %+v", got)
 	}
-	// A failed lookup gives no site, kept for failTTL only: the DNS is
-	// not asked at every pass while it fails, and asked again after.
+	// A failed lookup keeps the site last seen, expired or not: a
+	// transient DNS failure must not drop the destination's profile
+	// (Microsoft's or Google's mailbox rates, TLS) while the client's
+	// own lookup may well succeed. That answer is kept for failTTL:
+	// the DNS is not asked at every pass while it fails.
 	now = now.Add(time.Minute)
-	f.fail["d.example"] = true
-	if got := site(); got != (Site{}) {
-		t.Errorf("failed lookup gave %+v", got)
+	f.fail["d.example"], f.fail["never.example"] = true, true
+	if got := site(); got.Provider != "microsoft365" {
+		t.Errorf("failed lookup of a domain seen before gave %+v", got)
+	}
+	if got := r.Site(ctx, "smtp", "never.example"); got != (Site{}) {
+		t.Errorf("failed lookup of a domain never seen gave %+v", got)
 	}
 	f.fail["d.example"] = false
 	calls := f.calls["d.example"]
-	if got := site(); got != (Site{}) || f.calls["d.example"] != calls {
-		t.Errorf("within failTTL of a failure: %+v, %d lookups; want no site, no lookup", got, f.calls["d.example"]-calls)
+	if got := site(); got.Provider != "microsoft365" || f.calls["d.example"] != calls {
+		t.Errorf("within failTTL of a failure: %+v, %d lookups; want the site last seen, no lookup", got, f.calls["d.example"]-calls)
 	}
 	now = now.Add(failTTL)
 	if got := site(); got.Provider != "microsoft365" || f.calls["d.example"] != calls+1 {

@@ -51,9 +51,19 @@ type Admission struct {
 	// Ctx, when set, is the context for this delivery (it may carry the
 	// destination's delivery policy).
 	Ctx context.Context
+	// Go, when set, is called once the delivery holds its slot, just
+	// before it starts, and returns the recipients of Now it holds back
+	// after all: the destination or their mailbox was throttled (a
+	// reply to another delivery) while this one waited for its slot.
+	// The others are delivered, and Done receives their outcomes, in
+	// order; when it holds back all of them the delivery does not take
+	// place.
+	Go func() []Postponed
 	// Done, when set, receives the outcomes of Now, in order, and may
 	// change them (a throttling reply made temporary, a later retry);
-	// outs is nil when the delivery did not take place.
+	// outs is nil when the delivery did not take place (Close, or a
+	// next hop suspended as unreachable: the deferrals it then gets
+	// reached no server).
 	Done func(outs []Outcome)
 }
 

@@ -208,3 +208,31 @@ func (r *statusEvents) statuses() []string {
 	defer r.mu.Unlock()
 	return append([]string(nil), r.st...)
 }
+
+// A delivery to a suspended next hop does not take place: the pacer is
+// told so (nil outcomes), so that it gives back the rate it reserved
+// instead of counting a delivery the remote never saw.
+func TestPacerToldOfSuspendedHop(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	f.set("b@two.example", siteDown{})
+	o := f.options(dir)
+	o.MinBackoff, o.MaxBackoff = time.Hour, time.Hour
+	p := &fakePacer{}
+	o.Pacer = p
+	ev := &recEvents{}
+	o.Events = ev
+	q := startQueue(t, o)
+	q.Enqueue(context.Background(), q.NewID(), env("b@two.example"), strings.NewReader("x\r\n"))
+	waitFor(t, "the first deferral", func() bool { return len(ev.deferred()) == 1 })
+	q.Enqueue(context.Background(), q.NewID(), env("b@two.example"), strings.NewReader("x\r\n"))
+	waitFor(t, "the second deferral", func() bool { return len(ev.deferred()) == 2 })
+	if r := ev.deferred()[1]; !strings.HasPrefix(r, "delivery temporarily suspended") {
+		t.Fatalf("second deferral %q: want the suspended next hop's", r)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.done) != 2 || p.done[0] == nil || p.done[1] != nil {
+		t.Errorf("the pacer saw %d outcome lists %v; want the attempt's, then nil for the delivery the suspension skipped", len(p.done), p.done)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -518,25 +519,7 @@ func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []in
 	if q.o.Pacer != nil {
 		adm = q.o.Pacer.Admit(ctx, plan, m, rcpts)
 		rcpts = adm.Now
-		// A recipient held back once the message's lifetime is over
-		// expires, with the pacer's reason; the others wait without a
-		// trace, at most until the lifetime ends.
-		var wait []Postponed
-		end := m.Env.Arrival.Add(q.lifetime(m))
-		for _, l := range adm.Later {
-			if t := time.Now(); !t.Before(end) {
-				idx = append(idx, l.Rcpt)
-				res = append(res, Outcome{Err: postponedError{l.Why}, Relay: "none", Delays: delays(m.Env.Arrival, active, t, t, 0)})
-				continue
-			}
-			if l.At.After(end) {
-				l.At = end
-			}
-			wait = append(wait, l)
-		}
-		q.mu.Lock()
-		p.e.postpone(wait)
-		q.mu.Unlock()
+		idx, res = q.holdBack(p, adm.Later, active)
 	}
 	dctx := ctx
 	if adm.Ctx != nil {
@@ -557,30 +540,63 @@ func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []in
 			q.recordGroup(p, nil, nil)
 			return
 		}
-		start := time.Now()
-		outs, skipped := q.suspendedOutcomes(hop, len(rcpts))
-		if !skipped {
-			outs = q.o.Deliver(dctx, m, hop, rcpts)
-			q.noteSite(hop, outs)
+		var later []Postponed
+		if adm.Go != nil {
+			later = adm.Go()
 		}
-		end := time.Now()
-		<-slot.sem
-		q.leave(slot)
-		got := make([]Outcome, len(rcpts))
-		for k := range rcpts {
-			got[k] = Outcome{Err: errors.New("no result from delivery agent")}
-			if k < len(outs) {
-				got[k] = outs[k]
+		if len(later) > 0 {
+			// The pacer learned, while this delivery waited for its
+			// slot, that the destination or some mailboxes are
+			// throttled.
+			i, r := q.holdBack(p, later, active)
+			idx, res = append(idx, i...), append(res, r...)
+			held := make(map[int]bool, len(later))
+			for _, l := range later {
+				held[l.Rcpt] = true
 			}
-			got[k].Delays = delays(m.Env.Arrival, active, start, end, got[k].Setup)
+			rcpts = slices.DeleteFunc(slices.Clone(rcpts), func(i int) bool { return held[i] })
 		}
-		if adm.Done != nil {
-			adm.Done(got)
+		if len(rcpts) == 0 {
+			// All held back: the delivery does not take place.
+			<-slot.sem
+			q.leave(slot)
+			if adm.Done != nil {
+				adm.Done(nil)
+			}
+		} else {
+			start := time.Now()
+			outs, skipped := q.suspendedOutcomes(hop, len(rcpts))
+			if !skipped {
+				outs = q.o.Deliver(dctx, m, hop, rcpts)
+				q.noteSite(hop, outs)
+			}
+			end := time.Now()
+			got := make([]Outcome, len(rcpts))
+			for k := range rcpts {
+				got[k] = Outcome{Err: errors.New("no result from delivery agent")}
+				if k < len(outs) {
+					got[k] = outs[k]
+				}
+				got[k].Delays = delays(m.Env.Arrival, active, start, end, got[k].Setup)
+			}
+			if adm.Done != nil {
+				if skipped {
+					// No delivery took place: the pacer gives back
+					// what it reserved for it.
+					adm.Done(nil)
+				} else {
+					adm.Done(got)
+				}
+			}
+			// Only now: a throttling reply must suspend the
+			// destination before the next delivery there starts.
+			<-slot.sem
+			q.leave(slot)
+			q.mu.Lock()
+			p.attempted = true
+			q.mu.Unlock()
+			idx, res = append(idx, rcpts...), append(res, got...)
 		}
-		q.mu.Lock()
-		p.attempted = true
-		q.mu.Unlock()
-		idx, res = append(idx, rcpts...), append(res, got...)
 	} else if adm.Done != nil {
 		adm.Done(nil)
 	}
@@ -601,6 +617,31 @@ func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []in
 			q.logged(m, i, hop, res[k], recs[k])
 		}
 	})
+}
+
+// holdBack holds back recipients of p's message as the pacer says,
+// without a trace, at most until the message's lifetime ends; those it
+// holds back once the lifetime is over expire, with the pacer's reason:
+// their outcomes are returned, for recipients idx.
+func (q *Queue) holdBack(p *pass, later []Postponed, active time.Time) (idx []int, res []Outcome) {
+	m := p.e.m
+	var wait []Postponed
+	end := m.Env.Arrival.Add(q.lifetime(m))
+	for _, l := range later {
+		if t := time.Now(); !t.Before(end) {
+			idx = append(idx, l.Rcpt)
+			res = append(res, Outcome{Err: postponedError{l.Why}, Relay: "none", Delays: delays(m.Env.Arrival, active, t, t, 0)})
+			continue
+		}
+		if l.At.After(end) {
+			l.At = end
+		}
+		wait = append(wait, l)
+	}
+	q.mu.Lock()
+	p.e.postpone(wait)
+	q.mu.Unlock()
+	return idx, res
 }
 
 // recordGrace is how long the results of one next hop wait for those of

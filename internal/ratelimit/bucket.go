@@ -127,3 +127,16 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// Full says whether b holds its whole burst at now: nothing sent for a
+// second or more, so that a new Bucket would behave as b does and b may
+// be forgotten.
+func (b *Bucket) Full(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.tokens
+	if !b.last.IsZero() && now.After(b.last) {
+		t += now.Sub(b.last).Seconds() * b.rate
+	}
+	return t >= float64(b.burst)
+}

@@ -133,3 +133,19 @@ func TestBucketNone(t *testing.T) {
 		}
 	}
 }
+
+// Full: a bucket is as good as new once it has refilled.
+func TestBucketFull(t *testing.T) {
+	b := NewBucket(1000)
+	now := time.Unix(1e9, 0)
+	if !b.Full(now) {
+		t.Error("a new bucket is not full")
+	}
+	b.reserve(500, now)
+	if b.Full(now.Add(400 * time.Millisecond)) {
+		t.Error("full 0.4 s after half its burst went")
+	}
+	if !b.Full(now.Add(500 * time.Millisecond)) {
+		t.Error("not full once refilled")
+	}
+}
