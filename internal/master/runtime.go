@@ -58,7 +58,10 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	if err != nil {
 		return nil, err
 	}
-	pacing, _ := pacingTransports(cfg, s.mf) // Check reported bad values
+	// master.cf as it is now: a reload changes a service's -o pacing
+	// (Check, which the reload ran, reported bad values).
+	mf, _ := loadMaster(cfg)
+	pacing, _ := pacingTransports(cfg, mf)
 	return &runtime{
 		cfg:     cfg,
 		router:  routerFor(cfg, t),
