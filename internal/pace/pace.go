@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -136,7 +137,7 @@ type Options struct {
 type Pacer struct {
 	mu   sync.Mutex
 	o    Options
-	lims map[string]*ratelimit.Limiter // by limiterKey
+	lims map[string]*ratelimit.Limiter // by kind and windows (limiter)
 	bw   map[string]*ratelimit.Bucket  // by destination key
 	bwGC int                           // sweep bw when it grows to this
 	site *ratelimit.Suspender          // throttled destinations
@@ -207,13 +208,23 @@ func (p *Pacer) Plan(ctx context.Context, hop envelope.Hop) queue.Plan {
 // "site", "delay"); destinations under the same windows share one, keyed
 // by destination inside.
 func (p *Pacer) limiter(kind string, ws []ratelimit.Window) *ratelimit.Limiter {
-	k := kind + " " + ratelimit.FormatWindows(ws)
+	// This runs before every delivery: the key is built without fmt
+	// (FormatWindows cost more than the Take) and looked up without
+	// copying it.
+	var buf [64]byte
+	b := append(buf[:0], kind...)
+	for _, w := range ws {
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(w.N), 10)
+		b = append(b, '/')
+		b = strconv.AppendInt(b, int64(w.Per), 10)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	l, ok := p.lims[k]
+	l, ok := p.lims[string(b)]
 	if !ok {
 		l = ratelimit.New(ws)
-		p.lims[k] = l
+		p.lims[string(b)] = l
 	}
 	return l
 }
@@ -327,9 +338,17 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		}
 		delays = append(delays, tok)
 	}
-	boxes := p.limiter("box", d.lim.RecipientRate)
-	sites := p.limiter("site", d.lim.DestinationRate)
+	// Without windows, a nil Limiter admits all: no shared map to look
+	// up under p.mu before every delivery.
+	var boxes, sites *ratelimit.Limiter
+	if len(d.lim.RecipientRate) > 0 {
+		boxes = p.limiter("box", d.lim.RecipientRate)
+	}
+	if len(d.lim.DestinationRate) > 0 {
+		sites = p.limiter("site", d.lim.DestinationRate)
+	}
 	var toks [][2]*ratelimit.Token
+	var mboxes []string // of adm.Now, for Go and done
 	for _, i := range rcpts {
 		mbox := d.key + "|" + p.mailbox(m.Rcpts[i].Addr)
 		if until, reason, ok := p.box.Until(mbox, now); ok {
@@ -348,6 +367,7 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 			continue
 		}
 		adm.Now = append(adm.Now, i)
+		mboxes = append(mboxes, mbox)
 		toks = append(toks, [2]*ratelimit.Token{bt, st})
 	}
 	if len(adm.Now) == 0 {
@@ -368,7 +388,9 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 	if d.lim.Bandwidth > 0 {
 		pol.Shape = p.bucket(d.key, d.lim.Bandwidth).Writer
 	}
-	adm.Ctx = deliver.WithPolicy(ctx, pol)
+	if pol.TLSLevel != "" || pol.MaxReuse > 0 || pol.Shape != nil {
+		adm.Ctx = deliver.WithPolicy(ctx, pol) // else the client's own settings
+	}
 	now2 := adm.Now
 	// The delivery may wait for a slot behind others to the site, and
 	// one of those may meanwhile draw a throttling reply: it must not go
@@ -403,13 +425,15 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		var later []queue.Postponed
 		var keep []int
 		var kept [][2]*ratelimit.Token
+		var keptBoxes []string
 		for k, i := range now2 {
-			if until, reason, ok := p.box.Until(d.key+"|"+p.mailbox(m.Rcpts[i].Addr), now); ok {
+			if until, reason, ok := p.box.Until(mboxes[k], now); ok {
 				later = append(later, queue.Postponed{Rcpt: i, At: until, Why: "mailbox throttled: " + reason})
 				continue
 			}
 			keep = append(keep, i)
 			kept = append(kept, toks[k])
+			keptBoxes = append(keptBoxes, mboxes[k])
 		}
 		if len(later) == 0 || len(keep) == 0 {
 			return later
@@ -420,11 +444,11 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 				toks[k][1].Cancel()
 			}
 		}
-		now2, toks = keep, kept // what Done will hear of
+		now2, toks, mboxes = keep, kept, keptBoxes // what Done will hear of
 		return later
 	}
 	adm.Done = func(outs []queue.Outcome) {
-		ok := p.done(d, m, now2, toks, delays, outs)
+		ok := p.done(d, m, now2, mboxes, toks, delays, outs)
 		if probe {
 			p.endProbe(d.key, ok)
 		}
@@ -500,7 +524,7 @@ func (p *Pacer) endProbe(key string, through bool) {
 
 // done settles the tokens of a delivery and learns from its replies; it
 // reports whether a recipient got through.
-func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, toks [][2]*ratelimit.Token, delays []*ratelimit.Token, outs []queue.Outcome) bool {
+func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, mboxes []string, toks [][2]*ratelimit.Token, delays []*ratelimit.Token, outs []queue.Outcome) bool {
 	end := time.Now()
 	if outs == nil {
 		for _, t := range toks {
@@ -518,7 +542,7 @@ func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, toks [][2]*ratelimi
 	siteThrottled := false
 	for k, i := range rcpts {
 		o := &outs[k]
-		mbox := d.key + "|" + p.mailbox(m.Rcpts[i].Addr)
+		mbox := mboxes[k]
 		if reached(o.Err) {
 			toks[k][0].Done(end)
 			toks[k][1].Done(end)

@@ -129,7 +129,15 @@ type cached struct {
 // host, or none (the caller keeps its own next-hop key until the DNS
 // answers); it is asked again after 30 seconds.
 func (r *Rollup) Site(ctx context.Context, transport, nexthop string) Site {
-	dests := strings.FieldsFunc(nexthop, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	// One destination, the usual case: it runs before every delivery,
+	// so no slice for it.
+	if !strings.ContainsFunc(nexthop, isDestSep) {
+		if nexthop == "" {
+			return Site{}
+		}
+		return r.site(ctx, transport, nexthop)
+	}
+	dests := strings.FieldsFunc(nexthop, isDestSep)
 	if len(dests) == 0 {
 		return Site{}
 	}
@@ -141,6 +149,8 @@ func (r *Rollup) Site(ctx context.Context, transport, nexthop string) Site {
 	}
 	return site
 }
+
+func isDestSep(r rune) bool { return r == ',' || unicode.IsSpace(r) }
 
 func (r *Rollup) site(ctx context.Context, transport, nh string) Site {
 	noMX := false
@@ -156,7 +166,10 @@ func (r *Rollup) site(ctx context.Context, transport, nh string) Site {
 	if host == "" {
 		return Site{}
 	}
-	if _, err := netip.ParseAddr(host); err == nil || bracketed || noMX || r.Lookup == nil {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return Site{} // an address says nothing of who runs it (hostProvider)
+	}
+	if bracketed || noMX || r.Lookup == nil {
 		return SiteOfHosts([]string{host})
 	}
 
