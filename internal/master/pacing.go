@@ -2,6 +2,7 @@ package master
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -193,4 +194,45 @@ func (s *Server) pacer(cfg *config.Config, resolver *dnsresolve.Resolver) *pace.
 		RecipientDelimiter: cfg.Get("recipient_delimiter"),
 		Warn:               func(format string, args ...any) { s.log.Printf("qmgr", "warning: "+format, args...) },
 	})
+}
+
+// pacingState is where the pacer's windows and suspensions outlive a
+// restart: in the queue directory, which serve owns and writes (the
+// data directory may not exist where mailtee runs unprivileged).
+func pacingState(cfg *config.Config) string { return filepath.Join(QueueDir(cfg), "pacing.state") }
+
+// pacingSaveEvery bounds what a crash forgets of the windows: at most
+// this much of the last deliveries (a clean stop saves everything).
+const pacingSaveEvery = 10 * time.Second
+
+// loadPacing restores the pacer's state at start-up; a file that
+// cannot be read is a warning, and the windows start empty.
+func (s *Server) loadPacing() {
+	if err := s.pace.LoadFile(pacingState(s.cfg)); err != nil {
+		s.log.Printf("qmgr", "warning: pacing state not restored, rate windows start empty: %v", err)
+	}
+}
+
+// savePacing saves the pacer's state every pacingSaveEvery until stop
+// is closed.
+func (s *Server) savePacing(stop chan struct{}) {
+	t := time.NewTicker(pacingSaveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			s.savePacingNow()
+		}
+	}
+}
+
+func (s *Server) savePacingNow() {
+	if s.pace == nil {
+		return
+	}
+	if err := s.pace.SaveFile(pacingState(s.cfg)); err != nil {
+		s.log.Printf("qmgr", "warning: cannot save the pacing state: %v", err)
+	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/mastercf"
+	"github.com/mailtee/mailtee/internal/pace"
 	"github.com/mailtee/mailtee/internal/qmgr"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/queuelock"
@@ -69,6 +70,10 @@ type Server struct {
 	// nil unless mailtee runs as root.
 	asUser *asuser.Pool
 	qlock  *queuelock.Lock // held from before the queue opens until it closes
+	// pace paces deliveries; its state is saved in the queue directory
+	// (pacingState) every pacingSaveEvery and at Stop.
+	pace     *pace.Pacer
+	paceStop chan struct{}
 }
 
 // Log is the server's mail log.
@@ -155,6 +160,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	s.rt.Store(rt)
 	tuneGC()
 	manager := qmgr.New(s.agents())
+	s.pace = s.pacer(cfg, resolver)
 	// The queue is ours alone from before it is opened: an offline
 	// postsuper edit finishes first, a second serve fails (queuelock).
 	if s.qlock, err = queuelock.Acquire(QueueDir(cfg), 30*time.Second); err != nil {
@@ -188,7 +194,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 			return s.rt.Load().router.Route(ctx, rcpt)
 		},
 		Deliver: manager.Deliver,
-		Pacer:   s.pacer(cfg, resolver),
+		Pacer:   s.pace,
 		Bounce:  notifier.Bounce,
 		Events:  qmgr.Events{Log: s.log},
 		Log:     s.log.Slog(),
@@ -198,6 +204,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		return nil, err
 	}
 	s.q = q
+	s.loadPacing() // before the first delivery
 	s.door = cleanup.NewDoor(q, rt.cleanup)
 	notifier.Queue, s.forwarder.Queue = s.door, s.door
 	// From here a failure must give back the queue and its lock: a
@@ -338,6 +345,8 @@ func (s *Server) Start() error {
 	}
 	go s.q.Run()
 	go s.rescanLoop()
+	s.paceStop = make(chan struct{})
+	go s.savePacing(s.paceStop)
 	for _, svc := range s.svcs {
 		for _, l := range svc.listeners {
 			go svc.srv.Serve(l)
@@ -390,6 +399,10 @@ func (s *Server) Stop(grace time.Duration) {
 		s.pickup.Close() // before the queue it submits to
 	}
 	s.q.Close(ctx)
+	if s.paceStop != nil {
+		close(s.paceStop)
+	}
+	s.savePacingNow() // after the last delivery, before the queue is another's
 	s.qlock.Release()
 	s.smtp.Close()
 	for _, c := range s.clients {
