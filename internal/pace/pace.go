@@ -523,7 +523,8 @@ func (p *Pacer) endProbe(key string, through bool) {
 }
 
 // done settles the tokens of a delivery and learns from its replies; it
-// reports whether a recipient got through.
+// reports whether a recipient got through with the site not suspended
+// (what ends a probe).
 func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, mboxes []string, toks [][2]*ratelimit.Token, delays []*ratelimit.Token, outs []queue.Outcome) bool {
 	end := time.Now()
 	if outs == nil {
@@ -580,10 +581,19 @@ func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, mboxes []string, to
 	for _, o := range outs {
 		through = through || o.Err == nil
 	}
-	if through && !siteThrottled {
-		p.site.Clear(d.key)
+	if !through || siteThrottled {
+		return false
 	}
-	return through && !siteThrottled
+	// A success heard while another delivery's reply has suspended the
+	// site again started before that suspension: as for Clear, it says
+	// nothing of whether the new limit is lifted, and a probe that ends
+	// so must not leave the site at its full concurrency once the
+	// suspension ends.
+	if _, _, suspended := p.site.Until(d.key, end); suspended {
+		return false
+	}
+	p.site.Clear(d.key)
+	return true
 }
 
 func (p *Pacer) warn(format string, args ...any) {
