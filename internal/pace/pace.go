@@ -147,6 +147,7 @@ type Pacer struct {
 	// destination at a concurrency of one, so that a site still
 	// throttling costs one refused delivery, not one per connection.
 	probing map[string]bool
+	probeGC int                  // sweep probing when it grows to this
 	box     *ratelimit.Suspender // throttled mailboxes
 	// busy counts the deliveries under way to a provider's site whose
 	// concurrency the queue does not bound: with a recipient limit of 1
@@ -166,7 +167,7 @@ func New(o Options) *Pacer {
 	}
 	return &Pacer{o: o, lims: map[string]*ratelimit.Limiter{}, bw: map[string]*ratelimit.Bucket{},
 		site: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend), box: ratelimit.NewSuspender(o.MinSuspend, o.MaxSuspend),
-		probing: map[string]bool{}, busy: map[string]int{}, bwGC: minBuckets}
+		probing: map[string]bool{}, busy: map[string]int{}, bwGC: minBuckets, probeGC: minBuckets}
 }
 
 // dest is the Plan's Data: one destination under its limits.
@@ -522,6 +523,23 @@ func (p *Pacer) endProbe(key string, through bool) {
 	}
 }
 
+// sweepProbes forgets, once probing has grown, the probes waiting for
+// sites whose suspension the Suspender no longer remembers (max after
+// it ended with no delivery since): such a site starts afresh, its next
+// suspension at min, and it need not keep an entry for good (p.mu
+// held).
+func (p *Pacer) sweepProbes(now time.Time) {
+	if len(p.probing) < p.probeGC {
+		return
+	}
+	for k, running := range p.probing {
+		if !running && !p.site.Remembers(k, now) {
+			delete(p.probing, k)
+		}
+	}
+	p.probeGC = max(minBuckets, 2*len(p.probing))
+}
+
 // done settles the tokens of a delivery and learns from its replies; it
 // reports whether a recipient got through with the site not suspended
 // (what ends a probe).
@@ -565,6 +583,7 @@ func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, mboxes []string, to
 				until := p.site.Suspend(d.key, de.Text, end)
 				p.mu.Lock()
 				p.probing[d.key] = false
+				p.sweepProbes(end)
 				p.mu.Unlock()
 				p.warn("%s: deliveries suspended until %s: %s", d.key, until.Format(time.TimeOnly), de.Text)
 				siteThrottled = true

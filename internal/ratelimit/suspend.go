@@ -118,6 +118,17 @@ func (s *Suspender) Clear(key string) {
 	delete(s.keys, key)
 }
 
+// Remembers says whether key has been suspended recently enough at now
+// that its next suspension would be longer than min: its latest
+// suspension has not decayed yet. What a caller keeps about a key's
+// suspension may be forgotten once this is false.
+func (s *Suspender) Remembers(key string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.keys[key]
+	return e != nil && !s.forgotten(e, now)
+}
+
 // keyCount is for tests.
 func (s *Suspender) keyCount() int {
 	s.mu.Lock()
