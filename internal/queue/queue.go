@@ -137,6 +137,7 @@ type Queue struct {
 	actRcpt int                        // recipients of the active messages' passes
 	hops    map[string]*destSlot       // per-destination concurrency
 	dead    map[envelope.Hop]suspended // next hops no server of which answered
+	deadGC  int                        // sweep dead when it grows to this
 	wake    chan struct{}
 	quit    chan struct{} // closed by Close
 	compact time.Duration // compactEvery, when the queue opened
@@ -197,7 +198,7 @@ func Open(o Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{o: o, sp: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]*destSlot{}, dead: map[envelope.Hop]suspended{}, wake: make(chan struct{}, 1), quit: make(chan struct{}), compact: compactEvery}
+	q := &Queue{o: o, sp: st, log: o.Log, msgs: map[string]*entry{}, writing: map[string]bool{}, hops: map[string]*destSlot{}, dead: map[envelope.Hop]suspended{}, deadGC: minDeadSweep, wake: make(chan struct{}, 1), quit: make(chan struct{}), compact: compactEvery}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	for _, m := range loaded {
 		q.add(m)
@@ -847,10 +848,25 @@ func (q *Queue) noteSite(hop envelope.Hop, outs []Outcome) {
 	if down == nil {
 		return
 	}
+	now := time.Now()
 	q.mu.Lock()
-	q.dead[hop] = suspended{until: time.Now().Add(q.o.MinBackoff), reason: down}
-	q.mu.Unlock()
+	defer q.mu.Unlock()
+	if len(q.dead) >= q.deadGC {
+		// A suspension that is over is as good as none: forget
+		// those, or every next hop ever found dead keeps one.
+		for h, d := range q.dead {
+			if now.After(d.until) {
+				delete(q.dead, h)
+			}
+		}
+		q.deadGC = max(minDeadSweep, 2*len(q.dead))
+	}
+	q.dead[hop] = suspended{until: now.Add(q.o.MinBackoff), reason: down}
 }
+
+// minDeadSweep keeps the sweeps of a small dead map from running at
+// every suspension.
+const minDeadSweep = 1024
 
 // destSlot is a destination's concurrency: a semaphore, and the
 // deliveries holding or waiting for it, so that it is forgotten when
