@@ -531,9 +531,7 @@ func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []in
 			plan.Key = adm.Key
 		}
 		slot := q.slot(plan)
-		select {
-		case slot.sem <- struct{}{}:
-		case <-ctx.Done():
+		if !q.acquire(ctx, slot) {
 			q.leave(slot)
 			if adm.Done != nil {
 				adm.Done(nil)
@@ -559,7 +557,7 @@ func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []in
 		}
 		if len(rcpts) == 0 {
 			// All held back: the delivery does not take place.
-			<-slot.sem
+			q.release(slot)
 			q.leave(slot)
 			if adm.Done != nil {
 				adm.Done(nil)
@@ -591,7 +589,7 @@ func (q *Queue) deliverGroup(ctx context.Context, p *pass, plan Plan, rcpts []in
 			}
 			// Only now: a throttling reply must suspend the
 			// destination before the next delivery there starts.
-			<-slot.sem
+			q.release(slot)
 			q.leave(slot)
 			q.mu.Lock()
 			p.attempted = true
@@ -868,16 +866,23 @@ func (q *Queue) noteSite(hop envelope.Hop, outs []Outcome) {
 // every suspension.
 const minDeadSweep = 1024
 
-// destSlot is a destination's concurrency: a semaphore, and the
-// deliveries holding or waiting for it, so that it is forgotten when
-// there are none (a per-recipient destination is one of millions).
+// destSlot is a destination's concurrency: how many deliveries may run
+// at once, those running, those waiting in line, and the deliveries
+// holding or waiting for it, so that it is forgotten when there are
+// none (a per-recipient destination is one of millions). Its limit
+// follows the configuration each time a delivery joins: a reload that
+// lowers a destination's concurrency (an answer to a provider's
+// throttling) takes effect while a backlog keeps it busy (q.mu guards
+// every field).
 type destSlot struct {
-	key   string
-	sem   chan struct{}
-	users int
+	key     string
+	limit   int
+	running int
+	waiting []chan struct{} // in line, first come first served
+	users   int
 }
 
-// slot joins the semaphore of plan's destination: its key (the next hop
+// slot joins the line of plan's destination: its key (the next hop
 // unless the pacer grouped it with others) and its concurrency. Leave
 // it with leave.
 func (q *Queue) slot(plan Plan) *destSlot {
@@ -887,22 +892,71 @@ func (q *Queue) slot(plan Plan) *destSlot {
 	if k == "" {
 		k = plan.Hop.String()
 	}
-	s, ok := q.hops[k]
-	if !ok {
-		n := plan.Concurrency
-		if n <= 0 {
-			n = q.o.DestConcurrency
-			if q.o.Concurrency != nil {
-				if c := q.o.Concurrency(plan.Hop.Transport); c > 0 {
-					n = c
-				}
+	n := plan.Concurrency
+	if n <= 0 {
+		n = q.o.DestConcurrency
+		if q.o.Concurrency != nil {
+			if c := q.o.Concurrency(plan.Hop.Transport); c > 0 {
+				n = c
 			}
 		}
-		s = &destSlot{key: k, sem: make(chan struct{}, n)}
+	}
+	s, ok := q.hops[k]
+	if !ok {
+		s = &destSlot{key: k}
 		q.hops[k] = s
 	}
+	s.limit = max(n, 1)
+	s.grant() // a raised limit lets those in line go
 	s.users++
 	return s
+}
+
+// acquire waits for a place in s, until ctx ends: false then, and no
+// place is held.
+func (q *Queue) acquire(ctx context.Context, s *destSlot) bool {
+	q.mu.Lock()
+	if s.running < s.limit && len(s.waiting) == 0 {
+		s.running++
+		q.mu.Unlock()
+		return true
+	}
+	ch := make(chan struct{})
+	s.waiting = append(s.waiting, ch)
+	q.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if i := slices.Index(s.waiting, ch); i >= 0 {
+		s.waiting = slices.Delete(s.waiting, i, i+1)
+		return false
+	}
+	// Granted meanwhile: hand the place on.
+	s.running--
+	s.grant()
+	return false
+}
+
+// release gives back a place acquire gave.
+func (q *Queue) release(s *destSlot) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	s.running--
+	s.grant()
+}
+
+// grant lets those first in line go while the limit allows (q.mu held).
+func (s *destSlot) grant() {
+	for s.running < s.limit && len(s.waiting) > 0 {
+		ch := s.waiting[0]
+		s.waiting = s.waiting[1:]
+		s.running++
+		close(ch)
+	}
 }
 
 func (q *Queue) leave(s *destSlot) {
