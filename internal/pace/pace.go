@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -137,7 +136,7 @@ type Options struct {
 type Pacer struct {
 	mu   sync.Mutex
 	o    Options
-	lims map[string]*ratelimit.Limiter // by kind and windows (limiter)
+	lims map[string]*ratelimit.Limiter // by kind, transport and profile (limiter)
 	bw   map[string]*ratelimit.Bucket  // by destination key
 	bwGC int                           // sweep bw when it grows to this
 	site *ratelimit.Suspender          // throttled destinations
@@ -172,9 +171,10 @@ func New(o Options) *Pacer {
 
 // dest is the Plan's Data: one destination under its limits.
 type dest struct {
-	key     string // transport and receiving site (or next hop)
-	lim     Limits
-	profile string // the profile applied, "" for none
+	transport string
+	key       string // transport and receiving site (or next hop)
+	lim       Limits
+	profile   string // the profile applied, "" for none
 }
 
 // Plan groups hop with the other next hops of its receiving site and
@@ -184,7 +184,7 @@ func (p *Pacer) Plan(ctx context.Context, hop envelope.Hop) queue.Plan {
 	if !ok {
 		return queue.Plan{}
 	}
-	d := &dest{key: hop.Transport + ":" + hop.Nexthop, lim: t.Limits}
+	d := &dest{transport: hop.Transport, key: hop.Transport + ":" + hop.Nexthop, lim: t.Limits}
 	if t.SMTP && t.Profile != "none" && p.o.Site != nil {
 		s := p.o.Site(ctx, hop.Transport, hop.Nexthop)
 		if s.Key != "" {
@@ -205,27 +205,31 @@ func (p *Pacer) Plan(ctx context.Context, hop envelope.Hop) queue.Plan {
 	return plan
 }
 
-// limiter returns the shared limiter for windows ws of a kind ("box",
-// "site", "delay"); destinations under the same windows share one, keyed
-// by destination inside.
-func (p *Pacer) limiter(kind string, ws []ratelimit.Window) *ratelimit.Limiter {
+// limiter returns the shared limiter of a kind ("box", "site", "delay",
+// "tdelay")
+// for the destinations of transport under profile, which all have the
+// same windows ws; keyed by destination inside. A reload that changes
+// ws changes the limiter's windows, and keeps what it counted: under a
+// limiter per windows, a tightened limit (60/1m to 30/1m after a
+// lockout) started from nothing, on top of what had just gone out.
+func (p *Pacer) limiter(kind, transport, profile string, ws []ratelimit.Window) *ratelimit.Limiter {
 	// This runs before every delivery: the key is built without fmt
-	// (FormatWindows cost more than the Take) and looked up without
-	// copying it.
+	// and looked up without copying it.
 	var buf [64]byte
 	b := append(buf[:0], kind...)
-	for _, w := range ws {
-		b = append(b, ' ')
-		b = strconv.AppendInt(b, int64(w.N), 10)
-		b = append(b, '/')
-		b = strconv.AppendInt(b, int64(w.Per), 10)
-	}
+	b = append(b, ' ')
+	b = append(b, transport...)
+	b = append(b, ' ')
+	b = append(b, profile...)
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	l, ok := p.lims[string(b)]
 	if !ok {
 		l = ratelimit.New(ws)
 		p.lims[string(b)] = l
+	}
+	p.mu.Unlock()
+	if ok {
+		l.SetWindows(ws)
 	}
 	return l
 }
@@ -313,13 +317,13 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 	}
 	var delays []*ratelimit.Token
 	for _, rd := range []struct {
-		key   string
-		delay time.Duration
-	}{{key, d.lim.RateDelay}, {plan.Hop.Transport, d.lim.TransportDelay}} {
+		kind, profile, key string
+		delay              time.Duration
+	}{{"delay", d.profile, key, d.lim.RateDelay}, {"tdelay", "", d.transport, d.lim.TransportDelay}} {
 		if rd.delay <= 0 {
 			continue
 		}
-		tok, at := p.limiter("delay", []ratelimit.Window{{N: 1, Per: rd.delay}}).Take(rd.key, now)
+		tok, at := p.limiter(rd.kind, d.transport, rd.profile, []ratelimit.Window{{N: 1, Per: rd.delay}}).Take(rd.key, now)
 		if tok == nil {
 			for _, t := range delays {
 				t.Cancel()
@@ -343,10 +347,10 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 	// up under p.mu before every delivery.
 	var boxes, sites *ratelimit.Limiter
 	if len(d.lim.RecipientRate) > 0 {
-		boxes = p.limiter("box", d.lim.RecipientRate)
+		boxes = p.limiter("box", d.transport, d.profile, d.lim.RecipientRate)
 	}
 	if len(d.lim.DestinationRate) > 0 {
-		sites = p.limiter("site", d.lim.DestinationRate)
+		sites = p.limiter("site", d.transport, d.profile, d.lim.DestinationRate)
 	}
 	var toks [][2]*ratelimit.Token
 	var mboxes []string // of adm.Now, for Go and done

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/provider"
 	"github.com/mailtee/mailtee/internal/ratelimit"
 	"github.com/mailtee/mailtee/internal/safeio"
 )
@@ -26,12 +27,15 @@ type State struct {
 	Mailboxes map[string]ratelimit.Suspension `json:",omitempty"`
 }
 
-// SavedLimiter is one limiter's history: its kind ("box", "site") and
-// windows name it, as Pacer.limiter does.
+// SavedLimiter is one limiter's history: its kind ("box", "site"),
+// transport and profile name it, as Pacer.limiter does; its windows are
+// those it had.
 type SavedLimiter struct {
-	Kind    string
-	Windows string // ratelimit.FormatWindows
-	History ratelimit.History
+	Kind      string
+	Transport string `json:",omitempty"` // "": a state saved when limiters were per windows
+	Profile   string `json:",omitempty"`
+	Windows   string // ratelimit.FormatWindows
+	History   ratelimit.History
 }
 
 // savedKinds are the limiters worth keeping.
@@ -42,29 +46,29 @@ func (p *Pacer) Save(now time.Time) State {
 	st := State{Saved: now, Sites: p.site.Save(now), Mailboxes: p.box.Save(now)}
 	p.mu.Lock()
 	type lim struct {
-		kind string
-		l    *ratelimit.Limiter
+		kind, transport, profile string
+		l                        *ratelimit.Limiter
 	}
 	var lims []lim
 	for key, l := range p.lims {
-		kind, _, _ := strings.Cut(key, " ")
-		if savedKinds[kind] {
-			lims = append(lims, lim{kind, l})
+		f := strings.SplitN(key, " ", 3) // kind transport profile
+		if len(f) == 3 && savedKinds[f[0]] {
+			lims = append(lims, lim{f[0], f[1], f[2], l})
 		}
 	}
 	p.mu.Unlock()
 	for _, x := range lims {
 		if h := x.l.Save(now); len(h) > 0 {
-			st.Limiters = append(st.Limiters, SavedLimiter{Kind: x.kind, Windows: ratelimit.FormatWindows(x.l.Windows()), History: h})
+			st.Limiters = append(st.Limiters, SavedLimiter{Kind: x.kind, Transport: x.transport, Profile: x.profile,
+				Windows: ratelimit.FormatWindows(x.l.Windows()), History: h})
 		}
 	}
 	return st
 }
 
-// Load restores a state Save gave. A limiter whose windows main.cf no
-// longer names is restored all the same: it is dropped when its
-// deliveries leave its windows, and a limiter with the same windows
-// picks them up.
+// Load restores a state Save gave. A limiter is restored under the
+// windows it had; if main.cf now says others, its first use changes
+// them and keeps the history.
 func (p *Pacer) Load(st State, now time.Time) {
 	p.site.Load(st.Sites, now)
 	p.box.Load(st.Mailboxes, now)
@@ -73,8 +77,43 @@ func (p *Pacer) Load(st State, now time.Time) {
 		if err != nil || !savedKinds[sl.Kind] || len(ws) == 0 {
 			continue
 		}
-		p.limiter(sl.Kind, ws).Load(sl.History, now)
+		if sl.Transport != "" {
+			p.limiter(sl.Kind, sl.Transport, sl.Profile, ws).Load(sl.History, now)
+			continue
+		}
+		// Saved when limiters were per windows: each key names its
+		// transport ("smtp:site|mailbox"), the windows its profile.
+		profile := windowsProfile(sl.Kind, sl.Windows)
+		byTransport := map[string]ratelimit.History{}
+		for key, ends := range sl.History {
+			tr, _, ok := strings.Cut(key, ":")
+			if !ok {
+				continue
+			}
+			if byTransport[tr] == nil {
+				byTransport[tr] = ratelimit.History{}
+			}
+			byTransport[tr][key] = ends
+		}
+		for tr, h := range byTransport {
+			p.limiter(sl.Kind, tr, profile, ws).Load(h, now)
+		}
 	}
+}
+
+// windowsProfile is the profile whose windows of kind are ws, else "".
+func windowsProfile(kind, ws string) string {
+	for _, name := range provider.Names() {
+		prof, _ := provider.Lookup(name)
+		pw := prof.RecipientRate
+		if kind == "site" {
+			pw = prof.DestinationRate
+		}
+		if len(pw) > 0 && ratelimit.FormatWindows(pw) == ws {
+			return prof.Name
+		}
+	}
+	return ""
 }
 
 // SaveFile writes the pacer's state to path, atomically.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/deliver"
+	"github.com/mailtee/mailtee/internal/provider"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/ratelimit"
 )
@@ -60,5 +61,31 @@ func TestStateAcrossRestart(t *testing.T) {
 	os.WriteFile(path, []byte("{"), 0o600)
 	if err := fresh.LoadFile(path); err == nil {
 		t.Error("a damaged state file loaded without an error")
+	}
+}
+
+// A state saved when limiters were per list of windows (no transport)
+// loads into the limiter its keys' transport and its windows' profile
+// name.
+func TestStateOfLimitersPerWindows(t *testing.T) {
+	l := base()
+	l.RecipientRate = []ratelimit.Window{{N: 2, Per: time.Hour}}
+	p, _ := pacerWith(Transport{Profile: "none", SMTP: true, Limits: l})
+	now := time.Now()
+	p.Load(State{Saved: now, Limiters: []SavedLimiter{{Kind: "box", Windows: "2/1h",
+		History: ratelimit.History{"smtp:students.example|busy@students.example": {now, now}}}}}, now)
+	if a := admit(p, msg("busy@students.example"), 0); len(a.Now) != 0 {
+		t.Errorf("the saved window was not restored: %+v", a)
+	}
+	g, _ := pacerWith(Transport{Profile: "auto", SMTP: true, Limits: base()})
+	prof, _ := provider.Lookup("google")
+	var ends []time.Time
+	for range prof.RecipientRate[0].N {
+		ends = append(ends, now)
+	}
+	g.Load(State{Saved: now, Limiters: []SavedLimiter{{Kind: "box", Windows: ratelimit.FormatWindows(prof.RecipientRate),
+		History: ratelimit.History{"smtp:google|busy@students.example": ends}}}}, now)
+	if a := admit(g, msg("busy@students.example"), 0); len(a.Now) != 0 {
+		t.Errorf("the saved window of a Google mailbox was not restored: %+v", a)
 	}
 }

@@ -72,6 +72,12 @@ const minSweep = 1024
 // limits.
 func New(windows []Window) *Limiter {
 	l := &Limiter{keys: map[string]*keyState{}, nextGC: minSweep}
+	l.setWindows(windows)
+	return l
+}
+
+func (l *Limiter) setWindows(windows []Window) {
+	l.windows, l.maxN, l.maxPer = nil, 0, 0
 	for _, w := range windows {
 		if w.N < 1 || w.Per <= 0 {
 			continue
@@ -80,7 +86,35 @@ func New(windows []Window) *Limiter {
 		l.maxN = max(l.maxN, w.N)
 		l.maxPer = max(l.maxPer, w.Per)
 	}
-	return l
+}
+
+// SetWindows has l enforce windows from now on, keeping what its keys
+// have in flight and what they sent: a reload that tightens a limit
+// applies to what went out before it. (History is kept for the windows
+// in force, so a window longer or larger than before undercounts until
+// it has filled.)
+func (l *Limiter) SetWindows(windows []Window) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !sameWindows(l.windows, windows) {
+		l.setWindows(windows)
+	}
+}
+
+// sameWindows says whether have, the valid windows of some list, are
+// those of windows.
+func sameWindows(have, windows []Window) bool {
+	n := 0
+	for _, w := range windows {
+		if w.N < 1 || w.Per <= 0 {
+			continue
+		}
+		if n >= len(have) || have[n] != w {
+			return false
+		}
+		n++
+	}
+	return n == len(have)
 }
 
 // Windows returns the windows l enforces.
@@ -88,6 +122,8 @@ func (l *Limiter) Windows() []Window {
 	if l == nil {
 		return nil
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return append([]Window(nil), l.windows...)
 }
 
@@ -112,11 +148,14 @@ func (l *Limiter) at(now time.Time) int64 {
 // when attempts in flight do, now+Per is only a lower bound. A caller
 // that comes back early simply gets a new time.
 func (l *Limiter) Take(key string, now time.Time) (*Token, time.Time) {
-	if l == nil || len(l.windows) == 0 {
+	if l == nil {
 		return noLimit, time.Time{}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if len(l.windows) == 0 {
+		return noLimit, time.Time{}
+	}
 	t := l.at(now)
 	l.calls++
 	if l.calls >= l.nextGC {

@@ -18,11 +18,14 @@ type History map[string][]time.Time
 // attempts in flight as ending now (they may well have reached the
 // remote). A nil or windowless Limiter has none.
 func (l *Limiter) Save(now time.Time) History {
-	if l == nil || len(l.windows) == 0 {
+	if l == nil {
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if len(l.windows) == 0 {
+		return nil
+	}
 	t := l.at(now)
 	h := History{}
 	for key, k := range l.keys {
@@ -46,11 +49,14 @@ func (l *Limiter) Save(now time.Time) History {
 // window, or later than now (a clock that went back), are dropped or
 // taken as now.
 func (l *Limiter) Load(h History, now time.Time) {
-	if l == nil || len(l.windows) == 0 {
+	if l == nil {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if len(l.windows) == 0 {
+		return
+	}
 	t := l.at(now)
 	cut := t - int64(l.maxPer)
 	for key, ends := range h {
