@@ -586,7 +586,12 @@ func (p *Pacer) done(d *dest, m *queue.Message, rcpts []int, mboxes []string, to
 			if !siteThrottled {
 				until := p.site.Suspend(d.key, de.Text, end)
 				p.mu.Lock()
-				p.probing[d.key] = false
+				if !p.probing[d.key] {
+					// Once it ends, one delivery probes; a probe
+					// under way (this reply is an older delivery's)
+					// stays the one, and ends it.
+					p.probing[d.key] = false
+				}
 				p.sweepProbes(end)
 				p.mu.Unlock()
 				p.warn("%s: deliveries suspended until %s: %s", d.key, until.Format(time.TimeOnly), de.Text)
