@@ -189,11 +189,11 @@ func TestRateDelay(t *testing.T) {
 func TestProbeAfterSuspension(t *testing.T) {
 	p := New(Options{
 		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: base()}, true },
-		MinSuspend: 20 * time.Millisecond, MaxSuspend: time.Second,
+		MinSuspend: 100 * time.Millisecond, MaxSuspend: time.Second,
 	})
 	throttle := []queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Text: "421 4.7.28 unusual rate"}}}
 	admit(p, msg("u1@students.example"), 0).Done(throttle)
-	time.Sleep(30 * time.Millisecond) // the suspension is over
+	time.Sleep(150 * time.Millisecond) // the suspension is over
 	probe := admit(p, msg("u2@students.example"), 0)
 	if len(probe.Now) != 1 {
 		t.Fatalf("no probe after the suspension: %+v", probe.Later)
@@ -201,11 +201,11 @@ func TestProbeAfterSuspension(t *testing.T) {
 	if b := admit(p, msg("u3@students.example"), 0); len(b.Now) != 0 || !strings.Contains(b.Later[0].Why, "first delivery") {
 		t.Errorf("a second delivery while the probe runs: %+v", b)
 	}
-	probe.Done(throttle) // still throttling: suspended again (40ms now)
+	probe.Done(throttle) // still throttling: suspended again (200ms now)
 	if b := admit(p, msg("u3@students.example"), 0); len(b.Now) != 0 || !strings.HasPrefix(b.Later[0].Why, "destination throttled") {
 		t.Errorf("after a refused probe: %+v", b)
 	}
-	time.Sleep(60 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	probe = admit(p, msg("u3@students.example"), 0)
 	if len(probe.Now) != 1 {
 		t.Fatalf("no second probe: %+v", probe.Later)
@@ -251,18 +251,18 @@ func TestMailboxIgnoresExtension(t *testing.T) {
 // delay outlasting a short suspension is enough).
 func TestProbeHeldByRateDelay(t *testing.T) {
 	l := base()
-	l.RateDelay = 100 * time.Millisecond
+	l.RateDelay = 500 * time.Millisecond
 	p := New(Options{
 		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: l}, true },
-		MinSuspend: 20 * time.Millisecond, MaxSuspend: time.Second,
+		MinSuspend: 100 * time.Millisecond, MaxSuspend: time.Second,
 	})
 	throttle := []queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Text: "421 4.7.28 unusual rate"}}}
 	admit(p, msg("u1@students.example"), 0).Done(throttle)
-	time.Sleep(30 * time.Millisecond) // the suspension is over, the rate delay not
+	time.Sleep(150 * time.Millisecond) // the suspension is over, the rate delay not
 	if a := admit(p, msg("u2@students.example"), 0); len(a.Now) != 0 || a.Later[0].Why != "rate delay" {
 		t.Fatalf("within the rate delay: %+v", a)
 	}
-	time.Sleep(150 * time.Millisecond) // the rate delay is over too
+	time.Sleep(750 * time.Millisecond) // the rate delay is over too
 	if a := admit(p, msg("u2@students.example"), 0); len(a.Now) != 1 {
 		t.Errorf("the destination is held back for good after its probe waited for the rate delay: %+v", a.Later)
 	}
@@ -378,14 +378,14 @@ func TestLostConnectionCounts(t *testing.T) {
 func TestGoAfterThrottle(t *testing.T) {
 	p := New(Options{
 		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: base()}, true },
-		MinSuspend: 30 * time.Millisecond, MaxSuspend: time.Second,
+		MinSuspend: 150 * time.Millisecond, MaxSuspend: time.Second,
 	})
 	waiting := admit(p, msg("u1@students.example"), 0)
 	admit(p, msg("u2@students.example"), 0).Done([]queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Relay: "mx[192.0.2.1]:25", Text: "421 4.7.28 unusual rate"}}})
 	if later := waiting.Go(); len(later) != 1 || !strings.HasPrefix(later[0].Why, "destination throttled") {
 		t.Fatalf("during the suspension: %+v; want it held back", later)
 	}
-	time.Sleep(40 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
 	if later := waiting.Go(); len(later) != 0 {
 		t.Fatalf("after the suspension: %+v; want it to go, as the probe", later)
 	}
@@ -406,7 +406,7 @@ func TestGoLeavesOutThrottledMailbox(t *testing.T) {
 	l.RecipientRate = []ratelimit.Window{{N: 2, Per: time.Hour}}
 	p := New(Options{
 		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: l}, true },
-		MinSuspend: 20 * time.Millisecond, MaxSuspend: time.Second,
+		MinSuspend: 100 * time.Millisecond, MaxSuspend: time.Second,
 	})
 	waiting := admit(p, msg("u1@students.example", "u2@students.example"), 0, 1)
 	admit(p, msg("u1@students.example"), 0).Done([]queue.Outcome{{Err: &deliver.Error{Code: 450, Enhanced: "4.2.1", Relay: "mx[192.0.2.1]:25", Text: "450 4.2.1 receiving mail too quickly"}}})
@@ -415,7 +415,7 @@ func TestGoLeavesOutThrottledMailbox(t *testing.T) {
 		t.Fatalf("Go: %+v; want u1 held back, u2 sent", later)
 	}
 	waiting.Done(sent(1)) // u2's outcome alone
-	time.Sleep(30 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond)
 	if a := admit(p, msg("u1@students.example"), 0); len(a.Now) != 1 {
 		t.Errorf("u1's window still counts the delivery Go left out: %+v", a.Later)
 	}

@@ -16,7 +16,7 @@ import (
 func TestProbeThroughDuringNewSuspension(t *testing.T) {
 	p := New(Options{
 		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: base()}, true },
-		MinSuspend: 20 * time.Millisecond, MaxSuspend: time.Second,
+		MinSuspend: 100 * time.Millisecond, MaxSuspend: time.Second,
 	})
 	throttle := []queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Relay: "mx[192.0.2.1]:25", Text: "421 4.7.28 unusual rate"}}}
 	slow := admit(p, msg("slow@students.example"), 0) // in flight all along
@@ -24,14 +24,14 @@ func TestProbeThroughDuringNewSuspension(t *testing.T) {
 		t.Fatal(later)
 	}
 	admit(p, msg("u1@students.example"), 0).Done(throttle)
-	time.Sleep(30 * time.Millisecond) // the first suspension is over
+	time.Sleep(150 * time.Millisecond) // the first suspension is over
 	probe := admit(p, msg("u2@students.example"), 0)
 	if len(probe.Now) != 1 || len(probe.Go()) != 0 {
 		t.Fatalf("no probe: %+v", probe.Later)
 	}
-	slow.Done(throttle)               // the site throttles again (40ms)
+	slow.Done(throttle)               // the site throttles again (200ms)
 	probe.Done(sent(1))               // the probe, started before, gets through
-	time.Sleep(50 * time.Millisecond) // the second suspension is over
+	time.Sleep(250 * time.Millisecond) // the second suspension is over
 	a, b := admit(p, msg("u3@students.example"), 0), admit(p, msg("u4@students.example"), 0)
 	if len(a.Now)+len(b.Now) != 1 {
 		t.Errorf("after the second suspension: %d deliveries at once (%+v, %+v); want one probe", len(a.Now)+len(b.Now), a.Later, b.Later)
@@ -44,7 +44,7 @@ func TestProbeThroughDuringNewSuspension(t *testing.T) {
 func TestOneProbeAtATime(t *testing.T) {
 	p := New(Options{
 		Transport:  func(string) (Transport, bool) { return Transport{Profile: "none", SMTP: true, Limits: base()}, true },
-		MinSuspend: 20 * time.Millisecond, MaxSuspend: time.Second,
+		MinSuspend: 100 * time.Millisecond, MaxSuspend: time.Second,
 	})
 	throttle := []queue.Outcome{{Err: &deliver.Error{Code: 421, Enhanced: "4.7.28", Relay: "mx[192.0.2.1]:25", Text: "421 4.7.28 unusual rate"}}}
 	slow := admit(p, msg("slow@students.example"), 0) // in flight all along
@@ -52,13 +52,13 @@ func TestOneProbeAtATime(t *testing.T) {
 		t.Fatal(later)
 	}
 	admit(p, msg("u1@students.example"), 0).Done(throttle)
-	time.Sleep(30 * time.Millisecond) // the first suspension is over
+	time.Sleep(150 * time.Millisecond) // the first suspension is over
 	probe := admit(p, msg("u2@students.example"), 0)
 	if len(probe.Now) != 1 || len(probe.Go()) != 0 {
 		t.Fatalf("no probe: %+v", probe.Later)
 	}
-	slow.Done(throttle)               // the site throttles again (40ms)
-	time.Sleep(50 * time.Millisecond) // that suspension is over; the probe still runs
+	slow.Done(throttle)               // the site throttles again (200ms)
+	time.Sleep(250 * time.Millisecond) // that suspension is over; the probe still runs
 	if b := admit(p, msg("u3@students.example"), 0); len(b.Now) != 0 {
 		t.Errorf("a second probe beside the one under way: %+v", b)
 	}
