@@ -29,8 +29,8 @@ func TestProbeThroughDuringNewSuspension(t *testing.T) {
 	if len(probe.Now) != 1 || len(probe.Go()) != 0 {
 		t.Fatalf("no probe: %+v", probe.Later)
 	}
-	slow.Done(throttle)               // the site throttles again (200ms)
-	probe.Done(sent(1))               // the probe, started before, gets through
+	slow.Done(throttle)                // the site throttles again (200ms)
+	probe.Done(sent(1))                // the probe, started before, gets through
 	time.Sleep(250 * time.Millisecond) // the second suspension is over
 	a, b := admit(p, msg("u3@students.example"), 0), admit(p, msg("u4@students.example"), 0)
 	if len(a.Now)+len(b.Now) != 1 {
@@ -57,7 +57,7 @@ func TestOneProbeAtATime(t *testing.T) {
 	if len(probe.Now) != 1 || len(probe.Go()) != 0 {
 		t.Fatalf("no probe: %+v", probe.Later)
 	}
-	slow.Done(throttle)               // the site throttles again (200ms)
+	slow.Done(throttle)                // the site throttles again (200ms)
 	time.Sleep(250 * time.Millisecond) // that suspension is over; the probe still runs
 	if b := admit(p, msg("u3@students.example"), 0); len(b.Now) != 0 {
 		t.Errorf("a second probe beside the one under way: %+v", b)
