@@ -277,25 +277,11 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 	hold := func(i int, at time.Time, why string) {
 		adm.Later = append(adm.Later, queue.Postponed{Rcpt: i, At: at, Why: why})
 	}
-	if until, reason, ok := p.site.Until(d.key, now); ok {
-		for _, i := range rcpts {
-			hold(i, until, "destination throttled: "+reason)
-		}
+	at, why, probe := p.gate(d.key, now, false)
+	if why != "" {
+		adm.Later = postponeAll(rcpts, at, why)
 		return adm
 	}
-	probe := false
-	p.mu.Lock()
-	if running, ok := p.probing[d.key]; ok {
-		if running {
-			p.mu.Unlock()
-			for _, i := range rcpts {
-				hold(i, now.Add(probeWait), "destination throttled: waiting for a first delivery to get through")
-			}
-			return adm
-		}
-		p.probing[d.key], probe = true, true
-	}
-	p.mu.Unlock()
 	// With a recipient limit of 1, Postfix's destination is the
 	// recipient (its local part without extension, at the next hop:
 	// qmgr_message.c): the rate delay and the concurrency are per
@@ -306,16 +292,29 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		adm.Key = key
 	}
 	site := adm.Key != "" && d.profile != "" && d.lim.Concurrency > 0
-	if site && !p.siteSlot(d.key, d.lim.Concurrency) {
-		for _, i := range rcpts {
-			hold(i, now.Add(probeWait), "destination concurrency")
+	var delays []*ratelimit.Token
+	// giveBack returns what this delivery took when it does not take
+	// place: the delay tokens, the probe (the next delivery probes,
+	// else the destination would wait for this one for good), the site
+	// slot.
+	giveBack := func() {
+		for _, t := range delays {
+			t.Cancel()
 		}
 		if probe {
 			p.endProbe(d.key, false)
 		}
+		if site {
+			p.leaveSite(d.key)
+		}
+		delays, probe, site = nil, false, false
+	}
+	if site && !p.siteSlot(d.key, d.lim.Concurrency) {
+		site = false
+		giveBack()
+		adm.Later = postponeAll(rcpts, now.Add(probeWait), "destination concurrency")
 		return adm
 	}
-	var delays []*ratelimit.Token
 	for _, rd := range []struct {
 		kind, profile, key string
 		delay              time.Duration
@@ -325,20 +324,8 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		}
 		tok, at := p.limiter(rd.kind, d.transport, rd.profile, []ratelimit.Window{{N: 1, Per: rd.delay}}).Take(rd.key, now)
 		if tok == nil {
-			for _, t := range delays {
-				t.Cancel()
-			}
-			for _, i := range rcpts {
-				hold(i, at, "rate delay")
-			}
-			if probe {
-				// No delivery: the next one probes, else the
-				// destination would wait for this one for good.
-				p.endProbe(d.key, false)
-			}
-			if site {
-				p.leaveSite(d.key)
-			}
+			giveBack()
+			adm.Later = postponeAll(rcpts, at, "rate delay")
 			return adm
 		}
 		delays = append(delays, tok)
@@ -376,18 +363,7 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		toks = append(toks, [2]*ratelimit.Token{bt, st})
 	}
 	if len(adm.Now) == 0 {
-		for _, t := range delays {
-			t.Cancel()
-		}
-		delays = nil
-	}
-	if len(adm.Now) == 0 && probe {
-		p.endProbe(d.key, false)
-		probe = false
-	}
-	if len(adm.Now) == 0 && site {
-		p.leaveSite(d.key)
-		site = false
+		giveBack()
 	}
 	pol := deliver.Policy{TLSLevel: d.lim.TLSLevel, MaxReuse: d.lim.MessagesPerConnection}
 	if d.lim.Bandwidth > 0 {
@@ -403,27 +379,10 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 	// suspension ends.
 	adm.Go = func() []queue.Postponed {
 		now := time.Now()
-		var at time.Time
-		why := ""
-		if until, reason, ok := p.site.Until(d.key, now); ok {
-			at, why = until, "destination throttled: "+reason
-		} else if !probe {
-			p.mu.Lock()
-			running, ok := p.probing[d.key]
-			if ok && !running {
-				p.probing[d.key], probe = true, true
-			}
-			p.mu.Unlock()
-			if ok && running {
-				at, why = now.Add(probeWait), "destination throttled: waiting for a first delivery to get through"
-			}
-		}
+		at, why, took := p.gate(d.key, now, probe)
+		probe = probe || took
 		if why != "" {
-			later := make([]queue.Postponed, len(now2))
-			for k, i := range now2 {
-				later[k] = queue.Postponed{Rcpt: i, At: at, Why: why}
-			}
-			return later // Done(nil) gives their tokens back
+			return postponeAll(now2, at, why) // Done(nil) gives their tokens back
 		}
 		// A mailbox throttled meanwhile: its recipient stays out, the
 		// others go.
@@ -462,6 +421,39 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		}
 	}
 	return adm
+}
+
+// gate says whether deliveries to the destination key wait: while it is
+// suspended, or while the probe after a suspension runs; probing says
+// this delivery is that probe already. When the destination is to be
+// probed, this delivery becomes the probe (probe true).
+func (p *Pacer) gate(key string, now time.Time, probing bool) (at time.Time, why string, probe bool) {
+	if until, reason, ok := p.site.Until(key, now); ok {
+		return until, "destination throttled: " + reason, false
+	}
+	if probing {
+		return time.Time{}, "", false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	running, ok := p.probing[key]
+	switch {
+	case ok && running:
+		return now.Add(probeWait), "destination throttled: waiting for a first delivery to get through", false
+	case ok:
+		p.probing[key] = true
+		return time.Time{}, "", true
+	}
+	return time.Time{}, "", false
+}
+
+// postponeAll holds rcpts back until at, for why.
+func postponeAll(rcpts []int, at time.Time, why string) []queue.Postponed {
+	out := make([]queue.Postponed, len(rcpts))
+	for k, i := range rcpts {
+		out[k] = queue.Postponed{Rcpt: i, At: at, Why: why}
+	}
+	return out
 }
 
 // localPart is addr's local part without its extension, split as
