@@ -40,12 +40,14 @@ func pacingTransports(cfg *config.Config, mf *mastercf.File) (map[string]pace.Tr
 				continue
 			}
 			said[e.msg] = true
-			if o, ok := override(s, e.param); ok {
-				// (sc's lines of an -o are master.cf's.)
-				d.Errorf(mf.Path, o.Line, "service %s (%s): -o %s", s.Name, program, e.msg)
-			} else {
-				d.Errorf(cfg.File, settingLine(sc, e.param), "%s", e.msg)
+			if s != nil {
+				if o, ok := s.Override(e.param); ok {
+					// (sc's lines of an -o are master.cf's.)
+					d.Errorf(mf.Path, o.Line, "service %s (%s): -o %s", s.Name, program, e.msg)
+					continue
+				}
 			}
+			d.Errorf(cfg.File, settingLine(sc, e.param), "%s", e.msg)
 		}
 		out[name] = t
 	}
@@ -62,19 +64,6 @@ func pacingTransports(cfg *config.Config, mf *mastercf.File) (map[string]pace.Tr
 		}
 	}
 	return out, d
-}
-
-// override returns service s's -o of param, if it has one.
-func override(s *mastercf.Service, param string) (mastercf.Override, bool) {
-	if s == nil {
-		return mastercf.Override{}, false
-	}
-	for _, o := range s.Overrides {
-		if o.Name == param {
-			return o, true
-		}
-	}
-	return mastercf.Override{}, false
 }
 
 // pacingSuffixes name the parameters transportPacing reads, as
