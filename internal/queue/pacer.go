@@ -101,31 +101,6 @@ func (e *entry) heldBack(i int, now time.Time) bool {
 	return ok
 }
 
-// due is when e's next pass should run: the earliest time one of its
-// pending recipients may be tried, by its backoff and the pacer's wait
-// (q.mu held).
-func (q *Queue) due(e *entry) time.Time {
-	if len(e.later) == 0 {
-		return q.nextDue(e.m)
-	}
-	var t time.Time
-	first := true
-	for i := range e.m.Rcpts {
-		r := &e.m.Rcpts[i]
-		if r.Status != Pending {
-			continue
-		}
-		at := r.NextTry()
-		if l, ok := e.later[i]; ok && l.At.After(at) {
-			at = l.At
-		}
-		if first || at.Before(t) {
-			t, first = at, false
-		}
-	}
-	return t
-}
-
 // chunks splits rcpts into deliveries of at most limit recipients.
 func chunks(rcpts []int, limit int) [][]int {
 	if limit <= 0 || len(rcpts) <= limit {

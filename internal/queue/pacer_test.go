@@ -236,3 +236,21 @@ func TestPacerToldOfSuspendedHop(t *testing.T) {
 		t.Errorf("the pacer saw %d outcome lists %v; want the attempt's, then nil for the delivery the suspension skipped", len(p.done), p.done)
 	}
 }
+
+// A message is due when its earliest pending recipient is, whatever the
+// order of its recipients: one due now before one deferred for an hour
+// makes it due now (the pacer's waits count as later next tries).
+func TestDue(t *testing.T) {
+	q := &Queue{}
+	m := NewMemMessage("4AAA", env("now@a.example", "later@a.example", "held@a.example"), []byte("x\r\n"))
+	hour := time.Now().Add(time.Hour)
+	m.Rcpts[1].next = hour.Unix()
+	e := &entry{m: m}
+	if got := q.due(e); !got.IsZero() {
+		t.Errorf("due %v with a recipient due now first, want now", got)
+	}
+	e.later = map[int]Postponed{0: {Rcpt: 0, At: hour.Add(time.Hour)}, 2: {Rcpt: 2, At: hour.Add(2 * time.Hour)}}
+	if got := q.due(e); got.Unix() != hour.Unix() {
+		t.Errorf("due %v, want the deferred recipient's hour", got)
+	}
+}

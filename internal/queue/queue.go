@@ -211,16 +211,27 @@ func Open(o Options) (*Queue, error) {
 func (q *Queue) add(m *Message) *entry {
 	e := &entry{m: m, index: -1}
 	q.msgs[m.ID] = e
-	q.scheduleLocked(e, q.nextDue(m))
+	q.scheduleLocked(e, q.due(e))
 	return e
 }
 
-// nextDue is the earliest time any pending recipient may be tried.
-func (q *Queue) nextDue(m *Message) time.Time {
+// due is when e's next pass should run: the earliest time one of its
+// pending recipients may be tried, by its backoff and the pacer's wait
+// (q.mu held). A zero time is now.
+func (q *Queue) due(e *entry) time.Time {
 	var t time.Time
-	for _, r := range m.Rcpts {
-		if r.Status == Pending && (t.IsZero() || r.NextTry().Before(t)) {
-			t = r.NextTry()
+	first := true
+	for i := range e.m.Rcpts {
+		r := &e.m.Rcpts[i]
+		if r.Status != Pending {
+			continue
+		}
+		at := r.NextTry()
+		if l, ok := e.later[i]; ok && l.At.After(at) {
+			at = l.At
+		}
+		if first || at.Before(t) {
+			t, first = at, false
 		}
 	}
 	return t
@@ -1351,7 +1362,7 @@ func (q *Queue) setHold(id string, hold bool) error {
 	q.mu.Lock()
 	e.m.Hold = hold
 	if !hold && !e.busy {
-		q.scheduleLocked(e, q.nextDue(e.m))
+		q.scheduleLocked(e, q.due(e))
 	}
 	q.mu.Unlock()
 	q.poke()
