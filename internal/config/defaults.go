@@ -39,6 +39,28 @@ var mailteeParams = map[string]string{
 	// When main.cf sets queue_directory, that is Postfix's (the file
 	// is Postfix's main.cf) and this defaults to it, see Config.Raw.
 	"postfix_queue_directory": "/var/spool/postfix",
+	// The delivery ledger (internal/ledger): an SQLite file, relative
+	// to data_directory unless absolute; empty: no ledger.
+	"ledger_database": "ledger.db",
+	// How long the ledger keeps a message (an age: 90d, 12w, 2160h).
+	"ledger_retention": "90d",
+	// Other mailtee hosts' ledger URLs (http[s]://host:port), which
+	// `mailtee report` follows a copy into, and the file holding the
+	// token they share (read by both sides).
+	"ledger_peers":           "",
+	"ledger_peer_token_file": "",
+	// The HTTP listener for /metrics, the dashboard and the peers'
+	// ledger endpoint (host:port; empty: none), and who may use it.
+	"metrics_listen":   "",
+	"metrics_networks": "127.0.0.0/8, [::1]/128",
+	// A file with a bcrypt or argon2 hash (user:hash lines or one hash)
+	// that opens the dashboard beyond loopback.
+	"dashboard_password_file": "",
+	// The listener's certificate and key, for HTTPS; off loopback the
+	// listener needs them unless metrics_allow_plaintext = yes.
+	"metrics_tls_cert_file":   "",
+	"metrics_tls_key_file":    "",
+	"metrics_allow_plaintext": "no",
 }
 
 // pacingParams are mailtee's per-transport pacing parameters (README,

@@ -84,6 +84,11 @@ var implemented = map[string]paramInfo{
 	"inet_protocols": {allowed: []string{"all", "ipv4", "ipv6"}},
 	"smtpd_port":     {valid: validPort}, "smtpd_banner": {}, "dns_servers": {valid: validDNSServers},
 	"mailbox_bcc_maps": {kind: KindTables}, "dual_delivery_relay": {},
+	// The ledger and the observability listener (internal/ledger,
+	// internal/web): values checked by web.Check.
+	"ledger_database": {}, "ledger_retention": {}, "ledger_peers": {}, "ledger_peer_token_file": {},
+	"metrics_listen": {}, "metrics_networks": {}, "dashboard_password_file": {},
+	"metrics_tls_cert_file": {}, "metrics_tls_key_file": {}, "metrics_allow_plaintext": {},
 	"local_header_rewrite_clients": {allowed: []string{"permit_inet_interfaces", "permit_mynetworks"}},
 	"config_directory":             {}, "queue_directory": {}, "postfix_queue_directory": {valid: validAbsPath},
 	"data_directory": {}, // import-postfix-queue archives there (cfg.DataDirectory)
