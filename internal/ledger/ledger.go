@@ -50,6 +50,10 @@ type Message struct {
 	// Phase is the migration setting the message was accepted with
 	// (which copy tables were in force).
 	Phase string `json:"phase,omitempty"`
+	// Notice marks a delivery status notification mailtee made (a
+	// bounce, a delay warning): its deliveries are not required
+	// deliveries of its Parent.
+	Notice bool `json:"notice,omitempty"`
 	// Finished is when the message left the queue; zero while it is in it.
 	Finished   time.Time  `json:"finished,omitzero"`
 	Deliveries []Delivery `json:"deliveries"`
@@ -119,8 +123,20 @@ type Reader interface {
 	// Message returns one message by queue ID (any node when node is
 	// ""); ok is false when there is none.
 	Message(ctx context.Context, node, id string) (m Message, ok bool, err error)
+	// Children returns the messages made from message id on node (its
+	// forwards and notices), with their deliveries.
+	Children(ctx context.Context, node, id string) ([]Message, error)
 	// Gaps returns the gaps that overlap [since, until) (zero: unbounded).
 	Gaps(ctx context.Context, since, until time.Time) ([]Gap, error)
+}
+
+// Stats are the Recorder's own figures, for /metrics and status.
+type Stats struct {
+	Waiting    int       // events not yet written
+	Oldest     time.Time // arrival of the oldest event not yet written (zero: none): the lag
+	LastCommit time.Time
+	Failures   uint64 // batches that could not be written
+	Lost       uint64 // messages whose final state could not be written (in gaps)
 }
 
 // RemoteID extracts the queue ID a next hop named in its reply:
