@@ -260,3 +260,87 @@ func TestLedgerSeedMigration(t *testing.T) {
 		})
 	}
 }
+
+// TestLedgerDiskFull: the ledger's file system fills up. Mail keeps
+// flowing (every message delivered, the queue empties), and once space
+// is back the ledger records again; the report shows a gap whose time
+// range covers what could not be written, and the figures for the rest.
+func TestLedgerDiskFull(t *testing.T) {
+	mnt := mountTmpfs(t, "1m")
+	sk := newSink(t, "", nil)
+	in := newInstance(t, fmt.Sprintf(`transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }
+data_directory = %s
+ledger_database = ledger.db
+`, sk.Port(), mnt), map[string]string{"aliases": "postmaster: alice\nteam: alice, bob\n"})
+	in.Start()
+
+	// Each batch: one message to a local mailbox, one to an alias of
+	// two, one to the remote next hop.
+	type sent struct {
+		id    string // Message-ID
+		at    time.Time
+		batch string
+	}
+	var all []sent
+	batch := func(name string) (first, last time.Time) {
+		t.Helper()
+		for i, to := range [][]string{{"alice@test.example"}, {"team@test.example"}, {"rcpt@far.example"}} {
+			id := fmt.Sprintf("<%s-%d@outside.example>", name, i)
+			body := fmt.Sprintf("From: sender@outside.example\r\nSubject: %s %d\r\nMessage-ID: %s\r\n\r\nLedger disk full, batch %s.\r\n", name, i, id, name)
+			at := time.Now()
+			if err := send(in.Addr(), "sender@outside.example", to, body); err != nil {
+				t.Fatalf("batch %s, message %d: %v", name, i, err)
+			}
+			all = append(all, sent{id, at, name})
+			if i == 0 {
+				first = at
+			}
+			last = time.Now()
+		}
+		waitUntil(t, "batch "+name+" delivered", 30*time.Second, func() bool {
+			return countID(in.MaildirMessages("alice"), name) == 2 && countID(in.MaildirMessages("bob"), name) == 1 && sinkHas(sk, name)
+		})
+		waitUntil(t, "the queue empty after batch "+name, 60*time.Second, func() bool { return queueEmpty(in) })
+		return first, last
+	}
+
+	batch("before")
+	// The ledger exists once mailtee has recorded something; the disk
+	// fills up around it.
+	filled := fillDisk(t, filepath.Join(mnt, "filler"))
+	t.Logf("filled the ledger's tmpfs with %d bytes", filled)
+	fullFrom, fullUntil := batch("full")
+	if !in.Running() {
+		t.Fatalf("mailtee died with the ledger's disk full:\n%s", in.Log.String())
+	}
+	if err := os.Remove(filepath.Join(mnt, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	batch("after")
+	checkDiskFullReport(t, in, fullFrom, fullUntil)
+}
+
+// countID counts the messages whose Subject names the batch.
+func countID(msgs []string, batch string) int {
+	c := 0
+	for _, m := range msgs {
+		if strings.Contains(m, "Subject: "+batch+" ") {
+			c++
+		}
+	}
+	return c
+}
+
+func sinkHas(sk *sink, batch string) bool {
+	for _, m := range sk.Messages() {
+		if strings.Contains(m.Data, "Subject: "+batch+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkDiskFullReport: the report's side of TestLedgerDiskFull.
+func checkDiskFullReport(t *testing.T, in *instance, fullFrom, fullUntil time.Time) {
+	t.Skip("not yet: needs the ledger store and its wiring (lead) and `mailtee report` (helper A)")
+}
