@@ -102,16 +102,16 @@ func stateOf(s ledger.Status) State {
 // Message is one accepted message with its required deliveries and the
 // notices it caused.
 type Message struct {
-	Node      string    `json:"node"`
-	ID        string    `json:"queue_id"`
-	MessageID string    `json:"message_id"`
-	From      string    `json:"from"`
-	Rcpts     []string  `json:"rcpts"`
-	Size      int64     `json:"size"`
-	Arrival   time.Time `json:"arrival"`
-	Client    string    `json:"client"`
-	Phase     string    `json:"phase,omitempty"`
-	State     State     `json:"state"`
+	Node      string     `json:"node"`
+	ID        string     `json:"queue_id"`
+	MessageID string     `json:"message_id"`
+	From      string     `json:"from"`
+	Rcpts     []string   `json:"rcpts"`
+	Size      int64      `json:"size"`
+	Arrival   time.Time  `json:"arrival"`
+	Client    string     `json:"client"`
+	Phase     string     `json:"phase,omitempty"`
+	State     State      `json:"state"`
 	Required  []Required `json:"required"`
 	Notices   []Notice   `json:"notices"`
 }
