@@ -257,6 +257,8 @@ func TestLedgerSeedMigration(t *testing.T) {
 			msgs := ledgerScenario(tc.mailboxBCC)
 			n := newLedgerNet(t, tc.bcc, "")
 			runLedgerScenario(t, n, msgs)
+			needLedger(t, n.primary)
+			checkReport(t, n, msgs)
 		})
 	}
 }
