@@ -269,49 +269,47 @@ func TestLedgerSeedMigration(t *testing.T) {
 // range covers what could not be written, and the figures for the rest.
 func TestLedgerDiskFull(t *testing.T) {
 	mnt := mountTmpfs(t, "1m")
+	db := filepath.Join(mnt, "ledger.db")
 	sk := newSink(t, "", nil)
 	in := newInstance(t, fmt.Sprintf(`transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }
 data_directory = %s
 ledger_database = ledger.db
 `, sk.Port(), mnt), map[string]string{"aliases": "postmaster: alice\nteam: alice, bob\n"})
 	in.Start()
+	missing := ""
 
 	// Each batch: one message to a local mailbox, one to an alias of
 	// two, one to the remote next hop.
-	type sent struct {
-		id    string // Message-ID
-		at    time.Time
-		batch string
-	}
-	var all []sent
-	batch := func(name string) (first, last time.Time) {
+	var sent []diskFullMsg
+	batch := func(name string) {
 		t.Helper()
 		for i, to := range [][]string{{"alice@test.example"}, {"team@test.example"}, {"rcpt@far.example"}} {
 			id := fmt.Sprintf("<%s-%d@outside.example>", name, i)
 			body := fmt.Sprintf("From: sender@outside.example\r\nSubject: %s %d\r\nMessage-ID: %s\r\n\r\nLedger disk full, batch %s.\r\n", name, i, id, name)
-			at := time.Now()
 			if err := send(in.Addr(), "sender@outside.example", to, body); err != nil {
 				t.Fatalf("batch %s, message %d: %v", name, i, err)
 			}
-			all = append(all, sent{id, at, name})
-			if i == 0 {
-				first = at
-			}
-			last = time.Now()
+			sent = append(sent, diskFullMsg{id, name})
 		}
 		waitUntil(t, "batch "+name+" delivered", 30*time.Second, func() bool {
 			return countID(in.MaildirMessages("alice"), name) == 2 && countID(in.MaildirMessages("bob"), name) == 1 && sinkHas(sk, name)
 		})
 		waitUntil(t, "the queue empty after batch "+name, 60*time.Second, func() bool { return queueEmpty(in) })
-		return first, last
 	}
 
 	batch("before")
-	// The ledger exists once mailtee has recorded something; the disk
-	// fills up around it.
+	if missing = ledgerMissing(in, db); missing == "" {
+		// The first batch is in the ledger before the disk fills, so
+		// that what the gap holds is the second batch's.
+		waitUntil(t, "the first batch in the report", 30*time.Second, func() bool {
+			return len(reportIDs(reportJSON(t, in), "before")) == 3
+		})
+	}
 	filled := fillDisk(t, filepath.Join(mnt, "filler"))
 	t.Logf("filled the ledger's tmpfs with %d bytes", filled)
-	fullFrom, fullUntil := batch("full")
+	fullFrom := time.Now()
+	batch("full")
+	fullUntil := time.Now()
 	if !in.Running() {
 		t.Fatalf("mailtee died with the ledger's disk full:\n%s", in.Log.String())
 	}
@@ -319,8 +317,13 @@ ledger_database = ledger.db
 		t.Fatal(err)
 	}
 	batch("after")
-	checkDiskFullReport(t, in, fullFrom, fullUntil)
+	if missing != "" {
+		t.Skip("not yet: " + missing)
+	}
+	checkDiskFullReport(t, in, sent, fullFrom, fullUntil)
 }
+
+type diskFullMsg struct{ id, batch string }
 
 // countID counts the messages whose Subject names the batch.
 func countID(msgs []string, batch string) int {
@@ -340,9 +343,4 @@ func sinkHas(sk *sink, batch string) bool {
 		}
 	}
 	return false
-}
-
-// checkDiskFullReport: the report's side of TestLedgerDiskFull.
-func checkDiskFullReport(t *testing.T, in *instance, fullFrom, fullUntil time.Time) {
-	t.Skip("not yet: needs the ledger store and its wiring (lead) and `mailtee report` (helper A)")
 }
