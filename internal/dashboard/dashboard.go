@@ -25,11 +25,14 @@ import (
 	"io/fs"
 	"log"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/ledger"
+	"github.com/mailtee/mailtee/internal/queue"
+	"github.com/mailtee/mailtee/internal/report"
 )
 
 //go:embed assets
@@ -37,29 +40,35 @@ var assets embed.FS
 
 // Source gives the dashboard its figures.
 type Source interface {
-	// Report is the reconciliation of the ledger for f at now: a value
-	// whose JSON is `mailtee report --format json`'s (a *report.Report).
-	Report(ctx context.Context, f ledger.Filter, now time.Time) (any, error)
+	// Report is the reconciliation of the ledgers for f at now, the
+	// same as `mailtee report --format json` prints.
+	Report(ctx context.Context, f ledger.Filter, now time.Time) (*report.Report, error)
 	// Queue is the live queue by destination (QueueByDestination);
-	// nil when the queue cannot be read from here.
+	// nil when there is no queue to read.
 	Queue(ctx context.Context, now time.Time) ([]QueueDest, error)
 }
 
-// Funcs adapts two functions to a Source.
-type Funcs struct {
-	ReportFunc func(ctx context.Context, f ledger.Filter, now time.Time) (any, error)
-	QueueFunc  func(ctx context.Context, now time.Time) ([]QueueDest, error)
+// NewSource is the Source of a running server: reports built by
+// report.Build from src, and the queue by destination from list (nil:
+// none shown).
+func NewSource(src report.Sources, list func() []queue.Info) Source {
+	return &source{src: src, list: list}
 }
 
-func (s Funcs) Report(ctx context.Context, f ledger.Filter, now time.Time) (any, error) {
-	return s.ReportFunc(ctx, f, now)
+type source struct {
+	src  report.Sources
+	list func() []queue.Info
 }
 
-func (s Funcs) Queue(ctx context.Context, now time.Time) ([]QueueDest, error) {
-	if s.QueueFunc == nil {
+func (s *source) Report(ctx context.Context, f ledger.Filter, now time.Time) (*report.Report, error) {
+	return report.Build(ctx, s.src, f, now)
+}
+
+func (s *source) Queue(ctx context.Context, now time.Time) ([]QueueDest, error) {
+	if s.list == nil {
 		return nil, nil
 	}
-	return s.QueueFunc(ctx, now)
+	return QueueByDestination(s.list(), now), nil
 }
 
 // UserLimit is how many of a user's messages the search shows, newest
@@ -110,10 +119,10 @@ type handler struct {
 // (the page shows figures; a user's messages come from /api/user), the
 // live queue, and the advice for each failure's and deferral's reply.
 type Overview struct {
-	Report json.RawMessage    `json:"report"`
-	Queue  []QueueDest        `json:"queue"`
-	Advice map[string]string  `json:"advice"`
-	Errors []string           `json:"errors,omitempty"`
+	Report json.RawMessage   `json:"report"`
+	Queue  []QueueDest       `json:"queue"`
+	Advice map[string]string `json:"advice"`
+	Errors []string          `json:"errors,omitempty"`
 }
 
 // UserView is /api/user: the report for one user, messages included.
@@ -207,8 +216,8 @@ func (h *handler) user(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "q: an address or a local part, at most 320 characters", http.StatusBadRequest)
 		return
 	}
-	// One more than shown tells whether there were more.
-	raw, err := h.build(r.Context(), ledger.Filter{User: q, Limit: UserLimit + 1})
+	// No Limit: report.Build takes it before matching the user.
+	raw, err := h.build(r.Context(), ledger.Filter{User: q})
 	if err != nil {
 		fail(w, "report for "+q, err)
 		return
@@ -247,22 +256,45 @@ func withoutMessages(raw []byte) json.RawMessage {
 	return out
 }
 
-// limitMessages keeps the first n of the report's messages.
+// limitMessages keeps the newest n of the report's messages, newest
+// first.
 func limitMessages(raw []byte, n int) (json.RawMessage, bool) {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(raw, &m) != nil {
 		return raw, false
 	}
 	var msgs []json.RawMessage
-	if json.Unmarshal(m["messages"], &msgs) != nil || len(msgs) <= n {
+	if json.Unmarshal(m["messages"], &msgs) != nil {
 		return raw, false
 	}
-	m["messages"], _ = json.Marshal(msgs[:n])
-	out, err := json.Marshal(m)
+	type arrival struct {
+		Arrival time.Time `json:"arrival"`
+	}
+	at := make([]time.Time, len(msgs))
+	for i, x := range msgs {
+		var a arrival
+		_ = json.Unmarshal(x, &a)
+		at[i] = a.Arrival
+	}
+	idx := make([]int, len(msgs))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(i, j int) bool { return at[idx[i]].After(at[idx[j]]) })
+	truncated := len(idx) > n
+	if truncated {
+		idx = idx[:n]
+	}
+	out := make([]json.RawMessage, len(idx))
+	for i, k := range idx {
+		out[i] = msgs[k]
+	}
+	m["messages"], _ = json.Marshal(out)
+	b, err := json.Marshal(m)
 	if err != nil {
 		return raw, false
 	}
-	return out, true
+	return b, truncated
 }
 
 var lastErr struct {
