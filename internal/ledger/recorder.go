@@ -447,6 +447,7 @@ func maxTime(a, b time.Time) time.Time {
 type marker struct {
 	ID      string `json:"id"`
 	Path    string `json:"path"`
+	Node    string `json:"node"`
 	Created int64  `json:"created"`
 	Seen    int64  `json:"seen"` // the last commit known, Unix µs
 }
@@ -471,7 +472,7 @@ func (r *Recorder) saveMarkerLocked(now bool) {
 		return
 	}
 	r.markSaved = time.Now()
-	mk := marker{ID: r.st.id, Path: r.o.Path, Created: us(r.st.created), Seen: max(r.last.Load(), us(r.st.created))}
+	mk := marker{ID: r.st.id, Path: r.o.Path, Node: r.o.Node, Created: us(r.st.created), Seen: max(r.last.Load(), us(r.st.created))}
 	b, _ := json.Marshal(mk)
 	tmp := r.o.Marker + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err == nil {
@@ -524,3 +525,16 @@ func (r *Recorder) Close() error {
 
 // DefaultMarker is the marker's name in the queue directory.
 func DefaultMarker(queueDir string) string { return filepath.Join(queueDir, "ledger.state") }
+
+// ForQueue is a Recorder for the ledger the queue in queueDir last wrote
+// to, as its marker says, for an edit of the queue while no server runs
+// (postsuper -d records the deletion); nil when the queue has no ledger.
+func ForQueue(queueDir string) *Recorder {
+	file := DefaultMarker(queueDir)
+	b, err := os.ReadFile(file)
+	var mk marker
+	if err != nil || json.Unmarshal(b, &mk) != nil || mk.Path == "" {
+		return nil
+	}
+	return NewRecorder(RecorderOptions{Path: mk.Path, Node: mk.Node, Marker: file})
+}
