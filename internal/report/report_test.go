@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailtee/mailtee/internal/ledger"
 	"github.com/mailtee/mailtee/internal/ledger/memledger"
+	"github.com/mailtee/mailtee/internal/queue"
 )
 
 var t0 = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
@@ -293,5 +294,30 @@ func TestPeerLoopEnds(t *testing.T) {
 	r := build(t, Sources{Local: a, Peers: []Peer{{URL: "http://a:1", Reader: a}, {URL: "http://b:1", Reader: b}}}, ledger.Filter{})
 	if r.Reconciliation.Required != 1 || len(r.Messages[0].Required[0].Chain) > 2*MaxDepth+2 {
 		t.Errorf("%+v", r.Messages[0].Required)
+	}
+}
+
+func TestBuildStatusQueue(t *testing.T) {
+	now := t0.Add(2 * 24 * time.Hour)
+	list := []queue.Info{
+		{ID: "Q1", Arrival: now.Add(-2 * time.Minute), Rcpts: []queue.RcptInfo{{Addr: "a@x", Status: "pending"}, {Addr: "b@y", Status: "sent"}}},
+		{ID: "Q2", Arrival: now.Add(-3 * time.Hour), Hold: true, Rcpts: []queue.RcptInfo{{Addr: "c@x", Status: "deferred", Reason: "421 4.7.0 try again later"}}},
+		{ID: "Q3", Arrival: now.Add(-30 * time.Hour), Rcpts: []queue.RcptInfo{{Addr: "d@X", Status: "deferred", Reason: "connection refused"}}},
+	}
+	s, err := BuildStatus(context.Background(), list, nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Messages != 3 || s.Rcpts != 3 || s.Held != 1 || len(s.QueueDests) != 1 {
+		t.Fatalf("%+v", s)
+	}
+	x := s.QueueDests[0]
+	if x.Name != "x" || x.Rcpts != 3 || x.Deferred != 2 || x.Ages != [4]int{1, 0, 1, 1} || x.Reason != "connection refused" || !x.Oldest.Equal(now.Add(-30*time.Hour)) {
+		t.Errorf("x: %+v", x)
+	}
+	var b strings.Builder
+	WriteStatus(&b, s)
+	if !strings.Contains(b.String(), "no ledger") || !strings.Contains(b.String(), "connection refused") {
+		t.Errorf("%s", b.String())
 	}
 }

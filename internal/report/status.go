@@ -164,10 +164,11 @@ func WriteStatus(w io.Writer, s *Status) error {
 	p("\nsent in the last minute: %d, 5 minutes: %d (%.1f/min), 15 minutes: %d (%.1f/min)\n",
 		s.Sent1, s.Sent5, float64(s.Sent5)/5, s.Sent15, float64(s.Sent15)/15)
 	r := s.Report
+	window := strings.TrimSuffix(StatusWindow.String(), "0m0s")
 	c := r.Summary.Copies
-	p("copies, last %s: %d delivered, %d pending, %d failed\n", Age(StatusWindow.Seconds()), c.Delivered, c.Pending, c.Failed)
+	p("copies, last %s: %d delivered, %d pending, %d failed\n", window, c.Delivered, c.Pending, c.Failed)
 	rc := r.Reconciliation
-	p("reconciliation, last %s on this host: %s (%d of %d required deliveries)", Age(StatusWindow.Seconds()), Percent(rc), rc.Delivered, rc.Required)
+	p("reconciliation, last %s on this host: %s (%d of %d required deliveries)", window, Percent(rc), rc.Delivered, rc.Required)
 	if !rc.Complete {
 		p(", INCOMPLETE (%d gaps)", len(r.Gaps))
 	}
