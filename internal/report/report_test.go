@@ -321,3 +321,30 @@ func TestBuildStatusQueue(t *testing.T) {
 		t.Errorf("%s", b.String())
 	}
 }
+
+// counting counts a peer's requests.
+type counting struct {
+	ledger.Reader
+	n int
+}
+
+func (c *counting) Message(ctx context.Context, node, id string) (ledger.Message, bool, error) {
+	c.n++
+	return c.Reader.Message(ctx, node, id)
+}
+
+func (c *counting) Children(ctx context.Context, node, id string) ([]ledger.Message, error) {
+	c.n++
+	return c.Reader.Children(ctx, node, id)
+}
+
+// Two copies in one relay transaction cost one lookup of the relay's
+// message and of each of its messages' children, not one per copy.
+func TestPeerAnswersCached(t *testing.T) {
+	prim, rel := seed()
+	c := &counting{Reader: rel}
+	r := build(t, Sources{Local: prim, Peers: []Peer{{URL: "http://relay:1", Reader: c}}}, ledger.Filter{})
+	if r.Reconciliation.Delivered != 3 || c.n != 4 {
+		t.Errorf("%d requests (want R1, children of R1 and of F1, the provider's ID), %+v", c.n, r.Reconciliation)
+	}
+}
