@@ -57,8 +57,10 @@ func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*R
 		return nil, fmt.Errorf("report: no ledger to read")
 	}
 	b := &builder{src: src, now: now}
-	for _, p := range src.Peers {
+	b.src.Peers = make([]Peer, len(src.Peers))
+	for i, p := range src.Peers {
 		b.peers = append(b.peers, &PeerStatus{URL: p.URL})
+		b.src.Peers[i] = Peer{URL: p.URL, Reader: newCached(p.Reader)}
 	}
 	msgs, err := src.Local.Messages(ctx, ledger.Filter{Since: f.Since, Until: f.Until, Limit: f.Limit})
 	if err != nil {

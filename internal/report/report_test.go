@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailtee/mailtee/internal/ledger"
 	"github.com/mailtee/mailtee/internal/ledger/memledger"
+	"github.com/mailtee/mailtee/internal/queue"
 )
 
 var t0 = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
@@ -20,44 +21,7 @@ const (
 	relay   = "relay.students.iiit.ac.in"
 )
 
-// seed builds the seed's layout: the primary delivers user1 and user2
-// locally and copies both to the relay in one transaction (queued there
-// as R1); on the relay both copy addresses are aliases forwarded to the
-// provider, which takes user1's and refuses user2's with 550.
-func seed() (prim, rel *memledger.Ledger) {
-	prim = memledger.New(ledger.Message{
-		Node: primary, ID: "P1", MessageID: "<m1@example.org>", From: "alice@example.org",
-		Rcpts: []string{"user1@" + primary, "user2@" + primary}, Arrival: t0, Client: "mx.example.org[192.0.2.1]",
-		Deliveries: []ledger.Delivery{
-			{Index: 0, Rcpt: "user1@" + primary, Status: ledger.Sent, Transport: "local", Relay: "local", Reply: "delivered to maildir", Attempts: 1, At: t0.Add(time.Second)},
-			{Index: 1, Rcpt: "user1@" + relay, Orig: "user1@" + primary, Copy: true, Status: ledger.Sent, Transport: "smtp",
-				Relay: relay + "[127.0.0.2]:2525", Reply: "250 2.0.0 Ok: queued as R1", Attempts: 1, At: t0.Add(2 * time.Second)},
-			{Index: 2, Rcpt: "user2@" + primary, Status: ledger.Sent, Transport: "local", Relay: "local", Attempts: 1},
-			{Index: 3, Rcpt: "user2@" + relay, Orig: "user2@" + primary, Copy: true, Status: ledger.Sent, Transport: "smtp",
-				Relay: relay + "[127.0.0.2]:2525", Reply: "250 2.0.0 Ok: queued as R1", Attempts: 1},
-		},
-	})
-	rel = memledger.New(
-		ledger.Message{Node: relay, ID: "R1", From: "alice@example.org", Rcpts: []string{"user1@" + relay, "user2@" + relay},
-			Arrival: t0.Add(2 * time.Second), Client: primary + "[127.0.0.1]",
-			Deliveries: []ledger.Delivery{
-				{Rcpt: "user1@" + relay, Copy: true, Status: ledger.Sent, Transport: "local", Relay: "local", Reply: "forwarded as F1"},
-				{Rcpt: "user2@" + relay, Copy: true, Status: ledger.Sent, Transport: "local", Relay: "local", Reply: "forwarded as F1"},
-			}},
-		ledger.Message{Node: relay, ID: "F1", Parent: "R1", From: "alice@example.org", Rcpts: []string{"user1@" + primary, "user2@" + primary},
-			Arrival: t0.Add(3 * time.Second), Client: "local",
-			Deliveries: []ledger.Delivery{
-				{Rcpt: "user1@" + primary, Orig: "user1@" + relay, Copy: true, Status: ledger.Sent, Transport: "smtp",
-					Relay: "aspmx.l.google.com[142.250.1.1]:25", Reply: "250 2.0.0 OK 1700000000 abc123 - gsmtp"},
-				{Rcpt: "user2@" + primary, Orig: "user2@" + relay, Copy: true, Status: ledger.Bounced, Transport: "smtp",
-					Relay: "aspmx.l.google.com[142.250.1.1]:25", DSN: "5.1.1", Reply: "550 5.1.1 The email account that you tried to reach does not exist"},
-			}},
-		ledger.Message{Node: relay, ID: "N1", Parent: "F1", Notice: true, Rcpts: []string{"postmaster@" + relay},
-			Arrival: t0.Add(4 * time.Second), Client: "local",
-			Deliveries: []ledger.Delivery{{Rcpt: "postmaster@" + relay, Status: ledger.Sent, Transport: "local"}}},
-	)
-	return prim, rel
-}
+func seed() (prim, rel *memledger.Ledger) { return memledger.Seed(t0) }
 
 func build(t *testing.T, src Sources, f ledger.Filter) *Report {
 	t.Helper()
@@ -330,5 +294,57 @@ func TestPeerLoopEnds(t *testing.T) {
 	r := build(t, Sources{Local: a, Peers: []Peer{{URL: "http://a:1", Reader: a}, {URL: "http://b:1", Reader: b}}}, ledger.Filter{})
 	if r.Reconciliation.Required != 1 || len(r.Messages[0].Required[0].Chain) > 2*MaxDepth+2 {
 		t.Errorf("%+v", r.Messages[0].Required)
+	}
+}
+
+func TestBuildStatusQueue(t *testing.T) {
+	now := t0.Add(2 * 24 * time.Hour)
+	list := []queue.Info{
+		{ID: "Q1", Arrival: now.Add(-2 * time.Minute), Rcpts: []queue.RcptInfo{{Addr: "a@x", Status: "pending"}, {Addr: "b@y", Status: "sent"}}},
+		{ID: "Q2", Arrival: now.Add(-3 * time.Hour), Hold: true, Rcpts: []queue.RcptInfo{{Addr: "c@x", Status: "deferred", Reason: "421 4.7.0 try again later"}}},
+		{ID: "Q3", Arrival: now.Add(-30 * time.Hour), Rcpts: []queue.RcptInfo{{Addr: "d@X", Status: "deferred", Reason: "connection refused"}}},
+	}
+	s, err := BuildStatus(context.Background(), list, nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Messages != 3 || s.Rcpts != 3 || s.Held != 1 || len(s.QueueDests) != 1 {
+		t.Fatalf("%+v", s)
+	}
+	x := s.QueueDests[0]
+	if x.Name != "x" || x.Rcpts != 3 || x.Deferred != 2 || x.Ages != [4]int{1, 0, 1, 1} || x.Reason != "connection refused" || !x.Oldest.Equal(now.Add(-30*time.Hour)) {
+		t.Errorf("x: %+v", x)
+	}
+	var b strings.Builder
+	WriteStatus(&b, s)
+	if !strings.Contains(b.String(), "no ledger") || !strings.Contains(b.String(), "connection refused") {
+		t.Errorf("%s", b.String())
+	}
+}
+
+// counting counts a peer's requests.
+type counting struct {
+	ledger.Reader
+	n int
+}
+
+func (c *counting) Message(ctx context.Context, node, id string) (ledger.Message, bool, error) {
+	c.n++
+	return c.Reader.Message(ctx, node, id)
+}
+
+func (c *counting) Children(ctx context.Context, node, id string) ([]ledger.Message, error) {
+	c.n++
+	return c.Reader.Children(ctx, node, id)
+}
+
+// Two copies in one relay transaction cost one lookup of the relay's
+// message and of each of its messages' children, not one per copy.
+func TestPeerAnswersCached(t *testing.T) {
+	prim, rel := seed()
+	c := &counting{Reader: rel}
+	r := build(t, Sources{Local: prim, Peers: []Peer{{URL: "http://relay:1", Reader: c}}}, ledger.Filter{})
+	if r.Reconciliation.Delivered != 3 || c.n != 4 {
+		t.Errorf("%d requests (want R1, children of R1 and of F1, the provider's ID), %+v", c.n, r.Reconciliation)
 	}
 }
