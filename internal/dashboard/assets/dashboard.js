@@ -279,6 +279,8 @@
       document.body.dataset.state = 'ready';
       document.body.dataset.generated = data.report.generated || '';
     } catch (e) {
+      // Also to the console: the browser test counts these.
+      console.error('dashboard refresh failed:', e);
       const err = $('error');
       err.textContent = 'Could not refresh: ' + (e && e.message ? e.message : String(e)) + (lastOK ? ' (figures from ' + new Date(lastOK).toLocaleTimeString() + ')' : '');
       err.hidden = false;
