@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/dashboard/browsertest"
+	"github.com/mailtee/mailtee/internal/ledger"
 	"github.com/mailtee/mailtee/internal/report"
 )
 
@@ -118,6 +119,18 @@ func TestBrowser(t *testing.T) {
 	}
 	checkFigures(t, b, rep2)
 
+	// A gap in the ledger: the figure is flagged incomplete.
+	s.prim.AddGap(ledger.Gap{Node: primary, Since: time.Now().Add(-time.Hour), Until: time.Now().Add(-50 * time.Minute), Reason: "ledger.db: no space left on device"})
+	deadline := time.Now().Add(30 * time.Second)
+	var banner string
+	for time.Now().Before(deadline) && !strings.Contains(banner, "no space left") {
+		time.Sleep(200 * time.Millisecond)
+		banner, _ = browsertest.Eval[string](b, 10*time.Second, `(e => e.hidden ? "" : e.textContent)(document.getElementById('incomplete'))`)
+	}
+	if !strings.Contains(banner, "incomplete") || !strings.Contains(banner, "no space left on device") {
+		t.Errorf("after a gap, the banner says %q", banner)
+	}
+
 	// One user's messages, with the copy's chain to the provider's reply;
 	// the sender with HTML in it is shown as text, not made an element.
 	err = b.Do(30*time.Second,
@@ -128,7 +141,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	var results string
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		results, _ = b.Text("#user-results")
 		if strings.Contains(results, "gsmtp") {
@@ -156,6 +169,11 @@ func TestScreenshot(t *testing.T) {
 		t.Skip("MAILTEE_DASHBOARD_PNG not set")
 	}
 	b := browsertest.Start(t)
+	if w, _ := strconv.Atoi(os.Getenv("MAILTEE_DASHBOARD_WIDTH")); w > 0 {
+		if err := b.Do(10*time.Second, browsertest.Viewport(int64(w), 600)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s := newScenario(300, time.Now())
 	srv := serve(t, s.source())
 	if err := b.Open(srv.URL+"/?refresh=60&user=user13", time.Minute); err != nil {

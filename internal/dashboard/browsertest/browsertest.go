@@ -266,3 +266,9 @@ func SetValue(sel, value string) chromedp.Action[chromedp.Void] {
 func Submit(sel string) chromedp.Action[chromedp.Void] {
 	return chromedp.Submit(chromedp.CSS(sel))
 }
+
+// Viewport sets the window's size in CSS pixels (a phone, or a
+// terminal-sized window).
+func Viewport(width, height int64) chromedp.Action[chromedp.Void] {
+	return chromedp.EmulateViewport(width, height)
+}
