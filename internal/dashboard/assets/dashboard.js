@@ -11,6 +11,7 @@
   const refresh = Math.max(0.2, Number(params.get('refresh')) || Number(document.body.dataset.refresh) || 5);
   let lastOK = 0;
   let userQuery = params.get('user') || '';
+  const toggled = new Map(); // a path's details, opened or folded by the reader
 
   function $(id) { return document.getElementById(id); }
 
@@ -91,7 +92,7 @@
     $('oldest-pending').textContent = sum.oldest_pending_age_seconds > 0 ? 'oldest pending: ' + age(sum.oldest_pending_age_seconds) : 'nothing pending';
 
     const peers = rep.peers || [];
-    $('peers').textContent = peers.length ? peers.map(p => p.url + (p.error ? ' (unreachable: ' + p.error + ')' : ' (' + p.followed + ' followed)')).join('; ') : '';
+    $('peers').textContent = peers.length ? 'peers: ' + peers.map(p => p.url + (p.error ? ' (unreachable: ' + p.error + ')' : ' (' + p.followed + ' followed)')).join('; ') : '';
 
     const m = $('meter');
     clear(m);
@@ -243,9 +244,16 @@
           el('p', null, el('span', 'addr', r.rcpt), r.copy ? el('span', 'tag', 'copy') : el('span', 'tag', 'mailbox'), r.via ? el('span', 'tag', 'via ' + r.via) : null, ' ', statusTag(r.state || r.status)),
           r.reply ? el('p', 'mono', r.reply) : null);
         if ((r.chain || []).length) {
+          // Delivered paths start folded, the others open; what the
+          // reader opens or folds stays so across refreshes.
+          const key = m.node + ' ' + m.queue_id + ' ' + r.rcpt;
+          const d = el('details', 'path', el('summary', null, 'path: ' + r.chain.length + (r.chain.length === 1 ? ' hop' : ' hops')));
+          d.open = toggled.has(key) ? toggled.get(key) : r.state !== 'delivered';
+          d.addEventListener('toggle', () => toggled.set(key, d.open));
           const ch = el('ol', 'chain');
           for (const h of r.chain) ch.append(renderHop(h));
-          li.append(ch);
+          d.append(ch);
+          li.append(d);
         }
         if (r.note) li.append(el('p', 'muted', r.note));
         const adv = r.state === 'failed' ? (data.advice || {})[r.reply || ''] : '';
@@ -279,6 +287,8 @@
       document.body.dataset.state = 'ready';
       document.body.dataset.generated = data.report.generated || '';
     } catch (e) {
+      // Also to the console: the browser test counts these.
+      console.error('dashboard refresh failed:', e);
       const err = $('error');
       err.textContent = 'Could not refresh: ' + (e && e.message ? e.message : String(e)) + (lastOK ? ' (figures from ' + new Date(lastOK).toLocaleTimeString() + ')' : '');
       err.hidden = false;

@@ -100,13 +100,21 @@ func New(path, dir string) (*Browser, error) {
 	b := &Browser{}
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithListener(b.listen))
 	b.ctx, b.cancel = ctx, func() { cancel(); acancel() }
-	// The first Run starts the browser; a minute covers a cold start on
-	// a loaded 2-core machine.
-	sctx, scancel := context.WithTimeout(ctx, time.Minute)
-	defer scancel()
-	if err := chromedp.Do(sctx); err != nil {
+	// The first Do starts the browser, which lives as long as the
+	// context of that Do: so not a context with a timeout, and the
+	// timeout (a minute covers a cold start on a loaded 2-core machine)
+	// is kept here.
+	done := make(chan error, 1)
+	go func() { done <- chromedp.Do(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("starting %s: %w", path, err)
+		}
+	case <-time.After(time.Minute):
 		b.Close()
-		return nil, fmt.Errorf("starting %s: %w", path, err)
+		return nil, fmt.Errorf("starting %s: no answer after a minute", path)
 	}
 	return b, nil
 }
@@ -142,7 +150,10 @@ func (b *Browser) listen(ev any) {
 		return
 	}
 	b.mu.Lock()
-	b.errs = append(b.errs, msg)
+	// A page that fails at each refresh would fill memory.
+	if len(b.errs) < 100 {
+		b.errs = append(b.errs, msg)
+	}
 	b.mu.Unlock()
 }
 
@@ -176,16 +187,25 @@ func Eval[T any](b *Browser, timeout time.Duration, expr string) (T, error) {
 
 // Open loads url and waits until the page has drawn its figures (the
 // body's data-state is "ready", which the dashboard sets after its first
-// refresh).
+// refresh); it gives up at the first error in the page.
 func (b *Browser) Open(url string, timeout time.Duration) error {
-	err := b.Do(timeout,
-		chromedp.Navigate(url),
-		chromedp.WaitVisible(chromedp.CSS(`body[data-state="ready"]`)),
-	)
-	if err != nil {
-		return fmt.Errorf("opening %s: %w (errors in the page: %q)", url, err, b.Errors())
+	deadline := time.Now().Add(timeout)
+	if err := b.Do(timeout, chromedp.Navigate(url)); err != nil {
+		return fmt.Errorf("opening %s: %w", url, err)
 	}
-	return nil
+	for {
+		state, err := Eval[string](b, 10*time.Second, `document.body ? (document.body.dataset.state || "") : ""`)
+		if err == nil && state == "ready" {
+			return nil
+		}
+		if errs := b.Errors(); len(errs) > 0 {
+			return fmt.Errorf("opening %s: %d errors in the page, the first: %s", url, len(errs), errs[0])
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("opening %s: not ready after %v (state %q, %v)", url, timeout, state, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Figures returns the text of every element with a data-figure
@@ -235,4 +255,20 @@ func (b *Browser) Screenshot(path string) error {
 		return err
 	}
 	return os.WriteFile(path, buf, 0o644)
+}
+
+// SetValue sets the value of the input sel matches, as typing would.
+func SetValue(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.SetValue(chromedp.CSS(sel), value)
+}
+
+// Submit submits the form sel matches (its submit event runs).
+func Submit(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Submit(chromedp.CSS(sel))
+}
+
+// Viewport sets the window's size in CSS pixels (a phone, or a
+// terminal-sized window).
+func Viewport(width, height int64) chromedp.Action[chromedp.Void] {
+	return chromedp.EmulateViewport(width, height)
 }
