@@ -38,6 +38,12 @@ func ParseNetworks(v string) (Networks, error) {
 		if pflist.IsTable(rest) || strings.HasPrefix(rest, "/") {
 			return Networks{}, fmt.Errorf("%q: metrics_networks takes addresses and networks only, not files or tables; list them in main.cf", el)
 		}
+		if strings.ContainsAny(rest, "[]") {
+			addr, _, _ := strings.Cut(rest, "/")
+			if !strings.HasPrefix(addr, "[") || strings.Index(addr, "]") != len(addr)-1 || strings.Count(rest, "[") != 1 {
+				return Networks{}, fmt.Errorf("%q: an IPv6 address goes in brackets before the prefix, as [2001:db8::]/32", el)
+			}
+		}
 		p, err := pflist.ParseNetwork(rest)
 		if err != nil {
 			return Networks{}, err

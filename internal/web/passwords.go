@@ -51,6 +51,7 @@ const (
 	maxArgonMemory = 1 << 20 // KiB: 1 GiB
 	maxArgonTime   = 64
 	maxBcryptCost  = 16 // about 5 s per check on a current CPU
+	minBcryptCost  = 10 // below: a warning
 	verifiedFor    = 5 * time.Minute
 	maxVerified    = 1024
 )
@@ -92,6 +93,11 @@ func ParsePasswords(file string, data []byte) (*Passwords, diag.List) {
 			user, enc = "", line
 		}
 		h, err := parseHash(enc)
+		if b, ok := h.(bcryptHash); ok {
+			if cost, _ := bcrypt.Cost([]byte(b)); cost < minBcryptCost {
+				out.Warnf(file, num, "dashboard_password_file: bcrypt cost %d (htpasswd's default is 5): a copy of this file is cracked quickly; make the hash with htpasswd -nbB -C 12", cost)
+			}
+		}
 		if err != nil {
 			if bad++; bad <= maxLineErrors {
 				out.Errorf(file, num, "dashboard_password_file: %v", err)
