@@ -51,7 +51,6 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/maillog"
-	"golang.org/x/net/netutil"
 )
 
 // Options configure the listener. FromConfig fills all but the
@@ -84,6 +83,8 @@ type Options struct {
 	Ledger    http.Handler // /ledger/v1/
 
 	// MaxConns caps open connections (0: 64); more wait to be accepted.
+	// One client address (an IPv6 /64) may have 16 at most; more are
+	// closed at once.
 	MaxConns int
 	// Log, when set, gets a line per refused request (at most a few a
 	// second, with a count of those left out).
@@ -128,6 +129,7 @@ type Server struct {
 // Limits of the listener.
 const (
 	defaultMaxConns   = 64
+	maxConnsPerClient = 16 // a browser opens 6 per host
 	readHeaderTimeout = 10 * time.Second
 	readTimeout       = 30 * time.Second
 	// A peer's ledger read may be large; the write timeout bounds a
@@ -161,8 +163,9 @@ func New(o Options) (*Server, error) {
 	if s.o.MaxConns <= 0 {
 		s.o.MaxConns = defaultMaxConns
 	}
-	if o.PeerToken != "" {
-		s.tokenSum = sha256.Sum256([]byte(o.PeerToken))
+	s.o.PeerToken = strings.TrimSpace(o.PeerToken)
+	if s.o.PeerToken != "" {
+		s.tokenSum = sha256.Sum256([]byte(s.o.PeerToken))
 	}
 	switch {
 	case (o.CertFile == "") != (o.KeyFile == ""):
@@ -205,7 +208,7 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("metrics_listen = %s: %w", s.o.Listen, err)
 	}
-	ln = netutil.LimitListener(ln, s.o.MaxConns)
+	ln = newLimitListener(ln, s.o.MaxConns, min(s.o.MaxConns, maxConnsPerClient))
 	s.mu.Lock()
 	s.ln = ln
 	s.mu.Unlock()

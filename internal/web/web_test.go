@@ -419,3 +419,36 @@ func TestShutdown(t *testing.T) {
 		t.Error("still listening after Shutdown")
 	}
 }
+
+// One client may hold maxConnsPerClient connections; past that its new
+// ones are closed, and another client is still served.
+func TestMaxConnsPerClient(t *testing.T) {
+	s := start(t, allHandlers(Options{}))
+	dial := func(src string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+		c, err := d.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	get := func(c net.Conn) string {
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+		buf := make([]byte, 12)
+		n, _ := io.ReadFull(c, buf)
+		return string(buf[:n])
+	}
+	for i := 0; i < maxConnsPerClient; i++ {
+		if got := get(dial("127.0.0.1")); got != "HTTP/1.1 200" {
+			t.Fatalf("conn %d: %q", i+1, got)
+		}
+	}
+	if got := get(dial("127.0.0.1")); got != "" {
+		t.Errorf("connection %d of one client: %q, want it closed", maxConnsPerClient+1, got)
+	}
+	if got := get(dial("127.0.0.5")); got != "HTTP/1.1 200" {
+		t.Errorf("another client: %q", got)
+	}
+}
