@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/mailtee/mailtee/internal/dashboard/browsertest"
 	"github.com/mailtee/mailtee/internal/report"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // The dashboard's side of the ledger scenario: its JSON and the page in
@@ -160,6 +164,7 @@ func checkDashboardPage(t *testing.T, n *ledgerNet, base string, want *report.Re
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("the page shows %v", figs)
 	for name, w := range pageFigures(want) {
 		if figs[name] != w {
 			t.Errorf("the page shows %s = %q, the report %q", name, figs[name], w)
@@ -186,10 +191,138 @@ func checkDashboardPage(t *testing.T, n *ledgerNet, base string, want *report.Re
 	}
 }
 
-// checkMetrics: /metrics on the primary and the relay carry the report's
-// reconciliation figures and delivery counters. It returns what is
-// missing for the check ("" when it ran).
-func checkMetrics(t *testing.T, pbase, rbase string, r *report.Report) string {
+// metricFamilies scrapes url (a /metrics) and parses it as Prometheus
+// does.
+func metricFamilies(t *testing.T, url string) map[string]*dto.MetricFamily {
 	t.Helper()
-	return "the mailtee_* reconciliation metrics (helper D's branch metrics) are not in this tree"
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(httpGet(t, url)))
+	if err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	return fams
+}
+
+// metricSum adds up the series of family name whose labels include
+// labels; ok is false when the family is not exported at all.
+func metricSum(fams map[string]*dto.MetricFamily, name string, labels map[string]string) (sum float64, ok bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+	for _, m := range f.GetMetric() {
+		match := true
+		for k, v := range labels {
+			found := false
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == k && lp.GetValue() == v {
+					found = true
+				}
+			}
+			match = match && found
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			sum += m.GetGauge().GetValue()
+		case m.Untyped != nil:
+			sum += m.GetUntyped().GetValue()
+		}
+	}
+	return sum, true
+}
+
+// checkMetrics: /metrics on the primary and on the relay say what the
+// report and the sinks say. The primary's reconciliation figures are the
+// report's; its delivery counters count each local delivery and each
+// copy handed to the relay once (deferrals while the relay was down
+// apart); the relay's count each copy it gave Google, and the refusal.
+// It returns what is missing for the check ("" when it ran).
+func checkMetrics(t *testing.T, n *ledgerNet, pbase, rbase string, r *report.Report) string {
+	t.Helper()
+	p := metricFamilies(t, pbase+"/metrics")
+	if _, ok := p["mailtee_reconciliation_required"]; !ok {
+		return "the primary's /metrics has no mailtee_reconciliation_* (helper D's metrics with the report wired into serve)"
+	}
+	rc := r.Reconciliation
+	local := 0
+	for _, m := range r.Messages {
+		for _, q := range m.Required {
+			if !q.Copy {
+				local++
+			}
+		}
+	}
+	copies := r.Summary.Copies.Delivered + r.Summary.Copies.Failed
+	want := []struct {
+		name   string
+		labels map[string]string
+		value  float64
+	}{
+		{"mailtee_reconciliation_required", nil, float64(rc.Required)},
+		{"mailtee_reconciliation_delivered", nil, float64(rc.Delivered)},
+		{"mailtee_reconciliation_pending", nil, float64(r.Summary.Deliveries.Pending)},
+		{"mailtee_reconciliation_failed", nil, float64(r.Summary.Deliveries.Failed)},
+		{"mailtee_reconciliation_missing", nil, float64(rc.Required - rc.Delivered)},
+		{"mailtee_reconciliation_ratio", nil, rc.Ratio},
+		{"mailtee_deliveries_total", map[string]string{"transport": "local", "status": "sent"}, float64(local)},
+		{"mailtee_deliveries_total", map[string]string{"status": "sent", "copy": "yes"}, float64(copies)},
+		{"mailtee_deliveries_total", map[string]string{"status": "bounced"}, 0},
+		{"mailtee_copies_pending", nil, 0},
+	}
+	for _, w := range want {
+		got, ok := metricSum(p, w.name, w.labels)
+		if !ok && w.value != 0 {
+			t.Errorf("primary /metrics: no %s", w.name)
+			continue
+		}
+		if got != w.value {
+			t.Errorf("primary /metrics: %s%v = %v, the report's %v", w.name, w.labels, got, w.value)
+		}
+	}
+	// The relay was down at first: the copies were deferred, which the
+	// counters keep.
+	if got, _ := metricSum(p, "mailtee_deliveries_total", map[string]string{"status": "deferred", "copy": "yes"}); got == 0 && copies > 0 {
+		t.Errorf("primary /metrics: no deferred copy counted, yet the relay was down when they were first tried")
+	}
+
+	rl := metricFamilies(t, rbase+"/metrics")
+	gmsgs := n.google.Messages()
+	notices := 0
+	for _, m := range gmsgs {
+		if m.From == "" {
+			notices++ // the relay's postmaster notice for the refused copy
+		}
+	}
+	if len(gmsgs)-notices != r.Summary.Copies.Delivered {
+		t.Errorf("Google has %d copies, the report says %d delivered", len(gmsgs)-notices, r.Summary.Copies.Delivered)
+	}
+	for _, w := range []struct {
+		name   string
+		labels map[string]string
+		value  float64
+	}{
+		// Each transaction at Google is one smtp delivery of the relay.
+		{"mailtee_deliveries_total", map[string]string{"transport": "smtp", "status": "sent"}, float64(len(gmsgs))},
+		{"mailtee_deliveries_total", map[string]string{"transport": "smtp", "status": "bounced"}, float64(r.Summary.Copies.Failed)},
+		// The relay's own reconciliation: every copy it accepted is a
+		// required delivery there, to Google.
+		{"mailtee_reconciliation_required", nil, float64(copies)},
+		{"mailtee_reconciliation_delivered", nil, float64(r.Summary.Copies.Delivered)},
+		{"mailtee_reconciliation_failed", nil, float64(r.Summary.Copies.Failed)},
+	} {
+		got, ok := metricSum(rl, w.name, w.labels)
+		if !ok && w.value != 0 {
+			t.Errorf("relay /metrics: no %s", w.name)
+			continue
+		}
+		if got != w.value {
+			t.Errorf("relay /metrics: %s%v = %v, want %v (the report's and Google's)", w.name, w.labels, got, w.value)
+		}
+	}
+	return ""
 }
