@@ -55,10 +55,10 @@ func listenerUp(url string) bool {
 	return resp.StatusCode != http.StatusNotFound
 }
 
-// comparable strips what legitimately differs between two reports built
+// stableReport strips what legitimately differs between two reports built
 // at different moments from the same ledger: when each was made and the
 // ages measured from then.
-func comparable(r report.Report) report.Report {
+func stableReport(r report.Report) report.Report {
 	r.Generated = time.Time{}
 	r.Summary.OldestPendingAge = 0
 	r.Misses = append([]report.Miss(nil), r.Misses...)
@@ -89,7 +89,7 @@ func checkDashboardAPI(t *testing.T, base string, want *report.Report) {
 	if err := json.Unmarshal(httpGet(t, base+"/api/report"), &got); err != nil {
 		t.Fatalf("/api/report: %v", err)
 	}
-	if g, w := jsonOf(t, comparable(got)), jsonOf(t, comparable(*want)); g != w {
+	if g, w := jsonOf(t, stableReport(got)), jsonOf(t, stableReport(*want)); g != w {
 		t.Errorf("/api/report differs from mailtee report --format json:\n/api/report: %s\nreport: %s", g, w)
 	}
 	var ov struct {
