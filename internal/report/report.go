@@ -49,7 +49,8 @@ const MaxDeferrals = 10
 
 // Build reads the messages f selects (by arrival; f.User is matched
 // against the sender, the original recipients and every address along
-// each delivery's chain, through peers) and reconciles them at now.
+// each delivery's chain, through peers; f.Limit keeps the newest of
+// those) and reconciles them at now.
 // An error from the local ledger fails the report; a peer's error only
 // leaves that delivery at its local state and the report incomplete.
 func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*Report, error) {
@@ -62,7 +63,13 @@ func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*R
 		b.peers = append(b.peers, &PeerStatus{URL: p.URL})
 		b.src.Peers[i] = Peer{URL: p.URL, Reader: newCached(p.Reader)}
 	}
-	msgs, err := src.Local.Messages(ctx, ledger.Filter{Since: f.Since, Until: f.Until, Limit: f.Limit})
+	lf := ledger.Filter{Since: f.Since, Until: f.Until}
+	if f.User == "" {
+		// With a user, the limit applies to the messages that match,
+		// which only the chains followed below tell.
+		lf.Limit = f.Limit
+	}
+	msgs, err := src.Local.Messages(ctx, lf)
 	if err != nil {
 		return nil, fmt.Errorf("reading the ledger: %w", err)
 	}
@@ -83,6 +90,10 @@ func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*R
 			continue
 		}
 		r.Messages = append(r.Messages, rm)
+	}
+	if f.Limit > 0 && len(r.Messages) > f.Limit {
+		slices.SortStableFunc(r.Messages, func(a, b Message) int { return b.Arrival.Compare(a.Arrival) })
+		r.Messages = r.Messages[:f.Limit]
 	}
 	gaps, err := src.Local.Gaps(ctx, f.Since, f.Until)
 	if err != nil {

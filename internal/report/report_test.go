@@ -348,3 +348,24 @@ func TestPeerAnswersCached(t *testing.T) {
 		t.Errorf("%d requests (want R1, children of R1 and of F1, the provider's ID), %+v", c.n, r.Reconciliation)
 	}
 }
+
+// The limit counts the messages the user matches, newest first.
+func TestLimitAfterUser(t *testing.T) {
+	l := memledger.New()
+	for i := range 5 {
+		u := "other@x"
+		if i%2 == 0 {
+			u = "me@x"
+		}
+		l.Add(ledger.Message{Node: "h", ID: fmt.Sprint("M", i), Arrival: t0.Add(time.Duration(i) * time.Minute),
+			Deliveries: []ledger.Delivery{{Rcpt: u, Status: ledger.Sent}}})
+	}
+	r := build(t, Sources{Local: l}, ledger.Filter{User: "me@x", Limit: 2})
+	if len(r.Messages) != 2 || r.Messages[0].ID != "M4" || r.Messages[1].ID != "M2" {
+		t.Errorf("%+v", r.Messages)
+	}
+	r = build(t, Sources{Local: l}, ledger.Filter{Limit: 2})
+	if len(r.Messages) != 2 || r.Messages[0].ID != "M4" {
+		t.Errorf("%+v", r.Messages)
+	}
+}
