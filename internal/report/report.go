@@ -252,8 +252,15 @@ func (b *builder) required(ctx context.Context, src source, m ledger.Message, rc
 		}
 		// A delivered alias is replaced by its targets: the mail is
 		// only delivered when they are. An alias that failed stays,
-		// as its failure is the one that counts.
+		// as its failure is the one that counts; so does one that also
+		// delivered to a mailbox here (local(8)'s reply "delivered to
+		// maildir of a@x; forwarded to b@y"), for that mailbox.
 		if d.Status == ledger.Sent && len(mine) > 0 {
+			if deliveredHere(d.Reply) {
+				q, ns := b.follow(ctx, src, m, d, hop, depth, seen)
+				notices = append(notices, ns...)
+				out = append(out, q)
+			}
 			for _, t := range mine {
 				t.used = true
 				sub, ns, err := b.required(ctx, src, withOnly(t.child, t.d), "", depth+1, seen)
@@ -316,6 +323,17 @@ func (b *builder) required(ctx context.Context, src source, m ledger.Message, rc
 		}
 	}
 	return out, notices, nil
+}
+
+// deliveredHere reports whether a local delivery's reply says that
+// part of it stayed on this host: local(8) joins what it did with "; ".
+func deliveredHere(reply string) bool {
+	for _, part := range strings.Split(reply, "; ") {
+		if strings.HasPrefix(strings.TrimSpace(part), "delivered") {
+			return true
+		}
+	}
+	return false
 }
 
 // withOnly is m with only delivery d.

@@ -369,3 +369,22 @@ func TestLimitAfterUser(t *testing.T) {
 		t.Errorf("%+v", r.Messages)
 	}
 }
+
+// An alias that delivered to a mailbox here and forwarded elsewhere is
+// two required deliveries: the mailbox (the alias's own) and the target.
+func TestAliasMailboxAndForward(t *testing.T) {
+	l := memledger.New(
+		ledger.Message{Node: "h", ID: "A", Rcpts: []string{"fwd@h"}, Arrival: t0,
+			Deliveries: []ledger.Delivery{{Rcpt: "fwd@h", Orig: "fwd@h", Status: ledger.Sent, Transport: "local", Relay: "local",
+				Reply: "delivered to maildir of admin@h; forwarded to someone@far"}}},
+		ledger.Message{Node: "h", ID: "B", Parent: "A", Arrival: t0,
+			Deliveries: []ledger.Delivery{{Rcpt: "someone@far", Orig: "fwd@h", Status: ledger.Bounced, Reply: "550 no"}}},
+	)
+	r := build(t, Sources{Local: l}, ledger.Filter{})
+	if r.Reconciliation.Required != 2 || r.Reconciliation.Delivered != 1 || len(r.Misses) != 1 || r.Misses[0].Rcpt != "someone@far" {
+		t.Errorf("%+v %+v", r.Reconciliation, r.Misses)
+	}
+	if !deliveredHere("forwarded to a@b; delivered to mailbox") || deliveredHere("forwarded to a@b, c@d") || deliveredHere("forwarded as 4Zx") {
+		t.Error("deliveredHere")
+	}
+}
