@@ -59,6 +59,7 @@ func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*R
 	}
 	b := &builder{src: src, now: now}
 	b.src.Peers = make([]Peer, len(src.Peers))
+	b.asked = make([]bool, len(src.Peers))
 	for i, p := range src.Peers {
 		b.peers = append(b.peers, &PeerStatus{URL: p.URL})
 		b.src.Peers[i] = Peer{URL: p.URL, Reader: newCached(p.Reader)}
@@ -101,8 +102,9 @@ func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*R
 	}
 	r.Gaps = append(r.Gaps, gaps...)
 	for i, p := range src.Peers {
-		if b.peers[i].Followed == 0 && b.peers[i].Errors == 0 && b.peers[i].Error == "" {
-			// A peer never asked contributes no gap to this report.
+		if !b.asked[i] {
+			// A peer never asked contributes no gap to this report; one
+			// asked in vain may not have the ID because of its gap.
 			continue
 		}
 		pg, err := p.Reader.Gaps(ctx, f.Since, time.Time{})
@@ -123,6 +125,7 @@ type builder struct {
 	src   Sources
 	now   time.Time
 	peers []*PeerStatus
+	asked []bool // by peer: was it asked for a queue ID
 }
 
 // source is one ledger being read: the local one (peer -1) or a peer's.
@@ -367,6 +370,7 @@ func (b *builder) follow(ctx context.Context, src source, m ledger.Message, d le
 	var errs []string
 	for _, i := range b.order(d.Relay) {
 		p := b.src.Peers[i]
+		b.asked[i] = true
 		pm, ok, err := p.Reader.Message(ctx, "", rid)
 		if err != nil {
 			b.peerErr(i, err)

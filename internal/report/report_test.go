@@ -388,3 +388,20 @@ func TestAliasMailboxAndForward(t *testing.T) {
 		t.Error("deliveredHere")
 	}
 }
+
+// A peer asked in vain shows its gaps (the ID may be in one); a peer
+// never asked does not.
+func TestGapsOfPeersAsked(t *testing.T) {
+	prim, _ := seed()
+	empty := memledger.New()
+	empty.AddGap(ledger.Gap{Node: relay, Since: t0, Until: t0.Add(time.Minute), Reason: "ledger file lost"})
+	r := build(t, Sources{Local: prim, Peers: []Peer{{URL: "http://relay:1", Reader: empty}}}, ledger.Filter{})
+	if len(r.Gaps) != 1 || r.Reconciliation.Complete {
+		t.Errorf("asked: gaps %+v", r.Gaps)
+	}
+	local := memledger.New(ledger.Message{Node: "h", ID: "L", Arrival: t0, Deliveries: []ledger.Delivery{{Rcpt: "a@h", Status: ledger.Sent, Transport: "local"}}})
+	r = build(t, Sources{Local: local, Peers: []Peer{{URL: "http://relay:1", Reader: empty}}}, ledger.Filter{})
+	if len(r.Gaps) != 0 || !r.Reconciliation.Complete {
+		t.Errorf("not asked: gaps %+v", r.Gaps)
+	}
+}
