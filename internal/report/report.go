@@ -57,13 +57,6 @@ func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*R
 	if src.Local == nil {
 		return nil, fmt.Errorf("report: no ledger to read")
 	}
-	b := &builder{src: src, now: now}
-	b.src.Peers = make([]Peer, len(src.Peers))
-	b.asked = make([]bool, len(src.Peers))
-	for i, p := range src.Peers {
-		b.peers = append(b.peers, &PeerStatus{URL: p.URL})
-		b.src.Peers[i] = Peer{URL: p.URL, Reader: newCached(p.Reader)}
-	}
 	lf := ledger.Filter{Since: f.Since, Until: f.Until}
 	if f.User == "" {
 		// With a user, the limit applies to the messages that match,
@@ -73,6 +66,30 @@ func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*R
 	msgs, err := src.Local.Messages(ctx, lf)
 	if err != nil {
 		return nil, fmt.Errorf("reading the ledger: %w", err)
+	}
+	return buildFrom(ctx, src, f, now, msgs, lf.Until.IsZero() && lf.Limit == 0)
+}
+
+// buildFrom reconciles msgs, read from src.Local with f. complete says that
+// msgs holds every child of its messages too: a forward or a notice
+// arrives after its parent, so a list unbounded in the future has them
+// all, and they need not be asked for one by one.
+func buildFrom(ctx context.Context, src Sources, f ledger.Filter, now time.Time, msgs []ledger.Message, complete bool) (*Report, error) {
+	b := &builder{src: src, now: now}
+	if complete {
+		b.children = map[[2]string][]ledger.Message{}
+		for _, m := range msgs {
+			if m.Parent != "" {
+				k := [2]string{strings.ToLower(m.Node), m.Parent}
+				b.children[k] = append(b.children[k], m)
+			}
+		}
+	}
+	b.src.Peers = make([]Peer, len(src.Peers))
+	b.asked = make([]bool, len(src.Peers))
+	for i, p := range src.Peers {
+		b.peers = append(b.peers, &PeerStatus{URL: p.URL})
+		b.src.Peers[i] = Peer{URL: p.URL, Reader: newCached(p.Reader)}
 	}
 	r := &Report{Generated: now, Since: f.Since, Until: f.Until, User: f.User,
 		Misses: []Miss{}, Gaps: []ledger.Gap{}, Peers: []PeerStatus{}, Dests: []Destination{},
@@ -126,6 +143,17 @@ type builder struct {
 	now   time.Time
 	peers []*PeerStatus
 	asked []bool // by peer: was it asked for a queue ID
+	// children of the local messages by node and parent, when the
+	// list read holds them all (buildFrom's complete).
+	children map[[2]string][]ledger.Message
+}
+
+// childrenOf reads the forwards and notices of message id on node.
+func (b *builder) childrenOf(ctx context.Context, src source, node, id string) ([]ledger.Message, error) {
+	if src.peer < 0 && b.children != nil {
+		return b.children[[2]string{strings.ToLower(node), id}], nil
+	}
+	return src.r.Children(ctx, node, id)
 }
 
 // source is one ledger being read: the local one (peer -1) or a peer's.
@@ -197,7 +225,7 @@ func (b *builder) required(ctx context.Context, src source, m ledger.Message, rc
 	seen[key] = true
 	defer delete(seen, key)
 
-	children, err := src.r.Children(ctx, m.Node, m.ID)
+	children, err := b.childrenOf(ctx, src, m.Node, m.ID)
 	if err != nil {
 		if src.peer < 0 {
 			return nil, nil, fmt.Errorf("reading the forwards of %s: %w", m.ID, err)

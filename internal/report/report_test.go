@@ -405,3 +405,20 @@ func TestGapsOfPeersAsked(t *testing.T) {
 		t.Errorf("not asked: gaps %+v", r.Gaps)
 	}
 }
+
+// A forward that arrived after --until is still folded in (asked for by
+// its parent's ID), and the list-indexed way agrees with the asking one.
+func TestChildrenBothWays(t *testing.T) {
+	l := memledger.New(
+		ledger.Message{Node: "h", ID: "A", Rcpts: []string{"team@h"}, Arrival: t0,
+			Deliveries: []ledger.Delivery{{Rcpt: "team@h", Status: ledger.Sent, Transport: "local", Reply: "forwarded to a@far"}}},
+		ledger.Message{Node: "h", ID: "B", Parent: "A", Arrival: t0.Add(time.Hour),
+			Deliveries: []ledger.Delivery{{Rcpt: "a@far", Orig: "team@h", Status: ledger.Bounced, Reply: "550 no"}}},
+	)
+	for _, f := range []ledger.Filter{{}, {Until: t0.Add(time.Minute)}, {Since: t0}, {Limit: 5}} {
+		r := build(t, Sources{Local: l}, f)
+		if len(r.Messages) != 1 || r.Reconciliation.Required != 1 || r.Summary.Deliveries.Failed != 1 {
+			t.Errorf("%+v: %+v", f, r.Summary)
+		}
+	}
+}
