@@ -405,7 +405,7 @@ func (b *builder) follow(ctx context.Context, src source, m ledger.Message, d le
 			errs = append(errs, err.Error())
 			continue
 		}
-		if !ok {
+		if !ok || !sameTime(d.At, pm.Arrival) {
 			continue
 		}
 		sub, ns, err := b.required(ctx, source{r: p.Reader, peer: i, url: p.URL}, pm, d.Rcpt, depth+1, seen)
@@ -441,6 +441,19 @@ func (b *builder) follow(ctx context.Context, src source, m ledger.Message, d le
 		q.Note = fmt.Sprintf("not followed: no peer has queue ID %s", rid)
 	}
 	return q, nil
+}
+
+// MaxSkew is how far a peer's arrival time may be from the time the
+// delivery to it ended for the two to be one message: queue IDs of the
+// short kind (Postfix's without enable_long_queue_ids) come round again.
+const MaxSkew = 24 * time.Hour
+
+func sameTime(sent, arrived time.Time) bool {
+	if sent.IsZero() || arrived.IsZero() {
+		return true
+	}
+	d := sent.Sub(arrived)
+	return d < MaxSkew && d > -MaxSkew
 }
 
 // isLocal reports whether d ended on this host (a mailbox, a file, a

@@ -422,3 +422,17 @@ func TestChildrenBothWays(t *testing.T) {
 		}
 	}
 }
+
+// A peer's message with the same queue ID from another day is not the
+// one the copy became.
+func TestReusedQueueID(t *testing.T) {
+	prim, rel := seed()
+	m, _, _ := rel.Message(context.Background(), "", "R1")
+	m.Arrival = t0.Add(-30 * 24 * time.Hour)
+	rel.Add(m)
+	r := build(t, Sources{Local: prim, Peers: []Peer{{URL: "http://relay:1", Reader: rel}}}, ledger.Filter{})
+	q := r.Messages[0].Required[1]
+	if q.Rcpt != "user1@"+relay || q.Note != "not followed: no peer has queue ID R1" {
+		t.Errorf("%+v", q)
+	}
+}
