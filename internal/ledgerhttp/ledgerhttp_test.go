@@ -190,6 +190,7 @@ func TestHandlerRefuses(t *testing.T) {
 		{"GET", "/ledger/v1/nope", 404},
 		{"GET", "/ledger/v1/messages?since=2026-12-07T10:00:00Z", 200},
 		{"HEAD", "/ledger/v1/gaps", 200},
+		{"GET", "/gaps", 200}, // behind http.StripPrefix("/ledger/v1", ...)
 	} {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest(tc.method, tc.target, nil))
