@@ -15,7 +15,7 @@ import (
 // The headers of every answer. The dashboard's assets are all served
 // by it ('self'); nothing is framed, and no type is guessed.
 var commonHeaders = [][2]string{
-	{"Content-Security-Policy", "default-src 'self'"},
+	{"Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"},
 	{"X-Content-Type-Options", "nosniff"},
 	{"X-Frame-Options", "DENY"},
 	{"Referrer-Policy", "no-referrer"},
