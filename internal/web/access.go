@@ -95,7 +95,8 @@ func (s *Server) freeLocal(r *http.Request, ru *rules, client netip.Addr) bool {
 		host = h
 	}
 	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
-	if _, err := netip.ParseAddr(host); err == nil {
+	if _, err := netip.ParseAddr(host); err == nil || host == "" {
+		// (no Host: an HTTP/1.0 script; a browser always sends one)
 		return true
 	}
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {

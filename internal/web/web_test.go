@@ -512,3 +512,26 @@ func TestReload(t *testing.T) {
 		t.Errorf("after narrowing metrics_networks: %d", r.code)
 	}
 }
+
+// An HTTP/1.0 request without Host from loopback (a script) is free;
+// with a Host that is not ours it needs the login.
+func TestNoHostHeader(t *testing.T) {
+	s := start(t, allHandlers(Options{}))
+	for req, want := range map[string]string{
+		"GET /api/summary HTTP/1.0\r\n\r\n":                       "HTTP/1.0 200",
+		"GET /api/summary HTTP/1.0\r\nHost: evil.example\r\n\r\n": "HTTP/1.0 403",
+	} {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		io.WriteString(c, req)
+		buf := make([]byte, 12)
+		io.ReadFull(c, buf)
+		c.Close()
+		if string(buf) != want {
+			t.Errorf("%q: %q, want %q", req, buf, want)
+		}
+	}
+}
