@@ -49,7 +49,8 @@ const MaxDeferrals = 10
 
 // Build reads the messages f selects (by arrival; f.User is matched
 // against the sender, the original recipients and every address along
-// each delivery's chain, through peers) and reconciles them at now.
+// each delivery's chain, through peers; f.Limit keeps the newest of
+// those) and reconciles them at now.
 // An error from the local ledger fails the report; a peer's error only
 // leaves that delivery at its local state and the report incomplete.
 func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*Report, error) {
@@ -57,10 +58,18 @@ func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*R
 		return nil, fmt.Errorf("report: no ledger to read")
 	}
 	b := &builder{src: src, now: now}
-	for _, p := range src.Peers {
+	b.src.Peers = make([]Peer, len(src.Peers))
+	for i, p := range src.Peers {
 		b.peers = append(b.peers, &PeerStatus{URL: p.URL})
+		b.src.Peers[i] = Peer{URL: p.URL, Reader: newCached(p.Reader)}
 	}
-	msgs, err := src.Local.Messages(ctx, ledger.Filter{Since: f.Since, Until: f.Until, Limit: f.Limit})
+	lf := ledger.Filter{Since: f.Since, Until: f.Until}
+	if f.User == "" {
+		// With a user, the limit applies to the messages that match,
+		// which only the chains followed below tell.
+		lf.Limit = f.Limit
+	}
+	msgs, err := src.Local.Messages(ctx, lf)
 	if err != nil {
 		return nil, fmt.Errorf("reading the ledger: %w", err)
 	}
@@ -81,6 +90,10 @@ func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*R
 			continue
 		}
 		r.Messages = append(r.Messages, rm)
+	}
+	if f.Limit > 0 && len(r.Messages) > f.Limit {
+		slices.SortStableFunc(r.Messages, func(a, b Message) int { return b.Arrival.Compare(a.Arrival) })
+		r.Messages = r.Messages[:f.Limit]
 	}
 	gaps, err := src.Local.Gaps(ctx, f.Since, f.Until)
 	if err != nil {
@@ -259,7 +272,9 @@ func (b *builder) required(ctx context.Context, src source, m ledger.Message, rc
 			}
 			continue
 		}
-		out = append(out, b.follow(ctx, src, m, d, hop, depth, seen))
+		q, ns := b.follow(ctx, src, m, d, hop, depth, seen)
+		notices = append(notices, ns...)
+		out = append(out, q)
 	}
 	// Forwards not traced to one of the deliveries (no Orig recorded,
 	// or an alias not among them) are still the message's required
@@ -323,13 +338,13 @@ func remoteID(d ledger.Delivery) string {
 
 // follow makes delivery d a Required, following it into the peer that
 // has the queue ID its next hop named.
-func (b *builder) follow(ctx context.Context, src source, m ledger.Message, d ledger.Delivery, hop Hop, depth int, seen map[string]bool) Required {
+func (b *builder) follow(ctx context.Context, src source, m ledger.Message, d ledger.Delivery, hop Hop, depth int, seen map[string]bool) (Required, []Notice) {
 	q := Required{Rcpt: d.Rcpt, Copy: d.Copy, Destination: domainOf(d.Rcpt), State: stateOf(d.Status),
 		Status: d.Status, At: d.At, Relay: d.Relay, DSN: d.DSN, Reply: d.Reply, Attempts: d.Attempts,
 		Chain: []Hop{hop}}
 	rid := hop.RemoteID
 	if d.Status != ledger.Sent || rid == "" || len(b.src.Peers) == 0 || isLocal(d) || depth >= MaxDepth {
-		return q
+		return q, nil
 	}
 	var errs []string
 	for _, i := range b.order(d.Relay) {
@@ -343,7 +358,7 @@ func (b *builder) follow(ctx context.Context, src source, m ledger.Message, d le
 		if !ok {
 			continue
 		}
-		sub, _, err := b.required(ctx, source{r: p.Reader, peer: i, url: p.URL}, pm, d.Rcpt, depth+1, seen)
+		sub, ns, err := b.required(ctx, source{r: p.Reader, peer: i, url: p.URL}, pm, d.Rcpt, depth+1, seen)
 		if err != nil || len(sub) == 0 {
 			if err != nil {
 				b.peerErr(i, err)
@@ -365,14 +380,17 @@ func (b *builder) follow(ctx context.Context, src source, m ledger.Message, d le
 		if end.Note != "" {
 			q.Note = end.Note
 		}
-		return q
+		return q, ns
 	}
-	if len(errs) > 0 {
+	switch {
+	case len(errs) > 0:
 		q.Note = fmt.Sprintf("not followed: queue ID %s: %s", rid, strings.Join(errs, "; "))
-	} else {
+	case depth == 0:
+		// Past the first hop, a queue ID no peer has is the end of
+		// the path (the provider's), not a miss of the report.
 		q.Note = fmt.Sprintf("not followed: no peer has queue ID %s", rid)
 	}
-	return q
+	return q, nil
 }
 
 // isLocal reports whether d ended on this host (a mailbox, a file, a
