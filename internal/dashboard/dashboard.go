@@ -127,25 +127,35 @@ type handler struct {
 	// waited for another's build takes its result.
 	mu      sync.Mutex
 	builtAt time.Time
-	built   []byte
+	built   Overview
 	// searches holds one user search at a time: each reads the
 	// whole ledger.
 	searches chan struct{}
 }
 
-// cached is the report for the overview, at most CacheFor old.
-func (h *handler) cached(ctx context.Context) ([]byte, error) {
+// cached is the overview, at most CacheFor old.
+func (h *handler) cached(ctx context.Context) (Overview, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.built != nil && time.Since(h.builtAt) < CacheFor {
+	if h.built.Report != nil && time.Since(h.builtAt) < CacheFor {
 		return h.built, nil
 	}
 	raw, err := h.build(ctx, ledger.Filter{})
 	if err != nil {
-		return nil, err
+		return Overview{}, err
 	}
-	h.built, h.builtAt = raw, time.Now()
-	return raw, nil
+	ov := Overview{Advice: adviceFor(raw), Report: withoutMessages(raw), Queue: []QueueDest{}}
+	// Walking a backlog's queue costs too: it is cached with the report.
+	q, err := h.src.Queue(ctx, h.now())
+	if err != nil {
+		// The ledger's figures still help while the queue cannot be read.
+		ov.Errors = append(ov.Errors, "queue: "+err.Error())
+	}
+	if q != nil {
+		ov.Queue = q
+	}
+	h.built, h.builtAt = ov, time.Now()
+	return ov, nil
 }
 
 // Overview is /api/overview: the report without its per-message list
@@ -224,21 +234,10 @@ func (h *handler) report(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
-	raw, err := h.cached(r.Context())
+	ov, err := h.cached(r.Context())
 	if err != nil {
 		fail(w, "report", err)
 		return
-	}
-	ov := Overview{Advice: adviceFor(raw)}
-	ov.Report = withoutMessages(raw)
-	q, err := h.src.Queue(r.Context(), h.now())
-	if err != nil {
-		// The ledger's figures still help while the queue cannot be read.
-		ov.Errors = append(ov.Errors, "queue: "+err.Error())
-	}
-	ov.Queue = q
-	if ov.Queue == nil {
-		ov.Queue = []QueueDest{}
 	}
 	writeJSON(w, ov)
 }
