@@ -64,6 +64,7 @@ func TestBrowser(t *testing.T) {
 		"550-5.1.1 The email account that you tried to reach does not exist. <script>alert(2)</script> - gsmtp",
 		"create it at the provider",
 		"Connection refused",
+		"The next hop is down",
 		relay,
 	} {
 		if !strings.Contains(text, want) {
