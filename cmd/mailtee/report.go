@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -35,10 +34,13 @@ func init() {
 	usageOrder = append(usageOrder, "report", "status")
 }
 
-// HOOK(ledger store): openLedger becomes ledger.OpenReader once the
-// lead's store is on main. Tests replace it with an in-memory ledger.
+// openLedger opens this host's ledger for reading; tests replace it.
 var openLedger = func(path string) (ledger.Reader, io.Closer, error) {
-	return nil, nil, fmt.Errorf("%s: this mailtee has no ledger store built in yet (internal/ledger's OpenReader)", path)
+	st, err := ledger.OpenReader(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, st, nil
 }
 
 // HOOK(pflog): loadPostfixLog becomes pflog.Load once helper B's package
@@ -47,18 +49,9 @@ var loadPostfixLog = func(logFile, configDir string) (ledger.Reader, error) {
 	return nil, fmt.Errorf("--postfix-log: this mailtee cannot read Postfix logs yet (internal/pflog)")
 }
 
-// ledgerDBPath is where the ledger is: ledger_database, relative to
-// data_directory unless absolute; "" when there is none.
-// HOOK(ledger store): ledger.DBPath once it is on main.
+// ledgerDBPath is where the ledger is; "" when there is none.
 func ledgerDBPath(cfg *config.Config) string {
-	db := strings.TrimSpace(cfg.Get("ledger_database"))
-	if db == "" {
-		return ""
-	}
-	if filepath.IsAbs(db) {
-		return db
-	}
-	return filepath.Join(cfg.DataDirectory(), db)
+	return ledger.DBPath(cfg.DataDirectory(), cfg.Get("ledger_database"))
 }
 
 // localLedger opens this host's ledger; a missing file is an error that

@@ -72,12 +72,20 @@ func (s *source) Queue(ctx context.Context, now time.Time) ([]QueueDest, error) 
 }
 
 // UserLimit is how many of a user's messages the search shows, newest
-// first.
+// first (the figures above them count all).
 const UserLimit = 100
+
+// CacheFor is how long one build of the report answers the overview:
+// every open page polls it, and a report reads the whole ledger.
+const CacheFor = 2 * time.Second
 
 // Handler serves the dashboard for src.
 func Handler(src Source) http.Handler {
-	h := &handler{src: src, now: time.Now}
+	return newHandler(src, UserLimit)
+}
+
+func newHandler(src Source, userLimit int) http.Handler {
+	h := &handler{src: src, now: time.Now, userLimit: userLimit, searches: make(chan struct{}, 1)}
 	static, _ := fs.Sub(assets, "assets")
 	mux := http.NewServeMux()
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(static)))
@@ -111,8 +119,43 @@ func secure(next http.Handler) http.Handler {
 }
 
 type handler struct {
-	src Source
-	now func() time.Time
+	src       Source
+	now       func() time.Time
+	userLimit int
+
+	// mu makes the overview's builds one at a time: a request that
+	// waited for another's build takes its result.
+	mu      sync.Mutex
+	builtAt time.Time
+	built   Overview
+	// searches holds one user search at a time: each reads the
+	// whole ledger.
+	searches chan struct{}
+}
+
+// cached is the overview, at most CacheFor old.
+func (h *handler) cached(ctx context.Context) (Overview, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.built.Report != nil && time.Since(h.builtAt) < CacheFor {
+		return h.built, nil
+	}
+	raw, err := h.build(ctx, ledger.Filter{})
+	if err != nil {
+		return Overview{}, err
+	}
+	ov := Overview{Advice: adviceFor(raw), Report: withoutMessages(raw), Queue: []QueueDest{}}
+	// Walking a backlog's queue costs too: it is cached with the report.
+	q, err := h.src.Queue(ctx, h.now())
+	if err != nil {
+		// The ledger's figures still help while the queue cannot be read.
+		ov.Errors = append(ov.Errors, "queue: "+err.Error())
+	}
+	if q != nil {
+		ov.Queue = q
+	}
+	h.built, h.builtAt = ov, time.Now()
+	return ov, nil
 }
 
 // Overview is /api/overview: the report without its per-message list
@@ -191,21 +234,10 @@ func (h *handler) report(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
-	raw, err := h.build(r.Context(), ledger.Filter{})
+	ov, err := h.cached(r.Context())
 	if err != nil {
 		fail(w, "report", err)
 		return
-	}
-	ov := Overview{Advice: adviceFor(raw)}
-	ov.Report = withoutMessages(raw)
-	q, err := h.src.Queue(r.Context(), h.now())
-	if err != nil {
-		// The ledger's figures still help while the queue cannot be read.
-		ov.Errors = append(ov.Errors, "queue: "+err.Error())
-	}
-	ov.Queue = q
-	if ov.Queue == nil {
-		ov.Queue = []QueueDest{}
 	}
 	writeJSON(w, ov)
 }
@@ -216,13 +248,19 @@ func (h *handler) user(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "q: an address or a local part, at most 320 characters", http.StatusBadRequest)
 		return
 	}
+	select {
+	case h.searches <- struct{}{}:
+		defer func() { <-h.searches }()
+	case <-r.Context().Done():
+		return
+	}
 	// No Limit: report.Build takes it before matching the user.
 	raw, err := h.build(r.Context(), ledger.Filter{User: q})
 	if err != nil {
 		fail(w, "report for "+q, err)
 		return
 	}
-	raw, truncated := limitMessages(raw, UserLimit)
+	raw, truncated := limitMessages(raw, h.userLimit)
 	writeJSON(w, UserView{Report: raw, Advice: adviceFor(raw), Truncated: truncated})
 }
 

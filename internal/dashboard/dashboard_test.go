@@ -183,8 +183,10 @@ func TestOverviewMatchesReport(t *testing.T) {
 }
 
 func TestUserNewestFirstAndLimited(t *testing.T) {
-	s := newScenario(UserLimit*40+400, now)
-	srv := serve(t, s.source())
+	const limit = 5
+	s := newScenario(limit*40+400, now)
+	srv := httptest.NewServer(newHandler(s.source(), limit))
+	defer srv.Close()
 	_, body := get(t, srv.URL+"/api/user?q=user5")
 	var uv struct {
 		Report    report.Report `json:"report"`
@@ -194,13 +196,16 @@ func TestUserNewestFirstAndLimited(t *testing.T) {
 		t.Fatal(err)
 	}
 	ms := uv.Report.Messages
-	if len(ms) != UserLimit || !uv.Truncated {
-		t.Fatalf("%d messages, truncated %v; want %d, true", len(ms), uv.Truncated, UserLimit)
+	if len(ms) != limit || !uv.Truncated {
+		t.Fatalf("%d messages, truncated %v; want %d, true", len(ms), uv.Truncated, limit)
 	}
 	for i := 1; i < len(ms); i++ {
 		if ms[i].Arrival.After(ms[i-1].Arrival) {
 			t.Fatalf("message %d arrived after %d: not newest first", i, i-1)
 		}
+	}
+	if uv.Report.Summary.Accepted != 15 {
+		t.Errorf("the figures count %d messages: want all of user5's (15), not the %d shown", uv.Report.Summary.Accepted, limit)
 	}
 	for _, m := range ms {
 		if m.Rcpts[0] != "user5@"+primary {

@@ -63,7 +63,8 @@ func Handler(r ledger.Reader) http.Handler {
 		}
 		q := req.URL.Query()
 		ctx := req.Context()
-		switch strings.TrimPrefix(req.URL.Path, Prefix) {
+		// Mounted at Prefix whole or behind http.StripPrefix.
+		switch strings.TrimPrefix(strings.TrimPrefix(req.URL.Path, Prefix), "/") {
 		case "messages":
 			f, err := filterOf(q)
 			if err != nil {

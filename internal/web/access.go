@@ -15,7 +15,7 @@ import (
 // The headers of every answer. The dashboard's assets are all served
 // by it ('self'); nothing is framed, and no type is guessed.
 var commonHeaders = [][2]string{
-	{"Content-Security-Policy", "default-src 'self'"},
+	{"Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"},
 	{"X-Content-Type-Options", "nosniff"},
 	{"X-Frame-Options", "DENY"},
 	{"Referrer-Policy", "no-referrer"},
@@ -28,8 +28,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, kv := range commonHeaders {
 		h.Set(kv[0], kv[1])
 	}
+	ru := s.rules.Load()
 	client, err := clientAddr(r.RemoteAddr)
-	if err != nil || !s.o.Networks.Contains(client) {
+	if err != nil || !ru.networks.Contains(client) {
 		s.refuse(w, r, client, http.StatusForbidden, RefusedNetwork, "not in metrics_networks")
 		return
 	}
@@ -51,7 +52,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		handler = s.o.Metrics
 	case p == "/ledger" || strings.HasPrefix(p, "/ledger/"):
 		h.Set("Cache-Control", "no-store")
-		if !s.peerAllowed(w, r, client) {
+		if !s.peerAllowed(w, r, ru, client) {
 			return
 		}
 		if strings.HasPrefix(p, "/ledger/v1/") {
@@ -61,7 +62,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p == "/api" || strings.HasPrefix(p, "/api/") {
 			h.Set("Cache-Control", "no-store")
 		}
-		if !s.dashboardAllowed(w, r, client) {
+		if !s.dashboardAllowed(w, r, ru, client) {
 			return
 		}
 		handler = s.o.Dashboard
@@ -85,7 +86,7 @@ func clientAddr(remote string) (netip.Addr, error) {
 // freeLocal reports whether the request may go without credentials: a
 // loopback client that asked for this host by a name that cannot be
 // someone else's (see the package doc on DNS rebinding).
-func (s *Server) freeLocal(r *http.Request, client netip.Addr) bool {
+func (s *Server) freeLocal(r *http.Request, ru *rules, client netip.Addr) bool {
 	if !s.o.IsLoopback(client) {
 		return false
 	}
@@ -94,13 +95,14 @@ func (s *Server) freeLocal(r *http.Request, client netip.Addr) bool {
 		host = h
 	}
 	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
-	if _, err := netip.ParseAddr(host); err == nil {
+	if _, err := netip.ParseAddr(host); err == nil || host == "" {
+		// (no Host: an HTTP/1.0 script; a browser always sends one)
 		return true
 	}
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 		return true
 	}
-	for _, n := range s.o.Hosts {
+	for _, n := range ru.hosts {
 		if strings.EqualFold(strings.TrimSuffix(n, "."), host) {
 			return true
 		}
@@ -108,11 +110,11 @@ func (s *Server) freeLocal(r *http.Request, client netip.Addr) bool {
 	return false
 }
 
-func (s *Server) dashboardAllowed(w http.ResponseWriter, r *http.Request, client netip.Addr) bool {
-	if s.freeLocal(r, client) {
+func (s *Server) dashboardAllowed(w http.ResponseWriter, r *http.Request, ru *rules, client netip.Addr) bool {
+	if s.freeLocal(r, ru, client) {
 		return true
 	}
-	if s.o.Passwords == nil {
+	if ru.passwords == nil {
 		s.refuse(w, r, client, http.StatusForbidden, RefusedNoAuth, "dashboard off loopback without dashboard_password_file")
 		return false
 	}
@@ -133,7 +135,7 @@ func (s *Server) dashboardAllowed(w http.ResponseWriter, r *http.Request, client
 	case <-r.Context().Done():
 		return false
 	}
-	good := s.o.Passwords.Verify(user, pass)
+	good := ru.passwords.Verify(user, pass)
 	<-s.verifying
 	if !good {
 		s.throttle.fail(client)
@@ -144,11 +146,11 @@ func (s *Server) dashboardAllowed(w http.ResponseWriter, r *http.Request, client
 	return true
 }
 
-func (s *Server) peerAllowed(w http.ResponseWriter, r *http.Request, client netip.Addr) bool {
-	if s.freeLocal(r, client) {
+func (s *Server) peerAllowed(w http.ResponseWriter, r *http.Request, ru *rules, client netip.Addr) bool {
+	if s.freeLocal(r, ru, client) {
 		return true
 	}
-	if s.o.PeerToken == "" {
+	if ru.token == "" {
 		s.refuse(w, r, client, http.StatusForbidden, RefusedNoAuth, "ledger off loopback without ledger_peer_token_file")
 		return false
 	}
@@ -167,7 +169,7 @@ func (s *Server) peerAllowed(w http.ResponseWriter, r *http.Request, client neti
 	// Digests of equal length: the comparison tells nothing of the
 	// token's length either.
 	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	if subtle.ConstantTimeCompare(got[:], s.tokenSum[:]) != 1 {
+	if subtle.ConstantTimeCompare(got[:], ru.tokenSum[:]) != 1 {
 		s.throttle.fail(client)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mailtee", error="invalid_token"`)
 		s.refuse(w, r, client, http.StatusUnauthorized, RefusedAuth, "wrong bearer token")

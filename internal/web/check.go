@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/ledger"
 )
 
 // minTokenLen is the shortest ledger_peer_token_file content accepted:
@@ -152,10 +153,7 @@ func LedgerDatabase(cfg *config.Config) (string, error) {
 	if strings.ContainsRune(v, 0) || strings.HasSuffix(v, "/") {
 		return "", fmt.Errorf("%q: expected the path of a file", v)
 	}
-	if !filepath.IsAbs(v) {
-		v = filepath.Join(cfg.DataDirectory(), v)
-	}
-	return v, nil
+	return ledger.DBPath(cfg.DataDirectory(), v), nil // where serve opens it
 }
 
 // redact hides a password in a database URL, which may be in main.cf.

@@ -67,7 +67,8 @@ type Options struct {
 	// ledger off loopback.
 	PeerToken string
 	// CertFile and KeyFile are metrics_tls_cert_file and
-	// metrics_tls_key_file; both set: HTTPS only.
+	// metrics_tls_key_file; both set: HTTPS only. A renewed pair is
+	// picked up within a minute, without a restart.
 	CertFile, KeyFile string
 	// AllowPlaintext is metrics_allow_plaintext: plain HTTP off loopback.
 	AllowPlaintext bool
@@ -112,7 +113,7 @@ type Server struct {
 	tls      *tls.Config
 	srv      *http.Server
 	throttle *throttle
-	tokenSum [32]byte
+	rules    atomic.Pointer[rules]
 	// verifying bounds the hash computations under way: each may take
 	// a 64 MiB argon2 buffer or tens of milliseconds of CPU.
 	verifying chan struct{}
@@ -163,19 +164,20 @@ func New(o Options) (*Server, error) {
 	if s.o.MaxConns <= 0 {
 		s.o.MaxConns = defaultMaxConns
 	}
-	s.o.PeerToken = strings.TrimSpace(o.PeerToken)
-	if s.o.PeerToken != "" {
-		s.tokenSum = sha256.Sum256([]byte(s.o.PeerToken))
-	}
+	s.Reload(o)
 	switch {
 	case (o.CertFile == "") != (o.KeyFile == ""):
 		return nil, errors.New("metrics_tls_cert_file and metrics_tls_key_file: set both (HTTPS) or neither")
 	case o.CertFile != "":
-		pair, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		var logf func(string, ...any)
+		if o.Log != nil {
+			logf = func(format string, args ...any) { o.Log.Warnf("web", format, args...) }
+		}
+		certs, err := loadCertFiles(o.CertFile, o.KeyFile, logf)
 		if err != nil {
 			return nil, fmt.Errorf("metrics_tls_cert_file / metrics_tls_key_file: %w", err)
 		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+		s.tls = &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}
 	default:
 		local, err := listenIsLoopback(host)
 		if err != nil {
@@ -201,6 +203,27 @@ func New(o Options) (*Server, error) {
 }
 
 var errPlaintext = errors.New("not a loopback address, and metrics_tls_cert_file is not set: the dashboard's credentials and the peers' token would cross the network in clear text; set metrics_tls_cert_file and metrics_tls_key_file, or metrics_allow_plaintext = yes on a network you trust")
+
+// rules are what Reload may change while the listener runs.
+type rules struct {
+	networks  Networks
+	passwords *Passwords
+	token     string
+	tokenSum  [32]byte
+	hosts     []string
+}
+
+// Reload takes new access rules from o: Networks, Passwords, PeerToken
+// and Hosts (serve's reload, after FromConfig found no error). The
+// address, TLS files and handlers stay as New took them; requests under
+// way finish under the old rules.
+func (s *Server) Reload(o Options) {
+	ru := &rules{networks: o.Networks, passwords: o.Passwords, token: strings.TrimSpace(o.PeerToken), hosts: o.Hosts}
+	if ru.token != "" {
+		ru.tokenSum = sha256.Sum256([]byte(ru.token))
+	}
+	s.rules.Store(ru)
+}
 
 // Start opens the listener and serves in the background.
 func (s *Server) Start() error {

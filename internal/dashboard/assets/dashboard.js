@@ -198,7 +198,12 @@
 
     tb = $('deferrals').tBodies[0];
     clear(tb);
-    for (const d of rep.deferrals || []) tb.append(row([[d.count, 'n'], [d.destination, 'name'], [d.reply, 'reply']]));
+    for (const d of rep.deferrals || []) {
+      const tr = row([[d.count, 'n'], [d.destination, 'name']]);
+      const adv = (data.advice || {})[d.reply || ''];
+      tr.append(el('td', 'reply', el('div', null, d.reply || ''), adv ? el('div', 'hint', adv) : null));
+      tb.append(tr);
+    }
     if (!tb.rows.length) emptyRow(tb, 3, 'nothing deferred');
   }
 

@@ -15,8 +15,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +29,8 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/mailtee/mailtee/internal/report"
 )
 
 // Browser is one headless Chromium with one tab.
@@ -271,4 +277,51 @@ func Submit(sel string) chromedp.Action[chromedp.Void] {
 // terminal-sized window).
 func Viewport(width, height int64) chromedp.Action[chromedp.Void] {
 	return chromedp.EmulateViewport(width, height)
+}
+
+// Figures is what the dashboard must show for rep, by data-figure name:
+// counts as decimal integers, the ratio as a percentage with one
+// decimal, rounded down (never 100.0% while a delivery is missing).
+func Figures(rep *report.Report) map[string]string {
+	rc, s := rep.Reconciliation, rep.Summary
+	pct := math.Floor(rc.Ratio*1000) / 10
+	if rc.Delivered == rc.Required {
+		pct = 100
+	}
+	itoa := strconv.Itoa
+	return map[string]string{
+		"ratio":              fmt.Sprintf("%.1f%%", pct),
+		"delivered":          itoa(rc.Delivered),
+		"required":           itoa(rc.Required),
+		"misses":             itoa(len(rep.Misses)),
+		"deliveries-pending": itoa(s.Deliveries.Pending),
+		"deliveries-failed":  itoa(s.Deliveries.Failed),
+		"accepted":           itoa(s.Accepted),
+		"messages-delivered": itoa(s.Messages.Delivered),
+		"messages-pending":   itoa(s.Messages.Pending),
+		"messages-failed":    itoa(s.Messages.Failed),
+		"copies-delivered":   itoa(s.Copies.Delivered),
+		"copies-pending":     itoa(s.Copies.Pending),
+		"copies-failed":      itoa(s.Copies.Failed),
+	}
+}
+
+// CheckFigures compares the figures the page shows now with rep's
+// (Figures); the error lists every difference.
+func (b *Browser) CheckFigures(rep *report.Report) error {
+	got, err := b.Figures()
+	if err != nil {
+		return err
+	}
+	want := Figures(rep)
+	var diffs []string
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		if got[name] != want[name] {
+			diffs = append(diffs, fmt.Sprintf("%s: the page shows %q, the report says %q", name, got[name], want[name]))
+		}
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("the dashboard differs from the report:\n%s", strings.Join(diffs, "\n"))
+	}
+	return nil
 }
