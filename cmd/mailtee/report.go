@@ -13,7 +13,6 @@ import (
 
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/ledger"
-	"github.com/mailtee/mailtee/internal/ledgerhttp"
 	"github.com/mailtee/mailtee/internal/master"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/report"
@@ -67,32 +66,6 @@ func localLedger(cfg *config.Config) (ledger.Reader, io.Closer, error) {
 		return nil, nil, fmt.Errorf("ledger: %w", err)
 	}
 	return openLedger(path)
-}
-
-// peersOf makes a Client per ledger_peers URL, with the token of
-// ledger_peer_token_file.
-func peersOf(cfg *config.Config) ([]report.Peer, error) {
-	urls := cfg.List("ledger_peers")
-	if len(urls) == 0 {
-		return nil, nil
-	}
-	var token string
-	if f := cfg.Get("ledger_peer_token_file"); f != "" {
-		t, err := ledgerhttp.ReadToken(f)
-		if err != nil {
-			return nil, err
-		}
-		token = t
-	}
-	var peers []report.Peer
-	for _, u := range urls {
-		c, err := ledgerhttp.NewClient(u, token)
-		if err != nil {
-			return nil, err
-		}
-		peers = append(peers, report.Peer{URL: c.URL(), Reader: c})
-	}
-	return peers, nil
 }
 
 // longValueFlags turns "--name VALUE" into "--name=VALUE" for the
@@ -203,7 +176,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		src.Local = l
 	}
 	if cfgErr == nil {
-		peers, err := peersOf(cfg)
+		peers, err := report.PeersOf(cfg)
 		if err != nil {
 			fmt.Fprintf(stderr, "mailtee report: %v\n", err)
 			return reportError

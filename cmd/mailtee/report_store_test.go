@@ -84,14 +84,14 @@ func TestReportRealLedgers(t *testing.T) {
 	defer st.Close()
 	h := ledgerhttp.Handler(st)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer tok" {
+		if r.Header.Get("Authorization") != "Bearer 0123456789abcdef-peer-token" {
 			http.Error(w, "no", http.StatusUnauthorized)
 			return
 		}
 		h.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
-	os.WriteFile(filepath.Join(dir, "token"), []byte("tok\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "token"), []byte("0123456789abcdef-peer-token\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("data_directory = "+data+"\nqueue_directory = "+filepath.Join(dir, "spool")+
 		"\nledger_peers = "+srv.URL+"\nledger_peer_token_file = "+filepath.Join(dir, "token")+"\n"), 0o644)
 

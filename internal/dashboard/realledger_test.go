@@ -159,14 +159,14 @@ func TestBrowserRealLedgers(t *testing.T) {
 	defer rst.Close()
 	lh := ledgerhttp.Handler(rst)
 	relSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer tok" {
+		if r.Header.Get("Authorization") != "Bearer 0123456789abcdef-peer-token" {
 			http.Error(w, "no", http.StatusUnauthorized)
 			return
 		}
 		lh.ServeHTTP(w, r)
 	}))
 	defer relSrv.Close()
-	os.WriteFile(filepath.Join(dir, "token"), []byte("tok\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "token"), []byte("0123456789abcdef-peer-token\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("data_directory = "+data+"\nqueue_directory = "+filepath.Join(dir, "spool")+
 		"\nledger_peers = "+relSrv.URL+"\nledger_peer_token_file = "+filepath.Join(dir, "token")+"\n"), 0o644)
 	bin := buildMailtee(t, dir)
@@ -176,7 +176,7 @@ func TestBrowserRealLedgers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pst.Close()
-	peer, err := ledgerhttp.NewClient(relSrv.URL, "tok")
+	peer, err := ledgerhttp.NewClient(relSrv.URL, "0123456789abcdef-peer-token")
 	if err != nil {
 		t.Fatal(err)
 	}

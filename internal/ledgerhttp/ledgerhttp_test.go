@@ -56,7 +56,7 @@ func serve(t *testing.T, r ledger.Reader, token string) string {
 func TestRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	mem := fixture()
-	c, err := NewClient(serve(t, mem, "s3cret"), "s3cret")
+	c, err := NewClient(serve(t, mem, "0123456789abcdef-peer-token"), "0123456789abcdef-peer-token")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,8 +213,8 @@ func TestReadToken(t *testing.T) {
 		content, want string
 		ok            bool
 	}{
-		{"s3cret\n", "s3cret", true},
-		{"  s3cret  \r\n", "s3cret", true},
+		{"0123456789abcdef-peer-token\n", "0123456789abcdef-peer-token", true},
+		{"  0123456789abcdef-peer-token  \r\n", "0123456789abcdef-peer-token", true},
 		{"\n\n", "", false},
 		{"a\nb\n", "", false},
 	} {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/mailtee/mailtee/internal/ledgerhttp"
 	"net/netip"
 	"net/url"
 	"os"
@@ -16,10 +17,6 @@ import (
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/ledger"
 )
-
-// minTokenLen is the shortest ledger_peer_token_file content accepted:
-// the token is all that stands between the network and the ledger.
-const minTokenLen = 16
 
 // FromConfig reads the listener's options from main.cf (all but the
 // handlers), with every finding about them: serve starts the listener
@@ -75,7 +72,7 @@ func FromConfig(cfg *config.Config) (Options, diag.List) {
 	}
 	if f := cfg.Get("ledger_peer_token_file"); f != "" {
 		l := line("ledger_peer_token_file")
-		if tok, err := ReadToken(f); err != nil {
+		if tok, err := ledgerhttp.ReadToken(f); err != nil {
 			out.Errorf(cfg.File, l, "ledger_peer_token_file: %v", err)
 		} else {
 			o.PeerToken = tok
@@ -126,7 +123,7 @@ func Check(cfg *config.Config) diag.List {
 		if _, err := ParsePeers(v, plain); err != nil {
 			out.Errorf(cfg.File, line("ledger_peers"), "ledger_peers: %v", err)
 		} else if cfg.Get("ledger_peer_token_file") == "" {
-			out.Errorf(cfg.File, line("ledger_peers"), "ledger_peers is set but ledger_peer_token_file is empty: peers refuse a ledger read off loopback without their shared token; put the same token (at least %d characters, e.g. from: openssl rand -hex 32) in a file on each host and name it in ledger_peer_token_file", minTokenLen)
+			out.Errorf(cfg.File, line("ledger_peers"), "ledger_peers is set but ledger_peer_token_file is empty: peers refuse a ledger read off loopback without their shared token; put the same token (at least %d characters, e.g. from: openssl rand -hex 32) in a file on each host and name it in ledger_peer_token_file", ledgerhttp.MinTokenLen)
 		}
 	}
 	if _, err := LedgerDatabase(cfg); err != nil {
@@ -203,33 +200,6 @@ func loopbackName(h string) bool {
 		return a.Unmap().IsLoopback()
 	}
 	return strings.EqualFold(h, "localhost")
-}
-
-// ReadToken reads ledger_peer_token_file: its content, blanks around it
-// trimmed, at least 16 characters.
-func ReadToken(file string) (string, error) {
-	if !filepath.IsAbs(file) {
-		return "", fmt.Errorf("%s: expected an absolute path", file)
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return "", err
-	}
-	tok := strings.TrimSpace(string(data))
-	switch {
-	case tok == "":
-		return "", fmt.Errorf("%s: empty; put a token in it, e.g.: openssl rand -hex 32 > %s", file, file)
-	case strings.ContainsAny(tok, " \t\r\n"):
-		return "", fmt.Errorf("%s: the token has blanks or several lines; it is sent as one HTTP header value", file)
-	case len(tok) < minTokenLen:
-		return "", fmt.Errorf("%s: the token has %d characters, fewer than %d; make a longer one, e.g.: openssl rand -hex 32 > %s", file, len(tok), minTokenLen, file)
-	}
-	for _, c := range tok {
-		if c < 0x21 || c > 0x7e {
-			return "", fmt.Errorf("%s: the token has a character that is not printable ASCII", file)
-		}
-	}
-	return tok, nil
 }
 
 func warnWorldReadable(out *diag.List, file string, line int, param, path, why string) {
