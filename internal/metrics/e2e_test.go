@@ -137,7 +137,7 @@ func startServer(t *testing.T) *server {
 	t.Helper()
 	s := &server{log: &syncBuffer{}, smtpdLines: &syncBuffer{}, sink: startSink(t, false), lmtp: startSink(t, true)}
 	var q *queue.Queue
-	m := New(Options{QueuePath: "/test/queue", Queue: func(f func(queue.Info) error) error { return q.Each(f) }})
+	m := New(Options{QueuePath: "/test/queue", Queue: func(buf []queue.Shape) []queue.Shape { return q.Shapes(buf) }})
 	queue.ObserveFsync(m.ObserveFsync)
 	t.Cleanup(func() { queue.ObserveFsync(nil) })
 

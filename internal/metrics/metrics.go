@@ -42,9 +42,9 @@ import (
 // Options say where the figures read at scrape time come from. Every
 // field may be nil: its families are then left out.
 type Options struct {
-	// Queue walks the queue, oldest first (queue.(*Queue).Each): showq's
+	// Queue lists the queue's messages (queue.(*Queue).Shapes): showq's
 	// families and postfix_up. It is called once per scrape.
-	Queue func(func(queue.Info) error) error
+	Queue func(buf []queue.Shape) []queue.Shape
 	// QueuePath is postfix_up's path label (the exporter's showq path):
 	// queue_directory.
 	QueuePath string

@@ -187,23 +187,15 @@ func TestCopyPendingUntilSent(t *testing.T) {
 
 func TestShowqFamilies(t *testing.T) {
 	now := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
-	infos := []queue.Info{
-		{ID: "H", Hold: true, Size: 500, Arrival: now.Add(-5 * time.Second)},
-		{ID: "A", Active: true, Size: 5000, Arrival: now.Add(-50 * time.Second)},
-		{ID: "D", Size: 50000, Arrival: now.Add(-500 * time.Second), Rcpts: []queue.RcptInfo{{Status: "sent"}, {Status: "deferred"}}},
-		{ID: "D2", Size: 2e6, Arrival: now.Add(-2 * 24 * time.Hour), Rcpts: []queue.RcptInfo{{Status: "deferred"}}},
-		{ID: "I", Size: 10, Arrival: now, Rcpts: []queue.RcptInfo{{Status: "pending"}}},
+	msgs := []queue.Shape{
+		{Hold: true, Deferred: true, Size: 500, Arrival: now.Add(-5 * time.Second)},
+		{Active: true, Deferred: true, Size: 5000, Arrival: now.Add(-50 * time.Second)},
+		{Deferred: true, Size: 50000, Arrival: now.Add(-500 * time.Second)},
+		{Deferred: true, Size: 2e6, Arrival: now.Add(-2 * 24 * time.Hour)},
+		{Size: 10, Arrival: now},
 	}
-	var fail error
 	m := New(Options{QueuePath: "/var/spool/mailtee", Now: func() time.Time { return now },
-		Queue: func(f func(queue.Info) error) error {
-			for _, in := range infos {
-				if err := f(in); err != nil {
-					return err
-				}
-			}
-			return fail
-		}})
+		Queue: func(buf []queue.Shape) []queue.Shape { return append(buf, msgs...) }})
 	ss := scrapeOf(t, m)
 	check := func(name string, want float64, labels ...string) {
 		t.Helper()
@@ -227,10 +219,12 @@ func TestShowqFamilies(t *testing.T) {
 	check("postfix_showq_message_age_seconds_sum", 500+2*86400, "queue=deferred")
 	check("postfix_showq_message_age_seconds_count", 0, "queue=maildrop")
 
-	fail = errors.New("queue closed")
+	// A second scrape reads the queue afresh.
+	msgs = msgs[:1]
 	ss = scrapeOf(t, m)
-	check("postfix_up", 0, "path=/var/spool/mailtee")
-	check("mailtee_metrics_source_up", 0, "source=queue")
+	check("postfix_showq_queue_depth", 0, "queue=deferred")
+	check("postfix_showq_message_size_bytes_count", 0, "queue=deferred")
+	check("postfix_showq_queue_depth", 1, "queue=hold")
 }
 
 func TestLedgerAndReconciliation(t *testing.T) {
