@@ -12,23 +12,41 @@ type Shape struct {
 	Deferred bool
 }
 
+// shapeBatch is how many messages Shapes reads per taking of the lock:
+// Enqueue and the deliveries wait for it meanwhile.
+const shapeBatch = 512
+
 // Shapes appends a Shape for every message in the queue to buf, in no
-// order. A scrape reads the whole queue every few seconds: Shapes takes
-// the lock once for a copy of 40 bytes a message, where Each takes it
-// per message, sorts, and builds each message's description (1.3 s for
-// 100,000 messages, against some milliseconds).
+// order. A scrape reads the whole queue every few seconds: Shapes builds
+// no description and sorts nothing (Each does both: 2 to 3 times
+// slower on 100,000 messages), and holds the lock for a batch of
+// messages at a time, never for the whole queue. A message removed
+// meanwhile is left out.
 func (q *Queue) Shapes(buf []Shape) []Shape {
 	q.mu.Lock()
-	defer q.mu.Unlock()
+	es := make([]*entry, 0, len(q.msgs))
 	for _, e := range q.msgs {
-		s := Shape{Arrival: e.m.Env.Arrival, Size: e.m.Size, Hold: e.m.Hold, Active: e.busy}
-		for i := range e.m.Rcpts {
-			if r := &e.m.Rcpts[i]; !r.lost && r.Status == Pending && r.Attempts > 0 {
-				s.Deferred = true
-				break
+		es = append(es, e)
+	}
+	q.mu.Unlock()
+	for len(es) > 0 {
+		n := min(len(es), shapeBatch)
+		q.mu.Lock()
+		for _, e := range es[:n] {
+			if e.removed {
+				continue
 			}
+			s := Shape{Arrival: e.m.Env.Arrival, Size: e.m.Size, Hold: e.m.Hold, Active: e.busy}
+			for i := range e.m.Rcpts {
+				if r := &e.m.Rcpts[i]; !r.lost && r.Status == Pending && r.Attempts > 0 {
+					s.Deferred = true
+					break
+				}
+			}
+			buf = append(buf, s)
 		}
-		buf = append(buf, s)
+		q.mu.Unlock()
+		es = es[n:]
 	}
 	return buf
 }
