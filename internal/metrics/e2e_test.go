@@ -136,19 +136,20 @@ type server struct {
 func startServer(t *testing.T) *server {
 	t.Helper()
 	s := &server{log: &syncBuffer{}, smtpdLines: &syncBuffer{}, sink: startSink(t, false), lmtp: startSink(t, true)}
-	var q *queue.Queue
-	m := New(Options{QueuePath: "/test/queue", Queue: func(buf []queue.Shape) []queue.Shape { return q.Shapes(buf) }})
-	queue.ObserveFsync(m.ObserveFsync)
-	t.Cleanup(func() { queue.ObserveFsync(nil) })
-
 	client := func(lmtp bool) *deliver.Client {
 		return &deliver.Client{HeloName: "mx.test", LMTP: lmtp, ConnectTimeout: 10 * time.Second, CommandTimeout: 10 * time.Second,
 			Resolver: &dnsresolve.Resolver{Servers: []string{"127.0.0.1:1"}, Timeout: 100 * time.Millisecond}}
 	}
-	mgr := qmgr.New(map[string]qmgr.Agent{
+	agents := map[string]qmgr.Agent{
 		"relay": qmgr.SMTPAgent{Client: client(false)},
 		"lmtp":  qmgr.SMTPAgent{Client: client(true)},
-	})
+	}
+	mgr := qmgr.New(agents)
+	var q *queue.Queue
+	m := New(Options{QueuePath: "/test/queue", Agent: AgentOf(agents),
+		Queue: func(buf []queue.Shape) []queue.Shape { return q.Shapes(buf) }})
+	queue.ObserveFsync(m.ObserveFsync)
+	t.Cleanup(func() { queue.ObserveFsync(nil) })
 	logger := maillog.New(s.log, "mx.test")
 	var err error
 	q, err = queue.Open(queue.Options{

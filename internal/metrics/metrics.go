@@ -36,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailtee/mailtee/internal/ledger"
+	"github.com/mailtee/mailtee/internal/qmgr"
 	"github.com/mailtee/mailtee/internal/queue"
 )
 
@@ -153,4 +154,32 @@ func (m *Metrics) reconcile(ctx context.Context) (Reconciliation, error) {
 	m.recLast, m.recErr = m.o.Reconcile(ctx)
 	m.recAt = now
 	return m.recLast, m.recErr
+}
+
+// AgentOf is Options.Agent for the delivery agents qmgr runs (the master's
+// agents, master.cf's services included): an SMTPAgent is smtp(8), or
+// lmtp(8) when its client speaks LMTP; a LocalAgent is local(8); the rest
+// (error, discard) none. A transport not in agents is named by
+// DefaultAgent.
+func AgentOf(agents map[string]qmgr.Agent) func(transport string) string {
+	kinds := make(map[string]string, len(agents))
+	for name, a := range agents {
+		switch a := a.(type) {
+		case qmgr.SMTPAgent:
+			kinds[name] = "smtp"
+			if a.Client != nil && a.Client.LMTP {
+				kinds[name] = "lmtp"
+			}
+		case qmgr.LocalAgent:
+			kinds[name] = "local"
+		default:
+			kinds[name] = ""
+		}
+	}
+	return func(transport string) string {
+		if k, ok := kinds[transport]; ok {
+			return k
+		}
+		return DefaultAgent(transport)
+	}
 }

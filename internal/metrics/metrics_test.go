@@ -10,6 +10,7 @@ import (
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/ledger"
+	"github.com/mailtee/mailtee/internal/qmgr"
 	"github.com/mailtee/mailtee/internal/queue"
 )
 
@@ -284,5 +285,20 @@ func TestFsyncHistogram(t *testing.T) {
 	}
 	if got := ss.get(t, "mailtee_journal_fsync_seconds_bucket", "le=0.0005"); got != 1 {
 		t.Errorf("le=0.0005: %g, want 1", got)
+	}
+}
+
+func TestAgentOf(t *testing.T) {
+	agent := AgentOf(map[string]qmgr.Agent{
+		"copy":  qmgr.SMTPAgent{Client: &deliver.Client{}},
+		"dove":  qmgr.SMTPAgent{Client: &deliver.Client{LMTP: true}},
+		"local": qmgr.LocalAgent{},
+		"error": qmgr.ErrorAgent{},
+	})
+	for transport, want := range map[string]string{"copy": "smtp", "dove": "lmtp", "local": "local", "error": "",
+		"relay": "smtp", "discard": "", "none": ""} {
+		if got := agent(transport); got != want {
+			t.Errorf("%s: %q, want %q", transport, got, want)
+		}
 	}
 }
