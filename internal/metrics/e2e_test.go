@@ -395,6 +395,34 @@ func TestRealTraffic(t *testing.T) {
 		t.Errorf("the sink got %q", got)
 	}
 	agreeWithExporter(t, s, ss)
+
+	// A client that says STARTTLS and leaves before the handshake.
+	conn, err := net.DialTimeout("tcp", s.smtpAddr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(conn)
+	br.ReadString('\n')
+	fmt.Fprintf(conn, "EHLO client.test\r\n")
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, "250 ") {
+			break
+		}
+	}
+	fmt.Fprintf(conn, "STARTTLS\r\n")
+	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "220") {
+		t.Fatalf("STARTTLS: %q", line)
+	}
+	conn.Close()
+	s.waitFor(t, "the lost STARTTLS counted", func(ss samples) bool {
+		v, _ := ss.find("postfix_smtpd_connections_lost_total", "after_stage=STARTTLS")
+		return v == 1
+	})
 }
 
 // agreeWithExporter reads the mail log with postfix_exporter's own

@@ -302,3 +302,21 @@ func TestAgentOf(t *testing.T) {
 		}
 	}
 }
+
+// The queue reports a message as queued each time it becomes active
+// (qmgr's insert line, at each retry); cleanup saw it once.
+func TestQueuedAgainAtRetry(t *testing.T) {
+	m := New(Options{})
+	ev := m.Events(nil)
+	msg := testMessage("R1", time.Now(), 100, envelope.Rcpt{Addr: "u@example.com"})
+	ev.Queued(msg)
+	msg.Rcpts[0].Attempts = 1 // deferred once
+	ev.Queued(msg)
+	ss := scrapeOf(t, m)
+	if got := ss.get(t, "postfix_cleanup_messages_processed_total"); got != 1 {
+		t.Errorf("cleanup processed %g, want 1", got)
+	}
+	if got := ss.get(t, "postfix_qmgr_messages_inserted_size_bytes_count"); got != 2 {
+		t.Errorf("qmgr inserts %g, want 2", got)
+	}
+}
