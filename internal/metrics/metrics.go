@@ -72,6 +72,9 @@ type Reconciliation struct {
 	Delivered int // of them, delivered
 	Pending   int // of them, still in a queue
 	Failed    int // of them, bounced, expired or deleted
+	// Incomplete: a ledger gap or an unreachable peer means the figures
+	// may miss deliveries (report.Reconciliation.Complete false).
+	Incomplete bool
 }
 
 // Metrics holds the families and feeds them.

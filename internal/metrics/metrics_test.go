@@ -238,7 +238,7 @@ func TestLedgerAndReconciliation(t *testing.T) {
 		},
 		Reconcile: func(context.Context) (Reconciliation, error) {
 			calls++
-			return Reconciliation{Required: 40, Delivered: 38, Pending: 1, Failed: 1}, rerr
+			return Reconciliation{Required: 40, Delivered: 38, Pending: 1, Failed: 1, Incomplete: true}, rerr
 		},
 		ReconcileEvery: time.Minute,
 	})
@@ -252,6 +252,7 @@ func TestLedgerAndReconciliation(t *testing.T) {
 		{"mailtee_reconciliation_required", 40}, {"mailtee_reconciliation_delivered", 38},
 		{"mailtee_reconciliation_pending", 1}, {"mailtee_reconciliation_failed", 1},
 		{"mailtee_reconciliation_missing", 2}, {"mailtee_reconciliation_ratio", 0.95},
+		{"mailtee_reconciliation_complete", 0},
 	} {
 		if got := ss.get(t, c.name); got != c.want {
 			t.Errorf("%s = %g, want %g", c.name, got, c.want)

@@ -49,6 +49,8 @@ var (
 		"The reconciliation gap: required deliveries not delivered (pending or failed).", nil, nil)
 	descRatio = prometheus.NewDesc("mailtee_reconciliation_ratio",
 		"Delivered required deliveries over all required deliveries (1 when there are none).", nil, nil)
+	descComplete = prometheus.NewDesc("mailtee_reconciliation_complete",
+		"0 when a ledger gap or an unreachable peer means the reconciliation may miss deliveries.", nil, nil)
 
 	descSourceUp = prometheus.NewDesc("mailtee_metrics_source_up",
 		"Whether the last scrape could read the source (reconciliation).", []string{"source"}, nil)
@@ -64,7 +66,7 @@ type scrape struct {
 func (s *scrape) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descDepth, descSize, descAge, descCopies, descCopyAge,
 		descLedgerWaiting, descLedgerLag, descLedgerCommit, descLedgerFailures, descLedgerLost,
-		descRequired, descDelivered, descPending, descFailed, descMissing, descRatio, descSourceUp} {
+		descRequired, descDelivered, descPending, descFailed, descMissing, descRatio, descComplete, descSourceUp} {
 		ch <- d
 	}
 }
@@ -111,15 +113,19 @@ func (s *scrape) Collect(ch chan<- prometheus.Metric) {
 		if err != nil {
 			up = 0
 		} else {
-			ratio := 1.0
+			ratio, complete := 1.0, 1.0
 			if r.Required > 0 {
 				ratio = float64(r.Delivered) / float64(r.Required)
+			}
+			if r.Incomplete {
+				complete = 0
 			}
 			for _, v := range []struct {
 				d *prometheus.Desc
 				n float64
 			}{{descRequired, float64(r.Required)}, {descDelivered, float64(r.Delivered)}, {descPending, float64(r.Pending)},
-				{descFailed, float64(r.Failed)}, {descMissing, float64(r.Required - r.Delivered)}, {descRatio, ratio}} {
+				{descFailed, float64(r.Failed)}, {descMissing, float64(r.Required - r.Delivered)}, {descRatio, ratio},
+				{descComplete, complete}} {
 				ch <- prometheus.MustNewConstMetric(v.d, prometheus.GaugeValue, v.n)
 			}
 		}
