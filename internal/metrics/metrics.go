@@ -60,7 +60,7 @@ type Options struct {
 	// is kept for ReconcileEvery, so that a scraper polling every few
 	// seconds does not run a report each time.
 	Reconcile      func(ctx context.Context) (Reconciliation, error)
-	ReconcileEvery time.Duration // 0: 30s
+	ReconcileEvery time.Duration // 0: 10s
 	// Now is the clock for ages (tests); nil is time.Now.
 	Now func() time.Time
 }
@@ -102,7 +102,7 @@ func New(o Options) *Metrics {
 		o.Agent = DefaultAgent
 	}
 	if o.ReconcileEvery <= 0 {
-		o.ReconcileEvery = 30 * time.Second
+		o.ReconcileEvery = 10 * time.Second
 	}
 	m := &Metrics{o: o, reg: prometheus.NewRegistry()}
 	m.smtpd = newSMTPD(m.reg)
