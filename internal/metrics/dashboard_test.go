@@ -44,6 +44,11 @@ func init() {
 func parsePromQL(expr, legend string) (metrics, labels []string) {
 	seenM, seenL := map[string]bool{}, map[string]bool{}
 	addL := func(l string) {
+		for k := 0; k < len(l); k++ {
+			if c := l[k]; !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || k > 0 && c >= '0' && c <= '9') {
+				return // not a label name: a query this scanner misreads
+			}
+		}
 		if l != "" && !targetLabels[l] && !seenL[l] {
 			seenL[l] = true
 			labels = append(labels, l)

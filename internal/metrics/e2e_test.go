@@ -136,19 +136,20 @@ type server struct {
 func startServer(t *testing.T) *server {
 	t.Helper()
 	s := &server{log: &syncBuffer{}, smtpdLines: &syncBuffer{}, sink: startSink(t, false), lmtp: startSink(t, true)}
-	var q *queue.Queue
-	m := New(Options{QueuePath: "/test/queue", Queue: func(f func(queue.Info) error) error { return q.Each(f) }})
-	queue.ObserveFsync(m.ObserveFsync)
-	t.Cleanup(func() { queue.ObserveFsync(nil) })
-
 	client := func(lmtp bool) *deliver.Client {
 		return &deliver.Client{HeloName: "mx.test", LMTP: lmtp, ConnectTimeout: 10 * time.Second, CommandTimeout: 10 * time.Second,
 			Resolver: &dnsresolve.Resolver{Servers: []string{"127.0.0.1:1"}, Timeout: 100 * time.Millisecond}}
 	}
-	mgr := qmgr.New(map[string]qmgr.Agent{
+	agents := map[string]qmgr.Agent{
 		"relay": qmgr.SMTPAgent{Client: client(false)},
 		"lmtp":  qmgr.SMTPAgent{Client: client(true)},
-	})
+	}
+	mgr := qmgr.New(agents)
+	var q *queue.Queue
+	m := New(Options{QueuePath: "/test/queue", Agent: AgentOf(agents),
+		Queue: func(buf []queue.Shape) []queue.Shape { return q.Shapes(buf) }})
+	queue.ObserveFsync(m.ObserveFsync)
+	t.Cleanup(func() { queue.ObserveFsync(nil) })
 	logger := maillog.New(s.log, "mx.test")
 	var err error
 	q, err = queue.Open(queue.Options{
@@ -353,7 +354,9 @@ func runTraffic(t *testing.T, s *server) samples {
 			v("postfix_lmtp_messages_processed_total", "status=sent") >= 1 &&
 			v("postfix_qmgr_messages_removed_total") >= 1 &&
 			v("postfix_smtpd_connections_lost_total", "after_stage=DATA") >= 1 &&
-			v("postfix_smtpd_disconnects_total") >= 3
+			v("postfix_smtpd_disconnects_total") >= 3 &&
+			// The deferred message is reported before its pass ends.
+			v("postfix_showq_queue_depth", "queue=deferred") >= 1
 	})
 }
 
@@ -392,6 +395,34 @@ func TestRealTraffic(t *testing.T) {
 		t.Errorf("the sink got %q", got)
 	}
 	agreeWithExporter(t, s, ss)
+
+	// A client that says STARTTLS and leaves before the handshake.
+	conn, err := net.DialTimeout("tcp", s.smtpAddr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(conn)
+	br.ReadString('\n')
+	fmt.Fprintf(conn, "EHLO client.test\r\n")
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, "250 ") {
+			break
+		}
+	}
+	fmt.Fprintf(conn, "STARTTLS\r\n")
+	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "220") {
+		t.Fatalf("STARTTLS: %q", line)
+	}
+	conn.Close()
+	s.waitFor(t, "the lost STARTTLS counted", func(ss samples) bool {
+		v, _ := ss.find("postfix_smtpd_connections_lost_total", "after_stage=STARTTLS")
+		return v == 1
+	})
 }
 
 // agreeWithExporter reads the mail log with postfix_exporter's own
@@ -430,7 +461,6 @@ func agreeWithExporter(t *testing.T, s *server, ss samples) {
 	if len(count) < 7 {
 		t.Fatalf("too few lines matched the exporter's patterns (%v); mail log:\n%s", count, s.log.String())
 	}
-	t.Logf("exporter patterns: %v", count)
 	for key, want := range count {
 		name, labels, _ := strings.Cut(strings.TrimSuffix(key, "}"), "{")
 		var ls []string

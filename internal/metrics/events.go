@@ -177,10 +177,21 @@ func (e *eventMetrics) forTransport(name string) *transportMetrics {
 	return got.(*transportMetrics)
 }
 
-// queued is qmgr's "from=<...>, size=N, nrcpt=N (queue active)" and
-// cleanup's "message-id=": a message entered the queue.
+// queued is qmgr's "from=<...>, size=N, nrcpt=N (queue active)", which
+// the queue reports, as Postfix logs it, each time a message becomes
+// active (at arrival, at each retry, after a restart); and cleanup's
+// "message-id=" the first time, when no recipient was tried yet.
 func (e *eventMetrics) queued(m *queue.Message) {
-	e.cleanupProcessed.Inc()
+	fresh := true
+	for i := range m.Rcpts {
+		if r := &m.Rcpts[i]; r.Attempts > 0 || r.Status != queue.Pending {
+			fresh = false
+			break
+		}
+	}
+	if fresh {
+		e.cleanupProcessed.Inc()
+	}
 	e.inSize.Observe(float64(m.Size))
 	n := float64(len(m.Rcpts))
 	e.inNrcpt.Observe(n)

@@ -36,15 +36,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailtee/mailtee/internal/ledger"
+	"github.com/mailtee/mailtee/internal/qmgr"
 	"github.com/mailtee/mailtee/internal/queue"
 )
 
 // Options say where the figures read at scrape time come from. Every
 // field may be nil: its families are then left out.
 type Options struct {
-	// Queue walks the queue, oldest first (queue.(*Queue).Each): showq's
+	// Queue lists the queue's messages (queue.(*Queue).Shapes): showq's
 	// families and postfix_up. It is called once per scrape.
-	Queue func(func(queue.Info) error) error
+	Queue func(buf []queue.Shape) []queue.Shape
 	// QueuePath is postfix_up's path label (the exporter's showq path):
 	// queue_directory.
 	QueuePath string
@@ -59,7 +60,7 @@ type Options struct {
 	// is kept for ReconcileEvery, so that a scraper polling every few
 	// seconds does not run a report each time.
 	Reconcile      func(ctx context.Context) (Reconciliation, error)
-	ReconcileEvery time.Duration // 0: 30s
+	ReconcileEvery time.Duration // 0: 10s
 	// Now is the clock for ages (tests); nil is time.Now.
 	Now func() time.Time
 }
@@ -71,6 +72,9 @@ type Reconciliation struct {
 	Delivered int // of them, delivered
 	Pending   int // of them, still in a queue
 	Failed    int // of them, bounced, expired or deleted
+	// Incomplete: a ledger gap or an unreachable peer means the figures
+	// may miss deliveries (report.Reconciliation.Complete false).
+	Incomplete bool
 }
 
 // Metrics holds the families and feeds them.
@@ -98,7 +102,7 @@ func New(o Options) *Metrics {
 		o.Agent = DefaultAgent
 	}
 	if o.ReconcileEvery <= 0 {
-		o.ReconcileEvery = 30 * time.Second
+		o.ReconcileEvery = 10 * time.Second
 	}
 	m := &Metrics{o: o, reg: prometheus.NewRegistry()}
 	m.smtpd = newSMTPD(m.reg)
@@ -153,4 +157,32 @@ func (m *Metrics) reconcile(ctx context.Context) (Reconciliation, error) {
 	m.recLast, m.recErr = m.o.Reconcile(ctx)
 	m.recAt = now
 	return m.recLast, m.recErr
+}
+
+// AgentOf is Options.Agent for the delivery agents qmgr runs (the master's
+// agents, master.cf's services included): an SMTPAgent is smtp(8), or
+// lmtp(8) when its client speaks LMTP; a LocalAgent is local(8); the rest
+// (error, discard) none. A transport not in agents is named by
+// DefaultAgent.
+func AgentOf(agents map[string]qmgr.Agent) func(transport string) string {
+	kinds := make(map[string]string, len(agents))
+	for name, a := range agents {
+		switch a := a.(type) {
+		case qmgr.SMTPAgent:
+			kinds[name] = "smtp"
+			if a.Client != nil && a.Client.LMTP {
+				kinds[name] = "lmtp"
+			}
+		case qmgr.LocalAgent:
+			kinds[name] = "local"
+		default:
+			kinds[name] = ""
+		}
+	}
+	return func(transport string) string {
+		if k, ok := kinds[transport]; ok {
+			return k
+		}
+		return DefaultAgent(transport)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/ledger"
+	"github.com/mailtee/mailtee/internal/qmgr"
 	"github.com/mailtee/mailtee/internal/queue"
 )
 
@@ -187,23 +188,15 @@ func TestCopyPendingUntilSent(t *testing.T) {
 
 func TestShowqFamilies(t *testing.T) {
 	now := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
-	infos := []queue.Info{
-		{ID: "H", Hold: true, Size: 500, Arrival: now.Add(-5 * time.Second)},
-		{ID: "A", Active: true, Size: 5000, Arrival: now.Add(-50 * time.Second)},
-		{ID: "D", Size: 50000, Arrival: now.Add(-500 * time.Second), Rcpts: []queue.RcptInfo{{Status: "sent"}, {Status: "deferred"}}},
-		{ID: "D2", Size: 2e6, Arrival: now.Add(-2 * 24 * time.Hour), Rcpts: []queue.RcptInfo{{Status: "deferred"}}},
-		{ID: "I", Size: 10, Arrival: now, Rcpts: []queue.RcptInfo{{Status: "pending"}}},
+	msgs := []queue.Shape{
+		{Hold: true, Deferred: true, Size: 500, Arrival: now.Add(-5 * time.Second)},
+		{Active: true, Deferred: true, Size: 5000, Arrival: now.Add(-50 * time.Second)},
+		{Deferred: true, Size: 50000, Arrival: now.Add(-500 * time.Second)},
+		{Deferred: true, Size: 2e6, Arrival: now.Add(-2 * 24 * time.Hour)},
+		{Size: 10, Arrival: now},
 	}
-	var fail error
 	m := New(Options{QueuePath: "/var/spool/mailtee", Now: func() time.Time { return now },
-		Queue: func(f func(queue.Info) error) error {
-			for _, in := range infos {
-				if err := f(in); err != nil {
-					return err
-				}
-			}
-			return fail
-		}})
+		Queue: func(buf []queue.Shape) []queue.Shape { return append(buf, msgs...) }})
 	ss := scrapeOf(t, m)
 	check := func(name string, want float64, labels ...string) {
 		t.Helper()
@@ -227,10 +220,12 @@ func TestShowqFamilies(t *testing.T) {
 	check("postfix_showq_message_age_seconds_sum", 500+2*86400, "queue=deferred")
 	check("postfix_showq_message_age_seconds_count", 0, "queue=maildrop")
 
-	fail = errors.New("queue closed")
+	// A second scrape reads the queue afresh.
+	msgs = msgs[:1]
 	ss = scrapeOf(t, m)
-	check("postfix_up", 0, "path=/var/spool/mailtee")
-	check("mailtee_metrics_source_up", 0, "source=queue")
+	check("postfix_showq_queue_depth", 0, "queue=deferred")
+	check("postfix_showq_message_size_bytes_count", 0, "queue=deferred")
+	check("postfix_showq_queue_depth", 1, "queue=hold")
 }
 
 func TestLedgerAndReconciliation(t *testing.T) {
@@ -243,7 +238,7 @@ func TestLedgerAndReconciliation(t *testing.T) {
 		},
 		Reconcile: func(context.Context) (Reconciliation, error) {
 			calls++
-			return Reconciliation{Required: 40, Delivered: 38, Pending: 1, Failed: 1}, rerr
+			return Reconciliation{Required: 40, Delivered: 38, Pending: 1, Failed: 1, Incomplete: true}, rerr
 		},
 		ReconcileEvery: time.Minute,
 	})
@@ -257,6 +252,7 @@ func TestLedgerAndReconciliation(t *testing.T) {
 		{"mailtee_reconciliation_required", 40}, {"mailtee_reconciliation_delivered", 38},
 		{"mailtee_reconciliation_pending", 1}, {"mailtee_reconciliation_failed", 1},
 		{"mailtee_reconciliation_missing", 2}, {"mailtee_reconciliation_ratio", 0.95},
+		{"mailtee_reconciliation_complete", 0},
 	} {
 		if got := ss.get(t, c.name); got != c.want {
 			t.Errorf("%s = %g, want %g", c.name, got, c.want)
@@ -290,5 +286,38 @@ func TestFsyncHistogram(t *testing.T) {
 	}
 	if got := ss.get(t, "mailtee_journal_fsync_seconds_bucket", "le=0.0005"); got != 1 {
 		t.Errorf("le=0.0005: %g, want 1", got)
+	}
+}
+
+func TestAgentOf(t *testing.T) {
+	agent := AgentOf(map[string]qmgr.Agent{
+		"copy":  qmgr.SMTPAgent{Client: &deliver.Client{}},
+		"dove":  qmgr.SMTPAgent{Client: &deliver.Client{LMTP: true}},
+		"local": qmgr.LocalAgent{},
+		"error": qmgr.ErrorAgent{},
+	})
+	for transport, want := range map[string]string{"copy": "smtp", "dove": "lmtp", "local": "local", "error": "",
+		"relay": "smtp", "discard": "", "none": ""} {
+		if got := agent(transport); got != want {
+			t.Errorf("%s: %q, want %q", transport, got, want)
+		}
+	}
+}
+
+// The queue reports a message as queued each time it becomes active
+// (qmgr's insert line, at each retry); cleanup saw it once.
+func TestQueuedAgainAtRetry(t *testing.T) {
+	m := New(Options{})
+	ev := m.Events(nil)
+	msg := testMessage("R1", time.Now(), 100, envelope.Rcpt{Addr: "u@example.com"})
+	ev.Queued(msg)
+	msg.Rcpts[0].Attempts = 1 // deferred once
+	ev.Queued(msg)
+	ss := scrapeOf(t, m)
+	if got := ss.get(t, "postfix_cleanup_messages_processed_total"); got != 1 {
+		t.Errorf("cleanup processed %g, want 1", got)
+	}
+	if got := ss.get(t, "postfix_qmgr_messages_inserted_size_bytes_count"); got != 2 {
+		t.Errorf("qmgr inserts %g, want 2", got)
 	}
 }

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,18 +49,24 @@ var (
 		"The reconciliation gap: required deliveries not delivered (pending or failed).", nil, nil)
 	descRatio = prometheus.NewDesc("mailtee_reconciliation_ratio",
 		"Delivered required deliveries over all required deliveries (1 when there are none).", nil, nil)
+	descComplete = prometheus.NewDesc("mailtee_reconciliation_complete",
+		"0 when a ledger gap or an unreachable peer means the reconciliation may miss deliveries.", nil, nil)
 
 	descSourceUp = prometheus.NewDesc("mailtee_metrics_source_up",
-		"Whether the last scrape could read the source (queue, reconciliation).", []string{"source"}, nil)
+		"Whether the last scrape could read the source (reconciliation).", []string{"source"}, nil)
 )
 
 // scrape is the collector of what is read at scrape time.
-type scrape struct{ m *Metrics }
+type scrape struct {
+	m   *Metrics
+	mu  sync.Mutex // scrapes at once share buf in turn
+	buf []queue.Shape
+}
 
 func (s *scrape) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descDepth, descSize, descAge, descCopies, descCopyAge,
 		descLedgerWaiting, descLedgerLag, descLedgerCommit, descLedgerFailures, descLedgerLost,
-		descRequired, descDelivered, descPending, descFailed, descMissing, descRatio, descSourceUp} {
+		descRequired, descDelivered, descPending, descFailed, descMissing, descRatio, descComplete, descSourceUp} {
 		ch <- d
 	}
 }
@@ -68,12 +75,16 @@ func (s *scrape) Collect(ch chan<- prometheus.Metric) {
 	m := s.m
 	now := m.o.Now()
 	if m.o.Queue != nil {
-		up := 1.0
-		if err := collectShowq(ch, m.o.Queue, now); err != nil {
-			up = 0
+		s.mu.Lock()
+		s.buf = m.o.Queue(s.buf[:0])
+		collectShowq(ch, s.buf, now)
+		if cap(s.buf) > 4*len(s.buf)+1024 {
+			s.buf = nil // the queue shrank: give the memory back
 		}
-		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, m.o.QueuePath)
-		ch <- prometheus.MustNewConstMetric(descSourceUp, prometheus.GaugeValue, up, "queue")
+		s.mu.Unlock()
+		// The queue answered: mailtee's postfix_up, as the exporter's
+		// is 1 when showq answers.
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1, m.o.QueuePath)
 	}
 	for dest, st := range m.events.copies.byDestination() {
 		ch <- prometheus.MustNewConstMetric(descCopies, prometheus.GaugeValue, float64(st.n), dest)
@@ -102,15 +113,19 @@ func (s *scrape) Collect(ch chan<- prometheus.Metric) {
 		if err != nil {
 			up = 0
 		} else {
-			ratio := 1.0
+			ratio, complete := 1.0, 1.0
 			if r.Required > 0 {
 				ratio = float64(r.Delivered) / float64(r.Required)
+			}
+			if r.Incomplete {
+				complete = 0
 			}
 			for _, v := range []struct {
 				d *prometheus.Desc
 				n float64
 			}{{descRequired, float64(r.Required)}, {descDelivered, float64(r.Delivered)}, {descPending, float64(r.Pending)},
-				{descFailed, float64(r.Failed)}, {descMissing, float64(r.Required - r.Delivered)}, {descRatio, ratio}} {
+				{descFailed, float64(r.Failed)}, {descMissing, float64(r.Required - r.Delivered)}, {descRatio, ratio},
+				{descComplete, complete}} {
 				ch <- prometheus.MustNewConstMetric(v.d, prometheus.GaugeValue, v.n)
 			}
 		}
@@ -121,17 +136,14 @@ func (s *scrape) Collect(ch chan<- prometheus.Metric) {
 // showqName is the Postfix queue a message would be in: hold; active
 // while a delivery pass has it; deferred once a recipient was tried and
 // deferred; incoming until then (waiting for the queue manager).
-func showqName(in *queue.Info) int {
+func showqName(in *queue.Shape) int {
 	switch {
 	case in.Hold:
 		return 2
 	case in.Active:
 		return 0
-	}
-	for _, r := range in.Rcpts {
-		if r.Status == "deferred" {
-			return 1
-		}
+	case in.Deferred:
+		return 1
 	}
 	return 3
 }
@@ -169,20 +181,19 @@ func (h *hist) metric(d *prometheus.Desc, bounds []float64, label string) promet
 // collectShowq walks the queue as postfix_exporter reads showq: the
 // depth of each queue and histograms of its messages' sizes and ages,
 // made afresh at each scrape.
-func collectShowq(ch chan<- prometheus.Metric, each func(func(queue.Info) error) error, now time.Time) error {
+func collectShowq(ch chan<- prometheus.Metric, msgs []queue.Shape, now time.Time) {
 	var depth [5]float64
 	var size, age [5]hist
-	err := each(func(in queue.Info) error {
-		q := showqName(&in)
+	for k := range msgs {
+		in := &msgs[k]
+		q := showqName(in)
 		depth[q]++
 		size[q].observe(sizeBuckets, float64(in.Size))
 		age[q].observe(ageBuckets, max(now.Sub(in.Arrival).Seconds(), 0))
-		return nil
-	})
+	}
 	for i, name := range showqQueues {
 		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, depth[i], name)
 		ch <- size[i].metric(descSize, sizeBuckets, name)
 		ch <- age[i].metric(descAge, ageBuckets, name)
 	}
-	return err
 }

@@ -23,6 +23,13 @@ type SMTPD struct {
 	mu       sync.RWMutex
 	lostBy   map[string]prometheus.Counter
 	rejectBy map[int]prometheus.Counter
+	tlsBy    map[tlsKey]prometheus.Counter
+}
+
+// tlsKey is what the labels of a TLS session are made from.
+type tlsKey struct {
+	version, suite uint16
+	trust          string
 }
 
 func newSMTPD(reg *prometheus.Registry) *SMTPD {
@@ -41,6 +48,7 @@ func newSMTPD(reg *prometheus.Registry) *SMTPD {
 			Help: "Total number of incoming TLS connections."}, []string{"trust", "protocol", "cipher", "secret_bits", "algorithm_bits"}),
 		lostBy:   map[string]prometheus.Counter{},
 		rejectBy: map[int]prometheus.Counter{},
+		tlsBy:    map[tlsKey]prometheus.Counter{},
 	}
 	processed := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "postfix", Name: "smtpd_messages_processed_total",
 		Help: "Total number of messages processed."}, []string{"sasl_method"})
@@ -101,9 +109,19 @@ func (s *SMTPD) TLS(cs tls.ConnectionState) {
 			trust = "Trusted"
 		}
 	}
-	cipher := tls.CipherSuiteName(cs.CipherSuite)
-	bits := strconv.Itoa(cipherBits(cipher))
-	s.tlsConns.WithLabelValues(trust, tlsVersion(cs.Version), cipher, bits, bits).Inc()
+	k := tlsKey{cs.Version, cs.CipherSuite, trust}
+	s.mu.RLock()
+	c, ok := s.tlsBy[k]
+	s.mu.RUnlock()
+	if !ok {
+		cipher := tls.CipherSuiteName(cs.CipherSuite)
+		bits := strconv.Itoa(cipherBits(cipher))
+		c = s.tlsConns.WithLabelValues(trust, tlsVersion(cs.Version), cipher, bits, bits)
+		s.mu.Lock()
+		s.tlsBy[k] = c
+		s.mu.Unlock()
+	}
+	c.Inc()
 }
 
 // tlsVersion is OpenSSL's name of a protocol version, as Postfix logs it.
