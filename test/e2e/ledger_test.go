@@ -267,7 +267,7 @@ func TestLedgerSeedMigration(t *testing.T) {
 			var missing []string
 			if !listenerUp(pbase + "/metrics") {
 				missing = append(missing, "no /metrics on the primary's metrics_listen")
-			} else if why := checkMetrics(t, n, pbase, rbase, r); why != "" {
+			} else if why := checkMetrics(t, n, msgs, pbase, rbase, r); why != "" {
 				missing = append(missing, why)
 			}
 			if !listenerUp(pbase + "/api/report") {
