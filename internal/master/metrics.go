@@ -35,8 +35,10 @@ func (s *Server) newMetrics(cfg *config.Config) *metrics.Metrics {
 			if err != nil {
 				return metrics.Reconciliation{}, err
 			}
+			// Summary.Deliveries counts every required delivery, the
+			// copies (Summary.Copies) among them.
 			return metrics.Reconciliation{Required: r.Reconciliation.Required, Delivered: r.Reconciliation.Delivered,
-				Pending: r.Summary.Deliveries.Pending + r.Summary.Copies.Pending, Failed: r.Summary.Deliveries.Failed + r.Summary.Copies.Failed,
+				Pending: r.Summary.Deliveries.Pending, Failed: r.Summary.Deliveries.Failed,
 				Incomplete: !r.Reconciliation.Complete}, nil
 		}
 	}
