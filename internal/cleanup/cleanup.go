@@ -148,7 +148,7 @@ func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope
 			now = c.now()
 		}
 		body = io.MultiReader(strings.NewReader(c.received(id, src.UID, now)), body)
-		missing = &missingFields{c: c, id: id, env: env, now: now}
+		missing = &missingFields{c: c, id: id, env: env, out: out, now: now}
 	}
 	br, ok := body.(*bufio.Reader)
 	if !ok {
@@ -171,8 +171,12 @@ func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope
 		if discarded > 0 && c.o.Log != nil {
 			c.o.Log(headerCutLog(id, env, field, maxHdr, discarded))
 		}
-		if bytes.EqualFold(header.Name(field), []byte("received")) {
+		switch name := header.Name(field); {
+		case bytes.EqualFold(name, []byte("received")):
 			hops++
+		case out.MessageID == "" && bytes.EqualFold(name, []byte("message-id")):
+			out.MessageID = messageID(field)
+			c.logMessageID(id, out.MessageID)
 		}
 		// Postfix's cleanup refuses at hop_count >= hopcount_limit,
 		// counting the Received: field smtpd just added.
@@ -216,6 +220,31 @@ func (c *Cleanup) received(id string, uid int, now time.Time) string {
 	return fmt.Sprintf("Received: by %s (%s, from userid %d)\r\n\t%s%s\r\n", c.o.Hostname, name, uid, id, now.Format(time.RFC1123Z))
 }
 
+// messageID is a Message-ID field's value for the ledger: unfolded,
+// trimmed, printable, at most 250 bytes (a client chooses it).
+func messageID(field []byte) string {
+	_, v, _ := bytes.Cut(field, []byte(":"))
+	b := make([]byte, 0, min(len(v), 250))
+	for _, c := range bytes.TrimSpace(v) {
+		if len(b) == 250 {
+			break
+		}
+		if c > ' ' && c < 0x7f {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// logMessageID logs "ID: message-id=<...>" as Postfix's cleanup does,
+// when it reads the field: log tools and the ledger's --postfix-log
+// reader join a message's lines by it.
+func (c *Cleanup) logMessageID(id, mid string) {
+	if c.o.Log != nil && id != "" {
+		c.o.Log(id + ": message-id=" + mid)
+	}
+}
+
 // missingFields notes which of From:, Date: and Message-Id: a local
 // submission has, and makes the ones it lacks (Postfix's
 // cleanup_header_done_callback).
@@ -223,6 +252,7 @@ type missingFields struct {
 	c                   *Cleanup
 	id                  string
 	env                 *envelope.Envelope
+	out                 *envelope.Envelope // where the made Message-Id is noted
 	now                 time.Time
 	from, date, message bool
 }
@@ -253,6 +283,10 @@ func (m *missingFields) fields() []byte {
 	if !m.message {
 		// Postfix's form: <YYYYMMDDhhmmss.QUEUEID@myhostname>.
 		fmt.Fprintf(&b, "Message-Id: <%s.%s@%s>\r\n", m.now.UTC().Format("20060102150405"), m.id, m.c.o.Hostname)
+		if m.out.MessageID == "" {
+			m.out.MessageID = fmt.Sprintf("<%s.%s@%s>", m.now.UTC().Format("20060102150405"), m.id, m.c.o.Hostname)
+			m.c.logMessageID(m.id, m.out.MessageID)
+		}
 	}
 	return b.Bytes()
 }

@@ -27,6 +27,10 @@ type Envelope struct {
 	// alias's forward, a bounce notice), so that a message's offspring
 	// can be traced; "" for mail that came from outside.
 	Parent string `json:",omitempty"`
+	// MessageID is the Message-ID header field's value (cleanup reads
+	// it, or makes it for a local submission that has none), for the
+	// ledger: "" when the message has none.
+	MessageID string `json:",omitempty"`
 	// DSN (RFC 3461) ENVID and RET ("FULL", "HDRS" or ""), as the
 	// client gave them; set by import-postfix-queue from Postfix's queue.
 	EnvID string `json:",omitempty"`

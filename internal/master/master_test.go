@@ -50,7 +50,8 @@ func writeMainCF(t *testing.T, dir, port, bcc, extra string) *config.Config {
 	t.Helper()
 	cf := "queue_directory = " + filepath.Join(dir, "queue") + "\n" +
 		"myhostname = mx.example.org\nmydestination =\nalias_maps =\ninet_interfaces = 127.0.0.1\nsmtpd_port = " + port + "\n" +
-		"mynetworks = 127.0.0.0/8\ndefault_transport = discard:test\nalways_bcc = " + bcc + "\n" + extra
+		"mynetworks = 127.0.0.0/8\ndefault_transport = discard:test\nalways_bcc = " + bcc + "\n" + extra +
+		"\ndata_directory = " + filepath.Join(dir, "data") + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(cf), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/dnsresolve"
 	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/ledger"
 	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maildrop"
 	"github.com/mailtee/mailtee/internal/maillog"
@@ -74,6 +75,9 @@ type Server struct {
 	// (pacingState) every pacingSaveEvery and at Stop.
 	pace     *pace.Pacer
 	paceStop chan struct{}
+	// ledger records every message and outcome (nil: ledger_database
+	// is empty).
+	ledger *ledger.Recorder
 }
 
 // Log is the server's mail log.
@@ -166,6 +170,10 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	if s.qlock, err = queuelock.Acquire(QueueDir(cfg), 30*time.Second); err != nil {
 		return nil, fmt.Errorf("%w (is another mailtee serve running on it?)", err)
 	}
+	var qledger queue.Ledger
+	if s.ledger = s.newLedger(cfg); s.ledger != nil {
+		qledger = s.ledger
+	}
 	q, err := queue.Open(queue.Options{
 		Dir:             QueueDir(cfg),
 		MinBackoff:      mustDuration(cfg, "minimal_backoff_time"),
@@ -195,11 +203,13 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		},
 		Deliver: manager.Deliver,
 		Pacer:   s.pace,
+		Ledger:  qledger,
 		Bounce:  notifier.Bounce,
 		Events:  qmgr.Events{Log: s.log},
 		Log:     s.log.Slog(),
 	})
 	if err != nil {
+		s.closeLedger()
 		s.qlock.Release()
 		return nil, err
 	}
@@ -212,6 +222,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	// find the queue locked by nobody it can see.
 	fail := func(err error) (*Server, error) {
 		q.Close(context.Background())
+		s.closeLedger()
 		s.qlock.Release()
 		return nil, err
 	}
@@ -399,6 +410,7 @@ func (s *Server) Stop(grace time.Duration) {
 		s.pickup.Close() // before the queue it submits to
 	}
 	s.q.Close(ctx)
+	s.closeLedger() // after the queue: its last outcomes are written
 	if s.paceStop != nil {
 		close(s.paceStop)
 	}

@@ -115,6 +115,8 @@ type Options struct {
 	Bounce func(ctx context.Context, m *Message, failed []int, notified func([]int) error) error
 	// Pacer, when set, paces deliveries (pacer.go).
 	Pacer Pacer
+	// Ledger, when set, records messages and outcomes (ledger.go).
+	Ledger Ledger
 
 	Events Events
 	Log    *slog.Logger
@@ -202,6 +204,9 @@ func Open(o Options) (*Queue, error) {
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	for _, m := range loaded {
 		q.add(m)
+		if o.Ledger != nil {
+			o.Ledger.Accepted(m)
+		}
 	}
 	return q, nil
 }
@@ -276,6 +281,9 @@ func (q *Queue) Enqueue(ctx context.Context, id string, env *envelope.Envelope, 
 	}
 	if q.o.Events != nil {
 		q.o.Events.Queued(m)
+	}
+	if q.o.Ledger != nil {
+		q.o.Ledger.Accepted(m)
 	}
 	q.mu.Lock()
 	delete(q.writing, id)
@@ -1034,12 +1042,18 @@ func isClosed(c chan struct{}) bool {
 
 // logged reports one recipient's outcome to Events.
 func (q *Queue) logged(m *Message, i int, hop envelope.Hop, o Outcome, rec record) {
-	if q.o.Events == nil {
+	if q.o.Events == nil && q.o.Ledger == nil {
 		return
 	}
 	status := rec.Op
 	if rec.Expired {
 		status = "expired"
+	}
+	if q.o.Ledger != nil {
+		q.o.Ledger.Delivery(m, i, hop, o, status, time.Now())
+	}
+	if q.o.Events == nil {
+		return
 	}
 	delay := o.Delays[0] + o.Delays[1] + o.Delays[2] + o.Delays[3]
 	if delay == 0 {
@@ -1153,7 +1167,7 @@ func (q *Queue) finish(e *entry, adds []record, attempted bool) {
 			return
 		}
 	}
-	q.removeFile(e, true) // every delivery of e is over
+	q.final(e)
 }
 
 // markNotified records, durably, that the sender (or postmaster) has been
@@ -1377,6 +1391,12 @@ func (q *Queue) Delete(id string) error {
 	q.mu.Unlock()
 	if !ok {
 		return ErrNotFound
+	}
+	if q.o.Ledger != nil {
+		q.mu.Lock()
+		c := e.m.stateCopy()
+		q.mu.Unlock()
+		q.o.Ledger.Final(c, true, nil)
 	}
 	q.remove(e)
 	return nil

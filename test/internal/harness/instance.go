@@ -72,6 +72,7 @@ inet_interfaces = 127.0.0.1
 smtpd_port = %d
 mynetworks = 127.0.0.0/8
 queue_directory = %s/queue
+data_directory = %s/data
 mail_spool_directory = %s/mail/
 alias_maps = hash:%s/aliases
 local_recipient_maps =
@@ -79,7 +80,7 @@ minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 queue_run_delay = 1s
 smtp_connect_timeout = 2s
-`, port, dir, dir, dir)
+`, port, dir, dir, dir, dir)
 	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(base+mainCf), 0o644); err != nil {
 		t.Fatal(err)
 	}

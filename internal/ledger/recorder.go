@@ -1,0 +1,540 @@
+package ledger
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/maillog"
+	"github.com/mailtee/mailtee/internal/queue"
+)
+
+// RecorderOptions configure a Recorder.
+type RecorderOptions struct {
+	Path string // the SQLite file (DBPath)
+	Node string // this host's name in the ledger (myhostname)
+	// Phase says what copy settings are in force, recorded with each
+	// message when it is accepted.
+	Phase func() string
+	// Marker is a file in the queue directory that remembers which
+	// ledger the queue's outcomes went to, so that a ledger file lost
+	// or replaced shows as a gap ("" : none).
+	Marker    string
+	Retention time.Duration // 0: keep everything
+	// Log writes a line to the mail log ("ledger" program, Postfix's
+	// shape: "warning: ...").
+	Log func(format string, args ...any)
+	// Every is how long events gather before a batch is written
+	// (default 20 ms): one fsync for all of them.
+	Every time.Duration
+}
+
+// maxBatch bounds the events of one transaction.
+const maxBatch = 8192
+
+// Recorder writes what the queue tells it (queue.Ledger) to the store in
+// batches, off the acceptance path.
+type Recorder struct {
+	o  RecorderOptions
+	ch chan event
+
+	mu  sync.Mutex // st, gap
+	st  *Store
+	gap *Gap // what could not be written, until it can be
+	// cmu guards closing and the channel's close: senders hold it
+	// shared.
+	cmu     sync.RWMutex
+	closing bool
+	done    chan struct{}
+
+	waiting   atomic.Int64
+	oldest    atomic.Int64 // Unix µs of the oldest event not written
+	last      atomic.Int64 // Unix µs of the last commit
+	failures  atomic.Uint64
+	lost      atomic.Uint64
+	dropped   atomic.Uint64 // live events dropped when the channel was full
+	lastWarn  time.Time
+	markSaved time.Time
+}
+
+type event struct {
+	at   time.Time
+	head *Message  // with the message's state (Accepted, Final)
+	row  *Delivery // one delivery (queue Delivery)
+	key  msgKey    // for row
+	done func()    // Final's
+	fin  bool      // the message left the queue
+}
+
+// NewRecorder returns a running Recorder. The database is opened now and,
+// when that fails, again at each batch: a ledger that cannot be opened
+// costs no mail, only records (a gap).
+func NewRecorder(o RecorderOptions) *Recorder {
+	if o.Every <= 0 {
+		o.Every = 20 * time.Millisecond
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	r := &Recorder{o: o, ch: make(chan event, 1<<16), done: make(chan struct{})}
+	r.mu.Lock()
+	if err := r.openLocked(); err != nil {
+		r.warnLocked(err)
+	}
+	r.mu.Unlock()
+	go r.run()
+	return r
+}
+
+// Accepted implements queue.Ledger.
+func (r *Recorder) Accepted(m *queue.Message) {
+	r.send(event{at: time.Now(), head: r.snapshot(m, false, false)}, false)
+}
+
+// Delivery implements queue.Ledger.
+func (r *Recorder) Delivery(m *queue.Message, i int, hop envelope.Hop, o queue.Outcome, status string, at time.Time) {
+	rs := &m.Rcpts[i]
+	d := &Delivery{Index: i, Rcpt: rs.Addr, Orig: origOf(rs.Rcpt), Copy: rs.Copy, At: at, Transport: hop.Transport, Nexthop: hop.Nexthop,
+		Relay: o.Relay, DSN: cmp.Or(o.DSN, queue.DSN(o.Err)), Attempts: int(rs.Attempts)}
+	switch status {
+	case "sent":
+		d.Status, d.Reply = Sent, o.Reply
+		d.RemoteID = RemoteID(o.Reply)
+	case "bounced":
+		d.Status = Bounced
+	case "expired":
+		d.Status = Expired
+	default:
+		d.Status = Pending
+	}
+	if d.Status != Pending {
+		d.Attempts++ // the queue counts deferrals; this attempt ended it
+	}
+	if o.Err != nil {
+		d.Reply = o.Err.Error()
+	}
+	r.send(event{at: at, row: d, key: msgKey{r.o.Node, m.ID}}, false)
+}
+
+// Final implements queue.Ledger: it waits for room in the queue of
+// events (it is called after a delivery, never on the acceptance path).
+func (r *Recorder) Final(m *queue.Message, deleted bool, done func()) {
+	now := time.Now()
+	h := r.snapshot(m, true, deleted)
+	h.Finished = now
+	r.send(event{at: now, head: h, fin: true, done: done}, true)
+}
+
+// send queues ev; a live event (not must) is dropped when the queue is
+// full, since the message's Final carries its whole state anyway.
+func (r *Recorder) send(ev event, must bool) {
+	r.cmu.RLock()
+	defer r.cmu.RUnlock()
+	if r.closing {
+		if ev.done != nil {
+			ev.done()
+		}
+		return
+	}
+	r.waiting.Add(1)
+	r.oldest.CompareAndSwap(0, ev.at.UnixMicro())
+	if must {
+		r.ch <- ev
+		return
+	}
+	select {
+	case r.ch <- ev:
+	default:
+		r.waiting.Add(-1)
+		r.dropped.Add(1)
+	}
+}
+
+// snapshot is m's head and every recipient's state as the queue has it.
+func (r *Recorder) snapshot(m *queue.Message, final, deleted bool) *Message {
+	env := &m.Env
+	h := &Message{Node: r.o.Node, ID: m.ID, MessageID: env.MessageID, From: env.From, Size: m.Size, Arrival: env.Arrival,
+		Client: "local", Parent: env.Parent, Notice: env.Notification}
+	if env.ClientAddr != "" {
+		h.Client = maillog.NameAddr(env.ClientName, env.ClientAddr)
+	}
+	if r.o.Phase != nil {
+		h.Phase = r.o.Phase()
+	}
+	h.Deliveries = make([]Delivery, len(m.Rcpts))
+	for i := range m.Rcpts {
+		rs := &m.Rcpts[i]
+		if !rs.Copy && !m.Added(i) {
+			h.Rcpts = append(h.Rcpts, origOf(rs.Rcpt))
+		}
+		d := Delivery{Index: i, Rcpt: rs.Addr, Orig: origOf(rs.Rcpt), Copy: rs.Copy, Relay: rs.Relay, DSN: rs.DSN,
+			Reply: rs.LastErr, Attempts: int(rs.Attempts), Status: Pending}
+		switch {
+		case rs.Status == queue.Sent:
+			d.Status, d.RemoteID = Sent, RemoteID(rs.LastErr)
+		case rs.Status == queue.Bounced && rs.Expired:
+			d.Status = Expired
+		case rs.Status == queue.Bounced:
+			d.Status = Bounced
+		case deleted:
+			d.Status = Deleted
+		}
+		if d.Status != Pending && d.Status != Deleted {
+			d.Attempts++ // the queue counts deferrals, not the last attempt
+		}
+		if d.Status != Pending || final {
+			d.At = time.Now()
+		}
+		h.Deliveries[i] = d
+	}
+	return h
+}
+
+func origOf(r envelope.Rcpt) string { return cmp.Or(r.Orig, r.Addr) }
+
+// batch gathers events for one transaction, one entry per message:
+// several events about a message make one row each.
+type batch struct {
+	msgs   map[msgKey]*batchMsg
+	order  []msgKey
+	gaps   []Gap
+	dones  []func()
+	finals int
+	first  time.Time
+	lastAt time.Time
+	n      int
+}
+
+type batchMsg struct {
+	head     *Message
+	finished time.Time
+	rows     map[int]*Delivery
+	rowOrder []int
+}
+
+func (b *batch) entry(k msgKey) *batchMsg {
+	e := b.msgs[k]
+	if e == nil {
+		e = &batchMsg{rows: map[int]*Delivery{}}
+		b.msgs[k] = e
+		b.order = append(b.order, k)
+	}
+	return e
+}
+
+func (b *batch) row(e *batchMsg, d *Delivery) {
+	if _, ok := e.rows[d.Index]; !ok {
+		e.rowOrder = append(e.rowOrder, d.Index)
+	}
+	// As the store's upsert does: a pending row never hides a final
+	// one, and what the later row does not know is kept.
+	if old, ok := e.rows[d.Index]; ok {
+		if old.Status.Final() && !d.Status.Final() {
+			return
+		}
+		d.Transport, d.Nexthop = cmp.Or(d.Transport, old.Transport), cmp.Or(d.Nexthop, old.Nexthop)
+		d.Relay, d.DSN = cmp.Or(d.Relay, old.Relay), cmp.Or(d.DSN, old.DSN)
+		d.Reply, d.RemoteID = cmp.Or(d.Reply, old.Reply), cmp.Or(d.RemoteID, old.RemoteID)
+		d.Attempts = max(d.Attempts, old.Attempts)
+		if old.Status == d.Status && !old.At.IsZero() {
+			d.At = old.At
+		}
+	}
+	e.rows[d.Index] = d
+}
+
+func (b *batch) add(ev event) {
+	b.n++
+	if b.first.IsZero() || ev.at.Before(b.first) {
+		b.first = ev.at
+	}
+	if ev.at.After(b.lastAt) {
+		b.lastAt = ev.at
+	}
+	if ev.done != nil {
+		b.dones = append(b.dones, ev.done)
+	}
+	if ev.row != nil {
+		b.row(b.entry(ev.key), ev.row)
+		return
+	}
+	h := ev.head
+	e := b.entry(msgKey{h.Node, h.ID})
+	if e.head == nil || ev.fin {
+		if e.head != nil && h.Phase == "" {
+			h.Phase = e.head.Phase
+		}
+		e.head = h
+	}
+	if ev.fin {
+		e.finished = h.Finished
+		b.finals++
+	}
+	for i := range h.Deliveries {
+		d := h.Deliveries[i]
+		b.row(e, &d)
+	}
+}
+
+func (r *Recorder) run() {
+	defer close(r.done)
+	prune := time.NewTicker(time.Hour)
+	defer prune.Stop()
+	r.prune()
+	for {
+		var ev event
+		var ok bool
+		select {
+		case ev, ok = <-r.ch:
+		case <-prune.C:
+			r.prune()
+			continue
+		}
+		if !ok {
+			return
+		}
+		b := &batch{msgs: map[msgKey]*batchMsg{}}
+		b.add(ev)
+		t := time.NewTimer(r.o.Every)
+	gather:
+		for b.n < maxBatch {
+			select {
+			case ev, ok = <-r.ch:
+				if !ok {
+					break gather
+				}
+				b.add(ev)
+			case <-t.C:
+				break gather
+			}
+		}
+		t.Stop()
+		r.commit(b)
+		if !ok {
+			return
+		}
+	}
+}
+
+// commit writes b; on failure the batch's time range becomes a gap,
+// kept until a later batch can write it. Either way the queue is told
+// it may remove the messages: a ledger failure never holds mail.
+func (r *Recorder) commit(b *batch) {
+	r.mu.Lock()
+	err := r.openLocked()
+	if err == nil {
+		if r.gap != nil {
+			b.gaps = append(b.gaps, *r.gap)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err = r.st.write(ctx, b)
+		cancel()
+	}
+	if err == nil {
+		if r.gap != nil {
+			r.o.Log("ledger %s: writing again; %d message(s) between %s and %s were not recorded (a gap in the report)",
+				r.o.Path, r.gap.Messages, r.gap.Since.Format(time.RFC3339), r.gap.Until.Format(time.RFC3339))
+			r.gap = nil
+		}
+		r.last.Store(time.Now().UnixMicro())
+		r.saveMarkerLocked(false)
+	} else {
+		r.failures.Add(1)
+		r.lost.Add(uint64(b.finals))
+		if r.gap == nil {
+			r.gap = &Gap{Node: r.o.Node, Since: b.first, Reason: err.Error()}
+		}
+		r.gap.Until = b.lastAt
+		r.gap.Messages += b.finals
+		r.warnLocked(err)
+		if corrupt(err) {
+			r.setAsideLocked()
+		}
+	}
+	r.mu.Unlock()
+	r.waiting.Add(-int64(b.n))
+	if r.waiting.Load() <= 0 {
+		r.oldest.Store(0)
+	} else {
+		r.oldest.Store(time.Now().UnixMicro())
+	}
+	for _, d := range b.dones {
+		d()
+	}
+}
+
+// warnLocked logs a failure at most once a minute.
+func (r *Recorder) warnLocked(err error) {
+	if time.Since(r.lastWarn) < time.Minute {
+		return
+	}
+	r.lastWarn = time.Now()
+	r.o.Log("warning: ledger %s: %v; mail keeps flowing, %d message(s) not recorded so far (reported as a gap)", r.o.Path, err, r.lost.Load())
+}
+
+// corrupt says whether err means the file is not a usable database.
+func corrupt(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "malformed") || strings.Contains(s, "not a database") || strings.Contains(s, "SQLITE_CORRUPT") || strings.Contains(s, "SQLITE_NOTADB")
+}
+
+// setAsideLocked moves a damaged database out of the way, so that the
+// next batch starts a new one (the marker then shows the lost range).
+func (r *Recorder) setAsideLocked() {
+	if r.st != nil {
+		r.st.Close()
+		r.st = nil
+	}
+	aside := fmt.Sprintf("%s.corrupt.%d", r.o.Path, time.Now().Unix())
+	if err := os.Rename(r.o.Path, aside); err == nil {
+		for _, sfx := range []string{"-wal", "-shm"} {
+			os.Rename(r.o.Path+sfx, aside+sfx)
+		}
+		r.o.Log("warning: ledger %s is damaged; moved to %s, a new ledger starts", r.o.Path, aside)
+	}
+}
+
+// openLocked opens the store if it is not open, and notes a replaced
+// ledger as a gap.
+func (r *Recorder) openLocked() error {
+	if r.st != nil {
+		return nil
+	}
+	st, err := Open(r.o.Path)
+	if err != nil {
+		return err
+	}
+	r.st = st
+	if mk, ok := r.readMarker(); ok && mk.ID != st.id && mk.Path == r.o.Path {
+		g := Gap{Node: r.o.Node, Since: fromUS(mk.Created), Until: fromUS(mk.Seen),
+			Reason: fmt.Sprintf("the ledger %s was lost or replaced: the one made %s held the records until %s",
+				r.o.Path, fromUS(mk.Created).Format(time.RFC3339), fromUS(mk.Seen).Format(time.RFC3339))}
+		if r.gap != nil {
+			g.Messages = r.gap.Messages
+			g.Since = minTime(g.Since, r.gap.Since)
+			g.Until = maxTime(g.Until, r.gap.Until)
+		}
+		r.gap = &g
+		r.o.Log("warning: %s", g.Reason)
+	}
+	r.saveMarkerLocked(true)
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+type marker struct {
+	ID      string `json:"id"`
+	Path    string `json:"path"`
+	Node    string `json:"node"`
+	Created int64  `json:"created"`
+	Seen    int64  `json:"seen"` // the last commit known, Unix µs
+}
+
+func (r *Recorder) readMarker() (marker, bool) {
+	var mk marker
+	if r.o.Marker == "" {
+		return mk, false
+	}
+	b, err := os.ReadFile(r.o.Marker)
+	if err != nil || json.Unmarshal(b, &mk) != nil {
+		return mk, false
+	}
+	return mk, true
+}
+
+// saveMarkerLocked records the ledger in use and its last commit, at
+// most every 10 seconds unless now: a crash forgets at most that much of
+// a lost file's range.
+func (r *Recorder) saveMarkerLocked(now bool) {
+	if r.o.Marker == "" || r.st == nil || !now && time.Since(r.markSaved) < 10*time.Second {
+		return
+	}
+	r.markSaved = time.Now()
+	mk := marker{ID: r.st.id, Path: r.o.Path, Node: r.o.Node, Created: us(r.st.created), Seen: max(r.last.Load(), us(r.st.created))}
+	b, _ := json.Marshal(mk)
+	tmp := r.o.Marker + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+		os.Rename(tmp, r.o.Marker)
+	}
+}
+
+func (r *Recorder) prune() {
+	if r.o.Retention <= 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.st == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := r.st.Prune(ctx, time.Now().Add(-r.o.Retention)); err != nil {
+		r.o.Log("warning: ledger %s: cannot remove records older than ledger_retention: %v", r.o.Path, err)
+	}
+}
+
+// Stats implements the figures /metrics and status show.
+func (r *Recorder) Stats() Stats {
+	return Stats{Waiting: int(max(r.waiting.Load(), 0)), Oldest: fromUS(r.oldest.Load()), LastCommit: fromUS(r.last.Load()),
+		Failures: r.failures.Load(), Lost: r.lost.Load()}
+}
+
+// Close writes what is waiting and closes the database. Call it after
+// the queue has closed: no event comes after.
+func (r *Recorder) Close() error {
+	r.cmu.Lock()
+	if r.closing {
+		r.cmu.Unlock()
+		return errors.New("ledger: closed twice")
+	}
+	r.closing = true
+	close(r.ch)
+	r.cmu.Unlock()
+	<-r.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.saveMarkerLocked(true)
+	if r.st != nil {
+		return r.st.Close()
+	}
+	return nil
+}
+
+// DefaultMarker is the marker's name in the queue directory.
+func DefaultMarker(queueDir string) string { return filepath.Join(queueDir, "ledger.state") }
+
+// ForQueue is a Recorder for the ledger the queue in queueDir last wrote
+// to, as its marker says, for an edit of the queue while no server runs
+// (postsuper -d records the deletion); nil when the queue has no ledger.
+func ForQueue(queueDir string) *Recorder {
+	file := DefaultMarker(queueDir)
+	b, err := os.ReadFile(file)
+	var mk marker
+	if err != nil || json.Unmarshal(b, &mk) != nil || mk.Path == "" {
+		return nil
+	}
+	return NewRecorder(RecorderOptions{Path: mk.Path, Node: mk.Node, Marker: file})
+}

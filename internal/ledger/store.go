@@ -1,0 +1,463 @@
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
+)
+
+// The schema is plain SQL that SQLite and PostgreSQL both take: TEXT
+// and BIGINT columns, times as Unix microseconds, upserts with
+// ON CONFLICT. One row per message and one per required delivery; a
+// message is keyed by the node that accepted it and its queue ID there.
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS ledger_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS messages (
+		node TEXT NOT NULL, queue_id TEXT NOT NULL,
+		arrival BIGINT NOT NULL, message_id TEXT NOT NULL, sender TEXT NOT NULL,
+		rcpts TEXT NOT NULL, size BIGINT NOT NULL, client TEXT NOT NULL,
+		parent TEXT NOT NULL, phase TEXT NOT NULL, notice BIGINT NOT NULL,
+		finished BIGINT NOT NULL,
+		PRIMARY KEY (node, queue_id))`,
+	`CREATE INDEX IF NOT EXISTS messages_arrival ON messages (arrival)`,
+	`CREATE INDEX IF NOT EXISTS messages_parent ON messages (parent)`,
+	`CREATE TABLE IF NOT EXISTS deliveries (
+		node TEXT NOT NULL, queue_id TEXT NOT NULL, idx BIGINT NOT NULL,
+		rcpt TEXT NOT NULL, orig TEXT NOT NULL, copy BIGINT NOT NULL,
+		status TEXT NOT NULL, at BIGINT NOT NULL,
+		transport TEXT NOT NULL, nexthop TEXT NOT NULL, relay TEXT NOT NULL,
+		dsn TEXT NOT NULL, reply TEXT NOT NULL, remote_id TEXT NOT NULL,
+		attempts BIGINT NOT NULL,
+		PRIMARY KEY (node, queue_id, idx))`,
+	`CREATE INDEX IF NOT EXISTS deliveries_rcpt ON deliveries (rcpt)`,
+	`CREATE TABLE IF NOT EXISTS gaps (
+		node TEXT NOT NULL, since BIGINT NOT NULL, until BIGINT NOT NULL,
+		messages BIGINT NOT NULL, reason TEXT NOT NULL)`,
+}
+
+// Store is a ledger in an SQL database.
+type Store struct {
+	db   *sql.DB
+	path string
+	id   string // this database's identity (ledger_meta "id")
+	// created is when the database was made (ledger_meta "created").
+	created time.Time
+}
+
+// DBPath is where ledger_database puts the SQLite file: value itself
+// when absolute, else under data_directory; "" when value is empty (no
+// ledger).
+func DBPath(dataDir, value string) string {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return ""
+	}
+	if filepath.IsAbs(value) {
+		return value
+	}
+	return filepath.Join(dataDir, value)
+}
+
+// Open opens (creating if needed) the ledger at path for writing. WAL
+// lets `mailtee report` and the dashboard read while serve writes;
+// synchronous=FULL makes a commit durable, since the queue deletes a
+// message once its commit returns.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("ledger %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("ledger %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1) // one writer: SQLite serialises writes anyway
+	s := &Store{db: db, path: path}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ledger %s: %w", path, err)
+	}
+	os.Chmod(path, 0o600)
+	return s, nil
+}
+
+// OpenReader opens the ledger at path for reading only (report, status).
+func OpenReader(path string) (*Store, error) {
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no ledger at %s (ledger_database names it; serve creates it when it starts)", path)
+		}
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return nil, fmt.Errorf("ledger %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path}
+	if err := s.readMeta(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ledger %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	for _, q := range schema {
+		if _, err := s.db.Exec(q); err != nil {
+			return err
+		}
+	}
+	id := make([]byte, 8)
+	rand.Read(id)
+	now := time.Now()
+	if _, err := s.db.Exec(`INSERT INTO ledger_meta (k, v) VALUES ('id', ?), ('created', ?) ON CONFLICT (k) DO NOTHING`,
+		hex.EncodeToString(id), fmt.Sprint(now.UnixMicro())); err != nil {
+		return err
+	}
+	return s.readMeta()
+}
+
+func (s *Store) readMeta() error {
+	rows, err := s.db.Query(`SELECT k, v FROM ledger_meta`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return err
+		}
+		switch k {
+		case "id":
+			s.id = v
+		case "created":
+			var us int64
+			fmt.Sscan(v, &us)
+			s.created = time.UnixMicro(us)
+		}
+	}
+	return rows.Err()
+}
+
+// Path is the database's file.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func us(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromUS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v)
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// write stores a batch in one transaction.
+func (s *Store) write(ctx context.Context, b *batch) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	// A message's first record wins for what it was accepted with
+	// (phase: a restart must not relabel it); its end is set once.
+	msgStmt, err := tx.PrepareContext(ctx, `INSERT INTO messages
+		(node, queue_id, arrival, message_id, sender, rcpts, size, client, parent, phase, notice, finished)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (node, queue_id) DO UPDATE SET
+			message_id = CASE WHEN messages.message_id = '' THEN excluded.message_id ELSE messages.message_id END,
+			phase = CASE WHEN messages.phase = '' THEN excluded.phase ELSE messages.phase END,
+			finished = CASE WHEN excluded.finished <> 0 THEN excluded.finished ELSE messages.finished END`)
+	if err != nil {
+		return err
+	}
+	defer msgStmt.Close()
+	// A final state is never replaced by "pending" (an event that was
+	// late); the time of a state stays that of its first record, and
+	// what a later record does not know (the next hop after a restart)
+	// is kept.
+	dlvStmt, err := tx.PrepareContext(ctx, `INSERT INTO deliveries
+		(node, queue_id, idx, rcpt, orig, copy, status, at, transport, nexthop, relay, dsn, reply, remote_id, attempts)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (node, queue_id, idx) DO UPDATE SET
+			status = excluded.status,
+			at = CASE WHEN deliveries.status = excluded.status AND deliveries.at <> 0 THEN deliveries.at ELSE excluded.at END,
+			transport = CASE WHEN excluded.transport = '' THEN deliveries.transport ELSE excluded.transport END,
+			nexthop = CASE WHEN excluded.nexthop = '' THEN deliveries.nexthop ELSE excluded.nexthop END,
+			relay = CASE WHEN excluded.relay = '' THEN deliveries.relay ELSE excluded.relay END,
+			dsn = CASE WHEN excluded.dsn = '' THEN deliveries.dsn ELSE excluded.dsn END,
+			reply = CASE WHEN excluded.reply = '' THEN deliveries.reply ELSE excluded.reply END,
+			remote_id = CASE WHEN excluded.remote_id = '' THEN deliveries.remote_id ELSE excluded.remote_id END,
+			attempts = CASE WHEN excluded.attempts > deliveries.attempts THEN excluded.attempts ELSE deliveries.attempts END
+		WHERE excluded.status <> 'pending' OR deliveries.status = 'pending'`)
+	if err != nil {
+		return err
+	}
+	defer dlvStmt.Close()
+	for _, k := range b.order {
+		e := b.msgs[k]
+		if e.head != nil {
+			m := e.head
+			rcpts, _ := json.Marshal(m.Rcpts)
+			if _, err := msgStmt.ExecContext(ctx, m.Node, m.ID, us(m.Arrival), m.MessageID, m.From, string(rcpts), m.Size,
+				m.Client, m.Parent, m.Phase, boolInt(m.Notice), us(m.Finished)); err != nil {
+				return err
+			}
+		} else if !e.finished.IsZero() {
+			if _, err := tx.ExecContext(ctx, `UPDATE messages SET finished = ? WHERE node = ? AND queue_id = ?`, us(e.finished), k.node, k.id); err != nil {
+				return err
+			}
+		}
+		for _, i := range e.rowOrder {
+			d := e.rows[i]
+			if _, err := dlvStmt.ExecContext(ctx, k.node, k.id, d.Index, d.Rcpt, d.Orig, boolInt(d.Copy), string(d.Status), us(d.At),
+				d.Transport, d.Nexthop, d.Relay, d.DSN, d.Reply, d.RemoteID, d.Attempts); err != nil {
+				return err
+			}
+		}
+	}
+	for _, g := range b.gaps {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO gaps (node, since, until, messages, reason) VALUES (?, ?, ?, ?, ?)`,
+			g.Node, us(g.Since), us(g.Until), g.Messages, g.Reason); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// Prune deletes the finished messages that arrived before cutoff, their
+// deliveries, and the gaps that ended before it.
+func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
+	c := us(cutoff)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE EXISTS (SELECT 1 FROM messages m
+		WHERE m.node = deliveries.node AND m.queue_id = deliveries.queue_id AND m.arrival < ? AND m.finished <> 0)`, c); err != nil {
+		return 0, err
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE arrival < ? AND finished <> 0`, c)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM gaps WHERE until < ?`, c); err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	return n, tx.Commit()
+}
+
+const msgCols = `node, queue_id, arrival, message_id, sender, rcpts, size, client, parent, phase, notice, finished`
+
+// Messages implements Reader.
+func (s *Store) Messages(ctx context.Context, f Filter) ([]Message, error) {
+	var where []string
+	var args []any
+	if !f.Since.IsZero() {
+		where, args = append(where, "arrival >= ?"), append(args, us(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where, args = append(where, "arrival < ?"), append(args, us(f.Until))
+	}
+	if f.User != "" {
+		// A cheap superset in SQL (the address's text appears), the
+		// exact rule (Filter.Matches) below.
+		like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(strings.ToLower(f.User)) + "%"
+		where = append(where, `(LOWER(sender) LIKE ? ESCAPE '\' OR LOWER(rcpts) LIKE ? ESCAPE '\' OR EXISTS (SELECT 1 FROM deliveries d
+			WHERE d.node = messages.node AND d.queue_id = messages.queue_id AND (LOWER(d.rcpt) LIKE ? ESCAPE '\' OR LOWER(d.orig) LIKE ? ESCAPE '\')))`)
+		args = append(args, like, like, like, like)
+	}
+	q := `SELECT ` + msgCols + ` FROM messages`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	if f.Limit > 0 {
+		q += " ORDER BY arrival DESC, queue_id DESC"
+	} else {
+		q += " ORDER BY arrival, queue_id"
+	}
+	msgs, err := s.queryMessages(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	if f.User != "" {
+		msgs = matching(msgs, f)
+	}
+	if f.Limit > 0 && len(msgs) > f.Limit {
+		msgs = msgs[:f.Limit]
+	}
+	return msgs, nil
+}
+
+// matching keeps the messages f.User names exactly.
+func matching(msgs []Message, f Filter) []Message {
+	out := msgs[:0]
+	for _, m := range msgs {
+		if messageMatches(m, f) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func messageMatches(m Message, f Filter) bool {
+	if f.Matches(m.From) {
+		return true
+	}
+	for _, r := range m.Rcpts {
+		if f.Matches(r) {
+			return true
+		}
+	}
+	for _, d := range m.Deliveries {
+		if f.Matches(d.Rcpt) || d.Orig != "" && f.Matches(d.Orig) {
+			return true
+		}
+	}
+	return false
+}
+
+// Message implements Reader.
+func (s *Store) Message(ctx context.Context, node, id string) (Message, bool, error) {
+	q, args := `SELECT `+msgCols+` FROM messages WHERE queue_id = ?`, []any{id}
+	if node != "" {
+		q, args = q+` AND node = ?`, append(args, node)
+	}
+	msgs, err := s.queryMessages(ctx, q+` ORDER BY arrival DESC LIMIT 1`, args...)
+	if err != nil || len(msgs) == 0 {
+		return Message{}, false, err
+	}
+	return msgs[0], true, nil
+}
+
+// Children implements Reader.
+func (s *Store) Children(ctx context.Context, node, id string) ([]Message, error) {
+	q, args := `SELECT `+msgCols+` FROM messages WHERE parent = ?`, []any{id}
+	if node != "" {
+		q, args = q+` AND node = ?`, append(args, node)
+	}
+	return s.queryMessages(ctx, q+` ORDER BY arrival, queue_id`, args...)
+}
+
+// Gaps implements Reader.
+func (s *Store) Gaps(ctx context.Context, since, until time.Time) ([]Gap, error) {
+	q, args := `SELECT node, since, until, messages, reason FROM gaps WHERE 1 = 1`, []any{}
+	if !since.IsZero() {
+		q, args = q+` AND until >= ?`, append(args, us(since))
+	}
+	if !until.IsZero() {
+		q, args = q+` AND since < ?`, append(args, us(until))
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY since`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Gap
+	for rows.Next() {
+		var g Gap
+		var a, b int64
+		if err := rows.Scan(&g.Node, &a, &b, &g.Messages, &g.Reason); err != nil {
+			return nil, err
+		}
+		g.Since, g.Until = fromUS(a), fromUS(b)
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+type msgKey struct{ node, id string }
+
+// queryMessages runs a query of msgCols and loads the deliveries of
+// what it returns.
+func (s *Store) queryMessages(ctx context.Context, q string, args ...any) ([]Message, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []Message
+	for rows.Next() {
+		var m Message
+		var arrival, finished, notice int64
+		var rcpts string
+		if err := rows.Scan(&m.Node, &m.ID, &arrival, &m.MessageID, &m.From, &rcpts, &m.Size, &m.Client, &m.Parent, &m.Phase, &notice, &finished); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		m.Arrival, m.Finished, m.Notice = fromUS(arrival), fromUS(finished), notice != 0
+		json.Unmarshal([]byte(rcpts), &m.Rcpts)
+		out = append(out, m)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	idx := make(map[msgKey]int, len(out))
+	for i, m := range out {
+		idx[msgKey{m.Node, m.ID}] = i
+	}
+	// The deliveries of these messages, in chunks of IDs (SQLite binds
+	// at most 32766 parameters).
+	const chunk = 500
+	for start := 0; start < len(out); start += chunk {
+		part := out[start:min(start+chunk, len(out))]
+		ph := make([]string, len(part))
+		a := make([]any, len(part))
+		for i, m := range part {
+			ph[i], a[i] = "?", m.ID
+		}
+		drows, err := s.db.QueryContext(ctx, `SELECT node, queue_id, idx, rcpt, orig, copy, status, at, transport, nexthop, relay, dsn, reply, remote_id, attempts
+			FROM deliveries WHERE queue_id IN (`+strings.Join(ph, ",")+`) ORDER BY queue_id, idx`, a...)
+		if err != nil {
+			return nil, err
+		}
+		for drows.Next() {
+			var k msgKey
+			var d Delivery
+			var cp, at int64
+			var st string
+			if err := drows.Scan(&k.node, &k.id, &d.Index, &d.Rcpt, &d.Orig, &cp, &st, &at, &d.Transport, &d.Nexthop, &d.Relay, &d.DSN, &d.Reply, &d.RemoteID, &d.Attempts); err != nil {
+				drows.Close()
+				return nil, err
+			}
+			d.Copy, d.Status, d.At = cp != 0, Status(st), fromUS(at)
+			if i, ok := idx[k]; ok {
+				out[i].Deliveries = append(out[i].Deliveries, d)
+			}
+		}
+		drows.Close()
+		if err := drows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
