@@ -2,17 +2,22 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/mailtee/mailtee/internal/ledger"
 	"github.com/mailtee/mailtee/internal/pflog"
+	"github.com/mailtee/mailtee/internal/report"
+	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
 // A real Postfix primary's log, read by pflog.Load with the primary's
@@ -316,5 +321,157 @@ func TestPflogPostfixPrimary(t *testing.T) {
 	if t.Failed() {
 		b, _ := os.ReadFile(pf.path("maillog"))
 		t.Logf("maillog:\n%s", b)
+	}
+}
+
+// The whole path with a Postfix primary: Postfix (the seed's primary,
+// configured the way that works on Postfix) → a mailtee relay running
+// the seed's relay files with its ledger on → "Google", a sink that
+// refuses user2's copy with 550. `mailtee report --postfix-log` on the
+// relay's configuration (its own ledger is the peer the copies are
+// followed into) must give what the sinks received, message by message,
+// with Google's reply for the refused copy.
+func TestPflogReport(t *testing.T) {
+	n := newInteropNet(t)
+	n.google.SetRcptErr("user2@students.iiit.ac.in", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "The email account that you tried to reach does not exist"})
+
+	rdir := copySeed(t, "relay", n.common+fmt.Sprintf("inet_interfaces = %s\nqueue_directory = $config_directory/queue\ndata_directory = $config_directory/data\nmail_spool_directory = $config_directory/mail/\n", relayIP), nil)
+	relay := &instance{T: t, Dir: rdir, Port: n.port, Log: &syncBuffer{}, Host: relayIP}
+	logOnFailure(t, "relay", relay)
+	relay.Start()
+
+	pf := newPostfix(t, primaryIP, n.port)
+	pf.start(fmt.Sprintf(`myhostname = students.iiit.ac.in
+myorigin = students.iiit.ac.in
+mydestination =
+virtual_mailbox_domains = students.iiit.ac.in
+virtual_mailbox_base = %[1]s
+virtual_mailbox_maps = hash:$config_directory/vmailbox
+virtual_uid_maps = static:%[2]d
+virtual_gid_maps = static:%[3]d
+virtual_minimum_uid = %[2]d
+recipient_bcc_maps = hash:$config_directory/bcc_map_to_relay
+# test-only: Postfix's smtp client has no resolver option
+transport_maps = hash:$config_directory/transport
+`, pf.path("vmail"), pf.uid, pf.gid), map[string]string{
+		"vmailbox":         "user1@students.iiit.ac.in user1/\nuser2@students.iiit.ac.in user2/\nuser3@students.iiit.ac.in user3/\nuser4@students.iiit.ac.in user4/\n",
+		"bcc_map_to_relay": seedBCCMapForPostfix(t),
+		"transport":        fmt.Sprintf("relay.students.iiit.ac.in smtp:[%s]:%d\n", relayIP, n.port),
+	})
+
+	users := []string{"user1", "user2", "user4"} // user4 has no copy
+	for i, u := range users {
+		if err := send(pf.addr(), "someone@outside.example", []string{u + "@students.iiit.ac.in"}, pflogMessage(i+1)); err != nil {
+			t.Fatalf("sending to the Postfix primary: %v", err)
+		}
+	}
+	waitUntil(t, "Postfix to finish the messages", 30*time.Second, func() bool {
+		return strings.Count(pf.maillog(), ": removed") >= len(users)
+	})
+	waitUntil(t, "Google's copy for user1", 30*time.Second, func() bool { return n.google.Count("user1@students.iiit.ac.in") >= 1 })
+	waitUntil(t, "the relay to bounce user2's copy", 30*time.Second, func() bool {
+		for _, l := range strings.Split(relay.Log.String(), "\n") {
+			if strings.Contains(l, "to=<user2@students.iiit.ac.in>") && strings.Contains(l, "status=bounced") {
+				return true
+			}
+		}
+		return false
+	})
+
+	// The relay's ledger is written in batches off the mail path: ask
+	// until it has the final states.
+	var rep report.Report
+	var out, errOut string
+	code := -1
+	waitUntil(t, "a report with every delivery final", 30*time.Second, func() bool {
+		cmd := exec.Command(harness.Bin, "report", "-c", rdir, "--postfix-log", pf.path("maillog"), "--postfix-config", pf.etc, "--format", "json")
+		var so, se strings.Builder
+		cmd.Stdout, cmd.Stderr = &so, &se
+		err := cmd.Run()
+		out, errOut, code = so.String(), se.String(), cmd.ProcessState.ExitCode()
+		if err != nil && code != 1 {
+			return false
+		}
+		rep = report.Report{}
+		if json.Unmarshal([]byte(out), &rep) != nil {
+			return false
+		}
+		// Until the relay's ledger has a copy, the report counts it by
+		// the primary's state ("not followed: no peer has queue ID").
+		for _, m := range rep.Messages {
+			for _, r := range m.Required {
+				if r.Note != "" {
+					return false
+				}
+			}
+		}
+		return rep.Summary.Deliveries.Pending == 0 && rep.Summary.Deliveries.Total() == 5
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("report (exit %d):\n%s\nstderr:\n%s", code, out, errOut)
+		}
+	})
+	if code != 1 {
+		t.Errorf("report exit status %d, want 1 (a miss)", code)
+	}
+	// The figures: 3 messages; 5 required deliveries (3 mailboxes, 2
+	// copies); 4 delivered; user2's copy failed at Google.
+	s := rep.Summary
+	if s.Accepted != 3 || s.Deliveries != (report.Counts{Delivered: 4, Failed: 1}) || s.Copies != (report.Counts{Delivered: 1, Failed: 1}) {
+		t.Errorf("summary %+v", s)
+	}
+	if rc := rep.Reconciliation; rc.Required != 5 || rc.Delivered != 4 || !rc.Complete {
+		t.Errorf("reconciliation %+v", rc)
+	}
+	if len(rep.Misses) != 1 || !rep.Misses[0].Copy || !strings.Contains(rep.Misses[0].Reply, "550") ||
+		!strings.Contains(rep.Misses[0].Reply, "The email account that you tried to reach does not exist") {
+		t.Errorf("misses %+v, want user2's copy with Google's 550", rep.Misses)
+	}
+	// Message by message, against the mailboxes and Google's sink.
+	for i, u := range users {
+		var m *report.Message
+		for j := range rep.Messages {
+			if rep.Messages[j].MessageID == fmt.Sprintf("<pflog%d@outside.example>", i+1) {
+				m = &rep.Messages[j]
+			}
+		}
+		if m == nil {
+			t.Errorf("message %d (to %s) is not in the report", i+1, u)
+			continue
+		}
+		if c := pf.vmailMessages(u); c != 1 {
+			t.Errorf("%s's mailbox on the Postfix primary has %d messages, want 1", u, c)
+		}
+		var local, cp int
+		for _, r := range m.Required {
+			switch {
+			case !r.Copy:
+				local++
+				if r.Rcpt != u+"@students.iiit.ac.in" || r.State != report.Delivered {
+					t.Errorf("message %d: mailbox delivery %+v", i+1, r)
+				}
+			default:
+				cp++
+				gotAtGoogle := n.google.Count(u+"@students.iiit.ac.in") == 1
+				want := report.Failed
+				if gotAtGoogle {
+					want = report.Delivered
+				}
+				if r.State != want || len(r.Chain) < 2 {
+					t.Errorf("message %d: copy %+v, want %s (Google got it: %v) followed into the relay", i+1, r, want, gotAtGoogle)
+				}
+			}
+		}
+		wantCopies := 1
+		if u == "user4" {
+			wantCopies = 0
+		}
+		if local != 1 || cp != wantCopies {
+			t.Errorf("message %d: %d mailbox and %d copy deliveries, want 1 and %d", i+1, local, cp, wantCopies)
+		}
+	}
+	if c := n.google.Count("user2@students.iiit.ac.in"); c != 0 {
+		t.Errorf("Google accepted user2's copy %d times; it was to refuse it", c)
 	}
 }
