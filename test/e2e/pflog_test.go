@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -324,18 +326,26 @@ func TestPflogPostfixPrimary(t *testing.T) {
 	}
 }
 
-// The whole path with a Postfix primary: Postfix (the seed's primary,
-// configured the way that works on Postfix) → a mailtee relay running
-// the seed's relay files with its ledger on → "Google", a sink that
-// refuses user2's copy with 550. `mailtee report --postfix-log` on the
-// relay's configuration (its own ledger is the peer the copies are
-// followed into) must give what the sinks received, message by message,
-// with Google's reply for the refused copy.
-func TestPflogReport(t *testing.T) {
+// pflogSeed is the whole path with a Postfix primary: Postfix (the
+// seed's primary, configured the way that works on Postfix) → a mailtee
+// relay running the seed's relay files with its ledger on (and
+// relayExtra) → "Google", a sink that refuses user2's copy with 550. It
+// sends one message each to user1, user2 and user4 (who has no copy)
+// and waits until the mail has gone as far as it will.
+type pflogSeed struct {
+	n     *interopNet
+	relay *instance
+	rdir  string
+	pf    *postfixInstance
+	users []string
+}
+
+func newPflogSeed(t *testing.T, relayExtra string, relayFiles map[string]string) *pflogSeed {
+	t.Helper()
 	n := newInteropNet(t)
 	n.google.SetRcptErr("user2@students.iiit.ac.in", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "The email account that you tried to reach does not exist"})
 
-	rdir := copySeed(t, "relay", n.common+fmt.Sprintf("inet_interfaces = %s\nqueue_directory = $config_directory/queue\ndata_directory = $config_directory/data\nmail_spool_directory = $config_directory/mail/\n", relayIP), nil)
+	rdir := copySeed(t, "relay", n.common+fmt.Sprintf("inet_interfaces = %s\nqueue_directory = $config_directory/queue\ndata_directory = $config_directory/data\nmail_spool_directory = $config_directory/mail/\n", relayIP)+relayExtra, relayFiles)
 	relay := &instance{T: t, Dir: rdir, Port: n.port, Log: &syncBuffer{}, Host: relayIP}
 	logOnFailure(t, "relay", relay)
 	relay.Start()
@@ -359,14 +369,14 @@ transport_maps = hash:$config_directory/transport
 		"transport":        fmt.Sprintf("relay.students.iiit.ac.in smtp:[%s]:%d\n", relayIP, n.port),
 	})
 
-	users := []string{"user1", "user2", "user4"} // user4 has no copy
-	for i, u := range users {
+	s := &pflogSeed{n: n, relay: relay, rdir: rdir, pf: pf, users: []string{"user1", "user2", "user4"}}
+	for i, u := range s.users {
 		if err := send(pf.addr(), "someone@outside.example", []string{u + "@students.iiit.ac.in"}, pflogMessage(i+1)); err != nil {
 			t.Fatalf("sending to the Postfix primary: %v", err)
 		}
 	}
 	waitUntil(t, "Postfix to finish the messages", 30*time.Second, func() bool {
-		return strings.Count(pf.maillog(), ": removed") >= len(users)
+		return strings.Count(pf.maillog(), ": removed") >= len(s.users)
 	})
 	waitUntil(t, "Google's copy for user1", 30*time.Second, func() bool { return n.google.Count("user1@students.iiit.ac.in") >= 1 })
 	waitUntil(t, "the relay to bounce user2's copy", 30*time.Second, func() bool {
@@ -377,14 +387,21 @@ transport_maps = hash:$config_directory/transport
 		}
 		return false
 	})
+	return s
+}
 
-	// The relay's ledger is written in batches off the mail path: ask
-	// until it has the final states.
+// report runs `mailtee report -c dir --postfix-log ... --format json`
+// until every copy has been followed into the relay's ledger (written in
+// batches off the mail path; until then the report counts a copy by the
+// primary's state: "not followed: no peer has queue ID") and returns it
+// with the exit status.
+func (s *pflogSeed) report(t *testing.T, dir string) (report.Report, int) {
+	t.Helper()
 	var rep report.Report
 	var out, errOut string
 	code := -1
 	waitUntil(t, "a report with every delivery final", 30*time.Second, func() bool {
-		cmd := exec.Command(harness.Bin, "report", "-c", rdir, "--postfix-log", pf.path("maillog"), "--postfix-config", pf.etc, "--format", "json")
+		cmd := exec.Command(harness.Bin, "report", "-c", dir, "--postfix-log", s.pf.path("maillog"), "--postfix-config", s.pf.etc, "--format", "json")
 		var so, se strings.Builder
 		cmd.Stdout, cmd.Stderr = &so, &se
 		err := cmd.Run()
@@ -396,8 +413,6 @@ transport_maps = hash:$config_directory/transport
 		if json.Unmarshal([]byte(out), &rep) != nil {
 			return false
 		}
-		// Until the relay's ledger has a copy, the report counts it by
-		// the primary's state ("not followed: no peer has queue ID").
 		for _, m := range rep.Messages {
 			for _, r := range m.Required {
 				if r.Note != "" {
@@ -412,14 +427,20 @@ transport_maps = hash:$config_directory/transport
 			t.Logf("report (exit %d):\n%s\nstderr:\n%s", code, out, errOut)
 		}
 	})
+	return rep, code
+}
+
+// check compares the report with the mailboxes and Google's sink.
+func (s *pflogSeed) check(t *testing.T, rep report.Report, code int) {
+	t.Helper()
 	if code != 1 {
 		t.Errorf("report exit status %d, want 1 (a miss)", code)
 	}
-	// The figures: 3 messages; 5 required deliveries (3 mailboxes, 2
-	// copies); 4 delivered; user2's copy failed at Google.
-	s := rep.Summary
-	if s.Accepted != 3 || s.Deliveries != (report.Counts{Delivered: 4, Failed: 1}) || s.Copies != (report.Counts{Delivered: 1, Failed: 1}) {
-		t.Errorf("summary %+v", s)
+	// 3 messages; 5 required deliveries (3 mailboxes, 2 copies); 4
+	// delivered; user2's copy failed at Google.
+	sm := rep.Summary
+	if sm.Accepted != 3 || sm.Deliveries != (report.Counts{Delivered: 4, Failed: 1}) || sm.Copies != (report.Counts{Delivered: 1, Failed: 1}) {
+		t.Errorf("summary %+v", sm)
 	}
 	if rc := rep.Reconciliation; rc.Required != 5 || rc.Delivered != 4 || !rc.Complete {
 		t.Errorf("reconciliation %+v", rc)
@@ -428,8 +449,7 @@ transport_maps = hash:$config_directory/transport
 		!strings.Contains(rep.Misses[0].Reply, "The email account that you tried to reach does not exist") {
 		t.Errorf("misses %+v, want user2's copy with Google's 550", rep.Misses)
 	}
-	// Message by message, against the mailboxes and Google's sink.
-	for i, u := range users {
+	for i, u := range s.users {
 		var m *report.Message
 		for j := range rep.Messages {
 			if rep.Messages[j].MessageID == fmt.Sprintf("<pflog%d@outside.example>", i+1) {
@@ -440,27 +460,26 @@ transport_maps = hash:$config_directory/transport
 			t.Errorf("message %d (to %s) is not in the report", i+1, u)
 			continue
 		}
-		if c := pf.vmailMessages(u); c != 1 {
+		if c := s.pf.vmailMessages(u); c != 1 {
 			t.Errorf("%s's mailbox on the Postfix primary has %d messages, want 1", u, c)
 		}
 		var local, cp int
 		for _, r := range m.Required {
-			switch {
-			case !r.Copy:
+			if !r.Copy {
 				local++
 				if r.Rcpt != u+"@students.iiit.ac.in" || r.State != report.Delivered {
 					t.Errorf("message %d: mailbox delivery %+v", i+1, r)
 				}
-			default:
-				cp++
-				gotAtGoogle := n.google.Count(u+"@students.iiit.ac.in") == 1
-				want := report.Failed
-				if gotAtGoogle {
-					want = report.Delivered
-				}
-				if r.State != want || len(r.Chain) < 2 {
-					t.Errorf("message %d: copy %+v, want %s (Google got it: %v) followed into the relay", i+1, r, want, gotAtGoogle)
-				}
+				continue
+			}
+			cp++
+			gotAtGoogle := s.n.google.Count(u+"@students.iiit.ac.in") == 1
+			want := report.Failed
+			if gotAtGoogle {
+				want = report.Delivered
+			}
+			if r.State != want || len(r.Chain) < 2 {
+				t.Errorf("message %d: copy %+v, want %s (Google got it: %v) followed into the relay", i+1, r, want, gotAtGoogle)
 			}
 		}
 		wantCopies := 1
@@ -471,7 +490,40 @@ transport_maps = hash:$config_directory/transport
 			t.Errorf("message %d: %d mailbox and %d copy deliveries, want 1 and %d", i+1, local, cp, wantCopies)
 		}
 	}
-	if c := n.google.Count("user2@students.iiit.ac.in"); c != 0 {
+	if c := s.n.google.Count("user2@students.iiit.ac.in"); c != 0 {
 		t.Errorf("Google accepted user2's copy %d times; it was to refuse it", c)
 	}
+}
+
+// The report on the relay's own configuration: its ledger is the peer
+// the copies are followed into.
+func TestPflogReport(t *testing.T) {
+	s := newPflogSeed(t, "", nil)
+	rep, code := s.report(t, s.rdir)
+	s.check(t, rep, code)
+}
+
+// The report where the Postfix primary is: a configuration of its own
+// with ledger_peers naming the relay's listener and the shared token.
+func TestPflogReportPeers(t *testing.T) {
+	requirePostfix(t)
+	token := "pflog-test-token-0123456789abcdef0123456789"
+	mport := freePortOn(t, relayIP)
+	s := newPflogSeed(t, fmt.Sprintf("metrics_listen = %s:%d\nledger_peer_token_file = $config_directory/peer_token\n", relayIP, mport),
+		map[string]string{"peer_token": token + "\n"})
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s:%d/ledger/v1/gaps", relayIP, mport), nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Skipf("the relay's HTTP listener does not answer (%v): metrics_listen and /ledger/v1 (internal/web, internal/ledgerhttp, wired in master) are not in this build", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Skipf("the relay's /ledger/v1/gaps answered %s: the peer ledger endpoint is not in this build", resp.Status)
+	}
+	dir := harness.TempDir(t)
+	os.WriteFile(filepath.Join(dir, "peer_token"), []byte(token+"\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte(fmt.Sprintf("ledger_database =\nledger_peers = http://%s:%d\nledger_peer_token_file = $config_directory/peer_token\n", relayIP, mport)), 0o644)
+	rep, code := s.report(t, dir)
+	s.check(t, rep, code)
 }
