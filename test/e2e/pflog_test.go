@@ -501,6 +501,11 @@ func TestPflogReport(t *testing.T) {
 	s := newPflogSeed(t, "", nil)
 	rep, code := s.report(t, s.rdir)
 	s.check(t, rep, code)
+	if os.Getenv("MAILTEE_SHOW_REPORT") != "" {
+		// The text report, for the README's example.
+		out, _ := exec.Command(harness.Bin, "report", "-c", s.rdir, "--postfix-log", s.pf.path("maillog"), "--postfix-config", s.pf.etc).CombinedOutput()
+		t.Logf("mailtee report --postfix-log:\n%s", out)
+	}
 }
 
 // The report where the Postfix primary is: a configuration of its own
