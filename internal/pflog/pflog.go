@@ -250,11 +250,26 @@ type builder struct {
 	msgs   []*msg
 	cur    map[string]*msg // node+" "+queue ID -> the message now under it
 	stats  Stats
-	lastAt time.Time
+	// intern keeps one copy of the strings many records share (hosts,
+	// transports, relays, DSN codes): every other string kept is cloned,
+	// so that no record holds its whole log line.
+	intern map[string]string
+}
+
+func (b *builder) in(s string) string {
+	if v, ok := b.intern[s]; ok {
+		return v
+	}
+	if len(b.intern) > 100000 {
+		return strings.Clone(s)
+	}
+	v := strings.Clone(s)
+	b.intern[v] = v
+	return v
 }
 
 func newBuilder(o Options, firstYear int) *builder {
-	return &builder{o: o, year: firstYear, cur: map[string]*msg{}}
+	return &builder{o: o, year: firstYear, cur: map[string]*msg{}, intern: map[string]string{}}
 }
 
 func (b *builder) read(r io.Reader) error {
@@ -299,7 +314,7 @@ func (b *builder) line(s string) {
 	if l.QueueID == "" {
 		return
 	}
-	node := l.Host
+	node := b.in(l.Host)
 	if b.o.Node != "" {
 		node = b.o.Node
 	}
@@ -308,17 +323,17 @@ func (b *builder) line(s string) {
 	case l.Daemon == "smtpd" && strings.HasPrefix(text, "client="):
 		f, _ := Fields(text)
 		m := b.start(node, l.QueueID, at, func(m *msg) bool { return m.m.Client != "" || m.cleanup })
-		m.m.Client = f["client"]
+		m.m.Client = strings.Clone(f["client"])
 	case l.Daemon == "pickup" && strings.Contains(text, "from=<"):
 		m := b.start(node, l.QueueID, at, func(m *msg) bool { return m.m.Client != "" || m.cleanup })
 		m.m.Client = "local"
 		if i := strings.Index(text, "from=<"); i >= 0 {
-			m.m.From = addr(firstWord(text[i+len("from="):]))
+			m.m.From = strings.Clone(addr(firstWord(text[i+len("from="):])))
 		}
 	case l.Daemon == "cleanup" && strings.HasPrefix(text, "message-id="):
 		m := b.start(node, l.QueueID, at, func(m *msg) bool { return m.cleanup })
 		m.cleanup = true
-		m.m.MessageID = strings.TrimSpace(strings.TrimPrefix(text, "message-id="))
+		m.m.MessageID = strings.Clone(strings.TrimSpace(strings.TrimPrefix(text, "message-id=")))
 	case l.Daemon == "cleanup" && (strings.HasPrefix(text, "reject:") || strings.HasPrefix(text, "milter-reject:") || strings.HasPrefix(text, "discard:")):
 		if m := b.get(node, l.QueueID, at); m != nil {
 			m.dropped = true
@@ -349,7 +364,7 @@ func (b *builder) line(s string) {
 		if m == nil {
 			return
 		}
-		m.m.From = addr(f["from"])
+		m.m.From = b.in(addr(f["from"]))
 		if n, err := strconv.ParseInt(firstWord(f["size"]), 10, 64); err == nil {
 			m.m.Size = n
 		}
@@ -361,7 +376,7 @@ func (b *builder) line(s string) {
 				if d := &m.m.Deliveries[i]; !d.Status.Final() {
 					d.Status, d.At = ledger.Expired, at
 					if d.Reply == "" {
-						d.Reply = reply
+						d.Reply = strings.Clone(reply)
 					}
 				}
 			}
@@ -402,7 +417,7 @@ func (b *builder) start(node, id string, at time.Time, isDone func(*msg) bool) *
 }
 
 func (b *builder) add(node, id string, at time.Time) *msg {
-	m := &msg{m: ledger.Message{Node: node, ID: id, Arrival: at}, dels: map[string]int{}}
+	m := &msg{m: ledger.Message{Node: node, ID: strings.Clone(id), Arrival: at}, dels: map[string]int{}}
 	b.msgs = append(b.msgs, m)
 	b.cur[node+" "+id] = m
 	return m
@@ -428,19 +443,19 @@ func (b *builder) delivery(node string, l Line, at time.Time) {
 	if !ok {
 		i = len(m.m.Deliveries)
 		m.dels[key] = i
-		m.m.Deliveries = append(m.m.Deliveries, ledger.Delivery{Index: i, Rcpt: to, Orig: orig})
+		m.m.Deliveries = append(m.m.Deliveries, ledger.Delivery{Index: i, Rcpt: strings.Clone(to), Orig: strings.Clone(orig)})
 	}
 	d := &m.m.Deliveries[i]
 	d.Attempts++
 	d.At = at
-	d.Transport = transport(l.Program)
-	d.Relay = f["relay"]
-	d.DSN = f["dsn"]
-	d.Reply = reply
+	d.Transport = b.in(transport(l.Program))
+	d.Relay = b.in(f["relay"])
+	d.DSN = b.in(f["dsn"])
+	d.Reply = strings.Clone(reply)
 	switch status {
 	case "sent":
 		d.Status = ledger.Sent
-		d.RemoteID = remoteID(reply)
+		d.RemoteID = strings.Clone(remoteID(reply))
 		if sm := forwardedRe.FindStringSubmatch(reply); sm != nil {
 			child := b.get(node, sm[1], at)
 			if child != m {
