@@ -244,12 +244,12 @@ type msg struct {
 }
 
 type builder struct {
-	o      Options
-	year   int
-	prev   time.Month
-	msgs   []*msg
-	cur    map[string]*msg // node+" "+queue ID -> the message now under it
-	stats  Stats
+	o     Options
+	year  int
+	prev  time.Month
+	msgs  []*msg
+	cur   map[string]*msg // node+" "+queue ID -> the message now under it
+	stats Stats
 	// intern keeps one copy of the strings many records share (hosts,
 	// transports, relays, DSN codes): every other string kept is cloned,
 	// so that no record holds its whole log line.
