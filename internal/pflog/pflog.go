@@ -233,14 +233,14 @@ func withYear(t time.Time, y int) time.Time {
 
 // msg is a message being assembled.
 type msg struct {
-	m        ledger.Message
-	started  bool // a client=, pickup or cleanup line was seen
-	cleanup  bool // its cleanup message-id= line was seen
-	removed  bool
-	dropped  bool // rejected by cleanup, discarded, or an address probe
-	nrcpt    int
-	dels     map[string]int // orig+"\n"+to -> index in m.Deliveries
-	children []string       // queue IDs, for ordering only
+	m       ledger.Message
+	started bool // a client=, pickup or cleanup line was seen
+	cleanup bool // its cleanup message-id= line was seen
+	removed bool
+	dropped bool // rejected by cleanup, discarded, or an address probe
+	nrcpt   int
+	dels    map[string]int // orig+"\n"+to -> index in m.Deliveries
+	alias   string         // a forward's: the alias it was made for
 }
 
 type builder struct {
@@ -384,10 +384,9 @@ func (b *builder) line(s string) {
 	case l.Daemon == "bounce" && noticeRe.MatchString(text):
 		sm := noticeRe.FindStringSubmatch(text)
 		parent := b.get(node, l.QueueID, at)
-		child := b.get(node, sm[3], at)
+		child := b.fresh(node, sm[3], at)
 		if parent != nil && child != nil && child != parent {
 			child.m.Parent, child.m.Notice, child.started = parent.m.ID, true, true
-			parent.children = append(parent.children, child.m.ID)
 		}
 	case strings.HasPrefix(text, "to="):
 		b.delivery(node, l, at)
@@ -398,6 +397,15 @@ func (b *builder) line(s string) {
 // without its start) when there is none.
 func (b *builder) get(node, id string, at time.Time) *msg {
 	if m := b.cur[node+" "+id]; m != nil {
+		return m
+	}
+	return b.add(node, id, at)
+}
+
+// fresh returns the message under queue ID id that is being made now
+// (a forward, a notice): a removed one under that ID is an older message.
+func (b *builder) fresh(node, id string, at time.Time) *msg {
+	if m := b.cur[node+" "+id]; m != nil && !m.removed {
 		return m
 	}
 	return b.add(node, id, at)
@@ -439,6 +447,20 @@ func (b *builder) delivery(node string, l Line, at time.Time) {
 	}
 	to, orig := addr(f["to"]), addr(f["orig_to"])
 	key := strings.ToLower(orig) + "\n" + strings.ToLower(to)
+	var fwd []string
+	if status == "sent" {
+		fwd = forwardedRe.FindStringSubmatch(reply)
+	}
+	if fwd != nil {
+		// local(8) logs each target of an alias or .forward it
+		// forwarded ("to=<target>, orig_to=<alias>, ... (forwarded as
+		// NEWID)"); mailtee's ledger has one delivery, to the alias,
+		// whose targets are the forward's deliveries: so has this.
+		if orig != "" {
+			to, orig = orig, ""
+		}
+		key = strings.ToLower(to) + "\nforward " + fwd[1]
+	}
 	i, ok := m.dels[key]
 	if !ok {
 		i = len(m.m.Deliveries)
@@ -446,9 +468,16 @@ func (b *builder) delivery(node string, l Line, at time.Time) {
 		m.m.Deliveries = append(m.m.Deliveries, ledger.Delivery{Index: i, Rcpt: strings.Clone(to), Orig: strings.Clone(orig)})
 	}
 	d := &m.m.Deliveries[i]
+	if fwd != nil && d.Attempts > 0 {
+		return // another target of the same forward
+	}
 	d.Attempts++
 	d.At = at
-	d.Transport = b.in(transport(l.Program))
+	if l.Daemon != "qmgr" && l.Daemon != "nqmgr" {
+		// qmgr logs deliveries it gave up on itself (a suspended
+		// destination, an expired message): no transport ran.
+		d.Transport = b.in(transport(l.Program))
+	}
 	d.Relay = b.in(f["relay"])
 	d.DSN = b.in(f["dsn"])
 	d.Reply = strings.Clone(reply)
@@ -456,10 +485,11 @@ func (b *builder) delivery(node string, l Line, at time.Time) {
 	case "sent":
 		d.Status = ledger.Sent
 		d.RemoteID = strings.Clone(remoteID(reply))
-		if sm := forwardedRe.FindStringSubmatch(reply); sm != nil {
-			child := b.get(node, sm[1], at)
+		if fwd != nil {
+			child := b.fresh(node, fwd[1], at)
 			if child != m {
 				child.m.Parent, child.started = m.m.ID, true
+				child.alias = d.Rcpt
 			}
 			d.RemoteID = ""
 		}
@@ -516,6 +546,16 @@ func (b *builder) finish(ctx context.Context, rules *copyRules) (*Log, error) {
 			}
 			partialNodes[m.m.Node] = true
 		}
+		if m.alias != "" {
+			// A forward's deliveries came from its alias, whether or
+			// not Postfix logged the original recipient.
+			for i := range m.m.Deliveries {
+				if d := &m.m.Deliveries[i]; d.Orig == "" {
+					d.Orig = m.alias
+				}
+			}
+		}
+		m.dels = nil
 		if rules != nil {
 			if err := markCopies(ctx, rules, &m.m); err != nil {
 				return nil, fmt.Errorf("queue ID %s: %w", m.m.ID, err)
