@@ -78,6 +78,7 @@ type Stats struct {
 type Log struct {
 	msgs  []ledger.Message // in order of arrival
 	byID  map[string][]int // queue ID -> indices in msgs, oldest first
+	kids  map[string][]int // node+" "+parent queue ID -> indices in msgs
 	gaps  []ledger.Gap
 	stats Stats
 }
@@ -582,9 +583,12 @@ func (b *builder) finish(ctx context.Context, rules *copyRules) (*Log, error) {
 	}
 	lg.stats.Lines, lg.stats.Skipped, lg.stats.Messages = b.stats.Lines, b.stats.Skipped, len(lg.msgs)
 	slices.SortStableFunc(lg.msgs, func(a, c ledger.Message) int { return a.Arrival.Compare(c.Arrival) })
-	lg.byID = map[string][]int{}
+	lg.byID, lg.kids = map[string][]int{}, map[string][]int{}
 	for i, m := range lg.msgs {
 		lg.byID[m.ID] = append(lg.byID[m.ID], i)
+		if m.Parent != "" {
+			lg.kids[m.Node+" "+m.Parent] = append(lg.kids[m.Node+" "+m.Parent], i)
+		}
 	}
 	return lg, nil
 }
@@ -739,9 +743,19 @@ func (l *Log) Message(ctx context.Context, node, id string) (ledger.Message, boo
 // forwards and notices.
 func (l *Log) Children(ctx context.Context, node, id string) ([]ledger.Message, error) {
 	var out []ledger.Message
-	for _, m := range l.msgs {
-		if m.Parent == id && (node == "" || m.Node == node) {
-			out = append(out, m)
+	if node != "" {
+		for _, i := range l.kids[node+" "+id] {
+			out = append(out, l.msgs[i])
+		}
+		return out, nil
+	}
+	nodes := map[string]bool{}
+	for _, i := range l.byID[id] {
+		if n := l.msgs[i].Node; !nodes[n] {
+			nodes[n] = true
+			for _, k := range l.kids[n+" "+id] {
+				out = append(out, l.msgs[k])
+			}
 		}
 	}
 	return out, nil
