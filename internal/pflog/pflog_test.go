@@ -310,3 +310,89 @@ func TestFields(t *testing.T) {
 		t.Errorf("client: %q", f)
 	}
 }
+
+// loadText reads log text written to a temporary file.
+func loadText(t *testing.T, text string, now time.Time) *Log {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "mail.log")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Load(p, "", Options{Now: now, Location: time.UTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.(*Log)
+}
+
+func TestEdgeCases(t *testing.T) {
+	l := loadText(t, `Mar  1 10:00:00 h postfix/smtpd[1]: AAAA000001: client=a[192.0.2.1]
+Mar  1 10:00:00 h postfix/cleanup[2]: AAAA000001: milter-reject: END-OF-MESSAGE from a[192.0.2.1]: 5.7.1 spam; from=<x@a> to=<y@b> proto=ESMTP helo=<a>
+Mar  1 10:01:00 h postfix/cleanup[2]: AAAA000002: message-id=<probe@h>
+Mar  1 10:01:00 h postfix/qmgr[3]: AAAA000002: from=<double-bounce@h>, size=200, nrcpt=1 (queue active)
+Mar  1 10:01:01 h postfix/smtp[4]: AAAA000002: to=<y@b>, relay=b[192.0.2.2]:25, delay=1, delays=0/0/0/1, dsn=2.1.5, status=deliverable (250 2.1.5 Ok)
+Mar  1 10:02:00 h postfix/smtpd[1]: AAAA000003: client=a[192.0.2.1]
+Mar  1 10:02:00 h postfix/cleanup[2]: AAAA000003: message-id=<soft@a>
+Mar  1 10:02:00 h postfix/qmgr[3]: AAAA000003: from=<x@a>, size=200, nrcpt=1 (queue active)
+Mar  1 10:02:01 h postfix/smtp[4]: AAAA000003: to=<y@b>, relay=b[192.0.2.2]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, status=SOFTBOUNCE (host b said: 550 5.1.1 no such user (in reply to RCPT TO command))
+Mar  1 10:03:00 h postfix/qmgr[3]: AAAA000003: to=<y@b>, relay=none, delay=60, delays=60/0/0/0, dsn=4.3.0, status=deferred (delivery temporarily suspended: host b said: 421 try later)
+Mar  1 10:04:00 h postfix/qmgr[3]: AAAA000004: removed
+Mar  1 10:05:00 h postfix/cleanup[2]: AAAA000004: message-id=<new@h>
+Mar  1 10:05:00 h postfix/bounce[5]: AAAA000003: sender delay notification: AAAA000004
+Mar  1 10:05:00 h postfix/qmgr[3]: AAAA000004: from=<>, size=300, nrcpt=1 (queue active)
+Mar  2 11:00:00 other postfix/qmgr[3]: AAAA000003: removed
+`, date(2026, 6, 1, 0, 0, 0))
+	if _, ok, _ := l.Message(ctx, "", "AAAA000001"); ok {
+		t.Error("a message cleanup rejected was kept")
+	}
+	if _, ok, _ := l.Message(ctx, "", "AAAA000002"); ok {
+		t.Error("an address probe was kept")
+	}
+	m, ok, _ := l.Message(ctx, "h", "AAAA000003")
+	if !ok || len(m.Deliveries) != 1 {
+		t.Fatalf("AAAA000003: %+v", m)
+	}
+	// SOFTBOUNCE is a deferral; qmgr's own line keeps the transport.
+	if d := m.Deliveries[0]; d.Status != ledger.Pending || d.Attempts != 2 || d.Transport != "smtp" || !strings.Contains(d.Reply, "temporarily suspended") {
+		t.Errorf("soft bounce: %+v", d)
+	}
+	if !m.Finished.IsZero() {
+		t.Error("another host's removed line finished the message")
+	}
+	// The partial message under AAAA000004 ("removed" seen without its
+	// start) and the notice made later under the same ID are two.
+	if n := len(l.byID["AAAA000004"]); n != 2 {
+		t.Fatalf("AAAA000004: %d messages, want 2", n)
+	}
+	kids, _ := l.Children(ctx, "h", "AAAA000003")
+	if len(kids) != 1 || !kids[0].Notice || kids[0].MessageID != "<new@h>" {
+		t.Errorf("the delay notice: %+v", kids)
+	}
+	st := l.Stats()
+	if len(st.Partial) != 2 { // AAAA000004's first, and "other"'s AAAA000003
+		t.Errorf("partial %v", st.Partial)
+	}
+	gaps, _ := l.Gaps(ctx, date(2026, 3, 2, 0, 0, 0), time.Time{})
+	if len(gaps) != 1 || !gaps[0].Since.Equal(date(2026, 3, 1, 10, 4, 0)) || !gaps[0].Until.After(date(2026, 3, 2, 11, 0, 0)) {
+		t.Errorf("gaps after Mar 2: %+v", gaps)
+	}
+	if gaps, _ := l.Gaps(ctx, time.Time{}, date(2026, 3, 1, 0, 0, 0)); len(gaps) != 0 {
+		t.Errorf("gaps before Mar 1: %+v", gaps)
+	}
+}
+
+// A late December line after January's (syslog from two hosts, out of
+// order) keeps its year; the turn of the year is counted once.
+func TestYearOutOfOrder(t *testing.T) {
+	l := loadText(t, `Dec 31 23:59:58 h postfix/smtpd[1]: BBBB000001: client=a[192.0.2.1]
+Jan  1 00:00:01 h postfix/smtpd[1]: BBBB000002: client=a[192.0.2.1]
+Dec 31 23:59:59 h postfix/smtpd[1]: BBBB000003: client=a[192.0.2.1]
+Jan  1 00:00:02 h postfix/smtpd[1]: BBBB000004: client=a[192.0.2.1]
+`, date(2027, 1, 1, 12, 0, 0))
+	want := map[string]int{"BBBB000001": 2026, "BBBB000002": 2027, "BBBB000003": 2026, "BBBB000004": 2027}
+	for id, y := range want {
+		if m, _, _ := l.Message(ctx, "", id); m.Arrival.Year() != y {
+			t.Errorf("%s: %v, want year %d", id, m.Arrival, y)
+		}
+	}
+}
