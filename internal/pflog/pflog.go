@@ -68,6 +68,11 @@ type Stats struct {
 	Lines    int // lines read
 	Skipped  int // lines not in syslog shape (counted, never an error)
 	Messages int // messages found
+	// NotQueued counts messages that cleanup began (client=, message-id=)
+	// but that never reached the queue: no qmgr line, no delivery, no
+	// "removed", and either no smtpd or pickup line (a notice bounce(8)
+	// cancelled) or the log goes on for more than 5 minutes after.
+	NotQueued int
 	// Partial lists the queue IDs of messages seen without their start
 	// (no smtpd, pickup or cleanup line): their first lines were
 	// rotated away, so their sender and recipients may be incomplete.
@@ -232,12 +237,19 @@ func withYear(t time.Time, y int) time.Time {
 	return time.Date(y, t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
 }
 
+// notQueuedAfter is how long after a message's cleanup line its qmgr
+// line must be in the log for it to count as queued; a message nearer
+// the end of the log may simply not have reached qmgr yet.
+const notQueuedAfter = 5 * time.Minute
+
 // msg is a message being assembled.
 type msg struct {
 	m       ledger.Message
 	started bool // a client=, pickup or cleanup line was seen
 	cleanup bool // its cleanup message-id= line was seen
 	removed bool
+	queued  bool // qmgr's from= line was seen: it entered the active queue
+	held    bool // cleanup put it on hold (header/body checks HOLD)
 	dropped bool // rejected by cleanup, discarded, or an address probe
 	nrcpt   int
 	dels    map[string]int // orig+"\n"+to -> index in m.Deliveries
@@ -251,6 +263,8 @@ type builder struct {
 	msgs  []*msg
 	cur   map[string]*msg // node+" "+queue ID -> the message now under it
 	stats Stats
+	// lastAt is the newest line's time.
+	lastAt time.Time
 	// intern keeps one copy of the strings many records share (hosts,
 	// transports, relays, DSN codes): every other string kept is cloned,
 	// so that no record holds its whole log line.
@@ -312,6 +326,9 @@ func (b *builder) line(s string) {
 		return
 	}
 	at := b.stamp(l)
+	if at.After(b.lastAt) {
+		b.lastAt = at
+	}
 	if l.QueueID == "" {
 		return
 	}
@@ -339,6 +356,10 @@ func (b *builder) line(s string) {
 		if m := b.get(node, l.QueueID, at); m != nil {
 			m.dropped = true
 		}
+	case l.Daemon == "cleanup" && strings.HasPrefix(text, "hold:"):
+		if m := b.get(node, l.QueueID, at); m != nil {
+			m.held = true
+		}
 	case (l.Daemon == "qmgr" || l.Daemon == "nqmgr") && text == "removed":
 		if m := b.get(node, l.QueueID, at); m != nil {
 			m.removed = true
@@ -365,6 +386,7 @@ func (b *builder) line(s string) {
 		if m == nil {
 			return
 		}
+		m.queued = true
 		m.m.From = b.in(addr(f["from"]))
 		if n, err := strconv.ParseInt(firstWord(f["size"]), 10, 64); err == nil {
 			m.m.Size = n
@@ -535,6 +557,16 @@ func (b *builder) finish(ctx context.Context, rules *copyRules) (*Log, error) {
 	partialNodes := map[string]bool{}
 	for _, m := range b.msgs {
 		if m.dropped {
+			continue
+		}
+		internal := m.m.Client == "" && m.m.Parent == ""
+		if !m.queued && !m.removed && !m.held && len(m.m.Deliveries) == 0 && (internal || b.lastAt.Sub(m.m.Arrival) > notQueuedAfter) {
+			// cleanup began it and it never reached the queue: a
+			// notice bounce(8) cancelled (a failed BCC copy has DSN
+			// NOTIFY=NEVER, so no sender is told, yet cleanup logged
+			// the notice's message-id: at once, as it has no smtpd or
+			// pickup line), a client gone in DATA (after 5 minutes).
+			lg.stats.NotQueued++
 			continue
 		}
 		if !m.started {

@@ -396,3 +396,28 @@ Jan  1 00:00:02 h postfix/smtpd[1]: BBBB000004: client=a[192.0.2.1]
 		}
 	}
 }
+
+// A notice bounce(8) began and cancelled (cleanup logged its
+// message-id, nothing more: Postfix 3.7 does this for a failed BCC
+// copy, whose DSN NOTIFY is NEVER) and a message whose client left in
+// DATA are not mail; one accepted in the log's last minutes is pending.
+func TestNotQueued(t *testing.T) {
+	l := loadText(t, `Mar  1 10:00:00 h postfix/cleanup[2]: CCCC000001: message-id=<20260301100000.CCCC000001@h>
+Mar  1 10:00:01 h postfix/smtpd[1]: CCCC000002: client=a[192.0.2.1]
+Mar  1 10:00:01 h postfix/cleanup[2]: CCCC000002: message-id=<gone@a>
+Mar  1 10:10:00 h postfix/smtpd[1]: CCCC000003: client=a[192.0.2.1]
+Mar  1 10:10:00 h postfix/cleanup[2]: CCCC000003: message-id=<late@a>
+Mar  1 10:10:01 h postfix/smtpd[1]: CCCC000004: client=a[192.0.2.1]
+Mar  1 10:10:01 h postfix/cleanup[2]: CCCC000004: hold: header Subject: x from a[192.0.2.1]; from=<x@a> to=<y@h> proto=ESMTP helo=<a>: held
+Mar  1 10:10:01 h postfix/cleanup[2]: CCCC000004: message-id=<held@a>
+`, date(2026, 6, 1, 0, 0, 0))
+	st := l.Stats()
+	if st.NotQueued != 2 || st.Messages != 2 {
+		t.Errorf("stats %+v, want 2 not queued, 2 messages", st)
+	}
+	for _, id := range []string{"CCCC000003", "CCCC000004"} {
+		if m, ok, _ := l.Message(ctx, "", id); !ok || len(m.Deliveries) != 1 || m.Deliveries[0].Status != ledger.Pending {
+			t.Errorf("%s: %+v", id, m)
+		}
+	}
+}
