@@ -262,6 +262,8 @@ func TestParseLine(t *testing.T) {
 		day, hour, min_s int
 	}{
 		{"Dec  7 01:02:03 host postfix/smtp[123]: 3F1A2B4C5D: to=<a@b>", true, "host", "postfix/smtp", "3F1A2B4C5D", "smtp", "to=<a@b>", true, 12, 7, 1, 2},
+		// Postfix's own maillog_file (postlogd, 3.4+) pads the day with 0.
+		{"Dec 07 01:15:40 mx postfix/qmgr[1467]: 924419B485B: removed", true, "mx", "postfix/qmgr", "924419B485B", "qmgr", "removed", true, 12, 7, 1, 15},
 		{"Dec 17 01:02:03.123456 host postfix/submission/smtpd[1]: connect from x[1.2.3.4]", true, "host", "postfix/submission/smtpd", "", "smtpd", "connect from x[1.2.3.4]", true, 12, 17, 1, 2},
 		{"<22>Jan  1 00:00:00 h postfix-out/smtp[9]: 3dLPZj5rHHz5Ys: removed", true, "h", "postfix-out/smtp", "3dLPZj5rHHz5Ys", "smtp", "removed", true, 1, 1, 0, 0},
 		{"2026-12-07T01:02:03.5+01:00 h postfix/qmgr[1]: ABCDE12345: removed", true, "h", "postfix/qmgr", "ABCDE12345", "qmgr", "removed", false, 12, 7, 1, 2},
