@@ -8,13 +8,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/ledger"
-	"github.com/mailtee/mailtee/internal/ledgerhttp"
 	"github.com/mailtee/mailtee/internal/master"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/report"
@@ -35,10 +33,13 @@ func init() {
 	usageOrder = append(usageOrder, "report", "status")
 }
 
-// HOOK(ledger store): openLedger becomes ledger.OpenReader once the
-// lead's store is on main. Tests replace it with an in-memory ledger.
+// openLedger opens this host's ledger for reading; tests replace it.
 var openLedger = func(path string) (ledger.Reader, io.Closer, error) {
-	return nil, nil, fmt.Errorf("%s: this mailtee has no ledger store built in yet (internal/ledger's OpenReader)", path)
+	st, err := ledger.OpenReader(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, st, nil
 }
 
 // HOOK(pflog): loadPostfixLog becomes pflog.Load once helper B's package
@@ -47,18 +48,9 @@ var loadPostfixLog = func(logFile, configDir string) (ledger.Reader, error) {
 	return nil, fmt.Errorf("--postfix-log: this mailtee cannot read Postfix logs yet (internal/pflog)")
 }
 
-// ledgerDBPath is where the ledger is: ledger_database, relative to
-// data_directory unless absolute; "" when there is none.
-// HOOK(ledger store): ledger.DBPath once it is on main.
+// ledgerDBPath is where the ledger is; "" when there is none.
 func ledgerDBPath(cfg *config.Config) string {
-	db := strings.TrimSpace(cfg.Get("ledger_database"))
-	if db == "" {
-		return ""
-	}
-	if filepath.IsAbs(db) {
-		return db
-	}
-	return filepath.Join(cfg.DataDirectory(), db)
+	return ledger.DBPath(cfg.DataDirectory(), cfg.Get("ledger_database"))
 }
 
 // localLedger opens this host's ledger; a missing file is an error that
@@ -74,32 +66,6 @@ func localLedger(cfg *config.Config) (ledger.Reader, io.Closer, error) {
 		return nil, nil, fmt.Errorf("ledger: %w", err)
 	}
 	return openLedger(path)
-}
-
-// peersOf makes a Client per ledger_peers URL, with the token of
-// ledger_peer_token_file.
-func peersOf(cfg *config.Config) ([]report.Peer, error) {
-	urls := cfg.List("ledger_peers")
-	if len(urls) == 0 {
-		return nil, nil
-	}
-	var token string
-	if f := cfg.Get("ledger_peer_token_file"); f != "" {
-		t, err := ledgerhttp.ReadToken(f)
-		if err != nil {
-			return nil, err
-		}
-		token = t
-	}
-	var peers []report.Peer
-	for _, u := range urls {
-		c, err := ledgerhttp.NewClient(u, token)
-		if err != nil {
-			return nil, err
-		}
-		peers = append(peers, report.Peer{URL: c.URL(), Reader: c})
-	}
-	return peers, nil
 }
 
 // longValueFlags turns "--name VALUE" into "--name=VALUE" for the
@@ -210,7 +176,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		src.Local = l
 	}
 	if cfgErr == nil {
-		peers, err := peersOf(cfg)
+		peers, err := report.PeersOf(cfg)
 		if err != nil {
 			fmt.Fprintf(stderr, "mailtee report: %v\n", err)
 			return reportError

@@ -30,11 +30,11 @@ func reportSetup(t *testing.T, peerURL string) (dir string, prim, rel *memledger
 	data := filepath.Join(dir, "data")
 	os.Mkdir(data, 0o755)
 	os.WriteFile(filepath.Join(data, "ledger.db"), nil, 0o644)
-	os.WriteFile(filepath.Join(dir, "token"), []byte("s3cret\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "token"), []byte("0123456789abcdef-peer-token\n"), 0o600)
 	if peerURL == "" {
 		h := ledgerhttp.Handler(rel)
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Header.Get("Authorization") != "Bearer s3cret" {
+			if r.Header.Get("Authorization") != "Bearer 0123456789abcdef-peer-token" {
 				http.Error(w, "no", http.StatusUnauthorized)
 				return
 			}

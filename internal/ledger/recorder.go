@@ -33,8 +33,11 @@ type RecorderOptions struct {
 	// Log writes a line to the mail log ("ledger" program, Postfix's
 	// shape: "warning: ...").
 	Log func(format string, args ...any)
-	// Every is how long events gather before a batch is written
-	// (default 20 ms): one fsync for all of them.
+	// Every is how long live events (accepted, attempts) may gather
+	// before a batch is written (default 200 ms): one fsync for all of
+	// them. A batch with a finished message is written as soon as the
+	// events waiting are in it, since the queue keeps the message until
+	// then, and a crash meanwhile would deliver it again.
 	Every time.Duration
 }
 
@@ -80,7 +83,7 @@ type event struct {
 // costs no mail, only records (a gap).
 func NewRecorder(o RecorderOptions) *Recorder {
 	if o.Every <= 0 {
-		o.Every = 20 * time.Millisecond
+		o.Every = 200 * time.Millisecond
 	}
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
@@ -201,8 +204,8 @@ func (r *Recorder) snapshot(m *queue.Message, final, deleted bool) *Message {
 
 func origOf(r envelope.Rcpt) string { return cmp.Or(r.Orig, r.Addr) }
 
-// batch gathers events for one transaction, one entry per message:
-// several events about a message make one row each.
+// batch is one transaction: one entry per message, whatever the events
+// about it that made it.
 type batch struct {
 	msgs   map[msgKey]*batchMsg
 	order  []msgKey
@@ -211,7 +214,7 @@ type batch struct {
 	finals int
 	first  time.Time
 	lastAt time.Time
-	n      int
+	n      int // events in it
 }
 
 type batchMsg struct {
@@ -219,25 +222,34 @@ type batchMsg struct {
 	finished time.Time
 	rows     map[int]*Delivery
 	rowOrder []int
+	// In the accumulator (held): when its first event came, its events,
+	// and the queue's callbacks waiting for it.
+	since time.Time
+	n     int
+	dones []func()
+	first time.Time
+	last  time.Time
 }
 
-func (b *batch) entry(k msgKey) *batchMsg {
+func newBatch() *batch { return &batch{msgs: map[msgKey]*batchMsg{}} }
+
+func (b *batch) entry(k msgKey, now time.Time) *batchMsg {
 	e := b.msgs[k]
 	if e == nil {
-		e = &batchMsg{rows: map[int]*Delivery{}}
+		e = &batchMsg{rows: map[int]*Delivery{}, since: now}
 		b.msgs[k] = e
 		b.order = append(b.order, k)
 	}
 	return e
 }
 
-func (b *batch) row(e *batchMsg, d *Delivery) {
-	if _, ok := e.rows[d.Index]; !ok {
+func (e *batchMsg) row(d *Delivery) {
+	old, ok := e.rows[d.Index]
+	if !ok {
 		e.rowOrder = append(e.rowOrder, d.Index)
-	}
-	// As the store's upsert does: a pending row never hides a final
-	// one, and what the later row does not know is kept.
-	if old, ok := e.rows[d.Index]; ok {
+	} else {
+		// As the store's upsert does: a pending row never hides a final
+		// one, and what the later row does not know is kept.
 		if old.Status.Final() && !d.Status.Final() {
 			return
 		}
@@ -252,23 +264,26 @@ func (b *batch) row(e *batchMsg, d *Delivery) {
 	e.rows[d.Index] = d
 }
 
+// add merges ev into the accumulator b.
 func (b *batch) add(ev event) {
-	b.n++
-	if b.first.IsZero() || ev.at.Before(b.first) {
-		b.first = ev.at
+	key := ev.key
+	if ev.head != nil {
+		key = msgKey{ev.head.Node, ev.head.ID}
 	}
-	if ev.at.After(b.lastAt) {
-		b.lastAt = ev.at
+	e := b.entry(key, time.Now())
+	e.n++
+	if e.first.IsZero() || ev.at.Before(e.first) {
+		e.first = ev.at
 	}
+	e.last = maxTime(e.last, ev.at)
 	if ev.done != nil {
-		b.dones = append(b.dones, ev.done)
+		e.dones = append(e.dones, ev.done)
 	}
 	if ev.row != nil {
-		b.row(b.entry(ev.key), ev.row)
+		e.row(ev.row)
 		return
 	}
 	h := ev.head
-	e := b.entry(msgKey{h.Node, h.ID})
 	if e.head == nil || ev.fin {
 		if e.head != nil && h.Phase == "" {
 			h.Phase = e.head.Phase
@@ -277,50 +292,119 @@ func (b *batch) add(ev event) {
 	}
 	if ev.fin {
 		e.finished = h.Finished
-		b.finals++
 	}
 	for i := range h.Deliveries {
 		d := h.Deliveries[i]
-		b.row(e, &d)
+		e.row(&d)
 	}
+}
+
+// take moves out of the accumulator what the next transaction writes:
+// every finished message (the queue waits for them), and the live
+// entries that have waited Every (all of them when all is set), at most
+// maxLive of those, so that a flood of them (the queue's messages
+// loaded at a start) never holds up a finished message for long.
+func (acc *batch) take(now time.Time, every time.Duration, all bool) *batch {
+	const maxLive = 256
+	out := newBatch()
+	live := 0
+	keep := acc.order[:0]
+	for _, k := range acc.order {
+		e := acc.msgs[k]
+		if e == nil {
+			continue
+		}
+		move := !e.finished.IsZero()
+		if !move && (all || now.Sub(e.since) >= every) && live < maxLive {
+			move = true
+			live++
+		}
+		if !move {
+			keep = append(keep, k)
+			continue
+		}
+		delete(acc.msgs, k)
+		out.msgs[k] = e
+		out.order = append(out.order, k)
+		out.n += e.n
+		out.dones = append(out.dones, e.dones...)
+		if !e.finished.IsZero() {
+			out.finals++
+		}
+		out.first = minTime(out.first, e.first)
+		out.lastAt = maxTime(out.lastAt, e.last)
+	}
+	acc.order = keep
+	return out
+}
+
+// next is when the oldest live entry of acc is due (zero: none held).
+func (acc *batch) next(every time.Duration) time.Time {
+	for _, k := range acc.order {
+		if e := acc.msgs[k]; e != nil {
+			return e.since.Add(every)
+		}
+	}
+	return time.Time{}
 }
 
 func (r *Recorder) run() {
 	defer close(r.done)
-	prune := time.NewTicker(time.Hour)
+	// The first pruning waits a minute: a start must not wait for it.
+	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
-	r.prune()
-	for {
-		var ev event
-		var ok bool
+	pruned := false
+	acc := newBatch()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	open := true
+	for open {
+		// Wait for an event, or for the oldest live entry to be due.
+		if due := acc.next(r.o.Every); !due.IsZero() {
+			timer.Reset(max(time.Until(due), 0))
+		} else {
+			timer.Reset(time.Hour)
+		}
 		select {
-		case ev, ok = <-r.ch:
+		case ev, ok := <-r.ch:
+			if !ok {
+				open = false
+				break
+			}
+			acc.add(ev)
+		case <-timer.C:
 		case <-prune.C:
 			r.prune()
+			if !pruned {
+				pruned = true
+				prune.Reset(time.Hour)
+			}
 			continue
 		}
-		if !ok {
-			return
-		}
-		b := &batch{msgs: map[msgKey]*batchMsg{}}
-		b.add(ev)
-		t := time.NewTimer(r.o.Every)
-	gather:
-		for b.n < maxBatch {
+		// What else is waiting joins: under load, what came during one
+		// commit makes the next (group commit).
+	drain:
+		for n := 0; open && n < maxBatch; n++ {
 			select {
-			case ev, ok = <-r.ch:
+			case ev, ok := <-r.ch:
 				if !ok {
-					break gather
+					open = false
+					break drain
 				}
-				b.add(ev)
-			case <-t.C:
-				break gather
+				acc.add(ev)
+			default:
+				break drain
 			}
 		}
-		t.Stop()
-		r.commit(b)
-		if !ok {
-			return
+		for {
+			b := acc.take(time.Now(), r.o.Every, !open)
+			if len(b.order) == 0 {
+				break
+			}
+			r.commit(b)
+			if open {
+				break
+			}
 		}
 	}
 }
@@ -353,6 +437,7 @@ func (r *Recorder) commit(b *batch) {
 		if r.gap == nil {
 			r.gap = &Gap{Node: r.o.Node, Since: b.first, Reason: err.Error()}
 		}
+		r.gap.Since = minTime(r.gap.Since, b.first)
 		r.gap.Until = b.lastAt
 		r.gap.Messages += b.finals
 		r.warnLocked(err)

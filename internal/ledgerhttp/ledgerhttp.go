@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -63,7 +64,8 @@ func Handler(r ledger.Reader) http.Handler {
 		}
 		q := req.URL.Query()
 		ctx := req.Context()
-		switch strings.TrimPrefix(req.URL.Path, Prefix) {
+		// Mounted at Prefix whole or behind http.StripPrefix.
+		switch strings.TrimPrefix(strings.TrimPrefix(req.URL.Path, Prefix), "/") {
 		case "messages":
 			f, err := filterOf(q)
 			if err != nil {
@@ -182,20 +184,35 @@ func writeErr(w http.ResponseWriter, code int, msg string) {
 	_ = json.NewEncoder(w).Encode(errorReply{Error: msg})
 }
 
-// ReadToken reads the peers' shared token from file (ledger_peer_token_file):
-// its content, trimmed of surrounding white space. An empty file is an
-// error, since an empty token would open the ledger to anyone.
+// MinTokenLen is the shortest token ReadToken takes.
+const MinTokenLen = 16
+
+// ReadToken reads the peers' shared token (ledger_peer_token_file): its
+// content, blanks around it trimmed, one word of printable ASCII of at
+// least MinTokenLen characters (an empty or short token would open the
+// ledger to anyone who guesses it). The client and the listener read it
+// alike.
 func ReadToken(file string) (string, error) {
-	b, err := os.ReadFile(file)
+	if !filepath.IsAbs(file) {
+		return "", fmt.Errorf("%s: expected an absolute path", file)
+	}
+	data, err := os.ReadFile(file)
 	if err != nil {
-		return "", fmt.Errorf("ledger_peer_token_file: %w", err)
+		return "", err
 	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("ledger_peer_token_file %s: empty; put the shared token in it", file)
+	tok := strings.TrimSpace(string(data))
+	switch {
+	case tok == "":
+		return "", fmt.Errorf("%s: empty; put a token in it, e.g.: openssl rand -hex 32 > %s", file, file)
+	case strings.ContainsAny(tok, " \t\r\n"):
+		return "", fmt.Errorf("%s: the token has blanks or several lines; it is sent as one HTTP header value", file)
+	case len(tok) < MinTokenLen:
+		return "", fmt.Errorf("%s: the token has %d characters, fewer than %d; make a longer one, e.g.: openssl rand -hex 32 > %s", file, len(tok), MinTokenLen, file)
 	}
-	if strings.ContainsAny(tok, "\r\n") {
-		return "", fmt.Errorf("ledger_peer_token_file %s: more than one line; put the token alone on one line", file)
+	for _, c := range tok {
+		if c < 0x21 || c > 0x7e {
+			return "", fmt.Errorf("%s: the token has a character that is not printable ASCII", file)
+		}
 	}
 	return tok, nil
 }

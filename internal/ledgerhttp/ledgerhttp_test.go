@@ -1,8 +1,10 @@
 package ledgerhttp
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -54,7 +56,7 @@ func serve(t *testing.T, r ledger.Reader, token string) string {
 func TestRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	mem := fixture()
-	c, err := NewClient(serve(t, mem, "s3cret"), "s3cret")
+	c, err := NewClient(serve(t, mem, "0123456789abcdef-peer-token"), "0123456789abcdef-peer-token")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +190,7 @@ func TestHandlerRefuses(t *testing.T) {
 		{"GET", "/ledger/v1/nope", 404},
 		{"GET", "/ledger/v1/messages?since=2026-12-07T10:00:00Z", 200},
 		{"HEAD", "/ledger/v1/gaps", 200},
+		{"GET", "/gaps", 200}, // behind http.StripPrefix("/ledger/v1", ...)
 	} {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest(tc.method, tc.target, nil))
@@ -210,8 +213,8 @@ func TestReadToken(t *testing.T) {
 		content, want string
 		ok            bool
 	}{
-		{"s3cret\n", "s3cret", true},
-		{"  s3cret  \r\n", "s3cret", true},
+		{"0123456789abcdef-peer-token\n", "0123456789abcdef-peer-token", true},
+		{"  0123456789abcdef-peer-token  \r\n", "0123456789abcdef-peer-token", true},
 		{"\n\n", "", false},
 		{"a\nb\n", "", false},
 	} {
@@ -243,5 +246,48 @@ func FuzzQuery(f *testing.F) {
 				t.Fatalf("%s?%s: %d %s", ep, q, w.Code, w.Body)
 			}
 		}
+	})
+}
+
+type fixedReply struct {
+	code int
+	body []byte
+}
+
+func (f fixedReply) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: f.code, Status: http.StatusText(f.code), Body: io.NopCloser(bytes.NewReader(f.body)),
+		Header: http.Header{}, Request: r}, nil
+}
+
+// FuzzClientReply: whatever a peer answers, the client returns a value
+// or an error naming the peer, never a panic.
+func FuzzClientReply(f *testing.F) {
+	f.Add(200, []byte(`{"messages":[{"queue_id":"A","deliveries":[{"rcpt":"a@b","status":"sent"}]}]}`))
+	f.Add(200, []byte(`{"message":{"queue_id":"A"}}`))
+	f.Add(404, []byte(`{"error":"no message A"}`))
+	f.Add(500, []byte(`{"error":"x"}`))
+	f.Add(200, []byte(`{"gaps":[{"since":"2026-12-07T10:00:00Z"}]}`))
+	f.Add(200, []byte(`[`))
+	f.Fuzz(func(t *testing.T, code int, body []byte) {
+		if code < 100 || code > 599 {
+			return
+		}
+		c, _ := NewClient("http://peer.example:9100", "t")
+		c.HTTP.Transport = fixedReply{code, body}
+		c.MaxReply = 1 << 16
+		ctx := context.Background()
+		check := func(err error) {
+			if err != nil && !strings.Contains(err.Error(), "http://peer.example:9100") {
+				t.Fatalf("error without the peer: %v", err)
+			}
+		}
+		_, err := c.Messages(ctx, ledger.Filter{})
+		check(err)
+		_, _, err = c.Message(ctx, "", "A")
+		check(err)
+		_, err = c.Children(ctx, "n", "A")
+		check(err)
+		_, err = c.Gaps(ctx, time.Time{}, time.Time{})
+		check(err)
 	})
 }

@@ -49,20 +49,47 @@ const MaxDeferrals = 10
 
 // Build reads the messages f selects (by arrival; f.User is matched
 // against the sender, the original recipients and every address along
-// each delivery's chain, through peers) and reconciles them at now.
+// each delivery's chain, through peers; f.Limit keeps the newest of
+// those) and reconciles them at now.
 // An error from the local ledger fails the report; a peer's error only
 // leaves that delivery at its local state and the report incomplete.
 func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*Report, error) {
 	if src.Local == nil {
 		return nil, fmt.Errorf("report: no ledger to read")
 	}
-	b := &builder{src: src, now: now}
-	for _, p := range src.Peers {
-		b.peers = append(b.peers, &PeerStatus{URL: p.URL})
+	lf := ledger.Filter{Since: f.Since, Until: f.Until}
+	if f.User == "" {
+		// With a user, the limit applies to the messages that match,
+		// which only the chains followed below tell.
+		lf.Limit = f.Limit
 	}
-	msgs, err := src.Local.Messages(ctx, ledger.Filter{Since: f.Since, Until: f.Until, Limit: f.Limit})
+	msgs, err := src.Local.Messages(ctx, lf)
 	if err != nil {
 		return nil, fmt.Errorf("reading the ledger: %w", err)
+	}
+	return buildFrom(ctx, src, f, now, msgs, lf.Until.IsZero() && lf.Limit == 0)
+}
+
+// buildFrom reconciles msgs, read from src.Local with f. complete says that
+// msgs holds every child of its messages too: a forward or a notice
+// arrives after its parent, so a list unbounded in the future has them
+// all, and they need not be asked for one by one.
+func buildFrom(ctx context.Context, src Sources, f ledger.Filter, now time.Time, msgs []ledger.Message, complete bool) (*Report, error) {
+	b := &builder{src: src, now: now}
+	if complete {
+		b.children = map[[2]string][]ledger.Message{}
+		for _, m := range msgs {
+			if m.Parent != "" {
+				k := [2]string{strings.ToLower(m.Node), m.Parent}
+				b.children[k] = append(b.children[k], m)
+			}
+		}
+	}
+	b.src.Peers = make([]Peer, len(src.Peers))
+	b.asked = make([]bool, len(src.Peers))
+	for i, p := range src.Peers {
+		b.peers = append(b.peers, &PeerStatus{URL: p.URL})
+		b.src.Peers[i] = Peer{URL: p.URL, Reader: newCached(p.Reader)}
 	}
 	r := &Report{Generated: now, Since: f.Since, Until: f.Until, User: f.User,
 		Misses: []Miss{}, Gaps: []ledger.Gap{}, Peers: []PeerStatus{}, Dests: []Destination{},
@@ -82,14 +109,19 @@ func Build(ctx context.Context, src Sources, f ledger.Filter, now time.Time) (*R
 		}
 		r.Messages = append(r.Messages, rm)
 	}
+	if f.Limit > 0 && len(r.Messages) > f.Limit {
+		slices.SortStableFunc(r.Messages, func(a, b Message) int { return b.Arrival.Compare(a.Arrival) })
+		r.Messages = r.Messages[:f.Limit]
+	}
 	gaps, err := src.Local.Gaps(ctx, f.Since, f.Until)
 	if err != nil {
 		return nil, fmt.Errorf("reading the ledger's gaps: %w", err)
 	}
 	r.Gaps = append(r.Gaps, gaps...)
 	for i, p := range src.Peers {
-		if b.peers[i].Followed == 0 && b.peers[i].Errors == 0 && b.peers[i].Error == "" {
-			// A peer never asked contributes no gap to this report.
+		if !b.asked[i] {
+			// A peer never asked contributes no gap to this report; one
+			// asked in vain may not have the ID because of its gap.
 			continue
 		}
 		pg, err := p.Reader.Gaps(ctx, f.Since, time.Time{})
@@ -110,6 +142,18 @@ type builder struct {
 	src   Sources
 	now   time.Time
 	peers []*PeerStatus
+	asked []bool // by peer: was it asked for a queue ID
+	// children of the local messages by node and parent, when the
+	// list read holds them all (buildFrom's complete).
+	children map[[2]string][]ledger.Message
+}
+
+// childrenOf reads the forwards and notices of message id on node.
+func (b *builder) childrenOf(ctx context.Context, src source, node, id string) ([]ledger.Message, error) {
+	if src.peer < 0 && b.children != nil {
+		return b.children[[2]string{strings.ToLower(node), id}], nil
+	}
+	return src.r.Children(ctx, node, id)
 }
 
 // source is one ledger being read: the local one (peer -1) or a peer's.
@@ -181,7 +225,7 @@ func (b *builder) required(ctx context.Context, src source, m ledger.Message, rc
 	seen[key] = true
 	defer delete(seen, key)
 
-	children, err := src.r.Children(ctx, m.Node, m.ID)
+	children, err := b.childrenOf(ctx, src, m.Node, m.ID)
 	if err != nil {
 		if src.peer < 0 {
 			return nil, nil, fmt.Errorf("reading the forwards of %s: %w", m.ID, err)
@@ -239,8 +283,15 @@ func (b *builder) required(ctx context.Context, src source, m ledger.Message, rc
 		}
 		// A delivered alias is replaced by its targets: the mail is
 		// only delivered when they are. An alias that failed stays,
-		// as its failure is the one that counts.
+		// as its failure is the one that counts; so does one that also
+		// delivered to a mailbox here (local(8)'s reply "delivered to
+		// maildir of a@x; forwarded to b@y"), for that mailbox.
 		if d.Status == ledger.Sent && len(mine) > 0 {
+			if deliveredHere(d.Reply) {
+				q, ns := b.follow(ctx, src, m, d, hop, depth, seen)
+				notices = append(notices, ns...)
+				out = append(out, q)
+			}
 			for _, t := range mine {
 				t.used = true
 				sub, ns, err := b.required(ctx, src, withOnly(t.child, t.d), "", depth+1, seen)
@@ -305,6 +356,17 @@ func (b *builder) required(ctx context.Context, src source, m ledger.Message, rc
 	return out, notices, nil
 }
 
+// deliveredHere reports whether a local delivery's reply says that
+// part of it stayed on this host: local(8) joins what it did with "; ".
+func deliveredHere(reply string) bool {
+	for _, part := range strings.Split(reply, "; ") {
+		if strings.HasPrefix(strings.TrimSpace(part), "delivered") {
+			return true
+		}
+	}
+	return false
+}
+
 // withOnly is m with only delivery d.
 func withOnly(m ledger.Message, d ledger.Delivery) ledger.Message {
 	m.Deliveries = []ledger.Delivery{d}
@@ -336,13 +398,14 @@ func (b *builder) follow(ctx context.Context, src source, m ledger.Message, d le
 	var errs []string
 	for _, i := range b.order(d.Relay) {
 		p := b.src.Peers[i]
+		b.asked[i] = true
 		pm, ok, err := p.Reader.Message(ctx, "", rid)
 		if err != nil {
 			b.peerErr(i, err)
 			errs = append(errs, err.Error())
 			continue
 		}
-		if !ok {
+		if !ok || !sameTime(d.At, pm.Arrival) {
 			continue
 		}
 		sub, ns, err := b.required(ctx, source{r: p.Reader, peer: i, url: p.URL}, pm, d.Rcpt, depth+1, seen)
@@ -378,6 +441,19 @@ func (b *builder) follow(ctx context.Context, src source, m ledger.Message, d le
 		q.Note = fmt.Sprintf("not followed: no peer has queue ID %s", rid)
 	}
 	return q, nil
+}
+
+// MaxSkew is how far a peer's arrival time may be from the time the
+// delivery to it ended for the two to be one message: queue IDs of the
+// short kind (Postfix's without enable_long_queue_ids) come round again.
+const MaxSkew = 24 * time.Hour
+
+func sameTime(sent, arrived time.Time) bool {
+	if sent.IsZero() || arrived.IsZero() {
+		return true
+	}
+	d := sent.Sub(arrived)
+	return d < MaxSkew && d > -MaxSkew
 }
 
 // isLocal reports whether d ended on this host (a mailbox, a file, a

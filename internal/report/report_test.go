@@ -321,3 +321,118 @@ func TestBuildStatusQueue(t *testing.T) {
 		t.Errorf("%s", b.String())
 	}
 }
+
+// counting counts a peer's requests.
+type counting struct {
+	ledger.Reader
+	n int
+}
+
+func (c *counting) Message(ctx context.Context, node, id string) (ledger.Message, bool, error) {
+	c.n++
+	return c.Reader.Message(ctx, node, id)
+}
+
+func (c *counting) Children(ctx context.Context, node, id string) ([]ledger.Message, error) {
+	c.n++
+	return c.Reader.Children(ctx, node, id)
+}
+
+// Two copies in one relay transaction cost one lookup of the relay's
+// message and of each of its messages' children, not one per copy.
+func TestPeerAnswersCached(t *testing.T) {
+	prim, rel := seed()
+	c := &counting{Reader: rel}
+	r := build(t, Sources{Local: prim, Peers: []Peer{{URL: "http://relay:1", Reader: c}}}, ledger.Filter{})
+	if r.Reconciliation.Delivered != 3 || c.n != 4 {
+		t.Errorf("%d requests (want R1, children of R1 and of F1, the provider's ID), %+v", c.n, r.Reconciliation)
+	}
+}
+
+// The limit counts the messages the user matches, newest first.
+func TestLimitAfterUser(t *testing.T) {
+	l := memledger.New()
+	for i := range 5 {
+		u := "other@x"
+		if i%2 == 0 {
+			u = "me@x"
+		}
+		l.Add(ledger.Message{Node: "h", ID: fmt.Sprint("M", i), Arrival: t0.Add(time.Duration(i) * time.Minute),
+			Deliveries: []ledger.Delivery{{Rcpt: u, Status: ledger.Sent}}})
+	}
+	r := build(t, Sources{Local: l}, ledger.Filter{User: "me@x", Limit: 2})
+	if len(r.Messages) != 2 || r.Messages[0].ID != "M4" || r.Messages[1].ID != "M2" {
+		t.Errorf("%+v", r.Messages)
+	}
+	r = build(t, Sources{Local: l}, ledger.Filter{Limit: 2})
+	if len(r.Messages) != 2 || r.Messages[0].ID != "M4" {
+		t.Errorf("%+v", r.Messages)
+	}
+}
+
+// An alias that delivered to a mailbox here and forwarded elsewhere is
+// two required deliveries: the mailbox (the alias's own) and the target.
+func TestAliasMailboxAndForward(t *testing.T) {
+	l := memledger.New(
+		ledger.Message{Node: "h", ID: "A", Rcpts: []string{"fwd@h"}, Arrival: t0,
+			Deliveries: []ledger.Delivery{{Rcpt: "fwd@h", Orig: "fwd@h", Status: ledger.Sent, Transport: "local", Relay: "local",
+				Reply: "delivered to maildir of admin@h; forwarded to someone@far"}}},
+		ledger.Message{Node: "h", ID: "B", Parent: "A", Arrival: t0,
+			Deliveries: []ledger.Delivery{{Rcpt: "someone@far", Orig: "fwd@h", Status: ledger.Bounced, Reply: "550 no"}}},
+	)
+	r := build(t, Sources{Local: l}, ledger.Filter{})
+	if r.Reconciliation.Required != 2 || r.Reconciliation.Delivered != 1 || len(r.Misses) != 1 || r.Misses[0].Rcpt != "someone@far" {
+		t.Errorf("%+v %+v", r.Reconciliation, r.Misses)
+	}
+	if !deliveredHere("forwarded to a@b; delivered to mailbox") || deliveredHere("forwarded to a@b, c@d") || deliveredHere("forwarded as 4Zx") {
+		t.Error("deliveredHere")
+	}
+}
+
+// A peer asked in vain shows its gaps (the ID may be in one); a peer
+// never asked does not.
+func TestGapsOfPeersAsked(t *testing.T) {
+	prim, _ := seed()
+	empty := memledger.New()
+	empty.AddGap(ledger.Gap{Node: relay, Since: t0, Until: t0.Add(time.Minute), Reason: "ledger file lost"})
+	r := build(t, Sources{Local: prim, Peers: []Peer{{URL: "http://relay:1", Reader: empty}}}, ledger.Filter{})
+	if len(r.Gaps) != 1 || r.Reconciliation.Complete {
+		t.Errorf("asked: gaps %+v", r.Gaps)
+	}
+	local := memledger.New(ledger.Message{Node: "h", ID: "L", Arrival: t0, Deliveries: []ledger.Delivery{{Rcpt: "a@h", Status: ledger.Sent, Transport: "local"}}})
+	r = build(t, Sources{Local: local, Peers: []Peer{{URL: "http://relay:1", Reader: empty}}}, ledger.Filter{})
+	if len(r.Gaps) != 0 || !r.Reconciliation.Complete {
+		t.Errorf("not asked: gaps %+v", r.Gaps)
+	}
+}
+
+// A forward that arrived after --until is still folded in (asked for by
+// its parent's ID), and the list-indexed way agrees with the asking one.
+func TestChildrenBothWays(t *testing.T) {
+	l := memledger.New(
+		ledger.Message{Node: "h", ID: "A", Rcpts: []string{"team@h"}, Arrival: t0,
+			Deliveries: []ledger.Delivery{{Rcpt: "team@h", Status: ledger.Sent, Transport: "local", Reply: "forwarded to a@far"}}},
+		ledger.Message{Node: "h", ID: "B", Parent: "A", Arrival: t0.Add(time.Hour),
+			Deliveries: []ledger.Delivery{{Rcpt: "a@far", Orig: "team@h", Status: ledger.Bounced, Reply: "550 no"}}},
+	)
+	for _, f := range []ledger.Filter{{}, {Until: t0.Add(time.Minute)}, {Since: t0}, {Limit: 5}} {
+		r := build(t, Sources{Local: l}, f)
+		if len(r.Messages) != 1 || r.Reconciliation.Required != 1 || r.Summary.Deliveries.Failed != 1 {
+			t.Errorf("%+v: %+v", f, r.Summary)
+		}
+	}
+}
+
+// A peer's message with the same queue ID from another day is not the
+// one the copy became.
+func TestReusedQueueID(t *testing.T) {
+	prim, rel := seed()
+	m, _, _ := rel.Message(context.Background(), "", "R1")
+	m.Arrival = t0.Add(-30 * 24 * time.Hour)
+	rel.Add(m)
+	r := build(t, Sources{Local: prim, Peers: []Peer{{URL: "http://relay:1", Reader: rel}}}, ledger.Filter{})
+	q := r.Messages[0].Required[1]
+	if q.Rcpt != "user1@"+relay || q.Note != "not followed: no peer has queue ID R1" {
+		t.Errorf("%+v", q)
+	}
+}

@@ -127,7 +127,7 @@ func BuildStatus(ctx context.Context, list []queue.Info, l ledger.Reader, now ti
 			}
 		}
 	}
-	s.Report, err = Build(ctx, Sources{Local: l}, ledger.Filter{Since: since}, now)
+	s.Report, err = buildFrom(ctx, Sources{Local: l}, ledger.Filter{Since: since}, now, msgs, true)
 	if err != nil {
 		return nil, err
 	}
