@@ -14,6 +14,7 @@ import (
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/ledger"
 	"github.com/mailtee/mailtee/internal/master"
+	"github.com/mailtee/mailtee/internal/pflog"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/report"
 )
@@ -42,10 +43,10 @@ var openLedger = func(path string) (ledger.Reader, io.Closer, error) {
 	return st, st, nil
 }
 
-// HOOK(pflog): loadPostfixLog becomes pflog.Load once helper B's package
-// is on main: Postfix's log and main.cf read into a ledger.Reader.
+// loadPostfixLog reads a Postfix primary's log and main.cf into a
+// ledger.Reader (internal/pflog); tests replace it.
 var loadPostfixLog = func(logFile, configDir string) (ledger.Reader, error) {
-	return nil, fmt.Errorf("--postfix-log: this mailtee cannot read Postfix logs yet (internal/pflog)")
+	return pflog.Load(logFile, configDir, pflog.Options{})
 }
 
 // ledgerDBPath is where the ledger is; "" when there is none.
