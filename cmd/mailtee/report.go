@@ -151,6 +151,11 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 			return reportError
 		}
 		src.Local = r
+		if l, ok := r.(*pflog.Log); ok {
+			st := l.Stats()
+			fmt.Fprintf(stderr, "mailtee report: %s: %d lines, %d skipped (not syslog lines), %d messages, %d seen without their start, %d never queued\n",
+				*pfLog, st.Lines, st.Skipped, st.Messages, len(st.Partial), st.NotQueued)
+		}
 		if cfgErr != nil && cSet {
 			fmt.Fprintf(stderr, "mailtee report: %v\n", cfgErr)
 			return reportError
