@@ -180,7 +180,9 @@ func startPflogPrimary(t *testing.T, relayHop string) *postfixInstance {
 	pf.start(fmt.Sprintf(`myhostname = mx.students.example
 mydomain = students.example
 myorigin = students.example
-mydestination =
+mydestination = lists.example
+alias_maps = hash:$config_directory/aliases
+alias_database = hash:$config_directory/aliases
 virtual_mailbox_domains = students.example
 virtual_mailbox_base = %[1]s
 virtual_mailbox_maps = hash:$config_directory/vmailbox
@@ -190,6 +192,8 @@ virtual_minimum_uid = %[2]d
 recipient_bcc_maps = hash:$config_directory/bcc
 transport_maps = hash:$config_directory/transport
 `, pf.path("vmail"), pf.uid, pf.gid), map[string]string{
+		// local(8) forwards the list to a mailbox and an outside address.
+		"aliases": "team user4@students.example, ext@relay.example\n",
 		"vmailbox": "user1@students.example user1/\nuser2@students.example user2/\nuser3@students.example user3/\nuser4@students.example user4/\n",
 		// A bare key (myorigin's domain) and full addresses.
 		"bcc":       "user1 user1@relay.example\nuser2@students.example user2@relay.example\nuser3@students.example user3@relay.example\n",
@@ -216,9 +220,14 @@ func TestPflogPostfixPrimary(t *testing.T) {
 			t.Fatalf("sending message %d to the Postfix primary: %v", i+1, err)
 		}
 	}
-	// Each message is done when qmgr removed it.
+	// Message 5, to an alias: local(8) forwards it as a new message.
+	team := len(sends) + 1
+	if err := send(pf.addr(), "someone@outside.example", []string{"team@lists.example"}, pflogMessage(team)); err != nil {
+		t.Fatalf("sending message %d to the Postfix primary: %v", team, err)
+	}
+	// Each message is done when qmgr removed it (the forward too).
 	waitUntil(t, "Postfix to finish the messages", 30*time.Second, func() bool {
-		return strings.Count(pf.maillog(), ": removed") >= len(sends)
+		return strings.Count(pf.maillog(), ": removed") >= len(sends)+2
 	})
 	// The notice bounce(8) begins for the refused copy, and cancels.
 	pf.waitLog("postfix/cleanup", "@mx.students.example>")
@@ -237,7 +246,9 @@ func TestPflogPostfixPrimary(t *testing.T) {
 	}
 	byMsgID := map[string]ledger.Message{}
 	for _, m := range msgs {
-		byMsgID[m.MessageID] = m
+		if m.Parent == "" { // a forward has its parent's Message-ID
+			byMsgID[m.MessageID] = m
+		}
 	}
 	got := sk.received()
 	seenIDs := map[string]bool{}
@@ -307,8 +318,29 @@ func TestPflogPostfixPrimary(t *testing.T) {
 			}
 		}
 	}
-	if len(msgs) != len(sends) {
-		t.Errorf("%d messages in the records, want %d: %+v", len(msgs), len(sends), msgs)
+	// The alias: one delivery, to it, and the forward's two.
+	m := byMsgID[fmt.Sprintf("<pflog%d@outside.example>", team)]
+	if len(m.Deliveries) != 1 || m.Deliveries[0].Rcpt != "team@lists.example" || m.Deliveries[0].Status != ledger.Sent ||
+		m.Deliveries[0].Transport != "local" || !strings.HasPrefix(m.Deliveries[0].Reply, "forwarded as ") || !slices.Equal(m.Rcpts, []string{"team@lists.example"}) {
+		t.Errorf("message %d: %+v", team, m)
+	}
+	kids, _ := r.Children(t.Context(), m.Node, m.ID)
+	if len(kids) != 1 || kids[0].Notice || kids[0].Parent != m.ID || len(kids[0].Deliveries) != 2 {
+		t.Fatalf("message %d: forwards %+v", team, kids)
+	}
+	for _, d := range kids[0].Deliveries {
+		if d.Orig != "team@lists.example" || d.Status != ledger.Sent || d.Copy {
+			t.Errorf("the forward's delivery %+v", d)
+		}
+		if d.Rcpt == "ext@relay.example" {
+			if sm, ok := got[d.RemoteID]; !ok || !slices.Equal(sm.To, []string{"ext@relay.example"}) {
+				t.Errorf("the forward's delivery %+v: the sink has %+v", d, sm)
+			}
+			seenIDs[d.RemoteID] = true
+		}
+	}
+	if len(msgs) != len(sends)+2 {
+		t.Errorf("%d messages in the records, want %d: %+v", len(msgs), len(sends)+2, msgs)
 	}
 	if st := lg.Stats(); st.NotQueued != 1 {
 		t.Errorf("stats %+v: want the cancelled notice counted as not queued", st)
@@ -319,8 +351,8 @@ func TestPflogPostfixPrimary(t *testing.T) {
 			t.Errorf("the sink accepted %s (%+v), which no record names", id, sm)
 		}
 	}
-	if len(got) != 2 {
-		t.Errorf("the sink accepted %d messages, want 2", len(got))
+	if len(got) != 3 {
+		t.Errorf("the sink accepted %d messages, want 3", len(got))
 	}
 	if t.Failed() {
 		b, _ := os.ReadFile(pf.path("maillog"))
