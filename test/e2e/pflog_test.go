@@ -193,7 +193,7 @@ recipient_bcc_maps = hash:$config_directory/bcc
 transport_maps = hash:$config_directory/transport
 `, pf.path("vmail"), pf.uid, pf.gid), map[string]string{
 		// local(8) forwards the list to a mailbox and an outside address.
-		"aliases": "team user4@students.example, ext@relay.example\n",
+		"aliases":  "team user4@students.example, ext@relay.example\n",
 		"vmailbox": "user1@students.example user1/\nuser2@students.example user2/\nuser3@students.example user3/\nuser4@students.example user4/\n",
 		// A bare key (myorigin's domain) and full addresses.
 		"bcc":       "user1 user1@relay.example\nuser2@students.example user2@relay.example\nuser3@students.example user3@relay.example\n",
