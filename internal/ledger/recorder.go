@@ -88,7 +88,7 @@ func NewRecorder(o RecorderOptions) *Recorder {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
-	r := &Recorder{o: o, ch: make(chan event, 1<<16), done: make(chan struct{})}
+	r := &Recorder{o: o, ch: make(chan event, 1<<14), done: make(chan struct{})}
 	r.mu.Lock()
 	if err := r.openLocked(); err != nil {
 		r.warnLocked(err)

@@ -290,7 +290,7 @@ func (b *builder) required(ctx context.Context, src source, m ledger.Message, rc
 			if deliveredHere(d.Reply) {
 				q, ns := b.follow(ctx, src, m, d, hop, depth, seen)
 				notices = append(notices, ns...)
-				out = append(out, q)
+				out = append(out, perMailbox(q, d)...)
 			}
 			for _, t := range mine {
 				t.used = true
@@ -312,7 +312,7 @@ func (b *builder) required(ctx context.Context, src source, m ledger.Message, rc
 		}
 		q, ns := b.follow(ctx, src, m, d, hop, depth, seen)
 		notices = append(notices, ns...)
-		out = append(out, q)
+		out = append(out, perMailbox(q, d)...)
 	}
 	// Forwards not traced to one of the deliveries (no Orig recorded,
 	// or an alias not among them) are still the message's required
@@ -365,6 +365,56 @@ func deliveredHere(reply string) bool {
 		}
 	}
 	return false
+}
+
+// perMailbox splits a local delivery that reached several mailboxes
+// (an alias or a list: local(8)'s reply "delivered to maildir of a@x;
+// delivered to maildir of b@x", or "delivered over LMTP for a@x, b@x")
+// into one required delivery per mailbox, each with its part of the
+// reply: every mailbox that must get the message counts. A delivery to
+// one mailbox, or not delivered (the mailboxes are not known then), is
+// left whole.
+func perMailbox(q Required, d ledger.Delivery) []Required {
+	if !isLocal(d) || d.Status != ledger.Sent {
+		return []Required{q}
+	}
+	type part struct{ rcpt, reply string }
+	var parts []part
+	for _, p := range strings.Split(d.Reply, "; ") {
+		p = strings.TrimSpace(p)
+		switch {
+		case strings.HasPrefix(p, "delivered over LMTP for "):
+			for _, a := range strings.Split(strings.TrimPrefix(p, "delivered over LMTP for "), ", ") {
+				parts = append(parts, part{a, "delivered over LMTP"})
+			}
+		case strings.HasPrefix(p, "delivered to "):
+			if i := strings.LastIndex(p, " of "); i >= 0 && strings.Contains(p[i:], "@") {
+				parts = append(parts, part{p[i+len(" of "):], p[:i]})
+			} else {
+				parts = append(parts, part{d.Rcpt, p})
+			}
+		}
+	}
+	if len(parts) < 2 {
+		return []Required{q}
+	}
+	out := make([]Required, 0, len(parts))
+	for _, p := range parts {
+		r := q
+		r.Reply = p.reply
+		if !strings.EqualFold(p.rcpt, d.Rcpt) {
+			r.Rcpt = p.rcpt
+			if dom := domainOf(p.rcpt); dom != "" {
+				r.Destination = dom
+			}
+			if r.Via == "" {
+				r.Via = d.Rcpt
+			}
+		}
+		r.Chain = append([]Hop(nil), q.Chain...)
+		out = append(out, r)
+	}
+	return out
 }
 
 // withOnly is m with only delivery d.

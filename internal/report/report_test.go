@@ -436,3 +436,38 @@ func TestReusedQueueID(t *testing.T) {
 		t.Errorf("%+v", q)
 	}
 }
+
+// Every mailbox an alias or a list reaches is a required delivery of
+// its own (the issue: "each local mailbox"), as local(8)'s reply names
+// them; the copies each mailbox makes are recipients of their own.
+func TestListCountsEachMailbox(t *testing.T) {
+	l := memledger.New(
+		ledger.Message{Node: "h", ID: "A", Rcpts: []string{"staff@h"}, Arrival: t0,
+			Deliveries: []ledger.Delivery{
+				{Index: 0, Rcpt: "staff@h", Status: ledger.Sent, Transport: "local", Relay: "local",
+					Reply: "delivered to maildir of u1@h; delivered to maildir of u2@h; mailbox copy to u1@relay, u2@relay"},
+				{Index: 1, Rcpt: "u1@relay", Copy: true, Status: ledger.Sent, Transport: "smtp", Relay: "relay[127.0.0.2]:25", Reply: "250 ok"},
+				{Index: 2, Rcpt: "u2@relay", Copy: true, Status: ledger.Bounced, Transport: "smtp", Relay: "relay[127.0.0.2]:25", Reply: "550 no"},
+			}},
+		ledger.Message{Node: "h", ID: "B", Rcpts: []string{"u3@h"}, Arrival: t0,
+			Deliveries: []ledger.Delivery{{Index: 0, Rcpt: "u3@h", Status: ledger.Sent, Transport: "local", Relay: "local", Reply: "delivered to maildir"}}},
+		ledger.Message{Node: "h", ID: "C", Rcpts: []string{"team@h"}, Arrival: t0,
+			Deliveries: []ledger.Delivery{{Index: 0, Rcpt: "team@h", Status: ledger.Sent, Transport: "lmtp", Relay: "local", Reply: "delivered over LMTP for a@h, b@h, c@h"}}},
+	)
+	r := build(t, Sources{Local: l}, ledger.Filter{})
+	if rc := r.Reconciliation; rc.Required != 2+2+1+3 || rc.Delivered != 7 {
+		t.Errorf("reconciliation %+v, want 7 of 8 (u1, u2, their copies, u3, a, b, c)", rc)
+	}
+	var got []string
+	for _, m := range r.Messages {
+		for _, q := range m.Required {
+			got = append(got, q.Rcpt+"<"+q.Via)
+		}
+	}
+	want := []string{"u1@h<staff@h", "u2@h<staff@h", "u1@relay<", "u2@relay<", "u3@h<", "a@h<team@h", "b@h<team@h", "c@h<team@h"}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("required deliveries\n got %v\nwant %v", got, want)
+	}
+}
