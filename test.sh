@@ -39,14 +39,16 @@ if [ "$(id -u)" = 0 ]; then
 	# /metrics; apache2-utils and argon2: real password hashes for the
 	# dashboard's login (htpasswd, argon2).
 	missing=""
-	command -v chromium >/dev/null 2>&1 || [ "${MAILTEE_NO_BROWSER:-}" = 1 ] || missing="$missing chromium"
 	command -v prometheus >/dev/null 2>&1 || missing="$missing prometheus"
 	command -v htpasswd >/dev/null 2>&1 || missing="$missing apache2-utils"
 	command -v argon2 >/dev/null 2>&1 || missing="$missing argon2"
-	if [ -n "$missing" ]; then
-		echo "test.sh: installing$missing"
+	browser=""
+	command -v chromium >/dev/null 2>&1 || [ "${MAILTEE_NO_BROWSER:-}" = 1 ] || browser=chromium
+	if [ -n "$missing$browser" ]; then
+		echo "test.sh: installing$missing $browser"
 		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+		[ -z "$missing" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+		[ -z "$browser" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 	fi
 fi
 
