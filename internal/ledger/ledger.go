@@ -144,7 +144,7 @@ type Stats struct {
 // "<...> [InternalId=...]", Google's "OK 1700000000 a1b2c3 - gsmtp".
 // "" when the reply names none.
 func RemoteID(reply string) string {
-	if i := strings.Index(strings.ToLower(reply), "queued as "); i >= 0 {
+	if i := indexASCIIFold(reply, "queued as "); i >= 0 {
 		return firstToken(reply[i+len("queued as "):])
 	}
 	if strings.HasSuffix(strings.TrimSpace(reply), "- gsmtp") {
@@ -158,6 +158,18 @@ func RemoteID(reply string) string {
 		return firstToken(reply[i+len("InternalId="):])
 	}
 	return ""
+}
+
+// indexASCIIFold is strings.Index ignoring ASCII case, with offsets in
+// s itself (lower-casing s first can change its length: a remote's
+// reply is any bytes).
+func indexASCIIFold(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return i
+		}
+	}
+	return -1
 }
 
 func firstToken(s string) string {

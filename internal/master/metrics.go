@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/dashboard"
 	"github.com/mailtee/mailtee/internal/ledger"
 	"github.com/mailtee/mailtee/internal/metrics"
 	"github.com/mailtee/mailtee/internal/queue"
@@ -31,14 +32,13 @@ func (s *Server) newMetrics(cfg *config.Config) *metrics.Metrics {
 			if s.obs == nil || s.obs.ledger == nil {
 				return metrics.Reconciliation{}, errors.New("no ledger to read")
 			}
-			r, err := report.Build(ctx, report.Sources{Local: s.obs.ledger, Peers: peers}, ledger.Filter{}, time.Now())
+			now := time.Now()
+			r, err := report.Build(ctx, report.Sources{Local: s.obs.ledger, Peers: peers}, ledger.Filter{Since: now.Add(-dashboard.Window)}, now)
 			if err != nil {
 				return metrics.Reconciliation{}, err
 			}
-			// Summary.Deliveries counts every required delivery, the
-			// copies (Summary.Copies) among them.
 			return metrics.Reconciliation{Required: r.Reconciliation.Required, Delivered: r.Reconciliation.Delivered,
-				Pending: r.Summary.Deliveries.Pending, Failed: r.Summary.Deliveries.Failed,
+				Pending: r.Summary.Deliveries.Pending, Failed: r.Summary.Deliveries.Failed, // copies are among the deliveries
 				Incomplete: !r.Reconciliation.Complete}, nil
 		}
 	}
