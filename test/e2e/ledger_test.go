@@ -273,7 +273,7 @@ func TestLedgerSeedMigration(t *testing.T) {
 			if !listenerUp(pbase + "/api/report") {
 				missing = append(missing, "the dashboard (helper E) is not mounted on the listener")
 			} else {
-				checkDashboardAPI(t, pbase, r)
+				checkDashboardAPI(t, n, pbase, r)
 				// The browser once: the page is the same whatever the
 				// copy map.
 				if tc.mailboxBCC {
