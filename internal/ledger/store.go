@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
@@ -76,6 +77,9 @@ func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("ledger %s: %w", path, err)
 	}
+	if err := private(path); err != nil {
+		return nil, fmt.Errorf("ledger %s: %w", path, err)
+	}
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("ledger %s: %w", path, err)
@@ -86,8 +90,42 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("ledger %s: %w", path, err)
 	}
-	os.Chmod(path, 0o600)
 	return s, nil
+}
+
+// private makes the database file, or finds it, as a regular file of
+// mode 0600 before SQLite opens it: SQLite gives its -wal and -shm the
+// database's mode, and under umask 022 in a data_directory of mode 0755
+// they would otherwise be readable by every local user. A symbolic link
+// is refused (O_NOFOLLOW), never followed: in a world-writable parent it
+// would point the server at any file.
+func private(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return fmt.Errorf("is a symbolic link; ledger_database must name a regular file")
+		}
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("is not a regular file; ledger_database must name one")
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	// Left by an older version with a wider mode: SQLite reuses them.
+	for _, sfx := range []string{"-wal", "-shm"} {
+		if g, err := os.OpenFile(path+sfx, os.O_RDONLY|syscall.O_NOFOLLOW, 0); err == nil {
+			g.Chmod(0o600)
+			g.Close()
+		}
+	}
+	return nil
 }
 
 // OpenReader opens the ledger at path for reading only (report, status).
