@@ -90,6 +90,10 @@ func NewRecorder(o RecorderOptions) *Recorder {
 	}
 	r := &Recorder{o: o, ch: make(chan event, 1<<14), done: make(chan struct{})}
 	r.mu.Lock()
+	// A gap the last run could not write: its messages left the queue.
+	if mk, ok := r.readMarker(); ok && mk.Gap != nil {
+		r.gap = mk.Gap
+	}
 	if err := r.openLocked(); err != nil {
 		r.warnLocked(err)
 	}
@@ -424,13 +428,14 @@ func (r *Recorder) commit(b *batch) {
 		cancel()
 	}
 	if err == nil {
+		wrote := r.gap != nil
 		if r.gap != nil {
 			r.o.Log("ledger %s: writing again; %d message(s) between %s and %s were not recorded (a gap in the report)",
 				r.o.Path, r.gap.Messages, r.gap.Since.Format(time.RFC3339), r.gap.Until.Format(time.RFC3339))
 			r.gap = nil
 		}
 		r.last.Store(time.Now().UnixMicro())
-		r.saveMarkerLocked(false)
+		r.saveMarkerLocked(wrote) // at once when the gap went: never twice
 	} else {
 		r.failures.Add(1)
 		r.lost.Add(uint64(b.finals))
@@ -444,6 +449,7 @@ func (r *Recorder) commit(b *batch) {
 		if corrupt(err) {
 			r.setAsideLocked()
 		}
+		r.saveMarkerLocked(true) // the gap outlives this process
 	}
 	r.mu.Unlock()
 	r.waiting.Add(-int64(b.n))
@@ -535,6 +541,9 @@ type marker struct {
 	Node    string `json:"node"`
 	Created int64  `json:"created"`
 	Seen    int64  `json:"seen"` // the last commit known, Unix µs
+	// Gap is what could not be written yet: the queue has removed those
+	// messages, so a restart must still record it.
+	Gap *Gap `json:"gap,omitempty"`
 }
 
 func (r *Recorder) readMarker() (marker, bool) {
@@ -553,11 +562,19 @@ func (r *Recorder) readMarker() (marker, bool) {
 // most every 10 seconds unless now: a crash forgets at most that much of
 // a lost file's range.
 func (r *Recorder) saveMarkerLocked(now bool) {
-	if r.o.Marker == "" || r.st == nil || !now && time.Since(r.markSaved) < 10*time.Second {
+	if r.o.Marker == "" || !now && time.Since(r.markSaved) < 10*time.Second {
+		return
+	}
+	var mk marker
+	if r.st != nil {
+		mk = marker{ID: r.st.id, Path: r.o.Path, Node: r.o.Node, Created: us(r.st.created), Seen: max(r.last.Load(), us(r.st.created))}
+	} else if old, ok := r.readMarker(); ok {
+		mk = old // no database open: what it said of the last one stays
+	} else if r.gap == nil {
 		return
 	}
 	r.markSaved = time.Now()
-	mk := marker{ID: r.st.id, Path: r.o.Path, Node: r.o.Node, Created: us(r.st.created), Seen: max(r.last.Load(), us(r.st.created))}
+	mk.Gap = r.gap
 	b, _ := json.Marshal(mk)
 	tmp := r.o.Marker + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err == nil {

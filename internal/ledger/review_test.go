@@ -1,10 +1,12 @@
 package ledger
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // The ledger holds every sender, recipient and reply: none of its files
@@ -53,5 +55,40 @@ func TestLedgerRefusesSymlink(t *testing.T) {
 	}
 	if fi, _ := os.Stat(target); fi.Mode().Perm() != 0o644 {
 		t.Errorf("the link's target changed mode to %v", fi.Mode().Perm())
+	}
+}
+
+// A ledger that still cannot write when the server stops must not forget
+// what it lost: the messages finished meanwhile are gone from the queue,
+// so the gap is kept (in the marker) and written by the next server.
+func TestGapSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "data"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := newRec(t, dir, &logs{})
+	finalSync(t, r, msg("G1", "a@example.com"), false)
+	finalSync(t, r, msg("G2", "b@example.com"), false)
+	r.Close() // still failing: the gap is not in any database
+	os.Remove(filepath.Join(dir, "data"))
+	r = newRec(t, dir, &logs{})
+	finalSync(t, r, msg("G3", "c@example.com"), false)
+	r.Close()
+	st, err := OpenReader(filepath.Join(dir, "data", "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	gaps, err := st.Gaps(context.Background(), time.Time{}, time.Time{})
+	if err != nil || len(gaps) != 1 || gaps[0].Messages != 2 {
+		t.Fatalf("gaps %+v (%v), want one of 2 messages", gaps, err)
+	}
+	// Written once: a third start adds no second copy of it.
+	r = newRec(t, dir, &logs{})
+	finalSync(t, r, msg("G4", "d@example.com"), false)
+	r.Close()
+	gaps, _ = st.Gaps(context.Background(), time.Time{}, time.Time{})
+	if len(gaps) != 1 {
+		t.Errorf("gaps %+v, want still one", gaps)
 	}
 }
