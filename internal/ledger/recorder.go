@@ -44,6 +44,11 @@ type RecorderOptions struct {
 // maxBatch bounds the events of one transaction.
 const maxBatch = 8192
 
+// maxHeld bounds the messages the accumulator holds between batches:
+// beyond it the oldest go in the next batch, due or not, so that the
+// memory stays bounded when events come faster than they are written.
+const maxHeld = 4096
+
 // Recorder writes what the queue tells it (queue.Ledger) to the store in
 // batches, off the acceptance path.
 type Recorder struct {
@@ -312,6 +317,7 @@ func (acc *batch) take(now time.Time, every time.Duration, all bool) *batch {
 	const maxLive = 256
 	out := newBatch()
 	live := 0
+	excess := len(acc.msgs) - maxHeld
 	keep := acc.order[:0]
 	for _, k := range acc.order {
 		e := acc.msgs[k]
@@ -322,6 +328,11 @@ func (acc *batch) take(now time.Time, every time.Duration, all bool) *batch {
 		if !move && (all || now.Sub(e.since) >= every) && live < maxLive {
 			move = true
 			live++
+		} else if !move && excess > 0 {
+			move = true
+		}
+		if move && e.finished.IsZero() {
+			excess--
 		}
 		if !move {
 			keep = append(keep, k)

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -90,5 +91,23 @@ func TestGapSurvivesRestart(t *testing.T) {
 	gaps, _ = st.Gaps(context.Background(), time.Time{}, time.Time{})
 	if len(gaps) != 1 {
 		t.Errorf("gaps %+v, want still one", gaps)
+	}
+}
+
+// The accumulator is bounded: a flood of live events (a big queue loaded
+// at a start, faster than batches are written) is written in bigger
+// batches, not held in memory beyond the event channel's bound.
+func TestAccumulatorBounded(t *testing.T) {
+	acc := newBatch()
+	now := time.Now()
+	for i := range 50000 {
+		acc.add(event{at: now, head: &Message{Node: "n", ID: fmt.Sprintf("Q%d", i)}})
+	}
+	out := acc.take(now, time.Hour, false) // none due yet
+	if len(acc.msgs) > maxHeld || len(acc.order) != len(acc.msgs) {
+		t.Errorf("accumulator holds %d messages (%d in order) after take, want at most %d", len(acc.msgs), len(acc.order), maxHeld)
+	}
+	if len(out.msgs)+len(acc.msgs) != 50000 {
+		t.Errorf("%d taken + %d held, want 50000", len(out.msgs), len(acc.msgs))
 	}
 }
