@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -109,5 +110,41 @@ func TestAccumulatorBounded(t *testing.T) {
 	}
 	if len(out.msgs)+len(acc.msgs) != 50000 {
 		t.Errorf("%d taken + %d held, want 50000", len(out.msgs), len(acc.msgs))
+	}
+}
+
+// The queries a big ledger answers often search an index, never scan a
+// table: a peer's question by queue ID (once per copy in a report), the
+// deliveries of each chunk of a report's messages, and the hourly prune
+// (which holds the recorder up while it runs).
+func TestQueriesUseIndexes(t *testing.T) {
+	st, err := Open(filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{messageByID + ` ORDER BY arrival DESC LIMIT 1`, []any{"Q1"}},
+		{deliveriesOf(3), []any{"n", "Q1", "Q2", "Q3"}},
+		{pruneDeliveries, []any{int64(5)}},
+	} {
+		rows, err := st.db.Query("EXPLAIN QUERY PLAN "+q.sql, q.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(detail, "SCAN messages") || strings.HasPrefix(detail, "SCAN deliveries") {
+				t.Errorf("%s\n  scans a table: %s", q.sql, detail)
+			}
+		}
+		rows.Close()
 	}
 }

@@ -32,6 +32,10 @@ var schema = []string{
 		PRIMARY KEY (node, queue_id))`,
 	`CREATE INDEX IF NOT EXISTS messages_arrival ON messages (arrival)`,
 	`CREATE INDEX IF NOT EXISTS messages_parent ON messages (parent)`,
+	// A peer is asked for a message by its queue ID alone (the ID a
+	// relay's reply named): without this index every question scanned
+	// the whole table.
+	`CREATE INDEX IF NOT EXISTS messages_queue_id ON messages (queue_id)`,
 	`CREATE TABLE IF NOT EXISTS deliveries (
 		node TEXT NOT NULL, queue_id TEXT NOT NULL, idx BIGINT NOT NULL,
 		rcpt TEXT NOT NULL, orig TEXT NOT NULL, copy BIGINT NOT NULL,
@@ -296,8 +300,7 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
 		return 0, err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE EXISTS (SELECT 1 FROM messages m
-		WHERE m.node = deliveries.node AND m.queue_id = deliveries.queue_id AND m.arrival < ? AND m.finished <> 0)`, c); err != nil {
+	if _, err := tx.ExecContext(ctx, pruneDeliveries, c); err != nil {
 		return 0, err
 	}
 	res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE arrival < ? AND finished <> 0`, c)
@@ -309,6 +312,24 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
 	}
 	n, _ := res.RowsAffected()
 	return n, tx.Commit()
+}
+
+// pruneDeliveries finds the deliveries to prune through the messages'
+// arrival index and the deliveries' key (row values: SQLite and
+// PostgreSQL both take them); a correlated EXISTS scanned every delivery
+// of the ledger each hour, holding the recorder up meanwhile.
+const pruneDeliveries = `DELETE FROM deliveries WHERE (node, queue_id) IN
+	(SELECT node, queue_id FROM messages WHERE arrival < ? AND finished <> 0)`
+
+// messageByID is Message's query; node is added when given.
+const messageByID = `SELECT ` + msgCols + ` FROM messages WHERE queue_id = ?`
+
+// deliveriesOf is the query of the deliveries of n messages of one node:
+// the node makes it a search of the deliveries' key, where queue_id
+// alone scanned the whole table for each chunk of a report.
+func deliveriesOf(n int) string {
+	return `SELECT node, queue_id, idx, rcpt, orig, copy, status, at, transport, nexthop, relay, dsn, reply, remote_id, attempts
+		FROM deliveries WHERE node = ? AND queue_id IN (` + strings.TrimSuffix(strings.Repeat("?,", n), ",") + `) ORDER BY queue_id, idx`
 }
 
 const msgCols = `node, queue_id, arrival, message_id, sender, rcpts, size, client, parent, phase, notice, finished`
@@ -383,7 +404,7 @@ func messageMatches(m Message, f Filter) bool {
 
 // Message implements Reader.
 func (s *Store) Message(ctx context.Context, node, id string) (Message, bool, error) {
-	q, args := `SELECT `+msgCols+` FROM messages WHERE queue_id = ?`, []any{id}
+	q, args := messageByID, []any{id}
 	if node != "" {
 		q, args = q+` AND node = ?`, append(args, node)
 	}
@@ -463,18 +484,35 @@ func (s *Store) queryMessages(ctx context.Context, q string, args ...any) ([]Mes
 	for i, m := range out {
 		idx[msgKey{m.Node, m.ID}] = i
 	}
-	// The deliveries of these messages, in chunks of IDs (SQLite binds
-	// at most 32766 parameters).
+	// The deliveries of these messages, node by node, in chunks of IDs
+	// (SQLite binds at most 32766 parameters).
 	const chunk = 500
-	for start := 0; start < len(out); start += chunk {
-		part := out[start:min(start+chunk, len(out))]
-		ph := make([]string, len(part))
-		a := make([]any, len(part))
-		for i, m := range part {
-			ph[i], a[i] = "?", m.ID
+	byNode := map[string][]string{}
+	var nodes []string
+	for _, m := range out {
+		if _, ok := byNode[m.Node]; !ok {
+			nodes = append(nodes, m.Node)
 		}
-		drows, err := s.db.QueryContext(ctx, `SELECT node, queue_id, idx, rcpt, orig, copy, status, at, transport, nexthop, relay, dsn, reply, remote_id, attempts
-			FROM deliveries WHERE queue_id IN (`+strings.Join(ph, ",")+`) ORDER BY queue_id, idx`, a...)
+		byNode[m.Node] = append(byNode[m.Node], m.ID)
+	}
+	type part struct {
+		node string
+		ids  []string
+	}
+	var parts []part
+	for _, n := range nodes {
+		ids := byNode[n]
+		for start := 0; start < len(ids); start += chunk {
+			parts = append(parts, part{n, ids[start:min(start+chunk, len(ids))]})
+		}
+	}
+	for _, p := range parts {
+		a := make([]any, 0, len(p.ids)+1)
+		a = append(a, p.node)
+		for _, id := range p.ids {
+			a = append(a, id)
+		}
+		drows, err := s.db.QueryContext(ctx, deliveriesOf(len(p.ids)), a...)
 		if err != nil {
 			return nil, err
 		}
