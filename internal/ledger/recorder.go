@@ -368,7 +368,6 @@ func (r *Recorder) run() {
 	// The first pruning waits a minute: a start must not wait for it.
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
-	pruned := false
 	acc := newBatch()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -390,10 +389,6 @@ func (r *Recorder) run() {
 		case <-timer.C:
 		case <-prune.C:
 			r.prune()
-			if !pruned {
-				pruned = true
-				prune.Reset(time.Hour)
-			}
 			continue
 		}
 		// What else is waiting joins: under load, what came during one
@@ -593,6 +588,10 @@ func (r *Recorder) saveMarkerLocked(now bool) {
 	}
 }
 
+// pruneChunk is how many messages one pruning (each minute) removes at
+// most: a short pause of the recorder, some 600,000 an hour.
+const pruneChunk = 10000
+
 func (r *Recorder) prune() {
 	if r.o.Retention <= 0 {
 		return
@@ -604,7 +603,7 @@ func (r *Recorder) prune() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := r.st.Prune(ctx, time.Now().Add(-r.o.Retention)); err != nil {
+	if _, err := r.st.Prune(ctx, time.Now().Add(-r.o.Retention), pruneChunk); err != nil {
 		r.o.Log("warning: ledger %s: cannot remove records older than ledger_retention: %v", r.o.Path, err)
 	}
 }

@@ -148,3 +148,49 @@ func TestQueriesUseIndexes(t *testing.T) {
 		rows.Close()
 	}
 }
+
+// A pruning with a limit removes the oldest finished messages, about
+// that many, with their deliveries (none left behind), and the next ones
+// go at the next pruning: no transaction as long as the whole backlog.
+func TestPruneInChunks(t *testing.T) {
+	st, err := Open(filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	old := time.Now().Add(-200 * 24 * time.Hour)
+	b := newBatch()
+	for i := range 5 {
+		k := msgKey{"n", fmt.Sprintf("Q%d", i)}
+		e := b.entry(k, time.Now())
+		at := old.Add(time.Duration(i) * time.Hour)
+		e.head = &Message{Node: "n", ID: k.id, Arrival: at, Finished: at, Rcpts: []string{"a@example.com"}}
+		e.row(&Delivery{Index: 0, Rcpt: "a@example.com", Status: Sent})
+		e.row(&Delivery{Index: 1, Rcpt: "b@example.com", Status: Sent})
+	}
+	if err := st.write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	cutoff := time.Now().Add(-90 * 24 * time.Hour)
+	ctx := context.Background()
+	if n, err := st.Prune(ctx, cutoff, 2); err != nil || n != 2 {
+		t.Fatalf("pruned %d (%v), want 2", n, err)
+	}
+	ms, _ := st.Messages(ctx, Filter{})
+	if len(ms) != 3 || ms[0].ID != "Q2" {
+		t.Fatalf("left %d messages starting with %v, want Q2..Q4", len(ms), ms)
+	}
+	var orphans int
+	st.db.QueryRow(`SELECT COUNT(*) FROM deliveries WHERE queue_id IN ('Q0', 'Q1')`).Scan(&orphans)
+	if orphans != 0 {
+		t.Errorf("%d deliveries of pruned messages left", orphans)
+	}
+	if n, err := st.Prune(ctx, cutoff, 10); err != nil || n != 3 {
+		t.Fatalf("second pruning removed %d (%v), want the last 3", n, err)
+	}
+	var rows int
+	st.db.QueryRow(`SELECT COUNT(*) FROM deliveries`).Scan(&rows)
+	if rows != 0 {
+		t.Errorf("%d deliveries left", rows)
+	}
+}

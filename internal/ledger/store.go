@@ -292,14 +292,31 @@ func (s *Store) write(ctx context.Context, b *batch) error {
 }
 
 // Prune deletes the finished messages that arrived before cutoff, their
-// deliveries, and the gaps that ended before it.
-func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
+// deliveries, and the gaps that ended before it; with limit > 0 only
+// about the limit oldest of those messages (those that arrived at the
+// same microsecond go together), so that one transaction stays short:
+// the recorder writes nothing while it runs, and a backlog of millions
+// (a shorter ledger_retention) in one transaction outlasted its timeout
+// and was rolled back, every hour.
+func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
 	c := us(cutoff)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
+	if limit > 0 {
+		// The arrival of the limit-th oldest: the chunk's own cutoff.
+		var a int64
+		err := tx.QueryRowContext(ctx, `SELECT arrival FROM messages WHERE arrival < ? AND finished <> 0
+			ORDER BY arrival LIMIT 1 OFFSET ?`, c, limit-1).Scan(&a)
+		switch {
+		case err == nil:
+			c = min(c, a+1)
+		case !errors.Is(err, sql.ErrNoRows):
+			return 0, err
+		}
+	}
 	if _, err := tx.ExecContext(ctx, pruneDeliveries, c); err != nil {
 		return 0, err
 	}
