@@ -266,7 +266,7 @@ func (e *batchMsg) row(d *Delivery) {
 		d.Relay, d.DSN = cmp.Or(d.Relay, old.Relay), cmp.Or(d.DSN, old.DSN)
 		d.Reply, d.RemoteID = cmp.Or(d.Reply, old.Reply), cmp.Or(d.RemoteID, old.RemoteID)
 		d.Attempts = max(d.Attempts, old.Attempts)
-		if old.Status == d.Status && !old.At.IsZero() {
+		if d.At.IsZero() || old.Status == d.Status && d.Status != Pending && !old.At.IsZero() {
 			d.At = old.At
 		}
 	}

@@ -9,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/queue"
 )
 
 // The ledger holds every sender, recipient and reply: none of its files
@@ -193,4 +196,55 @@ func TestPruneInChunks(t *testing.T) {
 	if rows != 0 {
 		t.Errorf("%d deliveries left", rows)
 	}
+}
+
+// A pending delivery's time is its last attempt's, as its reply is the
+// last failure's (Delivery.At says so): the first attempt's time beside
+// the last reply made a deferral look older than it was. A final state
+// keeps the time it was first recorded.
+func TestPendingAtIsLastAttempt(t *testing.T) {
+	errors := []string{"connect to relay.example: refused", "451 4.3.0 try later"}
+	for _, sameBatch := range []bool{false, true} {
+		dir := t.TempDir()
+		every := time.Millisecond
+		if sameBatch {
+			every = time.Hour
+		}
+		r := NewRecorder(RecorderOptions{Path: filepath.Join(dir, "ledger.db"), Node: "n", Every: every})
+		m := msg("T1", "a@relay.example")
+		r.Accepted(m)
+		t1 := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+		t2 := t1.Add(30 * time.Minute)
+		for k, at := range []time.Time{t1, t2} {
+			m.Rcpts[0].Attempts = int32(k + 1)
+			r.Delivery(m, 0, envelope.Hop{Transport: "smtp", Nexthop: "relay.example"}, queue.Outcome{Err: fmt.Errorf("%s", errors[k])}, "deferred", at)
+			if !sameBatch {
+				waitFor(t, func() bool { return r.Stats().Waiting == 0 })
+			}
+		}
+		r.Close()
+		st, err := OpenReader(filepath.Join(dir, "ledger.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok, _ := st.Message(context.Background(), "", "T1")
+		st.Close()
+		if !ok || len(got.Deliveries) != 1 {
+			t.Fatalf("same batch %v: %+v", sameBatch, got)
+		}
+		d := got.Deliveries[0]
+		if d.Status != Pending || d.Reply != errors[1] || !d.At.Equal(t2) {
+			t.Errorf("same batch %v: pending %q at %v, want %q at %v", sameBatch, d.Reply, d.At, errors[1], t2)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("timed out")
 }

@@ -239,15 +239,17 @@ func (s *Store) write(ctx context.Context, b *batch) error {
 	}
 	defer msgStmt.Close()
 	// A final state is never replaced by "pending" (an event that was
-	// late); the time of a state stays that of its first record, and
-	// what a later record does not know (the next hop after a restart)
-	// is kept.
+	// late); the time of a final state stays that of its first record,
+	// a pending one's is the last attempt's (as its reply is), and what
+	// a later record does not know (the next hop after a restart, the
+	// time in a snapshot) is kept.
 	dlvStmt, err := tx.PrepareContext(ctx, `INSERT INTO deliveries
 		(node, queue_id, idx, rcpt, orig, copy, status, at, transport, nexthop, relay, dsn, reply, remote_id, attempts)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (node, queue_id, idx) DO UPDATE SET
 			status = excluded.status,
-			at = CASE WHEN deliveries.status = excluded.status AND deliveries.at <> 0 THEN deliveries.at ELSE excluded.at END,
+			at = CASE WHEN excluded.at = 0 OR deliveries.status = excluded.status AND excluded.status <> 'pending' AND deliveries.at <> 0
+				THEN deliveries.at ELSE excluded.at END,
 			transport = CASE WHEN excluded.transport = '' THEN deliveries.transport ELSE excluded.transport END,
 			nexthop = CASE WHEN excluded.nexthop = '' THEN deliveries.nexthop ELSE excluded.nexthop END,
 			relay = CASE WHEN excluded.relay = '' THEN deliveries.relay ELSE excluded.relay END,
