@@ -248,3 +248,40 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("timed out")
 }
+
+// A ledger in a directory every user may write to, or in a file another
+// user made there first, would be theirs to read and to forge: refused,
+// with what to do.
+func TestLedgerRefusesOthersFiles(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o1777) // as /tmp
+	if st, err := Open(filepath.Join(open, "ledger.db")); err == nil {
+		st.Close()
+		t.Errorf("Open accepted a world-writable directory")
+	} else if !strings.Contains(err.Error(), "chmod o-w") {
+		t.Errorf("error %q does not say what to do", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the rest needs root (chown)")
+	}
+	squat := filepath.Join(dir, "ledger.db")
+	if err := os.WriteFile(squat, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(squat, 65534, 65534)
+	if st, err := Open(squat); err == nil {
+		st.Close()
+		t.Errorf("Open took a file another user owns")
+	}
+	os.Remove(squat)
+	os.WriteFile(squat+"-wal", nil, 0o666)
+	os.Chown(squat+"-wal", 65534, 65534)
+	if st, err := Open(squat); err == nil {
+		st.Close()
+		t.Errorf("Open took a -wal another user owns")
+	}
+}

@@ -103,7 +103,21 @@ func Open(path string) (*Store, error) {
 // they would otherwise be readable by every local user. A symbolic link
 // is refused (O_NOFOLLOW), never followed: in a world-writable parent it
 // would point the server at any file.
+//
+// In a directory others may write to, or in files another user owns,
+// anyone could read the ledger or write records into it: refused.
 func private(path string) error {
+	dir := filepath.Dir(path)
+	if di, err := os.Stat(dir); err == nil && di.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("its directory %s is writable by every user (mode %v): give the ledger a directory of its own (chmod o-w %s, or another data_directory)", dir, di.Mode().Perm(), dir)
+	}
+	for _, sfx := range []string{"", "-wal", "-shm"} {
+		if fi, err := os.Lstat(path + sfx); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+				return fmt.Errorf("%s belongs to uid %d, not to this server (uid %d): remove it, or chown it if it is the ledger", path+sfx, st.Uid, os.Geteuid())
+			}
+		}
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
