@@ -511,7 +511,7 @@ func (r *Recorder) openLocked() error {
 		return err
 	}
 	r.st = st
-	if mk, ok := r.readMarker(); ok && mk.ID != st.id && mk.Path == r.o.Path {
+	if mk, ok := r.readMarker(); ok && mk.ID != "" && mk.ID != st.id && mk.Path == r.o.Path {
 		g := Gap{Node: r.o.Node, Since: fromUS(mk.Created), Until: fromUS(mk.Seen),
 			Reason: fmt.Sprintf("the ledger %s was lost or replaced: the one made %s held the records until %s",
 				r.o.Path, fromUS(mk.Created).Format(time.RFC3339), fromUS(mk.Seen).Format(time.RFC3339))}
@@ -578,6 +578,9 @@ func (r *Recorder) saveMarkerLocked(now bool) {
 		mk = old // no database open: what it said of the last one stays
 	} else if r.gap == nil {
 		return
+	} else {
+		// None opened yet: the path, for postsuper -d (ForQueue).
+		mk = marker{Path: r.o.Path, Node: r.o.Node}
 	}
 	r.markSaved = time.Now()
 	mk.Gap = r.gap
