@@ -64,12 +64,17 @@ type Recorder struct {
 	closing bool
 	done    chan struct{}
 
-	waiting   atomic.Int64
-	oldest    atomic.Int64 // Unix µs of the oldest event not written
-	last      atomic.Int64 // Unix µs of the last commit
-	failures  atomic.Uint64
-	lost      atomic.Uint64
-	dropped   atomic.Uint64 // live events dropped when the channel was full
+	waiting  atomic.Int64
+	oldest   atomic.Int64 // Unix µs of the oldest event not written
+	last     atomic.Int64 // Unix µs of the last commit
+	failures atomic.Uint64
+	lost     atomic.Uint64
+	dropped  atomic.Uint64 // live events dropped when the channel was full
+	// headless are the IDs of queued messages whose head (Accepted) was
+	// dropped: their next Delivery carries it, or a message deferred for
+	// days would be missing from every report (its delivery rows alone
+	// name no message) until it left the queue.
+	headless  sync.Map
 	lastWarn  time.Time
 	markSaved time.Time
 }
@@ -134,7 +139,32 @@ func (r *Recorder) Delivery(m *queue.Message, i int, hop envelope.Hop, o queue.O
 	if o.Err != nil {
 		d.Reply = o.Err.Error()
 	}
-	r.send(event{at: at, row: d, key: msgKey{r.o.Node, m.ID}}, false)
+	ev := event{at: at, row: d, key: msgKey{r.o.Node, m.ID}}
+	if _, ok := r.headless.LoadAndDelete(m.ID); ok {
+		ev.head = r.head(m)
+	}
+	r.send(ev, false)
+}
+
+// head is m's head without its deliveries' states, which other
+// deliveries of m may be changing: what Delivery may read of m (the
+// envelope and the recipients' addresses do not change).
+func (r *Recorder) head(m *queue.Message) *Message {
+	env := &m.Env
+	h := &Message{Node: r.o.Node, ID: m.ID, MessageID: env.MessageID, From: env.From, Size: m.Size, Arrival: env.Arrival,
+		Client: "local", Parent: env.Parent, Notice: env.Notification}
+	if env.ClientAddr != "" {
+		h.Client = maillog.NameAddr(env.ClientName, env.ClientAddr)
+	}
+	if r.o.Phase != nil {
+		h.Phase = r.o.Phase()
+	}
+	for i := range m.Rcpts {
+		if rs := &m.Rcpts[i]; !rs.Copy && !m.Added(i) {
+			h.Rcpts = append(h.Rcpts, origOf(rs.Rcpt))
+		}
+	}
+	return h
 }
 
 // Final implements queue.Ledger: it waits for room in the queue of
@@ -143,6 +173,7 @@ func (r *Recorder) Final(m *queue.Message, deleted bool, done func()) {
 	now := time.Now()
 	h := r.snapshot(m, true, deleted)
 	h.Finished = now
+	r.headless.Delete(m.ID)
 	r.send(event{at: now, head: h, fin: true, done: done}, true)
 }
 
@@ -168,6 +199,9 @@ func (r *Recorder) send(ev event, must bool) {
 	default:
 		r.waiting.Add(-1)
 		r.dropped.Add(1)
+		if ev.head != nil {
+			r.headless.Store(ev.head.ID, struct{}{})
+		}
 	}
 }
 
@@ -290,7 +324,9 @@ func (b *batch) add(ev event) {
 	}
 	if ev.row != nil {
 		e.row(ev.row)
-		return
+		if ev.head == nil {
+			return
+		}
 	}
 	h := ev.head
 	if e.head == nil || ev.fin {

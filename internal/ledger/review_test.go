@@ -291,3 +291,42 @@ func TestLedgerRefusesOthersFiles(t *testing.T) {
 		t.Errorf("Open took a -wal another user owns")
 	}
 }
+
+// A message whose Accepted was dropped (the recorder behind, its queue
+// of events full) is recorded by its next attempt: a deferred message
+// is in the report as pending, not missing until it leaves the queue.
+func TestDroppedHeadComesWithNextAttempt(t *testing.T) {
+	dir := t.TempDir()
+	r := NewRecorder(RecorderOptions{Path: filepath.Join(dir, "ledger.db"), Node: "n", Every: time.Millisecond})
+	// Stall the writer (it waits for r.mu in commit) until events drop.
+	r.mu.Lock()
+	var dropped *queue.Message
+	for i := 0; dropped == nil && i < 1<<16; i++ {
+		m := msg(fmt.Sprintf("H%d", i), "a@relay.example")
+		before := r.dropped.Load()
+		r.Accepted(m)
+		if r.dropped.Load() > before {
+			dropped = m
+		}
+	}
+	r.mu.Unlock()
+	if dropped == nil {
+		t.Fatal("no Accepted was dropped: the test cannot stall the recorder")
+	}
+	waitFor(t, func() bool { return r.Stats().Waiting == 0 })
+	dropped.Rcpts[0].Attempts = 1
+	r.Delivery(dropped, 0, envelope.Hop{Transport: "smtp", Nexthop: "relay.example"}, queue.Outcome{Err: fmt.Errorf("connect refused")}, "deferred", time.Now())
+	r.Close()
+	st, err := OpenReader(filepath.Join(dir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	got, ok, err := st.Message(context.Background(), "", dropped.ID)
+	if err != nil || !ok {
+		t.Fatalf("message %s, whose Accepted was dropped, missing after its attempt (%v)", dropped.ID, err)
+	}
+	if len(got.Deliveries) != 1 || got.Deliveries[0].Status != Pending || got.From != "alice@example.org" || len(got.Rcpts) != 1 {
+		t.Errorf("recorded %+v", got)
+	}
+}
