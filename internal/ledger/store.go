@@ -411,28 +411,11 @@ func (s *Store) Messages(ctx context.Context, f Filter) ([]Message, error) {
 func matching(msgs []Message, f Filter) []Message {
 	out := msgs[:0]
 	for _, m := range msgs {
-		if messageMatches(m, f) {
+		if f.MatchesMessage(m) {
 			out = append(out, m)
 		}
 	}
 	return out
-}
-
-func messageMatches(m Message, f Filter) bool {
-	if f.Matches(m.From) {
-		return true
-	}
-	for _, r := range m.Rcpts {
-		if f.Matches(r) {
-			return true
-		}
-	}
-	for _, d := range m.Deliveries {
-		if f.Matches(d.Rcpt) || d.Orig != "" && f.Matches(d.Orig) {
-			return true
-		}
-	}
-	return false
 }
 
 // Message implements Reader.
