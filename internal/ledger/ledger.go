@@ -114,6 +114,25 @@ func (f Filter) Matches(addr string) bool {
 	return strings.EqualFold(local, f.User)
 }
 
+// MatchesMessage reports whether f.User is m's sender, one of its
+// original recipients or one of its deliveries (true without a user).
+func (f Filter) MatchesMessage(m Message) bool {
+	if f.User == "" || f.Matches(m.From) {
+		return true
+	}
+	for _, r := range m.Rcpts {
+		if f.Matches(r) {
+			return true
+		}
+	}
+	for _, d := range m.Deliveries {
+		if f.Matches(d.Rcpt) || d.Orig != "" && f.Matches(d.Orig) {
+			return true
+		}
+	}
+	return false
+}
+
 // Reader is read access to a ledger: the local store, a peer's over
 // HTTP, or a Postfix log read into memory.
 type Reader interface {

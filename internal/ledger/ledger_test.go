@@ -240,7 +240,7 @@ func TestPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if n, err := st.Prune(context.Background(), time.Now().Add(-90*24*time.Hour)); err != nil || n != 1 {
+	if n, err := st.Prune(context.Background(), time.Now().Add(-90*24*time.Hour), 0); err != nil || n != 1 {
 		t.Fatalf("pruned %d (%v), want 1", n, err)
 	}
 	ms, _ := st.Messages(context.Background(), Filter{})

@@ -728,7 +728,7 @@ func (l *Log) Messages(ctx context.Context, f ledger.Filter) ([]ledger.Message, 
 		if !f.Since.IsZero() && m.Arrival.Before(f.Since) || !f.Until.IsZero() && !m.Arrival.Before(f.Until) {
 			continue
 		}
-		if !matchesUser(f, m) {
+		if !f.MatchesMessage(m) {
 			continue
 		}
 		out = append(out, m)
@@ -740,23 +740,6 @@ func (l *Log) Messages(ctx context.Context, f ledger.Filter) ([]ledger.Message, 
 		}
 	}
 	return out, nil
-}
-
-func matchesUser(f ledger.Filter, m ledger.Message) bool {
-	if f.User == "" || f.Matches(m.From) {
-		return true
-	}
-	for _, r := range m.Rcpts {
-		if f.Matches(r) {
-			return true
-		}
-	}
-	for _, d := range m.Deliveries {
-		if f.Matches(d.Rcpt) || d.Orig != "" && f.Matches(d.Orig) {
-			return true
-		}
-	}
-	return false
 }
 
 // Message returns the newest message under queue ID id (on node, when
