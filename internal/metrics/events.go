@@ -273,18 +273,57 @@ func (e *eventMetrics) smtpOutcome(o queue.Outcome, status string) {
 	}
 }
 
+// maxDSNLabels bounds the dsn label's values per family. The remote
+// server writes the code (go-smtp reads any integers, "5.123456.789"),
+// and a counter series is never dropped: without a bound, each new code
+// from a hostile or broken server would be a series kept until restart.
+// RFC 3463's codes in use are a few dozen.
+const maxDSNLabels = 100
+
+// dsnOther is the dsn label of a code past maxDSNLabels or not in RFC
+// 3463's form.
+const dsnOther = "other"
+
 func (e *eventMetrics) byDSN(m map[string]prometheus.Counter, vec *prometheus.CounterVec, dsn string) prometheus.Counter {
+	if !validDSN(dsn) {
+		dsn = dsnOther
+	}
 	e.dsnMu.RLock()
 	c, ok := m[dsn]
+	full := len(m) >= maxDSNLabels
 	e.dsnMu.RUnlock()
 	if ok {
 		return c
 	}
-	c = vec.WithLabelValues(dsn)
+	if full {
+		dsn = dsnOther
+	}
 	e.dsnMu.Lock()
+	defer e.dsnMu.Unlock()
+	if c, ok := m[dsn]; ok {
+		return c
+	}
+	c = vec.WithLabelValues(dsn)
 	m[dsn] = c
-	e.dsnMu.Unlock()
 	return c
+}
+
+// validDSN reports whether s has RFC 3463's form: class 2, 4 or 5,
+// subject and detail of 1 to 3 digits.
+func validDSN(s string) bool {
+	if len(s) < 5 || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.' {
+		return false
+	}
+	parts := strings.Split(s[2:], ".")
+	if len(parts) != 2 {
+		return false
+	}
+	for _, p := range parts {
+		if len(p) == 0 || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // dsnOf is the dsn= of the log line.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -319,5 +320,41 @@ func TestQueuedAgainAtRetry(t *testing.T) {
 	}
 	if got := ss.get(t, "postfix_qmgr_messages_inserted_size_bytes_count"); got != 2 {
 		t.Errorf("qmgr inserts %g, want 2", got)
+	}
+}
+
+// A remote server writes the enhanced code of its reply: the dsn label
+// must not take a new value for each one (a counter series lives until
+// restart).
+func TestDSNLabelBounded(t *testing.T) {
+	now := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	m := New(Options{Now: func() time.Time { return now }})
+	ev := m.Events(nil)
+	smtp := envelope.Hop{Transport: "smtp", Nexthop: "hostile.example"}
+	const n = 5000
+	for i := 0; i < n; i++ {
+		msg := testMessage(fmt.Sprintf("D%d", i), now, 100, envelope.Rcpt{Addr: "x@hostile.example"})
+		ev.Delivery(msg, 0, smtp, queue.Outcome{Err: &deliver.Error{Enhanced: fmt.Sprintf("4.%d.%d", i, i*7)}}, "deferred", 0)
+		ev.Delivery(msg, 0, smtp, queue.Outcome{Err: &deliver.Error{Permanent: true, Enhanced: fmt.Sprintf("5.1.%d", 1000+i)}}, "bounced", 0)
+	}
+	ss := scrapeOf(t, m)
+	series := map[string]int{}
+	var total float64
+	for _, s := range ss {
+		if s.name == "postfix_smtp_deferred_messages_by_dsn_total" || s.name == "postfix_smtp_bounced_messages_by_dsn_total" {
+			series[s.name]++
+			total += s.value
+		}
+	}
+	for name, k := range series {
+		if k > maxDSNLabels+1 {
+			t.Errorf("%s: %d series, want at most %d", name, k, maxDSNLabels+1)
+		}
+	}
+	if total != 2*n {
+		t.Errorf("counted %g outcomes, want %d: none may be lost", total, 2*n)
+	}
+	if got := ss.get(t, "postfix_smtp_bounced_messages_by_dsn_total", "dsn=other"); got != n {
+		t.Errorf("bounced dsn=other = %g, want %d (5.1.1000 is not RFC 3463's form)", got, n)
 	}
 }
