@@ -128,8 +128,8 @@ type handler struct {
 	mu      sync.Mutex
 	builtAt time.Time
 	built   Overview
-	// searches holds one user search at a time: each reads the
-	// whole ledger.
+	// searches holds one user search or full report at a time: each
+	// reads the whole window of the ledger.
 	searches chan struct{}
 }
 
@@ -255,6 +255,15 @@ func (h *handler) report(w http.ResponseWriter, r *http.Request) {
 	f, _, err := h.window(r)
 	if err != nil {
 		http.Error(w, "since: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	// A full report, messages included, is not cached: one at a time,
+	// with the searches, so that a reloading page or a script cannot
+	// hold many builds (each the whole window in memory) at once.
+	select {
+	case h.searches <- struct{}{}:
+		defer func() { <-h.searches }()
+	case <-r.Context().Done():
 		return
 	}
 	raw, err := h.build(r.Context(), f)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -226,5 +227,60 @@ func TestLedgerErrorIsAnAnswer(t *testing.T) {
 	resp, body := get(t, srv.URL+"/api/overview")
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "malformed") {
 		t.Errorf("%s %s", resp.Status, body)
+	}
+}
+
+// blocking is a Source whose reports wait for release, counting how
+// many are built at once.
+type blocking struct {
+	mu            sync.Mutex
+	inFlight, max int
+	release       chan struct{}
+}
+
+func (b *blocking) Report(ctx context.Context, f ledger.Filter, now time.Time) (*report.Report, error) {
+	b.mu.Lock()
+	b.inFlight++
+	b.max = max(b.max, b.inFlight)
+	b.mu.Unlock()
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	b.inFlight--
+	b.mu.Unlock()
+	return &report.Report{}, nil
+}
+func (b *blocking) Queue(context.Context, time.Time) ([]QueueDest, error) { return nil, nil }
+
+// /api/report is not cached: concurrent requests must not build as
+// many reports at once (each holds its whole window in memory).
+func TestFullReportsOneAtATime(t *testing.T) {
+	b := &blocking{release: make(chan struct{})}
+	srv := serve(t, b)
+	const n = 6
+	done := make(chan int, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			resp, err := http.Get(srv.URL + "/api/report?since=all")
+			if err != nil {
+				done <- 0
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+	}
+	// Give every request time to arrive (generous: a shared CI machine).
+	time.Sleep(time.Second)
+	close(b.release)
+	for i := 0; i < n; i++ {
+		if code := <-done; code != http.StatusOK {
+			t.Errorf("request %d: status %d", i, code)
+		}
+	}
+	if b.max > 1 {
+		t.Errorf("%d reports were built at once, want 1", b.max)
 	}
 }
