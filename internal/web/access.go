@@ -31,6 +31,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ru := s.rules.Load()
 	client, err := clientAddr(r.RemoteAddr)
 	if err != nil || !ru.networks.Contains(client) {
+		// Not kept alive: an idle connection would hold one of the
+		// listener's few slots for idleTimeout, for a client that
+		// will never be served.
+		h.Set("Connection", "close")
 		s.refuse(w, r, client, http.StatusForbidden, RefusedNetwork, "not in metrics_networks")
 		return
 	}

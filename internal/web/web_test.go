@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -533,5 +534,36 @@ func TestNoHostHeader(t *testing.T) {
 		if string(buf) != want {
 			t.Errorf("%q: %q, want %q", req, buf, want)
 		}
+	}
+}
+
+// A client outside metrics_networks gets its 403 and loses the
+// connection: kept alive, it would hold one of the listener's slots
+// (MaxConns) idle for minutes, and a few such clients all of them.
+func TestRefusedNetworkNotKeptAlive(t *testing.T) {
+	n := start(t, allHandlers(Options{Listen: "127.0.0.2:0", Networks: MustParseNetworks("!127.0.0.1, 127.0.0.2"),
+		IsLoopback: netip.Addr.IsLoopback}))
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.1")}}
+	c, err := d.Dial("tcp", n.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.2\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second)) // far below idleTimeout
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("status %d, want 403", resp.StatusCode)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the 403 the connection stayed open (read: %v), want it closed", err)
 	}
 }
