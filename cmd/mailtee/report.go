@@ -128,6 +128,13 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		}
 		*t.to = v
 	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
+		// An empty window reconciles nothing: "100%, exit 0" would
+		// read as all delivered.
+		fmt.Fprintf(stderr, "mailtee report: --until %s is not after --since %s: the window is empty; swap them?\n",
+			f.Until.Format(time.RFC3339), f.Since.Format(time.RFC3339))
+		return reportError
+	}
 	f.User = strings.TrimSpace(*user)
 	switch *format {
 	case "text", "json", "csv":

@@ -111,6 +111,8 @@ func TestReportErrors(t *testing.T) {
 		{"--postfix-log", "/var/log/mail.log"},
 		{"extra"},
 		{"--nope"},
+		{"--since", "2026-01-01", "--until", "2020-01-01"}, // an empty window is not "all delivered"
+		{"--since", "1d", "--until", "2d"},
 	} {
 		code, _, errs := mailtee(t, "", append([]string{"report", "-c", dir}, args...)...)
 		if code != reportError || errs == "" {
