@@ -29,3 +29,33 @@ func TestDuplicateMailboxCountsOnce(t *testing.T) {
 		t.Errorf("reconciliation %+v, want 3 of 3 (u1 and u2 of message A, u3 of B)", rc)
 	}
 }
+
+// An alias of one mailbox (aliases(5)'s "root: admin", the most common
+// kind) is a required delivery to that mailbox, as a list's members
+// are: a search for the mailbox finds the message, and a message to the
+// alias and the mailbox both counts the mailbox once.
+func TestOneMailboxAlias(t *testing.T) {
+	l := memledger.New(
+		ledger.Message{Node: "h", ID: "A", Rcpts: []string{"root@h"}, Arrival: t0,
+			Deliveries: []ledger.Delivery{{Index: 0, Rcpt: "root@h", Status: ledger.Sent, Transport: "local", Relay: "local",
+				Reply: "delivered to maildir of admin@h"}}},
+		ledger.Message{Node: "h", ID: "B", Rcpts: []string{"root@h", "admin@h"}, Arrival: t0,
+			Deliveries: []ledger.Delivery{
+				{Index: 0, Rcpt: "root@h", Status: ledger.Sent, Transport: "local", Relay: "local",
+					Reply: "delivered to maildir of admin@h"},
+				{Index: 1, Rcpt: "admin@h", Status: ledger.Sent, Transport: "local", Relay: "local",
+					Reply: "duplicate of admin@h, delivered once"},
+			}},
+	)
+	r := build(t, Sources{Local: l}, ledger.Filter{})
+	if rc := r.Reconciliation; rc.Required != 2 || rc.Delivered != 2 {
+		t.Errorf("reconciliation %+v, want 2 of 2 (admin's mailbox once per message)", rc)
+	}
+	u := build(t, Sources{Local: l}, ledger.Filter{User: "admin@h"})
+	if len(u.Messages) != 2 {
+		t.Fatalf("--user admin@h: %d messages, want 2 (A reached admin's mailbox through root)", len(u.Messages))
+	}
+	if q := u.Messages[0].Required[0]; q.Rcpt != "admin@h" || q.Via != "root@h" {
+		t.Errorf("message A's delivery: rcpt %q via %q, want admin@h via root@h", q.Rcpt, q.Via)
+	}
+}

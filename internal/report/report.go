@@ -372,8 +372,8 @@ func deliveredHere(reply string) bool {
 // delivered to maildir of b@x", or "delivered over LMTP for a@x, b@x")
 // into one required delivery per mailbox, each with its part of the
 // reply: every mailbox that must get the message counts. A delivery to
-// one mailbox, or not delivered (the mailboxes are not known then), is
-// left whole.
+// its own mailbox, or not delivered (the mailboxes are not known then),
+// is left whole.
 func perMailbox(q Required, d ledger.Delivery) []Required {
 	if !isLocal(d) || d.Status != ledger.Sent {
 		return []Required{q}
@@ -395,7 +395,11 @@ func perMailbox(q Required, d ledger.Delivery) []Required {
 			}
 		}
 	}
-	if len(parts) < 2 {
+	// One part that names another mailbox is an alias of one
+	// ("root: admin"): that mailbox is the delivery's, as a list's
+	// members are theirs, so a search for it finds the message and a
+	// "duplicate of" it is not counted twice.
+	if len(parts) == 0 || len(parts) == 1 && strings.EqualFold(parts[0].rcpt, d.Rcpt) {
 		return []Required{q}
 	}
 	out := make([]Required, 0, len(parts))
