@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 )
 
 // WriteJSON writes r as indented JSON.
@@ -224,6 +225,13 @@ func orNone(s string) string {
 	return s
 }
 
+// errWriter keeps the first error, and makes what it writes safe for
+// a terminal: the text holds what remote servers wrote (their replies,
+// addresses), and an ESC or a C1 control there would drive the
+// administrator's terminal (set its title, clear the screen, forge
+// lines). They become '?', as in the mail log (maillog.Printable);
+// line breaks and tabs are the report's own. Each Write is a whole
+// formatted line or cell, so no UTF-8 sequence is split between two.
 type errWriter struct {
 	w   io.Writer
 	err error
@@ -233,7 +241,49 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	if e.err != nil {
 		return 0, e.err
 	}
-	n, err := e.w.Write(p)
+	q := p
+	if hasUnsafe(p) {
+		q = printable(p)
+	}
+	_, err := e.w.Write(q)
 	e.err = err
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// hasUnsafe reports whether p has a byte printable would change.
+func hasUnsafe(p []byte) bool {
+	for _, c := range p {
+		if c < ' ' && c != '\n' && c != '\t' || c >= 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// printable is p with its control characters but '\n' and '\t', and its
+// invalid UTF-8, as '?'.
+func printable(p []byte) []byte {
+	out := make([]byte, 0, len(p))
+	for len(p) > 0 {
+		c := p[0]
+		if c < utf8.RuneSelf {
+			if c < ' ' && c != '\n' && c != '\t' || c == 0x7f {
+				c = '?'
+			}
+			out = append(out, c)
+			p = p[1:]
+			continue
+		}
+		r, n := utf8.DecodeRune(p)
+		if r == utf8.RuneError && n == 1 || r < 0xa0 {
+			out = append(out, '?')
+		} else {
+			out = append(out, p[:n]...)
+		}
+		p = p[n:]
+	}
+	return out
 }
