@@ -54,8 +54,15 @@ type errorReply struct {
 	Error string `json:"error"`
 }
 
+// MaxListings is how many messages requests are answered at once;
+// more wait. Each holds its whole answer in memory (up to the whole
+// ledger), and any loopback client may ask: unbounded, a loop of
+// requests would hold as many copies of the ledger at once.
+const MaxListings = 2
+
 // Handler serves r under Prefix (mount it at Prefix).
 func Handler(r ledger.Reader) http.Handler {
+	listings := make(chan struct{}, MaxListings)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.Method != http.MethodGet && req.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -70,6 +77,12 @@ func Handler(r ledger.Reader) http.Handler {
 			f, err := filterOf(q)
 			if err != nil {
 				writeErr(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			select {
+			case listings <- struct{}{}:
+				defer func() { <-listings }()
+			case <-ctx.Done():
 				return
 			}
 			ms, err := r.Messages(ctx, f)

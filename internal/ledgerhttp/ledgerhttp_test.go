@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -290,4 +291,58 @@ func FuzzClientReply(f *testing.F) {
 		_, err = c.Gaps(ctx, time.Time{}, time.Time{})
 		check(err)
 	})
+}
+
+// slowLedger's Messages waits for release, counting how many run at once.
+type slowLedger struct {
+	ledger.Reader
+	mu            sync.Mutex
+	inFlight, max int
+	release       chan struct{}
+}
+
+func (s *slowLedger) Messages(ctx context.Context, f ledger.Filter) ([]ledger.Message, error) {
+	s.mu.Lock()
+	s.inFlight++
+	s.max = max(s.max, s.inFlight)
+	s.mu.Unlock()
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	s.inFlight--
+	s.mu.Unlock()
+	return nil, nil
+}
+
+// A listing holds its whole answer in memory: many at once must not
+// hold as many copies of the ledger.
+func TestListingsBounded(t *testing.T) {
+	sl := &slowLedger{Reader: fixture(), release: make(chan struct{})}
+	srv := httptest.NewServer(Handler(sl))
+	defer srv.Close()
+	const n = 8
+	done := make(chan int, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			resp, err := http.Get(srv.URL + Prefix + "messages")
+			if err != nil {
+				done <- 0
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+	}
+	time.Sleep(time.Second) // every request arrives (generous: shared CI)
+	close(sl.release)
+	for i := 0; i < n; i++ {
+		if code := <-done; code != http.StatusOK {
+			t.Errorf("request %d: status %d", i, code)
+		}
+	}
+	if sl.max > MaxListings {
+		t.Errorf("%d listings at once, want at most %d", sl.max, MaxListings)
+	}
 }
