@@ -160,8 +160,19 @@ func (h *handler) window(r *http.Request) (ledger.Filter, bool, error) {
 // cached is the overview of f, at most CacheFor old when f is the
 // default window (the one every open page asks for).
 func (h *handler) cached(ctx context.Context, f ledger.Filter, dflt bool) (Overview, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	if dflt {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+	} else {
+		// A wider window (?since=all) may take long: it waits with the
+		// searches, not in front of every open page's default one.
+		select {
+		case h.searches <- struct{}{}:
+			defer func() { <-h.searches }()
+		case <-ctx.Done():
+			return Overview{}, ctx.Err()
+		}
+	}
 	if dflt && h.built.Report != nil && time.Since(h.builtAt) < CacheFor {
 		return h.built, nil
 	}

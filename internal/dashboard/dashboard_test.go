@@ -284,3 +284,41 @@ func TestFullReportsOneAtATime(t *testing.T) {
 		t.Errorf("%d reports were built at once, want 1", b.max)
 	}
 }
+
+// wideBlocks blocks the reports of an unbounded window (?since=all)
+// until release; the default window's answer at once.
+type wideBlocks struct{ release chan struct{} }
+
+func (b *wideBlocks) Report(ctx context.Context, f ledger.Filter, now time.Time) (*report.Report, error) {
+	if f.Since.IsZero() {
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+		}
+	}
+	return &report.Report{}, nil
+}
+func (b *wideBlocks) Queue(context.Context, time.Time) ([]QueueDest, error) { return nil, nil }
+
+// One page's ?since=all overview, however long it takes, must not stop
+// every other page's default overview.
+func TestWideWindowDoesNotBlockDefault(t *testing.T) {
+	b := &wideBlocks{release: make(chan struct{})}
+	defer close(b.release)
+	srv := serve(t, b)
+	go func() {
+		if resp, err := http.Get(srv.URL + "/api/overview?since=all"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // the wide build is under way
+	c := http.Client{Timeout: 20 * time.Second}
+	resp, err := c.Get(srv.URL + "/api/overview")
+	if err != nil {
+		t.Fatalf("the default overview waited for ?since=all: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status %d", resp.StatusCode)
+	}
+}
