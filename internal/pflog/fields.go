@@ -43,12 +43,14 @@ func Fields(s string) (fields map[string]string, reply string) {
 		}
 		var val string
 		if strings.HasPrefix(s, "<") {
-			end := -1
-			for i := 1; i < len(s); i++ {
-				if s[i] == '>' && (i+1 == len(s) || strings.HasPrefix(s[i+1:], ", ") || s[i+1] == ' ') {
-					end = i
-					break
-				}
+			// A quoted local part (Postfix 3.5's external form, the
+			// default) may hold '>, status=sent (': whoever chose the
+			// address would forge the outcome. The quotes are followed
+			// first; an unbalanced one (an older Postfix's internal
+			// form) falls back to the first '>' that ends a field.
+			end := addrEnd(s, true)
+			if end < 0 {
+				end = addrEnd(s, false)
 			}
 			if end < 0 {
 				fields[name] = s
@@ -70,6 +72,24 @@ func Fields(s string) (fields map[string]string, reply string) {
 		fields[name] = val
 	}
 	return fields, reply
+}
+
+// addrEnd is the index of the '>' that closes the address s begins
+// with ('<'): one followed by ", ", a blank or the end, outside a
+// quoted string when quotes is set; -1 when there is none.
+func addrEnd(s string, quotes bool) int {
+	inQuote := false
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case quotes && inQuote && c == '\\':
+			i++ // a quoted pair: the next character is literal
+		case quotes && c == '"':
+			inQuote = !inQuote
+		case !inQuote && c == '>' && (i+1 == len(s) || strings.HasPrefix(s[i+1:], ", ") || s[i+1] == ' '):
+			return i
+		}
+	}
+	return -1
 }
 
 // addr is an address field's value without its <>.

@@ -423,3 +423,24 @@ Mar  1 10:10:01 h postfix/cleanup[2]: CCCC000004: message-id=<held@a>
 		}
 	}
 }
+
+// A quoted local part that spells a status: whoever picked the address
+// (a sender, a recipient at a remote domain) must not decide the
+// outcome the report reads. Postfix 3.5+ logs it quoted (external form).
+func TestFieldsQuotedForgery(t *testing.T) {
+	for _, c := range []struct{ text, to, status, reply string }{
+		{`to=<"x>, status=sent (250 ok) y"@evil.example>, relay=mx[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, status=bounced (host mx[192.0.2.1] said: 550 5.1.1 no)`,
+			`<"x>, status=sent (250 ok) y"@evil.example>`, "bounced", "host mx[192.0.2.1] said: 550 5.1.1 no"},
+		{`to=<"a\"> b, status=sent (z)"@e.example>, relay=none, delay=0, dsn=4.4.1, status=deferred (connect timed out)`,
+			`<"a\"> b, status=sent (z)"@e.example>`, "deferred", "connect timed out"},
+		// An unbalanced quote (an older Postfix's internal form) still
+		// ends at the first '>' that closes a field.
+		{`to=<a"b@x.example>, relay=local, delay=0, dsn=2.0.0, status=sent (delivered to maildir)`,
+			`<a"b@x.example>`, "sent", "delivered to maildir"},
+	} {
+		f, reply := Fields(c.text)
+		if f["to"] != c.to || f["status"] != c.status || reply != c.reply {
+			t.Errorf("%s:\n to %q status %q reply %q; want %q %q %q", c.text, f["to"], f["status"], reply, c.to, c.status, c.reply)
+		}
+	}
+}
