@@ -459,7 +459,11 @@ func (b *builder) follow(ctx context.Context, src source, m ledger.Message, d le
 			errs = append(errs, err.Error())
 			continue
 		}
-		if !ok || !sameTime(d.At, pm.Arrival) {
+		// The next hop wrote the reply that names rid: a server that is
+		// no peer ("queued as" a relay's queue ID, which Received
+		// headers show) must not graft a relay's message, and its
+		// outcome, onto a delivery the relay never had.
+		if !ok || !sameTime(d.At, pm.Arrival) || !names(pm, d.Rcpt) {
 			continue
 		}
 		sub, ns, err := b.required(ctx, source{r: p.Reader, peer: i, url: p.URL}, pm, d.Rcpt, depth+1, seen)
@@ -495,6 +499,22 @@ func (b *builder) follow(ctx context.Context, src source, m ledger.Message, d le
 		q.Note = fmt.Sprintf("not followed: no peer has queue ID %s", rid)
 	}
 	return q, nil
+}
+
+// names reports whether m was sent to addr: one of its recipients, or
+// of its deliveries' (before or after a rewrite).
+func names(m ledger.Message, addr string) bool {
+	for _, r := range m.Rcpts {
+		if strings.EqualFold(r, addr) {
+			return true
+		}
+	}
+	for _, d := range m.Deliveries {
+		if strings.EqualFold(d.Rcpt, addr) || strings.EqualFold(d.Orig, addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // MaxSkew is how far a peer's arrival time may be from the time the
