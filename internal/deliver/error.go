@@ -67,7 +67,11 @@ func reply(e *smtp.SMTPError) (text, status string) {
 	b.WriteString(strconv.Itoa(e.Code))
 	if c := e.EnhancedCode; c[0] > 0 {
 		fmt.Fprintf(&b, " %d.%d.%d", c[0], c[1], c[2])
-		if c[0] == class {
+		// Postfix's dsn_valid(): subject and detail of 1 to 3 digits.
+		// go-smtp reads any integers, and a code such as 5.44315926.974
+		// from the server made the bounce fail ("bad status code"),
+		// retried forever, and a new series of the dsn metric each time.
+		if c[0] == class && c[1] >= 0 && c[1] <= 999 && c[2] >= 0 && c[2] <= 999 {
 			status = fmt.Sprintf("%d.%d.%d", c[0], c[1], c[2])
 		}
 	}
