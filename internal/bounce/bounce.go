@@ -201,12 +201,38 @@ func recipient(r queue.RcptState, now time.Time, mailName string) dsn.Recipient 
 			status = r.DSN
 		}
 	}
+	if !validStatus(status) {
+		// A queue file written before deliver kept remote codes in
+		// RFC 3463's form may hold "5.44315926.974": refused by
+		// internal/dsn, the bounce would be retried forever.
+		cls := "5"
+		if strings.HasPrefix(status, "4") {
+			cls = "4"
+		}
+		status = cls + ".0.0"
+	}
 	diag := r.LastErr
 	if r.Expired {
 		diag = "delivery time expired; last error: " + r.LastErr
 	}
 	return dsn.Recipient{Final: r.Addr, Original: r.Orig, Action: "failed", Status: status,
 		RemoteMTA: remoteHost(r.Relay), Diagnostic: dsn.OwnDiagnostic(mailName, diag), LastAttempt: now, ORcpt: r.ORcpt}
+}
+
+// validStatus reports whether s is an RFC 3463 status code, X.Y.Z
+// with X 2, 4 or 5 and Y, Z of 1 to 3 digits (what internal/dsn takes).
+func validStatus(s string) bool {
+	cls, rest, ok := strings.Cut(s, ".")
+	if !ok || len(cls) != 1 || !strings.Contains("245", cls) {
+		return false
+	}
+	sub, det, ok := strings.Cut(rest, ".")
+	for _, p := range []string{sub, det} {
+		if !ok || len(p) < 1 || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // remoteHost takes "host[ip]:port" to "host" for Remote-MTA.
