@@ -184,3 +184,25 @@ func TestDonesAtOnce(t *testing.T) {
 		t.Fatal("no done called")
 	}
 }
+
+// Held events never fill a batch: past half of one they are written,
+// so that new events always have room (a full batch of held events
+// would be held again and again, and nothing more read).
+func TestHoldBounded(t *testing.T) {
+	dir := t.TempDir()
+	r := NewRecorder(RecorderOptions{Path: filepath.Join(dir, "data", "ledger.db"), Node: "mx1.example.org",
+		Every: 10 * time.Millisecond, Hold: time.Hour})
+	// No deferred Close: with the writer stuck, it would never return.
+	for i := 0; i < maxBatch+100; i++ {
+		r.Accepted(msg(fmt.Sprintf("B%05d", i), "a@example.com"))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for r.Stats().Waiting > maxBatch/2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v 30 s after %d Accepted, want at most %d waiting (held)", r.Stats(), maxBatch+100, maxBatch/2)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	finalSync(t, r, msg("F1", "b@example.com"), false) // the writer still reads
+	r.Close()
+}

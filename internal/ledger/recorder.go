@@ -101,7 +101,10 @@ func NewRecorder(o RecorderOptions) *Recorder {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
-	r := &Recorder{o: o, ch: make(chan event, 1<<16), done: make(chan struct{})}
+	// The channel holds about 2 s of a busy relay's events (a batch
+	// every Every takes them): a larger one was a 6 MB buffer of
+	// pointers that every GC cycle scanned.
+	r := &Recorder{o: o, ch: make(chan event, 1<<14), done: make(chan struct{})}
 	r.mu.Lock()
 	if err := r.openLocked(); err != nil {
 		r.warnLocked(err)
@@ -321,13 +324,15 @@ func (b *batch) add(ev event) {
 // hold moves out of b, into the batch it returns, the messages still in
 // the queue whose first event is younger than d: their Final, likely
 // soon, then carries their whole state in one row each. Messages with a
-// Final (a done waits for them) and older ones stay in b.
+// Final (a done waits for them) and older ones stay in b, and so do the
+// events beyond half a batch (maxBatch): the next batch must have room
+// for new events.
 func (b *batch) hold(now time.Time, d time.Duration) *batch {
 	var next *batch
 	keep := b.order[:0]
 	for _, k := range b.order {
 		e := b.msgs[k]
-		if !e.finished.IsZero() || now.Sub(e.first) >= d {
+		if !e.finished.IsZero() || now.Sub(e.first) >= d || next != nil && next.n+e.n > maxBatch/2 {
 			keep = append(keep, k)
 			continue
 		}
