@@ -7,6 +7,8 @@
 #   - nmap, whose smtp-open-relay script probes the SMTP server (test/security);
 #   - libnss-extrausers, an NSS source for the tests of users known only
 #     to NSS (not in /etc/passwd);
+#   - chromium, the headless browser the dashboard's tests drive
+#     (internal/dashboard/browsertest; MAILTEE_NO_BROWSER=1 skips them);
 #   - Go modules;
 # then vet and every test, including each fuzz target's committed corpus.
 set -euo pipefail
@@ -29,6 +31,11 @@ if command -v postmap >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 	# An NSS source for users not in /etc/passwd (internal/users/userstest):
 	# installed here, once, rather than by tests running side by side.
 	dpkg -s libnss-extrausers >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnss-extrausers >/dev/null || true
+fi
+if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null 2>&1 && [ "${MAILTEE_NO_BROWSER:-}" != 1 ]; then
+	echo "test.sh: installing Debian's chromium for the dashboard's browser tests"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
 go mod download
@@ -55,7 +62,10 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 		cmd/mailtee:FuzzParseSendmail internal/maildrop:FuzzServeSMTP internal/smtpd:FuzzCmdWatcher internal/maps:FuzzInline \
 		internal/config:FuzzExpand internal/maps:FuzzInlineSpec internal/smtpd:FuzzBodyReader \
 		internal/smtpd:FuzzStartTLSStream internal/ratelimit:FuzzParseWindows internal/ratelimit:FuzzLimiter \
-		internal/provider:FuzzClassify internal/provider:FuzzSite internal/standin:FuzzParseStorm; do
+		internal/provider:FuzzClassify internal/provider:FuzzSite internal/standin:FuzzParseStorm \
+		internal/ledger:FuzzRemoteID internal/report:FuzzParseTime internal/ledgerhttp:FuzzQuery internal/ledgerhttp:FuzzClientReply \
+		cmd/mailtee:FuzzReportArgs internal/web:FuzzParsePasswords internal/web:FuzzParseNetworks internal/web:FuzzParsePeers \
+		internal/web:FuzzReadListen internal/dashboard:FuzzAdvice internal/dashboard:FuzzReportJSON internal/dashboard:FuzzQueueByDestination; do
 		pkg=${target%%:*} name=${target##*:}
 		n=$((${n:-0} + 1))
 		echo "fuzz $pkg $name ($fuzztime)"

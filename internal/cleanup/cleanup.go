@@ -176,6 +176,7 @@ func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope
 			hops++
 		case out.MessageID == "" && bytes.EqualFold(name, []byte("message-id")):
 			out.MessageID = messageID(field)
+			c.logMessageID(id, out.MessageID)
 		}
 		// Postfix's cleanup refuses at hop_count >= hopcount_limit,
 		// counting the Received: field smtpd just added.
@@ -235,6 +236,15 @@ func messageID(field []byte) string {
 	return string(b)
 }
 
+// logMessageID logs "ID: message-id=<...>" as Postfix's cleanup does,
+// when it reads the field: log tools and the ledger's --postfix-log
+// reader join a message's lines by it.
+func (c *Cleanup) logMessageID(id, mid string) {
+	if c.o.Log != nil && id != "" {
+		c.o.Log(id + ": message-id=" + mid)
+	}
+}
+
 // missingFields notes which of From:, Date: and Message-Id: a local
 // submission has, and makes the ones it lacks (Postfix's
 // cleanup_header_done_callback).
@@ -275,6 +285,7 @@ func (m *missingFields) fields() []byte {
 		fmt.Fprintf(&b, "Message-Id: <%s.%s@%s>\r\n", m.now.UTC().Format("20060102150405"), m.id, m.c.o.Hostname)
 		if m.out.MessageID == "" {
 			m.out.MessageID = fmt.Sprintf("<%s.%s@%s>", m.now.UTC().Format("20060102150405"), m.id, m.c.o.Hostname)
+			m.c.logMessageID(m.id, m.out.MessageID)
 		}
 	}
 	return b.Bytes()

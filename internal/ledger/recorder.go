@@ -33,21 +33,12 @@ type RecorderOptions struct {
 	// Log writes a line to the mail log ("ledger" program, Postfix's
 	// shape: "warning: ...").
 	Log func(format string, args ...any)
-	// Every is how long events gather before a batch is written
-	// (default 100 ms): one transaction and one fsync for all of them.
-	// A commit costs about 1 ms of CPU (WAL pages and fsync) whatever
-	// its size: at 1500 messages a second, 20 ms batches of 30 made it
-	// 30 µs a message. Only a finished message's removal from the queue
-	// waits for it, never an acceptance.
+	// Every is how long live events (accepted, attempts) may gather
+	// before a batch is written (default 200 ms): one fsync for all of
+	// them. A batch with a finished message is written as soon as the
+	// events waiting are in it, since the queue keeps the message until
+	// then, and a crash meanwhile would deliver it again.
 	Every time.Duration
-	// Hold is how long a message still in the queue may wait in the
-	// Recorder before its records are written (default 1 s; negative:
-	// not at all): most messages leave the queue within it, and their
-	// Accepted, deliveries and Final then make one row each instead of
-	// two writes of each (half the ledger's CPU in a relay). The queue
-	// never waits for it: only a Final has a done, and a batch with
-	// Finals is written at once.
-	Hold time.Duration
 }
 
 // maxBatch bounds the events of one transaction.
@@ -93,17 +84,11 @@ type event struct {
 // costs no mail, only records (a gap).
 func NewRecorder(o RecorderOptions) *Recorder {
 	if o.Every <= 0 {
-		o.Every = 100 * time.Millisecond
-	}
-	if o.Hold == 0 {
-		o.Hold = time.Second
+		o.Every = 200 * time.Millisecond
 	}
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
-	// The channel holds about 2 s of a busy relay's events (a batch
-	// every Every takes them): a larger one was a 6 MB buffer of
-	// pointers that every GC cycle scanned.
 	r := &Recorder{o: o, ch: make(chan event, 1<<14), done: make(chan struct{})}
 	r.mu.Lock()
 	if err := r.openLocked(); err != nil {
@@ -220,8 +205,8 @@ func (r *Recorder) snapshot(m *queue.Message, final, deleted bool) *Message {
 
 func origOf(r envelope.Rcpt) string { return cmp.Or(r.Orig, r.Addr) }
 
-// batch gathers events for one transaction, one entry per message:
-// several events about a message make one row each.
+// batch is one transaction: one entry per message, whatever the events
+// about it that made it.
 type batch struct {
 	msgs   map[msgKey]*batchMsg
 	order  []msgKey
@@ -230,7 +215,7 @@ type batch struct {
 	finals int
 	first  time.Time
 	lastAt time.Time
-	n      int
+	n      int // events in it
 }
 
 type batchMsg struct {
@@ -238,29 +223,34 @@ type batchMsg struct {
 	finished time.Time
 	rows     map[int]*Delivery
 	rowOrder []int
-	// n events about the message, the first and last at these times
-	// (for hold: its events move to the next batch together).
-	n           int
-	first, last time.Time
+	// In the accumulator (held): when its first event came, its events,
+	// and the queue's callbacks waiting for it.
+	since time.Time
+	n     int
+	dones []func()
+	first time.Time
+	last  time.Time
 }
 
-func (b *batch) entry(k msgKey) *batchMsg {
+func newBatch() *batch { return &batch{msgs: map[msgKey]*batchMsg{}} }
+
+func (b *batch) entry(k msgKey, now time.Time) *batchMsg {
 	e := b.msgs[k]
 	if e == nil {
-		e = &batchMsg{rows: map[int]*Delivery{}}
+		e = &batchMsg{rows: map[int]*Delivery{}, since: now}
 		b.msgs[k] = e
 		b.order = append(b.order, k)
 	}
 	return e
 }
 
-func (b *batch) row(e *batchMsg, d *Delivery) {
-	if _, ok := e.rows[d.Index]; !ok {
+func (e *batchMsg) row(d *Delivery) {
+	old, ok := e.rows[d.Index]
+	if !ok {
 		e.rowOrder = append(e.rowOrder, d.Index)
-	}
-	// As the store's upsert does: a pending row never hides a final
-	// one, and what the later row does not know is kept.
-	if old, ok := e.rows[d.Index]; ok {
+	} else {
+		// As the store's upsert does: a pending row never hides a final
+		// one, and what the later row does not know is kept.
 		if old.Status.Final() && !d.Status.Final() {
 			return
 		}
@@ -275,31 +265,23 @@ func (b *batch) row(e *batchMsg, d *Delivery) {
 	e.rows[d.Index] = d
 }
 
+// add merges ev into the accumulator b.
 func (b *batch) add(ev event) {
-	b.n++
-	if b.first.IsZero() || ev.at.Before(b.first) {
-		b.first = ev.at
-	}
-	if ev.at.After(b.lastAt) {
-		b.lastAt = ev.at
-	}
-	if ev.done != nil {
-		b.dones = append(b.dones, ev.done)
-	}
 	key := ev.key
-	if ev.row == nil {
+	if ev.head != nil {
 		key = msgKey{ev.head.Node, ev.head.ID}
 	}
-	e := b.entry(key)
+	e := b.entry(key, time.Now())
 	e.n++
 	if e.first.IsZero() || ev.at.Before(e.first) {
 		e.first = ev.at
 	}
-	if ev.at.After(e.last) {
-		e.last = ev.at
+	e.last = maxTime(e.last, ev.at)
+	if ev.done != nil {
+		e.dones = append(e.dones, ev.done)
 	}
 	if ev.row != nil {
-		b.row(e, ev.row)
+		e.row(ev.row)
 		return
 	}
 	h := ev.head
@@ -313,109 +295,119 @@ func (b *batch) add(ev event) {
 	}
 	if ev.fin {
 		e.finished = h.Finished
-		b.finals++
 	}
 	for i := range h.Deliveries {
 		d := h.Deliveries[i]
-		b.row(e, &d)
+		e.row(&d)
 	}
 }
 
-// hold moves out of b, into the batch it returns, the messages still in
-// the queue whose first event is younger than d: their Final, likely
-// soon, then carries their whole state in one row each. Messages with a
-// Final (a done waits for them) and older ones stay in b, and so do the
-// events beyond half a batch (maxBatch): the next batch must have room
-// for new events.
-func (b *batch) hold(now time.Time, d time.Duration) *batch {
-	var next *batch
-	keep := b.order[:0]
-	for _, k := range b.order {
-		e := b.msgs[k]
-		if !e.finished.IsZero() || now.Sub(e.first) >= d || next != nil && next.n+e.n > maxBatch/2 {
+// take moves out of the accumulator what the next transaction writes:
+// every finished message (the queue waits for them), and the live
+// entries that have waited Every (all of them when all is set), at most
+// maxLive of those, so that a flood of them (the queue's messages
+// loaded at a start) never holds up a finished message for long.
+func (acc *batch) take(now time.Time, every time.Duration, all bool) *batch {
+	const maxLive = 256
+	out := newBatch()
+	live := 0
+	keep := acc.order[:0]
+	for _, k := range acc.order {
+		e := acc.msgs[k]
+		if e == nil {
+			continue
+		}
+		move := !e.finished.IsZero()
+		if !move && (all || now.Sub(e.since) >= every) && live < maxLive {
+			move = true
+			live++
+		}
+		if !move {
 			keep = append(keep, k)
 			continue
 		}
-		if next == nil {
-			next = &batch{msgs: map[msgKey]*batchMsg{}}
+		delete(acc.msgs, k)
+		out.msgs[k] = e
+		out.order = append(out.order, k)
+		out.n += e.n
+		out.dones = append(out.dones, e.dones...)
+		if !e.finished.IsZero() {
+			out.finals++
 		}
-		next.msgs[k] = e
-		next.order = append(next.order, k)
-		next.n += e.n
-		delete(b.msgs, k)
+		out.first = minTime(out.first, e.first)
+		out.lastAt = maxTime(out.lastAt, e.last)
 	}
-	b.order = keep
-	if next == nil {
-		return nil
-	}
-	b.n -= next.n
-	b.first, b.lastAt = span(b.msgs)
-	next.first, next.lastAt = span(next.msgs)
-	return next
+	acc.order = keep
+	return out
 }
 
-// span is the time range of the events of m's messages.
-func span(m map[msgKey]*batchMsg) (first, last time.Time) {
-	for _, e := range m {
-		if first.IsZero() || e.first.Before(first) {
-			first = e.first
-		}
-		if e.last.After(last) {
-			last = e.last
+// next is when the oldest live entry of acc is due (zero: none held).
+func (acc *batch) next(every time.Duration) time.Time {
+	for _, k := range acc.order {
+		if e := acc.msgs[k]; e != nil {
+			return e.since.Add(every)
 		}
 	}
-	return first, last
+	return time.Time{}
 }
 
 func (r *Recorder) run() {
 	defer close(r.done)
-	prune := time.NewTicker(time.Hour)
+	// The first pruning waits a minute: a start must not wait for it.
+	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
-	r.prune()
-	var held *batch // messages kept back by hold, gathering more events
-	for {
-		ok := true
-		b := held
-		held = nil
-		if b == nil {
-			var ev event
-			select {
-			case ev, ok = <-r.ch:
-			case <-prune.C:
-				r.prune()
-				continue
-			}
+	pruned := false
+	acc := newBatch()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	open := true
+	for open {
+		// Wait for an event, or for the oldest live entry to be due.
+		if due := acc.next(r.o.Every); !due.IsZero() {
+			timer.Reset(max(time.Until(due), 0))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case ev, ok := <-r.ch:
 			if !ok {
-				return
+				open = false
+				break
 			}
-			b = &batch{msgs: map[msgKey]*batchMsg{}}
-			b.add(ev)
+			acc.add(ev)
+		case <-timer.C:
+		case <-prune.C:
+			r.prune()
+			if !pruned {
+				pruned = true
+				prune.Reset(time.Hour)
+			}
+			continue
 		}
-		t := time.NewTimer(r.o.Every)
-	gather:
-		for b.n < maxBatch {
+		// What else is waiting joins: under load, what came during one
+		// commit makes the next (group commit).
+	drain:
+		for n := 0; open && n < maxBatch; n++ {
 			select {
-			case ev, more := <-r.ch:
-				if !more {
-					ok = false
-					break gather
+			case ev, ok := <-r.ch:
+				if !ok {
+					open = false
+					break drain
 				}
-				b.add(ev)
-			case <-t.C:
-				break gather
-			case <-prune.C:
-				r.prune()
+				acc.add(ev)
+			default:
+				break drain
 			}
 		}
-		t.Stop()
-		if ok && r.o.Hold > 0 {
-			held = b.hold(time.Now(), r.o.Hold)
-		}
-		if b.n > 0 || len(b.gaps) > 0 {
+		for {
+			b := acc.take(time.Now(), r.o.Every, !open)
+			if len(b.order) == 0 {
+				break
+			}
 			r.commit(b)
-		}
-		if !ok {
-			return
+			if open {
+				break
+			}
 		}
 	}
 }
@@ -448,6 +440,7 @@ func (r *Recorder) commit(b *batch) {
 		if r.gap == nil {
 			r.gap = &Gap{Node: r.o.Node, Since: b.first, Reason: err.Error()}
 		}
+		r.gap.Since = minTime(r.gap.Since, b.first)
 		r.gap.Until = b.lastAt
 		r.gap.Messages += b.finals
 		r.warnLocked(err)
@@ -571,6 +564,7 @@ func maxTime(a, b time.Time) time.Time {
 type marker struct {
 	ID      string `json:"id"`
 	Path    string `json:"path"`
+	Node    string `json:"node"`
 	Created int64  `json:"created"`
 	Seen    int64  `json:"seen"` // the last commit known, Unix µs
 }
@@ -595,7 +589,7 @@ func (r *Recorder) saveMarkerLocked(now bool) {
 		return
 	}
 	r.markSaved = time.Now()
-	mk := marker{ID: r.st.id, Path: r.o.Path, Created: us(r.st.created), Seen: max(r.last.Load(), us(r.st.created))}
+	mk := marker{ID: r.st.id, Path: r.o.Path, Node: r.o.Node, Created: us(r.st.created), Seen: max(r.last.Load(), us(r.st.created))}
 	b, _ := json.Marshal(mk)
 	tmp := r.o.Marker + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err == nil {
@@ -649,3 +643,16 @@ func (r *Recorder) Close() error {
 
 // DefaultMarker is the marker's name in the queue directory.
 func DefaultMarker(queueDir string) string { return filepath.Join(queueDir, "ledger.state") }
+
+// ForQueue is a Recorder for the ledger the queue in queueDir last wrote
+// to, as its marker says, for an edit of the queue while no server runs
+// (postsuper -d records the deletion); nil when the queue has no ledger.
+func ForQueue(queueDir string) *Recorder {
+	file := DefaultMarker(queueDir)
+	b, err := os.ReadFile(file)
+	var mk marker
+	if err != nil || json.Unmarshal(b, &mk) != nil || mk.Path == "" {
+		return nil
+	}
+	return NewRecorder(RecorderOptions{Path: mk.Path, Node: mk.Node, Marker: file})
+}

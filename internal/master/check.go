@@ -11,6 +11,7 @@ import (
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/mastercf"
 	"github.com/mailtee/mailtee/internal/route"
+	"github.com/mailtee/mailtee/internal/web"
 )
 
 // Check is every finding about cfg that the server acts on: main.cf's
@@ -28,6 +29,7 @@ func Check(cfg *config.Config) (diag.List, map[string]maps.Table) {
 	all := cfg.Check()
 	all = append(all, privsFindings(cfg)...)
 	all = append(all, LocalDeliveryFindings(cfg)...)
+	all = append(all, web.Check(cfg)...) // the ledger's and the HTTP listener's
 	opened := map[string]maps.Table{}
 	seen := map[string]bool{}
 	for _, ref := range cfg.TableRefs() {

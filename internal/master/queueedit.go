@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/ledger"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/queuelock"
 	"github.com/mailtee/mailtee/internal/showq"
@@ -106,7 +107,13 @@ func editOnline(qdir, op string, want func(queue.Info) (bool, bool), done func(s
 // changed with the server's own durable operations, and closed.
 func editOffline(qdir, op string, want func(queue.Info) (bool, bool), done func(string, bool), stderr io.Writer) (changed, found int, err error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	q, err := queue.Open(queue.Options{Dir: qdir, Log: log})
+	o := queue.Options{Dir: qdir, Log: log}
+	// The deletions go to the ledger as a server's would.
+	if rec := ledger.ForQueue(qdir); rec != nil {
+		o.Ledger = rec
+		defer rec.Close() // after the queue's Close, deferred below
+	}
+	q, err := queue.Open(o)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -78,6 +78,8 @@ type Server struct {
 	// ledger records every message and outcome (nil: ledger_database
 	// is empty).
 	ledger *ledger.Recorder
+	// obs is the HTTP listener of metrics_listen (nil: none).
+	obs *observer
 }
 
 // Log is the server's mail log.
@@ -235,6 +237,9 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 			return fail(err)
 		}
 	}
+	if s.obs, err = s.newObserver(cfg, nil); err != nil {
+		return fail(err)
+	}
 	return s, nil
 }
 
@@ -343,15 +348,24 @@ func (s *Server) Start() error {
 			svc.listeners = append(svc.listeners, l)
 		}
 	}
+	if s.obs != nil {
+		if err := s.obs.web.Start(); err != nil {
+			s.closeListeners()
+			return err
+		}
+		s.log.Printf("master", "metrics_listen: serving /metrics, the dashboard and the ledger for peers on %s", s.obs.web.URL())
+	}
 	ctl, err := startControl(QueueDir(s.cfg), s)
 	if err != nil {
 		s.closeListeners()
+		s.obs.close(context.Background())
 		return err
 	}
 	s.ctl = ctl
 	if s.pickup, err = s.startPickup(); err != nil {
 		s.ctl.Close()
 		s.closeListeners()
+		s.obs.close(context.Background())
 		return fmt.Errorf("maildrop: %w", err)
 	}
 	go s.q.Run()
@@ -403,6 +417,7 @@ func (s *Server) Stop(grace time.Duration) {
 		go func() { defer wg.Done(); svc.srv.Shutdown(ctx) }()
 	}
 	wg.Wait()
+	s.obs.close(ctx)
 	if s.ctl != nil {
 		s.ctl.Close()
 	}
@@ -457,6 +472,7 @@ func (s *Server) Reload(dir string) error {
 	s.door.Set(rt.cleanup)
 	tuneGC()
 	s.reloadPolicies(cfg, rt, opened)
+	s.obs.reload(cfg)
 	s.log.Printf("master", "reload: tables, routing, rewriting, relay control and local delivery reloaded from %s; listeners, queue timers and TLS change at the next restart", cfg.File)
 	return nil
 }

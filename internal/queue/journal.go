@@ -65,6 +65,15 @@ const (
 	recHeader = 9
 	recMsg    = 'M'
 	recDone   = 'D'
+	// recSent: every recipient of a journal message was delivered, and
+	// the message waits for the ledger before its D record (queue
+	// Ledger). The payload is the ID's length, the ID and the state
+	// records, as a sidecar holds them: a crash meanwhile must not
+	// deliver it again, and the ledger gets its replies at restart.
+	// Written without fsync: a process that dies leaves it in the page
+	// cache; only a power loss can cost it, and then a delivery is
+	// repeated, never lost.
+	recSent = 'S'
 	// journalMax is the largest body that goes to the journal: the
 	// record is built in memory.
 	journalMax = cacheMax
@@ -196,7 +205,7 @@ func (j *journal) create() (*segment, error) {
 func (j *journal) write(typ byte, rec []byte) (*segment, int64, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	seg, err := j.currentLocked(int64(len(rec)), typ == recDone)
+	seg, err := j.currentLocked(int64(len(rec)), typ == recDone || typ == recSent)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -381,10 +390,11 @@ func (j *journal) close() {
 
 // jmsg is a message found in the journal at start-up.
 type jmsg struct {
-	id   string
-	meta meta
-	path string // segment file
-	off  int64  // of the body
+	id    string
+	meta  meta
+	path  string // segment file
+	off   int64  // of the body
+	state []byte // sidecar records from S records
 }
 
 // journalScan is what the segments of a stopped or crashed server hold.
@@ -476,6 +486,16 @@ func readJournal(dir string) (*journalScan, error) {
 				msgs[m.id] = m
 			case recDone:
 				delete(msgs, string(p))
+			case recSent:
+				if len(p) < 1 || len(p) < 1+int(p[0]) {
+					js.damaged[sg.path]++
+					break
+				}
+				id := string(p[1 : 1+p[0]])
+				if m, ok := msgs[id]; ok {
+					m.state = append(m.state, p[1+p[0]:]...) // a copy: p is mapped
+					msgs[id] = m
+				}
 			}
 			off += recHeader + n
 		}
@@ -522,7 +542,7 @@ func checkRecord(data []byte, off int, seq uint64) (int, bool) {
 	}
 	typ := data[off]
 	sum := binary.LittleEndian.Uint32(data[off+5 : off+9])
-	ok := (typ == recMsg || typ == recDone) && recordSum(seq, data[off:off+5], data[off+recHeader:off+recHeader+n]) == sum
+	ok := (typ == recMsg || typ == recDone || typ == recSent) && recordSum(seq, data[off:off+5], data[off+recHeader:off+recHeader+n]) == sum
 	return n, ok
 }
 
@@ -610,7 +630,7 @@ func bodyBytes(rec []byte, bodyAt int) []byte {
 // durably, before the server delivers anything; damaged segments go to
 // corrupt/. It returns the IDs moved and what to log. If a message
 // cannot be moved the segments are all kept and the error says so.
-func (s *store) recoverJournal(ids []string) (moved []string, js *journalScan, err error) {
+func (s *store) recoverJournal(ids []string, finished func([]*Message)) (moved []string, js *journalScan, err error) {
 	js, err = readJournal(s.jdir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("queue journal: %w", err)
@@ -619,14 +639,22 @@ func (s *store) recoverJournal(ids []string) (moved []string, js *journalScan, e
 	for _, id := range ids {
 		have[id] = true
 	}
+	var done []*Message
 	for _, jm := range js.live {
 		if have[jm.id] {
+			continue
+		}
+		if m := jm.message(); s.allSent(m, jm.state) {
+			done = append(done, m) // delivered: no file, only the ledger
 			continue
 		}
 		if err := s.moveOut(jm); err != nil {
 			return nil, nil, fmt.Errorf("queue journal: cannot move message %s from %s to a file of its own: %w; the journal is kept: make room and start again", jm.id, jm.path, err)
 		}
 		moved = append(moved, jm.id)
+	}
+	if len(done) > 0 && finished != nil {
+		finished(done) // before the segments that hold them go
 	}
 	for _, p := range js.segs {
 		if js.damaged[p] > 0 {
@@ -644,12 +672,57 @@ func (s *store) recoverJournal(ids []string) (moved []string, js *journalScan, e
 }
 
 // moveOut stores a journal message found at start-up as a file of its
-// own.
+// own, with the state its S records carried.
 func (s *store) moveOut(jm jmsg) error {
 	body, err := jm.body()
 	if err != nil {
 		return err
 	}
-	_, err = s.ownFile(jm.id, &jm.meta.Env, body)
+	m, err := s.ownFile(jm.id, &jm.meta.Env, body)
+	if err != nil || len(jm.state) == 0 {
+		return err
+	}
+	f, err := os.OpenFile(m.file()+".st", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(jm.state)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.syncer.Sync()
+	}
+	return err
+}
+
+// allSent applies to m the records of its S records, and reports
+// whether every recipient of m is sent.
+func (s *store) allSent(m *Message, state []byte) bool {
+	if len(state) == 0 {
+		return false
+	}
+	replayState(state, func(r record) {
+		s.intern(&r)
+		m.apply(r)
+	})
+	for i := range m.Rcpts {
+		if m.Rcpts[i].Status != Sent {
+			return false
+		}
+	}
+	return true
+}
+
+// sent appends an S record for message id (see recSent).
+func (j *journal) sent(id string, state []byte) error {
+	rec := make([]byte, recHeader+1+len(id)+len(state))
+	rec[recHeader] = byte(len(id))
+	copy(rec[recHeader+1:], id)
+	copy(rec[recHeader+1+len(id):], state)
+	_, _, err := j.write(recSent, rec)
 	return err
 }

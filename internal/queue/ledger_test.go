@@ -114,3 +114,52 @@ func TestLedgerSeesLoadedAndDeleted(t *testing.T) {
 	}
 	q.Close(context.Background())
 }
+
+// A crash while a delivered message waits for the ledger delivers it
+// no second time: its S record (journal) or sidecar says it was sent,
+// with the replies, and the next start hands it to the ledger as it was.
+func TestLedgerWaitSurvivesCrash(t *testing.T) {
+	for _, journal := range []bool{true, false} {
+		dir := t.TempDir()
+		f := newFakeNet()
+		l := &slowLedger{accepted: map[string]int{}, final: map[string]bool{}, states: map[string][]Status{}, release: make(chan struct{})}
+		o := f.options(dir)
+		o.noJournal = !journal
+		o.Ledger = l
+		q, err := Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go q.Run()
+		id := q.NewID()
+		if err := q.Enqueue(context.Background(), id, env("a@one.example", "b@two.example"), strings.NewReader("x\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the message handed to the ledger", func() bool { return l.finals() == 1 })
+		// The crash: this queue is abandoned as it is (its ledger never
+		// answers); a new one starts on the same directory.
+		f2 := newFakeNet()
+		l2 := &slowLedger{accepted: map[string]int{}, final: map[string]bool{}, states: map[string][]Status{}, release: make(chan struct{})}
+		close(l2.release)
+		o2 := f2.options(dir)
+		o2.noJournal = !journal
+		o2.Ledger = l2
+		q2, err := Open(o2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go q2.Run()
+		waitFor(t, "the message handed to the new ledger", func() bool { return l2.finals() == 1 })
+		waitFor(t, "the message removed", func() bool { return len(q2.List()) == 0 })
+		q2.Close(context.Background())
+		f2.mu.Lock()
+		n := len(f2.delivered)
+		f2.mu.Unlock()
+		if n != 0 {
+			t.Errorf("journal=%v: %d recipients delivered again after the crash", journal, n)
+		}
+		if got := l2.states[id]; len(got) != 2 || got[0] != Sent || got[1] != Sent {
+			t.Errorf("journal=%v: states after restart %v, want both sent", journal, got)
+		}
+	}
+}

@@ -196,7 +196,18 @@ func Open(o Options) (*Queue, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	st, loaded, err := openSpool(o.Dir, !o.noJournal, o.Log)
+	var finished func([]*Message)
+	if o.Ledger != nil {
+		finished = func(ms []*Message) {
+			var wg sync.WaitGroup
+			wg.Add(len(ms))
+			for _, m := range ms {
+				o.Ledger.Final(m, false, wg.Done)
+			}
+			wg.Wait()
+		}
+	}
+	st, loaded, err := openSpool(o.Dir, !o.noJournal, o.Log, finished)
 	if err != nil {
 		return nil, err
 	}
@@ -740,6 +751,14 @@ func (q *Queue) recordGroup(p *pass, recs []record, adds []envelope.Rcpt, log ..
 			delivered = delivered && r.Status == Sent
 		}
 		if delivered {
+			// Removed at once, the message needs no record; held for
+			// the ledger, it does (without fsync): a crash before the
+			// ledger has it must not deliver it again.
+			if q.o.Ledger != nil {
+				if err := q.sp.delivered(m, mine); err != nil {
+					q.log.Warn("cannot note a delivered message awaiting the ledger", "id", m.ID, "err", err)
+				}
+			}
 			mine = nil
 		}
 	} else if !g.claimed && !isClosed(p.done) {

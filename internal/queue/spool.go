@@ -28,6 +28,9 @@ type spool interface {
 	// record appends state records to m's state; with durable set they
 	// are on stable storage when it returns.
 	record(m *Message, durable bool, recs ...record) error
+	// delivered records, without fsync, that every recipient of m was
+	// delivered (recs), while its removal waits for the ledger.
+	delivered(m *Message, recs []record) error
 	// intern makes r share its reason and relay with the records that
 	// say the same, before it is applied.
 	intern(r *record)
@@ -52,7 +55,10 @@ var _ spool = (*store)(nil)
 // message in it: those the journal of the previous run still holds are
 // moved to files of their own first; damaged files go to corrupt/, with
 // a log line. Without journal every message gets a file of its own.
-func openSpool(dir string, journal bool, log *slog.Logger) (*store, []*Message, error) {
+// finished, when set, gets the journal's delivered messages that waited
+// for the ledger when the last server stopped (S records), and returns
+// once the ledger has them: they need no file of their own.
+func openSpool(dir string, journal bool, log *slog.Logger, finished func([]*Message)) (*store, []*Message, error) {
 	st, err := openStore(dir)
 	if err != nil {
 		return nil, nil, err
@@ -64,7 +70,7 @@ func openSpool(dir string, journal bool, log *slog.Logger) (*store, []*Message, 
 	}
 	st.resetPool()
 	if journal {
-		moved, js, err := st.recoverJournal(ids)
+		moved, js, err := st.recoverJournal(ids, finished)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -127,7 +133,9 @@ func listSpool(dir string) ([]*Message, error) {
 	}
 	for _, jm := range js.live {
 		if !have[jm.id] {
-			out = append(out, jm.message())
+			if m := jm.message(); !st.allSent(m, jm.state) {
+				out = append(out, m)
+			}
 		}
 	}
 	return out, nil
@@ -137,6 +145,23 @@ func (s *store) ids() ([]string, error) { return s.scan(false) }
 
 func (s *store) record(m *Message, durable bool, recs ...record) error {
 	return s.appendState(m, durable, recs...)
+}
+
+func (s *store) delivered(m *Message, recs []record) error {
+	b, err := encodeState(nil, coalesce(recs))
+	if err != nil {
+		return err
+	}
+	// Under stMu: a compaction that moves m out of the journal meanwhile
+	// would leave the S record naming a message the journal no longer has.
+	m.stMu.Lock()
+	if r := m.jn.Load(); r != nil && !m.gone {
+		err := s.jn.sent(m.ID, b)
+		m.stMu.Unlock()
+		return err
+	}
+	m.stMu.Unlock()
+	return s.appendState(m, false, recs...)
 }
 
 func (s *store) compacts() bool { return s.jn != nil }

@@ -115,6 +115,19 @@ var bad = map[string]string{
 	"import_environment":          "TZ LANG=C 1X=y",
 	"local_command_shell":         "/bin/bsah -c",
 	"mailbox_command":             "/usr/bin/procmial -a \"$EXTENSION\"",
+	// the ledger and the HTTP listener (web.Check; ledger_retention and
+	// metrics_allow_plaintext go by their defaults' shape): a service
+	// name for the port, an impossible network, files that are not
+	// there, a certificate without its key, a URL of the wrong kind, a
+	// database mailtee cannot open yet
+	"metrics_listen":          "127.0.0.1:prometheus",
+	"metrics_networks":        "127.0.0.0/8, 10.0.0.300/8",
+	"dashboard_password_file": "/nonexistent/dashboard.passwd",
+	"ledger_peer_token_file":  "/nonexistent/peer.token",
+	"ledger_peers":            "ftp://relay.test.example",
+	"ledger_database":         "postgres://ledger@db.test.example/ledger",
+	"metrics_tls_cert_file":   "/etc/passwd",
+	"metrics_tls_key_file":    "/nonexistent/metrics.key",
 }
 
 // exempt lists the parameters where no value can be wrong before serve
@@ -297,5 +310,31 @@ func TestTransportMapsEntry(t *testing.T) {
 	out, code := check(t, "transport_maps", "inline:{ b.example=lmpt:unix:/x }")
 	if code != 1 || !strings.Contains(out, fmt.Sprintf("main.cf, line %d: transport_maps", badLine)) {
 		t.Errorf("inline: exit %d, want 1 with an error at main.cf, line %d:\n%s", code, badLine, out)
+	}
+}
+
+// The files of the ledger and the listener: a password file's bad line
+// is reported at that file's line; a short token, a listener off
+// loopback in plain text and plain http to a peer at main.cf's.
+func TestLedgerAndListenerFiles(t *testing.T) {
+	dir := harness.TempDir(t)
+	pw := filepath.Join(dir, "dashboard.passwd")
+	token := filepath.Join(dir, "peer.token")
+	if err := os.WriteFile(pw, []byte("# made with htpasswd -nbm\nadmin:$apr1$DRNI43qI$dLywcupLHnxK2pmVPZXEV/\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(token, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, value, where, what string }{
+		{"dashboard_password_file", pw, pw + ", line 2: dashboard_password_file", "MD5, SHA and crypt hashes are not supported"},
+		{"ledger_peer_token_file", token, fmt.Sprintf("main.cf, line %d: ledger_peer_token_file", badLine), "fewer than 16"},
+		{"metrics_listen", "0.0.0.0:9100", fmt.Sprintf("main.cf, line %d: metrics_listen", badLine), "metrics_allow_plaintext = yes"},
+		{"ledger_peers", "http://relay.test.example:9100", fmt.Sprintf("main.cf, line %d: ledger_peers", badLine), "clear text"},
+	} {
+		out, code := check(t, tc.name, tc.value)
+		if code != 1 || !strings.Contains(out, "error: ") || !strings.Contains(out, tc.where) || !strings.Contains(out, tc.what) {
+			t.Errorf("%s = %s: exit %d, want 1 with an error at %s saying %q:\n%s", tc.name, tc.value, code, tc.where, tc.what, out)
+		}
 	}
 }

@@ -50,7 +50,8 @@ func copySeed(t *testing.T, role, extra string, files map[string]string) string 
 			t.Fatal(err)
 		}
 		if e.Name() == "main.cf" {
-			b = append(b, []byte("\n# --- added by the test ---\ndata_directory = $config_directory/data\n"+extra)...)
+			// data_directory last: tests name main.cf's lines by number.
+			b = append(b, []byte("\n# --- added by the test ---\n"+extra+"\ndata_directory = $config_directory/data\n")...)
 		}
 		os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)
 	}

@@ -1,10 +1,12 @@
 package reliability
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/mailtee/mailtee/internal/ledger"
 )
 
 // destConcurrency is Postfix's default_destination_concurrency_limit, which
@@ -73,7 +77,7 @@ func TestKillLoopLosesNothing(t *testing.T) {
 
 func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 	sk := newSink(t, "", nil)
-	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\n", sk.Port()), nil)
+	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\n"+os.Getenv("XTRA"), sk.Port()), nil)
 	in.Start()
 	begin := time.Now()
 	// Nothing in this test may run unbounded: senders and killer give up
@@ -251,8 +255,64 @@ func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 	if limit := r.kills * destConcurrency; dups > limit {
 		t.Errorf("%d duplicate deliveries: more than %d kills x %d in flight can explain", dups, r.kills, destConcurrency)
 	}
+	if drained {
+		checkLedger(t, in, acked)
+	}
+	if os.Getenv("DUMPLOG") != "" {
+		os.WriteFile(os.Getenv("DUMPLOG"), []byte(in.Log.String()), 0o644)
+	}
 	if t.Failed() {
 		t.Logf("log tail:\n%s", tail(in.Log.String(), 80))
+	}
+}
+
+// checkLedger: the kills cost the ledger nothing either. The queue
+// removes a message only once the ledger has its final state, so every
+// acknowledged message is there, delivered, and no gap is recorded.
+func checkLedger(t *testing.T, in *instance, acked map[string]bool) {
+	t.Helper()
+	in.Stop() // the last outcomes are written at a clean stop
+	st, err := ledger.OpenReader(filepath.Join(in.Dir, "data", "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	msgs, err := st.Messages(context.Background(), ledger.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := map[string]bool{}
+	pending := 0
+	for _, m := range msgs {
+		for _, d := range m.Deliveries {
+			switch {
+			case d.Status == ledger.Sent:
+				sent[d.Rcpt] = true
+			case !d.Status.Final():
+				pending++
+			}
+		}
+	}
+	var missing []string
+	for rc := range acked {
+		if !sent[rc] {
+			missing = append(missing, rc)
+		}
+	}
+	sort.Strings(missing)
+	gaps, err := st.Gaps(context.Background(), time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ledger: %d messages, %d acknowledged recipients recorded sent, %d pending, %d gaps", len(msgs), len(acked)-len(missing), pending, len(gaps))
+	if len(missing) > 0 {
+		t.Errorf("%d acknowledged and delivered messages not recorded as sent in the ledger, e.g. %v", len(missing), missing[:min(len(missing), 5)])
+	}
+	if pending > 0 {
+		t.Errorf("%d deliveries still pending in the ledger of an empty queue", pending)
+	}
+	if len(gaps) > 0 {
+		t.Errorf("gaps recorded: %+v", gaps)
 	}
 }
 
@@ -263,7 +323,7 @@ func TestNoDuplicatesWithoutCrash(t *testing.T) {
 		t.Skip("load")
 	}
 	sk := newSink(t, "", nil)
-	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\n", sk.Port()), nil)
+	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\n"+os.Getenv("XTRA"), sk.Port()), nil)
 	in.Start()
 	const n, senders = 1500, 8
 	var next atomic.Int64

@@ -72,7 +72,6 @@ inet_interfaces = 127.0.0.1
 smtpd_port = %d
 mynetworks = 127.0.0.0/8
 queue_directory = %s/queue
-data_directory = %s/data
 mail_spool_directory = %s/mail/
 alias_maps = hash:%s/aliases
 local_recipient_maps =
@@ -80,7 +79,12 @@ minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 queue_run_delay = 1s
 smtp_connect_timeout = 2s
-`, port, dir, dir, dir, dir)
+`, port, dir, dir, dir)
+	// The ledger in the instance's own directory, last: tests name
+	// main.cf's lines by number.
+	if !strings.Contains(mainCf, "data_directory") {
+		mainCf += "\ndata_directory = " + dir + "/data\n"
+	}
 	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(base+mainCf), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/config"
+	"github.com/mailtee/mailtee/internal/ledger"
+	"github.com/mailtee/mailtee/internal/master"
+	"github.com/mailtee/mailtee/internal/queue"
+	"github.com/mailtee/mailtee/internal/report"
+)
+
+// Exit codes of report, as grep's: 0 all delivered, 1 misses, 2 errors.
+const (
+	reportOK     = 0
+	reportMisses = 1
+	reportError  = 2
+)
+
+func init() {
+	commands["report"] = runReport
+	commands["status"] = runStatus
+	usages["report"] = "report [-c DIR] [--since T] [--until T] [--user ADDR] [--format text|json|csv] [--postfix-log FILE --postfix-config DIR]   reconcile every required delivery, across the ledger_peers"
+	usages["status"] = "status [-c DIR]            the queue by destination and age, throughput, copies, the reconciliation figure"
+	usageOrder = append(usageOrder, "report", "status")
+}
+
+// openLedger opens this host's ledger for reading; tests replace it.
+var openLedger = func(path string) (ledger.Reader, io.Closer, error) {
+	st, err := ledger.OpenReader(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, st, nil
+}
+
+// HOOK(pflog): loadPostfixLog becomes pflog.Load once helper B's package
+// is on main: Postfix's log and main.cf read into a ledger.Reader.
+var loadPostfixLog = func(logFile, configDir string) (ledger.Reader, error) {
+	return nil, fmt.Errorf("--postfix-log: this mailtee cannot read Postfix logs yet (internal/pflog)")
+}
+
+// ledgerDBPath is where the ledger is; "" when there is none.
+func ledgerDBPath(cfg *config.Config) string {
+	return ledger.DBPath(cfg.DataDirectory(), cfg.Get("ledger_database"))
+}
+
+// localLedger opens this host's ledger; a missing file is an error that
+// says what to do.
+func localLedger(cfg *config.Config) (ledger.Reader, io.Closer, error) {
+	path := ledgerDBPath(cfg)
+	if path == "" {
+		return nil, nil, fmt.Errorf("ledger_database is empty in %s: there is no ledger to read", cfg.Dir)
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("no ledger at %s (ledger_database): has `mailtee serve -c %s` run since it was set?", path, cfg.Dir)
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("ledger: %w", err)
+	}
+	return openLedger(path)
+}
+
+// longValueFlags turns "--name VALUE" into "--name=VALUE" for the
+// flags of fs that take a value: parseArgs, as getopt, passes long
+// options through whole and would take VALUE for an operand.
+func longValueFlags(fs *flag.FlagSet, args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if strings.HasPrefix(a, "--") && !strings.Contains(a, "=") && i+1 < len(args) {
+			if f := fs.Lookup(a[2:]); f != nil && !isBoolFlag(f) {
+				out = append(out, a+"="+args[i+1])
+				i++
+				continue
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func runReport(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, usageOf("report")) }
+	dir := fs.String("c", defaultConfigDir(), "configuration directory")
+	since := fs.String("since", "", "arrivals from T: RFC 3339, a date (2026-12-07) or an age (24h, 7d)")
+	until := fs.String("until", "", "arrivals before T")
+	user := fs.String("user", "", "messages from, to or delivered to ADDR (a local part matches any domain)")
+	format := fs.String("format", "text", "text, json or csv")
+	pfLog := fs.String("postfix-log", "", "read a Postfix primary's log instead of this host's ledger")
+	pfConfig := fs.String("postfix-config", "", "the Postfix primary's configuration directory (with --postfix-log)")
+	rest, err := parseArgs(fs, longValueFlags(fs, args))
+	if err != nil {
+		return reportError
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "mailtee report: unexpected argument %q\n%s\n", rest[0], usageOf("report"))
+		return reportError
+	}
+	cSet := false
+	fs.Visit(func(f *flag.Flag) { cSet = cSet || f.Name == "c" })
+	now := time.Now()
+	var f ledger.Filter
+	for _, t := range []struct {
+		name, val string
+		to        *time.Time
+	}{{"since", *since, &f.Since}, {"until", *until, &f.Until}} {
+		if t.val == "" {
+			continue
+		}
+		v, err := report.ParseTime(t.val, now, time.Local)
+		if err != nil {
+			fmt.Fprintf(stderr, "mailtee report: --%s %v\n", t.name, err)
+			return reportError
+		}
+		*t.to = v
+	}
+	f.User = strings.TrimSpace(*user)
+	switch *format {
+	case "text", "json", "csv":
+	default:
+		fmt.Fprintf(stderr, "mailtee report: --format %q: want text, json or csv\n", *format)
+		return reportError
+	}
+	if (*pfLog == "") != (*pfConfig == "") {
+		fmt.Fprintln(stderr, "mailtee report: --postfix-log FILE and --postfix-config DIR go together")
+		return reportError
+	}
+
+	var src report.Sources
+	cfg, cfgErr := config.Load(*dir)
+	if *pfLog != "" {
+		// A Postfix primary: its log is the local side; this host's
+		// ledger (the relay's) and its peers are where copies went.
+		r, err := loadPostfixLog(*pfLog, *pfConfig)
+		if err != nil {
+			fmt.Fprintf(stderr, "mailtee report: %v\n", err)
+			return reportError
+		}
+		src.Local = r
+		if cfgErr != nil && cSet {
+			fmt.Fprintf(stderr, "mailtee report: %v\n", cfgErr)
+			return reportError
+		}
+		if cfgErr == nil {
+			if l, c, err := localLedger(cfg); err == nil {
+				defer c.Close()
+				src.Peers = append(src.Peers, report.Peer{URL: "local:" + ledgerDBPath(cfg), Reader: l})
+			} else if cSet {
+				fmt.Fprintf(stderr, "mailtee report: warning: %v\n", err)
+			}
+		}
+	} else {
+		if cfgErr != nil {
+			fmt.Fprintf(stderr, "mailtee report: %v\n", cfgErr)
+			return reportError
+		}
+		l, c, err := localLedger(cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "mailtee report: %v\n", err)
+			return reportError
+		}
+		defer c.Close()
+		src.Local = l
+	}
+	if cfgErr == nil {
+		peers, err := report.PeersOf(cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "mailtee report: %v\n", err)
+			return reportError
+		}
+		src.Peers = append(src.Peers, peers...)
+	}
+
+	r, err := report.Build(context.Background(), src, f, now)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee report: %v\n", err)
+		return reportError
+	}
+	switch *format {
+	case "json":
+		err = report.WriteJSON(stdout, r)
+	case "csv":
+		err = report.WriteCSV(stdout, r)
+	default:
+		err = report.WriteText(stdout, r)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee report: %v\n", err)
+		return reportError
+	}
+	code := reportOK
+	if len(r.Misses) > 0 {
+		code = reportMisses
+	}
+	for _, p := range r.Peers {
+		if p.Errors > 0 {
+			fmt.Fprintf(stderr, "mailtee report: peer %s: %s (the deliveries it holds are counted by this host's state)\n", p.URL, p.Error)
+			code = reportError
+		}
+	}
+	return code
+}
+
+// runStatus prints one screen: the queue (from the running server, or
+// the spool of a stopped one), and the ledger's last day.
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	cfg, ok := loadConfig("status", flag.NewFlagSet("status", flag.ContinueOnError), args, stderr)
+	if !ok {
+		return exitBadData
+	}
+	qdir := master.QueueDir(cfg)
+	var list []queue.Info
+	rep, err := master.Control(qdir, "list")
+	running := err == nil
+	switch {
+	case running:
+		list = rep.List
+	case errors.Is(err, master.ErrNoServer):
+		list, err = listQueue(qdir) // the spool of a stopped server
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee status: %v\n", err)
+		return exitRuntime
+	}
+	var l ledger.Reader
+	if ledgerDBPath(cfg) != "" {
+		r, c, err := localLedger(cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "mailtee status: %v\n", err)
+			return exitRuntime
+		}
+		defer c.Close()
+		l = r
+	}
+	s, err := report.BuildStatus(context.Background(), list, l, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "mailtee status: %v\n", err)
+		return exitRuntime
+	}
+	s.Running = running
+	if err := report.WriteStatus(stdout, s); err != nil {
+		fmt.Fprintf(stderr, "mailtee status: %v\n", err)
+		return exitRuntime
+	}
+	return exitOK
+}
