@@ -100,7 +100,7 @@ KEEP=0
 SIZE=2048
 BENCH_USER=mtbench
 usage() { # the "Usage:" paragraph of the comment above
-	sed -n '/^# Usage:/,/^# is built/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '/^# Usage:/,/^# runs and measures Postfix once/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 1
 }
 while getopts "n:s:b:t:o:kh" opt; do
