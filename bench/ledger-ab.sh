@@ -59,12 +59,12 @@ OUT=$(mktemp -d /tmp/mailtee-ledger-ab.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 
 if [[ -z ${MAILTEE_BIN:-} ]]; then
-	log "building mailtee"
+	log "building mailtee at $(cd "$REPO" && git log -1 --format='%h %s' | cut -c1-60)"
 	(cd "$REPO" && go build -o "$OUT/mailtee" ./cmd/mailtee) || { log "go build failed"; exit 2; }
 	MAILTEE_BIN=$OUT/mailtee
 fi
 export MAILTEE_BIN
-log "mailtee: $MAILTEE_BIN ($(cd "$REPO" && git log -1 --format='%h %s' | cut -c1-60))"
+log "mailtee: $MAILTEE_BIN (modified $(date -r "$MAILTEE_BIN" '+%F %T %Z'))"
 
 # run NAME ENV...: one compare.sh run; its output in $OUT/NAME.out.
 run() {
