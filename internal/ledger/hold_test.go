@@ -103,7 +103,7 @@ func TestHeldWrittenAfterHoldAndAtClose(t *testing.T) {
 func TestManyRowsPerStatement(t *testing.T) {
 	dir := t.TempDir()
 	r := NewRecorder(RecorderOptions{Path: filepath.Join(dir, "data", "ledger.db"), Node: "mx1.example.org",
-		Every: time.Hour})
+		Every: time.Hour, Gather: time.Millisecond})
 	const n = 3*upsertRows + 7
 	var msgs []*queue.Message
 	for i := 0; i < n; i++ {
