@@ -8,7 +8,8 @@
 #   - libnss-extrausers, an NSS source for the tests of users known only
 #     to NSS (not in /etc/passwd);
 #   - chromium, the headless browser the dashboard's tests drive
-#     (internal/dashboard/browsertest; MAILTEE_NO_BROWSER=1 skips them);
+#     (internal/dashboard/browsertest; MAILTEE_NO_BROWSER=1 skips them),
+#     prometheus, apache2-utils and argon2 (see below);
 #   - Go modules;
 # then vet and every test, including each fuzz target's committed corpus.
 set -euo pipefail
@@ -32,10 +33,23 @@ if command -v postmap >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 	# installed here, once, rather than by tests running side by side.
 	dpkg -s libnss-extrausers >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnss-extrausers >/dev/null || true
 fi
-if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null 2>&1 && [ "${MAILTEE_NO_BROWSER:-}" != 1 ]; then
-	echo "test.sh: installing Debian's chromium for the dashboard's browser tests"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+if [ "$(id -u)" = 0 ]; then
+	# chromium: the dashboard's browser tests; prometheus: a real
+	# Prometheus runs a public Grafana dashboard's queries against
+	# /metrics; apache2-utils and argon2: real password hashes for the
+	# dashboard's login (htpasswd, argon2).
+	missing=""
+	command -v prometheus >/dev/null 2>&1 || missing="$missing prometheus"
+	command -v htpasswd >/dev/null 2>&1 || missing="$missing apache2-utils"
+	command -v argon2 >/dev/null 2>&1 || missing="$missing argon2"
+	browser=""
+	command -v chromium >/dev/null 2>&1 || [ "${MAILTEE_NO_BROWSER:-}" = 1 ] || browser=chromium
+	if [ -n "$missing$browser" ]; then
+		echo "test.sh: installing$missing $browser"
+		apt-get update -qq
+		[ -z "$missing" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+		[ -z "$browser" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+	fi
 fi
 
 go mod download
@@ -65,7 +79,8 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 		internal/provider:FuzzClassify internal/provider:FuzzSite internal/standin:FuzzParseStorm \
 		internal/ledger:FuzzRemoteID internal/report:FuzzParseTime internal/ledgerhttp:FuzzQuery internal/ledgerhttp:FuzzClientReply \
 		cmd/mailtee:FuzzReportArgs internal/web:FuzzParsePasswords internal/web:FuzzParseNetworks internal/web:FuzzParsePeers \
-		internal/web:FuzzReadListen internal/dashboard:FuzzAdvice internal/dashboard:FuzzReportJSON internal/dashboard:FuzzQueueByDestination; do
+		internal/web:FuzzReadListen internal/dashboard:FuzzAdvice internal/dashboard:FuzzReportJSON internal/dashboard:FuzzQueueByDestination \
+		internal/metrics:FuzzParsePromQL internal/pflog:FuzzLine; do
 		pkg=${target%%:*} name=${target##*:}
 		n=$((${n:-0} + 1))
 		echo "fuzz $pkg $name ($fuzztime)"

@@ -14,6 +14,7 @@ import (
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/ledger"
 	"github.com/mailtee/mailtee/internal/master"
+	"github.com/mailtee/mailtee/internal/pflog"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/report"
 )
@@ -42,10 +43,10 @@ var openLedger = func(path string) (ledger.Reader, io.Closer, error) {
 	return st, st, nil
 }
 
-// HOOK(pflog): loadPostfixLog becomes pflog.Load once helper B's package
-// is on main: Postfix's log and main.cf read into a ledger.Reader.
+// loadPostfixLog reads a Postfix primary's log and main.cf into a
+// ledger.Reader (internal/pflog); tests replace it.
 var loadPostfixLog = func(logFile, configDir string) (ledger.Reader, error) {
-	return nil, fmt.Errorf("--postfix-log: this mailtee cannot read Postfix logs yet (internal/pflog)")
+	return pflog.Load(logFile, configDir, pflog.Options{})
 }
 
 // ledgerDBPath is where the ledger is; "" when there is none.
@@ -150,6 +151,11 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 			return reportError
 		}
 		src.Local = r
+		if l, ok := r.(*pflog.Log); ok {
+			st := l.Stats()
+			fmt.Fprintf(stderr, "mailtee report: %s: %d lines, %d skipped (not syslog lines), %d messages, %d seen without their start, %d never queued\n",
+				*pfLog, st.Lines, st.Skipped, st.Messages, len(st.Partial), st.NotQueued)
+		}
 		if cfgErr != nil && cSet {
 			fmt.Fprintf(stderr, "mailtee report: %v\n", cfgErr)
 			return reportError

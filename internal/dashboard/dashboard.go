@@ -133,14 +133,39 @@ type handler struct {
 	searches chan struct{}
 }
 
-// cached is the overview, at most CacheFor old.
-func (h *handler) cached(ctx context.Context) (Overview, error) {
+// Window is how far back the dashboard and /metrics reconcile by
+// default: the messages that arrived in the last 24 hours. A report
+// follows each copy into the peers' ledgers, so its cost grows with the
+// messages it covers; `?since=7d` (or all) widens a page's window, and
+// `mailtee report` covers the whole ledger.
+const Window = 24 * time.Hour
+
+// window is the filter a request asks for: ?since=T (an age, a date, RFC
+// 3339, or "all"), Window by default.
+func (h *handler) window(r *http.Request) (ledger.Filter, bool, error) {
+	since := strings.TrimSpace(r.URL.Query().Get("since"))
+	switch since {
+	case "":
+		return ledger.Filter{Since: h.now().Add(-Window)}, true, nil
+	case "all":
+		return ledger.Filter{}, false, nil
+	}
+	t, err := report.ParseTime(since, h.now(), time.Local)
+	if err != nil {
+		return ledger.Filter{}, false, err
+	}
+	return ledger.Filter{Since: t}, false, nil
+}
+
+// cached is the overview of f, at most CacheFor old when f is the
+// default window (the one every open page asks for).
+func (h *handler) cached(ctx context.Context, f ledger.Filter, dflt bool) (Overview, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.built.Report != nil && time.Since(h.builtAt) < CacheFor {
+	if dflt && h.built.Report != nil && time.Since(h.builtAt) < CacheFor {
 		return h.built, nil
 	}
-	raw, err := h.build(ctx, ledger.Filter{})
+	raw, err := h.build(ctx, f)
 	if err != nil {
 		return Overview{}, err
 	}
@@ -154,7 +179,9 @@ func (h *handler) cached(ctx context.Context) (Overview, error) {
 	if q != nil {
 		ov.Queue = q
 	}
-	h.built, h.builtAt = ov, time.Now()
+	if dflt {
+		h.built, h.builtAt = ov, time.Now()
+	}
 	return ov, nil
 }
 
@@ -225,7 +252,12 @@ func (h *handler) build(ctx context.Context, f ledger.Filter) ([]byte, error) {
 }
 
 func (h *handler) report(w http.ResponseWriter, r *http.Request) {
-	raw, err := h.build(r.Context(), ledger.Filter{})
+	f, _, err := h.window(r)
+	if err != nil {
+		http.Error(w, "since: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	raw, err := h.build(r.Context(), f)
 	if err != nil {
 		fail(w, "report", err)
 		return
@@ -234,7 +266,12 @@ func (h *handler) report(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
-	ov, err := h.cached(r.Context())
+	f, dflt, err := h.window(r)
+	if err != nil {
+		http.Error(w, "since: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	ov, err := h.cached(r.Context(), f, dflt)
 	if err != nil {
 		fail(w, "report", err)
 		return
@@ -254,8 +291,14 @@ func (h *handler) user(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
+	f, _, err := h.window(r)
+	if err != nil {
+		http.Error(w, "since: "+err.Error(), http.StatusBadRequest)
+		return
+	}
 	// No Limit: report.Build takes it before matching the user.
-	raw, err := h.build(r.Context(), ledger.Filter{User: q})
+	f.User = q
+	raw, err := h.build(r.Context(), f)
 	if err != nil {
 		fail(w, "report for "+q, err)
 		return

@@ -114,6 +114,25 @@ func (f Filter) Matches(addr string) bool {
 	return strings.EqualFold(local, f.User)
 }
 
+// MatchesMessage reports whether f.User is m's sender, one of its
+// original recipients or one of its deliveries (true without a user).
+func (f Filter) MatchesMessage(m Message) bool {
+	if f.User == "" || f.Matches(m.From) {
+		return true
+	}
+	for _, r := range m.Rcpts {
+		if f.Matches(r) {
+			return true
+		}
+	}
+	for _, d := range m.Deliveries {
+		if f.Matches(d.Rcpt) || d.Orig != "" && f.Matches(d.Orig) {
+			return true
+		}
+	}
+	return false
+}
+
 // Reader is read access to a ledger: the local store, a peer's over
 // HTTP, or a Postfix log read into memory.
 type Reader interface {
@@ -144,7 +163,7 @@ type Stats struct {
 // "<...> [InternalId=...]", Google's "OK 1700000000 a1b2c3 - gsmtp".
 // "" when the reply names none.
 func RemoteID(reply string) string {
-	if i := strings.Index(strings.ToLower(reply), "queued as "); i >= 0 {
+	if i := indexASCIIFold(reply, "queued as "); i >= 0 {
 		return firstToken(reply[i+len("queued as "):])
 	}
 	if strings.HasSuffix(strings.TrimSpace(reply), "- gsmtp") {
@@ -158,6 +177,18 @@ func RemoteID(reply string) string {
 		return firstToken(reply[i+len("InternalId="):])
 	}
 	return ""
+}
+
+// indexASCIIFold is strings.Index ignoring ASCII case, with offsets in
+// s itself (lower-casing s first can change its length: a remote's
+// reply is any bytes).
+func indexASCIIFold(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return i
+		}
+	}
+	return -1
 }
 
 func firstToken(s string) string {

@@ -240,7 +240,7 @@ func TestPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if n, err := st.Prune(context.Background(), time.Now().Add(-90*24*time.Hour)); err != nil || n != 1 {
+	if n, err := st.Prune(context.Background(), time.Now().Add(-90*24*time.Hour), 0); err != nil || n != 1 {
 		t.Fatalf("pruned %d (%v), want 1", n, err)
 	}
 	ms, _ := st.Messages(context.Background(), Filter{})
@@ -256,7 +256,10 @@ func TestRemoteID(t *testing.T) {
 		"250 2.0.0 OK  1733533200 d9443c01a7336-21613c5b2d2si123456a.12 - gsmtp":                 "d9443c01a7336-21613c5b2d2si123456a.12",
 		"250 2.6.0 <x@y> [InternalId=123456789, Hostname=AM0PR.eurprd] Queued mail for delivery": "123456789",
 		"delivered to mailbox": "",
-		"":                     "",
+		// Lower-casing these changes their length (a panic once).
+		"İİİİ queued as X":    "X",
+		"\xfb\xfbqueued As 0": "0",
+		"":                    "",
 	} {
 		if got := RemoteID(reply); got != want {
 			t.Errorf("RemoteID(%q) = %q, want %q", reply, got, want)

@@ -53,6 +53,11 @@ type RecorderOptions struct {
 // maxBatch bounds the events of one transaction.
 const maxBatch = 8192
 
+// maxHeld bounds the messages the accumulator holds between batches:
+// beyond it the oldest go in the next batch, due or not, so that the
+// memory stays bounded when events come faster than they are written.
+const maxHeld = 4096
+
 // Recorder writes what the queue tells it (queue.Ledger) to the store in
 // batches, off the acceptance path.
 type Recorder struct {
@@ -70,12 +75,17 @@ type Recorder struct {
 	dones   sync.WaitGroup // runDones's goroutines
 	commits atomic.Uint64  // transactions tried (tests)
 
-	waiting   atomic.Int64
-	oldest    atomic.Int64 // Unix µs of the oldest event not written
-	last      atomic.Int64 // Unix µs of the last commit
-	failures  atomic.Uint64
-	lost      atomic.Uint64
-	dropped   atomic.Uint64 // live events dropped when the channel was full
+	waiting  atomic.Int64
+	oldest   atomic.Int64 // Unix µs of the oldest event not written
+	last     atomic.Int64 // Unix µs of the last commit
+	failures atomic.Uint64
+	lost     atomic.Uint64
+	dropped  atomic.Uint64 // live events dropped when the channel was full
+	// headless are the IDs of queued messages whose head (Accepted) was
+	// dropped: their next Delivery carries it, or a message deferred for
+	// days would be missing from every report (its delivery rows alone
+	// name no message) until it left the queue.
+	headless  sync.Map
 	lastWarn  time.Time
 	markSaved time.Time
 }
@@ -104,6 +114,10 @@ func NewRecorder(o RecorderOptions) *Recorder {
 	}
 	r := &Recorder{o: o, ch: make(chan event, 1<<14), done: make(chan struct{})}
 	r.mu.Lock()
+	// A gap the last run could not write: its messages left the queue.
+	if mk, ok := r.readMarker(); ok && mk.Gap != nil {
+		r.gap = mk.Gap
+	}
 	if err := r.openLocked(); err != nil {
 		r.warnLocked(err)
 	}
@@ -139,7 +153,32 @@ func (r *Recorder) Delivery(m *queue.Message, i int, hop envelope.Hop, o queue.O
 	if o.Err != nil {
 		d.Reply = o.Err.Error()
 	}
-	r.send(event{at: at, row: d, key: msgKey{r.o.Node, m.ID}}, false)
+	ev := event{at: at, row: d, key: msgKey{r.o.Node, m.ID}}
+	if _, ok := r.headless.LoadAndDelete(m.ID); ok {
+		ev.head = r.head(m)
+	}
+	r.send(ev, false)
+}
+
+// head is m's head without its deliveries' states, which other
+// deliveries of m may be changing: what Delivery may read of m (the
+// envelope and the recipients' addresses do not change).
+func (r *Recorder) head(m *queue.Message) *Message {
+	env := &m.Env
+	h := &Message{Node: r.o.Node, ID: m.ID, MessageID: env.MessageID, From: env.From, Size: m.Size, Arrival: env.Arrival,
+		Client: "local", Parent: env.Parent, Notice: env.Notification}
+	if env.ClientAddr != "" {
+		h.Client = maillog.NameAddr(env.ClientName, env.ClientAddr)
+	}
+	if r.o.Phase != nil {
+		h.Phase = r.o.Phase()
+	}
+	for i := range m.Rcpts {
+		if rs := &m.Rcpts[i]; !rs.Copy && !m.Added(i) {
+			h.Rcpts = append(h.Rcpts, origOf(rs.Rcpt))
+		}
+	}
+	return h
 }
 
 // Final implements queue.Ledger: it waits for room in the queue of
@@ -148,6 +187,7 @@ func (r *Recorder) Final(m *queue.Message, deleted bool, done func()) {
 	now := time.Now()
 	h := r.snapshot(m, true, deleted)
 	h.Finished = now
+	r.headless.Delete(m.ID)
 	r.send(event{at: now, head: h, fin: true, done: done}, true)
 }
 
@@ -173,6 +213,9 @@ func (r *Recorder) send(ev event, must bool) {
 	default:
 		r.waiting.Add(-1)
 		r.dropped.Add(1)
+		if ev.head != nil {
+			r.headless.Store(ev.head.ID, struct{}{})
+		}
 	}
 }
 
@@ -274,7 +317,7 @@ func (e *batchMsg) row(d *Delivery) {
 		d.Relay, d.DSN = cmp.Or(d.Relay, old.Relay), cmp.Or(d.DSN, old.DSN)
 		d.Reply, d.RemoteID = cmp.Or(d.Reply, old.Reply), cmp.Or(d.RemoteID, old.RemoteID)
 		d.Attempts = max(d.Attempts, old.Attempts)
-		if old.Status == d.Status && !old.At.IsZero() {
+		if d.At.IsZero() || old.Status == d.Status && d.Status != Pending && !old.At.IsZero() {
 			d.At = old.At
 		}
 	}
@@ -298,7 +341,9 @@ func (b *batch) add(ev event) {
 	}
 	if ev.row != nil {
 		e.row(ev.row)
-		return
+		if ev.head == nil {
+			return
+		}
 	}
 	h := ev.head
 	if e.head == nil || ev.fin {
@@ -335,6 +380,7 @@ func (acc *batch) take(now time.Time, every, gather time.Duration, all bool) *ba
 	if finals {
 		acc.finSince = time.Time{}
 	}
+	excess := len(acc.msgs) - maxHeld
 	keep := acc.order[:0]
 	for _, k := range acc.order {
 		e := acc.msgs[k]
@@ -345,6 +391,11 @@ func (acc *batch) take(now time.Time, every, gather time.Duration, all bool) *ba
 		if !move && e.finished.IsZero() && (all || now.Sub(e.since) >= every) && live < maxLive {
 			move = true
 			live++
+		} else if !move && e.finished.IsZero() && excess > 0 {
+			move = true
+		}
+		if move && e.finished.IsZero() {
+			excess--
 		}
 		if !move {
 			keep = append(keep, k)
@@ -385,7 +436,6 @@ func (r *Recorder) run() {
 	// The first pruning waits a minute: a start must not wait for it.
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
-	pruned := false
 	acc := newBatch()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -407,10 +457,6 @@ func (r *Recorder) run() {
 		case <-timer.C:
 		case <-prune.C:
 			r.prune()
-			if !pruned {
-				pruned = true
-				prune.Reset(time.Hour)
-			}
 			continue
 		}
 		// What else is waiting joins: under load, what came during one
@@ -457,13 +503,14 @@ func (r *Recorder) commit(b *batch) {
 		cancel()
 	}
 	if err == nil {
+		wrote := r.gap != nil
 		if r.gap != nil {
 			r.o.Log("ledger %s: writing again; %d message(s) between %s and %s were not recorded (a gap in the report)",
 				r.o.Path, r.gap.Messages, r.gap.Since.Format(time.RFC3339), r.gap.Until.Format(time.RFC3339))
 			r.gap = nil
 		}
 		r.last.Store(time.Now().UnixMicro())
-		r.saveMarkerLocked(false)
+		r.saveMarkerLocked(wrote) // at once when the gap went: never twice
 	} else {
 		r.failures.Add(1)
 		r.lost.Add(uint64(b.finals))
@@ -477,6 +524,7 @@ func (r *Recorder) commit(b *batch) {
 		if corrupt(err) {
 			r.setAsideLocked()
 		}
+		r.saveMarkerLocked(true) // the gap outlives this process
 	}
 	r.mu.Unlock()
 	r.waiting.Add(-int64(b.n))
@@ -561,7 +609,7 @@ func (r *Recorder) openLocked() error {
 		return err
 	}
 	r.st = st
-	if mk, ok := r.readMarker(); ok && mk.ID != st.id && mk.Path == r.o.Path {
+	if mk, ok := r.readMarker(); ok && mk.ID != "" && mk.ID != st.id && mk.Path == r.o.Path {
 		g := Gap{Node: r.o.Node, Since: fromUS(mk.Created), Until: fromUS(mk.Seen),
 			Reason: fmt.Sprintf("the ledger %s was lost or replaced: the one made %s held the records until %s",
 				r.o.Path, fromUS(mk.Created).Format(time.RFC3339), fromUS(mk.Seen).Format(time.RFC3339))}
@@ -597,6 +645,9 @@ type marker struct {
 	Node    string `json:"node"`
 	Created int64  `json:"created"`
 	Seen    int64  `json:"seen"` // the last commit known, Unix µs
+	// Gap is what could not be written yet: the queue has removed those
+	// messages, so a restart must still record it.
+	Gap *Gap `json:"gap,omitempty"`
 }
 
 func (r *Recorder) readMarker() (marker, bool) {
@@ -615,17 +666,32 @@ func (r *Recorder) readMarker() (marker, bool) {
 // most every 10 seconds unless now: a crash forgets at most that much of
 // a lost file's range.
 func (r *Recorder) saveMarkerLocked(now bool) {
-	if r.o.Marker == "" || r.st == nil || !now && time.Since(r.markSaved) < 10*time.Second {
+	if r.o.Marker == "" || !now && time.Since(r.markSaved) < 10*time.Second {
 		return
 	}
+	var mk marker
+	if r.st != nil {
+		mk = marker{ID: r.st.id, Path: r.o.Path, Node: r.o.Node, Created: us(r.st.created), Seen: max(r.last.Load(), us(r.st.created))}
+	} else if old, ok := r.readMarker(); ok {
+		mk = old // no database open: what it said of the last one stays
+	} else if r.gap == nil {
+		return
+	} else {
+		// None opened yet: the path, for postsuper -d (ForQueue).
+		mk = marker{Path: r.o.Path, Node: r.o.Node}
+	}
 	r.markSaved = time.Now()
-	mk := marker{ID: r.st.id, Path: r.o.Path, Node: r.o.Node, Created: us(r.st.created), Seen: max(r.last.Load(), us(r.st.created))}
+	mk.Gap = r.gap
 	b, _ := json.Marshal(mk)
 	tmp := r.o.Marker + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err == nil {
 		os.Rename(tmp, r.o.Marker)
 	}
 }
+
+// pruneChunk is how many messages one pruning (each minute) removes at
+// most: a short pause of the recorder, some 600,000 an hour.
+const pruneChunk = 10000
 
 func (r *Recorder) prune() {
 	if r.o.Retention <= 0 {
@@ -638,7 +704,7 @@ func (r *Recorder) prune() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := r.st.Prune(ctx, time.Now().Add(-r.o.Retention)); err != nil {
+	if _, err := r.st.Prune(ctx, time.Now().Add(-r.o.Retention), pruneChunk); err != nil {
 		r.o.Log("warning: ledger %s: cannot remove records older than ledger_retention: %v", r.o.Path, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
@@ -31,6 +32,10 @@ var schema = []string{
 		PRIMARY KEY (node, queue_id))`,
 	`CREATE INDEX IF NOT EXISTS messages_arrival ON messages (arrival)`,
 	`CREATE INDEX IF NOT EXISTS messages_parent ON messages (parent)`,
+	// A peer is asked for a message by its queue ID alone (the ID a
+	// relay's reply named): without this index every question scanned
+	// the whole table.
+	`CREATE INDEX IF NOT EXISTS messages_queue_id ON messages (queue_id)`,
 	`CREATE TABLE IF NOT EXISTS deliveries (
 		node TEXT NOT NULL, queue_id TEXT NOT NULL, idx BIGINT NOT NULL,
 		rcpt TEXT NOT NULL, orig TEXT NOT NULL, copy BIGINT NOT NULL,
@@ -82,6 +87,9 @@ func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("ledger %s: %w", path, err)
 	}
+	if err := private(path); err != nil {
+		return nil, fmt.Errorf("ledger %s: %w", path, err)
+	}
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("ledger %s: %w", path, err)
@@ -92,8 +100,56 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("ledger %s: %w", path, err)
 	}
-	os.Chmod(path, 0o600)
 	return s, nil
+}
+
+// private makes the database file, or finds it, as a regular file of
+// mode 0600 before SQLite opens it: SQLite gives its -wal and -shm the
+// database's mode, and under umask 022 in a data_directory of mode 0755
+// they would otherwise be readable by every local user. A symbolic link
+// is refused (O_NOFOLLOW), never followed: in a world-writable parent it
+// would point the server at any file.
+//
+// In a directory others may write to, or in files another user owns,
+// anyone could read the ledger or write records into it: refused.
+func private(path string) error {
+	dir := filepath.Dir(path)
+	if di, err := os.Stat(dir); err == nil && di.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("its directory %s is writable by every user (mode %v): give the ledger a directory of its own (chmod o-w %s, or another data_directory)", dir, di.Mode().Perm(), dir)
+	}
+	for _, sfx := range []string{"", "-wal", "-shm"} {
+		if fi, err := os.Lstat(path + sfx); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+				return fmt.Errorf("%s belongs to uid %d, not to this server (uid %d): remove it, or chown it if it is the ledger", path+sfx, st.Uid, os.Geteuid())
+			}
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return fmt.Errorf("is a symbolic link; ledger_database must name a regular file")
+		}
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("is not a regular file; ledger_database must name one")
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	// Left by an older version with a wider mode: SQLite reuses them.
+	for _, sfx := range []string{"-wal", "-shm"} {
+		if g, err := os.OpenFile(path+sfx, os.O_RDONLY|syscall.O_NOFOLLOW, 0); err == nil {
+			g.Chmod(0o600)
+			g.Close()
+		}
+	}
+	return nil
 }
 
 // OpenReader opens the ledger at path for reading only (report, status).
@@ -209,16 +265,18 @@ func msgUpsert(rows int) string {
 }
 
 // dlvUpsert: a final state is never replaced by "pending" (an event that
-// was late); the time of a state stays that of its first record, and
-// what a later record does not know (the next hop after a restart) is
-// kept.
+// was late); the time of a final state stays that of its first record, a
+// pending one's is the last attempt's (as its reply is), and what a later
+// record does not know (the next hop after a restart, the time in a
+// snapshot) is kept.
 func dlvUpsert(rows int) string {
 	return `INSERT INTO deliveries
 		(node, queue_id, idx, rcpt, orig, copy, status, at, transport, nexthop, relay, dsn, reply, remote_id, attempts)
 		VALUES ` + placeholders(rows, 15) + `
 		ON CONFLICT (node, queue_id, idx) DO UPDATE SET
 			status = excluded.status,
-			at = CASE WHEN deliveries.status = excluded.status AND deliveries.at <> 0 THEN deliveries.at ELSE excluded.at END,
+			at = CASE WHEN excluded.at = 0 OR deliveries.status = excluded.status AND excluded.status <> 'pending' AND deliveries.at <> 0
+				THEN deliveries.at ELSE excluded.at END,
 			transport = CASE WHEN excluded.transport = '' THEN deliveries.transport ELSE excluded.transport END,
 			nexthop = CASE WHEN excluded.nexthop = '' THEN deliveries.nexthop ELSE excluded.nexthop END,
 			relay = CASE WHEN excluded.relay = '' THEN deliveries.relay ELSE excluded.relay END,
@@ -347,16 +405,32 @@ func (s *Store) write(ctx context.Context, b *batch) error {
 }
 
 // Prune deletes the finished messages that arrived before cutoff, their
-// deliveries, and the gaps that ended before it.
-func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
+// deliveries, and the gaps that ended before it; with limit > 0 only
+// about the limit oldest of those messages (those that arrived at the
+// same microsecond go together), so that one transaction stays short:
+// the recorder writes nothing while it runs, and a backlog of millions
+// (a shorter ledger_retention) in one transaction outlasted its timeout
+// and was rolled back, every hour.
+func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
 	c := us(cutoff)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE EXISTS (SELECT 1 FROM messages m
-		WHERE m.node = deliveries.node AND m.queue_id = deliveries.queue_id AND m.arrival < ? AND m.finished <> 0)`, c); err != nil {
+	if limit > 0 {
+		// The arrival of the limit-th oldest: the chunk's own cutoff.
+		var a int64
+		err := tx.QueryRowContext(ctx, `SELECT arrival FROM messages WHERE arrival < ? AND finished <> 0
+			ORDER BY arrival LIMIT 1 OFFSET ?`, c, limit-1).Scan(&a)
+		switch {
+		case err == nil:
+			c = min(c, a+1)
+		case !errors.Is(err, sql.ErrNoRows):
+			return 0, err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, pruneDeliveries, c); err != nil {
 		return 0, err
 	}
 	res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE arrival < ? AND finished <> 0`, c)
@@ -368,6 +442,24 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
 	}
 	n, _ := res.RowsAffected()
 	return n, tx.Commit()
+}
+
+// pruneDeliveries finds the deliveries to prune through the messages'
+// arrival index and the deliveries' key (row values: SQLite and
+// PostgreSQL both take them); a correlated EXISTS scanned every delivery
+// of the ledger each hour, holding the recorder up meanwhile.
+const pruneDeliveries = `DELETE FROM deliveries WHERE (node, queue_id) IN
+	(SELECT node, queue_id FROM messages WHERE arrival < ? AND finished <> 0)`
+
+// messageByID is Message's query; node is added when given.
+const messageByID = `SELECT ` + msgCols + ` FROM messages WHERE queue_id = ?`
+
+// deliveriesOf is the query of the deliveries of n messages of one node:
+// the node makes it a search of the deliveries' key, where queue_id
+// alone scanned the whole table for each chunk of a report.
+func deliveriesOf(n int) string {
+	return `SELECT node, queue_id, idx, rcpt, orig, copy, status, at, transport, nexthop, relay, dsn, reply, remote_id, attempts
+		FROM deliveries WHERE node = ? AND queue_id IN (` + strings.TrimSuffix(strings.Repeat("?,", n), ",") + `) ORDER BY queue_id, idx`
 }
 
 const msgCols = `node, queue_id, arrival, message_id, sender, rcpts, size, client, parent, phase, notice, finished`
@@ -416,33 +508,16 @@ func (s *Store) Messages(ctx context.Context, f Filter) ([]Message, error) {
 func matching(msgs []Message, f Filter) []Message {
 	out := msgs[:0]
 	for _, m := range msgs {
-		if messageMatches(m, f) {
+		if f.MatchesMessage(m) {
 			out = append(out, m)
 		}
 	}
 	return out
 }
 
-func messageMatches(m Message, f Filter) bool {
-	if f.Matches(m.From) {
-		return true
-	}
-	for _, r := range m.Rcpts {
-		if f.Matches(r) {
-			return true
-		}
-	}
-	for _, d := range m.Deliveries {
-		if f.Matches(d.Rcpt) || d.Orig != "" && f.Matches(d.Orig) {
-			return true
-		}
-	}
-	return false
-}
-
 // Message implements Reader.
 func (s *Store) Message(ctx context.Context, node, id string) (Message, bool, error) {
-	q, args := `SELECT `+msgCols+` FROM messages WHERE queue_id = ?`, []any{id}
+	q, args := messageByID, []any{id}
 	if node != "" {
 		q, args = q+` AND node = ?`, append(args, node)
 	}
@@ -522,18 +597,35 @@ func (s *Store) queryMessages(ctx context.Context, q string, args ...any) ([]Mes
 	for i, m := range out {
 		idx[msgKey{m.Node, m.ID}] = i
 	}
-	// The deliveries of these messages, in chunks of IDs (SQLite binds
-	// at most 32766 parameters).
+	// The deliveries of these messages, node by node, in chunks of IDs
+	// (SQLite binds at most 32766 parameters).
 	const chunk = 500
-	for start := 0; start < len(out); start += chunk {
-		part := out[start:min(start+chunk, len(out))]
-		ph := make([]string, len(part))
-		a := make([]any, len(part))
-		for i, m := range part {
-			ph[i], a[i] = "?", m.ID
+	byNode := map[string][]string{}
+	var nodes []string
+	for _, m := range out {
+		if _, ok := byNode[m.Node]; !ok {
+			nodes = append(nodes, m.Node)
 		}
-		drows, err := s.db.QueryContext(ctx, `SELECT node, queue_id, idx, rcpt, orig, copy, status, at, transport, nexthop, relay, dsn, reply, remote_id, attempts
-			FROM deliveries WHERE queue_id IN (`+strings.Join(ph, ",")+`) ORDER BY queue_id, idx`, a...)
+		byNode[m.Node] = append(byNode[m.Node], m.ID)
+	}
+	type part struct {
+		node string
+		ids  []string
+	}
+	var parts []part
+	for _, n := range nodes {
+		ids := byNode[n]
+		for start := 0; start < len(ids); start += chunk {
+			parts = append(parts, part{n, ids[start:min(start+chunk, len(ids))]})
+		}
+	}
+	for _, p := range parts {
+		a := make([]any, 0, len(p.ids)+1)
+		a = append(a, p.node)
+		for _, id := range p.ids {
+			a = append(a, id)
+		}
+		drows, err := s.db.QueryContext(ctx, deliveriesOf(len(p.ids)), a...)
 		if err != nil {
 			return nil, err
 		}

@@ -32,6 +32,7 @@ import (
 	"github.com/mailtee/mailtee/internal/maillog"
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/mastercf"
+	"github.com/mailtee/mailtee/internal/metrics"
 	"github.com/mailtee/mailtee/internal/pace"
 	"github.com/mailtee/mailtee/internal/qmgr"
 	"github.com/mailtee/mailtee/internal/queue"
@@ -78,6 +79,8 @@ type Server struct {
 	// ledger records every message and outcome (nil: ledger_database
 	// is empty).
 	ledger *ledger.Recorder
+	// metrics are /metrics' families (internal/metrics).
+	metrics *metrics.Metrics
 	// obs is the HTTP listener of metrics_listen (nil: none).
 	obs *observer
 }
@@ -176,6 +179,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	if s.ledger = s.newLedger(cfg); s.ledger != nil {
 		qledger = s.ledger
 	}
+	s.metrics = s.newMetrics(cfg)
 	q, err := queue.Open(queue.Options{
 		Dir:             QueueDir(cfg),
 		MinBackoff:      mustDuration(cfg, "minimal_backoff_time"),
@@ -207,7 +211,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		Pacer:   s.pace,
 		Ledger:  qledger,
 		Bounce:  notifier.Bounce,
-		Events:  qmgr.Events{Log: s.log},
+		Events:  s.metrics.Events(qmgr.Events{Log: s.log}),
 		Log:     s.log.Slog(),
 	})
 	if err != nil {
@@ -237,7 +241,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 			return fail(err)
 		}
 	}
-	if s.obs, err = s.newObserver(cfg, nil); err != nil {
+	if s.obs, err = s.newObserver(cfg, s.metrics.Handler()); err != nil {
 		return fail(err)
 	}
 	return s, nil
@@ -277,6 +281,7 @@ func (s *Server) newSMTPD(svc *smtpService, policy *smtpd.Policy) (*smtpd.Server
 		Policy:          policy,
 		Queue:           s.door,
 		MailLog:         func(line string) { s.log.Printf("smtpd", "%s", line) },
+		Observer:        s.metrics.SMTPD(),
 
 		JunkCommandLimit: mustInt(cfg, "smtpd_junk_command_limit"),
 		ErrorSleepTime:   mustDuration(cfg, "smtpd_error_sleep_time"),

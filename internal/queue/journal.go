@@ -243,6 +243,21 @@ func recordSum(seq uint64, head, payload []byte) uint32 {
 	return crc32.Update(c, crcTable, payload)
 }
 
+// fsyncObserver is ObserveFsync's function.
+var fsyncObserver atomic.Pointer[func(time.Duration)]
+
+// ObserveFsync has f told how long each fdatasync of the intake journal
+// took, the wait of every 250 after DATA (mailtee_journal_fsync_seconds);
+// nil stops it. It is process-wide, as the disk is: every queue of the
+// process reports to the last f set.
+func ObserveFsync(f func(time.Duration)) {
+	if f == nil {
+		fsyncObserver.Store(nil)
+		return
+	}
+	fsyncObserver.Store(&f)
+}
+
 // sync returns once seg is durable up to end. One fdatasync serves every
 // writer that wrote before it began; writers arriving meanwhile wait for
 // it and then share the next one.
@@ -261,7 +276,11 @@ func (j *journal) sync(seg *segment, end int64) error {
 		seg.syncing = true
 		target := seg.written
 		j.mu.Unlock()
+		start := time.Now()
 		err := unix.Fdatasync(int(seg.f.Fd()))
+		if f := fsyncObserver.Load(); f != nil {
+			(*f)(time.Since(start))
+		}
 		j.syncs.Add(1)
 		j.mu.Lock()
 		seg.syncing = false

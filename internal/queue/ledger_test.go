@@ -27,6 +27,11 @@ func (l *slowLedger) Accepted(m *Message) {
 }
 func (l *slowLedger) Delivery(*Message, int, envelope.Hop, Outcome, string, time.Time) {}
 func (l *slowLedger) Final(m *Message, deleted bool, done func()) {
+	// Counted before the test can see this Final (finals), so that its
+	// dones.Wait never starts before this Add (a race otherwise).
+	if done != nil {
+		l.dones.Add(1)
+	}
 	l.mu.Lock()
 	l.final[m.ID] = deleted
 	for _, r := range m.Rcpts {
@@ -36,7 +41,6 @@ func (l *slowLedger) Final(m *Message, deleted bool, done func()) {
 	if done == nil {
 		return
 	}
-	l.dones.Add(1)
 	go func() {
 		defer l.dones.Done()
 		<-l.release

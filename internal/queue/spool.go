@@ -157,6 +157,9 @@ func (s *store) delivered(m *Message, recs []record) error {
 	m.stMu.Lock()
 	if r := m.jn.Load(); r != nil && !m.gone {
 		err := s.jn.sent(m.ID, b)
+		if err == nil {
+			m.sentState = b // for a move out of the journal (migrate)
+		}
 		m.stMu.Unlock()
 		return err
 	}

@@ -76,6 +76,10 @@ type Message struct {
 	gone     bool       // removed: nothing more is recorded
 	stSize   int64      // bytes in the sidecar
 	stBase   int64      // bytes of its compacted form, when last known
+	// sentState is the payload of its S record while it is in the
+	// journal, delivered and waiting for the ledger: a move out of the
+	// journal voids the S record, so the state goes with the message.
+	sentState []byte
 }
 
 // newMessage is a message with every recipient pending. An original
@@ -307,6 +311,17 @@ func (s *store) migrate(m *Message, r *jref) error {
 	if err != nil {
 		return err
 	}
+	if len(m.sentState) > 0 {
+		// Before the D record, which voids the S record: a crash must
+		// not deliver it again.
+		if err := s.writeSidecar(m2.file()+".st", m.sentState); err != nil {
+			os.Remove(m2.file()) // the journal's copy stays the message
+			return err
+		}
+		m.hasState, m.stSynced = true, true
+		m.stSize, m.stBase = int64(len(m.sentState)), int64(len(m.sentState))
+		m.sentState = nil
+	}
 	m.dir, m.bodyOff = m2.dir, m2.bodyOff
 	m.jn.Store(nil)
 	// Without the D record a restart finds the message twice and keeps
@@ -332,6 +347,25 @@ func (s *store) ownFile(id string, env *envelope.Envelope, body io.ReadCloser) (
 		return nil, err
 	}
 	return m, nil
+}
+
+// writeSidecar writes a new sidecar holding state, durably.
+func (s *store) writeSidecar(path string, state []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(state)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.syncer.Sync()
+	}
+	return err
 }
 
 // evacuate moves a message out of the journal, if it is still there

@@ -181,7 +181,7 @@ func (b *builder) message(ctx context.Context, m ledger.Message) (Message, error
 	if err != nil {
 		return rm, err
 	}
-	rm.Required = req
+	rm.Required = withoutDuplicateMailboxes(req)
 	seenN := map[Notice]bool{}
 	for _, n := range notices {
 		if !seenN[n] {
@@ -727,4 +727,27 @@ func bucketFor(first, last, since, until, now time.Time) time.Duration {
 		}
 	}
 	return 7 * 24 * time.Hour
+}
+
+// withoutDuplicateMailboxes keeps one required delivery per local
+// mailbox: when two recipients of a message reach the same mailbox (a
+// list and one of its members named as well), local(8) delivers once
+// and says so for the second ("duplicate of u1@h, delivered once"),
+// which is no delivery of its own: counted, it would make one mailbox
+// two required deliveries.
+func withoutDuplicateMailboxes(req []Required) []Required {
+	const dup = "duplicate of "
+	out := make([]Required, 0, len(req))
+	for _, q := range req {
+		if !q.Copy && q.State == Delivered && strings.HasPrefix(q.Reply, dup) {
+			target, _, _ := strings.Cut(strings.TrimPrefix(q.Reply, dup), ",")
+			if slices.ContainsFunc(req, func(o Required) bool {
+				return !o.Copy && strings.EqualFold(o.Rcpt, target) && !strings.HasPrefix(o.Reply, dup)
+			}) {
+				continue
+			}
+		}
+		out = append(out, q)
+	}
+	return out
 }

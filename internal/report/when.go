@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/mailtee/mailtee/internal/pflist"
 )
 
 // maxAge bounds an age so that now-age cannot overflow.
@@ -45,30 +47,15 @@ func ParseAge(s string) (time.Duration, error) {
 		if i == 0 || i == len(rest) || i > 12 {
 			return 0, fmt.Errorf("age %q: want NUMBER UNIT pairs, units s, m, h, d, w (7d, 1d12h)", s)
 		}
-		var n int64
-		for _, c := range rest[:i] {
-			n = n*10 + int64(c-'0')
-		}
-		var unit time.Duration
-		switch rest[i] {
-		case 's':
-			unit = time.Second
-		case 'm':
-			unit = time.Minute
-		case 'h':
-			unit = time.Hour
-		case 'd':
-			unit = 24 * time.Hour
-		case 'w':
-			unit = 7 * 24 * time.Hour
-		default:
+		if !strings.ContainsRune("smhdw", rune(rest[i])) {
 			return 0, fmt.Errorf("age %q: unknown unit %q; use s, m, h, d or w", s, rest[i])
 		}
-		if n > int64(maxAge/unit) {
+		// Each pair is a Postfix time value (main.cf's units).
+		d, err := pflist.ParseTime(rest[:i+1], 's')
+		if err != nil {
 			return 0, fmt.Errorf("age %q: more than 100 years", s)
 		}
-		total += time.Duration(n) * unit
-		if total > maxAge {
+		if total += d; d > maxAge || total > maxAge {
 			return 0, fmt.Errorf("age %q: more than 100 years", s)
 		}
 		rest = rest[i+1:]

@@ -302,6 +302,7 @@ func (c *conn) Close() error {
 		st := c.stats.String()
 		c.mu.Unlock()
 		c.srv.log("disconnect from %s%s", c.namaddr(), st)
+		c.srv.o.Observer.Disconnect()
 	})
 	return err
 }

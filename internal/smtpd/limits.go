@@ -172,6 +172,7 @@ func (s *Server) admit(nc net.Conn, la net.Addr) *conn {
 		exempt, _ = ex.Match(context.Background(), c.addr)
 	}
 	s.log("connect from %s", c.namaddr())
+	s.o.Observer.Connect()
 
 	c.limit.counted = !exempt && s.anvil != nil && c.addr.IsValid()
 	if c.limit.counted {
@@ -249,6 +250,7 @@ func (s *Server) refuse(c *conn, logLine, format string, args ...any) {
 			s.anvil.Disconnect(c.addr)
 		}
 		s.log("disconnect from %s commands=0/0", c.namaddr())
+		s.o.Observer.Disconnect()
 	}()
 }
 

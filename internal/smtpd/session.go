@@ -124,6 +124,7 @@ func (s *session) rcpt(to string) (counts bool, err error) {
 	if rej := s.srv.policy.Load().checkRcpt(s.srv.ctx, s.c.addr, a); rej != nil {
 		s.srv.log("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
 			s.c.namaddr(), replyText(rej), s.from, a, s.c.baseProtocol(), s.helo)
+		s.srv.o.Observer.Reject(rej.Code)
 		return true, rej
 	}
 	s.rcpts = append(s.rcpts, a)
@@ -161,6 +162,7 @@ func (s *session) data(r io.Reader) (string, error) {
 	q := s.srv.o.Queue
 	id := q.NewID()
 	s.srv.log("%s: client=%s", id, s.c.namaddr())
+	s.srv.o.Observer.Accepted()
 	proto, isTLS := s.c.baseProtocol(), s.c.isTLS()
 	env := &envelope.Envelope{
 		From:       from.String(),
@@ -224,6 +226,7 @@ func (s *session) data(r io.Reader) (string, error) {
 		// The client went away or timed out (conn.Read then closes the
 		// connection after this reply); it is unlikely to arrive.
 		s.srv.log("lost connection after DATA (%d bytes) from %s", body.n, s.c.namaddr())
+		s.srv.o.Observer.Lost("DATA")
 		return "", reply(421, "4.4.2", "%s Error: timeout exceeded", s.srv.o.Hostname)
 	}
 	var refusal *smtp.SMTPError

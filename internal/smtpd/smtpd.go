@@ -188,6 +188,9 @@ type Options struct {
 	// timestamp and host (the caller adds them). It is called from many
 	// goroutines at once. Nil discards.
 	MailLog func(line string)
+	// Observer, when set, is told of the events MailLog shows
+	// (observer.go): for metrics.
+	Observer Observer
 }
 
 // Postfix's defaults for the error limits.
@@ -254,6 +257,9 @@ func New(o Options) *Server {
 	}
 	if o.MaxMessageBytes < 0 {
 		o.MaxMessageBytes = 0
+	}
+	if o.Observer == nil {
+		o.Observer = noObserver{}
 	}
 	s := &Server{
 		o:        o,

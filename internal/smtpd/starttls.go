@@ -333,6 +333,7 @@ func (c *conn) runHandshake(tc *tls.Conn, after string) error {
 		// The deadlines of the session's reads and writes are set
 		// before each.
 		c.Conn.SetDeadline(time.Time{})
+		c.srv.o.Observer.TLS(tc.ConnectionState())
 		return nil
 	}
 	// Postfix's tls_server_start, then smtpd's end of the session (as
@@ -347,6 +348,7 @@ func (c *conn) runHandshake(tc *tls.Conn, after string) error {
 		c.srv.log("warning: TLS library problem: %s", maillog.OneLine(err.Error()))
 	}
 	c.srv.log("lost connection after %s from %s", after, c.namaddr())
+	c.srv.o.Observer.Lost(after)
 	c.Close()
 	return io.EOF
 }

@@ -9,6 +9,8 @@
   const params = new URLSearchParams(location.search);
   // ?refresh=N (seconds) makes tests fast; the default suits a wall screen.
   const refresh = Math.max(0.2, Number(params.get('refresh')) || Number(document.body.dataset.refresh) || 5);
+  // ?since=7d (or all) widens the window the figures cover (24 hours).
+  const since = params.get('since') ? 'since=' + encodeURIComponent(params.get('since')) : '';
   let lastOK = 0;
   let userQuery = params.get('user') || '';
   const toggled = new Map(); // a path's details, opened or folded by the reader
@@ -274,12 +276,12 @@
 
   async function refreshUser() {
     if (!userQuery) { clear($('user-results')); $('user-summary').textContent = ''; return; }
-    renderUser(await getJSON('api/user?q=' + encodeURIComponent(userQuery)));
+    renderUser(await getJSON('api/user?q=' + encodeURIComponent(userQuery) + (since ? '&' + since : '')));
   }
 
   async function tick() {
     try {
-      const data = await getJSON('api/overview');
+      const data = await getJSON('api/overview' + (since ? '?' + since : ''));
       renderSummary(data.report);
       renderCharts(data.report.series);
       renderTables(data);
@@ -287,7 +289,8 @@
       await refreshUser();
       lastOK = Date.now();
       $('error').hidden = true;
-      $('status').textContent = 'updated ' + new Date().toLocaleTimeString() + (data.report.user ? '' : '') + ' · every ' + refresh + 's';
+      $('status').textContent = (data.report.since ? 'arrivals since ' + new Date(data.report.since).toLocaleString() + ' · ' : 'all arrivals · ') +
+        'updated ' + new Date().toLocaleTimeString() + ' · every ' + refresh + 's';
       $('status-dot').className = 'dot live';
       document.body.dataset.state = 'ready';
       document.body.dataset.generated = data.report.generated || '';
