@@ -9,8 +9,9 @@
 #
 # Usage: bench/ledger-ab.sh [-n MESSAGES] [-s SESSIONS] [-r ROUNDS]
 #                           [-o SCENARIOS] [-t PHASE_TIMEOUT_S] [-P]
-#   -n  messages per run (default 15000: at about 1500 msg/s a relay run
-#       lasts 10 s, a seed run 20 s; shorter runs are mostly noise here)
+#   -n  messages per run (default 30000: a relay run lasts 10-20 s at
+#       1500-3000 msg/s, a seed run 30-60 s; shorter runs are mostly
+#       noise on a shared machine)
 #   -s  smtp-source sessions (default 20)
 #   -r  rounds of (on, off) (default 3)
 #   -o  compare.sh scenarios (default relay,seed)
@@ -25,7 +26,7 @@
 # Needs root, as compare.sh.
 set -euo pipefail
 
-MSGS=15000
+MSGS=30000
 SESS=20
 ROUNDS=3
 SCEN=relay,seed
