@@ -42,6 +42,12 @@
 #   -k  keep the temporary directory (configs, logs, sink counters)
 # Environment: MAILTEE_BIN=/path/to/mailtee uses that binary; unset, mailtee
 # is built from this repository (go build ./cmd/mailtee).
+# MAILTEE_EXTRA_CF: main.cf lines appended to every mailtee instance's
+# main.cf, after the scenario's (Postfix never sees them): e.g.
+# MAILTEE_EXTRA_CF='ledger_database =' runs mailtee without its ledger.
+# MT_ONLY=1 runs mailtee only (no Postfix, no ceiling); PF_ONLY=1 runs
+# Postfix and the ceiling only (bench/ledger-ab.sh alternates mailtee
+# runs and measures Postfix once, for reference).
 #
 # Output: a table per scenario — msg/s, elapsed seconds, messages
 # delivered (smtp-source's plus the probe's), x_pf (msg/s relative to
@@ -94,7 +100,7 @@ KEEP=0
 SIZE=2048
 BENCH_USER=mtbench
 usage() { # the "Usage:" paragraph of the comment above
-	sed -n '/^# Usage:/,/^# is built/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '/^# Usage:/,/^# runs and measures Postfix once/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 1
 }
 while getopts "n:s:b:t:o:kh" opt; do
@@ -124,6 +130,10 @@ for s in "${_scen[@]}"; do
 	*) echo "compare.sh: unknown scenario '$s' (relay, seed, backlog)" >&2; exit 1 ;;
 	esac
 done
+RUN_PF=1 RUN_MT=1
+[[ ${MT_ONLY:-0} == 1 ]] && RUN_PF=0
+[[ ${PF_ONLY:-0} == 1 ]] && RUN_MT=0
+((RUN_PF + RUN_MT > 0)) || { echo "compare.sh: MT_ONLY=1 and PF_ONLY=1 leave nothing to run" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || { echo "compare.sh: must run as root (private Postfix instances, smtp-sink -u postfix)" >&2; exit 1; }
 # The backlog's injection and drain each get this long.
 BACKLOG_TIMEOUT=$((PHASE_TIMEOUT + BACKLOG / 20))
@@ -491,10 +501,12 @@ queue_total() {
 }
 
 # mt_start NAME PORT SETTINGS: `mailtee serve -c $TMP/NAME` (main.cf,
-# maillog, queue/ there) on 127.0.0.1:PORT; sets MT_PID. Registered.
+# maillog, queue/ and data/ there: the ledger is data/ledger.db, never
+# /var/lib/mailtee's) on 127.0.0.1:PORT, then $MAILTEE_EXTRA_CF; sets
+# MT_PID. Registered.
 mt_start() {
 	local name=$1 port=$2 d=$TMP/$1
-	mkdir -p "$d/queue"
+	mkdir -p "$d/queue" "$d/data"
 	chmod 755 "$d"
 	{
 		echo "# mailtee instance $name for bench/compare.sh"
@@ -502,8 +514,13 @@ mt_start() {
 		cat <<EOF
 smtpd_port = $port
 queue_directory = $d/queue
+data_directory = $d/data
 maillog_file = $d/maillog
 EOF
+		if [[ -n ${MAILTEE_EXTRA_CF:-} ]]; then
+			echo "# MAILTEE_EXTRA_CF"
+			printf '%s\n' "$MAILTEE_EXTRA_CF"
+		fi
 	} >"$d/main.cf"
 	"$MAILTEE" check -c "$d" >"$d/check.out" 2>&1 || die "mailtee check ($name): $(cat "$d/check.out")"
 	"$MAILTEE" serve -c "$d" >"$d/serve.out" 2>&1 &
@@ -545,6 +562,13 @@ log_notes() {
 		out+="$name: $(grep -c 'status=sent' "$f" || true) status=sent, $(grep -c 'status=deferred' "$f" || true) status=deferred, $(grep -c 'status=bounced' "$f" || true) status=bounced"$'\n'
 		out+=$(grep -Ei 'warning|error|fatal|panic|status=bounced' "$f" | grep -v 'status=deferred' | head -n 5 | sed 's/^/    /' || true)
 		[[ $out == *$'\n' ]] || out+=$'\n'
+		if [[ -f $TMP/$name/main.cf ]]; then # a mailtee instance
+			if compgen -G "$TMP/$name/data/ledger.db*" >/dev/null; then
+				out+="    ledger: $(du -ck "$TMP/$name"/data/ledger.db* | awk 'END { print $1 }') kB (data/ledger.db*)"$'\n'
+			else
+				out+="    ledger: none"$'\n'
+			fi
+		fi
 		if [[ -s $TMP/$name/serve.out ]]; then
 			out+=$(grep -Ei 'panic|fatal|error' "$TMP/$name/serve.out" | head -n 5 | sed 's/^/    serve: /' || true)
 			[[ $out == *$'\n' ]] || out+=$'\n'
@@ -925,17 +949,19 @@ SMTPLAT=$TMP/smtplat
 
 : >"$RES/notes"
 if [[ $RUN_RELAY -eq 1 ]]; then
-	run_phase relay.ceiling phase_relay_ceiling
-	run_phase relay.postfix phase_relay postfix
-	run_phase relay.mailtee phase_relay mailtee
+	if [[ $RUN_PF -eq 1 ]]; then
+		run_phase relay.ceiling phase_relay_ceiling
+		run_phase relay.postfix phase_relay postfix
+	fi
+	if [[ $RUN_MT -eq 1 ]]; then run_phase relay.mailtee phase_relay mailtee; fi
 fi
 if [[ $RUN_SEED -eq 1 ]]; then
-	run_phase seed.postfix phase_seed postfix
-	run_phase seed.mailtee phase_seed mailtee
+	if [[ $RUN_PF -eq 1 ]]; then run_phase seed.postfix phase_seed postfix; fi
+	if [[ $RUN_MT -eq 1 ]]; then run_phase seed.mailtee phase_seed mailtee; fi
 fi
 if [[ $RUN_BACKLOG -eq 1 ]]; then
-	run_phase backlog.postfix phase_backlog postfix
-	run_phase backlog.mailtee phase_backlog mailtee
+	if [[ $RUN_PF -eq 1 ]]; then run_phase backlog.postfix phase_backlog postfix; fi
+	if [[ $RUN_MT -eq 1 ]]; then run_phase backlog.mailtee phase_backlog mailtee; fi
 fi
 
 # --------------------------------------------------------------- report --

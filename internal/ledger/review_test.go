@@ -113,7 +113,7 @@ func TestAccumulatorBounded(t *testing.T) {
 	for i := range 50000 {
 		acc.add(event{at: now, head: &Message{Node: "n", ID: fmt.Sprintf("Q%d", i)}})
 	}
-	out := acc.take(now, time.Hour, false) // none due yet
+	out := acc.take(now, time.Hour, time.Hour, false) // none due yet
 	if len(acc.msgs) > maxHeld || len(acc.order) != len(acc.msgs) {
 		t.Errorf("accumulator holds %d messages (%d in order) after take, want at most %d", len(acc.msgs), len(acc.order), maxHeld)
 	}
