@@ -221,21 +221,10 @@ func (r *Recorder) send(ev event, must bool) {
 
 // snapshot is m's head and every recipient's state as the queue has it.
 func (r *Recorder) snapshot(m *queue.Message, final, deleted bool) *Message {
-	env := &m.Env
-	h := &Message{Node: r.o.Node, ID: m.ID, MessageID: env.MessageID, From: env.From, Size: m.Size, Arrival: env.Arrival,
-		Client: "local", Parent: env.Parent, Notice: env.Notification}
-	if env.ClientAddr != "" {
-		h.Client = maillog.NameAddr(env.ClientName, env.ClientAddr)
-	}
-	if r.o.Phase != nil {
-		h.Phase = r.o.Phase()
-	}
+	h := r.head(m)
 	h.Deliveries = make([]Delivery, len(m.Rcpts))
 	for i := range m.Rcpts {
 		rs := &m.Rcpts[i]
-		if !rs.Copy && !m.Added(i) {
-			h.Rcpts = append(h.Rcpts, origOf(rs.Rcpt))
-		}
 		d := Delivery{Index: i, Rcpt: rs.Addr, Orig: origOf(rs.Rcpt), Copy: rs.Copy, Relay: rs.Relay, DSN: rs.DSN,
 			Reply: rs.LastErr, Attempts: int(rs.Attempts), Status: Pending}
 		switch {

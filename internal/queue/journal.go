@@ -701,21 +701,7 @@ func (s *store) moveOut(jm jmsg) error {
 	if err != nil || len(jm.state) == 0 {
 		return err
 	}
-	f, err := os.OpenFile(m.file()+".st", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(jm.state)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = s.syncer.Sync()
-	}
-	return err
+	return s.writeSidecar(m.file()+".st", jm.state)
 }
 
 // allSent applies to m the records of its S records, and reports
