@@ -77,7 +77,7 @@ func TestKillLoopLosesNothing(t *testing.T) {
 
 func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 	sk := newSink(t, "", nil)
-	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\n"+os.Getenv("XTRA"), sk.Port()), nil)
+	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\n", sk.Port()), nil)
 	in.Start()
 	begin := time.Now()
 	// Nothing in this test may run unbounded: senders and killer give up
@@ -258,9 +258,6 @@ func runKillLoop(t *testing.T, r *crashRun, drainTimeout time.Duration) {
 	if drained {
 		checkLedger(t, in, acked)
 	}
-	if os.Getenv("DUMPLOG") != "" {
-		os.WriteFile(os.Getenv("DUMPLOG"), []byte(in.Log.String()), 0o644)
-	}
 	if t.Failed() {
 		t.Logf("log tail:\n%s", tail(in.Log.String(), 80))
 	}
@@ -323,7 +320,7 @@ func TestNoDuplicatesWithoutCrash(t *testing.T) {
 		t.Skip("load")
 	}
 	sk := newSink(t, "", nil)
-	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\n"+os.Getenv("XTRA"), sk.Port()), nil)
+	in := newInstance(t, fmt.Sprintf("transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }\n", sk.Port()), nil)
 	in.Start()
 	const n, senders = 1500, 8
 	var next atomic.Int64
