@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"log"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -134,56 +130,4 @@ func (ss *gsmtpSession) Data(r io.Reader) error {
 	ss.s.msgs = append(ss.s.msgs, m)
 	// go-smtp sends a *SMTPError from Data as the reply, whatever its code.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: reply}
-}
-
-// mountTmpfs mounts a tmpfs of the given size on a fresh directory,
-// unmounted at cleanup whatever happens (after anything registered
-// later, such as the mailtee process, has been stopped). As
-// test/reliability's: without root, or a root without CAP_SYS_ADMIN, the
-// test is skipped with the reason.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: mounts a small tmpfs to fill the ledger's file system")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0755"); err != nil {
-		t.Skipf("cannot mount a tmpfs on %s (%v): this root lacks CAP_SYS_ADMIN", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Logf("unmount %s: %v; detaching it", dir, err)
-			if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-				t.Errorf("unmount %s: %v", dir, err)
-			}
-		}
-	})
-	return dir
-}
-
-// fillDisk appends to path until the file system says ENOSPC (to the
-// last byte), and returns the bytes written.
-func fillDisk(t *testing.T, path string) int64 {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := bytes.Repeat([]byte{'x'}, 64<<10)
-	var written int64
-	for _, size := range []int{64 << 10, 1} {
-		for {
-			n, err := f.Write(chunk[:size])
-			written += int64(n)
-			if err == nil {
-				continue
-			}
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling %s: %v", path, err)
-			}
-			break
-		}
-	}
-	return written
 }

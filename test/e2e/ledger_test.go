@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
 // The proof of every copy (issue 17), end to end: the seed's migration on
@@ -287,7 +289,7 @@ func TestLedgerSeedMigration(t *testing.T) {
 // is back the ledger records again; the report shows a gap whose time
 // range covers what could not be written, and the figures for the rest.
 func TestLedgerDiskFull(t *testing.T) {
-	mnt := mountTmpfs(t, "1m")
+	mnt := harness.MountTmpfs(t, "1m", 0o755, "the ledger's file system")
 	db := filepath.Join(mnt, "ledger.db")
 	sk := newSink(t, "", nil)
 	in := newInstance(t, fmt.Sprintf(`transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }
@@ -324,7 +326,7 @@ ledger_database = ledger.db
 	waitUntil(t, "the first batch in the report", 30*time.Second, func() bool {
 		return len(reportIDs(reportJSON(t, in), "before")) == 3
 	})
-	filled := fillDisk(t, filepath.Join(mnt, "filler"))
+	filled, _ := harness.FillDisk(t, filepath.Join(mnt, "filler"))
 	t.Logf("filled the ledger's tmpfs with %d bytes", filled)
 	fullFrom := time.Now()
 	batch("full")

@@ -6,76 +6,20 @@ package reliability
 // back mail is accepted again by the same process.
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
 // diskFullReply is smtpd's answer when the queue file cannot be written
 // for lack of space (internal/smtpd/session.go), as Postfix's
 // "452 4.3.1 Insufficient system storage".
 const diskFullReply = "452 4.3.1 Insufficient system storage"
-
-// mountTmpfs mounts a tmpfs of the given size on a fresh directory,
-// unmounted at cleanup (after anything registered later, such as the
-// mailtee process, has been stopped).
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: mounts a small tmpfs to fill the queue's file system")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		t.Skipf("cannot mount a tmpfs on %s (%v): this root lacks CAP_SYS_ADMIN", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Logf("unmount %s: %v; detaching it", dir, err)
-			if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-				t.Errorf("unmount %s: %v", dir, err)
-			}
-		}
-	})
-	return dir
-}
-
-// fillDisk appends to path until the file system says ENOSPC, and
-// returns the bytes written and the bytes still free.
-func fillDisk(t *testing.T, path string) (written int64, free uint64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for i := range chunk {
-		chunk[i] = 'x'
-	}
-	for _, size := range []int{64 << 10, 1} { // then byte by byte, to the last page
-		for {
-			n, err := f.Write(chunk[:size])
-			written += int64(n)
-			if err == nil {
-				continue
-			}
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling %s: %v", path, err)
-			}
-			break
-		}
-	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
-		t.Fatal(err)
-	}
-	return written, st.Bavail * uint64(st.Bsize)
-}
 
 // expectDiskFull runs one SMTP transaction by hand and checks that the
 // end of DATA gets exactly diskFullReply, and that the session goes on.
@@ -146,7 +90,7 @@ func spoolMessages(t *testing.T, qdir string) (msgs, other []string) {
 }
 
 func TestDiskFull(t *testing.T) {
-	mnt := mountTmpfs(t, "4m")
+	mnt := harness.MountTmpfs(t, "4m", 0o700, "the queue's file system")
 	spool := filepath.Join(mnt, "spool")
 	port := freePort(t) // the next hop is down at first
 	in := newInstance(t, fltFarHop(port)+"queue_directory = "+spool+"\n", nil)
@@ -173,7 +117,7 @@ func TestDiskFull(t *testing.T) {
 	// 2. The disk fills up: new mail is refused at the end of DATA,
 	// with nothing left behind in the spool.
 	filler := filepath.Join(mnt, "filler")
-	written, free := fillDisk(t, filler)
+	written, free := harness.FillDisk(t, filler)
 	t.Logf("filler: %d bytes written, %d bytes free on the tmpfs", written, free)
 	refused, _ := bigMessage("refused", 20<<10)
 	expectDiskFull(t, in, refused)
@@ -239,7 +183,7 @@ func TestDiskFull(t *testing.T) {
 	// its file reused meanwhile; a shorter message gives some back);
 	// then it is refused.
 	sk.Close()
-	written, free = fillDisk(t, filler)
+	written, free = harness.FillDisk(t, filler)
 	t.Logf("filler topped up by %d bytes, %d bytes free", written, free)
 	var reused []string
 	for i := 0; ; i++ {

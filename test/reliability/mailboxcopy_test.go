@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/mailtee/mailtee/internal/queue"
+
+	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
 // Issue 13, defect 4: a mailbox_bcc_maps copy used to be queued as a new
@@ -22,7 +24,7 @@ import (
 // same queued message, is deferred while its next hop is down and
 // arrives once when it is back.
 func TestMailboxCopyDiskFull(t *testing.T) {
-	mnt := mountTmpfs(t, "4m")
+	mnt := harness.MountTmpfs(t, "4m", 0o700, "the queue's file system")
 	spool := filepath.Join(mnt, "spool")
 	port := freePort(t) // the copy's next hop is down at first
 	in := newInstance(t, fltFarHop(port)+"queue_directory = "+spool+"\nmailbox_bcc_maps = inline:{ alice=alice@far.example }\n", nil)
@@ -39,7 +41,7 @@ func TestMailboxCopyDiskFull(t *testing.T) {
 	}
 	id := fltQueueID(t, fltWaitLine(t, in, fltWait, "to=<alice@test.example>", "status=deferred", "not a directory"))
 
-	written, free := fillDisk(t, filepath.Join(mnt, "filler"))
+	written, free := harness.FillDisk(t, filepath.Join(mnt, "filler"))
 	t.Logf("filler: %d bytes written, %d bytes free on the tmpfs", written, free)
 	if err := os.Remove(blocker); err != nil {
 		t.Fatal(err)
