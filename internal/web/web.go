@@ -275,10 +275,27 @@ func (s *Server) URL() string {
 
 // Shutdown stops accepting and waits for requests under way, until ctx
 // ends.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeListener()
+	return s.srv.Shutdown(ctx)
+}
 
 // Close stops at once.
-func (s *Server) Close() error { return s.srv.Close() }
+func (s *Server) Close() error {
+	s.closeListener()
+	return s.srv.Close()
+}
+
+// closeListener closes the listener itself: http.Server closes only the
+// listeners its Serve goroutine has registered, and that goroutine may
+// not have run yet when Shutdown comes right after Start.
+func (s *Server) closeListener() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+}
 
 // Refused returns how many requests were refused, by reason (the
 // Refused* constants), since New: for a metric.
