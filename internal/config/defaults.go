@@ -34,6 +34,16 @@ var mailteeParams = map[string]string{
 	// dual-delivery relay): delivery failures are reported to
 	// postmaster, never to the original sender.
 	"dual_delivery_relay": "no",
+	// The migration layer (internal/migration, README "Migration
+	// control"): the phase of the users in the copy maps (off, dual,
+	// forward), per user in dual_delivery_phase_maps; the transport of
+	// every mailbox's copy (recipient_bcc_maps, mailbox_bcc_maps) and of
+	// forward-phase mail; SRS for copies.
+	"dual_delivery_phase":      "dual",
+	"dual_delivery_phase_maps": "",
+	"copy_transport":           "",
+	"srs_domain":               "",
+	"srs_secret_file":          "",
 	// Postfix's queue directory, under which a relative LMTP socket
 	// (lmtp:unix:private/dovecot-lmtp) is found, as lmtp(8) finds it.
 	// When main.cf sets queue_directory, that is Postfix's (the file

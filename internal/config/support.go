@@ -84,6 +84,9 @@ var implemented = map[string]paramInfo{
 	"inet_protocols": {allowed: []string{"all", "ipv4", "ipv6"}},
 	"smtpd_port":     {valid: validPort}, "smtpd_banner": {}, "dns_servers": {valid: validDNSServers},
 	"mailbox_bcc_maps": {kind: KindTables}, "dual_delivery_relay": {},
+	"dual_delivery_phase":      {allowed: []string{"off", "dual", "forward"}},
+	"dual_delivery_phase_maps": {kind: KindTables}, "copy_transport": {},
+	"srs_domain": {}, "srs_secret_file": {},
 	// The ledger and the observability listener (internal/ledger,
 	// internal/web): values checked by web.Check.
 	"ledger_database": {}, "ledger_retention": {}, "ledger_peers": {}, "ledger_peer_token_file": {},

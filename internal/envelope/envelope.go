@@ -35,6 +35,12 @@ type Envelope struct {
 	// client gave them; set by import-postfix-queue from Postfix's queue.
 	EnvID string `json:",omitempty"`
 	Ret   string `json:",omitempty"`
+	// Settings names the migration settings (dual_delivery_phase, its
+	// maps and the copy maps, internal/migration) the message was
+	// accepted with, so that it is finished under them whatever changes
+	// later; "" for a message queued before they were recorded, which
+	// follows the settings in force.
+	Settings string `json:",omitempty"`
 }
 
 // Rcpt is one envelope recipient.
@@ -48,6 +54,14 @@ type Rcpt struct {
 	// always_bcc, mailbox_bcc_maps, a relay's forwarded copies): its
 	// failures are reported to postmaster, never to the sender.
 	Copy bool `json:",omitempty"`
+	// Migration says what the migration layer made of this recipient:
+	// "" an ordinary one; MigrationCopy a mailbox's copy
+	// (recipient_bcc_maps, mailbox_bcc_maps; Copy is set too);
+	// MigrationForward a mailbox's mail sent the way its copy would go
+	// (dual_delivery_phase = forward; a real delivery, Copy unset).
+	// Both leave by copy_transport when it is set and are never
+	// delivered locally.
+	Migration string `json:",omitempty"`
 	// NotifyOwner, when set, is where failures for this recipient go
 	// instead of the sender (Postfix's owner-alias convention).
 	NotifyOwner string `json:",omitempty"`
@@ -56,6 +70,12 @@ type Rcpt struct {
 	Notify string `json:",omitempty"`
 	ORcpt  string `json:",omitempty"`
 }
+
+// What Rcpt.Migration may say.
+const (
+	MigrationCopy    = "copy"
+	MigrationForward = "forward"
+)
 
 // Hop is where a recipient's mail goes, as routing decides it and the
 // queue groups deliveries by it.

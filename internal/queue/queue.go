@@ -104,6 +104,10 @@ type Options struct {
 
 	// Route says where a recipient goes.
 	Route func(ctx context.Context, rcpt string) (envelope.Hop, error)
+	// CopyRoute, when set, is asked first for a recipient the migration
+	// layer made (Rcpt.Migration set): copy_transport. ok false: Route
+	// decides.
+	CopyRoute func(ctx context.Context, rcpt envelope.Rcpt) (hop envelope.Hop, ok bool, err error)
 	// Deliver delivers m to the recipients with the given indexes, all
 	// bound for hop, and returns one Outcome per index, in order.
 	Deliver func(ctx context.Context, m *Message, hop envelope.Hop, rcpts []int) []Outcome
@@ -500,7 +504,7 @@ func (q *Queue) process(e *entry) {
 		if held {
 			continue
 		}
-		hop, err := q.o.Route(ctx, r.Addr)
+		hop, err := q.route(ctx, r.Rcpt)
 		if err != nil {
 			t := time.Now()
 			q.record(m, i, envelope.Hop{Transport: "none"}, Outcome{Err: err, Relay: "none", Delays: delays(m.Env.Arrival, now, t, t, 0)})
@@ -773,6 +777,25 @@ func (q *Queue) recordGroup(p *pass, recs []record, adds []envelope.Rcpt, log ..
 	q.persist(m, mine)
 }
 
+// route is where r goes: CopyRoute for what the migration layer made,
+// else Route.
+func (q *Queue) route(ctx context.Context, r envelope.Rcpt) (envelope.Hop, error) {
+	if r.Migration != "" && q.o.CopyRoute != nil {
+		if hop, ok, err := q.o.CopyRoute(ctx, r); ok || err != nil {
+			return hop, err
+		}
+	}
+	return q.o.Route(ctx, r.Addr)
+}
+
+// rcptKey tells recipients apart for addRecords: by address, and by what
+// the migration layer made of it, so that a mailbox's copy to the very
+// address delivered here (copy_transport, one box) is not taken for a
+// duplicate of it.
+func rcptKey(r envelope.Rcpt) string {
+	return r.Migration + ":" + strings.ToLower(r.Addr)
+}
+
 // addRecords appends to recs the records that add adds to m, each
 // address once: not one that is a recipient already, or added earlier
 // in the pass (q.mu held). Indexes follow the message's recipients and
@@ -784,13 +807,13 @@ func (q *Queue) addRecords(p *pass, recs []record, adds []envelope.Rcpt) []recor
 	m := p.e.m
 	have := make(map[string]bool, len(m.Rcpts)+len(p.adds))
 	for i := range m.Rcpts {
-		have[strings.ToLower(m.Rcpts[i].Addr)] = true
+		have[rcptKey(m.Rcpts[i].Rcpt)] = true
 	}
 	for _, r := range p.adds {
-		have[strings.ToLower(r.Add.Addr)] = true
+		have[rcptKey(*r.Add)] = true
 	}
 	for _, a := range adds {
-		k := strings.ToLower(a.Addr)
+		k := rcptKey(a)
 		if a.Addr == "" || have[k] {
 			continue
 		}
