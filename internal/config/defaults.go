@@ -137,6 +137,9 @@ var defaults = func() map[string]string {
 	for k, v := range pacingNames() {
 		m[k] = v
 	}
+	for k, v := range bindNames() {
+		m[k] = v
+	}
 	for k, v := range mailteeDefaults {
 		m[k] = v
 	}

@@ -63,6 +63,10 @@ var serviceSuffixes = map[string]string{
 	"_destination_rate_limit":      "default_destination_rate_limit",
 	"_destination_bandwidth_limit": "default_destination_bandwidth_limit",
 	"_destination_profile":         "default_destination_profile",
+	// mailtee's (bindParams): an lmtp service's default to
+	// lmtp_bind_address(6) instead (transportBind)
+	"_bind_address":  "smtp_bind_address",
+	"_bind_address6": "smtp_bind_address6",
 }
 
 // serviceCommands are the master.cf commands whose services get

@@ -147,6 +147,10 @@ var implemented = map[string]paramInfo{
 	"smtp_tcp_port":                         {valid: validPort},
 	"smtp_bind_address":                     {valid: validIPv4},
 	"smtp_bind_address6":                    {valid: validIPv6},
+	"lmtp_bind_address":                     {valid: validIPv4}, // the lmtp client's (internal/master)
+	"lmtp_bind_address6":                    {valid: validIPv6},
+	"relay_bind_address":                    {valid: validIPv4}, // mailtee's (bindParams)
+	"relay_bind_address6":                   {valid: validIPv6},
 	"smtp_helo_name":                        {valid: validHostname},
 	"smtp_connect_timeout":                  {},
 	"smtp_tls_security_level":               {allowed: []string{"none", "may", "encrypt"}},
@@ -321,7 +325,12 @@ func (c *Config) checkSetting(s Setting, out *diag.List, feats *featureUse) {
 	if !known {
 		if succ := legacyNames[s.Name]; succ != "" {
 			name, def, known, legacy = succ, defaults[succ], true, true
+		} else if c.checkBind(s, out) {
+			return
 		} else if g := c.serviceParam(s.Name); g != "" {
+			if _, ok := pacingParams[strings.TrimPrefix(g, "default")]; ok {
+				return // mailtee's, honoured; master's pacingTransports checks the value
+			}
 			out.Warnf(file, line, "%s: per-service form of %s for a master.cf service; not implemented by mailtee: ignored (delivery tuning, it does not change where mail goes or what is accepted)", s.Name, g)
 			return
 		}

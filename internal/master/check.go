@@ -82,6 +82,7 @@ func stageFindings(cfg *config.Config, mf *mastercf.File, opened map[string]maps
 	}
 	_, pd := pacingTransports(cfg, mf)
 	out = append(out, pd...)
+	out = append(out, copyFindings(cfg, mf, t, opened)...)
 	return append(out, transportFindings(cfg, mf, opened)...)
 }
 

@@ -27,7 +27,7 @@ func TestConnectionReuseLimits(t *testing.T) {
 			t.Fatalf("%q: %v", tc.maincf, d)
 		}
 		s := &Server{cfg: cfg, log: maillog.New(io.Discard, "test")}
-		c := s.smtpClient(cfg, nil)
+		c := s.smtpClient(cfg, nil, "smtp")
 		if c.MaxReuse != tc.count || c.MaxLifetime != tc.lifetime {
 			t.Errorf("%q: MaxReuse %d, MaxLifetime %v; want %d, %v", tc.maincf, c.MaxReuse, c.MaxLifetime, tc.count, tc.lifetime)
 		}
@@ -39,7 +39,7 @@ func TestConnectionReuseLimits(t *testing.T) {
 		t.Fatal(d)
 	}
 	s := &Server{cfg: cfg, log: maillog.New(io.Discard, "test")}
-	s.smtp = s.smtpClient(cfg, nil)
+	s.smtp = s.smtpClient(cfg, nil, "smtp")
 	c := s.serviceClient(&mf.Services[0])
 	if c == nil || c.MaxReuse != 5 || c.MaxLifetime != 300*time.Second {
 		t.Errorf("relay's client %+v, want MaxReuse 5 from -o", c)

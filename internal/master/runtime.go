@@ -62,9 +62,11 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	// (Check, which the reload ran, reported bad values).
 	mf, _ := loadMaster(cfg)
 	pacing, _ := pacingTransports(cfg, mf)
+	router := routerFor(cfg, t)
+	router.Here = deliversHere(mf)
 	return &runtime{
 		cfg:     cfg,
-		router:  routerFor(cfg, t),
+		router:  router,
 		local:   lda,
 		cleanup: cl,
 		policy:  policyFor(cfg, t),
@@ -233,6 +235,7 @@ func routerFor(cfg *config.Config, t *tables) *route.Router {
 		DefaultTransport: cfg.Get("default_transport"),
 		Relayhost:        cfg.Get("relayhost"),
 		Delimiter:        cfg.Get("recipient_delimiter"),
+		CopyTransport:    cfg.Get("copy_transport"),
 	}
 }
 

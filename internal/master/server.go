@@ -100,6 +100,11 @@ func (s *Server) agents() map[string]qmgr.Agent {
 	if s.mf != nil {
 		return s.masterAgents(s.mf, base) // master.cf's delivery services
 	}
+	if s.cfg != nil {
+		if c := s.relayClient(); c != nil { // relay_bind_address
+			base["relay"] = qmgr.SMTPAgent{Client: c}
+		}
+	}
 	return base
 }
 
@@ -142,18 +147,8 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		s.log.Warnf("master", "%s", logWarning)
 	}
 	resolver := &dnsresolve.Resolver{Servers: cfg.List("dns_servers"), Timeout: 5 * time.Second}
-	s.smtp = s.smtpClient(cfg, resolver)
-	s.lmtp = &deliver.Client{
-		HeloName:       s.host,
-		TLSLevel:       "none",
-		Port:           portName(cfg.Get("lmtp_tcp_port"), "24"),
-		ConnectTimeout: mustDuration(cfg, "smtp_connect_timeout"),
-		CommandTimeout: 10 * time.Minute,
-		Resolver:       resolver,
-		LMTP:           true,
-		SocketDir:      postfixQueueDir(cfg),
-		Log:            s.log.Slog().With("component", "lmtp"),
-	}
+	s.smtp = s.smtpClient(cfg, resolver, "smtp")
+	s.lmtp = s.lmtpClient(cfg, resolver, "lmtp")
 	if os.Geteuid() == 0 {
 		s.asUser = asuser.NewPool(asuser.Options{Warn: func(msg string) { s.log.Printf("local", "warning: %s", msg) }})
 	}
@@ -206,6 +201,10 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		},
 		Route: func(ctx context.Context, rcpt string) (envelope.Hop, error) {
 			return s.rt.Load().router.Route(ctx, rcpt)
+		},
+		// copy_transport, and no copy delivered here (route.CopyRoute).
+		CopyRoute: func(ctx context.Context, r envelope.Rcpt) (envelope.Hop, bool, error) {
+			return s.rt.Load().router.CopyRoute(ctx, r)
 		},
 		Deliver: manager.Deliver,
 		Pacer:   s.pace,

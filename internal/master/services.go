@@ -224,6 +224,9 @@ func (srv *Server) masterAgents(mf *mastercf.File, base map[string]qmgr.Agent) m
 			}
 		case "lmtp":
 			out[s.Name] = base["lmtp"]
+			if c := srv.lmtpServiceClient(s); c != nil {
+				out[s.Name] = qmgr.SMTPAgent{Client: c}
+			}
 		case "local":
 			out[s.Name] = base["local"]
 		case "error":
@@ -239,14 +242,20 @@ func (srv *Server) masterAgents(mf *mastercf.File, base map[string]qmgr.Agent) m
 // overrides change one of clientParams, else nil.
 func (s *Server) serviceClient(svc *mastercf.Service) *deliver.Client {
 	sc := serviceConfig(s.cfg, svc)
+	own := false
 	for _, o := range svc.Overrides {
-		if clientParams[o.Name] && sc.Get(o.Name) != s.cfg.Get(o.Name) {
-			c := s.smtpClient(sc, s.smtp.Resolver)
-			s.clients = append(s.clients, c)
-			return c
-		}
+		own = own || clientParams[o.Name] && sc.Get(o.Name) != s.cfg.Get(o.Name)
 	}
-	return nil
+	// TRANSPORT_bind_address(6), in main.cf or as an -o.
+	if v4, v6 := bindAddrs(sc, svc.Name, "smtp"); v4 != s.smtp.BindAddr || v6 != s.smtp.BindAddr6 {
+		own = true
+	}
+	if !own {
+		return nil
+	}
+	c := s.smtpClient(sc, s.smtp.Resolver, svc.Name)
+	s.clients = append(s.clients, c)
+	return c
 }
 
 // transportNames are the transport names valid for check: master.cf's
@@ -447,7 +456,7 @@ func agentFindings(cfg *config.Config, mf *mastercf.File, s *mastercf.Service) d
 		if pacingOverride(s, o.Name) {
 			continue // pacingTransports checks it
 		}
-		if s.Program() == "smtp" && clientParams[o.Name] {
+		if s.Program() == "smtp" && clientParams[o.Name] || bindOverride(s, o.Name) {
 			for _, f := range sc.CheckSettings([]config.Setting{{Name: o.Name, Value: o.Value, Line: o.Line}}) {
 				f.File, f.Msg = mf.Path, "service "+s.Name+": -o "+f.Msg
 				out = append(out, f)
@@ -569,9 +578,11 @@ func (s *Server) reloadPolicies(cfg *config.Config, rt *runtime, opened map[stri
 	}
 }
 
-// smtpClient is the SMTP client that cfg describes: main.cf's, or a
-// master.cf smtp service's with its -o overrides (clientParams).
-func (s *Server) smtpClient(cfg *config.Config, resolver *dnsresolve.Resolver) *deliver.Client {
+// smtpClient is the SMTP client that cfg describes for transport:
+// main.cf's (transport "smtp"), or a master.cf smtp service's with its
+// -o overrides (clientParams) and its TRANSPORT_bind_address(6).
+func (s *Server) smtpClient(cfg *config.Config, resolver *dnsresolve.Resolver, transport string) *deliver.Client {
+	bind4, bind6 := bindAddrs(cfg, transport, "smtp")
 	tlsLevel := cfg.Get("smtp_tls_security_level")
 	if tlsLevel == "" {
 		tlsLevel = "may"
@@ -579,8 +590,8 @@ func (s *Server) smtpClient(cfg *config.Config, resolver *dnsresolve.Resolver) *
 	return &deliver.Client{
 		HeloName:       cmp.Or(cfg.Get("smtp_helo_name"), cfg.Get("myhostname")),
 		TLSLevel:       tlsLevel,
-		BindAddr:       cfg.Get("smtp_bind_address"),
-		BindAddr6:      cfg.Get("smtp_bind_address6"),
+		BindAddr:       bind4,
+		BindAddr6:      bind6,
 		Port:           portName(cfg.Get("smtp_tcp_port"), "25"),
 		ConnectTimeout: mustDuration(cfg, "smtp_connect_timeout"),
 		// One timeout for every command reply: the shortest of Postfix's

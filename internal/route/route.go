@@ -70,12 +70,29 @@ type Router struct {
 	// transport_maps, so that a key "example.com" also matches its
 	// subdomains. Postfix's default is no.
 	ParentMatch bool
+
+	// CopyTransport is copy_transport: "transport:nexthop" for every
+	// recipient of the migration layer (CopyRoute); "" routes them as
+	// any address.
+	CopyTransport string
+	// Here says whether a transport delivers on this host (a master.cf
+	// service running local or virtual); nil: the transports named
+	// local and virtual.
+	Here func(transport string) bool
 }
 
 // Route returns the transport and next hop for rcpt, an address in
 // internal form (user@domain). An error means a table or domain list could
 // not be read; Postfix defers the recipient then.
 func (r *Router) Route(ctx context.Context, rcpt string) (envelope.Hop, error) {
+	hop, _, err := r.route(ctx, rcpt)
+	return hop, err
+}
+
+// route is Route, and says whether the hop is mydestination's local
+// delivery (the local class, its transport not changed by
+// transport_maps), which a copy must never take (CopyRoute).
+func (r *Router) route(ctx context.Context, rcpt string) (envelope.Hop, bool, error) {
 	local, domain := rcpt, ""
 	if at := strings.LastIndexByte(rcpt, '@'); at >= 0 {
 		local, domain = rcpt[:at], address.NormalizeDomain(rcpt[at+1:])
@@ -83,7 +100,7 @@ func (r *Router) Route(ctx context.Context, rcpt string) (envelope.Hop, error) {
 
 	class, err := r.class(ctx, domain)
 	if err != nil {
-		return envelope.Hop{}, err
+		return envelope.Hop{}, false, err
 	}
 
 	var channel string
@@ -103,15 +120,15 @@ func (r *Router) Route(ctx context.Context, rcpt string) (envelope.Hop, error) {
 	// nexthop" (resolve.c).
 	hop.Transport, hop.Nexthop = splitResult(channel, hop.Nexthop)
 	if hop.Transport == "" {
-		return envelope.Hop{}, fmt.Errorf("%s_transport: null transport is not allowed", class)
+		return envelope.Hop{}, false, fmt.Errorf("%s_transport: null transport is not allowed", class)
 	}
 
 	if r.TransportMaps != nil {
 		if err := r.transport(ctx, rcpt, local, domain, &hop); err != nil {
-			return envelope.Hop{}, err
+			return envelope.Hop{}, false, err
 		}
 	}
-	return hop, nil
+	return hop, class == "local" && hop.Transport == r.localClassTransport(), nil
 }
 
 // class is the address class of domain: "local", "relay" or "default".
