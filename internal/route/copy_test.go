@@ -30,7 +30,9 @@ func TestCopyRoute(t *testing.T) {
 	withPort.CopyTransport = "relay:[relay.x]:25"
 	dovecot := base
 	dovecot.LocalTransport = "lmtp:unix:private/dovecot-lmtp"
-	copyOf := func(a string) envelope.Rcpt { return envelope.Rcpt{Addr: a, Copy: true, Migration: envelope.MigrationCopy} }
+	copyOf := func(a string) envelope.Rcpt {
+		return envelope.Rcpt{Addr: a, Copy: true, Migration: envelope.MigrationCopy}
+	}
 	fwd := envelope.Rcpt{Addr: "user1@students.iiit.ac.in", Migration: envelope.MigrationForward}
 	for _, c := range []struct {
 		name    string
