@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -291,5 +293,73 @@ func TestOneBoxSameAsTwoServers(t *testing.T) {
 				t.Errorf("the one box differs from the two servers:\n%s", d)
 			}
 		})
+	}
+}
+
+// One box without copy_transport: a copy to an address of its own
+// domain would be delivered here, into the mailbox that has the message
+// already. check warns at the copy map's line; serve defers the copy,
+// saying to set copy_transport, and delivers the mailbox once; once
+// copy_transport is set and reloaded, the waiting copy reaches the
+// provider, once.
+func TestOneBoxCopyWaitsForCopyTransport(t *testing.T) {
+	port := freePortOn(t, primaryIP, googleIP)
+	google := newGoogleSink(t, fmt.Sprintf("%s:%d", googleIP, port))
+	dns := newDNS(t, map[string]string{"aspmx.l.google.com": googleIP}, nil)
+	main := fmt.Sprintf(`smtpd_port = %d
+smtp_tcp_port = %d
+dns_servers = %s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+queue_run_delay = 1s
+inet_interfaces = %s
+mynetworks = 127.0.0.0/8
+queue_directory = $config_directory/queue
+mail_spool_directory = $config_directory/mail/
+alias_maps = hash:$config_directory/aliases
+local_recipient_maps = hash:$config_directory/users $alias_maps
+recipient_bcc_maps =
+mailbox_bcc_maps = hash:$config_directory/bcc_one_box
+`, port, port, dns.Addr, primaryIP)
+	dir := copySeed(t, "primary", main, map[string]string{
+		"users":       "user1 x\nalice x\npostmaster x\n",
+		"aliases":     "postmaster: alice\n",
+		"bcc_one_box": "user1:  user1@students.iiit.ac.in\n",
+	})
+	box := &instance{T: t, Dir: dir, Port: port, Log: &syncBuffer{}, Host: primaryIP}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("one box's log:\n%s", box.Log.String())
+		}
+	})
+	out, err := box.Run("", "check")
+	if err != nil || !strings.Contains(out, "bcc_one_box, line 1: mailbox_bcc_maps") || !strings.Contains(out, "set copy_transport") {
+		t.Errorf("check: %v\n%s\nwant a warning at bcc_one_box, line 1", err, out)
+	}
+	box.Start()
+	if err := send(box.Addr(), "sender@outside.example", []string{"user1@" + seedDomain}, oneBoxBody(0, []string{"user1@" + seedDomain})); err != nil {
+		t.Fatal(err)
+	}
+	box.WaitLog("to=<user1@students.iiit.ac.in>, relay=none")
+	box.WaitLog("set copy_transport")
+	box.WaitLog("status=deferred")
+	settle()
+	if n := len(box.MaildirMessages("user1")); n != 1 || google.Total() != 0 {
+		t.Fatalf("before copy_transport: %d in user1's mailbox, %d at the provider; want 1 and 0", n, google.Total())
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "main.cf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("copy_transport = smtp:[aspmx.l.google.com]\n")
+	f.Close()
+	if out, err := box.Run("", "reload"); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	waitUntil(t, "the copy at the provider", 20*time.Second, func() bool { return google.Count("user1@"+seedDomain) == 1 })
+	waitUntil(t, "the queue empty", 20*time.Second, func() bool { return queueEmpty(box) })
+	settle()
+	if n, c := len(box.MaildirMessages("user1")), google.Count("user1@"+seedDomain); n != 1 || c != 1 {
+		t.Errorf("after copy_transport: %d in user1's mailbox, %d at the provider; want 1 and 1", n, c)
 	}
 }
