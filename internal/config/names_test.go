@@ -197,6 +197,7 @@ func TestOneErrorPerFeature(t *testing.T) {
 func FuzzCheckMasterNames(f *testing.F) {
 	f.Add([]byte("dovecot_destination_recipient_limit = 1\npostscreen_blacklist_action = drop\nx = $y\n"), "dovecot", "pipe", "y")
 	f.Add([]byte("smtpd_restriction_classes = a,,b\na = reject\nsmtpd_recipient_restrictions = a, check_x\n"), "", "spawn", "")
+	f.Add([]byte("google_bind_address = 127.0.0.7\ngoogle_bind_address6 = $smtp_bind_address\ngoogle_destination_rate_limit = 1/1s\n"), "google", "smtp", "")
 	old := lookupHost
 	lookupHost = func(host string) ([]netip.Addr, error) {
 		return nil, fmt.Errorf("lookup %s: no DNS while fuzzing", host)

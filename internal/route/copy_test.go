@@ -9,6 +9,7 @@ import (
 
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/queue"
 )
 
@@ -139,4 +140,36 @@ func TestCheckCopies(t *testing.T) {
 			t.Errorf("copy_transport = %s: %v, want an error at main.cf line 7 saying %q", c.value, d, c.want)
 		}
 	}
+}
+
+// CopyRoute and CheckCopies never panic, whatever copy_transport, the
+// recipient and the copy map say; a recipient of the migration layer is
+// always CopyRoute's to decide, and one it routes has a transport.
+func FuzzCopyRoute(f *testing.F) {
+	f.Add("smtp:[aspmx.l.google.com]", "user1@students.iiit.ac.in", "copy", "user1@students.iiit.ac.in")
+	f.Add("google:", "User1@Students.IIIT.ac.in.", "forward", "user1, <user2@students.iiit.ac.in>")
+	f.Add("", "user1", "copy", "user1@relay.students.iiit.ac.in")
+	f.Add(":[x]:25", "@", "", "a,,b c")
+	f.Add("local", "u@[127.0.0.1]", "copy", "")
+	f.Fuzz(func(t *testing.T, transport, addr, migration, value string) {
+		ctx := context.Background()
+		local, err := maps.NewDomainList([]string{"students.iiit.ac.in", "localhost"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := Router{Local: local, CopyTransport: transport}
+		hop, ok, err := r.CopyRoute(ctx, envelope.Rcpt{Addr: addr, Migration: migration})
+		if migration != "" && !ok {
+			t.Errorf("CopyRoute(%q, %q) left a %s recipient to Route", transport, addr, migration)
+		}
+		if ok && err == nil && (hop.Transport == "" || r.deliversHere(hop.Transport)) {
+			t.Errorf("CopyRoute(%q, %q) = %+v: no transport, or one that delivers here", transport, addr, hop)
+		}
+		tb, _, err := maps.Open("inline:{ user1=" + value + " }")
+		if err != nil {
+			return
+		}
+		r.CheckCopies(ctx, "main.cf", 1, []string{"smtp", "local"}, []CopyMap{{Param: "mailbox_bcc_maps", Spec: "inline", Line: 2, Table: tb}},
+			func(l string) string { return l + "@students.iiit.ac.in" })
+	})
 }
