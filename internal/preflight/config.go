@@ -228,6 +228,9 @@ func (b *builder) destination(ctx context.Context, addr string) (*Destination, e
 			d.Bind, d.Bind6 = tc.Get(p.name), tc.Get(p.six)
 			if d.Bind != "" || d.Bind6 != "" {
 				d.BindParam = p.name
+				if s := b.service(transport); s != nil && tc.Get(p.name) != b.cfg.Get(p.name) {
+					d.BindParam = "master.cf " + transport + " -o " + p.name
+				}
 			}
 		}
 	}

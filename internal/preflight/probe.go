@@ -35,7 +35,7 @@ func (p *prober) destination(ctx context.Context, d *Destination) []Row {
 	var rows []Row
 	add := func(r ...Row) {
 		for _, x := range r {
-			if x.Dest == "" && x.Check != "source-dns" {
+			if x.Dest == "" {
 				x.Dest = d.Name()
 			}
 			rows = append(rows, x)
@@ -466,7 +466,7 @@ func (p *prober) rest(probes []probe, why string) []Row {
 func accountRow(u *User, r Reply, v Verdict, acceptAll string) Row {
 	row := Row{Check: "account", Target: u.Addr, Seen: r.String()}
 	if u.Key != "" && !strings.EqualFold(u.Key, u.Addr) {
-		row.Seen = fmt.Sprintf("(%s, %s) %s", u.Key, u.From, r)
+		row.Seen = fmt.Sprintf("(copy of %s) %s", u.Key, r)
 	}
 	switch v {
 	case Accepted:
