@@ -409,6 +409,13 @@ func (p *prober) accounts(ctx context.Context, d *Destination, hosts []dnsresolv
 			}
 		}
 		r, err := s.cmd("RCPT TO:<" + pr.addr + ">")
+		if err == nil && Classify(r) == SourceRefused {
+			// Google closes with "421 4.7.0 IP not in whitelist for
+			// RCPT domain": a refusal, not a session to retry.
+			rows = append(rows, p.refusal(d, s, "RCPT TO:<"+pr.addr+">", r))
+			refused = true
+			return append(rows, p.rest(probes[i:], "this source address is refused")...)
+		}
 		if err != nil || r.Code == 421 {
 			// Lost or closed: once more on a new connection.
 			if reconnects++; reconnects > 2 || !reopen() {
@@ -428,13 +435,6 @@ func (p *prober) accounts(ctx context.Context, d *Destination, hosts []dnsresolv
 			continue
 		}
 		v := Classify(r)
-		if v == SourceRefused {
-			if !refused {
-				rows = append(rows, p.refusal(d, s, "RCPT TO:<"+pr.addr+">", r))
-			}
-			refused = true
-			return append(rows, p.rest(probes[i:], "this source address is refused")...)
-		}
 		if pr.user == nil {
 			if v == Accepted {
 				acceptsAll[pr.domain] = pr.addr
