@@ -3,7 +3,14 @@ package preflight
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
+	"math/big"
 	"net"
 	"net/netip"
 	"strings"
@@ -21,6 +28,10 @@ type fakeMX struct {
 	greet string                          // "220 ..." unless set
 	rcpt  func(addr string, n int) string // reply to the n-th RCPT (from 1) of a transaction
 	data  string                          // reply after DATA's end; "250 2.0.0 OK" unless set
+	// tls, when set, is offered with STARTTLS; badTLS offers STARTTLS
+	// and then answers the handshake with garbage.
+	tls    *tls.Config
+	badTLS bool
 
 	mu    sync.Mutex
 	cmds  []string
@@ -52,7 +63,7 @@ func startFake(t *testing.T, f *fakeMX) *fakeMX {
 }
 
 func (f *fakeMX) serve(c net.Conn) {
-	defer c.Close()
+	defer func() { c.Close() }()
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	r := bufio.NewReader(c)
 	say := func(s string) { fmt.Fprintf(c, "%s\r\n", s) }
@@ -62,6 +73,7 @@ func (f *fakeMX) serve(c net.Conn) {
 	}
 	say(greet)
 	n := 0
+	tlsOn := false
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -73,8 +85,21 @@ func (f *fakeMX) serve(c net.Conn) {
 		f.mu.Unlock()
 		verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
 		switch {
+		case verb == "EHLO" && (f.tls != nil || f.badTLS) && !tlsOn:
+			say("250-fake.example\r\n250-STARTTLS\r\n250 PIPELINING")
 		case verb == "EHLO":
 			say("250-fake.example\r\n250 PIPELINING")
+		case verb == "STARTTLS" && f.badTLS:
+			say("220 2.0.0 Ready to start TLS")
+			say("this is not TLS")
+			return
+		case verb == "STARTTLS" && f.tls != nil:
+			say("220 2.0.0 Ready to start TLS")
+			tc := tls.Server(c, f.tls)
+			if tc.Handshake() != nil {
+				return
+			}
+			c, r, tlsOn = tc, bufio.NewReader(tc), true
 		case verb == "MAIL", verb == "RSET":
 			n = 0
 			say("250 2.1.0 OK")
@@ -272,4 +297,66 @@ func TestExtraChecks(t *testing.T) {
 	if last := rep.Rows[len(rep.Rows)-1]; last.Check != "srs-mx" {
 		t.Errorf("last row %+v", last)
 	}
+}
+
+// selfSigned is a certificate for 127.0.0.1 and the pool that trusts it.
+func selfSigned(t *testing.T) (*tls.Config, *x509.CertPool) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "mx.fake.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, pool
+}
+
+// A certificate that verifies (the test's own root) is ok, with what was
+// negotiated; the RCPTs go over TLS.
+func TestTLSVerifies(t *testing.T) {
+	cfg, pool := selfSigned(t)
+	f := startFake(t, &fakeMX{tls: cfg, rcpt: noMadeUp})
+	o := options(t, f, "u1@ex.test")
+	o.RootCAs = pool
+	rep := Run(context.Background(), o)
+	r := rowOf(t, rep, "tls", fmt.Sprintf("127.0.0.1[127.0.0.1]:%d", f.port))
+	if r.Status != OK || !strings.Contains(r.Seen, "TLS 1.3") || !strings.Contains(r.Seen, "verifies for 127.0.0.1") || !strings.Contains(r.Seen, `subject "CN=mx.fake.test"`) {
+		t.Errorf("tls: %+v", r)
+	}
+	if r := rowOf(t, rep, "account", "u1@ex.test"); r.Status != OK {
+		t.Errorf("account: %+v", r)
+	}
+	if cmds := strings.Join(f.commands(), "\n"); strings.Count(cmds, "EHLO") != 2 {
+		t.Errorf("commands:\n%s", cmds)
+	}
+}
+
+// A handshake that fails is a warning at level may; the probes go on
+// in clear text on a new connection, as Postfix's delivery would.
+func TestTLSHandshakeFails(t *testing.T) {
+	f := startFake(t, &fakeMX{badTLS: true, rcpt: noMadeUp})
+	rep := Run(context.Background(), options(t, f, "u1@ex.test"))
+	r := rowOf(t, rep, "tls", fmt.Sprintf("127.0.0.1[127.0.0.1]:%d", f.port))
+	if r.Status != Warn || !strings.Contains(r.Seen, "handshake failed") {
+		t.Errorf("tls: %+v", r)
+	}
+	if r := rowOf(t, rep, "account", "u1@ex.test"); r.Status != OK {
+		t.Errorf("account: %+v", r)
+	}
+	if f.conns != 2 {
+		t.Errorf("%d connections, want 2", f.conns)
+	}
+}
+
+// noMadeUp knows every address but the made-up ones.
+func noMadeUp(addr string, _ int) string {
+	if strings.HasPrefix(addr, "mailtee-preflight-") {
+		return "550 5.1.1 <" + addr + ">: Recipient address rejected: User unknown"
+	}
+	return "250 2.1.5 OK"
 }
