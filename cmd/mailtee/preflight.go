@@ -20,6 +20,11 @@ import (
 // destination is not ready".
 const exitCheckFailed = 3
 
+// preflightExtra are checks other features add to preflight, each built
+// from main.cf (nil when the feature is off): SRS adds the checks of
+// srs_domain this way, from an init of its own file.
+var preflightExtra []func(cfg *config.Config) preflight.Check
+
 func init() {
 	commands["preflight"] = runPreflight
 	usages["preflight"] = "preflight [-c DIR] [--send-test ADDR] [--rate N/INTERVAL] [--format text|json]   before the first copy: accounts, allow-listing, TLS and DNS at each copy destination; exit 0 nothing failed, 1 bad input, 3 a check failed"
@@ -79,6 +84,11 @@ func runPreflight(args []string, stdout, stderr io.Writer) int {
 		return exitBadData
 	}
 	o.Progress = func(s string) { fmt.Fprintf(stderr, "mailtee %s\n", s) }
+	for _, extra := range preflightExtra {
+		if c := extra(cfg); c != nil {
+			o.Extra = append(o.Extra, c)
+		}
+	}
 	rep := preflight.Run(ctx, o)
 	if *format == "json" {
 		err = rep.WriteJSON(stdout)

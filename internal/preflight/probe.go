@@ -201,10 +201,14 @@ func (p *prober) openTLS(ctx context.Context, d *Destination, hosts []dnsresolve
 			row.Status = Fail
 			row.Do = "smtp_tls_security_level = " + d.TLSLevel + " requires TLS, which this server does not offer: mail would wait in the queue"
 		}
-		if report || must {
+		if must {
+			s.conn.Close() // nothing is sent in clear text at a strict level
+			return nil, append(rows, row), false
+		}
+		if report {
 			rows = append(rows, row)
 		}
-		return s, rows, !must
+		return s, rows, true
 	}
 	cfg := &tls.Config{ServerName: s.host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS10}
 	tr, st, err := s.startTLS(cfg)
