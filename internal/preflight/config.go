@@ -221,22 +221,32 @@ func (b *builder) destination(ctx context.Context, addr string) (*Destination, e
 	}
 	d := &Destination{Transport: transport, Nexthop: nexthop, Host: host, MX: !bracketed, Port: n,
 		Helo: cmp.Or(tc.Get("smtp_helo_name"), tc.Get("myhostname")), TLSLevel: cmp.Or(tc.Get("smtp_tls_security_level"), "may")}
-	// TRANSPORT_bind_address (mailtee's), then the service's or main.cf's
-	// smtp_bind_address.
-	for _, p := range []struct{ name, six string }{{transport + "_bind_address", transport + "_bind_address6"}, {"smtp_bind_address", "smtp_bind_address6"}} {
-		if d.Bind == "" && d.Bind6 == "" {
-			d.Bind, d.Bind6 = tc.Get(p.name), tc.Get(p.six)
-			if d.Bind != "" || d.Bind6 != "" {
-				d.BindParam = p.name
-				if s := b.service(transport); s != nil && tc.Get(p.name) != b.cfg.Get(p.name) {
-					d.BindParam = "master.cf " + transport + " -o " + p.name
-				}
-			}
-		}
-	}
+	d.Bind, d.BindParam = b.bind(tc, transport, "_bind_address")
+	d.Bind6, _ = b.bind(tc, transport, "_bind_address6")
 	b.dests[key] = d
 	b.order = append(b.order, key)
 	return d, nil
+}
+
+// bind is the source address of transport's SMTP client and the
+// parameter that sets it, as helper B's config.BindAddress decides:
+// TRANSPORT_bind_address(6) when main.cf or the service's -o sets it,
+// else smtp_bind_address(6), which a master.cf -o may set too.
+func (b *builder) bind(tc *config.Config, transport, suffix string) (addr, param string) {
+	name := "smtp" + suffix
+	if _, ok := tc.Set(transport + suffix); ok {
+		name = transport + suffix
+	}
+	addr = tc.Get(name)
+	if addr == "" {
+		return "", ""
+	}
+	if s := b.service(transport); s != nil {
+		if _, ok := s.Override(name); ok {
+			return addr, "master.cf " + transport + " -o " + name
+		}
+	}
+	return addr, name
 }
 
 // notSMTPRow says that copies to addr do not leave by SMTP.
