@@ -28,6 +28,7 @@ type fakeMX struct {
 	greet string                          // "220 ..." unless set
 	rcpt  func(addr string, n int) string // reply to the n-th RCPT (from 1) of a transaction
 	data  string                          // reply after DATA's end; "250 2.0.0 OK" unless set
+	mail  string                          // reply to MAIL; "250 2.1.0 OK" unless set
 	// tls, when set, is offered with STARTTLS; badTLS offers STARTTLS
 	// and then answers the handshake with garbage.
 	tls    *tls.Config
@@ -100,6 +101,8 @@ func (f *fakeMX) serve(c net.Conn) {
 				return
 			}
 			c, r, tlsOn = tc, bufio.NewReader(tc), true
+		case verb == "MAIL" && f.mail != "":
+			say(f.mail)
 		case verb == "MAIL", verb == "RSET":
 			n = 0
 			say("250 2.1.0 OK")
@@ -359,4 +362,37 @@ func noMadeUp(addr string, _ int) string {
 		return "550 5.1.1 <" + addr + ">: Recipient address rejected: User unknown"
 	}
 	return "250 2.1.5 OK"
+}
+
+// Microsoft 365 refuses a relay it cannot attribute to a tenant at MAIL.
+func TestMailRefusesSource(t *testing.T) {
+	f := startFake(t, &fakeMX{mail: "550 5.7.64 TenantAttribution; Relay Access Denied [BN8NAM12FT011.eop-nam12.prod.protection.outlook.com]"})
+	rep := Run(context.Background(), options(t, f, "u1@ex.test", "u2@ex.test"))
+	r := rowOf(t, rep, "allow-list", "127.0.0.1")
+	if r.Status != Fail || !strings.Contains(r.Seen, "at MAIL FROM:<postmaster@client.test>") || !strings.Contains(r.Do, "add 127.0.0.1 to the Microsoft 365 inbound connector") {
+		t.Errorf("allow-list: %+v", r)
+	}
+	for _, u := range []string{"u1@ex.test", "u2@ex.test"} {
+		if r := rowOf(t, rep, "account", u); r.Status != Unknown {
+			t.Errorf("account %s: %+v", u, r)
+		}
+	}
+	for _, c := range f.commands() {
+		if strings.HasPrefix(c, "RCPT") {
+			t.Errorf("%q after MAIL was refused", c)
+		}
+	}
+}
+
+// --rate spaces the RCPTs at one destination (only a lower bound is
+// asserted: a busy machine may be slower, never faster).
+func TestRateSpacesProbes(t *testing.T) {
+	f := startFake(t, &fakeMX{rcpt: noMadeUp})
+	o := options(t, f, "u1@ex.test", "u2@ex.test", "u3@ex.test")
+	o.Interval = 150 * time.Millisecond
+	start := time.Now()
+	Run(context.Background(), o)
+	if d := time.Since(start); d < 450*time.Millisecond {
+		t.Errorf("4 RCPTs at one per 150ms took %v", d)
+	}
 }
