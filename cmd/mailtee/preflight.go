@@ -27,7 +27,7 @@ var preflightExtra []func(cfg *config.Config) preflight.Check
 
 func init() {
 	commands["preflight"] = runPreflight
-	usages["preflight"] = "preflight [-c DIR] [--send-test ADDR] [--rate N/INTERVAL] [--format text|json]   before the first copy: accounts, allow-listing, TLS and DNS at each copy destination; exit 0 nothing failed, 1 bad input, 3 a check failed"
+	usages["preflight"] = "preflight [-c DIR] [--send-test ADDR] [--rate N/INTERVAL] [--format text|json]   before the first copy: accounts, allow-listing, TLS and DNS at each copy destination; exit 0 nothing failed, 1 bad input, 2 runtime failure, 3 a check failed"
 	usageOrder = append(usageOrder, "preflight")
 }
 
