@@ -13,5 +13,8 @@ func Router(cfg *config.Config, opened map[string]maps.Table) (*route.Router, er
 	if err != nil {
 		return nil, err
 	}
-	return routerFor(cfg, t), nil
+	r := routerFor(cfg, t)
+	mf, _ := loadMaster(cfg)
+	r.Here = deliversHere(mf) // what CopyRoute refuses, as serve's
+	return r, nil
 }
