@@ -151,6 +151,8 @@ var implemented = map[string]paramInfo{
 	"lmtp_bind_address6":                    {valid: validIPv6},
 	"relay_bind_address":                    {valid: validIPv4}, // mailtee's (bindParams)
 	"relay_bind_address6":                   {valid: validIPv6},
+	"smtp_bind_address_enforce":             {}, // deliver.Client.BindEnforce
+	"lmtp_bind_address_enforce":             {},
 	"smtp_helo_name":                        {valid: validHostname},
 	"smtp_connect_timeout":                  {},
 	"smtp_tls_security_level":               {allowed: []string{"none", "may", "encrypt"}},

@@ -47,6 +47,7 @@ func (s *Server) lmtpClient(cfg *config.Config, resolver *dnsresolve.Resolver, t
 		Log:            s.log.Slog().With("component", "lmtp"),
 	}
 	c.BindAddr, c.BindAddr6 = bindAddrs(cfg, transport, "lmtp")
+	c.BindEnforce, _ = cfg.Bool("lmtp_bind_address_enforce")
 	return c
 }
 
@@ -55,7 +56,8 @@ func (s *Server) lmtpClient(cfg *config.Config, resolver *dnsresolve.Resolver, t
 func (s *Server) lmtpServiceClient(svc *mastercf.Service) *deliver.Client {
 	sc := serviceConfig(s.cfg, svc)
 	v4, v6 := bindAddrs(sc, svc.Name, "lmtp")
-	if v4 == s.lmtp.BindAddr && v6 == s.lmtp.BindAddr6 {
+	enforce, _ := sc.Bool("lmtp_bind_address_enforce")
+	if v4 == s.lmtp.BindAddr && v6 == s.lmtp.BindAddr6 && enforce == s.lmtp.BindEnforce {
 		return nil
 	}
 	c := s.lmtpClient(sc, s.lmtp.Resolver, svc.Name)

@@ -86,6 +86,17 @@ lmtp      unix  -       -       n       -       -       lmtp
 		}
 	}
 
+	// smtp_bind_address_enforce, in main.cf or as a service's -o: a
+	// copy that cannot leave from its address is deferred, not sent
+	// from another the provider does not allow-list.
+	agents, d = bindServer(t, "mydestination = localhost\ngoogle_bind_address = 127.0.0.7\n", transportsCF+"google    unix  -       -       n       -       -       smtp\n  -o smtp_bind_address_enforce=yes\n")
+	if d.HasErrors() {
+		t.Fatalf("check: %v", d)
+	}
+	if a := agents["google"].(qmgr.SMTPAgent); !a.Client.BindEnforce || agents["smtp"].(qmgr.SMTPAgent).Client.BindEnforce {
+		t.Errorf("BindEnforce: google %v, smtp %v; want true, false", a.Client.BindEnforce, agents["smtp"].(qmgr.SMTPAgent).Client.BindEnforce)
+	}
+
 	// Without master.cf: relay_bind_address for the relay transport.
 	agents, d = bindServer(t, "relay_bind_address = 127.0.0.6\nlmtp_bind_address = 127.0.0.4\nmydestination = localhost\n", "")
 	if d.HasErrors() {

@@ -583,6 +583,7 @@ func (s *Server) reloadPolicies(cfg *config.Config, rt *runtime, opened map[stri
 // -o overrides (clientParams) and its TRANSPORT_bind_address(6).
 func (s *Server) smtpClient(cfg *config.Config, resolver *dnsresolve.Resolver, transport string) *deliver.Client {
 	bind4, bind6 := bindAddrs(cfg, transport, "smtp")
+	enforce, _ := cfg.Bool("smtp_bind_address_enforce")
 	tlsLevel := cfg.Get("smtp_tls_security_level")
 	if tlsLevel == "" {
 		tlsLevel = "may"
@@ -592,6 +593,7 @@ func (s *Server) smtpClient(cfg *config.Config, resolver *dnsresolve.Resolver, t
 		TLSLevel:       tlsLevel,
 		BindAddr:       bind4,
 		BindAddr6:      bind6,
+		BindEnforce:    enforce,
 		Port:           portName(cfg.Get("smtp_tcp_port"), "25"),
 		ConnectTimeout: mustDuration(cfg, "smtp_connect_timeout"),
 		// One timeout for every command reply: the shortest of Postfix's
@@ -609,7 +611,7 @@ func (s *Server) smtpClient(cfg *config.Config, resolver *dnsresolve.Resolver, t
 // SMTP client honours (smtpClient reads them).
 var clientParams = map[string]bool{
 	"smtp_helo_name": true, "myhostname": true, "smtp_tls_security_level": true,
-	"smtp_bind_address": true, "smtp_bind_address6": true, "smtp_tcp_port": true,
+	"smtp_bind_address": true, "smtp_bind_address6": true, "smtp_bind_address_enforce": true, "smtp_tcp_port": true,
 	"smtp_connect_timeout": true, "smtp_helo_timeout": true, "smtp_mail_timeout": true, "smtp_rcpt_timeout": true,
 	"smtp_connection_reuse_count_limit": true, "smtp_connection_reuse_time_limit": true,
 }
