@@ -33,7 +33,9 @@ type frontNet struct {
 	frontAddrs string
 }
 
-func newFrontNet(t *testing.T) *frontNet {
+// newFrontNet writes the front's configuration, extra last in main.cf
+// and files beside it, and starts DNS and the sinks.
+func newFrontNet(t *testing.T, extra string, more map[string]string) *frontNet {
 	t.Helper()
 	n := &frontNet{t: t}
 	n.port = freePortOn(t, primaryIP, oldIP, googleIP)
@@ -71,7 +73,7 @@ minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 queue_run_delay = 1s
 smtp_connect_timeout = 2s
-`, primaryIP, n.port, n.port, dns.Addr)
+`, primaryIP, n.port, n.port, dns.Addr) + extra
 	files := map[string]string{
 		"main.cf": main,
 		// The old server's users: list is a list the old server expands.
@@ -80,6 +82,9 @@ smtp_connect_timeout = 2s
 		// The migrated users: their copies keep their own addresses.
 		"bcc_migrated": "user1@students.iiit.ac.in  user1@students.iiit.ac.in\nuser2@students.iiit.ac.in  user2@students.iiit.ac.in\nuser3@students.iiit.ac.in  user3@students.iiit.ac.in\n",
 		"aliases":      "postmaster: root\n",
+	}
+	for name, text := range more {
+		files[name] = text
 	}
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
@@ -112,7 +117,7 @@ func sunkByID(t *testing.T, s *sink) map[string]int {
 }
 
 func TestFrontOfOldServer(t *testing.T) {
-	n := newFrontNet(t)
+	n := newFrontNet(t, "", nil)
 	if out, err := n.front.Run("", "check"); err != nil {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
@@ -212,5 +217,38 @@ func TestFrontOfOldServer(t *testing.T) {
 	n.front.WaitLog("automatic copy; failures are reported to postmaster")
 	if strings.Contains(n.front.Log.String(), "sender non-delivery notification") {
 		t.Errorf("a notification went to the sender:\n%s", n.front.Log.String())
+	}
+}
+
+// A pilot cohort in front of the old server: user2 is in the forward
+// phase (dual_delivery_phase_maps), so its mail goes to the provider
+// only, by copy_transport; user1 stays dual, at both.
+func TestFrontPilotForward(t *testing.T) {
+	n := newFrontNet(t, "dual_delivery_phase_maps = hash:$config_directory/pilot\n", map[string]string{"pilot": "user2@students.iiit.ac.in  forward\n"})
+	n.front.Start()
+	rcpts := []string{"user1@" + seedDomain, "user2@" + seedDomain}
+	body := "From: alice@students.iiit.ac.in\r\nSubject: pilot\r\nMessage-ID: <pilot-1@students.iiit.ac.in>\r\n\r\nHello.\r\n"
+	if err := send(n.front.Addr(), "alice@students.iiit.ac.in", rcpts, body); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the queue empty", 20*time.Second, func() bool {
+		return n.google.Count("user2@"+seedDomain) == 1 && queueEmpty(n.front)
+	})
+	settle()
+	old, google := sunkByID(t, n.old), sunkByID(t, n.google)
+	const id = "<pilot-1@students.iiit.ac.in>"
+	for k, want := range map[string]int{
+		id + " user1@students.iiit.ac.in": 1, id + " user2@students.iiit.ac.in": 0,
+	} {
+		if old[k] != want {
+			t.Errorf("old server: %s %d times, want %d (%v)", k, old[k], want, old)
+		}
+	}
+	for k, want := range map[string]int{
+		id + " user1@students.iiit.ac.in": 1, id + " user2@students.iiit.ac.in": 1,
+	} {
+		if google[k] != want {
+			t.Errorf("provider: %s %d times, want %d (%v)", k, google[k], want, google)
+		}
 	}
 }
