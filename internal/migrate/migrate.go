@@ -101,6 +101,7 @@ type Mailbox struct {
 type Alias struct {
 	Table string   // its table, as main.cf names it
 	Key   string   // the key that matched
+	Value string   // its value, as the table has it
 	Other []string // its targets but the mailbox itself
 }
 
@@ -319,9 +320,9 @@ func (b *builder) alias(ctx context.Context, user, addr string) (al *Alias, away
 				}
 			}
 			if !self {
-				return nil, fmt.Sprintf("aliased away in %s: %s: %s", t.Spec, k, v), nil
+				return nil, fmt.Sprintf("aliased away in alias_maps %s: %s: %s", t.Spec, k, v), nil
 			}
-			return &Alias{Table: t.Spec, Key: k, Other: other}, "", nil
+			return &Alias{Table: t.Spec, Key: k, Value: v, Other: other}, "", nil
 		}
 	}
 	return nil, "", nil
@@ -359,7 +360,7 @@ func (b *builder) virtualAway(ctx context.Context, addr string) (string, error) 
 				return "", nil
 			}
 		}
-		return fmt.Sprintf("aliased away in %s: %s: %s", t.Spec, m.Key, m.Value), nil
+		return fmt.Sprintf("aliased away in virtual_alias_maps %s: %s %s", t.Spec, m.Key, m.Value), nil
 	}
 	return "", nil
 }

@@ -119,7 +119,7 @@ func Summary(w io.Writer, prog string, r *Result, postfix bool) {
 		for _, m := range r.Mailboxes {
 			if m.Alias != nil && !m.Virtual {
 				fmt.Fprintf(w, "%s: %s already has an alias in %s (%s): merged, its targets kept, the copy added\n",
-					prog, m.User, m.Alias.Table, strings.Join(append([]string{m.Alias.Key + ":"}, m.Alias.Other...), " "))
+					prog, m.User, m.Alias.Table, m.Alias.Key+": "+m.Alias.Value)
 			}
 		}
 	}
