@@ -17,6 +17,27 @@ func init() {
 	commands["migrate"] = runMigrate
 	usages["migrate"] = "migrate [-c DIR] --copy-to PATTERN [--postfix] [--min-uid N] [--domain D]   write the copy map of the real mailboxes (PATTERN: %u@relay.example.com)"
 	usageOrder = append(usageOrder, "migrate")
+	helps["migrate"] = `usage: mailtee migrate [-c DIR] --copy-to PATTERN [--postfix] [--min-uid N] [--domain D]
+
+Writes the copy map of a migration on standard output: one entry per
+real mailbox of the server that DIR/main.cf describes, never one for an
+alias or a list (their members get theirs). Mailboxes are the accounts
+of the name service (getent passwd) when local_recipient_maps is empty
+or names unix:passwd.byname (its default), the keys of its other
+tables, and the keys of virtual_mailbox_maps; minus system accounts (uid
+below --min-uid, default 1000; nobody; a shell that is nologin, false or
+not in /etc/shells) and accounts that alias_maps or virtual_alias_maps
+send elsewhere. What has no entry, and why, goes to standard error.
+
+  --copy-to PATTERN  the copy address: %u the user, %d the domain, %% a %;
+                     for example %u@relay.students.iiit.ac.in
+  --postfix          aliases(5) entries "user1: \user1, COPY" for a Postfix
+                     primary's alias_maps, instead of a mailbox_bcc_maps table
+  --min-uid N        lowest uid of a person's account (1000)
+  --domain D         the accounts' domain (default $myorigin when it is local)
+
+Exit status: 0 ok, 1 bad main.cf, table or argument, 2 the name service failed.
+`
 }
 
 // migrateAccounts lists the name service's accounts; tests replace it.

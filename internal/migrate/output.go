@@ -19,7 +19,7 @@ type Header struct {
 func writeHeader(w *bufio.Writer, h Header, what string, n int, use []string) {
 	fmt.Fprintf(w, "# %s, made by mailtee migrate on %s\n", what, h.Time.UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "#   %s\n", h.Command)
-	fmt.Fprintf(w, "# %d mailboxes from: %s\n", n, strings.Join(h.Sources, "; "))
+	fmt.Fprintf(w, "# %s from: %s\n", mailboxes(n), strings.Join(h.Sources, "; "))
 	fmt.Fprintln(w, "# Aliases, lists and system accounts have no entry: mail to them reaches")
 	fmt.Fprintln(w, "# the mailboxes listed here, which make the copies.")
 	for _, u := range use {
@@ -132,5 +132,12 @@ func Summary(w io.Writer, prog string, r *Result, postfix bool) {
 			n++
 		}
 	}
-	fmt.Fprintf(w, "%s: %d mailboxes written\n", prog, n)
+	fmt.Fprintf(w, "%s: %s written\n", prog, mailboxes(n))
+}
+
+func mailboxes(n int) string {
+	if n == 1 {
+		return "1 mailbox"
+	}
+	return fmt.Sprintf("%d mailboxes", n)
 }
