@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/users/userstest"
 	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
@@ -37,15 +38,18 @@ func newMigrateUsers(t *testing.T) migrateUsers {
 			t.Skipf("%s not found", tool)
 		}
 	}
-	pid := os.Getpid() % 1000
-	u := migrateUsers{prefix: fmt.Sprintf("mg%d", pid), base: 61000 + pid*3}
-	// A killed run's leftovers, and a uid taken by another process.
-	for base := u.base; ; base += 3000 {
-		if base > 64000 {
+	// 64000-65399: useradd picks uids up to UID_MAX (60000) by itself,
+	// and other tests take theirs below 64000 (TestNSSOnlyUserGetsMail:
+	// 62000-62999).
+	pid := os.Getpid()
+	u := migrateUsers{prefix: fmt.Sprintf("mg%d", pid%1000)}
+	for k := 0; ; k++ {
+		if k == 20 {
 			t.Skip("no free uid range for the migrate test's users")
 		}
+		base := 64000 + (pid+k*7)%140*10
 		free := true
-		for i := 0; i < 3; i++ {
+		for i := 0; i < 10; i++ {
 			if err := exec.Command("getent", "passwd", fmt.Sprint(base+i)).Run(); err == nil {
 				free = false
 			}
@@ -123,6 +127,10 @@ func TestMigrateRealMailboxes(t *testing.T) {
 	nol := u.add(t, "nol", u.base+3, "/usr/sbin/nologin")
 	away := u.add(t, "away", u.base+4, "/bin/bash") // user5: aliased away
 	sys := u.add(t, "sys", 0, "/bin/bash")          // uid < 1000
+	// Known only to the name service (libnss-extrausers), as an LDAP or
+	// SSSD account.
+	nss := p + "nss"
+	userstest.AddNSSUser(t, nss, u.base+5, u.base+5, "/nonexistent")
 	dir := t.TempDir()
 	aliases := fmt.Sprintf(`postmaster: root
 root: %[2]s
@@ -143,6 +151,7 @@ root: %[2]s
 		a + "@students.iiit.ac.in   " + a + "@relay.students.iiit.ac.in",
 		adm + "@students.iiit.ac.in   " + adm + "@relay.students.iiit.ac.in",
 		b + "@students.iiit.ac.in   " + b + "@relay.students.iiit.ac.in",
+		nss + "@students.iiit.ac.in   " + nss + "@relay.students.iiit.ac.in",
 	}
 	// Exactly these, when only this test's people are above --min-uid.
 	out, errs, code := runMigrate(t, "-c", dir, "--copy-to", "%u@relay.students.iiit.ac.in", "--min-uid", fmt.Sprint(u.base))
@@ -159,7 +168,7 @@ root: %[2]s
 	if !strings.Contains(out, "# mailbox_bcc_maps table, made by mailtee migrate on ") {
 		t.Errorf("no header comment:\n%s", out)
 	}
-	for _, w := range []string{"no entry for " + nol + ": no login shell", "no entry for " + away + ": aliased away", "3 mailboxes written"} {
+	for _, w := range []string{"no entry for " + nol + ": no login shell", "no entry for " + away + ": aliased away", "4 mailboxes written"} {
 		if !strings.Contains(errs, w) {
 			t.Errorf("stderr lacks %q:\n%s", w, errs)
 		}
@@ -197,6 +206,59 @@ root: %[2]s
 	}
 	if _, errs, code := runMigrate(t, "-c", dir, "--copy-to", "relay.example"); code != 1 || !strings.Contains(errs, "no %u") {
 		t.Errorf("a pattern without %%u: exit %d, want 1:\n%s", code, errs)
+	}
+}
+
+// The table, as written, is a mailtee primary's mailbox_bcc_maps: mail
+// to a list makes one copy per member, mail to a member one copy, an
+// account aliased away none of its own.
+func TestMigrateMailteePrimary(t *testing.T) {
+	u := newMigrateUsers(t)
+	p := u.prefix
+	a := u.add(t, "a", u.base, "/bin/bash")
+	b := u.add(t, "b", u.base+1, "/bin/bash")
+	away := u.add(t, "away", u.base+2, "/bin/bash")
+	sk := newSink(t, "", nil)
+	in := newInstance(t, "", map[string]string{
+		"aliases": fmt.Sprintf("postmaster: %[2]s\n%[1]sstaff: %[2]s, %[3]s, %[4]s\n%[4]s: %[2]s\n", p, a, b, away),
+	})
+	out, errs, code := runMigrate(t, "-c", in.Dir, "--copy-to", "%u@relay.example", "--min-uid", fmt.Sprint(u.base))
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	if n := len(tableLines(out)); n != 2 {
+		t.Fatalf("%d entries, want 2 (%s, %s):\n%s\n%s", n, a, b, out, errs)
+	}
+	in.WriteFile("mailbox_bcc", out)
+	cf, err := os.OpenFile(filepath.Join(in.Dir, "main.cf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(cf, "mailbox_bcc_maps = hash:$config_directory/mailbox_bcc\ntransport_maps = inline:{ relay.example=smtp:[127.0.0.1]:%d }\n", sk.Port())
+	cf.Close()
+	in.Start()
+	defer in.Stop()
+	for _, m := range []struct{ to, subject string }{{p + "staff", "to-list"}, {a, "to-a"}, {away, "to-away"}} {
+		if err := send(in.Addr(), "sender@outside.example", []string{m.to + "@test.example"}, testMessage(m.subject)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "the copies", 60*time.Second, func() bool { return sk.Total() >= 3 && len(in.MaildirMessages(a)) >= 3 })
+	time.Sleep(2 * time.Second) // a late duplicate would show now
+	got := map[string]int{}
+	for _, m := range sk.Messages() {
+		for _, r := range m.To {
+			got[strings.ToLower(r)+" "+subjectOf(m.Data)]++
+		}
+	}
+	// The message to the account aliased away reaches a's mailbox, which
+	// makes the copy.
+	want := map[string]int{a + "@relay.example to-list": 1, b + "@relay.example to-list": 1, a + "@relay.example to-a": 1, a + "@relay.example to-away": 1}
+	if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(want)) {
+		t.Errorf("copies:\n%v\nwant:\n%v\nlog:\n%s", sorted(got), sorted(want), in.Log.String())
+	}
+	if n, m := len(in.MaildirMessages(a)), len(in.MaildirMessages(b)); n != 3 || m != 1 {
+		t.Errorf("mailboxes: %s has %d messages, %s %d; want 3 and 1", a, n, b, m)
 	}
 }
 
