@@ -238,27 +238,44 @@ func TestMigrateMailteePrimary(t *testing.T) {
 	cf.Close()
 	in.Start()
 	defer in.Stop()
-	for _, m := range []struct{ to, subject string }{{p + "staff", "to-list"}, {a, "to-a"}, {away, "to-away"}} {
-		if err := send(in.Addr(), "sender@outside.example", []string{m.to + "@test.example"}, testMessage(m.subject)); err != nil {
+	for _, m := range []struct {
+		to      []string
+		subject string
+	}{
+		{[]string{p + "staff"}, "to-list"}, {[]string{a}, "to-a"}, {[]string{away}, "to-away"}, {[]string{p + "staff", a}, "to-both"},
+	} {
+		var to []string
+		for _, r := range m.to {
+			to = append(to, r+"@test.example")
+		}
+		if err := send(in.Addr(), "sender@outside.example", to, testMessage(m.subject)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, "the copies", 60*time.Second, func() bool { return sk.Total() >= 3 && len(in.MaildirMessages(a)) >= 3 })
-	time.Sleep(2 * time.Second) // a late duplicate would show now
-	got := map[string]int{}
-	for _, m := range sk.Messages() {
-		for _, r := range m.To {
-			got[strings.ToLower(r)+" "+subjectOf(m.Data)]++
+	copies := func() map[string]int { // "rcpt subject" -> count
+		m := map[string]int{}
+		for _, s := range sk.Messages() {
+			for _, r := range s.To {
+				m[strings.ToLower(r)+" "+subjectOf(s.Data)]++
+			}
 		}
+		return m
 	}
+	waitUntil(t, "the copies", 60*time.Second, func() bool {
+		return len(copies()) >= 6 && len(in.MaildirMessages(a)) >= 4 && len(in.MaildirMessages(b)) >= 2
+	})
+	time.Sleep(2 * time.Second) // a late duplicate would show now
+	got := copies()
 	// The message to the account aliased away reaches a's mailbox, which
-	// makes the copy.
-	want := map[string]int{a + "@relay.example to-list": 1, b + "@relay.example to-list": 1, a + "@relay.example to-a": 1, a + "@relay.example to-away": 1}
+	// makes the copy; the one to the list and to a member reaches each
+	// mailbox, and makes each copy, once.
+	want := map[string]int{a + "@relay.example to-list": 1, b + "@relay.example to-list": 1, a + "@relay.example to-a": 1, a + "@relay.example to-away": 1,
+		a + "@relay.example to-both": 1, b + "@relay.example to-both": 1}
 	if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(want)) {
 		t.Errorf("copies:\n%v\nwant:\n%v\nlog:\n%s", sorted(got), sorted(want), in.Log.String())
 	}
-	if n, m := len(in.MaildirMessages(a)), len(in.MaildirMessages(b)); n != 3 || m != 1 {
-		t.Errorf("mailboxes: %s has %d messages, %s %d; want 3 and 1", a, n, b, m)
+	if n, m := len(in.MaildirMessages(a)), len(in.MaildirMessages(b)); n != 4 || m != 2 {
+		t.Errorf("mailboxes: %s has %d messages, %s %d; want 4 and 2", a, n, b, m)
 	}
 }
 
