@@ -65,8 +65,17 @@ func FromConfig(cfg *config.Config, o *Options) (warnings []string, err error) {
 	for _, x := range []struct {
 		param string
 		dst   *[]Table
-	}{{"alias_maps", &o.Aliases}, {"virtual_alias_maps", &o.VirtualAliases}, {"virtual_mailbox_maps", &o.VirtualMailboxes}} {
+		lost  string // what is missed when a table cannot be read
+	}{
+		{"alias_maps", &o.Aliases, "accounts it aliases away are not detected: check the output"},
+		{"virtual_alias_maps", &o.VirtualAliases, "addresses it aliases away are not detected: check the output"},
+		{"virtual_mailbox_maps", &o.VirtualMailboxes, "its mailboxes are not in the output (add them by hand)"},
+	} {
 		for _, spec := range cfg.List(x.param) {
+			if !supported(spec) {
+				warnings = append(warnings, fmt.Sprintf("%s: %s: mailtee cannot read this table type; %s", x.param, spec, x.lost))
+				continue
+			}
 			t, err := open(x.param, spec)
 			if err != nil {
 				return warnings, err
@@ -86,6 +95,10 @@ func FromConfig(cfg *config.Config, o *Options) (warnings []string, err error) {
 		if aliasSpecs[spec] {
 			continue // alias names are not mailboxes
 		}
+		if !supported(spec) {
+			warnings = append(warnings, fmt.Sprintf("local_recipient_maps: %s: mailtee cannot read this table type; its mailboxes are not in the output (add them by hand)", spec))
+			continue
+		}
 		t, err := open("local_recipient_maps", spec)
 		if err != nil {
 			return warnings, err
@@ -99,6 +112,20 @@ func FromConfig(cfg *config.Config, o *Options) (warnings []string, err error) {
 		return warnings, &ConfigError{fmt.Errorf("%s: no local domain for the accounts' addresses: mydestination names none of $myorigin, $mydomain or another domain; give --domain", cfg.File)}
 	}
 	return warnings, nil
+}
+
+// supported says whether maps can open spec's type. Postfix sites may
+// name types mailtee does not read (nis:mail.aliases is in Postfix's
+// own default alias_maps, ldap:, mysql:): those are skipped with a
+// warning, not an error, since the rest of the map is still right.
+func supported(spec string) bool {
+	typ, _, _ := strings.Cut(strings.TrimPrefix(spec, "proxy:"), ":")
+	for _, t := range strings.Split(maps.Types, ",") {
+		if strings.TrimSpace(t) == typ {
+			return true
+		}
+	}
+	return false
 }
 
 func defaultDomain(cfg *config.Config, isLocal func(string) bool) string {

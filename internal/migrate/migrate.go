@@ -137,7 +137,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.Passwd {
 		if !b.o.IsLocal(o.Domain) {
-			return nil, fmt.Errorf("the accounts' domain %q is not a local domain (mydestination); give --domain one of mydestination's domains", o.Domain)
+			return nil, &ConfigError{fmt.Errorf("the accounts' domain %q is not a local domain (mydestination); give --domain one of mydestination's domains", o.Domain)}
 		}
 		for _, u := range accounts {
 			if why, system := b.notPerson(u); why != "" {
@@ -275,11 +275,11 @@ func (b *builder) add(m Mailbox) error {
 	m.Copy = b.o.CopyTo.Expand(user, domain)
 	_, cd := address.Split(m.Copy)
 	if strings.EqualFold(m.Copy, m.Addr) && b.o.Postfix {
-		return fmt.Errorf("the copy of %s would be %s, the mailbox itself: with --postfix the copy must go to another domain", m.Addr, m.Copy)
+		return &ConfigError{fmt.Errorf("the copy of %s would be %s, the mailbox itself: with --postfix the copy must go to another domain", m.Addr, m.Copy)}
 	}
 	if b.o.IsLocal(strings.ToLower(cd)) {
 		if b.o.Postfix {
-			return fmt.Errorf("the copy of %s, %s, is in a local domain (mydestination): Postfix would deliver it here, not to the new provider; give --copy-to an address at the relay or the provider", m.Addr, m.Copy)
+			return &ConfigError{fmt.Errorf("the copy of %s, %s, is in a local domain (mydestination): Postfix would deliver it here, not to the new provider; give --copy-to an address at the relay or the provider", m.Addr, m.Copy)}
 		}
 		if b.o.CopyTransport == "" && !b.localCopyNoted {
 			b.localCopyNoted = true

@@ -328,3 +328,17 @@ func TestLoginShellsMissing(t *testing.T) {
 		t.Errorf("%v %v", s, err)
 	}
 }
+
+// A table type mailtee cannot read is skipped with a warning: Postfix's
+// own default alias_maps names nis:mail.aliases.
+func TestUnsupportedTableType(t *testing.T) {
+	cfg := setup(t, "alias_maps = hash:DIR/aliases, nis:mail.aliases\nvirtual_mailbox_maps = ldap:/etc/postfix/ldap.cf\n", map[string]string{})
+	o := &Options{}
+	warnings, err := FromConfig(cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 2 || !strings.Contains(warnings[0], "nis:mail.aliases") || !strings.Contains(warnings[1], "ldap:") || len(o.Aliases) != 1 {
+		t.Errorf("warnings %q, %d alias tables", warnings, len(o.Aliases))
+	}
+}
