@@ -91,7 +91,7 @@ func (m migrateUsers) add(t *testing.T, suffix string, uid int, shell string) st
 }
 
 // runMigrate runs the built mailtee migrate; stdout and stderr apart.
-func runMigrate(t *testing.T, args ...string) (stdout, stderr string, code int) {
+func runMigrateCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(harness.Bin, append([]string{"migrate"}, args...)...)
 	var o, e bytes.Buffer
@@ -106,7 +106,7 @@ func runMigrate(t *testing.T, args ...string) (stdout, stderr string, code int) 
 }
 
 // tableLines are the non-comment lines of an output.
-func tableLines(s string) []string {
+func migrateEntries(s string) []string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
 		if l != "" && !strings.HasPrefix(l, "#") {
@@ -154,12 +154,12 @@ root: %[2]s
 		nss + "@students.iiit.ac.in   " + nss + "@relay.students.iiit.ac.in",
 	}
 	// Exactly these, when only this test's people are above --min-uid.
-	out, errs, code := runMigrate(t, "-c", dir, "--copy-to", "%u@relay.students.iiit.ac.in", "--min-uid", fmt.Sprint(u.base))
+	out, errs, code := runMigrateCmd(t, "-c", dir, "--copy-to", "%u@relay.students.iiit.ac.in", "--min-uid", fmt.Sprint(u.base))
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errs)
 	}
 	var got []string
-	for _, l := range tableLines(out) {
+	for _, l := range migrateEntries(out) {
 		got = append(got, strings.Join(strings.Fields(l), "   "))
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -175,12 +175,12 @@ root: %[2]s
 	}
 	// With the default --min-uid the machine's other people may be there
 	// too, but of this test's accounts exactly the same three.
-	out, errs, code = runMigrate(t, "-c", dir, "--copy-to", "%u@relay.students.iiit.ac.in")
+	out, errs, code = runMigrateCmd(t, "-c", dir, "--copy-to", "%u@relay.students.iiit.ac.in")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errs)
 	}
 	got = nil
-	for _, l := range tableLines(out) {
+	for _, l := range migrateEntries(out) {
 		if strings.HasPrefix(l, p) {
 			got = append(got, strings.Join(strings.Fields(l), "   "))
 		}
@@ -201,10 +201,10 @@ root: %[2]s
 	// Bad input exits 1 and names the file and line.
 	os.WriteFile(filepath.Join(dir, "main.cf"), []byte(mainCf+"virtual_mailbox_maps = regexp:$config_directory/vm\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "vm"), []byte("# comment\n/(unclosed/ x\n"), 0o644)
-	if _, errs, code := runMigrate(t, "-c", dir, "--copy-to", "%u@relay.example"); code != 1 || !strings.Contains(errs, filepath.Join(dir, "vm")+", line 2") {
+	if _, errs, code := runMigrateCmd(t, "-c", dir, "--copy-to", "%u@relay.example"); code != 1 || !strings.Contains(errs, filepath.Join(dir, "vm")+", line 2") {
 		t.Errorf("a bad table: exit %d, want 1 naming vm, line 2:\n%s", code, errs)
 	}
-	if _, errs, code := runMigrate(t, "-c", dir, "--copy-to", "relay.example"); code != 1 || !strings.Contains(errs, "no %u") {
+	if _, errs, code := runMigrateCmd(t, "-c", dir, "--copy-to", "relay.example"); code != 1 || !strings.Contains(errs, "no %u") {
 		t.Errorf("a pattern without %%u: exit %d, want 1:\n%s", code, errs)
 	}
 }
@@ -222,11 +222,11 @@ func TestMigrateMailteePrimary(t *testing.T) {
 	in := newInstance(t, "", map[string]string{
 		"aliases": fmt.Sprintf("postmaster: %[2]s\n%[1]sstaff: %[2]s, %[3]s, %[4]s\n%[4]s: %[2]s\n", p, a, b, away),
 	})
-	out, errs, code := runMigrate(t, "-c", in.Dir, "--copy-to", "%u@relay.example", "--min-uid", fmt.Sprint(u.base))
+	out, errs, code := runMigrateCmd(t, "-c", in.Dir, "--copy-to", "%u@relay.example", "--min-uid", fmt.Sprint(u.base))
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errs)
 	}
-	if n := len(tableLines(out)); n != 2 {
+	if n := len(migrateEntries(out)); n != 2 {
 		t.Fatalf("%d entries, want 2 (%s, %s):\n%s\n%s", n, a, b, out, errs)
 	}
 	in.WriteFile("mailbox_bcc", out)
@@ -256,7 +256,7 @@ func TestMigrateMailteePrimary(t *testing.T) {
 		m := map[string]int{}
 		for _, s := range sk.Messages() {
 			for _, r := range s.To {
-				m[strings.ToLower(r)+" "+subjectOf(s.Data)]++
+				m[strings.ToLower(r)+" "+migrateSubject(s.Data)]++
 			}
 		}
 		return m
@@ -271,8 +271,8 @@ func TestMigrateMailteePrimary(t *testing.T) {
 	// mailbox, and makes each copy, once.
 	want := map[string]int{a + "@relay.example to-list": 1, b + "@relay.example to-list": 1, a + "@relay.example to-a": 1, a + "@relay.example to-away": 1,
 		a + "@relay.example to-both": 1, b + "@relay.example to-both": 1}
-	if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(want)) {
-		t.Errorf("copies:\n%v\nwant:\n%v\nlog:\n%s", sorted(got), sorted(want), in.Log.String())
+	if fmt.Sprint(migrateSorted(got)) != fmt.Sprint(migrateSorted(want)) {
+		t.Errorf("copies:\n%v\nwant:\n%v\nlog:\n%s", migrateSorted(got), migrateSorted(want), in.Log.String())
 	}
 	if n, m := len(in.MaildirMessages(a)), len(in.MaildirMessages(b)); n != 4 || m != 2 {
 		t.Errorf("mailboxes: %s has %d messages, %s %d; want 4 and 2", a, n, b, m)
@@ -342,11 +342,11 @@ transport_maps = hash:$config_directory/transport
 	pfSend(t, pf.addr(), "sender@outside.example", []string{p + "staff" + dom, a + dom}, "before-both", nil, nil)
 	harness.WaitUntil(t, "the message before migrate to be delivered", 60*time.Second, func() bool {
 		q, _ := pf.cmd("postqueue", "-c", pf.etc, "-p")
-		return strings.Contains(q, "Mail queue is empty") && mboxSubjects(t, filepath.Join(spool, b))["before-both"] == 1
+		return strings.Contains(q, "Mail queue is empty") && migrateMbox(t, filepath.Join(spool, b))["before-both"] == 1
 	})
 
 	// mailtee migrate reads the Postfix primary's own main.cf.
-	out, errs, code := runMigrate(t, "-c", pf.etc, "--copy-to", "%u@relay.students.iiit.ac.in", "--postfix", "--min-uid", fmt.Sprint(u.base))
+	out, errs, code := runMigrateCmd(t, "-c", pf.etc, "--copy-to", "%u@relay.students.iiit.ac.in", "--postfix", "--min-uid", fmt.Sprint(u.base))
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errs)
 	}
@@ -356,7 +356,7 @@ transport_maps = hash:$config_directory/transport
 		f + `: \` + f + ", " + f + "@archive.example, " + f + "@relay.students.iiit.ac.in",
 		g + `: \` + g + ", " + g + "@relay.students.iiit.ac.in",
 	}
-	if got := tableLines(out); strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if got := migrateEntries(out); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("output:\n%s\nwant exactly:\n%s\nstderr:\n%s", out, strings.Join(want, "\n"), errs)
 	}
 	for _, w := range []string{f + " already has an alias", "postalias", "alias_maps = hash:/etc/postfix/aliases_copy, hash:/etc/aliases"} {
@@ -385,7 +385,7 @@ transport_maps = hash:$config_directory/transport
 		m := map[string]int{}
 		for _, s := range sink.Messages() {
 			for _, r := range s.To {
-				m[strings.ToLower(r)+" "+subjectOf(s.Data)]++
+				m[strings.ToLower(r)+" "+migrateSubject(s.Data)]++
 			}
 		}
 		return m
@@ -406,8 +406,8 @@ transport_maps = hash:$config_directory/transport
 	}
 	bothA := got[a+relay+" to-both"]
 	delete(got, a+relay+" to-both")
-	if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(wantCopies)) {
-		t.Errorf("copies at the sink:\n%v\nwant:\n%v\nmaillog:\n%s", sorted(got), sorted(wantCopies), pf.maillog())
+	if fmt.Sprint(migrateSorted(got)) != fmt.Sprint(migrateSorted(wantCopies)) {
+		t.Errorf("copies at the sink:\n%v\nwant:\n%v\nmaillog:\n%s", migrateSorted(got), migrateSorted(wantCopies), pf.maillog())
 	}
 	// A message to the list and to one member: Postfix's local(8)
 	// delivers each recipient alone (local_destination_recipient_limit =
@@ -417,7 +417,7 @@ transport_maps = hash:$config_directory/transport
 	// the mailbox, never more.
 	boxes := map[string]map[string]int{}
 	for _, n := range []string{a, b, f, g} {
-		boxes[n] = mboxSubjects(t, filepath.Join(spool, n))
+		boxes[n] = migrateMbox(t, filepath.Join(spool, n))
 	}
 	before := boxes[a]["before-both"]
 	t.Logf("message to %sstaff and %s: before migrate its mailbox got it %d times; after, %d times and %d copies at the sink",
@@ -439,17 +439,17 @@ transport_maps = hash:$config_directory/transport
 	}
 }
 
-var subjectRE = regexp.MustCompile(`(?m)^Subject: (.*?)\r?$`)
+var migrateSubjectRE = regexp.MustCompile(`(?m)^Subject: (.*?)\r?$`)
 
-func subjectOf(data string) string {
-	if m := subjectRE.FindStringSubmatch(data); m != nil {
+func migrateSubject(data string) string {
+	if m := migrateSubjectRE.FindStringSubmatch(data); m != nil {
 		return m[1]
 	}
 	return ""
 }
 
 // mboxSubjects counts the messages of an mbox by subject.
-func mboxSubjects(t *testing.T, path string) map[string]int {
+func migrateMbox(t *testing.T, path string) map[string]int {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -458,12 +458,12 @@ func mboxSubjects(t *testing.T, path string) map[string]int {
 	}
 	m := map[string]int{}
 	for _, msg := range strings.Split("\n"+string(data), "\nFrom ")[1:] {
-		m[subjectOf(msg)]++
+		m[migrateSubject(msg)]++
 	}
 	return m
 }
 
-func sorted(m map[string]int) []string {
+func migrateSorted(m map[string]int) []string {
 	var out []string
 	for k, v := range m {
 		out = append(out, fmt.Sprintf("%s=%d", k, v))
