@@ -51,6 +51,12 @@ func TestMigrateExitCodes(t *testing.T) {
 			}
 		}
 	}
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, "main.cf"), []byte("mydestination = example.com\nthis line is bad\n"), 0o644)
+	var bout, berr bytes.Buffer
+	if code := runMigrate([]string{"-c", bad, "--copy-to", "%u@x.example"}, &bout, &berr); code != exitBadData || !strings.Contains(berr.String(), "main.cf, line 2") {
+		t.Errorf("a bad main.cf: exit %d, want %d naming main.cf, line 2\n%s", code, exitBadData, berr.String())
+	}
 	migrateAccounts = func(context.Context) ([]users.User, error) { return nil, errors.New("getent passwd: exit status 1") }
 	var out, errb bytes.Buffer
 	if code := runMigrate([]string{"-c", dir, "--copy-to", "%u@x.example"}, &out, &errb); code != exitRuntime || !strings.Contains(errb.String(), "getent") {
