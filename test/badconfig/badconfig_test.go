@@ -74,20 +74,14 @@ var bad = map[string]string{
 	// parameter names
 	"parent_domain_matches_subdomains": "relay_domain",
 	// host names, addresses, ports
-	"myhostname":          "mx..example",
-	"mydomain":            "bad!domain",
-	"myorigin":            "-origin.example",
-	"smtp_helo_name":      "helo name",
-	"inet_interfaces":     "10.0.0.300/8",
-	"proxy_interfaces":    "[192.0.2.1",
-	"smtp_bind_address":   "::1",
-	"smtp_bind_address6":  "10.0.0.1",
-	"relay_bind_address":  "::1",
-	"relay_bind_address6": "10.0.0.1",
-	"lmtp_bind_address":   "::1",
-	"lmtp_bind_address6":  "10.0.0.1",
-	// the copies' transport (issue 18): a typo of smtp
-	"copy_transport":           "smpt:[aspmx.l.google.com]",
+	"myhostname":               "mx..example",
+	"mydomain":                 "bad!domain",
+	"myorigin":                 "-origin.example",
+	"smtp_helo_name":           "helo name",
+	"inet_interfaces":          "10.0.0.300/8",
+	"proxy_interfaces":         "[192.0.2.1",
+	"smtp_bind_address":        "::1",
+	"smtp_bind_address6":       "10.0.0.1",
 	"smtp_tcp_port":            "99999",
 	"dns_servers":              "127.0.0.1",
 	"relayhost":                "[10.0.0.1:25",
@@ -134,6 +128,11 @@ var bad = map[string]string{
 	"ledger_database":         "postgres://ledger@db.test.example/ledger",
 	"metrics_tls_cert_file":   "/etc/passwd",
 	"metrics_tls_key_file":    "/nonexistent/metrics.key",
+
+	// issue 18: the copies' source addresses and transport (a typo of smtp)
+	"relay_bind_address": "::1", "relay_bind_address6": "10.0.0.1",
+	"lmtp_bind_address": "::1", "lmtp_bind_address6": "10.0.0.1",
+	"copy_transport": "smpt:[aspmx.l.google.com]",
 }
 
 // exempt lists the parameters where no value can be wrong before serve
