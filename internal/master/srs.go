@@ -44,11 +44,13 @@ func srsAnswer(cfg *config.Config, t *tables) func(ctx context.Context, local, d
 		return nil // check reported err
 	}
 	return func(ctx context.Context, local, domain string) (bool, error) {
-		isLocal := false
-		if t.mydest != nil {
-			isLocal, _ = t.mydest.Match(ctx, domain)
+		ours := false
+		for _, l := range []*maps.DomainList{t.mydest, t.virtDomains, t.relay} {
+			if l != nil && !ours {
+				ours, _ = l.Match(ctx, domain)
+			}
 		}
-		return c.Answer(local, domain, isLocal)
+		return c.Answer(local, domain, ours)
 	}
 }
 

@@ -41,15 +41,16 @@ func Route(c *Codec, rcpt string) (hop envelope.Hop, ok bool) {
 // normalized) is SRS's to answer, and if so whether it is accepted (err
 // nil): an SRS address at srs_domain whose hash and age are valid. Every
 // other local part at srs_domain is refused too, unless srs_domain is
-// also a local domain (local): then it is ordinary local mail. So SRS
+// also a domain mailtee has (ours: mydestination, relay_domains,
+// virtual_alias_domains): then it is mail for that domain. So SRS
 // never opens a relay: a forged or expired address is refused at RCPT,
 // and a valid one is never sent to the address it decodes to.
-func (c *Codec) Answer(local, domain string, isLocal bool) (mine bool, err error) {
+func (c *Codec) Answer(local, domain string, ours bool) (mine bool, err error) {
 	if c == nil || domain != c.Domain {
 		return false, nil
 	}
 	if !IsSRS(local) {
-		if isLocal {
+		if ours {
 			return false, nil
 		}
 		return true, fmt.Errorf("User unknown: only SRS addresses are accepted at %s", c.Domain)
@@ -82,6 +83,38 @@ func (c *Codec) CopySender(from string, r envelope.Rcpt) (string, error) {
 type Ledger interface {
 	Messages(ctx context.Context, f ledger.Filter) ([]ledger.Message, error)
 	Amend(node, id string, d ledger.Delivery)
+	// Stats tells whether events are still waiting to be written.
+	Stats() ledger.Stats
+}
+
+// settleWait bounds how long a bounce waits for the ledger to write what
+// it was given before the bounce came.
+const settleWait = 10 * time.Second
+
+// settle waits until the ledger holds no event older than now (or
+// settleWait has passed), and says whether it waited at all.
+func (a *Agent) settle(ctx context.Context, lg Ledger) bool {
+	start := a.now()
+	waiting := func() bool {
+		st := lg.Stats()
+		return st.Waiting > 0 && !st.Oldest.IsZero() && !st.Oldest.After(start)
+	}
+	if !waiting() {
+		return false
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.After(settleWait)
+	for waiting() {
+		select {
+		case <-ctx.Done():
+			return true
+		case <-deadline:
+			return true
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // Agent handles the mail routed to Transport: bounces to the SRS
@@ -215,11 +248,20 @@ func (a *Agent) record(ctx context.Context, sender, to string, f ReportRcpt, msg
 	if to == "" {
 		return "not recorded in the ledger: the bounce names no recipient (not a DSN)"
 	}
-	msgs, err := lg.Messages(ctx, ledger.Filter{User: to, Since: now.Add(-time.Duration(DefaultMaxAge+1) * day)})
+	filter := ledger.Filter{User: to, Since: now.Add(-time.Duration(DefaultMaxAge+1) * day)}
+	msgs, err := lg.Messages(ctx, filter)
 	if err != nil {
 		return "not recorded in the ledger: " + err.Error()
 	}
 	m, idx, ok := Match(msgs, sender, to, f.Original, msgID)
+	if !ok && a.settle(ctx, lg) {
+		// The copy's own record may have been waiting to be written
+		// (a provider that bounces within the second).
+		if msgs, err = lg.Messages(ctx, filter); err != nil {
+			return "not recorded in the ledger: " + err.Error()
+		}
+		m, idx, ok = Match(msgs, sender, to, f.Original, msgID)
+	}
 	if !ok {
 		what := "no copy to <" + to + ">"
 		if sender != "" {

@@ -64,12 +64,15 @@ type DomainClass func(domain string) (param string, err error)
 
 // Check reports what is wrong with the SRS settings of cfg.
 //
-// srs_domain may be in mydestination (postsrsd sites often use their
-// own domain): there, local parts that look like SRS are taken by SRS
-// and refused unless valid, the others are ordinary local mail. It must
-// not be in relay_domains or virtual_alias_domains: mail for it would
-// be relayed on, or resolved through aliases, while its SRS addresses
-// are answered here, so one domain would have two owners.
+// srs_domain may be a domain of its own (bounces.example.com, the
+// advice) or one mailtee has already (postsrsd sites often use their own
+// domain): there, local parts that look like SRS are taken by SRS and
+// refused unless valid, the others are mail for that domain as before.
+// In relay_domains or virtual_alias_domains that split is a warning, not
+// an error: relay_domains' default ($mydestination, subdomains included)
+// takes bounces.example.com for a relay domain of example.com, and
+// nothing is lost, but the administrator should know that only the SRS
+// addresses there are answered here.
 func Check(cfg *config.Config, class DomainClass) diag.List {
 	var out diag.List
 	domain := cfg.Get("srs_domain")
@@ -88,7 +91,7 @@ func Check(cfg *config.Config, class DomainClass) diag.List {
 	}
 	if class != nil {
 		if p, err := class(address.NormalizeDomain(domain)); err == nil && (p == "relay_domains" || p == "virtual_alias_domains") {
-			out.Errorf(cfg.File, dl, "srs_domain = %s is also in %s: mail for it is answered here by SRS alone; remove it from %s or choose another srs_domain", domain, p, p)
+			out.Warnf(cfg.File, dl, "srs_domain = %s is also in %s: its SRS addresses are answered here, any other address at it follows %s; give SRS a domain of its own (its MX this host) unless that is what you want", domain, p, p)
 		}
 	}
 	if file == "" {

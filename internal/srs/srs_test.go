@@ -166,7 +166,7 @@ func TestCheck(t *testing.T) {
 		{"srs_domain = srs.example.org\nsrs_secret_file = " + dir + "/nope\n", "error: %s, line 2: srs_secret_file: open " + dir + "/nope: no such file"},
 		{"srs_domain = srs.example.org\nsrs_secret_file = " + empty + "\n", "error: " + empty + ", line 1: no secret"},
 		{"srs_domain = srs.example.org\nsrs_secret_file = " + open + "\n", "warning: " + open + ": srs_secret_file is readable or writable by others (mode 0644)"},
-		{"srs_domain = relayed.example\nsrs_secret_file = " + good + "\n", "error: %s, line 1: srs_domain = relayed.example is also in relay_domains"},
+		{"srs_domain = relayed.example\nsrs_secret_file = " + good + "\n", "warning: %s, line 1: srs_domain = relayed.example is also in relay_domains"},
 		{"srs_domain = bad domain\nsrs_secret_file = " + good + "\n", "error: %s, line 1: srs_domain = bad domain: not a domain"},
 		{"srs_secret_file = " + good + "\n", "warning: %s, line 1: srs_secret_file is set but srs_domain is not"},
 	} {
