@@ -103,7 +103,9 @@ func TestAgent(t *testing.T) {
 	q := &fakeQueue{}
 	var logbuf bytes.Buffer
 	a := &Agent{Codec: func() *Codec { return c }, Queue: q, Log: maillog.New(&logbuf, "mx.students.example"),
-		Policy: func() bounce.Policy { return bounce.Policy{Hostname: "mx.students.example", Myorigin: "students.example"} },
+		Policy: func() bounce.Policy {
+			return bounce.Policy{Hostname: "mx.students.example", Myorigin: "students.example"}
+		},
 		Ledger: func() Ledger { return lg }, Now: func() time.Time { return vecNow }}
 	body := googleDSN(srsFrom, "user1@students.example", "<m1@sender.example>")
 	msg := &deliver.Message{ID: "B1", Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
