@@ -249,6 +249,10 @@ func (a *Agent) record(ctx context.Context, sender, to string, f ReportRcpt, msg
 		return "not recorded in the ledger: the bounce names no recipient (not a DSN)"
 	}
 	filter := ledger.Filter{User: to, Since: now.Add(-time.Duration(DefaultMaxAge+1) * day)}
+	if msgID != "" {
+		// Any domain: Match may take the copy to the same local part.
+		filter.User, _ = address.Split(to)
+	}
 	msgs, err := lg.Messages(ctx, filter)
 	if err != nil {
 		return "not recorded in the ledger: " + err.Error()
@@ -285,8 +289,26 @@ func (a *Agent) record(ctx context.Context, sender, to string, f ReportRcpt, msg
 // Match finds, among the ledger's messages, the copy a bounce is about:
 // a copy delivery to rcpt (or orig), of a message from sender ("" when
 // the SRS address could not be decoded: any), with Message-ID msgID
-// ("" when the bounce did not return it: any). The newest wins.
+// ("" when the bounce did not return it: any). The newest wins. When no
+// copy went to that very address, and the bounce names the message
+// (msgID), a copy to the same local part at another domain is taken:
+// the seed's relay turns user1@relay.example into user1@example, the
+// address the provider's bounce names.
 func Match(msgs []ledger.Message, sender, rcpt, orig, msgID string) (m ledger.Message, delivery int, ok bool) {
+	same := func(d ledger.Delivery) bool {
+		return strings.EqualFold(d.Rcpt, rcpt) || orig != "" && strings.EqualFold(d.Rcpt, orig)
+	}
+	if m, i, ok := match(msgs, sender, msgID, same); ok || msgID == "" {
+		return m, i, ok
+	}
+	local, _ := address.Split(rcpt)
+	return match(msgs, sender, msgID, func(d ledger.Delivery) bool {
+		l, _ := address.Split(d.Rcpt)
+		return strings.EqualFold(l, local)
+	})
+}
+
+func match(msgs []ledger.Message, sender, msgID string, is func(ledger.Delivery) bool) (m ledger.Message, delivery int, ok bool) {
 	var best *ledger.Message
 	bestIdx := -1
 	for i := range msgs {
@@ -298,10 +320,7 @@ func Match(msgs []ledger.Message, sender, rcpt, orig, msgID string) (m ledger.Me
 			continue
 		}
 		for j, d := range c.Deliveries {
-			if !d.Copy {
-				continue
-			}
-			if !strings.EqualFold(d.Rcpt, rcpt) && !(orig != "" && strings.EqualFold(d.Rcpt, orig)) {
+			if !d.Copy || !is(d) {
 				continue
 			}
 			if best == nil || c.Arrival.After(best.Arrival) {

@@ -205,3 +205,20 @@ func TestCopySender(t *testing.T) {
 		t.Error("an empty local part was rewritten")
 	}
 }
+
+// TestMatchRelayRewrite: the seed's relay turned the copy's address
+// user1@relay.example into user1@example, which the provider's bounce
+// names; the Message-ID ties them.
+func TestMatchRelayRewrite(t *testing.T) {
+	msgs := []ledger.Message{{Node: "p", ID: "Q1", MessageID: "<m1@x>", From: "a@x.example",
+		Deliveries: []ledger.Delivery{{Index: 0, Rcpt: "user1@example"}, {Index: 1, Rcpt: "user1@relay.example", Copy: true}}}}
+	if m, i, ok := Match(msgs, "a@x.example", "user1@example", "", "<m1@x>"); !ok || m.ID != "Q1" || i != 1 {
+		t.Errorf("Match = %v %d %v", m.ID, i, ok)
+	}
+	if _, _, ok := Match(msgs, "a@x.example", "user1@example", "", ""); ok {
+		t.Error("matched by local part without a Message-ID")
+	}
+	if _, _, ok := Match(msgs, "b@x.example", "user1@relay.example", "", "<m1@x>"); ok {
+		t.Error("matched another sender's message")
+	}
+}
