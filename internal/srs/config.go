@@ -81,6 +81,9 @@ func Check(cfg *config.Config, class DomainClass) diag.List {
 	if domain == "" {
 		if file != "" {
 			out.Warnf(cfg.File, line("srs_secret_file"), "srs_secret_file is set but srs_domain is not: SRS is off, the secret is unused; set srs_domain to turn it on")
+			// Read anyway: the file is wrong now, not when SRS is
+			// turned on during a migration.
+			checkSecretFile(cfg, file, line("srs_secret_file"), &out)
 		}
 		return out
 	}
@@ -98,16 +101,22 @@ func Check(cfg *config.Config, class DomainClass) diag.List {
 		out.Errorf(cfg.File, dl, "srs_domain is set and srs_secret_file is not; create one: head -c 24 /dev/urandom | base64 > /etc/mailtee/srs.secret; chmod 600 /etc/mailtee/srs.secret; and set srs_secret_file to it")
 		return out
 	}
-	fl := line("srs_secret_file")
+	checkSecretFile(cfg, file, line("srs_secret_file"), &out)
+	return out
+}
+
+// checkSecretFile reports what is wrong with srs_secret_file file, set
+// on main.cf's line fl.
+func checkSecretFile(cfg *config.Config, file string, fl int, out *diag.List) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		out.Errorf(cfg.File, fl, "srs_secret_file: %v; create it with one random secret a line (head -c 24 /dev/urandom | base64 > %s), readable by mailtee only", err, file)
-		return out
+		return
 	}
 	secrets := ParseSecrets(data)
 	if len(secrets) == 0 {
 		out.Errorf(file, 1, "no secret in srs_secret_file (empty or blank lines only); put a random secret on the first line (head -c 24 /dev/urandom | base64)")
-		return out
+		return
 	}
 	if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		out.Warnf(file, 0, "srs_secret_file is readable or writable by others (mode %04o): whoever reads it can forge bounces that mailtee accepts; chmod 600 %s", fi.Mode().Perm(), file)
@@ -115,5 +124,4 @@ func Check(cfg *config.Config, class DomainClass) diag.List {
 	if len(secrets[0]) < 16 {
 		out.Warnf(file, 1, "the signing secret is %d bytes: use at least 16 random bytes (head -c 24 /dev/urandom | base64)", len(secrets[0]))
 	}
-	return out
 }
