@@ -23,6 +23,7 @@ const (
 // Finding is one result of CheckDNS: what was found, and what to do
 // when it is not OK.
 type Finding struct {
+	Check string // "mx" or "spf"
 	Level Level
 	Text  string
 	Fix   string
@@ -53,15 +54,15 @@ func checkMX(ctx context.Context, r Resolver, domain string, hostAddrs []netip.A
 	fix := fmt.Sprintf("publish %s. MX 10 <this host's name>, a name whose A/AAAA are %s", domain, addrList(hostAddrs))
 	names, err := r.MXHosts(ctx, domain)
 	if err != nil {
-		return []Finding{{Fail, fmt.Sprintf("srs_domain %s: MX lookup: %v: bounces to SRS addresses cannot reach this host", domain, err), fix}}
+		return []Finding{{"mx", Fail, fmt.Sprintf("srs_domain %s: MX lookup: %v: bounces to SRS addresses cannot reach this host", domain, err), fix}}
 	}
 	if len(names) == 0 {
 		// Mail then goes to the domain's own address (RFC 5321 5.1).
 		hosts, err := r.Hosts(ctx, domain, false)
 		if err == nil && len(hosts) > 0 && anyIn(hosts[0].Addrs, hostAddrs) {
-			return []Finding{{Warn, fmt.Sprintf("srs_domain %s has no MX record; its own address %s is this host, so bounces arrive, but some providers send no mail to a domain without MX", domain, addrList(hosts[0].Addrs)), fix}}
+			return []Finding{{"mx", Warn, fmt.Sprintf("srs_domain %s has no MX record; its own address %s is this host, so bounces arrive, but some providers send no mail to a domain without MX", domain, addrList(hosts[0].Addrs)), fix}}
 		}
-		return []Finding{{Fail, fmt.Sprintf("srs_domain %s has no MX record pointing at this host: bounces to SRS addresses are lost", domain), fix}}
+		return []Finding{{"mx", Fail, fmt.Sprintf("srs_domain %s has no MX record pointing at this host: bounces to SRS addresses are lost", domain), fix}}
 	}
 	var here, elsewhere []string
 	for i, n := range names {
@@ -72,7 +73,7 @@ func checkMX(ctx context.Context, r Resolver, domain string, hostAddrs []netip.A
 		}
 		if anyIn(hs[0].Addrs, hostAddrs) {
 			if i > 0 && len(here) == 0 {
-				return []Finding{{Warn, fmt.Sprintf("srs_domain %s: this host is MX %s, but %s is preferred: bounces go there first, and must be passed on here", domain, n, strings.Join(elsewhere, ", ")),
+				return []Finding{{"mx", Warn, fmt.Sprintf("srs_domain %s: this host is MX %s, but %s is preferred: bounces go there first, and must be passed on here", domain, n, strings.Join(elsewhere, ", ")),
 					"make this host the only (or the most preferred) MX of " + domain}}
 			}
 			here = append(here, n)
@@ -81,9 +82,9 @@ func checkMX(ctx context.Context, r Resolver, domain string, hostAddrs []netip.A
 		elsewhere = append(elsewhere, n+" "+addrList(hs[0].Addrs))
 	}
 	if len(here) == 0 {
-		return []Finding{{Fail, fmt.Sprintf("srs_domain %s: its MX %s is not this host (%s): bounces to SRS addresses go there and are not decoded", domain, strings.Join(elsewhere, ", "), addrList(hostAddrs)), fix}}
+		return []Finding{{"mx", Fail, fmt.Sprintf("srs_domain %s: its MX %s is not this host (%s): bounces to SRS addresses go there and are not decoded", domain, strings.Join(elsewhere, ", "), addrList(hostAddrs)), fix}}
 	}
-	return []Finding{{OK, fmt.Sprintf("srs_domain %s: MX %s is this host", domain, strings.Join(here, ", ")), ""}}
+	return []Finding{{"mx", OK, fmt.Sprintf("srs_domain %s: MX %s is this host", domain, strings.Join(here, ", ")), ""}}
 }
 
 // spfResult is what one address gets from a record.
@@ -107,7 +108,7 @@ func checkSPF(ctx context.Context, r Resolver, domain string, hostAddrs []netip.
 	}
 	rec, err := spfRecord(ctx, r, domain)
 	if err != nil {
-		return []Finding{{Fail, fmt.Sprintf("srs_domain %s: SPF: %v; the provider checks SPF against the SRS sender's domain, so copies fail it", domain, err), fixFor()}}
+		return []Finding{{"spf", Fail, fmt.Sprintf("srs_domain %s: SPF: %v; the provider checks SPF against the SRS sender's domain, so copies fail it", domain, err), fixFor()}}
 	}
 	var out []Finding
 	for _, a := range hostAddrs {
@@ -118,13 +119,13 @@ func checkSPF(ctx context.Context, r Resolver, domain string, hostAddrs []netip.
 		}
 		switch res.qual {
 		case '+':
-			out = append(out, Finding{OK, fmt.Sprintf("srs_domain %s: SPF allows %s (%s)%s", domain, a, res.mech, note), ""})
+			out = append(out, Finding{"spf", OK, fmt.Sprintf("srs_domain %s: SPF allows %s (%s)%s", domain, a, res.mech, note), ""})
 		case 0:
-			out = append(out, Finding{Warn, fmt.Sprintf("srs_domain %s: SPF says nothing of %s (neutral)%s: some providers treat that as a failure", domain, a, note), fixFor()})
+			out = append(out, Finding{"spf", Warn, fmt.Sprintf("srs_domain %s: SPF says nothing of %s (neutral)%s: some providers treat that as a failure", domain, a, note), fixFor()})
 		case '?':
-			out = append(out, Finding{Warn, fmt.Sprintf("srs_domain %s: SPF is neutral for %s (%s)%s", domain, a, res.mech, note), fixFor()})
+			out = append(out, Finding{"spf", Warn, fmt.Sprintf("srs_domain %s: SPF is neutral for %s (%s)%s", domain, a, res.mech, note), fixFor()})
 		default:
-			out = append(out, Finding{Fail, fmt.Sprintf("srs_domain %s: SPF %s %s (%s)%s: copies from this address fail SPF at the provider", domain,
+			out = append(out, Finding{"spf", Fail, fmt.Sprintf("srs_domain %s: SPF %s %s (%s)%s: copies from this address fail SPF at the provider", domain,
 				map[byte]string{'-': "fails", '~': "soft-fails"}[res.qual], a, res.mech, note), fixFor()})
 		}
 	}

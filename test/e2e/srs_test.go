@@ -1,14 +1,19 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/dnsresolve/dnstest"
 	"github.com/mailtee/mailtee/internal/srs"
 	"github.com/mailtee/mailtee/test/internal/harness"
 )
@@ -183,4 +188,63 @@ ledger_database = ledger.db
 		}
 		return false
 	})
+}
+
+// TestSRSPreflight: mailtee preflight checks srs_domain's MX and SPF for
+// the address the probes leave from (smtp_bind_address 127.0.0.7): both
+// missing fail (exit 3), then, published in the test's DNS, both pass.
+func TestSRSPreflight(t *testing.T) {
+	provider := newSink(t, "", nil)
+	dns := dnstest.Start(t, "mailtee.test. A 127.0.0.7", "7.0.0.127.in-addr.arpa. PTR mailtee.test.")
+	in := newInstance(t, fmt.Sprintf(`myhostname = mailtee.test
+dns_servers = %s
+smtp_bind_address = 127.0.0.7
+transport_maps = inline:{ provider.example=smtp:[127.0.0.1]:%d }
+recipient_bcc_maps = inline:{ alice@test.example=alice@provider.example }
+srs_domain = srs-bounces.example
+srs_secret_file = $config_directory/srs.secret
+`, dns.Addr, provider.Port()), map[string]string{"srs.secret": srsSecret})
+	os.Chmod(filepath.Join(in.Dir, "srs.secret"), 0o600)
+	run := func() (map[string]preflightRow, int) {
+		t.Helper()
+		cmd := exec.Command(harness.Bin, "preflight", "-c", in.Dir, "--format", "json", "--rate", "10/s")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		var rep struct{ Rows []preflightRow }
+		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+			t.Fatalf("JSON: %v\n%s\n%s", err, stdout.String(), stderr.String())
+		}
+		rows := map[string]preflightRow{}
+		for _, r := range rep.Rows {
+			if strings.HasPrefix(r.Check, "srs-") {
+				rows[r.Check+" "+r.Status] = r
+			}
+		}
+		t.Logf("exit %d, SRS rows %+v", code, rows)
+		return rows, code
+	}
+	rows, code := run()
+	if _, ok := rows["srs-mx FAIL"]; !ok || code != 3 {
+		t.Errorf("no MX for srs_domain: exit %d, rows %v; want srs-mx FAIL and exit 3", code, rows)
+	}
+	if r, ok := rows["srs-spf FAIL"]; !ok || !strings.Contains(r.Do, `TXT "v=spf1 ip4:127.0.0.7 -all"`) {
+		t.Errorf("no SPF for srs_domain: rows %v; want srs-spf FAIL saying what to publish", rows)
+	}
+	dns.Add(t, "srs-bounces.example. MX 10 mailtee.test.")
+	dns.Add(t, `srs-bounces.example. TXT "v=spf1 ip4:127.0.0.0/24 -all"`)
+	rows, _ = run()
+	if _, ok := rows["srs-mx ok"]; !ok {
+		t.Errorf("MX published: rows %v, want srs-mx ok", rows)
+	}
+	if _, ok := rows["srs-spf ok"]; !ok || len(rows) != 2 {
+		t.Errorf("SPF published: rows %v, want srs-spf ok only", rows)
+	}
 }
