@@ -164,8 +164,9 @@ func (a *Agent) one(ctx context.Context, msg *deliver.Message, rcpt string) (str
 	}
 	rep := ParseReport(bytes.NewReader(body))
 	failed := rep.Failed()
-	if rep.DSN && len(failed) == 0 {
-		// A delay warning, a success notice: nothing failed.
+	if rep.DSN && len(rep.Recipients) > 0 && len(failed) == 0 {
+		// A delay warning, a success notice: nothing failed. (A report
+		// whose recipients cannot be read goes to postmaster.)
 		a.Log.Printf(Transport, "%s: to=<%s>: a report without a failed recipient, not a copy's failure: dropped", msg.ID, rcpt)
 		return "report without failure: dropped", nil
 	}
@@ -205,7 +206,7 @@ func (a *Agent) one(ctx context.Context, msg *deliver.Message, rcpt string) (str
 			status = "5.0.0"
 		}
 		notice.Recipients = append(notice.Recipients, dsn.Recipient{
-			Final: cmp.Or(to, rcpt), Original: f.Original, Action: "failed", Status: status,
+			Final: cmp.Or(printableText(to), rcpt), Original: printableText(f.Original), Action: "failed", Status: status,
 			RemoteMTA: printableText(f.RemoteMTA), Diagnostic: diagnostic(f.Diagnostic),
 			Reason: printableText(reason), LastAttempt: now,
 		})

@@ -222,3 +222,33 @@ func TestMatchRelayRewrite(t *testing.T) {
 		t.Error("matched another sender's message")
 	}
 }
+
+// A bounce with control characters and broken UTF-8 in its DSN fields
+// still makes a notice (dsn.Build refuses such header text).
+func TestAgentHostileDSN(t *testing.T) {
+	c := vecCodec()
+	srsFrom, _ := c.Forward("alice@sender.example")
+	q := &fakeQueue{}
+	a := &Agent{Codec: func() *Codec { return c }, Queue: q, Log: maillog.New(io.Discard, "mx"),
+		Policy: func() bounce.Policy { return bounce.Policy{Hostname: "mx.students.example", Myorigin: "students.example"} },
+		Now:    func() time.Time { return vecNow }}
+	body := "Content-Type: multipart/report; boundary=a\r\n\r\n--a\r\nContent-Type: message/delivery-status\r\n\r\n" +
+		"Final-Recipient: rfc822; u\x01@\xff\xfe.example\r\nOriginal-Recipient: rfc822;\x7fo@x\r\nAction: failed\r\nStatus: 5.1.1000\r\n" +
+		"Remote-MTA: dns; \x00evil\r\nDiagnostic-Code: smtp; 550 \x1b[31mred\r\n\r\n--a--\r\n"
+	msg := &deliver.Message{ID: "B2", Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
+	out := a.Deliver(context.Background(), "srs.example.org", msg, []envelope.Rcpt{{Addr: srsFrom}})
+	if out[0].Err != nil || len(q.data) != 1 {
+		t.Fatalf("outcome %+v, %d notices", out[0], len(q.data))
+	}
+	// Fields textproto reads, with broken UTF-8 and an escape in them.
+	body = "Content-Type: multipart/report; boundary=a\r\n\r\n--a\r\nContent-Type: message/delivery-status\r\n\r\n" +
+		"Final-Recipient: rfc822; u@\xff\xfe.example\r\nAction: failed\r\nStatus: 5.1.1000\r\n" +
+		"Diagnostic-Code: smtp; 550 \x1b[31mred\r\n\r\n--a--\r\n"
+	if rep := ParseReport(strings.NewReader(body)); len(rep.Failed()) != 1 {
+		t.Fatalf("the second report: %+v", rep)
+	}
+	out = a.Deliver(context.Background(), "srs.example.org", msg, []envelope.Rcpt{{Addr: srsFrom}})
+	if out[0].Err != nil || len(q.data) != 2 || !strings.Contains(string(q.data[1]), "Status: 5.0.0") {
+		t.Fatalf("outcome %+v, %d notices:\n%s", out[0], len(q.data), q.data[len(q.data)-1])
+	}
+}
