@@ -230,8 +230,10 @@ func TestAgentHostileDSN(t *testing.T) {
 	srsFrom, _ := c.Forward("alice@sender.example")
 	q := &fakeQueue{}
 	a := &Agent{Codec: func() *Codec { return c }, Queue: q, Log: maillog.New(io.Discard, "mx"),
-		Policy: func() bounce.Policy { return bounce.Policy{Hostname: "mx.students.example", Myorigin: "students.example"} },
-		Now:    func() time.Time { return vecNow }}
+		Policy: func() bounce.Policy {
+			return bounce.Policy{Hostname: "mx.students.example", Myorigin: "students.example"}
+		},
+		Now: func() time.Time { return vecNow }}
 	body := "Content-Type: multipart/report; boundary=a\r\n\r\n--a\r\nContent-Type: message/delivery-status\r\n\r\n" +
 		"Final-Recipient: rfc822; u\x01@\xff\xfe.example\r\nOriginal-Recipient: rfc822;\x7fo@x\r\nAction: failed\r\nStatus: 5.1.1000\r\n" +
 		"Remote-MTA: dns; \x00evil\r\nDiagnostic-Code: smtp; 550 \x1b[31mred\r\n\r\n--a--\r\n"
