@@ -88,11 +88,15 @@ type srsLedger struct {
 	*ledger.Lazy
 }
 
-// srsSender is the MAIL FROM of a delivery (qmgr.Manager.Sender).
-func (s *Server) srsSender(from string, r envelope.Rcpt) string {
+// srsSender is the MAIL FROM of a delivery (qmgr.Manager.Sender),
+// logged when SRS rewrote it, as postsrsd logs its rewrites.
+func (s *Server) srsSender(id, from string, r envelope.Rcpt) string {
 	f, err := s.rt.Load().srs.CopySender(from, r)
-	if err != nil {
-		s.log.Warnf("srs", "sender <%s> of the copy to <%s> not rewritten: %v", from, r.Addr, err)
+	switch {
+	case err != nil:
+		s.log.Warnf("srs", "%s: sender <%s> of the copy to <%s> not rewritten: %v", id, from, r.Addr, err)
+	case f != from:
+		s.log.Printf("srs", "%s: from=<%s> rewritten as <%s> for the copy to <%s>", id, from, f, r.Addr)
 	}
 	return f
 }

@@ -32,10 +32,10 @@ type Agent interface {
 // Manager dispatches deliveries to agents by transport name.
 type Manager struct {
 	agents map[string]Agent
-	// Sender, when set, is the MAIL FROM of a delivery to r of a
-	// message from from (SRS for copies, internal/srs). Recipients of
+	// Sender, when set, is the MAIL FROM of a delivery to r of message
+	// id from from (SRS for copies, internal/srs). Recipients of
 	// one group that need different senders get one transaction each.
-	Sender func(from string, r envelope.Rcpt) string
+	Sender func(id, from string, r envelope.Rcpt) string
 }
 
 // New is a Manager with the given agents and the two that need no
@@ -76,7 +76,7 @@ func (m *Manager) Deliver(ctx context.Context, qm *queue.Message, hop envelope.H
 	var froms []string
 	by := map[string][]int{} // indexes into idx, by sender
 	for k, i := range idx {
-		f := m.Sender(qm.Env.From, qm.Rcpts[i].Rcpt)
+		f := m.Sender(qm.ID, qm.Env.From, qm.Rcpts[i].Rcpt)
 		if _, ok := by[f]; !ok {
 			froms = append(froms, f)
 		}

@@ -42,7 +42,7 @@ func TestSenderSplitsGroup(t *testing.T) {
 	qm := queue.NewMemMessage("4AAA", env, []byte("Subject: s\r\n\r\nbody\r\n"))
 	a := &txAgent{}
 	m := New(map[string]Agent{"smtp": a})
-	m.Sender = func(from string, r envelope.Rcpt) string {
+	m.Sender = func(id, from string, r envelope.Rcpt) string {
 		if r.Migration == envelope.MigrationCopy {
 			return "SRS0=xxxx=AA=example.org=a@srs.example"
 		}

@@ -99,6 +99,9 @@ ledger_database = ledger.db
 	if !regexp.MustCompile(`^SRS0=[A-Za-z0-9+/]{4}=[A-Z2-7]{2}=sender\.example=sender@srs-bounces\.example$`).MatchString(copyFrom) {
 		t.Fatalf("the copy's MAIL FROM is <%s>, want SRS0=HHHH=TT=sender.example=sender@srs-bounces.example", copyFrom)
 	}
+	if !strings.Contains(in.Log.String(), "from=<sender@sender.example> rewritten as <"+copyFrom+"> for the copy to <alice@provider.example>") {
+		t.Errorf("no srs line saying the copy's sender was rewritten:\n%s", in.Log.String())
+	}
 	codec := srs.New("srs-bounces.example", srs.ParseSecrets([]byte(srsSecret)))
 	if orig, err := codec.Reverse(copyFrom); err != nil || orig != "sender@sender.example" {
 		t.Fatalf("the copy's SRS sender <%s> decodes to %q, %v", copyFrom, orig, err)
