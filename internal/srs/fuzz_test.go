@@ -17,7 +17,7 @@ func FuzzReverse(f *testing.F) {
 		"SRS1=on9K=other.example==abcd=AB=orig.example=bob@srs.example.org",
 		"srs0=7cba=j2=sender.example=alice@srs.example.org",
 		"SRS0+x=J2=a=b@c", "SRS1-==x==@", "SRS0====@", `"SRS0=a b"@x`, "SRS0=7Cba=J2=@",
-		"alice@sender.example", "",
+		"alice@sender.example", "", `"SRs0+"@A`,
 	} {
 		f.Add(s)
 	}
@@ -39,11 +39,13 @@ func FuzzReverse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Reverse(Forward(%q) = %q): %v", in, fwd, err)
 		}
-		canon := in
+		// Another forwarder's SRS address comes back as libsrs2 rebuilds
+		// it ("SRS0" + the rest); any other sender as it was.
+		canon, local := in, in
 		if a, err := address.Parse("<" + in + ">"); err == nil {
-			canon = a.String()
+			canon, local = a.String(), a.Local
 		}
-		if !strings.HasPrefix(strings.ToUpper(in), "SRS") && got != canon {
+		if !strings.HasPrefix(strings.ToUpper(local), "SRS") && got != canon {
 			t.Fatalf("Reverse(Forward(%q)) = %q", in, got)
 		}
 	})
