@@ -132,6 +132,10 @@ var bad = map[string]string{
 	// that is not there
 	"srs_domain":      "srs example.org",
 	"srs_secret_file": "/nonexistent/srs.secret",
+	// phases (internal/migration): a typo of forward; a table that is
+	// not there
+	"dual_delivery_phase":      "forwrad",
+	"dual_delivery_phase_maps": "hash:/nonexistent/pilot",
 }
 
 // exempt lists the parameters where no value can be wrong before serve
