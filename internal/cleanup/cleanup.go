@@ -34,7 +34,11 @@ type Options struct {
 	Rewrite rewrite.Options
 	// RelayCopies is dual_delivery_relay: every recipient of mail from
 	// outside is an automatic copy, whose failures go to postmaster.
-	RelayCopies     bool
+	RelayCopies bool
+	// Settings is the ID of the migration settings in force
+	// (internal/migration), recorded with each message so that it is
+	// finished under them; a message that has one keeps it.
+	Settings        string
 	HopcountLimit   int // hopcount_limit; 0 for none
 	HeaderSizeLimit int // header_size_limit
 	// HeaderClients is local_header_rewrite_clients: whose mail gets its
@@ -128,6 +132,9 @@ func (c *Cleanup) Process(ctx context.Context, id string, env *envelope.Envelope
 	out, err := rw.Envelope(ctx, env)
 	if err != nil {
 		return nil, nil, fmt.Errorf("address rewriting: %w", err)
+	}
+	if out.Settings == "" {
+		out.Settings = c.o.Settings
 	}
 	if c.o.RelayCopies && external {
 		for i := range out.Rcpts {

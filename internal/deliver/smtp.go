@@ -42,6 +42,10 @@ type Message struct {
 	// like Deliver's rcpts (nil: none).
 	Ret, EnvID string
 	RcptDSN    []RcptDSN
+	// Settings is the ID of the migration settings the message was
+	// accepted with (envelope.Envelope.Settings), for local delivery's
+	// mailbox_bcc_maps and phase.
+	Settings string
 }
 
 // ContentReader reads a message's content and remembers a read error, so

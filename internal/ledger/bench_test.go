@@ -37,7 +37,7 @@ func benchMessage(i, rcpts int) *queue.Message {
 func benchRecorder(b *testing.B, rcpts int, split bool) {
 	dir := b.TempDir()
 	r := NewRecorder(RecorderOptions{Path: filepath.Join(dir, "ledger.db"), Node: "relay.bench.example",
-		Marker: filepath.Join(dir, "ledger.state"), Phase: func() string { return "recipient_bcc_maps=static:copy@relay.example" }})
+		Marker: filepath.Join(dir, "ledger.state"), Phase: func(string) string { return "recipient_bcc_maps=static:copy@relay.example" }})
 	defer r.Close()
 	msgs := make([]*queue.Message, b.N)
 	for i := range msgs {

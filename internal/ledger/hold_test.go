@@ -31,7 +31,7 @@ func TestHoldNeverDelaysFinal(t *testing.T) {
 	var phase atomic.Value
 	phase.Store("recipient_bcc_maps=hash:/etc/postfix/bcc")
 	r := NewRecorder(RecorderOptions{Path: filepath.Join(dir, "data", "ledger.db"), Node: "mx1.example.org",
-		Phase: func() string { return phase.Load().(string) }, Every: time.Hour})
+		Phase: func(string) string { return phase.Load().(string) }, Every: time.Hour})
 	m := msg("H1", "user1@students.example", "copy-user1@relay.example")
 	r.Accepted(m)
 	time.Sleep(50 * time.Millisecond) // several batches: the Accepted is held, not written

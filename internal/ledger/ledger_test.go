@@ -52,7 +52,7 @@ func (l *logs) has(s string) bool {
 func newRec(t *testing.T, dir string, lg *logs) *Recorder {
 	t.Helper()
 	return NewRecorder(RecorderOptions{Path: filepath.Join(dir, "data", "ledger.db"), Node: "mx1.example.org",
-		Marker: filepath.Join(dir, "ledger.state"), Phase: func() string { return "recipient_bcc_maps=hash:/etc/postfix/bcc" }, Log: lg.Log})
+		Marker: filepath.Join(dir, "ledger.state"), Phase: func(string) string { return "recipient_bcc_maps=hash:/etc/postfix/bcc" }, Log: lg.Log})
 }
 
 // finalSync hands m to r as final and waits for the done.

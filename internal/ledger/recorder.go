@@ -22,9 +22,10 @@ import (
 type RecorderOptions struct {
 	Path string // the SQLite file (DBPath)
 	Node string // this host's name in the ledger (myhostname)
-	// Phase says what copy settings are in force, recorded with each
-	// message when it is accepted.
-	Phase func() string
+	// Phase says what migration and copy settings a message was
+	// accepted with, given the ID its envelope records
+	// (envelope.Envelope.Settings; "" for none).
+	Phase func(settings string) string
 	// Marker is a file in the queue directory that remembers which
 	// ledger the queue's outcomes went to, so that a ledger file lost
 	// or replaced shows as a gap ("" : none).
@@ -171,7 +172,7 @@ func (r *Recorder) head(m *queue.Message) *Message {
 		h.Client = maillog.NameAddr(env.ClientName, env.ClientAddr)
 	}
 	if r.o.Phase != nil {
-		h.Phase = r.o.Phase()
+		h.Phase = r.o.Phase(env.Settings)
 	}
 	for i := range m.Rcpts {
 		if rs := &m.Rcpts[i]; !rs.Copy && !m.Added(i) {

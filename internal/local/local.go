@@ -42,6 +42,7 @@ import (
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/header"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/migration"
 	"github.com/mailtee/mailtee/internal/users"
 )
 
@@ -98,6 +99,12 @@ type Options struct {
 	// final local mailbox address; each address in the value gets an
 	// automatic copy (Result.Add).
 	MailboxBCC maps.Table
+	// Migration, when set, gives the migration settings a message was
+	// accepted with (deliver.Message.Settings): its mailbox_bcc_maps,
+	// in place of MailboxBCC, and the phase of each mailbox that has a
+	// copy (dual_delivery_phase): off keeps the mailbox and makes no
+	// copy, forward sends the mail only to the copy's address.
+	Migration func(settings string) *migration.Tables
 	// Rewrite, when set, is cleanup's address rewriting of mail mailtee
 	// makes itself (canonical, virtual aliases), applied to the copies
 	// as it was when they were re-injected as messages of their own.
@@ -269,18 +276,37 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string, add *[]en
 	// nothing that went out. Then commands and files, and forwards, which
 	// only queue a new message, last, as local(8) commits forwards only
 	// once the rest succeeded.
-	copies, err := d.mailboxCopies(ctx, mailboxes)
+	copies, forwards, err := d.mailboxCopies(ctx, mailboxes, rcpt.Copy)
 	if err != nil {
 		return err
 	}
+	if len(forwards) > 0 {
+		// Forward phase: the mailbox is not written; its mail goes to
+		// the copy's address, as a delivery of its own (added to the
+		// message below, in the same record as this outcome).
+		kept := mailboxes[:0:0]
+		for _, t := range mailboxes {
+			if forwards[strings.ToLower(t.addr)] {
+				d.done[t.key()] = true
+				continue
+			}
+			kept = append(kept, t)
+		}
+		mailboxes = kept
+	}
 	delivered := copies[:0:0]
+	for _, c := range copies {
+		if c.Migration == envelope.MigrationForward {
+			delivered = append(delivered, c)
+		}
+	}
 	if len(mailboxes) > 0 {
 		ok, err := d.store(ctx, rcpt, mailboxes, done, &failed)
 		if err != nil {
 			return err
 		}
 		for _, c := range copies {
-			if ok[strings.ToLower(c.Orig)] {
+			if c.Migration != envelope.MigrationForward && ok[strings.ToLower(c.Orig)] {
 				delivered = append(delivered, c)
 			}
 		}
@@ -305,7 +331,20 @@ func (d *delivery) one(ctx context.Context, rcpt Rcpt, done *[]string, add *[]en
 	}
 	if len(copies) > 0 {
 		*add = append(*add, copies...)
-		*done = append(*done, "mailbox copy to "+joinAddrs(copies))
+		var c, f []envelope.Rcpt
+		for _, r := range copies {
+			if r.Migration == envelope.MigrationForward {
+				f = append(f, r)
+			} else {
+				c = append(c, r)
+			}
+		}
+		if len(c) > 0 {
+			*done = append(*done, "mailbox copy to "+joinAddrs(c))
+		}
+		if len(f) > 0 {
+			*done = append(*done, "forward phase: sent on to "+joinAddrs(f))
+		}
 	}
 	return joinFailures(failed, *done)
 }
@@ -341,33 +380,61 @@ func isPermanent(err error) bool {
 // address, after alias expansion, so list mail is copied too
 // (recipient_bcc_maps sees only the list's address). A mailbox reached
 // as a copy makes its copies too; the queue adds an address to a message
-// once, so copies of copies end.
-func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target) ([]envelope.Rcpt, error) {
+// once, so copies of copies end. The tables and the phases are those the
+// message was accepted with (Options.Migration): a mailbox in the off
+// phase gets no copy; one in the forward phase is in forwards (by its
+// lower-case address), not to be written, its copies marked
+// envelope.MigrationForward (a copy still only when the recipient was one).
+func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target, rcptCopy bool) (copies []envelope.Rcpt, forwards map[string]bool, err error) {
 	l := d.l
-	if l.o.MailboxBCC == nil || len(mailboxes) == 0 {
-		return nil, nil
+	bcc := l.o.MailboxBCC
+	var mig *migration.Tables
+	if l.o.Migration != nil {
+		if mig = l.o.Migration(d.msg.Settings); mig != nil {
+			bcc = mig.MailboxBCC
+		}
 	}
-	var copies []envelope.Rcpt
+	if bcc == nil || len(mailboxes) == 0 {
+		return nil, nil, nil
+	}
+	opts := maps.AddressOptions{Delimiters: l.o.Delimiter, IsLocal: l.o.IsLocal}
 	for _, t := range mailboxes {
-		m, ok, err := maps.LookupAddress(ctx, l.o.MailboxBCC, t.addr, maps.AddressOptions{Delimiters: l.o.Delimiter, IsLocal: l.o.IsLocal})
+		m, ok, err := maps.LookupAddress(ctx, bcc, t.addr, opts)
 		if err != nil {
-			return nil, tempErr("mailbox_bcc_maps lookup for %s: %v", t.addr, err)
+			return nil, nil, tempErr("mailbox_bcc_maps lookup for %s: %v", t.addr, err)
 		}
 		if !ok {
 			continue
 		}
+		kind, copy := envelope.MigrationCopy, true
+		if mig != nil {
+			phase, err := mig.Phase(ctx, t.addr, opts)
+			if err != nil {
+				return nil, nil, tempErr("%v", err)
+			}
+			switch phase {
+			case migration.Off:
+				continue
+			case migration.Forward:
+				if forwards == nil {
+					forwards = map[string]bool{}
+				}
+				forwards[strings.ToLower(t.addr)] = true
+				kind, copy = envelope.MigrationForward, rcptCopy
+			}
+		}
 		for _, a := range splitAddrs(m.Value) {
-			copies = append(copies, envelope.Rcpt{Addr: a, Orig: t.addr, Copy: true})
+			copies = append(copies, envelope.Rcpt{Addr: a, Orig: t.addr, Copy: copy, Migration: kind})
 		}
 	}
 	if len(copies) == 0 || l.o.Rewrite == nil {
-		return copies, nil
+		return copies, forwards, nil
 	}
 	out, err := l.o.Rewrite(ctx, d.msg.From, copies)
 	if err != nil {
-		return nil, tempErr("address rewriting of the mailbox_bcc_maps copies %s: %v", joinAddrs(copies), err)
+		return nil, nil, tempErr("address rewriting of the mailbox_bcc_maps copies %s: %v", joinAddrs(copies), err)
 	}
-	return out, nil
+	return out, forwards, nil
 }
 
 func (l *Local) forward(ctx context.Context, from string, rcpts []envelope.Rcpt, msg *deliver.Message, deliveredTo string) error {

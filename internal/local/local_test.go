@@ -246,7 +246,7 @@ func TestMailboxBCCOnlyWithDelivery(t *testing.T) {
 	if res[0].Err == nil || len(res[0].Add) != 0 {
 		t.Errorf("failed mailbox: err %v, copies %+v; want an error and no copy", res[0].Err, res[0].Add)
 	}
-	if res[1].Err != nil || len(res[1].Add) != 1 || res[1].Add[0] != (envelope.Rcpt{Addr: "alice@example.org", Orig: "bob@example.org", Copy: true}) {
+	if res[1].Err != nil || len(res[1].Add) != 1 || res[1].Add[0] != (envelope.Rcpt{Addr: "alice@example.org", Orig: "bob@example.org", Copy: true, Migration: envelope.MigrationCopy}) {
 		t.Errorf("copy's mailbox: err %v, copies %+v", res[1].Err, res[1].Add)
 	}
 	if len(*fw) != 0 {

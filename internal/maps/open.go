@@ -25,16 +25,33 @@ const Types = "hash, btree, lmdb, cdb, dbm, sdbm, texthash, regexp, pcre, cidr, 
 // severity Error also makes Open return an error, because a table that is
 // partly read would answer wrongly.
 func Open(spec string) (Table, diag.List, error) {
-	return open(spec, false)
+	return open(spec, false, nil)
 }
 
 // OpenAlias opens a table named "type:name" whose source is an aliases(5)
 // file, as for alias_maps: the indexed types are read in alias syntax.
 func OpenAlias(spec string) (Table, diag.List, error) {
-	return open(spec, true)
+	return open(spec, true, nil)
 }
 
-func open(spec string, alias bool) (Table, diag.List, error) {
+// ReadFunc reads a table's source file.
+type ReadFunc func(name string) ([]byte, error)
+
+// OpenWith opens a table as Open (or OpenAlias, when alias is set) does,
+// reading its source files through read: with a read that records what
+// it returns, a table can be kept as it is now and opened again later
+// from the record (internal/migration), whatever becomes of the files.
+// Given a read other than os.ReadFile, the file system is not looked at
+// otherwise (no stale-index warnings, no source found beside an index).
+func OpenWith(spec string, alias bool, read ReadFunc) (Table, diag.List, error) {
+	return open(spec, alias, read)
+}
+
+func open(spec string, alias bool, read ReadFunc) (Table, diag.List, error) {
+	onDisk := read == nil
+	if onDisk {
+		read = os.ReadFile
+	}
 	typ, name, ok := strings.Cut(spec, ":")
 	if ok && typ != "" && name == "" {
 		// dict_open.c: "static:" is as malformed as "static".
@@ -51,7 +68,7 @@ func open(spec string, alias bool) (Table, diag.List, error) {
 	case "proxy":
 		// proxymap(8) only shares an open table between processes; one
 		// mailtee process has no such need.
-		return open(name, alias)
+		return open(name, alias, read)
 	case "inline":
 		t, diags = parseInline(spec, name)
 	case "static":
@@ -79,14 +96,14 @@ func open(spec string, alias bool) (Table, diag.List, error) {
 		}
 		fallthrough
 	default:
-		if indexed[typ] {
+		if indexed[typ] && onDisk {
 			name = indexSource(typ, name)
 		}
-		data, err := os.ReadFile(name)
+		data, err := read(name)
 		if err != nil && indexed[typ] {
 			// "hash:/etc/aliases.db" is sometimes written out in full.
 			if base, ok := strings.CutSuffix(name, ".db"); ok {
-				data, err = os.ReadFile(base)
+				data, err = read(base)
 				name = base
 			}
 		}
@@ -94,10 +111,15 @@ func open(spec string, alias bool) (Table, diag.List, error) {
 			return nil, nil, fmt.Errorf("%s: unsupported table type %q; mailtee supports %s", spec, typ, Types)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", spec, missingSource(typ, name, alias, err))
+			if onDisk {
+				err = missingSource(typ, name, alias, err)
+			}
+			return nil, nil, fmt.Errorf("%s: %w", spec, err)
 		}
 		var stale diag.List
-		staleIndex(typ, name, alias, &stale)
+		if onDisk {
+			staleIndex(typ, name, alias, &stale)
+		}
 		switch {
 		case typ == "regexp" || typ == "pcre":
 			t, diags = parseRegexp(name, data, typ == "pcre")

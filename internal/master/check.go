@@ -10,6 +10,7 @@ import (
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/mastercf"
+	"github.com/mailtee/mailtee/internal/migration"
 	"github.com/mailtee/mailtee/internal/route"
 	"github.com/mailtee/mailtee/internal/web"
 )
@@ -69,6 +70,7 @@ func stageFindings(cfg *config.Config, mf *mastercf.File, opened map[string]maps
 		return out
 	}
 	out = append(out, noticeRouteFindings(cfg, t)...)
+	out = append(out, migrationFindings(cfg)...)
 	for _, p := range cleanup.Check(cleanupOptions(cfg, t, nil)) {
 		out.Errorf(cfg.File, settingLine(cfg, p.Param), "%v", p)
 	}
@@ -100,4 +102,21 @@ func transportFindings(cfg *config.Config, mf *mastercf.File, opened map[string]
 		}
 	}
 	return route.CheckTransports(cfg.File, transportNames(mf), params, tables)
+}
+
+// migrationFindings are what serve would refuse in the migration
+// settings (an unreadable table), and the phase tables' values that are
+// not phases: a lookup that finds one defers the mail, so it is an error
+// here, where the administrator can still fix it.
+func migrationFindings(cfg *config.Config) diag.List {
+	var out diag.List
+	mig, err := migration.FromConfig(cfg)
+	if err != nil {
+		out.Errorf(cfg.File, settingLine(cfg, "dual_delivery_phase"), "%v", err)
+		return out
+	}
+	for _, bad := range migration.CheckPhaseMaps(mig.PhaseMaps) {
+		out.Errorf(cfg.File, settingLine(cfg, "dual_delivery_phase_maps"), "dual_delivery_phase_maps: %s", bad)
+	}
+	return out
 }

@@ -19,7 +19,7 @@ func (s *Server) newLedger(cfg *config.Config) *ledger.Recorder {
 	return ledger.NewRecorder(ledger.RecorderOptions{
 		Path:      path,
 		Node:      s.host,
-		Phase:     func() string { return copySettings(s.rt.Load().cfg) },
+		Phase:     s.settingsSummary,
 		Marker:    ledger.DefaultMarker(QueueDir(cfg)),
 		Retention: retention,
 		Log:       func(format string, args ...any) { s.log.Printf("ledger", format, args...) },
@@ -32,15 +32,21 @@ func (s *Server) closeLedger() {
 	}
 }
 
-// copyParams are the settings that decide which copies a message gets.
-var copyParams = []string{"recipient_bcc_maps", "sender_bcc_maps", "always_bcc", "mailbox_bcc_maps", "dual_delivery_relay"}
+// otherCopyParams are the settings besides the migration's that make
+// copies.
+var otherCopyParams = []string{"sender_bcc_maps", "always_bcc", "dual_delivery_relay"}
 
-// copySettings is what the ledger records with each message: the copy
-// settings in force when it was accepted, as "name=value; ...", those
-// set only.
-func copySettings(cfg *config.Config) string {
+// settingsSummary is what the ledger records with each message: the
+// migration settings it was accepted with (phase, copy maps, the
+// settings' ID), then the other copy settings in force, those set only,
+// as "name=value; ...".
+func (s *Server) settingsSummary(id string) string {
 	var parts []string
-	for _, p := range copyParams {
+	if t := s.mig.For(id); t != nil {
+		parts = append(parts, t.Settings.Summary())
+	}
+	cfg := s.rt.Load().cfg
+	for _, p := range otherCopyParams {
 		v := cfg.Get(p)
 		if v == "" || p == "dual_delivery_relay" && v == "no" {
 			continue

@@ -19,6 +19,7 @@ import (
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/migration"
 	"github.com/mailtee/mailtee/internal/pace"
 	"github.com/mailtee/mailtee/internal/pflist"
 	"github.com/mailtee/mailtee/internal/rewrite"
@@ -36,6 +37,8 @@ type runtime struct {
 	cleanup *cleanup.Cleanup
 	policy  *smtpd.Policy
 	pacing  map[string]pace.Transport // by transport (pacing.go)
+	// mig is the migration settings of mail accepted now.
+	mig *migration.Tables
 }
 
 // newRuntime opens the tables of cfg and builds routing, local delivery,
@@ -49,12 +52,21 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 		ok, _ := t.mydest.Match(context.Background(), domain)
 		return ok
 	}
-	cl, err := cleanup.New(cleanupOptions(cfg, t, func(line string) { s.log.Printf("cleanup", "%s", line) }))
+	mig, err := migration.FromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	co := cleanupOptions(cfg, t, func(line string) { s.log.Printf("cleanup", "%s", line) })
+	co.Settings = mig.ID
+	addrOpts := maps.AddressOptions{Delimiters: cfg.Get("recipient_delimiter"), IsLocal: isLocal}
+	co.Rewrite.Phase = func(ctx context.Context, addr string) (string, error) { return mig.Phase(ctx, addr, addrOpts) }
+	co.Rewrite.CopiesApart = cfg.Get("copy_transport") != ""
+	cl, err := cleanup.New(co)
 	if err != nil {
 		return nil, err
 	}
 	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forwarder.Forward, cl.RewriteCopies, s.asUser,
-		func(msg string) { s.log.Printf("local", "warning: %s", msg) })
+		func(msg string) { s.log.Printf("local", "warning: %s", msg) }, s.mig.For)
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +81,7 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 		cleanup: cl,
 		policy:  policyFor(cfg, t),
 		pacing:  pacing,
+		mig:     mig,
 	}, nil
 }
 
@@ -269,7 +282,8 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 
 // localFor builds the local delivery agent.
 func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error,
-	rewrite func(context.Context, string, []envelope.Rcpt) ([]envelope.Rcpt, error), asUser *asuser.Pool, warn func(string)) (*local.Local, error) {
+	rewrite func(context.Context, string, []envelope.Rcpt) ([]envelope.Rcpt, error), asUser *asuser.Pool, warn func(string),
+	settings func(string) *migration.Tables) (*local.Local, error) {
 	allowCmd, err := local.ParseExpansion(cfg.List("allow_mail_to_commands"))
 	if err != nil {
 		return nil, fmt.Errorf("allow_mail_to_commands: %w", err)
@@ -294,6 +308,7 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		AsUser:             asUser,
 		Forward:            forward,
 		MailboxBCC:         t.mailboxBCC,
+		Migration:          settings,
 		Rewrite:            rewrite,
 		ForwardPath:        cfg.List("forward_path"),
 		AllowCommands:      allowCmd,

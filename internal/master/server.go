@@ -33,6 +33,7 @@ import (
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/mastercf"
 	"github.com/mailtee/mailtee/internal/metrics"
+	"github.com/mailtee/mailtee/internal/migration"
 	"github.com/mailtee/mailtee/internal/pace"
 	"github.com/mailtee/mailtee/internal/qmgr"
 	"github.com/mailtee/mailtee/internal/queue"
@@ -79,6 +80,9 @@ type Server struct {
 	// ledger records every message and outcome (nil: ledger_database
 	// is empty).
 	ledger *ledger.Recorder
+	// mig keeps the migration settings each message was accepted with
+	// (internal/migration), in the queue directory.
+	mig *migration.Store
 	// metrics are /metrics' families (internal/metrics).
 	metrics *metrics.Metrics
 	// obs is the HTTP listener of metrics_listen (nil: none).
@@ -162,6 +166,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	// they get the door once it exists, before anything runs.
 	notifier := &bounce.Notifier{Policy: s.bouncePolicy, Log: s.log}
 	s.forwarder = &qmgr.Forwarder{Log: s.log}
+	s.mig = migration.NewStore(migration.Dir(QueueDir(cfg)), func(format string, args ...any) { s.log.Printf("master", format, args...) })
 	rt, err := s.newRuntime(cfg, opened)
 	if err != nil {
 		return nil, err
@@ -220,6 +225,19 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		return nil, err
 	}
 	s.q = q
+	// The settings of new mail are on disk before any is accepted; those
+	// no queued message was accepted with are removed.
+	if err := s.mig.SetCurrent(rt.mig); err != nil {
+		q.Close(context.Background())
+		s.closeLedger()
+		s.qlock.Release()
+		return nil, err
+	}
+	inUse := map[string]bool{}
+	q.Each(func(in queue.Info) error { inUse[in.Settings] = true; return nil })
+	if gone := s.mig.Prune(inUse); len(gone) > 0 {
+		s.log.Printf("master", "migration settings no queued message uses removed: %s", strings.Join(gone, ", "))
+	}
 	s.loadPacing() // before the first delivery
 	s.door = cleanup.NewDoor(q, rt.cleanup)
 	notifier.Queue, s.forwarder.Queue = s.door, s.door
@@ -472,6 +490,13 @@ func (s *Server) Reload(dir string) error {
 			s.log.Printf("master", "warning: reload refused, keeping the running configuration: %s", l)
 		}
 		return err
+	}
+	if err := s.mig.SetCurrent(rt.mig); err != nil {
+		s.log.Printf("master", "warning: reload refused, keeping the running configuration: %v", err)
+		return err
+	}
+	if old := s.rt.Load(); old.mig.ID != rt.mig.ID {
+		s.log.Printf("master", "reload: migration settings now %s (mail accepted before keeps %s)", rt.mig.Settings.Summary(), old.mig.ID)
 	}
 	s.rt.Store(rt)
 	s.door.Set(rt.cleanup)

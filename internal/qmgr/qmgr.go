@@ -67,7 +67,7 @@ func (m *Manager) Deliver(ctx context.Context, qm *queue.Message, hop envelope.H
 	msg := &deliver.Message{ID: qm.ID, From: qm.Env.From, Size: qm.Size, Open: qm.Open,
 		SMTPUTF8: qm.Env.SMTPUTF8, EightBit: qm.Env.BodyType == "8BITMIME",
 		ClientName: qm.Env.ClientName, ClientAddr: qm.Env.ClientAddr, ClientHelo: qm.Env.Helo, ClientProtocol: qm.Env.Protocol,
-		Ret: qm.Env.Ret, EnvID: qm.Env.EnvID}
+		Ret: qm.Env.Ret, EnvID: qm.Env.EnvID, Settings: qm.Env.Settings}
 	rcpts := make([]envelope.Rcpt, len(idx))
 	for k, i := range idx {
 		rcpts[k] = qm.Rcpts[i].Rcpt

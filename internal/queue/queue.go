@@ -1267,7 +1267,10 @@ type Info struct {
 	Hold    bool
 	Active  bool
 	Parent  string `json:",omitempty"` // the message this one was made from
-	Rcpts   []RcptInfo
+	// Settings is the ID of the migration settings the message was
+	// accepted with (envelope.Envelope.Settings).
+	Settings string `json:",omitempty"`
+	Rcpts    []RcptInfo
 }
 
 // RcptInfo is one recipient in Info.
@@ -1277,7 +1280,7 @@ type RcptInfo struct {
 }
 
 func info(m *Message, active bool) Info {
-	in := Info{ID: m.ID, Arrival: m.Env.Arrival, Size: m.Size, From: m.Env.From, Hold: m.Hold, Active: active, Parent: m.Env.Parent}
+	in := Info{ID: m.ID, Arrival: m.Env.Arrival, Size: m.Size, From: m.Env.From, Hold: m.Hold, Active: active, Parent: m.Env.Parent, Settings: m.Env.Settings}
 	for _, r := range m.Rcpts {
 		if r.lost {
 			continue

@@ -124,6 +124,19 @@ type Options struct {
 	// recipient_bcc_maps, sender_bcc_maps (nil means none) and always_bcc.
 	RecipientBCC, SenderBCC maps.Table
 	AlwaysBCC               string
+	// Phase, when set, is the migration phase (internal/migration) of a
+	// recipient that recipient_bcc_maps gives a copy, asked with the
+	// address the table was: "off" makes no copy, "forward" sends the
+	// recipient's mail only to the copy's address, as a real delivery;
+	// anything else (dual) adds the copy. recipient_bcc_maps copies are
+	// marked envelope.MigrationCopy; those of sender_bcc_maps and
+	// always_bcc are not the migration's.
+	Phase func(ctx context.Context, addr string) (string, error)
+	// CopiesApart is copy_transport set: a mailbox's copy leaves by its
+	// own route, so a copy to an address that is also a recipient here
+	// (one box: user1 -> user1@students.iiit.ac.in) is not a duplicate
+	// of it. Otherwise both would take one route, and one is dropped.
+	CopiesApart bool
 
 	// PropagateUnmatchedExtensions is propagate_unmatched_extensions;
 	// default canonical, virtual. Only those two matter here.
@@ -384,18 +397,40 @@ func (r *Rewriter) Envelope(ctx context.Context, env *envelope.Envelope) (*envel
 		if err != nil {
 			return nil, err
 		}
-		for _, x := range exp {
-			out.Rcpts = append(out.Rcpts, envelope.Rcpt{
-				Addr: render(rc.Addr, a, x), Orig: orig, Copy: rc.Copy, NotifyOwner: rc.NotifyOwner,
-			})
-		}
+		var c []envelope.Rcpt
+		phase := ""
 		if bccOK && !rc.Copy && r.o.RecipientBCC != nil && !clean.IsNull() {
-			c, err := r.bccLookup(ctx, "recipient_bcc_maps", r.o.RecipientBCC, clean)
-			if err != nil {
+			if c, err = r.bccLookup(ctx, "recipient_bcc_maps", r.o.RecipientBCC, clean); err != nil {
 				return nil, err
 			}
-			copies = append(copies, c...)
+			if len(c) > 0 && r.o.Phase != nil {
+				if phase, err = r.o.Phase(ctx, clean.String()); err != nil {
+					return nil, &Error{Status: "4.3.0", Msg: fmt.Sprintf("migration phase of %s", clean), Err: err}
+				}
+			}
 		}
+		switch {
+		case phase == "off":
+			c = nil
+		case phase == "forward":
+			// The copy takes the recipient's place: its failures are the
+			// sender's to hear about, as the recipient's would have been.
+			for i := range c {
+				c[i].Migration, c[i].Copy = envelope.MigrationForward, false
+				c[i].Orig, c[i].NotifyOwner, c[i].Notify, c[i].ORcpt = orig, rc.NotifyOwner, rc.Notify, rc.ORcpt
+			}
+			out.Rcpts = append(out.Rcpts, c...)
+			continue
+		}
+		for _, x := range exp {
+			out.Rcpts = append(out.Rcpts, envelope.Rcpt{
+				Addr: render(rc.Addr, a, x), Orig: orig, Copy: rc.Copy, NotifyOwner: rc.NotifyOwner, Migration: rc.Migration,
+			})
+		}
+		for i := range c {
+			c[i].Migration = envelope.MigrationCopy
+		}
+		copies = append(copies, c...)
 	}
 	if bccOK && r.o.SenderBCC != nil && !sender.IsNull() {
 		c, err := r.bccLookup(ctx, "sender_bcc_maps", r.o.SenderBCC, sender)
@@ -417,7 +452,7 @@ func (r *Rewriter) Envelope(ctx context.Context, env *envelope.Envelope) (*envel
 			copies = append(copies, c...)
 		}
 	}
-	out.Rcpts = dedupe(append(out.Rcpts, copies...))
+	out.Rcpts = dedupe(append(out.Rcpts, copies...), r.o.CopiesApart)
 	return &out, nil
 }
 
@@ -536,12 +571,17 @@ func (r *Rewriter) copiesOf(ctx context.Context, a address.Address, from string)
 // filter on the (original, rewritten) pair by default
 // (enable_original_recipient = yes); mailtee keys on the address only, so
 // a mailbox never gets the same message twice.
-func dedupe(in []envelope.Rcpt) []envelope.Rcpt {
+func dedupe(in []envelope.Rcpt, copiesApart bool) []envelope.Rcpt {
 	keys := make([]string, len(in))
 	real := make(map[string]bool, len(in))
 	for i, rc := range in {
-		// The internal form, so that "a"@x and a@x are one address.
+		// The internal form, so that "a"@x and a@x are one address; a
+		// mailbox's copy with a route of its own (CopiesApart) is told
+		// apart by its migration kind.
 		keys[i] = strings.ToLower(parseAddr(rc.Addr).Internal())
+		if copiesApart {
+			keys[i] = rc.Migration + ":" + keys[i]
+		}
 		if !rc.Copy {
 			real[keys[i]] = true
 		}

@@ -1,0 +1,85 @@
+package local
+
+import (
+	"context"
+	"reflect"
+	"sort"
+	"testing"
+
+	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/migration"
+)
+
+// Each message is delivered under the migration settings it was
+// accepted with (deliver.Message.Settings): its mailbox_bcc_maps and
+// the phase of each mailbox that has a copy. dual: the mailbox and a
+// copy; off: the mailbox only; forward: no mailbox, the mail sent on to
+// the copy's address as a delivery of its own. A mailbox without a copy
+// is never affected. Mailboxes are reached through a list, as
+// mailbox_bcc_maps sees them.
+func TestPhasesPerMessage(t *testing.T) {
+	table := func(spec string) maps.Table {
+		tb, _, err := maps.Open(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tb
+	}
+	settings := map[string]*migration.Tables{
+		"A": {ID: "A", Settings: &migration.Settings{Phase: migration.Dual},
+			PhaseMaps:  table("inline:{ bob=forward, dave@example.org=off }"),
+			MailboxBCC: table("inline:{ alice=alice@g.example, bob=bob@g.example, dave=dave@g.example }")},
+		"B": {ID: "B", Settings: &migration.Settings{Phase: migration.Forward},
+			MailboxBCC: table("inline:{ alice=alice@g.example }")},
+	}
+	for _, tc := range []struct {
+		settings string
+		boxes    map[string]int
+		add      []string
+	}{
+		{"A", map[string]int{"alice": 1, "carol": 1, "dave": 1}, []string{"alice@g.example copy true", "bob@g.example forward false"}},
+		{"B", map[string]int{"bob": 1, "carol": 1, "dave": 1}, []string{"alice@g.example forward false"}},
+	} {
+		l, spool, fw := setup(t, "team: alice, bob\n")
+		l.o.Migration = func(id string) *migration.Tables { return settings[id] }
+		m := msg("Subject: x\r\n\r\n")
+		m.Settings = tc.settings
+		res := l.Deliver(context.Background(), m, []Rcpt{{Addr: "team@example.org"}, {Addr: "carol@example.org"}, {Addr: "dave@example.org"}})
+		var add []string
+		for i, r := range res {
+			if r.Err != nil {
+				t.Fatalf("%s: rcpt %d: %v", tc.settings, i, r.Err)
+			}
+			for _, a := range r.Add {
+				add = append(add, a.Addr+" "+a.Migration+" "+map[bool]string{true: "true", false: "false"}[a.Copy])
+			}
+		}
+		sort.Strings(add)
+		if got := mailboxes(t, spool); !reflect.DeepEqual(got, tc.boxes) {
+			t.Errorf("settings %s: mailboxes %v, want %v", tc.settings, got, tc.boxes)
+		}
+		if !reflect.DeepEqual(add, tc.add) {
+			t.Errorf("settings %s: added %q, want %q", tc.settings, add, tc.add)
+		}
+		if len(*fw) != 0 {
+			t.Errorf("settings %s: re-injected %+v", tc.settings, *fw)
+		}
+	}
+}
+
+// The forward phase of a recipient that is itself a copy (on a relay,
+// dual_delivery_relay) keeps it a copy: its failures still go to
+// postmaster.
+func TestForwardOfACopyStaysACopy(t *testing.T) {
+	l, _, _ := setup(t, "")
+	tb, _, _ := maps.Open("inline:{ alice=alice@g.example }")
+	l.o.Migration = func(string) *migration.Tables {
+		return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}
+	}
+	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "alice@example.org", Copy: true}})
+	want := []envelope.Rcpt{{Addr: "alice@g.example", Orig: "alice@example.org", Copy: true, Migration: envelope.MigrationForward}}
+	if res[0].Err != nil || !reflect.DeepEqual(res[0].Add, want) {
+		t.Errorf("err %v, added %+v, want %+v", res[0].Err, res[0].Add, want)
+	}
+}

@@ -1,0 +1,95 @@
+package rewrite
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/mailtee/mailtee/internal/envelope"
+)
+
+func showMigration(rs []envelope.Rcpt) []string {
+	out := show(rs)
+	for i, r := range rs {
+		if r.Migration != "" {
+			out[i] += " [" + r.Migration + "]"
+		}
+	}
+	return out
+}
+
+// The migration phase of each recipient recipient_bcc_maps copies:
+// dual adds the copy, off none, forward sends only to the copy's
+// address, as a real delivery (no +copy: the sender hears of its
+// failure). Recipients without a copy are never affected; sender_bcc_maps
+// and always_bcc are not the migration's copies.
+func TestPhases(t *testing.T) {
+	o := base()
+	o.RecipientBCC = inline(t, "u1@example.com", "u1@relay.example", "u2@example.com", "u2@relay.example", "u3@example.com", "u3@relay.example")
+	o.SenderBCC = inline(t, "joe@example.com", "joe-sent@example.net")
+	phases := map[string]string{"u1@example.com": "off", "u2@example.com": "forward", "u4@example.com": "forward"}
+	var asked []string
+	o.Phase = func(_ context.Context, addr string) (string, error) {
+		asked = append(asked, addr)
+		if p, ok := phases[addr]; ok {
+			return p, nil
+		}
+		return "dual", nil
+	}
+	env, err := New(o).Envelope(context.Background(), &envelope.Envelope{From: "joe", Rcpts: rcpts("u1@example.com", "u2@example.com", "u3@example.com", "u4@example.com")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"u1@example.com <- u1@example.com",
+		"u2@relay.example <- u2@example.com [forward]",
+		"u3@example.com <- u3@example.com",
+		"u4@example.com <- u4@example.com",
+		"u3@relay.example <- u3@example.com +copy [copy]",
+		"joe-sent@example.net <- joe@example.com +copy",
+	}
+	if g := showMigration(env.Rcpts); !reflect.DeepEqual(g, want) {
+		t.Errorf("got  %q\nwant %q", g, want)
+	}
+	// u4 has no copy: its phase is never asked.
+	if strings.Contains(strings.Join(asked, " "), "u4") {
+		t.Errorf("phase asked for a recipient without a copy: %v", asked)
+	}
+}
+
+// A phase table that cannot answer refuses the message for now, as any
+// lookup failure does: never a guess.
+func TestPhaseLookupError(t *testing.T) {
+	o := base()
+	o.RecipientBCC = inline(t, "u1@example.com", "u1@relay.example")
+	o.Phase = func(context.Context, string) (string, error) { return "", errors.New("down") }
+	_, err := New(o).Envelope(context.Background(), &envelope.Envelope{From: "joe", Rcpts: rcpts("u1@example.com")})
+	var re *Error
+	if !errors.As(err, &re) || re.Status != "4.3.0" {
+		t.Errorf("err %v, want a 4.3.0 *Error", err)
+	}
+}
+
+// With copy_transport (CopiesApart), a copy to the very address that is
+// delivered here (one box: u1 -> u1@example.com) is kept apart from it;
+// without, the two would take one route and the copy is dropped.
+func TestCopiesApart(t *testing.T) {
+	for _, apart := range []bool{false, true} {
+		o := base()
+		o.RecipientBCC = inline(t, "u1@example.com", "u1@example.com")
+		o.CopiesApart = apart
+		env, err := New(o).Envelope(context.Background(), &envelope.Envelope{From: "joe", Rcpts: rcpts("u1@example.com")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"u1@example.com <- u1@example.com"}
+		if apart {
+			want = append(want, "u1@example.com <- u1@example.com +copy [copy]")
+		}
+		if g := showMigration(env.Rcpts); !reflect.DeepEqual(g, want) {
+			t.Errorf("CopiesApart %v: got %q, want %q", apart, g, want)
+		}
+	}
+}
