@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/mailtee/mailtee/internal/report"
 )
 
 // Phase switches end to end (issue 18, DESIGN.md "Phases"): the seed's
@@ -507,8 +508,9 @@ func checkLedgerPhases(t *testing.T, n *phaseNet, msgs []*phaseMsg, switchStart,
 	t.Helper()
 	needLedger(t, n.primary)
 	byID := map[string]string{}
-	waitUntil(t, "every message in the primary's ledger", 30*time.Second, func() bool {
-		r := reportJSON(t, n.primary)
+	var r *report.Report
+	waitUntil(t, "every message in the primary's ledger, every delivery done", 30*time.Second, func() bool {
+		r = reportJSON(t, n.primary)
 		for _, m := range r.Messages {
 			byID[m.MessageID] = m.Phase
 		}
@@ -517,8 +519,23 @@ func checkLedgerPhases(t *testing.T, n *phaseNet, msgs []*phaseMsg, switchStart,
 				return false
 			}
 		}
-		return true
+		return r.Reconciliation.Delivered == r.Reconciliation.Required
 	})
+	// Every mailbox delivery, copy and forward the test counted is one
+	// the ledger required: a forward is a delivery of its own.
+	want := 0
+	for _, m := range msgs {
+		if m.err != nil {
+			continue
+		}
+		for _, u := range m.to {
+			want += n.inStore(u, m.messageID()) + n.atGoogle(u, m.messageID())
+		}
+	}
+	if r.Reconciliation.Required != want || len(r.Misses) != 0 {
+		t.Errorf("the ledger requires %d deliveries (%d delivered, %d misses); the mailboxes and the provider hold %d",
+			r.Reconciliation.Required, r.Reconciliation.Delivered, len(r.Misses), want)
+	}
 	for _, m := range msgs {
 		if m.err != nil {
 			continue
