@@ -374,7 +374,7 @@ func (n *phaseNet) noStrays(msgs []*phaseMsg, googleWant int) {
 	}
 }
 
-// 1. dual -> forward under load (TestPhaseSwitchUnderLoad). The primary copies with
+// 1. dual -> forward under load. The primary copies with
 // mailbox_bcc_maps; the relay, the copies' next hop, is down, so every
 // copy and every forward waits in the primary's queue; user1's mailbox
 // defers too, so user1's mail accepted in dual is delivered locally only
