@@ -268,7 +268,7 @@ func (n *phaseNet) mustSend(m *phaseMsg) {
 }
 
 // inStore counts the transactions that put message id into user's
-// mailbox.
+// mailbox (user+extension is user's).
 func (n *phaseNet) inStore(user, id string) int {
 	c := 0
 	for _, m := range n.store.Messages() {
@@ -276,7 +276,9 @@ func (n *phaseNet) inStore(user, id string) int {
 			continue
 		}
 		for _, r := range m.To {
-			if strings.EqualFold(r, user+"@"+seedDomain) {
+			local, domain, _ := strings.Cut(r, "@")
+			local, _, _ = strings.Cut(local, "+")
+			if strings.EqualFold(local, user) && strings.EqualFold(domain, seedDomain) {
 				c++
 			}
 		}
@@ -783,7 +785,7 @@ func TestPhasePilotCohort(t *testing.T) {
 				other = "recipient_bcc_maps"
 			}
 			n := newPhaseNet(t, phaseOpts{
-				primary: fmt.Sprintf("%s =\n%s = hash:$config_directory/bcc_map_to_relay\ndual_delivery_phase = dual\ndual_delivery_phase_maps = hash:$config_directory/phases\n", other, bcc),
+				primary: fmt.Sprintf("%s =\n%s = hash:$config_directory/bcc_map_to_relay\ndual_delivery_phase = dual\ndual_delivery_phase_maps = hash:$config_directory/phases\nrecipient_delimiter = +\n", other, bcc),
 				files:   map[string]string{"phases": "user1 forward\nuser2@students.iiit.ac.in forward\nuser5 off\n"},
 			})
 			all := []string{"user1", "user2", "user3", "user4", "user5"}
@@ -805,6 +807,12 @@ func TestPhasePilotCohort(t *testing.T) {
 				n.mustSend(list)
 				msgs = append(msgs, list)
 			}
+			// Addresses as senders write them: upper case, with an
+			// extension; the cohort table and the copy map are looked
+			// up as Postfix looks addresses up.
+			odd := &phaseMsg{tag: "pilot-" + bcc, n: 12, to: []string{"USER2", "user1+news", "user3+news"}, reach: []string{"user2", "user1", "user3"}}
+			n.mustSend(odd)
+			msgs = append(msgs, odd)
 			wants := map[string]want{"user1": {0, 1}, "user2": {0, 1}, "user3": {1, 1}, "user4": {1, 0}, "user5": {1, 0}}
 			waitUntil(t, "the cohort's deliveries", 30*time.Second, func() bool {
 				for _, m := range msgs {
