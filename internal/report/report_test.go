@@ -508,3 +508,40 @@ func TestForwardPhaseMailboxNotRequired(t *testing.T) {
 		t.Errorf("required deliveries\n got %v\nwant %v", got, want)
 	}
 }
+
+// FuzzPerMailbox: local(8)'s reply names the mailboxes a local delivery
+// reached; whatever its text, perMailbox returns none for a reply that
+// names only forward-phase deliveries, else at least one required
+// delivery, each in the delivery's state and with a part of the reply.
+func FuzzPerMailbox(f *testing.F) {
+	for _, s := range []string{
+		"delivered to maildir",
+		"delivered to maildir of u1@h; delivered to maildir of u2@h; mailbox copy to u1@relay, u2@relay",
+		"delivered over LMTP for a@h, b@h",
+		"forward phase: sent on to u1@relay",
+		"delivered over LMTP for u3@h; mailbox copy to u3@relay; forward phase: sent on to u1@relay",
+		"duplicate of u1@h, delivered once",
+		"forward phase: sent on to a@r; ",
+	} {
+		f.Add("u1@h", s)
+	}
+	f.Fuzz(func(t *testing.T, rcpt, reply string) {
+		d := ledger.Delivery{Rcpt: rcpt, Status: ledger.Sent, Transport: "local", Relay: "local", Reply: reply}
+		q := Required{Rcpt: rcpt, State: Delivered, Status: ledger.Sent, Reply: reply}
+		out := perMailbox(q, d)
+		if forwardPhaseOnly(reply) {
+			if len(out) != 0 {
+				t.Fatalf("%q: %d required deliveries for forward-phase deliveries alone", reply, len(out))
+			}
+			return
+		}
+		if len(out) == 0 {
+			t.Fatalf("%q: no required delivery", reply)
+		}
+		for _, r := range out {
+			if r.State != q.State || r.Reply != "delivered over LMTP" && !strings.Contains(reply, r.Reply) {
+				t.Fatalf("%q: %+v", reply, r)
+			}
+		}
+	})
+}
