@@ -80,7 +80,9 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 		internal/ledger:FuzzRemoteID internal/report:FuzzParseTime internal/ledgerhttp:FuzzQuery internal/ledgerhttp:FuzzClientReply \
 		cmd/mailtee:FuzzReportArgs internal/web:FuzzParsePasswords internal/web:FuzzParseNetworks internal/web:FuzzParsePeers \
 		internal/web:FuzzReadListen internal/dashboard:FuzzAdvice internal/dashboard:FuzzReportJSON internal/dashboard:FuzzQueueByDestination \
-		internal/metrics:FuzzParsePromQL internal/pflog:FuzzLine internal/migration:FuzzSettingsRecord; do
+		internal/metrics:FuzzParsePromQL internal/pflog:FuzzLine internal/migration:FuzzSettingsRecord \
+		internal/preflight:FuzzClassify internal/preflight:FuzzParseRate internal/preflight:FuzzSession \
+		internal/migrate:FuzzParsePattern internal/migrate:FuzzParsePasswd internal/migrate:FuzzParseShells; do
 		pkg=${target%%:*} name=${target##*:}
 		n=$((${n:-0} + 1))
 		echo "fuzz $pkg $name ($fuzztime)"
