@@ -324,12 +324,12 @@ func (n *phaseNet) drain(timeout time.Duration) {
 	}
 }
 
-// want is where a message must be for one user: in the mailbox (store),
+// placement is where a message must be for one user: in the mailbox (store),
 // at the provider (google); -1 is "0 or 1" (a message accepted while
 // the switch happened, which either phase may finish).
-type want struct{ store, google int }
+type placement struct{ store, google int }
 
-func (n *phaseNet) check(m *phaseMsg, user string, w want) {
+func (n *phaseNet) check(m *phaseMsg, user string, w placement) {
 	n.t.Helper()
 	s, g := n.inStore(user, m.messageID()), n.atGoogle(user, m.messageID())
 	ok := func(got, want int) bool { return got == want || want == -1 && (got == 0 || got == 1) }
@@ -424,11 +424,11 @@ func (c loadCase) name() string {
 }
 
 // phaseWant is where a user's mail goes in each phase.
-var phaseWant = map[string]want{"off": {1, 0}, "dual": {1, 1}, "forward": {0, 1}}
+var phaseWant = map[string]placement{"off": {1, 0}, "dual": {1, 1}, "forward": {0, 1}}
 
 // either is what a message accepted during a switch from a to b may
 // show: what both phases agree on, else 0 or 1.
-func either(a, b want) want {
+func either(a, b placement) placement {
 	w := a
 	if a.store != b.store {
 		w.store = -1
@@ -538,15 +538,15 @@ func phaseSwitchUnderLoad(t *testing.T, c loadCase) {
 	googleWant := 0
 	for _, m := range msgs {
 		u := m.to[0]
-		var w want
+		var w placement
 		switch {
 		case u == "user4":
-			w = want{1, 0}
+			w = placement{1, 0}
 			if m.err != nil {
-				w = want{-1, 0}
+				w = placement{-1, 0}
 			}
 		case m.err != nil:
-			w = want{-1, -1}
+			w = placement{-1, -1}
 		case m.end.Before(switchStart):
 			w = phaseWant[c.from]
 		case m.start.After(switchEnd):
@@ -701,11 +701,11 @@ func TestPhaseCopyMapSwitchQueued(t *testing.T) {
 			for _, m := range msgs {
 				for _, u := range m.to {
 					if u == "user4" {
-						n.check(m, u, want{1, 0})
+						n.check(m, u, placement{1, 0})
 						continue
 					}
 					googleWant++
-					n.check(m, u, want{1, 1})
+					n.check(m, u, placement{1, 1})
 				}
 			}
 			n.noStrays(msgs, googleWant)
@@ -750,10 +750,10 @@ func TestPhaseTablesEditedQueued(t *testing.T) {
 	googleWant := 0
 	for _, c := range []struct {
 		msgs  []*phaseMsg
-		wants map[string]want
+		wants map[string]placement
 	}{
-		{before, map[string]want{"user1": {1, 1}, "user2": {0, 1}, "user3": {1, 1}}},
-		{after, map[string]want{"user1": {0, 1}, "user2": {1, 1}, "user3": {1, 0}}},
+		{before, map[string]placement{"user1": {1, 1}, "user2": {0, 1}, "user3": {1, 1}}},
+		{after, map[string]placement{"user1": {0, 1}, "user2": {1, 1}, "user3": {1, 0}}},
 	} {
 		for _, m := range c.msgs {
 			for _, u := range m.to {
@@ -813,7 +813,7 @@ func TestPhasePilotCohort(t *testing.T) {
 			odd := &phaseMsg{tag: "pilot-" + bcc, n: 12, to: []string{"USER2", "user1+news", "user3+news"}, reach: []string{"user2", "user1", "user3"}}
 			n.mustSend(odd)
 			msgs = append(msgs, odd)
-			wants := map[string]want{"user1": {0, 1}, "user2": {0, 1}, "user3": {1, 1}, "user4": {1, 0}, "user5": {1, 0}}
+			wants := map[string]placement{"user1": {0, 1}, "user2": {0, 1}, "user3": {1, 1}, "user4": {1, 0}, "user5": {1, 0}}
 			waitUntil(t, "the cohort's deliveries", 30*time.Second, func() bool {
 				for _, m := range msgs {
 					for _, u := range m.reached() {
