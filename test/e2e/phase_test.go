@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/mailtee/mailtee/internal/report"
+	"github.com/mailtee/mailtee/test/internal/harness"
 )
 
 // Phase switches end to end (issue 18, DESIGN.md "Phases"): the seed's
@@ -763,6 +764,41 @@ func TestPhaseTablesEditedQueued(t *testing.T) {
 		}
 	}
 	n.noStrays(append(before, after...), googleWant)
+}
+
+// 2c. A held message across a switch and a restart: held in dual
+// (`mailtee queue hold`), the phase switched to forward, the primary
+// restarted (which removes the settings records no queued message
+// uses), then released. It is finished in dual: once in the mailbox,
+// once at the provider.
+func TestPhaseHeldAcrossSwitchAndRestart(t *testing.T) {
+	n := newPhaseNet(t, phaseOpts{primary: "recipient_bcc_maps =\nmailbox_bcc_maps = hash:$config_directory/bcc_map_to_relay\ndual_delivery_phase = dual\n"})
+	n.store.SetDataErr(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"})
+	m := &phaseMsg{tag: "held", n: 1, to: []string{"user1"}}
+	n.mustSend(m)
+	n.primary.WaitLog("status=deferred (")
+	out, err := n.primary.Run("", "queue", "list")
+	ids := harness.QueueIDs(out)
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("queue list: %v\n%s", err, out)
+	}
+	if out, err := n.primary.Run("", "queue", "hold", ids[0]); err != nil {
+		t.Fatalf("queue hold: %v\n%s", err, out)
+	}
+	n.setParams("dual_delivery_phase", "forward")
+	n.primary.Stop()
+	n.primary.Start()
+	n.store.SetDataErr(nil)
+	if out, err := n.primary.Run("", "queue", "release", ids[0]); err != nil {
+		t.Fatalf("queue release: %v\n%s", err, out)
+	}
+	after := &phaseMsg{tag: "held", n: 2, to: []string{"user1"}}
+	n.mustSend(after)
+	n.drain(30 * time.Second)
+	settle()
+	n.check(m, "user1", placement{1, 1})
+	n.check(after, "user1", placement{0, 1})
+	n.noStrays([]*phaseMsg{m, after}, 2)
 }
 
 // 3. A pilot cohort: dual_delivery_phase = dual for everyone, and
