@@ -128,6 +128,10 @@ var bad = map[string]string{
 	"ledger_database":         "postgres://ledger@db.test.example/ledger",
 	"metrics_tls_cert_file":   "/etc/passwd",
 	"metrics_tls_key_file":    "/nonexistent/metrics.key",
+	// SRS (internal/srs): a domain with a blank in it, a secret file
+	// that is not there
+	"srs_domain":      "srs example.org",
+	"srs_secret_file": "/nonexistent/srs.secret",
 }
 
 // exempt lists the parameters where no value can be wrong before serve
