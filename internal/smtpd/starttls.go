@@ -85,10 +85,13 @@ func scanStartTLS(p []byte) int {
 	}
 	i := bytes.IndexByte(p, '\n')
 	switch {
-	case i >= 0:
+	case i >= 0 && i+1 <= maxStartTLSLine:
 		return i + 1
-	case len(p) >= maxStartTLSLine:
-		return -1 // go-smtp answers an overlong line
+	case i >= 0 || len(p) >= maxStartTLSLine:
+		// go-smtp answers an overlong line, whether its end is in p
+		// already or not: how the client's bytes were cut into reads
+		// must not decide.
+		return -1
 	}
 	return 0
 }
