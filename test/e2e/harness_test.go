@@ -10,6 +10,7 @@ package e2e
 
 import (
 	"crypto/tls"
+	"fmt"
 	"testing"
 
 	"github.com/mailtee/mailtee/test/internal/harness"
@@ -39,3 +40,16 @@ var (
 
 // tlsInsecure accepts the test certificates.
 var tlsInsecure = tls.Config{InsecureSkipVerify: true}
+
+// loopbackMainCf is the head of the main.cf of a mailtee the tests run
+// on loopback: its SMTP port, the port its SMTP client connects to, the
+// test's DNS server, and retries quick enough for a test.
+func loopbackMainCf(port int, dns string) string {
+	return fmt.Sprintf(`smtpd_port = %d
+smtp_tcp_port = %d
+dns_servers = %s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+queue_run_delay = 1s
+`, port, port, dns)
+}

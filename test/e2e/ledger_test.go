@@ -75,19 +75,13 @@ func newLedgerNet(t *testing.T, bcc, extra string) *ledgerNet {
 		"aspmx.l.google.com":  googleIP,
 		seedDomain:            primaryIP,
 	}, nil)
-	common := fmt.Sprintf(`smtpd_port = %d
-smtp_tcp_port = %d
-dns_servers = %s
-minimal_backoff_time = 1s
-maximal_backoff_time = 2s
-queue_run_delay = 1s
-smtp_connect_timeout = 2s
+	common := loopbackMainCf(n.port, dns.Addr) + `smtp_connect_timeout = 2s
 queue_directory = $config_directory/queue
 data_directory = $config_directory/data
 mail_spool_directory = $config_directory/mail/
 ledger_database = ledger.db
 ledger_peer_token_file = $config_directory/peer_token
-`, n.port, n.port, dns.Addr)
+`
 	users := "user1 x\nuser2 x\nuser3 x\nuser4 x\nalice x\nlist x\npostmaster x\n"
 	files := map[string]string{"users": users, "aliases": "postmaster: alice\nlist: user1, user2\n", "peer_token": ledgerToken + "\n"}
 	pdir := copySeed(t, "primary", common+fmt.Sprintf(`inet_interfaces = %s

@@ -209,13 +209,7 @@ func runOneBox(t *testing.T, bccParam, bind string) oneBoxResult {
 	}
 	// The seed's primary, with its copy map now naming the mailboxes'
 	// own addresses, and the copies' transport.
-	main := fmt.Sprintf(`smtpd_port = %d
-smtp_tcp_port = %d
-dns_servers = %s
-minimal_backoff_time = 1s
-maximal_backoff_time = 2s
-queue_run_delay = 1s
-smtp_connect_timeout = 2s
+	main := loopbackMainCf(port, dns.Addr) + fmt.Sprintf(`smtp_connect_timeout = 2s
 inet_interfaces = %s
 mynetworks = 127.0.0.0/8
 queue_directory = $config_directory/queue
@@ -225,7 +219,7 @@ local_recipient_maps = hash:$config_directory/users $alias_maps
 recipient_bcc_maps =
 %s = hash:$config_directory/bcc_one_box
 copy_transport = google:[aspmx.l.google.com]
-%s`, port, port, dns.Addr, primaryIP, bccParam, extra)
+%s`, primaryIP, bccParam, extra)
 	dir := copySeed(t, "primary", main, map[string]string{
 		"users":       "user1 x\nuser2 x\nuser3 x\nuser4 x\nalice x\nlist x\npostmaster x\n",
 		"aliases":     "postmaster: alice\nlist: user1, user2\n",
@@ -306,13 +300,7 @@ func TestOneBoxCopyWaitsForCopyTransport(t *testing.T) {
 	port := freePortOn(t, primaryIP, googleIP)
 	google := newGoogleSink(t, fmt.Sprintf("%s:%d", googleIP, port))
 	dns := newDNS(t, map[string]string{"aspmx.l.google.com": googleIP}, nil)
-	main := fmt.Sprintf(`smtpd_port = %d
-smtp_tcp_port = %d
-dns_servers = %s
-minimal_backoff_time = 1s
-maximal_backoff_time = 2s
-queue_run_delay = 1s
-inet_interfaces = %s
+	main := loopbackMainCf(port, dns.Addr) + fmt.Sprintf(`inet_interfaces = %s
 mynetworks = 127.0.0.0/8
 queue_directory = $config_directory/queue
 mail_spool_directory = $config_directory/mail/
@@ -320,7 +308,7 @@ alias_maps = hash:$config_directory/aliases
 local_recipient_maps = hash:$config_directory/users $alias_maps
 recipient_bcc_maps =
 mailbox_bcc_maps = hash:$config_directory/bcc_one_box
-`, port, port, dns.Addr, primaryIP)
+`, primaryIP)
 	dir := copySeed(t, "primary", main, map[string]string{
 		"users":       "user1 x\nalice x\npostmaster x\n",
 		"aliases":     "postmaster: alice\n",

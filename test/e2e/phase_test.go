@@ -79,16 +79,10 @@ func newPhaseNet(t *testing.T, o phaseOpts) *phaseNet {
 		"aspmx.l.google.com":  googleIP,
 		seedDomain:            primaryIP,
 	}, nil)
-	common := fmt.Sprintf(`smtpd_port = %d
-smtp_tcp_port = %d
-dns_servers = %s
-minimal_backoff_time = 1s
-maximal_backoff_time = 2s
-queue_run_delay = 1s
-smtp_connect_timeout = 2s
+	common := loopbackMainCf(port, dns.Addr) + `smtp_connect_timeout = 2s
 queue_directory = $config_directory/queue
 mail_spool_directory = $config_directory/mail/
-`, port, port, dns.Addr)
+`
 	bcc := phaseBCC
 	if o.oneBox {
 		bcc = strings.ReplaceAll(bcc, "@relay.", "@")
