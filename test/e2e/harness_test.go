@@ -9,8 +9,11 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"os/exec"
 	"testing"
 
 	"github.com/mailtee/mailtee/test/internal/harness"
@@ -52,4 +55,21 @@ minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 queue_run_delay = 1s
 `, port, port, dns)
+}
+
+// runBin runs the built mailtee with args and returns its standard
+// output, standard error and exit status.
+func runBin(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(harness.Bin, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
 }

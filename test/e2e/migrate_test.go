@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -90,19 +89,10 @@ func (m migrateUsers) add(t *testing.T, suffix string, uid int, shell string) st
 	return name
 }
 
-// runMigrate runs the built mailtee migrate; stdout and stderr apart.
+// runMigrateCmd runs the built mailtee migrate; stdout and stderr apart.
 func runMigrateCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(harness.Bin, append([]string{"migrate"}, args...)...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return o.String(), e.String(), code
+	return runBin(t, append([]string{"migrate"}, args...)...)
 }
 
 // tableLines are the non-comment lines of an output.

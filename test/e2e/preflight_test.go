@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -138,18 +135,7 @@ transport_maps = hash:$config_directory/transport
 
 	run := func(args ...string) (string, string, int) {
 		t.Helper()
-		cmd := exec.Command(harness.Bin, append([]string{"preflight", "-c", in.Dir}, args...)...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return stdout.String(), stderr.String(), code
+		return runBin(t, append([]string{"preflight", "-c", in.Dir}, args...)...)
 	}
 
 	start := time.Now()

@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -210,20 +207,10 @@ srs_secret_file = $config_directory/srs.secret
 	os.Chmod(filepath.Join(in.Dir, "srs.secret"), 0o600)
 	run := func() (map[string]preflightRow, int) {
 		t.Helper()
-		cmd := exec.Command(harness.Bin, "preflight", "-c", in.Dir, "--format", "json", "--rate", "10/s")
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		stdout, stderr, code := runBin(t, "preflight", "-c", in.Dir, "--format", "json", "--rate", "10/s")
 		var rep struct{ Rows []preflightRow }
-		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-			t.Fatalf("JSON: %v\n%s\n%s", err, stdout.String(), stderr.String())
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+			t.Fatalf("JSON: %v\n%s\n%s", err, stdout, stderr)
 		}
 		rows := map[string]preflightRow{}
 		for _, r := range rep.Rows {
