@@ -66,7 +66,15 @@ func (s *Settings) ID() string {
 
 // Summary is the settings in one line, for the ledger and the log:
 // "phase=dual; mailbox_bcc_maps=hash:/etc/postfix/bcc; settings=ID".
-func (s *Settings) Summary() string {
+func (s *Settings) Summary() string { return s.summary(s.ID()) }
+
+// Summary is t's settings in one line, as Settings.Summary, with the ID
+// already computed: the ledger asks for it with every message, and the
+// ID hashes the tables' whole text (with a 100,000-entry mailbox_bcc_maps,
+// 14 ms a call).
+func (t *Tables) Summary() string { return t.Settings.summary(t.ID) }
+
+func (s *Settings) summary(id string) string {
 	parts := []string{"phase=" + s.Phase}
 	add := func(name string, specs []string) {
 		if len(specs) > 0 {
@@ -76,7 +84,7 @@ func (s *Settings) Summary() string {
 	add("dual_delivery_phase_maps", s.PhaseMaps)
 	add("recipient_bcc_maps", s.RecipientBCC)
 	add("mailbox_bcc_maps", s.MailboxBCC)
-	return strings.Join(parts, "; ") + "; settings=" + s.ID()
+	return strings.Join(parts, "; ") + "; settings=" + id
 }
 
 // Tables are Settings opened: what cleanup and local delivery ask.
