@@ -83,3 +83,36 @@ func TestForwardOfACopyStaysACopy(t *testing.T) {
 		t.Errorf("err %v, added %+v, want %+v", res[0].Err, res[0].Add, want)
 	}
 }
+
+// One box without copy_transport: a forward-phase mailbox whose copy's
+// address is in a local domain (alice -> alice@relay.example.org) would
+// have its mail sent to an address delivered here, whose mailbox is
+// again in the forward phase: the queue adds an address once, so the
+// mail reached no mailbox at all. The mailbox is kept (as in dual) and
+// a warning says why; with copy_transport (CopiesApart) the forward goes.
+func TestForwardToLocalAddressWithoutCopyTransport(t *testing.T) {
+	for _, apart := range []bool{false, true} {
+		l, spool, _ := setup(t, "")
+		var warned []string
+		l.o.Warn = func(s string) { warned = append(warned, s) }
+		l.o.CopiesApart = apart
+		tb, _, _ := maps.Open("inline:{ alice=alice@relay.example.org }")
+		l.o.Migration = func(string) *migration.Tables {
+			return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}
+		}
+		res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "alice@relay.example.org"}})
+		if res[0].Err != nil {
+			t.Fatalf("copy_transport %v: %v", apart, res[0].Err)
+		}
+		boxes := mailboxes(t, spool)
+		if apart {
+			if boxes["alice"] != 0 || len(res[0].Add) != 1 || res[0].Add[0].Migration != envelope.MigrationForward {
+				t.Errorf("copy_transport: mailboxes %v, added %+v; want the forward only", boxes, res[0].Add)
+			}
+			continue
+		}
+		if boxes["alice"] != 1 || len(res[0].Add) != 0 || len(warned) == 0 {
+			t.Errorf("no copy_transport: mailboxes %v, added %+v, warnings %q; want alice's mailbox, nothing added, a warning", boxes, res[0].Add, warned)
+		}
+	}
+}

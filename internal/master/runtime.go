@@ -309,6 +309,7 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		Forward:            forward,
 		MailboxBCC:         t.mailboxBCC,
 		Migration:          settings,
+		CopiesApart:        cfg.Get("copy_transport") != "",
 		Rewrite:            rewrite,
 		ForwardPath:        cfg.List("forward_path"),
 		AllowCommands:      allowCmd,
