@@ -61,6 +61,19 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	addrOpts := maps.AddressOptions{Delimiters: cfg.Get("recipient_delimiter"), IsLocal: isLocal}
 	co.Rewrite.Phase = func(ctx context.Context, addr string) (string, error) { return mig.Phase(ctx, addr, addrOpts) }
 	co.Rewrite.CopiesApart = cfg.Get("copy_transport") != ""
+	co.Rewrite.ApartDomain = func(domain string) bool {
+		for _, l := range []*maps.DomainList{t.mydest, t.relay, t.virtDomains} {
+			if l == nil {
+				continue
+			}
+			// A lookup that fails keeps them apart: a duplicate rather
+			// than a lost copy.
+			if ok, err := l.Match(context.Background(), domain); ok || err != nil {
+				return true
+			}
+		}
+		return false
+	}
 	cl, err := cleanup.New(co)
 	if err != nil {
 		return nil, err

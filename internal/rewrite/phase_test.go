@@ -93,3 +93,24 @@ func TestCopiesApart(t *testing.T) {
 		}
 	}
 }
+
+// With copy_transport, a copy to an address that is not delivered here
+// (u1 -> u1@students.example, a domain the provider hosts) and that the
+// message also has as a recipient takes the copy's route and the
+// recipient's, both to the provider's mailbox: one is a duplicate, and
+// the copy is dropped as it is without copy_transport. Only an address
+// in a local domain is kept apart from its copy.
+func TestCopiesApartOnlyForLocalAddresses(t *testing.T) {
+	o := base()
+	o.RecipientBCC = inline(t, "u1@example.com", "u1@students.example")
+	o.CopiesApart = true
+	o.ApartDomain = o.IsLocal
+	env, err := New(o).Envelope(context.Background(), &envelope.Envelope{From: "joe", Rcpts: rcpts("u1@example.com", "u1@students.example")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"u1@example.com <- u1@example.com", "u1@students.example <- u1@students.example"}
+	if g := showMigration(env.Rcpts); !reflect.DeepEqual(g, want) {
+		t.Errorf("got %q, want %q", g, want)
+	}
+}
