@@ -435,8 +435,14 @@ func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target, rcptCo
 				kind, copy = envelope.MigrationForward, rcptCopy
 			}
 		}
+		owner := ""
+		if kind == envelope.MigrationForward && t.owner != "" && d.msg.From != "" {
+			// The mailbox's delivery sent on: its failure goes where the
+			// list's other forwards' do, to the owner- alias.
+			owner = t.owner
+		}
 		for _, a := range splitAddrs(m.Value) {
-			copies = append(copies, envelope.Rcpt{Addr: a, Orig: t.addr, Copy: copy, Migration: kind})
+			copies = append(copies, envelope.Rcpt{Addr: a, Orig: t.addr, Copy: copy, Migration: kind, NotifyOwner: owner})
 		}
 	}
 	if len(copies) == 0 || l.o.Rewrite == nil {

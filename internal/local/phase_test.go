@@ -116,3 +116,27 @@ func TestForwardToLocalAddressWithoutCopyTransport(t *testing.T) {
 		}
 	}
 }
+
+// A forward-phase mailbox reached through a list with an owner- alias:
+// the mail sent on is the list's delivery, as a member's remote address
+// is, so its failure goes to the list's owner (NotifyOwner), not to the
+// original sender, like the list's other forwards (re-injected from the
+// owner).
+func TestForwardPhaseThroughListNotifiesOwner(t *testing.T) {
+	l, _, fw := setup(t, "team: alice, carol@remote.example\nowner-team: boss\n")
+	tb, _, _ := maps.Open("inline:{ alice=alice@g.example }")
+	l.o.Migration = func(string) *migration.Tables {
+		return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}
+	}
+	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "team@example.org"}})
+	if res[0].Err != nil || len(res[0].Add) != 1 || len(*fw) != 1 {
+		t.Fatalf("err %v, added %+v, re-injected %+v", res[0].Err, res[0].Add, *fw)
+	}
+	owner := (*fw)[0].from
+	if owner == "sender@outside.example" {
+		t.Fatalf("the list's remote member re-injected from the sender: the test's setup is wrong")
+	}
+	if got := res[0].Add[0].NotifyOwner; got != owner {
+		t.Errorf("forward phase NotifyOwner %q, want the list owner %q (as the list's remote member)", got, owner)
+	}
+}
