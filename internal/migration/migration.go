@@ -316,7 +316,8 @@ func (st *Store) load(id string) (*Tables, error) {
 }
 
 // Prune removes the records that no message uses: inUse are the IDs of
-// the queued messages; the current one is kept.
+// the queued messages; the current one is kept. It runs at start-up,
+// when no record is being written and no message being accepted.
 func (st *Store) Prune(inUse map[string]bool) (removed []string) {
 	ents, err := os.ReadDir(st.dir)
 	if err != nil {
@@ -325,6 +326,12 @@ func (st *Store) Prune(inUse map[string]bool) (removed []string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".json.tmp") {
+			// A write a crash interrupted (safeio's temporary file, the
+			// record's size). Prune runs before any record is written.
+			os.Remove(filepath.Join(st.dir, e.Name()))
+			continue
+		}
 		id, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok || inUse[id] || st.cur != nil && id == st.cur.ID {
 			continue
