@@ -38,3 +38,25 @@ func TestMigrationCopyOfExistingRecipient(t *testing.T) {
 		q.Close(context.Background())
 	}
 }
+
+// With CopyRoute, a mailbox's copy and another mailbox's forward to the
+// same address both leave by it, to the same mailbox: the second is a
+// duplicate (one mailbox in dual, one in the forward phase, copying to
+// one address).
+func TestMigrationCopyAndForwardAreOne(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakeNet()
+	c := copyOf("box@two.example", "a@one.example")
+	c.Migration = envelope.MigrationCopy
+	fw := envelope.Rcpt{Addr: "box@two.example", Orig: "b@one.example", Migration: envelope.MigrationForward}
+	o := withAdds(f.options(dir), map[string][]envelope.Rcpt{"a@one.example": {c}, "b@one.example": {fw}})
+	o.CopyRoute = func(ctx context.Context, r envelope.Rcpt) (envelope.Hop, bool, error) {
+		return envelope.Hop{Transport: "smtp", Nexthop: "[copies.example]"}, true, nil
+	}
+	q := startQueue(t, o)
+	q.Enqueue(context.Background(), q.NewID(), env("a@one.example", "b@one.example"), strings.NewReader("x\r\n"))
+	waitFor(t, "removal", func() bool { return drained(t, q, dir) })
+	if n := f.count("box@two.example"); n != 1 {
+		t.Errorf("box@two.example delivered %d times, want 1", n)
+	}
+}

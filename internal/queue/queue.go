@@ -795,10 +795,11 @@ func (q *Queue) route(ctx context.Context, r envelope.Rcpt) (envelope.Hop, error
 // taken for a duplicate of it. Without CopyRoute both would take the
 // same route: the same address twice is a duplicate.
 func (q *Queue) rcptKey(r envelope.Rcpt) string {
-	if q.o.CopyRoute == nil {
+	if q.o.CopyRoute == nil || r.Migration == "" {
 		return strings.ToLower(r.Addr)
 	}
-	return r.Migration + ":" + strings.ToLower(r.Addr)
+	// A copy and a forward both leave by CopyRoute: one kind.
+	return "migration:" + strings.ToLower(r.Addr)
 }
 
 // addRecords appends to recs the records that add adds to m, each

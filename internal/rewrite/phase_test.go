@@ -114,3 +114,34 @@ func TestCopiesApartOnlyForLocalAddresses(t *testing.T) {
 		t.Errorf("got %q, want %q", g, want)
 	}
 }
+
+// One box, copy_transport: two recipients that copy to the same address
+// delivered here, one in the forward phase and one in dual
+// (u1@example.com by its own phase entry, u1@mail.example.com by the
+// default): the forward and the copy both leave by copy_transport, to
+// the same mailbox at the provider, so they are one recipient (the
+// forward, a real delivery), kept apart only from the local recipient.
+func TestForwardAndCopyToOneAddressAreOne(t *testing.T) {
+	o := base()
+	o.RecipientBCC = inline(t, "u1@example.com", "box@example.com", "u1@mail.example.com", "box@example.com")
+	o.CopiesApart = true
+	o.ApartDomain = o.IsLocal
+	o.Phase = func(_ context.Context, addr string) (string, error) {
+		if addr == "u1@example.com" {
+			return "forward", nil
+		}
+		return "dual", nil
+	}
+	env, err := New(o).Envelope(context.Background(), &envelope.Envelope{From: "joe", Rcpts: rcpts("u1@example.com", "u1@mail.example.com", "box@example.com")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"box@example.com <- u1@example.com [forward]",
+		"u1@mail.example.com <- u1@mail.example.com",
+		"box@example.com <- box@example.com",
+	}
+	if g := showMigration(env.Rcpts); !reflect.DeepEqual(g, want) {
+		t.Errorf("got  %q\nwant %q", g, want)
+	}
+}

@@ -587,8 +587,10 @@ func dedupe(in []envelope.Rcpt, copiesApart bool, apartDomain func(string) bool)
 		// elsewhere than where copy_transport goes.
 		a := parseAddr(rc.Addr)
 		keys[i] = strings.ToLower(a.Internal())
-		if copiesApart && (apartDomain == nil || apartDomain(strings.ToLower(a.Domain))) {
-			keys[i] = rc.Migration + ":" + keys[i]
+		if copiesApart && rc.Migration != "" && (apartDomain == nil || apartDomain(strings.ToLower(a.Domain))) {
+			// A copy and a forward both leave by copy_transport: one
+			// kind, apart from the recipient delivered here.
+			keys[i] = "migration:" + keys[i]
 		}
 		if !rc.Copy {
 			real[keys[i]] = true
