@@ -82,7 +82,8 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 		internal/web:FuzzReadListen internal/dashboard:FuzzAdvice internal/dashboard:FuzzReportJSON internal/dashboard:FuzzQueueByDestination \
 		internal/metrics:FuzzParsePromQL internal/pflog:FuzzLine internal/migration:FuzzSettingsRecord \
 		internal/preflight:FuzzClassify internal/preflight:FuzzParseRate internal/preflight:FuzzSession \
-		internal/migrate:FuzzParsePattern internal/migrate:FuzzParsePasswd internal/migrate:FuzzParseShells; do
+		internal/migrate:FuzzParsePattern internal/migrate:FuzzParsePasswd internal/migrate:FuzzParseShells \
+		internal/srs:FuzzReverse internal/srs:FuzzParseReport internal/report:FuzzPerMailbox; do
 		pkg=${target%%:*} name=${target##*:}
 		n=$((${n:-0} + 1))
 		echo "fuzz $pkg $name ($fuzztime)"

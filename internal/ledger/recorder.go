@@ -299,8 +299,9 @@ func (e *batchMsg) row(d *Delivery) {
 		e.rowOrder = append(e.rowOrder, d.Index)
 	} else {
 		// As the store's upsert does: a pending row never hides a final
-		// one, and what the later row does not know is kept.
-		if old.Status.Final() && !d.Status.Final() {
+		// one, a sent one never an amended bounce (Amend), and what the
+		// later row does not know is kept.
+		if old.Status.Final() && !d.Status.Final() || old.Status == Bounced && d.Status == Sent {
 			return
 		}
 		d.Transport, d.Nexthop = cmp.Or(d.Transport, old.Transport), cmp.Or(d.Nexthop, old.Nexthop)

@@ -265,7 +265,8 @@ func msgUpsert(rows int) string {
 }
 
 // dlvUpsert: a final state is never replaced by "pending" (an event that
-// was late); the time of a final state stays that of its first record, a
+// was late), nor a bounce by "sent" (a copy the provider bounced to its
+// SRS sender after its 250, Amend, which the queue never learns); the time of a final state stays that of its first record, a
 // pending one's is the last attempt's (as its reply is), and what a later
 // record does not know (the next hop after a restart, the time in a
 // snapshot) is kept.
@@ -284,7 +285,8 @@ func dlvUpsert(rows int) string {
 			reply = CASE WHEN excluded.reply = '' THEN deliveries.reply ELSE excluded.reply END,
 			remote_id = CASE WHEN excluded.remote_id = '' THEN deliveries.remote_id ELSE excluded.remote_id END,
 			attempts = CASE WHEN excluded.attempts > deliveries.attempts THEN excluded.attempts ELSE deliveries.attempts END
-		WHERE excluded.status <> 'pending' OR deliveries.status = 'pending'`
+		WHERE (excluded.status <> 'pending' OR deliveries.status = 'pending')
+			AND NOT (deliveries.status = 'bounced' AND excluded.status = 'sent')`
 }
 
 // placeholders is "(?, ?), (?, ?)" for rows rows of cols columns.

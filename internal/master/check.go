@@ -70,6 +70,7 @@ func stageFindings(cfg *config.Config, mf *mastercf.File, opened map[string]maps
 		return out
 	}
 	out = append(out, noticeRouteFindings(cfg, t)...)
+	out = append(out, srsFindings(cfg, t)...)
 	out = append(out, migrationFindings(cfg)...)
 	for _, p := range cleanup.Check(cleanupOptions(cfg, t, nil)) {
 		out.Errorf(cfg.File, settingLine(cfg, p.Param), "%v", p)

@@ -25,6 +25,7 @@ import (
 	"github.com/mailtee/mailtee/internal/rewrite"
 	"github.com/mailtee/mailtee/internal/route"
 	"github.com/mailtee/mailtee/internal/smtpd"
+	"github.com/mailtee/mailtee/internal/srs"
 	"github.com/mailtee/mailtee/internal/users"
 )
 
@@ -37,6 +38,7 @@ type runtime struct {
 	cleanup *cleanup.Cleanup
 	policy  *smtpd.Policy
 	pacing  map[string]pace.Transport // by transport (pacing.go)
+	srs     *srs.Codec                // nil: SRS off (srs.go)
 	// mig is the migration settings of mail accepted now.
 	mig *migration.Tables
 }
@@ -87,7 +89,12 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	// (Check, which the reload ran, reported bad values).
 	mf, _ := loadMaster(cfg)
 	pacing, _ := pacingTransports(cfg, mf)
+	codec, err := srs.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
 	return &runtime{
+		srs:     codec,
 		cfg:     cfg,
 		router:  routerFor(cfg, t),
 		local:   lda,
@@ -290,6 +297,7 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 		Restrictions:     restrictionsFor(cfg),
 	}
 	p.BareNewlineExclusions = t.bareLFExclusions
+	p.SRS = srsAnswer(cfg, t)
 	return p
 }
 

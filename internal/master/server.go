@@ -39,6 +39,7 @@ import (
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/queuelock"
 	"github.com/mailtee/mailtee/internal/smtpd"
+	"github.com/mailtee/mailtee/internal/srs"
 )
 
 // Server is a running mailtee: the SMTP server, the queue and the
@@ -173,7 +174,10 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	}
 	s.rt.Store(rt)
 	tuneGC()
-	manager := qmgr.New(s.agents())
+	agents := s.agents()
+	agents[srs.Transport] = s.srsAgent()
+	manager := qmgr.New(agents)
+	manager.Sender = s.srsSender
 	s.pace = s.pacer(cfg, resolver)
 	// The queue is ours alone from before it is opened: an offline
 	// postsuper edit finishes first, a second serve fails (queuelock).
@@ -210,7 +214,11 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 			return n
 		},
 		Route: func(ctx context.Context, rcpt string) (envelope.Hop, error) {
-			return s.rt.Load().router.Route(ctx, rcpt)
+			rt := s.rt.Load()
+			if hop, ok := srs.Route(rt.srs, rcpt); ok {
+				return hop, nil // a bounce to a copy's SRS sender
+			}
+			return rt.router.Route(ctx, rcpt)
 		},
 		Deliver: manager.Deliver,
 		Pacer:   s.pace,

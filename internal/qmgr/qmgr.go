@@ -32,6 +32,10 @@ type Agent interface {
 // Manager dispatches deliveries to agents by transport name.
 type Manager struct {
 	agents map[string]Agent
+	// Sender, when set, is the MAIL FROM of a delivery to r of message
+	// id from from (SRS for copies, internal/srs). Recipients of
+	// one group that need different senders get one transaction each.
+	Sender func(id, from string, r envelope.Rcpt) string
 }
 
 // New is a Manager with the given agents and the two that need no
@@ -64,7 +68,39 @@ func (m *Manager) Has(transport string) bool {
 // Deliver delivers the recipients of qm with the given indexes, all
 // bound for hop (the queue's Options.Deliver).
 func (m *Manager) Deliver(ctx context.Context, qm *queue.Message, hop envelope.Hop, idx []int) []queue.Outcome {
-	msg := &deliver.Message{ID: qm.ID, From: qm.Env.From, Size: qm.Size, Open: qm.Open,
+	if m.Sender == nil {
+		return m.deliver(ctx, qm, hop, idx, qm.Env.From)
+	}
+	// One MAIL FROM per transaction: a copy's SRS sender must not be
+	// the sender of the ordinary recipients grouped with it.
+	var froms []string
+	by := map[string][]int{} // indexes into idx, by sender
+	for k, i := range idx {
+		f := m.Sender(qm.ID, qm.Env.From, qm.Rcpts[i].Rcpt)
+		if _, ok := by[f]; !ok {
+			froms = append(froms, f)
+		}
+		by[f] = append(by[f], k)
+	}
+	if len(froms) == 1 {
+		return m.deliver(ctx, qm, hop, idx, froms[0])
+	}
+	out := make([]queue.Outcome, len(idx))
+	for _, f := range froms {
+		sub := make([]int, len(by[f]))
+		for j, k := range by[f] {
+			sub[j] = idx[k]
+		}
+		for j, o := range m.deliver(ctx, qm, hop, sub, f) {
+			out[by[f][j]] = o
+		}
+	}
+	return out
+}
+
+// deliver is Deliver with the envelope sender from.
+func (m *Manager) deliver(ctx context.Context, qm *queue.Message, hop envelope.Hop, idx []int, from string) []queue.Outcome {
+	msg := &deliver.Message{ID: qm.ID, From: from, Size: qm.Size, Open: qm.Open,
 		SMTPUTF8: qm.Env.SMTPUTF8, EightBit: qm.Env.BodyType == "8BITMIME",
 		ClientName: qm.Env.ClientName, ClientAddr: qm.Env.ClientAddr, ClientHelo: qm.Env.Helo, ClientProtocol: qm.Env.Protocol,
 		Ret: qm.Env.Ret, EnvID: qm.Env.EnvID, Settings: qm.Env.Settings}

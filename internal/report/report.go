@@ -399,6 +399,13 @@ func perMailbox(q Required, d ledger.Delivery) []Required {
 	// ("root: admin"): that mailbox is the delivery's, as a list's
 	// members are theirs, so a search for it finds the message and a
 	// "duplicate of" it is not counted twice.
+	// A mailbox in the forward phase (mailbox_bcc_maps) is not written:
+	// local(8)'s reply says only where its mail was sent on, and that
+	// delivery, a recipient of the same message, is the one required,
+	// as with recipient_bcc_maps, where it replaces the mailbox at once.
+	if len(parts) == 0 && forwardPhaseOnly(d.Reply) {
+		return nil
+	}
 	if len(parts) == 0 || len(parts) == 1 && strings.EqualFold(parts[0].rcpt, d.Rcpt) {
 		return []Required{q}
 	}
@@ -419,6 +426,19 @@ func perMailbox(q Required, d ledger.Delivery) []Required {
 		out = append(out, r)
 	}
 	return out
+}
+
+// forwardPhaseOnly says whether a local delivery's reply names only
+// forward-phase deliveries (internal/local: "forward phase: sent on to
+// a@relay, b@relay").
+func forwardPhaseOnly(reply string) bool {
+	parts := strings.Split(reply, "; ")
+	for _, p := range parts {
+		if !strings.HasPrefix(strings.TrimSpace(p), "forward phase: sent on to ") {
+			return false
+		}
+	}
+	return len(parts) > 0
 }
 
 // withOnly is m with only delivery d.

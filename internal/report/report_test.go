@@ -471,3 +471,77 @@ func TestListCountsEachMailbox(t *testing.T) {
 		t.Errorf("required deliveries\n got %v\nwant %v", got, want)
 	}
 }
+
+// A mailbox in the forward phase (mailbox_bcc_maps) is not written:
+// local(8) sends its mail on to the copy's address, a recipient of the
+// same message, and only that delivery is required; a list whose other
+// member is in dual still counts that member's mailbox and copy.
+func TestForwardPhaseMailboxNotRequired(t *testing.T) {
+	l := memledger.New(
+		ledger.Message{Node: "h", ID: "A", Rcpts: []string{"u1@h"}, Arrival: t0,
+			Deliveries: []ledger.Delivery{
+				{Index: 0, Rcpt: "u1@h", Status: ledger.Sent, Transport: "local", Relay: "local", Reply: "forward phase: sent on to u1@relay"},
+				{Index: 1, Rcpt: "u1@relay", Orig: "u1@h", Status: ledger.Sent, Transport: "smtp", Relay: "relay[127.0.0.2]:25", Reply: "250 ok"},
+			}},
+		ledger.Message{Node: "h", ID: "B", Rcpts: []string{"list@h"}, Arrival: t0,
+			Deliveries: []ledger.Delivery{
+				{Index: 0, Rcpt: "list@h", Status: ledger.Sent, Transport: "local", Relay: "local",
+					Reply: "delivered over LMTP for u3@h; mailbox copy to u3@relay; forward phase: sent on to u1@relay"},
+				{Index: 1, Rcpt: "u3@relay", Orig: "u3@h", Copy: true, Status: ledger.Sent, Transport: "smtp", Relay: "relay[127.0.0.2]:25", Reply: "250 ok"},
+				{Index: 2, Rcpt: "u1@relay", Orig: "u1@h", Status: ledger.Pending, Transport: "smtp", Relay: "none", Reply: "connection refused"},
+			}},
+	)
+	r := build(t, Sources{Local: l}, ledger.Filter{})
+	if rc := r.Reconciliation; rc.Required != 1+3 || rc.Delivered != 3 {
+		t.Errorf("reconciliation %+v, want 3 of 4 (u1's forward; u3, its copy, u1's pending forward)", rc)
+	}
+	var got []string
+	for _, m := range r.Messages {
+		for _, q := range m.Required {
+			got = append(got, q.Rcpt)
+		}
+	}
+	want := []string{"u1@relay", "u3@h", "u3@relay", "u1@relay"}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("required deliveries\n got %v\nwant %v", got, want)
+	}
+}
+
+// FuzzPerMailbox: local(8)'s reply names the mailboxes a local delivery
+// reached; whatever its text, perMailbox returns none for a reply that
+// names only forward-phase deliveries, else at least one required
+// delivery, each in the delivery's state and with a part of the reply.
+func FuzzPerMailbox(f *testing.F) {
+	for _, s := range []string{
+		"delivered to maildir",
+		"delivered to maildir of u1@h; delivered to maildir of u2@h; mailbox copy to u1@relay, u2@relay",
+		"delivered over LMTP for a@h, b@h",
+		"forward phase: sent on to u1@relay",
+		"delivered over LMTP for u3@h; mailbox copy to u3@relay; forward phase: sent on to u1@relay",
+		"duplicate of u1@h, delivered once",
+		"forward phase: sent on to a@r; ",
+	} {
+		f.Add("u1@h", s)
+	}
+	f.Fuzz(func(t *testing.T, rcpt, reply string) {
+		d := ledger.Delivery{Rcpt: rcpt, Status: ledger.Sent, Transport: "local", Relay: "local", Reply: reply}
+		q := Required{Rcpt: rcpt, State: Delivered, Status: ledger.Sent, Reply: reply}
+		out := perMailbox(q, d)
+		if forwardPhaseOnly(reply) {
+			if len(out) != 0 {
+				t.Fatalf("%q: %d required deliveries for forward-phase deliveries alone", reply, len(out))
+			}
+			return
+		}
+		if len(out) == 0 {
+			t.Fatalf("%q: no required delivery", reply)
+		}
+		for _, r := range out {
+			if r.State != q.State || r.Reply != "delivered over LMTP" && !strings.Contains(reply, r.Reply) {
+				t.Fatalf("%q: %+v", reply, r)
+			}
+		}
+	})
+}

@@ -53,6 +53,14 @@ func (p *Policy) checkRcpt(ctx context.Context, client netip.Addr, a address.Add
 		}
 	}
 	domain := address.NormalizeDomain(a.Domain)
+	if p.SRS != nil {
+		if mine, err := p.SRS(ctx, a.Local, domain); mine {
+			if err != nil {
+				return reply(550, "5.1.1", "<%s>: Recipient address rejected: %v", ext, err)
+			}
+			return nil
+		}
+	}
 	cls, err := p.classify(ctx, domain)
 	if err != nil {
 		return tempfail()

@@ -88,6 +88,10 @@ type Policy struct {
 	Relay *maps.DomainList
 	// Virtual is virtual_alias_domains (may be nil).
 	Virtual *maps.DomainList
+	// SRS, when set, answers recipients at srs_domain first
+	// (internal/srs, Codec.Answer): mine says it decides, err refuses
+	// (550 5.1.1) a forged or expired SRS address, whatever the client.
+	SRS func(ctx context.Context, local, domain string) (mine bool, err error)
 	// LimitExceptions is smtpd_client_event_limit_exceptions: clients
 	// exempt from the per-client limits (Client in Options) and allowed
 	// past MaxClients. nil exempts no one.

@@ -128,6 +128,14 @@ var bad = map[string]string{
 	"ledger_database":         "postgres://ledger@db.test.example/ledger",
 	"metrics_tls_cert_file":   "/etc/passwd",
 	"metrics_tls_key_file":    "/nonexistent/metrics.key",
+	// SRS (internal/srs): a domain with a blank in it, a secret file
+	// that is not there
+	"srs_domain":      "srs example.org",
+	"srs_secret_file": "/nonexistent/srs.secret",
+	// phases (internal/migration): a typo of forward; a table that is
+	// not there
+	"dual_delivery_phase":      "forwrad",
+	"dual_delivery_phase_maps": "hash:/nonexistent/pilot",
 }
 
 // exempt lists the parameters where no value can be wrong before serve
