@@ -104,7 +104,8 @@ type Options struct {
 	// in place of MailboxBCC, and the phase of each mailbox that has a
 	// copy (dual_delivery_phase): off keeps the mailbox and makes no
 	// copy, forward sends the mail only to the copy's address.
-	Migration func(settings string) *migration.Tables
+	// An error (the settings cannot be read now) defers the delivery.
+	Migration func(settings string) (*migration.Tables, error)
 	// CopiesApart is copy_transport set: a forward-phase mailbox's mail
 	// to an address in a local domain leaves by it; without it such mail
 	// would come back here, so the mailbox is kept.
@@ -394,7 +395,11 @@ func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target, rcptCo
 	bcc := l.o.MailboxBCC
 	var mig *migration.Tables
 	if l.o.Migration != nil {
-		if mig = l.o.Migration(d.msg.Settings); mig != nil {
+		var err error
+		if mig, err = l.o.Migration(d.msg.Settings); err != nil {
+			return nil, nil, tempErr("%v", err)
+		}
+		if mig != nil {
 			bcc = mig.MailboxBCC
 		}
 	}

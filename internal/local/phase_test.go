@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"sort"
 	"testing"
@@ -42,7 +43,7 @@ func TestPhasesPerMessage(t *testing.T) {
 		{"B", map[string]int{"bob": 1, "carol": 1, "dave": 1}, []string{"alice@g.example forward false"}},
 	} {
 		l, spool, fw := setup(t, "team: alice, bob\n")
-		l.o.Migration = func(id string) *migration.Tables { return settings[id] }
+		l.o.Migration = func(id string) (*migration.Tables, error) { return settings[id], nil }
 		m := msg("Subject: x\r\n\r\n")
 		m.Settings = tc.settings
 		res := l.Deliver(context.Background(), m, []Rcpt{{Addr: "team@example.org"}, {Addr: "carol@example.org"}, {Addr: "dave@example.org"}})
@@ -74,8 +75,8 @@ func TestPhasesPerMessage(t *testing.T) {
 func TestForwardOfACopyStaysACopy(t *testing.T) {
 	l, _, _ := setup(t, "")
 	tb, _, _ := maps.Open("inline:{ alice=alice@g.example }")
-	l.o.Migration = func(string) *migration.Tables {
-		return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}
+	l.o.Migration = func(string) (*migration.Tables, error) {
+		return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}, nil
 	}
 	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "alice@example.org", Copy: true}})
 	want := []envelope.Rcpt{{Addr: "alice@g.example", Orig: "alice@example.org", Copy: true, Migration: envelope.MigrationForward}}
@@ -97,8 +98,8 @@ func TestForwardToLocalAddressWithoutCopyTransport(t *testing.T) {
 		l.o.Warn = func(s string) { warned = append(warned, s) }
 		l.o.CopiesApart = apart
 		tb, _, _ := maps.Open("inline:{ alice=alice@relay.example.org }")
-		l.o.Migration = func(string) *migration.Tables {
-			return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}
+		l.o.Migration = func(string) (*migration.Tables, error) {
+			return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}, nil
 		}
 		res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "alice@relay.example.org"}})
 		if res[0].Err != nil {
@@ -125,8 +126,8 @@ func TestForwardToLocalAddressWithoutCopyTransport(t *testing.T) {
 func TestForwardPhaseThroughListNotifiesOwner(t *testing.T) {
 	l, _, fw := setup(t, "team: alice, carol@remote.example\nowner-team: boss\n")
 	tb, _, _ := maps.Open("inline:{ alice=alice@g.example }")
-	l.o.Migration = func(string) *migration.Tables {
-		return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}
+	l.o.Migration = func(string) (*migration.Tables, error) {
+		return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}, nil
 	}
 	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "team@example.org"}})
 	if res[0].Err != nil || len(res[0].Add) != 1 || len(*fw) != 1 {
@@ -138,5 +139,16 @@ func TestForwardPhaseThroughListNotifiesOwner(t *testing.T) {
 	}
 	if got := res[0].Add[0].NotifyOwner; got != owner {
 		t.Errorf("forward phase NotifyOwner %q, want the list owner %q (as the list's remote member)", got, owner)
+	}
+}
+
+// The migration settings a message was accepted with that cannot be
+// read now defer its local delivery: nothing written, no copy decided.
+func TestMigrationSettingsUnreadableDefers(t *testing.T) {
+	l, spool, _ := setup(t, "")
+	l.o.Migration = func(string) (*migration.Tables, error) { return nil, errors.New("too many open files") }
+	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "alice@example.org"}})
+	if res[0].Err == nil || isPermanent(res[0].Err) || len(mailboxes(t, spool)) != 0 {
+		t.Errorf("err %v, mailboxes %v; want a temporary error and nothing written", res[0].Err, mailboxes(t, spool))
 	}
 }

@@ -81,7 +81,7 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 		return nil, err
 	}
 	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forwarder.Forward, cl.RewriteCopies, s.asUser,
-		func(msg string) { s.log.Printf("local", "warning: %s", msg) }, s.mig.For)
+		func(msg string) { s.log.Printf("local", "warning: %s", msg) }, s.mig.Get)
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +304,7 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 // localFor builds the local delivery agent.
 func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error,
 	rewrite func(context.Context, string, []envelope.Rcpt) ([]envelope.Rcpt, error), asUser *asuser.Pool, warn func(string),
-	settings func(string) *migration.Tables) (*local.Local, error) {
+	settings func(string) (*migration.Tables, error)) (*local.Local, error) {
 	allowCmd, err := local.ParseExpansion(cfg.List("allow_mail_to_commands"))
 	if err != nil {
 		return nil, fmt.Errorf("allow_mail_to_commands: %w", err)

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -277,42 +278,86 @@ func (st *Store) Current() *Tables {
 // or whose record is gone follows the current settings, which is logged
 // once per ID.
 func (st *Store) For(id string) *Tables {
+	t, err := st.Get(id)
+	if err != nil {
+		return st.Current()
+	}
+	return t
+}
+
+// Get is For for what decides a message's copies (local delivery): a
+// record that exists but cannot be read now (too many open files, an
+// I/O error) is an error, for the caller to defer on, rather than the
+// settings in force, which would make or drop a copy for good.
+func (st *Store) Get(id string) (*Tables, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if id == "" {
-		return st.cur
+		return st.cur, nil
 	}
 	if t, ok := st.opened[id]; ok {
-		return t
+		return t, nil
 	}
 	t, err := st.load(id)
+	var gone *goneError
+	if err != nil && !errors.As(err, &gone) {
+		return nil, fmt.Errorf("migration settings %s: %w", id, err)
+	}
 	if err != nil {
 		if !st.warned[id] {
 			st.warned[id] = true
 			st.log("warning: migration settings %s: %v; the messages accepted under them follow the settings in force", id, err)
 		}
-		return st.cur
+		return st.cur, nil
 	}
 	st.opened[id] = t
-	return t
+	return t, nil
 }
 
+// validID says whether id is one ID names (16 lower-case hex digits):
+// anything else in an envelope is damage, never a file name to try.
+func validID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// goneError is a record that cannot come back: missing, damaged, or not
+// a settings ID at all.
+type goneError struct{ err error }
+
+func (e *goneError) Error() string { return e.err.Error() }
+func (e *goneError) Unwrap() error { return e.err }
+
 func (st *Store) load(id string) (*Tables, error) {
-	if strings.ContainsAny(id, "/.") || id == "" {
-		return nil, errors.New("not a settings ID")
+	if !validID(id) {
+		return nil, &goneError{errors.New("not a settings ID")}
 	}
 	b, err := os.ReadFile(filepath.Join(st.dir, id+".json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &goneError{err}
+	}
 	if err != nil {
 		return nil, err
 	}
 	var s Settings
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("damaged record: %w", err)
+		return nil, &goneError{fmt.Errorf("damaged record: %w", err)}
 	}
 	if s.ID() != id {
-		return nil, errors.New("damaged record: its content does not match its name")
+		return nil, &goneError{errors.New("damaged record: its content does not match its name")}
 	}
-	return s.open()
+	t, err := s.open()
+	if err != nil {
+		return nil, &goneError{err}
+	}
+	return t, nil
 }
 
 // Prune removes the records that no message uses: inUse are the IDs of
