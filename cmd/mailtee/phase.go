@@ -38,7 +38,11 @@ func runPhase(args []string, stdout, stderr io.Writer) int {
 			return usage()
 		}
 	case "diff":
-		if len(rest) != 2 || !migration.ValidPhase(rest[1]) {
+		if len(rest) != 2 {
+			return usage()
+		}
+		if !migration.ValidPhase(rest[1]) {
+			fmt.Fprintf(stderr, "mailtee phase: %q is not a phase: expected off, dual or forward\n", rest[1])
 			return usage()
 		}
 		target = rest[1]

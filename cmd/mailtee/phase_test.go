@@ -53,7 +53,12 @@ func TestPhaseShowAndDiff(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "main.cf")); string(b) != mainCf {
 		t.Error("phase diff changed main.cf")
 	}
-	if code := run([]string{"phase", "-c", dir, "diff", "sideways"}, &out, &errb); code != exitBadData {
-		t.Errorf("diff sideways: exit %d, want %d", code, exitBadData)
+	errb.Reset()
+	if code := run([]string{"phase", "-c", dir, "diff", "froward"}, &out, &errb); code != exitBadData {
+		t.Errorf("diff froward: exit %d, want %d", code, exitBadData)
+	}
+	// A typo is named, with what is expected, not only the usage.
+	if !strings.Contains(errb.String(), `"froward" is not a phase: expected off, dual or forward`) {
+		t.Errorf("diff froward: stderr %q", errb.String())
 	}
 }

@@ -162,7 +162,19 @@ func (x *expansion) walk(addr string, s scope) error {
 	}
 	t := target{kind: toMailbox, addr: addr, user: user, local: folded, ext: ext, domain: strings.ToLower(domain), owner: s.owner}
 	key := strings.ToLower(addr)
-	if noExpand || (s.self != "" && (s.self == folded || s.self == user || s.self == key)) {
+	if s.self != "" && (s.self == folded || s.self == user || s.self == key) {
+		// The alias's (or .forward's) own name, with or without a
+		// backslash (Postfix's tokenizer drops it): delivered as if there
+		// were no alias, so the user's .forward is read, then the mailbox
+		// (alias.c's exp_from, recipient.c's deliver_switch). In the
+		// .forward being read, it is the mailbox (dotForward: recursive).
+		if found, err := x.dotForward(t, s); found || err != nil {
+			return err
+		}
+		x.out = append(x.out, t)
+		return nil
+	}
+	if noExpand {
 		x.out = append(x.out, t)
 		return nil
 	}
@@ -397,8 +409,11 @@ func (x *expansion) dotForward(t target, s scope) (bool, error) {
 		}
 		key := "forward " + path
 		if x.seen[key] {
+			// Read already: found if it named someone; while it is
+			// being read (the user's own name in it), not found, so the
+			// mailbox gets the mail (dotforward.c's forward-done).
 			f.Close()
-			return true, nil
+			return x.seen["forward-done "+path], nil
 		}
 		x.seen[key] = true
 		ns := scope{priv: u, from: FromForward, owner: s.owner, self: t.local, depth: s.depth + 1}
@@ -406,6 +421,9 @@ func (x *expansion) dotForward(t target, s scope) (bool, error) {
 		f.Close()
 		if err != nil {
 			return true, err
+		}
+		if n > 0 {
+			x.seen["forward-done "+path] = true
 		}
 		return n > 0, nil
 	}

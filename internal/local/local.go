@@ -104,7 +104,12 @@ type Options struct {
 	// in place of MailboxBCC, and the phase of each mailbox that has a
 	// copy (dual_delivery_phase): off keeps the mailbox and makes no
 	// copy, forward sends the mail only to the copy's address.
-	Migration func(settings string) *migration.Tables
+	// An error (the settings cannot be read now) defers the delivery.
+	Migration func(settings string) (*migration.Tables, error)
+	// CopiesApart is copy_transport set: a forward-phase mailbox's mail
+	// to an address in a local domain leaves by it; without it such mail
+	// would come back here, so the mailbox is kept.
+	CopiesApart bool
 	// Rewrite, when set, is cleanup's address rewriting of mail mailtee
 	// makes itself (canonical, virtual aliases), applied to the copies
 	// as it was when they were re-injected as messages of their own.
@@ -390,7 +395,11 @@ func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target, rcptCo
 	bcc := l.o.MailboxBCC
 	var mig *migration.Tables
 	if l.o.Migration != nil {
-		if mig = l.o.Migration(d.msg.Settings); mig != nil {
+		var err error
+		if mig, err = l.o.Migration(d.msg.Settings); err != nil {
+			return nil, nil, tempErr("%v", err)
+		}
+		if mig != nil {
 			bcc = mig.MailboxBCC
 		}
 	}
@@ -416,6 +425,14 @@ func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target, rcptCo
 			case migration.Off:
 				continue
 			case migration.Forward:
+				if a, ok := l.forwardComesBack(m.Value); ok {
+					// Sent on without copy_transport, the mail would be
+					// routed back here, to a mailbox again in the forward
+					// phase, and the queue adds an address once: it would
+					// reach no mailbox. Keep this one.
+					l.warn("%s: forward phase: %s is in a local domain and copy_transport is not set; the mail stays in the mailbox and no copy is made", t.addr, a)
+					continue
+				}
 				if forwards == nil {
 					forwards = map[string]bool{}
 				}
@@ -423,8 +440,14 @@ func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target, rcptCo
 				kind, copy = envelope.MigrationForward, rcptCopy
 			}
 		}
+		owner := ""
+		if kind == envelope.MigrationForward && t.owner != "" && d.msg.From != "" {
+			// The mailbox's delivery sent on: its failure goes where the
+			// list's other forwards' do, to the owner- alias.
+			owner = t.owner
+		}
 		for _, a := range splitAddrs(m.Value) {
-			copies = append(copies, envelope.Rcpt{Addr: a, Orig: t.addr, Copy: copy, Migration: kind})
+			copies = append(copies, envelope.Rcpt{Addr: a, Orig: t.addr, Copy: copy, Migration: kind, NotifyOwner: owner})
 		}
 	}
 	if len(copies) == 0 || l.o.Rewrite == nil {
@@ -435,6 +458,22 @@ func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target, rcptCo
 		return nil, nil, tempErr("address rewriting of the mailbox_bcc_maps copies %s: %v", joinAddrs(copies), err)
 	}
 	return out, forwards, nil
+}
+
+// forwardComesBack returns the first of a copy map's addresses that
+// would be delivered here again: one in a local domain, when
+// copy_transport does not give the migration's recipients a route of
+// their own.
+func (l *Local) forwardComesBack(value string) (string, bool) {
+	if l.o.CopiesApart || l.o.IsLocal == nil {
+		return "", false
+	}
+	for _, a := range splitAddrs(value) {
+		if i := strings.LastIndexByte(a, '@'); i >= 0 && l.o.IsLocal(strings.ToLower(a[i+1:])) {
+			return a, true
+		}
+	}
+	return "", false
 }
 
 func (l *Local) forward(ctx context.Context, from string, rcpts []envelope.Rcpt, msg *deliver.Message, deliveredTo string) error {

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"sort"
 	"testing"
@@ -42,7 +43,7 @@ func TestPhasesPerMessage(t *testing.T) {
 		{"B", map[string]int{"bob": 1, "carol": 1, "dave": 1}, []string{"alice@g.example forward false"}},
 	} {
 		l, spool, fw := setup(t, "team: alice, bob\n")
-		l.o.Migration = func(id string) *migration.Tables { return settings[id] }
+		l.o.Migration = func(id string) (*migration.Tables, error) { return settings[id], nil }
 		m := msg("Subject: x\r\n\r\n")
 		m.Settings = tc.settings
 		res := l.Deliver(context.Background(), m, []Rcpt{{Addr: "team@example.org"}, {Addr: "carol@example.org"}, {Addr: "dave@example.org"}})
@@ -74,12 +75,80 @@ func TestPhasesPerMessage(t *testing.T) {
 func TestForwardOfACopyStaysACopy(t *testing.T) {
 	l, _, _ := setup(t, "")
 	tb, _, _ := maps.Open("inline:{ alice=alice@g.example }")
-	l.o.Migration = func(string) *migration.Tables {
-		return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}
+	l.o.Migration = func(string) (*migration.Tables, error) {
+		return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}, nil
 	}
 	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "alice@example.org", Copy: true}})
 	want := []envelope.Rcpt{{Addr: "alice@g.example", Orig: "alice@example.org", Copy: true, Migration: envelope.MigrationForward}}
 	if res[0].Err != nil || !reflect.DeepEqual(res[0].Add, want) {
 		t.Errorf("err %v, added %+v, want %+v", res[0].Err, res[0].Add, want)
+	}
+}
+
+// One box without copy_transport: a forward-phase mailbox whose copy's
+// address is in a local domain (alice -> alice@relay.example.org) would
+// have its mail sent to an address delivered here, whose mailbox is
+// again in the forward phase: the queue adds an address once, so the
+// mail reached no mailbox at all. The mailbox is kept (as in dual) and
+// a warning says why; with copy_transport (CopiesApart) the forward goes.
+func TestForwardToLocalAddressWithoutCopyTransport(t *testing.T) {
+	for _, apart := range []bool{false, true} {
+		l, spool, _ := setup(t, "")
+		var warned []string
+		l.o.Warn = func(s string) { warned = append(warned, s) }
+		l.o.CopiesApart = apart
+		tb, _, _ := maps.Open("inline:{ alice=alice@relay.example.org }")
+		l.o.Migration = func(string) (*migration.Tables, error) {
+			return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}, nil
+		}
+		res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "alice@relay.example.org"}})
+		if res[0].Err != nil {
+			t.Fatalf("copy_transport %v: %v", apart, res[0].Err)
+		}
+		boxes := mailboxes(t, spool)
+		if apart {
+			if boxes["alice"] != 0 || len(res[0].Add) != 1 || res[0].Add[0].Migration != envelope.MigrationForward {
+				t.Errorf("copy_transport: mailboxes %v, added %+v; want the forward only", boxes, res[0].Add)
+			}
+			continue
+		}
+		if boxes["alice"] != 1 || len(res[0].Add) != 0 || len(warned) == 0 {
+			t.Errorf("no copy_transport: mailboxes %v, added %+v, warnings %q; want alice's mailbox, nothing added, a warning", boxes, res[0].Add, warned)
+		}
+	}
+}
+
+// A forward-phase mailbox reached through a list with an owner- alias:
+// the mail sent on is the list's delivery, as a member's remote address
+// is, so its failure goes to the list's owner (NotifyOwner), not to the
+// original sender, like the list's other forwards (re-injected from the
+// owner).
+func TestForwardPhaseThroughListNotifiesOwner(t *testing.T) {
+	l, _, fw := setup(t, "team: alice, carol@remote.example\nowner-team: boss\n")
+	tb, _, _ := maps.Open("inline:{ alice=alice@g.example }")
+	l.o.Migration = func(string) (*migration.Tables, error) {
+		return &migration.Tables{ID: "F", Settings: &migration.Settings{Phase: migration.Forward}, MailboxBCC: tb}, nil
+	}
+	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "team@example.org"}})
+	if res[0].Err != nil || len(res[0].Add) != 1 || len(*fw) != 1 {
+		t.Fatalf("err %v, added %+v, re-injected %+v", res[0].Err, res[0].Add, *fw)
+	}
+	owner := (*fw)[0].from
+	if owner == "sender@outside.example" {
+		t.Fatalf("the list's remote member re-injected from the sender: the test's setup is wrong")
+	}
+	if got := res[0].Add[0].NotifyOwner; got != owner {
+		t.Errorf("forward phase NotifyOwner %q, want the list owner %q (as the list's remote member)", got, owner)
+	}
+}
+
+// The migration settings a message was accepted with that cannot be
+// read now defer its local delivery: nothing written, no copy decided.
+func TestMigrationSettingsUnreadableDefers(t *testing.T) {
+	l, spool, _ := setup(t, "")
+	l.o.Migration = func(string) (*migration.Tables, error) { return nil, errors.New("too many open files") }
+	res := l.Deliver(context.Background(), msg("Subject: x\r\n\r\n"), []Rcpt{{Addr: "alice@example.org"}})
+	if res[0].Err == nil || isPermanent(res[0].Err) || len(mailboxes(t, spool)) != 0 {
+		t.Errorf("err %v, mailboxes %v; want a temporary error and nothing written", res[0].Err, mailboxes(t, spool))
 	}
 }

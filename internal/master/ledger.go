@@ -43,7 +43,7 @@ var otherCopyParams = []string{"sender_bcc_maps", "always_bcc", "dual_delivery_r
 func (s *Server) settingsSummary(id string) string {
 	var parts []string
 	if t := s.mig.For(id); t != nil {
-		parts = append(parts, t.Settings.Summary())
+		parts = append(parts, t.Summary())
 	}
 	cfg := s.rt.Load().cfg
 	for _, p := range otherCopyParams {

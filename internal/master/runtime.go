@@ -63,12 +63,25 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	addrOpts := maps.AddressOptions{Delimiters: cfg.Get("recipient_delimiter"), IsLocal: isLocal}
 	co.Rewrite.Phase = func(ctx context.Context, addr string) (string, error) { return mig.Phase(ctx, addr, addrOpts) }
 	co.Rewrite.CopiesApart = cfg.Get("copy_transport") != ""
+	co.Rewrite.ApartDomain = func(domain string) bool {
+		for _, l := range []*maps.DomainList{t.mydest, t.relay, t.virtDomains} {
+			if l == nil {
+				continue
+			}
+			// A lookup that fails keeps them apart: a duplicate rather
+			// than a lost copy.
+			if ok, err := l.Match(context.Background(), domain); ok || err != nil {
+				return true
+			}
+		}
+		return false
+	}
 	cl, err := cleanup.New(co)
 	if err != nil {
 		return nil, err
 	}
 	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forwarder.Forward, cl.RewriteCopies, s.asUser,
-		func(msg string) { s.log.Printf("local", "warning: %s", msg) }, s.mig.For)
+		func(msg string) { s.log.Printf("local", "warning: %s", msg) }, s.mig.Get)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +307,7 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 // localFor builds the local delivery agent.
 func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error,
 	rewrite func(context.Context, string, []envelope.Rcpt) ([]envelope.Rcpt, error), asUser *asuser.Pool, warn func(string),
-	settings func(string) *migration.Tables) (*local.Local, error) {
+	settings func(string) (*migration.Tables, error)) (*local.Local, error) {
 	allowCmd, err := local.ParseExpansion(cfg.List("allow_mail_to_commands"))
 	if err != nil {
 		return nil, fmt.Errorf("allow_mail_to_commands: %w", err)
@@ -320,6 +333,7 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		Forward:            forward,
 		MailboxBCC:         t.mailboxBCC,
 		Migration:          settings,
+		CopiesApart:        cfg.Get("copy_transport") != "",
 		Rewrite:            rewrite,
 		ForwardPath:        cfg.List("forward_path"),
 		AllowCommands:      allowCmd,

@@ -788,12 +788,18 @@ func (q *Queue) route(ctx context.Context, r envelope.Rcpt) (envelope.Hop, error
 	return q.o.Route(ctx, r.Addr)
 }
 
-// rcptKey tells recipients apart for addRecords: by address, and by what
-// the migration layer made of it, so that a mailbox's copy to the very
-// address delivered here (copy_transport, one box) is not taken for a
-// duplicate of it.
-func rcptKey(r envelope.Rcpt) string {
-	return r.Migration + ":" + strings.ToLower(r.Addr)
+// rcptKey tells recipients apart for addRecords: by address, and, when
+// CopyRoute gives the migration's recipients a route of their own
+// (copy_transport), by what the migration layer made of it, so that a
+// mailbox's copy to the very address delivered here (one box) is not
+// taken for a duplicate of it. Without CopyRoute both would take the
+// same route: the same address twice is a duplicate.
+func (q *Queue) rcptKey(r envelope.Rcpt) string {
+	if q.o.CopyRoute == nil || r.Migration == "" {
+		return strings.ToLower(r.Addr)
+	}
+	// A copy and a forward both leave by CopyRoute: one kind.
+	return "migration:" + strings.ToLower(r.Addr)
 }
 
 // addRecords appends to recs the records that add adds to m, each
@@ -807,13 +813,13 @@ func (q *Queue) addRecords(p *pass, recs []record, adds []envelope.Rcpt) []recor
 	m := p.e.m
 	have := make(map[string]bool, len(m.Rcpts)+len(p.adds))
 	for i := range m.Rcpts {
-		have[rcptKey(m.Rcpts[i].Rcpt)] = true
+		have[q.rcptKey(m.Rcpts[i].Rcpt)] = true
 	}
 	for _, r := range p.adds {
-		have[rcptKey(*r.Add)] = true
+		have[q.rcptKey(*r.Add)] = true
 	}
 	for _, a := range adds {
-		k := rcptKey(a)
+		k := q.rcptKey(a)
 		if a.Addr == "" || have[k] {
 			continue
 		}

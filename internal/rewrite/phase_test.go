@@ -93,3 +93,55 @@ func TestCopiesApart(t *testing.T) {
 		}
 	}
 }
+
+// With copy_transport, a copy to an address that is not delivered here
+// (u1 -> u1@students.example, a domain the provider hosts) and that the
+// message also has as a recipient takes the copy's route and the
+// recipient's, both to the provider's mailbox: one is a duplicate, and
+// the copy is dropped as it is without copy_transport. Only an address
+// in a local domain is kept apart from its copy.
+func TestCopiesApartOnlyForLocalAddresses(t *testing.T) {
+	o := base()
+	o.RecipientBCC = inline(t, "u1@example.com", "u1@students.example")
+	o.CopiesApart = true
+	o.ApartDomain = o.IsLocal
+	env, err := New(o).Envelope(context.Background(), &envelope.Envelope{From: "joe", Rcpts: rcpts("u1@example.com", "u1@students.example")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"u1@example.com <- u1@example.com", "u1@students.example <- u1@students.example"}
+	if g := showMigration(env.Rcpts); !reflect.DeepEqual(g, want) {
+		t.Errorf("got %q, want %q", g, want)
+	}
+}
+
+// One box, copy_transport: two recipients that copy to the same address
+// delivered here, one in the forward phase and one in dual
+// (u1@example.com by its own phase entry, u1@mail.example.com by the
+// default): the forward and the copy both leave by copy_transport, to
+// the same mailbox at the provider, so they are one recipient (the
+// forward, a real delivery), kept apart only from the local recipient.
+func TestForwardAndCopyToOneAddressAreOne(t *testing.T) {
+	o := base()
+	o.RecipientBCC = inline(t, "u1@example.com", "box@example.com", "u1@mail.example.com", "box@example.com")
+	o.CopiesApart = true
+	o.ApartDomain = o.IsLocal
+	o.Phase = func(_ context.Context, addr string) (string, error) {
+		if addr == "u1@example.com" {
+			return "forward", nil
+		}
+		return "dual", nil
+	}
+	env, err := New(o).Envelope(context.Background(), &envelope.Envelope{From: "joe", Rcpts: rcpts("u1@example.com", "u1@mail.example.com", "box@example.com")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"box@example.com <- u1@example.com [forward]",
+		"u1@mail.example.com <- u1@mail.example.com",
+		"box@example.com <- box@example.com",
+	}
+	if g := showMigration(env.Rcpts); !reflect.DeepEqual(g, want) {
+		t.Errorf("got  %q\nwant %q", g, want)
+	}
+}

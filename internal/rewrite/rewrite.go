@@ -137,6 +137,12 @@ type Options struct {
 	// (one box: user1 -> user1@students.iiit.ac.in) is not a duplicate
 	// of it. Otherwise both would take one route, and one is dropped.
 	CopiesApart bool
+	// ApartDomain, with CopiesApart, says whether an address in domain
+	// is delivered by another route than copy_transport's (a local, a
+	// virtual or a relay_domains domain): only then is a copy to it kept
+	// apart from the recipient with its address. A domain mail reaches by
+	// its MX would take the provider's mailbox twice. nil: every domain.
+	ApartDomain func(domain string) bool
 
 	// PropagateUnmatchedExtensions is propagate_unmatched_extensions;
 	// default canonical, virtual. Only those two matter here.
@@ -452,7 +458,7 @@ func (r *Rewriter) Envelope(ctx context.Context, env *envelope.Envelope) (*envel
 			copies = append(copies, c...)
 		}
 	}
-	out.Rcpts = dedupe(append(out.Rcpts, copies...), r.o.CopiesApart)
+	out.Rcpts = dedupe(append(out.Rcpts, copies...), r.o.CopiesApart, r.o.ApartDomain)
 	return &out, nil
 }
 
@@ -571,16 +577,20 @@ func (r *Rewriter) copiesOf(ctx context.Context, a address.Address, from string)
 // filter on the (original, rewritten) pair by default
 // (enable_original_recipient = yes); mailtee keys on the address only, so
 // a mailbox never gets the same message twice.
-func dedupe(in []envelope.Rcpt, copiesApart bool) []envelope.Rcpt {
+func dedupe(in []envelope.Rcpt, copiesApart bool, apartDomain func(string) bool) []envelope.Rcpt {
 	keys := make([]string, len(in))
 	real := make(map[string]bool, len(in))
 	for i, rc := range in {
 		// The internal form, so that "a"@x and a@x are one address; a
 		// mailbox's copy with a route of its own (CopiesApart) is told
-		// apart by its migration kind.
-		keys[i] = strings.ToLower(parseAddr(rc.Addr).Internal())
-		if copiesApart {
-			keys[i] = rc.Migration + ":" + keys[i]
+		// apart by its migration kind, when its address is delivered
+		// elsewhere than where copy_transport goes.
+		a := parseAddr(rc.Addr)
+		keys[i] = strings.ToLower(a.Internal())
+		if copiesApart && rc.Migration != "" && (apartDomain == nil || apartDomain(strings.ToLower(a.Domain))) {
+			// A copy and a forward both leave by copy_transport: one
+			// kind, apart from the recipient delivered here.
+			keys[i] = "migration:" + keys[i]
 		}
 		if !rc.Copy {
 			real[keys[i]] = true
