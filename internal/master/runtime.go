@@ -41,6 +41,9 @@ type runtime struct {
 	srs     *srs.Codec                // nil: SRS off (srs.go)
 	// mig is the migration settings of mail accepted now.
 	mig *migration.Tables
+	// copyApart is queue.Options.CopyApart: copy_transport set, and the
+	// address delivered here.
+	copyApart func(addr string) bool
 }
 
 // newRuntime opens the tables of cfg and builds routing, local delivery,
@@ -63,7 +66,7 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	addrOpts := maps.AddressOptions{Delimiters: cfg.Get("recipient_delimiter"), IsLocal: isLocal}
 	co.Rewrite.Phase = func(ctx context.Context, addr string) (string, error) { return mig.Phase(ctx, addr, addrOpts) }
 	co.Rewrite.CopiesApart = cfg.Get("copy_transport") != ""
-	co.Rewrite.ApartDomain = func(domain string) bool {
+	apartDomain := func(domain string) bool {
 		for _, l := range []*maps.DomainList{t.mydest, t.relay, t.virtDomains} {
 			if l == nil {
 				continue
@@ -76,6 +79,7 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 		}
 		return false
 	}
+	co.Rewrite.ApartDomain = apartDomain
 	cl, err := cleanup.New(co)
 	if err != nil {
 		return nil, err
@@ -104,6 +108,10 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 		policy:  policyFor(cfg, t),
 		pacing:  pacing,
 		mig:     mig,
+		copyApart: func(addr string) bool {
+			_, domain, _ := strings.Cut(addr, "@")
+			return co.Rewrite.CopiesApart && apartDomain(domain)
+		},
 	}, nil
 }
 

@@ -219,12 +219,13 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 		CopyRoute: func(ctx context.Context, r envelope.Rcpt) (envelope.Hop, bool, error) {
 			return s.rt.Load().router.CopyRoute(ctx, r)
 		},
-		Deliver: manager.Deliver,
-		Pacer:   s.pace,
-		Ledger:  qledger,
-		Bounce:  notifier.Bounce,
-		Events:  s.metrics.Events(qmgr.Events{Log: s.log}),
-		Log:     s.log.Slog(),
+		CopyApart: func(addr string) bool { return s.rt.Load().copyApart(addr) },
+		Deliver:   manager.Deliver,
+		Pacer:     s.pace,
+		Ledger:    qledger,
+		Bounce:    notifier.Bounce,
+		Events:    s.metrics.Events(qmgr.Events{Log: s.log}),
+		Log:       s.log.Slog(),
 	})
 	if err != nil {
 		s.closeLedger()

@@ -8,11 +8,12 @@ import (
 	"github.com/mailtee/mailtee/internal/envelope"
 )
 
-// Without copy_transport (no CopyRoute) a mailbox's copy takes the route
-// of any other recipient with its address, so a copy to an address the
-// message already has is a duplicate: it is not added (the message to
-// a@one and to copy@two reaches copy@two once). With CopyRoute the copy
-// leaves by a route of its own (the one-box case) and is added.
+// Unless CopyApart says a mailbox's copy takes another route than an
+// ordinary recipient with its address (copy_transport, and an address
+// delivered here: the one-box case), a copy to an address the message
+// already has is a duplicate: it is not added (the message to a@one and
+// to copy@two reaches copy@two once). A CopyRoute alone (the server
+// always has one) does not keep them apart.
 func TestMigrationCopyOfExistingRecipient(t *testing.T) {
 	for _, apart := range []bool{false, true} {
 		dir := t.TempDir()
@@ -20,10 +21,11 @@ func TestMigrationCopyOfExistingRecipient(t *testing.T) {
 		c := copyOf("copy@two.example", "a@one.example")
 		c.Migration = envelope.MigrationCopy
 		o := withAdds(f.options(dir), map[string][]envelope.Rcpt{"a@one.example": {c}})
+		o.CopyRoute = func(ctx context.Context, r envelope.Rcpt) (envelope.Hop, bool, error) {
+			return envelope.Hop{Transport: "smtp", Nexthop: "[copies.example]"}, apart, nil
+		}
 		if apart {
-			o.CopyRoute = func(ctx context.Context, r envelope.Rcpt) (envelope.Hop, bool, error) {
-				return envelope.Hop{Transport: "smtp", Nexthop: "[copies.example]"}, true, nil
-			}
+			o.CopyApart = func(addr string) bool { return strings.HasSuffix(addr, "@two.example") }
 		}
 		q := startQueue(t, o)
 		q.Enqueue(context.Background(), q.NewID(), env("a@one.example", "copy@two.example"), strings.NewReader("x\r\n"))
@@ -53,6 +55,7 @@ func TestMigrationCopyAndForwardAreOne(t *testing.T) {
 	o.CopyRoute = func(ctx context.Context, r envelope.Rcpt) (envelope.Hop, bool, error) {
 		return envelope.Hop{Transport: "smtp", Nexthop: "[copies.example]"}, true, nil
 	}
+	o.CopyApart = func(string) bool { return true }
 	q := startQueue(t, o)
 	q.Enqueue(context.Background(), q.NewID(), env("a@one.example", "b@one.example"), strings.NewReader("x\r\n"))
 	waitFor(t, "removal", func() bool { return drained(t, q, dir) })

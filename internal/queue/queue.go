@@ -108,6 +108,11 @@ type Options struct {
 	// layer made (Rcpt.Migration set): copy_transport. ok false: Route
 	// decides.
 	CopyRoute func(ctx context.Context, rcpt envelope.Rcpt) (hop envelope.Hop, ok bool, err error)
+	// CopyApart, when set, says whether a recipient the migration layer
+	// made to addr takes another route than an ordinary recipient with
+	// that address (copy_transport set, and addr delivered here): only
+	// then are the two kept apart when recipients are added (rcptKey).
+	CopyApart func(addr string) bool
 	// Deliver delivers m to the recipients with the given indexes, all
 	// bound for hop, and returns one Outcome per index, in order.
 	Deliver func(ctx context.Context, m *Message, hop envelope.Hop, rcpts []int) []Outcome
@@ -788,14 +793,14 @@ func (q *Queue) route(ctx context.Context, r envelope.Rcpt) (envelope.Hop, error
 	return q.o.Route(ctx, r.Addr)
 }
 
-// rcptKey tells recipients apart for addRecords: by address, and, when
-// CopyRoute gives the migration's recipients a route of their own
-// (copy_transport), by what the migration layer made of it, so that a
-// mailbox's copy to the very address delivered here (one box) is not
-// taken for a duplicate of it. Without CopyRoute both would take the
-// same route: the same address twice is a duplicate.
+// rcptKey tells recipients apart for addRecords: by address, and, for
+// a recipient the migration layer made that CopyApart keeps apart (one
+// box: a mailbox's copy to the very address delivered here, leaving by
+// copy_transport), by that too, so that it is not taken for a duplicate
+// of the recipient delivered here. Otherwise both would reach the same
+// mailbox: the same address twice is a duplicate.
 func (q *Queue) rcptKey(r envelope.Rcpt) string {
-	if q.o.CopyRoute == nil || r.Migration == "" {
+	if r.Migration == "" || q.o.CopyApart == nil || !q.o.CopyApart(r.Addr) {
 		return strings.ToLower(r.Addr)
 	}
 	// A copy and a forward both leave by CopyRoute: one kind.
