@@ -41,8 +41,8 @@ type runtime struct {
 	srs     *srs.Codec                // nil: SRS off (srs.go)
 	// mig is the migration settings of mail accepted now.
 	mig *migration.Tables
-	// copyApart is queue.Options.CopyApart: copy_transport set, and the
-	// address delivered here.
+	// copyApart is queue.Options.CopyApart: the address is delivered
+	// here, where a copy never is.
 	copyApart func(addr string) bool
 }
 
@@ -65,7 +65,6 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	co.Settings = mig.ID
 	addrOpts := maps.AddressOptions{Delimiters: cfg.Get("recipient_delimiter"), IsLocal: isLocal}
 	co.Rewrite.Phase = func(ctx context.Context, addr string) (string, error) { return mig.Phase(ctx, addr, addrOpts) }
-	co.Rewrite.CopiesApart = cfg.Get("copy_transport") != ""
 	apartDomain := func(domain string) bool {
 		for _, l := range []*maps.DomainList{t.mydest, t.relay, t.virtDomains} {
 			if l == nil {
@@ -110,7 +109,7 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 		mig:     mig,
 		copyApart: func(addr string) bool {
 			_, domain, _ := strings.Cut(addr, "@")
-			return co.Rewrite.CopiesApart && apartDomain(domain)
+			return apartDomain(domain)
 		},
 	}, nil
 }

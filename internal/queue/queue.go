@@ -110,7 +110,7 @@ type Options struct {
 	CopyRoute func(ctx context.Context, rcpt envelope.Rcpt) (hop envelope.Hop, ok bool, err error)
 	// CopyApart, when set, says whether a recipient the migration layer
 	// made to addr takes another route than an ordinary recipient with
-	// that address (copy_transport set, and addr delivered here): only
+	// that address (addr is delivered here, which a copy never is): only
 	// then are the two kept apart when recipients are added (rcptKey).
 	CopyApart func(addr string) bool
 	// Deliver delivers m to the recipients with the given indexes, all
@@ -795,10 +795,10 @@ func (q *Queue) route(ctx context.Context, r envelope.Rcpt) (envelope.Hop, error
 
 // rcptKey tells recipients apart for addRecords: by address, and, for
 // a recipient the migration layer made that CopyApart keeps apart (one
-// box: a mailbox's copy to the very address delivered here, leaving by
-// copy_transport), by that too, so that it is not taken for a duplicate
-// of the recipient delivered here. Otherwise both would reach the same
-// mailbox: the same address twice is a duplicate.
+// box: a mailbox's copy to the very address delivered here, which leaves
+// by copy_transport or waits for one), by that too, so that it is not
+// taken for a duplicate of the recipient delivered here. Otherwise both
+// would reach the same mailbox: the same address twice is a duplicate.
 func (q *Queue) rcptKey(r envelope.Rcpt) string {
 	if r.Migration == "" || q.o.CopyApart == nil || !q.o.CopyApart(r.Addr) {
 		return strings.ToLower(r.Addr)

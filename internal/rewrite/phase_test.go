@@ -72,14 +72,17 @@ func TestPhaseLookupError(t *testing.T) {
 	}
 }
 
-// With copy_transport (CopiesApart), a copy to the very address that is
-// delivered here (one box: u1 -> u1@example.com) is kept apart from it;
-// without, the two would take one route and the copy is dropped.
+// A copy to the very address that is delivered here (one box: u1 ->
+// u1@example.com) is kept apart from it (it leaves by copy_transport, or
+// waits for one); without ApartDomain the copy is dropped as its
+// duplicate.
 func TestCopiesApart(t *testing.T) {
 	for _, apart := range []bool{false, true} {
 		o := base()
 		o.RecipientBCC = inline(t, "u1@example.com", "u1@example.com")
-		o.CopiesApart = apart
+		if apart {
+			o.ApartDomain = o.IsLocal
+		}
 		env, err := New(o).Envelope(context.Background(), &envelope.Envelope{From: "joe", Rcpts: rcpts("u1@example.com")})
 		if err != nil {
 			t.Fatal(err)
@@ -89,12 +92,12 @@ func TestCopiesApart(t *testing.T) {
 			want = append(want, "u1@example.com <- u1@example.com +copy [copy]")
 		}
 		if g := showMigration(env.Rcpts); !reflect.DeepEqual(g, want) {
-			t.Errorf("CopiesApart %v: got %q, want %q", apart, g, want)
+			t.Errorf("apart %v: got %q, want %q", apart, g, want)
 		}
 	}
 }
 
-// With copy_transport, a copy to an address that is not delivered here
+// A copy to an address that is not delivered here
 // (u1 -> u1@students.example, a domain the provider hosts) and that the
 // message also has as a recipient takes the copy's route and the
 // recipient's, both to the provider's mailbox: one is a duplicate, and
@@ -103,7 +106,6 @@ func TestCopiesApart(t *testing.T) {
 func TestCopiesApartOnlyForLocalAddresses(t *testing.T) {
 	o := base()
 	o.RecipientBCC = inline(t, "u1@example.com", "u1@students.example")
-	o.CopiesApart = true
 	o.ApartDomain = o.IsLocal
 	env, err := New(o).Envelope(context.Background(), &envelope.Envelope{From: "joe", Rcpts: rcpts("u1@example.com", "u1@students.example")})
 	if err != nil {
@@ -124,7 +126,6 @@ func TestCopiesApartOnlyForLocalAddresses(t *testing.T) {
 func TestForwardAndCopyToOneAddressAreOne(t *testing.T) {
 	o := base()
 	o.RecipientBCC = inline(t, "u1@example.com", "box@example.com", "u1@mail.example.com", "box@example.com")
-	o.CopiesApart = true
 	o.ApartDomain = o.IsLocal
 	o.Phase = func(_ context.Context, addr string) (string, error) {
 		if addr == "u1@example.com" {

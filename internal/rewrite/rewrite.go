@@ -132,16 +132,15 @@ type Options struct {
 	// marked envelope.MigrationCopy; those of sender_bcc_maps and
 	// always_bcc are not the migration's.
 	Phase func(ctx context.Context, addr string) (string, error)
-	// CopiesApart is copy_transport set: a mailbox's copy leaves by its
-	// own route, so a copy to an address that is also a recipient here
-	// (one box: user1 -> user1@students.iiit.ac.in) is not a duplicate
-	// of it. Otherwise both would take one route, and one is dropped.
-	CopiesApart bool
-	// ApartDomain, with CopiesApart, says whether an address in domain
-	// is delivered by another route than copy_transport's (a local, a
-	// virtual or a relay_domains domain): only then is a copy to it kept
-	// apart from the recipient with its address. A domain mail reaches by
-	// its MX would take the provider's mailbox twice. nil: every domain.
+	// ApartDomain, when set, says whether an address in domain is
+	// delivered here (a local, a virtual or a relay_domains domain). A
+	// mailbox's copy (or forward) to such an address is never delivered
+	// here: it leaves by copy_transport (one box: user1 ->
+	// user1@students.iiit.ac.in), or waits in the queue for one. So it
+	// is kept apart from the recipient with its address, not dropped as
+	// its duplicate. A copy to an address delivered elsewhere would take
+	// the recipient's route, or reach the same mailbox at the provider
+	// by copy_transport: there it is a duplicate. nil: never apart.
 	ApartDomain func(domain string) bool
 
 	// PropagateUnmatchedExtensions is propagate_unmatched_extensions;
@@ -458,7 +457,7 @@ func (r *Rewriter) Envelope(ctx context.Context, env *envelope.Envelope) (*envel
 			copies = append(copies, c...)
 		}
 	}
-	out.Rcpts = dedupe(append(out.Rcpts, copies...), r.o.CopiesApart, r.o.ApartDomain)
+	out.Rcpts = dedupe(append(out.Rcpts, copies...), r.o.ApartDomain)
 	return &out, nil
 }
 
@@ -577,17 +576,16 @@ func (r *Rewriter) copiesOf(ctx context.Context, a address.Address, from string)
 // filter on the (original, rewritten) pair by default
 // (enable_original_recipient = yes); mailtee keys on the address only, so
 // a mailbox never gets the same message twice.
-func dedupe(in []envelope.Rcpt, copiesApart bool, apartDomain func(string) bool) []envelope.Rcpt {
+func dedupe(in []envelope.Rcpt, apartDomain func(string) bool) []envelope.Rcpt {
 	keys := make([]string, len(in))
 	real := make(map[string]bool, len(in))
 	for i, rc := range in {
 		// The internal form, so that "a"@x and a@x are one address; a
-		// mailbox's copy with a route of its own (CopiesApart) is told
-		// apart by its migration kind, when its address is delivered
-		// elsewhere than where copy_transport goes.
+		// mailbox's copy to an address delivered here (ApartDomain) is
+		// told apart by its migration kind.
 		a := parseAddr(rc.Addr)
 		keys[i] = strings.ToLower(a.Internal())
-		if copiesApart && rc.Migration != "" && (apartDomain == nil || apartDomain(strings.ToLower(a.Domain))) {
+		if rc.Migration != "" && apartDomain != nil && apartDomain(strings.ToLower(a.Domain)) {
 			// A copy and a forward both leave by copy_transport: one
 			// kind, apart from the recipient delivered here.
 			keys[i] = "migration:" + keys[i]

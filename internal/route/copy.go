@@ -162,7 +162,7 @@ func (r *Router) CheckCopies(ctx context.Context, file string, line int, known [
 				if key == "" {
 					key = "a key"
 				}
-				out.Warnf(where, wline, "%s (%s): %s -> %s: the copy's address is delivered here (%s:%s) and copy_transport is empty, so the provider never gets the copy (it waits in the queue, or, when it is the message's own recipient, cleanup drops it as a duplicate); set copy_transport (such as smtp:[aspmx.l.google.com]), or copy to an address routed away, as the seed's two servers do (user@relay.students.iiit.ac.in)",
+				out.Warnf(where, wline, "%s (%s): %s -> %s: the copy's address is delivered here (%s:%s) and copy_transport is empty, so the copy waits in the queue until copy_transport is set and reloaded; set copy_transport (such as smtp:[aspmx.l.google.com]), or copy to an address routed away, as the seed's two servers do (user@relay.students.iiit.ac.in)",
 					m.Param, m.Spec, key, a, hop.Transport, hop.Nexthop)
 			}
 		})
