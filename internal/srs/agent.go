@@ -197,7 +197,10 @@ func (a *Agent) one(ctx context.Context, msg *deliver.Message, rcpt string) (str
 	var notes []string
 	for _, f := range failed {
 		to := cmp.Or(f.Final, f.Original)
-		match := a.record(ctx, sender, to, f, rep.MessageID, now)
+		match := "not recorded in the ledger: the SRS address does not verify, so the bounce cannot say whose copy it is about"
+		if derr == nil {
+			match = a.record(ctx, sender, to, f, rep.MessageID, now)
+		}
 		reason := fmt.Sprintf("copy of %s's message to <%s> failed: %s; %s", who, cmp.Or(to, "unknown"),
 			cmp.Or(f.Diagnostic, "bounced (the report gives no reason)"), match)
 		notes = append(notes, match)

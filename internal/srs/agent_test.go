@@ -131,8 +131,8 @@ func TestAgent(t *testing.T) {
 		t.Errorf("ledger amended %v %+v", lg.ids, lg.amended)
 	}
 
-	// Unmatched (another Message-ID), and an address that no longer
-	// decodes: still postmaster's, saying so.
+	// An address that no longer decodes: still postmaster's, saying
+	// so, and not looked up in the ledger (TestAgentForgedLeavesLedger).
 	q2, lg2 := &fakeQueue{}, &fakeLedger{msgs: lg.msgs}
 	a.Queue, a.Ledger = q2, func() Ledger { return lg2 }
 	gone := New("srs.example.org", [][]byte{[]byte("rotated-away")})
@@ -140,7 +140,7 @@ func TestAgent(t *testing.T) {
 	body = googleDSN(srsFrom, "user1@students.example", "<unknown@sender.example>")
 	out = a.Deliver(context.Background(), "srs.example.org", msg, []envelope.Rcpt{{Addr: srsFrom}})
 	flat = strings.Join(strings.Fields(string(q2.data[0])), " ")
-	if out[0].Err != nil || len(lg2.amended) != 0 || !strings.Contains(flat, "could not be matched in the ledger") ||
+	if out[0].Err != nil || len(lg2.amended) != 0 || !strings.Contains(flat, "not recorded in the ledger: the SRS address does not verify") ||
 		!strings.Contains(flat, "copy of an unknown sender") {
 		t.Errorf("unmatched: %+v, amended %v:\n%s", out[0], lg2.amended, flat)
 	}
@@ -252,5 +252,34 @@ func TestAgentHostileDSN(t *testing.T) {
 	out = a.Deliver(context.Background(), "srs.example.org", msg, []envelope.Rcpt{{Addr: srsFrom}})
 	if out[0].Err != nil || len(q.data) != 2 || !strings.Contains(string(q.data[1]), "Status: 5.0.0") {
 		t.Fatalf("outcome %+v, %d notices:\n%s", out[0], len(q.data), q.data[len(q.data)-1])
+	}
+}
+
+// A bounce to an SRS address that does not verify (forged, and sent by
+// a way smtpd's RCPT check does not see: sendmail, a .forward; or one
+// whose secret is gone) cannot say whose copy it is about: it must not
+// amend the ledger row of a copy, delivered or not, whatever recipient
+// and Message-ID it names.
+func TestAgentForgedLeavesLedger(t *testing.T) {
+	c := vecCodec()
+	lg := &fakeLedger{msgs: []ledger.Message{
+		{Node: "mx", ID: "Q1", MessageID: "<m1@sender.example>", From: "alice@sender.example", Arrival: vecNow.Add(-time.Hour),
+			Deliveries: []ledger.Delivery{{Index: 1, Rcpt: "user1@students.example", Copy: true, Status: ledger.Sent, Attempts: 1}}},
+	}}
+	q := &fakeQueue{}
+	a := &Agent{Codec: func() *Codec { return c }, Queue: q, Log: maillog.New(io.Discard, "mx"),
+		Policy: func() bounce.Policy {
+			return bounce.Policy{Hostname: "mx.students.example", Myorigin: "students.example"}
+		},
+		Ledger: func() Ledger { return lg }, Now: func() time.Time { return vecNow }}
+	forged := "SRS0=xxxx=J2=evil.example=mallory@srs.example.org"
+	body := googleDSN(forged, "user1@students.example", "<m1@sender.example>")
+	msg := &deliver.Message{ID: "B3", Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
+	out := a.Deliver(context.Background(), "srs.example.org", msg, []envelope.Rcpt{{Addr: forged}})
+	if out[0].Err != nil || len(q.envs) != 1 {
+		t.Fatalf("outcome %+v, %d notices: the forged bounce still goes to postmaster", out[0], len(q.envs))
+	}
+	if len(lg.amended) != 0 {
+		t.Errorf("a forged SRS address amended the ledger: %v %+v", lg.ids, lg.amended)
 	}
 }
