@@ -96,9 +96,9 @@ func TestAgent(t *testing.T) {
 	lg := &fakeLedger{msgs: []ledger.Message{
 		{Node: "mx", ID: "Q1", MessageID: "<m1@sender.example>", From: "alice@sender.example", Arrival: vecNow.Add(-time.Hour),
 			Deliveries: []ledger.Delivery{{Index: 0, Rcpt: "user1@students.example", Status: ledger.Sent},
-				{Index: 1, Rcpt: "user1@students.example", Copy: true, Status: ledger.Sent, Attempts: 1}}},
+				{Index: 1, Rcpt: "user1@students.example", Copy: true, Status: ledger.Sent, Attempts: 1, At: vecNow.Add(-time.Hour)}}},
 		{Node: "mx", ID: "Q0", MessageID: "<other@sender.example>", From: "alice@sender.example", Arrival: vecNow.Add(-2 * time.Hour),
-			Deliveries: []ledger.Delivery{{Index: 1, Rcpt: "user1@students.example", Copy: true, Status: ledger.Sent}}},
+			Deliveries: []ledger.Delivery{{Index: 1, Rcpt: "user1@students.example", Copy: true, Status: ledger.Sent, At: vecNow.Add(-2 * time.Hour)}}},
 	}}
 	q := &fakeQueue{}
 	var logbuf bytes.Buffer
@@ -127,7 +127,7 @@ func TestAgent(t *testing.T) {
 		}
 	}
 	if len(lg.amended) != 1 || lg.ids[0] != "mx/Q1" || lg.amended[0].Index != 1 || lg.amended[0].Status != ledger.Bounced ||
-		lg.amended[0].DSN != "5.1.1" || !strings.Contains(lg.amended[0].Reply, "does not exist") {
+		lg.amended[0].DSN != "5.1.1" || !strings.Contains(lg.amended[0].Reply, "does not exist") || !lg.amended[0].At.Equal(vecNow) {
 		t.Errorf("ledger amended %v %+v", lg.ids, lg.amended)
 	}
 
@@ -281,5 +281,42 @@ func TestAgentForgedLeavesLedger(t *testing.T) {
 	}
 	if len(lg.amended) != 0 {
 		t.Errorf("a forged SRS address amended the ledger: %v %+v", lg.ids, lg.amended)
+	}
+}
+
+// An SRS0 address is valid 21 days for every copy of its sender's
+// messages: whoever holds one (the copy's recipient sees it as the
+// Return-Path) could name in a forged bounce any other copy of that
+// sender's mail, delivered days before, and have it recorded bounced.
+// The address's stamp is the day the copy was sent: a copy the ledger
+// has as sent on another day is not the one the bounce is about.
+func TestAgentStampBindsCopy(t *testing.T) {
+	c := vecCodec()
+	srsFrom, _ := c.Forward("alice@sender.example") // stamped today (J2)
+	old := ledger.Message{Node: "mx", ID: "Q9", MessageID: "<old@sender.example>", From: "alice@sender.example", Arrival: vecNow.Add(-10 * day),
+		Deliveries: []ledger.Delivery{{Index: 1, Rcpt: "user7@students.example", Copy: true, Status: ledger.Sent, At: vecNow.Add(-10 * day)}}}
+	today := ledger.Message{Node: "mx", ID: "Q1", MessageID: "<m1@sender.example>", From: "alice@sender.example", Arrival: vecNow.Add(-time.Hour),
+		Deliveries: []ledger.Delivery{{Index: 1, Rcpt: "user1@students.example", Copy: true, Status: ledger.Sent, At: vecNow.Add(-time.Hour)}}}
+	for _, x := range []struct {
+		rcpt, msgID string
+		want        string // the ledger row amended, "" none
+	}{
+		{"user7@students.example", "<old@sender.example>", ""},
+		{"user7@students.example", "", ""},
+		{"user1@students.example", "<m1@sender.example>", "mx/Q1"},
+	} {
+		lg := &fakeLedger{msgs: []ledger.Message{old, today}}
+		a := &Agent{Codec: func() *Codec { return c }, Queue: &fakeQueue{}, Log: maillog.New(io.Discard, "mx"),
+			Policy: func() bounce.Policy {
+				return bounce.Policy{Hostname: "mx.students.example", Myorigin: "students.example"}
+			},
+			Ledger: func() Ledger { return lg }, Now: func() time.Time { return vecNow }}
+		body := googleDSN(srsFrom, x.rcpt, x.msgID)
+		msg := &deliver.Message{ID: "B4", Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
+		a.Deliver(context.Background(), "srs.example.org", msg, []envelope.Rcpt{{Addr: srsFrom}})
+		got := strings.Join(lg.ids, ",")
+		if got != x.want {
+			t.Errorf("bounce naming %s %s: amended %q, want %q", x.rcpt, x.msgID, got, x.want)
+		}
 	}
 }
