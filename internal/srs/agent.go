@@ -141,12 +141,27 @@ func (a *Agent) now() time.Time {
 // Deliver implements qmgr.Agent.
 func (a *Agent) Deliver(ctx context.Context, nexthop string, msg *deliver.Message, rcpts []envelope.Rcpt) []queue.Outcome {
 	out := make([]queue.Outcome, len(rcpts))
-	for i, r := range rcpts {
-		reply, err := a.one(ctx, msg, r.Addr)
-		out[i] = queue.Outcome{Relay: "none", Reply: reply}
-		if err != nil {
-			out[i] = queue.Outcome{Relay: "none", Err: &deliver.Error{Enhanced: "4.3.0", Relay: "none", Text: err.Error()}}
+	if len(rcpts) == 0 {
+		return out
+	}
+	// A bounce has one envelope recipient. Many SRS addresses decode
+	// alike ('=', '-' or '+' after SRS0, the hash's case, what follows
+	// its first four characters): a message to several is reported
+	// once, or one valid address would make a notice to postmaster for
+	// each of a thousand RCPTs.
+	reply, err := a.one(ctx, msg, rcpts[0].Addr)
+	first := queue.Outcome{Relay: "none", Reply: reply}
+	if err != nil {
+		first = queue.Outcome{Relay: "none", Err: &deliver.Error{Enhanced: "4.3.0", Relay: "none", Text: err.Error()}}
+	}
+	for i := range out {
+		out[i] = first
+		if i > 0 && err == nil {
+			out[i].Reply = "the same message as to <" + rcpts[0].Addr + ">: reported once"
 		}
+	}
+	if len(rcpts) > 1 {
+		a.Log.Printf(Transport, "%s: %d more SRS recipients of the same message: reported once, with <%s>", msg.ID, len(rcpts)-1, rcpts[0].Addr)
 	}
 	return out
 }

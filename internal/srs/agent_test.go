@@ -320,3 +320,37 @@ func TestAgentStampBindsCopy(t *testing.T) {
 		}
 	}
 }
+
+// One valid SRS address gives many that decode the same ('-' or '+' for
+// the first '=', the hash's case, characters after its first four, as
+// libsrs2 accepts them): a message sent to a thousand of them must not
+// make a thousand notices to postmaster. A bounce has one envelope
+// recipient; a message to several SRS addresses is reported once.
+func TestAgentOneNoticePerMessage(t *testing.T) {
+	c := vecCodec()
+	srsFrom, _ := c.Forward("alice@sender.example") // SRS0=7Cba=J2=sender.example=alice@srs.example.org
+	var rcpts []envelope.Rcpt
+	for _, v := range []string{srsFrom, "SRS0-7Cba=J2=sender.example=alice@srs.example.org", "SRS0+7cbaXYZ=J2=sender.example=alice@srs.example.org"} {
+		if _, err := c.Reverse(v); err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		rcpts = append(rcpts, envelope.Rcpt{Addr: v})
+	}
+	q := &fakeQueue{}
+	a := &Agent{Codec: func() *Codec { return c }, Queue: q, Log: maillog.New(io.Discard, "mx"),
+		Policy: func() bounce.Policy {
+			return bounce.Policy{Hostname: "mx.students.example", Myorigin: "students.example"}
+		},
+		Now: func() time.Time { return vecNow }}
+	body := googleDSN(srsFrom, "user1@students.example", "<m1@sender.example>")
+	msg := &deliver.Message{ID: "B5", Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
+	out := a.Deliver(context.Background(), "srs.example.org", msg, rcpts)
+	if len(q.envs) != 1 {
+		t.Errorf("%d notices for one message to %d SRS addresses, want 1", len(q.envs), len(rcpts))
+	}
+	for i, o := range out {
+		if o.Err != nil {
+			t.Errorf("recipient %d: %v (deferred: it would be tried again)", i, o.Err)
+		}
+	}
+}
