@@ -102,7 +102,8 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitRuntime
 	}
-	h := migrate.Header{Command: migrateCommand(*dir, *copyTo, *postfix, *minUID, *domain), Time: time.Now(), Sources: o.Sources()}
+	h := migrate.Header{Command: migrateCommand(*dir, *copyTo, *postfix, *minUID, *domain), Time: time.Now(), Sources: o.Sources(),
+		AliasMaps: cfg.Get("alias_maps"), AliasDatabase: cfg.Get("alias_database")}
 	write := migrate.WriteTable
 	if *postfix {
 		write = migrate.WriteAliases
@@ -113,14 +114,10 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 	}
 	migrate.Summary(stderr, "mailtee migrate", res, *postfix)
 	if *postfix {
-		fmt.Fprint(stderr, `mailtee migrate: to use these entries on the Postfix primary:
-  mailtee migrate ... --postfix > /etc/postfix/aliases_copy
-  postconf -e 'alias_maps = hash:/etc/postfix/aliases_copy, hash:/etc/aliases' \
-              'alias_database = hash:/etc/postfix/aliases_copy, hash:/etc/aliases'
-  postalias /etc/postfix/aliases_copy && postfix reload
-(the first table of alias_maps wins, so merged entries replace those in /etc/aliases;
-or append the entries to /etc/aliases, delete the old entries of merged accounts, and run newaliases)
-`)
+		fmt.Fprintln(stderr, "mailtee migrate: to use these entries on the Postfix primary:")
+		for _, l := range migrate.PostfixAdvice(h) {
+			fmt.Fprintln(stderr, "  "+l)
+		}
 	}
 	return exitOK
 }

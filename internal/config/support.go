@@ -85,7 +85,7 @@ var implemented = map[string]paramInfo{
 	"smtpd_port":     {valid: validPort}, "smtpd_banner": {}, "dns_servers": {valid: validDNSServers},
 	"mailbox_bcc_maps": {kind: KindTables}, "dual_delivery_relay": {},
 	"dual_delivery_phase":      {allowed: []string{"off", "dual", "forward"}},
-	"dual_delivery_phase_maps": {kind: KindTables}, "copy_transport": {},
+	"dual_delivery_phase_maps": {kind: KindTables}, "copy_transport": {valid: validCopyTransport},
 	"srs_domain": {}, "srs_secret_file": {},
 	// The ledger and the observability listener (internal/ledger,
 	// internal/web): values checked by web.Check.

@@ -46,13 +46,26 @@ func srsAnswer(cfg *config.Config, t *tables) func(ctx context.Context, local, d
 	return func(ctx context.Context, local, domain string) (bool, error) {
 		ours := false
 		for _, l := range []*maps.DomainList{t.mydest, t.virtDomains, t.relay} {
-			if l != nil && !ours {
-				ours, _ = l.Match(ctx, domain)
+			// ours matters only for a non-SRS address at srs_domain.
+			if l != nil && !ours && domain == c.Domain && !srs.IsSRS(local) {
+				var err error
+				if ours, err = l.Match(ctx, domain); err != nil {
+					// Not knowing whether srs_domain is also ours, a
+					// non-SRS address there must not be refused for
+					// good: smtpd answers 451.
+					return true, lookupFailure{err}
+				}
 			}
 		}
 		return c.Answer(local, domain, ours)
 	}
 }
+
+// lookupFailure is a table that did not answer: smtpd's temporary
+// failure, not a refusal.
+type lookupFailure struct{ error }
+
+func (lookupFailure) Temporary() bool { return true }
 
 // srsAgent handles bounces to SRS addresses.
 func (s *Server) srsAgent() *srs.Agent {

@@ -217,6 +217,11 @@ func (b *builder) notPerson(u users.User) (why string, system bool) {
 		return "no login shell (" + shell + ")", false
 	case !b.o.Shells[shell]:
 		return "shell " + shell + " is not in /etc/shells", false
+	case strings.HasPrefix(u.Name, "#") || strings.ContainsFunc(u.Name, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '@' }):
+		// A table line is "key value": a blank splits the name, a '#'
+		// first makes the line a comment, and the copy address
+		// would need quoting that --copy-to's %u does not do.
+		return fmt.Sprintf("the name %q cannot be written as a table key (blank, control character, '@', or '#' first): add its entry by hand", u.Name), false
 	case u.Name != strings.ToLower(u.Name):
 		// local(8) folds the recipient to lower case before getpwnam().
 		return "upper case in the name: local(8) looks up the lower-case name and never finds this account", false

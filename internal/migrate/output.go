@@ -14,6 +14,36 @@ type Header struct {
 	Command string    // the command line that made it
 	Time    time.Time // when
 	Sources []string  // where mailboxes were looked for
+	// AliasMaps and AliasDatabase are main.cf's, for the advice that
+	// goes with --postfix output (PostfixAdvice).
+	AliasMaps, AliasDatabase string
+}
+
+// aliasesCopy is where the advice puts --postfix output.
+const aliasesCopy = "hash:/etc/postfix/aliases_copy"
+
+// PostfixAdvice says how to use --postfix output on the Postfix primary:
+// its table first in alias_maps and alias_database, before the tables
+// main.cf has there already (all kept: dropping one would drop its
+// aliases and lists).
+func PostfixAdvice(h Header) []string {
+	join := func(v string) string {
+		l := []string{aliasesCopy}
+		for _, t := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+			if !strings.HasSuffix(t, "/aliases_copy") { // there already: first
+				l = append(l, t)
+			}
+		}
+		return strings.Join(l, ", ")
+	}
+	return []string{
+		"mailtee migrate ... --postfix > /etc/postfix/aliases_copy",
+		"postconf -e 'alias_maps = " + join(h.AliasMaps) + "' \\",
+		"            'alias_database = " + join(h.AliasDatabase) + "'",
+		"postalias /etc/postfix/aliases_copy && postfix reload",
+		"(the first table of alias_maps wins, so merged entries replace those of the others;",
+		"or append the entries to your alias file, delete the old entries of merged accounts, and run newaliases)",
+	}
 }
 
 func writeHeader(w *bufio.Writer, h Header, what string, n int, use []string) {
@@ -60,12 +90,11 @@ func WriteAliases(out io.Writer, h Header, mbs []Mailbox) error {
 		local = append(local, m)
 	}
 	slices.SortFunc(local, func(a, b Mailbox) int { return strings.Compare(a.User, b.User) })
-	writeHeader(w, h, "aliases(5) entries for a Postfix primary", len(local), []string{
-		"Use it as the FIRST table of alias_maps, so that these entries win over /etc/aliases:",
-		"  alias_maps = hash:/etc/postfix/aliases_copy, hash:/etc/aliases",
-		"  (and alias_database the same), then: postalias /etc/postfix/aliases_copy; postfix reload",
-		"Or append it to /etc/aliases after deleting the entries it merges, then run newaliases.",
-	})
+	use := []string{"Use it as the FIRST table of alias_maps, so that these entries win over the others':"}
+	for _, l := range PostfixAdvice(h)[1:4] {
+		use = append(use, "  "+l)
+	}
+	writeHeader(w, h, "aliases(5) entries for a Postfix primary", len(local), use)
 	for _, m := range local {
 		fmt.Fprintf(w, "%s: %s\n", aliasName(m.User), strings.Join(AliasTargets(m), ", "))
 	}

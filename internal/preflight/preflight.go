@@ -180,6 +180,10 @@ func Run(ctx context.Context, o Options) *Report {
 	p := &prober{o: o, sourcesSeen: map[netip.Addr]bool{}}
 	rep := &Report{Rows: append([]Row(nil), o.Rows...)}
 	for _, d := range o.Destinations {
+		if ctx.Err() != nil {
+			rep.Rows = append(rep.Rows, p.notProbed(d.Users, "preflight was interrupted")...)
+			continue
+		}
 		if o.Progress != nil {
 			o.Progress(progressLine(d, o.Interval))
 		}
@@ -191,6 +195,12 @@ func Run(ctx context.Context, o Options) *Report {
 	env := &Env{Resolver: o.Resolver, Hostname: o.Hostname, Sources: p.sources}
 	for _, c := range o.Extra {
 		rep.Rows = append(rep.Rows, c(ctx, env)...)
+	}
+	if ctx.Err() != nil {
+		// What was not checked is not known to be right: a script
+		// must not read an interrupted run as success.
+		rep.Rows = append(rep.Rows, Row{Check: "preflight", Status: Fail, Seen: "interrupted: " + ctx.Err().Error() + "; the report is incomplete",
+			Do: "run preflight again to the end"})
 	}
 	return rep
 }

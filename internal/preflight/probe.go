@@ -402,7 +402,7 @@ func (p *prober) accounts(ctx context.Context, d *Destination, hosts []dnsresolv
 	for i := 0; i < len(probes); i++ {
 		pr := probes[i]
 		if err := waitUntil(ctx, next); err != nil {
-			break
+			return append(rows, p.rest(probes[i:], "preflight was interrupted")...)
 		}
 		next = time.Now().Add(p.o.Interval)
 		if inTxn == p.o.PerTransaction {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 )
 
 // WriteText writes the report as a table, one row per check, and a line
@@ -26,10 +27,10 @@ func (r *Report) WriteText(w io.Writer) error {
 			if dest == "" {
 				b.WriteString("# this host\n")
 			} else {
-				b.WriteString("# " + dest + "\n")
+				b.WriteString("# " + oneLine(dest) + "\n")
 			}
 		}
-		fmt.Fprintf(&b, "%-*s  %-*s  %-*s  %s\n", wc, row.Status, wk, row.Check, wt, row.Target, oneLine(row.Seen))
+		fmt.Fprintf(&b, "%-*s  %-*s  %-*s  %s\n", wc, row.Status, wk, oneLine(row.Check), wt, oneLine(row.Target), oneLine(row.Seen))
 		if row.Do != "" && row.Status != OK {
 			fmt.Fprintf(&b, "%*s  -> %s\n", wc+wk+wt+4, "", oneLine(row.Do))
 		}
@@ -58,5 +59,16 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(out)
 }
 
-// oneLine folds a multi-line reply into one line.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// oneLine folds a multi-line reply into one line, and shows a control
+// character as '?': replies and certificate names are the server's
+// text, printed on the administrator's terminal (an escape sequence
+// could rewrite what the table says).
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}

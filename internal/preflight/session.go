@@ -25,6 +25,7 @@ type session struct {
 	local   netip.Addr
 	host    string // the server's name, for texts
 	addr    netip.AddrPort
+	left    int // what reply may still read (maxReply each)
 }
 
 // where is "name[ip]:port", as Postfix names a server.
@@ -45,8 +46,36 @@ func dial(ctx context.Context, bind string, addr netip.AddrPort, timeout time.Du
 	return d.DialContext(ctx, "tcp", addr.String())
 }
 
+// maxReply bounds what is read of one reply, continuation lines
+// included: real servers' replies are well under a kilobyte, and a
+// hostile one must not make preflight keep all it sends until the
+// command timeout (textproto itself reads lines of any length).
+const maxReply = 64 << 10
+
+// errReplyTooLong is the error of a reply longer than maxReply.
+var errReplyTooLong = fmt.Errorf("reply too long (over %d bytes): not an SMTP server, or a hostile one", maxReply)
+
+// capped is the connection as replies read it: at most left more bytes.
+type capped struct {
+	net.Conn
+	left *int
+}
+
+func (c capped) Read(p []byte) (int, error) {
+	if *c.left <= 0 {
+		return 0, errReplyTooLong
+	}
+	if len(p) > *c.left {
+		p = p[:*c.left]
+	}
+	n, err := c.Conn.Read(p)
+	*c.left -= n
+	return n, err
+}
+
 func newSession(conn net.Conn, host string, addr netip.AddrPort, timeout time.Duration) *session {
-	s := &session{conn: conn, tp: textproto.NewConn(conn), timeout: timeout, host: host, addr: addr}
+	s := &session{conn: conn, timeout: timeout, host: host, addr: addr}
+	s.tp = textproto.NewConn(capped{conn, &s.left})
 	if ap, err := netip.ParseAddrPort(conn.LocalAddr().String()); err == nil {
 		s.local = ap.Addr().Unmap()
 	}
@@ -56,9 +85,17 @@ func newSession(conn net.Conn, host string, addr netip.AddrPort, timeout time.Du
 // reply reads one reply, continuation lines included.
 func (s *session) reply() (Reply, error) {
 	s.conn.SetDeadline(time.Now().Add(s.timeout))
+	s.left = maxReply
 	code, msg, err := s.tp.ReadResponse(0)
+	if errors.Is(err, errReplyTooLong) {
+		return Reply{}, errReplyTooLong
+	}
 	var pe textproto.ProtocolError
 	if err != nil && (errors.As(err, &pe) || code == 0) {
+		if len(err.Error()) > 512 {
+			// textproto quotes the whole line it could not read.
+			return Reply{}, fmt.Errorf("%.200s... (malformed reply)", err.Error())
+		}
 		return Reply{}, err
 	}
 	return Reply{Code: code, Text: msg}, nil
@@ -110,7 +147,7 @@ func (s *session) startTLS(cfg *tls.Config) (Reply, *tls.ConnectionState, error)
 		return r, nil, err
 	}
 	s.conn = tc
-	s.tp = textproto.NewConn(tc)
+	s.tp = textproto.NewConn(capped{tc, &s.left})
 	st := tc.ConnectionState()
 	return r, &st, nil
 }

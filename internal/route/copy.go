@@ -40,7 +40,7 @@ func (r *Router) CopyRoute(ctx context.Context, rcpt envelope.Rcpt) (envelope.Ho
 		if hop.Transport == "" {
 			return envelope.Hop{}, true, &CopyError{Rcpt: rcpt, Msg: fmt.Sprintf("copy_transport = %s: null transport is not allowed; write transport:nexthop, such as smtp:[aspmx.l.google.com]", r.CopyTransport)}
 		}
-		if r.deliversHere(hop.Transport) {
+		if r.copyHere(hop) {
 			return envelope.Hop{}, true, &CopyError{Rcpt: rcpt, Msg: fmt.Sprintf("copy_transport = %s delivers on this host, and a %s is never delivered here; name a transport that sends it to the provider, such as smtp:[aspmx.l.google.com]", r.CopyTransport, kindOf(rcpt))}
 		}
 		return hop, true, nil
@@ -90,6 +90,18 @@ func (r *Router) deliversHere(transport string) bool {
 	return transport == "local" || transport == "virtual"
 }
 
+// copyHere says whether copy_transport's hop delivers on this host: a
+// transport that does (deliversHere), local_transport's own
+// transport:nexthop (Dovecot's LMTP, the mailbox store), or an LMTP unix
+// socket, which can only be on this host.
+func (r *Router) copyHere(hop envelope.Hop) bool {
+	if r.deliversHere(hop.Transport) || strings.HasPrefix(hop.Nexthop, "unix:") {
+		return true
+	}
+	lt, ln := splitResult(cmp.Or(r.LocalTransport, "local"), "")
+	return ln != "" && lt == hop.Transport && strings.EqualFold(ln, hop.Nexthop)
+}
+
 // localClassTransport is the transport local_transport gives
 // mydestination's domains.
 func (r *Router) localClassTransport() string {
@@ -122,13 +134,13 @@ type CopyMap struct {
 func (r *Router) CheckCopies(ctx context.Context, file string, line int, known []string, tables []CopyMap, complete func(string) string) diag.List {
 	var out diag.List
 	if r.CopyTransport != "" {
-		t, _, _ := strings.Cut(r.CopyTransport, ":")
+		t, n, _ := strings.Cut(r.CopyTransport, ":")
 		switch {
 		case t == "":
 			out.Errorf(file, line, "copy_transport: %q: null transport is not allowed; write transport:nexthop, such as smtp:[aspmx.l.google.com]", r.CopyTransport)
 		case !slices.Contains(known, t):
 			out.Errorf(file, line, "copy_transport: %s", unknownTransport(known, r.CopyTransport, t))
-		case r.deliversHere(t):
+		case r.copyHere(envelope.Hop{Transport: t, Nexthop: n}):
 			out.Errorf(file, line, "copy_transport: %q delivers on this host, and a mailbox's copy is never delivered here (it would wait in the queue); name a transport to the provider, such as smtp:[aspmx.l.google.com]", r.CopyTransport)
 		}
 		return out

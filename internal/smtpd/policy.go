@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 
 	"github.com/emersion/go-smtp"
@@ -55,6 +56,10 @@ func (p *Policy) checkRcpt(ctx context.Context, client netip.Addr, a address.Add
 	domain := address.NormalizeDomain(a.Domain)
 	if p.SRS != nil {
 		if mine, err := p.SRS(ctx, a.Local, domain); mine {
+			var temp interface{ Temporary() bool }
+			if errors.As(err, &temp) && temp.Temporary() {
+				return tempfail() // a table did not answer: not a refusal
+			}
 			if err != nil {
 				return reply(550, "5.1.1", "<%s>: Recipient address rejected: %v", ext, err)
 			}

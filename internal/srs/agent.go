@@ -141,12 +141,27 @@ func (a *Agent) now() time.Time {
 // Deliver implements qmgr.Agent.
 func (a *Agent) Deliver(ctx context.Context, nexthop string, msg *deliver.Message, rcpts []envelope.Rcpt) []queue.Outcome {
 	out := make([]queue.Outcome, len(rcpts))
-	for i, r := range rcpts {
-		reply, err := a.one(ctx, msg, r.Addr)
-		out[i] = queue.Outcome{Relay: "none", Reply: reply}
-		if err != nil {
-			out[i] = queue.Outcome{Relay: "none", Err: &deliver.Error{Enhanced: "4.3.0", Relay: "none", Text: err.Error()}}
+	if len(rcpts) == 0 {
+		return out
+	}
+	// A bounce has one envelope recipient. Many SRS addresses decode
+	// alike ('=', '-' or '+' after SRS0, the hash's case, what follows
+	// its first four characters): a message to several is reported
+	// once, or one valid address would make a notice to postmaster for
+	// each of a thousand RCPTs.
+	reply, err := a.one(ctx, msg, rcpts[0].Addr)
+	first := queue.Outcome{Relay: "none", Reply: reply}
+	if err != nil {
+		first = queue.Outcome{Relay: "none", Err: &deliver.Error{Enhanced: "4.3.0", Relay: "none", Text: err.Error()}}
+	}
+	for i := range out {
+		out[i] = first
+		if i > 0 && err == nil {
+			out[i].Reply = "the same message as to <" + rcpts[0].Addr + ">: reported once"
 		}
+	}
+	if len(rcpts) > 1 {
+		a.Log.Printf(Transport, "%s: %d more SRS recipients of the same message: reported once, with <%s>", msg.ID, len(rcpts)-1, rcpts[0].Addr)
 	}
 	return out
 }
@@ -197,7 +212,10 @@ func (a *Agent) one(ctx context.Context, msg *deliver.Message, rcpt string) (str
 	var notes []string
 	for _, f := range failed {
 		to := cmp.Or(f.Final, f.Original)
-		match := a.record(ctx, sender, to, f, rep.MessageID, now)
+		match := "not recorded in the ledger: the SRS address does not verify, so the bounce cannot say whose copy it is about"
+		if derr == nil {
+			match = a.record(ctx, sender, rcpt, to, f, rep.MessageID, now)
+		}
 		reason := fmt.Sprintf("copy of %s's message to <%s> failed: %s; %s", who, cmp.Or(to, "unknown"),
 			cmp.Or(f.Diagnostic, "bounced (the report gives no reason)"), match)
 		notes = append(notes, match)
@@ -238,7 +256,7 @@ func noticeTo(p bounce.Policy) string {
 
 // record finds the copy a failed recipient f is about and records it as
 // bounced; it returns what it found, for the notice and the log.
-func (a *Agent) record(ctx context.Context, sender, to string, f ReportRcpt, msgID string, now time.Time) string {
+func (a *Agent) record(ctx context.Context, sender, srsAddr, to string, f ReportRcpt, msgID string, now time.Time) string {
 	var lg Ledger
 	if a.Ledger != nil {
 		lg = a.Ledger()
@@ -254,18 +272,44 @@ func (a *Agent) record(ctx context.Context, sender, to string, f ReportRcpt, msg
 		// Any domain: Match may take the copy to the same local part.
 		filter.User, _ = address.Split(to)
 	}
+	local := srsAddr
+	if ad, err := address.Parse("<" + srsAddr + ">"); err == nil {
+		local = ad.Local
+	}
+	day, stamped := stampDay(local)
+	// An SRS0 address names its sender and the day the copy was sent,
+	// not the copy: only a copy sent that day can be the one its bounce
+	// is about (any other of the sender's copies could be named by
+	// whoever holds the address, the copy's recipient included).
+	sentThatDay := func(msgs []ledger.Message) []ledger.Message {
+		if !stamped {
+			return msgs
+		}
+		out := make([]ledger.Message, 0, len(msgs))
+		for _, m := range msgs {
+			var ds []ledger.Delivery
+			for _, d := range m.Deliveries {
+				if !d.Copy || sameStampDay(d.At, day) {
+					ds = append(ds, d)
+				}
+			}
+			m.Deliveries = ds
+			out = append(out, m)
+		}
+		return out
+	}
 	msgs, err := lg.Messages(ctx, filter)
 	if err != nil {
 		return "not recorded in the ledger: " + err.Error()
 	}
-	m, idx, ok := Match(msgs, sender, to, f.Original, msgID)
+	m, idx, ok := Match(sentThatDay(msgs), sender, to, f.Original, msgID)
 	if !ok && a.settle(ctx, lg) {
 		// The copy's own record may have been waiting to be written
 		// (a provider that bounces within the second).
 		if msgs, err = lg.Messages(ctx, filter); err != nil {
 			return "not recorded in the ledger: " + err.Error()
 		}
-		m, idx, ok = Match(msgs, sender, to, f.Original, msgID)
+		m, idx, ok = Match(sentThatDay(msgs), sender, to, f.Original, msgID)
 	}
 	if !ok {
 		what := "no copy to <" + to + ">"

@@ -96,9 +96,9 @@ func TestAgent(t *testing.T) {
 	lg := &fakeLedger{msgs: []ledger.Message{
 		{Node: "mx", ID: "Q1", MessageID: "<m1@sender.example>", From: "alice@sender.example", Arrival: vecNow.Add(-time.Hour),
 			Deliveries: []ledger.Delivery{{Index: 0, Rcpt: "user1@students.example", Status: ledger.Sent},
-				{Index: 1, Rcpt: "user1@students.example", Copy: true, Status: ledger.Sent, Attempts: 1}}},
+				{Index: 1, Rcpt: "user1@students.example", Copy: true, Status: ledger.Sent, Attempts: 1, At: vecNow.Add(-time.Hour)}}},
 		{Node: "mx", ID: "Q0", MessageID: "<other@sender.example>", From: "alice@sender.example", Arrival: vecNow.Add(-2 * time.Hour),
-			Deliveries: []ledger.Delivery{{Index: 1, Rcpt: "user1@students.example", Copy: true, Status: ledger.Sent}}},
+			Deliveries: []ledger.Delivery{{Index: 1, Rcpt: "user1@students.example", Copy: true, Status: ledger.Sent, At: vecNow.Add(-2 * time.Hour)}}},
 	}}
 	q := &fakeQueue{}
 	var logbuf bytes.Buffer
@@ -127,12 +127,12 @@ func TestAgent(t *testing.T) {
 		}
 	}
 	if len(lg.amended) != 1 || lg.ids[0] != "mx/Q1" || lg.amended[0].Index != 1 || lg.amended[0].Status != ledger.Bounced ||
-		lg.amended[0].DSN != "5.1.1" || !strings.Contains(lg.amended[0].Reply, "does not exist") {
+		lg.amended[0].DSN != "5.1.1" || !strings.Contains(lg.amended[0].Reply, "does not exist") || !lg.amended[0].At.Equal(vecNow) {
 		t.Errorf("ledger amended %v %+v", lg.ids, lg.amended)
 	}
 
-	// Unmatched (another Message-ID), and an address that no longer
-	// decodes: still postmaster's, saying so.
+	// An address that no longer decodes: still postmaster's, saying
+	// so, and not looked up in the ledger (TestAgentForgedLeavesLedger).
 	q2, lg2 := &fakeQueue{}, &fakeLedger{msgs: lg.msgs}
 	a.Queue, a.Ledger = q2, func() Ledger { return lg2 }
 	gone := New("srs.example.org", [][]byte{[]byte("rotated-away")})
@@ -140,7 +140,7 @@ func TestAgent(t *testing.T) {
 	body = googleDSN(srsFrom, "user1@students.example", "<unknown@sender.example>")
 	out = a.Deliver(context.Background(), "srs.example.org", msg, []envelope.Rcpt{{Addr: srsFrom}})
 	flat = strings.Join(strings.Fields(string(q2.data[0])), " ")
-	if out[0].Err != nil || len(lg2.amended) != 0 || !strings.Contains(flat, "could not be matched in the ledger") ||
+	if out[0].Err != nil || len(lg2.amended) != 0 || !strings.Contains(flat, "not recorded in the ledger: the SRS address does not verify") ||
 		!strings.Contains(flat, "copy of an unknown sender") {
 		t.Errorf("unmatched: %+v, amended %v:\n%s", out[0], lg2.amended, flat)
 	}
@@ -252,5 +252,105 @@ func TestAgentHostileDSN(t *testing.T) {
 	out = a.Deliver(context.Background(), "srs.example.org", msg, []envelope.Rcpt{{Addr: srsFrom}})
 	if out[0].Err != nil || len(q.data) != 2 || !strings.Contains(string(q.data[1]), "Status: 5.0.0") {
 		t.Fatalf("outcome %+v, %d notices:\n%s", out[0], len(q.data), q.data[len(q.data)-1])
+	}
+}
+
+// A bounce to an SRS address that does not verify (forged, and sent by
+// a way smtpd's RCPT check does not see: sendmail, a .forward; or one
+// whose secret is gone) cannot say whose copy it is about: it must not
+// amend the ledger row of a copy, delivered or not, whatever recipient
+// and Message-ID it names.
+func TestAgentForgedLeavesLedger(t *testing.T) {
+	c := vecCodec()
+	lg := &fakeLedger{msgs: []ledger.Message{
+		{Node: "mx", ID: "Q1", MessageID: "<m1@sender.example>", From: "alice@sender.example", Arrival: vecNow.Add(-time.Hour),
+			Deliveries: []ledger.Delivery{{Index: 1, Rcpt: "user1@students.example", Copy: true, Status: ledger.Sent, Attempts: 1}}},
+	}}
+	q := &fakeQueue{}
+	a := &Agent{Codec: func() *Codec { return c }, Queue: q, Log: maillog.New(io.Discard, "mx"),
+		Policy: func() bounce.Policy {
+			return bounce.Policy{Hostname: "mx.students.example", Myorigin: "students.example"}
+		},
+		Ledger: func() Ledger { return lg }, Now: func() time.Time { return vecNow }}
+	forged := "SRS0=xxxx=J2=evil.example=mallory@srs.example.org"
+	body := googleDSN(forged, "user1@students.example", "<m1@sender.example>")
+	msg := &deliver.Message{ID: "B3", Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
+	out := a.Deliver(context.Background(), "srs.example.org", msg, []envelope.Rcpt{{Addr: forged}})
+	if out[0].Err != nil || len(q.envs) != 1 {
+		t.Fatalf("outcome %+v, %d notices: the forged bounce still goes to postmaster", out[0], len(q.envs))
+	}
+	if len(lg.amended) != 0 {
+		t.Errorf("a forged SRS address amended the ledger: %v %+v", lg.ids, lg.amended)
+	}
+}
+
+// An SRS0 address is valid 21 days for every copy of its sender's
+// messages: whoever holds one (the copy's recipient sees it as the
+// Return-Path) could name in a forged bounce any other copy of that
+// sender's mail, delivered days before, and have it recorded bounced.
+// The address's stamp is the day the copy was sent: a copy the ledger
+// has as sent on another day is not the one the bounce is about.
+func TestAgentStampBindsCopy(t *testing.T) {
+	c := vecCodec()
+	srsFrom, _ := c.Forward("alice@sender.example") // stamped today (J2)
+	old := ledger.Message{Node: "mx", ID: "Q9", MessageID: "<old@sender.example>", From: "alice@sender.example", Arrival: vecNow.Add(-10 * day),
+		Deliveries: []ledger.Delivery{{Index: 1, Rcpt: "user7@students.example", Copy: true, Status: ledger.Sent, At: vecNow.Add(-10 * day)}}}
+	today := ledger.Message{Node: "mx", ID: "Q1", MessageID: "<m1@sender.example>", From: "alice@sender.example", Arrival: vecNow.Add(-time.Hour),
+		Deliveries: []ledger.Delivery{{Index: 1, Rcpt: "user1@students.example", Copy: true, Status: ledger.Sent, At: vecNow.Add(-time.Hour)}}}
+	for _, x := range []struct {
+		rcpt, msgID string
+		want        string // the ledger row amended, "" none
+	}{
+		{"user7@students.example", "<old@sender.example>", ""},
+		{"user7@students.example", "", ""},
+		{"user1@students.example", "<m1@sender.example>", "mx/Q1"},
+	} {
+		lg := &fakeLedger{msgs: []ledger.Message{old, today}}
+		a := &Agent{Codec: func() *Codec { return c }, Queue: &fakeQueue{}, Log: maillog.New(io.Discard, "mx"),
+			Policy: func() bounce.Policy {
+				return bounce.Policy{Hostname: "mx.students.example", Myorigin: "students.example"}
+			},
+			Ledger: func() Ledger { return lg }, Now: func() time.Time { return vecNow }}
+		body := googleDSN(srsFrom, x.rcpt, x.msgID)
+		msg := &deliver.Message{ID: "B4", Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
+		a.Deliver(context.Background(), "srs.example.org", msg, []envelope.Rcpt{{Addr: srsFrom}})
+		got := strings.Join(lg.ids, ",")
+		if got != x.want {
+			t.Errorf("bounce naming %s %s: amended %q, want %q", x.rcpt, x.msgID, got, x.want)
+		}
+	}
+}
+
+// One valid SRS address gives many that decode the same ('-' or '+' for
+// the first '=', the hash's case, characters after its first four, as
+// libsrs2 accepts them): a message sent to a thousand of them must not
+// make a thousand notices to postmaster. A bounce has one envelope
+// recipient; a message to several SRS addresses is reported once.
+func TestAgentOneNoticePerMessage(t *testing.T) {
+	c := vecCodec()
+	srsFrom, _ := c.Forward("alice@sender.example") // SRS0=7Cba=J2=sender.example=alice@srs.example.org
+	var rcpts []envelope.Rcpt
+	for _, v := range []string{srsFrom, "SRS0-7Cba=J2=sender.example=alice@srs.example.org", "SRS0+7cbaXYZ=J2=sender.example=alice@srs.example.org"} {
+		if _, err := c.Reverse(v); err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		rcpts = append(rcpts, envelope.Rcpt{Addr: v})
+	}
+	q := &fakeQueue{}
+	a := &Agent{Codec: func() *Codec { return c }, Queue: q, Log: maillog.New(io.Discard, "mx"),
+		Policy: func() bounce.Policy {
+			return bounce.Policy{Hostname: "mx.students.example", Myorigin: "students.example"}
+		},
+		Now: func() time.Time { return vecNow }}
+	body := googleDSN(srsFrom, "user1@students.example", "<m1@sender.example>")
+	msg := &deliver.Message{ID: "B5", Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
+	out := a.Deliver(context.Background(), "srs.example.org", msg, rcpts)
+	if len(q.envs) != 1 {
+		t.Errorf("%d notices for one message to %d SRS addresses, want 1", len(q.envs), len(rcpts))
+	}
+	for i, o := range out {
+		if o.Err != nil {
+			t.Errorf("recipient %d: %v (deferred: it would be tried again)", i, o.Err)
+		}
 	}
 }

@@ -231,6 +231,34 @@ func (c *Codec) checkStamp(stamp string) error {
 	return ErrExpired
 }
 
+// stampDay is the day (days since the epoch, mod 1024) of the stamp of
+// an SRS0 local part; ok is false for any other.
+func stampDay(local string) (day int, ok bool) {
+	if !IsSRS(local) || local[3] != '0' {
+		return 0, false
+	}
+	parts := strings.SplitN(local[5:], "=", 3)
+	if len(parts) < 2 || len(parts[1]) != 2 {
+		return 0, false
+	}
+	for i := 0; i < 2; i++ {
+		k := strings.IndexByte(timeChars, upper(parts[1][i]))
+		if k < 0 {
+			return 0, false
+		}
+		day = day<<5 | k
+	}
+	return day, true
+}
+
+// sameStampDay says whether t is the day of stamp day, or the day after
+// (the sender is rewritten before the transaction, its status recorded
+// after it, maybe past midnight).
+func sameStampDay(t time.Time, day int) bool {
+	d := int((t.Unix() / int64(24*time.Hour/time.Second)) % timeSlots)
+	return (d-day+timeSlots)%timeSlots <= 1
+}
+
 func upper(b byte) byte {
 	if 'a' <= b && b <= 'z' {
 		return b - 'a' + 'A'

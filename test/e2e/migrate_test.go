@@ -349,7 +349,7 @@ transport_maps = hash:$config_directory/transport
 	if got := migrateEntries(out); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("output:\n%s\nwant exactly:\n%s\nstderr:\n%s", out, strings.Join(want, "\n"), errs)
 	}
-	for _, w := range []string{f + " already has an alias", "postalias", "alias_maps = hash:/etc/postfix/aliases_copy, hash:/etc/aliases"} {
+	for _, w := range []string{f + " already has an alias", "postalias", "alias_maps = hash:/etc/postfix/aliases_copy, hash:" + filepath.Join(pf.etc, "aliases") + "'"} {
 		if !strings.Contains(errs, w) {
 			t.Errorf("stderr lacks %q:\n%s", w, errs)
 		}
