@@ -142,6 +142,13 @@ func (r *Router) CheckCopies(ctx context.Context, file string, line int, known [
 			out.Errorf(file, line, "copy_transport: %s", unknownTransport(known, r.CopyTransport, t))
 		case r.copyHere(envelope.Hop{Transport: t, Nexthop: n}):
 			out.Errorf(file, line, "copy_transport: %q delivers on this host, and a mailbox's copy is never delivered here (it would wait in the queue); name a transport to the provider, such as smtp:[aspmx.l.google.com]", r.CopyTransport)
+		case n == "":
+			// An empty next hop is the copy's own domain: its MX. For a
+			// copy in a domain delivered here, that is this host while
+			// the MX still points at it, and the copy would come back.
+			if d := r.localCopyDomain(ctx, tables, complete); d != "" {
+				out.Warnf(file, line, "copy_transport: %q has no next hop, so a copy goes to its domain's MX; copies to %s, delivered here, would go to %s's MX, which is this host while the migration lasts, and come back: name the provider's host, such as %s:[aspmx.l.google.com]", r.CopyTransport, d, d, t)
+			}
 		}
 		return out
 	}
@@ -180,4 +187,36 @@ func (r *Router) CheckCopies(ctx context.Context, file string, line int, known [
 		})
 	}
 	return out
+}
+
+// localCopyDomain returns a domain delivered here that a listed copy
+// address is in, or "".
+func (r *Router) localCopyDomain(ctx context.Context, tables []CopyMap, complete func(string) string) string {
+	found := ""
+	for _, m := range tables {
+		s, ok := m.Table.(maps.Sourced)
+		if !ok || found != "" {
+			continue
+		}
+		s.Source(func(e maps.SourceEntry) {
+			if found != "" || e.Partial {
+				return
+			}
+			for _, a := range strings.FieldsFunc(e.Value, func(c rune) bool { return c == ',' || c == ' ' || c == '\t' }) {
+				a = strings.Trim(a, "<>")
+				if !strings.Contains(a, "@") && complete != nil {
+					a = complete(a)
+				}
+				_, d, ok := strings.Cut(a, "@")
+				if !ok || d == "" {
+					continue
+				}
+				if hop, here, err := r.route(ctx, a); err == nil && (here || r.deliversHere(hop.Transport)) {
+					found = d
+					return
+				}
+			}
+		})
+	}
+	return found
 }

@@ -122,7 +122,7 @@ func TestCheckCopies(t *testing.T) {
 		value, want string
 	}{
 		{"smtp:[aspmx.l.google.com]", ""},
-		{"google:", ""},
+		{"google:", "warning: has no next hop"},
 		{"gogle:", `unknown mail transport "gogle"; mailtee delivers with discard, error, google, lmtp, local, relay, smtp, and mail for it would wait in the queue; did you mean google?`},
 		{":[aspmx.l.google.com]", "null transport"},
 		{"local:", "delivers on this host"},
@@ -133,6 +133,14 @@ func TestCheckCopies(t *testing.T) {
 		if c.want == "" {
 			if len(d) != 0 {
 				t.Errorf("copy_transport = %s: %v, want no finding", c.value, d)
+			}
+			continue
+		}
+		// An empty next hop sends a copy in a local domain to that
+		// domain's MX: this host, during a migration.
+		if w, ok := strings.CutPrefix(c.want, "warning: "); ok {
+			if len(d) != 1 || d[0].Severity != diag.Warning || d[0].Line != 7 || !strings.Contains(d[0].Msg, w) || !strings.Contains(d[0].Msg, "students.iiit.ac.in's MX") {
+				t.Errorf("copy_transport = %s: %v, want a warning at line 7 saying %q", c.value, d, w)
 			}
 			continue
 		}
