@@ -48,6 +48,9 @@
 # MT_ONLY=1 runs mailtee only (no Postfix, no ceiling); PF_ONLY=1 runs
 # Postfix and the ceiling only (bench/ledger-ab.sh alternates mailtee
 # runs and measures Postfix once, for reference).
+# SEED_ONEBOX=1 runs mailtee's seed in one box: no relay instance, the
+# primary gets copy_transport = smtp:[127.0.0.1]:SINKPORT (its copies go
+# straight to the sink); Postfix's seed is unchanged.
 #
 # Output: a table per scenario — msg/s, elapsed seconds, messages
 # delivered (smtp-source's plus the probe's), x_pf (msg/s relative to
@@ -793,6 +796,14 @@ phase_seed() { # phase_seed postfix|mailtee
 		local rmaster=$PF_MASTER
 		pf_start "$p" "$pport" "$(seed_primary_cf "$rport" "$mail")"
 		start_sampler "$PF_MASTER,$rmaster" "$TMP/$p.mem" $((3 * PHASE_TIMEOUT))
+	elif [[ ${SEED_ONEBOX:-0} == 1 ]]; then
+		# one box: no relay; the primary's copies leave by copy_transport
+		# straight to the sink (helper B's copy_transport, issue 18).
+		local rpid=
+		mt_start "$p" "$pport" "$(seed_primary_cf "$rport" "$mail")
+copy_transport = smtp:[127.0.0.1]:$SINK_PORT"
+		local ppid=$MT_PID
+		start_sampler "$ppid" "$TMP/$p.mem" $((3 * PHASE_TIMEOUT))
 	else
 		mt_start "$r" "$rport" "$(seed_relay_cf "$SINK_PORT")"
 		local rpid=$MT_PID
@@ -809,14 +820,19 @@ phase_seed() { # phase_seed postfix|mailtee
 		mem_sample "$PF_MASTER,$rmaster" >>"$TMP/$p.mem"
 		record_pf_mem "seed.$sys" "$TMP/$p.mem"
 	else
-		wait_delivered "$p" "$PHASE_TIMEOUT" "$expect" "$SINK_OUT" "$mail/$BENCH_USER" "mt_queue_empty $p" "mt_queue_empty $r"
+		if [[ -n $rpid ]]; then
+			wait_delivered "$p" "$PHASE_TIMEOUT" "$expect" "$SINK_OUT" "$mail/$BENCH_USER" "mt_queue_empty $p" "mt_queue_empty $r"
+			mt_alive "$r" "$rpid"
+			hr=$(mt_hwm "$rpid")
+		else
+			wait_delivered "$p" "$PHASE_TIMEOUT" "$expect" "$SINK_OUT" "$mail/$BENCH_USER" "mt_queue_empty $p"
+			hr=0
+		fi
 		mt_alive "$p" "$ppid"
-		mt_alive "$r" "$rpid"
 		hp=$(mt_hwm "$ppid")
-		hr=$(mt_hwm "$rpid")
 		local kids
 		kids=$(mt_kids "$ppid" | wc -w)
-		mem_sample "$ppid,$rpid" >>"$TMP/$p.mem"
+		mem_sample "$ppid${rpid:+,$rpid}" >>"$TMP/$p.mem"
 		pss=$(sampler_report "$TMP/$p.mem" | awk '$1 == "SUM" { print $2 }')
 		put "seed.$sys.mem" $((hp + hr))
 		put "seed.$sys.memnote" "VmHWM primary $hp kB (its own $(vm "$ppid" VmHWM) + its $kids helper process(es)) + relay $hr kB (peak summed Pss sampled 1/s: $pss kB)"
@@ -825,7 +841,7 @@ phase_seed() { # phase_seed postfix|mailtee
 	record_probe "seed.$sys"
 	if [[ $sys == mailtee ]]; then
 		mt_stop "$p" "$ppid"
-		mt_stop "$r" "$rpid"
+		[[ -z $rpid ]] || mt_stop "$r" "$rpid"
 	fi
 }
 
