@@ -108,7 +108,7 @@ type Options struct {
 	Migration func(settings string) (*migration.Tables, error)
 	// CopiesApart is copy_transport set: a forward-phase mailbox's mail
 	// to an address in a local domain leaves by it; without it such mail
-	// would come back here, so the mailbox is kept.
+	// could not leave, so the mailbox is kept.
 	CopiesApart bool
 	// Rewrite, when set, is cleanup's address rewriting of mail mailtee
 	// makes itself (canonical, virtual aliases), applied to the copies
@@ -426,10 +426,10 @@ func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target, rcptCo
 				continue
 			case migration.Forward:
 				if a, ok := l.forwardComesBack(m.Value); ok {
-					// Sent on without copy_transport, the mail would be
-					// routed back here, to a mailbox again in the forward
-					// phase, and the queue adds an address once: it would
-					// reach no mailbox. Keep this one.
+					// Sent on without copy_transport, the mail would wait
+					// in the queue (what the migration layer makes is
+					// never delivered here) and reach no mailbox until
+					// copy_transport is set. Keep this one.
 					l.warn("%s: forward phase: %s is in a local domain and copy_transport is not set; the mail stays in the mailbox and no copy is made", t.addr, a)
 					continue
 				}
