@@ -373,7 +373,8 @@ func (st *Store) Prune(inUse map[string]bool) (removed []string) {
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".json.tmp") {
 			// A write a crash interrupted (safeio's temporary file, the
-			// record's size). Prune runs before any record is written.
+			// record's size). Prune runs at start, once the current record is
+			// in place and before any reload can write another.
 			os.Remove(filepath.Join(st.dir, e.Name()))
 			continue
 		}
