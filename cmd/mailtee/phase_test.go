@@ -62,3 +62,21 @@ func TestPhaseShowAndDiff(t *testing.T) {
 		t.Errorf("diff froward: stderr %q", errb.String())
 	}
 }
+
+// One box: phase show routes a copy as the queue does, by copy_transport,
+// even when its address is in a local domain.
+func TestPhaseShowCopyTransport(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "bcc"), []byte("user1 user1@students.example\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("myhostname = students.example\nmydestination = $myhostname\n"+
+		"queue_directory = "+dir+"/q\ndata_directory = "+dir+"/d\n"+
+		"mailbox_bcc_maps = hash:"+dir+"/bcc\ncopy_transport = smtp:[127.0.0.1]:2526\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := run([]string{"phase", "-c", dir, "show"}, &out, &errb); code != 0 {
+		t.Fatalf("show: exit %d: %s", code, errb.String())
+	}
+	flat := strings.Join(strings.Fields(out.String()), " ")
+	if want := "copy to user1@students.example via smtp:[127.0.0.1]:2526"; !strings.Contains(flat, want) {
+		t.Errorf("show lacks %q:\n%s", want, out.String())
+	}
+}

@@ -34,8 +34,7 @@ var copyMapParams = []string{"recipient_bcc_maps", "mailbox_bcc_maps"}
 // the transports of master.cf, or, without one, each listed copy whose
 // address this host would deliver itself.
 func copyFindings(cfg *config.Config, mf *mastercf.File, t *tables, opened map[string]maps.Table) diag.List {
-	r := routerFor(cfg, t)
-	r.Here = deliversHere(mf)
+	r := routerFor(cfg, t, mf)
 	var cms []route.CopyMap
 	for _, p := range copyMapParams {
 		for _, spec := range cfg.List(p) {

@@ -34,7 +34,7 @@ func noticeRouteFindings(cfg *config.Config, t *tables) diag.List {
 		// As bounce.Policy completes it (Myorigin).
 		addr += "@" + cfg.Get("myorigin")
 	}
-	r := routerFor(cfg, t)
+	r := routerFor(cfg, t, nil) // Route only: no copy here
 	ctx := context.Background()
 	hop, err := r.Route(ctx, addr)
 	if err != nil {

@@ -25,7 +25,8 @@ func PhasePlan(ctx context.Context, cfg *config.Config, phase string) ([]migrati
 	if err != nil {
 		return nil, nil, err
 	}
-	router := routerFor(cfg, t)
+	mf, _ := loadMaster(cfg)
+	router := routerFor(cfg, t, mf)
 	isLocal := func(domain string) bool {
 		ok, _ := t.mydest.Match(ctx, domain)
 		return ok
@@ -36,7 +37,12 @@ func PhasePlan(ctx context.Context, cfg *config.Config, phase string) ([]migrati
 		Phase:        phase,
 		Myorigin:     cfg.Get("myorigin"),
 		AddrOpts:     maps.AddressOptions{Delimiters: cfg.Get("recipient_delimiter"), IsLocal: isLocal},
+		// As the queue routes: copy_transport for a copy, and a copy
+		// that would be delivered here shows its reason.
 		Route: func(ctx context.Context, r envelope.Rcpt) (envelope.Hop, error) {
+			if hop, ok, err := router.CopyRoute(ctx, r); ok || err != nil {
+				return hop, err
+			}
 			return router.Route(ctx, r.Addr)
 		},
 	})

@@ -13,8 +13,6 @@ func Router(cfg *config.Config, opened map[string]maps.Table) (*route.Router, er
 	if err != nil {
 		return nil, err
 	}
-	r := routerFor(cfg, t)
 	mf, _ := loadMaster(cfg)
-	r.Here = deliversHere(mf) // what CopyRoute refuses, as serve's
-	return r, nil
+	return routerFor(cfg, t, mf), nil
 }

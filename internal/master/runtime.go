@@ -19,6 +19,7 @@ import (
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/mastercf"
 	"github.com/mailtee/mailtee/internal/migration"
 	"github.com/mailtee/mailtee/internal/pace"
 	"github.com/mailtee/mailtee/internal/pflist"
@@ -92,8 +93,7 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	// (Check, which the reload ran, reported bad values).
 	mf, _ := loadMaster(cfg)
 	pacing, _ := pacingTransports(cfg, mf)
-	router := routerFor(cfg, t)
-	router.Here = deliversHere(mf)
+	router := routerFor(cfg, t, mf)
 	codec, err := srs.Load(cfg)
 	if err != nil {
 		return nil, err
@@ -264,9 +264,12 @@ func mustInt(cfg *config.Config, name string) int {
 	return int(n)
 }
 
-// routerFor builds the router from main.cf.
-func routerFor(cfg *config.Config, t *tables) *route.Router {
+// routerFor builds the router from main.cf, and master.cf's services
+// that deliver here (mf; nil: local and virtual), which a copy never
+// takes.
+func routerFor(cfg *config.Config, t *tables, mf *mastercf.File) *route.Router {
 	return &route.Router{
+		Here:             deliversHere(mf),
 		TransportMaps:    t.transport,
 		Local:            t.mydest,
 		Relay:            t.relay,
