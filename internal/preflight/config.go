@@ -9,6 +9,7 @@ import (
 
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/dnsresolve"
+	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/mastercf"
 	"github.com/mailtee/mailtee/internal/ratelimit"
@@ -182,19 +183,20 @@ func splitAddrs(v string) []string {
 // destination returns the destination of a copy to addr, adding it to
 // b.dests; nil when the copy does not leave by SMTP (a row says so).
 func (b *builder) destination(ctx context.Context, addr string) (*Destination, error) {
-	transport, nexthop := "", ""
-	if ct := b.cfg.Get("copy_transport"); ct != "" {
-		// "transport:nexthop"; an empty next hop is the recipient's
-		// domain, as in transport_maps.
-		t, n, _ := strings.Cut(ct, ":")
-		transport, nexthop = t, cmp.Or(n, domainOf(addr))
+	// copy_transport as serve's queue takes it (check refused one that
+	// is null or delivers here); without it, the route of any address,
+	// whose local delivery is a row of its own below.
+	var hop envelope.Hop
+	var err error
+	if b.router.CopyTransport != "" {
+		hop, _, err = b.router.CopyRoute(ctx, envelope.Rcpt{Addr: addr, Migration: envelope.MigrationCopy, Copy: true})
 	} else {
-		hop, err := b.router.Route(ctx, addr)
-		if err != nil {
-			return nil, fmt.Errorf("routing %s: %w", addr, err)
-		}
-		transport, nexthop = hop.Transport, hop.Nexthop
+		hop, err = b.router.Route(ctx, addr)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("routing %s: %w", addr, err)
+	}
+	transport, nexthop := hop.Transport, hop.Nexthop
 	prog := b.program(transport)
 	if prog != "smtp" {
 		if b.routed == nil {
