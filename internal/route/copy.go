@@ -152,6 +152,25 @@ func (r *Router) CheckCopies(ctx context.Context, file string, line int, known [
 		}
 		return out
 	}
+	r.localCopies(ctx, tables, complete, func(m CopyMap, e maps.SourceEntry, a string, hop envelope.Hop) {
+		where, wline := e.File, e.Line
+		if where == "" {
+			where, wline = file, m.Line
+		}
+		key := e.Key
+		if key == "" {
+			key = "a key"
+		}
+		out.Warnf(where, wline, "%s (%s): %s -> %s: the copy's address is delivered here (%s:%s) and copy_transport is empty, so the copy waits in the queue until copy_transport is set and reloaded; set copy_transport (such as smtp:[aspmx.l.google.com]), or copy to an address routed away, as the seed's two servers do (user@relay.students.iiit.ac.in)",
+			m.Param, m.Spec, key, a, hop.Transport, hop.Nexthop)
+	})
+	return out
+}
+
+// localCopies calls each for every copy address the listable copy maps
+// name whose ordinary route delivers it here, with the entry that names
+// it and that route. complete turns a bare local part into an address.
+func (r *Router) localCopies(ctx context.Context, tables []CopyMap, complete func(string) string, each func(m CopyMap, e maps.SourceEntry, addr string, hop envelope.Hop)) {
 	for _, m := range tables {
 		s, ok := m.Table.(maps.Sourced)
 		if !ok {
@@ -169,54 +188,22 @@ func (r *Router) CheckCopies(ctx context.Context, file string, line int, known [
 				if !strings.Contains(a, "@") && complete != nil {
 					a = complete(a)
 				}
-				hop, here, err := r.route(ctx, a)
-				if err != nil || !here && !r.deliversHere(hop.Transport) {
-					continue
+				if hop, here, err := r.route(ctx, a); err == nil && (here || r.deliversHere(hop.Transport)) {
+					each(m, e, a, hop)
 				}
-				where, wline := e.File, e.Line
-				if where == "" {
-					where, wline = file, m.Line
-				}
-				key := e.Key
-				if key == "" {
-					key = "a key"
-				}
-				out.Warnf(where, wline, "%s (%s): %s -> %s: the copy's address is delivered here (%s:%s) and copy_transport is empty, so the copy waits in the queue until copy_transport is set and reloaded; set copy_transport (such as smtp:[aspmx.l.google.com]), or copy to an address routed away, as the seed's two servers do (user@relay.students.iiit.ac.in)",
-					m.Param, m.Spec, key, a, hop.Transport, hop.Nexthop)
 			}
 		})
 	}
-	return out
 }
 
 // localCopyDomain returns a domain delivered here that a listed copy
 // address is in, or "".
 func (r *Router) localCopyDomain(ctx context.Context, tables []CopyMap, complete func(string) string) string {
 	found := ""
-	for _, m := range tables {
-		s, ok := m.Table.(maps.Sourced)
-		if !ok || found != "" {
-			continue
+	r.localCopies(ctx, tables, complete, func(_ CopyMap, _ maps.SourceEntry, a string, _ envelope.Hop) {
+		if _, d, ok := strings.Cut(a, "@"); ok && d != "" && found == "" {
+			found = d
 		}
-		s.Source(func(e maps.SourceEntry) {
-			if found != "" || e.Partial {
-				return
-			}
-			for _, a := range strings.FieldsFunc(e.Value, func(c rune) bool { return c == ',' || c == ' ' || c == '\t' }) {
-				a = strings.Trim(a, "<>")
-				if !strings.Contains(a, "@") && complete != nil {
-					a = complete(a)
-				}
-				_, d, ok := strings.Cut(a, "@")
-				if !ok || d == "" {
-					continue
-				}
-				if hop, here, err := r.route(ctx, a); err == nil && (here || r.deliversHere(hop.Transport)) {
-					found = d
-					return
-				}
-			}
-		})
-	}
+	})
 	return found
 }
