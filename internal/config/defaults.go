@@ -54,6 +54,14 @@ var mailteeParams = map[string]string{
 	"ledger_database": "ledger.db",
 	// How long the ledger keeps a message (an age: 90d, 12w, 2160h).
 	"ledger_retention": "90d",
+	// A fleet (internal/fleet): when ledger_database is a PostgreSQL
+	// URL, the nodes sharing it say they are alive every
+	// fleet_heartbeat_interval, a node unheard of for fleet_node_timeout
+	// is gone, and the provider limits are counted across the nodes
+	// unless fleet_shared_limits = no.
+	"fleet_heartbeat_interval": "5s",
+	"fleet_node_timeout":       "30s",
+	"fleet_shared_limits":      "yes",
 	// Other mailtee hosts' ledger URLs (http[s]://host:port), which
 	// `mailtee report` follows a copy into, and the file holding the
 	// token they share (read by both sides).

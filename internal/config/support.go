@@ -90,6 +90,7 @@ var implemented = map[string]paramInfo{
 	// The ledger and the observability listener (internal/ledger,
 	// internal/web): values checked by web.Check.
 	"ledger_database": {}, "ledger_retention": {}, "ledger_peers": {}, "ledger_peer_token_file": {},
+	"fleet_heartbeat_interval": {}, "fleet_node_timeout": {}, "fleet_shared_limits": {},
 	"metrics_listen": {}, "metrics_networks": {}, "dashboard_password_file": {},
 	"metrics_tls_cert_file": {}, "metrics_tls_key_file": {}, "metrics_allow_plaintext": {},
 	"local_header_rewrite_clients": {allowed: []string{"permit_inet_interfaces", "permit_mynetworks"}},

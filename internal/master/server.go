@@ -26,6 +26,7 @@ import (
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/dnsresolve"
 	"github.com/mailtee/mailtee/internal/envelope"
+	"github.com/mailtee/mailtee/internal/fleet"
 	"github.com/mailtee/mailtee/internal/ledger"
 	"github.com/mailtee/mailtee/internal/local"
 	"github.com/mailtee/mailtee/internal/maildrop"
@@ -81,6 +82,9 @@ type Server struct {
 	// ledger records every message and outcome (nil: ledger_database
 	// is empty).
 	ledger *ledger.Recorder
+	// fleet is this node's membership of the fleet sharing
+	// ledger_database's PostgreSQL (internal/fleet); nil without one.
+	fleet *fleet.Fleet
 	// mig keeps the migration settings each message was accepted with
 	// (internal/migration), in the queue directory.
 	mig *migration.Store
@@ -173,10 +177,14 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	agents[srs.Transport] = s.srsAgent()
 	manager := qmgr.New(agents)
 	manager.Sender = s.srsSender
+	if s.fleet, err = s.openFleet(cfg); err != nil {
+		return nil, err
+	}
 	s.pace = s.pacer(cfg, resolver)
 	// The queue is ours alone from before it is opened: an offline
 	// postsuper edit finishes first, a second serve fails (queuelock).
 	if s.qlock, err = queuelock.Acquire(QueueDir(cfg), 30*time.Second); err != nil {
+		s.closeFleet()
 		return nil, fmt.Errorf("%w (is another mailtee serve running on it?)", err)
 	}
 	var qledger queue.Ledger
@@ -229,6 +237,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	})
 	if err != nil {
 		s.closeLedger()
+		s.closeFleet()
 		s.qlock.Release()
 		return nil, err
 	}
@@ -238,6 +247,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	if err := s.mig.SetCurrent(rt.mig); err != nil {
 		q.Close(context.Background())
 		s.closeLedger()
+		s.closeFleet()
 		s.qlock.Release()
 		return nil, err
 	}
@@ -255,6 +265,7 @@ func New(cfg *config.Config, stderr io.Writer, opened map[string]maps.Table) (*S
 	fail := func(err error) (*Server, error) {
 		q.Close(context.Background())
 		s.closeLedger()
+		s.closeFleet()
 		s.qlock.Release()
 		return nil, err
 	}
@@ -457,6 +468,7 @@ func (s *Server) Stop(grace time.Duration) {
 	}
 	s.q.Close(ctx)
 	s.closeLedger() // after the queue: its last outcomes are written
+	s.closeFleet()
 	if s.paceStop != nil {
 		close(s.paceStop)
 	}
