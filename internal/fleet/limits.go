@@ -147,7 +147,7 @@ type Limits struct {
 
 	mu       sync.Mutex
 	lims     map[string]*sharedLimiter
-	fallback bool // the last Take fell back (for the log and the gauge)
+	fallback bool // the last Take fell back (the log says when it changes)
 	dones    []settled
 	cancels  []int64
 	backlog  []settled // fallback attempts, for the database when it is back
@@ -208,12 +208,12 @@ func (ls *Limits) Limiter(kind, transport, profile string, ws []ratelimit.Window
 	return sl
 }
 
-// Fallback says whether the node is counting alone, within its share
-// of each limit, for want of the database.
+// Fallback says whether the node counts alone, within its share of
+// each limit, for want of the database: from a failed Take or
+// heartbeat until the next good heartbeat.
 func (ls *Limits) Fallback() bool {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	return ls.fallback
+	_, down := ls.f.Alive()
+	return down
 }
 
 // setFallback records which count the last Take used, and logs the

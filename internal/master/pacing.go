@@ -10,6 +10,7 @@ import (
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/dnsresolve"
+	"github.com/mailtee/mailtee/internal/fleet"
 	"github.com/mailtee/mailtee/internal/mastercf"
 	"github.com/mailtee/mailtee/internal/pace"
 	"github.com/mailtee/mailtee/internal/provider"
@@ -168,7 +169,7 @@ func transportPacing(cfg *config.Config, name, program string) (pace.Transport, 
 // MX lookups, suspensions logged as the queue manager's warnings.
 func (s *Server) pacer(cfg *config.Config, resolver *dnsresolve.Resolver) *pace.Pacer {
 	rollup := &provider.Rollup{Lookup: resolver.MXHosts}
-	return pace.New(pace.Options{
+	o := pace.Options{
 		Transport: func(name string) (pace.Transport, bool) {
 			t, ok := s.rt.Load().pacing[name]
 			return t, ok
@@ -182,7 +183,20 @@ func (s *Server) pacer(cfg *config.Config, resolver *dnsresolve.Resolver) *pace.
 		// Read at start, as the queue's other settings.
 		RecipientDelimiter: cfg.Get("recipient_delimiter"),
 		Warn:               func(format string, args ...any) { s.log.Printf("qmgr", "warning: "+format, args...) },
-	})
+	}
+	// In a fleet the windows are counted across the nodes, in the
+	// database (internal/fleet/limits.go), unless fleet_shared_limits
+	// = no; read at start, as the fleet itself. (A value other than
+	// yes or no keeps the default, yes: sharing never loosens a limit.)
+	if s.fleet != nil {
+		if shared, err := cfg.Bool("fleet_shared_limits"); shared || err != nil {
+			s.limits = fleet.NewLimits(s.fleet, fleet.LimitOptions{
+				Log: func(format string, args ...any) { s.log.Printf("qmgr", format, args...) },
+			})
+			o.Shared = s.limits.Limiter
+		}
+	}
+	return pace.New(o)
 }
 
 // pacingState is where the pacer's windows and suspensions outlive a
