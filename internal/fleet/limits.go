@@ -27,7 +27,8 @@ package fleet
 // count and the insert), none when this node already knows the key is
 // full (it was told when to come back); Done and Cancel are written
 // behind, in batches. Rows that no window counts any more are deleted
-// by the Takes of their key and, for keys no longer used, once a minute.
+// by the Takes that find their key full and, for the others, once a
+// minute.
 //
 // When the database is slow or down (a Take gets no answer within
 // TakeTimeout, or the heartbeat fails), the node falls back to a local
@@ -70,7 +71,8 @@ CREATE TABLE IF NOT EXISTS fleet_limit_attempts (
 	started BIGINT NOT NULL,
 	ended BIGINT,
 	keep BIGINT NOT NULL);
-CREATE INDEX IF NOT EXISTS fleet_limit_attempts_key ON fleet_limit_attempts (key);
+CREATE INDEX IF NOT EXISTS fleet_limit_attempts_ended ON fleet_limit_attempts (key, ended);
+CREATE INDEX IF NOT EXISTS fleet_limit_attempts_flight ON fleet_limit_attempts (key) WHERE ended IS NULL;
 CREATE INDEX IF NOT EXISTS fleet_limit_attempts_node ON fleet_limit_attempts (node) WHERE ended IS NULL;
 -- Times are microseconds of the database's clock. An attempt's
 -- effective end: its end; in flight on a live node, none yet (inf);
@@ -81,31 +83,71 @@ CREATE OR REPLACE FUNCTION fleet_limit_take(p_key TEXT, p_node TEXT, p_run BIGIN
 RETURNS TABLE (r_id BIGINT, r_now BIGINT, r_retry BIGINT) LANGUAGE plpgsql AS $f$
 DECLARE
 	t BIGINT;
+	fl BIGINT[];
+	nfl INT;
 	ends BIGINT[];
 	len INT;
+	nf INT;
+	c INT;
+	need INT;
+	blocked BOOLEAN := false;
 	r BIGINT := 0;
 	e BIGINT;
 	inf CONSTANT BIGINT := 9223372036854775807;
 BEGIN
+	-- A count, not a record: a commit need not wait for the disk (a
+	-- crash of the database forgets at most its last moment's rows).
+	PERFORM set_config('synchronous_commit', 'off', true);
 	PERFORM pg_advisory_xact_lock(1718379891, hashtext(p_key));
 	-- After the lock: each statement of a volatile function sees what
 	-- the Takes before it committed.
 	t := (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT;
-	DELETE FROM fleet_limit_attempts a
-		WHERE a.key = p_key AND COALESCE(a.ended, a.started + p_maxflight) + a.keep < t;
-	SELECT array_agg(x.e ORDER BY x.e) INTO ends FROM (
-		SELECT CASE
-			WHEN a.ended IS NOT NULL THEN a.ended
+	-- The attempts in flight, few, with their effective ends.
+	SELECT array_agg(CASE
 			WHEN a.started + p_maxflight <= t THEN a.started + p_maxflight
 			WHEN a.node = p_node AND a.run = p_run THEN inf
 			WHEN n.name IS NOT NULL AND n.state <> 'stopped' AND n.seen > t - p_timeout THEN inf
 			WHEN n.name IS NOT NULL THEN LEAST(n.seen + p_timeout, a.started + p_maxflight)
-			ELSE a.started + p_maxflight END AS e
+			ELSE a.started + p_maxflight END)
+		INTO fl
 		FROM fleet_limit_attempts a LEFT JOIN fleet_nodes n ON n.name = a.node
-		WHERE a.key = p_key) x;
+		WHERE a.key = p_key AND a.ended IS NULL;
+	nfl := COALESCE(array_length(fl, 1), 0);
+	-- Admit when every window counts fewer than N: the ended attempts
+	-- are counted up to the N the window allows at most (an index
+	-- range), never all of them.
+	FOR i IN 1 .. array_length(p_ns, 1) LOOP
+		nf := 0;
+		IF nfl > 0 THEN
+			SELECT count(*) INTO nf FROM unnest(fl) x WHERE x > t - p_pers[i];
+		END IF;
+		need := p_ns[i] - nf;
+		c := 0;
+		IF need > 0 THEN
+			SELECT count(*) INTO c FROM (SELECT 1 FROM fleet_limit_attempts a
+				WHERE a.key = p_key AND a.ended > t - p_pers[i] LIMIT need) s;
+		END IF;
+		IF need <= 0 OR c >= need THEN
+			blocked := true;
+			EXIT;
+		END IF;
+	END LOOP;
+	IF NOT blocked THEN
+		RETURN QUERY INSERT INTO fleet_limit_attempts AS a (key, node, run, started, keep)
+			VALUES (p_key, p_node, p_run, t, p_keep) RETURNING a.id, t, 0::BIGINT;
+		RETURN;
+	END IF;
+	-- Blocked: a window admits again once its N-th latest effective
+	-- end stops counting (in flight: Per from now at least). Ends no
+	-- window counts any more go first (those of the windows in force: a
+	-- reload that shortens them drops what none of them counts); a key
+	-- never blocked is pruned once a minute (Limits.prune).
+	DELETE FROM fleet_limit_attempts a WHERE a.key = p_key AND a.ended < t - p_keep;
+	SELECT array_agg(x.e ORDER BY x.e) INTO ends FROM (
+		SELECT a.ended AS e FROM fleet_limit_attempts a WHERE a.key = p_key AND a.ended IS NOT NULL
+		UNION ALL SELECT unnest(fl)) x;
 	len := COALESCE(array_length(ends, 1), 0);
 	FOR i IN 1 .. array_length(p_ns, 1) LOOP
-		-- N or more count while the N-th latest effective end does.
 		IF len >= p_ns[i] THEN
 			e := ends[len - p_ns[i] + 1];
 			IF e > t - p_pers[i] THEN
@@ -117,12 +159,7 @@ BEGIN
 			END IF;
 		END IF;
 	END LOOP;
-	IF r > 0 THEN
-		RETURN QUERY SELECT 0::BIGINT, t, r;
-		RETURN;
-	END IF;
-	RETURN QUERY INSERT INTO fleet_limit_attempts AS a (key, node, run, started, keep)
-		VALUES (p_key, p_node, p_run, t, p_keep) RETURNING a.id, t, 0::BIGINT;
+	RETURN QUERY SELECT 0::BIGINT, t, GREATEST(r, t + 1);
 END $f$;
 END $do$`
 
@@ -316,6 +353,10 @@ func keepLast(s []settled) []settled {
 
 func (ls *Limits) write(ctx context.Context, dones []settled, cancels []int64, backlog []settled, endRun bool) error {
 	b := &pgx.Batch{}
+	// One transaction, one round trip; not waiting for the disk, as
+	// the Takes.
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL synchronous_commit = off`)
 	if endRun {
 		// A previous run of this node (a crash, a kill -9) left its
 		// attempts in flight: they may have reached the remote, and end
@@ -355,9 +396,10 @@ func (ls *Limits) write(ctx context.Context, dones []settled, cancels []int64, b
 				ls.f.o.Node, ls.run, keys, ages, keeps)
 		}
 	}
-	if b.Len() == 0 {
+	if b.Len() == 2 {
 		return nil
 	}
+	b.Queue(`COMMIT`)
 	return ls.f.pool.SendBatch(ctx, b).Close()
 }
 

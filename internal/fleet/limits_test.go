@@ -234,6 +234,14 @@ func TestSharedLimitsFallback(t *testing.T) {
 		down[name] = append([]interval(nil), ivs...)
 	}
 	mu.Unlock()
+	// An attempt of the meantime on a long window, for the database to
+	// get once it is back.
+	long := nodes[0].ls.Limiter("box", "smtp", "long", []ratelimit.Window{{N: 5, Per: time.Minute}})
+	tk, _ := long.Take("late", time.Now())
+	if tk == nil {
+		t.Fatal("the fallback refused the first attempt of a fresh key")
+	}
+	tk.Done(time.Now())
 	pg.Start()
 	// The workers go on until both nodes count across the fleet again:
 	// their last attempts alone are written then.
@@ -265,18 +273,18 @@ func TestSharedLimitsFallback(t *testing.T) {
 		t.Errorf("a Take took %v with the database down; want it bounded (TakeTimeout 1s)", slowest)
 	}
 	t.Logf("with the database down (%v): a admitted %d, b %d; slowest Take %v", time.Since(stopped).Round(time.Millisecond), len(down["a"]), len(down["b"]), slowest)
-	// The meantime's attempts reached the database.
+	// The meantime's attempt reached the database.
 	var backlog int
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for range 50 {
-		if err := nodes[0].f.pool.QueryRow(ctx, `SELECT COUNT(*) FROM fleet_limit_attempts WHERE key = 'box smtp google k' AND started = ended`).Scan(&backlog); err == nil && backlog > 0 {
+		if err := nodes[0].f.pool.QueryRow(ctx, `SELECT COUNT(*) FROM fleet_limit_attempts WHERE key = 'box smtp long late' AND started = ended`).Scan(&backlog); err == nil && backlog > 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	if backlog == 0 {
-		t.Errorf("no attempt made while the database was down was written once it was back")
+		t.Errorf("the attempt made while the database was down was not written once it was back")
 	}
 	// Shared again: one node alone gets the whole N of a fresh key, and
 	// then neither node gets more.
