@@ -189,6 +189,10 @@ type Limits struct {
 	cancels  []int64
 	backlog  []settled // fallback attempts, for the database when it is back
 	ended    bool      // the previous run's rows in flight are ended
+	// sent are the suspensions written, by "kind key", with their end
+	// (SyncSuspensions).
+	sent       map[string]time.Time
+	suspPruned time.Time // SyncSuspensions' own, called from one goroutine
 
 	kick chan struct{}
 	stop chan struct{}
@@ -204,6 +208,9 @@ type settled struct {
 	end     time.Time
 	keep    time.Duration
 }
+
+// ErrDown is returned while the database is taken as unreachable.
+var ErrDown = errors.New("fleet database unreachable")
 
 // maxPending bounds the writes kept while the database is away: beyond
 // it the oldest are dropped (a row left in flight stops counting when

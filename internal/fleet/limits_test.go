@@ -356,3 +356,50 @@ func TestSharedLimitsCrash(t *testing.T) {
 		}
 	}
 }
+
+// A suspension one node's pacer started reaches the others; one that
+// ends later replaces it; one that is over does not.
+func TestSharedSuspensions(t *testing.T) {
+	_, url := fleetDB(t)
+	_, la, _ := node(t, url, "a", 5*time.Second)
+	_, lb, _ := node(t, url, "b", 5*time.Second)
+	ctx := context.Background()
+	now := time.Now()
+	box := "smtp:google|busy@example.com"
+	mine := Suspensions{
+		Mailboxes: map[string]ratelimit.Suspension{
+			box:                        {Until: now.Add(time.Minute), Reason: "452 4.2.1 over its limit", Next: 2 * time.Minute},
+			"smtp:google|x@example.com": {Until: now.Add(-time.Second), Reason: "over"},
+		},
+		Sites: map[string]ratelimit.Suspension{"smtp:outlook": {Until: now.Add(time.Hour), Reason: "451 4.7.500 Server busy"}},
+	}
+	if theirs, err := la.SyncSuspensions(ctx, mine, now); err != nil || len(theirs) != 0 {
+		t.Fatalf("a: %v, %v; want nothing of the others", theirs, err)
+	}
+	theirs, err := lb.SyncSuspensions(ctx, Suspensions{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := theirs["box"][box]
+	if got.Node != "a" || !got.Until.Equal(now.Add(time.Minute).Truncate(time.Microsecond)) || got.Reason != "452 4.2.1 over its limit" || got.Next != 2*time.Minute {
+		t.Errorf("b sees %+v for %s", got, box)
+	}
+	if _, ok := theirs["box"]["smtp:google|x@example.com"]; ok {
+		t.Errorf("a suspension already over was shared")
+	}
+	if s := theirs["site"]["smtp:outlook"]; s.Node != "a" {
+		t.Errorf("b sees %+v for the site", s)
+	}
+	// b's own, later, replaces a's.
+	later := Suspensions{Mailboxes: map[string]ratelimit.Suspension{box: {Until: now.Add(2 * time.Minute), Reason: "again"}}}
+	if _, err := lb.SyncSuspensions(ctx, later, now); err != nil {
+		t.Fatal(err)
+	}
+	theirs, err = la.SyncSuspensions(ctx, mine, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := theirs["box"][box]; s.Node != "b" || s.Reason != "again" {
+		t.Errorf("a sees %+v, want b's later suspension", s)
+	}
+}

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -219,6 +220,9 @@ func (s *Server) loadPacing() {
 // savePacing saves the pacer's state every pacingSaveEvery until stop
 // is closed.
 func (s *Server) savePacing(stop chan struct{}) {
+	if s.limits != nil {
+		go s.shareSuspensions(stop)
+	}
 	t := time.NewTicker(pacingSaveEvery)
 	defer t.Stop()
 	for {
@@ -237,5 +241,52 @@ func (s *Server) savePacingNow() {
 	}
 	if err := s.pace.SaveFile(pacingState(s.cfg)); err != nil {
 		s.log.Printf("qmgr", "warning: cannot save the pacing state: %v", err)
+	}
+}
+
+// shareSuspensions exchanges the pacer's throttling suspensions with the
+// fleet every heartbeat until stop is closed: a mailbox or site a
+// provider throttles for one node waits on every node. A suspension
+// from another node is logged once.
+func (s *Server) shareSuspensions(stop chan struct{}) {
+	t := time.NewTicker(mustDuration(s.cfg, "fleet_heartbeat_interval"))
+	defer t.Stop()
+	seen := map[string]time.Time{}
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		st := s.pace.Save(now)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		theirs, err := s.limits.SyncSuspensions(ctx, fleet.Suspensions{Sites: st.Sites, Mailboxes: st.Mailboxes}, now)
+		cancel()
+		if err != nil {
+			continue // the fleet's log says when the database is away
+		}
+		var load pace.State
+		for kind, m := range theirs {
+			out := map[string]ratelimit.Suspension{}
+			for key, sp := range m {
+				out[key] = sp.Suspension
+				if id := kind + " " + key; seen[id] != sp.Until {
+					seen[id] = sp.Until
+					s.log.Printf("qmgr", "warning: %s: deliveries suspended until %s by node %s: %s", key, sp.Until.Format(time.TimeOnly), sp.Node, sp.Reason)
+				}
+			}
+			if kind == "site" {
+				load.Sites = out
+			} else {
+				load.Mailboxes = out
+			}
+		}
+		for id, until := range seen {
+			if until.Before(now) {
+				delete(seen, id)
+			}
+		}
+		s.pace.Load(load, now)
 	}
 }
