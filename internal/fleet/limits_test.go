@@ -368,7 +368,7 @@ func TestSharedSuspensions(t *testing.T) {
 	box := "smtp:google|busy@example.com"
 	mine := Suspensions{
 		Mailboxes: map[string]ratelimit.Suspension{
-			box:                        {Until: now.Add(time.Minute), Reason: "452 4.2.1 over its limit", Next: 2 * time.Minute},
+			box:                         {Until: now.Add(time.Minute), Reason: "452 4.2.1 over its limit", Next: 2 * time.Minute},
 			"smtp:google|x@example.com": {Until: now.Add(-time.Second), Reason: "over"},
 		},
 		Sites: map[string]ratelimit.Suspension{"smtp:outlook": {Until: now.Add(time.Hour), Reason: "451 4.7.500 Server busy"}},
