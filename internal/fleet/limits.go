@@ -73,7 +73,11 @@ CREATE TABLE IF NOT EXISTS fleet_limit_attempts (
 	keep BIGINT NOT NULL);
 CREATE INDEX IF NOT EXISTS fleet_limit_attempts_ended ON fleet_limit_attempts (key, ended);
 CREATE INDEX IF NOT EXISTS fleet_limit_attempts_flight ON fleet_limit_attempts (key) WHERE ended IS NULL;
-CREATE INDEX IF NOT EXISTS fleet_limit_attempts_node ON fleet_limit_attempts (node) WHERE ended IS NULL;
+-- How many rows each key has: a bound on what any window can count,
+-- that spares a Take the count while it is below N. Every insert adds
+-- to it in its statement; a delete that forgot to subtract would only
+-- make Takes count.
+CREATE TABLE IF NOT EXISTS fleet_limit_keys (key TEXT PRIMARY KEY, n BIGINT NOT NULL);
 -- Times are microseconds of the database's clock. An attempt's
 -- effective end: its end; in flight on a live node, none yet (inf);
 -- in flight on a node gone, the time it was last heard of plus the
@@ -83,6 +87,7 @@ CREATE OR REPLACE FUNCTION fleet_limit_take(p_key TEXT, p_node TEXT, p_run BIGIN
 RETURNS TABLE (r_id BIGINT, r_now BIGINT, r_retry BIGINT) LANGUAGE plpgsql AS $f$
 DECLARE
 	t BIGINT;
+	total BIGINT;
 	fl BIGINT[];
 	nfl INT;
 	ends BIGINT[];
@@ -102,6 +107,14 @@ BEGIN
 	-- After the lock: each statement of a volatile function sees what
 	-- the Takes before it committed.
 	t := (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT;
+	SELECT k.n INTO total FROM fleet_limit_keys k WHERE k.key = p_key;
+	total := COALESCE(total, 0);
+	IF total < (SELECT min(x) FROM unnest(p_ns) x) THEN
+		INSERT INTO fleet_limit_keys AS k (key, n) VALUES (p_key, 1) ON CONFLICT (key) DO UPDATE SET n = k.n + 1;
+		RETURN QUERY INSERT INTO fleet_limit_attempts AS a (key, node, run, started, keep)
+			VALUES (p_key, p_node, p_run, t, p_keep) RETURNING a.id, t, 0::BIGINT;
+		RETURN;
+	END IF;
 	-- The attempts in flight, few, with their effective ends.
 	SELECT array_agg(CASE
 			WHEN a.started + p_maxflight <= t THEN a.started + p_maxflight
@@ -117,6 +130,7 @@ BEGIN
 	-- are counted up to the N the window allows at most (an index
 	-- range), never all of them.
 	FOR i IN 1 .. array_length(p_ns, 1) LOOP
+		CONTINUE WHEN total < p_ns[i];
 		nf := 0;
 		IF nfl > 0 THEN
 			SELECT count(*) INTO nf FROM unnest(fl) x WHERE x > t - p_pers[i];
@@ -133,6 +147,7 @@ BEGIN
 		END IF;
 	END LOOP;
 	IF NOT blocked THEN
+		INSERT INTO fleet_limit_keys AS k (key, n) VALUES (p_key, 1) ON CONFLICT (key) DO UPDATE SET n = k.n + 1;
 		RETURN QUERY INSERT INTO fleet_limit_attempts AS a (key, node, run, started, keep)
 			VALUES (p_key, p_node, p_run, t, p_keep) RETURNING a.id, t, 0::BIGINT;
 		RETURN;
@@ -142,7 +157,11 @@ BEGIN
 	-- window counts any more go first (those of the windows in force: a
 	-- reload that shortens them drops what none of them counts); a key
 	-- never blocked is pruned once a minute (Limits.prune).
-	DELETE FROM fleet_limit_attempts a WHERE a.key = p_key AND a.ended < t - p_keep;
+	WITH d AS (DELETE FROM fleet_limit_attempts a WHERE a.key = p_key AND a.ended < t - p_keep RETURNING 1)
+		SELECT count(*) INTO c FROM d;
+	IF c > 0 THEN
+		UPDATE fleet_limit_keys k SET n = k.n - c WHERE k.key = p_key;
+	END IF;
 	SELECT array_agg(x.e ORDER BY x.e) INTO ends FROM (
 		SELECT a.ended AS e FROM fleet_limit_attempts a WHERE a.key = p_key AND a.ended IS NOT NULL
 		UNION ALL SELECT unnest(fl)) x;
@@ -380,7 +399,9 @@ func (ls *Limits) write(ctx context.Context, dones []settled, cancels []int64, b
 			FROM unnest($1::BIGINT[], $2::BIGINT[]) AS u(id, e) WHERE a.id = u.id`, ids, els)
 	}
 	if len(cancels) > 0 {
-		b.Queue(`DELETE FROM fleet_limit_attempts WHERE id = ANY($1::BIGINT[])`, cancels)
+		b.Queue(`WITH d AS (DELETE FROM fleet_limit_attempts WHERE id = ANY($1::BIGINT[]) RETURNING key)
+			UPDATE fleet_limit_keys k SET n = k.n - c.c FROM (SELECT key, count(*) AS c FROM d GROUP BY key) c
+			WHERE k.key = c.key`, cancels)
 	}
 	if len(backlog) > 0 {
 		// The database's now minus each attempt's age on this node's
@@ -396,10 +417,12 @@ func (ls *Limits) write(ctx context.Context, dones []settled, cancels []int64, b
 			keys, ages, keeps = append(keys, s.key), append(ages, max(age.Microseconds(), 0)), append(keeps, s.keep.Microseconds())
 		}
 		if len(keys) > 0 {
-			b.Queue(`INSERT INTO fleet_limit_attempts (key, node, run, started, ended, keep)
+			b.Queue(`WITH i AS (INSERT INTO fleet_limit_attempts (key, node, run, started, ended, keep)
 				SELECT u.k, $1, $2, c.t - u.age, c.t - u.age, u.keep
 				FROM unnest($3::TEXT[], $4::BIGINT[], $5::BIGINT[]) AS u(k, age, keep),
-				(SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT AS t) c`,
+				(SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT AS t) c RETURNING key)
+				INSERT INTO fleet_limit_keys AS k (key, n) SELECT key, count(*) FROM i GROUP BY key
+				ON CONFLICT (key) DO UPDATE SET n = k.n + EXCLUDED.n`,
 				ls.f.o.Node, ls.run, keys, ages, keeps)
 		}
 	}
@@ -421,9 +444,13 @@ func (ls *Limits) prune() {
 	if ls.f.Ensure(ctx) != nil {
 		return
 	}
-	ls.f.pool.Exec(ctx, `DELETE FROM fleet_limit_attempts
-		WHERE COALESCE(ended, started + $1) + keep < (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT`,
-		ls.o.MaxFlight.Microseconds())
+	b := &pgx.Batch{}
+	b.Queue(`WITH d AS (DELETE FROM fleet_limit_attempts
+		WHERE COALESCE(ended, started + $1) + keep < (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT RETURNING key)
+		UPDATE fleet_limit_keys k SET n = k.n - c.c FROM (SELECT key, count(*) AS c FROM d GROUP BY key) c
+		WHERE k.key = c.key`, ls.o.MaxFlight.Microseconds())
+	b.Queue(`DELETE FROM fleet_limit_keys WHERE n <= 0`)
+	ls.f.pool.SendBatch(ctx, b).Close()
 }
 
 // sharedLimiter is one kind's limiter for one transport and profile.
@@ -548,7 +575,11 @@ func (sl *sharedLimiter) Take(key string, now time.Time) (*ratelimit.Token, time
 		ls.setFallback(true, alive)
 		return tk, at
 	}
-	ls.setFallback(false, alive)
+	if _, down := ls.f.Alive(); !down {
+		// (A Take that began before another failed does not end the
+		// fallback: the next good heartbeat does.)
+		ls.setFallback(false, alive)
+	}
 	if retry > 0 {
 		at := now.Add(time.Duration(retry-dbNow) * time.Microsecond)
 		sl.mu.Lock()

@@ -26,26 +26,34 @@ func (l *logs) printf(format string, args ...any) {
 	l.mu.Unlock()
 }
 
-func (l *logs) has(s string) bool {
+func (l *logs) has(s string) bool { return l.count(s) > 0 }
+
+func (l *logs) count(s string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	n := 0
 	for _, line := range l.lines {
 		if strings.Contains(line, s) {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
-// node joins the fleet at url as name, with its shared limits.
+// node joins the fleet at url as name, with its shared limits; a
+// heartbeat every 100ms.
 func node(t *testing.T, url, name string, timeout time.Duration) (*Fleet, *Limits, *logs) {
+	return nodeWith(t, url, name, 100*time.Millisecond, timeout, LimitOptions{})
+}
+
+func nodeWith(t *testing.T, url, name string, heartbeat, timeout time.Duration, o LimitOptions) (*Fleet, *Limits, *logs) {
 	t.Helper()
 	lg := &logs{}
-	f, err := Open(Options{URL: url, Node: name, Heartbeat: 100 * time.Millisecond, Timeout: timeout, Log: lg.printf})
+	f, err := Open(Options{URL: url, Node: name, Heartbeat: heartbeat, Timeout: timeout, Log: lg.printf})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls := NewLimits(f, LimitOptions{})
+	ls := NewLimits(f, o)
 	t.Cleanup(func() { ls.Close(); f.Close() })
 	return f, ls, lg
 }
@@ -135,7 +143,7 @@ func worker(lim ratelimit.Taker, keys []string, stop <-chan struct{}, rec func(k
 // attempts never put more than N in any Per of a key, whichever node
 // made them.
 func TestSharedLimitsHold(t *testing.T) {
-	_, url := fleetDB(t)
+	pg, url := fleetDB(t)
 	ws := []ratelimit.Window{{N: 4, Per: 400 * time.Millisecond}, {N: 10, Per: 2 * time.Second}}
 	keys := []string{"smtp:google|a@example.com", "smtp:google|b@example.com", "smtp:google"}
 	var mu sync.Mutex
@@ -143,8 +151,13 @@ func TestSharedLimitsHold(t *testing.T) {
 	byNode := map[string]int{}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var lgs []*logs
 	for _, name := range []string{"a", "b"} {
-		_, ls, _ := node(t, url, name, 5*time.Second)
+		// The guarantee is the shared count's: a loaded machine must
+		// not make a heartbeat (bounded by its interval) or a Take
+		// slow enough to fall back.
+		_, ls, lg := nodeWith(t, url, name, 2*time.Second, 10*time.Second, LimitOptions{TakeTimeout: 10 * time.Second})
+		lgs = append(lgs, lg)
 		lim := ls.Limiter("box", "smtp", "google", ws)
 		for range 6 {
 			wg.Add(1)
@@ -162,6 +175,11 @@ func TestSharedLimitsHold(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	close(stop)
 	wg.Wait()
+	for _, lg := range lgs {
+		if lg.has("unreachable") {
+			t.Fatalf("a node fell back: %q", lg.lines)
+		}
+	}
 	total := 0
 	for _, key := range keys {
 		checkWindows(t, key, got[key], ws)
@@ -174,6 +192,25 @@ func TestSharedLimitsHold(t *testing.T) {
 		t.Errorf("admitted by node: %v; want both", byNode)
 	}
 	t.Logf("%d attempts admitted over %d keys in 3s: %v", total, len(keys), byNode)
+	// The rows each key has, which spare a Take the count below N, are
+	// what it has (never fewer), once the ends and cancellations are
+	// written.
+	db := pg.DB("fleet")
+	defer db.Close()
+	var bad int
+	for range 30 {
+		time.Sleep(100 * time.Millisecond)
+		if err := db.QueryRow(`SELECT COUNT(*) FROM (SELECT key, COUNT(*) AS c FROM fleet_limit_attempts GROUP BY key) a
+			FULL JOIN fleet_limit_keys k USING (key) WHERE COALESCE(k.n, 0) <> COALESCE(a.c, 0)`).Scan(&bad); err != nil {
+			t.Fatal(err)
+		}
+		if bad == 0 {
+			break
+		}
+	}
+	if bad != 0 {
+		t.Errorf("%d keys whose count in fleet_limit_keys is not their rows'", bad)
+	}
 }
 
 // With the database stopped mid-run, each node admits at most its
@@ -265,8 +302,8 @@ func TestSharedLimitsFallback(t *testing.T) {
 			t.Errorf("node %s admitted nothing with the database down", name)
 		}
 		checkWindows(t, "node "+name+" with the database down", down[name], []ratelimit.Window{{N: 3, Per: time.Second}})
-		if !n.lg.has("shared limits: database unreachable, going on with 1/2 of each limit") {
-			t.Errorf("node %s did not say it fell back: %q", name, n.lg.lines)
+		if c := n.lg.count("shared limits: database unreachable, going on with 1/2 of each limit"); c != 1 {
+			t.Errorf("node %s said %d times that it fell back, want once: %q", name, c, n.lg.lines)
 		}
 	}
 	if slowest > 3*time.Second {
