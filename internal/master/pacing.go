@@ -249,7 +249,11 @@ func (s *Server) savePacingNow() {
 // provider throttles for one node waits on every node. A suspension
 // from another node is logged once.
 func (s *Server) shareSuspensions(stop chan struct{}) {
-	t := time.NewTicker(mustDuration(s.cfg, "fleet_heartbeat_interval"))
+	every := mustDuration(s.cfg, "fleet_heartbeat_interval")
+	if every <= 0 {
+		every = 5 * time.Second // fleet.Open's default too
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	seen := map[string]time.Time{}
 	for {
