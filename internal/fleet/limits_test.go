@@ -58,6 +58,21 @@ func nodeWith(t *testing.T, url, name string, heartbeat, timeout time.Duration, 
 	return f, ls, lg
 }
 
+// waitUp waits until f's heartbeat reaches the database (a loaded
+// machine may miss the first).
+func waitUp(t *testing.T, f *Fleet) {
+	t.Helper()
+	for i := 0; ; i++ {
+		if _, down := f.Alive(); !down {
+			return
+		}
+		if i == 200 {
+			t.Fatalf("%s: the heartbeat does not reach the database", f.Node())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // kill stops a node as kill -9 would: no more heartbeats, nothing
 // settled, not marked stopped.
 func kill(f *Fleet, ls *Limits) {
@@ -156,7 +171,8 @@ func TestSharedLimitsHold(t *testing.T) {
 		// The guarantee is the shared count's: a loaded machine must
 		// not make a heartbeat (bounded by its interval) or a Take
 		// slow enough to fall back.
-		_, ls, lg := nodeWith(t, url, name, 2*time.Second, 10*time.Second, LimitOptions{TakeTimeout: 10 * time.Second})
+		f, ls, lg := nodeWith(t, url, name, 2*time.Second, 10*time.Second, LimitOptions{TakeTimeout: 10 * time.Second})
+		waitUp(t, f)
 		lgs = append(lgs, lg)
 		lim := ls.Limiter("box", "smtp", "google", ws)
 		for range 6 {
@@ -362,7 +378,8 @@ func TestSharedLimitsCrash(t *testing.T) {
 	_, url := fleetDB(t)
 	ws := []ratelimit.Window{{N: 2, Per: 300 * time.Millisecond}}
 	const timeout = 2 * time.Second
-	_, la, alog := node(t, url, "a", timeout)
+	fa, la, alog := node(t, url, "a", timeout)
+	waitUp(t, fa)
 	a := la.Limiter("box", "smtp", "google", ws)
 	// Alone, a would not see the others' attempts: the test means
 	// nothing then.
@@ -380,6 +397,7 @@ func TestSharedLimitsCrash(t *testing.T) {
 		{"killed", false, timeout + ws[0].Per + 3*time.Second},
 	} {
 		kf, kl, _ := node(t, url, c.key, timeout)
+		waitUp(t, kf)
 		k := kl.Limiter("box", "smtp", "google", ws)
 		for range 2 {
 			if tk, _ := k.Take(c.key, time.Now()); tk == nil {
@@ -413,8 +431,10 @@ func TestSharedLimitsCrash(t *testing.T) {
 // ends later replaces it; one that is over does not.
 func TestSharedSuspensions(t *testing.T) {
 	_, url := fleetDB(t)
-	_, la, _ := node(t, url, "a", 5*time.Second)
-	_, lb, _ := node(t, url, "b", 5*time.Second)
+	fa, la, _ := node(t, url, "a", 5*time.Second)
+	fb, lb, _ := node(t, url, "b", 5*time.Second)
+	waitUp(t, fa)
+	waitUp(t, fb)
 	ctx := context.Background()
 	now := time.Now()
 	box := "smtp:google|busy@example.com"
