@@ -21,7 +21,7 @@ import (
 type backend struct {
 	name string
 	pg   *testdb.Server // nil: SQLite
-	t    *testing.T
+	t    testing.TB
 	dbs  map[string]string // dir -> URL
 }
 
@@ -71,7 +71,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func pgServer(t *testing.T) *testdb.Server {
+func pgServer(t testing.TB) *testdb.Server {
 	t.Helper()
 	shared.once.Do(func() {
 		tb := &mainTB{}
@@ -101,7 +101,7 @@ func pgServer(t *testing.T) *testdb.Server {
 }
 
 // newPGDatabase creates an empty database on the shared server.
-func newPGDatabase(t *testing.T, s *testdb.Server) string {
+func newPGDatabase(t testing.TB, s *testdb.Server) string {
 	t.Helper()
 	name := fmt.Sprintf("ledger_%d", shared.n.Add(1))
 	if _, err := shared.admin.Exec("CREATE DATABASE " + name); err != nil {

@@ -30,8 +30,8 @@ func sent(m *queue.Message, reply string) {
 
 func TestRebind(t *testing.T) {
 	for in, want := range map[string]string{
-		`SELECT 1`:                                     `SELECT 1`,
-		`a = ? AND b IN (?, ?)`:                        `a = $1 AND b IN ($2, $3)`,
+		`SELECT 1`:              `SELECT 1`,
+		`a = ? AND b IN (?, ?)`: `a = $1 AND b IN ($2, $3)`,
 		`x LIKE ? ESCAPE '\' AND y = '?' AND z = ?`:    `x LIKE $1 ESCAPE '\' AND y = '?' AND z = $2`,
 		`v = 'it''s ?' OR w = ?`:                       `v = 'it''s ?' OR w = $1`,
 		msgUpsert(2)[len(msgUpsert(2))-40:]:            msgUpsert(2)[len(msgUpsert(2))-40:],
