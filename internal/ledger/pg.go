@@ -96,6 +96,16 @@ func (s *Store) initPG(ctx context.Context) error {
 		return err
 	}
 	for _, q := range schema {
+		// What exists is left alone: even IF NOT EXISTS takes a lock
+		// on the table first (CREATE INDEX), and with another node
+		// pruning meanwhile the two deadlocked.
+		var exists bool
+		if err := tx.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, schemaObject(q)).Scan(&exists); err != nil {
+			return err
+		}
+		if exists {
+			continue
+		}
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return err
 		}
@@ -109,6 +119,17 @@ func (s *Store) initPG(ctx context.Context) error {
 		return err
 	}
 	return s.readMeta()
+}
+
+// schemaObject is the table or index a statement of schema creates.
+func schemaObject(q string) string {
+	f := strings.Fields(q)
+	for i := 0; i+3 < len(f); i++ {
+		if f[i] == "IF" && f[i+1] == "NOT" && f[i+2] == "EXISTS" {
+			return strings.TrimSuffix(f[i+3], "(")
+		}
+	}
+	return ""
 }
 
 // rb is q for this store's database: SQLite takes ?, PostgreSQL $n.
