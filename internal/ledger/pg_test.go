@@ -385,3 +385,67 @@ func TestSchemaObjects(t *testing.T) {
 		}
 	}
 }
+
+// A long spill is written a turn at a time, the batches that come
+// meanwhile after it: every record gets there, the last state of each
+// message wins, and the writer keeps taking events.
+func TestPGLongSpill(t *testing.T) {
+	defer func(c, n int) { spillChunk, replayChunks = c, n }(spillChunk, replayChunks)
+	spillChunk, replayChunks = 50, 2
+	b := pgBackend(t)
+	dir := t.TempDir()
+	url := b.at(dir)
+	lg := &logs{}
+	r := NewRecorder(RecorderOptions{Path: url, Node: "n", Marker: filepath.Join(dir, "ledger.state"), Log: lg.Log,
+		Every: 10 * time.Millisecond, Gather: time.Millisecond})
+	finalSync(t, r, msg("FIRST", "a@example.com"), false)
+	b.pg.Stop()
+	const n = 600
+	var wg sync.WaitGroup
+	msgs := make([]*queue.Message, n)
+	for i := range n {
+		m := msg(fmt.Sprintf("L%03d", i), "a@example.com", "b@example.com")
+		msgs[i] = m
+		r.Accepted(m)
+		if i%2 == 0 { // half finish while the database is down
+			sent(m, "250 ok")
+			wg.Add(1)
+			r.Final(m, false, wg.Done)
+		}
+	}
+	wg.Wait()
+	waitFor(t, func() bool { return r.Stats().Waiting == 0 })
+	b.pg.Start()
+	commits := r.commits.Load()
+	for i := 1; i < n; i += 2 { // the others during the replay
+		sent(msgs[i], "250 ok")
+		wg.Add(1)
+		r.Final(msgs[i], false, wg.Done)
+	}
+	wg.Wait()
+	waitFor(t, func() bool { return r.Stats().Held == 0 })
+	if c := r.commits.Load() - commits; c < 3 {
+		t.Errorf("%d turns of the writer for the replay, want several", c)
+	}
+	r.Close()
+	st, err := OpenReader(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ms, err := st.Messages(context.Background(), Filter{})
+	if err != nil || len(ms) != n+1 {
+		t.Fatalf("%d messages (%v), want %d", len(ms), err, n+1)
+	}
+	for _, m := range ms {
+		if m.ID == "FIRST" {
+			continue
+		}
+		if m.Finished.IsZero() || len(m.Deliveries) != 2 || m.Deliveries[0].Status != Sent || m.Deliveries[1].Status != Sent {
+			t.Errorf("%s: %+v", m.ID, m)
+		}
+	}
+	if !lg.has("answers again") {
+		t.Errorf("not logged: %v", lg.lines)
+	}
+}

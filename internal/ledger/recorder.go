@@ -538,19 +538,22 @@ func (r *Recorder) commit(b *batch) {
 	if r.heldLocked(time.Now()) {
 		err = errHeld
 	} else if err = r.openLocked(); err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		if r.spill.size > 0 {
-			err = r.replayLocked(ctx)
+			var done bool
+			if done, err = r.replayLocked(); err == nil && !done {
+				err = errBehind
+			}
 		}
 		if err == nil {
 			if r.gap != nil {
 				b.gaps = append(b.gaps, *r.gap)
 			}
 			if len(b.order) > 0 || len(b.gaps) > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				err = r.st.write(ctx, b)
+				cancel()
 			}
 		}
-		cancel()
 	}
 	if err == nil {
 		wrote := r.gap != nil
@@ -592,10 +595,18 @@ func (r *Recorder) commit(b *batch) {
 // goes to the spill file without waiting for a connection to fail.
 var errHeld = errors.New("held while the database does not answer")
 
+// errBehind: the spill file is being written to the database a turn at
+// a time; the batch goes after it, and the next turn comes at once.
+var errBehind = errors.New("behind the records held")
+
 // spillBatchLocked puts b, which the shared database did not take (err),
 // in the spill file; false when the file could not take it either.
 func (r *Recorder) spillBatchLocked(b *batch, err error) bool {
-	if err != errHeld {
+	switch err {
+	case errHeld:
+	case errBehind:
+		r.spill.retry = time.Now()
+	default:
 		r.failedLocked(err)
 	}
 	// A gap already added to b (a file that was full) goes with it.

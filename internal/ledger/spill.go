@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -54,6 +55,10 @@ type spillState struct {
 	delay  time.Duration
 	since  time.Time // when the database stopped answering (zero: it answers)
 	forced bool      // closing: try once more whatever the delay
+	// offset is where the replay goes on (what is before it is in the
+	// database); written counts the records it wrote, for the log.
+	offset  int64
+	written int
 }
 
 // spillRec is one line of the file: a message's records of one batch,
@@ -185,70 +190,92 @@ func syncDir(dir string) {
 	}
 }
 
-// spillChunk is how many messages one transaction of a replay holds.
-const spillChunk = 1000
+// spillChunk is how many messages one transaction of a replay holds,
+// and replayChunks how many transactions one turn of the writer runs:
+// a long spill is written a turn at a time, the batches meanwhile added
+// to its end, so that the writer keeps taking events.
+// (Variables for the tests.)
+var (
+	spillChunk   = 1000
+	replayChunks = 10
+)
 
 // replayLocked writes the spill file to the open database, in order,
-// in transactions of spillChunk messages, and removes it. A failure
-// midway keeps the file whole: the records already written are written
-// again at the next try, which the upserts take without harm.
-func (r *Recorder) replayLocked(ctx context.Context) error {
+// from where the last turn stopped, in transactions of spillChunk
+// messages, and removes it when it is all written (done). A failure
+// midway starts the next turn where it stopped: the records written
+// again after a crash are taken by the upserts without harm.
+func (r *Recorder) replayLocked() (done bool, err error) {
 	p := SpillFile(r.o.Marker)
 	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
-		r.spill.size, r.spill.msgs = 0, 0
-		return nil
+		r.spill = spillState{}
+		return true, nil
 	} else if err != nil {
-		return err
+		return false, err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	b, n := newBatch(), 0
+	if _, err := f.Seek(r.spill.offset, 0); err != nil {
+		return false, err
+	}
+	rd := bufio.NewReaderSize(f, 64<<10)
+	b, off, chunks := newBatch(), r.spill.offset, 0
 	flush := func() error {
 		if len(b.order) == 0 && len(b.gaps) == 0 {
 			return nil
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		err := r.st.write(ctx, b)
+		cancel()
+		if err == nil {
+			r.spill.written += len(b.order)
+			r.spill.offset = off
+			chunks++
+		}
 		b = newBatch()
 		return err
 	}
-	for sc.Scan() {
-		var rec spillRec
-		if json.Unmarshal(sc.Bytes(), &rec) != nil {
-			continue // a line torn by a crash: its messages were not removed from the queue
-		}
-		if rec.Gap != nil {
-			b.gaps = append(b.gaps, *rec.Gap)
-			continue
-		}
-		rec.addTo(b)
-		n++
-		if len(b.order) >= spillChunk {
-			if err := flush(); err != nil {
-				return err
+	for chunks < replayChunks {
+		line, rerr := rd.ReadBytes('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' {
+			off += int64(len(line))
+			var rec spillRec
+			if json.Unmarshal(line, &rec) != nil {
+				// A line torn by a crash: its messages were not
+				// removed from the queue, which gives them again.
+			} else if rec.Gap != nil {
+				b.gaps = append(b.gaps, *rec.Gap)
+			} else {
+				rec.addTo(b)
+			}
+			if len(b.order) >= spillChunk {
+				if err := flush(); err != nil {
+					return false, err
+				}
 			}
 		}
+		if rerr == io.EOF {
+			if err := flush(); err != nil {
+				return false, err
+			}
+			f.Close()
+			if err := os.Remove(p); err != nil {
+				return false, err
+			}
+			syncDir(filepath.Dir(p))
+			down := "since the last start"
+			if !r.spill.since.IsZero() {
+				down = "for " + time.Since(r.spill.since).Round(time.Second).String()
+			}
+			r.o.Log("ledger %s answers again (it did not %s): %d message record(s) held in %s written, no gap",
+				Describe(r.o.Path), down, r.spill.written, p)
+			r.spill = spillState{}
+			return true, nil
+		} else if rerr != nil {
+			return false, rerr
+		}
 	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	f.Close()
-	if err := os.Remove(p); err != nil {
-		return err
-	}
-	syncDir(filepath.Dir(p))
-	down := "since the last start"
-	if !r.spill.since.IsZero() {
-		down = "for " + time.Since(r.spill.since).Round(time.Second).String()
-	}
-	r.o.Log("ledger %s answers again (it did not %s): %d record(s) held in %s written, no gap",
-		Describe(r.o.Path), down, n, p)
-	r.spill = spillState{}
-	return nil
+	return false, nil
 }
 
 // addTo merges rec into b as the accumulator merges events: the first
