@@ -134,7 +134,9 @@ func NewRecorder(o RecorderOptions) *Recorder {
 		r.gap = mk.Gap
 	}
 	r.loadSpill()
-	if err := r.openLocked(); err != nil {
+	if err := r.openLocked(); err != nil && r.shared() {
+		r.failedLocked(err) // says the records wait for it
+	} else if err != nil {
 		r.warnLocked(err)
 	}
 	r.mu.Unlock()
