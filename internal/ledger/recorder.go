@@ -564,6 +564,11 @@ func (r *Recorder) commit(b *batch) {
 				Describe(r.o.Path), r.gap.Messages, r.gap.Since.Format(time.RFC3339), r.gap.Until.Format(time.RFC3339))
 			r.gap = nil
 		}
+		if !r.spill.since.IsZero() && r.spill.size == 0 {
+			// Down only while nothing had to wait for it (at a start).
+			r.o.Log("ledger %s answers again (it did not for %s), no gap", Describe(r.o.Path), time.Since(r.spill.since).Round(time.Second))
+			r.spill = spillState{}
+		}
 		r.last.Store(time.Now().UnixMicro())
 		r.saveMarkerLocked(wrote) // at once when the gap went: never twice
 	} else if r.shared() && r.spillBatchLocked(b, err) {
