@@ -103,6 +103,7 @@ type Recorder struct {
 	// A shared (PostgreSQL) ledger's records that could not be written
 	// wait in the spill file (spill.go) until the database is back.
 	spill spillState
+	held  atomic.Int64 // spill's messages, for Stats (which must not wait for r.mu: a write may take long)
 }
 
 type event struct {
@@ -134,6 +135,7 @@ func NewRecorder(o RecorderOptions) *Recorder {
 		r.gap = mk.Gap
 	}
 	r.loadSpill()
+	r.syncHeldLocked()
 	if err := r.openLocked(); err != nil && r.shared() {
 		r.failedLocked(err) // says the records wait for it
 	} else if err != nil {
@@ -588,6 +590,7 @@ func (r *Recorder) commit(b *batch) {
 		}
 		r.saveMarkerLocked(true) // the gap outlives this process
 	}
+	r.syncHeldLocked()
 	r.mu.Unlock()
 	r.waiting.Add(-int64(b.n))
 	if r.waiting.Load() <= 0 {
@@ -814,14 +817,8 @@ func (r *Recorder) prune() {
 
 // Stats implements the figures /metrics and status show.
 func (r *Recorder) Stats() Stats {
-	r.mu.Lock()
-	held := r.spill.msgs
-	if r.spill.size > 0 {
-		held = max(held, 1)
-	}
-	r.mu.Unlock()
 	return Stats{Waiting: int(max(r.waiting.Load(), 0)), Oldest: fromUS(r.oldest.Load()), LastCommit: fromUS(r.last.Load()),
-		Failures: r.failures.Load(), Lost: r.lost.Load(), Held: held}
+		Failures: r.failures.Load(), Lost: r.lost.Load(), Held: int(r.held.Load())}
 }
 
 // Close writes what is waiting and closes the database. Call it after

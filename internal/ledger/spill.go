@@ -86,6 +86,17 @@ func (r *Recorder) loadSpill() {
 	}
 }
 
+// syncHeldLocked publishes the spill's count for Stats.
+func (r *Recorder) syncHeldLocked() {
+	n := r.spill.msgs
+	if r.spill.size > 0 {
+		n = max(n, 1)
+	} else {
+		n = 0
+	}
+	r.held.Store(int64(n))
+}
+
 // heldLocked says whether the database is not to be tried now: records
 // wait in the file and the retry delay has not passed.
 func (r *Recorder) heldLocked(now time.Time) bool {
