@@ -294,6 +294,20 @@ func TestPGDownNoGap(t *testing.T) {
 	waitFor(t, func() bool { return r.Stats().Held == 0 })
 	r.Close()
 
+	// Down when the server starts: it starts at once, and writes once
+	// the database answers.
+	b.pg.Stop()
+	start := time.Now()
+	r = open()
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("the recorder took %v to start with the database down", d)
+	}
+	final(r, "START1")
+	b.pg.Start()
+	final(r, "START2")
+	waitFor(t, func() bool { return r.Stats().Held == 0 })
+	r.Close()
+
 	st, err := OpenReader(url)
 	if err != nil {
 		t.Fatal(err)
