@@ -26,6 +26,9 @@ func (s *Server) openFleet(cfg *config.Config) (*fleet.Fleet, error) {
 }
 
 func (s *Server) closeFleet() {
+	if s.limits != nil {
+		s.limits.Close() // its last ends written while the pool is open
+	}
 	if s.fleet != nil {
 		s.fleet.Close()
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/mailtee/mailtee/internal/metrics"
 	"github.com/mailtee/mailtee/internal/queue"
 	"github.com/mailtee/mailtee/internal/report"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // newMetrics makes /metrics' families (internal/metrics) before the
@@ -43,6 +44,17 @@ func (s *Server) newMetrics(cfg *config.Config) *metrics.Metrics {
 		}
 	}
 	m := metrics.New(o)
+	if s.limits != nil {
+		m.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "mailtee_fleet_shared_limits_fallback",
+			Help: "1 while this node counts the provider limits alone, within its share of each, for want of the fleet's database; 0 while they are counted across the fleet.",
+		}, func() float64 {
+			if s.limits.Fallback() {
+				return 1
+			}
+			return 0
+		}))
+	}
 	queue.ObserveFsync(m.ObserveFsync)
 	return m
 }

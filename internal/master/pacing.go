@@ -1,6 +1,7 @@
 package master
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/dnsresolve"
+	"github.com/mailtee/mailtee/internal/fleet"
 	"github.com/mailtee/mailtee/internal/mastercf"
 	"github.com/mailtee/mailtee/internal/pace"
 	"github.com/mailtee/mailtee/internal/provider"
@@ -168,7 +170,7 @@ func transportPacing(cfg *config.Config, name, program string) (pace.Transport, 
 // MX lookups, suspensions logged as the queue manager's warnings.
 func (s *Server) pacer(cfg *config.Config, resolver *dnsresolve.Resolver) *pace.Pacer {
 	rollup := &provider.Rollup{Lookup: resolver.MXHosts}
-	return pace.New(pace.Options{
+	o := pace.Options{
 		Transport: func(name string) (pace.Transport, bool) {
 			t, ok := s.rt.Load().pacing[name]
 			return t, ok
@@ -182,7 +184,20 @@ func (s *Server) pacer(cfg *config.Config, resolver *dnsresolve.Resolver) *pace.
 		// Read at start, as the queue's other settings.
 		RecipientDelimiter: cfg.Get("recipient_delimiter"),
 		Warn:               func(format string, args ...any) { s.log.Printf("qmgr", "warning: "+format, args...) },
-	})
+	}
+	// In a fleet the windows are counted across the nodes, in the
+	// database (internal/fleet/limits.go), unless fleet_shared_limits
+	// = no; read at start, as the fleet itself. (A value other than
+	// yes or no keeps the default, yes: sharing never loosens a limit.)
+	if s.fleet != nil {
+		if shared, err := cfg.Bool("fleet_shared_limits"); shared || err != nil {
+			s.limits = fleet.NewLimits(s.fleet, fleet.LimitOptions{
+				Log: func(format string, args ...any) { s.log.Printf("qmgr", format, args...) },
+			})
+			o.Shared = s.limits.Limiter
+		}
+	}
+	return pace.New(o)
 }
 
 // pacingState is where the pacer's windows and suspensions outlive a
@@ -205,6 +220,9 @@ func (s *Server) loadPacing() {
 // savePacing saves the pacer's state every pacingSaveEvery until stop
 // is closed.
 func (s *Server) savePacing(stop chan struct{}) {
+	if s.limits != nil {
+		go s.shareSuspensions(stop)
+	}
 	t := time.NewTicker(pacingSaveEvery)
 	defer t.Stop()
 	for {
@@ -223,5 +241,56 @@ func (s *Server) savePacingNow() {
 	}
 	if err := s.pace.SaveFile(pacingState(s.cfg)); err != nil {
 		s.log.Printf("qmgr", "warning: cannot save the pacing state: %v", err)
+	}
+}
+
+// shareSuspensions exchanges the pacer's throttling suspensions with the
+// fleet every heartbeat until stop is closed: a mailbox or site a
+// provider throttles for one node waits on every node. A suspension
+// from another node is logged once.
+func (s *Server) shareSuspensions(stop chan struct{}) {
+	every := mustDuration(s.cfg, "fleet_heartbeat_interval")
+	if every <= 0 {
+		every = 5 * time.Second // fleet.Open's default too
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	seen := map[string]time.Time{}
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		st := s.pace.Save(now)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		theirs, err := s.limits.SyncSuspensions(ctx, fleet.Suspensions{Sites: st.Sites, Mailboxes: st.Mailboxes}, now)
+		cancel()
+		if err != nil {
+			continue // the fleet's log says when the database is away
+		}
+		var load pace.State
+		for kind, m := range theirs {
+			out := map[string]ratelimit.Suspension{}
+			for key, sp := range m {
+				out[key] = sp.Suspension
+				if id := kind + " " + key; seen[id] != sp.Until {
+					seen[id] = sp.Until
+					s.log.Printf("qmgr", "warning: %s: deliveries suspended until %s by node %s: %s", key, sp.Until.Format(time.TimeOnly), sp.Node, sp.Reason)
+				}
+			}
+			if kind == "site" {
+				load.Sites = out
+			} else {
+				load.Mailboxes = out
+			}
+		}
+		for id, until := range seen {
+			if until.Before(now) {
+				delete(seen, id)
+			}
+		}
+		s.pace.Load(load, now)
 	}
 }

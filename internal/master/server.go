@@ -85,6 +85,9 @@ type Server struct {
 	// fleet is this node's membership of the fleet sharing
 	// ledger_database's PostgreSQL (internal/fleet); nil without one.
 	fleet *fleet.Fleet
+	// limits are the provider limits counted across the fleet (nil
+	// without a fleet, or with fleet_shared_limits = no).
+	limits *fleet.Limits
 	// mig keeps the migration settings each message was accepted with
 	// (internal/migration), in the queue directory.
 	mig *migration.Store

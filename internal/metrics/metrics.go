@@ -118,6 +118,10 @@ func New(o Options) *Metrics {
 	return m
 }
 
+// Register adds a family another part of mailtee keeps (the fleet's
+// shared limits' fallback gauge).
+func (m *Metrics) Register(c prometheus.Collector) error { return m.reg.Register(c) }
+
 // Handler serves the registry in Prometheus's text (or protobuf) format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})

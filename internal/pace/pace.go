@@ -130,6 +130,12 @@ type Options struct {
 	RecipientDelimiter string
 	// Warn logs a suspension, as the queue manager's warning lines.
 	Warn func(format string, args ...any)
+	// Shared, when set, gives the limiter of a kind ("box", "site",
+	// "delay", "tdelay") for transport's destinations under profile,
+	// with windows ws, counted elsewhere: a fleet's (internal/fleet)
+	// counts across the nodes sharing one database. nil, or a nil
+	// Taker returned, keeps the Pacer's own limiter.
+	Shared func(kind, transport, profile string, ws []ratelimit.Window) ratelimit.Taker
 }
 
 // Pacer is the queue's Pacer.
@@ -234,6 +240,17 @@ func (p *Pacer) limiter(kind, transport, profile string, ws []ratelimit.Window) 
 	return l
 }
 
+// taker is the limiter of a kind: Options.Shared's when it gives one,
+// else the Pacer's own.
+func (p *Pacer) taker(kind, transport, profile string, ws []ratelimit.Window) ratelimit.Taker {
+	if p.o.Shared != nil {
+		if t := p.o.Shared(kind, transport, profile, ws); t != nil {
+			return t
+		}
+	}
+	return p.limiter(kind, transport, profile, ws)
+}
+
 // minBuckets keeps the sweeps of a small bucket map from running on
 // every new destination.
 const minBuckets = 1024
@@ -322,7 +339,7 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 		if rd.delay <= 0 {
 			continue
 		}
-		tok, at := p.limiter(rd.kind, d.transport, rd.profile, []ratelimit.Window{{N: 1, Per: rd.delay}}).Take(rd.key, now)
+		tok, at := p.taker(rd.kind, d.transport, rd.profile, []ratelimit.Window{{N: 1, Per: rd.delay}}).Take(rd.key, now)
 		if tok == nil {
 			giveBack()
 			adm.Later = postponeAll(rcpts, at, "rate delay")
@@ -332,12 +349,12 @@ func (p *Pacer) Admit(ctx context.Context, plan queue.Plan, m *queue.Message, rc
 	}
 	// Without windows, a nil Limiter admits all: no shared map to look
 	// up under p.mu before every delivery.
-	var boxes, sites *ratelimit.Limiter
+	var boxes, sites ratelimit.Taker = (*ratelimit.Limiter)(nil), (*ratelimit.Limiter)(nil)
 	if len(d.lim.RecipientRate) > 0 {
-		boxes = p.limiter("box", d.transport, d.profile, d.lim.RecipientRate)
+		boxes = p.taker("box", d.transport, d.profile, d.lim.RecipientRate)
 	}
 	if len(d.lim.DestinationRate) > 0 {
-		sites = p.limiter("site", d.transport, d.profile, d.lim.DestinationRate)
+		sites = p.taker("site", d.transport, d.profile, d.lim.DestinationRate)
 	}
 	var toks [][2]*ratelimit.Token
 	var mboxes []string // of adm.Now, for Go and done

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -59,7 +60,28 @@ type Token struct {
 	k     *keyState
 	start int64
 	over  bool
+	// ext settles a Token of a Taker that counts elsewhere (NewToken);
+	// extOver makes it settle once.
+	ext     func(end time.Time, reached bool)
+	extOver atomic.Bool
 }
+
+// Taker admits attempts as a Limiter does. A Limiter is one; a limiter
+// whose count lives elsewhere (internal/fleet's, shared by the nodes of
+// a fleet in PostgreSQL) is another, and hands out Tokens from
+// NewToken.
+type Taker interface {
+	Take(key string, now time.Time) (*Token, time.Time)
+}
+
+// NewToken returns a Token whose Done(end) calls settle(end, true) and
+// whose Cancel calls settle(time.Time{}, false), once, whichever comes
+// first: the Token of a Taker other than a Limiter.
+func NewToken(settle func(end time.Time, reached bool)) *Token {
+	return &Token{ext: settle}
+}
+
+var _ Taker = (*Limiter)(nil)
 
 // noLimit is handed out by a Limiter that never limits, so that callers
 // need not check for nil.
@@ -203,12 +225,26 @@ const maxSpread = float64(100 * 365 * 24 * time.Hour)
 // event happened no later than that). An end before the start counts
 // as the start.
 func (tk *Token) Done(end time.Time) {
+	if tk != nil && tk.ext != nil {
+		if !tk.extOver.Swap(true) {
+			tk.ext(end, true)
+		}
+		return
+	}
 	tk.settle(func(l *Limiter, k *keyState) { k.add(max(l.at(end), tk.start), l.maxN) })
 }
 
 // Cancel releases an attempt that never reached the remote (no
 // connection, refused before MAIL): it counts as if it never happened.
-func (tk *Token) Cancel() { tk.settle(nil) }
+func (tk *Token) Cancel() {
+	if tk != nil && tk.ext != nil {
+		if !tk.extOver.Swap(true) {
+			tk.ext(time.Time{}, false)
+		}
+		return
+	}
+	tk.settle(nil)
+}
 
 // settle ends the attempt once: it is no longer in flight, and record,
 // when set, keeps what it leaves in the windows.
