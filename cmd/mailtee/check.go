@@ -7,6 +7,7 @@ import (
 
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/master"
+	"github.com/mailtee/mailtee/internal/web"
 )
 
 // runCheck reports every error and warning in main.cf and in every table
@@ -18,6 +19,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	all, opened := master.Check(cfg)
 	all = append(all, master.MailboxFindings(cfg)...)
+	all = append(all, web.LedgerReach(cfg)...) // check only: serve never waits for the database
 	infos, sockets := master.LMTPSockets(cfg, opened)
 	all = append(all, sockets...)
 	for _, d := range all {

@@ -51,7 +51,7 @@ var loadPostfixLog = func(logFile, configDir string) (ledger.Reader, error) {
 
 // ledgerDBPath is where the ledger is; "" when there is none.
 func ledgerDBPath(cfg *config.Config) string {
-	return ledger.DBPath(cfg.DataDirectory(), cfg.Get("ledger_database"))
+	return ledger.Location(cfg.DataDirectory(), cfg.Get("ledger_database"))
 }
 
 // localLedger opens this host's ledger; a missing file is an error that
@@ -60,6 +60,9 @@ func localLedger(cfg *config.Config) (ledger.Reader, io.Closer, error) {
 	path := ledgerDBPath(cfg)
 	if path == "" {
 		return nil, nil, fmt.Errorf("ledger_database is empty in %s: there is no ledger to read", cfg.Dir)
+	}
+	if ledger.Shared(path) {
+		return openLedger(path) // every node's messages
 	}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("no ledger at %s (ledger_database): has `mailtee serve -c %s` run since it was set?", path, cfg.Dir)
@@ -170,7 +173,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		if cfgErr == nil {
 			if l, c, err := localLedger(cfg); err == nil {
 				defer c.Close()
-				src.Peers = append(src.Peers, report.Peer{URL: "local:" + ledgerDBPath(cfg), Reader: l})
+				src.Peers = append(src.Peers, report.Peer{URL: "local:" + ledger.Describe(ledgerDBPath(cfg)), Reader: l})
 			} else if cSet {
 				fmt.Fprintf(stderr, "mailtee report: warning: %v\n", err)
 			}

@@ -50,7 +50,8 @@ var mailteeParams = map[string]string{
 	// is Postfix's main.cf) and this defaults to it, see Config.Raw.
 	"postfix_queue_directory": "/var/spool/postfix",
 	// The delivery ledger (internal/ledger): an SQLite file, relative
-	// to data_directory unless absolute; empty: no ledger.
+	// to data_directory unless absolute, or a fleet's PostgreSQL
+	// database (postgres://..., no password in it); empty: no ledger.
 	"ledger_database": "ledger.db",
 	// How long the ledger keeps a message (an age: 90d, 12w, 2160h).
 	"ledger_retention": "90d",

@@ -1,14 +1,17 @@
 // Package ledger keeps the proof of every copy: each message mailtee
 // accepted and the outcome of each of its required deliveries, beyond
-// the message's life in the queue, in SQL (an embedded SQLite file by
-// default; the schema is portable so that PostgreSQL can hold it too).
+// the message's life in the queue, in SQL: an embedded SQLite file by
+// default, or a PostgreSQL database that the nodes of a fleet share
+// (ledger_database = postgres://..., pg.go), with one schema.
 //
 // The queue stays the source of truth: the Recorder is fed off the
 // acceptance path, writes in batches, and tells the queue when a
 // finished message's outcomes are stored so that only then its files go
 // (queue.Ledger). A ledger that cannot write (a full disk, a damaged
 // file) never holds mail up: what it could not record becomes a Gap,
-// with its time range, which every report shows.
+// with its time range, which every report shows. A shared database that
+// does not answer leaves none: its records wait in a file of the
+// queue directory until it does (spill.go).
 package ledger
 
 import (
@@ -156,6 +159,9 @@ type Stats struct {
 	LastCommit time.Time
 	Failures   uint64 // batches that could not be written
 	Lost       uint64 // messages whose final state could not be written (in gaps)
+	// Held is the messages whose records wait for a shared ledger
+	// database that does not answer (in the spill file: not lost).
+	Held int
 }
 
 // RemoteID extracts the queue ID a next hop named in its reply:

@@ -20,15 +20,25 @@ import (
 
 // RecorderOptions configure a Recorder.
 type RecorderOptions struct {
-	Path string // the SQLite file (DBPath)
+	// Path is the ledger (Location): an SQLite file, or a PostgreSQL
+	// database that a fleet's nodes share.
+	Path string
 	Node string // this host's name in the ledger (myhostname)
+	// Identity is the ledger identity a message carries from another
+	// node (a drained node's message handed to this one: the node that
+	// accepted it and its queue ID there), so that its outcomes here
+	// complete that one message; "" (or a nil func): this node's own,
+	// Node and the queue ID.
+	Identity func(m *queue.Message) (node, id string)
 	// Phase says what migration and copy settings a message was
 	// accepted with, given the ID its envelope records
 	// (envelope.Envelope.Settings; "" for none).
 	Phase func(settings string) string
 	// Marker is a file in the queue directory that remembers which
 	// ledger the queue's outcomes went to, so that a ledger file lost
-	// or replaced shows as a gap ("" : none).
+	// or replaced (a database recreated) shows as a gap ("" : none).
+	// Beside it, a PostgreSQL ledger's records wait in a file of their
+	// own (SpillFile) while the database cannot be reached.
 	Marker    string
 	Retention time.Duration // 0: keep everything
 	// Log writes a line to the mail log ("ledger" program, Postfix's
@@ -89,6 +99,11 @@ type Recorder struct {
 	headless  sync.Map
 	lastWarn  time.Time
 	markSaved time.Time
+
+	// A shared (PostgreSQL) ledger's records that could not be written
+	// wait in the spill file (spill.go) until the database is back.
+	spill spillState
+	held  atomic.Int64 // spill's messages, for Stats (which must not wait for r.mu: a write may take long)
 }
 
 type event struct {
@@ -119,7 +134,11 @@ func NewRecorder(o RecorderOptions) *Recorder {
 	if mk, ok := r.readMarker(); ok && mk.Gap != nil {
 		r.gap = mk.Gap
 	}
-	if err := r.openLocked(); err != nil {
+	r.loadSpill()
+	r.syncHeldLocked()
+	if err := r.openLocked(); err != nil && r.shared() {
+		r.failedLocked(err) // says the records wait for it
+	} else if err != nil {
 		r.warnLocked(err)
 	}
 	r.mu.Unlock()
@@ -154,7 +173,8 @@ func (r *Recorder) Delivery(m *queue.Message, i int, hop envelope.Hop, o queue.O
 	if o.Err != nil {
 		d.Reply = o.Err.Error()
 	}
-	ev := event{at: at, row: d, key: msgKey{r.o.Node, m.ID}}
+	node, id := r.ident(m)
+	ev := event{at: at, row: d, key: msgKey{node, id}}
 	if _, ok := r.headless.LoadAndDelete(m.ID); ok {
 		ev.head = r.head(m)
 	}
@@ -166,7 +186,8 @@ func (r *Recorder) Delivery(m *queue.Message, i int, hop envelope.Hop, o queue.O
 // envelope and the recipients' addresses do not change).
 func (r *Recorder) head(m *queue.Message) *Message {
 	env := &m.Env
-	h := &Message{Node: r.o.Node, ID: m.ID, MessageID: env.MessageID, From: env.From, Size: m.Size, Arrival: env.Arrival,
+	node, id := r.ident(m)
+	h := &Message{Node: node, ID: id, MessageID: env.MessageID, From: env.From, Size: m.Size, Arrival: env.Arrival,
 		Client: "local", Parent: env.Parent, Notice: env.Notification}
 	if env.ClientAddr != "" {
 		h.Client = maillog.NameAddr(env.ClientName, env.ClientAddr)
@@ -249,6 +270,17 @@ func (r *Recorder) snapshot(m *queue.Message, final, deleted bool) *Message {
 	return h
 }
 
+// ident is m's key in the ledger: its own, or the one it carries
+// from the node that accepted it (Identity).
+func (r *Recorder) ident(m *queue.Message) (node, id string) {
+	if r.o.Identity != nil {
+		if node, id := r.o.Identity(m); node != "" && id != "" {
+			return node, id
+		}
+	}
+	return r.o.Node, m.ID
+}
+
 func origOf(r envelope.Rcpt) string { return cmp.Or(r.Orig, r.Addr) }
 
 // batch is one transaction: one entry per message, whatever the events
@@ -301,7 +333,7 @@ func (e *batchMsg) row(d *Delivery) {
 		// As the store's upsert does: a pending row never hides a final
 		// one, a sent one never an amended bounce (Amend), and what the
 		// later row does not know is kept.
-		if old.Status.Final() && !d.Status.Final() || old.Status == Bounced && d.Status == Sent {
+		if old.Status.Final() && !d.Status.Final() || old.Status == Bounced && d.Status == Sent || replacedByDeleted(old.Status, d.Status) {
 			return
 		}
 		d.Transport, d.Nexthop = cmp.Or(d.Transport, old.Transport), cmp.Or(d.Nexthop, old.Nexthop)
@@ -313,6 +345,13 @@ func (e *batchMsg) row(d *Delivery) {
 		}
 	}
 	e.rows[d.Index] = d
+}
+
+// replacedByDeleted: a delivery that ended (sent, bounced, expired)
+// never becomes "deleted", which only a pending one can be (a late
+// record of a message handed to another node and delivered there).
+func replacedByDeleted(old, new Status) bool {
+	return new == Deleted && old.Final() && old != Deleted
 }
 
 // add merges ev into the accumulator b.
@@ -432,8 +471,13 @@ func (r *Recorder) run() {
 	defer timer.Stop()
 	open := true
 	for open {
-		// Wait for an event, or for the oldest live entry to be due.
-		if due := acc.next(r.o.Every, r.o.Gather); !due.IsZero() {
+		// Wait for an event, or for the oldest live entry to be due, or
+		// for the next try of a shared database that did not answer.
+		due := acc.next(r.o.Every, r.o.Gather)
+		if _, retry := r.spillDue(time.Now()); !retry.IsZero() {
+			due = minTime(due, retry)
+		}
+		if !due.IsZero() {
 			timer.Reset(max(time.Until(due), 0))
 		} else {
 			timer.Reset(time.Hour)
@@ -465,9 +509,17 @@ func (r *Recorder) run() {
 				break drain
 			}
 		}
+		if !open {
+			r.mu.Lock()
+			r.spill.forced = true // one more try of the database before stopping
+			r.mu.Unlock()
+		}
 		for {
 			b := acc.take(time.Now(), r.o.Every, r.o.Gather, !open)
 			if len(b.order) == 0 {
+				if due, _ := r.spillDue(time.Now()); due || !open && r.Stats().Held > 0 {
+					r.commit(b) // the held records alone
+				}
 				break
 			}
 			r.commit(b)
@@ -480,28 +532,49 @@ func (r *Recorder) run() {
 
 // commit writes b; on failure the batch's time range becomes a gap,
 // kept until a later batch can write it. Either way the queue is told
-// it may remove the messages: a ledger failure never holds mail.
+// it may remove the messages: a ledger failure never holds mail. A
+// shared ledger (PostgreSQL) that does not answer leaves no gap: b
+// waits in the spill file until it does (spill.go).
 func (r *Recorder) commit(b *batch) {
 	r.commits.Add(1)
 	r.mu.Lock()
-	err := r.openLocked()
-	if err == nil {
-		if r.gap != nil {
-			b.gaps = append(b.gaps, *r.gap)
+	var err error
+	if r.heldLocked(time.Now()) {
+		err = errHeld
+	} else if err = r.openLocked(); err == nil {
+		if r.spill.size > 0 {
+			var done bool
+			if done, err = r.replayLocked(); err == nil && !done {
+				err = errBehind
+			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err = r.st.write(ctx, b)
-		cancel()
+		if err == nil {
+			if r.gap != nil {
+				b.gaps = append(b.gaps, *r.gap)
+			}
+			if len(b.order) > 0 || len(b.gaps) > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				err = r.st.write(ctx, b)
+				cancel()
+			}
+		}
 	}
 	if err == nil {
 		wrote := r.gap != nil
 		if r.gap != nil {
 			r.o.Log("ledger %s: writing again; %d message(s) between %s and %s were not recorded (a gap in the report)",
-				r.o.Path, r.gap.Messages, r.gap.Since.Format(time.RFC3339), r.gap.Until.Format(time.RFC3339))
+				Describe(r.o.Path), r.gap.Messages, r.gap.Since.Format(time.RFC3339), r.gap.Until.Format(time.RFC3339))
 			r.gap = nil
+		}
+		if !r.spill.since.IsZero() && r.spill.size == 0 {
+			// Down only while nothing had to wait for it (at a start).
+			r.o.Log("ledger %s answers again (it did not for %s), no gap", Describe(r.o.Path), time.Since(r.spill.since).Round(time.Second))
+			r.spill = spillState{}
 		}
 		r.last.Store(time.Now().UnixMicro())
 		r.saveMarkerLocked(wrote) // at once when the gap went: never twice
+	} else if r.shared() && r.spillBatchLocked(b, err) {
+		// Held in the spill file: not lost, no gap.
 	} else {
 		r.failures.Add(1)
 		r.lost.Add(uint64(b.finals))
@@ -512,11 +585,12 @@ func (r *Recorder) commit(b *batch) {
 		r.gap.Until = b.lastAt
 		r.gap.Messages += b.finals
 		r.warnLocked(err)
-		if corrupt(err) {
+		if !r.shared() && corrupt(err) {
 			r.setAsideLocked()
 		}
 		r.saveMarkerLocked(true) // the gap outlives this process
 	}
+	r.syncHeldLocked()
 	r.mu.Unlock()
 	r.waiting.Add(-int64(b.n))
 	if r.waiting.Load() <= 0 {
@@ -525,6 +599,43 @@ func (r *Recorder) commit(b *batch) {
 		r.oldest.Store(time.Now().UnixMicro())
 	}
 	r.runDones(b.dones)
+}
+
+// errHeld: the shared database did not answer a moment ago; the batch
+// goes to the spill file without waiting for a connection to fail.
+var errHeld = errors.New("held while the database does not answer")
+
+// errBehind: the spill file is being written to the database a turn at
+// a time; the batch goes after it, and the next turn comes at once.
+var errBehind = errors.New("behind the records held")
+
+// spillBatchLocked puts b, which the shared database did not take (err),
+// in the spill file; false when the file could not take it either.
+func (r *Recorder) spillBatchLocked(b *batch, err error) bool {
+	switch err {
+	case errHeld:
+	case errBehind:
+		r.spill.retry = time.Now()
+	default:
+		r.failedLocked(err)
+	}
+	// A gap already added to b (a file that was full) goes with it.
+	if r.gap != nil && (len(b.gaps) == 0 || b.gaps[len(b.gaps)-1] != *r.gap) {
+		b.gaps = append(b.gaps, *r.gap)
+	}
+	if len(b.order) == 0 && len(b.gaps) == 0 {
+		return true
+	}
+	if serr := r.spillLocked(b); serr != nil {
+		b.gaps = b.gaps[:0]
+		r.o.Log("warning: ledger %s: cannot hold its records: %v", Describe(r.o.Path), serr)
+		return false
+	}
+	if r.gap != nil {
+		r.gap = nil
+		r.saveMarkerLocked(true)
+	}
+	return true
 }
 
 // doneWorkers bounds the goroutines that call a batch's dones.
@@ -564,7 +675,7 @@ func (r *Recorder) warnLocked(err error) {
 		return
 	}
 	r.lastWarn = time.Now()
-	r.o.Log("warning: ledger %s: %v; mail keeps flowing, %d message(s) not recorded so far (reported as a gap)", r.o.Path, err, r.lost.Load())
+	r.o.Log("warning: ledger %s: %v; mail keeps flowing, %d message(s) not recorded so far (reported as a gap)", Describe(r.o.Path), err, r.lost.Load())
 }
 
 // corrupt says whether err means the file is not a usable database.
@@ -601,9 +712,13 @@ func (r *Recorder) openLocked() error {
 	}
 	r.st = st
 	if mk, ok := r.readMarker(); ok && mk.ID != "" && mk.ID != st.id && mk.Path == r.o.Path {
+		what := "the ledger " + r.o.Path + " was lost or replaced"
+		if r.shared() {
+			what = "the ledger database " + Describe(r.o.Path) + " was recreated (its ledger_meta id changed)"
+		}
 		g := Gap{Node: r.o.Node, Since: fromUS(mk.Created), Until: fromUS(mk.Seen),
-			Reason: fmt.Sprintf("the ledger %s was lost or replaced: the one made %s held the records until %s",
-				r.o.Path, fromUS(mk.Created).Format(time.RFC3339), fromUS(mk.Seen).Format(time.RFC3339))}
+			Reason: fmt.Sprintf("%s: the one made %s held the records until %s",
+				what, fromUS(mk.Created).Format(time.RFC3339), fromUS(mk.Seen).Format(time.RFC3339))}
 		if r.gap != nil {
 			g.Messages = r.gap.Messages
 			g.Since = minTime(g.Since, r.gap.Since)
@@ -696,14 +811,14 @@ func (r *Recorder) prune() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if _, err := r.st.Prune(ctx, time.Now().Add(-r.o.Retention), pruneChunk); err != nil {
-		r.o.Log("warning: ledger %s: cannot remove records older than ledger_retention: %v", r.o.Path, err)
+		r.o.Log("warning: ledger %s: cannot remove records older than ledger_retention: %v", Describe(r.o.Path), err)
 	}
 }
 
 // Stats implements the figures /metrics and status show.
 func (r *Recorder) Stats() Stats {
 	return Stats{Waiting: int(max(r.waiting.Load(), 0)), Oldest: fromUS(r.oldest.Load()), LastCommit: fromUS(r.last.Load()),
-		Failures: r.failures.Load(), Lost: r.lost.Load()}
+		Failures: r.failures.Load(), Lost: r.lost.Load(), Held: int(r.held.Load())}
 }
 
 // Close writes what is waiting and closes the database. Call it after

@@ -25,7 +25,7 @@ func TestLedgerFilesPrivate(t *testing.T) {
 	if err := os.Mkdir(data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := newRec(t, dir, &logs{})
+	r := newRec(t, sqliteOnly, dir, &logs{})
 	finalSync(t, r, msg("P1", "a@example.com"), false)
 	// While it runs: the -wal and -shm exist.
 	for _, sfx := range []string{"", "-wal", "-shm"} {
@@ -71,7 +71,7 @@ func TestGapSurvivesRestart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "data"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := newRec(t, dir, &logs{})
+	r := newRec(t, sqliteOnly, dir, &logs{})
 	finalSync(t, r, msg("G1", "a@example.com"), false)
 	finalSync(t, r, msg("G2", "b@example.com"), false)
 	r.Close() // still failing: the gap is not in any database
@@ -82,7 +82,7 @@ func TestGapSurvivesRestart(t *testing.T) {
 		rec.Close()
 	}
 	os.Remove(filepath.Join(dir, "data"))
-	r = newRec(t, dir, &logs{})
+	r = newRec(t, sqliteOnly, dir, &logs{})
 	finalSync(t, r, msg("G3", "c@example.com"), false)
 	r.Close()
 	st, err := OpenReader(filepath.Join(dir, "data", "ledger.db"))
@@ -95,7 +95,7 @@ func TestGapSurvivesRestart(t *testing.T) {
 		t.Fatalf("gaps %+v (%v), want one of 2 messages", gaps, err)
 	}
 	// Written once: a third start adds no second copy of it.
-	r = newRec(t, dir, &logs{})
+	r = newRec(t, sqliteOnly, dir, &logs{})
 	finalSync(t, r, msg("G4", "d@example.com"), false)
 	r.Close()
 	gaps, _ = st.Gaps(context.Background(), time.Time{}, time.Time{})
@@ -162,46 +162,48 @@ func TestQueriesUseIndexes(t *testing.T) {
 // that many, with their deliveries (none left behind), and the next ones
 // go at the next pruning: no transaction as long as the whole backlog.
 func TestPruneInChunks(t *testing.T) {
-	st, err := Open(filepath.Join(t.TempDir(), "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	old := time.Now().Add(-200 * 24 * time.Hour)
-	b := newBatch()
-	for i := range 5 {
-		k := msgKey{"n", fmt.Sprintf("Q%d", i)}
-		e := b.entry(k, time.Now())
-		at := old.Add(time.Duration(i) * time.Hour)
-		e.head = &Message{Node: "n", ID: k.id, Arrival: at, Finished: at, Rcpts: []string{"a@example.com"}}
-		e.row(&Delivery{Index: 0, Rcpt: "a@example.com", Status: Sent})
-		e.row(&Delivery{Index: 1, Rcpt: "b@example.com", Status: Sent})
-	}
-	if err := st.write(context.Background(), b); err != nil {
-		t.Fatal(err)
-	}
-	cutoff := time.Now().Add(-90 * 24 * time.Hour)
-	ctx := context.Background()
-	if n, err := st.Prune(ctx, cutoff, 2); err != nil || n != 2 {
-		t.Fatalf("pruned %d (%v), want 2", n, err)
-	}
-	ms, _ := st.Messages(ctx, Filter{})
-	if len(ms) != 3 || ms[0].ID != "Q2" {
-		t.Fatalf("left %d messages starting with %v, want Q2..Q4", len(ms), ms)
-	}
-	var orphans int
-	st.db.QueryRow(`SELECT COUNT(*) FROM deliveries WHERE queue_id IN ('Q0', 'Q1')`).Scan(&orphans)
-	if orphans != 0 {
-		t.Errorf("%d deliveries of pruned messages left", orphans)
-	}
-	if n, err := st.Prune(ctx, cutoff, 10); err != nil || n != 3 {
-		t.Fatalf("second pruning removed %d (%v), want the last 3", n, err)
-	}
-	var rows int
-	st.db.QueryRow(`SELECT COUNT(*) FROM deliveries`).Scan(&rows)
-	if rows != 0 {
-		t.Errorf("%d deliveries left", rows)
-	}
+	forBackends(t, func(t *testing.T, b *backend) {
+		st, err := Open(b.at(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		old := time.Now().Add(-200 * 24 * time.Hour)
+		bt := newBatch()
+		for i := range 5 {
+			k := msgKey{"n", fmt.Sprintf("Q%d", i)}
+			e := bt.entry(k, time.Now())
+			at := old.Add(time.Duration(i) * time.Hour)
+			e.head = &Message{Node: "n", ID: k.id, Arrival: at, Finished: at, Rcpts: []string{"a@example.com"}}
+			e.row(&Delivery{Index: 0, Rcpt: "a@example.com", Status: Sent})
+			e.row(&Delivery{Index: 1, Rcpt: "b@example.com", Status: Sent})
+		}
+		if err := st.write(context.Background(), bt); err != nil {
+			t.Fatal(err)
+		}
+		cutoff := time.Now().Add(-90 * 24 * time.Hour)
+		ctx := context.Background()
+		if n, err := st.Prune(ctx, cutoff, 2); err != nil || n != 2 {
+			t.Fatalf("pruned %d (%v), want 2", n, err)
+		}
+		ms, _ := st.Messages(ctx, Filter{})
+		if len(ms) != 3 || ms[0].ID != "Q2" {
+			t.Fatalf("left %d messages starting with %v, want Q2..Q4", len(ms), ms)
+		}
+		var orphans int
+		st.db.QueryRow(`SELECT COUNT(*) FROM deliveries WHERE queue_id IN ('Q0', 'Q1')`).Scan(&orphans)
+		if orphans != 0 {
+			t.Errorf("%d deliveries of pruned messages left", orphans)
+		}
+		if n, err := st.Prune(ctx, cutoff, 10); err != nil || n != 3 {
+			t.Fatalf("second pruning removed %d (%v), want the last 3", n, err)
+		}
+		var rows int
+		st.db.QueryRow(`SELECT COUNT(*) FROM deliveries`).Scan(&rows)
+		if rows != 0 {
+			t.Errorf("%d deliveries left", rows)
+		}
+	})
 }
 
 // A pending delivery's time is its last attempt's, as its reply is the
@@ -209,40 +211,42 @@ func TestPruneInChunks(t *testing.T) {
 // the last reply made a deferral look older than it was. A final state
 // keeps the time it was first recorded.
 func TestPendingAtIsLastAttempt(t *testing.T) {
-	errors := []string{"connect to relay.example: refused", "451 4.3.0 try later"}
-	for _, sameBatch := range []bool{false, true} {
-		dir := t.TempDir()
-		every := time.Millisecond
-		if sameBatch {
-			every = time.Hour
-		}
-		r := NewRecorder(RecorderOptions{Path: filepath.Join(dir, "ledger.db"), Node: "n", Every: every})
-		m := msg("T1", "a@relay.example")
-		r.Accepted(m)
-		t1 := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
-		t2 := t1.Add(30 * time.Minute)
-		for k, at := range []time.Time{t1, t2} {
-			m.Rcpts[0].Attempts = int32(k + 1)
-			r.Delivery(m, 0, envelope.Hop{Transport: "smtp", Nexthop: "relay.example"}, queue.Outcome{Err: fmt.Errorf("%s", errors[k])}, "deferred", at)
-			if !sameBatch {
-				waitFor(t, func() bool { return r.Stats().Waiting == 0 })
+	forBackends(t, func(t *testing.T, b *backend) {
+		errors := []string{"connect to relay.example: refused", "451 4.3.0 try later"}
+		for _, sameBatch := range []bool{false, true} {
+			dir := t.TempDir()
+			every := time.Millisecond
+			if sameBatch {
+				every = time.Hour
+			}
+			r := NewRecorder(RecorderOptions{Path: b.at(dir), Node: "n", Every: every})
+			m := msg("T1", "a@relay.example")
+			r.Accepted(m)
+			t1 := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+			t2 := t1.Add(30 * time.Minute)
+			for k, at := range []time.Time{t1, t2} {
+				m.Rcpts[0].Attempts = int32(k + 1)
+				r.Delivery(m, 0, envelope.Hop{Transport: "smtp", Nexthop: "relay.example"}, queue.Outcome{Err: fmt.Errorf("%s", errors[k])}, "deferred", at)
+				if !sameBatch {
+					waitFor(t, func() bool { return r.Stats().Waiting == 0 })
+				}
+			}
+			r.Close()
+			st, err := OpenReader(b.at(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok, _ := st.Message(context.Background(), "", "T1")
+			st.Close()
+			if !ok || len(got.Deliveries) != 1 {
+				t.Fatalf("same batch %v: %+v", sameBatch, got)
+			}
+			d := got.Deliveries[0]
+			if d.Status != Pending || d.Reply != errors[1] || !d.At.Equal(t2) {
+				t.Errorf("same batch %v: pending %q at %v, want %q at %v", sameBatch, d.Reply, d.At, errors[1], t2)
 			}
 		}
-		r.Close()
-		st, err := OpenReader(filepath.Join(dir, "ledger.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, ok, _ := st.Message(context.Background(), "", "T1")
-		st.Close()
-		if !ok || len(got.Deliveries) != 1 {
-			t.Fatalf("same batch %v: %+v", sameBatch, got)
-		}
-		d := got.Deliveries[0]
-		if d.Status != Pending || d.Reply != errors[1] || !d.At.Equal(t2) {
-			t.Errorf("same batch %v: pending %q at %v, want %q at %v", sameBatch, d.Reply, d.At, errors[1], t2)
-		}
-	}
+	})
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -296,37 +300,39 @@ func TestLedgerRefusesOthersFiles(t *testing.T) {
 // of events full) is recorded by its next attempt: a deferred message
 // is in the report as pending, not missing until it leaves the queue.
 func TestDroppedHeadComesWithNextAttempt(t *testing.T) {
-	dir := t.TempDir()
-	r := NewRecorder(RecorderOptions{Path: filepath.Join(dir, "ledger.db"), Node: "n", Every: time.Millisecond})
-	// Stall the writer (it waits for r.mu in commit) until events drop.
-	r.mu.Lock()
-	var dropped *queue.Message
-	for i := 0; dropped == nil && i < 1<<16; i++ {
-		m := msg(fmt.Sprintf("H%d", i), "a@relay.example")
-		before := r.dropped.Load()
-		r.Accepted(m)
-		if r.dropped.Load() > before {
-			dropped = m
+	forBackends(t, func(t *testing.T, b *backend) {
+		dir := t.TempDir()
+		r := NewRecorder(RecorderOptions{Path: b.at(dir), Node: "n", Every: time.Millisecond})
+		// Stall the writer (it waits for r.mu in commit) until events drop.
+		r.mu.Lock()
+		var dropped *queue.Message
+		for i := 0; dropped == nil && i < 1<<16; i++ {
+			m := msg(fmt.Sprintf("H%d", i), "a@relay.example")
+			before := r.dropped.Load()
+			r.Accepted(m)
+			if r.dropped.Load() > before {
+				dropped = m
+			}
 		}
-	}
-	r.mu.Unlock()
-	if dropped == nil {
-		t.Fatal("no Accepted was dropped: the test cannot stall the recorder")
-	}
-	waitFor(t, func() bool { return r.Stats().Waiting == 0 })
-	dropped.Rcpts[0].Attempts = 1
-	r.Delivery(dropped, 0, envelope.Hop{Transport: "smtp", Nexthop: "relay.example"}, queue.Outcome{Err: fmt.Errorf("connect refused")}, "deferred", time.Now())
-	r.Close()
-	st, err := OpenReader(filepath.Join(dir, "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	got, ok, err := st.Message(context.Background(), "", dropped.ID)
-	if err != nil || !ok {
-		t.Fatalf("message %s, whose Accepted was dropped, missing after its attempt (%v)", dropped.ID, err)
-	}
-	if len(got.Deliveries) != 1 || got.Deliveries[0].Status != Pending || got.From != "alice@example.org" || len(got.Rcpts) != 1 {
-		t.Errorf("recorded %+v", got)
-	}
+		r.mu.Unlock()
+		if dropped == nil {
+			t.Fatal("no Accepted was dropped: the test cannot stall the recorder")
+		}
+		waitFor(t, func() bool { return r.Stats().Waiting == 0 })
+		dropped.Rcpts[0].Attempts = 1
+		r.Delivery(dropped, 0, envelope.Hop{Transport: "smtp", Nexthop: "relay.example"}, queue.Outcome{Err: fmt.Errorf("connect refused")}, "deferred", time.Now())
+		r.Close()
+		st, err := OpenReader(b.at(dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		got, ok, err := st.Message(context.Background(), "", dropped.ID)
+		if err != nil || !ok {
+			t.Fatalf("message %s, whose Accepted was dropped, missing after its attempt (%v)", dropped.ID, err)
+		}
+		if len(got.Deliveries) != 1 || got.Deliveries[0].Status != Pending || got.From != "alice@example.org" || len(got.Rcpts) != 1 {
+			t.Errorf("recorded %+v", got)
+		}
+	})
 }

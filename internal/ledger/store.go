@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/fleet"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
 )
 
@@ -53,8 +54,10 @@ var schema = []string{
 // Store is a ledger in an SQL database.
 type Store struct {
 	db   *sql.DB
-	path string
-	id   string // this database's identity (ledger_meta "id")
+	path string // the SQLite file, or the PostgreSQL URL (no password in it: CheckURL)
+	// pg is set for a PostgreSQL ledger: the queries' ? become $1, $2...
+	pg bool
+	id string // this database's identity (ledger_meta "id")
 	// created is when the database was made (ledger_meta "created").
 	created time.Time
 	// msgStmts and dlvStmts are write's upserts by their number of
@@ -65,25 +68,47 @@ type Store struct {
 	msgArgs, dlvArgs   []any
 }
 
-// DBPath is where ledger_database puts the SQLite file: value itself
-// when absolute, else under data_directory; "" when value is empty (no
-// ledger).
-func DBPath(dataDir, value string) string {
+// Location is where ledger_database puts the ledger, the one place that
+// tells a file from a database server: a PostgreSQL URL (fleet.IsURL)
+// as it is, a path as itself when absolute, else under data_directory;
+// "" when value is empty (no ledger). Open, OpenReader, Lazy and the
+// Recorder take either.
+func Location(dataDir, value string) string {
 	value = strings.TrimSpace(value)
-	if value == "" {
+	switch {
+	case value == "":
 		return ""
-	}
-	if filepath.IsAbs(value) {
+	case fleet.IsURL(value):
+		return value
+	case filepath.IsAbs(value):
 		return value
 	}
 	return filepath.Join(dataDir, value)
+}
+
+// Shared says whether loc (Location's) is a database server shared by
+// a fleet rather than this host's own file.
+func Shared(loc string) bool { return fleet.IsURL(loc) }
+
+// Describe is loc for messages (a URL without any password).
+func Describe(loc string) string {
+	if Shared(loc) {
+		return fleet.Redact(loc)
+	}
+	return loc
 }
 
 // Open opens (creating if needed) the ledger at path for writing. WAL
 // lets `mailtee report` and the dashboard read while serve writes;
 // synchronous=FULL makes a commit durable, since the queue deletes a
 // message once its commit returns.
+//
+// For a PostgreSQL URL it connects and creates the schema if another
+// node has not (see openPG).
 func Open(path string) (*Store, error) {
+	if Shared(path) {
+		return openPG(path, true)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("ledger %s: %w", path, err)
 	}
@@ -154,6 +179,9 @@ func private(path string) error {
 
 // OpenReader opens the ledger at path for reading only (report, status).
 func OpenReader(path string) (*Store, error) {
+	if Shared(path) {
+		return openPG(path, false)
+	}
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no ledger at %s (ledger_database names it; serve creates it when it starts)", path)
@@ -178,14 +206,20 @@ func (s *Store) init() error {
 			return err
 		}
 	}
-	id := make([]byte, 8)
-	rand.Read(id)
 	now := time.Now()
 	if _, err := s.db.Exec(`INSERT INTO ledger_meta (k, v) VALUES ('id', ?), ('created', ?) ON CONFLICT (k) DO NOTHING`,
-		hex.EncodeToString(id), fmt.Sprint(now.UnixMicro())); err != nil {
+		newID(), fmt.Sprint(now.UnixMicro())); err != nil {
 		return err
 	}
 	return s.readMeta()
+}
+
+// newID is a new database's identity: a ledger replaced (a file lost, a
+// database recreated) has another, and the marker notices.
+func newID() string {
+	id := make([]byte, 8)
+	rand.Read(id)
+	return hex.EncodeToString(id)
 }
 
 func (s *Store) readMeta() error {
@@ -211,7 +245,7 @@ func (s *Store) readMeta() error {
 	return rows.Err()
 }
 
-// Path is the database's file.
+// Path is the database's file or URL.
 func (s *Store) Path() string { return s.path }
 
 // Close closes the database.
@@ -266,7 +300,8 @@ func msgUpsert(rows int) string {
 
 // dlvUpsert: a final state is never replaced by "pending" (an event that
 // was late), nor a bounce by "sent" (a copy the provider bounced to its
-// SRS sender after its 250, Amend, which the queue never learns); the time of a final state stays that of its first record, a
+// SRS sender after its 250, Amend, which the queue never learns), nor
+// an end by "deleted" (replacedByDeleted); the time of a final state stays that of its first record, a
 // pending one's is the last attempt's (as its reply is), and what a later
 // record does not know (the next hop after a restart, the time in a
 // snapshot) is kept.
@@ -286,7 +321,8 @@ func dlvUpsert(rows int) string {
 			remote_id = CASE WHEN excluded.remote_id = '' THEN deliveries.remote_id ELSE excluded.remote_id END,
 			attempts = CASE WHEN excluded.attempts > deliveries.attempts THEN excluded.attempts ELSE deliveries.attempts END
 		WHERE (excluded.status <> 'pending' OR deliveries.status = 'pending')
-			AND NOT (deliveries.status = 'bounced' AND excluded.status = 'sent')`
+			AND NOT (deliveries.status = 'bounced' AND excluded.status = 'sent')
+			AND NOT (excluded.status = 'deleted' AND deliveries.status IN ('sent', 'bounced', 'expired'))`
 }
 
 // placeholders is "(?, ?), (?, ?)" for rows rows of cols columns.
@@ -310,12 +346,12 @@ type upserter struct {
 // prepare makes sure stmts has the statements that n rows need. It runs
 // before the transaction: with one connection, a statement prepared on
 // the database meanwhile would wait for the transaction's end.
-func prepare(ctx context.Context, db *sql.DB, stmts map[int]*sql.Stmt, query func(rows int) string, n int) error {
+func prepare(ctx context.Context, db *sql.DB, rb func(string) string, stmts map[int]*sql.Stmt, query func(rows int) string, n int) error {
 	for _, rows := range []int{min(n, upsertRows), n % upsertRows} {
 		if rows == 0 || stmts[rows] != nil {
 			continue
 		}
-		st, err := db.PrepareContext(ctx, query(rows))
+		st, err := db.PrepareContext(ctx, rb(query(rows)))
 		if err != nil {
 			return err
 		}
@@ -355,10 +391,10 @@ func (s *Store) write(ctx context.Context, b *batch) error {
 		}
 		nd += len(e.rowOrder)
 	}
-	if err := prepare(ctx, s.db, s.msgStmts, msgUpsert, nm); err != nil {
+	if err := prepare(ctx, s.db, s.rb, s.msgStmts, msgUpsert, nm); err != nil {
 		return err
 	}
-	if err := prepare(ctx, s.db, s.dlvStmts, dlvUpsert, nd); err != nil {
+	if err := prepare(ctx, s.db, s.rb, s.dlvStmts, dlvUpsert, nd); err != nil {
 		return err
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -379,7 +415,7 @@ func (s *Store) write(ctx context.Context, b *batch) error {
 				return err
 			}
 		} else if !e.finished.IsZero() {
-			if _, err := tx.ExecContext(ctx, `UPDATE messages SET finished = ? WHERE node = ? AND queue_id = ?`, us(e.finished), k.node, k.id); err != nil {
+			if _, err := tx.ExecContext(ctx, s.rb(`UPDATE messages SET finished = ? WHERE node = ? AND queue_id = ?`), us(e.finished), k.node, k.id); err != nil {
 				return err
 			}
 		}
@@ -398,7 +434,7 @@ func (s *Store) write(ctx context.Context, b *batch) error {
 		return err
 	}
 	for _, g := range b.gaps {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO gaps (node, since, until, messages, reason) VALUES (?, ?, ?, ?, ?)`,
+		if _, err := tx.ExecContext(ctx, s.rb(`INSERT INTO gaps (node, since, until, messages, reason) VALUES (?, ?, ?, ?, ?)`),
 			g.Node, us(g.Since), us(g.Until), g.Messages, g.Reason); err != nil {
 			return err
 		}
@@ -420,11 +456,19 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (int64, 
 		return 0, err
 	}
 	defer tx.Rollback()
+	if s.pg {
+		// Every node prunes the shared ledger: one at a time, the others
+		// skip their turn (two deleting the same rows could deadlock).
+		var got bool
+		if err := tx.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock($1)`, pruneLock).Scan(&got); err != nil || !got {
+			return 0, err
+		}
+	}
 	if limit > 0 {
 		// The arrival of the limit-th oldest: the chunk's own cutoff.
 		var a int64
-		err := tx.QueryRowContext(ctx, `SELECT arrival FROM messages WHERE arrival < ? AND finished <> 0
-			ORDER BY arrival LIMIT 1 OFFSET ?`, c, limit-1).Scan(&a)
+		err := tx.QueryRowContext(ctx, s.rb(`SELECT arrival FROM messages WHERE arrival < ? AND finished <> 0
+			ORDER BY arrival LIMIT 1 OFFSET ?`), c, limit-1).Scan(&a)
 		switch {
 		case err == nil:
 			c = min(c, a+1)
@@ -432,14 +476,14 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (int64, 
 			return 0, err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, pruneDeliveries, c); err != nil {
+	if _, err := tx.ExecContext(ctx, s.rb(pruneDeliveries), c); err != nil {
 		return 0, err
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE arrival < ? AND finished <> 0`, c)
+	res, err := tx.ExecContext(ctx, s.rb(`DELETE FROM messages WHERE arrival < ? AND finished <> 0`), c)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM gaps WHERE until < ?`, c); err != nil {
+	if _, err := tx.ExecContext(ctx, s.rb(`DELETE FROM gaps WHERE until < ?`), c); err != nil {
 		return 0, err
 	}
 	n, _ := res.RowsAffected()
@@ -548,7 +592,7 @@ func (s *Store) Gaps(ctx context.Context, since, until time.Time) ([]Gap, error)
 	if !until.IsZero() {
 		q, args = q+` AND since < ?`, append(args, us(until))
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY since`, args...)
+	rows, err := s.db.QueryContext(ctx, s.rb(q+` ORDER BY since`), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -571,7 +615,7 @@ type msgKey struct{ node, id string }
 // queryMessages runs a query of msgCols and loads the deliveries of
 // what it returns.
 func (s *Store) queryMessages(ctx context.Context, q string, args ...any) ([]Message, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.db.QueryContext(ctx, s.rb(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -627,7 +671,7 @@ func (s *Store) queryMessages(ctx context.Context, q string, args ...any) ([]Mes
 		for _, id := range p.ids {
 			a = append(a, id)
 		}
-		drows, err := s.db.QueryContext(ctx, deliveriesOf(len(p.ids)), a...)
+		drows, err := s.db.QueryContext(ctx, s.rb(deliveriesOf(len(p.ids))), a...)
 		if err != nil {
 			return nil, err
 		}

@@ -11,7 +11,7 @@ import (
 // nil when it names none. A ledger that cannot be opened now is retried
 // at each batch: it never stops the server (its records become a gap).
 func (s *Server) newLedger(cfg *config.Config) *ledger.Recorder {
-	path := ledger.DBPath(cfg.DataDirectory(), cfg.Get("ledger_database"))
+	path := ledger.Location(cfg.DataDirectory(), cfg.Get("ledger_database"))
 	if path == "" {
 		return nil
 	}

@@ -28,7 +28,7 @@ func (s *Server) newObserver(cfg *config.Config, metrics http.Handler) (*observe
 		return nil, nil
 	}
 	ob := &observer{}
-	if path := ledger.DBPath(cfg.DataDirectory(), cfg.Get("ledger_database")); path != "" {
+	if path := ledger.Location(cfg.DataDirectory(), cfg.Get("ledger_database")); path != "" {
 		ob.ledger = &ledger.Lazy{Path: path}
 		peers, err := report.PeersOf(cfg)
 		if err != nil {

@@ -80,7 +80,7 @@ func (s *Server) srsAgent() *srs.Agent {
 		Ledger: func() srs.Ledger {
 			once.Do(func() {
 				if s.ledger != nil {
-					lg = srsLedger{Recorder: s.ledger, Lazy: &ledger.Lazy{Path: ledger.DBPath(s.cfg.DataDirectory(), s.cfg.Get("ledger_database"))}}
+					lg = srsLedger{Recorder: s.ledger, Lazy: &ledger.Lazy{Path: ledger.Location(s.cfg.DataDirectory(), s.cfg.Get("ledger_database"))}}
 				}
 			})
 			return lg

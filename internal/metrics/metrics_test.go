@@ -235,7 +235,7 @@ func TestLedgerAndReconciliation(t *testing.T) {
 	var rerr error
 	m := New(Options{Now: func() time.Time { return now },
 		Ledger: func() ledger.Stats {
-			return ledger.Stats{Waiting: 7, Oldest: now.Add(-12 * time.Second), LastCommit: now.Add(-time.Second), Failures: 2, Lost: 3}
+			return ledger.Stats{Waiting: 7, Oldest: now.Add(-12 * time.Second), LastCommit: now.Add(-time.Second), Failures: 2, Lost: 3, Held: 4}
 		},
 		Reconcile: func(context.Context) (Reconciliation, error) {
 			calls++
@@ -249,7 +249,7 @@ func TestLedgerAndReconciliation(t *testing.T) {
 		want float64
 	}{
 		{"mailtee_ledger_waiting", 7}, {"mailtee_ledger_lag_seconds", 12}, {"mailtee_ledger_failures_total", 2},
-		{"mailtee_ledger_lost_total", 3}, {"mailtee_ledger_last_commit_timestamp_seconds", float64(now.Unix() - 1)},
+		{"mailtee_ledger_lost_total", 3}, {"mailtee_ledger_held_messages", 4}, {"mailtee_ledger_last_commit_timestamp_seconds", float64(now.Unix() - 1)},
 		{"mailtee_reconciliation_required", 40}, {"mailtee_reconciliation_delivered", 38},
 		{"mailtee_reconciliation_pending", 1}, {"mailtee_reconciliation_failed", 1},
 		{"mailtee_reconciliation_missing", 2}, {"mailtee_reconciliation_ratio", 0.95},

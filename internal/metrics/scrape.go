@@ -40,6 +40,8 @@ var (
 	descLedgerFailures = prometheus.NewDesc("mailtee_ledger_failures_total", "Ledger batches that could not be written.", nil, nil)
 	descLedgerLost     = prometheus.NewDesc("mailtee_ledger_lost_total",
 		"Messages whose final state the ledger could not write (reported as gaps).", nil, nil)
+	descLedgerHeld = prometheus.NewDesc("mailtee_ledger_held_messages",
+		"Messages whose records wait in the queue directory for a ledger database that does not answer (written when it does).", nil, nil)
 
 	descRequired  = prometheus.NewDesc("mailtee_reconciliation_required", "Required deliveries in the report (every mailbox and copy).", nil, nil)
 	descDelivered = prometheus.NewDesc("mailtee_reconciliation_delivered", "Required deliveries delivered.", nil, nil)
@@ -65,7 +67,7 @@ type scrape struct {
 
 func (s *scrape) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descDepth, descSize, descAge, descCopies, descCopyAge,
-		descLedgerWaiting, descLedgerLag, descLedgerCommit, descLedgerFailures, descLedgerLost,
+		descLedgerWaiting, descLedgerLag, descLedgerCommit, descLedgerFailures, descLedgerLost, descLedgerHeld,
 		descRequired, descDelivered, descPending, descFailed, descMissing, descRatio, descComplete, descSourceUp} {
 		ch <- d
 	}
@@ -104,6 +106,7 @@ func (s *scrape) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLedgerCommit, prometheus.GaugeValue, commit)
 		ch <- prometheus.MustNewConstMetric(descLedgerFailures, prometheus.CounterValue, float64(st.Failures))
 		ch <- prometheus.MustNewConstMetric(descLedgerLost, prometheus.CounterValue, float64(st.Lost))
+		ch <- prometheus.MustNewConstMetric(descLedgerHeld, prometheus.GaugeValue, float64(st.Held))
 	}
 	if m.o.Reconcile != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -13,8 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/fleet"
 	"github.com/mailtee/mailtee/internal/ledger"
 )
 
@@ -132,25 +135,52 @@ func Check(cfg *config.Config) diag.List {
 	return out
 }
 
-// LedgerDatabase is where the ledger is: ledger_database as a path,
-// relative to data_directory unless absolute; "" when it is empty (no
-// ledger).
+// LedgerDatabase is where the ledger is (ledger.Location): a PostgreSQL
+// URL, shared by a fleet, or an SQLite file's path, relative to
+// data_directory unless absolute; "" when it is empty (no ledger). A URL
+// with a password in it is refused: main.cf is readable by every local
+// user.
 func LedgerDatabase(cfg *config.Config) (string, error) {
 	v := cfg.Get("ledger_database")
 	if v == "" {
 		return "", nil
 	}
-	if scheme, _, ok := strings.Cut(v, "://"); ok {
-		switch strings.ToLower(scheme) {
-		case "postgres", "postgresql":
-			return "", fmt.Errorf("%s: PostgreSQL is not supported yet (a later version adds PostgreSQL); name an SQLite file, such as ledger.db", redact(v))
+	if fleet.IsURL(v) {
+		if err := fleet.CheckURL(v); err != nil {
+			return "", err
 		}
-		return "", fmt.Errorf("%s: expected the path of an SQLite file, such as ledger.db", redact(v))
+		if _, err := pgx.ParseConfig(v); err != nil {
+			return "", fmt.Errorf("%s: %v", fleet.Redact(v), err)
+		}
+		return strings.TrimSpace(v), nil
+	}
+	if _, _, ok := strings.Cut(v, "://"); ok {
+		return "", fmt.Errorf("%s: expected the path of an SQLite file, such as ledger.db, or a postgres:// URL", redact(v))
 	}
 	if strings.ContainsRune(v, 0) || strings.HasSuffix(v, "/") {
 		return "", fmt.Errorf("%q: expected the path of a file", v)
 	}
-	return ledger.DBPath(cfg.DataDirectory(), v), nil // where serve opens it
+	return ledger.Location(cfg.DataDirectory(), v), nil // where serve opens it
+}
+
+// LedgerReach is check's warning when ledger_database names a
+// PostgreSQL database that does not answer now: a warning, never an
+// error, since serve starts without it (the ledger holds its records
+// until it answers) and a database may well be down while main.cf is
+// checked.
+func LedgerReach(cfg *config.Config) diag.List {
+	loc, err := LedgerDatabase(cfg)
+	if err != nil || !ledger.Shared(loc) {
+		return nil
+	}
+	var out diag.List
+	s, _ := cfg.Set("ledger_database")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ledger.Probe(ctx, loc); err != nil {
+		out.Warnf(cfg.File, s.Line, "ledger_database: %v; serve starts anyway and writes the ledger once the database answers (the records wait in the queue directory)", err)
+	}
+	return out
 }
 
 // redact hides a password in a database URL, which may be in main.cf.

@@ -39,6 +39,9 @@ func TestCheck(t *testing.T) {
 	tokShort := write("token-short", "abc\n", 0o600)
 	tokEmpty := write("token-empty", "\n\n", 0o600)
 	cert, key, _ := selfSigned(t)
+	// A service file (pg_service.conf) names the database, as a site's
+	// PostgreSQL clients share it.
+	t.Setenv("PGSERVICEFILE", write("pg_service.conf", "[mailtee]\nhost=db.example\nuser=mailtee\npassfile=/etc/mailtee/pgpass\n", 0o644))
 
 	type want struct {
 		sev  diag.Severity
@@ -81,8 +84,12 @@ func TestCheck(t *testing.T) {
 		{"peers plain http, override", []string{"ledger_peer_token_file = " + tok, "ledger_peers = http://relay.example:9100", "metrics_allow_plaintext = yes"}, nil},
 		{"peers credentials", []string{"ledger_peer_token_file = " + tok, "ledger_peers = https://u:pw@relay.example"}, []want{{diag.Error, main, 3, "no credentials in the URL"}}},
 		{"peers host:port only", []string{"ledger_peer_token_file = " + tok, "ledger_peers = relay.example:9100"}, []want{{diag.Error, main, 3, "expected an http:// or https://"}}},
-		{"database postgres", []string{"ledger_database = postgres://ledger@db.example/ledger"}, []want{{diag.Error, main, 2, "not supported yet (a later version adds PostgreSQL)"}}},
-		{"database postgresql", []string{"ledger_database = postgresql://u:secret@db/l"}, []want{{diag.Error, main, 2, "postgresql://u:xxxxx@db/l"}}},
+		{"database postgres", []string{"ledger_database = postgres://ledger@db.example/ledger?passfile=/etc/mailtee/pgpass"}, nil},
+		{"database postgres service", []string{"ledger_database = postgresql:///ledger?service=mailtee"}, nil},
+		{"database postgres no service", []string{"ledger_database = postgresql:///ledger?service=nosuch"}, []want{{diag.Error, main, 2, "nosuch"}}},
+		{"database postgresql password", []string{"ledger_database = postgresql://u:secret@db/l"}, []want{{diag.Error, main, 2, "postgresql://u:xxxxx@db/l holds a password"}}},
+		{"database postgres password query", []string{"ledger_database = postgres://u@db/l?password=secret"}, []want{{diag.Error, main, 2, "passfile="}}},
+		{"database postgres bad option", []string{"ledger_database = postgres://u@db/l?sslmode=sometimes"}, []want{{diag.Error, main, 2, "postgres://u@db/l"}}},
 		{"database other URL", []string{"ledger_database = mysql://db/l"}, []want{{diag.Error, main, 2, "SQLite file"}}},
 		{"database empty", []string{"ledger_database ="}, nil},
 		{"cert without key", []string{"metrics_tls_cert_file = " + cert}, []want{{diag.Error, main, 2, "metrics_tls_key_file is empty"}}},
@@ -139,6 +146,11 @@ func TestFromConfig(t *testing.T) {
 	// ledger_database: relative to data_directory
 	c = config.Parse("/etc/mailtee", "/etc/mailtee/main.cf", []byte("data_directory = /srv/mailtee\n"))
 	if p, err := LedgerDatabase(c); p != "/srv/mailtee/ledger.db" || err != nil {
+		t.Errorf("LedgerDatabase = %q, %v", p, err)
+	}
+	// a PostgreSQL URL: as it is
+	c = config.Parse("/etc/mailtee", "/etc/mailtee/main.cf", []byte("ledger_database = postgres://m@db/l?passfile=/etc/mailtee/pgpass\n"))
+	if p, err := LedgerDatabase(c); p != "postgres://m@db/l?passfile=/etc/mailtee/pgpass" || err != nil {
 		t.Errorf("LedgerDatabase = %q, %v", p, err)
 	}
 }

@@ -119,13 +119,13 @@ var bad = map[string]string{
 	// metrics_allow_plaintext go by their defaults' shape): a service
 	// name for the port, an impossible network, files that are not
 	// there, a certificate without its key, a URL of the wrong kind, a
-	// database mailtee cannot open yet
+	// database URL with a password in it (main.cf is world-readable)
 	"metrics_listen":          "127.0.0.1:prometheus",
 	"metrics_networks":        "127.0.0.0/8, 10.0.0.300/8",
 	"dashboard_password_file": "/nonexistent/dashboard.passwd",
 	"ledger_peer_token_file":  "/nonexistent/peer.token",
 	"ledger_peers":            "ftp://relay.test.example",
-	"ledger_database":         "postgres://ledger@db.test.example/ledger",
+	"ledger_database":         "postgres://ledger:secret@db.test.example/ledger",
 	"metrics_tls_cert_file":   "/etc/passwd",
 	"metrics_tls_key_file":    "/nonexistent/metrics.key",
 	// SRS (internal/srs): a domain with a blank in it, a secret file
