@@ -2,6 +2,7 @@ package sqltable
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -138,7 +139,14 @@ var known = map[string][]string{
 // unnoticed until the table answers nothing.
 func (cf *cfFile) checkNames(typ string, diags *diag.List) {
 	names := known[typ]
-	for name, p := range cf.params {
+	var set []string
+	for name := range cf.params {
+		set = append(set, name)
+	}
+	// In file order, for a stable report.
+	sort.Slice(set, func(i, j int) bool { return cf.params[set[i]].line < cf.params[set[j]].line })
+	for _, name := range set {
+		p := cf.params[name]
 		found := false
 		for _, k := range names {
 			if k == name {

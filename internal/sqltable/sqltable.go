@@ -32,6 +32,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -777,6 +779,9 @@ func (t *Table) openMysql(h *host) (*sql.DB, error) {
 	cfg.User, cfg.Passwd, cfg.DBName = t.user, t.password, t.dbname
 	cfg.Timeout = attemptTimeout
 	cfg.ReadTimeout, cfg.WriteTimeout = attemptTimeout, attemptTimeout
+	// The driver's own log lines ("closing bad idle connection") are
+	// not in the mail log's shape; the errors reach warnf anyway.
+	cfg.Logger = log.New(io.Discard, "", 0)
 	if err := cfg.Apply(mysql.Charset(t.encoding, "")); err != nil {
 		return nil, err
 	}
