@@ -364,4 +364,3 @@ func TestSameAsPostfixSqlite(t *testing.T) {
 	writeCFs(t, dir, "dbpath = "+path+"\n")
 	compare(t, "sqlite", dir, nil)
 }
-
