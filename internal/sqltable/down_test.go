@@ -2,12 +2,14 @@ package sqltable_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,5 +104,45 @@ func TestDatabaseDown(t *testing.T) {
 				t.Errorf("Probe: %v", err)
 			}
 		})
+	}
+}
+
+// Lookups from many sessions at once share the pool; none fails while
+// the first connection is being made.
+func TestConcurrentLookups(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.sqlite")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, db, "sqlite")
+	db.Close()
+	cf := filepath.Join(dir, "aliases.cf")
+	os.WriteFile(cf, []byte("dbpath = "+path+"\n"+queries["aliases"]+"\n"), 0o600)
+	tab, diags, err := sqltable.Open("sqlite", cf, os.ReadFile)
+	if err != nil {
+		t.Fatal(err, diags)
+	}
+	defer tab.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for g := 0; g < 40; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				v, ok, err := tab.Lookup(context.Background(), "info@example.com")
+				if err != nil || !ok || v != "alice@example.com,bob@example.com" {
+					errs <- fmt.Errorf("%q %v %v", v, ok, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

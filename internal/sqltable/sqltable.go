@@ -581,13 +581,10 @@ func (t *Table) pick(tried map[*host]bool) *host {
 	if h := choose(func(h *host) bool { return h.state == active }); h != nil {
 		return h
 	}
-	h := choose(func(h *host) bool { return h.state == untried || h.state == failed && !now.Before(h.retryAt) })
-	if h != nil {
-		// Claimed for this attempt: a concurrent lookup goes elsewhere,
-		// or learns the outcome when the attempt ends.
-		h.state, h.retryAt = failed, now.Add(attemptTimeout)
-	}
-	return h
+	// Concurrent lookups may try the same host at once (Postfix's
+	// processes each do too): keeping the others out until the first
+	// attempt ends would fail them while the host may well answer.
+	return choose(func(h *host) bool { return h.state == untried || h.state == failed && !now.Before(h.retryAt) })
 }
 
 // queryHost runs the query on one host.
