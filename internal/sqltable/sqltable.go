@@ -39,6 +39,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -70,8 +71,8 @@ var logger struct {
 }
 
 // SetLogger sets where the tables' warnings go (a host that fails, an
-// empty result, an exceeded expansion_limit). The default is
-// slog.Default().
+// empty result, an exceeded expansion_limit). Until it is called they
+// go to standard error as "warning: ..." lines.
 func SetLogger(l *slog.Logger) {
 	logger.Lock()
 	logger.l = l
@@ -82,10 +83,13 @@ func warnf(format string, args ...any) {
 	logger.Lock()
 	l := logger.l
 	logger.Unlock()
+	msg := strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", " ")
 	if l == nil {
-		l = slog.Default()
+		// Unwired (postmap, tests): Postfix's shape on standard error.
+		fmt.Fprintf(os.Stderr, "warning: %s\n", msg)
+		return
 	}
-	l.Warn(fmt.Sprintf(format, args...))
+	l.Warn(msg)
 }
 
 // Host kinds, in the order Postfix prefers them.
@@ -542,7 +546,15 @@ func (t *Table) query(ctx context.Context, key string) ([]*string, error) {
 	if len(errs) == 0 {
 		return nil, t.fail("no database server to ask: every host failed within the last retry_interval (%v)", t.retry)
 	}
-	return nil, t.fail("%w", errors.Join(errs...))
+	// One line (it may end up in an SMTP reply's log), each distinct
+	// failure once: a lone host is listed twice.
+	var msgs []string
+	for _, e := range errs {
+		if m := e.Error(); !slices.Contains(msgs, m) {
+			msgs = append(msgs, m)
+		}
+	}
+	return nil, t.fail("%s", strings.Join(msgs, "; "))
 }
 
 func (t *Table) hostName(h *host) string {
