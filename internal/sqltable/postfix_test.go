@@ -97,6 +97,8 @@ var queries = map[string]string{
 	"percent": "query = SELECT goto FROM alias WHERE address='%s' AND goto NOT LIKE '%%nomatch%%'",
 	"badsql":  "query = SELECT goto FROM no_such_table WHERE address='%s'",
 	"static":  "query = SELECT 'constant'\nresult_format = %s for %S",
+	// A boolean as each database writes it: PostgreSQL's "t", 1 elsewhere.
+	"bools": "query = SELECT active FROM domain WHERE domain='%d'",
 }
 
 var keys = []string{
@@ -325,7 +327,8 @@ func TestSameAsPostfixPgsql(t *testing.T) {
 	s.CreateDB("mail")
 	fill(t, s.DB("mail"), "pgsql")
 	dir := t.TempDir()
-	writeCFs(t, dir, fmt.Sprintf("hosts = inet:%s:%d\nuser = %s\npassword = %s\ndbname = mail\n", s.Host, s.Port, s.User, s.Password))
+	conn := fmt.Sprintf("hosts = inet:%s:%d\nuser = %s\npassword = %s\ndbname = mail\n", s.Host, s.Port, s.User, s.Password)
+	writeCFs(t, dir, conn)
 	// The other host forms: a URI, and the UNIX socket (its directory;
 	// the port comes from PGPORT, for libpq as for mailtee).
 	// Postfix 3.7 wants dbname even when every host is a URI (3.12
@@ -334,9 +337,12 @@ func TestSameAsPostfixPgsql(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "uri.cf"), []byte(uri+queries["aliases"]+"\n"), 0o600)
 	sock := fmt.Sprintf("hosts = unix:%s\nuser = postgres\ndbname = mail\n", s.SocketDir)
 	os.WriteFile(filepath.Join(dir, "socket.cf"), []byte(sock+queries["forwards"]+"\n"), 0o600)
+	// Several statements, as PQexec() takes them: the last one's rows.
+	multi := conn + "query = SET search_path TO public; SELECT goto FROM alias WHERE address='%s'\n"
+	os.WriteFile(filepath.Join(dir, "multi.cf"), []byte(multi), 0o600)
 	env := []string{fmt.Sprintf("PGPORT=%d", s.Port)}
 	t.Setenv("PGPORT", fmt.Sprint(s.Port))
-	compare(t, "pgsql", dir, env, "uri", "socket")
+	compare(t, "pgsql", dir, env, "uri", "socket", "multi")
 }
 
 func TestSameAsPostfixMysql(t *testing.T) {

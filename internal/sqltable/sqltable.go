@@ -126,9 +126,8 @@ type pool struct {
 	once sync.Once
 	db   *sql.DB
 	err  error
-	// backslash is set when a backslash escapes inside '...': pgsql
-	// with standard_conforming_strings off, mysql without
-	// NO_BACKSLASH_ESCAPES. Learnt once per pool.
+	// backslash is set when a backslash escapes inside '...' (mysql
+	// without NO_BACKSLASH_ESCAPES). Learnt once per pool.
 	learnt    bool
 	backslash bool
 }
@@ -610,14 +609,14 @@ func (t *Table) queryHost(ctx context.Context, h *host, key string) ([]*string, 
 		return nil, err
 	}
 	defer conn.Close()
+	if t.typ == "pgsql" {
+		return t.queryPgsql(ctx, conn, key)
+	}
 	if err := t.learn(ctx, h.pool, conn); err != nil {
 		return nil, err
 	}
 	var quote func(string) string
 	switch t.typ {
-	case "pgsql":
-		standard := !h.pool.backslash
-		quote = func(s string) string { return quotePgsql(s, standard) }
 	case "mysql":
 		noBackslash := !h.pool.backslash
 		quote = func(s string) string { return quoteMysql(s, noBackslash) }
@@ -682,8 +681,48 @@ func (t *Table) queryHost(ctx context.Context, h *host, key string) ([]*string, 
 	return values, nil
 }
 
-// learn asks the server, once per pool, whether a backslash escapes in
-// a string literal, which decides how the key is escaped.
+// queryPgsql runs the query as PQexec() does: the simple query
+// protocol (several statements allowed; the last one's rows count), and
+// every value as the server's text ("t" for a boolean true, timestamps
+// as PostgreSQL writes them), NULL as nil.
+func (t *Table) queryPgsql(ctx context.Context, conn *sql.Conn, key string) ([]*string, error) {
+	var values []*string
+	err := conn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("unexpected driver connection %T", dc)
+		}
+		pc := c.Conn().PgConn()
+		// As PQescapeStringConn(): the connection says whether a
+		// backslash escapes inside '...'.
+		standard := pc.ParameterStatus("standard_conforming_strings") != "off"
+		var q strings.Builder
+		t.tmpl.expand(&q, t.tmpl.query, key, "", false, func(s string) string { return quotePgsql(s, standard) }, nil)
+		results, err := pc.Exec(ctx, q.String()).ReadAll()
+		if err != nil {
+			return fmt.Errorf("query failed: %w", err)
+		}
+		if len(results) == 0 {
+			return nil
+		}
+		for _, row := range results[len(results)-1].Rows {
+			for _, v := range row {
+				if v == nil {
+					values = append(values, nil)
+					continue
+				}
+				s := string(v)
+				values = append(values, &s)
+			}
+		}
+		return nil
+	})
+	return values, err
+}
+
+// learn asks a MySQL server, once per pool, whether a backslash escapes
+// in a string literal (not under NO_BACKSLASH_ESCAPES), which decides how
+// the key is escaped.
 func (t *Table) learn(ctx context.Context, p *pool, conn *sql.Conn) error {
 	t.mu.Lock()
 	learnt := p.learnt
@@ -691,27 +730,11 @@ func (t *Table) learn(ctx context.Context, p *pool, conn *sql.Conn) error {
 	if learnt || t.typ == "sqlite" {
 		return nil
 	}
-	backslash := false
-	switch t.typ {
-	case "pgsql":
-		err := conn.Raw(func(dc any) error {
-			c, ok := dc.(*stdlib.Conn)
-			if !ok {
-				return fmt.Errorf("unexpected driver connection %T", dc)
-			}
-			backslash = c.Conn().PgConn().ParameterStatus("standard_conforming_strings") == "off"
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	case "mysql":
-		var mode string
-		if err := conn.QueryRowContext(ctx, "SELECT @@SESSION.sql_mode").Scan(&mode); err != nil {
-			return fmt.Errorf("reading sql_mode: %w", err)
-		}
-		backslash = !strings.Contains(strings.ToUpper(mode), "NO_BACKSLASH_ESCAPES")
+	var mode string
+	if err := conn.QueryRowContext(ctx, "SELECT @@SESSION.sql_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("reading sql_mode: %w", err)
 	}
+	backslash := !strings.Contains(strings.ToUpper(mode), "NO_BACKSLASH_ESCAPES")
 	t.mu.Lock()
 	p.learnt, p.backslash = true, backslash
 	t.mu.Unlock()
