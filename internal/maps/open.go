@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/sqltable"
 	"github.com/mailtee/mailtee/internal/users"
 )
 
@@ -18,7 +19,7 @@ var indexed = map[string]bool{
 }
 
 // Types lists the supported table types, for error messages.
-const Types = "hash, btree, lmdb, cdb, dbm, sdbm, texthash, regexp, pcre, cidr, inline, static, unix, proxy"
+const Types = "hash, btree, lmdb, cdb, dbm, sdbm, texthash, regexp, pcre, cidr, inline, static, unix, proxy, pgsql, mysql, sqlite"
 
 // Open opens a table named "type:name" whose source is in postmap(1)
 // format. It returns the findings about the source; any finding of
@@ -76,6 +77,14 @@ func open(spec string, alias bool, read ReadFunc) (Table, diag.List, error) {
 		if t, err = openStatic(name); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", spec, err)
 		}
+	case "pgsql", "mysql", "sqlite":
+		// pgsql_table(5) and friends: name is the .cf file. Opening
+		// does not connect (internal/sqltable).
+		st, d, err := sqltable.Open(typ, name, read)
+		if err != nil {
+			return nil, d, fmt.Errorf("%s: %w", spec, err)
+		}
+		t, diags = st, d
 	case "unix":
 		var err error
 		if t, err = openUnix(name); err != nil {
