@@ -14,13 +14,14 @@ type List []Table
 
 // Lookup asks each table in turn.
 func (l List) Lookup(ctx context.Context, key string) (string, bool, error) {
-	return l.find(ctx, key, false)
+	return l.find(ctx, key, key, false)
 }
 
 // find asks each table; with fixedOnly, pattern tables are skipped, as
 // Postfix does for the partial keys of an address lookup (maps_find with
-// DICT_FLAG_FIXED).
-func (l List) find(ctx context.Context, key string, fixedOnly bool) (string, bool, error) {
+// DICT_FLAG_FIXED). Tables that take keys as given (KeyAsGiven) are
+// asked with orig, key before folding.
+func (l List) find(ctx context.Context, key, orig string, fixedOnly bool) (string, bool, error) {
 	for _, t := range l {
 		if fixedOnly && !isFixed(t) {
 			continue
@@ -28,7 +29,11 @@ func (l List) find(ctx context.Context, key string, fixedOnly bool) (string, boo
 		if ft, ok := t.(*fixedTable); ok && !ft.mayHave(shapeOf(key)) {
 			continue
 		}
-		if v, ok, err := t.Lookup(ctx, key); err != nil || ok {
+		k := key
+		if _, ok := t.(KeyAsGiven); ok {
+			k = orig
+		}
+		if v, ok, err := t.Lookup(ctx, k); err != nil || ok {
 			return v, ok, err
 		}
 	}
@@ -90,8 +95,9 @@ func LookupAddress(ctx context.Context, t Table, addr string, o AddressOptions) 
 	// Fold once, so that every key form below is a substring of addr and
 	// the lookups allocate nothing (but user@domain when there is an
 	// extension).
+	orig := addr
 	addr = foldKey(addr)
-	if v, ok, err := l.find(ctx, addr, false); ok || err != nil {
+	if v, ok, err := l.find(ctx, addr, orig, false); ok || err != nil {
 		return Match{Value: v, Key: addr}, ok, err
 	}
 	at := strings.LastIndexByte(addr, '@')
@@ -122,7 +128,7 @@ func LookupAddress(ctx context.Context, t Table, addr string, o AddressOptions) 
 		n++
 	}
 	for i := 0; i < n; i++ {
-		if v, ok, err := l.find(ctx, keys[i], true); ok || err != nil {
+		if v, ok, err := l.find(ctx, keys[i], keys[i], true); ok || err != nil {
 			return Match{Value: v, Key: keys[i], Ext: exts[i]}, ok, err
 		}
 	}

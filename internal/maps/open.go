@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/socketmap"
 	"github.com/mailtee/mailtee/internal/users"
 )
 
@@ -18,7 +19,7 @@ var indexed = map[string]bool{
 }
 
 // Types lists the supported table types, for error messages.
-const Types = "hash, btree, lmdb, cdb, dbm, sdbm, texthash, regexp, pcre, cidr, inline, static, unix, proxy"
+const Types = "hash, btree, lmdb, cdb, dbm, sdbm, texthash, regexp, pcre, cidr, inline, static, unix, proxy, socketmap"
 
 // Open opens a table named "type:name" whose source is in postmap(1)
 // format. It returns the findings about the source; any finding of
@@ -81,6 +82,12 @@ func open(spec string, alias bool, read ReadFunc) (Table, diag.List, error) {
 		if t, err = openUnix(name); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", spec, err)
 		}
+	case "socketmap":
+		st, err := socketmap.Open(name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", spec, err)
+		}
+		t = st
 	case "regexp", "pcre", "cidr":
 		if strings.HasPrefix(name, "{") {
 			data, err := inlineRules(typ, name)
