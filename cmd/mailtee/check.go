@@ -18,6 +18,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	all, opened := master.Check(cfg)
 	all = append(all, master.MailboxFindings(cfg)...)
+	all = append(all, master.ProbeTables(cfg, opened)...)
 	infos, sockets := master.LMTPSockets(cfg, opened)
 	all = append(all, sockets...)
 	for _, d := range all {

@@ -174,7 +174,11 @@ func (t *Table) Lookup(ctx context.Context, key string) (string, bool, error) {
 func (t *Table) Probe(ctx context.Context) error {
 	_, err := t.ep.roundTrip(ctx, AppendNetstring(nil, t.name+" mailtee-check-probe.invalid"))
 	if err != nil {
-		return &Error{Table: t.spec, Reason: describe(err), Err: err}
+		// The caller names the table.
+		if msg := describe(err); msg != err.Error() {
+			return fmt.Errorf("%s: %w", msg, err)
+		}
+		return err
 	}
 	return nil
 }
