@@ -64,6 +64,20 @@ type AddressOptions struct {
 	// keys apply: $myorigin, $mydestination, $inet_interfaces or
 	// $proxy_interfaces. Nil means none is.
 	IsLocal func(domain string) bool
+	// IsLocalErr, when set, is asked instead of IsLocal: the same test
+	// for a domain list that names a table, which can fail. A failure
+	// fails the lookup, as Postfix's mail_addr_find fails when
+	// resolve_local cannot tell; taking the domain for remote would skip
+	// the bare "user" keys and rewrite the address wrongly for good.
+	IsLocalErr func(domain string) (bool, error)
+}
+
+// isLocal is IsLocalErr, else IsLocal.
+func (o AddressOptions) isLocal(domain string) (bool, error) {
+	if o.IsLocalErr != nil {
+		return o.IsLocalErr(domain)
+	}
+	return o.IsLocal != nil && o.IsLocal(domain), nil
 }
 
 // Match is the result of an address lookup.
@@ -106,30 +120,39 @@ func LookupAddress(ctx context.Context, t Table, addr string, o AddressOptions) 
 		local, atDomain = addr[:at], addr[at:]
 	}
 	user, ext := address.SplitExt(local, o.Delimiters)
-	var keys [4]string
-	var exts [4]string
-	n := 0
-	if at >= 0 && ext != "" {
-		keys[n], exts[n] = user+atDomain, ext
-		n++
+	try := func(key, ext string) (Match, bool, error) {
+		v, ok, err := l.find(ctx, key, key, true)
+		return Match{Value: v, Key: key, Ext: ext}, ok, err
 	}
-	if at < 0 || o.IsLocal != nil && o.IsLocal(atDomain[1:]) {
+	if at >= 0 && ext != "" {
+		if m, ok, err := try(user+atDomain, ext); ok || err != nil {
+			return m, ok, err
+		}
+	}
+	// Asked only now, as mail_addr_find asks resolve_local: a domain
+	// list that cannot answer fails only lookups that need it.
+	bare := at < 0
+	if !bare {
+		var err error
+		if bare, err = o.isLocal(atDomain[1:]); err != nil {
+			return Match{}, false, err
+		}
+	}
+	if bare {
 		if at >= 0 {
-			keys[n] = local
-			n++
+			if m, ok, err := try(local, ""); ok || err != nil {
+				return m, ok, err
+			}
 		}
 		if ext != "" {
-			keys[n], exts[n] = user, ext
-			n++
+			if m, ok, err := try(user, ext); ok || err != nil {
+				return m, ok, err
+			}
 		}
 	}
 	if at >= 0 {
-		keys[n] = atDomain
-		n++
-	}
-	for i := 0; i < n; i++ {
-		if v, ok, err := l.find(ctx, keys[i], keys[i], true); ok || err != nil {
-			return Match{Value: v, Key: keys[i], Ext: exts[i]}, ok, err
+		if m, ok, err := try(atDomain, ""); ok || err != nil {
+			return m, ok, err
 		}
 	}
 	return Match{}, false, nil

@@ -497,7 +497,7 @@ func cleanupOptions(cfg *config.Config, t *tables, log func(string)) cleanup.Opt
 	relayCopies, _ := cfg.Bool("dual_delivery_relay")
 	return cleanup.Options{
 		Rewrite: rewrite.Options{
-			IsLocal:                      bareKeyDomains(cfg, t),
+			IsLocalErr:                   bareKeyDomains(cfg, t),
 			Delimiter:                    cfg.Get("recipient_delimiter"),
 			Myorigin:                     cfg.Get("myorigin"),
 			Canonical:                    t.canonical,
@@ -567,7 +567,9 @@ func headerRewriteClients(cfg *config.Config, t *tables) func(string) bool {
 
 // bareKeyDomains says for which domains a table's bare "user" keys apply
 // (Postfix: $myorigin, $mydestination, $inet_interfaces, $proxy_interfaces).
-func bareKeyDomains(cfg *config.Config, t *tables) func(string) bool {
+// A table in mydestination that cannot answer is an error, never "not
+// local": rewriting waits for it (resolve_local's -1 in Postfix).
+func bareKeyDomains(cfg *config.Config, t *tables) func(string) (bool, error) {
 	origin := strings.ToLower(cfg.Get("myorigin"))
 	ifaces := map[string]bool{}
 	for _, p := range []string{"inet_interfaces", "proxy_interfaces"} {
@@ -575,13 +577,16 @@ func bareKeyDomains(cfg *config.Config, t *tables) func(string) bool {
 			ifaces["["+strings.Trim(a, "[]")+"]"] = true
 		}
 	}
-	return func(domain string) bool {
+	return func(domain string) (bool, error) {
 		d := strings.ToLower(strings.TrimSuffix(domain, "."))
 		if d == origin || ifaces[d] {
-			return true
+			return true, nil
 		}
-		ok, _ := t.mydest.Match(context.Background(), d)
-		return ok
+		ok, err := t.mydest.Match(context.Background(), d)
+		if err != nil {
+			return false, fmt.Errorf("mydestination lookup of %q: %w", d, err)
+		}
+		return ok, nil
 	}
 }
 

@@ -203,3 +203,38 @@ relayhost = [127.0.0.1]:%d
 		t.Errorf("the queue is not empty:\n%s", out)
 	}
 }
+
+// TestTableDownLocalDomain: when mydestination names a table that is
+// down, whether a domain is local is unknown, and so is whether a bare
+// "user" key of virtual_alias_maps applies to it: the message must wait
+// (Postfix's mail_addr_find fails the lookup), not be queued without its
+// alias and then delivered to the mailbox the alias replaces.
+func TestTableDownLocalDomain(t *testing.T) {
+	sk := newSink(t, "", nil)
+	srv := smtest.New(t, "tcp", func(name, key string) smtest.Reply {
+		if name+" "+key == "mydest tab.example" {
+			return smtest.OK("tab.example")
+		}
+		return smtest.NotFound()
+	})
+	srv.Stop()
+	in := newInstance(t, fmt.Sprintf(`mydestination = %s, $myhostname, localhost
+virtual_alias_maps = inline:{ info=alice@far.example }
+transport_maps = inline:{ far.example=smtp:[127.0.0.1]:%d }
+`, srv.Spec("mydest"), sk.Port()), nil)
+	in.Start()
+	if out, err := in.Run("From: s@test.example\nSubject: to info\n\nbody\n", "sendmail", "-f", "s@test.example", "info@tab.example"); err != nil {
+		t.Fatalf("sendmail: %v %s", err, out)
+	}
+	time.Sleep(3 * time.Second) // retries while the table is down
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the message, through the alias, once mydestination answers", 20*time.Second, func() bool {
+		return sk.Count("alice@far.example") == 1 || len(in.MaildirMessages("info")) > 0
+	})
+	time.Sleep(2 * time.Second)
+	if n, m := sk.Count("alice@far.example"), len(in.MaildirMessages("info")); n != 1 || m != 0 {
+		t.Errorf("alice@far.example got %d, the mailbox info %d; want 1 and 0:\n%s", n, m, in.Log.String())
+	}
+}
