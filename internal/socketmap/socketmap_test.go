@@ -300,3 +300,20 @@ func TestProbe(t *testing.T) {
 		t.Errorf("a server that answers PERM is there: %v", err)
 	}
 }
+
+// TestDomainList: in a domain list (mydestination, relay_domains) the
+// server is asked with the domain itself, never its parents, as
+// match_hostname asks a pattern table.
+func TestDomainList(t *testing.T) {
+	srv := smtest.New(t, "tcp", handler)
+	l, err := maps.NewDomainList([]string{srv.Spec("virtual")}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := l.Match(context.Background(), "a.b.example"); ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if got := srv.Keys(); len(got) != 1 || got[0] != "a.b.example" {
+		t.Errorf("server was asked %q", got)
+	}
+}
