@@ -54,8 +54,18 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	if err != nil {
 		return nil, err
 	}
+	// isLocalErr is for address lookups, where a mydestination table
+	// that cannot answer must defer the mail (bareKeyDomains); isLocal
+	// for the callers that only choose a path and recover either way.
+	isLocalErr := func(domain string) (bool, error) {
+		ok, err := t.mydest.Match(context.Background(), domain)
+		if err != nil {
+			return false, fmt.Errorf("mydestination lookup of %q: %w", domain, err)
+		}
+		return ok, nil
+	}
 	isLocal := func(domain string) bool {
-		ok, _ := t.mydest.Match(context.Background(), domain)
+		ok, _ := isLocalErr(domain)
 		return ok
 	}
 	mig, err := migration.FromConfig(cfg)
@@ -64,7 +74,7 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	}
 	co := cleanupOptions(cfg, t, func(line string) { s.log.Printf("cleanup", "%s", line) })
 	co.Settings = mig.ID
-	addrOpts := maps.AddressOptions{Delimiters: cfg.Get("recipient_delimiter"), IsLocal: isLocal}
+	addrOpts := maps.AddressOptions{Delimiters: cfg.Get("recipient_delimiter"), IsLocal: isLocal, IsLocalErr: isLocalErr}
 	co.Rewrite.Phase = func(ctx context.Context, addr string) (string, error) { return mig.Phase(ctx, addr, addrOpts) }
 	apartDomain := func(domain string) bool {
 		for _, l := range []*maps.DomainList{t.mydest, t.relay, t.virtDomains} {
@@ -84,7 +94,7 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	if err != nil {
 		return nil, err
 	}
-	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forwarder.Forward, cl.RewriteCopies, s.asUser,
+	lda, err := localFor(cfg, t, isLocalErr, s.lmtp, s.forwarder.Forward, cl.RewriteCopies, s.asUser,
 		func(msg string) { s.log.Printf("local", "warning: %s", msg) }, s.mig.Get)
 	if err != nil {
 		return nil, err
@@ -315,7 +325,7 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 }
 
 // localFor builds the local delivery agent.
-func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error,
+func localFor(cfg *config.Config, t *tables, isLocalErr func(string) (bool, error), lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error,
 	rewrite func(context.Context, string, []envelope.Rcpt) ([]envelope.Rcpt, error), asUser *asuser.Pool, warn func(string),
 	settings func(string) (*migration.Tables, error)) (*local.Local, error) {
 	allowCmd, err := local.ParseExpansion(cfg.List("allow_mail_to_commands"))
@@ -332,7 +342,8 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		Aliases:            aliasTables(cfg, t.aliases),
 		Myorigin:           cfg.Get("myorigin"),
 		Delimiter:          cfg.Get("recipient_delimiter"),
-		IsLocal:            isLocal,
+		IsLocal:            func(d string) bool { ok, _ := isLocalErr(d); return ok },
+		IsLocalErr:         isLocalErr,
 		SpoolDir:           spoolDir(cfg),
 		HomeMailbox:        cfg.Get("home_mailbox"),
 		MailboxCommand:     cfg.Get("mailbox_command"),
