@@ -9,7 +9,17 @@ import (
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/maps"
+	"github.com/mailtee/mailtee/internal/socketmap"
 )
+
+// socketmapLimits applies socketmap_max_reply_size and
+// socketmap_max_query_size, process-wide as in Postfix (mail_params.c
+// sets dict_sockmap_max_reply); check has refused values below 1.
+func socketmapLimits(cfg *config.Config) {
+	reply, _ := cfg.Int("socketmap_max_reply_size")
+	query, _ := cfg.Int("socketmap_max_query_size")
+	socketmap.SetLimits(int(reply), int(query))
+}
 
 // probeTimeout bounds each table's probe: check should answer in
 // seconds even when a server is black-holed.
@@ -22,6 +32,7 @@ const probeTimeout = 3 * time.Second
 // that needs it (4xx at RCPT, deferred in the queue) until it answers,
 // so it must not stop serve or a reload, and check says so instead.
 func ProbeTables(cfg *config.Config, opened map[string]maps.Table) diag.List {
+	socketmapLimits(cfg)
 	type probe struct {
 		ref config.TableRef
 		p   maps.Prober

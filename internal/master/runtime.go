@@ -50,6 +50,7 @@ type runtime struct {
 // newRuntime opens the tables of cfg and builds routing, local delivery,
 // rewriting and relay control on them.
 func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*runtime, error) {
+	socketmapLimits(cfg)
 	t, err := openTables(cfg, opened)
 	if err != nil {
 		return nil, err

@@ -22,7 +22,7 @@
 //
 // Connections are kept as Postfix's auto_clnt(3) keeps them, one endpoint
 // shared by every table that names it: reused while they work, closed
-// after MaxIdle without a lookup or MaxTTL after they were opened, and a
+// after 10 s without a lookup or 100 s after they were opened, and a
 // connection that the server closed is reopened once within the same
 // lookup, so that a server restart is transparent. Postfix has one
 // connection per process; mailtee's sessions run in one process, so
@@ -45,29 +45,59 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
 )
 
-// Limits, Postfix's defaults (dict_sockmap.c, mail_params.h). A program
-// may change them before its first lookup.
-var (
-	// MaxReply is socketmap_max_reply_size: a longer reply is an error.
-	MaxReply = 100000
-	// MaxQuery is socketmap_max_query_size: a longer key is not found
-	// (Postfix logs it and says "not found", as for an invalid key).
-	MaxQuery = 10000
-	// Timeout bounds connecting, sending and receiving, unless the
-	// caller's context has an earlier deadline.
-	Timeout = 100 * time.Second
-	// MaxIdle closes a connection unused this long; MaxTTL closes one
-	// this old when it is next returned.
-	MaxIdle = 10 * time.Second
-	MaxTTL  = 100 * time.Second
-	// maxIdleConns is how many idle connections an endpoint keeps.
-	maxIdleConns = 4
-)
+// Size limits, Postfix's defaults (dict_sockmap.c, mail_params.h), set
+// with SetLimits: socketmap_max_reply_size (a longer reply is an error)
+// and socketmap_max_query_size (a longer key is not found, as Postfix
+// says for an invalid key).
+var maxReply, maxQuery atomic.Int64
+
+func init() { SetLimits(100000, 10000) }
+
+// SetLimits sets socketmap_max_reply_size and socketmap_max_query_size
+// for every table of the process, as Postfix's mail_params does; safe
+// while lookups run (a reload). A value below 1 leaves a limit as it is.
+func SetLimits(reply, query int) {
+	if reply > 0 {
+		maxReply.Store(int64(reply))
+	}
+	if query > 0 {
+		maxQuery.Store(int64(query))
+	}
+}
+
+// Timing, Postfix's auto_clnt settings for socketmap (dict_sockmap.c),
+// set with SetTimes: the time limit for connecting, sending and
+// receiving (unless the caller's context ends earlier), and when a kept
+// connection is closed: unused for maxIdle, or maxTTL after it was
+// opened.
+var timeout, maxIdle, maxTTL atomic.Int64
+
+func init() { SetTimes(100*time.Second, 10*time.Second, 100*time.Second) }
+
+// SetTimes sets the time limit and the idle and age limits of kept
+// connections for every table of the process; a value of 0 leaves one as
+// it is.
+func SetTimes(limit, idle, ttl time.Duration) {
+	for _, x := range []struct {
+		v *atomic.Int64
+		d time.Duration
+	}{{&timeout, limit}, {&maxIdle, idle}, {&maxTTL, ttl}} {
+		if x.d > 0 {
+			x.v.Store(int64(x.d))
+		}
+	}
+}
+
+func get(v *atomic.Int64) time.Duration { return time.Duration(v.Load()) }
+
+// maxIdleConns is how many idle connections an endpoint keeps.
+const maxIdleConns = 4
 
 // Error is a lookup that got no answer. Every Error is temporary: the
 // mail waits for the table, as Postfix's DICT_ERR_RETRY and
@@ -154,11 +184,11 @@ func parseServer(s string) (network, addr string, err error) {
 // String is the table's name as main.cf writes it.
 func (t *Table) String() string { return t.spec }
 
-// Lookup asks the server for key. A key above MaxQuery bytes or that is
+// Lookup asks the server for key. A key above socketmap_max_query_size bytes or that is
 // not UTF-8 is not found without asking, as Postfix's dict_sockmap.c
 // and dict_utf8.c do.
 func (t *Table) Lookup(ctx context.Context, key string) (string, bool, error) {
-	if MaxQuery > 0 && len(key) > MaxQuery || !utf8.ValidString(key) {
+	if len(key) > int(maxQuery.Load()) || !utf8.ValidString(key) {
 		return "", false, nil
 	}
 	reply, err := t.ep.roundTrip(ctx, AppendNetstring(nil, t.name+" "+key))
@@ -276,7 +306,7 @@ func endpointFor(network, addr string) *endpoint {
 // replaced once, as dict_sockmap_lookup retries NETSTRING_ERR_EOF once;
 // a time-out is not retried.
 func (ep *endpoint) roundTrip(ctx context.Context, req []byte) ([]byte, error) {
-	deadline := time.Now().Add(Timeout)
+	deadline := time.Now().Add(get(&timeout))
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -312,7 +342,7 @@ func exchange(ctx context.Context, c *conn, req []byte, deadline time.Time) ([]b
 	if _, err := c.Write(req); err != nil {
 		return nil, err
 	}
-	reply, err := ReadNetstring(c.r, MaxReply)
+	reply, err := ReadNetstring(c.r, int(maxReply.Load()))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
@@ -329,7 +359,7 @@ func (ep *endpoint) get(ctx context.Context, deadline time.Time) (*conn, bool, e
 	for len(ep.idle) > 0 {
 		c := ep.idle[len(ep.idle)-1]
 		ep.idle = ep.idle[:len(ep.idle)-1]
-		if now.Sub(c.lastUsed) < MaxIdle && now.Sub(c.born) < MaxTTL {
+		if now.Sub(c.lastUsed) < get(&maxIdle) && now.Sub(c.born) < get(&maxTTL) {
 			ep.mu.Unlock()
 			return c, true, nil
 		}
@@ -351,18 +381,18 @@ func (ep *endpoint) put(c *conn) {
 	c.lastUsed = now
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
-	if now.Sub(c.born) >= MaxTTL || len(ep.idle) >= maxIdleConns || c.r.Buffered() > 0 {
+	if now.Sub(c.born) >= get(&maxTTL) || len(ep.idle) >= maxIdleConns || c.r.Buffered() > 0 {
 		// Bytes after the reply are a server out of step: start afresh.
 		c.Close()
 		return
 	}
 	ep.idle = append(ep.idle, c)
 	if ep.sweep == nil {
-		ep.sweep = time.AfterFunc(MaxIdle, ep.closeIdle)
+		ep.sweep = time.AfterFunc(get(&maxIdle), ep.closeIdle)
 	}
 }
 
-// closeIdle closes the connections unused for MaxIdle, so that a server
+// closeIdle closes the connections unused for maxIdle, so that a server
 // is not held open by a quiet mailtee (auto_clnt's idle timer).
 func (ep *endpoint) closeIdle() {
 	now := time.Now()
@@ -370,7 +400,7 @@ func (ep *endpoint) closeIdle() {
 	defer ep.mu.Unlock()
 	keep := ep.idle[:0]
 	for _, c := range ep.idle {
-		if now.Sub(c.lastUsed) >= MaxIdle {
+		if now.Sub(c.lastUsed) >= get(&maxIdle) {
 			c.Close()
 		} else {
 			keep = append(keep, c)
@@ -379,7 +409,7 @@ func (ep *endpoint) closeIdle() {
 	ep.idle = keep
 	ep.sweep = nil
 	if len(ep.idle) > 0 {
-		ep.sweep = time.AfterFunc(MaxIdle, ep.closeIdle)
+		ep.sweep = time.AfterFunc(get(&maxIdle), ep.closeIdle)
 	}
 }
 

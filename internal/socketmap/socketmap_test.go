@@ -214,8 +214,8 @@ func TestServerRestart(t *testing.T) {
 }
 
 func TestIdleClose(t *testing.T) {
-	defer func(d time.Duration) { socketmap.MaxIdle = d }(socketmap.MaxIdle)
-	socketmap.MaxIdle = 100 * time.Millisecond
+	defer socketmap.SetTimes(0, 10*time.Second, 0)
+	socketmap.SetTimes(0, 100*time.Millisecond, 0)
 	closed := make(chan bool, 1)
 	srv := smtest.New(t, "tcp", handler)
 	tab, _ := socketmap.Open(strings.TrimPrefix(srv.Spec("virtual"), "socketmap:"))
@@ -315,5 +315,27 @@ func TestDomainList(t *testing.T) {
 	}
 	if got := srv.Keys(); len(got) != 1 || got[0] != "a.b.example" {
 		t.Errorf("server was asked %q", got)
+	}
+}
+
+// TestLimits: socketmap_max_reply_size fails a longer reply;
+// socketmap_max_query_size makes a longer key "not found" unasked.
+func TestLimits(t *testing.T) {
+	defer socketmap.SetLimits(100000, 10000)
+	socketmap.SetLimits(20, 30)
+	srv := smtest.New(t, "tcp", handler)
+	tab, _ := socketmap.Open(strings.TrimPrefix(srv.Spec("virtual"), "socketmap:"))
+	ctx := context.Background()
+	if _, _, err := tab.Lookup(ctx, "alice@example.org"); err == nil || !strings.Contains(err.Error(), "input exceeds size limit") {
+		t.Errorf("a 25-byte reply over a 20-byte limit: %v", err)
+	}
+	if _, ok, err := tab.Lookup(ctx, "echo:"+strings.Repeat("x", 26)); ok || err != nil {
+		t.Errorf("a 31-byte key over a 30-byte limit: %v %v", ok, err)
+	}
+	if v, ok, err := tab.Lookup(ctx, "echo:"+strings.Repeat("x", 8)); !ok || err != nil {
+		t.Errorf("a key and reply within the limits: %q %v %v", v, ok, err)
+	}
+	if n := len(srv.Keys()); n != 2 {
+		t.Errorf("the server was asked %d times, want 2", n)
 	}
 }
