@@ -20,6 +20,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	all, opened := master.Check(cfg)
 	all = append(all, master.MailboxFindings(cfg)...)
 	all = append(all, web.LedgerReach(cfg)...) // check only: serve never waits for the database
+	all = append(all, master.ProbeTables(cfg, opened)...)
 	infos, sockets := master.LMTPSockets(cfg, opened)
 	all = append(all, sockets...)
 	for _, d := range all {

@@ -63,6 +63,10 @@ var mailteeParams = map[string]string{
 	"fleet_heartbeat_interval": "5s",
 	"fleet_node_timeout":       "30s",
 	"fleet_shared_limits":      "yes",
+	// socketmap tables (internal/socketmap): Postfix 3.10's limits,
+	// which Debian's 3.7 has built in as constants.
+	"socketmap_max_reply_size": "100000",
+	"socketmap_max_query_size": "10000",
 	// Other mailtee hosts' ledger URLs (http[s]://host:port), which
 	// `mailtee report` follows a copy into, and the file holding the
 	// token they share (read by both sides).

@@ -91,6 +91,7 @@ var implemented = map[string]paramInfo{
 	// internal/web): values checked by web.Check.
 	"ledger_database": {}, "ledger_retention": {}, "ledger_peers": {}, "ledger_peer_token_file": {},
 	"fleet_heartbeat_interval": {}, "fleet_node_timeout": {}, "fleet_shared_limits": {},
+	"socketmap_max_reply_size": {}, "socketmap_max_query_size": {},
 	"metrics_listen": {}, "metrics_networks": {}, "dashboard_password_file": {},
 	"metrics_tls_cert_file": {}, "metrics_tls_key_file": {}, "metrics_allow_plaintext": {},
 	"local_header_rewrite_clients": {allowed: []string{"permit_inet_interfaces", "permit_mynetworks"}},
@@ -222,6 +223,8 @@ var minimum = map[string]int64{
 	"bounce_size_limit":          1, // bounce.c
 	// smtp/smtp_params.c
 	"smtp_connection_reuse_count_limit": 0,
+	// global/mail_params.c
+	"socketmap_max_reply_size": 1, "socketmap_max_query_size": 1,
 }
 
 // harmless lists Postfix parameters mailtee ignores because they cannot

@@ -61,6 +61,10 @@ type Options struct {
 	Delimiter string // recipient_delimiter
 	// IsLocal reports whether a domain is delivered here (mydestination).
 	IsLocal func(domain string) bool
+	// IsLocalErr, when set, is IsLocal where a table in mydestination
+	// can fail: mailbox_bcc_maps and phase lookups then defer instead of
+	// skipping the bare "user" keys (maps.AddressOptions.IsLocalErr).
+	IsLocalErr func(domain string) (bool, error)
 
 	// Mailbox location: SpoolDir is mail_spool_directory (an mbox per
 	// user, or a Maildir when it ends in "/"); HomeMailbox is
@@ -406,7 +410,7 @@ func (d *delivery) mailboxCopies(ctx context.Context, mailboxes []target, rcptCo
 	if bcc == nil || len(mailboxes) == 0 {
 		return nil, nil, nil
 	}
-	opts := maps.AddressOptions{Delimiters: l.o.Delimiter, IsLocal: l.o.IsLocal}
+	opts := maps.AddressOptions{Delimiters: l.o.Delimiter, IsLocal: l.o.IsLocal, IsLocalErr: l.o.IsLocalErr}
 	for _, t := range mailboxes {
 		m, ok, err := maps.LookupAddress(ctx, bcc, t.addr, opts)
 		if err != nil {

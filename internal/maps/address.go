@@ -14,13 +14,14 @@ type List []Table
 
 // Lookup asks each table in turn.
 func (l List) Lookup(ctx context.Context, key string) (string, bool, error) {
-	return l.find(ctx, key, false)
+	return l.find(ctx, key, key, false)
 }
 
 // find asks each table; with fixedOnly, pattern tables are skipped, as
 // Postfix does for the partial keys of an address lookup (maps_find with
-// DICT_FLAG_FIXED).
-func (l List) find(ctx context.Context, key string, fixedOnly bool) (string, bool, error) {
+// DICT_FLAG_FIXED). Tables that take keys as given (KeyAsGiven) are
+// asked with orig, key before folding.
+func (l List) find(ctx context.Context, key, orig string, fixedOnly bool) (string, bool, error) {
 	for _, t := range l {
 		if fixedOnly && !isFixed(t) {
 			continue
@@ -28,7 +29,11 @@ func (l List) find(ctx context.Context, key string, fixedOnly bool) (string, boo
 		if ft, ok := t.(*fixedTable); ok && !ft.mayHave(shapeOf(key)) {
 			continue
 		}
-		if v, ok, err := t.Lookup(ctx, key); err != nil || ok {
+		k := key
+		if _, ok := t.(KeyAsGiven); ok {
+			k = orig
+		}
+		if v, ok, err := t.Lookup(ctx, k); err != nil || ok {
 			return v, ok, err
 		}
 	}
@@ -59,6 +64,20 @@ type AddressOptions struct {
 	// keys apply: $myorigin, $mydestination, $inet_interfaces or
 	// $proxy_interfaces. Nil means none is.
 	IsLocal func(domain string) bool
+	// IsLocalErr, when set, is asked instead of IsLocal: the same test
+	// for a domain list that names a table, which can fail. A failure
+	// fails the lookup, as Postfix's mail_addr_find fails when
+	// resolve_local cannot tell; taking the domain for remote would skip
+	// the bare "user" keys and rewrite the address wrongly for good.
+	IsLocalErr func(domain string) (bool, error)
+}
+
+// isLocal is IsLocalErr, else IsLocal.
+func (o AddressOptions) isLocal(domain string) (bool, error) {
+	if o.IsLocalErr != nil {
+		return o.IsLocalErr(domain)
+	}
+	return o.IsLocal != nil && o.IsLocal(domain), nil
 }
 
 // Match is the result of an address lookup.
@@ -90,8 +109,9 @@ func LookupAddress(ctx context.Context, t Table, addr string, o AddressOptions) 
 	// Fold once, so that every key form below is a substring of addr and
 	// the lookups allocate nothing (but user@domain when there is an
 	// extension).
+	orig := addr
 	addr = foldKey(addr)
-	if v, ok, err := l.find(ctx, addr, false); ok || err != nil {
+	if v, ok, err := l.find(ctx, addr, orig, false); ok || err != nil {
 		return Match{Value: v, Key: addr}, ok, err
 	}
 	at := strings.LastIndexByte(addr, '@')
@@ -100,30 +120,39 @@ func LookupAddress(ctx context.Context, t Table, addr string, o AddressOptions) 
 		local, atDomain = addr[:at], addr[at:]
 	}
 	user, ext := address.SplitExt(local, o.Delimiters)
-	var keys [4]string
-	var exts [4]string
-	n := 0
-	if at >= 0 && ext != "" {
-		keys[n], exts[n] = user+atDomain, ext
-		n++
+	try := func(key, ext string) (Match, bool, error) {
+		v, ok, err := l.find(ctx, key, key, true)
+		return Match{Value: v, Key: key, Ext: ext}, ok, err
 	}
-	if at < 0 || o.IsLocal != nil && o.IsLocal(atDomain[1:]) {
+	if at >= 0 && ext != "" {
+		if m, ok, err := try(user+atDomain, ext); ok || err != nil {
+			return m, ok, err
+		}
+	}
+	// Asked only now, as mail_addr_find asks resolve_local: a domain
+	// list that cannot answer fails only lookups that need it.
+	bare := at < 0
+	if !bare {
+		var err error
+		if bare, err = o.isLocal(atDomain[1:]); err != nil {
+			return Match{}, false, err
+		}
+	}
+	if bare {
 		if at >= 0 {
-			keys[n] = local
-			n++
+			if m, ok, err := try(local, ""); ok || err != nil {
+				return m, ok, err
+			}
 		}
 		if ext != "" {
-			keys[n], exts[n] = user, ext
-			n++
+			if m, ok, err := try(user, ext); ok || err != nil {
+				return m, ok, err
+			}
 		}
 	}
 	if at >= 0 {
-		keys[n] = atDomain
-		n++
-	}
-	for i := 0; i < n; i++ {
-		if v, ok, err := l.find(ctx, keys[i], true); ok || err != nil {
-			return Match{Value: v, Key: keys[i], Ext: exts[i]}, ok, err
+		if m, ok, err := try(atDomain, ""); ok || err != nil {
+			return m, ok, err
 		}
 	}
 	return Match{}, false, nil

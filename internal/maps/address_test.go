@@ -2,6 +2,7 @@ package maps
 
 import (
 	"context"
+	"errors"
 	"testing"
 )
 
@@ -65,5 +66,24 @@ func TestListOrder(t *testing.T) {
 	m, ok, _ := LookupAddress(context.Background(), List{c, d}, "u@d.example", AddressOptions{})
 	if !ok || m.Value != "6" {
 		t.Errorf("key form order across tables: got %+v", m)
+	}
+}
+
+// A local-domain test that fails fails the lookup once the bare keys
+// are needed, and not before: mail_addr_find asks resolve_local after
+// the full address and user@domain.
+func TestLookupAddressLocalFails(t *testing.T) {
+	tab, _ := parseText("t", []byte("user@down.example found\ninfo alias\n"))
+	down := errors.New("mydestination table down")
+	o := AddressOptions{Delimiters: "+", IsLocalErr: func(string) (bool, error) { return false, down }}
+	if m, ok, err := LookupAddress(context.Background(), tab, "user+x@down.example", o); !ok || err != nil || m.Value != "found" {
+		t.Errorf("user+x@down.example: %v %v %v", m, ok, err)
+	}
+	if _, ok, err := LookupAddress(context.Background(), tab, "info@down.example", o); ok || !errors.Is(err, down) {
+		t.Errorf("info@down.example: %v %v, want the error", ok, err)
+	}
+	o.IsLocalErr = func(string) (bool, error) { return true, nil }
+	if m, ok, err := LookupAddress(context.Background(), tab, "info@down.example", o); !ok || err != nil || m.Value != "alias" {
+		t.Errorf("info@down.example, local: %v %v %v", m, ok, err)
 	}
 }

@@ -41,6 +41,22 @@ type Fixed interface {
 	FixedKeys()
 }
 
+// Prober is implemented by tables that another process answers (a
+// database, a socketmap server). Probe says whether it answers now, for
+// check's warnings: a table that does not answer never stops a
+// configuration from loading, because its lookups fail with an error and
+// the mail that needs them waits (4xx at RCPT, deferred in the queue).
+type Prober interface {
+	Probe(ctx context.Context) error
+}
+
+// KeyAsGiven is implemented by tables that must see a key in the case it
+// was written: a socketmap server is sent the address as Postfix sends it
+// (a pattern table, never folded), where fixed tables fold.
+type KeyAsGiven interface {
+	KeyAsGiven()
+}
+
 // Loaded is what parsing a table produced: the table and the findings about
 // its source (warnings such as a stripped trailing colon, and errors for
 // lines that were skipped).

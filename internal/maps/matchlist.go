@@ -124,7 +124,12 @@ func (e domainElem) match(ctx context.Context, domain string, parent bool) (bool
 	if _, ok, err := e.table.Lookup(ctx, domain); ok || err != nil {
 		return ok, err
 	}
-	// Parent domains: "example.com" in parent mode, ".example.com" always.
+	// Parent domains: "example.com" in parent mode, ".example.com" always;
+	// from fixed-string tables only, as match_ops.c's match_hostname
+	// asks a pattern table (regexp, socketmap) only with the name itself.
+	if !isFixed(e.table) {
+		return false, nil
+	}
 	for d := domain; ; {
 		i := strings.IndexByte(d, '.')
 		if i < 0 {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mailtee/mailtee/internal/diag"
+	"github.com/mailtee/mailtee/internal/socketmap"
 	"github.com/mailtee/mailtee/internal/sqltable"
 	"github.com/mailtee/mailtee/internal/users"
 )
@@ -19,7 +20,7 @@ var indexed = map[string]bool{
 }
 
 // Types lists the supported table types, for error messages.
-const Types = "hash, btree, lmdb, cdb, dbm, sdbm, texthash, regexp, pcre, cidr, inline, static, unix, proxy, pgsql, mysql, sqlite"
+const Types = "hash, btree, lmdb, cdb, dbm, sdbm, texthash, regexp, pcre, cidr, inline, static, unix, proxy, pgsql, mysql, sqlite, socketmap"
 
 // Open opens a table named "type:name" whose source is in postmap(1)
 // format. It returns the findings about the source; any finding of
@@ -90,6 +91,12 @@ func open(spec string, alias bool, read ReadFunc) (Table, diag.List, error) {
 		if t, err = openUnix(name); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", spec, err)
 		}
+	case "socketmap":
+		st, err := socketmap.Open(name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", spec, err)
+		}
+		t = st
 	case "regexp", "pcre", "cidr":
 		if strings.HasPrefix(name, "{") {
 			data, err := inlineRules(typ, name)

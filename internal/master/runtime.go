@@ -50,12 +50,23 @@ type runtime struct {
 // newRuntime opens the tables of cfg and builds routing, local delivery,
 // rewriting and relay control on them.
 func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*runtime, error) {
+	socketmapLimits(cfg)
 	t, err := openTables(cfg, opened)
 	if err != nil {
 		return nil, err
 	}
+	// isLocalErr is for address lookups, where a mydestination table
+	// that cannot answer must defer the mail (bareKeyDomains); isLocal
+	// for the callers that only choose a path and recover either way.
+	isLocalErr := func(domain string) (bool, error) {
+		ok, err := t.mydest.Match(context.Background(), domain)
+		if err != nil {
+			return false, fmt.Errorf("mydestination lookup of %q: %w", domain, err)
+		}
+		return ok, nil
+	}
 	isLocal := func(domain string) bool {
-		ok, _ := t.mydest.Match(context.Background(), domain)
+		ok, _ := isLocalErr(domain)
 		return ok
 	}
 	mig, err := migration.FromConfig(cfg)
@@ -64,7 +75,7 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	}
 	co := cleanupOptions(cfg, t, func(line string) { s.log.Printf("cleanup", "%s", line) })
 	co.Settings = mig.ID
-	addrOpts := maps.AddressOptions{Delimiters: cfg.Get("recipient_delimiter"), IsLocal: isLocal}
+	addrOpts := maps.AddressOptions{Delimiters: cfg.Get("recipient_delimiter"), IsLocal: isLocal, IsLocalErr: isLocalErr}
 	co.Rewrite.Phase = func(ctx context.Context, addr string) (string, error) { return mig.Phase(ctx, addr, addrOpts) }
 	apartDomain := func(domain string) bool {
 		for _, l := range []*maps.DomainList{t.mydest, t.relay, t.virtDomains} {
@@ -84,7 +95,7 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	if err != nil {
 		return nil, err
 	}
-	lda, err := localFor(cfg, t, isLocal, s.lmtp, s.forwarder.Forward, cl.RewriteCopies, s.asUser,
+	lda, err := localFor(cfg, t, isLocalErr, s.lmtp, s.forwarder.Forward, cl.RewriteCopies, s.asUser,
 		func(msg string) { s.log.Printf("local", "warning: %s", msg) }, s.mig.Get)
 	if err != nil {
 		return nil, err
@@ -315,7 +326,7 @@ func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 }
 
 // localFor builds the local delivery agent.
-func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error,
+func localFor(cfg *config.Config, t *tables, isLocalErr func(string) (bool, error), lmtp *deliver.Client, forward func(context.Context, string, []envelope.Rcpt, *deliver.Message, string) error,
 	rewrite func(context.Context, string, []envelope.Rcpt) ([]envelope.Rcpt, error), asUser *asuser.Pool, warn func(string),
 	settings func(string) (*migration.Tables, error)) (*local.Local, error) {
 	allowCmd, err := local.ParseExpansion(cfg.List("allow_mail_to_commands"))
@@ -332,7 +343,8 @@ func localFor(cfg *config.Config, t *tables, isLocal func(string) bool, lmtp *de
 		Aliases:            aliasTables(cfg, t.aliases),
 		Myorigin:           cfg.Get("myorigin"),
 		Delimiter:          cfg.Get("recipient_delimiter"),
-		IsLocal:            isLocal,
+		IsLocal:            func(d string) bool { ok, _ := isLocalErr(d); return ok },
+		IsLocalErr:         isLocalErr,
 		SpoolDir:           spoolDir(cfg),
 		HomeMailbox:        cfg.Get("home_mailbox"),
 		MailboxCommand:     cfg.Get("mailbox_command"),
@@ -497,7 +509,7 @@ func cleanupOptions(cfg *config.Config, t *tables, log func(string)) cleanup.Opt
 	relayCopies, _ := cfg.Bool("dual_delivery_relay")
 	return cleanup.Options{
 		Rewrite: rewrite.Options{
-			IsLocal:                      bareKeyDomains(cfg, t),
+			IsLocalErr:                   bareKeyDomains(cfg, t),
 			Delimiter:                    cfg.Get("recipient_delimiter"),
 			Myorigin:                     cfg.Get("myorigin"),
 			Canonical:                    t.canonical,
@@ -567,7 +579,9 @@ func headerRewriteClients(cfg *config.Config, t *tables) func(string) bool {
 
 // bareKeyDomains says for which domains a table's bare "user" keys apply
 // (Postfix: $myorigin, $mydestination, $inet_interfaces, $proxy_interfaces).
-func bareKeyDomains(cfg *config.Config, t *tables) func(string) bool {
+// A table in mydestination that cannot answer is an error, never "not
+// local": rewriting waits for it (resolve_local's -1 in Postfix).
+func bareKeyDomains(cfg *config.Config, t *tables) func(string) (bool, error) {
 	origin := strings.ToLower(cfg.Get("myorigin"))
 	ifaces := map[string]bool{}
 	for _, p := range []string{"inet_interfaces", "proxy_interfaces"} {
@@ -575,13 +589,16 @@ func bareKeyDomains(cfg *config.Config, t *tables) func(string) bool {
 			ifaces["["+strings.Trim(a, "[]")+"]"] = true
 		}
 	}
-	return func(domain string) bool {
+	return func(domain string) (bool, error) {
 		d := strings.ToLower(strings.TrimSuffix(domain, "."))
 		if d == origin || ifaces[d] {
-			return true
+			return true, nil
 		}
-		ok, _ := t.mydest.Match(context.Background(), d)
-		return ok
+		ok, err := t.mydest.Match(context.Background(), d)
+		if err != nil {
+			return false, fmt.Errorf("mydestination lookup of %q: %w", d, err)
+		}
+		return ok, nil
 	}
 }
 

@@ -86,6 +86,11 @@ type Options struct {
 	// $inet_interfaces or $proxy_interfaces: bare "user" keys apply to its
 	// addresses (maps.AddressOptions.IsLocal). $myorigin is always local.
 	IsLocal func(domain string) bool
+	// IsLocalErr, when set, is asked instead of IsLocal: the same test
+	// where it can fail (mydestination names a table that is down); the
+	// rewriting then fails, and the message waits for the table
+	// (maps.AddressOptions.IsLocalErr).
+	IsLocalErr func(domain string) (bool, error)
 	// Delimiter is recipient_delimiter.
 	Delimiter string
 	// Myorigin is appended to addresses without a domain
@@ -307,6 +312,14 @@ func New(o Options) *Rewriter {
 			}
 			return o.IsLocal != nil && o.IsLocal(d)
 		},
+	}
+	if o.IsLocalErr != nil {
+		r.ao.IsLocalErr = func(d string) (bool, error) {
+			if origin != "" && address.NormalizeDomain(d) == origin {
+				return true, nil
+			}
+			return o.IsLocalErr(d)
+		}
 	}
 	all := classEnvFrom | classEnvRcpt | classHdrFrom | classHdrRcpt
 	r.canon, _ = classMask(o.CanonicalClasses, all, all)
