@@ -122,7 +122,8 @@ func (n *Node) Drain(req Request) (Status, error) {
 	n.mu.Unlock()
 	n.update(func(*Status) {})
 	n.o.Log("drain: stopping: no new mail accepted; the queue's %d messages go %s", n.st.Queued, "to "+orAny(req.To)+" unless delivered first")
-	go n.drain(req)
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.drain(req) }()
 	return n.Status(), nil
 }
 
@@ -197,7 +198,9 @@ func (n *Node) drain(req Request) {
 		if un == 0 || left == 0 || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
+		if n.sleep(200 * time.Millisecond) {
+			return
+		}
 	}
 
 	// Hand the rest over.
@@ -219,6 +222,9 @@ func (n *Node) drain(req Request) {
 		}
 		progress, busy := false, false
 		for _, id := range ids {
+			if n.stopping() {
+				return // the server stops: a drain run again goes on
+			}
 			err := n.handOff(ctx, id, req.To)
 			switch {
 			case err == nil:
@@ -245,11 +251,14 @@ func (n *Node) drain(req Request) {
 			n.mu.Unlock()
 			return
 		}
+		var pause time.Duration
 		if lastErr != nil {
-			time.Sleep(time.Second)
-			lastErr = nil
+			pause, lastErr = time.Second, nil
 		} else if busy && !progress {
-			time.Sleep(200 * time.Millisecond)
+			pause = 200 * time.Millisecond
+		}
+		if n.sleep(pause) {
+			return
 		}
 	}
 	if w, err := f.Waiting(ctx); err == nil && w > 0 {
@@ -270,6 +279,31 @@ func (n *Node) drain(req Request) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	close(n.done)
+}
+
+// stopping says whether the server is stopping.
+func (n *Node) stopping() bool {
+	select {
+	case <-n.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d, or less when the server stops (true then).
+func (n *Node) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return n.stopping()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-n.stop:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // errBusy: the message is being settled otherwise; try again later.

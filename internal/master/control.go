@@ -78,6 +78,10 @@ func (cs *controlServer) handle(c net.Conn, s *Server) {
 		writeList(c, s.q)
 		return
 	}
+	if verb == "drain" {
+		s.controlDrain(c, arg) // its progress, line by line (drain.go)
+		return
+	}
 	var reply ControlReply
 	err = nil
 	switch {
