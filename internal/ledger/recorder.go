@@ -154,20 +154,11 @@ func (r *Recorder) Delivery(m *queue.Message, i int, hop envelope.Hop, o queue.O
 	if o.Err != nil {
 		d.Reply = o.Err.Error()
 	}
-	ev := event{at: at, row: d, key: r.key(m)}
+	ev := event{at: at, row: d, key: msgKey{r.o.Node, m.ID}}
 	if _, ok := r.headless.LoadAndDelete(m.ID); ok {
 		ev.head = r.head(m)
 	}
 	r.send(ev, false)
-}
-
-// key is the identity m is recorded under: where it was accepted, for a
-// message another node handed over (envelope.Envelope.LedgerNode).
-func (r *Recorder) key(m *queue.Message) msgKey {
-	if m.Env.LedgerNode != "" && m.Env.LedgerID != "" {
-		return msgKey{m.Env.LedgerNode, m.Env.LedgerID}
-	}
-	return msgKey{r.o.Node, m.ID}
 }
 
 // head is m's head without its deliveries' states, which other
@@ -175,8 +166,7 @@ func (r *Recorder) key(m *queue.Message) msgKey {
 // envelope and the recipients' addresses do not change).
 func (r *Recorder) head(m *queue.Message) *Message {
 	env := &m.Env
-	k := r.key(m)
-	h := &Message{Node: k.node, ID: k.id, MessageID: env.MessageID, From: env.From, Size: m.Size, Arrival: env.Arrival,
+	h := &Message{Node: r.o.Node, ID: m.ID, MessageID: env.MessageID, From: env.From, Size: m.Size, Arrival: env.Arrival,
 		Client: "local", Parent: env.Parent, Notice: env.Notification}
 	if env.ClientAddr != "" {
 		h.Client = maillog.NameAddr(env.ClientName, env.ClientAddr)
