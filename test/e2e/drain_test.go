@@ -24,6 +24,24 @@ func TestDrain(t *testing.T) {
 	t.Run("KilledMidway", func(t *testing.T) { testDrainKilledMidway(t, fleetDB(t, pg, "drain2")) })
 }
 
+// Without a fleet, drain says what it needs, and the node goes on.
+func TestDrainNeedsFleet(t *testing.T) {
+	in := newInstance(t, "", nil)
+	in.Start()
+	out, err := in.Run("", "drain", "--to", "b.test.example")
+	if err == nil || !strings.Contains(out, "drain needs a fleet: ledger_database must be a PostgreSQL URL") || !strings.Contains(out, `ledger_database is "ledger.db" here`) {
+		t.Fatalf("drain without a fleet: %v\n%s", err, out)
+	}
+	if err := harnessSend(in.Addr(), "s@x.example", []string{"someone@test.example"}, idMessage("n1@test", "n")); err != nil {
+		t.Fatalf("the node stopped accepting: %v", err)
+	}
+	in.Stop()
+	out, err = in.Run("", "drain")
+	if err == nil || !strings.Contains(out, "mailtee is not running") {
+		t.Fatalf("drain with no server: %v\n%s", err, out)
+	}
+}
+
 // fleetDB creates a database and returns the postgres:// URL (with a
 // password file) a node's main.cf names.
 func fleetDB(t *testing.T, pg *testdb.Server, name string) string {
@@ -134,6 +152,11 @@ maximal_queue_lifetime = 1d
 	}
 	if err := harnessSend(a.Addr(), "x@down.example", []string{"one@up.example"}, idMessage("late@test", "late")); err == nil {
 		t.Error("a drained node accepted mail")
+	}
+	var state string
+	pg.DB(dbName(url)).QueryRow(`SELECT state FROM fleet_nodes WHERE name = 'a.test.example'`).Scan(&state)
+	if state != "stopped" {
+		t.Errorf("a's state in fleet_nodes: %q, want stopped", state)
 	}
 	waitUntil(t, "b to take the three messages", 20*time.Second, func() bool {
 		return strings.Count(b.Log.String(), "from fleet node a.test.example") == 3
