@@ -141,23 +141,23 @@ func (n *Node) poll() {
 	n.mu.Lock()
 	draining := n.draining
 	n.mu.Unlock()
-	{
-		// Draining, it takes nothing new, but finishes what it
-		// claimed before.
-		max := claimBatch
-		if draining {
-			max = 0
-		}
-		hs, err := f.Claim(ctx, max)
+	// Batch after batch while there are rows to take: a drained
+	// node's queue comes at once. Draining, this node takes nothing
+	// new, but finishes what it claimed before.
+	batch := claimBatch
+	if draining {
+		batch = 0
+	}
+	for {
+		hs, err := f.Claim(ctx, batch)
 		if err != nil {
 			f.MarkDown(err)
 			return
 		}
+		took := 0
 		for _, h := range hs {
-			select {
-			case <-n.stop:
+			if n.stopping() {
 				return
-			default:
 			}
 			if err := n.take(ctx, h); err != nil {
 				key := h.From + "/" + h.QueueID
@@ -168,7 +168,12 @@ func (n *Node) poll() {
 				if warn {
 					n.o.Log("warning: hand-off %s from fleet node %s: %v; trying again", h.QueueID, h.From, err)
 				}
+				continue
 			}
+			took++
+		}
+		if took == 0 || len(hs) < batch || ctx.Err() != nil {
+			break
 		}
 	}
 	if time.Since(n.pruned) > time.Hour {
