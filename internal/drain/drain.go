@@ -205,7 +205,7 @@ func (n *Node) drain(req Request) {
 
 	// Hand the rest over.
 	n.update(func(s *Status) { s.State = "handing off" })
-	ctx := context.Background()
+	ctx := n.ctx
 	if k, err := f.Readdress(ctx, req.To); err == nil && k > 0 {
 		n.o.Log("drain: %d messages on their way here passed on to %s", k, orAny(req.To))
 	}
@@ -245,10 +245,9 @@ func (n *Node) drain(req Request) {
 			left := len(q.IDs())
 			msg := fmt.Sprintf("%d messages left in the queue: the hand-off failed for %s: %v; the node stays drained (no mail accepted) and keeps delivering; run mailtee drain again", left, patience, lastErr)
 			n.o.Log("warning: drain: %s", msg)
+			// A new drain may start; the listeners stay closed and
+			// nothing is taken from other nodes (draining stays).
 			n.update(func(s *Status) { s.State, s.Error, s.Final, s.Left = "failed", msg, true, left })
-			n.mu.Lock()
-			n.draining = false // a new drain may start; the listeners stay closed
-			n.mu.Unlock()
 			return
 		}
 		var pause time.Duration

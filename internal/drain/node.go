@@ -46,7 +46,11 @@ type Node struct {
 	o    Options
 	mk   markers
 	stop chan struct{}
-	wg   sync.WaitGroup
+	// ctx ends with stop: a hand-off waiting for a delivery pass gives
+	// up when the server stops.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu       sync.Mutex
 	inflight map[string]bool // IDs being offered now (not for the resolver)
@@ -73,6 +77,7 @@ func Start(o Options) *Node {
 	n := &Node{o: o, mk: markers{filepath.Join(o.QueueDir, "handoff")}, stop: make(chan struct{}), inflight: map[string]bool{},
 		changed: make(chan struct{}), done: make(chan struct{}), warned: map[string]bool{}}
 	n.st.State = "serving"
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	for _, kind := range []string{"out", "in"} {
 		ms, err := n.mk.list(kind)
 		if err != nil {
@@ -111,6 +116,7 @@ func (n *Node) Close() {
 	default:
 	}
 	close(n.stop)
+	n.cancel()
 	n.wg.Wait()
 }
 
@@ -130,7 +136,7 @@ func (n *Node) run() {
 
 // poll settles the markers and takes what is handed to this node.
 func (n *Node) poll() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(n.ctx, 2*time.Minute)
 	defer cancel()
 	f := n.o.Fleet
 	if _, down := f.Alive(); down {
