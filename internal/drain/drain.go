@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/mailtee/mailtee/internal/queue"
 )
 
@@ -176,8 +178,9 @@ func (n *Node) checkTarget(ctx context.Context, to string) error {
 }
 
 // handoffPatience is how long the hand-off goes on failing (the
-// database down) before the drain gives up, at least.
-const handoffPatience = time.Minute
+// database down) before the drain gives up, at least (a variable for
+// tests).
+var handoffPatience = time.Minute
 
 func (n *Node) drain(req Request) {
 	q, f := n.o.Queue, n.o.Fleet
@@ -305,6 +308,13 @@ func (n *Node) sleep(d time.Duration) bool {
 	}
 }
 
+// notSent says whether err means the offer never reached the database:
+// no connection could be made, or pgx knows nothing was sent.
+func notSent(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
+}
+
 // errBusy: the message is being settled otherwise; try again later.
 var errBusy = errors.New("busy")
 
@@ -380,10 +390,17 @@ func (n *Node) handOff(ctx context.Context, id, to string) error {
 	_, err = f.Offer(octx, id, to, p)
 	cancel()
 	if err != nil {
+		f.MarkDown(err)
+		if notSent(err) {
+			// Nothing reached the database: the message is this
+			// node's still.
+			n.mk.drop("out", id)
+			q.Unpark(id)
+			return fmt.Errorf("%s: offer to the fleet: %w", id, err)
+		}
 		// Perhaps committed: the marker keeps it parked until the
 		// database answers (resolveOut).
-		f.MarkDown(err)
-		return fmt.Errorf("%s: offer to the fleet: %w", id, err)
+		return fmt.Errorf("%s: offer to the fleet (kept here, undelivered, until the database says whether it took it): %w", id, err)
 	}
 	if err := q.HandedOff(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 		n.o.Log("warning: %s: handed to the fleet, but cannot be removed here: %v (it stays parked)", id, err)

@@ -209,3 +209,69 @@ func TestCrashWindows(t *testing.T) {
 		t.Error("m1 still in a's spool")
 	}
 }
+
+// The database gone in the middle of a drain: the drain fails after its
+// patience and says what is left, the message stays here and is
+// delivered here; drained again with the database back, it goes.
+func TestDrainDatabaseDown(t *testing.T) {
+	pg := testdb.Postgres(t)
+	pg.CreateDB("fleet")
+	_, url := pg.PassFile(t.TempDir(), "fleet")
+	ctx := context.Background()
+	nw := &net{got: map[string]int{}, down: true}
+	dir := t.TempDir()
+	qa := openQueue(t, dir, nw)
+	defer qa.Close(ctx)
+	go qa.Run()
+	fa, fb := fleetNode(t, url, "a"), fleetNode(t, url, "b")
+	defer fa.Close()
+	defer fb.Close()
+	enqueue(t, qa, "m1")
+	old := handoffPatience
+	handoffPatience = 300 * time.Millisecond
+	defer func() { handoffPatience = old }()
+	stopped := false
+	n := Start(Options{Queue: qa, Fleet: fa, QueueDir: dir, Every: 100 * time.Millisecond,
+		StopAccepting: func() {
+			if !stopped {
+				stopped = true
+				pg.Stop()
+			}
+		}})
+	defer n.Close()
+	waitFor(t, "both nodes alive", func() bool { k, _ := fa.Alive(); return k == 2 })
+	if _, err := n.Drain(Request{To: "b", Wait: 100 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	waitFor(t, "the drain to end", func() bool { st = n.Status(); return st.Final })
+	if st.State != "failed" || !strings.Contains(st.Error, "1 messages left") {
+		t.Fatalf("status %+v", st)
+	}
+	if len(qa.IDs()) != 1 {
+		t.Fatalf("queue: %v", qa.IDs())
+	}
+	// Nothing reached the database: the message is this node's, and
+	// delivered here when it can be.
+	if ms, _ := n.mk.list("out"); len(ms) != 0 {
+		t.Fatalf("an offer that never reached the database is kept undecided: %v", ms)
+	}
+	enqueue(t, qa, "m2")
+	pg.Start()
+	waitFor(t, "b alive again", func() bool { k, down := fa.Alive(); return k == 2 && !down })
+	if _, err := n.Drain(Request{To: "b", Wait: 100 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second drain to end", func() bool { st = n.Status(); return st.Final })
+	if st.State != "done" || len(qa.IDs()) != 0 {
+		t.Fatalf("second drain: %+v, queue %v", st, qa.IDs())
+	}
+	if w, err := fa.Waiting(ctx); err != nil || w != 2 {
+		t.Fatalf("rows waiting for b: %d %v", w, err)
+	}
+	select {
+	case <-n.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed")
+	}
+}
