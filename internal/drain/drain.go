@@ -184,10 +184,12 @@ var handoffPatience = time.Minute
 
 func (n *Node) drain(req Request) {
 	q, f := n.o.Queue, n.o.Fleet
+	// Draining first, so that no other node picks this one to drain
+	// to while its sessions finish.
+	f.SetState("draining")
 	if n.o.StopAccepting != nil {
 		n.o.StopAccepting()
 	}
-	f.SetState("draining")
 
 	// Deliver what can be delivered now: every message due, and each
 	// tried once since the drain began, or the wait is over.
