@@ -62,15 +62,23 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	stopGC := make(chan struct{})
 	defer close(stopGC)
 	go master.GCTuner(stopGC)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			sd.notify("RELOADING=1")
-			s.Reload(cfg.Dir)
-			sd.notify("READY=1")
-			continue
+	drained := s.Drained() // closed when mailtee drain has emptied the queue
+wait:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				sd.notify("RELOADING=1")
+				s.Reload(cfg.Dir)
+				sd.notify("READY=1")
+				continue
+			}
+			s.Log().Printf("master", "terminating on signal %v", sig)
+			break wait
+		case <-drained:
+			s.Log().Printf("master", "terminating: drained, the queue is empty")
+			break wait
 		}
-		s.Log().Printf("master", "terminating on signal %v", sig)
-		break
 	}
 	sd.notify("STOPPING=1")
 	s.Stop(30 * time.Second)

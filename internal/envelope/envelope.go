@@ -41,6 +41,12 @@ type Envelope struct {
 	// later; "" for a message queued before they were recorded, which
 	// follows the settings in force.
 	Settings string `json:",omitempty"`
+	// LedgerNode and LedgerID, for a message another node of the fleet
+	// handed over (mailtee drain), are the node and queue ID it was
+	// accepted under: the ledger records its outcomes here under them,
+	// so that the report shows one message. "" otherwise.
+	LedgerNode string `json:",omitempty"`
+	LedgerID   string `json:",omitempty"`
 }
 
 // Rcpt is one envelope recipient.

@@ -18,8 +18,9 @@ import (
 // The control socket lets `mailtee queue ...`, `mailtee sendmail` and
 // `mailtee reload` talk to a running server: one request line
 // ("list", "flush", "delete ID", "hold ID", "release ID", "pickup ID",
-// "reload") and one JSON reply. It lives in queue_directory, mode 0600,
-// so only the queue's owner can use it.
+// "reload") and one JSON reply; "drain [to=NODE] [wait=DURATION]" gets
+// one JSON line per step of the drain (drain.go). It lives in
+// queue_directory, mode 0600, so only the queue's owner can use it.
 const controlName = "control"
 
 // ControlReply is the server's answer to a control request.
@@ -76,6 +77,10 @@ func (cs *controlServer) handle(c net.Conn, s *Server) {
 	verb, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
 	if verb == "list" {
 		writeList(c, s.q)
+		return
+	}
+	if verb == "drain" {
+		s.controlDrain(c, arg) // its progress, line by line (drain.go)
 		return
 	}
 	var reply ControlReply

@@ -25,6 +25,7 @@ import (
 	"github.com/mailtee/mailtee/internal/deliver"
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/dnsresolve"
+	"github.com/mailtee/mailtee/internal/drain"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/fleet"
 	"github.com/mailtee/mailtee/internal/ledger"
@@ -88,6 +89,9 @@ type Server struct {
 	// limits are the provider limits counted across the fleet (nil
 	// without a fleet, or with fleet_shared_limits = no).
 	limits *fleet.Limits
+	// handoff takes what other nodes hand to this one and drains this
+	// one on request (internal/drain, master/drain.go).
+	handoff *drain.Node
 	// mig keeps the migration settings each message was accepted with
 	// (internal/migration), in the queue directory.
 	mig *migration.Store
@@ -413,6 +417,7 @@ func (s *Server) Start() error {
 		s.obs.close(context.Background())
 		return fmt.Errorf("maildrop: %w", err)
 	}
+	s.handoff = s.startHandoff() // before the queue delivers: it parks what a hand-off left
 	go s.q.Run()
 	go s.rescanLoop()
 	s.paceStop = make(chan struct{})
@@ -468,6 +473,9 @@ func (s *Server) Stop(grace time.Duration) {
 	}
 	if s.pickup != nil {
 		s.pickup.Close() // before the queue it submits to
+	}
+	if s.handoff != nil {
+		s.handoff.Close() // before the queue it imports into
 	}
 	s.q.Close(ctx)
 	s.closeLedger() // after the queue: its last outcomes are written

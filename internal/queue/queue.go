@@ -162,6 +162,7 @@ type entry struct {
 	m       *Message
 	busy    bool      // being delivered
 	flush   bool      // a flush came while busy: retry now when done
+	parked  bool      // no pass starts: being handed to another node (export.go)
 	when    time.Time // scheduled time while waiting in the heap
 	rcpts   int       // pending recipients when its pass began (counted in actRcpt)
 	index   int       // in the heap, -1 when not there
@@ -385,7 +386,7 @@ func (q *Queue) Run() {
 		}
 		for len(q.ready) > 0 && q.active < q.o.MaxActive {
 			e := q.ready[0]
-			if e.removed || e.busy || e.m.Hold {
+			if e.removed || e.busy || e.m.Hold || e.parked {
 				q.ready = q.ready[1:]
 				continue
 			}
