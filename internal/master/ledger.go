@@ -5,6 +5,7 @@ import (
 
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/ledger"
+	"github.com/mailtee/mailtee/internal/queue"
 )
 
 // newLedger starts the delivery ledger ledger_database names, or returns
@@ -19,6 +20,7 @@ func (s *Server) newLedger(cfg *config.Config) *ledger.Recorder {
 	return ledger.NewRecorder(ledger.RecorderOptions{
 		Path:      path,
 		Node:      s.host,
+		Identity:  func(m *queue.Message) (string, string) { return m.Env.LedgerNode, m.Env.LedgerID },
 		Phase:     s.settingsSummary,
 		Marker:    ledger.DefaultMarker(QueueDir(cfg)),
 		Retention: retention,
