@@ -1,0 +1,350 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailtee/mailtee/internal/ratelimit"
+	"github.com/mailtee/mailtee/internal/report"
+	"github.com/mailtee/mailtee/internal/standin"
+)
+
+// Issue 19's fleet test: two mailtee relays on loopback share one
+// PostgreSQL (ledger_database, with a password file) and relay the
+// provider's domain to one stand-in, under one per-mailbox rate limit
+// (smtp_recipient_rate_limit = 20/10s: a short window keeps the test
+// short). Several clients spread mail over both nodes; one node is
+// killed with -9 mid-run and restarted; then the database is stopped
+// for longer than a window while more mail arrives, and started again.
+// After that:
+//
+//   - `mailtee report --format json` on either node accounts for every
+//     message: each once, on the node that took it, its one required
+//     delivery delivered, nothing else;
+//   - the stand-in got each (Message-ID, recipient) once: twice only
+//     for a delivery in flight when the node was killed (DESIGN.md: a
+//     crash may repeat only those);
+//   - no mailbox ever got more than 20 in any 10 s, both nodes together;
+//   - while the database was down mail kept flowing from both nodes,
+//     each within half the limit (the limit divided by the nodes last
+//     seen alive), and each node said so in its log.
+//
+// FLEET_SHARED_LIMITS=no runs it with fleet_shared_limits = no, to see
+// it fail: each node then sends the whole limit on its own.
+
+const (
+	fleetLimit   = 20
+	fleetPer     = 10 * time.Second
+	fleetRate    = "20/10s"
+	fleetBoxes   = 6
+	fleetPerBox1 = 40 // per mailbox, before the database stops
+	fleetPerBox2 = 10 // per mailbox, while it is down
+	fleetOutage  = 12 * time.Second
+)
+
+func TestFleetTwoNodes(t *testing.T) {
+	w, err := ratelimit.ParseWindows(fleetRate)
+	if err != nil || len(w) != 1 || w[0].N != fleetLimit || w[0].Per != fleetPer {
+		t.Fatalf("%s: %v %v", fleetRate, w, err)
+	}
+	dev := os.Getenv("DEVSQLITE") != ""
+	rate := fleetRate
+	if dev {
+		rate = "10/10s"
+	}
+	f := newFleet(t, fleetOptions{nodes: 2, rate: rate, shared: os.Getenv("FLEET_SHARED_LIMITS"), sqlite: dev})
+	victim := f.nodes[0]
+
+	batch1 := fleetBatch("b1", fleetBoxes, fleetPerBox1, 2)
+	batch2 := fleetBatch("b2", fleetBoxes, fleetPerBox2, 2)
+	all := append(append([]fleetMsg(nil), batch1...), batch2...)
+
+	t0 := time.Now()
+	if err := f.send(batch1, 3); err != nil {
+		t.Fatalf("sending: %v", err)
+	}
+	t.Logf("%d messages accepted by the two nodes in %v", len(batch1), time.Since(t0).Round(time.Millisecond))
+
+	// Mid-run: the first window's deliveries under way, the rest queued
+	// on both nodes and held back by the limit.
+	waitUntil(t, "the first deliveries", 30*time.Second, func() bool { return f.accepted(batch1) >= len(batch1)/8 })
+	killAt := time.Now()
+	victim.in.Kill()
+	atKill := f.accepted(all)
+	time.Sleep(time.Second)
+	victim.in.Start()
+	t.Logf("%s killed with -9 at +%v (%d of %d at the provider), restarted at +%v",
+		victim.name, killAt.Sub(t0).Round(time.Millisecond), atKill, len(all), time.Since(t0).Round(time.Millisecond))
+
+	// The database goes away for longer than a window, while more mail
+	// comes in: acceptance never needs it.
+	time.Sleep(time.Second)
+	stopAt := time.Now()
+	f.pg.Stop()
+	atStop := f.accepted(all)
+	if err := f.send(batch2, 3); err != nil {
+		t.Errorf("sending with the database down: %v", err)
+	}
+	for _, n := range f.nodes {
+		if !dev {
+			n.in.WaitLogFor("unreachable", fleetOutage)
+		}
+	}
+	time.Sleep(time.Until(stopAt.Add(fleetOutage)))
+	startAt := time.Now()
+	atStart := f.accepted(all)
+	f.pg.Start()
+	t.Logf("the database down from +%v to +%v: %d delivered before, %d after",
+		stopAt.Sub(t0).Round(time.Millisecond), startAt.Sub(t0).Round(time.Millisecond), atStop, atStart)
+
+	// Everything delivered: at the limit, fleetPerBox1+fleetPerBox2
+	// per mailbox take about 2.5 windows; the outage does not slow the
+	// total down.
+	waitUntil(t, "every message at the provider", 60*time.Second, func() bool { return f.accepted(all) == len(all) })
+	doneAt := time.Now()
+	waitUntil(t, "both queues empty", 30*time.Second, f.queuesEmpty)
+	settle() // a repeat would show now
+	t.Logf("all %d delivered at +%v (the limit allows %d per mailbox per %v: at best +%v)",
+		len(all), doneAt.Sub(t0).Round(time.Millisecond), fleetLimit, fleetPer, earliest(w, fleetPerBox1+fleetPerBox2))
+
+	recs := f.prov.Accepted()
+	nodeOf := map[string]int{}
+	for _, m := range all {
+		nodeOf["<"+m.id+">"] = m.node
+	}
+	fleetOnce(t, recs, all, 0, killAt)
+	fleetWithinLimit(t, f, recs, nodeOf)
+	fleetOutageLimits(t, f, recs, nodeOf, stopAt, startAt)
+	for _, r := range f.prov.Refused() {
+		t.Errorf("the stand-in refused %s: %s", r.Rcpt, r.Reply)
+	}
+	for _, n := range f.nodes {
+		log := n.in.Log.String()
+		if !strings.Contains(log, "1/2 of each shared limit") {
+			t.Errorf("%s did not say it went on with 1/2 of each shared limit while the database was down", n.name)
+		}
+		if !strings.Contains(log, "fleet database reachable again") {
+			t.Errorf("%s did not say the database was back", n.name)
+		}
+		if strings.Contains(log, "status=bounced") {
+			t.Errorf("%s bounced mail", n.name)
+		}
+	}
+
+	// The report, on either node, once the ledger has caught up.
+	for _, n := range f.nodes {
+		r := fleetReport(t, n, len(all))
+		fleetCheckReport(t, f, n, r, all)
+	}
+}
+
+// fleetOnce checks that the stand-in accepted every message once for
+// its recipient and nothing else; a second acceptance is allowed only
+// for a message of the killed node (index victim) whose first one came at most 2 s
+// before the kill (a delivery in flight, which the node could not
+// record).
+func fleetOnce(t *testing.T, recs []standin.Record, msgs []fleetMsg, victim int, killAt time.Time) {
+	t.Helper()
+	want := map[string]fleetMsg{}
+	for _, m := range msgs {
+		want["<"+m.id+">"] = m
+	}
+	first := map[string]time.Time{}
+	count := map[string]int{}
+	for _, r := range recs {
+		m, ok := want[r.MessageID]
+		if !ok || m.rcpt != r.Rcpt {
+			t.Errorf("the stand-in accepted %s for %s: not a message sent to it", r.MessageID, r.Rcpt)
+			continue
+		}
+		if count[r.MessageID]++; count[r.MessageID] == 1 {
+			first[r.MessageID] = r.Time
+		}
+	}
+	missing, inFlight := 0, 0
+	for id, m := range want {
+		switch n := count[id]; {
+		case n == 0:
+			missing++
+		case n == 2 && m.node == victim &&
+			!first[id].Before(killAt.Add(-2*time.Second)) && !first[id].After(killAt.Add(time.Second)):
+			inFlight++
+			t.Logf("%s to %s twice: first at kill%+v, in flight at the kill", id, m.rcpt, first[id].Sub(killAt).Round(time.Millisecond))
+		case n > 1:
+			t.Errorf("%s to %s accepted %d times (first at kill%+v)", id, m.rcpt, n, first[id].Sub(killAt).Round(time.Millisecond))
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d messages never reached the provider", missing, len(want))
+	}
+	t.Logf("the provider got %d acceptances for %d messages; %d repeated deliveries in flight at the kill", len(recs), len(want), inFlight)
+}
+
+// fleetWithinLimit checks that no mailbox got more than the limit in
+// any window, from both nodes together, and logs the fullest window.
+func fleetWithinLimit(t *testing.T, f *fleetNet, recs []standin.Record, nodeOf map[string]int) {
+	t.Helper()
+	byBox := map[string][]time.Time{}
+	for _, r := range recs {
+		byBox[r.Rcpt] = append(byBox[r.Rcpt], r.Time)
+	}
+	// Each node's own figure, to tell a node that forgot its windows
+	// (a restart) from two nodes that did not share them.
+	for i, n := range f.nodes {
+		most := 0
+		for _, ts := range acceptedDuring(recs, nodeOf, time.Time{}, time.Now().Add(time.Hour))[i] {
+			most = max(most, standin.MaxInSpan(ts, fleetPer))
+		}
+		t.Logf("%s alone: at most %d to one mailbox in any %v", n.name, most, fleetPer)
+	}
+	var fullest []string
+	for _, box := range sortedKeys(byBox) {
+		n := standin.MaxInSpan(byBox[box], fleetPer)
+		fullest = append(fullest, fmt.Sprintf("%s %d", strings.TrimSuffix(box, "@"+fleetProvDomain), n))
+		if n > fleetLimit {
+			t.Errorf("%s got %d messages within %v from the two nodes together: the limit is %d", box, n, fleetPer, fleetLimit)
+		}
+	}
+	t.Logf("most in any %v per mailbox, both nodes (limit %d): %s", fleetPer, fleetLimit, strings.Join(fullest, ", "))
+}
+
+// fleetOutageLimits checks the fallback: while the database was down,
+// each node sent each mailbox at most half the limit in any window (two
+// nodes were alive when it went), and each node delivered.
+func fleetOutageLimits(t *testing.T, f *fleetNet, recs []standin.Record, nodeOf map[string]int, stopAt, startAt time.Time) {
+	t.Helper()
+	during := acceptedDuring(recs, nodeOf, stopAt, startAt)
+	for i, n := range f.nodes {
+		total := 0
+		var fullest []string
+		for _, box := range sortedKeys(during[i]) {
+			ts := during[i][box]
+			total += len(ts)
+			c := standin.MaxInSpan(ts, fleetPer)
+			fullest = append(fullest, fmt.Sprintf("%s %d", strings.TrimSuffix(box, "@"+fleetProvDomain), c))
+			if c > fleetLimit/2 {
+				t.Errorf("with the database down, %s sent %s %d messages within %v: its share is %d (the limit %d over 2 nodes)",
+					n.name, box, c, fleetPer, fleetLimit/2, fleetLimit)
+			}
+		}
+		t.Logf("with the database down (%v), %s delivered %d; most in any %v per mailbox: %s",
+			startAt.Sub(stopAt).Round(time.Millisecond), n.name, total, fleetPer, strings.Join(fullest, ", "))
+		if total == 0 {
+			t.Errorf("with the database down, %s delivered nothing: mail must keep flowing", n.name)
+		}
+	}
+}
+
+// fleetReport runs `mailtee report --format json` on n until it counts
+// want delivered required deliveries (the ledger catches up after the
+// database returns), for up to 30 s, and returns the last report.
+func fleetReport(t *testing.T, n *fleetNode, want int) *report.Report {
+	t.Helper()
+	var r *report.Report
+	var last string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// stdout alone: a warning on stderr is not JSON.
+		out, errOut, code := runBin(t, "report", "-c", n.in.Dir, "--format", "json")
+		err := fmt.Errorf("exit %d: %s", code, strings.TrimSpace(errOut))
+		var got report.Report
+		if jerr := json.NewDecoder(strings.NewReader(out)).Decode(&got); jerr == nil {
+			r = &got
+			if got.Reconciliation.Delivered >= want && got.Reconciliation.Complete {
+				return r
+			}
+			last = fmt.Sprintf("reconciliation %+v (%v)", got.Reconciliation, err)
+		} else {
+			last = fmt.Sprintf("%v; %v", err, jerr)
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: mailtee report --format json never counted %d delivered: %s", n.name, want, last)
+			if r == nil {
+				t.FailNow()
+			}
+			return r
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// fleetCheckReport holds n's report against what was sent: every
+// message once, on the node it was sent to, its one required delivery
+// (a copy: dual_delivery_relay) delivered; nothing else.
+func fleetCheckReport(t *testing.T, f *fleetNet, n *fleetNode, r *report.Report, msgs []fleetMsg) {
+	t.Helper()
+	want := map[string]fleetMsg{}
+	for _, m := range msgs {
+		want["<"+m.id+">"] = m
+	}
+	seen := map[string]int{}
+	var bad []string
+	badf := func(format string, args ...any) {
+		if len(bad) < 10 {
+			bad = append(bad, fmt.Sprintf(format, args...))
+		}
+	}
+	for _, rm := range r.Messages {
+		m, ok := want[rm.MessageID]
+		if !ok {
+			badf("message %s %s (queue ID %s on %s) was not sent by the test", rm.MessageID, rm.Rcpts, rm.ID, rm.Node)
+			continue
+		}
+		seen[rm.MessageID]++
+		if node := f.nodes[m.node].name; rm.Node != node {
+			badf("%s: node %q, want %q (the node it was sent to)", rm.MessageID, rm.Node, node)
+		}
+		if rm.State != report.Delivered {
+			badf("%s on %s: state %s", rm.MessageID, rm.Node, rm.State)
+		}
+		if len(rm.Required) != 1 {
+			badf("%s on %s: %d required deliveries, want 1 (to %s)", rm.MessageID, rm.Node, len(rm.Required), m.rcpt)
+			continue
+		}
+		q := rm.Required[0]
+		if !strings.EqualFold(q.Rcpt, m.rcpt) || q.State != report.Delivered || !q.Copy {
+			badf("%s on %s: required delivery to %s, state %s, copy %v; want %s, delivered, a copy", rm.MessageID, rm.Node, q.Rcpt, q.State, q.Copy, m.rcpt)
+		}
+	}
+	missing, twice := 0, 0
+	for id := range want {
+		switch seen[id] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			twice++
+		}
+	}
+	if missing > 0 || twice > 0 || len(bad) > 0 {
+		t.Errorf("report on %s: of %d messages, %d missing and %d listed more than once; %d listed in all\n%s",
+			n.name, len(want), missing, twice, len(r.Messages), strings.Join(bad, "\n"))
+	}
+	rc := r.Reconciliation
+	if rc.Required != len(msgs) || rc.Delivered != len(msgs) || !rc.Complete {
+		t.Errorf("report on %s: reconciliation %d of %d delivered (complete %v: %v), want %d of %d, complete",
+			n.name, rc.Delivered, rc.Required, rc.Complete, rc.Incomplete, len(msgs), len(msgs))
+	}
+	if r.Summary.Accepted != len(msgs) {
+		t.Errorf("report on %s: %d accepted, want %d", n.name, r.Summary.Accepted, len(msgs))
+	}
+	byNode := map[string]int{}
+	for _, rm := range r.Messages {
+		byNode[rm.Node]++
+	}
+	t.Logf("report on %s: %d messages (%v), reconciliation %d/%d, complete %v", n.name, len(r.Messages), byNode, rc.Delivered, rc.Required, rc.Complete)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
