@@ -7,6 +7,9 @@
 #   - nmap, whose smtp-open-relay script probes the SMTP server (test/security);
 #   - libnss-extrausers, an NSS source for the tests of users known only
 #     to NSS (not in /etc/passwd);
+#   - postgresql, mariadb-server, sqlite3 and postfix-pgsql, -mysql,
+#     -sqlite, for the SQL tables and the fleet (servers never started
+#     as system services: the tests start private ones);
 #   - chromium, the headless browser the dashboard's tests drive
 #     (internal/dashboard/browsertest; MAILTEE_NO_BROWSER=1 skips them),
 #     prometheus, apache2-utils and argon2 (see below);
@@ -34,6 +37,30 @@ if command -v postmap >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 	dpkg -s libnss-extrausers >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnss-extrausers >/dev/null || true
 fi
 if [ "$(id -u)" = 0 ]; then
+	# The fleet's and the SQL tables' tests start private PostgreSQL and
+	# MariaDB servers in temporary directories on loopback high ports
+	# (internal/testdb), and hold mailtee's pgsql/mysql/sqlite tables
+	# against Postfix's own (postfix-pgsql, -mysql, -sqlite). The system
+	# instances must not start: policy-rc.d says no while installing.
+	db=""
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || db="$db postgresql"
+	command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || db="$db mariadb-server"
+	command -v sqlite3 >/dev/null 2>&1 || db="$db sqlite3"
+	for p in postfix-pgsql postfix-mysql postfix-sqlite; do
+		dpkg -s $p >/dev/null 2>&1 || db="$db $p"
+	done
+	if [ -n "$db" ]; then
+		echo "test.sh: installing$db (servers not started)"
+		made_policy=""
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+			chmod 755 /usr/sbin/policy-rc.d
+			made_policy=1
+		fi
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $db >/dev/null
+		[ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
+	fi
 	# chromium: the dashboard's browser tests; prometheus: a real
 	# Prometheus runs a public Grafana dashboard's queries against
 	# /metrics; apache2-utils and argon2: real password hashes for the

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,7 +69,11 @@ type Options struct {
 	// Heartbeat is how often the node says it is alive; a node not
 	// heard from for Timeout is counted as gone.
 	Heartbeat, Timeout time.Duration
-	Log                func(format string, args ...any)
+	// StateFile keeps the number of nodes last seen alive across a
+	// restart ("" for none): a node that starts while the database is
+	// down divides the limits by what it saw before, not by 1.
+	StateFile string
+	Log       func(format string, args ...any)
 }
 
 // Node is one node's row.
@@ -130,6 +136,11 @@ func Open(o Options) (*Fleet, error) {
 		return nil, fmt.Errorf("ledger_database %s: %v", Redact(o.URL), err)
 	}
 	f := &Fleet{o: o, pool: pool, stop: make(chan struct{}), done: make(chan struct{}), state: "serving", alive: 1}
+	if b, err := os.ReadFile(o.StateFile); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 {
+			f.alive = n
+		}
+	}
 	f.beat()
 	go f.run()
 	return f, nil
@@ -205,7 +216,14 @@ func (f *Fleet) beat() {
 		f.o.Log("fleet database reachable again: %d node(s) alive", alive)
 	}
 	f.down = false
-	f.alive, f.lastOK = max(alive, 1), now
+	alive = max(alive, 1)
+	if alive != f.alive && f.o.StateFile != "" {
+		// Not fsynced: a count a crash loses is as old as the last one.
+		if err := os.WriteFile(f.o.StateFile, []byte(strconv.Itoa(alive)+"\n"), 0o644); err != nil {
+			f.o.Log("warning: %s: %v", f.o.StateFile, err)
+		}
+	}
+	f.alive, f.lastOK = alive, now
 }
 
 // Alive is the number of nodes alive at the last heartbeat that reached

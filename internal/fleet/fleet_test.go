@@ -70,3 +70,24 @@ func TestHeartbeat(t *testing.T) {
 		t.Fatalf("database back: a sees %d alive (down %v)", n, down)
 	}
 }
+
+// A node that starts with the database down divides by the count it saw
+// before its restart.
+func TestAliveRemembered(t *testing.T) {
+	pg := testdb.Postgres(t)
+	pg.CreateDB("fleet")
+	_, url := pg.PassFile(t.TempDir(), "fleet")
+	state := t.TempDir() + "/fleet.state"
+	o := Options{URL: url, Node: "a", Heartbeat: 100 * time.Millisecond, StateFile: state}
+	a, _ := Open(o)
+	b, _ := Open(Options{URL: url, Node: "b", Heartbeat: 100 * time.Millisecond})
+	defer b.Close()
+	time.Sleep(300 * time.Millisecond)
+	a.Close()
+	pg.Stop()
+	a, _ = Open(o)
+	defer a.Close()
+	if n, down := a.Alive(); n != 2 || !down {
+		t.Fatalf("restarted with the database down: %d alive (down %v), want 2 from %s", n, down, state)
+	}
+}

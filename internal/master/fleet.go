@@ -1,6 +1,8 @@
 package master
 
 import (
+	"path/filepath"
+
 	"github.com/mailtee/mailtee/internal/config"
 	"github.com/mailtee/mailtee/internal/fleet"
 )
@@ -18,6 +20,7 @@ func (s *Server) openFleet(cfg *config.Config) (*fleet.Fleet, error) {
 		Node:      s.host,
 		Heartbeat: mustDuration(cfg, "fleet_heartbeat_interval"),
 		Timeout:   mustDuration(cfg, "fleet_node_timeout"),
+		StateFile: filepath.Join(QueueDir(cfg), "fleet.state"),
 		Log:       func(format string, args ...any) { s.log.Printf("fleet", format, args...) },
 	})
 }
