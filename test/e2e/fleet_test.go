@@ -52,55 +52,50 @@ func TestFleetTwoNodes(t *testing.T) {
 	if err != nil || len(w) != 1 || w[0].N != fleetLimit || w[0].Per != fleetPer {
 		t.Fatalf("%s: %v %v", fleetRate, w, err)
 	}
-	dev := os.Getenv("DEVSQLITE") != ""
-	rate := fleetRate
-	if dev {
-		rate = "10/10s"
-	}
-	f := newFleet(t, fleetOptions{nodes: 2, rate: rate, shared: os.Getenv("FLEET_SHARED_LIMITS"), sqlite: dev})
-	victim := f.nodes[0]
-
+	f := newFleet(t, fleetOptions{nodes: 2, rate: fleetRate, shared: os.Getenv("FLEET_SHARED_LIMITS")})
+	const victim = 0
 	batch1 := fleetBatch("b1", fleetBoxes, fleetPerBox1, 2)
 	batch2 := fleetBatch("b2", fleetBoxes, fleetPerBox2, 2)
 	all := append(append([]fleetMsg(nil), batch1...), batch2...)
 
-	t0 := time.Now()
+	var tl fleetTimeline
+	tl.t0 = time.Now()
+	since := func(at time.Time) time.Duration { return at.Sub(tl.t0).Round(time.Millisecond) }
 	if err := f.send(batch1, 3); err != nil {
 		t.Fatalf("sending: %v", err)
 	}
-	t.Logf("%d messages accepted by the two nodes in %v", len(batch1), time.Since(t0).Round(time.Millisecond))
+	t.Logf("%d messages accepted by the two nodes in %v", len(batch1), since(time.Now()))
 
 	// Mid-run: the first window's deliveries under way, the rest queued
 	// on both nodes and held back by the limit.
 	waitUntil(t, "the first deliveries", 30*time.Second, func() bool { return f.accepted(batch1) >= len(batch1)/8 })
-	killAt := time.Now()
-	victim.in.Kill()
+	tl.kill = time.Now()
+	f.nodes[victim].in.Kill()
 	atKill := f.accepted(all)
 	time.Sleep(time.Second)
-	victim.in.Start()
+	tl.restart = time.Now()
+	f.nodes[victim].in.Start()
 	t.Logf("%s killed with -9 at +%v (%d of %d at the provider), restarted at +%v",
-		victim.name, killAt.Sub(t0).Round(time.Millisecond), atKill, len(all), time.Since(t0).Round(time.Millisecond))
+		f.nodes[victim].name, since(tl.kill), atKill, len(all), since(tl.restart))
 
 	// The database goes away for longer than a window, while more mail
 	// comes in: acceptance never needs it.
 	time.Sleep(time.Second)
-	stopAt := time.Now()
+	tl.stop = time.Now()
 	f.pg.Stop()
 	atStop := f.accepted(all)
 	if err := f.send(batch2, 3); err != nil {
 		t.Errorf("sending with the database down: %v", err)
 	}
 	for _, n := range f.nodes {
-		if !dev {
-			n.in.WaitLogFor("unreachable", fleetOutage)
-		}
+		n.in.WaitLogFor("unreachable", fleetOutage)
 	}
-	time.Sleep(time.Until(stopAt.Add(fleetOutage)))
-	startAt := time.Now()
+	time.Sleep(time.Until(tl.stop.Add(fleetOutage)))
+	tl.start = time.Now()
 	atStart := f.accepted(all)
 	f.pg.Start()
 	t.Logf("the database down from +%v to +%v: %d delivered before, %d after",
-		stopAt.Sub(t0).Round(time.Millisecond), startAt.Sub(t0).Round(time.Millisecond), atStop, atStart)
+		since(tl.stop), since(tl.start), atStop, atStart)
 
 	// Everything delivered: at the limit, fleetPerBox1+fleetPerBox2
 	// per mailbox take about 2.5 windows; the outage does not slow the
@@ -110,23 +105,23 @@ func TestFleetTwoNodes(t *testing.T) {
 	waitUntil(t, "both queues empty", 30*time.Second, f.queuesEmpty)
 	settle() // a repeat would show now
 	t.Logf("all %d delivered at +%v (the limit allows %d per mailbox per %v: at best +%v)",
-		len(all), doneAt.Sub(t0).Round(time.Millisecond), fleetLimit, fleetPer, earliest(w, fleetPerBox1+fleetPerBox2))
+		len(all), since(doneAt), fleetLimit, fleetPer, earliest(w, fleetPerBox1+fleetPerBox2))
 
 	recs := f.prov.Accepted()
 	nodeOf := map[string]int{}
 	for _, m := range all {
 		nodeOf["<"+m.id+">"] = m.node
 	}
-	fleetOnce(t, recs, all, 0, killAt)
-	fleetWithinLimit(t, f, recs, nodeOf)
-	fleetOutageLimits(t, f, recs, nodeOf, stopAt, startAt)
+	fleetOnce(t, recs, all, victim, tl.kill)
+	fleetWithinLimit(t, f, recs, nodeOf, tl)
+	fleetOutageLimits(t, f, recs, nodeOf, tl.stop, tl.start)
 	for _, r := range f.prov.Refused() {
 		t.Errorf("the stand-in refused %s: %s", r.Rcpt, r.Reply)
 	}
 	for _, n := range f.nodes {
 		log := n.in.Log.String()
-		if !strings.Contains(log, "1/2 of each shared limit") {
-			t.Errorf("%s did not say it went on with 1/2 of each shared limit while the database was down", n.name)
+		if !strings.Contains(log, "1/2 of each") {
+			t.Errorf("%s did not say it went on with 1/2 of each limit while the database was down", n.name)
 		}
 		if !strings.Contains(log, "fleet database reachable again") {
 			t.Errorf("%s did not say the database was back", n.name)
@@ -185,13 +180,35 @@ func fleetOnce(t *testing.T, recs []standin.Record, msgs []fleetMsg, victim int,
 	t.Logf("the provider got %d acceptances for %d messages; %d repeated deliveries in flight at the kill", len(recs), len(want), inFlight)
 }
 
+// fleetTimeline is when the run's events happened, to say which phase
+// an acceptance fell in.
+type fleetTimeline struct {
+	t0, kill, restart, stop, start time.Time
+}
+
+// phase names the part of the run at t.
+func (tl fleetTimeline) phase(t time.Time) string {
+	switch {
+	case t.Before(tl.kill):
+		return "before the kill"
+	case t.Before(tl.restart):
+		return "killed"
+	case t.Before(tl.stop):
+		return "restarted"
+	case t.Before(tl.start):
+		return "database down"
+	}
+	return "database back"
+}
+
 // fleetWithinLimit checks that no mailbox got more than the limit in
-// any window, from both nodes together, and logs the fullest window.
-func fleetWithinLimit(t *testing.T, f *fleetNet, recs []standin.Record, nodeOf map[string]int) {
+// any window, from both nodes together, and logs the fullest window;
+// over the limit, it says what the window held: by node and phase.
+func fleetWithinLimit(t *testing.T, f *fleetNet, recs []standin.Record, nodeOf map[string]int, tl fleetTimeline) {
 	t.Helper()
-	byBox := map[string][]time.Time{}
+	byBox := map[string][]standin.Record{}
 	for _, r := range recs {
-		byBox[r.Rcpt] = append(byBox[r.Rcpt], r.Time)
+		byBox[r.Rcpt] = append(byBox[r.Rcpt], r)
 	}
 	// Each node's own figure, to tell a node that forgot its windows
 	// (a restart) from two nodes that did not share them.
@@ -204,11 +221,32 @@ func fleetWithinLimit(t *testing.T, f *fleetNet, recs []standin.Record, nodeOf m
 	}
 	var fullest []string
 	for _, box := range sortedKeys(byBox) {
-		n := standin.MaxInSpan(byBox[box], fleetPer)
-		fullest = append(fullest, fmt.Sprintf("%s %d", strings.TrimSuffix(box, "@"+fleetProvDomain), n))
-		if n > fleetLimit {
-			t.Errorf("%s got %d messages within %v from the two nodes together: the limit is %d", box, n, fleetPer, fleetLimit)
+		rs := byBox[box]
+		sort.Slice(rs, func(i, j int) bool { return rs[i].Time.Before(rs[j].Time) })
+		// The fullest half-open span [rs[lo], rs[lo]+Per), as MaxInSpan.
+		best, bestLo, lo := 0, 0, 0
+		for hi := range rs {
+			for rs[hi].Time.Sub(rs[lo].Time) >= fleetPer {
+				lo++
+			}
+			if hi-lo+1 > best {
+				best, bestLo = hi-lo+1, lo
+			}
 		}
+		fullest = append(fullest, fmt.Sprintf("%s %d", strings.TrimSuffix(box, "@"+fleetProvDomain), best))
+		if best <= fleetLimit {
+			continue
+		}
+		parts := map[string]int{}
+		for _, r := range rs[bestLo : bestLo+best] {
+			parts[fmt.Sprintf("%s %s", f.nodes[nodeOf[r.MessageID]].name, tl.phase(r.Time))]++
+		}
+		var held []string
+		for _, k := range sortedKeys(parts) {
+			held = append(held, fmt.Sprintf("%d from %s", parts[k], k))
+		}
+		t.Errorf("%s got %d messages within %v from the two nodes together, from +%v: the limit is %d; they came %s",
+			box, best, fleetPer, rs[bestLo].Time.Sub(tl.t0).Round(time.Millisecond), fleetLimit, strings.Join(held, ", "))
 	}
 	t.Logf("most in any %v per mailbox, both nodes (limit %d): %s", fleetPer, fleetLimit, strings.Join(fullest, ", "))
 }
