@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,6 +146,13 @@ func newFleet(t testing.TB, o fleetOptions) *fleetNet {
 		f.nodes = append(f.nodes, n)
 	}
 	t.Cleanup(func() {
+		// FLEET_LOG_DIR keeps each node's whole log, for a failure
+		// the tail does not explain.
+		if dir := os.Getenv("FLEET_LOG_DIR"); dir != "" {
+			for _, n := range f.nodes {
+				os.WriteFile(filepath.Join(dir, n.name+".log"), []byte(n.in.Log.String()), 0o644)
+			}
+		}
 		if t.Failed() {
 			for _, n := range f.nodes {
 				t.Logf("%s's log (the last 150 lines):\n%s", n.name, tail(n.in.Log.String(), 150))
@@ -271,18 +279,27 @@ func (f *fleetNet) queuesEmpty() bool {
 	return true
 }
 
-// acceptedDuring returns, per node (the node the message was sent to)
-// and mailbox, the stand-in's acceptance times in [from, to).
-func acceptedDuring(recs []standin.Record, node map[string]int, from, to time.Time) map[int]map[string][]time.Time {
+// sender is the index of the node that delivered r (by its source
+// address), -1 for none of them.
+func (f *fleetNet) sender(r standin.Record) int {
+	host, _, _ := net.SplitHostPort(r.Remote)
+	for i, n := range f.nodes {
+		if n.ip == host {
+			return i
+		}
+	}
+	return -1
+}
+
+// acceptedDuring returns, per node that delivered them and mailbox,
+// the stand-in's acceptance times in [from, to).
+func (f *fleetNet) acceptedDuring(recs []standin.Record, from, to time.Time) map[int]map[string][]time.Time {
 	out := map[int]map[string][]time.Time{}
 	for _, r := range recs {
 		if r.Time.Before(from) || !r.Time.Before(to) {
 			continue
 		}
-		n, ok := node[r.MessageID]
-		if !ok {
-			continue
-		}
+		n := f.sender(r)
 		if out[n] == nil {
 			out[n] = map[string][]time.Time{}
 		}

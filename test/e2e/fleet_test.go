@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -18,10 +19,11 @@ import (
 // PostgreSQL (ledger_database, with a password file) and relay the
 // provider's domain to one stand-in, under one per-mailbox rate limit
 // (smtp_recipient_rate_limit = 20/10s: a short window keeps the test
-// short). Several clients spread mail over both nodes; one node is
-// killed with -9 mid-run and restarted; then the database is stopped
-// for longer than a window while more mail arrives, and started again.
-// After that:
+// short). Several clients spread mail over both nodes, three windows'
+// worth for each mailbox; one node is killed with -9 during the first
+// window's deliveries and restarted; in the second window, with mail
+// still waiting on both nodes, the database is stopped for longer than
+// a window while more mail arrives, and started again. After that:
 //
 //   - `mailtee report --format json` on either node accounts for every
 //     message: each once, on the node that took it, its one required
@@ -42,7 +44,7 @@ const (
 	fleetPer     = 10 * time.Second
 	fleetRate    = "20/10s"
 	fleetBoxes   = 6
-	fleetPerBox1 = 40 // per mailbox, before the database stops
+	fleetPerBox1 = 60 // per mailbox, at the start
 	fleetPerBox2 = 10 // per mailbox, while it is down
 	fleetOutage  = 12 * time.Second
 )
@@ -78,9 +80,10 @@ func TestFleetTwoNodes(t *testing.T) {
 	t.Logf("%s killed with -9 at +%v (%d of %d at the provider), restarted at +%v",
 		f.nodes[victim].name, since(tl.kill), atKill, len(all), since(tl.restart))
 
-	// The database goes away for longer than a window, while more mail
+	// In the second window, its deliveries done and mail waiting, the
+	// database goes away for longer than a window, while more mail
 	// comes in: acceptance never needs it.
-	time.Sleep(time.Second)
+	time.Sleep(time.Until(tl.t0.Add(fleetPer + 2*time.Second)))
 	tl.stop = time.Now()
 	f.pg.Stop()
 	atStop := f.accepted(all)
@@ -98,7 +101,7 @@ func TestFleetTwoNodes(t *testing.T) {
 		since(tl.stop), since(tl.start), atStop, atStart)
 
 	// Everything delivered: at the limit, fleetPerBox1+fleetPerBox2
-	// per mailbox take about 2.5 windows; the outage does not slow the
+	// per mailbox take about 3.5 windows; the outage does not slow the
 	// total down.
 	waitUntil(t, "every message at the provider", 60*time.Second, func() bool { return f.accepted(all) == len(all) })
 	doneAt := time.Now()
@@ -108,13 +111,10 @@ func TestFleetTwoNodes(t *testing.T) {
 		len(all), since(doneAt), fleetLimit, fleetPer, earliest(w, fleetPerBox1+fleetPerBox2))
 
 	recs := f.prov.Accepted()
-	nodeOf := map[string]int{}
-	for _, m := range all {
-		nodeOf["<"+m.id+">"] = m.node
-	}
+	fleetSenders(t, f, recs, all)
 	fleetOnce(t, recs, all, victim, tl.kill)
-	fleetWithinLimit(t, f, recs, nodeOf, tl)
-	fleetOutageLimits(t, f, recs, nodeOf, tl.stop, tl.start)
+	fleetWithinLimit(t, f, recs, tl)
+	fleetOutageLimits(t, f, recs, tl.stop, tl.start)
 	for _, r := range f.prov.Refused() {
 		t.Errorf("the stand-in refused %s: %s", r.Rcpt, r.Reply)
 	}
@@ -131,6 +131,22 @@ func TestFleetTwoNodes(t *testing.T) {
 		}
 	}
 
+	// Both nodes in the fleet's table, serving.
+	rows, err := f.pg.DB("mailtee").Query(`SELECT name, state FROM fleet_nodes ORDER BY name`)
+	if err != nil {
+		t.Fatalf("fleet_nodes: %v", err)
+	}
+	var nodes []string
+	for rows.Next() {
+		var name, state string
+		rows.Scan(&name, &state)
+		nodes = append(nodes, name+" "+state)
+	}
+	rows.Close()
+	if want := []string{f.nodes[0].name + " serving", f.nodes[1].name + " serving"}; !slices.Equal(nodes, want) {
+		t.Errorf("fleet_nodes: %q, want %q", nodes, want)
+	}
+
 	// The report, on either node, once the ledger has caught up.
 	for _, n := range f.nodes {
 		r := fleetReport(t, n, len(all))
@@ -140,9 +156,9 @@ func TestFleetTwoNodes(t *testing.T) {
 
 // fleetOnce checks that the stand-in accepted every message once for
 // its recipient and nothing else; a second acceptance is allowed only
-// for a message of the killed node (index victim) whose first one came at most 2 s
-// before the kill (a delivery in flight, which the node could not
-// record).
+// for a message of the killed node (index victim) whose first one came
+// at most 2 s before the kill (a delivery in flight, which the node
+// could not record).
 func fleetOnce(t *testing.T, recs []standin.Record, msgs []fleetMsg, victim int, killAt time.Time) {
 	t.Helper()
 	want := map[string]fleetMsg{}
@@ -180,6 +196,28 @@ func fleetOnce(t *testing.T, recs []standin.Record, msgs []fleetMsg, victim int,
 	t.Logf("the provider got %d acceptances for %d messages; %d repeated deliveries in flight at the kill", len(recs), len(want), inFlight)
 }
 
+// fleetSenders checks that each message left from the source address
+// of the node it was sent to: each node delivers its own queue, from
+// its own address.
+func fleetSenders(t *testing.T, f *fleetNet, recs []standin.Record, msgs []fleetMsg) {
+	t.Helper()
+	node := map[string]int{}
+	for _, m := range msgs {
+		node["<"+m.id+">"] = m.node
+	}
+	bad := 0
+	for _, r := range recs {
+		if want, ok := node[r.MessageID]; ok && f.sender(r) != want {
+			if bad++; bad <= 5 {
+				t.Errorf("%s, sent to %s, was delivered from %s, want %s", r.MessageID, f.nodes[want].name, r.Remote, f.nodes[want].ip)
+			}
+		}
+	}
+	if bad > 5 {
+		t.Errorf("%d messages in all delivered from the wrong address", bad)
+	}
+}
+
 // fleetTimeline is when the run's events happened, to say which phase
 // an acceptance fell in.
 type fleetTimeline struct {
@@ -204,7 +242,7 @@ func (tl fleetTimeline) phase(t time.Time) string {
 // fleetWithinLimit checks that no mailbox got more than the limit in
 // any window, from both nodes together, and logs the fullest window;
 // over the limit, it says what the window held: by node and phase.
-func fleetWithinLimit(t *testing.T, f *fleetNet, recs []standin.Record, nodeOf map[string]int, tl fleetTimeline) {
+func fleetWithinLimit(t *testing.T, f *fleetNet, recs []standin.Record, tl fleetTimeline) {
 	t.Helper()
 	byBox := map[string][]standin.Record{}
 	for _, r := range recs {
@@ -214,7 +252,7 @@ func fleetWithinLimit(t *testing.T, f *fleetNet, recs []standin.Record, nodeOf m
 	// (a restart) from two nodes that did not share them.
 	for i, n := range f.nodes {
 		most := 0
-		for _, ts := range acceptedDuring(recs, nodeOf, time.Time{}, time.Now().Add(time.Hour))[i] {
+		for _, ts := range f.acceptedDuring(recs, time.Time{}, time.Now().Add(time.Hour))[i] {
 			most = max(most, standin.MaxInSpan(ts, fleetPer))
 		}
 		t.Logf("%s alone: at most %d to one mailbox in any %v", n.name, most, fleetPer)
@@ -239,14 +277,28 @@ func fleetWithinLimit(t *testing.T, f *fleetNet, recs []standin.Record, nodeOf m
 		}
 		parts := map[string]int{}
 		for _, r := range rs[bestLo : bestLo+best] {
-			parts[fmt.Sprintf("%s %s", f.nodes[nodeOf[r.MessageID]].name, tl.phase(r.Time))]++
+			who := r.Remote
+			if i := f.sender(r); i >= 0 {
+				who = f.nodes[i].name
+			}
+			parts[fmt.Sprintf("%s %s", who, tl.phase(r.Time))]++
 		}
 		var held []string
 		for _, k := range sortedKeys(parts) {
 			held = append(held, fmt.Sprintf("%d from %s", parts[k], k))
 		}
-		t.Errorf("%s got %d messages within %v from the two nodes together, from +%v: the limit is %d; they came %s",
-			box, best, fleetPer, rs[bestLo].Time.Sub(tl.t0).Round(time.Millisecond), fleetLimit, strings.Join(held, ", "))
+		from := rs[bestLo].Time
+		spans := ""
+		for _, ev := range []struct {
+			at   time.Time
+			what string
+		}{{tl.kill, "the kill"}, {tl.restart, "the restart"}, {tl.stop, "the database's stop"}, {tl.start, "the database's return"}} {
+			if !ev.at.Before(from) && ev.at.Before(from.Add(fleetPer)) {
+				spans += "; the window spans " + ev.what
+			}
+		}
+		t.Errorf("%s got %d messages within %v from the two nodes together, from +%v: the limit is %d; they came %s%s",
+			box, best, fleetPer, from.Sub(tl.t0).Round(time.Millisecond), fleetLimit, strings.Join(held, ", "), spans)
 	}
 	t.Logf("most in any %v per mailbox, both nodes (limit %d): %s", fleetPer, fleetLimit, strings.Join(fullest, ", "))
 }
@@ -254,9 +306,9 @@ func fleetWithinLimit(t *testing.T, f *fleetNet, recs []standin.Record, nodeOf m
 // fleetOutageLimits checks the fallback: while the database was down,
 // each node sent each mailbox at most half the limit in any window (two
 // nodes were alive when it went), and each node delivered.
-func fleetOutageLimits(t *testing.T, f *fleetNet, recs []standin.Record, nodeOf map[string]int, stopAt, startAt time.Time) {
+func fleetOutageLimits(t *testing.T, f *fleetNet, recs []standin.Record, stopAt, startAt time.Time) {
 	t.Helper()
-	during := acceptedDuring(recs, nodeOf, stopAt, startAt)
+	during := f.acceptedDuring(recs, stopAt, startAt)
 	for i, n := range f.nodes {
 		total := 0
 		var fullest []string
