@@ -94,6 +94,9 @@ type Record struct {
 	MessageID string    `json:"message_id,omitempty"`
 	Size      int       `json:"size"`
 	TLS       bool      `json:"tls"`
+	// Remote is the sender's address (ip:port): which node of a fleet
+	// delivered it.
+	Remote string `json:"remote,omitempty"`
 }
 
 // Refusal is one refused recipient.
@@ -391,7 +394,8 @@ func (ss *session) Data(r io.Reader) error {
 		return err
 	}
 	_, isTLS := ss.c.TLSConnectionState()
-	base := Record{Time: time.Now(), From: ss.from, MessageID: messageID(b), Size: len(b), TLS: isTLS}
+	base := Record{Time: time.Now(), From: ss.from, MessageID: messageID(b), Size: len(b), TLS: isTLS,
+		Remote: ss.c.Conn().RemoteAddr().String()}
 	ss.s.accept(base, ss.rcpts)
 	ss.rcpts = nil // counted: Reset must not give them back
 	return nil
