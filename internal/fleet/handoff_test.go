@@ -10,7 +10,7 @@ import (
 	"github.com/mailtee/mailtee/internal/testdb"
 )
 
-func node(t *testing.T, url, name string) *Fleet {
+func member(t *testing.T, url, name string) *Fleet {
 	t.Helper()
 	f, err := Open(Options{URL: url, Node: name, Heartbeat: time.Second})
 	if err != nil {
@@ -29,7 +29,7 @@ func TestHandoff(t *testing.T) {
 	pg.CreateDB("fleet")
 	_, url := pg.PassFile(t.TempDir(), "fleet")
 	ctx := context.Background()
-	a, b, c := node(t, url, "a"), node(t, url, "b"), node(t, url, "c")
+	a, b, c := member(t, url, "a"), member(t, url, "b"), member(t, url, "c")
 
 	if fresh, err := a.Offer(ctx, "AAAA01", "b", []byte("one")); err != nil || !fresh {
 		t.Fatalf("offer: %v %v", fresh, err)
