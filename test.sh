@@ -110,7 +110,9 @@ if [ "$fuzztime" != 0 ] && [ $# -eq 0 ]; then
 		internal/metrics:FuzzParsePromQL internal/pflog:FuzzLine internal/migration:FuzzSettingsRecord \
 		internal/preflight:FuzzClassify internal/preflight:FuzzParseRate internal/preflight:FuzzSession \
 		internal/migrate:FuzzParsePattern internal/migrate:FuzzParsePasswd internal/migrate:FuzzParseShells \
-		internal/srs:FuzzReverse internal/srs:FuzzParseReport internal/report:FuzzPerMailbox internal/route:FuzzCopyRoute; do
+		internal/srs:FuzzReverse internal/srs:FuzzParseReport internal/report:FuzzPerMailbox internal/route:FuzzCopyRoute \
+		internal/sqltable:FuzzParseCF internal/sqltable:FuzzExpandQuery internal/socketmap:FuzzNetstring \
+		internal/drain:FuzzDecode internal/ledger:FuzzRebind internal/ledger:FuzzSpillRecord internal/dsn:FuzzBuild internal/maillog:FuzzOneLine; do
 		pkg=${target%%:*} name=${target##*:}
 		n=$((${n:-0} + 1))
 		echo "fuzz $pkg $name ($fuzztime)"
