@@ -9,6 +9,8 @@ package fleet
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -90,6 +92,11 @@ type Fleet struct {
 	stop chan struct{}
 	done chan struct{}
 
+	// instance tells this process from another that beats under the
+	// same name (two hosts given one myhostname by a shared main.cf).
+	instance string
+	beaten   bool // a heartbeat of this process reached the database
+
 	mu      sync.Mutex
 	state   string
 	alive   int       // nodes alive at the last good heartbeat (this one included)
@@ -104,6 +111,7 @@ var schema = []string{
 	`CREATE TABLE IF NOT EXISTS fleet_nodes (
 		name TEXT PRIMARY KEY, seen BIGINT NOT NULL, started BIGINT NOT NULL,
 		state TEXT NOT NULL)`,
+	`ALTER TABLE fleet_nodes ADD COLUMN IF NOT EXISTS instance TEXT NOT NULL DEFAULT ''`,
 }
 
 // AddSchema lets the other parts of the fleet (limits, handoff) add
@@ -135,7 +143,10 @@ func Open(o Options) (*Fleet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger_database %s: %v", Redact(o.URL), err)
 	}
-	f := &Fleet{o: o, pool: pool, stop: make(chan struct{}), done: make(chan struct{}), state: "serving", alive: 1}
+	id := make([]byte, 8)
+	rand.Read(id)
+	f := &Fleet{o: o, pool: pool, stop: make(chan struct{}), done: make(chan struct{}), state: "serving", alive: 1,
+		instance: hex.EncodeToString(id)}
 	if b, err := os.ReadFile(o.StateFile); err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 {
 			f.alive = n
@@ -196,8 +207,22 @@ func (f *Fleet) beat() {
 		f.mu.Lock()
 		state := f.state
 		f.mu.Unlock()
-		_, err = f.pool.Exec(ctx, `INSERT INTO fleet_nodes (name, seen, started, state) VALUES ($1, $2, $2, $3)
-			ON CONFLICT (name) DO UPDATE SET seen = EXCLUDED.seen, state = EXCLUDED.state`, f.o.Node, now.UnixMicro(), state)
+		// prev is the process that beat last under this name: after
+		// this process's first beat, any other is a second node with
+		// the same myhostname (before it, a crashed predecessor).
+		var prev string
+		err = f.pool.QueryRow(ctx, `WITH prev AS (SELECT instance FROM fleet_nodes WHERE name = $1)
+			INSERT INTO fleet_nodes (name, seen, started, state, instance) VALUES ($1, $2, $2, $3, $4)
+			ON CONFLICT (name) DO UPDATE SET seen = EXCLUDED.seen, state = EXCLUDED.state, instance = EXCLUDED.instance,
+				started = CASE WHEN fleet_nodes.instance = EXCLUDED.instance THEN fleet_nodes.started ELSE EXCLUDED.started END
+			RETURNING COALESCE((SELECT instance FROM prev), '')`, f.o.Node, now.UnixMicro(), state, f.instance).Scan(&prev)
+		f.mu.Lock()
+		twin := f.beaten && prev != "" && prev != f.instance
+		f.beaten = f.beaten || err == nil
+		f.mu.Unlock()
+		if twin {
+			f.o.Log("error: fleet node %s: another mailtee process beats under this name (its myhostname) in %s; the fleet counts the two as one node, and their limits and hand-offs mix: give each node its own myhostname", f.o.Node, Redact(f.o.URL))
+		}
 	}
 	if err == nil {
 		err = f.pool.QueryRow(ctx, `SELECT COUNT(*) FROM fleet_nodes WHERE seen > $1 AND state <> 'stopped'`,
@@ -302,7 +327,7 @@ func (f *Fleet) Close() {
 	f.state = "stopped"
 	f.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	f.pool.Exec(ctx, `UPDATE fleet_nodes SET state = 'stopped', seen = $2 WHERE name = $1`, f.o.Node, time.Now().UnixMicro())
+	f.pool.Exec(ctx, `UPDATE fleet_nodes SET state = 'stopped', seen = $2 WHERE name = $1 AND instance = $3`, f.o.Node, time.Now().UnixMicro(), f.instance)
 	cancel()
 	f.pool.Close()
 }

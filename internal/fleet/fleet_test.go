@@ -1,7 +1,9 @@
 package fleet
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,5 +91,57 @@ func TestAliveRemembered(t *testing.T) {
 	defer a.Close()
 	if n, down := a.Alive(); n != 2 || !down {
 		t.Fatalf("restarted with the database down: %d alive (down %v), want 2 from %s", n, down, state)
+	}
+}
+
+// Two processes under one name (a main.cf that sets myhostname, copied
+// to two hosts) are reported by both, at each heartbeat; a node that
+// stops and starts again under its name is not.
+func TestTwinNodes(t *testing.T) {
+	pg := testdb.Postgres(t)
+	pg.CreateDB("fleet")
+	_, url := pg.PassFile(t.TempDir(), "fleet")
+	var mu sync.Mutex
+	logs := map[string][]string{}
+	open := func(who, node string) *Fleet {
+		f, err := Open(Options{URL: url, Node: node, Heartbeat: 100 * time.Millisecond, Log: func(f string, args ...any) {
+			mu.Lock()
+			logs[who] = append(logs[who], fmt.Sprintf(f, args...))
+			mu.Unlock()
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	twinned := func(who string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, l := range logs[who] {
+			if strings.Contains(l, "another mailtee process beats under this name") {
+				return true
+			}
+		}
+		return false
+	}
+
+	c := open("c1", "c")
+	time.Sleep(250 * time.Millisecond)
+	c.Close()
+	c = open("c2", "c")
+	time.Sleep(350 * time.Millisecond)
+	c.Close()
+	if twinned("c1") || twinned("c2") {
+		t.Fatalf("a restart was taken for a second process: %q", logs)
+	}
+
+	a1, a2 := open("a1", "a"), open("a2", "a")
+	defer a1.Close()
+	defer a2.Close()
+	for i := 0; !(twinned("a1") && twinned("a2")); i++ {
+		if i == 100 {
+			t.Fatalf("two processes named a, not reported by both: %q", logs)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
