@@ -7,6 +7,7 @@ package diag
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -65,17 +66,17 @@ type List []Diag
 
 // Warnf appends a warning.
 func (l *List) Warnf(file string, line int, format string, args ...any) {
-	*l = append(*l, Diag{file, line, Warning, fmt.Sprintf(format, args...)})
+	*l = append(*l, Diag{file, line, Warning, OneLine(fmt.Sprintf(format, args...))})
 }
 
 // Errorf appends an error.
 func (l *List) Errorf(file string, line int, format string, args ...any) {
-	*l = append(*l, Diag{file, line, Error, fmt.Sprintf(format, args...)})
+	*l = append(*l, Diag{file, line, Error, OneLine(fmt.Sprintf(format, args...))})
 }
 
 // Infof appends an Info.
 func (l *List) Infof(file string, line int, format string, args ...any) {
-	*l = append(*l, Diag{file, line, Info, fmt.Sprintf(format, args...)})
+	*l = append(*l, Diag{file, line, Info, OneLine(fmt.Sprintf(format, args...))})
 }
 
 // HasErrors reports whether any finding is an Error.
@@ -97,4 +98,21 @@ func (l List) Err() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// OneLine keeps a finding on its one line ("warning: file, line N: ..."),
+// each distinct line of the text once: a database driver's error lists
+// every address it tried on a line of its own (pgx, twice with libpq's
+// default sslmode=prefer: with TLS, then without).
+func OneLine(s string) string {
+	if !strings.Contains(s, "\n") {
+		return s
+	}
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	return strings.ReplaceAll(strings.Join(out, "; "), ":; ", ": ")
 }

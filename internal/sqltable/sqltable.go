@@ -539,7 +539,7 @@ func (t *Table) query(ctx context.Context, key string) ([]*string, error) {
 		}
 		h.state, h.retryAt = failed, time.Now().Add(t.retry)
 		t.mu.Unlock()
-		warnf("%s:%s: %s: %v", t.typ, t.file, t.hostName(h), err)
+		warnf("%s:%s: %s: %s", t.typ, t.file, t.hostName(h), diag.OneLine(err.Error()))
 		errs = append(errs, fmt.Errorf("%s: %w", t.hostName(h), err))
 	}
 	if len(errs) == 0 {
@@ -549,7 +549,7 @@ func (t *Table) query(ctx context.Context, key string) ([]*string, error) {
 	// failure once: a lone host is listed twice.
 	var msgs []string
 	for _, e := range errs {
-		if m := e.Error(); !slices.Contains(msgs, m) {
+		if m := diag.OneLine(e.Error()); !slices.Contains(msgs, m) {
 			msgs = append(msgs, m)
 		}
 	}
@@ -854,7 +854,7 @@ func (t *Table) Probe(ctx context.Context) error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%s:%s: %w", t.typ, t.file, errors.Join(errs...))
+		return fmt.Errorf("%s:%s: %s", t.typ, t.file, diag.OneLine(errors.Join(errs...).Error()))
 	}
 	return nil
 }

@@ -178,7 +178,7 @@ func LedgerReach(cfg *config.Config) diag.List {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := ledger.Probe(ctx, loc); err != nil {
-		out.Warnf(cfg.File, s.Line, "ledger_database: %v; serve starts anyway and writes the ledger once the database answers (the records wait in the queue directory)", err)
+		out.Warnf(cfg.File, s.Line, "ledger_database: %s; serve starts anyway and writes the ledger once the database answers (the records wait in the queue directory)", diag.OneLine(err.Error()))
 	}
 	return out
 }
