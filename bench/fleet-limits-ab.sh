@@ -95,28 +95,7 @@ if [[ -z $BIN ]]; then
 	BIN=$OUT/mailtee
 fi
 
-USED=" "
-free_port() {
-	local p
-	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 10000))
-		[[ $USED == *" $p "* ]] && continue
-		if [[ -z $(ss -Htan "( sport = :$p )" 2>/dev/null) ]]; then
-			USED+="$p "
-			PORT=$p
-			return 0
-		fi
-	done
-	die "no free port found"
-}
-wait_listen() { # wait_listen PORT SECONDS
-	local deadline=$((SECONDS + $2))
-	while ((SECONDS < deadline)); do
-		[[ -n $(ss -Hltn "( sport = :$1 )" 2>/dev/null) ]] && return 0
-		sleep 0.05
-	done
-	return 1
-}
+. "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
 now() { date +%s.%N; }
 
 # ----------------------------------------------------- PostgreSQL --
