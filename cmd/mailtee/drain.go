@@ -26,7 +26,7 @@ func runDrain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
 	to := fs.String("to", "", "the fleet node to hand the mail to (default: any serving node)")
 	wait := fs.Duration("wait", drain.DefaultWait, "how long deliveries may try before the rest is handed over")
-	cfg, _, ok := loadConfigArgs("drain", fs, joinValues(args, "to", "wait"), 0, stderr)
+	cfg, _, ok := loadConfigArgs("drain", fs, args, 0, stderr)
 	if !ok {
 		return exitBadData
 	}
@@ -71,25 +71,4 @@ func progressLine(s drain.Status) string {
 		return "failed: " + s.Error
 	}
 	return s.State
-}
-
-// joinValues makes "--to NODE" one argument ("--to=NODE"), so that the
-// value is not taken for an operand.
-func joinValues(args []string, names ...string) []string {
-	out := make([]string, 0, len(args))
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		name := strings.TrimLeft(a, "-")
-		takes := false
-		for _, n := range names {
-			takes = takes || name == n
-		}
-		if takes && strings.HasPrefix(a, "-") && i+1 < len(args) {
-			out = append(out, "--"+name+"="+args[i+1])
-			i++
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
 }

@@ -9,7 +9,8 @@ import (
 // read theirs with getopt(3) as glibc has it: options may come before,
 // between or after the operands ("mailtee queue list -c DIR"), one-letter
 // boolean options cluster ("-xh"), an option's value follows in the same
-// argument ("-cDIR") or the next, and "--" ends the options. Go's flag
+// argument ("-cDIR") or the next, a long option's value follows "=" or
+// comes next ("--since T"), and "--" ends the options. Go's flag
 // package alone stops at the first operand and would take every option
 // after it for an operand. It returns the operands, in order.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
@@ -22,8 +23,12 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 			i = len(args)
 		case len(a) < 2 || a[0] != '-':
 			operands = append(operands, a) // "-" too: standard input
+		case a[1] == '-' && !strings.Contains(a, "=") && i+1 < len(args) && takesValue(fs, a[2:]):
+			// "--since T", as getopt_long reads it.
+			flags = append(flags, a+"="+args[i+1])
+			i++
 		case a[1] == '-' || len(a) > 2 && a[2] == '=':
-			flags = append(flags, a) // Go's own forms: --help, -c=DIR
+			flags = append(flags, a) // Go's own forms: --help, -c=DIR, --since=T
 		default:
 			// A cluster: booleans until a letter that takes a value,
 			// which takes the rest of the argument or the next one.
@@ -49,6 +54,11 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 	}
 	return operands, fs.Parse(flags)
+}
+
+func takesValue(fs *flag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	return f != nil && !isBoolFlag(f)
 }
 
 func isBoolFlag(f *flag.Flag) bool {

@@ -27,6 +27,8 @@ func TestFlagsAfterOperands(t *testing.T) {
 		{[]string{"postconf", "-h", "mydestination", "-x", "--", "myhostname"}, ""}, // no -c: MAIL_CONFIG's
 		{[]string{"postmap", "texthash:" + table, "-q", "k", "-c", dir}, "v\n"},
 		{[]string{"postmap", "-s", "texthash:" + table, "-c=" + dir}, "k\tv\n"},
+		// Long forms, the value in the next argument ("--since T").
+		{[]string{"postmap", "texthash:" + table, "--q", "k", "--c", dir}, "v\n"},
 	} {
 		code, out, errs := mailtee(t, "", tc.args...)
 		want := exitOK

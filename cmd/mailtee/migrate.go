@@ -54,7 +54,7 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 	postfix := fs.Bool("postfix", false, "write aliases(5) entries for a Postfix primary instead of a mailbox_bcc_maps table")
 	minUID := fs.Uint("min-uid", 1000, "lowest uid of a person's account")
 	domain := fs.String("domain", "", "local domain of the accounts' addresses (default $myorigin when local)")
-	rest, err := parseArgs(fs, longValueFlags(fs, args))
+	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return exitBadData
 	}

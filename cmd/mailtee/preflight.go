@@ -39,7 +39,7 @@ func runPreflight(args []string, stdout, stderr io.Writer) int {
 	sendTest := fs.String("send-test", "", "send one real message to this test mailbox by the copies' route")
 	rate := fs.String("rate", "1/s", "at most N RCPT probes per INTERVAL at each destination")
 	format := fs.String("format", "text", "text or json")
-	rest, err := parseArgs(fs, longValueFlags(fs, args))
+	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return exitBadData
 	}

@@ -72,28 +72,6 @@ func localLedger(cfg *config.Config) (ledger.Reader, io.Closer, error) {
 	return openLedger(path)
 }
 
-// longValueFlags turns "--name VALUE" into "--name=VALUE" for the
-// flags of fs that take a value: parseArgs, as getopt, passes long
-// options through whole and would take VALUE for an operand.
-func longValueFlags(fs *flag.FlagSet, args []string) []string {
-	var out []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			return append(out, args[i:]...)
-		}
-		if strings.HasPrefix(a, "--") && !strings.Contains(a, "=") && i+1 < len(args) {
-			if f := fs.Lookup(a[2:]); f != nil && !isBoolFlag(f) {
-				out = append(out, a+"="+args[i+1])
-				i++
-				continue
-			}
-		}
-		out = append(out, a)
-	}
-	return out
-}
-
 func runReport(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -105,7 +83,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	format := fs.String("format", "text", "text, json or csv")
 	pfLog := fs.String("postfix-log", "", "read a Postfix primary's log instead of this host's ledger")
 	pfConfig := fs.String("postfix-config", "", "the Postfix primary's configuration directory (with --postfix-log)")
-	rest, err := parseArgs(fs, longValueFlags(fs, args))
+	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return reportError
 	}
