@@ -175,6 +175,14 @@ func LedgerReach(cfg *config.Config) diag.List {
 	}
 	var out diag.List
 	s, _ := cfg.Set("ledger_database")
+	if u, err := url.Parse(loc); err == nil {
+		if pf := u.Query().Get("passfile"); pf != "" {
+			if _, err := os.Stat(pf); err != nil {
+				out.Warnf(cfg.File, s.Line, "ledger_database: passfile %s: %v; the connection has no password", pf, err)
+			}
+			warnWorldReadable(&out, cfg.File, s.Line, "ledger_database", pf, "it holds the database's password")
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := ledger.Probe(ctx, loc); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -188,4 +189,27 @@ func FuzzReadListen(f *testing.F) {
 			t.Fatalf("%q: host %q port %d", v, host, port)
 		}
 	})
+}
+
+// check warns about the password file ledger_database names: missing
+// (the connection goes without a password), or readable by every user.
+func TestLedgerReachPassfile(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "pgpass")
+	os.WriteFile(open, []byte("127.0.0.1:1:x:u:secret\n"), 0o644)
+	for pf, want := range map[string]string{
+		open:                          "is readable by every user (mode 0644): it holds the database's password; chmod o-rwx " + open,
+		filepath.Join(dir, "missing"): "no such file or directory; the connection has no password",
+	} {
+		// Port 1 on loopback: refused at once, so the probe's warning
+		// comes too, and the check does not wait.
+		c := config.Parse(dir, filepath.Join(dir, "main.cf"), []byte("ledger_database = postgres://u@127.0.0.1:1/x?passfile="+pf+"\n"))
+		var got []string
+		for _, d := range LedgerReach(c) {
+			got = append(got, d.String())
+		}
+		if !slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, want) }) {
+			t.Errorf("passfile %s: findings %q, want one with %q", pf, got, want)
+		}
+	}
 }
