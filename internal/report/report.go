@@ -782,12 +782,12 @@ func bucketFor(first, last, since, until, now time.Time) time.Duration {
 //
 // Postfix delivers such a mailbox twice: cleanup(8) eliminates
 // duplicates on (original recipient, rewritten recipient) pairs when
-// enable_original_recipient = yes, its default, so a virtual alias
-// list@ → u1@ and u1@ itself stay two recipients, and virtual(8) or
-// local(8) writes each (its log: two "to=<u1@h>" lines, one with
-// orig_to=<list@h>). The mailbox is still one required delivery, the
-// best of its deliveries' states: it has the message once one of them
-// put it there.
+// enable_original_recipient = yes, its default (cleanup_out_recipient.c),
+// so a virtual alias list@ → u1@ and u1@ itself stay two recipients and
+// the delivery agent writes each (its log: two "to=<u1@h>" lines, one
+// with orig_to=<list@h>). The mailbox is still one required delivery,
+// the best of its deliveries' states: it has the message once one of
+// them put it there.
 func withoutDuplicateMailboxes(req []Required) []Required {
 	const dup = "duplicate of "
 	out := make([]Required, 0, len(req))

@@ -29,17 +29,21 @@ import (
 //   - the list is a virtual alias, list@ → user1@, user2@
 //     (virtual_alias_maps), where the mailtee primary has an alias in
 //     alias_maps: local(8) is not in the path here. Postfix's cleanup(8)
-//     looks recipient_bcc_maps up before it expands virtual aliases
-//     (cleanup_addr_recipient, then cleanup_out_recipient), so, as on
-//     the mailtee primary with recipient_bcc_maps, a copy is made for an
-//     original recipient only: none for the list's members.
+//     looks recipient_bcc_maps up with the recipient as canonical
+//     mapping left it, not with what virtual aliases expand it to
+//     (cleanup_addr_recipient: the lookup follows cleanup_out_recipient,
+//     which expands), so, as on the mailtee primary with
+//     recipient_bcc_maps, a copy is made for an original recipient
+//     only: none for the list's members.
 //     One delivery differs, and it is Postfix's doing: message 6, to
-//     list and user1, is written to user1's mailbox twice. cleanup(8)
-//     eliminates duplicate recipients on (original recipient, rewritten
-//     recipient) pairs under enable_original_recipient = yes, Postfix's
-//     default (postconf(5)), so list→user1 and user1 stay two
-//     recipients and virtual(8) delivers each; mailtee's local(8)
-//     delivers the mailbox once ("duplicate of ..., delivered once").
+//     list and user1, is written to user1's mailbox twice. With
+//     enable_original_recipient = yes, Postfix's default,
+//     cleanup_out_recipient eliminates duplicates on (DSN original
+//     recipient, NOTIFY, original recipient, recipient), so list→user1
+//     and user1 stay two recipients ("the recipient will use our
+//     original recipient message header to figure things out") and
+//     virtual(8) delivers each; mailtee's local(8) delivers the mailbox
+//     once ("duplicate of ..., delivered once").
 //     enable_original_recipient = no would deliver it once, but then
 //     the log no longer shows that user1 was an original recipient
 //     (only to=<user1>, orig_to=<list>), and the copy made for user1 is
@@ -74,7 +78,7 @@ recipient_bcc_maps = hash:$config_directory/bcc_map_to_relay
 transport_maps = hash:$config_directory/transport
 `, n.pf.path("vmail"), n.pf.uid, n.pf.gid, seedDomain), map[string]string{
 		"vmailbox":         fmt.Sprintf("user1@%[1]s user1/\nuser2@%[1]s user2/\nuser3@%[1]s user3/\nuser4@%[1]s user4/\n", seedDomain),
-		"virtual":          fmt.Sprintf("list@%[1]s user1@%[1]s, user2@%[1]s\n", seedDomain),
+		"virtual":          fmt.Sprintf("list@%s %s@%s\n", seedDomain, strings.Join(ledgerListMembers, "@"+seedDomain+", "), seedDomain),
 		"bcc_map_to_relay": seedBCCMapForPostfix(t),
 		"transport":        fmt.Sprintf("relay.%s smtp:[%s]:%d\n", seedDomain, relayIP, n.port),
 	})
@@ -132,8 +136,12 @@ func TestLedgerSeedMigrationPostfixPrimary(t *testing.T) {
 	}
 	m, p := reports["mailtee"], reports["postfix"]
 	if m == nil || p == nil {
-		t.Fatal("a primary's run gave no report to compare")
+		if !t.Failed() {
+			t.Skip("a primary's run was skipped: nothing to compare")
+		}
+		return
 	}
+	t.Logf("both primaries: summary %+v, reconciliation %+v", p.Summary, p.Reconciliation)
 	if m.Summary != p.Summary {
 		t.Errorf("summaries differ:\nmailtee primary %+v\nPostfix primary %+v", m.Summary, p.Summary)
 	}

@@ -41,6 +41,10 @@ func (m ledgerMsg) body() string {
 // mailbox, one per copy (refused ones included).
 func (m ledgerMsg) required() int { return len(m.mailboxes) + len(m.copies) + len(m.refused) }
 
+// ledgerListMembers are the members of list@, the scenario's list: an
+// alias (alias_maps) on the mailtee primary, a virtual alias on Postfix.
+var ledgerListMembers = []string{"user1", "user2"}
+
 const (
 	seedDomain  = "students.iiit.ac.in"
 	ledgerToken = "e2e-peer-token-0123456789abcdef"
@@ -121,7 +125,7 @@ func newLedgerNet(t *testing.T, bcc, extra string) *ledgerNet {
 	t.Helper()
 	n := newLedgerHosts(t)
 	users := "user1 x\nuser2 x\nuser3 x\nuser4 x\nalice x\nlist x\npostmaster x\n"
-	files := map[string]string{"users": users, "aliases": "postmaster: alice\nlist: user1, user2\n", "peer_token": ledgerToken + "\n"}
+	files := map[string]string{"users": users, "aliases": "postmaster: alice\nlist: " + strings.Join(ledgerListMembers, ", ") + "\n", "peer_token": ledgerToken + "\n"}
 	pdir := copySeed(t, "primary", n.common+fmt.Sprintf(`inet_interfaces = %s
 mynetworks = 127.0.0.0/8
 alias_maps = hash:$config_directory/aliases
@@ -179,7 +183,7 @@ func (n *ledgerNet) wantInMailbox(m ledgerMsg, user string) int {
 	c := 0
 	for _, r := range m.to {
 		l := localPart(r)
-		if l == user || l == "list" && (user == "user1" || user == "user2") {
+		if l == user || l == "list" && slices.Contains(ledgerListMembers, user) {
 			c++
 		}
 	}
