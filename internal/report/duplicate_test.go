@@ -2,6 +2,7 @@ package report
 
 import (
 	"testing"
+	"time"
 
 	"github.com/mailtee/mailtee/internal/ledger"
 	"github.com/mailtee/mailtee/internal/ledger/memledger"
@@ -57,5 +58,49 @@ func TestOneMailboxAlias(t *testing.T) {
 	}
 	if q := u.Messages[0].Required[0]; q.Rcpt != "admin@h" || q.Via != "root@h" {
 		t.Errorf("message A's delivery: rcpt %q via %q, want admin@h via root@h", q.Rcpt, q.Via)
+	}
+}
+
+// A Postfix primary's log (--postfix-log) with a virtual alias list@ →
+// u1@, u2@ and u1@ both recipients: cleanup(8) keeps two recipients for
+// u1 (enable_original_recipient = yes eliminates duplicates on
+// (original, rewritten) pairs), and virtual(8) delivers each, so u1's
+// mailbox is written twice. It is still one required delivery, the best
+// of the two: delivered once either put the message there. Seen in
+// test/e2e's TestLedgerSeedMigrationPostfixPrimary.
+func TestPostfixDuplicateMailboxCountsOnce(t *testing.T) {
+	virtual := func(i int, rcpt, orig string, st ledger.Status, reply string) ledger.Delivery {
+		return ledger.Delivery{Index: i, Rcpt: rcpt, Orig: orig, Status: st, Transport: "virtual", Relay: "virtual", Reply: reply}
+	}
+	l := memledger.New(
+		ledger.Message{Node: "pf", ID: "A", Rcpts: []string{"list@h", "u1@h"}, Arrival: t0,
+			Deliveries: []ledger.Delivery{
+				virtual(0, "u1@h", "list@h", ledger.Sent, "delivered to maildir"),
+				virtual(1, "u2@h", "list@h", ledger.Sent, "delivered to maildir"),
+				virtual(2, "u1@h", "", ledger.Sent, "delivered to maildir"),
+			}},
+		// The first write failed, the second put it there: delivered.
+		ledger.Message{Node: "pf", ID: "B", Rcpts: []string{"list@h", "u1@h"}, Arrival: t0.Add(time.Second),
+			Deliveries: []ledger.Delivery{
+				virtual(0, "u1@h", "list@h", ledger.Bounced, "maildir delivery failed: quota exceeded"),
+				virtual(1, "u2@h", "list@h", ledger.Sent, "delivered to maildir"),
+				virtual(2, "U1@h", "", ledger.Sent, "delivered to maildir"),
+			}},
+		// Two deliveries to one address by smtp are two remote
+		// recipients' worth: not a mailbox here, left alone.
+		ledger.Message{Node: "pf", ID: "C", Rcpts: []string{"a@far", "b@far"}, Arrival: t0.Add(2 * time.Second),
+			Deliveries: []ledger.Delivery{
+				{Index: 0, Rcpt: "x@far", Orig: "a@far", Status: ledger.Sent, Transport: "smtp", Relay: "mx.far[192.0.2.1]:25", Reply: "250 ok"},
+				{Index: 1, Rcpt: "x@far", Orig: "b@far", Status: ledger.Sent, Transport: "smtp", Relay: "mx.far[192.0.2.1]:25", Reply: "250 ok"},
+			}},
+	)
+	r := build(t, Sources{Local: l}, ledger.Filter{})
+	if rc := r.Reconciliation; rc.Required != 6 || rc.Delivered != 6 {
+		t.Errorf("reconciliation %+v, want 6 of 6 (u1 and u2 of A and of B, x@far twice of C)", rc)
+	}
+	for _, m := range r.Messages {
+		if m.State != Delivered {
+			t.Errorf("message %s: %s, want delivered: %+v", m.ID, m.State, m.Required)
+		}
 	}
 }

@@ -190,7 +190,7 @@ func (b *builder) message(ctx context.Context, m ledger.Message) (Message, error
 		}
 	}
 	rm.State = Delivered
-	for _, q := range req {
+	for _, q := range rm.Required {
 		rm.State = worse(rm.State, q.State)
 	}
 	return rm, nil
@@ -779,9 +779,19 @@ func bucketFor(first, last, since, until, now time.Time) time.Duration {
 // and says so for the second ("duplicate of u1@h, delivered once"),
 // which is no delivery of its own: counted, it would make one mailbox
 // two required deliveries.
+//
+// Postfix delivers such a mailbox twice: cleanup(8) eliminates
+// duplicates on (original recipient, rewritten recipient) pairs when
+// enable_original_recipient = yes, its default (cleanup_out_recipient.c),
+// so a virtual alias list@ → u1@ and u1@ itself stay two recipients and
+// the delivery agent writes each (its log: two "to=<u1@h>" lines, one
+// with orig_to=<list@h>). The mailbox is still one required delivery,
+// the best of its deliveries' states: it has the message once one of
+// them put it there.
 func withoutDuplicateMailboxes(req []Required) []Required {
 	const dup = "duplicate of "
 	out := make([]Required, 0, len(req))
+	box := map[string]int{} // a local mailbox's index in out
 	for _, q := range req {
 		if !q.Copy && q.State == Delivered && strings.HasPrefix(q.Reply, dup) {
 			target, _, _ := strings.Cut(strings.TrimPrefix(q.Reply, dup), ",")
@@ -791,7 +801,35 @@ func withoutDuplicateMailboxes(req []Required) []Required {
 				continue
 			}
 		}
+		if k, ok := mailboxKey(q); ok {
+			if i, seen := box[k]; seen {
+				if better(q.State, out[i].State) {
+					out[i] = q
+				}
+				continue
+			}
+			box[k] = len(out)
+		}
 		out = append(out, q)
 	}
 	return out
 }
+
+// mailboxKey names the local mailbox a required delivery ended in: its
+// address, when it is no copy and its last hop was a delivery by
+// local(8) or virtual(8) (not error(8) or discard(8), which fill no
+// mailbox).
+func mailboxKey(q Required) (string, bool) {
+	if q.Copy || len(q.Chain) == 0 || strings.HasPrefix(q.Reply, "duplicate of ") {
+		return "", false
+	}
+	switch h := q.Chain[len(q.Chain)-1]; {
+	case h.Transport == "local", h.Transport == "virtual", h.Transport == "" && h.Relay == "local":
+		return strings.ToLower(q.Rcpt), true
+	}
+	return "", false
+}
+
+// better reports whether state a is better than b: delivered, then
+// pending, then failed.
+func better(a, b State) bool { return a != b && worse(a, b) == b }

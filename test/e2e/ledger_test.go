@@ -41,6 +41,10 @@ func (m ledgerMsg) body() string {
 // mailbox, one per copy (refused ones included).
 func (m ledgerMsg) required() int { return len(m.mailboxes) + len(m.copies) + len(m.refused) }
 
+// ledgerListMembers are the members of list@, the scenario's list: an
+// alias (alias_maps) on the mailtee primary, a virtual alias on Postfix.
+var ledgerListMembers = []string{"user1", "user2"}
+
 const (
 	seedDomain  = "students.iiit.ac.in"
 	ledgerToken = "e2e-peer-token-0123456789abcdef"
@@ -48,19 +52,24 @@ const (
 
 // ledgerNet is the scenario's network: DNS, Google, the primary and the
 // relay on their loopback addresses, one SMTP port for all and one HTTP
-// port (metrics_listen) for the two mailtee hosts.
+// port (metrics_listen) for the two mailtee hosts. The primary is a
+// mailtee (primary) or a private Postfix (pf, with reportDir the
+// configuration `mailtee report --postfix-log` runs with).
 type ledgerNet struct {
 	t              *testing.T
 	port, hport    int
 	primary, relay *instance
 	google         *gsmtpSink
+	common         string // mailtee main.cf lines both mailtee hosts share
+
+	pf        *postfixInstance
+	reportDir string
 }
 
-// newLedgerNet writes both configurations and starts DNS, Google and the
-// primary; the relay is left down (startRelay). bcc is the primary's copy
-// parameter line (recipient_bcc_maps or mailbox_bcc_maps); extra is added
-// to the primary's main.cf last.
-func newLedgerNet(t *testing.T, bcc, extra string) *ledgerNet {
+// newLedgerHosts starts DNS and Google and writes the relay's
+// configuration, leaving the relay down (startRelay): the scenario's
+// network without its primary.
+func newLedgerHosts(t *testing.T) *ledgerNet {
 	t.Helper()
 	if _, err := os.Stat("/etc/aliases"); err != nil {
 		t.Skip("the seed's relay names hash:/etc/aliases; ./test.sh installs postfix, which creates it")
@@ -75,16 +84,49 @@ func newLedgerNet(t *testing.T, bcc, extra string) *ledgerNet {
 		"aspmx.l.google.com":  googleIP,
 		seedDomain:            primaryIP,
 	}, nil)
-	common := loopbackMainCf(n.port, dns.Addr) + `smtp_connect_timeout = 2s
+	n.common = loopbackMainCf(n.port, dns.Addr) + `smtp_connect_timeout = 2s
 queue_directory = $config_directory/queue
 data_directory = $config_directory/data
 mail_spool_directory = $config_directory/mail/
 ledger_database = ledger.db
 ledger_peer_token_file = $config_directory/peer_token
 `
+	// dual_delivery_relay: what the relay accepts is a copy, whose
+	// failure goes to postmaster and the ledger, never the sender.
+	rdir := copySeed(t, "relay", n.common+fmt.Sprintf(`inet_interfaces = %s
+metrics_listen = %s:%d
+dual_delivery_relay = yes
+`, relayIP, relayIP, n.hport), map[string]string{"peer_token": ledgerToken + "\n"})
+	secretDataDir(rdir)
+	n.relay = &instance{T: t, Dir: rdir, Port: n.port, Log: &syncBuffer{}, Host: relayIP}
+	t.Cleanup(func() {
+		if t.Failed() {
+			if n.primary != nil {
+				t.Logf("primary log:\n%s", n.primary.Log.String())
+			}
+			t.Logf("relay log:\n%s", n.relay.Log.String())
+		}
+	})
+	return n
+}
+
+// secretDataDir readies a mailtee host's directory d: the token is a
+// secret, not world-readable, as check wants; the ledger goes in data/.
+func secretDataDir(d string) {
+	os.Chmod(filepath.Join(d, "peer_token"), 0o600)
+	os.MkdirAll(filepath.Join(d, "data"), 0o755)
+}
+
+// newLedgerNet writes both configurations and starts DNS, Google and the
+// primary, a mailtee; the relay is left down (startRelay). bcc is the
+// primary's copy parameter line (recipient_bcc_maps or
+// mailbox_bcc_maps); extra is added to the primary's main.cf last.
+func newLedgerNet(t *testing.T, bcc, extra string) *ledgerNet {
+	t.Helper()
+	n := newLedgerHosts(t)
 	users := "user1 x\nuser2 x\nuser3 x\nuser4 x\nalice x\nlist x\npostmaster x\n"
-	files := map[string]string{"users": users, "aliases": "postmaster: alice\nlist: user1, user2\n", "peer_token": ledgerToken + "\n"}
-	pdir := copySeed(t, "primary", common+fmt.Sprintf(`inet_interfaces = %s
+	files := map[string]string{"users": users, "aliases": "postmaster: alice\nlist: " + strings.Join(ledgerListMembers, ", ") + "\n", "peer_token": ledgerToken + "\n"}
+	pdir := copySeed(t, "primary", n.common+fmt.Sprintf(`inet_interfaces = %s
 mynetworks = 127.0.0.0/8
 alias_maps = hash:$config_directory/aliases
 local_recipient_maps = hash:$config_directory/users $alias_maps
@@ -92,24 +134,8 @@ metrics_listen = %s:%d
 ledger_peers = http://%s:%d
 %s
 %s`, primaryIP, primaryIP, n.hport, relayIP, n.hport, bcc, extra), files)
-	// dual_delivery_relay: what the relay accepts is a copy, whose
-	// failure goes to postmaster and the ledger, never the sender.
-	rdir := copySeed(t, "relay", common+fmt.Sprintf(`inet_interfaces = %s
-metrics_listen = %s:%d
-dual_delivery_relay = yes
-`, relayIP, relayIP, n.hport), map[string]string{"peer_token": ledgerToken + "\n"})
-	for _, d := range []string{pdir, rdir} {
-		// The token is a secret: not world-readable, as check wants.
-		os.Chmod(filepath.Join(d, "peer_token"), 0o600)
-		os.MkdirAll(filepath.Join(d, "data"), 0o755)
-	}
+	secretDataDir(pdir)
 	n.primary = &instance{T: t, Dir: pdir, Port: n.port, Log: &syncBuffer{}, Host: primaryIP}
-	n.relay = &instance{T: t, Dir: rdir, Port: n.port, Log: &syncBuffer{}, Host: relayIP}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("primary log:\n%s\nrelay log:\n%s", n.primary.Log.String(), n.relay.Log.String())
-		}
-	})
 	n.primary.Start()
 	return n
 }
@@ -118,7 +144,13 @@ func (n *ledgerNet) startRelay() { n.relay.Start() }
 
 func (n *ledgerNet) send(m ledgerMsg) {
 	n.t.Helper()
-	if err := send(n.primary.Addr(), "sender@outside.example", m.to, m.body()); err != nil {
+	var err error
+	if n.pf != nil {
+		err = sendPostfix(n.t, n.pf.addr(), "sender@outside.example", m.to, m.body())
+	} else {
+		err = send(n.primary.Addr(), "sender@outside.example", m.to, m.body())
+	}
+	if err != nil {
 		n.t.Fatalf("sending message %d to the primary: %v", m.n, err)
 	}
 }
@@ -129,11 +161,46 @@ func queueEmpty(in *instance) bool {
 	return err == nil && strings.Contains(out, "Mail queue is empty")
 }
 
+// primaryQueueEmpty reports whether the primary's queue holds nothing.
+func (n *ledgerNet) primaryQueueEmpty() bool {
+	if n.pf != nil {
+		return n.pf.queueEmpty()
+	}
+	return queueEmpty(n.primary)
+}
+
+// wantInMailbox is how many times message m must be in user's mailbox
+// on the primary: once if it is one of its mailboxes, except that a
+// Postfix primary writes a mailbox once per original recipient that
+// reaches it (list and user1: twice; newLedgerNetPostfix says why).
+func (n *ledgerNet) wantInMailbox(m ledgerMsg, user string) int {
+	if !slices.Contains(m.mailboxes, user) {
+		return 0
+	}
+	if n.pf == nil {
+		return 1
+	}
+	c := 0
+	for _, r := range m.to {
+		l := localPart(r)
+		if l == user || l == "list" && slices.Contains(ledgerListMembers, user) {
+			c++
+		}
+	}
+	return c
+}
+
 // inMailbox counts the primary's messages in user's mailbox with the
 // Message-ID id.
 func (n *ledgerNet) inMailbox(user, id string) int {
+	msgs := func() []string {
+		if n.pf != nil {
+			return n.pf.vmailTexts(user)
+		}
+		return n.primary.MaildirMessages(user)
+	}
 	c := 0
-	for _, m := range n.primary.MaildirMessages(user) {
+	for _, m := range msgs() {
 		if sm := messageIDHeader.FindStringSubmatch(m); sm != nil && sm[1] == id {
 			c++
 		}
@@ -192,11 +259,24 @@ func runLedgerScenario(t *testing.T, n *ledgerNet, msgs []ledgerMsg) {
 	}
 	// The relay is down: the copies wait in the primary's queue.
 	if hasCopies(msgs) {
-		n.primary.WaitLog("status=deferred")
+		if n.pf != nil {
+			// Every copy deferred (smtp's "connect to ...: Connection
+			// refused", or error(8)'s "delivery temporarily suspended"
+			// once qmgr holds the relay dead), each on a line of its own.
+			want := 0
+			for _, m := range msgs {
+				want += len(m.copies) + len(m.refused)
+			}
+			waitUntil(t, "Postfix to defer every copy", 20*time.Second, func() bool {
+				return strings.Count(n.pf.maillog(), "@relay."+seedDomain+">, relay=none, ") >= want
+			})
+		} else {
+			n.primary.WaitLog("status=deferred")
+		}
 	}
 	n.startRelay()
 	waitUntil(t, "both queues empty", 60*time.Second, func() bool {
-		return queueEmpty(n.primary) && queueEmpty(n.relay)
+		return n.primaryQueueEmpty() && queueEmpty(n.relay)
 	})
 	checkSinks(t, n, msgs)
 }
@@ -218,10 +298,7 @@ func checkSinks(t *testing.T, n *ledgerNet, msgs []ledgerMsg) {
 	t.Helper()
 	for _, m := range msgs {
 		for _, u := range []string{"user1", "user2", "user3", "user4"} {
-			want := 0
-			if slices.Contains(m.mailboxes, u) {
-				want = 1
-			}
+			want := n.wantInMailbox(m, u)
 			if got := n.inMailbox(u, m.messageID()); got != want {
 				t.Errorf("message %d: %d in %s's mailbox, want %d", m.n, got, u, want)
 			}

@@ -262,6 +262,40 @@ func (p *postfixInstance) vmailMessages(mailbox string) int {
 	return len(entries)
 }
 
+// vmailTexts returns the messages in the Maildir new/ of a virtual
+// mailbox, whole.
+func (p *postfixInstance) vmailTexts(mailbox string) []string {
+	dir := filepath.Join(p.base, "vmail", mailbox, "new")
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// queueEmpty reports whether no message is in the instance's queue: no
+// file in maildrop, incoming, active, deferred or hold (what
+// `postqueue -p` lists, read without asking showq(8), so that it can be
+// polled).
+func (p *postfixInstance) queueEmpty() bool {
+	for _, q := range []string{"maildrop", "incoming", "active", "deferred", "hold"} {
+		found := false
+		filepath.WalkDir(p.path(filepath.Join("queue", q)), func(_ string, d os.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				found = true
+				return filepath.SkipAll
+			}
+			return nil
+		})
+		if found {
+			return false
+		}
+	}
+	return true
+}
+
 // stop runs `postfix stop` and waits (bounded) until the master exits;
 // if it does not, `postfix abort`, then SIGKILL to that master by pid.
 func (p *postfixInstance) stop() {
