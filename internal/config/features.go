@@ -29,7 +29,7 @@ var features = []feature{
 	{"SMTP access restrictions", "what mail is accepted", regexp.MustCompile(`^smtpd_(client|helo|sender|data|end_of_data|etrn|recipient)_restrictions$|^smtpd_restriction_classes$|^smtpd_helo_required$|^smtpd_reject_unlisted_(sender|recipient)$|^strict_rfc821_envelopes$|^smtpd_policy_service_|^smtpd_forbid_unauth_pipelining$|^smtpd_(client|helo|sender|recipient)_access_maps$`)},
 	{"content inspection (header_checks, body_checks)", "what mail is accepted", regexp.MustCompile(`^(header|body|mime_header|nested_header)_checks$|^body_checks_size_limit$`)},
 	{"content filters", "what filtering mail gets", regexp.MustCompile(`^content_filter$|^smtpd_proxy_`)},
-	{"virtual mailbox delivery (virtual(8))", "which domains are accepted and where their mail goes", regexp.MustCompile(`^virtual_(mailbox_|uid_maps$|gid_maps$|minimum_uid$|transport$)`)},
+	{"virtual(8), the virtual mailbox delivery agent", "where the virtual mailbox domains' mail goes", regexp.MustCompile(`^virtual_(mailbox_(base|limit|lock)|uid_maps|gid_maps|minimum_uid)$`)},
 	{"TLS policy of the SMTP client", "where mail may go unencrypted", regexp.MustCompile(`^smtp_tls_(policy_maps|mandatory_.*|fingerprint_.*|verify_cert_match|secure_cert_match|wrappermode|enforce_peername)$|^smtp_use_tls$|^smtp_enforce_tls$|^smtp_dns_support_level$|^smtp_tls_dane_insecure_mx_policy$`)},
 }
 
@@ -110,6 +110,8 @@ func (c *Config) idleReason(name string) string {
 		return "no milters are configured (smtpd_milters and non_smtpd_milters are empty)"
 	case strings.HasPrefix(name, "postscreen_") && c.services != nil && !c.runs("postscreen"):
 		return "master.cf runs no postscreen service"
+	case featureOf(name) == virtualFeature && !c.RunsVirtual():
+		return "only virtual(8) reads it, and virtual_transport = " + c.Get("virtual_transport") + " sends the virtual mailbox domains' mail elsewhere"
 	case name == "smtpd_tls_req_ccert" && c.Get("smtpd_tls_security_level") != "encrypt":
 		// With encrypt it refuses clients without a trusted
 		// certificate, which mailtee would accept: not harmless.
@@ -214,5 +216,22 @@ var restrictionName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 var (
 	restrictionFeature = featureOf("smtpd_client_restrictions")
+	virtualFeature     = featureOf("virtual_uid_maps")
 	tlsClientFeature   = featureOf("smtp_tls_policy_maps")
 )
+
+// RunsVirtual says whether virtual_transport names Postfix's virtual(8)
+// delivery agent, which mailtee does not have: the transport "virtual"
+// (Postfix's default), or a master.cf service that runs it.
+func (c *Config) RunsVirtual() bool {
+	t, _, _ := strings.Cut(c.Get("virtual_transport"), ":")
+	if c.services == nil {
+		return t == "virtual"
+	}
+	for _, e := range c.services {
+		if e.Name == t && e.Type == "unix" {
+			return e.Command == "virtual"
+		}
+	}
+	return false
+}

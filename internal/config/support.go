@@ -111,6 +111,14 @@ var implemented = map[string]paramInfo{
 	"unknown_local_recipient_reject_code": {valid: validRejectCode},
 	"relay_recipient_maps":                {kind: KindTables},
 	"unknown_relay_recipient_reject_code": {valid: validRejectCode},
+	// Virtual mailbox domains whose mail goes to another delivery
+	// agent (Dovecot over LMTP, as SQL-backed sites run): the domains,
+	// the recipients smtpd accepts, the transport. virtual(8) itself is
+	// a feature mailtee lacks (features.go).
+	"virtual_mailbox_domains":             {kind: KindDomainList},
+	"virtual_mailbox_maps":                {kind: KindTables},
+	"virtual_transport":                   {},
+	"unknown_virtual_mailbox_reject_code": {valid: validRejectCode},
 	"parent_domain_matches_subdomains":    {valid: validParamNames},
 	// address rewriting
 	"recipient_delimiter": {valid: validDelimiter}, "append_at_myorigin": {},
@@ -315,6 +323,17 @@ func (c *Config) checkDerived(out *diag.List) {
 	// explicit setting opens the door to backscatter.
 	if s, set := c.set["relay_domains"]; set && len(c.List("relay_domains")) > 0 && len(c.List("relay_recipient_maps")) == 0 {
 		out.Warnf(c.File, s.Line, "relay_domains is set but relay_recipient_maps is empty: every address in those domains is accepted, and when the next hop refuses one, mailtee bounces the message to its sender, often forged (backscatter); list the valid recipients in relay_recipient_maps (user@domain, or @domain to accept a whole domain) so that unknown ones get 550 at RCPT")
+	}
+	if len(c.List("virtual_mailbox_domains")) > 0 && c.RunsVirtual() {
+		// Postfix's default: virtual(8) writes the mailboxes.
+		name := "virtual_transport"
+		s, set := c.set[name]
+		if !set {
+			name = "virtual_mailbox_domains"
+			s = c.set[name]
+		}
+		out.Errorf(c.File, s.Line, "%s: the virtual mailbox domains' mail goes to virtual_transport = %s, Postfix's virtual(8) delivery agent, which mailtee does not have; deliver it to the mail store over LMTP, as Dovecot takes it (virtual_transport = lmtp:unix:private/dovecot-lmtp), or to another server (virtual_transport = smtp:[store.example.com])",
+			name, c.Get("virtual_transport"))
 	}
 	if _, set := c.set["mynetworks"]; !set {
 		if _, err := c.Mynetworks(); err != nil {

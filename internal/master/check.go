@@ -97,13 +97,18 @@ func transportFindings(cfg *config.Config, mf *mastercf.File, opened map[string]
 	for _, n := range route.TransportParams {
 		params = append(params, route.Setting{Name: n, Value: cfg.Get(n), Line: settingLine(cfg, n)})
 	}
+	var out diag.List
+	if len(cfg.List("virtual_mailbox_domains")) > 0 && !cfg.RunsVirtual() {
+		// (virtual(8) itself is config's finding: checkDerived.)
+		params = append(params, route.Setting{Name: "virtual_transport", Value: cfg.Get("virtual_transport"), Line: settingLine(cfg, "virtual_transport")})
+	}
 	var tables []route.Map
 	for _, spec := range cfg.List("transport_maps") {
 		if t, ok := opened[spec]; ok {
 			tables = append(tables, route.Map{Spec: spec, Line: settingLine(cfg, "transport_maps"), Table: t})
 		}
 	}
-	return route.CheckTransports(cfg.File, transportNames(mf), params, tables)
+	return append(out, route.CheckTransports(cfg.File, transportNames(mf), params, tables)...)
 }
 
 // migrationFindings are what serve would refuse in the migration

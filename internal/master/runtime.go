@@ -78,13 +78,13 @@ func (s *Server) newRuntime(cfg *config.Config, opened map[string]maps.Table) (*
 	addrOpts := maps.AddressOptions{Delimiters: cfg.Get("recipient_delimiter"), IsLocal: isLocal, IsLocalErr: isLocalErr}
 	co.Rewrite.Phase = func(ctx context.Context, addr string) (string, error) { return mig.Phase(ctx, addr, addrOpts) }
 	apartDomain := func(domain string) bool {
-		for _, l := range []*maps.DomainList{t.mydest, t.relay, t.virtDomains} {
-			if l == nil {
+		for _, d := range t.destinations() {
+			if d.list == nil {
 				continue
 			}
 			// A lookup that fails keeps them apart: a duplicate rather
 			// than a lost copy.
-			if ok, err := l.Match(context.Background(), domain); ok || err != nil {
+			if ok, err := d.list.Match(context.Background(), domain); ok || err != nil {
 				return true
 			}
 		}
@@ -131,12 +131,27 @@ type tables struct {
 	aliases, transport, localRcpt, virtual, mailboxBCC maps.Table
 	mailboxCmd                                         maps.Table // mailbox_command_maps
 	relayRcpt                                          maps.Table
+	virtMailbox                                        maps.Table // virtual_mailbox_maps
 	canonical, senderCanonical, rcptCanonical          maps.Table
 	rcptBCC, senderBCC                                 maps.Table
 	mydest, relay, virtDomains                         *maps.DomainList
+	virtMailboxDomains                                 *maps.DomainList // virtual_mailbox_domains
 	mynetworks                                         *maps.NetList
 	limitExceptions                                    *maps.NetList // smtpd_client_event_limit_exceptions
 	bareLFExclusions                                   *maps.NetList // smtpd_forbid_bare_newline_exclusions
+}
+
+// destination is a class of the domains this host is the final
+// destination or relay for, by the parameter that lists them.
+type destination struct {
+	param string
+	list  *maps.DomainList
+}
+
+// destinations are those classes, in trivial-rewrite's order.
+func (t *tables) destinations() []destination {
+	return []destination{{"mydestination", t.mydest}, {"virtual_alias_domains", t.virtDomains},
+		{"virtual_mailbox_domains", t.virtMailboxDomains}, {"relay_domains", t.relay}}
 }
 
 // openList opens the tables of a list parameter as one maps.List; alias
@@ -227,6 +242,12 @@ func openTables(cfg *config.Config, opened map[string]maps.Table) (*tables, erro
 	if t.virtDomains, err = maps.NewDomainList(cfg.List("virtual_alias_domains"), parentMode(cfg, "virtual_alias_domains")); err != nil {
 		return nil, fmt.Errorf("virtual_alias_domains: %w", err)
 	}
+	if t.virtMailbox, err = openList(cfg, "virtual_mailbox_maps", aliasSpecs, opened); err != nil {
+		return nil, err
+	}
+	if t.virtMailboxDomains, err = maps.NewDomainList(cfg.List("virtual_mailbox_domains"), parentMode(cfg, "virtual_mailbox_domains")); err != nil {
+		return nil, fmt.Errorf("virtual_mailbox_domains: %w", err)
+	}
 	if t.mynetworks, err = maps.NewNetList(cfg.List("mynetworks")); err != nil {
 		return nil, fmt.Errorf("mynetworks: %w", err)
 	}
@@ -284,6 +305,8 @@ func routerFor(cfg *config.Config, t *tables, mf *mastercf.File) *route.Router {
 		TransportMaps:    t.transport,
 		Local:            t.mydest,
 		Relay:            t.relay,
+		VirtualMailbox:   t.virtMailboxDomains,
+		VirtualTransport: cfg.Get("virtual_transport"),
 		LocalTransport:   cfg.Get("local_transport"),
 		RelayTransport:   cfg.Get("relay_transport"),
 		DefaultTransport: cfg.Get("default_transport"),
@@ -307,18 +330,21 @@ func stressLimits(st *config.Config) smtpd.SessionLimits {
 func policyFor(cfg *config.Config, t *tables) *smtpd.Policy {
 	code := mustInt(cfg, "unknown_local_recipient_reject_code")
 	p := &smtpd.Policy{
-		Mynetworks:       t.mynetworks,
-		LimitExceptions:  t.limitExceptions,
-		Local:            t.mydest,
-		Relay:            t.relay,
-		Virtual:          t.virtDomains,
-		LocalRecipients:  t.localRcpt,
-		VirtualAliases:   t.virtual,
-		Delimiter:        cfg.Get("recipient_delimiter"),
-		UnknownLocalCode: code,
-		RelayRecipients:  t.relayRcpt,
-		UnknownRelayCode: mustInt(cfg, "unknown_relay_recipient_reject_code"),
-		Restrictions:     restrictionsFor(cfg),
+		Mynetworks:         t.mynetworks,
+		LimitExceptions:    t.limitExceptions,
+		Local:              t.mydest,
+		Relay:              t.relay,
+		Virtual:            t.virtDomains,
+		LocalRecipients:    t.localRcpt,
+		VirtualAliases:     t.virtual,
+		Delimiter:          cfg.Get("recipient_delimiter"),
+		UnknownLocalCode:   code,
+		RelayRecipients:    t.relayRcpt,
+		UnknownRelayCode:   mustInt(cfg, "unknown_relay_recipient_reject_code"),
+		VirtualMailbox:     t.virtMailboxDomains,
+		VirtualMailboxes:   t.virtMailbox,
+		UnknownVirtualCode: mustInt(cfg, "unknown_virtual_mailbox_reject_code"),
+		Restrictions:       restrictionsFor(cfg),
 	}
 	p.BareNewlineExclusions = t.bareLFExclusions
 	p.SRS = srsAnswer(cfg, t)

@@ -9,7 +9,6 @@ import (
 	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/envelope"
 	"github.com/mailtee/mailtee/internal/ledger"
-	"github.com/mailtee/mailtee/internal/maps"
 	"github.com/mailtee/mailtee/internal/srs"
 )
 
@@ -22,10 +21,7 @@ import (
 func srsFindings(cfg *config.Config, t *tables) diag.List {
 	return srs.Check(cfg, func(domain string) (string, error) {
 		ctx := context.Background()
-		for _, l := range []struct {
-			param string
-			list  *maps.DomainList
-		}{{"mydestination", t.mydest}, {"virtual_alias_domains", t.virtDomains}, {"relay_domains", t.relay}} {
+		for _, l := range t.destinations() {
 			if l.list == nil {
 				continue
 			}
@@ -45,9 +41,9 @@ func srsAnswer(cfg *config.Config, t *tables) func(ctx context.Context, local, d
 	}
 	return func(ctx context.Context, local, domain string) (bool, error) {
 		ours := false
-		for _, l := range []*maps.DomainList{t.mydest, t.virtDomains, t.relay} {
+		for _, d := range t.destinations() {
 			// ours matters only for a non-SRS address at srs_domain.
-			if l != nil && !ours && domain == c.Domain && !srs.IsSRS(local) {
+			if l := d.list; l != nil && !ours && domain == c.Domain && !srs.IsSRS(local) {
 				var err error
 				if ours, err = l.Match(ctx, domain); err != nil {
 					// Not knowing whether srs_domain is also ours, a

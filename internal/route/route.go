@@ -6,6 +6,8 @@
 // recipient's address class picks a transport and a next hop:
 //
 //	domain in mydestination     local_transport (default "local:$myhostname")
+//	domain in virtual_mailbox_domains
+//	                            virtual_transport (default "virtual")
 //	domain in relay_domains     relay_transport (default "relay")
 //	anything else               default_transport (default "smtp")
 //
@@ -51,6 +53,10 @@ type Router struct {
 	TransportMaps maps.Table       // transport_maps; nil for none
 	Local         *maps.DomainList // mydestination; Postfix also counts "[ip]" of inet_interfaces as local: list those here to get that
 	Relay         *maps.DomainList // relay_domains; nil for none
+	// VirtualMailbox is virtual_mailbox_domains (nil for none), whose
+	// mail goes to VirtualTransport (virtual_transport).
+	VirtualMailbox   *maps.DomainList
+	VirtualTransport string
 
 	// LocalTransport, RelayTransport and DefaultTransport are
 	// local_transport, relay_transport and default_transport, each
@@ -108,12 +114,14 @@ func (r *Router) route(ctx context.Context, rcpt string) (envelope.Hop, bool, er
 	switch class {
 	case "local":
 		channel = cmp.Or(r.LocalTransport, "local")
+	case "virtual":
+		channel = cmp.Or(r.VirtualTransport, "virtual")
 	case "relay":
 		channel = cmp.Or(r.RelayTransport, "relay")
 	default:
 		channel = cmp.Or(r.DefaultTransport, "smtp")
 	}
-	if class != "local" && r.Relayhost != "" {
+	if (class == "relay" || class == "default") && r.Relayhost != "" {
 		hop.Nexthop = r.Relayhost
 	}
 	// "An explicit main.cf transport:nexthop setting overrides the
@@ -131,7 +139,8 @@ func (r *Router) route(ctx context.Context, rcpt string) (envelope.Hop, bool, er
 	return hop, class == "local" && hop.Transport == r.localClassTransport(), nil
 }
 
-// class is the address class of domain: "local", "relay" or "default".
+// class is the address class of domain: "local", "virtual" (a virtual
+// mailbox domain), "relay" or "default", in resolve.c's order.
 // Postfix completes a bare local part with @$myhostname, which
 // mydestination lists by default: local.
 func (r *Router) class(ctx context.Context, domain string) (string, error) {
@@ -145,6 +154,15 @@ func (r *Router) class(ctx context.Context, domain string) (string, error) {
 		}
 		if ok {
 			return "local", nil
+		}
+	}
+	if r.VirtualMailbox != nil {
+		ok, err := r.VirtualMailbox.Match(ctx, domain)
+		if err != nil {
+			return "", fmt.Errorf("virtual_mailbox_domains lookup of %q: %w", domain, err)
+		}
+		if ok {
+			return "virtual", nil
 		}
 	}
 	if r.Relay != nil {

@@ -46,6 +46,14 @@ func TestRouteClasses(t *testing.T) {
 	withRelayhost.Relayhost = "[smtp.isp.example]:587"
 	ownNexthop := withRelayhost
 	ownNexthop.RelayTransport = "relay:[internal.example]"
+	// A PostfixAdmin site: its domains' mailboxes are Dovecot's, over
+	// LMTP; a domain in both lists is the virtual mailbox one (resolve.c
+	// asks virtual_mailbox_domains before relay_domains).
+	dovecot := withRelayhost
+	dovecot.VirtualMailbox = domains(t, false, "users.example", "relayed.example")
+	dovecot.VirtualTransport = "lmtp:unix:private/dovecot-lmtp"
+	defaultVirtual := base
+	defaultVirtual.VirtualMailbox = domains(t, false, "users.example")
 
 	for _, c := range []struct {
 		name string
@@ -73,6 +81,12 @@ func TestRouteClasses(t *testing.T) {
 		// "An explicit main.cf transport:nexthop setting overrides the
 		// nexthop", relayhost included.
 		{"transport nexthop beats relayhost", ownNexthop, "a@relayed.example", envelope.Hop{Transport: "relay", Nexthop: "[internal.example]"}},
+		// virtual_mailbox_domains: virtual_transport, relayhost never
+		// (it is a final destination).
+		{"virtual mailbox", dovecot, "a+x@Users.Example", envelope.Hop{Transport: "lmtp", Nexthop: "unix:private/dovecot-lmtp"}},
+		{"virtual before relay", dovecot, "a@relayed.example", envelope.Hop{Transport: "lmtp", Nexthop: "unix:private/dovecot-lmtp"}},
+		{"virtual not its subdomain", dovecot, "a@sub.users.example", envelope.Hop{Transport: "smtp", Nexthop: "[smtp.isp.example]:587"}},
+		{"virtual default transport", defaultVirtual, "a@users.example", envelope.Hop{Transport: "virtual", Nexthop: "users.example"}},
 	} {
 		got, err := c.r.Route(context.Background(), c.rcpt)
 		if err != nil || got != c.want {

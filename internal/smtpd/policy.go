@@ -19,6 +19,7 @@ const (
 	classNone    class = iota // somewhere else: relaying
 	classLocal                // mydestination
 	classVirtual              // virtual_alias_domains
+	classMailbox              // virtual_mailbox_domains
 	classRelay                // relay_domains
 )
 
@@ -37,7 +38,9 @@ const (
 // local_recipient_maps ("User unknown in local recipient table"), except
 // postmaster, mailer-daemon and the double-bounce address; in a virtual
 // alias domain it resolves to the error transport ("User unknown in
-// virtual alias table"); in a relay domain it must be in
+// virtual alias table"); in a virtual mailbox domain it must be in
+// virtual_mailbox_maps when that is set ("User unknown in virtual mailbox
+// table"); in a relay domain it must be in
 // relay_recipient_maps when that is set ("User unknown in relay recipient
 // table"), so that mail for nobody is refused at RCPT rather than bounced
 // to a forged sender when the next hop refuses it.
@@ -79,8 +82,8 @@ func (p *Policy) checkRcpt(ctx context.Context, client netip.Addr, a address.Add
 		// says, not to this domain; other domains are not ours to list.
 		return nil
 	}
-	if cls == classRelay && p.RelayRecipients == nil {
-		return nil // relay_recipient_maps empty: any user, as in Postfix
+	if cls == classRelay && p.RelayRecipients == nil || cls == classMailbox && p.VirtualMailboxes == nil {
+		return nil // relay_recipient_maps (virtual_mailbox_maps) empty: any user, as in Postfix
 	}
 
 	key := a.Local + "@" + domain
@@ -101,17 +104,21 @@ func (p *Policy) checkRcpt(ctx context.Context, client netip.Addr, a address.Add
 	switch cls {
 	case classVirtual:
 		return reply(550, "5.1.1", "<%s>: Recipient address rejected: User unknown in virtual alias table", ext)
-	case classRelay:
-		// Relay domains are not local: user@domain and @domain forms
-		// (with the extension dropped), as mail_addr_find looks them up.
-		_, ok, err := maps.LookupAddress(ctx, p.RelayRecipients, key, maps.AddressOptions{Delimiters: p.Delimiter})
+	case classRelay, classMailbox:
+		// Neither is local: user@domain and @domain forms (with the
+		// extension dropped), as mail_addr_find looks them up.
+		table, code, name := p.RelayRecipients, p.UnknownRelayCode, "relay recipient table"
+		if cls == classMailbox {
+			table, code, name = p.VirtualMailboxes, p.UnknownVirtualCode, "virtual mailbox table"
+		}
+		_, ok, err := maps.LookupAddress(ctx, table, key, maps.AddressOptions{Delimiters: p.Delimiter})
 		if err != nil {
 			return tempfail()
 		}
 		if ok {
 			return nil
 		}
-		return unknownUser(p.UnknownRelayCode, ext, "relay recipient table")
+		return unknownUser(code, ext, name)
 	}
 
 	if p.LocalRecipients == nil || isAbsorbed(a.Local) {
@@ -144,12 +151,12 @@ func unknownUser(code int, ext, table string) *smtp.SMTPError {
 }
 
 // classify finds the class of domain, in trivial-rewrite's order: local,
-// then virtual alias, then relay.
+// then virtual alias, virtual mailbox, relay.
 func (p *Policy) classify(ctx context.Context, domain string) (class, error) {
 	for _, l := range []struct {
 		list *maps.DomainList
 		cls  class
-	}{{p.Local, classLocal}, {p.Virtual, classVirtual}, {p.Relay, classRelay}} {
+	}{{p.Local, classLocal}, {p.Virtual, classVirtual}, {p.VirtualMailbox, classMailbox}, {p.Relay, classRelay}} {
 		if l.list == nil {
 			continue
 		}

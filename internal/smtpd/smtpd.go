@@ -115,6 +115,15 @@ type Policy struct {
 	// UnknownRelayCode is unknown_relay_recipient_reject_code; 0 means
 	// Postfix's default, 550.
 	UnknownRelayCode int
+	// VirtualMailbox is virtual_mailbox_domains (nil for none): final
+	// destinations whose recipients must be in VirtualMailboxes (or
+	// VirtualAliases), else "User unknown in virtual mailbox table".
+	VirtualMailbox *maps.DomainList
+	// VirtualMailboxes is virtual_mailbox_maps; nil accepts any.
+	VirtualMailboxes maps.Table
+	// UnknownVirtualCode is unknown_virtual_mailbox_reject_code; 0
+	// means Postfix's default, 550.
+	UnknownVirtualCode int
 	// Restrictions are smtpd_relay_restrictions and
 	// smtpd_recipient_restrictions (restrict.go); nil is Postfix's
 	// default.

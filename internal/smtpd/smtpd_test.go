@@ -308,6 +308,69 @@ func TestRelayRecipients(t *testing.T) {
 	c.must("RCPT TO:<nobody@relay.example>", "450 4.1.1 <nobody@relay.example>: Recipient address rejected: User unknown in relay recipient table")
 }
 
+// virtual_mailbox_domains (smtpd_check.c, check_rcpt_maps, case
+// RESOLVE_CLASS_VIRTUAL), as SQL-backed sites have it with Dovecot
+// behind: a final destination, so any client may send to it (no relay
+// access denied), whose recipients must be in virtual_mailbox_maps or
+// virtual_alias_maps, else "User unknown in virtual mailbox table" with
+// unknown_virtual_mailbox_reject_code; a table that does not answer is
+// 451 4.3.0, never a refusal.
+func TestVirtualMailboxes(t *testing.T) {
+	for _, nets := range []string{notUs, us} {
+		ts := start(t, func(o *Options) {
+			o.MaxRecipients = 0
+			o.Policy = testPolicy(t, nets)
+			vm, err := maps.NewDomainList([]string{"inline:{ users.example=OK }"}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Policy.VirtualMailbox = vm
+			o.Policy.VirtualMailboxes = mustTable(t, "inline:{ anna@users.example=users.example/anna/, @catchall.example=OK }")
+			o.Policy.VirtualAliases = mustTable(t, "inline:{ info@users.example=anna@users.example }")
+		})
+		c := ts.session(t)
+		c.must("MAIL FROM:<someone@outside.example>", "250 ")
+		for _, tc := range []struct{ rcpt, want string }{
+			{"anna@users.example", "250 "},
+			{"Anna+tag@USERS.example", "250 "}, // extension dropped, case folded
+			{"info@users.example", "250 "},     // virtual_alias_maps first
+			{"bob@users.example", "550 5.1.1 <bob@users.example>: Recipient address rejected: User unknown in virtual mailbox table"},
+			{"anna@sub.users.example", ""}, // not ours: relay rules decide
+		} {
+			got := c.cmd("RCPT TO:<" + tc.rcpt + ">")
+			if tc.want == "" {
+				// From outside, another domain is relaying: refused.
+				if nets == notUs && !strings.HasPrefix(got, "554 5.7.1") {
+					t.Errorf("mynetworks %s: RCPT TO:<%s>: got %q, want relay access denied", nets, tc.rcpt, got)
+				}
+				continue
+			}
+			if !strings.HasPrefix(got, tc.want) {
+				t.Errorf("mynetworks %s: RCPT TO:<%s>: got %q, want %q", nets, tc.rcpt, got, tc.want)
+			}
+		}
+	}
+
+	ts := start(t, func(o *Options) {
+		vm, _ := maps.NewDomainList([]string{"users.example"}, false)
+		o.Policy.VirtualMailbox = vm
+		o.Policy.VirtualMailboxes = mustTable(t, "inline:{ anna@users.example=OK }")
+		o.Policy.UnknownVirtualCode = 450
+	})
+	c := ts.session(t)
+	c.must("MAIL FROM:<>", "250 ")
+	c.must("RCPT TO:<nobody@users.example>", "450 4.1.1 <nobody@users.example>: Recipient address rejected: User unknown in virtual mailbox table")
+
+	ts = start(t, func(o *Options) {
+		vm, _ := maps.NewDomainList([]string{"users.example"}, false)
+		o.Policy.VirtualMailbox = vm
+		o.Policy.VirtualMailboxes = errTable{}
+	})
+	c = ts.session(t)
+	c.must("MAIL FROM:<>", "250 ")
+	c.must("RCPT TO:<anna@users.example>", "451 4.3.0 <anna@users.example>: Temporary lookup failure")
+}
+
 // reject_dict_retry: "451 4.3.0 <%s>: Temporary lookup failure".
 func TestLookupFailure(t *testing.T) {
 	for name, mod := range map[string]func(*Policy){

@@ -95,10 +95,12 @@ var bad = map[string]string{
 	// reply codes: numbers, but not any number
 	"unknown_local_recipient_reject_code": "250",
 	"unknown_relay_recipient_reject_code": "lots",
+	"unknown_virtual_mailbox_reject_code": "5xx",
 	// transports (route.CheckTransports)
 	"default_transport": "eror:nowhere",
 	"relay_transport":   "smpt:[10.0.0.1]",
 	"local_transport":   "locl",
+	"virtual_transport": "lmpt:inet:127.0.0.1:24",
 	"mailbox_transport": "eror:x",
 	// files that serve opens at start-up: a file that is no certificate
 	// (one that does not exist is a warning and no STARTTLS, as in
@@ -205,6 +207,10 @@ func base(dir string) []string {
 		"mail_spool_directory = " + dir + "/mail/",
 		"alias_maps = hash:" + dir + "/aliases",
 		"local_recipient_maps =",
+		// Dovecot's mailboxes over LMTP, so that virtual_transport
+		// is checked.
+		"virtual_mailbox_domains = vmail.test.example",
+		"virtual_transport = lmtp:inet:127.0.0.1:24",
 	}
 }
 
