@@ -42,11 +42,9 @@ func (ls *lmtpSession) Data(r io.Reader) error {
 	return nil
 }
 
-// mailbox_transport = lmtp:unix:/path hands local mailboxes to an LMTP
-// server (Dovecot), after alias expansion.
-func TestMailboxTransportLMTP(t *testing.T) {
-	sockDir := t.TempDir()
-	sock := filepath.Join(sockDir, "lmtp")
+// startLMTP serves LMTP on the unix socket sock until the test ends.
+func startLMTP(t *testing.T, sock string) *lmtpServer {
+	t.Helper()
 	ls := &lmtpServer{}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &lmtpSession{s: ls}, nil }))
 	srv.LMTP = true
@@ -58,7 +56,27 @@ func TestMailboxTransportLMTP(t *testing.T) {
 	}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
+	return ls
+}
 
+// count is how many messages the server took for rcpt.
+func (ls *lmtpServer) count(rcpt string) int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	n := 0
+	for _, r := range ls.rcpts {
+		if r == rcpt {
+			n++
+		}
+	}
+	return n
+}
+
+// mailbox_transport = lmtp:unix:/path hands local mailboxes to an LMTP
+// server (Dovecot), after alias expansion.
+func TestMailboxTransportLMTP(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "lmtp")
+	ls := startLMTP(t, sock)
 	in := newInstance(t, "mailbox_transport = lmtp:unix:"+sock+"\n", map[string]string{"aliases": "staff: alice, bob\n"})
 	in.Start()
 	if err := send(in.Addr(), "s@outside.example", []string{"staff@test.example"}, testMessage("lmtp")); err != nil {

@@ -23,16 +23,23 @@ import (
 // the same .cf file, and check passes with the database down (a table
 // that is down must not stop mailtee from starting).
 //
-// mailtee has no virtual(8) mailboxes (virtual_mailbox_domains,
-// virtual_mailbox_maps): the mailbox table serves as relay_recipient_maps
-// in front of the mail store, the shape mailtee supports.
+// The domains are relay_domains (mailboxes as relay_recipient_maps,
+// relayed to a store), and, as PostfixAdmin's own main.cf has them,
+// virtual_mailbox_domains whose mail goes to Dovecot over LMTP
+// (virtual_transport; mailtee has no virtual(8) of its own).
 func TestSQLTables(t *testing.T) {
 	for _, kind := range []string{"pgsql", "mysql"} {
-		t.Run(kind, func(t *testing.T) { sqlTables(t, kind) })
+		t.Run(kind, func(t *testing.T) { sqlTables(t, kind, false) })
 	}
+	// PostfixAdmin's own main.cf: virtual mailbox domains, their
+	// mailboxes Dovecot's over LMTP.
+	t.Run("pgsql/dovecot", func(t *testing.T) { sqlTables(t, "pgsql", true) })
 }
 
-func sqlTables(t *testing.T, kind string) {
+// sqlTables runs the scenario on kind's tables; dovecot: the domains are
+// virtual_mailbox_domains delivered over LMTP (virtual_transport), else
+// relay_domains relayed to a store.
+func sqlTables(t *testing.T, kind string, dovecot bool) {
 	var s *testdb.Server
 	var conn string
 	if kind == "pgsql" {
@@ -67,12 +74,25 @@ func sqlTables(t *testing.T, kind string) {
 		}
 	}
 	main, _ := os.ReadFile(filepath.Join(in.Dir, "main.cf"))
-	in.WriteFile("main.cf", string(main)+fmt.Sprintf(`
+	classes := `
 relay_domains = %[2]s:%[1]s/domains.cf
 relay_recipient_maps = %[2]s:%[1]s/mailboxes.cf
-virtual_alias_maps = proxy:%[2]s:%[1]s/aliases.cf
 transport_maps = hash:%[1]s/transport
-`, in.Dir, kind))
+`
+	var lmtp *lmtpServer
+	if dovecot {
+		sock := filepath.Join(t.TempDir(), "dovecot-lmtp")
+		lmtp = startLMTP(t, sock)
+		classes = `
+virtual_mailbox_domains = proxy:%[2]s:%[1]s/domains.cf
+virtual_mailbox_maps = proxy:%[2]s:%[1]s/mailboxes.cf
+virtual_transport = lmtp:unix:` + sock + "\n"
+	}
+	in.WriteFile("main.cf", string(main)+fmt.Sprintf(classes+"virtual_alias_maps = proxy:%[2]s:%[1]s/aliases.cf\n", in.Dir, kind))
+	delivered := store.Count
+	if dovecot {
+		delivered = lmtp.count
+	}
 
 	// postmap -q: mailtee's and Postfix's agree on the same file.
 	aliases := kind + ":" + filepath.Join(in.Dir, "aliases.cf")
@@ -114,12 +134,16 @@ transport_maps = hash:%[1]s/transport
 	expect("info@example.com", "250")
 	expect("nobody@example.com", "550 5.1.1")
 	expect("gone@example.com", "550 5.1.1")
+	if dovecot {
+		// Postfix's text.
+		expect("nobody@example.com", "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown in virtual mailbox table")
+	}
 
 	if err := send(in.Addr(), "sender@client.example", []string{"info@example.com"}, testMessage("to the alias")); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the alias's two targets delivered", 30*time.Second, func() bool {
-		return store.Count("alice@example.com") == 1 && store.Count("bob@example.com") == 1
+		return delivered("alice@example.com") == 1 && delivered("bob@example.com") == 1
 	})
 
 	s.Stop()
