@@ -9,7 +9,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/drain"
@@ -46,12 +45,7 @@ func (s *Server) Drained() <-chan struct{} {
 func (s *Server) stopAccepting() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var wg sync.WaitGroup
-	for _, svc := range s.svcs {
-		wg.Add(1)
-		go func() { defer wg.Done(); svc.srv.Shutdown(ctx) }()
-	}
-	wg.Wait()
+	s.shutdownSMTP(ctx)
 	if s.pickup != nil {
 		s.pickup.Close()
 	}

@@ -455,18 +455,24 @@ func (s *Server) closeListeners() {
 	}
 }
 
-// Stop shuts down gracefully: no new connections, sessions finish their
-// transaction, deliveries in flight finish (or are cut after grace and
-// retried after restart).
-func (s *Server) Stop(grace time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
+// shutdownSMTP closes the SMTP listeners; sessions in progress finish
+// their transaction until ctx ends.
+func (s *Server) shutdownSMTP(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, svc := range s.svcs {
 		wg.Add(1)
 		go func() { defer wg.Done(); svc.srv.Shutdown(ctx) }()
 	}
 	wg.Wait()
+}
+
+// Stop shuts down gracefully: no new connections, sessions finish their
+// transaction, deliveries in flight finish (or are cut after grace and
+// retried after restart).
+func (s *Server) Stop(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	s.shutdownSMTP(ctx)
 	s.obs.close(ctx)
 	if s.ctl != nil {
 		s.ctl.Close()
