@@ -369,6 +369,35 @@ func TestRelayDomainsWithoutRecipientMaps(t *testing.T) {
 	}
 }
 
+// A domain in two address classes: resolve.c warns at each lookup and
+// takes the first class in its order; check says so at the second
+// listing's line. Tables are looked up at run time: not compared.
+func TestDomainInTwoClasses(t *testing.T) {
+	for _, tc := range []struct {
+		mainCf string
+		want   []string // the warnings' "BOTH a and b" parts, in order
+		line   int      // of the first warning
+	}{
+		{"mydestination = mx.example.com, Users.Example.\nvirtual_mailbox_domains = users.example\nvirtual_transport = lmtp:inet:127.0.0.1:24\n",
+			[]string{"users.example in BOTH mydestination and virtual_mailbox_domains"}, 2},
+		{"virtual_alias_domains = a.example\nrelay_domains = a.example, b.example\nvirtual_mailbox_domains = b.example\nvirtual_transport = lmtp:inet:127.0.0.1:24\n",
+			[]string{"a.example in BOTH virtual_alias_domains and relay_domains", "b.example in BOTH virtual_mailbox_domains and relay_domains"}, 2},
+		{"virtual_mailbox_domains = users.example, users.example\nvirtual_transport = lmtp:inet:127.0.0.1:24\n", nil, 0},
+		{"mydestination = inline:{ users.example=x }\nvirtual_mailbox_domains = users.example\nvirtual_transport = lmtp:inet:127.0.0.1:24\n", nil, 0},
+	} {
+		d := diagsMatching(parse(t, tc.mainCf).Check(), "in BOTH")
+		var got []string
+		for _, x := range d {
+			_, after, _ := strings.Cut(x.Msg, "domain ")
+			part, _, _ := strings.Cut(after, ":")
+			got = append(got, part)
+		}
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") || len(d) > 0 && (d[0].Line != tc.line || d[0].Severity != diag.Warning) {
+			t.Errorf("%q: got %v, want %q at line %d", tc.mainCf, d, tc.want, tc.line)
+		}
+	}
+}
+
 // bounce_size_limit: Postfix's bounce(8) takes at least 1.
 func TestBounceSizeLimit(t *testing.T) {
 	if d := parse(t, "bounce_size_limit = 1000\n").Check(); d.HasErrors() {

@@ -315,6 +315,33 @@ func (c *Config) Check() diag.List {
 	return out
 }
 
+// checkDomainClasses warns of a domain named in two address classes, as
+// trivial-rewrite's resolve.c does at each lookup ("do not list domain
+// %s in BOTH %s and %s"): only the first class in its order counts, so
+// the second listing does nothing. Names written in main.cf only;
+// tables and files are looked up at run time.
+func (c *Config) checkDomainClasses(out *diag.List) {
+	classes := []string{"mydestination", "virtual_alias_domains", "virtual_mailbox_domains", "relay_domains"}
+	first := map[string]string{} // domain: the class that has it
+	for _, class := range classes {
+		s, set := c.set[class]
+		if !set {
+			continue // a default ($virtual_mailbox_maps, empty) names none
+		}
+		for _, el := range c.List(class) {
+			name := strings.TrimSuffix(strings.ToLower(el), ".")
+			if strings.HasPrefix(name, "!") || strings.HasPrefix(name, "/") || pflist.IsTable(name) || name == "" {
+				continue
+			}
+			if prev, ok := first[name]; ok && prev != class {
+				out.Warnf(c.File, s.Line, "do not list domain %s in BOTH %s and %s: it is %s's (the first in Postfix's order), so this listing does nothing", name, prev, class, prev)
+				continue
+			}
+			first[name] = class
+		}
+	}
+}
+
 // checkDerived reports what is wrong with values derived from several
 // settings, at the line of the setting that most likely needs a change.
 func (c *Config) checkDerived(out *diag.List) {
@@ -324,6 +351,7 @@ func (c *Config) checkDerived(out *diag.List) {
 	if s, set := c.set["relay_domains"]; set && len(c.List("relay_domains")) > 0 && len(c.List("relay_recipient_maps")) == 0 {
 		out.Warnf(c.File, s.Line, "relay_domains is set but relay_recipient_maps is empty: every address in those domains is accepted, and when the next hop refuses one, mailtee bounces the message to its sender, often forged (backscatter); list the valid recipients in relay_recipient_maps (user@domain, or @domain to accept a whole domain) so that unknown ones get 550 at RCPT")
 	}
+	c.checkDomainClasses(out)
 	if len(c.List("virtual_mailbox_domains")) > 0 && c.RunsVirtual() {
 		// Postfix's default: virtual(8) writes the mailboxes.
 		name := "virtual_transport"
