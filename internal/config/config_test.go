@@ -383,6 +383,7 @@ func TestDomainInTwoClasses(t *testing.T) {
 		{"virtual_alias_domains = a.example\nrelay_domains = a.example, b.example\nvirtual_mailbox_domains = b.example\nvirtual_transport = lmtp:inet:127.0.0.1:24\n",
 			[]string{"a.example in BOTH virtual_alias_domains and relay_domains", "b.example in BOTH virtual_mailbox_domains and relay_domains"}, 2},
 		{"virtual_mailbox_domains = users.example, users.example\nvirtual_transport = lmtp:inet:127.0.0.1:24\n", nil, 0},
+		{"mydestination = mx.example.com\nrelay_domains = $mydestination\n", nil, 0},
 		{"mydestination = inline:{ users.example=x }\nvirtual_mailbox_domains = users.example\nvirtual_transport = lmtp:inet:127.0.0.1:24\n", nil, 0},
 	} {
 		d := diagsMatching(parse(t, tc.mainCf).Check(), "in BOTH")

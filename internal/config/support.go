@@ -333,7 +333,10 @@ func (c *Config) checkDomainClasses(out *diag.List) {
 			if strings.HasPrefix(name, "!") || strings.HasPrefix(name, "/") || pflist.IsTable(name) || name == "" {
 				continue
 			}
-			if prev, ok := first[name]; ok && prev != class {
+			// relay_domains = $mydestination is an old idiom (and
+			// Postfix's default before compatibility level 2), which
+			// resolve.c does not warn about.
+			if prev, ok := first[name]; ok && prev != class && !(prev == "mydestination" && class == "relay_domains") {
 				out.Warnf(c.File, s.Line, "do not list domain %s in BOTH %s and %s: it is %s's (the first in Postfix's order), so this listing does nothing", name, prev, class, prev)
 				continue
 			}
