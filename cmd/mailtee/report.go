@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"strings"
 	"time"
 
@@ -47,29 +45,6 @@ var openLedger = func(path string) (ledger.Reader, io.Closer, error) {
 // ledger.Reader (internal/pflog); tests replace it.
 var loadPostfixLog = func(logFile, configDir string) (ledger.Reader, error) {
 	return pflog.Load(logFile, configDir, pflog.Options{})
-}
-
-// ledgerDBPath is where the ledger is; "" when there is none.
-func ledgerDBPath(cfg *config.Config) string {
-	return ledger.Location(cfg.DataDirectory(), cfg.Get("ledger_database"))
-}
-
-// localLedger opens this host's ledger; a missing file is an error that
-// says what to do.
-func localLedger(cfg *config.Config) (ledger.Reader, io.Closer, error) {
-	path := ledgerDBPath(cfg)
-	if path == "" {
-		return nil, nil, fmt.Errorf("ledger_database is empty in %s: there is no ledger to read", cfg.Dir)
-	}
-	if ledger.Shared(path) {
-		return openLedger(path) // every node's messages
-	}
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("no ledger at %s (ledger_database): has `mailtee serve -c %s` run since it was set?", path, cfg.Dir)
-	} else if err != nil {
-		return nil, nil, fmt.Errorf("ledger: %w", err)
-	}
-	return openLedger(path)
 }
 
 func runReport(args []string, stdout, stderr io.Writer) int {
@@ -149,9 +124,9 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 			return reportError
 		}
 		if cfgErr == nil {
-			if l, c, err := localLedger(cfg); err == nil {
+			if l, c, err := report.OpenLocal(cfg, openLedger); err == nil {
 				defer c.Close()
-				src.Peers = append(src.Peers, report.Peer{URL: "local:" + ledger.Describe(ledgerDBPath(cfg)), Reader: l})
+				src.Peers = append(src.Peers, report.Peer{URL: "local:" + ledger.Describe(report.LocalPath(cfg)), Reader: l})
 			} else if cSet {
 				fmt.Fprintf(stderr, "mailtee report: warning: %v\n", err)
 			}
@@ -161,7 +136,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "mailtee report: %v\n", cfgErr)
 			return reportError
 		}
-		l, c, err := localLedger(cfg)
+		l, c, err := report.OpenLocal(cfg, openLedger)
 		if err != nil {
 			fmt.Fprintf(stderr, "mailtee report: %v\n", err)
 			return reportError
@@ -230,8 +205,8 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return exitRuntime
 	}
 	var l ledger.Reader
-	if ledgerDBPath(cfg) != "" {
-		r, c, err := localLedger(cfg)
+	if report.LocalPath(cfg) != "" {
+		r, c, err := report.OpenLocal(cfg, openLedger)
 		if err != nil {
 			fmt.Fprintf(stderr, "mailtee status: %v\n", err)
 			return exitRuntime
