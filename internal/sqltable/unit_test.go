@@ -70,6 +70,7 @@ func TestCFErrors(t *testing.T) {
 		{"mysql", "dbname = x\nquery = SELECT '%s' %\n", "line 2: query: a % at the end"},
 		{"sqlite", "dbpath = /x\nquery = SELECT 1\nexpansion_limit = ten\n", "line 3: bad numerical configuration"},
 		{"mysql", "dbname = x\nquery = q\ntls_CAfile = /ca\n", "line 3: tls_CAfile: TLS to MySQL is not supported"},
+		{"mysql", "dbname = x\nquery = q\ncharset = GBK\n", "line 3: charset GBK: mailtee escapes keys"},
 		{"sqlite", "dbpath = /x\ntable = alias\nselect_field = goto\n", "legacy form lacks where_field"},
 		{"sqlite", "dbpath = /x\nquery = q\ndomain = hash:/etc/d\n", "line 3: domain:"},
 		{"sqlite", "dbpath = /x\nno equals sign\n", "line 2: missing '=' after attribute name"},
