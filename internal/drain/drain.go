@@ -211,9 +211,13 @@ func (n *Node) drain(req Request) {
 	// Hand the rest over.
 	n.update(func(s *Status) { s.State = "handing off" })
 	ctx := n.ctx
-	if k, err := f.Readdress(ctx, req.To); err == nil && k > 0 {
+	// n.ctx has no deadline: a database that takes the connection but
+	// never answers must not hold the drain here.
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if k, err := f.Readdress(rctx, req.To); err == nil && k > 0 {
 		n.o.Log("drain: %d messages on their way here passed on to %s", k, orAny(req.To))
 	}
+	cancel()
 	lastGood := time.Now()
 	patience := max(req.Wait, handoffPatience)
 	var lastErr error
@@ -265,9 +269,11 @@ func (n *Node) drain(req Request) {
 			return
 		}
 	}
-	if w, err := f.Waiting(ctx); err == nil && w > 0 {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if w, err := f.Waiting(wctx); err == nil && w > 0 {
 		n.o.Log("drain: %d messages handed over wait for %s to take them", w, orAny(req.To))
 	}
+	cancel()
 	st := n.Status()
 	n.o.Log("drain: done: the queue is empty; %d of the %d messages queued at the start handed to %s, the rest delivered or returned here; exiting",
 		st.HandedOff, st.Queued, orAny(req.To))
