@@ -411,7 +411,10 @@ func (n *Node) handOff(ctx context.Context, id, to string) error {
 		return fmt.Errorf("%s: offer to the fleet (kept here, undelivered, until the database says whether it took it): %w", id, err)
 	}
 	if err := q.HandedOff(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
-		n.o.Log("warning: %s: handed to the fleet, but cannot be removed here: %v (it stays parked)", id, err)
+		// The marker stays, as in resolveOne: without it a restart
+		// would deliver here a message the fleet has too.
+		n.o.Log("warning: %s: handed to the fleet, but cannot be removed here: %v (kept undelivered until it can be)", id, err)
+		return fmt.Errorf("%s: handed to the fleet, but cannot be removed here: %w", id, err)
 	}
 	n.mk.drop("out", id)
 	pending := 0
