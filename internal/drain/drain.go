@@ -118,12 +118,24 @@ func (n *Node) Drain(req Request) (Status, error) {
 	if err := n.checkTarget(ctx, req.To); err != nil {
 		return Status{}, err
 	}
+	queued := len(n.o.Queue.IDs())
 	n.mu.Lock()
+	if n.draining && !n.st.Final {
+		// Another request started one while this one asked the
+		// database: follow it, as above (two drains at once would
+		// both close Done).
+		cur := n.st
+		n.mu.Unlock()
+		if req.To != cur.To {
+			return cur, fmt.Errorf("a drain to %s is running; wait for it (mailtee drain without --to follows it)", orAny(cur.To))
+		}
+		return cur, nil
+	}
 	n.draining = true
-	n.st = Status{Node: f.Node(), State: "stopping", To: req.To, Since: time.Now(), Queued: len(n.o.Queue.IDs())}
+	n.st = Status{Node: f.Node(), State: "stopping", To: req.To, Since: time.Now(), Queued: queued}
 	n.mu.Unlock()
 	n.update(func(*Status) {})
-	n.o.Log("drain: stopping: no new mail accepted; the queue's %d messages go %s", n.st.Queued, "to "+orAny(req.To)+" unless delivered first")
+	n.o.Log("drain: stopping: no new mail accepted; the queue's %d messages go %s", queued, "to "+orAny(req.To)+" unless delivered first")
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.drain(req) }()
 	return n.Status(), nil
@@ -288,7 +300,7 @@ func (n *Node) drain(req Request) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	close(n.done)
+	n.doneOnce.Do(func() { close(n.done) }) // a drain run again once empty ends the same way
 }
 
 // stopping says whether the server is stopping.
