@@ -248,3 +248,26 @@ func TestSqliteUnquotedWarning(t *testing.T) {
 		t.Errorf("err %v diags %s", err, diags)
 	}
 }
+
+// A password never shows in check's findings or the log: not in a line
+// that does not parse, not as an earlier entry overridden, not in a
+// postgresql:// host's query string.
+func TestPasswordNotShown(t *testing.T) {
+	_, diags, _ := openText(t, "pgsql", "hosts = db\ndbname = mail\nuser = u\npassword = s3cret-one\npassword = s3cret-two\npassword s3cret-three\nquery = SELECT 1\n")
+	for _, secret := range []string{"s3cret-one", "s3cret-two", "s3cret-three"} {
+		if strings.Contains(diags, secret) {
+			t.Errorf("%s shown:\n%s", secret, diags)
+		}
+	}
+	if !strings.Contains(diags, "line 5: overriding earlier entry on line 4: password=") || !strings.Contains(diags, "line 6: missing '=' after attribute name") {
+		t.Errorf("findings:\n%s", diags)
+	}
+	for _, uri := range []string{"postgresql://u@db/mail?password=s3cret", "postgresql://u:s3cret@db/mail", "postgresql://u@db/mail?sslmode=disable&password=s3cret"} {
+		if r := redact(uri); strings.Contains(r, "s3cret") || !strings.Contains(r, "db") {
+			t.Errorf("redact(%s) = %s", uri, r)
+		}
+	}
+	if r := redact("postgresql://u@db/mail"); r != "postgresql://u@db/mail" {
+		t.Errorf("a URI without a password changed: %s", r)
+	}
+}
