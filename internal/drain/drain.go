@@ -118,12 +118,24 @@ func (n *Node) Drain(req Request) (Status, error) {
 	if err := n.checkTarget(ctx, req.To); err != nil {
 		return Status{}, err
 	}
+	queued := len(n.o.Queue.IDs())
 	n.mu.Lock()
+	if n.draining && !n.st.Final {
+		// Another request started one while this one asked the
+		// database: follow it, as above (two drains at once would
+		// both close Done).
+		cur := n.st
+		n.mu.Unlock()
+		if req.To != cur.To {
+			return cur, fmt.Errorf("a drain to %s is running; wait for it (mailtee drain without --to follows it)", orAny(cur.To))
+		}
+		return cur, nil
+	}
 	n.draining = true
-	n.st = Status{Node: f.Node(), State: "stopping", To: req.To, Since: time.Now(), Queued: len(n.o.Queue.IDs())}
+	n.st = Status{Node: f.Node(), State: "stopping", To: req.To, Since: time.Now(), Queued: queued}
 	n.mu.Unlock()
 	n.update(func(*Status) {})
-	n.o.Log("drain: stopping: no new mail accepted; the queue's %d messages go %s", n.st.Queued, "to "+orAny(req.To)+" unless delivered first")
+	n.o.Log("drain: stopping: no new mail accepted; the queue's %d messages go %s", queued, "to "+orAny(req.To)+" unless delivered first")
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.drain(req) }()
 	return n.Status(), nil
@@ -211,9 +223,13 @@ func (n *Node) drain(req Request) {
 	// Hand the rest over.
 	n.update(func(s *Status) { s.State = "handing off" })
 	ctx := n.ctx
-	if k, err := f.Readdress(ctx, req.To); err == nil && k > 0 {
+	// n.ctx has no deadline: a database that takes the connection but
+	// never answers must not hold the drain here.
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if k, err := f.Readdress(rctx, req.To); err == nil && k > 0 {
 		n.o.Log("drain: %d messages on their way here passed on to %s", k, orAny(req.To))
 	}
+	cancel()
 	lastGood := time.Now()
 	patience := max(req.Wait, handoffPatience)
 	var lastErr error
@@ -265,9 +281,11 @@ func (n *Node) drain(req Request) {
 			return
 		}
 	}
-	if w, err := f.Waiting(ctx); err == nil && w > 0 {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if w, err := f.Waiting(wctx); err == nil && w > 0 {
 		n.o.Log("drain: %d messages handed over wait for %s to take them", w, orAny(req.To))
 	}
+	cancel()
 	st := n.Status()
 	n.o.Log("drain: done: the queue is empty; %d of the %d messages queued at the start handed to %s, the rest delivered or returned here; exiting",
 		st.HandedOff, st.Queued, orAny(req.To))
@@ -282,7 +300,7 @@ func (n *Node) drain(req Request) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	close(n.done)
+	n.doneOnce.Do(func() { close(n.done) }) // a drain run again once empty ends the same way
 }
 
 // stopping says whether the server is stopping.
@@ -405,7 +423,10 @@ func (n *Node) handOff(ctx context.Context, id, to string) error {
 		return fmt.Errorf("%s: offer to the fleet (kept here, undelivered, until the database says whether it took it): %w", id, err)
 	}
 	if err := q.HandedOff(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
-		n.o.Log("warning: %s: handed to the fleet, but cannot be removed here: %v (it stays parked)", id, err)
+		// The marker stays, as in resolveOne: without it a restart
+		// would deliver here a message the fleet has too.
+		n.o.Log("warning: %s: handed to the fleet, but cannot be removed here: %v (kept undelivered until it can be)", id, err)
+		return fmt.Errorf("%s: handed to the fleet, but cannot be removed here: %w", id, err)
 	}
 	n.mk.drop("out", id)
 	pending := 0

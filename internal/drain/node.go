@@ -59,6 +59,7 @@ type Node struct {
 	changed  chan struct{} // closed and replaced at each change of st
 	watchers int
 	done     chan struct{} // closed once a drain emptied the queue
+	doneOnce sync.Once
 	pruned   time.Time
 	warned   map[string]bool
 }

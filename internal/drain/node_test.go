@@ -275,3 +275,63 @@ func TestDrainDatabaseDown(t *testing.T) {
 		t.Fatal("Done not closed")
 	}
 }
+
+// Requests that come together start one drain, and a drain asked for
+// again once the queue is empty ends the same way: Done is closed once,
+// never twice (a panic that took the server down).
+func TestDrainRequestsAtOnce(t *testing.T) {
+	pg := testdb.Postgres(t)
+	pg.CreateDB("fleet")
+	_, url := pg.PassFile(t.TempDir(), "fleet")
+	ctx := context.Background()
+	nw := &net{got: map[string]int{}, down: true}
+	dir := t.TempDir()
+	qa := openQueue(t, dir, nw)
+	defer qa.Close(ctx)
+	go qa.Run()
+	fa, fb := fleetNode(t, url, "a"), fleetNode(t, url, "b")
+	defer fa.Close()
+	defer fb.Close()
+	enqueue(t, qa, "m1")
+	var mu sync.Mutex
+	starts := 0
+	n := Start(Options{Queue: qa, Fleet: fa, QueueDir: dir, Every: 100 * time.Millisecond,
+		Log: func(format string, args ...any) {
+			if strings.HasPrefix(format, "drain: stopping") {
+				mu.Lock()
+				starts++
+				mu.Unlock()
+			}
+		}})
+	defer n.Close()
+	waitFor(t, "both nodes alive", func() bool { k, _ := fa.Alive(); return k == 2 })
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := n.Drain(Request{To: "b", Wait: 100 * time.Millisecond}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, "the drain to end", func() bool { return n.Status().Final })
+	if st := n.Status(); st.State != "done" || st.HandedOff != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	mu.Lock()
+	if starts != 1 {
+		t.Errorf("%d drains started by requests that came together", starts)
+	}
+	mu.Unlock()
+	if _, err := n.Drain(Request{To: "b", Wait: 100 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second drain to end", func() bool { st := n.Status(); return st.Final && st.HandedOff == 0 })
+	select {
+	case <-n.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed")
+	}
+}

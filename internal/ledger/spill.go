@@ -165,7 +165,7 @@ func (r *Recorder) spillLocked(b *batch) error {
 	if r.spill.size+int64(len(buf)) > maxSpill {
 		return fmt.Errorf("%s is full (%d MiB)", p, maxSpill>>20)
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}
@@ -173,6 +173,19 @@ func (r *Recorder) spillLocked(b *batch) error {
 	if err != nil {
 		f.Close()
 		return err
+	}
+	// A crash mid-write leaves a line without its end: this batch's
+	// first line must not be glued to it (the replay would skip both,
+	// and this batch's messages are removed from the queue).
+	if fi.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, fi.Size()-1); err != nil {
+			f.Close()
+			return err
+		}
+		if last[0] != '\n' {
+			buf = append([]byte{'\n'}, buf...)
+		}
 	}
 	_, err = f.Write(buf)
 	if err == nil {

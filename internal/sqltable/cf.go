@@ -37,11 +37,19 @@ func parseCF(file string, data []byte, diags *diag.List) *cfFile {
 		}
 		name, value, err := splitNameval(l.Text)
 		if err != "" {
-			diags.Errorf(file, l.Num, "%s: %q: write \"name = value\"", err, l.Text)
+			text := fmt.Sprintf("%q", l.Text)
+			if strings.Contains(strings.ToLower(l.Text), "password") {
+				text = "(the line is not shown: it may hold a password)"
+			}
+			diags.Errorf(file, l.Num, "%s: %s: write \"name = value\"", err, text)
 			return
 		}
 		if old, ok := cf.params[name]; ok && old.value != value {
-			diags.Warnf(file, l.Num, "overriding earlier entry on line %d: %s=%s", old.line, name, old.value)
+			shown := old.value
+			if name == "password" || strings.Contains(strings.ToLower(old.value), "password") {
+				shown = "(not shown)" // the mail log and check's output are no place for it
+			}
+			diags.Warnf(file, l.Num, "overriding earlier entry on line %d: %s=%s", old.line, name, shown)
 		}
 		cf.params[name] = param{value, l.Num}
 	})

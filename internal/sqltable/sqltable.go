@@ -235,6 +235,11 @@ func Open(typ, name string, read func(string) ([]byte, error)) (*Table, diag.Lis
 	return t, diags, nil
 }
 
+// backslashInMultibyte are MySQL's character sets whose multibyte
+// characters may have 0x5C (a backslash) as a byte after the first
+// (MySQL's escape_with_backslash_is_dangerous).
+var backslashInMultibyte = map[string]bool{"big5": true, "cp932": true, "gbk": true, "gb18030": true, "sjis": true}
+
 // openNet reads the parameters of the pgsql and mysql types.
 func (t *Table) openNet(cf *cfFile, diags *diag.List) {
 	t.user = cf.str("user", "", 0, diags)
@@ -250,6 +255,14 @@ func (t *Table) openNet(cf *cfFile, diags *diag.List) {
 	} else {
 		t.dbname = cf.str("dbname", "", 1, diags)
 		t.encoding = cf.str("charset", "utf8mb4", 1, diags)
+		if backslashInMultibyte[strings.ToLower(t.encoding)] {
+			// mysql_real_escape_string() knows the connection's
+			// character set; quoteMysql does not: in these sets a
+			// multibyte character may end in 0x5C, and a key such as
+			// "中'" (UTF-8 E4 B8 AD 27) escaped byte by byte reads as
+			// "中" and a quote that ends the string (SQL injection).
+			diags.Errorf(t.file, cf.params["charset"].line, "charset %s: mailtee escapes keys for character sets where a backslash is never part of a character; use utf8mb4 (the default)", t.encoding)
+		}
 		t.requireRS = cf.boolean("require_result_set", true, diags)
 		cf.boolean("tls_verify_cert", false, diags)
 		for _, p := range []string{"tls_cert_file", "tls_key_file", "tls_CAfile", "tls_CApath", "tls_ciphers", "tls_verify_cert"} {
@@ -367,11 +380,27 @@ func isURI(s string) bool {
 // redact hides a password in a URI for messages.
 func redact(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil {
+		if strings.Contains(s, "password") {
+			return "(a URI that does not parse)"
+		}
 		return s
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	changed := false
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			changed = true
+		}
+	}
+	// libpq (and pgx) take the password as a query parameter too.
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+		changed = true
+	}
+	if !changed {
+		return s
 	}
 	return u.String()
 }

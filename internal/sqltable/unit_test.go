@@ -70,6 +70,7 @@ func TestCFErrors(t *testing.T) {
 		{"mysql", "dbname = x\nquery = SELECT '%s' %\n", "line 2: query: a % at the end"},
 		{"sqlite", "dbpath = /x\nquery = SELECT 1\nexpansion_limit = ten\n", "line 3: bad numerical configuration"},
 		{"mysql", "dbname = x\nquery = q\ntls_CAfile = /ca\n", "line 3: tls_CAfile: TLS to MySQL is not supported"},
+		{"mysql", "dbname = x\nquery = q\ncharset = GBK\n", "line 3: charset GBK: mailtee escapes keys"},
 		{"sqlite", "dbpath = /x\ntable = alias\nselect_field = goto\n", "legacy form lacks where_field"},
 		{"sqlite", "dbpath = /x\nquery = q\ndomain = hash:/etc/d\n", "line 3: domain:"},
 		{"sqlite", "dbpath = /x\nno equals sign\n", "line 2: missing '=' after attribute name"},
@@ -245,5 +246,28 @@ func TestSqliteUnquotedWarning(t *testing.T) {
 	_, diags, err := openText(t, "sqlite", "dbpath = /x\nquery = SELECT v FROM t WHERE k=%s\n")
 	if err != nil || !strings.Contains(diags, "line 2: query >SELECT v FROM t WHERE k=%s< contains >%s< without the recommended '' quotes") {
 		t.Errorf("err %v diags %s", err, diags)
+	}
+}
+
+// A password never shows in check's findings or the log: not in a line
+// that does not parse, not as an earlier entry overridden, not in a
+// postgresql:// host's query string.
+func TestPasswordNotShown(t *testing.T) {
+	_, diags, _ := openText(t, "pgsql", "hosts = db\ndbname = mail\nuser = u\npassword = s3cret-one\npassword = s3cret-two\npassword s3cret-three\nquery = SELECT 1\n")
+	for _, secret := range []string{"s3cret-one", "s3cret-two", "s3cret-three"} {
+		if strings.Contains(diags, secret) {
+			t.Errorf("%s shown:\n%s", secret, diags)
+		}
+	}
+	if !strings.Contains(diags, "line 5: overriding earlier entry on line 4: password=") || !strings.Contains(diags, "line 6: missing '=' after attribute name") {
+		t.Errorf("findings:\n%s", diags)
+	}
+	for _, uri := range []string{"postgresql://u@db/mail?password=s3cret", "postgresql://u:s3cret@db/mail", "postgresql://u@db/mail?sslmode=disable&password=s3cret"} {
+		if r := redact(uri); strings.Contains(r, "s3cret") || !strings.Contains(r, "db") {
+			t.Errorf("redact(%s) = %s", uri, r)
+		}
+	}
+	if r := redact("postgresql://u@db/mail"); r != "postgresql://u@db/mail" {
+		t.Errorf("a URI without a password changed: %s", r)
 	}
 }
