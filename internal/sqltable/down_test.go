@@ -146,3 +146,44 @@ func TestConcurrentLookups(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// MySQL's NO_BACKSLASH_ESCAPES may be switched on under a running node
+// (SET GLOBAL sql_mode; a proxy in front of servers set up apart): a key
+// escaped for the mode an earlier connection had would end the string
+// and inject SQL. The mode of the very session that runs the query
+// decides, for the keys whose escaping depends on it.
+func TestMysqlModeChanges(t *testing.T) {
+	s := testdb.MariaDB(t)
+	s.Exec("", "CREATE DATABASE mail")
+	s.Exec("mail", "CREATE TABLE alias (address VARCHAR(255), goto VARCHAR(255))",
+		`INSERT INTO alias VALUES ('a@example.com', 'b@example.com'), ('back\\slash@example.com', 'found-backslash')`)
+	t.Cleanup(func() { s.Exec("", "SET GLOBAL sql_mode = DEFAULT") })
+	cf := filepath.Join(t.TempDir(), "alias.cf")
+	os.WriteFile(cf, []byte(fmt.Sprintf("hosts = inet:%s:%d\nuser = %s\npassword = %s\ndbname = mail\nidle_interval = 1\nquery = SELECT goto FROM alias WHERE address='%%s'\n",
+		s.Host, s.Port, s.User, s.Password)), 0o600)
+	tab, diags, err := sqltable.Open("mysql", cf, os.ReadFile)
+	if err != nil {
+		t.Fatal(err, diags)
+	}
+	defer tab.Close()
+	ctx := context.Background()
+	const inject = `x\' or 1=1 -- @example.com`
+	check := func(mode string) {
+		t.Helper()
+		if v, ok, err := tab.Lookup(ctx, `back\slash@example.com`); v != "found-backslash" || !ok || err != nil {
+			t.Errorf("%s: the key with a backslash: %q %v %v", mode, v, ok, err)
+		}
+		if v, ok, err := tab.Lookup(ctx, inject); ok || err != nil {
+			t.Errorf("%s: %s found %q (%v): the key ended the string", mode, inject, v, err)
+		}
+		if v, ok, err := tab.Lookup(ctx, "a@example.com"); v != "b@example.com" || !ok || err != nil {
+			t.Errorf("%s: a@example.com: %q %v %v", mode, v, ok, err)
+		}
+	}
+	check("backslash escapes")
+	s.Exec("", "SET GLOBAL sql_mode = 'NO_BACKSLASH_ESCAPES'")
+	// idle_interval: database/sql closes the idle session within two
+	// of its cleaner's 1 s rounds; the next lookup opens a new one.
+	time.Sleep(3 * time.Second)
+	check("NO_BACKSLASH_ESCAPES set since")
+}

@@ -106,5 +106,16 @@ func FuzzExpandQuery(f *testing.F) {
 				t.Fatalf("key %q quoted as %s reads back as %q (whole literal: %v)", key, b.String(), got, ok)
 			}
 		}
+		// A MySQL key that the session's mode is not asked for (none of
+		// mysqlEscaped) must be one whole literal, the key, under
+		// either mode: the server's mode may change unseen.
+		if !strings.ContainsAny(key, mysqlEscaped) {
+			lit := "'" + quoteMysql(key, false) + "'"
+			for _, backslash := range []bool{true, false} {
+				if got, ok := unquoteLiteral(lit, backslash); !ok || got != key {
+					t.Fatalf("key %q quoted as %s for MySQL reads back as %q (whole literal: %v) with backslash escapes %v", key, lit, got, ok, backslash)
+				}
+			}
+		}
 	})
 }

@@ -23,9 +23,16 @@ func quotePgsql(s string, standard bool) string {
 	return b.String()
 }
 
+// mysqlEscaped are the characters quoteMysql escapes with a backslash
+// when the server reads one: only these make the two modes' escaping
+// differ.
+const mysqlEscaped = "\x00\n\r\\\"\x1a"
+
 // quoteMysql is mysql_real_escape_string(): a backslash before NUL,
-// newline, carriage return, backslash, both quotes and Ctrl-Z; with the
-// server's NO_BACKSLASH_ESCAPES mode, only the single quote is doubled.
+// newline, carriage return, backslash, double quote and Ctrl-Z; with the
+// server's NO_BACKSLASH_ESCAPES mode, none of those. The single quote is
+// doubled in both modes (MySQL reads '' as ' in either), so that a key
+// without the characters above is quoted the same whatever the mode.
 func quoteMysql(s string, noBackslash bool) string {
 	if noBackslash {
 		return strings.ReplaceAll(s, "'", "''")
@@ -39,7 +46,9 @@ func quoteMysql(s string, noBackslash bool) string {
 			b.WriteString(`\n`)
 		case '\r':
 			b.WriteString(`\r`)
-		case '\\', '\'', '"':
+		case '\'':
+			b.WriteString("''")
+		case '\\', '"':
 			b.WriteByte('\\')
 			b.WriteByte(c)
 		case 0x1a:

@@ -120,16 +120,15 @@ type host struct {
 	pool *pool // shared by entries with the same spec
 }
 
-// pool is one database/sql pool and what quoting needs to know of the
-// server behind it.
+// maxOpenConns bounds a host's connections, as Postfix's proxymap(8)
+// processes do (one each, up to its process limit).
+const maxOpenConns = 20
+
+// pool is one database/sql pool.
 type pool struct {
 	once sync.Once
 	db   *sql.DB
 	err  error
-	// backslash is set when a backslash escapes inside '...' (mysql
-	// without NO_BACKSLASH_ESCAPES). Learnt once per pool.
-	learnt    bool
-	backslash bool
 }
 
 // Table is one SQL table. Its methods are safe for concurrent use.
@@ -641,13 +640,22 @@ func (t *Table) queryHost(ctx context.Context, h *host, key string) ([]*string, 
 	if t.typ == "pgsql" {
 		return t.queryPgsql(ctx, conn, key)
 	}
-	if err := t.learn(ctx, h.pool, conn); err != nil {
-		return nil, err
-	}
 	var quote func(string) string
 	switch t.typ {
 	case "mysql":
-		noBackslash := !h.pool.backslash
+		// A key without a backslash (or the other characters only a
+		// backslash escapes) is escaped the same under both modes;
+		// for one with, this very session's mode decides, as
+		// mysql_real_escape_string asks the connection: a mode learnt
+		// earlier, or on another connection, may have changed since
+		// (SET GLOBAL sql_mode, a proxy in front of several servers),
+		// and the wrong one lets a key end the string.
+		noBackslash := false
+		if strings.ContainsAny(key, mysqlEscaped) {
+			if noBackslash, err = noBackslashEscapes(ctx, conn); err != nil {
+				return nil, err
+			}
+		}
 		quote = func(s string) string { return quoteMysql(s, noBackslash) }
 	default:
 		quote = quoteSqlite
@@ -749,25 +757,14 @@ func (t *Table) queryPgsql(ctx context.Context, conn *sql.Conn, key string) ([]*
 	return values, err
 }
 
-// learn asks a MySQL server, once per pool, whether a backslash escapes
-// in a string literal (not under NO_BACKSLASH_ESCAPES), which decides how
-// the key is escaped.
-func (t *Table) learn(ctx context.Context, p *pool, conn *sql.Conn) error {
-	t.mu.Lock()
-	learnt := p.learnt
-	t.mu.Unlock()
-	if learnt || t.typ == "sqlite" {
-		return nil
-	}
+// noBackslashEscapes says whether the session's sql_mode has
+// NO_BACKSLASH_ESCAPES: a backslash inside '...' is then a character.
+func noBackslashEscapes(ctx context.Context, conn *sql.Conn) (bool, error) {
 	var mode string
 	if err := conn.QueryRowContext(ctx, "SELECT @@SESSION.sql_mode").Scan(&mode); err != nil {
-		return fmt.Errorf("reading sql_mode: %w", err)
+		return false, fmt.Errorf("reading sql_mode: %w", err)
 	}
-	backslash := !strings.Contains(strings.ToUpper(mode), "NO_BACKSLASH_ESCAPES")
-	t.mu.Lock()
-	p.learnt, p.backslash = true, backslash
-	t.mu.Unlock()
-	return nil
+	return strings.Contains(strings.ToUpper(mode), "NO_BACKSLASH_ESCAPES"), nil
 }
 
 // open returns the host's pool, made at the first use.
@@ -789,6 +786,10 @@ func (t *Table) open(h *host) (*sql.DB, error) {
 		if p.db != nil {
 			p.db.SetConnMaxIdleTime(t.idle)
 			p.db.SetMaxIdleConns(4)
+			// A slow database must not get a connection per SMTP
+			// session (its max_connections, then every lookup, would
+			// fail): lookups beyond these wait, within their deadline.
+			p.db.SetMaxOpenConns(maxOpenConns)
 		}
 	})
 	return p.db, p.err

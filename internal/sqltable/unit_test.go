@@ -156,7 +156,7 @@ func TestQuote(t *testing.T) {
 	if got, want := quotePgsql(in, false), "a''b\\\\c\"d\x00\n\r\x1a%_"; got != want {
 		t.Errorf("pgsql, not standard %q", got)
 	}
-	if got, want := quoteMysql(in, false), `a\'b\\c\"d\0\n\r\Z%_`; got != want {
+	if got, want := quoteMysql(in, false), `a''b\\c\"d\0\n\r\Z%_`; got != want {
 		t.Errorf("mysql %q", got)
 	}
 	if got, want := quoteMysql(in, true), "a''b\\c\"d\x00\n\r\x1a%_"; got != want {
