@@ -31,7 +31,7 @@ const mysqlEscaped = "\x00\n\r\\\"\x1a"
 // quoteMysql is mysql_real_escape_string(): a backslash before NUL,
 // newline, carriage return, backslash, double quote and Ctrl-Z; with the
 // server's NO_BACKSLASH_ESCAPES mode, none of those. The single quote is
-// doubled in both modes (MySQL reads ” as ' in either), so that a key
+// doubled in both modes (MySQL reads two as one in either), so that a key
 // without the characters above is quoted the same whatever the mode.
 func quoteMysql(s string, noBackslash bool) string {
 	if noBackslash {
