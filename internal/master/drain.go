@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/mailtee/mailtee/internal/drain"
+	"github.com/mailtee/mailtee/internal/maildrop"
 )
 
 // startHandoff starts the node's part in hand-offs (internal/drain):
@@ -31,12 +33,25 @@ func (s *Server) startHandoff() *drain.Node {
 }
 
 // Drained is closed once `mailtee drain` has emptied the queue: serve
-// then stops (nil channel without a hand-off part: never).
+// then stops (nil channel without a hand-off part: never). What
+// sendmail dropped since pickup stopped stays in maildrop, unqueued:
+// the log says so, since nobody else will deliver it.
 func (s *Server) Drained() <-chan struct{} {
 	if s.handoff == nil {
 		return nil
 	}
-	return s.handoff.Done()
+	s.drainedOnce.Do(func() {
+		s.drained = make(chan struct{})
+		go func() {
+			<-s.handoff.Done()
+			dir := filepath.Join(QueueDir(s.cfg), maildrop.DropDir)
+			if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+				s.log.Printf("drain", "warning: %d local submission(s) (sendmail) wait in %s, which this drained node does not queue: start mailtee serve here again to deliver them, then drain again", len(ents), dir)
+			}
+			close(s.drained)
+		}()
+	})
+	return s.drained
 }
 
 // stopAccepting closes the SMTP listeners (sessions in progress finish

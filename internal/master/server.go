@@ -92,6 +92,9 @@ type Server struct {
 	// handoff takes what other nodes hand to this one and drains this
 	// one on request (internal/drain, master/drain.go).
 	handoff *drain.Node
+	// drained is closed after handoff is done (Drained).
+	drained     chan struct{}
+	drainedOnce sync.Once
 	// mig keeps the migration settings each message was accepted with
 	// (internal/migration), in the queue directory.
 	mig *migration.Store
