@@ -357,11 +357,15 @@ func (c *Config) checkDerived(out *diag.List) {
 	c.checkDomainClasses(out)
 	if len(c.List("virtual_mailbox_domains")) > 0 && c.RunsVirtual() {
 		// Postfix's default: virtual(8) writes the mailboxes.
-		name := "virtual_transport"
-		s, set := c.set[name]
-		if !set {
-			name = "virtual_mailbox_domains"
-			s = c.set[name]
+		// At the line that sets it, else at the one that makes the
+		// domains (virtual_mailbox_domains, or its default's maps).
+		var name string
+		var s Setting
+		for _, name = range []string{"virtual_transport", "virtual_mailbox_domains", "virtual_mailbox_maps"} {
+			var set bool
+			if s, set = c.set[name]; set {
+				break
+			}
 		}
 		out.Errorf(c.File, s.Line, "%s: the virtual mailbox domains' mail goes to virtual_transport = %s, Postfix's virtual(8) delivery agent, which mailtee does not have; deliver it to the mail store over LMTP, as Dovecot takes it (virtual_transport = lmtp:unix:private/dovecot-lmtp), or to another server (virtual_transport = smtp:[store.example.com])",
 			name, c.Get("virtual_transport"))

@@ -97,7 +97,6 @@ func transportFindings(cfg *config.Config, mf *mastercf.File, opened map[string]
 	for _, n := range route.TransportParams {
 		params = append(params, route.Setting{Name: n, Value: cfg.Get(n), Line: settingLine(cfg, n)})
 	}
-	var out diag.List
 	if len(cfg.List("virtual_mailbox_domains")) > 0 && !cfg.RunsVirtual() {
 		// (virtual(8) itself is config's finding: checkDerived.)
 		params = append(params, route.Setting{Name: "virtual_transport", Value: cfg.Get("virtual_transport"), Line: settingLine(cfg, "virtual_transport")})
@@ -108,7 +107,7 @@ func transportFindings(cfg *config.Config, mf *mastercf.File, opened map[string]
 			tables = append(tables, route.Map{Spec: spec, Line: settingLine(cfg, "transport_maps"), Table: t})
 		}
 	}
-	return append(out, route.CheckTransports(cfg.File, transportNames(mf), params, tables)...)
+	return route.CheckTransports(cfg.File, transportNames(mf), params, tables)
 }
 
 // migrationFindings are what serve would refuse in the migration
