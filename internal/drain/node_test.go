@@ -210,23 +210,31 @@ func TestCrashWindows(t *testing.T) {
 	}
 }
 
+// drainAB starts what a drain test drains: node a's queue in dir, its
+// next hop down, holding one message (m1), and nodes a and b in a fleet
+// on a private PostgreSQL, all closed when the test ends.
+func drainAB(t *testing.T) (pg *testdb.Server, dir string, qa *queue.Queue, fa *fleet.Fleet) {
+	t.Helper()
+	pg = testdb.Postgres(t)
+	pg.CreateDB("fleet")
+	_, url := pg.PassFile(t.TempDir(), "fleet")
+	dir = t.TempDir()
+	qa = openQueue(t, dir, &net{got: map[string]int{}, down: true})
+	t.Cleanup(func() { qa.Close(context.Background()) })
+	go qa.Run()
+	fa, fb := fleetNode(t, url, "a"), fleetNode(t, url, "b")
+	t.Cleanup(fa.Close)
+	t.Cleanup(fb.Close)
+	enqueue(t, qa, "m1")
+	return pg, dir, qa, fa
+}
+
 // The database gone in the middle of a drain: the drain fails after its
 // patience and says what is left, the message stays here and is
 // delivered here; drained again with the database back, it goes.
 func TestDrainDatabaseDown(t *testing.T) {
-	pg := testdb.Postgres(t)
-	pg.CreateDB("fleet")
-	_, url := pg.PassFile(t.TempDir(), "fleet")
+	pg, dir, qa, fa := drainAB(t)
 	ctx := context.Background()
-	nw := &net{got: map[string]int{}, down: true}
-	dir := t.TempDir()
-	qa := openQueue(t, dir, nw)
-	defer qa.Close(ctx)
-	go qa.Run()
-	fa, fb := fleetNode(t, url, "a"), fleetNode(t, url, "b")
-	defer fa.Close()
-	defer fb.Close()
-	enqueue(t, qa, "m1")
 	old := handoffPatience
 	handoffPatience = 300 * time.Millisecond
 	defer func() { handoffPatience = old }()
@@ -280,19 +288,7 @@ func TestDrainDatabaseDown(t *testing.T) {
 // again once the queue is empty ends the same way: Done is closed once,
 // never twice (a panic that took the server down).
 func TestDrainRequestsAtOnce(t *testing.T) {
-	pg := testdb.Postgres(t)
-	pg.CreateDB("fleet")
-	_, url := pg.PassFile(t.TempDir(), "fleet")
-	ctx := context.Background()
-	nw := &net{got: map[string]int{}, down: true}
-	dir := t.TempDir()
-	qa := openQueue(t, dir, nw)
-	defer qa.Close(ctx)
-	go qa.Run()
-	fa, fb := fleetNode(t, url, "a"), fleetNode(t, url, "b")
-	defer fa.Close()
-	defer fb.Close()
-	enqueue(t, qa, "m1")
+	_, dir, qa, fa := drainAB(t)
 	var mu sync.Mutex
 	starts := 0
 	n := Start(Options{Queue: qa, Fleet: fa, QueueDir: dir, Every: 100 * time.Millisecond,
