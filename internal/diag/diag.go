@@ -7,6 +7,7 @@ package diag
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -115,4 +116,35 @@ func OneLine(s string) string {
 		}
 	}
 	return strings.ReplaceAll(strings.Join(out, "; "), ":; ", ": ")
+}
+
+// RedactURL hides a password in a database URL or URI for a finding or
+// a log line: the user's (postgres://u:secret@host) and libpq's query
+// parameter (?password=secret). A value that does not parse but could
+// hold a password (a user part, or the word) is not shown at all;
+// anything else (a host:port) is returned as it is.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		if strings.Contains(s, "password") || strings.Contains(s, "@") {
+			return "(a URI that does not parse)"
+		}
+		return s
+	}
+	changed := false
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			changed = true
+		}
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+		changed = true
+	}
+	if !changed {
+		return s
+	}
+	return u.String()
 }

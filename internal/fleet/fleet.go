@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mailtee/mailtee/internal/diag"
 )
 
 // IsURL says whether a ledger_database value names a PostgreSQL
@@ -46,22 +48,9 @@ func CheckURL(v string) error {
 		return fmt.Errorf("not a PostgreSQL URL: %v", err)
 	}
 	if _, set := u.User.Password(); set || u.Query().Has("password") {
-		return fmt.Errorf("%s holds a password, and main.cf is readable by every local user: put the password in a file of mode 0600 (a pgpass line host:port:db:user:password) and name it with passfile=/etc/mailtee/pgpass in the URL, or with PGPASSFILE, or use a service file (service=NAME)", Redact(v))
+		return fmt.Errorf("%s holds a password, and main.cf is readable by every local user: put the password in a file of mode 0600 (a pgpass line host:port:db:user:password) and name it with passfile=/etc/mailtee/pgpass in the URL, or with PGPASSFILE, or use a service file (service=NAME)", diag.RedactURL(v))
 	}
 	return nil
-}
-
-// Redact hides a password in a database URL, for messages.
-func Redact(v string) string {
-	u, err := url.Parse(v)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
 }
 
 // Options configure a node's membership.
@@ -135,13 +124,13 @@ func Open(o Options) (*Fleet, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(o.URL)
 	if err != nil {
-		return nil, fmt.Errorf("ledger_database %s: %v", Redact(o.URL), err)
+		return nil, fmt.Errorf("ledger_database %s: %v", diag.RedactURL(o.URL), err)
 	}
 	cfg.MaxConns = 8
 	cfg.ConnConfig.ConnectTimeout = 3 * time.Second
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
-		return nil, fmt.Errorf("ledger_database %s: %v", Redact(o.URL), err)
+		return nil, fmt.Errorf("ledger_database %s: %v", diag.RedactURL(o.URL), err)
 	}
 	id := make([]byte, 8)
 	rand.Read(id)
@@ -221,7 +210,7 @@ func (f *Fleet) beat() {
 		f.beaten = f.beaten || err == nil
 		f.mu.Unlock()
 		if twin {
-			f.o.Log("error: fleet node %s: another mailtee process beats under this name (its myhostname) in %s; the fleet counts the two as one node, and their limits and hand-offs mix: give each node its own myhostname", f.o.Node, Redact(f.o.URL))
+			f.o.Log("error: fleet node %s: another mailtee process beats under this name (its myhostname) in %s; the fleet counts the two as one node, and their limits and hand-offs mix: give each node its own myhostname", f.o.Node, diag.RedactURL(f.o.URL))
 		}
 	}
 	if err == nil {
@@ -232,7 +221,7 @@ func (f *Fleet) beat() {
 	defer f.mu.Unlock()
 	if err != nil {
 		if !f.down {
-			f.o.Log("warning: fleet database %s unreachable: %v; going on alone, with 1/%d of each shared limit (the nodes alive at the last heartbeat)", Redact(f.o.URL), err, f.alive)
+			f.o.Log("warning: fleet database %s unreachable: %v; going on alone, with 1/%d of each shared limit (the nodes alive at the last heartbeat)", diag.RedactURL(f.o.URL), err, f.alive)
 		}
 		f.down = true
 		return
@@ -267,7 +256,7 @@ func (f *Fleet) MarkDown(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.down {
-		f.o.Log("warning: fleet database %s unreachable: %v; going on alone, with 1/%d of each shared limit (the nodes alive at the last heartbeat)", Redact(f.o.URL), err, f.alive)
+		f.o.Log("warning: fleet database %s unreachable: %v; going on alone, with 1/%d of each shared limit (the nodes alive at the last heartbeat)", diag.RedactURL(f.o.URL), err, f.alive)
 	}
 	f.down = true
 }

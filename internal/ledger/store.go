@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailtee/mailtee/internal/diag"
 	"github.com/mailtee/mailtee/internal/fleet"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
 )
@@ -93,7 +94,7 @@ func Shared(loc string) bool { return fleet.IsURL(loc) }
 // Describe is loc for messages (a URL without any password).
 func Describe(loc string) string {
 	if Shared(loc) {
-		return fleet.Redact(loc)
+		return diag.RedactURL(loc)
 	}
 	return loc
 }

@@ -319,7 +319,7 @@ func parseHost(typ, s string) (*host, error) {
 		if isURI(s) {
 			h.kind = kindURI
 			if _, err := pgx.ParseConfig(s); err != nil {
-				return nil, fmt.Errorf("%s: %v", redact(s), err)
+				return nil, fmt.Errorf("%s: %v", diag.RedactURL(s), err)
 			}
 			return h, nil
 		}
@@ -374,34 +374,6 @@ func isURI(s string) bool {
 		}
 	}
 	return true
-}
-
-// redact hides a password in a URI for messages.
-func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		if strings.Contains(s, "password") {
-			return "(a URI that does not parse)"
-		}
-		return s
-	}
-	changed := false
-	if u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			changed = true
-		}
-	}
-	// libpq (and pgx) take the password as a query parameter too.
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-		changed = true
-	}
-	if !changed {
-		return s
-	}
-	return u.String()
 }
 
 func hostsHavePassword(hosts []*host) bool {
@@ -588,7 +560,7 @@ func (t *Table) hostName(h *host) string {
 	if t.typ == "sqlite" {
 		return h.spec
 	}
-	return "host " + redact(h.spec)
+	return "host " + diag.RedactURL(h.spec)
 }
 
 // pick is dict_*_get_active(): a host that has a connection now, UNIX

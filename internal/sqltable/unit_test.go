@@ -262,12 +262,4 @@ func TestPasswordNotShown(t *testing.T) {
 	if !strings.Contains(diags, "line 5: overriding earlier entry on line 4: password=") || !strings.Contains(diags, "line 6: missing '=' after attribute name") {
 		t.Errorf("findings:\n%s", diags)
 	}
-	for _, uri := range []string{"postgresql://u@db/mail?password=s3cret", "postgresql://u:s3cret@db/mail", "postgresql://u@db/mail?sslmode=disable&password=s3cret"} {
-		if r := redact(uri); strings.Contains(r, "s3cret") || !strings.Contains(r, "db") {
-			t.Errorf("redact(%s) = %s", uri, r)
-		}
-	}
-	if r := redact("postgresql://u@db/mail"); r != "postgresql://u@db/mail" {
-		t.Errorf("a URI without a password changed: %s", r)
-	}
 }

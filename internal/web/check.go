@@ -150,12 +150,12 @@ func LedgerDatabase(cfg *config.Config) (string, error) {
 			return "", err
 		}
 		if _, err := pgx.ParseConfig(v); err != nil {
-			return "", fmt.Errorf("%s: %v", fleet.Redact(v), err)
+			return "", fmt.Errorf("%s: %v", diag.RedactURL(v), err)
 		}
 		return strings.TrimSpace(v), nil
 	}
 	if _, _, ok := strings.Cut(v, "://"); ok {
-		return "", fmt.Errorf("%s: expected the path of an SQLite file, such as ledger.db, or a postgres:// URL", redact(v))
+		return "", fmt.Errorf("%s: expected the path of an SQLite file, such as ledger.db, or a postgres:// URL", diag.RedactURL(v))
 	}
 	if strings.ContainsRune(v, 0) || strings.HasSuffix(v, "/") {
 		return "", fmt.Errorf("%q: expected the path of a file", v)
@@ -189,14 +189,6 @@ func LedgerReach(cfg *config.Config) diag.List {
 		out.Warnf(cfg.File, s.Line, "ledger_database: %s; serve starts anyway and writes the ledger once the database answers (the records wait in the queue directory)", diag.OneLine(err.Error()))
 	}
 	return out
-}
-
-// redact hides a password in a database URL, which may be in main.cf.
-func redact(v string) string {
-	if u, err := url.Parse(v); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return v
 }
 
 // ParsePeers reads ledger_peers: http:// or https:// URLs with a host
